@@ -1,0 +1,38 @@
+# One-command set-up: every target that needs the project creates the virtual environment first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch is pinned here (not in pyproject) so a fresh machine takes the local CPU wheel instead of
+# downloading a multi-GB CUDA build; users of the package may bring any torch in pyproject's range.
+TORCH_PIN := torch==2.13.0
+
+.PHONY: install build check demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PIN)
+	$(PY) -m pip install -q -e '.[test]' $(TORCH_PIN)
+	touch $@
+
+install: $(VENV)/.installed
+
+build: install
+	$(PY) -m generator build
+
+check: install
+	$(PY) -m generator check
+
+demo: install
+	$(PY) -m generator build
+	$(PY) -m generator demo
+
+test: install
+	$(PY) -m generator check
+	$(PY) -m pytest
+
+bench: install
+	$(PY) -m generator bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

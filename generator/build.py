@@ -1,0 +1,197 @@
+"""The pipeline, end to end: spec files in, formatted Python modules out, written only when changed.
+
+``compile_specs`` parses every spec and fragment, checks them all (collecting every diagnostic of every
+file), lowers and renders each optimizer, and formats it with black; it returns the files it would
+write, so that ``build`` writes them (nothing at all when any spec is bad) and ``check`` compares
+them with what is on disk. Failures after checking are generator bugs and are reported as such.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import syntax as S
+from .check import CheckedSpec, check, check_fragment
+from .diagnostics import Collector, Diagnostic, GeneratorBug, Note, SpecError
+from .parse import parse
+
+SPEC_SUFFIX = ".optim"
+FRAGMENT_SUFFIX = ".frag"
+PROJECT = Path(__file__).resolve().parent.parent
+DEFAULT_SPECS = PROJECT / "specs"
+DEFAULT_OUT = PROJECT / "generated"
+
+
+@dataclass(frozen=True)
+class Output:
+    path: Path
+    content: str
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        try:
+            return str(path.resolve().relative_to(PROJECT))
+        except ValueError:
+            return str(path)
+
+
+def discover(spec_args: list[str] | None, spec_dir: Path = DEFAULT_SPECS) -> tuple[list[Path], list[Path]]:
+    """Spec files named on the command line (or all of ``spec_dir``) and every fragment beside them."""
+    if spec_args:
+        specs = [Path(a) for a in spec_args]
+        dirs = {p.parent.resolve() for p in specs} | {spec_dir.resolve()}
+    else:
+        specs = sorted(spec_dir.glob(f"*{SPEC_SUFFIX}"))
+        dirs = {spec_dir}
+    fragments = sorted({f.resolve() for d in dirs for f in d.glob(f"**/*{FRAGMENT_SUFFIX}")})
+    return specs, fragments
+
+
+def _module_name(spec: S.Spec) -> str:
+    """The generated module is named after the spec file: specs/rmsprop.optim → generated/rmsprop.py."""
+    return Path(spec.path).stem
+
+
+def load(paths: list[Path], fragment_paths: list[Path], out: Collector):
+    sources: dict[str, str] = {}
+    specs, fragments = [], {}
+    for path in list(fragment_paths) + list(paths):
+        shown = _display(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            out.error("E000", f"cannot read the file: {exc.strerror}", S.Span(shown, 1, 1, 1, 1))
+            continue
+        try:
+            spec = parse(data, shown)
+        except SpecError as exc:
+            out.items.extend(exc.diagnostics)
+            sources.update(exc.sources)
+            continue
+        sources[shown] = spec.source
+        if spec.kind == "fragment":
+            check_fragment(spec, out)
+            if spec.name in fragments:
+                out.error("E405", f"fragment `{spec.name}` is defined twice", spec.span,
+                          notes=[Note("first defined here", fragments[spec.name].span)])
+            fragments.setdefault(spec.name, spec)
+        elif path in paths:
+            specs.append(spec)
+        else:
+            out.error("E404", f"{path.name} is a fragment file but holds an optimizer", spec.span,
+                      hint=f"optimizers live in *{SPEC_SUFFIX} files")
+    return specs, fragments, sources
+
+
+def check_all(paths, fragment_paths) -> tuple[list[CheckedSpec], dict[str, str]]:
+    out = Collector()
+    specs, fragments, sources = load(paths, fragment_paths, out)
+    checked = []
+    names: dict[str, S.Spec] = {}
+    for spec in specs:
+        if spec.kind != "optimizer":
+            out.error("E404", "expected an optimizer, found a fragment", spec.span,
+                      hint=f"fragments live in *{FRAGMENT_SUFFIX} files")
+            continue
+        stem = _module_name(spec)
+        if not stem.isidentifier() or keyword.iskeyword(stem) or stem.startswith("_") or stem in (
+            "torch", "typing", "math",
+        ):
+            out.error("E201", f"`{stem}` cannot name a Python module: rename the spec file",
+                      spec.span, hint="spec files are named like Python modules, e.g. my_adam.optim")
+            continue
+        if not spec.name.isidentifier() or keyword.iskeyword(spec.name) or spec.name.startswith("_"):
+            out.error("E201", f"`{spec.name}` cannot name a Python class", spec.span)
+            continue
+        if spec.name in names:
+            out.error("E406", f"optimizer `{spec.name}` is defined twice", spec.span,
+                      notes=[Note("first defined here", names[spec.name].span)])
+        names.setdefault(spec.name, spec)
+        checked.append(check(spec, fragments, out))
+    if out.items:
+        raise SpecError(_sorted(out.items), sources)
+    return checked, sources
+
+
+def _sorted(items: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(items, key=lambda d: (d.span.path, d.span.line, d.span.column))
+
+
+def render_optimizer(checked: CheckedSpec) -> str:
+    from .emit.module import ModuleRenderer
+    from .lower import lower
+
+    try:
+        opt = lower(checked)
+        text = ModuleRenderer(opt, checked).render()
+    except GeneratorBug:
+        raise
+    except Exception as exc:  # a template or printer failure is ours, never the spec's
+        raise GeneratorBug(f"rendering {checked.name} failed: {type(exc).__name__}: {exc}") from exc
+    return format_python(text, checked.name)
+
+
+def format_python(text: str, what: str) -> str:
+    import black
+
+    try:
+        return black.format_str(text, mode=black.Mode(target_versions={black.TargetVersion.PY310}))
+    except Exception as exc:
+        raise GeneratorBug(f"black could not format the module for {what}: {exc}") from exc
+
+
+def render_init(entries: list[tuple[str, str]], spec_dir: str) -> str:
+    from .emit.module import environment
+
+    text = environment().get_template("__init__.py.jinja").render(
+        entries=entries, names=[n for _, n in entries], spec_dir=spec_dir
+    )
+    return format_python(text, "generated/__init__.py")
+
+
+def compile_specs(spec_args: list[str] | None = None, out_dir: Path = DEFAULT_OUT,
+                  spec_dir: Path = DEFAULT_SPECS) -> list[Output]:
+    """Everything a build would write. Raises SpecError (bad specs) or GeneratorBug."""
+    paths, fragments = discover(spec_args, spec_dir)
+    checked, _ = check_all(paths, fragments)
+    outputs = []
+    for c in checked:
+        outputs.append(Output(out_dir / f"{_module_name(c.spec)}.py", render_optimizer(c)))
+    if not spec_args:
+        entries = sorted((_module_name(c.spec), c.name) for c in checked)
+        outputs.append(Output(out_dir / "__init__.py", render_init(entries, _display(spec_dir))))
+    return outputs
+
+
+def write(outputs: list[Output]) -> list[Path]:
+    """Write the files whose content changed; return those paths."""
+    changed = []
+    for o in outputs:
+        o.path.parent.mkdir(parents=True, exist_ok=True)
+        if o.path.exists() and o.path.read_text(encoding="utf-8") == o.content:
+            continue
+        tmp = o.path.with_suffix(o.path.suffix + ".tmp")
+        tmp.write_text(o.content, encoding="utf-8")
+        tmp.replace(o.path)
+        changed.append(o.path)
+    return changed
+
+
+def stale(outputs: list[Output], out_dir: Path) -> list[tuple[Path, str]]:
+    """Files that differ from a fresh build, and generated modules no spec produces any more."""
+    problems = []
+    for o in outputs:
+        if not o.path.exists():
+            problems.append((o.path, "missing"))
+        elif o.path.read_text(encoding="utf-8") != o.content:
+            problems.append((o.path, "stale"))
+    expected = {o.path.resolve() for o in outputs}
+    for p in sorted(out_dir.glob("*.py")):
+        if p.resolve() not in expected and p.read_text(encoding="utf-8").startswith("# Generated by optimgen"):
+            problems.append((p, "orphaned (no spec produces it)"))
+    return problems

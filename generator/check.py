@@ -1,0 +1,1036 @@
+"""Checking: everything that can be wrong with a parsed spec, reported at once, before any code exists.
+
+Per-entry checks (a name is legal, a type is known, a default fits its type) sit beside the
+cross-entry ones (duplicates, keyword-only order, fragments resolved, the update typed and its data
+flow followed) in this one module, which turns a ``Spec`` into a ``CheckedSpec``: fragments inlined,
+every name resolved to a ``Symbol`` of a known kind. Kinds are "bool" (decided by hyperparameters:
+a Python ``if`` in the generated code), "scalar"/"int" (numbers; *dynamic* when they depend on a
+counter such as the step, *varying* when that counter is per-parameter) and "tensor" (shaped like the
+parameter). generator.lower trusts what passes here; anything it cannot lower is a GeneratorBug.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field, replace
+
+from . import syntax as S
+from .builtins import BUILTINS
+from .diagnostics import Collector, Note, did_you_mean
+
+TYPES = {"float", "int", "bool", "tensor"}
+IMPLEMENTATION_FLAGS = {  # flags whose meaning the generator implements, not the spec
+    "foreach": ("bool", True),
+    "differentiable": ("bool", False),
+    "capturable": ("bool", False),
+    "fused": ("bool", True),
+}
+BUILTIN_TENSORS = {"param", "grad"}
+# Names the generated module itself uses; a spec symbol of that name would shadow them.
+RESERVED = {
+    "self",
+    "torch",
+    "Tensor",
+    "Optimizer",
+    "group",
+    "groups",
+    "state",
+    "params",
+    "grads",
+    "i",
+    "math",
+    "cast",
+    "closure",
+    "loss",
+    "defaults",
+    "p",
+    "t_",
+    "device_params",
+    "device_grads",
+    "grouped_tensors",
+    "has_complex",
+    "step_t",
+    "super",
+    "len",
+    "list",
+    "dict",
+    "float",
+    "int",
+    "bool",
+    "str",
+    "range",
+    "zip",
+    "isinstance",
+    "print",
+    "type",
+    "object",
+    "sum",
+    "min",
+    "max",
+    "abs",
+    "any",
+    "all",
+    "tuple",
+    "set",
+    "id",
+    "iter",
+    "next",
+    "map",
+    "filter",
+    "enumerate",
+}
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    kind: str  # bool | scalar | int | tensor
+    role: str  # input | state | local | param | grad
+    dynamic: bool = (
+        False  # depends on a counter (not known when the optimizer is built)
+    )
+    varying: bool = False  # differs between parameters (per-parameter counter)
+    decl: object = None  # the Input / State / Assign that introduced it
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Block:
+    mode: str  # "step" (once per step), "each" (every parameter with a gradient), "random"
+    body: tuple[S.Stmt, ...]
+    span: S.Span
+
+
+@dataclass
+class CheckedSpec:
+    spec: S.Spec
+    inputs: dict[str, Symbol]
+    states: dict[str, S.State]
+    blocks: list[Block]
+    locals: dict[str, Symbol] = field(default_factory=dict)
+    used_inputs: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+# ---- per-entry checks --------------------------------------------------------------------------------
+
+
+def check_name(name: S.Name, what: str, out: Collector) -> None:
+    n = name.id
+    if keyword.iskeyword(n) or keyword.issoftkeyword(n):
+        out.error(
+            "E201",
+            f"`{n}` is a Python keyword and cannot name {what}",
+            name.span,
+            hint=f"rename it, e.g. `{n}_`" if not n.endswith("_") else None,
+        )
+    elif n.startswith("_") or n.startswith("__"):
+        out.error("E201", f"`{n}`: names may not start with `_`", name.span)
+    elif n in RESERVED:
+        out.error(
+            "E201",
+            f"`{n}` is reserved by the generated code and cannot name {what}",
+            name.span,
+            hint=f"rename it, e.g. `{n}_value`",
+        )
+    elif not n.isascii() or not n.replace("_", "a").isalnum():
+        out.error("E201", f"`{n}` is not a valid name", name.span)
+
+
+def check_input(inp: S.Input, out: Collector) -> None:
+    for n in inp.names:
+        check_name(n, "an input", out)
+    if inp.torch_name is not None:
+        check_name(S.Name(inp.torch_name, None, inp.span), "an argument", out)
+    for t in inp.type.names:
+        if t not in TYPES:
+            out.error(
+                "E202",
+                f"unknown type `{t}`",
+                inp.type.span,
+                hint=did_you_mean(t, TYPES) or "types are float, int, bool and tensor",
+            )
+    if inp.type.kind == "tuple":
+        if len(inp.type.names) != len(inp.names):
+            out.error(
+                "E203",
+                f"{len(inp.names)} names for a tuple of {len(inp.type.names)} types",
+                inp.type.span,
+            )
+        if inp.torch_name is None:
+            out.error(
+                "E203",
+                "a tuple input needs an argument name in parentheses",
+                inp.span,
+                hint=f"e.g. `input {', '.join(n.id for n in inp.names)} (betas): ...`",
+            )
+    elif len(inp.names) != 1:
+        out.error(
+            "E203",
+            "several names need a tuple type such as `(float, float)`",
+            inp.type.span,
+        )
+    if inp.fixed and (inp.keyword or inp.required):
+        out.error(
+            "E204",
+            "a `fixed` input is not an argument; it cannot also be keyword or required",
+            inp.span,
+        )
+    if inp.required and inp.default is not None:
+        out.error("E204", "a `required` input has no default", inp.default.span)
+    if not inp.required and inp.default is None:
+        out.error(
+            "E204",
+            f"input `{inp.names[0].id}` needs a default (`= value`) or `required`",
+            inp.span,
+        )
+    if inp.default is not None:
+        _check_default(inp, out)
+    flag = IMPLEMENTATION_FLAGS.get(inp.arg_name)
+    if flag is not None:
+        kind, optional = flag
+        if (
+            inp.type.kind != "union"
+            or inp.type.names != (kind,)
+            or inp.type.optional != (optional,)
+        ):
+            want = kind + ("?" if optional else "")
+            out.error(
+                "E205",
+                f"`{inp.arg_name}` is an implementation flag of type `{want}`",
+                inp.type.span,
+            )
+
+
+def _literal_kind(e: S.Expr) -> str | None:
+    if isinstance(e, S.Number):
+        return "int" if e.is_integer_literal else "float"
+    if isinstance(e, S.Unary) and e.op == "-" and isinstance(e.operand, S.Number):
+        return _literal_kind(e.operand)
+    if isinstance(e, S.Bool):
+        return "bool"
+    if isinstance(e, S.NoneLit):
+        return "none"
+    if isinstance(e, S.Tuple):
+        return "tuple"
+    return None
+
+
+def _check_default(inp: S.Input, out: Collector) -> None:
+    d = inp.default
+    kind = _literal_kind(d)
+    if kind is None:
+        out.error(
+            "E204",
+            "a default must be a literal (a number, true, false, none or a tuple)",
+            d.span,
+        )
+        return
+    if inp.type.kind == "tuple":
+        if kind != "tuple" or len(d.items) != len(inp.names):
+            out.error(
+                "E204",
+                f"the default must be a tuple of {len(inp.names)} values",
+                d.span,
+            )
+        return
+    names, optional = inp.type.names, any(inp.type.optional)
+    ok = {
+        "none": optional,
+        "bool": "bool" in names,
+        "int": bool({"int", "float"} & set(names)),
+        "float": "float" in names,
+        "tuple": False,
+    }[kind]
+    if not ok:
+        out.error(
+            "E204",
+            f"default `{_show(d)}` does not fit type "
+            f"`{' | '.join(n + ('?' if o else '') for n, o in zip(names, inp.type.optional))}`",
+            d.span,
+        )
+
+
+def _show(e: S.Expr) -> str:
+    from .emit.spec_printer import print_expr
+
+    return print_expr(e)
+
+
+def check_state(st: S.State, out: Collector) -> None:
+    check_name(st.name, "a state", out)
+    if st.torch_name is not None:
+        if not st.torch_name.isidentifier() or keyword.iskeyword(st.torch_name):
+            out.error("E201", f"`{st.torch_name}` is not a valid state key", st.span)
+    if st.kind not in ("tensor", "count"):
+        out.error(
+            "E206",
+            f"unknown state kind `{st.kind}`",
+            st.span,
+            hint="a state is a `tensor` (the default, shaped like the parameter) or a `count`",
+        )
+    if st.kind == "count" and st.lazy:
+        out.error(
+            "E206",
+            "a `count` state starts from a number; `lazy` is for tensors",
+            st.span,
+        )
+    if st.scope != "parameter" and st.kind != "count":
+        out.error(
+            "E206", f"{st.scope}-level state must be a `count` (a number)", st.span
+        )
+
+
+# ---- cross-entry checks ------------------------------------------------------------------------------
+
+
+class Checker:
+    def __init__(self, spec: S.Spec, fragments: dict[str, S.Spec], out: Collector):
+        self.spec = spec
+        self.fragments = fragments
+        self.out = out
+        self.inputs: dict[str, Symbol] = {}
+        self.states: dict[str, S.State] = {}
+        self.used: set[str] = set()
+        self.locals: dict[str, Symbol] = {}
+
+    # -- declarations --
+    def declarations(self) -> None:
+        seen: dict[str, S.Span] = {}
+        args: dict[str, S.Span] = {}
+
+        def declare(name: S.Name, what: str):
+            if name.id in seen:
+                self.out.error(
+                    "E207",
+                    f"`{name.id}` is declared twice",
+                    name.span,
+                    notes=[Note("first declared here", seen[name.id])],
+                )
+            seen.setdefault(name.id, name.span)
+
+        keyword_seen = None
+        for inp in self.spec.inputs:
+            check_input(inp, self.out)
+            for n in inp.names:
+                declare(n, "input")
+            if inp.arg_name in args and len(inp.names) == 1 and inp.torch_name:
+                self.out.error(
+                    "E207",
+                    f"argument `{inp.arg_name}` is declared twice",
+                    inp.span,
+                    notes=[Note("first declared here", args[inp.arg_name])],
+                )
+            args.setdefault(inp.arg_name, inp.span)
+            if inp.keyword:
+                keyword_seen = inp
+            elif keyword_seen is not None and not inp.fixed:
+                self.out.error(
+                    "E208",
+                    f"positional input `{inp.arg_name}` after keyword-only "
+                    f"`{keyword_seen.arg_name}`",
+                    inp.span,
+                    hint="move it above the keyword-only inputs, as torch orders them",
+                )
+            for k, n in enumerate(inp.names):
+                names = inp.type.names
+                t = names[k] if inp.type.kind == "tuple" else names[0]
+                kind = {
+                    "bool": "bool",
+                    "int": "int",
+                    "float": "scalar",
+                    "tensor": "scalar",
+                }.get(t, "scalar")
+                if inp.type.kind == "union" and "float" in names:
+                    kind = "scalar"
+                self.inputs[n.id] = Symbol(
+                    n.id, kind, "input", decl=inp, optional=any(inp.type.optional)
+                )
+        for st in self.spec.states:
+            check_state(st, self.out)
+            declare(st.name, "state")
+            self.states[st.name.id] = st
+        keys: dict[str, S.Span] = {}
+        for st in self.spec.states:
+            if st.scope == "parameter" and st.key in keys:
+                self.out.error(
+                    "E207",
+                    f"state key `{st.key}` is used twice",
+                    st.span,
+                    notes=[Note("first used here", keys[st.key])],
+                )
+            keys.setdefault(st.key, st.span)
+        for name in BUILTIN_TENSORS:
+            if name in seen:
+                self.out.error(
+                    "E201",
+                    f"`{name}` is built in (the parameter and its gradient)",
+                    seen[name],
+                )
+
+    # -- validation expressions (constructor) --
+    def validations(self) -> None:
+        for v in self.spec.validations:
+            kind = self.expr(v.expr, context="validation")
+            if kind not in ("bool", None):
+                self.out.error(
+                    "E301",
+                    "a requirement must be a condition (true or false)",
+                    v.expr.span,
+                    hint="compare it, e.g. `lr >= 0`",
+                )
+            msg = v.message
+            if msg is not None:
+                self._check_message(msg)
+                if msg.exception not in ("ValueError", "RuntimeError", "TypeError"):
+                    self.out.error(
+                        "E302",
+                        f"`{msg.exception}` is not an exception a check may raise",
+                        msg.span,
+                        hint="use ValueError, RuntimeError or TypeError",
+                    )
+        for st in self.spec.states:
+            if st.condition is not None and self.expr(st.condition, "state") not in (
+                "bool",
+                None,
+            ):
+                self.out.error(
+                    "E301",
+                    "a state condition must be decided by hyperparameters",
+                    st.condition.span,
+                )
+            if st.init is not None:
+                kind = self.expr(st.init, "state")
+                if kind == "tensor":
+                    self.out.error(
+                        "E303",
+                        "a state's initial value is a number (or `lazy`)",
+                        st.init.span,
+                        hint="for a first value taken from the update, declare the "
+                        "state `lazy` and assign it with `initially`",
+                    )
+
+    def _check_message(self, msg: S.Message) -> None:
+        import re
+
+        for m in re.finditer(r"\{([^{}]*)\}", msg.text):
+            ref = m.group(1)
+            if ref not in self.inputs:
+                self.out.error(
+                    "E304",
+                    f"`{{{ref}}}` in the message is not an input",
+                    msg.span,
+                    hint=did_you_mean(ref, self.inputs)
+                    or "placeholders name inputs, e.g. {lr}",
+                )
+            else:
+                self.used.add(ref)
+
+    # -- update --
+    def update(self) -> list[Block]:
+        blocks = []
+        modes = [u.mode for u in self.spec.updates]
+        if self.spec.kind == "optimizer" and not self.spec.updates:
+            self.out.error(
+                "E401",
+                "the optimizer has no `update:` block",
+                self.spec.span,
+                hint="add `update:` with the per-parameter statements",
+            )
+        for u in self.spec.updates:
+            body = self.inline(u.body, ())
+            blocks.append(Block(u.mode, body, u.span))
+        if modes.count("each") + modes.count("random") > 1:
+            self.out.error(
+                "E401", "one parameter update per optimizer", self.spec.updates[-1].span
+            )
+        env = dict(self.inputs)
+        for name, st in self.states.items():
+            kind = "scalar" if st.kind == "count" else "tensor"
+            env[name] = Symbol(
+                name,
+                kind,
+                "state",
+                dynamic=st.kind == "count",
+                varying=st.scope == "parameter" and st.kind == "count",
+                decl=st,
+            )
+        env["param"] = Symbol("param", "tensor", "param")
+        env["grad"] = Symbol("grad", "tensor", "grad")
+        self.flow = _Flow(self, env)
+        for b in blocks:
+            self.flow.block(b)
+        for name, sym in self.flow.defined.items():
+            if name not in self.flow.read and sym.role == "local":
+                self.out.error(
+                    "E402",
+                    f"`{name}` is assigned but never used",
+                    sym.decl.target.span,
+                    hint="remove the assignment, or use the value",
+                )
+        self.locals = {n: s for n, s in self.flow.defined.items() if s.role == "local"}
+        return blocks
+
+    def inline(self, body, stack) -> tuple[S.Stmt, ...]:
+        out = []
+        for stmt in body:
+            if isinstance(stmt, S.Use):
+                frag = self.fragments.get(stmt.fragment)
+                if frag is None:
+                    self.out.error(
+                        "E403",
+                        f"no fragment named `{stmt.fragment}`",
+                        stmt.span,
+                        hint=did_you_mean(stmt.fragment, self.fragments)
+                        or "fragments live in specs/fragments/*.frag",
+                    )
+                    continue
+                if stmt.fragment in stack:
+                    self.out.error(
+                        "E403", f"fragment `{stmt.fragment}` uses itself", stmt.span
+                    )
+                    continue
+                out.extend(self.inline(frag.body, stack + (stmt.fragment,)))
+            elif isinstance(stmt, S.If):
+                branches = tuple((c, self.inline(b, stack)) for c, b in stmt.branches)
+                out.append(
+                    replace(
+                        stmt, branches=branches, orelse=self.inline(stmt.orelse, stack)
+                    )
+                )
+            else:
+                out.append(stmt)
+        return tuple(out)
+
+    # -- expression kinds (shared by validation and update) --
+    def expr(self, e, context, env=None, flow=None) -> str | None:
+        """The kind of ``e``; reports errors and returns None when it has none."""
+        return _Typer(
+            self, context, env if env is not None else self.inputs, flow
+        ).kind(e)
+
+
+class _Typer:
+    def __init__(self, checker: Checker, context: str, env: dict, flow):
+        self.c, self.context, self.env, self.flow = checker, context, env, flow
+        self.dynamic = False
+        self.varying = False
+
+    def error(self, *a, **k):
+        self.c.out.error(*a, **k)
+
+    def kind(self, e) -> str | None:
+        method = getattr(self, "k_" + type(e).__name__)
+        return method(e)
+
+    def k_Number(self, e):
+        return "int" if e.is_integer_literal else "scalar"
+
+    def k_Bool(self, e):
+        return "bool"
+
+    def k_NoneLit(self, e):
+        self.error("E305", "`none` is only a default value", e.span)
+
+    def k_Tuple(self, e):
+        self.error("E305", "a tuple is only a default value", e.span)
+
+    def k_Name(self, e: S.Name):
+        sym = self.env.get(e.id)
+        name, sub = e.id, e.subscript
+        if (
+            sym is None
+            and sub is None
+            and name.endswith("_t")
+            and name[:-2] in self.env
+        ):
+            name, sub = name[:-2], "t"
+            sym = self.env[name]
+        if sym is None:
+            if self.flow is not None and name in self.flow.pending:
+                self.error(
+                    "E306",
+                    f"`{name}` is used before it is assigned",
+                    e.span,
+                    notes=[Note("assigned here", self.flow.pending[name])],
+                )
+                return None
+            if self.context == "validation" and name == "grad":
+                return "tensor"  # a check on the gradient runs at each step (is_sparse(grad))
+            if self.context == "validation" and (
+                name in self.c.states or name in BUILTIN_TENSORS
+            ):
+                self.error(
+                    "E306",
+                    f"`{name}` does not exist when the optimizer is built",
+                    e.span,
+                    hint="requirements may only name inputs",
+                )
+                return None
+            candidates = list(self.env) + (list(self.flow.defined) if self.flow else [])
+            self.error(
+                "E306",
+                f"undefined name `{name}`",
+                e.span,
+                hint=did_you_mean(name, candidates),
+            )
+            return None
+        if sym.role == "input":
+            self.c.used.add(name)
+        if self.flow is not None:
+            self.flow.on_read(name, sub, e.span)
+        self.dynamic |= sym.dynamic
+        self.varying |= sym.varying
+        return sym.kind
+
+    def k_Unary(self, e: S.Unary):
+        k = self.kind(e.operand)
+        if e.op == "not":
+            if k not in ("bool", None):
+                self.error("E307", "`not` needs a condition", e.operand.span)
+            return "bool"
+        if k == "bool":
+            self.error("E307", "cannot negate a condition; use `not`", e.span)
+            return None
+        return k
+
+    def k_Binary(self, e: S.Binary):
+        lk, rk = self.kind(e.left), self.kind(e.right)
+        if e.op in ("and", "or"):
+            for side, k in ((e.left, lk), (e.right, rk)):
+                if k == "tensor":
+                    self.error(
+                        "E308",
+                        f"a tensor cannot be a condition of `{e.op}`",
+                        side.span,
+                        hint="reduce it first, or use where(...) for elementwise choice",
+                    )
+                elif k not in ("bool", None):
+                    self.error(
+                        "E307",
+                        f"`{e.op}` joins conditions",
+                        side.span,
+                        hint="compare the value, e.g. `x != 0`",
+                    )
+            return "bool"
+        if lk is None or rk is None:
+            return None
+        for side, k in ((e.left, lk), (e.right, rk)):
+            if k == "bool":
+                self.error(
+                    "E307", f"a condition cannot be an operand of `{e.op}`", side.span
+                )
+                return None
+        if e.op == "%" and "tensor" in (lk, rk):
+            self.error("E309", "`%` is for numbers (step counts), not tensors", e.span)
+        if e.op == "^" and rk == "tensor":
+            self.error("E309", "the exponent must be a number", e.right.span)
+        if "tensor" in (lk, rk):
+            return "tensor"
+        if lk == rk == "int" and e.op in ("+", "-", "*", "%"):
+            return "int"
+        return "scalar"
+
+    def k_Compare(self, e: S.Compare):
+        kinds = [self.kind(x) for x in e.operands]
+        if None in kinds:
+            return "bool"
+        if "tensor" in kinds:
+            if self.context == "where":
+                return "tensorbool"
+            self.error(
+                "E308",
+                "a tensor comparison cannot be a condition",
+                e.span,
+                hint="a condition must be decided by numbers; for an elementwise choice "
+                "use where(a > b, x, y)",
+            )
+            return None
+        if "bool" in kinds and any(op not in ("==", "!=") for op in e.ops):
+            self.error("E307", "conditions can only be compared with == and !=", e.span)
+        return "bool"
+
+    def k_Conditional(self, e: S.Conditional):
+        ck = self.kind(e.cond)
+        if ck == "tensor" or ck == "tensorbool":
+            self.error(
+                "E308",
+                "a tensor cannot be the condition of `if ... else`",
+                e.cond.span,
+                hint="use where(condition, a, b) for an elementwise choice",
+            )
+        elif ck not in ("bool", None):
+            self.error(
+                "E307",
+                "the condition must be true or false",
+                e.cond.span,
+                hint="compare it, e.g. `x != 0`",
+            )
+        if self.flow is not None:
+            self.flow.conditions.append(e.cond)
+        a = self.kind(e.then)
+        if self.flow is not None:
+            self.flow.conditions.pop()
+            self.flow.conditions.append(S.Unary("not", e.cond, e.cond.span))
+        b = self.kind(e.orelse)
+        if self.flow is not None:
+            self.flow.conditions.pop()
+        if None in (a, b):
+            return None
+        if "bool" in (a, b) and a != b:
+            self.error("E307", "both branches must be conditions, or neither", e.span)
+        return "tensor" if "tensor" in (a, b) else a if a == b else "scalar"
+
+    def k_Call(self, e: S.Call):
+        b = BUILTINS.get(e.func)
+        if b is None:
+            self.error(
+                "E310",
+                f"unknown function `{e.func}`",
+                e.func_span or e.span,
+                hint=did_you_mean(e.func, BUILTINS)
+                or "see the language reference for the functions a spec can call",
+            )
+            for a in e.args:
+                self.kind(a)
+            return None
+        if self.context == "validation" and b.context == "update":
+            self.error("E310", f"`{e.func}` cannot be used in a requirement", e.span)
+        if self.context != "validation" and b.context == "validation":
+            self.error("E310", f"`{e.func}` is only for requirements on inputs", e.span)
+        if len(e.args) != len(b.params):
+            self.error(
+                "E311",
+                f"`{e.func}` takes {len(b.params)} argument"
+                f"{'s' if len(b.params) != 1 else ''}, got {len(e.args)}",
+                e.span,
+            )
+            return None
+        kinds = []
+        for want, a in zip(b.params, e.args):
+            saved = self.context
+            if want == "bool" and e.func == "where":
+                self.context = "where"
+            k = self.kind(a)
+            self.context = saved
+            kinds.append(k)
+            if k is None:
+                continue
+            if want == "scalar" and k == "tensor":
+                self.error(
+                    "E312", f"`{e.func}` needs a number here, not a tensor", a.span
+                )
+            elif want == "tensor" and k not in ("tensor",):
+                self.error("E312", f"`{e.func}` needs a tensor here", a.span)
+            elif want == "bool" and e.func == "where" and k != "tensorbool":
+                self.error(
+                    "E312",
+                    "where(...) needs an elementwise comparison of tensors first",
+                    a.span,
+                )
+            elif want == "any" and k == "bool":
+                self.error("E312", f"`{e.func}` needs a number or a tensor", a.span)
+        if None in kinds:
+            return None
+        if b.result == "follow":
+            return "tensor" if "tensor" in kinds else "scalar"
+        if e.func == "randint":
+            self.dynamic = True
+        return b.result
+
+
+class _Flow:
+    """Follows the update in order: what is defined where, read before written, and the subscripts."""
+
+    def __init__(self, checker: Checker, env: dict):
+        self.c = checker
+        self.env = (
+            env  # inputs, states, builtins; locals are added as they are assigned
+        )
+        self.defined: dict[str, Symbol] = {}
+        self.read: set[str] = set()
+        self.assigned_now: dict[str, S.Span] = {}  # states assigned so far in this step
+        self.initialised: set[str] = set()  # lazy states given their first value
+        self.conditions: list[S.Expr] = []
+        self.pending: dict[str, S.Span] = {}
+
+    def block(self, b: Block) -> None:
+        self.mode = b.mode
+        self.body(b.body)
+
+    def body(self, stmts) -> None:
+        for s in stmts:
+            if isinstance(s, S.Assign):
+                self.assign(s)
+            elif isinstance(s, S.If):
+                self.if_(s)
+
+    def kind(self, e, context="update"):
+        t = _Typer(self.c, context, self.env, self)
+        k = t.kind(e)
+        return k, t.dynamic, t.varying
+
+    def if_(self, s: S.If) -> None:
+        before = dict(self.env)
+        envs = []
+        negs = []
+        for cond, body in s.branches:
+            k, dyn, _ = self.kind(cond)
+            if k == "tensor" or k == "tensorbool":
+                self.c.out.error(
+                    "E308",
+                    "a tensor cannot be the condition of `if`",
+                    cond.span,
+                    hint="use where(condition, a, b) for an elementwise choice",
+                )
+            elif k not in ("bool", None):
+                self.c.out.error(
+                    "E307",
+                    "the condition of `if` must be true or false",
+                    cond.span,
+                    hint="compare it, e.g. `weight_decay != 0`",
+                )
+            elif dyn:
+                self.c.out.error(
+                    "E313",
+                    "an `if` statement must be decided by hyperparameters",
+                    cond.span,
+                    hint="for a value that depends on the step, use an expression "
+                    "`a if condition else b`",
+                )
+            self.env = dict(before)
+            self.conditions.extend(negs + [cond])
+            self.body(body)
+            del self.conditions[len(self.conditions) - len(negs) - 1 :]
+            envs.append(self.env)
+            negs.append(S.Unary("not", cond, cond.span))
+        self.env = dict(before)
+        self.conditions.extend(negs)
+        self.body(s.orelse)
+        del self.conditions[len(self.conditions) - len(negs) :]
+        envs.append(self.env)
+        # A local is defined after the `if` only where every branch defined it, with one kind.
+        merged = dict(before)
+        for name in set().union(*envs) - set(before):
+            syms = [e.get(name) for e in envs]
+            if all(syms):
+                kinds = {x.kind for x in syms}
+                merged[name] = replace(
+                    syms[0],
+                    kind=kinds.pop() if len(kinds) == 1 else "tensor",
+                    dynamic=any(x.dynamic for x in syms),
+                    varying=any(x.varying for x in syms),
+                )
+            else:
+                self.pending[name] = next(x for x in syms if x).decl.target.span
+        self.env = merged
+
+    def on_read(self, name: str, sub: str | None, span: S.Span) -> None:
+        self.read.add(name)
+        st = self.c.states.get(name)
+        if st is None:
+            if sub is not None:
+                self.c.out.error(
+                    "E314",
+                    f"`{name}` is not a state; a time subscript marks "
+                    "a state's value before or after this step",
+                    span,
+                )
+            return
+        if sub == "t-1" and name in self.assigned_now:
+            self.c.out.error(
+                "E314",
+                f"`{name}_{{t-1}}` is read after `{name}` was updated in " "this step",
+                span,
+                notes=[Note(f"{name} updated here", self.assigned_now[name])],
+                hint="read it before the update, or drop the subscript",
+            )
+        if sub == "t" and name not in self.assigned_now:
+            self.c.out.error(
+                "E314",
+                f"`{name}_t` is read before `{name}` is updated in this step",
+                span,
+                hint=f"write `{name}_{{t-1}}` for the previous value",
+            )
+        if st.lazy and name not in self.initialised:
+            self.c.out.error(
+                "E315",
+                f"state `{name}` is read before it has a value",
+                span,
+                notes=[Note("declared lazy here", st.span)],
+                hint=f"give it its first value with `{name} <- ... initially ...`",
+            )
+        self._check_condition(st, span)
+
+    def _check_condition(self, st: S.State, span: S.Span) -> None:
+        if st.condition is None:
+            return
+        if not any(_implies(c, st.condition) for c in self.conditions):
+            self.c.out.error(
+                "E316",
+                f"state `{st.name.id}` exists only if "
+                f"{_show(st.condition)}, but is used outside such a branch",
+                span,
+                notes=[Note("declared here", st.span)],
+                hint=f"wrap the statement in `if {_show(st.condition)}:`",
+            )
+
+    def assign(self, s: S.Assign) -> None:
+        name, sub = s.target.id, s.target.subscript
+        if sub is None and name.endswith("_t") and name[:-2] in self.c.states:
+            name, sub = name[:-2], "t"
+        if sub == "t-1":
+            self.c.out.error(
+                "E314",
+                f"cannot assign `{name}_{{t-1}}`, the previous value",
+                s.target.span,
+                hint=f"assign `{name}` (or `{name}_t`)",
+            )
+        (
+            check_name(S.Name(name, None, s.target.span), "a value", self.c.out)
+            if name not in self.env
+            else None
+        )
+        target = self.env.get(name)
+        if target is not None and target.role == "input":
+            self.c.out.error(
+                "E317",
+                f"cannot assign to input `{name}`",
+                s.target.span,
+                notes=[Note("declared here", target.decl.span)],
+                hint=(
+                    f"assign a new name, e.g. `{name}_t <- ...`"
+                    if not name.endswith("_t")
+                    else None
+                ),
+            )
+            return
+        if target is not None and target.role == "grad":
+            self.c.out.error(
+                "E317",
+                "cannot assign to `grad`: gradients are never modified",
+                s.target.span,
+                hint="name the working gradient, e.g. `g <- grad`",
+            )
+            return
+        if s.initially is not None and name in self.c.states and self.c.states[name].lazy:
+            self.kind(s.initially)
+            self.initialised.add(name)  # the update expression runs only once it has a value
+        k, dyn, var = self.kind(s.value)
+        if s.initially is not None:
+            st = self.c.states.get(name)
+            if st is None or not st.lazy:
+                self.c.out.error(
+                    "E318",
+                    "`initially` gives a lazy state its first value; "
+                    f"`{name}` is not a lazy state",
+                    s.initially.span,
+                )
+            ik, _, _ = self.kind(s.initially)
+            if ik not in ("tensor", None):
+                self.c.out.error(
+                    "E318",
+                    "the first value of a tensor state must be a tensor",
+                    s.initially.span,
+                )
+            if st is not None and st.lazy:
+                self.initialised.add(name)
+        elif (
+            name in self.c.states
+            and self.c.states[name].lazy
+            and name not in self.initialised
+        ):
+            self.c.out.error(
+                "E315",
+                f"lazy state `{name}` is assigned without `initially`",
+                s.target.span,
+                hint=f"write `{name} <- ... initially <first value>`",
+            )
+            self.initialised.add(name)
+        if target is not None and target.role in ("state", "param"):
+            want = target.kind
+            if k == "tensor" and want != "tensor":
+                self.c.out.error(
+                    "E319",
+                    f"`{name}` is a number; a tensor cannot be stored in it",
+                    s.value.span,
+                )
+            if k in ("scalar", "int") and want == "tensor" and target.role == "param":
+                self.c.out.error(
+                    "E319", "the parameter must stay a tensor", s.value.span
+                )
+            if k == "bool":
+                self.c.out.error(
+                    "E319", f"a condition cannot be stored in `{name}`", s.value.span
+                )
+            if target.role == "state":
+                st = self.c.states[name]
+                if st.scope != "parameter" and self.mode != "step":
+                    self.c.out.error(
+                        "E320",
+                        f"{st.scope}-level state `{name}` can only be "
+                        "updated in an `update optimizer:` block",
+                        s.target.span,
+                    )
+                self._check_condition(st, s.target.span)
+                self.assigned_now[name] = s.target.span
+            self.read.add(name) if target.role == "param" else None
+            return
+        if k is None:
+            k = "tensor"
+        if k == "bool":
+            self.c.out.error(
+                "E319", "store conditions in inputs, not in update values", s.value.span
+            )
+        prev = self.env.get(name)
+        if (
+            prev is not None
+            and prev.kind != k
+            and not ({prev.kind, k} <= {"scalar", "int"})
+        ):
+            self.c.out.error(
+                "E319",
+                f"`{name}` was a {prev.kind}; it cannot become a {k}",
+                s.value.span,
+                notes=[Note("first assigned here", prev.decl.target.span)],
+            )
+        sym = Symbol(name, k, "local", dynamic=dyn, varying=var, decl=s)
+        self.env[name] = sym
+        self.defined.setdefault(name, sym)
+        self.pending.pop(name, None)
+
+
+def _implies(cond: S.Expr, required: S.Expr) -> bool:
+    """Does a branch condition guarantee that a state's condition holds? (Syntactic, conservative.)"""
+    if cond == required:
+        return True
+    if isinstance(cond, S.Binary) and cond.op == "and":
+        return _implies(cond.left, required) or _implies(cond.right, required)
+    return False
+
+
+def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> CheckedSpec:
+    c = Checker(spec, fragments, out)
+    c.declarations()
+    c.validations()
+    blocks = c.update()
+    for inp in spec.inputs:
+        if inp.arg_name in IMPLEMENTATION_FLAGS:
+            continue
+        unused = [n for n in inp.names if n.id not in c.used]
+        for n in unused:
+            out.error(
+                "E321",
+                f"input `{n.id}` is never used",
+                n.span,
+                hint="use it in the update or a requirement, or remove it",
+            )
+    return CheckedSpec(spec, c.inputs, c.states, blocks, c.locals, c.used)
+
+
+def check_fragment(frag: S.Spec, out: Collector) -> None:
+    if frag.inputs or frag.states or frag.updates:
+        out.error("E404", "a fragment holds update statements only", frag.span)

@@ -1,0 +1,90 @@
+"""The command line: ``optimgen build | check | demo | bench`` (also ``python -m generator``).
+
+Exit status 0 on success, 1 for bad specs or stale output (with diagnostics on stderr), 2 for a
+generator bug, which is reported as one and never blamed on the spec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import build
+from .diagnostics import GeneratorBug, SpecError
+
+
+def _outputs(args):
+    return build.compile_specs(args.specs or None, Path(args.out), Path(args.spec_dir))
+
+
+def cmd_build(args) -> int:
+    start = time.perf_counter()
+    outputs = _outputs(args)
+    changed = build.write(outputs)
+    took = time.perf_counter() - start
+    for p in changed:
+        print(f"wrote {build._display(p)}")
+    print(f"{len(outputs)} file(s) generated, {len(changed)} changed, in {took:.2f} s")
+    return 0
+
+
+def cmd_check(args) -> int:
+    outputs = _outputs(args)
+    problems = build.stale(outputs, Path(args.out))
+    for p, why in problems:
+        print(f"{build._display(p)}: {why}", file=sys.stderr)
+    if problems:
+        print("generated/ is out of date: run `optimgen build`", file=sys.stderr)
+        return 1
+    print(f"{len(outputs)} generated file(s) up to date")
+    return 0
+
+
+def _add_io(p: argparse.ArgumentParser, specs: bool = True) -> None:
+    if specs:
+        p.add_argument("specs", nargs="*", help="spec files (default: every *.optim in --spec-dir)")
+    p.add_argument("--out", default=str(build.DEFAULT_OUT), help="output package directory")
+    p.add_argument("--spec-dir", default=str(build.DEFAULT_SPECS), help="directory of specs")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="optimgen",
+        description="Generate torch.optim optimizers from spec files.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="generate optimizers from specs (writes only changed files)")
+    _add_io(b)
+    b.set_defaults(func=cmd_build)
+    c = sub.add_parser("check", help="exit 1 if generated/ differs from a fresh build")
+    _add_io(c, specs=False)
+    c.set_defaults(func=cmd_check, specs=None)
+    from . import bench, demo
+
+    d = sub.add_parser("demo", help="the seed tutorials' scenarios, generated vs torch.optim")
+    demo.add_arguments(d)
+    d.set_defaults(func=demo.run)
+    be = sub.add_parser("bench", help="step time of generated vs torch.optim, side by side")
+    bench.add_arguments(be)
+    be.set_defaults(func=bench.run)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(exc.render(), file=sys.stderr)
+        n = len(exc.diagnostics)
+        print(f"{n} error{'s' if n != 1 else ''}; nothing was written", file=sys.stderr)
+        return 1
+    except GeneratorBug as exc:
+        print(f"optimgen: internal error (a bug in optimgen, not in your spec): {exc}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

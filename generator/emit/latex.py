@@ -1,0 +1,170 @@
+"""The algorithm box: a checked spec rendered as LaTeX pseudocode, as torch.optim's docstrings show it.
+
+Dispatches on spec node type with parentheses from precedence (like generator.emit.spec_printer);
+names are shown the way papers write them (``beta1`` → β₁, ``lr`` → γ, ``param`` → θ), and state
+reads/writes get the time subscripts t-1 / t.
+"""
+
+from __future__ import annotations
+
+from .. import syntax as S
+from ..check import CheckedSpec
+
+GREEK = {
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+    "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega",
+}
+NAMED = {"lr": r"\gamma", "weight_decay": r"\lambda", "eps": r"\epsilon", "param": r"\theta",
+         "momentum": r"\mu", "dampening": r"\tau"}
+PREC = {"cond": 1, "or": 2, "and": 3, "not": 4, "compare": 5, "+": 6, "-": 6, "*": 7, "/": 7,
+        "%": 7, "neg": 8, "^": 9, "atom": 10}
+OPS = {"==": "=", "!=": r"\neq", "<=": r"\leq", ">=": r"\geq", "<": "<", ">": ">"}
+
+
+def symbol(name: str) -> str:
+    if name in NAMED:
+        return NAMED[name]
+    base = name.rstrip("0123456789")
+    digits = name[len(base):]
+    if base in GREEK:
+        return "\\" + base + (f"_{{{digits}}}" if digits else "")
+    if "_" in name:
+        head, tail = name.split("_", 1)
+        inner = head if len(head) == 1 else r"\textit{" + head.replace("_", r"\_") + "}"
+        return f"{inner}_{{\\textit{{{tail.replace('_', chr(92) + '_')}}}}}"
+    if len(name) == 1:
+        return name
+    return r"\textit{" + name + "}"
+
+
+class LatexPrinter:
+    def __init__(self, checked: CheckedSpec):
+        self.c = checked
+        self.assigned: set[str] = set()
+
+    def name(self, e: S.Name, target: bool = False) -> str:
+        n = e.id
+        if n == "grad":
+            return r"\nabla_{\theta} f_t(\theta_{t-1})"
+        st = self.c.states.get(n)
+        if st is not None and st.kind == "count" and n in ("t", "step"):
+            return "t"
+        base = symbol(n)
+        if n == "param" or (st is not None and st.kind == "tensor"):
+            sub = "t" if target or n in self.assigned else "t-1"
+            return f"{base}_{{{sub}}}" if "_" not in base else f"{{{base}}}_{{{sub}}}"
+        return base
+
+    def prec(self, e) -> int:
+        if isinstance(e, S.Conditional):
+            return PREC["cond"]
+        if isinstance(e, S.Binary):
+            return PREC[e.op]
+        if isinstance(e, S.Unary):
+            return PREC["not" if e.op == "not" else "neg"]
+        if isinstance(e, S.Compare):
+            return PREC["compare"]
+        return PREC["atom"]
+
+    def wrap(self, e, minimum) -> str:
+        t = self.expr(e)
+        return rf"\left({t}\right)" if self.prec(e) < minimum else t
+
+    def expr(self, e) -> str:
+        if isinstance(e, S.Number):
+            return e.text
+        if isinstance(e, S.Bool):
+            return r"\textbf{" + ("true" if e.value else "false") + "}"
+        if isinstance(e, S.NoneLit):
+            return r"\textbf{none}"
+        if isinstance(e, S.Name):
+            return self.name(e)
+        if isinstance(e, S.Unary):
+            if e.op == "not":
+                return r"\textbf{not}\: " + self.wrap(e.operand, PREC["not"])
+            return "-" + self.wrap(e.operand, PREC["neg"])
+        if isinstance(e, S.Binary):
+            p = PREC[e.op]
+            if e.op == "/":
+                return rf"\frac{{{self.expr(e.left)}}}{{{self.expr(e.right)}}}"
+            if e.op == "^":
+                return f"{{{self.wrap(e.left, p + 1)}}}^{{{self.expr(e.right)}}}"
+            op = {"*": r" \cdot ", "%": r" \bmod ", "and": r" \textbf{ and } ",
+                  "or": r" \textbf{ or } "}.get(e.op, f" {e.op} ")
+            return f"{self.wrap(e.left, p)}{op}{self.wrap(e.right, p + 1)}"
+        if isinstance(e, S.Compare):
+            parts = [self.wrap(e.operands[0], PREC["compare"] + 1)]
+            for op, x in zip(e.ops, e.operands[1:]):
+                parts += [OPS[op], self.wrap(x, PREC["compare"] + 1)]
+            return " ".join(parts)
+        if isinstance(e, S.Conditional):
+            return (f"{self.wrap(e.then, 2)} \\textbf{{ if }} {self.wrap(e.cond, 2)}"
+                    f" \\textbf{{ else }} {self.wrap(e.orelse, 1)}")
+        if isinstance(e, S.Call):
+            args = [self.expr(a) for a in e.args]
+            if e.func == "sqrt":
+                return rf"\sqrt{{{args[0]}}}"
+            if e.func == "abs":
+                return rf"\left|{args[0]}\right|"
+            return r"\mathrm{" + e.func + r"}\left(" + ", ".join(args) + r"\right)"
+        return "?"
+
+    def stmts(self, body, depth: int, out: list[str]) -> None:
+        pad = rf"\hspace{{{5 * depth}mm}}"
+        for s in body:
+            if isinstance(s, S.Assign):
+                value = self.expr(s.value)
+                self.assigned.add(s.target.id)
+                target = self.name(S.Name(s.target.id, None, s.target.span), target=True)
+                line = f"{pad}{target} \\leftarrow {value}"
+                if s.initially is not None:
+                    line += r" \quad \textbf{(initially } " + self.expr(s.initially) + ")"
+                out.append(line)
+            elif isinstance(s, S.If):
+                for k, (cond, b) in enumerate(s.branches):
+                    kw = "if" if k == 0 else "else if"
+                    out.append(rf"{pad}\textbf{{{kw}}} \: {self.expr(cond)} \textbf{{:}}")
+                    self.stmts(b, depth + 1, out)
+                if s.orelse:
+                    out.append(rf"{pad}\textbf{{else}} \textbf{{:}}")
+                    self.stmts(s.orelse, depth + 1, out)
+
+
+def algorithm_box(checked: CheckedSpec) -> str:
+    p = LatexPrinter(checked)
+    inputs = []
+    for inp in checked.spec.inputs:
+        if inp.arg_name in ("foreach", "differentiable", "capturable", "fused") or inp.fixed:
+            continue
+        shown = ", ".join(symbol(n.id) for n in inp.names)
+        label = inp.arg_name.replace("_", r"\_")
+        inputs.append(rf"{shown} \text{{ ({label})}}")
+    inits = []
+    for st in checked.spec.states:
+        if st.lazy:
+            continue
+        val = p.expr(st.init)
+        name = symbol(st.name.id) if st.kind == "count" else f"{symbol(st.name.id)}_0"
+        if st.name.id == "t":
+            continue
+        label = st.key.replace("_", r"\_")
+        inits.append(rf"{name} \leftarrow {val} \text{{ ({label})}}")
+    lines = [r"\rule{110mm}{0.4pt}"]
+    lines.append(r"\textbf{input}: " + r", \: ".join(inputs + [r"\theta_0 \text{ (params)}"]))
+    if inits:
+        lines.append(r"\textbf{initialize}: " + r", \: ".join(inits))
+    lines.append(r"\rule{110mm}{0.4pt}")
+    for block in checked.blocks:
+        if block.mode == "step":
+            lines.append(r"\textbf{each step}:")
+        elif block.mode == "random":
+            lines.append(r"\textbf{for a random parameter } \theta \textbf{ with a gradient}:")
+        else:
+            lines.append(r"\textbf{for} \: t=1 \: \textbf{to} \: \ldots \: \textbf{do}")
+        p.assigned = set()
+        p.stmts(block.body, 1, lines)
+    lines.append(r"\rule{110mm}{0.4pt}")
+    lines.append(r"\textbf{return} \: \theta_t")
+    lines.append(r"\rule{110mm}{0.4pt}")
+    body = " \\\\\n".join("            &" + ln for ln in lines)
+    return "    .. math::\n       \\begin{aligned}\n" + body + " \\\\\n       \\end{aligned}\n"

@@ -1,0 +1,487 @@
+"""Rendering one optimizer module: the IR's pieces printed as Python, placed by the Jinja template.
+
+The template (templates/optimizer.py.jinja) holds the layering every torch.optim module has — the
+class with ``_init_group`` and ``step``, the functional API, ``_single_tensor_*`` and
+``_multi_tensor_*`` — and this module computes what goes in each slot: the signature, the defaults,
+the state initialisation, and the two bodies printed from the same IR statements.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jinja2
+
+from .. import ir
+from ..check import CheckedSpec
+from ..diagnostics import GeneratorBug
+from .latex import algorithm_box
+from .python import ForeachPrinter, Lines, ScalarPrinter, SingleTensorPrinter, uses
+
+# Operations whose result on complex numbers differs from the same operation on the real view:
+# specs using them update complex parameters through torch.view_as_real, as torch does.
+NONLINEAR = {"sqrt", "abs", "sign", "exp", "log", "square", "pow", "addcmul", "addcdiv", "maximum",
+             "minimum", "clamp", "clamp_min", "clamp_max", "div", "reciprocal", "where", "lt", "le",
+             "gt", "ge", "eq", "ne"}
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # Python source, not HTML; every spec string is escaped with repr()
+    )
+
+
+def _walk(stmts):
+    for s in stmts:
+        yield s
+        if isinstance(s, ir.If):
+            yield from _walk(s.then)
+            yield from _walk(s.orelse)
+        elif isinstance(s, ir.LazyInit):
+            yield from _walk(s.update)
+
+
+def _ops_used(stmts) -> set[str]:
+    ops: set[str] = set()
+
+    def visit(x):
+        if isinstance(x, ir.TOp):
+            ops.add(x.op)
+        return False
+
+    for s in _walk(stmts):
+        if isinstance(s, ir.InPlace):
+            for op in s.ops:
+                uses(op, visit)
+        elif isinstance(s, ir.TensorLet):
+            uses(s.value, visit)
+        elif isinstance(s, ir.LazyInit):
+            uses(s.first, visit)
+    return ops
+
+
+def _reads_count_before_update(stmts, key: str) -> bool:
+    for s in _walk(stmts):
+        if isinstance(s, ir.CountUpdate) and s.state == key:
+            return False
+        exprs = [getattr(s, f) for f in ("value", "cond", "first") if hasattr(s, f)]
+        if isinstance(s, ir.InPlace):
+            exprs += list(s.ops)
+        if any(uses(e, lambda x: isinstance(x, ir.SRef) and x.count and x.name == key)
+               for e in exprs):
+            return True
+    return False
+
+
+LINEAR = {"neg", "add", "sub", "mul", "copy", "clone", "lerp"}
+
+
+def _linear_prefix(stmts) -> int:
+    """How many leading statements act on the parameter and locals with linear operations only."""
+    for k, s in enumerate(stmts):
+        if isinstance(s, ir.CountUpdate) or isinstance(s, ir.ScalarLet):
+            continue
+        if isinstance(s, ir.LazyInit) or _ops_used([s]) - LINEAR:
+            return k
+        refs_state = []
+        for x in _walk([s]):
+            for e in _exprs(x):
+                uses(e, lambda r: isinstance(r, ir.TRef) and r.role == "state"
+                     and (refs_state.append(r) or False))
+            if isinstance(x, ir.InPlace) and x.target.role == "state":
+                refs_state.append(x.target)
+            if isinstance(x, ir.InPlace) and any(
+                isinstance(a, (ir.TRef, ir.TOp)) for op in x.ops for a in op.args
+            ) and x.target.role == "param":
+                return k  # the parameter is updated from other tensors: not a prefix operation
+        if refs_state:
+            return k
+    return len(stmts)
+
+
+def _exprs(s) -> list:
+    if isinstance(s, ir.TensorLet):
+        return [s.value]
+    if isinstance(s, ir.InPlace):
+        return list(s.ops)
+    return []
+
+
+def _defined_locals(stmts) -> list[str]:
+    """Tensor locals bound on every path through ``stmts``."""
+    names: list[str] = []
+    for s in stmts:
+        if isinstance(s, ir.TensorLet) and s.name not in names:
+            names.append(s.name)
+        elif isinstance(s, ir.If):
+            both = [n for n in _defined_locals(s.then) if n in _defined_locals(s.orelse)]
+            names += [n for n in both if n not in names]
+    return names
+
+
+def _pydoc_string(text: str) -> str:
+    if '"""' in text or text.endswith("\\") or "\r" in text:
+        return repr(text)
+    return 'r"""' + text + '"""'
+
+
+class ModuleRenderer:
+    def __init__(self, opt: ir.Optimizer, checked: CheckedSpec):
+        self.opt = opt
+        self.checked = checked
+        self.args = {a.name: a for a in opt.arguments}
+        self.sym_arg = {}
+        for a in opt.arguments:
+            for k, s in enumerate(a.symbols):
+                self.sym_arg[s] = (a, k if len(a.symbols) > 1 else None)
+        self.group_scalar = ScalarPrinter(self._group_ref)
+
+    def _group_ref(self, r: ir.SRef) -> str:
+        if r.name in self.sym_arg:
+            a, k = self.sym_arg[r.name]
+            return f'group["{a.name}"]' + (f"[{k}]" if k is not None else "")
+        raise GeneratorBug(f"`{r.name}` is not a hyperparameter")
+
+    # -- the class --------------------------------------------------------------------------------------
+    def signature(self) -> list[str]:
+        out, star = [], False
+        for a in self.opt.arguments:
+            if a.fixed:
+                continue
+            if a.keyword and not star:
+                out.append("*")
+                star = True
+            ann = a.annotation
+            if a.tensor_ok and a.annotation == "float | Tensor":
+                ann = "float | Tensor"
+            out.append(f"{a.name}: {ann}" + ("" if a.default is None else f" = {a.default}"))
+        return out
+
+    def defaults(self) -> list[tuple[str, str]]:
+        return [(a.name, a.default if a.fixed else a.name) for a in self.opt.arguments]
+
+    def setdefaults(self) -> list[tuple[str, str]]:
+        return [(a.name, a.default) for a in self.opt.arguments
+                if not a.fixed and a.default in ("True", "False", "None")]
+
+    def fixed(self) -> list[tuple[str, str]]:
+        return [(a.name, a.default) for a in self.opt.arguments if a.fixed]
+
+    def param_states(self):
+        return [s for s in self.opt.states if s.scope == "parameter"]
+
+    def group_lists(self) -> list[str]:
+        st = self.param_states()
+        return ["params", "grads"] + [s.list_name for s in st if s.kind == "tensor"] + \
+            [s.list_name for s in st if s.kind == "count"]
+
+    def init_state(self) -> str:
+        out = Lines()
+        for s in self.param_states():
+            if s.init is None:
+                continue
+            guard = s.condition is not None
+            if guard:
+                out(f"if {self.group_scalar(s.condition)}:")
+                out.level += 1
+            value = self.group_scalar(s.init)
+            if s.kind == "count":
+                out(f'state["{s.key}"] = torch.tensor({_float(value)}, dtype=_get_scalar_dtype())')
+            elif value in ("0", "0.0"):
+                out(f'state["{s.key}"] = torch.zeros_like(p, memory_format=torch.preserve_format)')
+            else:
+                out(f"init_value = (complex({value}, {value}) if torch.is_complex(p) else {value})")
+                out(f'state["{s.key}"] = torch.full_like(p, init_value, '
+                    "memory_format=torch.preserve_format)")
+            if guard:
+                out.level -= 1
+        return out.text()
+
+    def collect_state(self) -> str:
+        out = Lines()
+        st = self.param_states()
+        for s in [s for s in st if s.kind == "tensor"] + [s for s in st if s.kind == "count"]:
+            guard = s.condition is not None
+            if guard:
+                out(f"if {self.group_scalar(s.condition)}:")
+                out.level += 1
+            if s.init is None:
+                out(f'{s.list_name}.append(state.get("{s.key}"))' if self._has_eager_or_init()
+                    else f'{s.list_name}.append(self.state[p].get("{s.key}"))')
+            else:
+                out(f'{s.list_name}.append(state["{s.key}"])')
+            if guard:
+                out.level -= 1
+        return out.text()
+
+    def _has_eager_or_init(self) -> bool:
+        return any(s.init is not None for s in self.param_states())
+
+    def unpack(self) -> list[str]:
+        out = []
+        for a in self.opt.arguments:
+            if len(a.symbols) > 1 and any(s in self.opt.hyper for s in a.symbols):
+                out.append(f'{", ".join(a.symbols)} = group["{a.name}"]')
+        return out
+
+    def call_kwargs(self) -> list[tuple[str, str]]:
+        out = []
+        if "foreach" in self.args:
+            out.append(("foreach", 'group["foreach"]'))
+        if "differentiable" in self.args:
+            out.append(("differentiable", 'group["differentiable"]'))
+        out.append(("has_complex", "has_complex"))
+        for sym in self.opt.hyper:
+            a, k = self.sym_arg[sym]
+            out.append((sym, sym if k is not None else f'group["{a.name}"]'))
+        return out
+
+    def store_lazy(self) -> str:
+        out = Lines()
+        for s in self.param_states():
+            if s.init is not None:
+                continue
+            guard = s.condition is not None
+            if guard:
+                out(f"if {self.group_scalar(s.condition)}:")
+                out.level += 1
+            out(f"for p, buf in zip(params, {s.list_name}, strict=True):")
+            with out.indent():
+                out(f'self.state[p]["{s.key}"] = buf')
+            if guard:
+                out.level -= 1
+        return out.text()
+
+    def step_checks(self) -> list[ir.Validation]:
+        from .validation import step_checks
+
+        return step_checks(self.checked)
+
+    # -- the functional bodies ------------------------------------------------------------------------
+    def needs_real_view(self) -> bool:
+        return bool(_ops_used(self.opt.body) & NONLINEAR)
+
+    def _to_scalar(self, out: Lines) -> None:
+        for a in self.opt.arguments:
+            if a.tensor_ok and any(s in self.opt.hyper for s in a.symbols):
+                for s in a.symbols:
+                    out(f"{s} = _to_scalar({s})")
+
+    def single_body(self) -> str:
+        opt, out = self.opt, Lines()
+        printer = SingleTensorPrinter(opt)
+        self._to_scalar(out)
+        printer.body(opt.hoisted, out)
+        if out.lines:
+            out("")
+        out("for i, param in enumerate(params):")
+        with out.indent():
+            out("grad = grads[i]")
+            views = [("param", None), ("grad", None)]
+            for s in self.param_states():
+                line = f"{s.var} = {s.list_name}[i]"
+                if s.condition is not None:
+                    out(f"if {printer.scalar(s.condition)}:")
+                    with out.indent():
+                        out(line)
+                else:
+                    out(line)
+                if s.kind == "tensor":
+                    views.append((s.var, s.condition))
+            for s in self.param_states():
+                if s.kind == "count" and _reads_count_before_update(opt.body, s.key):
+                    out(f"{s.key} = _get_value({s.var})")
+            out("")
+            # Complex parameters are updated through their real view, from the first operation on
+            # which complex and real arithmetic differ; the linear prefix (maximize, L2 decay) runs
+            # on the complex tensors first, exactly as torch orders it.
+            split = _linear_prefix(opt.body) if self.needs_real_view() else len(opt.body)
+            printer.body(opt.body[:split], out)
+            if split < len(opt.body):
+                views += [(name, None) for name in _defined_locals(opt.body[:split])]
+                out("if torch.is_complex(param):")
+                with out.indent():
+                    for var, cond in views:
+                        if cond is not None:
+                            out(f"if {printer.scalar(cond)}:")
+                            with out.indent():
+                                out(f"{var} = torch.view_as_real({var})")
+                        else:
+                            out(f"{var} = torch.view_as_real({var})")
+                printer.body(opt.body[split:], out)
+        return out.text()
+
+    def multi_body(self) -> str:
+        opt, out = self.opt, Lines()
+        printer = ForeachPrinter(opt)
+        lists = self.group_lists()
+        out("if len(params) == 0:")
+        with out.indent():
+            out("return")
+        out("")
+        self._to_scalar(out)
+        printer.body(opt.hoisted, out)
+        lazy = any(s.init is None for s in self.param_states())
+        out("grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(")
+        with out.indent():
+            out(f"[{', '.join(lists)}],  # type: ignore[list-item]")
+            if lazy:
+                out("with_indices=True,")
+        out(")")
+        names = [f"device_{n}_" for n in lists]
+        out(f"for ({', '.join(names)},), {'indices' if lazy else '_'} in grouped_tensors.values():")
+        with out.indent():
+            for n in lists:
+                out(f"device_{n} = cast(list[Tensor], device_{n}_)")
+            if self.needs_real_view():
+                views = ["device_params", "device_grads"]
+                extra = []
+                for s in self.param_states():
+                    if s.kind != "tensor":
+                        continue
+                    if s.condition is None:
+                        views.append(f"device_{s.list_name}")
+                    else:
+                        cond = ForeachPrinter(opt).scalar(s.condition)
+                        extra.append(f"*([device_{s.list_name}] if {cond} else [])")
+                out("if has_complex:")
+                with out.indent():
+                    out(f"_view_as_real({', '.join(views + extra)})")
+            out("")
+            printer.body(opt.body, out)
+        return out.text()
+
+    def random_step(self) -> str:
+        opt, out = self.opt, Lines()
+        printer = SingleTensorPrinter(opt)
+        for s in opt.states:
+            if s.scope == "optimizer" and s.kind == "count":
+                out(f'if "{s.key}" not in self.state:')
+                with out.indent():
+                    init = printer.scalar(s.init)
+                    out(f'self.state["{s.key}"] = torch.tensor({_float(init)}, '
+                        "dtype=_get_scalar_dtype())")
+                out(f'{s.var} = self.state["{s.key}"]')
+                if _reads_count_before_update(opt.step_block, s.key):
+                    out(f"{s.key} = _get_value({s.var})")
+        printer.body(opt.step_block, out)
+        out("")
+        out("picked = self._pick_parameter()")
+        out("if picked is None:")
+        with out.indent():
+            out("return loss")
+        out("group, param = picked")
+        out("grad = param.grad")
+        for line in self.unpack():
+            out(line)
+        for sym in opt.hyper:
+            a, k = self.sym_arg[sym]
+            if k is None:
+                out(f'{sym} = group["{a.name}"]')
+        printer.body(opt.hoisted, out)
+        printer.body(opt.body, out)
+        return out.text()
+
+    # -- documentation ------------------------------------------------------------------------------
+    def docstring(self) -> str:
+        opt = self.opt
+        parts = [opt.summary, "", algorithm_box(self.checked)]
+        parts.append("    Args:")
+        parts.append("        params (iterable): iterable of parameters or named_parameters to "
+                     "optimize or iterable of dicts defining parameter groups.")
+        for inp in self.checked.spec.inputs:
+            if inp.fixed:
+                continue
+            a = self.args[inp.arg_name]
+            kind = a.annotation + (", optional" if a.default is not None else "")
+            doc = inp.doc or _FLAG_DOCS.get(a.name, "")
+            default = f" (default: {a.default})" if a.default is not None else ""
+            parts.append(f"        {a.name} ({kind}): {doc}{default}".rstrip())
+        if opt.notes:
+            parts.append("")
+            parts += [f"    .. note:: {n}" for n in opt.notes]
+        if opt.references:
+            parts.append("")
+            parts.append("    References:")
+            parts += [f"        - {r}" for r in opt.references]
+        parts.append("")
+        parts.append(f"    Generated by optimgen from ``{opt.spec_path}``.")
+        return _pydoc_string("\n".join(parts) + "\n    ")
+
+    def context(self) -> dict:
+        opt = self.opt
+        imports = ["Optimizer", "ParamsT", "_use_grad_for_differentiable"]
+        if opt.mode == "each":
+            imports += ["_default_to_fused_or_foreach"]
+        ctx = dict(
+            opt=opt,
+            fname=Path(opt.spec_path).stem,
+            signature=self.signature(),
+            defaults=self.defaults(),
+            setdefaults=self.setdefaults(),
+            fixed=self.fixed(),
+            has_fused="fused" in self.args,
+            eager_states=any(s.eager for s in self.param_states()),
+            count_states=[s for s in self.param_states() if s.kind == "count"],
+            init_state=self.init_state(),
+            group_lists=self.group_lists(),
+            collect_state=self.collect_state(),
+            step_checks=self.step_checks(),
+            unpack=self.unpack(),
+            call_kwargs=self.call_kwargs(),
+            store_lazy=self.store_lazy(),
+            docstring=self.docstring(),
+        )
+        code = ctx["init_state"]
+        if opt.mode == "each":
+            ctx["single_body"] = self.single_body()
+            code += ctx["single_body"]
+            if opt.has_foreach:
+                ctx["multi_body"] = self.multi_body()
+                code += ctx["multi_body"]
+        else:
+            ctx["random_step"] = self.random_step()
+            code += ctx["random_step"]
+        for name in ("_get_value", "_to_scalar", "_view_as_real", "_get_scalar_dtype"):
+            if name + "(" in code:
+                imports.append(name)
+        if ctx["count_states"]:
+            imports.append("_get_scalar_dtype")
+        ctx["optimizer_imports"] = sorted(set(imports), key=lambda n: (n.startswith("_"), n.lower()))
+        ctx["imports"] = {"math"} if "math." in code else set()
+        return ctx
+
+    def render(self) -> str:
+        return environment().get_template("optimizer.py.jinja").render(**self.context())
+
+
+_FLAG_DOCS = {
+    "foreach": "whether the foreach (multi-tensor) implementation is used. If unspecified by the "
+               "user (so foreach is None), foreach is used on CUDA where it is faster.",
+    "maximize": "maximize the objective with respect to the params, instead of minimizing.",
+    "capturable": "whether this instance is safe to capture in a graph (CUDA graphs).",
+    "differentiable": "whether autograd should occur through the optimizer step in training.",
+    "fused": "whether the fused implementation is used.",
+}
+
+
+def _float(text: str) -> str:
+    try:
+        return repr(float(text))
+    except ValueError:
+        return f"float({text})"
+
+
+def _snake(name: str) -> str:
+    out = []
+    for k, ch in enumerate(name):
+        if ch.isupper() and k and (not name[k - 1].isupper() or
+                                   (k + 1 < len(name) and name[k + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)

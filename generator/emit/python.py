@@ -1,0 +1,490 @@
+"""Printing the IR as Python: scalar expressions, the single-tensor loop body and the foreach body.
+
+Both bodies come from the same IR statements. The single-tensor printer chains operations on fresh
+results in place (``exp_avg_sq.sqrt().div_(c).add_(eps)``) and never mutates a tensor it does not own;
+the foreach printer turns each operation into one ``torch._foreach_*`` call on the device's tensor
+lists, in place on fresh lists, and turns per-parameter scalars into lists. Operation spellings come
+from generator.emit.ops; parentheses come from Python's precedence table, not from the spec.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .. import ir
+from ..diagnostics import GeneratorBug
+from .ops import OPS
+
+PY_PRECEDENCE = {
+    "cond": 0, "or": 1, "and": 2, "not": 3, "compare": 4, "+": 5, "-": 5,
+    "*": 6, "/": 6, "%": 6, "neg": 7, "**": 8, "atom": 9,
+}
+_COMPARE = {"==", "!=", "<", "<=", ">", ">="}
+
+
+class ScalarPrinter:
+    """Python source for scalar IR expressions; ``ref`` decides how a name is spelled here."""
+
+    def __init__(self, ref: Callable[[ir.SRef], str]):
+        self.ref = ref
+
+    def prec(self, e) -> int:
+        if isinstance(e, ir.SBin):
+            return PY_PRECEDENCE["compare" if e.op in _COMPARE else e.op]
+        if isinstance(e, ir.SCompare):
+            return PY_PRECEDENCE["compare"]
+        if isinstance(e, ir.SUnary):
+            return PY_PRECEDENCE["not" if e.op == "not" else "neg"]
+        if isinstance(e, ir.SCond):
+            return PY_PRECEDENCE["cond"]
+        if isinstance(e, ir.SConst) and e.text.startswith("-"):
+            return PY_PRECEDENCE["neg"]
+        return PY_PRECEDENCE["atom"]
+
+    def wrap(self, e, minimum: int) -> str:
+        text = self(e)
+        return f"({text})" if self.prec(e) < minimum else text
+
+    def __call__(self, e) -> str:
+        if isinstance(e, ir.SConst):
+            return e.text
+        if isinstance(e, ir.SRef):
+            return self.ref(e)
+        if isinstance(e, ir.SBin):
+            if e.op in _COMPARE:
+                return self(ir.SCompare((e.op,), (e.left, e.right)))
+            p = PY_PRECEDENCE[e.op]
+            if e.op == "**":
+                return f"{self.wrap(e.left, p + 1)} ** {self.wrap(e.right, p)}"
+            return f"{self.wrap(e.left, p)} {e.op} {self.wrap(e.right, p + 1)}"
+        if isinstance(e, ir.SCompare):
+            p = PY_PRECEDENCE["compare"]
+            parts = [self.wrap(e.operands[0], p + 1)]
+            for op, x in zip(e.ops, e.operands[1:]):
+                parts += [op, self.wrap(x, p + 1)]
+            return " ".join(parts)
+        if isinstance(e, ir.SUnary):
+            if e.op == "not":
+                return "not " + self.wrap(e.operand, PY_PRECEDENCE["not"])
+            return "-" + self.wrap(e.operand, PY_PRECEDENCE["neg"])
+        if isinstance(e, ir.SCond):
+            p = PY_PRECEDENCE["cond"]
+            return f"{self.wrap(e.then, p + 1)} if {self.wrap(e.cond, p + 1)} else {self.wrap(e.orelse, p)}"
+        if isinstance(e, ir.SCall):
+            args = [self(a) for a in e.args]
+            f = e.func
+            if f in ("sqrt", "exp", "log"):
+                return f"math.{f}({args[0]})"
+            if f in ("abs", "min", "max"):
+                return f"{f}({', '.join(args)})"
+            if f == "sign":
+                return f"math.copysign(1.0, {args[0]}) if {args[0]} != 0 else 0.0"
+            if f == "numel":
+                return f"{self.wrap(e.args[0], PY_PRECEDENCE['atom'])}.numel()"
+            if f == "is_tensor":
+                return f"isinstance({args[0]}, Tensor)"
+            if f == "is_sparse":
+                return f"{self.wrap(e.args[0], PY_PRECEDENCE['atom'])}.is_sparse"
+            if f == "randint":
+                return f"int(torch.randint({args[0]}, (1,)).item())"
+        raise GeneratorBug(f"cannot print scalar {e!r}")
+
+
+def uses(e, pred) -> bool:
+    """Does a scalar or tensor IR expression contain a node for which ``pred`` holds?"""
+    if pred(e):
+        return True
+    for f in ("left", "right", "operand", "cond", "then", "orelse"):
+        x = getattr(e, f, None)
+        if x is not None and uses(x, pred):
+            return True
+    for f in ("args", "operands"):
+        for x in getattr(e, f, ()) or ():
+            if uses(x, pred):
+                return True
+    for _, x in getattr(e, "kwargs", ()) or ():
+        if uses(x, pred):
+            return True
+    return False
+
+
+def varying_refs(e) -> list[ir.SRef]:
+    out: list[ir.SRef] = []
+
+    def visit(x):
+        if isinstance(x, ir.SRef) and x.varying and x not in out:
+            out.append(x)
+        return False
+
+    uses(e, visit)
+    return out
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.level = 0
+
+    def __call__(self, text: str) -> None:
+        self.lines.append("    " * self.level + text)
+
+    def indent(self):
+        lines = self
+
+        class _Ctx:
+            def __enter__(self):
+                lines.level += 1
+
+            def __exit__(self, *a):
+                lines.level -= 1
+
+        return _Ctx()
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+# ---- the single-tensor body ------------------------------------------------------------------------
+
+
+class SingleTensorPrinter:
+    def __init__(self, opt: ir.Optimizer):
+        self.opt = opt
+        self.scalar = ScalarPrinter(self._ref)
+        self.counts = {s.key for s in opt.states if s.kind == "count"}
+
+    def _ref(self, r: ir.SRef) -> str:
+        return r.name  # counts are refreshed into a Python number named after their key
+
+    def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
+        """(source, fresh): fresh results may be updated in place by the next operation."""
+        if isinstance(e, ir.TRef):
+            return e.name, False
+        spell = OPS[e.op]
+        if e.op == "neg" and isinstance(e.args[0], ir.TRef):
+            return f"-{e.args[0].name}", True
+        if spell.function is not None:
+            args = [self.arg(a) for a in e.args]
+            prefix = "torch." if not spell.function.startswith("_") else ""
+            return f"{prefix}{spell.function}({', '.join(args)})", True
+        base, fresh = self.tensor(e.args[0])
+        if base.startswith("-"):
+            base = f"({base})"
+        args = [self.arg(a) for a in e.args[1:]]
+        args += [f"{k}={self.scalar(v)}" for k, v in e.kwargs]
+        method = spell.inplace if fresh and spell.inplace else spell.method
+        return f"{base}.{method}({', '.join(args)})", True
+
+    def arg(self, a) -> str:
+        if isinstance(a, (ir.TRef, ir.TOp)):
+            return self.tensor(a)[0]
+        return self.scalar(a)
+
+    def inplace(self, target: str, ops: tuple[ir.TOp, ...], out: Lines) -> None:
+        chain = target
+        for op in ops:
+            spell = OPS[op.op]
+            args = [self.arg(a) for a in op.args] + [f"{k}={self.scalar(v)}" for k, v in op.kwargs]
+            if spell.out_kw:
+                if chain != target:
+                    out(chain)
+                out(f"torch.{spell.function}({target}, {', '.join(args)}, out={target})")
+                chain = target
+                continue
+            chain += f".{spell.inplace}({', '.join(args)})"
+        if chain != target:
+            out(chain)
+
+    def body(self, stmts, out: Lines) -> None:
+        for s in stmts:
+            self.stmt(s, out)
+
+    def stmt(self, s, out: Lines) -> None:
+        if isinstance(s, ir.ScalarLet):
+            out(f"{s.name} = {self.scalar(s.value)}")
+        elif isinstance(s, ir.CountUpdate):
+            var = f"{s.state}_t"
+            if s.op == "fill":
+                out(f"{var}.fill_({self.scalar(s.value)})")
+            else:
+                out(f"{var} {s.op} {self.scalar(s.value)}")
+            if s.read_after:
+                out(f"{s.state} = _get_value({var})")
+        elif isinstance(s, ir.TensorLet):
+            out(f"{s.name} = {self.tensor(s.value)[0]}")
+        elif isinstance(s, ir.InPlace):
+            self.inplace(s.target.name, s.ops, out)
+        elif isinstance(s, ir.LazyInit):
+            st = next(b for b in self.opt.states if b.key == s.state)
+            first, fresh = self.tensor(s.first)
+            out(f"if {st.var} is None:")
+            with out.indent():
+                out(f"{st.var} = {first}.detach()" + ("" if fresh else ".clone()"))
+                out(f"{st.list_name}[i] = {st.var}")
+            out("else:")
+            with out.indent():
+                self.body(s.update, out)
+        elif isinstance(s, ir.If):
+            _print_if(s, out, self.scalar, self.body)
+        else:
+            raise GeneratorBug(f"cannot print {s!r}")
+
+
+def _print_if(s: ir.If, out: Lines, scalar, body) -> None:
+    then, orelse = Lines(), Lines()
+    body(s.then, then)
+    body(s.orelse, orelse)
+    one = [b.lines[0] for b in (then, orelse) if len(b.lines) == 1 and " = " in b.lines[0]]
+    if len(one) == 2 and one[0].split(" = ", 1)[0] == one[1].split(" = ", 1)[0]:
+        # `x = a if cond else b` reads better than four lines for a choice of value.
+        target, a = one[0].split(" = ", 1)
+        b = one[1].split(" = ", 1)[1]
+        out(f"{target} = {a} if {scalar(s.cond)} else {b}")
+        return
+    out(f"if {scalar(s.cond)}:")
+    with out.indent():
+        body(s.then, out) if s.then else out("pass")
+    rest = s.orelse
+    while len(rest) == 1 and isinstance(rest[0], ir.If):
+        out(f"elif {scalar(rest[0].cond)}:")
+        with out.indent():
+            body(rest[0].then, out) if rest[0].then else out("pass")
+        rest = rest[0].orelse
+    if rest:
+        out("else:")
+        with out.indent():
+            body(rest, out)
+
+
+# ---- the multi-tensor (foreach) body ------------------------------------------------------------------
+
+
+class ForeachPrinter:
+    """One foreach call per operation, on the lists of one (device, dtype) group."""
+
+    def __init__(self, opt: ir.Optimizer):
+        self.opt = opt
+        self.states = {s.key: s for s in opt.states}
+        self.by_var = {s.var: s for s in opt.states}
+        self.scalar = ScalarPrinter(self._ref_list)
+        self.temp = 0
+
+    # Names: tensors of the group are lists `device_<name>`; per-parameter scalars are lists `<name>s`.
+    def tlist(self, r: ir.TRef) -> str:
+        if r.role == "param":
+            return "device_params"
+        if r.role == "grad":
+            return "device_grads"
+        if r.role == "state":
+            return "device_" + self.by_var[r.name].list_name
+        return "device_" + r.name
+
+    def _ref_list(self, r: ir.SRef) -> str:
+        if r.count and r.varying:
+            return f"device_{self.states[r.name].list_name}"
+        return r.name + "s" if r.varying else r.name
+
+    def _ref_item(self, r: ir.SRef) -> str:
+        if r.count:
+            return f"_get_value({r.name})" if r.varying else r.name
+        return r.name
+
+    def scalar_value(self, e: ir.SExpr) -> str:
+        """A scalar argument: a Python number, or a list comprehension when it varies per tensor."""
+        refs = varying_refs(e)
+        if not refs:
+            return self.scalar(e)
+        item = ScalarPrinter(self._ref_item)(e)
+        loops = [r.name for r in refs]
+        lists = [self._ref_list(r) for r in refs]
+        if len(refs) == 1:
+            return f"[{item} for {loops[0]} in {lists[0]}]"
+        return f"[{item} for {', '.join(loops)} in zip({', '.join(lists)})]"
+
+    def slot(self, a) -> tuple[str, bool]:
+        """(source, varying) of a scalar argument slot."""
+        refs = varying_refs(a)
+        if not refs:
+            return self.scalar(a), False
+        if isinstance(a, ir.SRef):
+            return self._ref_list(a), True
+        return self.scalar_value(a), True
+
+    def tensor(self, e: ir.TExpr, out: Lines, dest: str | None) -> tuple[str, bool]:
+        """Emit statements computing ``e``; return (list name, fresh)."""
+        if isinstance(e, ir.TRef):
+            return self.tlist(e), False
+        spell = OPS[e.op]
+        base_expr = e.args[0]
+        if spell.foreach is None or any(
+            isinstance(a, ir.TOp) and OPS[a.op].foreach is None for a in e.args[1:]
+        ):
+            return self._comprehension(e, out, dest), True
+        base, fresh = self.tensor(base_expr, out, dest) if isinstance(base_expr, (ir.TRef, ir.TOp)) \
+            else (None, False)
+        args = []
+        for k, a in enumerate(e.args[1:]):
+            if isinstance(a, (ir.TRef, ir.TOp)):
+                args.append(self.tensor(a, out, self._new_temp(dest))[0])
+            else:
+                args.append(self.slot(a)[0])
+        alpha = None
+        for k, v in e.kwargs:
+            src, varying = self.slot(v)
+            if spell.kw_positional:
+                args.append(src)
+            elif varying:  # torch's foreach alpha= takes one number: scale the operand instead
+                alpha = src
+            else:
+                args.append(f"{k}={src}")
+        if alpha is not None:
+            args[0] = f"torch._foreach_mul({args[0]}, {alpha})"
+        call_args = ", ".join([base] + args)
+        if fresh:
+            out(f"torch._foreach_{spell.foreach}_({call_args})")
+            return base, True
+        name = dest or self._new_temp(None)
+        out(f"{name} = torch._foreach_{spell.foreach}({call_args})")
+        return name, True
+
+    def _new_temp(self, dest: str | None) -> str:
+        self.temp += 1
+        return f"{dest or 'device_tmp'}_{self.temp}"
+
+    def _comprehension(self, e: ir.TOp, out: Lines, dest: str | None) -> str:
+        """An operation without a foreach function: the single-tensor spelling, per tensor."""
+        refs: list[ir.TRef] = []
+
+        def collect(x):
+            if isinstance(x, ir.TRef) and x not in refs:
+                refs.append(x)
+            return False
+
+        uses(e, collect)
+        single = SingleTensorPrinter(self.opt)
+        single.scalar = ScalarPrinter(self._ref_item)
+        expr = single.tensor(e)[0]
+        svars = varying_refs(e)
+        names = [r.name for r in refs] + [r.name for r in svars]
+        lists = [self.tlist(r) for r in refs] + [self._ref_list(r) for r in svars]
+        name = dest or self._new_temp(None)
+        if len(names) == 1:
+            out(f"{name} = [{expr} for {names[0]} in {lists[0]}]")
+        else:
+            out(f"{name} = [{expr} for {', '.join(names)} in zip({', '.join(lists)}, strict=True)]")
+        return name
+
+    def inplace(self, target: ir.TRef, ops, out: Lines) -> None:
+        t = self.tlist(target)
+        for op in ops:
+            spell = OPS[op.op]
+            args = []
+            for a in op.args:
+                if isinstance(a, (ir.TRef, ir.TOp)):
+                    args.append(self.tensor(a, out, self._new_temp(t))[0])
+                else:
+                    args.append(self.slot(a)[0])
+            alpha = None
+            for k, v in op.kwargs:
+                src, varying = self.slot(v)
+                if spell.kw_positional:
+                    args.append(src)
+                elif varying:
+                    alpha = src
+                else:
+                    args.append(f"{k}={src}")
+            if alpha is not None:
+                args[0] = f"torch._foreach_mul({args[0]}, {alpha})"
+            if spell.foreach is None:
+                single = SingleTensorPrinter(self.opt)
+                raise GeneratorBug(f"no foreach form for in-place {op.op}")
+            out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
+
+    def body(self, stmts, out: Lines) -> None:
+        for s in stmts:
+            self.stmt(s, out)
+
+    def stmt(self, s, out: Lines) -> None:
+        if isinstance(s, ir.ScalarLet):
+            if s.varying:
+                out(f"{s.name}s = {self.scalar_value(s.value)}")
+            else:
+                out(f"{s.name} = {self.scalar(s.value)}")
+        elif isinstance(s, ir.CountUpdate):
+            lst = f"device_{self.states[s.state].list_name}"
+            value = self.scalar(s.value)
+            if s.op == "+=" and value == "1":
+                # torch's idiom: a CPU scalar tensor keeps the foreach kernel off the slow path
+                out(f"if not torch.compiler.is_compiling() and {lst}[0].is_cpu:")
+                with out.indent():
+                    out(f"torch._foreach_add_({lst}, torch.tensor(1.0, device=\"cpu\"), alpha=1.0)")
+                out("else:")
+                with out.indent():
+                    out(f"torch._foreach_add_({lst}, 1)")
+            elif s.op == "+=":
+                out(f"torch._foreach_add_({lst}, {value})")
+            elif s.op == "*=":
+                out(f"torch._foreach_mul_({lst}, {value})")
+            else:
+                out(f"for {s.state}_t in {lst}:")
+                with out.indent():
+                    out(f"{s.state}_t.fill_({value})")
+        elif isinstance(s, ir.TensorLet):
+            dest = "device_" + s.name
+            if s.alias:
+                out(f"{dest} = {self.tlist(s.value)}")
+            else:
+                name, fresh = self.tensor(s.value, out, dest)
+                if name != dest:
+                    out(f"{dest} = {name}" if fresh else f"{dest} = torch._foreach_mul({name}, 1)")
+        elif isinstance(s, ir.InPlace):
+            self.inplace(s.target, s.ops, out)
+        elif isinstance(s, ir.LazyInit):
+            self.lazy(s, out)
+        elif isinstance(s, ir.If):
+            _print_if(s, out, self.scalar, self.body)
+        else:
+            raise GeneratorBug(f"cannot print {s!r}")
+
+    def lazy(self, s: ir.LazyInit, out: Lines) -> None:
+        """torch's idiom for a state made on the first step: all made → foreach; else per tensor."""
+        st = self.states[s.state]
+        lst = f"device_{st.list_name}"
+        out(f"if all(buf is not None for buf in {lst}):")
+        with out.indent():
+            out(f"{lst} = cast(list[Tensor], {lst})")
+            self.body(s.update, out)
+        out("else:")
+        with out.indent():
+            single = SingleTensorPrinter(self.opt)
+            single.tensor_list_lookup = True
+            first, fresh = single.tensor(s.first)
+            refs = []
+            uses(s.first, lambda x: isinstance(x, ir.TRef) and (refs.append(x) or False))
+            out(f"for j in range(len({lst})):")
+            with out.indent():
+                for r in dict.fromkeys(refs):
+                    out(f"{r.name} = {self.tlist(r)}[j]")
+                out(f"if {lst}[j] is None:")
+                with out.indent():
+                    out(f"{lst}[j] = {st.list_name}[indices[j]] = {first}.detach()"
+                        + ("" if fresh else ".clone()"))
+                out("else:")
+                with out.indent():
+                    out(f"{st.var} = {lst}[j]")
+                    bound = {r.name for r in refs} | {st.var}
+                    for u in s.update:
+                        if not isinstance(u, ir.InPlace):
+                            raise GeneratorBug("a lazy state's update must be in place")
+                        for r in _tensor_refs(u):
+                            if r.name not in bound:
+                                out(f"{r.name} = {self.tlist(r)}[j]")
+                                bound.add(r.name)
+                        single.inplace(st.var, u.ops, out)
+
+
+def _tensor_refs(s: ir.InPlace) -> list[ir.TRef]:
+    refs: list[ir.TRef] = []
+    for op in s.ops:
+        uses(op, lambda x: isinstance(x, ir.TRef) and x not in refs and (refs.append(x) or False))
+    return refs

@@ -1,0 +1,116 @@
+"""Constructor checks: a spec's ``requires`` and ``check`` lines as Python conditions and messages.
+
+Messages are spec text, so they are never pasted into the module as code: the literal parts are
+escaped (braces doubled, then ``repr``), and each ``{placeholder}`` is an input name the checker has
+verified, spelled as the constructor sees it (``{beta1}`` → ``{betas[0]}``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .. import ir
+from .. import syntax as S
+from ..check import CheckedSpec
+from .python import ScalarPrinter
+
+
+def constructor_names(checked: CheckedSpec) -> dict[str, str]:
+    """Spec symbol → how the constructor spells it (``beta1`` → ``betas[0]``)."""
+    names = {}
+    for inp in checked.spec.inputs:
+        if len(inp.names) == 1:
+            names[inp.names[0].id] = inp.arg_name
+        else:
+            for k, n in enumerate(inp.names):
+                names[n.id] = f"{inp.arg_name}[{k}]"
+    return names
+
+
+def message_source(text: str, names: dict[str, str]) -> str:
+    parts = re.split(r"(\{[^{}]*\})", text)
+    if not any(p[1:-1] in names for p in parts if p.startswith("{") and p.endswith("}")):
+        return repr(text)
+    out = []
+    for part in parts:
+        if part.startswith("{") and part.endswith("}") and part[1:-1] in names:
+            out.append("{" + names[part[1:-1]] + "}")
+        else:
+            out.append(part.replace("{", "{{").replace("}", "}}"))
+    return "f" + repr("".join(out))
+
+
+def _mentions_numel(e) -> list[str]:
+    """Inputs whose numel() a requirement asks for: the requirement applies to tensors only."""
+    if isinstance(e, S.Call) and e.func == "numel" and isinstance(e.args[0], S.Name):
+        return [e.args[0].id]
+    out = []
+    for f in ("operand", "left", "right", "cond", "then", "orelse"):
+        x = getattr(e, f, None)
+        if x is not None:
+            out += _mentions_numel(x)
+    for x in getattr(e, "args", ()) or getattr(e, "operands", ()) or ():
+        out += _mentions_numel(x)
+    return out
+
+
+def validations(checked: CheckedSpec) -> list[ir.Validation]:
+    from ..lower import Lowerer
+
+    names = constructor_names(checked)
+    lw = Lowerer(checked)
+    lw.static_locals = {}
+    printer = ScalarPrinter(lambda r: names.get(r.name, r.name))
+    out = []
+    for v in checked.spec.validations:
+        if is_step_check(v):
+            continue
+        fails = printer(ir.SUnary("not", lw.sexpr(v.expr)))
+        guards = [f"isinstance({names[n]}, Tensor)" for n in dict.fromkeys(_mentions_numel(v.expr))]
+        if guards:
+            fails = " and ".join(guards + [fails])
+        msg = v.message
+        text = msg.text if msg else f"Invalid value: `{_show(v.expr)}` does not hold"
+        out.append(ir.Validation(
+            fails=fails,
+            exception=msg.exception if msg else "ValueError",
+            message=message_source(text, names),
+        ))
+    return out
+
+
+def is_step_check(v) -> bool:
+    """A check on the gradient runs at every step, in ``_init_group``, not in the constructor."""
+    from ..lower import _names
+
+    return "grad" in _names(v.expr)
+
+
+def step_checks(checked: CheckedSpec) -> list[ir.Validation]:
+    from ..lower import Lowerer
+
+    group = {}
+    for inp in checked.spec.inputs:
+        for k, n in enumerate(inp.names):
+            group[n.id] = f'group["{inp.arg_name}"]' + (f"[{k}]" if len(inp.names) > 1 else "")
+    group["grad"] = "p.grad"
+    lw = Lowerer(checked)
+    lw.static_locals = {}
+    printer = ScalarPrinter(lambda r: group.get(r.name, r.name))
+    out = []
+    for v in checked.spec.validations:
+        if not is_step_check(v):
+            continue
+        text = v.message.text
+        out.append(ir.Validation(
+            fails=printer(ir.SUnary("not", lw.sexpr(v.expr))),
+            exception=v.message.exception,
+            message=message_source(text, {}),
+        ))
+    return out
+
+
+def _show(e) -> str:
+    from .spec_printer import print_expr
+
+    return print_expr(e)

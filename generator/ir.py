@@ -1,0 +1,206 @@
+"""The IR: what a generated optimizer does, typed as scalar / tensor / bool, independent of Python text.
+
+generator.lower builds it from a checked spec; the emitters print it twice, as a single-tensor loop
+and as a multi-tensor (``torch._foreach_*``) path, so both come from one description. Scalars are
+Python numbers in the generated code (hyperparameters, bias corrections); they are *varying* when they
+differ between parameters (they depend on a per-parameter counter such as ``step``), which the
+multi-tensor path turns into lists. Tensor expressions are trees of named operations whose printing
+(method, in-place method, foreach function) is table-driven in generator.emit.ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+# ---- scalar expressions (numbers and conditions computed on the host) ----------------------------------
+
+
+@dataclass(frozen=True)
+class SConst:
+    text: str  # as written in the spec; printed verbatim (a number, True, False, None)
+
+
+@dataclass(frozen=True)
+class SRef:
+    name: str
+    varying: bool = False
+    count: bool = False  # the value of a per-parameter or optimizer-level counter
+
+
+@dataclass(frozen=True)
+class SBin:
+    op: str  # + - * / % ** and or == != < <= > >=
+    left: "SExpr"
+    right: "SExpr"
+
+
+@dataclass(frozen=True)
+class SCompare:
+    ops: tuple[str, ...]
+    operands: tuple["SExpr", ...]
+
+
+@dataclass(frozen=True)
+class SUnary:
+    op: str  # - not
+    operand: "SExpr"
+
+
+@dataclass(frozen=True)
+class SCall:
+    func: str  # sqrt abs exp log min max numel randint is_tensor
+    args: tuple["SExpr", ...]
+
+
+@dataclass(frozen=True)
+class SCond:
+    cond: "SExpr"
+    then: "SExpr"
+    orelse: "SExpr"
+
+
+SExpr = Union[SConst, SRef, SBin, SCompare, SUnary, SCall, SCond]
+
+# ---- tensor expressions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TRef:
+    name: str
+    role: str  # param | grad | state | local
+
+
+@dataclass(frozen=True)
+class TOp:
+    """An operation producing a new tensor. ``args[0]`` is the tensor it is a method of."""
+
+    op: str
+    args: tuple[Union["TExpr", SExpr], ...]
+    kwargs: tuple[tuple[str, SExpr], ...] = ()
+
+
+TExpr = Union[TRef, TOp]
+
+# ---- statements ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScalarLet:
+    name: str
+    value: SExpr
+    varying: bool
+
+
+@dataclass(frozen=True)
+class CountUpdate:
+    """A counter state changes: ``step += 1`` (op "+="), ``mu_product *= mu`` or ``x.fill_(v)``."""
+
+    state: str  # the state's key
+    op: str  # "+=", "*=" or "fill"
+    value: SExpr
+    scope: str  # parameter | group | optimizer
+    read_after: (
+        bool  # the new value is read later in the update (refresh the Python number)
+    )
+
+
+@dataclass(frozen=True)
+class TensorLet:
+    """A local tensor: a fresh result (``owned``) or another name for an existing tensor."""
+
+    name: str
+    value: TExpr
+    alias: bool
+
+
+@dataclass(frozen=True)
+class InPlace:
+    """``target.op_(args)``, one or more chained: ``exp_avg_sq.mul_(beta2).addcmul_(g, g, value=c)``."""
+
+    target: TRef
+    ops: tuple[TOp, ...]  # each TOp's args exclude the target itself
+
+
+@dataclass(frozen=True)
+class LazyInit:
+    """A lazy state: its first value on the first step, its update afterwards (SGD's momentum)."""
+
+    state: str  # the state's key
+    first: TExpr
+    update: tuple["Stmt", ...]
+
+
+@dataclass(frozen=True)
+class If:
+    cond: SExpr  # decided by hyperparameters only
+    then: tuple["Stmt", ...]
+    orelse: tuple["Stmt", ...]
+
+
+Stmt = Union[ScalarLet, CountUpdate, TensorLet, InPlace, LazyInit, If]
+
+# ---- the optimizer ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A constructor argument (one per input declaration, e.g. ``betas`` for beta1 and beta2)."""
+
+    name: str  # the torch-facing argument name
+    symbols: tuple[
+        str, ...
+    ]  # spec symbols it provides (beta1, beta2) — the functional API names
+    default: str | None  # Python source of the default (None: required)
+    annotation: str
+    keyword: bool
+    fixed: bool  # in `defaults` but not in the signature
+    tensor_ok: bool  # may be a Tensor (then `_to_scalar` before the update)
+    is_flag: bool  # foreach / differentiable / capturable / fused
+
+
+@dataclass(frozen=True)
+class Validation:
+    fails: str  # Python source of the condition under which the constructor raises
+    exception: str
+    message: str  # Python source of the message (an f-string or a plain string)
+
+
+@dataclass(frozen=True)
+class StateBuffer:
+    key: str  # state_dict key
+    symbol: str  # name in the spec
+    kind: str  # tensor | count
+    scope: str  # parameter | group | optimizer
+    init: SExpr | None  # None: lazy
+    condition: SExpr | None
+    eager: bool
+    list_name: (
+        str  # name of the per-group list in the functional API (exp_avgs, state_steps)
+    )
+    var: str  # the single-tensor loop variable (exp_avg, step_t)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str
+    spec_path: str
+    spec_hash: str
+    summary: str
+    references: tuple[str, ...]
+    notes: tuple[str, ...]
+    arguments: tuple[Argument, ...]
+    validations: tuple[Validation, ...]
+    states: tuple[StateBuffer, ...]
+    mode: str  # each | random
+    step_block: tuple[Stmt, ...]  # once per step, before parameters
+    body: tuple[Stmt, ...]  # per parameter
+    hoisted: tuple[
+        ScalarLet, ...
+    ]  # scalars decided by hyperparameters, computed once per group
+    hyper: tuple[str, ...]  # spec symbols the update reads from the group
+    helpers: frozenset[str] = field(
+        default_factory=frozenset
+    )  # module-level helpers used
+    has_foreach: bool = False
+    latex: str = ""

@@ -1,0 +1,801 @@
+"""Lowering: a checked spec to the IR, choosing torch's in-place operations by a table of rewrite rules.
+
+An assignment to a state or to the parameter becomes in-place operations on it, chosen by the first
+rule in ``UPDATE_RULES`` whose pattern matches the right-hand side (``b*m + (1-b)*g`` → ``lerp_``,
+``b*v + c*g^2`` → ``mul_().addcmul_()``, ``p - s*m/d`` → ``addcdiv_``, …), with ``copy_`` as the rule
+that always matches. A term's scalar factors become the fused operation's ``alpha``/``value`` as torch
+writes them; tensor factors keep the spec's order, so the arithmetic on tensors is the spec's own.
+Locals are fresh tensors the update owns (then later updates of them are in place) or other names
+for existing ones (then they are never mutated). Scalars decided by hyperparameters alone are hoisted
+out of the per-parameter loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from . import ir
+from . import syntax as S
+from .check import IMPLEMENTATION_FLAGS, RESERVED, CheckedSpec
+from .diagnostics import GeneratorBug
+from .emit.spec_printer import print_expr
+
+# ---- names in the generated code ----------------------------------------------------------------------
+
+
+def list_name(key: str) -> str:
+    """The functional API's per-group list for a state (torch's own names: state_steps, exp_avgs)."""
+    if key in ("step", "sum"):
+        return f"state_{key}s"
+    return key + "s"
+
+
+def loop_var(key: str, kind: str) -> str:
+    """The single-tensor loop's name for a state (``step_t`` for the counter, ``state_sum``)."""
+    if kind == "count":
+        return f"{key}_t"
+    return f"state_{key}" if key in RESERVED else key
+
+
+# ---- expression helpers -------------------------------------------------------------------------------
+
+
+def _is_one(e: S.Expr) -> bool:
+    return isinstance(e, S.Number) and e.value == 1.0
+
+
+def _terms(e: S.Expr) -> list[tuple[int, S.Expr]]:
+    """A left-associated sum as signed terms: a - b + c → [(+1, a), (-1, b), (+1, c)]."""
+    if isinstance(e, S.Binary) and e.op in ("+", "-"):
+        return _terms(e.left) + [(1 if e.op == "+" else -1, e.right)]
+    return [(1, e)]
+
+
+def _factors(e: S.Expr) -> list[tuple[str, S.Expr]]:
+    """A left-associated product as ('*' | '/', factor) pairs: a * b / c → [(*, a), (*, b), (/, c)]."""
+    if isinstance(e, S.Binary) and e.op in ("*", "/"):
+        left = _factors(e.left)
+        if e.op == "*" and isinstance(e.right, S.Binary) and e.right.op == "*":
+            return left + _factors(e.right)
+        return left + [(e.op, e.right)]
+    return [("*", e)]
+
+
+@dataclass
+class _Term:
+    """A sum term split into a scalar coefficient and tensor factors (numerator, denominator)."""
+
+    coef: ir.SExpr | None
+    num: list[S.Expr]
+    den: list[S.Expr]
+    source: S.Expr
+
+
+class Lowerer:
+    def __init__(self, checked: CheckedSpec):
+        self.c = checked
+        self.spec = checked.spec
+        self.states = checked.states
+        self.kinds: dict[str, str] = {}  # local name → kind, as lowering proceeds
+        self.varying: dict[str, bool] = {}
+        self.owned: dict[str, bool] = {}
+        self.helpers: set[str] = set()
+        self.count_reads_before_write: set[str] = set()
+
+    # -- kinds ------------------------------------------------------------------------------------------
+    def _resolve(self, e: S.Name) -> tuple[str, str | None]:
+        name, sub = e.id, e.subscript
+        if (
+            sub is None
+            and name.endswith("_t")
+            and name[:-2] in self.states
+            and name not in self.kinds
+        ):
+            return name[:-2], "t"
+        return name, sub
+
+    def kind(self, e: S.Expr) -> str:
+        """scalar | tensor | bool | tensorbool (the checker has validated everything)."""
+        if isinstance(e, S.Number):
+            return "scalar"
+        if isinstance(e, (S.Bool, S.NoneLit)):
+            return "bool"
+        if isinstance(e, S.Name):
+            name, _ = self._resolve(e)
+            if name in ("param", "grad"):
+                return "tensor"
+            if name in self.states:
+                return "scalar" if self.states[name].kind == "count" else "tensor"
+            if name in self.kinds:
+                return self.kinds[name]
+            sym = self.c.inputs.get(name)
+            return "bool" if sym is not None and sym.kind == "bool" else "scalar"
+        if isinstance(e, S.Unary):
+            return "bool" if e.op == "not" else self.kind(e.operand)
+        if isinstance(e, S.Binary):
+            if e.op in ("and", "or"):
+                return "bool"
+            return (
+                "tensor"
+                if "tensor" in (self.kind(e.left), self.kind(e.right))
+                else "scalar"
+            )
+        if isinstance(e, S.Compare):
+            kinds = {self.kind(x) for x in e.operands}
+            return "tensorbool" if "tensor" in kinds else "bool"
+        if isinstance(e, S.Conditional):
+            kinds = {self.kind(e.then), self.kind(e.orelse)}
+            return "tensor" if "tensor" in kinds else kinds.pop()
+        if isinstance(e, S.Call):
+            if e.func in ("lerp", "where", "onehot"):
+                return "tensor"
+            if e.func in ("numel", "randint"):
+                return "scalar"
+            if e.func == "is_tensor":
+                return "bool"
+            return (
+                "tensor" if any(self.kind(a) == "tensor" for a in e.args) else "scalar"
+            )
+        raise GeneratorBug(f"no kind for {e!r}")
+
+    def is_varying(self, e: S.Expr) -> bool:
+        if isinstance(e, S.Name):
+            name, _ = self._resolve(e)
+            if name in self.states:
+                st = self.states[name]
+                return st.kind == "count" and st.scope == "parameter"
+            return self.varying.get(name, False)
+        children = {
+            S.Unary: lambda x: [x.operand],
+            S.Binary: lambda x: [x.left, x.right],
+            S.Compare: lambda x: list(x.operands),
+            S.Conditional: lambda x: [x.cond, x.then, x.orelse],
+            S.Call: lambda x: list(x.args),
+        }.get(type(e))
+        return bool(children) and any(self.is_varying(c) for c in children(e))
+
+    def is_static(self, e: S.Expr) -> bool:
+        """Decided by hyperparameters alone (no counters, no randomness, no locals that are not)."""
+        if isinstance(e, S.Name):
+            name, _ = self._resolve(e)
+            if name in self.states or name in ("param", "grad"):
+                return False
+            if name in self.kinds:
+                return self.static_locals.get(name, False)
+            return True
+        if isinstance(e, S.Call) and e.func in ("randint", "numel", "onehot"):
+            return False
+        children = {
+            S.Unary: lambda x: [x.operand],
+            S.Binary: lambda x: [x.left, x.right],
+            S.Compare: lambda x: list(x.operands),
+            S.Conditional: lambda x: [x.cond, x.then, x.orelse],
+            S.Call: lambda x: list(x.args),
+        }.get(type(e))
+        return not children or all(self.is_static(c) for c in children(e))
+
+    # -- scalar expressions -----------------------------------------------------------------------------
+    def sexpr(self, e: S.Expr) -> ir.SExpr:
+        if isinstance(e, S.Number):
+            return ir.SConst(e.text)
+        if isinstance(e, S.Bool):
+            return ir.SConst("True" if e.value else "False")
+        if isinstance(e, S.NoneLit):
+            return ir.SConst("None")
+        if isinstance(e, S.Name):
+            name, _ = self._resolve(e)
+            if name in self.states:
+                st = self.states[name]
+                return ir.SRef(st.key, varying=st.scope == "parameter", count=True)
+            return ir.SRef(name, varying=self.varying.get(name, False))
+        if isinstance(e, S.Unary):
+            return ir.SUnary(e.op, self.sexpr(e.operand))
+        if isinstance(e, S.Binary):
+            op = {"^": "**"}.get(e.op, e.op)
+            return ir.SBin(op, self.sexpr(e.left), self.sexpr(e.right))
+        if isinstance(e, S.Compare):
+            return ir.SCompare(e.ops, tuple(self.sexpr(x) for x in e.operands))
+        if isinstance(e, S.Conditional):
+            return ir.SCond(
+                self.sexpr(e.cond), self.sexpr(e.then), self.sexpr(e.orelse)
+            )
+        if isinstance(e, S.Call):
+            if (
+                e.func == "numel"
+                and isinstance(e.args[0], S.Name)
+                and e.args[0].id == "param"
+            ):
+                return ir.SCall("numel", (ir.SRef("param"),))
+            return ir.SCall(e.func, tuple(self.sexpr(a) for a in e.args))
+        raise GeneratorBug(f"cannot lower scalar {e!r}")
+
+    # -- tensor expressions -----------------------------------------------------------------------------
+    def tref(self, name: str) -> ir.TRef:
+        if name in ("param", "grad"):
+            return ir.TRef(name, name)
+        if name in self.states:
+            st = self.states[name]
+            return ir.TRef(loop_var(st.key, st.kind), "state")
+        return ir.TRef(name, "local")
+
+    def term(self, sign: int, e: S.Expr) -> _Term:
+        """Split a term into scalar coefficient and tensor factors, keeping the scalars' written order."""
+        coef: ir.SExpr | None = None
+        num, den = [], []
+        for op, f in _factors(e):
+            if isinstance(f, S.Unary) and f.op == "-" and self.kind(f) == "tensor":
+                sign, f = -sign, f.operand
+            if self.kind(f) == "tensor":
+                (num if op == "*" else den).append(f)
+            else:
+                s = self.sexpr(f)
+                if coef is None:
+                    coef = s if op == "*" else ir.SBin("/", ir.SConst("1"), s)
+                else:
+                    coef = ir.SBin(op, coef, s)
+        if sign < 0:
+            coef = ir.SUnary("-", coef) if coef is not None else ir.SConst("-1")
+        return _Term(coef, num, den, e)
+
+    def texpr(self, e: S.Expr) -> ir.TExpr:
+        if isinstance(e, S.Name):
+            return self.tref(self._resolve(e)[0])
+        if isinstance(e, S.Unary):
+            return ir.TOp("neg", (self.texpr(e.operand),))
+        if isinstance(e, S.Binary):
+            if e.op in ("+", "-"):
+                return self._sum(e)
+            if e.op in ("*", "/"):
+                return self._product(e)
+            if e.op == "^":
+                if isinstance(e.right, S.Number) and e.right.value == 2.0:
+                    return ir.TOp("square", (self.texpr(e.left),))
+                return ir.TOp("pow", (self.texpr(e.left), self.sexpr(e.right)))
+        if isinstance(e, S.Call):
+            return self._call(e)
+        if isinstance(e, S.Compare):
+            ops = {"<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne"}
+            if len(e.ops) != 1:
+                raise GeneratorBug("chained tensor comparison")
+            a, b = e.operands
+            return ir.TOp(ops[e.ops[0]], (self.operand(a), self.operand(b)))
+        raise GeneratorBug(f"cannot lower tensor expression {print_expr(e)}")
+
+    def operand(self, e: S.Expr):
+        return self.texpr(e) if self.kind(e) == "tensor" else self.sexpr(e)
+
+    def _sum(self, e: S.Binary) -> ir.TExpr:
+        left, right = e.left, e.right
+        sign = 1 if e.op == "+" else -1
+        if (
+            self.kind(left) != "tensor"
+        ):  # s + A, s - A: the tensor leads, the scalar is added
+            base = (
+                self.texpr(right) if sign > 0 else ir.TOp("neg", (self.texpr(right),))
+            )
+            return ir.TOp("add", (base, self.sexpr(left)))
+        base = self.texpr(left)
+        if self.kind(right) != "tensor":
+            s = self.sexpr(right)
+            return ir.TOp("add" if sign > 0 else "sub", (base, s))
+        return self._apply_term(base, self.term(sign, right), inplace=False)
+
+    def _apply_term(self, base, t: _Term, inplace: bool) -> ir.TOp:
+        """``base + coef * (num / den)`` as one fused torch operation where torch has one."""
+        kw = () if t.coef is None else t.coef
+        num, den = t.num, t.den
+        if len(num) == 1 and len(den) == 1:
+            return ir.TOp(
+                "addcdiv",
+                (base, self.texpr(num[0]), self.texpr(den[0])),
+                self._kw("value", kw),
+            )
+        if len(num) == 1 and not den and _is_square(num[0]):
+            x = self.texpr(num[0].left)
+            return ir.TOp("addcmul", (base, x, x), self._kw("value", kw))
+        if len(num) == 2 and not den:
+            return ir.TOp(
+                "addcmul",
+                (base, self.texpr(num[0]), self.texpr(num[1])),
+                self._kw("value", kw),
+            )
+        if len(num) == 1 and not den:
+            if t.coef is not None and _const(t.coef) == "-1":
+                return ir.TOp("sub", (base, self.texpr(num[0])))
+            return ir.TOp("add", (base, self.texpr(num[0])), self._kw("alpha", kw))
+        # Longer products: build the product, then add it.
+        prod = self._build_product(num, den)
+        return ir.TOp("add", (base, prod), self._kw("alpha", kw))
+
+    def _kw(self, name: str, coef) -> tuple:
+        if coef == () or coef is None or _const(coef) == "1":
+            return ()
+        return ((name, coef),)
+
+    def _build_product(self, num, den) -> ir.TExpr:
+        acc = self.texpr(num[0]) if num else None
+        for f in num[1:]:
+            acc = ir.TOp("mul", (acc, self.texpr(f)))
+        for f in den:
+            acc = (
+                ir.TOp("div", (acc, self.texpr(f)))
+                if acc is not None
+                else ir.TOp("reciprocal", (self.texpr(f),))
+            )
+        return acc
+
+    def _product(self, e: S.Binary) -> ir.TExpr:
+        lk, rk = self.kind(e.left), self.kind(e.right)
+        if lk == "tensor" and rk == "tensor":
+            return ir.TOp(
+                "mul" if e.op == "*" else "div",
+                (self.texpr(e.left), self.texpr(e.right)),
+            )
+        if lk == "tensor":
+            return ir.TOp(
+                "mul" if e.op == "*" else "div",
+                (self.texpr(e.left), self.sexpr(e.right)),
+            )
+        if e.op == "*":  # s * A: multiplication commutes exactly
+            return ir.TOp("mul", (self.texpr(e.right), self.sexpr(e.left)))
+        return ir.TOp(
+            "mul", (ir.TOp("reciprocal", (self.texpr(e.right),)), self.sexpr(e.left))
+        )
+
+    def _call(self, e: S.Call) -> ir.TExpr:
+        f, args = e.func, e.args
+        if f in ("sqrt", "abs", "sign", "exp", "log"):
+            return ir.TOp(f, (self.texpr(args[0]),))
+        if f in ("max", "min"):
+            a, b = args
+            if self.kind(a) != "tensor":
+                a, b = b, a  # max is symmetric
+            if self.kind(b) == "tensor":
+                return ir.TOp(
+                    "maximum" if f == "max" else "minimum",
+                    (self.texpr(a), self.texpr(b)),
+                )
+            return ir.TOp(
+                "clamp_min" if f == "max" else "clamp_max",
+                (self.texpr(a), self.sexpr(b)),
+            )
+        if f == "clamp":
+            return ir.TOp(
+                "clamp", (self.texpr(args[0]), self.sexpr(args[1]), self.sexpr(args[2]))
+            )
+        if f == "lerp":
+            return ir.TOp(
+                "lerp", (self.texpr(args[0]), self.texpr(args[1]), self.sexpr(args[2]))
+            )
+        if f == "where":
+            return ir.TOp(
+                "where",
+                (self.texpr(args[0]), self.operand(args[1]), self.operand(args[2])),
+            )
+        if f == "onehot":
+            self.helpers.add("onehot")
+            return ir.TOp("onehot", (ir.TRef("param", "param"), self.sexpr(args[0])))
+        raise GeneratorBug(f"no tensor lowering for {f}()")
+
+    # -- statements --------------------------------------------------------------------------------------
+    def body(self, stmts, later: frozenset) -> list[ir.Stmt]:
+        out = []
+        for k, s in enumerate(stmts):
+            after = later | _reads(stmts[k + 1 :])
+            out.extend(self.stmt(s, after, stmts[k + 1 :]))
+        return out
+
+    def stmt(self, s, later, rest) -> list[ir.Stmt]:
+        if isinstance(s, S.If):
+            return [self._if(s.branches, s.orelse, later)]
+        name, _ = self._resolve(s.target)
+        if name in self.states:
+            st = self.states[name]
+            if st.kind == "count":
+                return [self._count(st, s.value, name in later)]
+            return [self._update_state(st, s)]
+        if name == "param":
+            return [self._update_persistent(self.tref("param"), "param", s.value)]
+        kind = self.kind(s.value)
+        if kind != "tensor":
+            self.kinds[name] = "scalar"
+            self.varying[name] = self.is_varying(s.value)
+            self.static_locals[name] = self.is_static(s.value)
+            return [ir.ScalarLet(name, self.sexpr(s.value), self.varying[name])]
+        return self._tensor_local(name, s.value, later, rest)
+
+    def _if(self, branches, orelse, later) -> ir.If:
+        (cond, body), more = branches[0], branches[1:]
+        saved = dict(self.owned)
+        then = self.body(body, later)
+        owned_then = self.owned
+        self.owned = dict(saved)
+        other = [self._if(more, orelse, later)] if more else self.body(orelse, later)
+        # Owned after the `if` only where every branch left it owned.
+        self.owned = {k: v and owned_then.get(k, False) for k, v in self.owned.items()}
+        return ir.If(self.sexpr(cond), tuple(then), tuple(other))
+
+    def _count(self, st: S.State, value: S.Expr, read_after: bool) -> ir.CountUpdate:
+        terms = _terms(value)
+        me = lambda e: isinstance(e, S.Name) and self._resolve(e)[0] == st.name.id
+        if len(terms) == 2 and me(terms[0][1]) and terms[0][0] == 1:
+            sign, v = terms[1]
+            val = self.sexpr(v) if sign > 0 else ir.SUnary("-", self.sexpr(v))
+            return ir.CountUpdate(st.key, "+=", val, st.scope, read_after)
+        if isinstance(value, S.Binary) and value.op == "*" and me(value.left):
+            return ir.CountUpdate(
+                st.key, "*=", self.sexpr(value.right), st.scope, read_after
+            )
+        return ir.CountUpdate(st.key, "fill", self.sexpr(value), st.scope, read_after)
+
+    def _update_state(self, st: S.State, s: S.Assign) -> ir.Stmt:
+        target = self.tref(st.name.id)
+        update = self._update_persistent(target, st.name.id, s.value)
+        if st.lazy:
+            first = self.texpr(s.initially)
+            return ir.LazyInit(st.key, first, (update,))
+        return update
+
+    def _update_persistent(
+        self, target: ir.TRef, name: str, value: S.Expr
+    ) -> ir.InPlace:
+        for rule in UPDATE_RULES:
+            ops = rule(self, name, value)
+            if ops is not None:
+                return ir.InPlace(target, tuple(ops))
+        raise GeneratorBug("no update rule matched")  # the last rule always matches
+
+    def _tensor_local(self, name, value, later, rest) -> list[ir.Stmt]:
+        self.kinds[name] = "tensor"
+        if isinstance(value, S.Conditional) and self.is_static(value.cond):
+            cond = value.cond
+            a = S.Assign(S.Name(name, None, value.span), value.then, None, value.span)
+            b = S.Assign(S.Name(name, None, value.span), value.orelse, None, value.span)
+            return [self._if(((cond, (a,)),), (b,), later)]
+        if isinstance(value, S.Name):
+            src, _ = self._resolve(value)
+            if (
+                src in self.owned
+            ):  # the source now has two names: neither may be mutated
+                self.owned[src] = False
+            hazard = _mutated_while_read(src, name, rest)
+            self.owned[name] = False
+            if hazard:
+                self.owned[name] = True
+                return [
+                    ir.TensorLet(name, ir.TOp("clone", (self.tref(src),)), alias=False)
+                ]
+            return [ir.TensorLet(name, self.tref(src), alias=True)]
+        if self.owned.get(name):
+            # The local's buffer is private: update it in place, like a state.
+            return [self._update_persistent(ir.TRef(name, "local"), name, value)]
+        expr = self.texpr(value)
+        self.owned[name] = True
+        return [ir.TensorLet(name, expr, alias=False)]
+
+
+def _const(e) -> str | None:
+    if isinstance(e, ir.SConst):
+        return e.text
+    if isinstance(e, ir.SUnary) and e.op == "-" and isinstance(e.operand, ir.SConst):
+        return "-" + e.operand.text
+    return None
+
+
+def _is_square(e: S.Expr) -> bool:
+    return (
+        isinstance(e, S.Binary)
+        and e.op == "^"
+        and isinstance(e.right, S.Number)
+        and e.right.value == 2.0
+    )
+
+
+def _names(e) -> set[str]:
+    if isinstance(e, S.Name):
+        return {e.id, e.id[:-2]} if e.id.endswith("_t") else {e.id}
+    out = set()
+    for f in (
+        "operand",
+        "left",
+        "right",
+        "cond",
+        "then",
+        "orelse",
+        "value",
+        "initially",
+    ):
+        x = getattr(e, f, None)
+        if x is not None and not isinstance(x, (str, tuple)):
+            out |= _names(x)
+    for f in ("args", "operands"):
+        for x in getattr(e, f, ()) or ():
+            out |= _names(x)
+    return out
+
+
+def _reads(stmts) -> frozenset:
+    out = set()
+    for s in stmts:
+        if isinstance(s, S.Assign):
+            out |= _names(s.value)
+            if s.initially is not None:
+                out |= _names(s.initially)
+        elif isinstance(s, S.If):
+            for c, b in s.branches:
+                out |= _names(c) | _reads(b)
+            out |= _reads(s.orelse)
+    return frozenset(out)
+
+
+def _flat(stmts):
+    for s in stmts:
+        if isinstance(s, S.Assign):
+            yield s
+        elif isinstance(s, S.If):
+            for _, b in s.branches:
+                yield from _flat(b)
+            yield from _flat(s.orelse)
+
+
+def _mutated_while_read(src: str, alias: str, rest) -> bool:
+    """Is ``src`` updated in place while ``alias`` (another name for it) is still read afterwards?"""
+    flat = list(_flat(rest))
+    for k, s in enumerate(flat):
+        if s.target.id == alias:
+            return False  # the alias is rebound first
+        if s.target.id == src:
+            return any(alias in _names(x.value) for x in flat[k:])
+    return False
+
+
+# ---- the rule table for updates of persistent tensors (states, the parameter, owned locals) ----------
+
+
+def _x(lw: Lowerer, name: str, e: S.Expr) -> bool:
+    return isinstance(e, S.Name) and lw._resolve(e)[0] == name
+
+
+def _scaled_x(lw: Lowerer, name: str, e: S.Expr):
+    """``x`` → coefficient None; ``b * x`` or ``x * b`` (b a scalar) → b; otherwise False."""
+    if _x(lw, name, e):
+        return None
+    if isinstance(e, S.Binary) and e.op == "*":
+        if _x(lw, name, e.right) and lw.kind(e.left) != "tensor":
+            return e.left
+        if _x(lw, name, e.left) and lw.kind(e.right) != "tensor":
+            return e.right
+    return False
+
+
+def rule_lerp(lw: Lowerer, name: str, e: S.Expr):
+    """b * x + (1 - b) * a  →  x.lerp_(a, 1 - b)   (torch's exponential moving average)."""
+    terms = _terms(e)
+    if len(terms) != 2 or terms[0][0] != 1 or terms[1][0] != 1:
+        return None
+    b = _scaled_x(lw, name, terms[0][1])
+    rest = terms[1][1]
+    if b in (None, False) or not (isinstance(rest, S.Binary) and rest.op == "*"):
+        return None
+    w, a = rest.left, rest.right
+    if not (
+        isinstance(w, S.Binary) and w.op == "-" and _is_one(w.left) and w.right == b
+    ):
+        return None
+    if lw.kind(a) != "tensor" or (isinstance(a, S.Binary) and a.op in ("*", "/", "^")):
+        return None  # a product goes to mul_().addcmul_(), as torch does for the second moment
+    return [ir.TOp("lerp", (lw.texpr(a), lw.sexpr(w)))]
+
+
+def rule_scaled_sum(lw: Lowerer, name: str, e: S.Expr):
+    """[b *] x ± t1 ± t2 …  →  x[.mul_(b)].add_/addcmul_/addcdiv_(…) for each term, in order."""
+    terms = _terms(e)
+    # x must be the first or second term: (a + x) + b == (x + a) + b exactly, later positions are not.
+    pos = next(
+        (
+            k
+            for k, (sg, t) in enumerate(terms[:2])
+            if sg == 1 and _scaled_x(lw, name, t) is not False
+        ),
+        None,
+    )
+    if pos is None or len(terms) < 2 and _scaled_x(lw, name, terms[0][1]) is None:
+        return None
+    scale = _scaled_x(lw, name, terms[pos][1])
+    rest = terms[:pos] + terms[pos + 1 :]
+    ops = []
+    if scale is not None:
+        ops.append(ir.TOp("mul", (lw.sexpr(scale),)))
+    for sign, t in rest:
+        if ops and name in _names(t):
+            return None  # the term would read x after it changed: leave it to copy_
+        if lw.kind(t) != "tensor":
+            s = lw.sexpr(t)
+            ops.append(ir.TOp("add" if sign > 0 else "sub", (s,)))
+            continue
+        op = lw._apply_term(None, lw.term(sign, t), inplace=True)
+        ops.append(ir.TOp(op.op, op.args[1:], op.kwargs))
+    return ops or None
+
+
+def rule_scale(lw: Lowerer, name: str, e: S.Expr):
+    """x * a  →  x.mul_(a);   x / a  →  x.div_(a)."""
+    if isinstance(e, S.Binary) and e.op in ("*", "/") and _x(lw, name, e.left):
+        return [ir.TOp("mul" if e.op == "*" else "div", (lw.operand(e.right),))]
+    if isinstance(e, S.Binary) and e.op == "*" and _x(lw, name, e.right):
+        return [ir.TOp("mul", (lw.operand(e.left),))]
+    return None
+
+
+def rule_extremum(lw: Lowerer, name: str, e: S.Expr):
+    """max(x, a) → torch.maximum(x, a, out=x);  min(x, a) likewise."""
+    if isinstance(e, S.Call) and e.func in ("max", "min") and len(e.args) == 2:
+        a, b = e.args
+        other = b if _x(lw, name, a) else a if _x(lw, name, b) else None
+        if (
+            other is not None
+            and lw.kind(other) == "tensor"
+            and name not in _names(other)
+        ):
+            return [
+                ir.TOp("maximum" if e.func == "max" else "minimum", (lw.texpr(other),))
+            ]
+    return None
+
+
+def rule_unary(lw: Lowerer, name: str, e: S.Expr):
+    """sqrt(x) → x.sqrt_(), and the other elementwise functions of x alone."""
+    if (
+        isinstance(e, S.Call)
+        and e.func in ("sqrt", "abs", "sign", "exp", "log")
+        and len(e.args) == 1
+        and _x(lw, name, e.args[0])
+    ):
+        return [ir.TOp(e.func, ())]
+    if isinstance(e, S.Unary) and e.op == "-" and _x(lw, name, e.operand):
+        return [ir.TOp("neg", ())]
+    return None
+
+
+def rule_copy(lw: Lowerer, name: str, e: S.Expr):
+    """anything else  →  x.copy_(expression)."""
+    return [ir.TOp("copy", (lw.texpr(e),))]
+
+
+UPDATE_RULES = (
+    rule_lerp,
+    rule_scaled_sum,
+    rule_scale,
+    rule_extremum,
+    rule_unary,
+    rule_copy,
+)
+
+
+# ---- the optimizer ------------------------------------------------------------------------------------
+
+
+def _py_literal(e: S.Expr) -> str:
+    if isinstance(e, S.Bool):
+        return "True" if e.value else "False"
+    if isinstance(e, S.NoneLit):
+        return "None"
+    if isinstance(e, S.Tuple):
+        return "(" + ", ".join(_py_literal(x) for x in e.items) + ")"
+    if isinstance(e, S.Unary):
+        return "-" + _py_literal(e.operand)
+    return e.text
+
+
+def _annotation(inp: S.Input, k: int | None = None) -> str:
+    m = {"float": "float", "int": "int", "bool": "bool", "tensor": "Tensor"}
+    if inp.type.kind == "tuple":
+        return "tuple[" + ", ".join(m[n] for n in inp.type.names) + "]"
+    out = " | ".join(m[n] for n in inp.type.names)
+    return out + (" | None" if any(inp.type.optional) else "")
+
+
+def lower(checked: CheckedSpec) -> ir.Optimizer:
+    from .emit.validation import validations
+
+    spec = checked.spec
+    lw = Lowerer(checked)
+    lw.static_locals = {}
+    args = []
+    for inp in spec.inputs:
+        args.append(
+            ir.Argument(
+                name=inp.arg_name,
+                symbols=tuple(n.id for n in inp.names),
+                default=None if inp.default is None else _py_literal(inp.default),
+                annotation=_annotation(inp),
+                keyword=inp.keyword,
+                fixed=inp.fixed,
+                tensor_ok="tensor" in inp.type.names,
+                is_flag=inp.arg_name in IMPLEMENTATION_FLAGS,
+            )
+        )
+    states = []
+    for st in spec.states:
+        states.append(
+            ir.StateBuffer(
+                key=st.key,
+                symbol=st.name.id,
+                kind=st.kind,
+                scope=st.scope,
+                init=None if st.init is None else lw.sexpr(st.init),
+                condition=None if st.condition is None else lw.sexpr(st.condition),
+                eager=st.eager,
+                list_name=list_name(st.key),
+                var=loop_var(st.key, st.kind),
+            )
+        )
+    step_block, body, mode = [], [], "each"
+    for block in checked.blocks:
+        lowered = lw.body(block.body, frozenset())
+        if block.mode == "step":
+            step_block.extend(lowered)
+        else:
+            body.extend(lowered)
+            mode = block.mode
+    hoisted, body = _hoist(body, set(checked.inputs))
+    hyper = sorted(
+        s
+        for s in checked.used_inputs
+        if s in checked.inputs
+        and checked.inputs[s].decl.arg_name not in IMPLEMENTATION_FLAGS
+    )
+    return ir.Optimizer(
+        name=spec.name,
+        spec_path=spec.path,
+        spec_hash=hashlib.sha256(spec.source.encode()).hexdigest()[:16],
+        summary=spec.doc("summary") or f"Implements the {spec.name} algorithm.",
+        references=tuple(d.text for d in spec.docs if d.key == "reference"),
+        notes=tuple(d.text for d in spec.docs if d.key == "note"),
+        arguments=tuple(args),
+        validations=tuple(validations(checked)),
+        states=tuple(states),
+        mode=mode,
+        step_block=tuple(step_block),
+        body=tuple(body),
+        hoisted=tuple(hoisted),
+        hyper=tuple(s for s in _hyper_order(spec) if s in hyper),
+        helpers=frozenset(lw.helpers),
+        has_foreach=any(a.name == "foreach" for a in args) and mode == "each",
+    )
+
+
+def _hyper_order(spec: S.Spec):
+    for inp in spec.inputs:
+        for n in inp.names:
+            yield n.id
+
+
+def _hoist(body, inputs: set):
+    """Move scalars decided by hyperparameters alone to the top: computed once per group."""
+    hoisted, rest, static = [], [], set(inputs)
+    for s in body:
+        if isinstance(s, ir.ScalarLet) and not s.varying and _static(s.value, static):
+            hoisted.append(s)
+            static.add(s.name)
+        else:
+            rest.append(s)
+    return hoisted, rest
+
+
+def _static(e: ir.SExpr, static: set) -> bool:
+    if isinstance(e, ir.SRef):
+        return not e.count and e.name in static
+    if isinstance(e, ir.SConst):
+        return True
+    if isinstance(e, ir.SCall):
+        return e.func not in ("randint", "numel") and all(
+            _static(a, static) for a in e.args
+        )
+    parts = [
+        getattr(e, f)
+        for f in ("left", "right", "operand", "cond", "then", "orelse")
+        if hasattr(e, f)
+    ] + list(getattr(e, "operands", ()))
+    return all(_static(p, static) for p in parts)

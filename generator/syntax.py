@@ -1,0 +1,245 @@
+"""The spec model: frozen dataclasses for everything a spec file says, each carrying its source span.
+
+generator.parse builds these from the Lark tree; generator.check reads them and never mutates them;
+generator.lower turns an optimizer's update into the IR. Nothing here knows about torch or Python code
+generation, so the model can be printed back (``optimgen fmt``), rendered as LaTeX, or checked alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+
+@dataclass(frozen=True)
+class Span:
+    """A region of a spec file: 1-based line and column of its first and last character."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+# ---- expressions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Number:
+    text: str  # the literal as written, so that printing keeps the author's spelling
+    span: Span = field(compare=False)
+
+    @property
+    def value(self) -> float:
+        return float(self.text)
+
+    @property
+    def is_integer_literal(self) -> bool:
+        return all(ch.isdigit() for ch in self.text)
+
+
+@dataclass(frozen=True)
+class Bool:
+    value: bool
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class NoneLit:
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Name:
+    id: str
+    subscript: str | None  # None, "t" or "t-1"
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Unary:
+    op: str  # "-" or "not"
+    operand: Expr
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Binary:
+    op: str  # + - * / % ^ and or
+    left: Expr
+    right: Expr
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Compare:
+    """A comparison chain as Python reads it: ``0 <= beta1 < 1``."""
+
+    ops: tuple[str, ...]
+    operands: tuple[Expr, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Conditional:
+    cond: Expr
+    then: Expr
+    orelse: Expr
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Call:
+    func: str
+    args: tuple[Expr, ...]
+    span: Span = field(compare=False)
+    func_span: Span = field(compare=False, default=None)
+
+
+@dataclass(frozen=True)
+class Tuple:
+    items: tuple[Expr, ...]
+    span: Span = field(compare=False)
+
+
+Expr = Union[
+    Number, Bool, NoneLit, Name, Unary, Binary, Compare, Conditional, Call, Tuple
+]
+
+
+# ---- statements -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assign:
+    target: Name
+    value: Expr
+    initially: Expr | None
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class If:
+    branches: tuple[tuple[Expr, tuple[Stmt, ...]], ...]  # if / elif, in order
+    orelse: tuple[Stmt, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Use:
+    fragment: str
+    span: Span = field(compare=False)
+
+
+Stmt = Union[Assign, If, Use]
+
+
+# ---- declarations ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Doc:
+    key: str  # summary | reference | note
+    text: str
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Message:
+    """``else [ExceptionType] "text with {placeholders}"`` of a requirement or check."""
+
+    exception: str
+    text: str
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Require:
+    expr: Expr
+    message: Message | None
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class TypeRef:
+    """``float``, ``bool?``, ``float | tensor`` or ``(float, float)``."""
+
+    kind: str  # "union" or "tuple"
+    names: tuple[str, ...]
+    optional: tuple[bool, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Input:
+    names: tuple[Name, ...]  # one name, or several for a tuple argument such as betas
+    torch_name: str | None
+    type: TypeRef
+    default: Expr | None
+    keyword: bool
+    required: bool
+    fixed: bool  # in `defaults` with its default value, but not a constructor argument
+    doc: str | None  # what the argument means, for the docstring
+    requires: tuple[Require, ...]
+    span: Span = field(compare=False)
+
+    @property
+    def arg_name(self) -> str:
+        """The constructor argument's name (torch's name where the spec gives one)."""
+        return self.torch_name or self.names[0].id
+
+
+@dataclass(frozen=True)
+class Check:
+    expr: Expr
+    message: Message
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class State:
+    scope: str  # "parameter", "group" or "optimizer"
+    name: Name
+    torch_name: str | None
+    kind: str  # "tensor" (shaped like the parameter) or "count" (a 0-d float32 counter)
+    init: Expr | None  # None when lazy
+    lazy: bool
+    condition: Expr | None
+    eager: bool  # created in the constructor rather than at the first step
+    span: Span = field(compare=False)
+
+    @property
+    def key(self) -> str:
+        """The state_dict key."""
+        return self.torch_name or self.name.id
+
+
+@dataclass(frozen=True)
+class Update:
+    mode: str  # "each" (every parameter with a gradient) or "random" (one random parameter)
+    body: tuple[Stmt, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Spec:
+    kind: str  # "optimizer" or "fragment"
+    name: str
+    docs: tuple[Doc, ...]
+    inputs: tuple[Input, ...]
+    checks: tuple[Check, ...]
+    states: tuple[State, ...]
+    updates: tuple[Update, ...]
+    body: tuple[Stmt, ...]  # a fragment's statements
+    validations: tuple[Require | Check, ...]  # requires and checks in file order
+    path: str
+    source: str = field(compare=False, repr=False)
+    span: Span = field(compare=False)
+
+    def doc(self, key: str) -> str | None:
+        texts = [d.text for d in self.docs if d.key == key]
+        return "\n".join(texts) if texts else None

@@ -1,0 +1,38 @@
+"""Smoke tests keeping `optimgen demo` and `optimgen bench` alive: each runs end to
+end on a tiny problem through its `add_arguments`/`run` pair, exits 0 and prints its
+table."""
+
+import argparse
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from generator import bench, demo  # noqa: E402
+
+
+def _run(module, argv):
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
+def test_demo_quick(capsys):
+    assert _run(demo, ["--quick", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "final loss (generated) | final loss (torch)" in out
+    assert "max |Δparam|" in out
+    assert "ERROR" not in out
+
+
+def test_bench_tiny(capsys, tmp_path):
+    report = tmp_path / "bench.json"
+    argv = ["--size", "tiny", "--steps", "2", "--warmup", "1", "--no-progress"]
+    assert _run(bench, argv + ["--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "generated median ms | torch median ms | ratio (gen/torch)" in out
+    assert "geometric-mean ratio" in out
+    results = json.loads(report.read_text())["results"]
+    assert len(results) == len(bench.TWINS) * len(bench.IMPLS)
+    assert all(len(r["generated_s"]) == 2 and r["ratio"] > 0 for r in results)
