@@ -183,6 +183,14 @@ def _median_ms(samples: Sequence[float]) -> float:
     return statistics.median(samples) * 1e3 if samples else math.nan
 
 
+def _spread_pct(samples: Sequence[float]) -> float:
+    """Interquartile range relative to the median, in percent (a noise indicator)."""
+    if len(samples) < 4:
+        return math.nan
+    q1, _, q3 = statistics.quantiles(samples, n=4)
+    return (q3 - q1) / statistics.median(samples) * 100
+
+
 def _geomean(values: Sequence[float]) -> float:
     good = [v for v in values if v > 0 and math.isfinite(v)]
     if not good:
@@ -317,7 +325,7 @@ def _bench_one(
     }
     with torch.no_grad():
         deviation = max(
-            (a.float() - b.float()).abs().max().item()
+            (a - b).abs().max().item()
             for a, b in zip(sides["generated"], sides["torch"])
         )
     result: dict[str, Any] = {
@@ -331,6 +339,7 @@ def _bench_one(
         result[f"{side}_median_ms"] = med
         result[f"{side}_GBps"] = bytes_per_step[side] / (med * 1e-3) / 1e9
     result["ratio"] = result["generated_median_ms"] / result["torch_median_ms"]
+    result["spread_pct"] = max(_spread_pct(times[s]) for s in sides)
     # Steps i of both sides ran back to back, so their ratio cancels slow drifts.
     result["paired_ratio_median"] = statistics.median(
         g / t for g, t in zip(times["generated"], times["torch"])
@@ -466,7 +475,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["optimizer"], r["impl"], "ERROR", "", "", "", "", ""])
+            rows.append([r["optimizer"], r["impl"], "ERROR"] + [""] * 6)
             continue
         rows.append(
             [
@@ -477,6 +486,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{r['ratio']:.3f}",
                 f"{r['generated_GBps']:.1f}",
                 f"{r['torch_GBps']:.1f}",
+                ("-" if math.isnan(r["spread_pct"]) else f"{r['spread_pct']:.0f}"),
                 f"{r['max_abs_param_diff']:.1e}" if r["max_abs_param_diff"] else "0",
             ]
         )
@@ -491,6 +501,7 @@ def run(args: argparse.Namespace) -> int:
                 "ratio (gen/torch)",
                 "gen eff. GB/s",
                 "torch eff. GB/s",
+                "IQR %",
                 "max |Δparam|",
             ],
             rows,
@@ -513,7 +524,8 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         "effective GB/s = (2·param + grad + 2·each param-shaped state tensor) bytes "
-        "per step / median step time"
+        "per step / median step time;\nIQR % = interquartile range of the step times "
+        "over their median (worse side): large values mean a noisy machine"
     )
     geomeans: dict[str, float] = {}
     counts: dict[str, int] = {}

@@ -495,15 +495,39 @@ class Checker:
                     continue
                 out.extend(self.inline(frag.body, stack + (stmt.fragment,)))
             elif isinstance(stmt, S.If):
-                branches = tuple((c, self.inline(b, stack)) for c, b in stmt.branches)
+                branches = tuple(
+                    (self.canon(c), self.inline(b, stack)) for c, b in stmt.branches
+                )
                 out.append(
                     replace(
                         stmt, branches=branches, orelse=self.inline(stmt.orelse, stack)
                     )
                 )
             else:
-                out.append(stmt)
+                out.append(self.canon(stmt))
         return tuple(out)
+
+    def canon(self, node):
+        """``m_t`` → ``m`` with subscript t, where m is a state (or the parameter): one spelling on."""
+        if isinstance(node, S.Name):
+            base = node.id[:-2]
+            if (node.subscript is None and node.id.endswith("_t") and node.id not in self.inputs
+                    and node.id not in self.states and (base in self.states or base == "param")):
+                return S.Name(base, "t", node.span)
+            return node
+        if isinstance(node, (S.Number, S.Bool, S.NoneLit, S.Use)) or node is None:
+            return node
+        changes = {}
+        for f in ("target", "value", "initially", "operand", "left", "right", "cond", "then",
+                  "orelse"):
+            if hasattr(node, f):
+                changes[f] = self.canon(getattr(node, f))
+        for f in ("args", "operands", "items"):
+            if hasattr(node, f):
+                changes[f] = tuple(self.canon(x) for x in getattr(node, f))
+        if isinstance(node, S.If):
+            changes["branches"] = tuple((self.canon(c), b) for c, b in node.branches)
+        return replace(node, **changes)
 
     # -- expression kinds (shared by validation and update) --
     def expr(self, e, context, env=None, flow=None) -> str | None:
@@ -831,6 +855,9 @@ class _Flow:
     def on_read(self, name: str, sub: str | None, span: S.Span) -> None:
         self.read.add(name)
         st = self.c.states.get(name)
+        if name == "param" and sub is not None:
+            self._check_subscript(name, sub, span)
+            return
         if st is None:
             if sub is not None:
                 self.c.out.error(
@@ -840,6 +867,18 @@ class _Flow:
                     span,
                 )
             return
+        self._check_subscript(name, sub, span)
+        if st.lazy and name not in self.initialised:
+            self.c.out.error(
+                "E315",
+                f"state `{name}` is read before it has a value",
+                span,
+                notes=[Note("declared lazy here", st.span)],
+                hint=f"give it its first value with `{name} <- ... initially ...`",
+            )
+        self._check_condition(st, span)
+
+    def _check_subscript(self, name: str, sub: str | None, span: S.Span) -> None:
         if sub == "t-1" and name in self.assigned_now:
             self.c.out.error(
                 "E314",
@@ -855,15 +894,6 @@ class _Flow:
                 span,
                 hint=f"write `{name}_{{t-1}}` for the previous value",
             )
-        if st.lazy and name not in self.initialised:
-            self.c.out.error(
-                "E315",
-                f"state `{name}` is read before it has a value",
-                span,
-                notes=[Note("declared lazy here", st.span)],
-                hint=f"give it its first value with `{name} <- ... initially ...`",
-            )
-        self._check_condition(st, span)
 
     def _check_condition(self, st: S.State, span: S.Span) -> None:
         if st.condition is None:
@@ -977,7 +1007,9 @@ class _Flow:
                     )
                 self._check_condition(st, s.target.span)
                 self.assigned_now[name] = s.target.span
-            self.read.add(name) if target.role == "param" else None
+            if target.role == "param":
+                self.read.add(name)
+                self.assigned_now[name] = s.target.span
             return
         if k is None:
             k = "tensor"

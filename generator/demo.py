@@ -448,7 +448,14 @@ def _scenario_bert(torch: Any, gen: Any, errors: _Errors, steps: int) -> None:
             )
         except Exception as exc:  # noqa: BLE001
             rows.append(
-                [correct_bias, wd, errors.record("BertAdamW", exc), "", "", "", ""]
+                [
+                    correct_bias,
+                    wd,
+                    errors.record(
+                        f"BertAdamW correct_bias={correct_bias} weight_decay={wd}", exc
+                    ),
+                ]
+                + [""] * 4
             )
     print(
         _table(

@@ -414,6 +414,11 @@ class Lowerer:
         other = [self._if(more, orelse, later)] if more else self.body(orelse, later)
         # Owned after the `if` only where every branch left it owned.
         self.owned = {k: v and owned_then.get(k, False) for k, v in self.owned.items()}
+        # A scalar that varies per parameter in one branch is a per-parameter value in all.
+        varying = {s.name for s in _scalar_lets(then + other) if s.varying}
+        for name in varying:
+            self.varying[name] = True
+        then, other = _mark_varying(then, varying), _mark_varying(other, varying)
         return ir.If(self.sexpr(cond), tuple(then), tuple(other))
 
     def _count(self, st: S.State, value: S.Expr, read_after: bool) -> ir.CountUpdate:
@@ -473,6 +478,27 @@ class Lowerer:
         expr = self.texpr(value)
         self.owned[name] = True
         return [ir.TensorLet(name, expr, alias=False)]
+
+
+def _scalar_lets(stmts):
+    for s in stmts:
+        if isinstance(s, ir.ScalarLet):
+            yield s
+        elif isinstance(s, ir.If):
+            yield from _scalar_lets(s.then)
+            yield from _scalar_lets(s.orelse)
+
+
+def _mark_varying(stmts, names: set) -> list:
+    out = []
+    for s in stmts:
+        if isinstance(s, ir.ScalarLet) and s.name in names and not s.varying:
+            s = ir.ScalarLet(s.name, s.value, True)
+        elif isinstance(s, ir.If):
+            s = ir.If(s.cond, tuple(_mark_varying(s.then, names)),
+                      tuple(_mark_varying(s.orelse, names)))
+        out.append(s)
+    return out
 
 
 def _const(e) -> str | None:
@@ -574,7 +600,11 @@ def rule_lerp(lw: Lowerer, name: str, e: S.Expr):
     terms = _terms(e)
     if len(terms) != 2 or terms[0][0] != 1 or terms[1][0] != 1:
         return None
-    b = _scaled_x(lw, name, terms[0][1])
+    first = terms[0][1]
+    # Only the paper's spelling `b * x`: `x * b + (1 - b) * a` is computed as written (mul_, add_).
+    if not (isinstance(first, S.Binary) and first.op == "*" and _x(lw, name, first.right)):
+        return None
+    b = _scaled_x(lw, name, first)
     rest = terms[1][1]
     if b in (None, False) or not (isinstance(rest, S.Binary) and rest.op == "*"):
         return None
@@ -748,7 +778,8 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
     )
     return ir.Optimizer(
         name=spec.name,
-        spec_path=spec.path,
+        # The path lands in a comment and docstrings: keep it to one printable line without quotes.
+        spec_path="".join(ch if ch.isprintable() and ch not in "\"\\" else "?" for ch in spec.path),
         spec_hash=hashlib.sha256(spec.source.encode()).hexdigest()[:16],
         summary=spec.doc("summary") or f"Implements the {spec.name} algorithm.",
         references=tuple(d.text for d in spec.docs if d.key == "reference"),

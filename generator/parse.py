@@ -109,6 +109,10 @@ def _ascii_name(raw: str) -> str:
     return "".join(out)
 
 
+def _subscript(token) -> str | None:
+    return None if token is None else str(token)[2:-1].replace("\u2212", "-")
+
+
 def _op(token: str) -> str:
     return UNICODE_OPS.get(str(token), str(token))
 
@@ -153,7 +157,7 @@ class _Build(Transformer):
         tok, sub = children
         return S.Name(
             _ascii_name(str(tok)),
-            str(sub)[2:-1] if sub is not None else None,
+            _subscript(sub),
             self._span(meta),
         )
 
@@ -218,7 +222,7 @@ class _Build(Transformer):
         tok, sub, _arrow, value, initially = children
         target = S.Name(
             _ascii_name(str(tok)),
-            str(sub)[2:-1] if sub is not None else None,
+            _subscript(sub),
             self._span(tok),
         )
         return S.Assign(target, value, initially, self._span(meta))
@@ -257,10 +261,11 @@ class _Build(Transformer):
     @v_args(meta=True)
     def error_message(self, meta, children):
         exc, text = children
+        # Placeholders name inputs, in either spelling: {γ} is {lr}.
+        text = re.sub(r"\{([^{}]*)\}", lambda m: "{" + _ascii_name(m.group(1)) + "}",
+                      _unquote(str(text)))
         return S.Message(
-            str(exc) if exc is not None else "ValueError",
-            _unquote(str(text)),
-            self._span(meta),
+            str(exc) if exc is not None else "ValueError", text, self._span(meta)
         )
 
     @v_args(meta=True)
@@ -434,6 +439,10 @@ def _syntax_diagnostic(path: str, source: str, exc: UnexpectedInput, out: Collec
         hint = "names are letters, digits and `_`; strings use double quotes"
         if ch == "\t":
             message, hint = "a tab character", "indent with spaces"
+        if ch == '"':
+            message = "a string is not closed on this line"
+            hint = 'strings are one line; write \\" for a quote inside one'
+
         out.error("E101", label or message, span, hint=None if label else hint)
         return
     if isinstance(exc, UnexpectedToken):
@@ -447,6 +456,8 @@ def _syntax_diagnostic(path: str, source: str, exc: UnexpectedInput, out: Collec
                 exc.token.end_column or exc.token.column + 1,
             )
         message = f"unexpected {found}; expected {_describe(exc.expected)}"
+        if label is None and str(exc.token) == "=" and "ARROW" in exc.expected:
+            label = "`=` assigns nothing in an update; write `<-` (or `←`)"
         out.error("E102", label or message, span, hint=message if label else None)
         return
     if isinstance(exc, UnexpectedEOF):
@@ -531,9 +542,9 @@ def parse(data: bytes | str, path: str = "<spec>") -> S.Spec:
     """Parse one spec file. Raises SpecError with every diagnostic found."""
     out = Collector()
     text = _guard(path, data, out)
-    source = text if text is not None else (data if isinstance(data, str) else "")
     if text is None:
-        raise SpecError(out.items, {path: source})
+        shown = data if isinstance(data, str) else data[:MAX_BYTES].decode("utf-8", "replace")
+        raise SpecError(out.items, {path: shown})
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:

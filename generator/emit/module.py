@@ -415,9 +415,9 @@ class ModuleRenderer:
 
     def context(self) -> dict:
         opt = self.opt
-        imports = ["Optimizer", "ParamsT", "_use_grad_for_differentiable"]
+        imports = ["Optimizer", "ParamsT"]
         if opt.mode == "each":
-            imports += ["_default_to_fused_or_foreach"]
+            imports += ["_default_to_fused_or_foreach", "_use_grad_for_differentiable"]
         ctx = dict(
             opt=opt,
             fname=Path(opt.spec_path).stem,
@@ -453,7 +453,8 @@ class ModuleRenderer:
         if ctx["count_states"]:
             imports.append("_get_scalar_dtype")
         ctx["optimizer_imports"] = sorted(set(imports), key=lambda n: (n.startswith("_"), n.lower()))
-        ctx["imports"] = {"math"} if "math." in code else set()
+        ctx["imports"] = {name for name, used in (("math", "math." in code),
+                                                   ("cast", "cast(" in code)) if used}
         return ctx
 
     def render(self) -> str:

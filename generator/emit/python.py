@@ -406,7 +406,9 @@ class ForeachPrinter:
 
     def stmt(self, s, out: Lines) -> None:
         if isinstance(s, ir.ScalarLet):
-            if s.varying:
+            if s.varying and not varying_refs(s.value):  # the same value for every tensor
+                out(f"{s.name}s = [{self.scalar(s.value)}] * len(device_params)")
+            elif s.varying:
                 out(f"{s.name}s = {self.scalar_value(s.value)}")
             else:
                 out(f"{s.name} = {self.scalar(s.value)}")
