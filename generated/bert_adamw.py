@@ -13,7 +13,6 @@ from torch.optim.optimizer import (
     _default_to_fused_or_foreach,
     _get_scalar_dtype,
     _get_value,
-    _use_grad_for_differentiable,
     _view_as_real,
 )
 
@@ -92,7 +91,7 @@ class BertAdamW(Optimizer):
                 state_steps.append(state["step"])
         return has_complex
 
-    @_use_grad_for_differentiable
+    @torch.no_grad()
     def step(self, closure=None):
         """Perform a single optimization step.
 

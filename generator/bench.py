@@ -187,7 +187,7 @@ def _spread_pct(samples: Sequence[float]) -> float:
     """Interquartile range relative to the median, in percent (a noise indicator)."""
     if len(samples) < 4:
         return math.nan
-    q1, _, q3 = statistics.quantiles(samples, n=4)
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
     return (q3 - q1) / statistics.median(samples) * 100
 
 

@@ -414,17 +414,16 @@ class Checker:
                     )
 
     def _check_message(self, msg: S.Message) -> None:
-        import re
-
-        for m in re.finditer(r"\{([^{}]*)\}", msg.text):
-            ref = m.group(1)
+        for ref, placeholder in S.message_parts(msg.text):
+            if not placeholder:
+                continue
             if ref not in self.inputs:
                 self.out.error(
                     "E304",
                     f"`{{{ref}}}` in the message is not an input",
                     msg.span,
                     hint=did_you_mean(ref, self.inputs)
-                    or "placeholders name inputs, e.g. {lr}",
+                    or "placeholders name inputs, e.g. {lr}; write {{ and }} for braces",
                 )
             else:
                 self.used.add(ref)
@@ -580,6 +579,16 @@ class _Typer:
                     f"`{name}` is used before it is assigned",
                     e.span,
                     notes=[Note("assigned here", self.flow.pending[name])],
+                )
+                return None
+            if self.context == "state" and (name in self.c.states or name in BUILTIN_TENSORS):
+                self.error(
+                    "E303",
+                    f"a state's initial value cannot use `{name}`: it is a number known when "
+                    "the optimizer is built",
+                    e.span,
+                    hint="for a first value taken from the update, declare the state `lazy` "
+                    "and assign it with `initially`",
                 )
                 return None
             if self.context == "validation" and name == "grad":

@@ -407,7 +407,7 @@ _EXAMPLES = {
         "optimizer X\nupdate:\n    if a\n        b <- 1\n",
         "optimizer X\nupdate\n    b <- 1\n",
     ],
-    "a spec starts with `optimizer NAME` (or `fragment NAME`)": [
+    "a spec starts with `optimizer <Name>` (or `fragment <name>`)": [
         "input lr: float = 1\n",
         "update:\n    x <- 1\n",
     ],
@@ -497,7 +497,7 @@ def _guard(path: str, data: bytes | str, out: Collector) -> str | None:
             "E003",
             "the file is empty",
             here,
-            hint="start with `optimizer NAME`; `optimgen new NAME` writes a template",
+            hint="start with `optimizer <Name>`; the README has a language reference",
         )
         return None
     for number, line in enumerate(text.splitlines(), 1):

@@ -157,6 +157,25 @@ class Message:
     span: Span = field(compare=False)
 
 
+def message_parts(text: str) -> list[tuple[str, bool]]:
+    """A message as (text, is_placeholder) parts: ``{name}`` is a placeholder, ``{{``/``}}`` braces."""
+    import re
+
+    parts: list[tuple[str, bool]] = []
+    pos = 0
+    for m in re.finditer(r"\{\{|\}\}|\{([^{}]*)\}", text):
+        if m.start() > pos:
+            parts.append((text[pos : m.start()], False))
+        if m.group(0) in ("{{", "}}"):
+            parts.append((m.group(0)[0], False))
+        else:
+            parts.append((m.group(1), True))
+        pos = m.end()
+    if pos < len(text):
+        parts.append((text[pos:], False))
+    return parts
+
+
 @dataclass(frozen=True)
 class Require:
     expr: Expr

@@ -324,6 +324,8 @@ class CompareContext:
     test_id: str | None = None
     ignore_group_keys: frozenset[str] = frozenset()
     compare_grads: bool = True
+    #: applied to both state_dicts before comparing (e.g. to compare values, not types)
+    normalize_state_dict: Callable[[dict], dict] | None = None
     param_names: list[str] = field(default_factory=list)
 
     def where(self, what: str) -> str:
@@ -457,6 +459,9 @@ def compare_keys(actual: Any, expected: dict, what: str, ctx: CompareContext) ->
 
 
 def compare_state_dicts(actual: dict, expected: dict, ctx: CompareContext) -> None:
+    if ctx.normalize_state_dict is not None:
+        actual = ctx.normalize_state_dict(actual)
+        expected = ctx.normalize_state_dict(expected)
     compare_keys(actual, expected, "state_dict()", ctx)
     sa, se = actual["state"], expected["state"]
     compare_keys(sa, se, "state_dict()['state'] (parameter indices)", ctx)
@@ -578,6 +583,7 @@ def run_side_by_side(
     none_steps=NONE_STEPS,
     closure_every: int = 2,
     compare_grads: bool = True,
+    normalize_state_dict: Callable[[dict], dict] | None = None,
 ) -> SideBySideResult:
     """Step ``expected_cls`` and ``actual_cls`` on identical inputs, comparing after every
     step.  If the expected class raises (at construction or at some step), the actual class
@@ -597,6 +603,7 @@ def run_side_by_side(
         test_id=test_id,
         ignore_group_keys=frozenset(ignore_group_keys),
         compare_grads=compare_grads,
+        normalize_state_dict=normalize_state_dict,
         param_names=[f"param #{i}, shape {tuple(s)}" for i, s in enumerate(shapes)],
     )
 

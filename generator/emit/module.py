@@ -417,10 +417,13 @@ class ModuleRenderer:
         opt = self.opt
         imports = ["Optimizer", "ParamsT"]
         if opt.mode == "each":
-            imports += ["_default_to_fused_or_foreach", "_use_grad_for_differentiable"]
+            imports += ["_default_to_fused_or_foreach"]
+            if "differentiable" in self.args:
+                imports.append("_use_grad_for_differentiable")
         ctx = dict(
             opt=opt,
-            fname=Path(opt.spec_path).stem,
+            fname=_functional_name(opt),
+            arg_names=set(self.args),
             signature=self.signature(),
             defaults=self.defaults(),
             setdefaults=self.setdefaults(),
@@ -469,6 +472,12 @@ _FLAG_DOCS = {
     "differentiable": "whether autograd should occur through the optimizer step in training.",
     "fused": "whether the fused implementation is used.",
 }
+
+
+def _functional_name(opt: ir.Optimizer) -> str:
+    """The functional API is named after the module (adam, rmsprop), as in torch.optim."""
+    stem = Path(opt.spec_path).stem
+    return stem if stem.isidentifier() and not stem.startswith("_") else opt.name.lower()
 
 
 def _float(text: str) -> str:

@@ -28,13 +28,14 @@ def constructor_names(checked: CheckedSpec) -> dict[str, str]:
 
 
 def message_source(text: str, names: dict[str, str]) -> str:
-    parts = re.split(r"(\{[^{}]*\})", text)
-    if not any(p[1:-1] in names for p in parts if p.startswith("{") and p.endswith("}")):
-        return repr(text)
+    """Python source of a message: a plain literal, or an f-string whose only fields are inputs."""
+    parts = S.message_parts(text)
+    if not any(placeholder for _, placeholder in parts):
+        return repr("".join(t for t, _ in parts))
     out = []
-    for part in parts:
-        if part.startswith("{") and part.endswith("}") and part[1:-1] in names:
-            out.append("{" + names[part[1:-1]] + "}")
+    for part, placeholder in parts:
+        if placeholder:
+            out.append("{" + names[part] + "}")
         else:
             out.append(part.replace("{", "{{").replace("}", "}}"))
     return "f" + repr("".join(out))

@@ -1,0 +1,85 @@
+"""Every diagnostic kind, pinned as the exact text a spec author sees (golden files).
+
+Each ``tests/diagnostics/<CODE>_<what>.optim`` is a bad spec; ``<same>.expected`` is what optimgen
+prints for it. Regenerate after an intended change with ``make golden`` (review the diff!).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from generator import build
+from generator.cli import main
+from generator.diagnostics import SpecError
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = sorted((ROOT / "tests" / "diagnostics").glob("*.optim"))
+FRAGMENTS = sorted((ROOT / "specs" / "fragments").glob("*.frag"))
+UPDATE = os.environ.get("OPTIMGEN_UPDATE_GOLDEN") == "1"
+
+
+def _render(path: Path) -> str:
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # paths in messages are shown relative to the project
+    try:
+        build.check_all([path], FRAGMENTS)
+    except SpecError as exc:
+        return exc.render() + "\n"
+    finally:
+        os.chdir(cwd)
+    return "(no error)\n"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_diagnostic_matches_golden_text(case):
+    got = _render(case)
+    expected_path = case.with_suffix(".expected")
+    if UPDATE:
+        expected_path.write_text(got, encoding="utf-8")
+    assert expected_path.exists(), f"no golden file for {case.name}: run `make golden`"
+    assert got == expected_path.read_text(encoding="utf-8"), (
+        f"diagnostics for {case.name} changed; if intended, run `make golden`.\n{got}"
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_diagnostic_names_file_line_column_and_its_code(case):
+    got = _render(case)
+    code = case.stem.split("_", 1)[0]
+    assert f"[{code}]" in got, f"{case.name} should report {code}:\n{got}"
+    first = got.splitlines()[0]
+    assert re.match(r"tests/diagnostics/\S+\.optim:\d+:\d+: error: ", first), first
+    assert "Traceback" not in got
+    # Lark's internal terminal names never reach the author.
+    assert not re.search(r"\b(_NL|_INDENT|_DEDENT|NAME|COMP_OP|ADD_OP|MUL_OP|\$END)\b", got), got
+
+
+def test_all_errors_of_a_file_are_reported_at_once():
+    got = _render(ROOT / "tests" / "diagnostics" / "E317_assign_input_and_grad.optim")
+    assert got.count(": error: ") == 2
+
+
+def test_did_you_mean_for_a_misspelt_fragment(tmp_path):
+    spec = tmp_path / "x.optim"
+    spec.write_text(
+        "optimizer X\ninput lr: float = 0.1\ninput maximize: bool = false\n"
+        "update:\n    use maximise\n    param <- param - lr * g\n"
+    )
+    with pytest.raises(SpecError) as info:
+        build.check_all([spec], FRAGMENTS)
+    assert "did you mean `maximize`?" in info.value.render()
+
+
+def test_cli_exit_status_and_stderr_for_a_bad_spec(tmp_path, capsys):
+    spec = tmp_path / "bad.optim"
+    spec.write_text("optimizer Bad\nupdate:\n    param <- param * gard\n")
+    assert main(["build", str(spec), "--out", str(tmp_path / "gen")]) == 1
+    err = capsys.readouterr().err
+    assert "bad.optim:3:22: error: undefined name `gard`" in err
+    assert "    |                      ^^^^" in err
+    assert "hint: did you mean `grad`?" in err
+    assert not (tmp_path / "gen").exists()
