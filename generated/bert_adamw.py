@@ -203,8 +203,23 @@ def bert_adamw(
         )
     if foreach and differentiable:
         raise RuntimeError("foreach ops don't support autograd (differentiable=True)")
-    func = _multi_tensor_bert_adamw if foreach else _single_tensor_bert_adamw
-    func(
+    if foreach:
+        _multi_tensor_bert_adamw(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            state_steps,
+            has_complex=has_complex,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            correct_bias=correct_bias,
+        )
+        return
+    _single_tensor_bert_adamw(
         params,
         grads,
         exp_avgs,

@@ -192,12 +192,26 @@ def sgd(
         )
     if foreach and differentiable:
         raise RuntimeError("foreach ops don't support autograd (differentiable=True)")
-    func = _multi_tensor_sgd if foreach else _single_tensor_sgd
-    func(
+    if foreach:
+        _multi_tensor_sgd(
+            params,
+            grads,
+            momentum_buffers,
+            has_complex=has_complex,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
+        return
+    _single_tensor_sgd(
         params,
         grads,
         momentum_buffers,
         has_complex=has_complex,
+        differentiable=differentiable,
         lr=lr,
         momentum=momentum,
         dampening=dampening,
@@ -213,6 +227,7 @@ def _single_tensor_sgd(
     momentum_buffers: list[Tensor],
     *,
     has_complex: bool,
+    differentiable: bool,
     lr,
     momentum,
     dampening,

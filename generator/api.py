@@ -20,7 +20,9 @@ from .diagnostics import Collector, SpecError
 from .parse import parse
 
 
-def compile_text(text: str | bytes, path: str = "<spec>", fragment_dir: Path = DEFAULT_SPECS) -> str:
+def compile_text(
+    text: str | bytes, path: str = "<spec>", fragment_dir: Path = DEFAULT_SPECS
+) -> str:
     """The generated module's source for one spec given as text. Raises SpecError."""
     out = Collector()
     fragments, sources = {}, {}
@@ -42,7 +44,9 @@ def _load(text: bytes, path: str):
     digest = hashlib.sha256(text).hexdigest()[:12]
     module = types.ModuleType(f"optimgen_loaded_{digest}")
     module.__file__ = f"<optimgen {path}>"
-    sys.modules[module.__name__] = module  # so that pickling and deepcopy find the class
+    sys.modules[module.__name__] = (
+        module  # so that pickling and deepcopy find the class
+    )
     exec(compile(source, module.__file__, "exec"), module.__dict__)
     names = [n for n in module.__all__ if isinstance(module.__dict__[n], type)]
     cls = module.__dict__[names[0]]
@@ -53,11 +57,15 @@ def _load(text: bytes, path: str):
 def load_spec(path_or_text: str | Path):
     """The optimizer class of one spec (a file path, or the text of a spec)."""
     if isinstance(path_or_text, Path) or (
-        isinstance(path_or_text, str) and "\n" not in path_or_text and Path(path_or_text).is_file()
+        isinstance(path_or_text, str)
+        and "\n" not in path_or_text
+        and Path(path_or_text).is_file()
     ):
         p = Path(path_or_text)
         return _load(p.read_bytes(), str(p))
-    text = path_or_text.encode("utf-8") if isinstance(path_or_text, str) else path_or_text
+    text = (
+        path_or_text.encode("utf-8") if isinstance(path_or_text, str) else path_or_text
+    )
     return _load(text, "<spec>")
 
 

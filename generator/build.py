@@ -40,7 +40,9 @@ def _display(path: Path) -> str:
             return str(path)
 
 
-def discover(spec_args: list[str] | None, spec_dir: Path = DEFAULT_SPECS) -> tuple[list[Path], list[Path]]:
+def discover(
+    spec_args: list[str] | None, spec_dir: Path = DEFAULT_SPECS
+) -> tuple[list[Path], list[Path]]:
     """Spec files named on the command line (or all of ``spec_dir``) and every fragment beside them."""
     if spec_args:
         specs = [Path(a) for a in spec_args]
@@ -48,7 +50,9 @@ def discover(spec_args: list[str] | None, spec_dir: Path = DEFAULT_SPECS) -> tup
     else:
         specs = sorted(spec_dir.glob(f"*{SPEC_SUFFIX}"))
         dirs = {spec_dir}
-    fragments = sorted({f.resolve() for d in dirs for f in d.glob(f"**/*{FRAGMENT_SUFFIX}")})
+    fragments = sorted(
+        {f.resolve() for d in dirs for f in d.glob(f"**/*{FRAGMENT_SUFFIX}")}
+    )
     return specs, fragments
 
 
@@ -65,7 +69,11 @@ def load(paths: list[Path], fragment_paths: list[Path], out: Collector):
         try:
             data = path.read_bytes()
         except OSError as exc:
-            out.error("E000", f"cannot read the file: {exc.strerror}", S.Span(shown, 1, 1, 1, 1))
+            out.error(
+                "E000",
+                f"cannot read the file: {exc.strerror}",
+                S.Span(shown, 1, 1, 1, 1),
+            )
             continue
         try:
             spec = parse(data, shown)
@@ -77,14 +85,22 @@ def load(paths: list[Path], fragment_paths: list[Path], out: Collector):
         if spec.kind == "fragment":
             check_fragment(spec, out)
             if spec.name in fragments:
-                out.error("E405", f"fragment `{spec.name}` is defined twice", spec.span,
-                          notes=[Note("first defined here", fragments[spec.name].span)])
+                out.error(
+                    "E405",
+                    f"fragment `{spec.name}` is defined twice",
+                    spec.span,
+                    notes=[Note("first defined here", fragments[spec.name].span)],
+                )
             fragments.setdefault(spec.name, spec)
         elif path in paths:
             specs.append(spec)
         else:
-            out.error("E404", f"{path.name} is a fragment file but holds an optimizer", spec.span,
-                      hint=f"optimizers live in *{SPEC_SUFFIX} files")
+            out.error(
+                "E404",
+                f"{path.name} is a fragment file but holds an optimizer",
+                spec.span,
+                hint=f"optimizers live in *{SPEC_SUFFIX} files",
+            )
     return specs, fragments, sources
 
 
@@ -95,22 +111,46 @@ def check_all(paths, fragment_paths) -> tuple[list[CheckedSpec], dict[str, str]]
     names: dict[str, S.Spec] = {}
     for spec in specs:
         if spec.kind != "optimizer":
-            out.error("E404", "expected an optimizer, found a fragment", spec.span,
-                      hint=f"fragments live in *{FRAGMENT_SUFFIX} files")
+            out.error(
+                "E404",
+                "expected an optimizer, found a fragment",
+                spec.span,
+                hint=f"fragments live in *{FRAGMENT_SUFFIX} files",
+            )
             continue
         stem = _module_name(spec)
-        if not stem.isidentifier() or keyword.iskeyword(stem) or stem.startswith("_") or stem in (
-            "torch", "typing", "math",
+        if (
+            not stem.isidentifier()
+            or keyword.iskeyword(stem)
+            or stem.startswith("_")
+            or stem
+            in (
+                "torch",
+                "typing",
+                "math",
+            )
         ):
-            out.error("E201", f"`{stem}` cannot name a Python module: rename the spec file",
-                      spec.span, hint="spec files are named like Python modules, e.g. my_adam.optim")
+            out.error(
+                "E201",
+                f"`{stem}` cannot name a Python module: rename the spec file",
+                spec.span,
+                hint="spec files are named like Python modules, e.g. my_adam.optim",
+            )
             continue
-        if not spec.name.isidentifier() or keyword.iskeyword(spec.name) or spec.name.startswith("_"):
+        if (
+            not spec.name.isidentifier()
+            or keyword.iskeyword(spec.name)
+            or spec.name.startswith("_")
+        ):
             out.error("E201", f"`{spec.name}` cannot name a Python class", spec.span)
             continue
         if spec.name in names:
-            out.error("E406", f"optimizer `{spec.name}` is defined twice", spec.span,
-                      notes=[Note("first defined here", names[spec.name].span)])
+            out.error(
+                "E406",
+                f"optimizer `{spec.name}` is defined twice",
+                spec.span,
+                notes=[Note("first defined here", names[spec.name].span)],
+            )
         names.setdefault(spec.name, spec)
         checked.append(check(spec, fragments, out))
     if out.items:
@@ -132,7 +172,9 @@ def render_optimizer(checked: CheckedSpec) -> str:
     except GeneratorBug:
         raise
     except Exception as exc:  # a template or printer failure is ours, never the spec's
-        raise GeneratorBug(f"rendering {checked.name} failed: {type(exc).__name__}: {exc}") from exc
+        raise GeneratorBug(
+            f"rendering {checked.name} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     return format_python(text, checked.name)
 
 
@@ -140,31 +182,44 @@ def format_python(text: str, what: str) -> str:
     import black
 
     try:
-        return black.format_str(text, mode=black.Mode(target_versions={black.TargetVersion.PY310}))
+        return black.format_str(
+            text, mode=black.Mode(target_versions={black.TargetVersion.PY310})
+        )
     except Exception as exc:
-        raise GeneratorBug(f"black could not format the module for {what}: {exc}") from exc
+        raise GeneratorBug(
+            f"black could not format the module for {what}: {exc}"
+        ) from exc
 
 
 def render_init(entries: list[tuple[str, str]], spec_dir: str) -> str:
     from .emit.module import environment
 
-    text = environment().get_template("__init__.py.jinja").render(
-        entries=entries, names=[n for _, n in entries], spec_dir=spec_dir
+    text = (
+        environment()
+        .get_template("__init__.py.jinja")
+        .render(entries=entries, names=[n for _, n in entries], spec_dir=spec_dir)
     )
     return format_python(text, "generated/__init__.py")
 
 
-def compile_specs(spec_args: list[str] | None = None, out_dir: Path = DEFAULT_OUT,
-                  spec_dir: Path = DEFAULT_SPECS) -> list[Output]:
+def compile_specs(
+    spec_args: list[str] | None = None,
+    out_dir: Path = DEFAULT_OUT,
+    spec_dir: Path = DEFAULT_SPECS,
+) -> list[Output]:
     """Everything a build would write. Raises SpecError (bad specs) or GeneratorBug."""
     paths, fragments = discover(spec_args, spec_dir)
     checked, _ = check_all(paths, fragments)
     outputs = []
     for c in checked:
-        outputs.append(Output(out_dir / f"{_module_name(c.spec)}.py", render_optimizer(c)))
+        outputs.append(
+            Output(out_dir / f"{_module_name(c.spec)}.py", render_optimizer(c))
+        )
     if not spec_args:
         entries = sorted((_module_name(c.spec), c.name) for c in checked)
-        outputs.append(Output(out_dir / "__init__.py", render_init(entries, _display(spec_dir))))
+        outputs.append(
+            Output(out_dir / "__init__.py", render_init(entries, _display(spec_dir)))
+        )
     return outputs
 
 
@@ -192,6 +247,8 @@ def stale(outputs: list[Output], out_dir: Path) -> list[tuple[Path, str]]:
             problems.append((o.path, "stale"))
     expected = {o.path.resolve() for o in outputs}
     for p in sorted(out_dir.glob("*.py")):
-        if p.resolve() not in expected and p.read_text(encoding="utf-8").startswith("# Generated by optimgen"):
+        if p.resolve() not in expected and p.read_text(encoding="utf-8").startswith(
+            "# Generated by optimgen"
+        ):
             problems.append((p, "orphaned (no spec produces it)"))
     return problems

@@ -145,7 +145,7 @@ def check_input(inp: S.Input, out: Collector) -> None:
         check_name(n, "an input", out)
     if inp.torch_name is not None:
         check_name(S.Name(inp.torch_name, None, inp.span), "an argument", out)
-    for t in inp.type.names:
+    for t in (part for name in inp.type.names for part in name.split("|")):
         if t not in TYPES:
             out.error(
                 "E202",
@@ -337,7 +337,7 @@ class Checker:
                 )
             for k, n in enumerate(inp.names):
                 names = inp.type.names
-                t = names[k] if inp.type.kind == "tuple" else names[0]
+                t = names[k].split("|")[0] if inp.type.kind == "tuple" else names[0]
                 kind = {
                     "bool": "bool",
                     "int": "int",
@@ -363,6 +363,19 @@ class Checker:
                     notes=[Note("first used here", keys[st.key])],
                 )
             keys.setdefault(st.key, st.span)
+        order = self.spec.defaults_order
+        if order is not None:
+            names = [i.arg_name for i in self.spec.inputs]
+            if sorted(order.names) != sorted(names):
+                missing = sorted(set(names) - set(order.names))
+                extra = sorted(set(order.names) - set(names))
+                self.out.error(
+                    "E209",
+                    "`defaults` must list every argument once"
+                    + (f"; missing {', '.join(missing)}" if missing else "")
+                    + (f"; not arguments: {', '.join(extra)}" if extra else ""),
+                    order.span,
+                )
         for name in BUILTIN_TENSORS:
             if name in seen:
                 self.out.error(
@@ -510,15 +523,29 @@ class Checker:
         """``m_t`` → ``m`` with subscript t, where m is a state (or the parameter): one spelling on."""
         if isinstance(node, S.Name):
             base = node.id[:-2]
-            if (node.subscript is None and node.id.endswith("_t") and node.id not in self.inputs
-                    and node.id not in self.states and (base in self.states or base == "param")):
+            if (
+                node.subscript is None
+                and node.id.endswith("_t")
+                and node.id not in self.inputs
+                and node.id not in self.states
+                and (base in self.states or base == "param")
+            ):
                 return S.Name(base, "t", node.span)
             return node
         if isinstance(node, (S.Number, S.Bool, S.NoneLit, S.Use)) or node is None:
             return node
         changes = {}
-        for f in ("target", "value", "initially", "operand", "left", "right", "cond", "then",
-                  "orelse"):
+        for f in (
+            "target",
+            "value",
+            "initially",
+            "operand",
+            "left",
+            "right",
+            "cond",
+            "then",
+            "orelse",
+        ):
             if hasattr(node, f):
                 changes[f] = self.canon(getattr(node, f))
         for f in ("args", "operands", "items"):
@@ -581,7 +608,9 @@ class _Typer:
                     notes=[Note("assigned here", self.flow.pending[name])],
                 )
                 return None
-            if self.context == "state" and (name in self.c.states or name in BUILTIN_TENSORS):
+            if self.context == "state" and (
+                name in self.c.states or name in BUILTIN_TENSORS
+            ):
                 self.error(
                     "E303",
                     f"a state's initial value cannot use `{name}`: it is a number known when "
@@ -955,9 +984,15 @@ class _Flow:
                 hint="name the working gradient, e.g. `g <- grad`",
             )
             return
-        if s.initially is not None and name in self.c.states and self.c.states[name].lazy:
+        if (
+            s.initially is not None
+            and name in self.c.states
+            and self.c.states[name].lazy
+        ):
             self.kind(s.initially)
-            self.initialised.add(name)  # the update expression runs only once it has a value
+            self.initialised.add(
+                name
+            )  # the update expression runs only once it has a value
         k, dyn, var = self.kind(s.value)
         if s.initially is not None:
             st = self.c.states.get(name)

@@ -44,9 +44,15 @@ def cmd_check(args) -> int:
 
 def _add_io(p: argparse.ArgumentParser, specs: bool = True) -> None:
     if specs:
-        p.add_argument("specs", nargs="*", help="spec files (default: every *.optim in --spec-dir)")
-    p.add_argument("--out", default=str(build.DEFAULT_OUT), help="output package directory")
-    p.add_argument("--spec-dir", default=str(build.DEFAULT_SPECS), help="directory of specs")
+        p.add_argument(
+            "specs", nargs="*", help="spec files (default: every *.optim in --spec-dir)"
+        )
+    p.add_argument(
+        "--out", default=str(build.DEFAULT_OUT), help="output package directory"
+    )
+    p.add_argument(
+        "--spec-dir", default=str(build.DEFAULT_SPECS), help="directory of specs"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,7 +61,9 @@ def parser() -> argparse.ArgumentParser:
         description="Generate torch.optim optimizers from spec files.",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="generate optimizers from specs (writes only changed files)")
+    b = sub.add_parser(
+        "build", help="generate optimizers from specs (writes only changed files)"
+    )
     _add_io(b)
     b.set_defaults(func=cmd_build)
     c = sub.add_parser("check", help="exit 1 if generated/ differs from a fresh build")
@@ -63,10 +71,14 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_check, specs=None)
     from . import bench, demo
 
-    d = sub.add_parser("demo", help="the seed tutorials' scenarios, generated vs torch.optim")
+    d = sub.add_parser(
+        "demo", help="the seed tutorials' scenarios, generated vs torch.optim"
+    )
     demo.add_arguments(d)
     d.set_defaults(func=demo.run)
-    be = sub.add_parser("bench", help="step time of generated vs torch.optim, side by side")
+    be = sub.add_parser(
+        "bench", help="step time of generated vs torch.optim, side by side"
+    )
     bench.add_arguments(be)
     be.set_defaults(func=bench.run)
     return p
@@ -82,8 +94,10 @@ def main(argv=None) -> int:
         print(f"{n} error{'s' if n != 1 else ''}; nothing was written", file=sys.stderr)
         return 1
     except GeneratorBug as exc:
-        print(f"optimgen: internal error (a bug in optimgen, not in your spec): {exc}",
-              file=sys.stderr)
+        print(
+            f"optimgen: internal error (a bug in optimgen, not in your spec): {exc}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -57,7 +57,9 @@ class Collector:
     def error(self, code, message, span, hint=None, notes=()):
         # One report per message and line: a name misused twice in a statement is one mistake.
         key = (code, message, span.path, span.line)
-        if any((i.code, i.message, i.span.path, i.span.line) == key for i in self.items):
+        if any(
+            (i.code, i.message, i.span.path, i.span.line) == key for i in self.items
+        ):
             return
         self.items.append(Diagnostic(code, message, span, hint, tuple(notes)))
 

@@ -156,6 +156,9 @@ class Argument:
     keyword: bool
     fixed: bool  # in `defaults` but not in the signature
     tensor_ok: bool  # may be a Tensor (then `_to_scalar` before the update)
+    constructor: (
+        bool  # state initialisation reads the constructor's value (self.defaults)
+    )
     is_flag: bool  # foreach / differentiable / capturable / fused
 
 
@@ -203,4 +206,5 @@ class Optimizer:
         default_factory=frozenset
     )  # module-level helpers used
     has_foreach: bool = False
+    defaults_order: tuple[str, ...] | None = None
     latex: str = ""

@@ -53,12 +53,13 @@ def _terms(e: S.Expr) -> list[tuple[int, S.Expr]]:
 
 
 def _factors(e: S.Expr) -> list[tuple[str, S.Expr]]:
-    """A left-associated product as ('*' | '/', factor) pairs: a * b / c → [(*, a), (*, b), (/, c)]."""
+    """A left-associated product as ('*' | '/', factor) pairs: a * b / c → [(*, a), (*, b), (/, c)].
+
+    A parenthesised product on the right, ``s * (a * b)``, stays one factor: the author grouped it,
+    so it is computed as a tensor first (``add_(a.mul(b), alpha=s)``), not fused into ``addcmul_``.
+    """
     if isinstance(e, S.Binary) and e.op in ("*", "/"):
-        left = _factors(e.left)
-        if e.op == "*" and isinstance(e.right, S.Binary) and e.right.op == "*":
-            return left + _factors(e.right)
-        return left + [(e.op, e.right)]
+        return _factors(e.left) + [(e.op, e.right)]
     return [("*", e)]
 
 
@@ -495,8 +496,11 @@ def _mark_varying(stmts, names: set) -> list:
         if isinstance(s, ir.ScalarLet) and s.name in names and not s.varying:
             s = ir.ScalarLet(s.name, s.value, True)
         elif isinstance(s, ir.If):
-            s = ir.If(s.cond, tuple(_mark_varying(s.then, names)),
-                      tuple(_mark_varying(s.orelse, names)))
+            s = ir.If(
+                s.cond,
+                tuple(_mark_varying(s.then, names)),
+                tuple(_mark_varying(s.orelse, names)),
+            )
         out.append(s)
     return out
 
@@ -602,7 +606,9 @@ def rule_lerp(lw: Lowerer, name: str, e: S.Expr):
         return None
     first = terms[0][1]
     # Only the paper's spelling `b * x`: `x * b + (1 - b) * a` is computed as written (mul_, add_).
-    if not (isinstance(first, S.Binary) and first.op == "*" and _x(lw, name, first.right)):
+    if not (
+        isinstance(first, S.Binary) and first.op == "*" and _x(lw, name, first.right)
+    ):
         return None
     b = _scaled_x(lw, name, first)
     rest = terms[1][1]
@@ -721,7 +727,11 @@ def _py_literal(e: S.Expr) -> str:
 def _annotation(inp: S.Input, k: int | None = None) -> str:
     m = {"float": "float", "int": "int", "bool": "bool", "tensor": "Tensor"}
     if inp.type.kind == "tuple":
-        return "tuple[" + ", ".join(m[n] for n in inp.type.names) + "]"
+        return (
+            "tuple["
+            + ", ".join(" | ".join(m[p] for p in n.split("|")) for n in inp.type.names)
+            + "]"
+        )
     out = " | ".join(m[n] for n in inp.type.names)
     return out + (" | None" if any(inp.type.optional) else "")
 
@@ -742,7 +752,8 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 annotation=_annotation(inp),
                 keyword=inp.keyword,
                 fixed=inp.fixed,
-                tensor_ok="tensor" in inp.type.names,
+                tensor_ok=any("tensor" in n.split("|") for n in inp.type.names),
+                constructor=inp.constructor,
                 is_flag=inp.arg_name in IMPLEMENTATION_FLAGS,
             )
         )
@@ -779,7 +790,9 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
     return ir.Optimizer(
         name=spec.name,
         # The path lands in a comment and docstrings: keep it to one printable line without quotes.
-        spec_path="".join(ch if ch.isprintable() and ch not in "\"\\" else "?" for ch in spec.path),
+        spec_path="".join(
+            ch if ch.isprintable() and ch not in '"\\' else "?" for ch in spec.path
+        ),
         spec_hash=hashlib.sha256(spec.source.encode()).hexdigest()[:16],
         summary=spec.doc("summary") or f"Implements the {spec.name} algorithm.",
         references=tuple(d.text for d in spec.docs if d.key == "reference"),
@@ -794,6 +807,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
         hyper=tuple(s for s in _hyper_order(spec) if s in hyper),
         helpers=frozenset(lw.helpers),
         has_foreach=any(a.name == "foreach" for a in args) and mode == "each",
+        defaults_order=spec.defaults_order.names if spec.defaults_order else None,
     )
 
 

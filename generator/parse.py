@@ -262,8 +262,11 @@ class _Build(Transformer):
     def error_message(self, meta, children):
         exc, text = children
         # Placeholders name inputs, in either spelling: {γ} is {lr}.
-        text = re.sub(r"\{([^{}]*)\}", lambda m: "{" + _ascii_name(m.group(1)) + "}",
-                      _unquote(str(text)))
+        text = re.sub(
+            r"\{([^{}]*)\}",
+            lambda m: "{" + _ascii_name(m.group(1)) + "}",
+            _unquote(str(text)),
+        )
         return S.Message(
             str(exc) if exc is not None else "ValueError", text, self._span(meta)
         )
@@ -297,6 +300,10 @@ class _Build(Transformer):
             self._span(meta),
         )
 
+    def element_type(self, children):
+        # An element of a tuple type may be a union (`float | tensor`): kept as "float|tensor".
+        return ("|".join(c[0] for c in children), any(c[1] for c in children))
+
     @v_args(meta=True)
     def tuple_type(self, meta, children):
         return S.TypeRef(
@@ -305,6 +312,10 @@ class _Build(Transformer):
             tuple(c[1] for c in children),
             self._span(meta),
         )
+
+    @v_args(meta=True)
+    def defaults_decl(self, meta, children):
+        return S.DefaultsOrder(tuple(str(c) for c in children), self._span(meta))
 
     def default(self, children):
         return children[0]
@@ -323,6 +334,7 @@ class _Build(Transformer):
             keyword="keyword" in mods,
             required="required" in mods,
             fixed="fixed" in mods,
+            constructor="constructor" in mods,
             doc=_unquote(str(doc)) if doc is not None else None,
             requires=requires or (),
             span=self._span(meta),
@@ -543,7 +555,11 @@ def parse(data: bytes | str, path: str = "<spec>") -> S.Spec:
     out = Collector()
     text = _guard(path, data, out)
     if text is None:
-        shown = data if isinstance(data, str) else data[:MAX_BYTES].decode("utf-8", "replace")
+        shown = (
+            data
+            if isinstance(data, str)
+            else data[:MAX_BYTES].decode("utf-8", "replace")
+        )
         raise SpecError(out.items, {path: shown})
     try:
         tree = _parser().parse(text)
@@ -562,6 +578,7 @@ def parse(data: bytes | str, path: str = "<spec>") -> S.Spec:
 
 def _assemble(kind, children, span, path, text) -> S.Spec:
     name_tok, *items = children
+    defaults_order = None
     docs, inputs, checks, states, updates, body, validations = (
         [],
         [],
@@ -582,6 +599,8 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
             validations.append(item)
         elif isinstance(item, S.State):
             states.append(item)
+        elif isinstance(item, S.DefaultsOrder):
+            defaults_order = item
         elif isinstance(item, tuple) and item[0] == "update":
             updates.append(item[1])
         elif item is not None:
@@ -596,6 +615,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         updates=tuple(updates),
         body=tuple(body),
         validations=tuple(validations),
+        defaults_order=defaults_order,
         path=path,
         source=text,
         span=span,

@@ -202,6 +202,9 @@ class Input:
     keyword: bool
     required: bool
     fixed: bool  # in `defaults` with its default value, but not a constructor argument
+    constructor: (
+        bool  # state initialisation reads the constructor's value, not the group's
+    )
     doc: str | None  # what the argument means, for the docstring
     requires: tuple[Require, ...]
     span: Span = field(compare=False)
@@ -238,6 +241,12 @@ class State:
 
 
 @dataclass(frozen=True)
+class DefaultsOrder:
+    names: tuple[str, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Update:
     mode: str  # "each" (every parameter with a gradient) or "random" (one random parameter)
     body: tuple[Stmt, ...]
@@ -255,6 +264,7 @@ class Spec:
     updates: tuple[Update, ...]
     body: tuple[Stmt, ...]  # a fragment's statements
     validations: tuple[Require | Check, ...]  # requires and checks in file order
+    defaults_order: DefaultsOrder | None
     path: str
     source: str = field(compare=False, repr=False)
     span: Span = field(compare=False)

@@ -41,9 +41,9 @@ def test_diagnostic_matches_golden_text(case):
     if UPDATE:
         expected_path.write_text(got, encoding="utf-8")
     assert expected_path.exists(), f"no golden file for {case.name}: run `make golden`"
-    assert got == expected_path.read_text(encoding="utf-8"), (
-        f"diagnostics for {case.name} changed; if intended, run `make golden`.\n{got}"
-    )
+    assert got == expected_path.read_text(
+        encoding="utf-8"
+    ), f"diagnostics for {case.name} changed; if intended, run `make golden`.\n{got}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
@@ -55,7 +55,9 @@ def test_diagnostic_names_file_line_column_and_its_code(case):
     assert re.match(r"tests/diagnostics/\S+\.optim:\d+:\d+: error: ", first), first
     assert "Traceback" not in got
     # Lark's internal terminal names never reach the author.
-    assert not re.search(r"\b(_NL|_INDENT|_DEDENT|NAME|COMP_OP|ADD_OP|MUL_OP|\$END)\b", got), got
+    assert not re.search(
+        r"\b(_NL|_INDENT|_DEDENT|NAME|COMP_OP|ADD_OP|MUL_OP|\$END)\b", got
+    ), got
 
 
 def test_all_errors_of_a_file_are_reported_at_once():

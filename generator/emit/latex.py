@@ -11,13 +11,53 @@ from .. import syntax as S
 from ..check import CheckedSpec
 
 GREEK = {
-    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
-    "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
 }
-NAMED = {"lr": r"\gamma", "weight_decay": r"\lambda", "eps": r"\epsilon", "param": r"\theta",
-         "momentum": r"\mu", "dampening": r"\tau"}
-PREC = {"cond": 1, "or": 2, "and": 3, "not": 4, "compare": 5, "+": 6, "-": 6, "*": 7, "/": 7,
-        "%": 7, "neg": 8, "^": 9, "atom": 10}
+NAMED = {
+    "lr": r"\gamma",
+    "weight_decay": r"\lambda",
+    "eps": r"\epsilon",
+    "param": r"\theta",
+    "momentum": r"\mu",
+    "dampening": r"\tau",
+}
+PREC = {
+    "cond": 1,
+    "or": 2,
+    "and": 3,
+    "not": 4,
+    "compare": 5,
+    "+": 6,
+    "-": 6,
+    "*": 7,
+    "/": 7,
+    "%": 7,
+    "neg": 8,
+    "^": 9,
+    "atom": 10,
+}
 OPS = {"==": "=", "!=": r"\neq", "<=": r"\leq", ">=": r"\geq", "<": "<", ">": ">"}
 
 
@@ -25,7 +65,7 @@ def symbol(name: str) -> str:
     if name in NAMED:
         return NAMED[name]
     base = name.rstrip("0123456789")
-    digits = name[len(base):]
+    digits = name[len(base) :]
     if base in GREEK:
         return "\\" + base + (f"_{{{digits}}}" if digits else "")
     if "_" in name:
@@ -89,8 +129,12 @@ class LatexPrinter:
                 return rf"\frac{{{self.expr(e.left)}}}{{{self.expr(e.right)}}}"
             if e.op == "^":
                 return f"{{{self.wrap(e.left, p + 1)}}}^{{{self.expr(e.right)}}}"
-            op = {"*": r" \cdot ", "%": r" \bmod ", "and": r" \textbf{ and } ",
-                  "or": r" \textbf{ or } "}.get(e.op, f" {e.op} ")
+            op = {
+                "*": r" \cdot ",
+                "%": r" \bmod ",
+                "and": r" \textbf{ and } ",
+                "or": r" \textbf{ or } ",
+            }.get(e.op, f" {e.op} ")
             return f"{self.wrap(e.left, p)}{op}{self.wrap(e.right, p + 1)}"
         if isinstance(e, S.Compare):
             parts = [self.wrap(e.operands[0], PREC["compare"] + 1)]
@@ -98,8 +142,10 @@ class LatexPrinter:
                 parts += [OPS[op], self.wrap(x, PREC["compare"] + 1)]
             return " ".join(parts)
         if isinstance(e, S.Conditional):
-            return (f"{self.wrap(e.then, 2)} \\textbf{{ if }} {self.wrap(e.cond, 2)}"
-                    f" \\textbf{{ else }} {self.wrap(e.orelse, 1)}")
+            return (
+                f"{self.wrap(e.then, 2)} \\textbf{{ if }} {self.wrap(e.cond, 2)}"
+                f" \\textbf{{ else }} {self.wrap(e.orelse, 1)}"
+            )
         if isinstance(e, S.Call):
             args = [self.expr(a) for a in e.args]
             if e.func == "sqrt":
@@ -115,15 +161,21 @@ class LatexPrinter:
             if isinstance(s, S.Assign):
                 value = self.expr(s.value)
                 self.assigned.add(s.target.id)
-                target = self.name(S.Name(s.target.id, None, s.target.span), target=True)
+                target = self.name(
+                    S.Name(s.target.id, None, s.target.span), target=True
+                )
                 line = f"{pad}{target} \\leftarrow {value}"
                 if s.initially is not None:
-                    line += r" \quad \textbf{(initially } " + self.expr(s.initially) + ")"
+                    line += (
+                        r" \quad \textbf{(initially } " + self.expr(s.initially) + ")"
+                    )
                 out.append(line)
             elif isinstance(s, S.If):
                 for k, (cond, b) in enumerate(s.branches):
                     kw = "if" if k == 0 else "else if"
-                    out.append(rf"{pad}\textbf{{{kw}}} \: {self.expr(cond)} \textbf{{:}}")
+                    out.append(
+                        rf"{pad}\textbf{{{kw}}} \: {self.expr(cond)} \textbf{{:}}"
+                    )
                     self.stmts(b, depth + 1, out)
                 if s.orelse:
                     out.append(rf"{pad}\textbf{{else}} \textbf{{:}}")
@@ -134,7 +186,10 @@ def algorithm_box(checked: CheckedSpec) -> str:
     p = LatexPrinter(checked)
     inputs = []
     for inp in checked.spec.inputs:
-        if inp.arg_name in ("foreach", "differentiable", "capturable", "fused") or inp.fixed:
+        if (
+            inp.arg_name in ("foreach", "differentiable", "capturable", "fused")
+            or inp.fixed
+        ):
             continue
         shown = ", ".join(symbol(n.id) for n in inp.names)
         label = inp.arg_name.replace("_", r"\_")
@@ -150,7 +205,9 @@ def algorithm_box(checked: CheckedSpec) -> str:
         label = st.key.replace("_", r"\_")
         inits.append(rf"{name} \leftarrow {val} \text{{ ({label})}}")
     lines = [r"\rule{110mm}{0.4pt}"]
-    lines.append(r"\textbf{input}: " + r", \: ".join(inputs + [r"\theta_0 \text{ (params)}"]))
+    lines.append(
+        r"\textbf{input}: " + r", \: ".join(inputs + [r"\theta_0 \text{ (params)}"])
+    )
     if inits:
         lines.append(r"\textbf{initialize}: " + r", \: ".join(inits))
     lines.append(r"\rule{110mm}{0.4pt}")
@@ -158,7 +215,9 @@ def algorithm_box(checked: CheckedSpec) -> str:
         if block.mode == "step":
             lines.append(r"\textbf{each step}:")
         elif block.mode == "random":
-            lines.append(r"\textbf{for a random parameter } \theta \textbf{ with a gradient}:")
+            lines.append(
+                r"\textbf{for a random parameter } \theta \textbf{ with a gradient}:"
+            )
         else:
             lines.append(r"\textbf{for} \: t=1 \: \textbf{to} \: \ldots \: \textbf{do}")
         p.assigned = set()
@@ -167,4 +226,8 @@ def algorithm_box(checked: CheckedSpec) -> str:
     lines.append(r"\textbf{return} \: \theta_t")
     lines.append(r"\rule{110mm}{0.4pt}")
     body = " \\\\\n".join("            &" + ln for ln in lines)
-    return "    .. math::\n       \\begin{aligned}\n" + body + " \\\\\n       \\end{aligned}\n"
+    return (
+        "    .. math::\n       \\begin{aligned}\n"
+        + body
+        + " \\\\\n       \\end{aligned}\n"
+    )

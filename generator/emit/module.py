@@ -21,9 +21,31 @@ from .python import ForeachPrinter, Lines, ScalarPrinter, SingleTensorPrinter, u
 
 # Operations whose result on complex numbers differs from the same operation on the real view:
 # specs using them update complex parameters through torch.view_as_real, as torch does.
-NONLINEAR = {"sqrt", "abs", "sign", "exp", "log", "square", "pow", "addcmul", "addcdiv", "maximum",
-             "minimum", "clamp", "clamp_min", "clamp_max", "div", "reciprocal", "where", "lt", "le",
-             "gt", "ge", "eq", "ne"}
+NONLINEAR = {
+    "sqrt",
+    "abs",
+    "sign",
+    "exp",
+    "log",
+    "square",
+    "pow",
+    "addcmul",
+    "addcdiv",
+    "maximum",
+    "minimum",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "div",
+    "reciprocal",
+    "where",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "eq",
+    "ne",
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,8 +94,10 @@ def _reads_count_before_update(stmts, key: str) -> bool:
         exprs = [getattr(s, f) for f in ("value", "cond", "first") if hasattr(s, f)]
         if isinstance(s, ir.InPlace):
             exprs += list(s.ops)
-        if any(uses(e, lambda x: isinstance(x, ir.SRef) and x.count and x.name == key)
-               for e in exprs):
+        if any(
+            uses(e, lambda x: isinstance(x, ir.SRef) and x.count and x.name == key)
+            for e in exprs
+        ):
             return True
     return False
 
@@ -91,13 +115,21 @@ def _linear_prefix(stmts) -> int:
         refs_state = []
         for x in _walk([s]):
             for e in _exprs(x):
-                uses(e, lambda r: isinstance(r, ir.TRef) and r.role == "state"
-                     and (refs_state.append(r) or False))
+                uses(
+                    e,
+                    lambda r: isinstance(r, ir.TRef)
+                    and r.role == "state"
+                    and (refs_state.append(r) or False),
+                )
             if isinstance(x, ir.InPlace) and x.target.role == "state":
                 refs_state.append(x.target)
-            if isinstance(x, ir.InPlace) and any(
-                isinstance(a, (ir.TRef, ir.TOp)) for op in x.ops for a in op.args
-            ) and x.target.role == "param":
+            if (
+                isinstance(x, ir.InPlace)
+                and any(
+                    isinstance(a, (ir.TRef, ir.TOp)) for op in x.ops for a in op.args
+                )
+                and x.target.role == "param"
+            ):
                 return k  # the parameter is updated from other tensors: not a prefix operation
         if refs_state:
             return k
@@ -119,7 +151,9 @@ def _defined_locals(stmts) -> list[str]:
         if isinstance(s, ir.TensorLet) and s.name not in names:
             names.append(s.name)
         elif isinstance(s, ir.If):
-            both = [n for n in _defined_locals(s.then) if n in _defined_locals(s.orelse)]
+            both = [
+                n for n in _defined_locals(s.then) if n in _defined_locals(s.orelse)
+            ]
             names += [n for n in both if n not in names]
     return names
 
@@ -144,7 +178,9 @@ class ModuleRenderer:
     def _group_ref(self, r: ir.SRef) -> str:
         if r.name in self.sym_arg:
             a, k = self.sym_arg[r.name]
-            return f'group["{a.name}"]' + (f"[{k}]" if k is not None else "")
+            # torch's Adagrad starts every accumulator from the constructor's value.
+            where = "self.defaults" if a.constructor else "group"
+            return f'{where}["{a.name}"]' + (f"[{k}]" if k is not None else "")
         raise GeneratorBug(f"`{r.name}` is not a hyperparameter")
 
     # -- the class --------------------------------------------------------------------------------------
@@ -159,15 +195,23 @@ class ModuleRenderer:
             ann = a.annotation
             if a.tensor_ok and a.annotation == "float | Tensor":
                 ann = "float | Tensor"
-            out.append(f"{a.name}: {ann}" + ("" if a.default is None else f" = {a.default}"))
+            out.append(
+                f"{a.name}: {ann}" + ("" if a.default is None else f" = {a.default}")
+            )
         return out
 
     def defaults(self) -> list[tuple[str, str]]:
-        return [(a.name, a.default if a.fixed else a.name) for a in self.opt.arguments]
+        args = self.opt.arguments
+        if self.opt.defaults_order:
+            args = sorted(args, key=lambda a: self.opt.defaults_order.index(a.name))
+        return [(a.name, a.default if a.fixed else a.name) for a in args]
 
     def setdefaults(self) -> list[tuple[str, str]]:
-        return [(a.name, a.default) for a in self.opt.arguments
-                if not a.fixed and a.default in ("True", "False", "None")]
+        return [
+            (a.name, a.default)
+            for a in self.opt.arguments
+            if not a.fixed and a.default in ("True", "False", "None")
+        ]
 
     def fixed(self) -> list[tuple[str, str]]:
         return [(a.name, a.default) for a in self.opt.arguments if a.fixed]
@@ -177,8 +221,11 @@ class ModuleRenderer:
 
     def group_lists(self) -> list[str]:
         st = self.param_states()
-        return ["params", "grads"] + [s.list_name for s in st if s.kind == "tensor"] + \
-            [s.list_name for s in st if s.kind == "count"]
+        return (
+            ["params", "grads"]
+            + [s.list_name for s in st if s.kind == "tensor"]
+            + [s.list_name for s in st if s.kind == "count"]
+        )
 
     def init_state(self) -> str:
         out = Lines()
@@ -191,13 +238,21 @@ class ModuleRenderer:
                 out.level += 1
             value = self.group_scalar(s.init)
             if s.kind == "count":
-                out(f'state["{s.key}"] = torch.tensor({_float(value)}, dtype=_get_scalar_dtype())')
+                out(
+                    f'state["{s.key}"] = torch.tensor({_float(value)}, dtype=_get_scalar_dtype())'
+                )
             elif value in ("0", "0.0"):
-                out(f'state["{s.key}"] = torch.zeros_like(p, memory_format=torch.preserve_format)')
+                out(
+                    f'state["{s.key}"] = torch.zeros_like(p, memory_format=torch.preserve_format)'
+                )
             else:
-                out(f"init_value = (complex({value}, {value}) if torch.is_complex(p) else {value})")
-                out(f'state["{s.key}"] = torch.full_like(p, init_value, '
-                    "memory_format=torch.preserve_format)")
+                out(
+                    f"init_value = (complex({value}, {value}) if torch.is_complex(p) else {value})"
+                )
+                out(
+                    f'state["{s.key}"] = torch.full_like(p, init_value, '
+                    "memory_format=torch.preserve_format)"
+                )
             if guard:
                 out.level -= 1
         return out.text()
@@ -205,14 +260,19 @@ class ModuleRenderer:
     def collect_state(self) -> str:
         out = Lines()
         st = self.param_states()
-        for s in [s for s in st if s.kind == "tensor"] + [s for s in st if s.kind == "count"]:
+        for s in [s for s in st if s.kind == "tensor"] + [
+            s for s in st if s.kind == "count"
+        ]:
             guard = s.condition is not None
             if guard:
                 out(f"if {self.group_scalar(s.condition)}:")
                 out.level += 1
             if s.init is None:
-                out(f'{s.list_name}.append(state.get("{s.key}"))' if self._has_eager_or_init()
-                    else f'{s.list_name}.append(self.state[p].get("{s.key}"))')
+                out(
+                    f'{s.list_name}.append(state.get("{s.key}"))'
+                    if self._has_eager_or_init()
+                    else f'{s.list_name}.append(self.state[p].get("{s.key}"))'
+                )
             else:
                 out(f'{s.list_name}.append(state["{s.key}"])')
             if guard:
@@ -300,7 +360,9 @@ class ModuleRenderer:
             # Complex parameters are updated through their real view, from the first operation on
             # which complex and real arithmetic differ; the linear prefix (maximize, L2 decay) runs
             # on the complex tensors first, exactly as torch orders it.
-            split = _linear_prefix(opt.body) if self.needs_real_view() else len(opt.body)
+            split = (
+                _linear_prefix(opt.body) if self.needs_real_view() else len(opt.body)
+            )
             printer.body(opt.body[:split], out)
             if split < len(opt.body):
                 views += [(name, None) for name in _defined_locals(opt.body[:split])]
@@ -334,7 +396,9 @@ class ModuleRenderer:
                 out("with_indices=True,")
         out(")")
         names = [f"device_{n}_" for n in lists]
-        out(f"for ({', '.join(names)},), {'indices' if lazy else '_'} in grouped_tensors.values():")
+        out(
+            f"for ({', '.join(names)},), {'indices' if lazy else '_'} in grouped_tensors.values():"
+        )
         with out.indent():
             for n in lists:
                 out(f"device_{n} = cast(list[Tensor], device_{n}_)")
@@ -364,8 +428,10 @@ class ModuleRenderer:
                 out(f'if "{s.key}" not in self.state:')
                 with out.indent():
                     init = printer.scalar(s.init)
-                    out(f'self.state["{s.key}"] = torch.tensor({_float(init)}, '
-                        "dtype=_get_scalar_dtype())")
+                    out(
+                        f'self.state["{s.key}"] = torch.tensor({_float(init)}, '
+                        "dtype=_get_scalar_dtype())"
+                    )
                 out(f'{s.var} = self.state["{s.key}"]')
                 if _reads_count_before_update(opt.step_block, s.key):
                     out(f"{s.key} = _get_value({s.var})")
@@ -392,8 +458,10 @@ class ModuleRenderer:
         opt = self.opt
         parts = [opt.summary, "", algorithm_box(self.checked)]
         parts.append("    Args:")
-        parts.append("        params (iterable): iterable of parameters or named_parameters to "
-                     "optimize or iterable of dicts defining parameter groups.")
+        parts.append(
+            "        params (iterable): iterable of parameters or named_parameters to "
+            "optimize or iterable of dicts defining parameter groups."
+        )
         for inp in self.checked.spec.inputs:
             if inp.fixed:
                 continue
@@ -420,6 +488,8 @@ class ModuleRenderer:
             imports += ["_default_to_fused_or_foreach"]
             if "differentiable" in self.args:
                 imports.append("_use_grad_for_differentiable")
+            if "capturable" in self.args:
+                imports.append("_get_capturable_supported_devices")
         ctx = dict(
             opt=opt,
             fname=_functional_name(opt),
@@ -455,9 +525,14 @@ class ModuleRenderer:
                 imports.append(name)
         if ctx["count_states"]:
             imports.append("_get_scalar_dtype")
-        ctx["optimizer_imports"] = sorted(set(imports), key=lambda n: (n.startswith("_"), n.lower()))
-        ctx["imports"] = {name for name, used in (("math", "math." in code),
-                                                   ("cast", "cast(" in code)) if used}
+        ctx["optimizer_imports"] = sorted(
+            set(imports), key=lambda n: (n.startswith("_"), n.lower())
+        )
+        ctx["imports"] = {
+            name
+            for name, used in (("math", "math." in code), ("cast", "cast(" in code))
+            if used
+        }
         return ctx
 
     def render(self) -> str:
@@ -466,7 +541,7 @@ class ModuleRenderer:
 
 _FLAG_DOCS = {
     "foreach": "whether the foreach (multi-tensor) implementation is used. If unspecified by the "
-               "user (so foreach is None), foreach is used on CUDA where it is faster.",
+    "user (so foreach is None), foreach is used on CUDA where it is faster.",
     "maximize": "maximize the objective with respect to the params, instead of minimizing.",
     "capturable": "whether this instance is safe to capture in a graph (CUDA graphs).",
     "differentiable": "whether autograd should occur through the optimizer step in training.",
@@ -477,7 +552,9 @@ _FLAG_DOCS = {
 def _functional_name(opt: ir.Optimizer) -> str:
     """The functional API is named after the module (adam, rmsprop), as in torch.optim."""
     stem = Path(opt.spec_path).stem
-    return stem if stem.isidentifier() and not stem.startswith("_") else opt.name.lower()
+    return (
+        stem if stem.isidentifier() and not stem.startswith("_") else opt.name.lower()
+    )
 
 
 def _float(text: str) -> str:
@@ -490,8 +567,14 @@ def _float(text: str) -> str:
 def _snake(name: str) -> str:
     out = []
     for k, ch in enumerate(name):
-        if ch.isupper() and k and (not name[k - 1].isupper() or
-                                   (k + 1 < len(name) and name[k + 1].islower())):
+        if (
+            ch.isupper()
+            and k
+            and (
+                not name[k - 1].isupper()
+                or (k + 1 < len(name) and name[k + 1].islower())
+            )
+        ):
             out.append("_")
         out.append(ch.lower())
     return "".join(out)

@@ -23,10 +23,15 @@ class OpSpelling:
     )  # foreach slots taking per-tensor scalar lists
     kw_positional: bool = False  # foreach takes the keyword (value=) positionally
     foreach_has_inplace: bool = True
+    saves_output: bool = (
+        False  # autograd keeps the result for the backward pass (sqrt, exp)
+    )
 
 
 _UNARY = {
-    name: OpSpelling(name, name + "_", name)
+    name: OpSpelling(
+        name, name + "_", name, saves_output=name in ("sqrt", "exp", "reciprocal")
+    )
     for name in ("neg", "sqrt", "abs", "sign", "exp", "log", "reciprocal")
 }
 

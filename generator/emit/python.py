@@ -16,8 +16,19 @@ from ..diagnostics import GeneratorBug
 from .ops import OPS
 
 PY_PRECEDENCE = {
-    "cond": 0, "or": 1, "and": 2, "not": 3, "compare": 4, "+": 5, "-": 5,
-    "*": 6, "/": 6, "%": 6, "neg": 7, "**": 8, "atom": 9,
+    "cond": 0,
+    "or": 1,
+    "and": 2,
+    "not": 3,
+    "compare": 4,
+    "+": 5,
+    "-": 5,
+    "*": 6,
+    "/": 6,
+    "%": 6,
+    "neg": 7,
+    "**": 8,
+    "atom": 9,
 }
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 
@@ -150,6 +161,8 @@ class Lines:
 class SingleTensorPrinter:
     def __init__(self, opt: ir.Optimizer):
         self.opt = opt
+        # With differentiable=True, autograd needs the results it saved (sqrt's output) unchanged.
+        self.differentiable = any(a.name == "differentiable" for a in opt.arguments)
         self.scalar = ScalarPrinter(self._ref)
         self.counts = {s.key for s in opt.states if s.kind == "count"}
 
@@ -159,7 +172,7 @@ class SingleTensorPrinter:
     def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
         """(source, fresh): fresh results may be updated in place by the next operation."""
         if isinstance(e, ir.TRef):
-            return e.name, False
+            return e.name, e.role == "fresh"
         spell = OPS[e.op]
         if e.op == "neg" and isinstance(e.args[0], ir.TRef):
             return f"-{e.args[0].name}", True
@@ -172,8 +185,44 @@ class SingleTensorPrinter:
             base = f"({base})"
         args = [self.arg(a) for a in e.args[1:]]
         args += [f"{k}={self.scalar(v)}" for k, v in e.kwargs]
+        if fresh and self.differentiable and _saves_output(e.args[0]):
+            fresh = False
         method = spell.inplace if fresh and spell.inplace else spell.method
         return f"{base}.{method}({', '.join(args)})", True
+
+    def let(self, name: str, e: ir.TExpr, out: Lines, assign: bool = True) -> None:
+        """``name = e``; where an in-place step would overwrite a result autograd saved, the choice
+        is made at run time, as torch writes it: ``x = x.add(eps) if differentiable else x.add_(eps)``.
+        """
+        chain, x = [], e
+        while isinstance(x, ir.TOp) and OPS[x.op].function is None and OPS[x.op].method:
+            chain.append(x)
+            x = x.args[0]
+        chain.reverse()
+        for k in range(1, len(chain)):
+            op = chain[k]
+            if (
+                self.differentiable
+                and OPS[chain[k - 1].op].saves_output
+                and OPS[op.op].inplace
+            ):
+                out(f"{name} = {self.tensor(chain[k - 1])[0]}")
+                args = [self.arg(a) for a in op.args[1:]]
+                args += [f"{kw}={self.scalar(v)}" for kw, v in op.kwargs]
+                a = ", ".join(args)
+                spell = OPS[op.op]
+                out(
+                    f"{name} = {name}.{spell.method}({a}) if differentiable "
+                    f"else {name}.{spell.inplace}({a})"
+                )
+                rest: ir.TExpr = ir.TRef(name, "fresh")
+                for outer in chain[k + 1 :]:
+                    rest = ir.TOp(outer.op, (rest,) + outer.args[1:], outer.kwargs)
+                if rest != ir.TRef(name, "fresh"):
+                    self.let(name, rest, out, assign=False)
+                return
+        # A chain continuing in place on `name` itself needs no assignment.
+        out(f"{name} = {self.tensor(e)[0]}" if assign else self.tensor(e)[0])
 
     def arg(self, a) -> str:
         if isinstance(a, (ir.TRef, ir.TOp)):
@@ -184,11 +233,15 @@ class SingleTensorPrinter:
         chain = target
         for op in ops:
             spell = OPS[op.op]
-            args = [self.arg(a) for a in op.args] + [f"{k}={self.scalar(v)}" for k, v in op.kwargs]
+            args = [self.arg(a) for a in op.args] + [
+                f"{k}={self.scalar(v)}" for k, v in op.kwargs
+            ]
             if spell.out_kw:
                 if chain != target:
                     out(chain)
-                out(f"torch.{spell.function}({target}, {', '.join(args)}, out={target})")
+                out(
+                    f"torch.{spell.function}({target}, {', '.join(args)}, out={target})"
+                )
                 chain = target
                 continue
             chain += f".{spell.inplace}({', '.join(args)})"
@@ -211,7 +264,7 @@ class SingleTensorPrinter:
             if s.read_after:
                 out(f"{s.state} = _get_value({var})")
         elif isinstance(s, ir.TensorLet):
-            out(f"{s.name} = {self.tensor(s.value)[0]}")
+            self.let(s.name, s.value, out)
         elif isinstance(s, ir.InPlace):
             self.inplace(s.target.name, s.ops, out)
         elif isinstance(s, ir.LazyInit):
@@ -230,11 +283,27 @@ class SingleTensorPrinter:
             raise GeneratorBug(f"cannot print {s!r}")
 
 
+def _scalar_lets(stmts):
+    for s in stmts:
+        if isinstance(s, ir.ScalarLet):
+            yield s
+        elif isinstance(s, ir.If):
+            yield from _scalar_lets(s.then + s.orelse)
+        elif isinstance(s, ir.LazyInit):
+            yield from _scalar_lets(s.update)
+
+
+def _saves_output(e) -> bool:
+    return isinstance(e, ir.TOp) and OPS[e.op].saves_output
+
+
 def _print_if(s: ir.If, out: Lines, scalar, body) -> None:
     then, orelse = Lines(), Lines()
     body(s.then, then)
     body(s.orelse, orelse)
-    one = [b.lines[0] for b in (then, orelse) if len(b.lines) == 1 and " = " in b.lines[0]]
+    one = [
+        b.lines[0] for b in (then, orelse) if len(b.lines) == 1 and " = " in b.lines[0]
+    ]
     if len(one) == 2 and one[0].split(" = ", 1)[0] == one[1].split(" = ", 1)[0]:
         # `x = a if cond else b` reads better than four lines for a choice of value.
         target, a = one[0].split(" = ", 1)
@@ -268,6 +337,12 @@ class ForeachPrinter:
         self.by_var = {s.var: s for s in opt.states}
         self.scalar = ScalarPrinter(self._ref_list)
         self.temp = 0
+        # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
+        # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
+        self.tensorish = {s for a in opt.arguments if a.tensor_ok for s in a.symbols}
+        for s in _scalar_lets(opt.hoisted + opt.body):
+            if uses(s.value, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish):
+                self.tensorish.add(s.name)
 
     # Names: tensors of the group are lists `device_<name>`; per-parameter scalars are lists `<name>s`.
     def tlist(self, r: ir.TRef) -> str:
@@ -306,9 +381,10 @@ class ForeachPrinter:
         refs = varying_refs(a)
         if not refs:
             return self.scalar(a), False
-        if isinstance(a, ir.SRef):
-            return self._ref_list(a), True
-        return self.scalar_value(a), True
+        src = self._ref_list(a) if isinstance(a, ir.SRef) else self.scalar_value(a)
+        if uses(a, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish):
+            src = f"[_get_value(x) for x in {src}]"
+        return src, True
 
     def tensor(self, e: ir.TExpr, out: Lines, dest: str | None) -> tuple[str, bool]:
         """Emit statements computing ``e``; return (list name, fresh)."""
@@ -320,8 +396,11 @@ class ForeachPrinter:
             isinstance(a, ir.TOp) and OPS[a.op].foreach is None for a in e.args[1:]
         ):
             return self._comprehension(e, out, dest), True
-        base, fresh = self.tensor(base_expr, out, dest) if isinstance(base_expr, (ir.TRef, ir.TOp)) \
+        base, fresh = (
+            self.tensor(base_expr, out, dest)
+            if isinstance(base_expr, (ir.TRef, ir.TOp))
             else (None, False)
+        )
         args = []
         for k, a in enumerate(e.args[1:]):
             if isinstance(a, (ir.TRef, ir.TOp)):
@@ -333,7 +412,9 @@ class ForeachPrinter:
             src, varying = self.slot(v)
             if spell.kw_positional:
                 args.append(src)
-            elif varying:  # torch's foreach alpha= takes one number: scale the operand instead
+            elif (
+                varying
+            ):  # torch's foreach alpha= takes one number: scale the operand instead
                 alpha = src
             else:
                 args.append(f"{k}={src}")
@@ -371,7 +452,9 @@ class ForeachPrinter:
         if len(names) == 1:
             out(f"{name} = [{expr} for {names[0]} in {lists[0]}]")
         else:
-            out(f"{name} = [{expr} for {', '.join(names)} in zip({', '.join(lists)}, strict=True)]")
+            out(
+                f"{name} = [{expr} for {', '.join(names)} in zip({', '.join(lists)}, strict=True)]"
+            )
         return name
 
     def inplace(self, target: ir.TRef, ops, out: Lines) -> None:
@@ -406,7 +489,9 @@ class ForeachPrinter:
 
     def stmt(self, s, out: Lines) -> None:
         if isinstance(s, ir.ScalarLet):
-            if s.varying and not varying_refs(s.value):  # the same value for every tensor
+            if s.varying and not varying_refs(
+                s.value
+            ):  # the same value for every tensor
                 out(f"{s.name}s = [{self.scalar(s.value)}] * len(device_params)")
             elif s.varying:
                 out(f"{s.name}s = {self.scalar_value(s.value)}")
@@ -419,7 +504,9 @@ class ForeachPrinter:
                 # torch's idiom: a CPU scalar tensor keeps the foreach kernel off the slow path
                 out(f"if not torch.compiler.is_compiling() and {lst}[0].is_cpu:")
                 with out.indent():
-                    out(f"torch._foreach_add_({lst}, torch.tensor(1.0, device=\"cpu\"), alpha=1.0)")
+                    out(
+                        f'torch._foreach_add_({lst}, torch.tensor(1.0, device="cpu"), alpha=1.0)'
+                    )
                 out("else:")
                 with out.indent():
                     out(f"torch._foreach_add_({lst}, 1)")
@@ -438,7 +525,11 @@ class ForeachPrinter:
             else:
                 name, fresh = self.tensor(s.value, out, dest)
                 if name != dest:
-                    out(f"{dest} = {name}" if fresh else f"{dest} = torch._foreach_mul({name}, 1)")
+                    out(
+                        f"{dest} = {name}"
+                        if fresh
+                        else f"{dest} = torch._foreach_mul({name}, 1)"
+                    )
         elif isinstance(s, ir.InPlace):
             self.inplace(s.target, s.ops, out)
         elif isinstance(s, ir.LazyInit):
@@ -462,15 +553,19 @@ class ForeachPrinter:
             single.tensor_list_lookup = True
             first, fresh = single.tensor(s.first)
             refs = []
-            uses(s.first, lambda x: isinstance(x, ir.TRef) and (refs.append(x) or False))
+            uses(
+                s.first, lambda x: isinstance(x, ir.TRef) and (refs.append(x) or False)
+            )
             out(f"for j in range(len({lst})):")
             with out.indent():
                 for r in dict.fromkeys(refs):
                     out(f"{r.name} = {self.tlist(r)}[j]")
                 out(f"if {lst}[j] is None:")
                 with out.indent():
-                    out(f"{lst}[j] = {st.list_name}[indices[j]] = {first}.detach()"
-                        + ("" if fresh else ".clone()"))
+                    out(
+                        f"{lst}[j] = {st.list_name}[indices[j]] = {first}.detach()"
+                        + ("" if fresh else ".clone()")
+                    )
                 out("else:")
                 with out.indent():
                     out(f"{st.var} = {lst}[j]")
@@ -488,5 +583,10 @@ class ForeachPrinter:
 def _tensor_refs(s: ir.InPlace) -> list[ir.TRef]:
     refs: list[ir.TRef] = []
     for op in s.ops:
-        uses(op, lambda x: isinstance(x, ir.TRef) and x not in refs and (refs.append(x) or False))
+        uses(
+            op,
+            lambda x: isinstance(x, ir.TRef)
+            and x not in refs
+            and (refs.append(x) or False),
+        )
     return refs

@@ -67,16 +67,21 @@ def validations(checked: CheckedSpec) -> list[ir.Validation]:
         if is_step_check(v):
             continue
         fails = printer(ir.SUnary("not", lw.sexpr(v.expr)))
-        guards = [f"isinstance({names[n]}, Tensor)" for n in dict.fromkeys(_mentions_numel(v.expr))]
+        guards = [
+            f"isinstance({names[n]}, Tensor)"
+            for n in dict.fromkeys(_mentions_numel(v.expr))
+        ]
         if guards:
             fails = " and ".join(guards + [fails])
         msg = v.message
         text = msg.text if msg else f"Invalid value: `{_show(v.expr)}` does not hold"
-        out.append(ir.Validation(
-            fails=fails,
-            exception=msg.exception if msg else "ValueError",
-            message=message_source(text, names),
-        ))
+        out.append(
+            ir.Validation(
+                fails=fails,
+                exception=msg.exception if msg else "ValueError",
+                message=message_source(text, names),
+            )
+        )
     return out
 
 
@@ -93,7 +98,9 @@ def step_checks(checked: CheckedSpec) -> list[ir.Validation]:
     group = {}
     for inp in checked.spec.inputs:
         for k, n in enumerate(inp.names):
-            group[n.id] = f'group["{inp.arg_name}"]' + (f"[{k}]" if len(inp.names) > 1 else "")
+            group[n.id] = f'group["{inp.arg_name}"]' + (
+                f"[{k}]" if len(inp.names) > 1 else ""
+            )
     group["grad"] = "p.grad"
     lw = Lowerer(checked)
     lw.static_locals = {}
@@ -103,11 +110,13 @@ def step_checks(checked: CheckedSpec) -> list[ir.Validation]:
         if not is_step_check(v):
             continue
         text = v.message.text
-        out.append(ir.Validation(
-            fails=printer(ir.SUnary("not", lw.sexpr(v.expr))),
-            exception=v.message.exception,
-            message=message_source(text, {}),
-        ))
+        out.append(
+            ir.Validation(
+                fails=printer(ir.SUnary("not", lw.sexpr(v.expr))),
+                exception=v.message.exception,
+                message=message_source(text, {}),
+            )
+        )
     return out
 
 
