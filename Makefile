@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # downloading a multi-GB CUDA build; users of the package may bring any torch in pyproject's range.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install build check demo test bench clean
+.PHONY: install build check demo test bench golden clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo: install
 test: install
 	$(PY) -m generator check
 	$(PY) -m pytest
+
+# Regenerate every golden output after an intended change: generated/ and the diagnostics' texts.
+golden: install
+	$(PY) -m generator build
+	OPTIMGEN_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_diagnostics.py
 
 bench: install
 	$(PY) -m generator bench
