@@ -665,18 +665,17 @@ def rule_scale(lw: Lowerer, name: str, e: S.Expr):
 
 
 def rule_extremum(lw: Lowerer, name: str, e: S.Expr):
-    """max(x, a) → torch.maximum(x, a, out=x);  min(x, a) likewise."""
+    """max([b *] x, a) → torch.maximum(x[.mul_(b)], a, out=x);  min likewise (Adamax's u_t)."""
     if isinstance(e, S.Call) and e.func in ("max", "min") and len(e.args) == 2:
         a, b = e.args
-        other = b if _x(lw, name, a) else a if _x(lw, name, b) else None
-        if (
-            other is not None
-            and lw.kind(other) == "tensor"
-            and name not in _names(other)
-        ):
-            return [
-                ir.TOp("maximum" if e.func == "max" else "minimum", (lw.texpr(other),))
-            ]
+        if _scaled_x(lw, name, a) is False:
+            a, b = b, a  # max and min are symmetric
+        scale = _scaled_x(lw, name, a)
+        if scale is False or lw.kind(b) != "tensor" or name in _names(b):
+            return None
+        ops = [] if scale is None else [ir.TOp("mul", (lw.sexpr(scale),))]
+        op = "maximum" if e.func == "max" else "minimum"
+        return ops + [ir.TOp(op, (lw.texpr(b),))]
     return None
 
 
