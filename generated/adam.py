@@ -38,11 +38,11 @@ class Adam(Optimizer):
         fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
-        if not not (isinstance(lr, Tensor) and foreach and not capturable):
+        if isinstance(lr, Tensor) and foreach and not capturable:
             raise ValueError(
                 "lr as a Tensor is not supported for capturable=False and foreach=True"
             )
-        if isinstance(lr, Tensor) and not lr.numel() == 1:
+        if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
         if not lr >= 0:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -54,19 +54,19 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
         if not weight_decay >= 0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not isinstance(betas[0], Tensor) == isinstance(betas[1], Tensor):
+        if isinstance(betas[0], Tensor) != isinstance(betas[1], Tensor):
             raise ValueError("betas must be either both floats or both Tensors")
-        if not not (isinstance(betas[0], Tensor) and foreach and not capturable):
+        if isinstance(betas[0], Tensor) and foreach and not capturable:
             raise ValueError(
                 "betas[0] as a Tensor is not supported for capturable=False and foreach=True"
             )
-        if isinstance(betas[0], Tensor) and not betas[0].numel() == 1:
+        if isinstance(betas[0], Tensor) and betas[0].numel() != 1:
             raise ValueError("Tensor betas[0] must be 1-element")
-        if not not (isinstance(betas[1], Tensor) and foreach and not capturable):
+        if isinstance(betas[1], Tensor) and foreach and not capturable:
             raise ValueError(
                 "betas[1] as a Tensor is not supported for capturable=False and foreach=True"
             )
-        if isinstance(betas[1], Tensor) and not betas[1].numel() == 1:
+        if isinstance(betas[1], Tensor) and betas[1].numel() != 1:
             raise ValueError("Tensor betas[1] must be 1-element")
         defaults = {
             "lr": lr,
@@ -128,7 +128,7 @@ class Adam(Optimizer):
             if p.grad is not None:
                 has_complex |= torch.is_complex(p)
                 params.append(p)
-                if not not p.grad.is_sparse:
+                if p.grad.is_sparse:
                     raise RuntimeError(
                         "Adam does not support sparse gradients, please consider SparseAdam instead"
                     )

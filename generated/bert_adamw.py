@@ -77,7 +77,7 @@ class BertAdamW(Optimizer):
             if p.grad is not None:
                 has_complex |= torch.is_complex(p)
                 params.append(p)
-                if not not p.grad.is_sparse:
+                if p.grad.is_sparse:
                     raise RuntimeError(
                         "Adam does not support sparse gradients, please consider SparseAdam instead"
                     )

@@ -37,7 +37,7 @@ class NAdam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
     ) -> None:
-        if isinstance(lr, Tensor) and not lr.numel() == 1:
+        if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
         if not lr >= 0:
             raise ValueError(f"Invalid learning rate: {lr}")

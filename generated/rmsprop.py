@@ -35,7 +35,7 @@ class RMSprop(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
     ) -> None:
-        if isinstance(lr, Tensor) and not lr.numel() == 1:
+        if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
         if not lr >= 0:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -102,7 +102,7 @@ class RMSprop(Optimizer):
             if p.grad is not None:
                 has_complex |= torch.is_complex(p)
                 params.append(p)
-                if not not p.grad.is_sparse:
+                if p.grad.is_sparse:
                     raise RuntimeError("RMSprop does not support sparse gradients")
                 grads.append(p.grad)
 

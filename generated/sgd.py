@@ -32,7 +32,7 @@ class SGD(Optimizer):
         differentiable: bool = False,
         fused: bool | None = None,
     ) -> None:
-        if isinstance(lr, Tensor) and not lr.numel() == 1:
+        if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
         if not lr >= 0:
             raise ValueError(f"Invalid learning rate: {lr}")
@@ -40,7 +40,7 @@ class SGD(Optimizer):
             raise ValueError(f"Invalid momentum value: {momentum}")
         if not weight_decay >= 0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not (not nesterov or momentum > 0 and dampening == 0):
+        if nesterov and not (momentum > 0 and dampening == 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         defaults = {
             "lr": lr,

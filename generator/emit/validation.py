@@ -66,7 +66,7 @@ def validations(checked: CheckedSpec) -> list[ir.Validation]:
     for v in checked.spec.validations:
         if is_step_check(v):
             continue
-        fails = printer(ir.SUnary("not", lw.sexpr(v.expr)))
+        fails = printer(negate(lw.sexpr(v.expr)))
         guards = [
             f"isinstance({names[n]}, Tensor)"
             for n in dict.fromkeys(_mentions_numel(v.expr))
@@ -83,6 +83,23 @@ def validations(checked: CheckedSpec) -> list[ir.Validation]:
             )
         )
     return out
+
+
+def negate(e: ir.SExpr) -> ir.SExpr:
+    """The condition under which a requirement fails, written the way a person would.
+
+    ``not not x`` → ``x``; ``not a == b`` → ``a != b``. Orderings keep their ``not``: with NaN,
+    ``not lr >= 0`` and ``lr < 0`` differ, and torch raises for a NaN learning rate.
+    """
+    if isinstance(e, ir.SUnary) and e.op == "not":
+        return e.operand
+    if isinstance(e, ir.SCompare) and len(e.ops) == 1 and e.ops[0] in ("==", "!="):
+        return ir.SCompare(({"==": "!=", "!=": "=="}[e.ops[0]],), e.operands)
+    if isinstance(e, ir.SBin) and e.op in ("==", "!="):
+        return ir.SBin({"==": "!=", "!=": "=="}[e.op], e.left, e.right)
+    if isinstance(e, ir.SBin) and e.op == "or":  # not (a or b) → not a and not b
+        return ir.SBin("and", negate(e.left), negate(e.right))
+    return ir.SUnary("not", e)
 
 
 def is_step_check(v) -> bool:
@@ -112,7 +129,7 @@ def step_checks(checked: CheckedSpec) -> list[ir.Validation]:
         text = v.message.text
         out.append(
             ir.Validation(
-                fails=printer(ir.SUnary("not", lw.sexpr(v.expr))),
+                fails=printer(negate(lw.sexpr(v.expr))),
                 exception=v.message.exception,
                 message=message_source(text, {}),
             )
