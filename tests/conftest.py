@@ -36,14 +36,6 @@ def generated():
     return parity.generated_module()
 
 
-@pytest.fixture
-def no_warnings():
-    """Turn every warning raised inside the test into an error."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
-
-
 def pytest_sessionfinish(session, exitstatus):
     if not parity.REPORT:
         return

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 
 import pytest
 import torch
@@ -12,7 +11,6 @@ import torch
 import reference
 from parity import (
     EXACT,
-    CompareContext,
     RecordKey,
     accepts_kwarg,
     assert_same_exception,
@@ -21,6 +19,7 @@ from parity import (
     generated_class,
     run_side_by_side,
     stable_seed,
+    time_limit,
     tolerance_for,
 )
 
@@ -114,11 +113,12 @@ def test_weird_descent_matches_reference_over_300_steps(dtype):
     jumps = []
     for step, (ref_before, ref_after, ref_loss, ref_rng) in enumerate(ref_trace, 1):
         before = gen.snapshot()
-        loss = gen.step()
+        with time_limit(10, f"generated.WeirdDescent step {step}"):
+            loss = gen.step()
         after = gen.snapshot()
         where = f"generated.WeirdDescent ({dtype_name(dtype)}) step {step}"
         assert (
-            float(loss) == ref_loss
+            loss.item() == ref_loss
         ), f"{where}: step() returned {loss}, expected {ref_loss}"
         assert torch.equal(torch.get_rng_state(), ref_rng), (
             f"{where}: torch's default generator is in a different state than the "
@@ -188,7 +188,8 @@ def test_weird_descent_x100_on_every_100th_step_single_tensor():
     for step in range(1, 301):
         before = p.detach().clone()
         p.grad = g.clone()
-        opt.step()
+        with time_limit(10, f"generated.WeirdDescent step {step}"):
+            opt.step()
         # the draws the spec prescribes: group index, tensor index, element index
         assert torch.randint(1, (1,), generator=expected_rng).item() == 0
         assert torch.randint(1, (1,), generator=expected_rng).item() == 0
@@ -202,10 +203,16 @@ def test_weird_descent_x100_on_every_100th_step_single_tensor():
 
 
 def test_weird_descent_without_any_gradient_does_nothing():
+    """The guard: no tensor has a gradient -> return (no endless re-drawing)."""
     p = torch.ones(3, requires_grad=True)
-    opt = generated_class("WeirdDescent")([p], lr=0.1)
-    assert opt.step(lambda: torch.tensor(3.0)).item() == 3.0
-    assert torch.equal(p.detach(), torch.ones(3))
+    q = torch.ones(2, requires_grad=True)
+    opt = generated_class("WeirdDescent")([{"params": [p]}, {"params": [q]}], lr=0.1)
+    with time_limit(10, "WeirdDescent.step() with no gradients"):
+        assert opt.step(lambda: torch.tensor(3.0)).item() == 3.0
+        assert opt.step() is None
+    assert torch.equal(p.detach(), torch.ones(3)) and torch.equal(
+        q.detach(), torch.ones(2)
+    )
 
 
 # =======================================================================================

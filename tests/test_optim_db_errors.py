@@ -139,7 +139,8 @@ def test_optim_db_error(name, index, desc):
 
 
 @pytest.mark.parametrize("name,desc", _cuda_error_cases())
-def test_optim_db_cuda_only_error(name, desc):  # pragma: no cover - always skipped
+def test_optim_db_cuda_only_error(name, desc):
+    """Placeholder so that optim_db's CUDA-only error cases show up as skipped."""
     raise AssertionError("unreachable: CUDA-only error cases are skipped on CPU")
 
 
@@ -236,6 +237,7 @@ def test_validation_error_matches_torch(name, kwargs, when):
     assert_same_exception(actual, expected, f"generated.{name}(**{kwargs}) ({when})")
 
 
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks:UserWarning")
 @pytest.mark.parametrize(
     "name,kwargs",
     [
