@@ -291,7 +291,10 @@ def _single_tensor_adamax(
             g = torch.view_as_real(g)
         exp_avg.lerp_(g, 1 - beta1)
         exp_inf.mul_(beta2)
-        torch.maximum(exp_inf, g.abs().add_(eps), out=exp_inf)
+        if differentiable:
+            exp_inf.copy_(torch.maximum(exp_inf.clone(), g.abs().add_(eps)))
+        else:
+            torch.maximum(exp_inf, g.abs().add_(eps), out=exp_inf)
         clr = lr / (1 - beta1**step)
         param.addcdiv_(exp_avg, exp_inf, value=-clr)
 

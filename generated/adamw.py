@@ -387,7 +387,10 @@ def _single_tensor_adamw(
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
         if amsgrad:
-            torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+            if differentiable:
+                max_exp_avg_sq.copy_(torch.maximum(max_exp_avg_sq.clone(), exp_avg_sq))
+            else:
+                torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
             denom = max_exp_avg_sq.sqrt()
             denom = (
                 denom.div(bias_correction2**0.5)

@@ -239,9 +239,20 @@ class SingleTensorPrinter:
             if spell.out_kw:
                 if chain != target:
                     out(chain)
-                out(
-                    f"torch.{spell.function}({target}, {', '.join(args)}, out={target})"
-                )
+                a = ", ".join(args)
+                call = f"torch.{spell.function}({target}, {a}, out={target})"
+                if self.differentiable:  # out= does not support autograd
+                    out("if differentiable:")
+                    with out.indent():
+                        # the clone keeps the value autograd saved from being overwritten
+                        out(
+                            f"{target}.copy_(torch.{spell.function}({target}.clone(), {a}))"
+                        )
+                    out("else:")
+                    with out.indent():
+                        out(call)
+                else:
+                    out(call)
                 chain = target
                 continue
             chain += f".{spell.inplace}({', '.join(args)})"
