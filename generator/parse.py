@@ -21,7 +21,7 @@ from lark.exceptions import (
     UnexpectedToken,
     VisitError,
 )
-from lark.indenter import Indenter
+from lark.indenter import DedentError, Indenter
 
 from . import syntax as S
 from .diagnostics import Collector, SpecError
@@ -550,6 +550,35 @@ def _guard(path: str, data: bytes | str, out: Collector) -> str | None:
     return text
 
 
+def _bad_dedent(path: str, text: str):
+    """The line whose indentation matches no enclosing block (lark reports no position)."""
+    from .diagnostics import Diagnostic
+
+    stack, depth = [0], 0
+    for number, line in enumerate(text.splitlines(), 1):
+        code = line.split("#", 1)[0]
+        if not code.strip():
+            continue
+        indent = len(code) - len(code.lstrip(" "))
+        if depth == 0:
+            if indent > stack[-1]:
+                stack.append(indent)
+            else:
+                while indent < stack[-1]:
+                    stack.pop()
+                if indent != stack[-1]:
+                    return Diagnostic(
+                        "E104",
+                        f"this line is indented to column {indent + 1}, which matches no "
+                        "enclosing block",
+                        S.Span(path, number, 1, number, indent + 1),
+                        hint=f"indent it like the block it belongs to (column {stack[-1] + 1} "
+                        "here, or deeper under a line ending in `:`)",
+                    )
+        depth += code.count("(") - code.count(")")
+    return Diagnostic("E104", "inconsistent indentation", S.Span(path, 1, 1, 1, 2))
+
+
 def parse(data: bytes | str, path: str = "<spec>") -> S.Spec:
     """Parse one spec file. Raises SpecError with every diagnostic found."""
     out = Collector()
@@ -565,6 +594,9 @@ def parse(data: bytes | str, path: str = "<spec>") -> S.Spec:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
         _syntax_diagnostic(path, text, exc, out)
+        raise SpecError(out.items, {path: text}) from None
+    except DedentError:
+        out.items.append(_bad_dedent(path, text))
         raise SpecError(out.items, {path: text}) from None
     except RecursionError:
         out.error("E005", "the spec is nested too deeply", S.Span(path, 1, 1, 1, 2))

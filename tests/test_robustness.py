@@ -104,3 +104,18 @@ def test_absurd_nesting_and_length_are_refused_cleanly():
             compile_text(text, "specs/x.optim")
         except SpecError as exc:
             assert exc.diagnostics
+
+
+WORDS = sorted({w for s in SOURCES for w in s.replace("\n", " \n ").split(" ")})
+
+
+@SETTINGS
+@given(
+    st.sampled_from(SOURCES),
+    st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(WORDS)), max_size=6),
+)
+def test_specs_with_words_swapped_give_a_module_or_diagnostics(source, edits):
+    words = source.split(" ")
+    for position, word in edits:
+        words[position % len(words)] = word
+    _outcome(" ".join(words))

@@ -352,7 +352,9 @@ class ForeachPrinter:
         # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
         self.tensorish = {s for a in opt.arguments if a.tensor_ok for s in a.symbols}
         for s in _scalar_lets(opt.hoisted + opt.body):
-            if uses(s.value, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish):
+            if uses(
+                s.value, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish
+            ):
                 self.tensorish.add(s.name)
 
     # Names: tensors of the group are lists `device_<name>`; per-parameter scalars are lists `<name>s`.
