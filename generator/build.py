@@ -8,7 +8,9 @@ them with what is on disk. Failures after checking are generator bugs and are re
 
 from __future__ import annotations
 
+import hashlib
 import keyword
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,29 +164,101 @@ def _sorted(items: list[Diagnostic]) -> list[Diagnostic]:
     return sorted(items, key=lambda d: (d.span.path, d.span.line, d.span.column))
 
 
-def render_optimizer(checked: CheckedSpec) -> str:
+def render_unformatted(checked: CheckedSpec) -> str:
     from .emit.module import ModuleRenderer
     from .lower import lower
 
     try:
         opt = lower(checked)
-        text = ModuleRenderer(opt, checked).render()
+        return ModuleRenderer(opt, checked).render()
     except GeneratorBug:
         raise
     except Exception as exc:  # a template or printer failure is ours, never the spec's
         raise GeneratorBug(
             f"rendering {checked.name} failed: {type(exc).__name__}: {exc}"
         ) from exc
-    return format_python(text, checked.name)
+
+
+def render_optimizer(checked: CheckedSpec) -> str:
+    return format_python(render_unformatted(checked), checked.name)
+
+
+def _black_mode():
+    import black
+
+    return black.Mode(target_versions={black.TargetVersion.PY310})
+
+
+def _cache_dir() -> Path | None:
+    root = os.environ.get("OPTIMGEN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "optimgen"
+    )
+    return Path(root) / "black"
+
+
+def _cache_key(text: str) -> str:
+    import black
+
+    blob = f"{black.__version__}\0{_black_mode()!r}\0{text}".encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _black(text: str) -> str:
+    import black
+
+    return black.format_str(text, mode=_black_mode())
 
 
 def format_python(text: str, what: str) -> str:
-    import black
+    return format_many([(text, what)])[0]
 
-    try:
-        return black.format_str(
-            text, mode=black.Mode(target_versions={black.TargetVersion.PY310})
+
+def format_many(items: list[tuple[str, str]]) -> list[str]:
+    """black for each (text, what), through a content-addressed cache: black is most of a build's
+    time, and its output depends only on its input and version. Misses run in parallel.
+    """
+    cache = _cache_dir()
+    keys = [_cache_key(text) for text, _ in items]
+    results: list[str | None] = []
+    for key in keys:
+        hit = cache / f"{key}.py" if cache else None
+        results.append(
+            hit.read_text(encoding="utf-8") if hit and hit.is_file() else None
         )
+    misses = [k for k, r in enumerate(results) if r is None]
+    if len(misses) > 2 and (os.cpu_count() or 1) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(
+            max_workers=min(len(misses), os.cpu_count() or 1)
+        ) as pool:
+            futures = {k: pool.submit(_black, items[k][0]) for k in misses}
+            done = {k: _result(f, items[k][1]) for k, f in futures.items()}
+    else:
+        done = {}
+        for k in misses:
+            try:
+                done[k] = _black(items[k][0])
+            except Exception as exc:
+                raise GeneratorBug(
+                    f"black could not format the module for {items[k][1]}: {exc}"
+                ) from exc
+    for k, text in done.items():
+        results[k] = text
+        if cache is not None:
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+                tmp = cache / f"{keys[k]}.{os.getpid()}.tmp"
+                tmp.write_text(text, encoding="utf-8")
+                tmp.replace(cache / f"{keys[k]}.py")
+            except OSError:
+                pass  # a read-only home only costs speed
+    return results
+
+
+def _result(future, what: str) -> str:
+    try:
+        return future.result()
     except Exception as exc:
         raise GeneratorBug(
             f"black could not format the module for {what}: {exc}"
@@ -210,11 +284,12 @@ def compile_specs(
     """Everything a build would write. Raises SpecError (bad specs) or GeneratorBug."""
     paths, fragments = discover(spec_args, spec_dir)
     checked, _ = check_all(paths, fragments)
-    outputs = []
-    for c in checked:
-        outputs.append(
-            Output(out_dir / f"{_module_name(c.spec)}.py", render_optimizer(c))
-        )
+    texts = [
+        (out_dir / f"{_module_name(c.spec)}.py", render_unformatted(c), c.name)
+        for c in checked
+    ]
+    formatted = format_many([(text, what) for _, text, what in texts])
+    outputs = [Output(path, text) for (path, _, _), text in zip(texts, formatted)]
     if not spec_args:
         entries = sorted((_module_name(c.spec), c.name) for c in checked)
         outputs.append(

@@ -97,7 +97,22 @@ def _parser() -> Lark:
         postlex=SpecIndenter(),
         propagate_positions=True,
         maybe_placeholders=True,
+        cache=_lark_cache(),
     )
+
+
+def _lark_cache() -> str | bool:
+    """Lark's grammar analysis, cached on disk (keyed by Lark on the grammar and options)."""
+    import os
+
+    root = os.environ.get("OPTIMGEN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "optimgen"
+    )
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError:
+        return False
+    return os.path.join(root, "grammar.lark-cache")
 
 
 def _ascii_name(raw: str) -> str:
