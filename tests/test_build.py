@@ -138,7 +138,7 @@ def test_generator_failure_is_reported_as_a_bug_not_a_spec_error(
     def broken(*a, **k):
         raise GeneratorBug("template exploded")
 
-    monkeypatch.setattr(build, "render_optimizer", broken)
+    monkeypatch.setattr(build, "render_unformatted", broken)
     d = _spec_dir(tmp_path, **{"good.optim": GOOD_SPEC})
     assert main(["build", "--spec-dir", str(d), "--out", str(tmp_path / "gen")]) == 2
     err = capsys.readouterr().err
