@@ -190,10 +190,9 @@ def _black_mode():
 
 
 def _cache_dir() -> Path | None:
-    root = os.environ.get("OPTIMGEN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "optimgen"
-    )
-    return Path(root) / "black"
+    from .parse import cache_root
+
+    return Path(cache_root()) / "black"
 
 
 def _cache_key(text: str) -> str:

@@ -147,14 +147,7 @@ class Lowerer:
                 st = self.states[name]
                 return st.kind == "count" and st.scope == "parameter"
             return self.varying.get(name, False)
-        children = {
-            S.Unary: lambda x: [x.operand],
-            S.Binary: lambda x: [x.left, x.right],
-            S.Compare: lambda x: list(x.operands),
-            S.Conditional: lambda x: [x.cond, x.then, x.orelse],
-            S.Call: lambda x: list(x.args),
-        }.get(type(e))
-        return bool(children) and any(self.is_varying(c) for c in children(e))
+        return any(self.is_varying(c) for c in S.children(e))
 
     def is_static(self, e: S.Expr) -> bool:
         """Decided by hyperparameters alone (no counters, no randomness, no locals that are not)."""
@@ -167,14 +160,7 @@ class Lowerer:
             return True
         if isinstance(e, S.Call) and e.func in ("randint", "numel", "onehot"):
             return False
-        children = {
-            S.Unary: lambda x: [x.operand],
-            S.Binary: lambda x: [x.left, x.right],
-            S.Compare: lambda x: list(x.operands),
-            S.Conditional: lambda x: [x.cond, x.then, x.orelse],
-            S.Call: lambda x: list(x.args),
-        }.get(type(e))
-        return not children or all(self.is_static(c) for c in children(e))
+        return all(self.is_static(c) for c in S.children(e))
 
     # -- scalar expressions -----------------------------------------------------------------------------
     def sexpr(self, e: S.Expr) -> ir.SExpr:

@@ -101,13 +101,20 @@ def _parser() -> Lark:
     )
 
 
+def cache_root() -> str:
+    """Where optimgen keeps caches: $OPTIMGEN_CACHE_DIR, else the user's cache directory."""
+    import os
+
+    return os.environ.get("OPTIMGEN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "optimgen"
+    )
+
+
 def _lark_cache() -> str | bool:
     """Lark's grammar analysis, cached on disk (keyed by Lark on the grammar and options)."""
     import os
 
-    root = os.environ.get("OPTIMGEN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "optimgen"
-    )
+    root = cache_root()
     try:
         os.makedirs(root, exist_ok=True)
     except OSError:

@@ -111,6 +111,23 @@ Expr = Union[
 ]
 
 
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The sub-expressions of an expression, left to right."""
+    if isinstance(e, Unary):
+        return (e.operand,)
+    if isinstance(e, Binary):
+        return (e.left, e.right)
+    if isinstance(e, Compare):
+        return e.operands
+    if isinstance(e, Conditional):
+        return (e.cond, e.then, e.orelse)
+    if isinstance(e, Call):
+        return e.args
+    if isinstance(e, Tuple):
+        return e.items
+    return ()
+
+
 # ---- statements -----------------------------------------------------------------------------------
 
 
