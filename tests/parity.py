@@ -31,7 +31,16 @@ from typing import Any, Callable
 import pytest
 import torch
 
-TWIN_NAMES = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
+TWIN_NAMES = (
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Adagrad",
+    "Adamax",
+    "Adadelta",
+    "NAdam",
+)
 CUSTOM_NAMES = ("WeirdDescent", "BertAdamW")
 
 # ---------------------------------------------------------------------------------------
@@ -329,6 +338,12 @@ def second_group_overrides(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         out["lr_decay"] = 0.01 if get("lr_decay") == 0 else 0
         out["eps"] = 1e-8
         out["initial_accumulator_value"] = 0.05
+    elif name in ("Adamax", "NAdam"):
+        out["betas"] = (0.8, 0.99)
+        out["eps"] = 1e-6
+    elif name == "Adadelta":
+        out["rho"] = 0.8
+        out["eps"] = 1e-5
     return out
 
 

@@ -122,6 +122,9 @@ ROSENBROCK_CONFIGS = {
     "AdamW": dict(lr=1e-2, weight_decay=0.01),
     "RMSprop": dict(lr=1e-3),
     "Adagrad": dict(lr=0.1),
+    "Adamax": dict(lr=1e-2),
+    "Adadelta": dict(lr=1.0),
+    "NAdam": dict(lr=1e-2),
 }
 
 
@@ -178,6 +181,9 @@ SCHEDULER_OPT_KWARGS = {
     "AdamW": dict(lr=0.01),
     "RMSprop": dict(lr=0.01, momentum=0.5),
     "Adagrad": dict(lr=0.1),
+    "Adamax": dict(lr=0.01),
+    "Adadelta": dict(lr=0.5),
+    "NAdam": dict(lr=0.01),
 }
 SCHEDULER_STEPS = 30
 

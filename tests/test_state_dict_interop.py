@@ -50,6 +50,9 @@ RICH_CONFIGS = {
     "AdamW": dict(lr=0.01, amsgrad=True),
     "RMSprop": dict(lr=0.01, centered=True, momentum=0.1, weight_decay=0.1),
     "Adagrad": dict(lr=0.1, lr_decay=0.5, initial_accumulator_value=0.1),
+    "Adamax": dict(lr=0.01, weight_decay=0.1),
+    "Adadelta": dict(lr=0.5, rho=0.8, weight_decay=0.1),
+    "NAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
 }
 IMPLS = [pytest.param(False, id="for_loop"), pytest.param(True, id="foreach")]
 

@@ -291,12 +291,12 @@ def test_foreach_matches_for_loop(request, name, index, desc, dtype):
 DIFFERENTIABLE_STEPS = 3
 
 
-# torch's differentiable Adam and AdamW switch to another formula (their capturable one): the bias
+# torch's differentiable Adam, AdamW and NAdam switch to another formula (their capturable one): the bias
 # corrections come from the float32 `step` tensor, so torch's differentiable values differ from its
 # own for-loop by up to ~5e-6 relative in float64. The generated classes keep one arithmetic whatever
 # `differentiable` says: their values are checked against torch's for-loop (exactly), and the
 # gradient through `step` with torch.autograd.gradcheck instead of against torch's other formula.
-SEPARATE_DIFFERENTIABLE_FORMULA = {"Adam", "AdamW"}
+SEPARATE_DIFFERENTIABLE_FORMULA = {"Adam", "AdamW", "NAdam"}
 
 
 def _differentiable_setup(cls, kwargs, seed, group2, differentiable=True):
@@ -306,7 +306,9 @@ def _differentiable_setup(cls, kwargs, seed, group2, differentiable=True):
     params = [leaf.clone() for leaf in leaves]
     for p in params:
         p.retain_grad()
-    opt = cls(make_param_groups(params, group2), **kwargs, differentiable=differentiable)
+    opt = cls(
+        make_param_groups(params, group2), **kwargs, differentiable=differentiable
+    )
     return initial, leaves, params, opt
 
 
