@@ -266,9 +266,9 @@ class Lowerer:
         if self.kind(right) != "tensor":
             s = self.sexpr(right)
             return ir.TOp("add" if sign > 0 else "sub", (base, s))
-        return self._apply_term(base, self.term(sign, right), inplace=False)
+        return self._apply_term(base, self.term(sign, right))
 
-    def _apply_term(self, base, t: _Term, inplace: bool) -> ir.TOp:
+    def _apply_term(self, base, t: _Term) -> ir.TOp:
         """``base + coef * (num / den)`` as one fused torch operation where torch has one."""
         kw = () if t.coef is None else t.coef
         num, den = t.num, t.den
@@ -636,7 +636,7 @@ def rule_scaled_sum(lw: Lowerer, name: str, e: S.Expr):
             s = lw.sexpr(t)
             ops.append(ir.TOp("add" if sign > 0 else "sub", (s,)))
             continue
-        op = lw._apply_term(None, lw.term(sign, t), inplace=True)
+        op = lw._apply_term(None, lw.term(sign, t))
         ops.append(ir.TOp(op.op, op.args[1:], op.kwargs))
     return ops or None
 

@@ -22,7 +22,6 @@ class OpSpelling:
         frozenset()
     )  # foreach slots taking per-tensor scalar lists
     kw_positional: bool = False  # foreach takes the keyword (value=) positionally
-    foreach_has_inplace: bool = True
     saves_output: bool = (
         False  # autograd keeps the result for the backward pass (sqrt, exp)
     )
@@ -74,7 +73,7 @@ OPS: dict[str, OpSpelling] = {
     "ge": OpSpelling("ge", None, None),
     "eq": OpSpelling("eq", None, None),
     "ne": OpSpelling("ne", None, None),
-    "copy": OpSpelling(None, "copy_", "copy", foreach_has_inplace=True),
+    "copy": OpSpelling(None, "copy_", "copy"),
     "clone": OpSpelling("clone", None, None),
     "onehot": OpSpelling(None, None, None, function="_onehot_like"),
 }

@@ -492,7 +492,6 @@ class ForeachPrinter:
             if alpha is not None:
                 args[0] = f"torch._foreach_mul({args[0]}, {alpha})"
             if spell.foreach is None:
-                single = SingleTensorPrinter(self.opt)
                 raise GeneratorBug(f"no foreach form for in-place {op.op}")
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
 
@@ -563,7 +562,6 @@ class ForeachPrinter:
         out("else:")
         with out.indent():
             single = SingleTensorPrinter(self.opt)
-            single.tensor_list_lookup = True
             first, fresh = single.tensor(s.first)
             refs = []
             uses(

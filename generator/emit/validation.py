@@ -7,8 +7,6 @@ verified, spelled as the constructor sees it (``{beta1}`` → ``{betas[0]}``).
 
 from __future__ import annotations
 
-import re
-
 from .. import ir
 from .. import syntax as S
 from ..check import CheckedSpec
