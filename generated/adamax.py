@@ -347,9 +347,9 @@ def _multi_tensor_adamax(
             device_g = torch._foreach_add(device_g, device_params, alpha=weight_decay)
         torch._foreach_lerp_(device_exp_avgs, device_g, 1 - beta1)
         torch._foreach_mul_(device_exp_infs, beta2)
-        device_exp_infs_4 = torch._foreach_abs(device_g)
-        torch._foreach_add_(device_exp_infs_4, eps)
-        torch._foreach_maximum_(device_exp_infs, device_exp_infs_4)
+        device_update_4 = torch._foreach_abs(device_g)
+        torch._foreach_add_(device_update_4, eps)
+        torch._foreach_maximum_(device_exp_infs, device_update_4)
         clrs = [lr / (1 - beta1 ** _get_value(step)) for step in device_state_steps]
         torch._foreach_addcdiv_(
             device_params,

@@ -818,6 +818,7 @@ class _Flow:
         self.initialised: set[str] = set()  # lazy states given their first value
         self.conditions: list[S.Expr] = []
         self.pending: dict[str, S.Span] = {}
+        self.confined: dict[str, S.Span] = {}  # locals of a per-parameter `if`
 
     def block(self, b: Block) -> None:
         self.mode = b.mode
@@ -839,6 +840,7 @@ class _Flow:
         before = dict(self.env)
         envs = []
         negs = []
+        dynamic = False  # decided per parameter (by the step): a partition in the foreach path
         for cond, body in s.branches:
             k, dyn, _ = self.kind(cond)
             if k == "tensor" or k == "tensorbool":
@@ -855,14 +857,7 @@ class _Flow:
                     cond.span,
                     hint="compare it, e.g. `weight_decay != 0`",
                 )
-            elif dyn:
-                self.c.out.error(
-                    "E313",
-                    "an `if` statement must be decided by hyperparameters",
-                    cond.span,
-                    hint="for a value that depends on the step, use an expression "
-                    "`a if condition else b`",
-                )
+            dynamic |= bool(dyn)
             self.env = dict(before)
             self.conditions.extend(negs + [cond])
             self.body(body)
@@ -874,6 +869,12 @@ class _Flow:
         self.body(s.orelse)
         del self.conditions[len(self.conditions) - len(negs) :]
         envs.append(self.env)
+        if dynamic:
+            # Values computed under a per-parameter condition exist for some parameters only.
+            for env in envs:
+                for name, sym in env.items():
+                    if sym.role == "local" and before.get(name) is not sym:
+                        self.confined[name] = s.branches[0][0].span
         # A local is defined after the `if` only where every branch defined it, with one kind.
         merged = dict(before)
         for name in set().union(*envs) - set(before):
@@ -892,6 +893,15 @@ class _Flow:
 
     def on_read(self, name: str, sub: str | None, span: S.Span) -> None:
         self.read.add(name)
+        if name in self.confined:
+            self.c.out.error(
+                "E322",
+                f"`{name}` was computed under a condition that depends on the step, so it "
+                "exists only for some parameters; it cannot be used after that `if`",
+                span,
+                notes=[Note("the condition", self.confined[name])],
+                hint="use it inside the branch, or compute it before the `if`",
+            )
         st = self.c.states.get(name)
         if name == "param" and sub is not None:
             self._check_subscript(name, sub, span)
@@ -1077,6 +1087,7 @@ class _Flow:
         self.env[name] = sym
         self.defined.setdefault(name, sym)
         self.pending.pop(name, None)
+        self.confined.pop(name, None)
 
 
 def _implies(cond: S.Expr, required: S.Expr) -> bool:

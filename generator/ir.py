@@ -133,9 +133,12 @@ class LazyInit:
 
 @dataclass(frozen=True)
 class If:
-    cond: SExpr  # decided by hyperparameters only
+    cond: SExpr
     then: tuple["Stmt", ...]
     orelse: tuple["Stmt", ...]
+    # decided per parameter (it depends on a per-parameter counter): the foreach path partitions
+    # the tensor lists by the condition and runs each branch on its part
+    varying: bool = False
 
 
 Stmt = Union[ScalarLet, CountUpdate, TensorLet, InPlace, LazyInit, If]

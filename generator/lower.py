@@ -147,6 +147,8 @@ class Lowerer:
                 st = self.states[name]
                 return st.kind == "count" and st.scope == "parameter"
             return self.varying.get(name, False)
+        if isinstance(e, S.Call) and e.func == "randint":
+            return True  # a draw per parameter
         return any(self.is_varying(c) for c in S.children(e))
 
     def is_static(self, e: S.Expr) -> bool:
@@ -406,7 +408,7 @@ class Lowerer:
         for name in varying:
             self.varying[name] = True
         then, other = _mark_varying(then, varying), _mark_varying(other, varying)
-        return ir.If(self.sexpr(cond), tuple(then), tuple(other))
+        return ir.If(self.sexpr(cond), tuple(then), tuple(other), self.is_varying(cond))
 
     def _count(self, st: S.State, value: S.Expr, read_after: bool) -> ir.CountUpdate:
         terms = _terms(value)
@@ -486,6 +488,7 @@ def _mark_varying(stmts, names: set) -> list:
                 s.cond,
                 tuple(_mark_varying(s.then, names)),
                 tuple(_mark_varying(s.orelse, names)),
+                s.varying,
             )
         out.append(s)
     return out

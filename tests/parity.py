@@ -40,8 +40,13 @@ TWIN_NAMES = (
     "Adamax",
     "Adadelta",
     "NAdam",
+    "RAdam",
 )
 CUSTOM_NAMES = ("WeirdDescent", "BertAdamW")
+# torch's foreach NAdam and RAdam compute with another formula than their for-loops (sqrt(v)/sqrt(bc)
+# for NAdam, a rect-or-zero list for RAdam); the generated foreach paths follow the for-loop, so
+# where a test needs exact agreement their reference is torch's for-loop.
+TORCH_FOREACH_DIFFERS = frozenset({"NAdam", "RAdam"})
 
 # ---------------------------------------------------------------------------------------
 # Tolerances.  ``rtol`` is elementwise; ``atol`` is ``rtol`` times the largest magnitude in
@@ -338,7 +343,7 @@ def second_group_overrides(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         out["lr_decay"] = 0.01 if get("lr_decay") == 0 else 0
         out["eps"] = 1e-8
         out["initial_accumulator_value"] = 0.05
-    elif name in ("Adamax", "NAdam"):
+    elif name in ("Adamax", "NAdam", "RAdam"):
         out["betas"] = (0.8, 0.99)
         out["eps"] = 1e-6
     elif name == "Adadelta":

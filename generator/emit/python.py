@@ -304,6 +304,29 @@ def _scalar_lets(stmts):
             yield from _scalar_lets(s.update)
 
 
+def _walk_stmts(stmts):
+    for s in stmts:
+        yield s
+        if isinstance(s, ir.If):
+            yield from _walk_stmts(s.then + s.orelse)
+        elif isinstance(s, ir.LazyInit):
+            yield from _walk_stmts(s.update)
+
+
+def _stmt_exprs(s) -> list:
+    if isinstance(s, (ir.ScalarLet, ir.TensorLet)):
+        return [s.value]
+    if isinstance(s, ir.CountUpdate):
+        return [s.value]
+    if isinstance(s, ir.InPlace):
+        return list(s.ops)
+    if isinstance(s, ir.If):
+        return [s.cond]
+    if isinstance(s, ir.LazyInit):
+        return [s.first]
+    return []
+
+
 def _saves_output(e) -> bool:
     return isinstance(e, ir.TOp) and OPS[e.op].saves_output
 
@@ -348,6 +371,9 @@ class ForeachPrinter:
         self.by_var = {s.var: s for s in opt.states}
         self.scalar = ScalarPrinter(self._ref_list)
         self.temp = 0
+        self.rename: dict[str, str] = (
+            {}
+        )  # full list → the part a per-parameter branch runs on
         # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
         # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
         self.tensorish = {s for a in opt.arguments if a.tensor_ok for s in a.symbols}
@@ -360,17 +386,70 @@ class ForeachPrinter:
     # Names: tensors of the group are lists `device_<name>`; per-parameter scalars are lists `<name>s`.
     def tlist(self, r: ir.TRef) -> str:
         if r.role == "param":
-            return "device_params"
-        if r.role == "grad":
-            return "device_grads"
-        if r.role == "state":
-            return "device_" + self.by_var[r.name].list_name
-        return "device_" + r.name
+            name = "device_params"
+        elif r.role == "grad":
+            name = "device_grads"
+        elif r.role == "state":
+            name = "device_" + self.by_var[r.name].list_name
+        else:
+            name = "device_" + r.name
+        return self.rename.get(name, name)
 
     def _ref_list(self, r: ir.SRef) -> str:
         if r.count and r.varying:
-            return f"device_{self.states[r.name].list_name}"
-        return r.name + "s" if r.varying else r.name
+            name = f"device_{self.states[r.name].list_name}"
+        else:
+            name = r.name + "s" if r.varying else r.name
+        return self.rename.get(name, name)
+
+    def partition(self, s: ir.If, out: Lines) -> None:
+        """An `if` decided per parameter: each branch runs on the tensors it holds for."""
+        self.temp += 1
+        k = self.temp
+        out(f"cond_{k} = {self.scalar_value(s.cond)}")
+        branches = ((s.then, "", "if ok"), (s.orelse, "rest_", "if not ok"))
+        for body, prefix, test in branches:
+            if not body:
+                continue
+            idx = f"{prefix}idx_{k}"
+            out(f"{idx} = [j for j, ok in enumerate(cond_{k}) {test}]")
+            out(f"if {idx}:")
+            with out.indent():
+                saved = dict(self.rename)
+                for name in self._lists_read(body):
+                    part = f"{name}_{prefix}{k}"
+                    out(f"{part} = [{name}[j] for j in {idx}]")
+                    self.rename[name] = part
+                self.body(body, out)
+                self.rename = saved
+
+    def _lists_read(self, stmts) -> list[str]:
+        """Group-wide lists a block reads (tensor lists and per-parameter scalar lists)."""
+        found: list[str] = []
+
+        def visit(x):
+            name = None
+            if isinstance(x, ir.TRef):
+                name = self.tlist(x)
+            elif isinstance(x, ir.SRef) and x.varying:
+                name = self._ref_list(x)
+            if name is not None and name not in found:
+                found.append(name)
+            return False
+
+        defined = set()
+        for s in _walk_stmts(stmts):
+            for e in _stmt_exprs(s):
+                uses(e, visit)
+            if isinstance(s, ir.InPlace):
+                visit(s.target)
+            if isinstance(s, ir.CountUpdate) and s.scope == "parameter":
+                found.append(f"device_{self.states[s.state].list_name}")
+            if isinstance(s, ir.TensorLet):
+                defined.add("device_" + s.name)
+            if isinstance(s, ir.ScalarLet):
+                defined.add(s.name + "s")
+        return [n for n in dict.fromkeys(found) if n not in defined]
 
     def _ref_item(self, r: ir.SRef) -> str:
         if r.count:
@@ -477,7 +556,7 @@ class ForeachPrinter:
             args = []
             for a in op.args:
                 if isinstance(a, (ir.TRef, ir.TOp)):
-                    args.append(self.tensor(a, out, self._new_temp(t))[0])
+                    args.append(self.tensor(a, out, self._new_temp("device_update"))[0])
                 else:
                     args.append(self.slot(a)[0])
             alpha = None
@@ -546,6 +625,8 @@ class ForeachPrinter:
             self.inplace(s.target, s.ops, out)
         elif isinstance(s, ir.LazyInit):
             self.lazy(s, out)
+        elif isinstance(s, ir.If) and s.varying:
+            self.partition(s, out)
         elif isinstance(s, ir.If):
             _print_if(s, out, self.scalar, self.body)
         else:
