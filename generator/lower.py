@@ -212,6 +212,10 @@ class Lowerer:
         """Split a term into scalar coefficient and tensor factors, keeping the scalars' written order."""
         coef: ir.SExpr | None = None
         num, den = [], []
+        if isinstance(e, S.Binary) and e.grouped and e.op in ("*", "/"):
+            # `x + (a * s)`: the author grouped the term, so it is computed as a tensor first
+            # (ASGD's `ax.add_(param.sub(ax).mul_(mu))`), not fused into alpha=/value=.
+            return _Term(None if sign > 0 else ir.SConst("-1"), [e], [], e)
         for op, f in _factors(e):
             if isinstance(f, S.Unary) and f.op == "-" and self.kind(f) == "tensor":
                 sign, f = -sign, f.operand

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
@@ -189,6 +190,10 @@ class _Build(Transformer):
         args = tuple(a for a in args if a is not None)
         return S.Call(_ascii_name(str(func)), args, self._span(meta), self._span(func))
 
+    def group(self, children):
+        (inner,) = children
+        return replace(inner, grouped=True) if isinstance(inner, S.Binary) else inner
+
     @v_args(meta=True)
     def tuple(self, meta, children):
         return S.Tuple(tuple(children), self._span(meta))
@@ -334,6 +339,10 @@ class _Build(Transformer):
             tuple(c[1] for c in children),
             self._span(meta),
         )
+
+    @v_args(meta=True)
+    def complex_decl(self, meta, children):
+        return S.ComplexMode("view_as_real", self._span(meta))
 
     @v_args(meta=True)
     def defaults_decl(self, meta, children):
@@ -633,6 +642,7 @@ def parse(data: bytes | str, path: str = "<spec>") -> S.Spec:
 def _assemble(kind, children, span, path, text) -> S.Spec:
     name_tok, *items = children
     defaults_order = None
+    complex_mode = "first_nonlinear"
     docs, inputs, checks, states, updates, body, validations = (
         [],
         [],
@@ -655,6 +665,8 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
             states.append(item)
         elif isinstance(item, S.DefaultsOrder):
             defaults_order = item
+        elif isinstance(item, S.ComplexMode):
+            complex_mode = item.mode
         elif isinstance(item, tuple) and item[0] == "update":
             updates.append(item[1])
         elif item is not None:
@@ -670,6 +682,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         body=tuple(body),
         validations=tuple(validations),
         defaults_order=defaults_order,
+        complex_mode=complex_mode,
         path=path,
         source=text,
         span=span,

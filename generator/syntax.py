@@ -73,6 +73,8 @@ class Binary:
     left: Expr
     right: Expr
     span: Span = field(compare=False)
+    # written in parentheses: a parenthesised tensor term is computed as a tensor, then added
+    grouped: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -258,6 +260,12 @@ class State:
 
 
 @dataclass(frozen=True)
+class ComplexMode:
+    mode: str  # "view_as_real": the whole update on real views
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
 class DefaultsOrder:
     names: tuple[str, ...]
     span: Span = field(compare=False)
@@ -282,6 +290,7 @@ class Spec:
     body: tuple[Stmt, ...]  # a fragment's statements
     validations: tuple[Require | Check, ...]  # requires and checks in file order
     defaults_order: DefaultsOrder | None
+    complex_mode: str  # "first_nonlinear" (default) or "view_as_real"
     path: str
     source: str = field(compare=False, repr=False)
     span: Span = field(compare=False)

@@ -41,12 +41,13 @@ TWIN_NAMES = (
     "Adadelta",
     "NAdam",
     "RAdam",
+    "ASGD",
 )
 CUSTOM_NAMES = ("WeirdDescent", "BertAdamW")
-# torch's foreach NAdam and RAdam compute with another formula than their for-loops (sqrt(v)/sqrt(bc)
-# for NAdam, a rect-or-zero list for RAdam); the generated foreach paths follow the for-loop, so
+# torch's foreach NAdam, RAdam and ASGD compute with other formulas than their for-loops (sqrt(v)/sqrt(bc)
+# for NAdam, a rect-or-zero list for RAdam, one addcmul for ASGD's decay and step); the generated foreach paths follow the for-loop, so
 # where a test needs exact agreement their reference is torch's for-loop.
-TORCH_FOREACH_DIFFERS = frozenset({"NAdam", "RAdam"})
+TORCH_FOREACH_DIFFERS = frozenset({"NAdam", "RAdam", "ASGD"})
 
 # ---------------------------------------------------------------------------------------
 # Tolerances.  ``rtol`` is elementwise; ``atol`` is ``rtol`` times the largest magnitude in
@@ -346,6 +347,9 @@ def second_group_overrides(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     elif name in ("Adamax", "NAdam", "RAdam"):
         out["betas"] = (0.8, 0.99)
         out["eps"] = 1e-6
+    elif name == "ASGD":
+        out["lambd"] = 1e-3
+        out["t0"] = 3.0
     elif name == "Adadelta":
         out["rho"] = 0.8
         out["eps"] = 1e-5

@@ -129,6 +129,7 @@ ROSENBROCK_CONFIGS = {
     "Adadelta": dict(lr=1.0),
     "NAdam": dict(lr=1e-2),
     "RAdam": dict(lr=1e-2),
+    "ASGD": dict(lr=1e-3, t0=100),
 }
 
 
@@ -196,6 +197,7 @@ SCHEDULER_OPT_KWARGS = {
     "Adadelta": dict(lr=0.5),
     "NAdam": dict(lr=0.01),
     "RAdam": dict(lr=0.01),
+    "ASGD": dict(lr=0.01, t0=5),
 }
 SCHEDULER_STEPS = 30
 

@@ -54,6 +54,7 @@ RICH_CONFIGS = {
     "Adadelta": dict(lr=0.5, rho=0.8, weight_decay=0.1),
     "NAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
     "RAdam": dict(lr=0.01, weight_decay=0.1),
+    "ASGD": dict(lr=0.01, t0=2, weight_decay=0.1),
 }
 IMPLS = [pytest.param(False, id="for_loop"), pytest.param(True, id="foreach")]
 

@@ -324,6 +324,8 @@ class ModuleRenderer:
 
     # -- the functional bodies ------------------------------------------------------------------------
     def needs_real_view(self) -> bool:
+        if self.checked.spec.complex_mode == "view_as_real":
+            return True
         return bool(_ops_used(self.opt.body) & NONLINEAR)
 
     def _to_scalar(self, out: Lines) -> None:
@@ -360,9 +362,12 @@ class ModuleRenderer:
             # Complex parameters are updated through their real view, from the first operation on
             # which complex and real arithmetic differ; the linear prefix (maximize, L2 decay) runs
             # on the complex tensors first, exactly as torch orders it.
-            split = (
-                _linear_prefix(opt.body) if self.needs_real_view() else len(opt.body)
-            )
+            if self.checked.spec.complex_mode == "view_as_real":
+                split = 0
+            elif self.needs_real_view():
+                split = _linear_prefix(opt.body)
+            else:
+                split = len(opt.body)
             printer.body(opt.body[:split], out)
             if split < len(opt.body):
                 views += [(name, None) for name in _defined_locals(opt.body[:split])]

@@ -569,7 +569,12 @@ class ForeachPrinter:
                 else:
                     args.append(f"{k}={src}")
             if alpha is not None:
-                args[0] = f"torch._foreach_mul({args[0]}, {alpha})"
+                # torch's foreach add takes one alpha; a per-tensor alpha (ASGD's eta) keeps the
+                # for-loop's fused arithmetic through a loop rather than a separate multiply
+                out(f"for x, y, a in zip({t}, {args[0]}, {alpha}, strict=True):")
+                with out.indent():
+                    out(f"x.{spell.inplace}(y, alpha=a)")
+                continue
             if spell.foreach is None:
                 raise GeneratorBug(f"no foreach form for in-place {op.op}")
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
@@ -589,8 +594,8 @@ class ForeachPrinter:
             else:
                 out(f"{s.name} = {self.scalar(s.value)}")
         elif isinstance(s, ir.CountUpdate):
-            lst = f"device_{self.states[s.state].list_name}"
-            value = self.scalar(s.value)
+            lst = self.rename.get(*[f"device_{self.states[s.state].list_name}"] * 2)
+            value, varying = self.slot(s.value)
             if s.op == "+=" and value == "1":
                 # torch's idiom: a CPU scalar tensor keeps the foreach kernel off the slow path
                 out(f"if not torch.compiler.is_compiling() and {lst}[0].is_cpu:")
@@ -605,6 +610,10 @@ class ForeachPrinter:
                 out(f"torch._foreach_add_({lst}, {value})")
             elif s.op == "*=":
                 out(f"torch._foreach_mul_({lst}, {value})")
+            elif varying:
+                out(f"for {s.state}_t, value in zip({lst}, {value}, strict=True):")
+                with out.indent():
+                    out(f"{s.state}_t.fill_(value)")
             else:
                 out(f"for {s.state}_t in {lst}:")
                 with out.indent():

@@ -42,7 +42,10 @@ def _prec(e) -> int:
 
 def _wrap(e, minimum: int) -> str:
     text = print_expr(e)
-    return f"({text})" if _prec(e) < minimum else text
+    grouped = (
+        isinstance(e, S.Binary) and e.grouped
+    )  # the author's parentheses carry meaning
+    return f"({text})" if _prec(e) < minimum or grouped else text
 
 
 @singledispatch
