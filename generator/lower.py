@@ -362,10 +362,12 @@ class Lowerer:
                 "lerp", (self.texpr(args[0]), self.texpr(args[1]), self.sexpr(args[2]))
             )
         if f == "where":
-            return ir.TOp(
-                "where",
-                (self.texpr(args[0]), self.operand(args[1]), self.operand(args[2])),
-            )
+            a, b = self.operand(args[1]), self.operand(args[2])
+            if self.kind(args[1]) != "tensor" and self.kind(args[2]) != "tensor":
+                # torch.where of two numbers is a tensor of the default dtype: take the
+                # parameter's dtype (and shape) instead, so 1.2 stays 1.2 in float64
+                b = ir.TOp("full_like", (ir.TRef("param", "param"), b))
+            return ir.TOp("where", (self.texpr(args[0]), a, b))
         if f == "onehot":
             self.helpers.add("onehot")
             return ir.TOp("onehot", (ir.TRef("param", "param"), self.sexpr(args[0])))
@@ -691,11 +693,30 @@ def rule_copy(lw: Lowerer, name: str, e: S.Expr):
     return [ir.TOp("copy", (lw.texpr(e),))]
 
 
+def rule_clamp(lw: Lowerer, name: str, e: S.Expr):
+    """clamp([b *] x, lo, hi) → x[.mul_(b)].clamp_(lo, hi)   (Rprop's step sizes)."""
+    if isinstance(e, S.Call) and e.func == "clamp" and len(e.args) == 3:
+        inner = e.args[0]
+        if _x(lw, name, inner):
+            ops = []
+        elif (
+            isinstance(inner, S.Binary) and inner.op == "*" and _x(lw, name, inner.left)
+        ):
+            if name in _names(inner.right):
+                return None
+            ops = [ir.TOp("mul", (lw.operand(inner.right),))]
+        else:
+            return None
+        return ops + [ir.TOp("clamp", (lw.sexpr(e.args[1]), lw.sexpr(e.args[2])))]
+    return None
+
+
 UPDATE_RULES = (
     rule_lerp,
     rule_scaled_sum,
     rule_scale,
     rule_extremum,
+    rule_clamp,
     rule_unary,
     rule_copy,
 )

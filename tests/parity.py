@@ -42,6 +42,7 @@ TWIN_NAMES = (
     "NAdam",
     "RAdam",
     "ASGD",
+    "Rprop",
 )
 CUSTOM_NAMES = ("WeirdDescent", "BertAdamW")
 # torch's foreach NAdam, RAdam and ASGD compute with other formulas than their for-loops (sqrt(v)/sqrt(bc)
@@ -325,8 +326,11 @@ def second_group_overrides(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         return kwargs[key] if key in kwargs else constructor_default(cls, key)
 
     out: dict[str, Any] = {"lr": _scaled(get("lr"), 0.5)}
-    wd = get("weight_decay")
-    out["weight_decay"] = 0.05 if (not isinstance(wd, torch.Tensor) and wd == 0) else 0
+    if "weight_decay" in inspect.signature(cls.__init__).parameters:
+        wd = get("weight_decay")
+        out["weight_decay"] = (
+            0.05 if (not isinstance(wd, torch.Tensor) and wd == 0) else 0
+        )
     if name == "SGD":
         if get("momentum") != 0:
             out["momentum"] = 0.5
@@ -347,6 +351,9 @@ def second_group_overrides(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     elif name in ("Adamax", "NAdam", "RAdam"):
         out["betas"] = (0.8, 0.99)
         out["eps"] = 1e-6
+    elif name == "Rprop":
+        out["etas"] = (0.4, 1.3)
+        out["step_sizes"] = (1e-5, 1.0)
     elif name == "ASGD":
         out["lambd"] = 1e-3
         out["t0"] = 3.0

@@ -55,6 +55,7 @@ RICH_CONFIGS = {
     "NAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
     "RAdam": dict(lr=0.01, weight_decay=0.1),
     "ASGD": dict(lr=0.01, t0=2, weight_decay=0.1),
+    "Rprop": dict(lr=0.01, etas=(0.4, 1.3)),
 }
 IMPLS = [pytest.param(False, id="for_loop"), pytest.param(True, id="foreach")]
 

@@ -575,6 +575,12 @@ class ForeachPrinter:
                 with out.indent():
                     out(f"x.{spell.inplace}(y, alpha=a)")
                 continue
+            if (
+                op.op == "clamp"
+            ):  # clamp_(lo, hi) is clamp_min_(lo) then clamp_max_(hi), exactly
+                out(f"torch._foreach_clamp_min_({t}, {args[0]})")
+                out(f"torch._foreach_clamp_max_({t}, {args[1]})")
+                continue
             if spell.foreach is None:
                 raise GeneratorBug(f"no foreach form for in-place {op.op}")
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
