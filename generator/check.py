@@ -262,6 +262,12 @@ def _show(e: S.Expr) -> str:
 
 def check_state(st: S.State, out: Collector) -> None:
     check_name(st.name, "a state", out)
+    if st.on_device and st.kind != "count":
+        out.error(
+            "E206",
+            "`on device` is for counters; tensor state always lives with its parameter",
+            st.span,
+        )
     if st.torch_name is not None:
         if not st.torch_name.isidentifier() or keyword.iskeyword(st.torch_name):
             out.error("E201", f"`{st.torch_name}` is not a valid state key", st.span)

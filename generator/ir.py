@@ -181,6 +181,7 @@ class StateBuffer:
     init: SExpr | None  # None: lazy
     condition: SExpr | None
     eager: bool
+    on_device: bool
     list_name: (
         str  # name of the per-group list in the functional API (exp_avgs, state_steps)
     )

@@ -781,6 +781,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 init=None if st.init is None else lw.sexpr(st.init),
                 condition=None if st.condition is None else lw.sexpr(st.condition),
                 eager=st.eager,
+                on_device=st.on_device,
                 list_name=list_name(st.key),
                 var=loop_var(st.key, st.kind),
             )

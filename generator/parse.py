@@ -381,14 +381,17 @@ class _Build(Transformer):
         return ("lazy", None)
 
     def eager(self, children):
-        return True
+        return "eager"
+
+    def on_device(self, children):
+        return "on device"
 
     def condition(self, children):
         return children[0]
 
     @v_args(meta=True)
     def state_decl(self, meta, children):
-        scope, tok, torch_name, kind, init, cond, eager = children
+        scope, tok, torch_name, kind, init, cond, *options = children
         return S.State(
             scope=str(scope) if scope is not None else "parameter",
             name=S.Name(_ascii_name(str(tok)), None, self._span(tok)),
@@ -397,7 +400,8 @@ class _Build(Transformer):
             init=init[1],
             lazy=init[0] == "lazy",
             condition=cond,
-            eager=eager is not None,
+            eager="eager" in options,
+            on_device="on device" in options,
             span=self._span(meta),
         )
 

@@ -251,6 +251,9 @@ class State:
     lazy: bool
     condition: Expr | None
     eager: bool  # created in the constructor rather than at the first step
+    on_device: (
+        bool  # a counter kept on the parameter's device (torch's ASGD), not on the CPU
+    )
     span: Span = field(compare=False)
 
     @property

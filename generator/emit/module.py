@@ -239,7 +239,8 @@ class ModuleRenderer:
             value = self.group_scalar(s.init)
             if s.kind == "count":
                 out(
-                    f'state["{s.key}"] = torch.tensor({_float(value)}, dtype=_get_scalar_dtype())'
+                    f'state["{s.key}"] = torch.tensor({_float(value)}, dtype=_get_scalar_dtype()'
+                    + (", device=p.device)" if s.on_device else ")")
                 )
             elif value in ("0", "0.0"):
                 out(
