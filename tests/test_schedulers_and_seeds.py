@@ -353,7 +353,9 @@ def test_per_group_hyperparameters_are_honoured(name):
         t_opt.step()
         g_opt.step()
         compare_optimizers(g_opt, t_opt, g_params, t_params, ctx)
-    if name != "Rprop":  # Rprop's lr is only the initial step size, clamped up to step_sizes[0]
+    if (
+        name != "Rprop"
+    ):  # Rprop's lr is only the initial step size, clamped up to step_sizes[0]
         torch.testing.assert_close(g_params[0].detach(), initial[0], rtol=0, atol=0)
     for i in (1, 2, 3):
         assert not torch.equal(g_params[i].detach(), initial[i]), f"param #{i} frozen"
