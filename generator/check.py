@@ -973,11 +973,8 @@ class _Flow:
                 s.target.span,
                 hint=f"assign `{name}` (or `{name}_t`)",
             )
-        (
+        if name not in self.env:  # a new local: its name must be usable in Python
             check_name(S.Name(name, None, s.target.span), "a value", self.c.out)
-            if name not in self.env
-            else None
-        )
         target = self.env.get(name)
         if target is not None and target.role == "input":
             self.c.out.error(

@@ -143,6 +143,34 @@ class If:
 
 Stmt = Union[ScalarLet, CountUpdate, TensorLet, InPlace, LazyInit, If]
 
+
+def walk(stmts):
+    """Every statement, nested ones (branches, a lazy state's update) after their parent."""
+    for s in stmts:
+        yield s
+        if isinstance(s, If):
+            yield from walk(s.then + s.orelse)
+        elif isinstance(s, LazyInit):
+            yield from walk(s.update)
+
+
+def expressions(s) -> list:
+    """The expressions a statement itself evaluates (not those of nested statements)."""
+    if isinstance(s, (ScalarLet, TensorLet, CountUpdate)):
+        return [s.value]
+    if isinstance(s, InPlace):
+        return list(s.ops)
+    if isinstance(s, If):
+        return [s.cond]
+    if isinstance(s, LazyInit):
+        return [s.first]
+    return []
+
+
+def scalar_lets(stmts):
+    return (s for s in walk(stmts) if isinstance(s, ScalarLet))
+
+
 # ---- the optimizer ------------------------------------------------------------------------------------
 
 

@@ -82,7 +82,9 @@ class Lowerer:
         self.varying: dict[str, bool] = {}
         self.owned: dict[str, bool] = {}
         self.helpers: set[str] = set()
-        self.count_reads_before_write: set[str] = set()
+        self.static_locals: dict[str, bool] = (
+            {}
+        )  # local → decided by hyperparameters alone
 
     # -- kinds ------------------------------------------------------------------------------------------
     def _resolve(self, e: S.Name) -> tuple[str, str | None]:
@@ -410,7 +412,7 @@ class Lowerer:
         # Owned after the `if` only where every branch left it owned.
         self.owned = {k: v and owned_then.get(k, False) for k, v in self.owned.items()}
         # A scalar that varies per parameter in one branch is a per-parameter value in all.
-        varying = {s.name for s in _scalar_lets(then + other) if s.varying}
+        varying = {s.name for s in ir.scalar_lets(then + other) if s.varying}
         for name in varying:
             self.varying[name] = True
         then, other = _mark_varying(then, varying), _mark_varying(other, varying)
@@ -475,15 +477,6 @@ class Lowerer:
         return [ir.TensorLet(name, expr, alias=False)]
 
 
-def _scalar_lets(stmts):
-    for s in stmts:
-        if isinstance(s, ir.ScalarLet):
-            yield s
-        elif isinstance(s, ir.If):
-            yield from _scalar_lets(s.then)
-            yield from _scalar_lets(s.orelse)
-
-
 def _mark_varying(stmts, names: set) -> list:
     out = []
     for s in stmts:
@@ -518,25 +511,14 @@ def _is_square(e: S.Expr) -> bool:
 
 
 def _names(e) -> set[str]:
+    """Names an expression or statement reads (``m_t`` counts as ``m`` too)."""
     if isinstance(e, S.Name):
         return {e.id, e.id[:-2]} if e.id.endswith("_t") else {e.id}
-    out = set()
-    for f in (
-        "operand",
-        "left",
-        "right",
-        "cond",
-        "then",
-        "orelse",
-        "value",
-        "initially",
-    ):
-        x = getattr(e, f, None)
-        if x is not None and not isinstance(x, (str, tuple)):
-            out |= _names(x)
-    for f in ("args", "operands"):
-        for x in getattr(e, f, ()) or ():
-            out |= _names(x)
+    if isinstance(e, S.Assign):
+        return _names(e.value) | (_names(e.initially) if e.initially else set())
+    out: set[str] = set()
+    for child in S.children(e):
+        out |= _names(child)
     return out
 
 
@@ -754,7 +736,6 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
 
     spec = checked.spec
     lw = Lowerer(checked)
-    lw.static_locals = {}
     args = []
     for inp in spec.inputs:
         args.append(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from .. import syntax as S
 from ..check import CheckedSpec
+from .spec_printer import PRECEDENCE
+from .spec_printer import precedence
 
 GREEK = {
     "alpha",
@@ -43,21 +45,7 @@ NAMED = {
     "momentum": r"\mu",
     "dampening": r"\tau",
 }
-PREC = {
-    "cond": 1,
-    "or": 2,
-    "and": 3,
-    "not": 4,
-    "compare": 5,
-    "+": 6,
-    "-": 6,
-    "*": 7,
-    "/": 7,
-    "%": 7,
-    "neg": 8,
-    "^": 9,
-    "atom": 10,
-}
+PREC = PRECEDENCE  # the spec language's own ladder: LaTeX parenthesises the same way
 OPS = {"==": "=", "!=": r"\neq", "<=": r"\leq", ">=": r"\geq", "<": "<", ">": ">"}
 
 
@@ -96,15 +84,7 @@ class LatexPrinter:
         return base
 
     def prec(self, e) -> int:
-        if isinstance(e, S.Conditional):
-            return PREC["cond"]
-        if isinstance(e, S.Binary):
-            return PREC[e.op]
-        if isinstance(e, S.Unary):
-            return PREC["not" if e.op == "not" else "neg"]
-        if isinstance(e, S.Compare):
-            return PREC["compare"]
-        return PREC["atom"]
+        return precedence(e)
 
     def wrap(self, e, minimum) -> str:
         t = self.expr(e)

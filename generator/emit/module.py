@@ -58,16 +58,6 @@ def environment() -> jinja2.Environment:
     )
 
 
-def _walk(stmts):
-    for s in stmts:
-        yield s
-        if isinstance(s, ir.If):
-            yield from _walk(s.then)
-            yield from _walk(s.orelse)
-        elif isinstance(s, ir.LazyInit):
-            yield from _walk(s.update)
-
-
 def _ops_used(stmts) -> set[str]:
     ops: set[str] = set()
 
@@ -76,24 +66,18 @@ def _ops_used(stmts) -> set[str]:
             ops.add(x.op)
         return False
 
-    for s in _walk(stmts):
-        if isinstance(s, ir.InPlace):
-            for op in s.ops:
-                uses(op, visit)
-        elif isinstance(s, ir.TensorLet):
-            uses(s.value, visit)
-        elif isinstance(s, ir.LazyInit):
-            uses(s.first, visit)
+    for s in ir.walk(stmts):
+        if isinstance(s, (ir.InPlace, ir.TensorLet, ir.LazyInit)):
+            for e in ir.expressions(s):
+                uses(e, visit)
     return ops
 
 
 def _reads_count_before_update(stmts, key: str) -> bool:
-    for s in _walk(stmts):
+    for s in ir.walk(stmts):
         if isinstance(s, ir.CountUpdate) and s.state == key:
             return False
-        exprs = [getattr(s, f) for f in ("value", "cond", "first") if hasattr(s, f)]
-        if isinstance(s, ir.InPlace):
-            exprs += list(s.ops)
+        exprs = ir.expressions(s)
         if any(
             uses(e, lambda x: isinstance(x, ir.SRef) and x.count and x.name == key)
             for e in exprs
@@ -113,8 +97,8 @@ def _linear_prefix(stmts) -> int:
         if isinstance(s, ir.LazyInit) or _ops_used([s]) - LINEAR:
             return k
         refs_state = []
-        for x in _walk([s]):
-            for e in _exprs(x):
+        for x in ir.walk([s]):
+            for e in ir.expressions(x):
                 uses(
                     e,
                     lambda r: isinstance(r, ir.TRef)
@@ -134,14 +118,6 @@ def _linear_prefix(stmts) -> int:
         if refs_state:
             return k
     return len(stmts)
-
-
-def _exprs(s) -> list:
-    if isinstance(s, ir.TensorLet):
-        return [s.value]
-    if isinstance(s, ir.InPlace):
-        return list(s.ops)
-    return []
 
 
 def _defined_locals(stmts) -> list[str]:

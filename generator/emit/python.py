@@ -294,39 +294,6 @@ class SingleTensorPrinter:
             raise GeneratorBug(f"cannot print {s!r}")
 
 
-def _scalar_lets(stmts):
-    for s in stmts:
-        if isinstance(s, ir.ScalarLet):
-            yield s
-        elif isinstance(s, ir.If):
-            yield from _scalar_lets(s.then + s.orelse)
-        elif isinstance(s, ir.LazyInit):
-            yield from _scalar_lets(s.update)
-
-
-def _walk_stmts(stmts):
-    for s in stmts:
-        yield s
-        if isinstance(s, ir.If):
-            yield from _walk_stmts(s.then + s.orelse)
-        elif isinstance(s, ir.LazyInit):
-            yield from _walk_stmts(s.update)
-
-
-def _stmt_exprs(s) -> list:
-    if isinstance(s, (ir.ScalarLet, ir.TensorLet)):
-        return [s.value]
-    if isinstance(s, ir.CountUpdate):
-        return [s.value]
-    if isinstance(s, ir.InPlace):
-        return list(s.ops)
-    if isinstance(s, ir.If):
-        return [s.cond]
-    if isinstance(s, ir.LazyInit):
-        return [s.first]
-    return []
-
-
 def _saves_output(e) -> bool:
     return isinstance(e, ir.TOp) and OPS[e.op].saves_output
 
@@ -377,7 +344,7 @@ class ForeachPrinter:
         # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
         # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
         self.tensorish = {s for a in opt.arguments if a.tensor_ok for s in a.symbols}
-        for s in _scalar_lets(opt.hoisted + opt.body):
+        for s in ir.scalar_lets(opt.hoisted + opt.body):
             if uses(
                 s.value, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish
             ):
@@ -438,8 +405,8 @@ class ForeachPrinter:
             return False
 
         defined = set()
-        for s in _walk_stmts(stmts):
-            for e in _stmt_exprs(s):
+        for s in ir.walk(stmts):
+            for e in ir.expressions(s):
                 uses(e, visit)
             if isinstance(s, ir.InPlace):
                 visit(s.target)

@@ -28,7 +28,7 @@ PRECEDENCE = {
 }
 
 
-def _prec(e) -> int:
+def precedence(e) -> int:
     if isinstance(e, S.Conditional):
         return PRECEDENCE["cond"]
     if isinstance(e, S.Binary):
@@ -45,7 +45,7 @@ def _wrap(e, minimum: int) -> str:
     grouped = (
         isinstance(e, S.Binary) and e.grouped
     )  # the author's parentheses carry meaning
-    return f"({text})" if _prec(e) < minimum or grouped else text
+    return f"({text})" if precedence(e) < minimum or grouped else text
 
 
 @singledispatch

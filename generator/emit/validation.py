@@ -58,7 +58,6 @@ def validations(checked: CheckedSpec) -> list[ir.Validation]:
 
     names = constructor_names(checked)
     lw = Lowerer(checked)
-    lw.static_locals = {}
     printer = ScalarPrinter(lambda r: names.get(r.name, r.name))
     out = []
     for v in checked.spec.validations:
@@ -118,7 +117,6 @@ def step_checks(checked: CheckedSpec) -> list[ir.Validation]:
             )
     group["grad"] = "p.grad"
     lw = Lowerer(checked)
-    lw.static_locals = {}
     printer = ScalarPrinter(lambda r: group.get(r.name, r.name))
     out = []
     for v in checked.spec.validations:
