@@ -20,6 +20,8 @@ class Builtin:
     context: str = (
         "update"  # "update", "validation" (constructor checks only) or "both"
     )
+    optional: int = 0  # how many trailing arguments may be left out
+    per_parameter: bool = False  # on a tensor: a number that differs between parameters
 
 
 BUILTINS: dict[str, Builtin] = {
@@ -55,6 +57,66 @@ BUILTINS: dict[str, Builtin] = {
             "int",
             "number of elements (of the parameter, or of a tensor argument)",
             "both",
+            per_parameter=True,
+        ),
+        Builtin("rsqrt", ("any",), "follow", "1 / sqrt(x), in one operation"),
+        Builtin(
+            "norm",
+            ("tensor", "int"),
+            "tensor",
+            "the 2-norm: of the whole tensor (a one-element tensor), or along a dimension "
+            "(kept, of size 1)",
+            optional=1,
+        ),
+        Builtin(
+            "mean",
+            ("tensor", "int"),
+            "tensor",
+            "the mean along a dimension (kept, of size 1)",
+        ),
+        Builtin(
+            "size",
+            ("tensor", "int"),
+            "int",
+            "the size of a tensor along a dimension",
+            per_parameter=True,
+        ),
+        Builtin(
+            "dim",
+            ("tensor",),
+            "int",
+            "the number of dimensions of a tensor",
+            "both",
+            per_parameter=True,
+        ),
+        Builtin(
+            "item",
+            ("tensor",),
+            "scalar",
+            "the value of a one-element tensor as a Python number (a host-device sync, as "
+            "torch's Adafactor reads its norms)",
+            per_parameter=True,
+        ),
+        Builtin(
+            "machine_epsilon",
+            ("tensor",),
+            "scalar",
+            "the machine epsilon of a tensor's dtype (torch.finfo(dtype).eps)",
+            per_parameter=True,
+        ),
+        Builtin("transpose", ("tensor",), "tensor", "the transpose of a matrix"),
+        Builtin(
+            "bfloat16",
+            ("tensor",),
+            "tensor",
+            "the tensor in bfloat16 (itself if it already is)",
+        ),
+        Builtin(
+            "is_complex",
+            ("tensor",),
+            "bool",
+            "whether the parameter (or gradient) is complex",
+            "validation",
         ),
         Builtin(
             "is_tensor",

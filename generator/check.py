@@ -18,7 +18,7 @@ from . import syntax as S
 from .builtins import BUILTINS
 from .diagnostics import Collector, Note, did_you_mean
 
-TYPES = {"float", "int", "bool", "tensor"}
+TYPES = {"float", "int", "bool", "tensor", "str"}
 IMPLEMENTATION_FLAGS = {  # flags whose meaning the generator implements, not the spec
     "foreach": ("bool", True),
     "differentiable": ("bool", False),
@@ -151,7 +151,8 @@ def check_input(inp: S.Input, out: Collector) -> None:
                 "E202",
                 f"unknown type `{t}`",
                 inp.type.span,
-                hint=did_you_mean(t, TYPES) or "types are float, int, bool and tensor",
+                hint=did_you_mean(t, TYPES)
+                or "types are float, int, bool, str and tensor",
             )
     if inp.type.kind == "tuple":
         if len(inp.type.names) != len(inp.names):
@@ -214,6 +215,8 @@ def _literal_kind(e: S.Expr) -> str | None:
         return "bool"
     if isinstance(e, S.NoneLit):
         return "none"
+    if isinstance(e, S.String):
+        return "str"
     if isinstance(e, S.Tuple):
         return "tuple"
     return None
@@ -225,7 +228,7 @@ def _check_default(inp: S.Input, out: Collector) -> None:
     if kind is None:
         out.error(
             "E204",
-            "a default must be a literal (a number, true, false, none or a tuple)",
+            "a default must be a literal (a number, true, false, none, a string or a tuple)",
             d.span,
         )
         return
@@ -243,6 +246,7 @@ def _check_default(inp: S.Input, out: Collector) -> None:
         "bool": "bool" in names,
         "int": bool({"int", "float"} & set(names)),
         "float": "float" in names,
+        "str": "str" in names,
         "tuple": False,
     }[kind]
     if not ok:
@@ -288,6 +292,20 @@ def check_state(st: S.State, out: Collector) -> None:
         out.error(
             "E206", f"{st.scope}-level state must be a `count` (a number)", st.span
         )
+    if st.reduced is not None:
+        if st.kind != "tensor" or st.lazy:
+            out.error(
+                "E206",
+                "`reduced over` shapes a tensor state that starts from a number",
+                st.span,
+            )
+        if not st.reduced.lstrip("-").isdigit():
+            out.error(
+                "E206",
+                f"`reduced over {st.reduced}`: the dimension must be an integer",
+                st.span,
+                hint="e.g. `reduced over -1` for one value per row",
+            )
 
 
 # ---- cross-entry checks ------------------------------------------------------------------------------
@@ -349,6 +367,7 @@ class Checker:
                     "int": "int",
                     "float": "scalar",
                     "tensor": "scalar",
+                    "str": "str",
                 }.get(t, "scalar")
                 if inp.type.kind == "union" and "float" in names:
                     kind = "scalar"
@@ -403,7 +422,7 @@ class Checker:
                 )
             msg = v.message
             if msg is not None:
-                self._check_message(msg)
+                self._check_message(msg, on_param=_mentions(v.expr, "param"))
                 if msg.exception not in ("ValueError", "RuntimeError", "TypeError"):
                     self.out.error(
                         "E302",
@@ -412,13 +431,13 @@ class Checker:
                         hint="use ValueError, RuntimeError or TypeError",
                     )
         for st in self.spec.states:
-            if st.condition is not None and self.expr(st.condition, "state") not in (
-                "bool",
-                None,
-            ):
+            if st.condition is not None and self.expr(
+                st.condition, "state_condition"
+            ) not in ("bool", None):
                 self.out.error(
                     "E301",
-                    "a state condition must be decided by hyperparameters",
+                    "a state condition must be decided by hyperparameters or the "
+                    "parameter's shape",
                     st.condition.span,
                 )
             if st.init is not None:
@@ -432,9 +451,11 @@ class Checker:
                         "state `lazy` and assign it with `initially`",
                     )
 
-    def _check_message(self, msg: S.Message) -> None:
+    def _check_message(self, msg: S.Message, on_param: bool = False) -> None:
         for ref, placeholder in S.message_parts(msg.text):
             if not placeholder:
+                continue
+            if on_param and ref == "size(param)":
                 continue
             if ref not in self.inputs:
                 self.out.error(
@@ -512,6 +533,14 @@ class Checker:
                     )
                     continue
                 out.extend(self.inline(frag.body, stack + (stmt.fragment,)))
+            elif isinstance(stmt, S.Repeat):
+                out.append(
+                    replace(
+                        stmt,
+                        count=self.canon(stmt.count),
+                        body=self.inline(stmt.body, stack),
+                    )
+                )
             elif isinstance(stmt, S.If):
                 branches = tuple(
                     (self.canon(c), self.inline(b, stack)) for c, b in stmt.branches
@@ -538,7 +567,10 @@ class Checker:
             ):
                 return S.Name(base, "t", node.span)
             return node
-        if isinstance(node, (S.Number, S.Bool, S.NoneLit, S.Use)) or node is None:
+        if (
+            isinstance(node, (S.Number, S.Bool, S.NoneLit, S.String, S.Use))
+            or node is None
+        ):
             return node
         changes = {}
         for f in (
@@ -589,7 +621,14 @@ class _Typer:
         return "bool"
 
     def k_NoneLit(self, e):
-        self.error("E305", "`none` is only a default value", e.span)
+        self.error(
+            "E305",
+            "`none` is only a default value, or compared with `==` / `!=`",
+            e.span,
+        )
+
+    def k_String(self, e):
+        return "str"
 
     def k_Tuple(self, e):
         self.error("E305", "a tuple is only a default value", e.span)
@@ -628,6 +667,8 @@ class _Typer:
                 return None
             if self.context == "validation" and name == "grad":
                 return "tensor"  # a check on the gradient runs at each step (is_sparse(grad))
+            if self.context in ("validation", "state_condition") and name == "param":
+                return "tensor"  # a check on each parameter when the optimizer is built
             if self.context == "validation" and (
                 name in self.c.states or name in BUILTIN_TENSORS
             ):
@@ -692,6 +733,21 @@ class _Typer:
                     "E307", f"a condition cannot be an operand of `{e.op}`", side.span
                 )
                 return None
+            if k == "str":
+                self.error(
+                    "E307",
+                    f"a string cannot be an operand of `{e.op}`",
+                    side.span,
+                    hint='strings are only compared: `adjust_lr_fn == "original"`',
+                )
+                return None
+        if e.op == "@" and (lk, rk) != ("tensor", "tensor"):
+            self.error(
+                "E309",
+                "`@` multiplies matrices: both sides must be tensors",
+                e.span,
+                hint="for a number times a tensor write `*`",
+            )
         if e.op == "%" and "tensor" in (lk, rk):
             self.error("E309", "`%` is for numbers (step counts), not tensors", e.span)
         if e.op == "^" and rk == "tensor":
@@ -703,8 +759,36 @@ class _Typer:
         return "scalar"
 
     def k_Compare(self, e: S.Compare):
+        nones = [isinstance(x, S.NoneLit) for x in e.operands]
+        if any(nones):
+            # `eps1 == none`: whether an optional input was left out
+            if len(e.ops) != 1 or e.ops[0] not in ("==", "!=") or all(nones):
+                self.error(
+                    "E307",
+                    "`none` is compared with `==` or `!=` to one optional input",
+                    e.span,
+                )
+                return "bool"
+            other = e.operands[nones.index(False)]
+            self.kind(other)
+            sym = self.env.get(other.id) if isinstance(other, S.Name) else None
+            if sym is None or sym.role != "input" or not sym.optional:
+                self.error(
+                    "E307",
+                    "only an optional input (a type with `?`) can be `none`",
+                    other.span,
+                )
+            return "bool"
         kinds = [self.kind(x) for x in e.operands]
         if None in kinds:
+            return "bool"
+        if "str" in kinds:
+            if set(kinds) != {"str"} or any(op not in ("==", "!=") for op in e.ops):
+                self.error(
+                    "E307",
+                    "a string is only compared with another string, with == or !=",
+                    e.span,
+                )
             return "bool"
         if "tensor" in kinds:
             if self.context == "where":
@@ -769,13 +853,14 @@ class _Typer:
             self.error("E310", f"`{e.func}` cannot be used in a requirement", e.span)
         if self.context != "validation" and b.context == "validation":
             self.error("E310", f"`{e.func}` is only for requirements on inputs", e.span)
-        if len(e.args) != len(b.params):
-            self.error(
-                "E311",
-                f"`{e.func}` takes {len(b.params)} argument"
-                f"{'s' if len(b.params) != 1 else ''}, got {len(e.args)}",
-                e.span,
+        least = len(b.params) - b.optional
+        if not least <= len(e.args) <= len(b.params):
+            count = (
+                f"{least} or {len(b.params)} arguments"
+                if b.optional
+                else f"{len(b.params)} argument{'s' if len(b.params) != 1 else ''}"
             )
+            self.error("E311", f"`{e.func}` takes {count}, got {len(e.args)}", e.span)
             return None
         kinds = []
         for want, a in zip(b.params, e.args):
@@ -793,6 +878,12 @@ class _Typer:
                 )
             elif want == "tensor" and k not in ("tensor",):
                 self.error("E312", f"`{e.func}` needs a tensor here", a.span)
+            elif want == "int" and k != "int":
+                self.error(
+                    "E312",
+                    f"`{e.func}` needs a whole number here (a dimension such as -1)",
+                    a.span,
+                )
             elif want == "bool" and e.func == "where" and k != "tensorbool":
                 self.error(
                     "E312",
@@ -807,6 +898,9 @@ class _Typer:
             return "tensor" if "tensor" in kinds else "scalar"
         if e.func == "randint":
             self.dynamic = True
+        if b.per_parameter and "tensor" in kinds and self.context != "validation":
+            # a property of each parameter (its shape, a norm read as a number)
+            self.dynamic = self.varying = True
         return b.result
 
 
@@ -824,7 +918,6 @@ class _Flow:
         self.initialised: set[str] = set()  # lazy states given their first value
         self.conditions: list[S.Expr] = []
         self.pending: dict[str, S.Span] = {}
-        self.confined: dict[str, S.Span] = {}  # locals of a per-parameter `if`
 
     def block(self, b: Block) -> None:
         self.mode = b.mode
@@ -836,6 +929,45 @@ class _Flow:
                 self.assign(s)
             elif isinstance(s, S.If):
                 self.if_(s)
+            elif isinstance(s, S.Repeat):
+                self.repeat(s)
+            elif isinstance(s, S.Check):
+                self.check(s)
+
+    def check(self, s: S.Check) -> None:
+        k, _, varying = self.kind(s.expr)
+        if k not in ("bool", None) or varying:
+            self.c.out.error(
+                "E324",
+                "a check in the update must be a condition on hyperparameters or counters",
+                s.expr.span,
+                hint="checks on the gradient go above the update: "
+                "`check not is_sparse(grad) else ...`",
+            )
+        self.c._check_message(s.message)
+        if s.message.exception not in ("ValueError", "RuntimeError", "TypeError"):
+            self.c.out.error(
+                "E302",
+                f"`{s.message.exception}` is not an exception a check may raise",
+                s.message.span,
+                hint="use ValueError, RuntimeError or TypeError",
+            )
+
+    def repeat(self, s: S.Repeat) -> None:
+        k, dyn, _ = self.kind(s.count)
+        if k not in ("int", None) or dyn:
+            self.c.out.error(
+                "E323",
+                "`repeat` needs a whole number decided by hyperparameters",
+                s.count.span,
+                hint="e.g. an `int` input: `repeat ns_steps:`",
+            )
+        # The block may run zero times: what it defines first does not exist after it.
+        before = dict(self.env)
+        self.body(s.body)
+        for name in list(self.env):
+            if name not in before:
+                self.pending[name] = self.env.pop(name).decl.target.span
 
     def kind(self, e, context="update"):
         t = _Typer(self.c, context, self.env, self)
@@ -875,23 +1007,20 @@ class _Flow:
         self.body(s.orelse)
         del self.conditions[len(self.conditions) - len(negs) :]
         envs.append(self.env)
-        if dynamic:
-            # Values computed under a per-parameter condition exist for some parameters only.
-            for env in envs:
-                for name, sym in env.items():
-                    if sym.role == "local" and before.get(name) is not sym:
-                        self.confined[name] = s.branches[0][0].span
         # A local is defined after the `if` only where every branch defined it, with one kind.
+        # Under a per-parameter condition, a value set in a branch differs between parameters.
         merged = dict(before)
-        for name in set().union(*envs) - set(before):
+        for name in set().union(*envs):
             syms = [e.get(name) for e in envs]
+            if name in before and all(x is before[name] for x in syms):
+                continue
             if all(syms):
                 kinds = {x.kind for x in syms}
                 merged[name] = replace(
                     syms[0],
                     kind=kinds.pop() if len(kinds) == 1 else "tensor",
-                    dynamic=any(x.dynamic for x in syms),
-                    varying=any(x.varying for x in syms),
+                    dynamic=dynamic or any(x.dynamic for x in syms),
+                    varying=dynamic or any(x.varying for x in syms),
                 )
             else:
                 self.pending[name] = next(x for x in syms if x).decl.target.span
@@ -899,15 +1028,6 @@ class _Flow:
 
     def on_read(self, name: str, sub: str | None, span: S.Span) -> None:
         self.read.add(name)
-        if name in self.confined:
-            self.c.out.error(
-                "E322",
-                f"`{name}` was computed under a condition that depends on the step, so it "
-                "exists only for some parameters; it cannot be used after that `if`",
-                span,
-                notes=[Note("the condition", self.confined[name])],
-                hint="use it inside the branch, or compute it before the `if`",
-            )
         st = self.c.states.get(name)
         if name == "param" and sub is not None:
             self._check_subscript(name, sub, span)
@@ -1090,13 +1210,28 @@ class _Flow:
         self.env[name] = sym
         self.defined.setdefault(name, sym)
         self.pending.pop(name, None)
-        self.confined.pop(name, None)
+
+
+def _mentions(e: S.Expr, name: str) -> bool:
+    if isinstance(e, S.Name):
+        return e.id == name
+    return any(_mentions(c, name) for c in S.children(e))
 
 
 def _implies(cond: S.Expr, required: S.Expr) -> bool:
     """Does a branch condition guarantee that a state's condition holds? (Syntactic, conservative.)"""
     if cond == required:
         return True
+    negated = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+    if (
+        isinstance(cond, S.Unary)
+        and cond.op == "not"
+        and isinstance(cond.operand, S.Compare)
+        and len(cond.operand.ops) == 1
+    ):
+        c = cond.operand
+        if S.Compare((negated[c.ops[0]],), c.operands, c.span) == required:
+            return True
     if isinstance(cond, S.Binary) and cond.op == "and":
         return _implies(cond.left, required) or _implies(cond.right, required)
     return False

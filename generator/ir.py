@@ -49,8 +49,12 @@ class SUnary:
 
 @dataclass(frozen=True)
 class SCall:
-    func: str  # sqrt abs exp log min max numel randint is_tensor
-    args: tuple["SExpr", ...]
+    """A function of numbers, or a number read off a tensor of each parameter (``numel``, ``dim``,
+    ``size``, ``item``, ``machine_epsilon``: then an argument is a TExpr, and the value varies).
+    """
+
+    func: str  # sqrt abs exp log min max numel randint is_tensor dim size item ...
+    args: tuple[Union["SExpr", "TExpr"], ...]
 
 
 @dataclass(frozen=True)
@@ -141,17 +145,36 @@ class If:
     varying: bool = False
 
 
-Stmt = Union[ScalarLet, CountUpdate, TensorLet, InPlace, LazyInit, If]
+@dataclass(frozen=True)
+class Repeat:
+    """``for _ in range(count):`` around a block (Muon's Newton-Schulz iterations)."""
+
+    count: SExpr
+    body: tuple["Stmt", ...]
+
+
+@dataclass(frozen=True)
+class Raise:
+    """``if fails: raise exception(message)``: a check the step makes (Muon's ns_steps < 100)."""
+
+    fails: SExpr
+    exception: str
+    message: str  # Python source: a literal or an f-string of hyperparameters
+
+
+Stmt = Union[ScalarLet, CountUpdate, TensorLet, InPlace, LazyInit, If, Repeat, Raise]
 
 
 def walk(stmts):
-    """Every statement, nested ones (branches, a lazy state's update) after their parent."""
+    """Every statement, nested ones (branches, loops, a lazy state's update) after their parent."""
     for s in stmts:
         yield s
         if isinstance(s, If):
             yield from walk(s.then + s.orelse)
         elif isinstance(s, LazyInit):
             yield from walk(s.update)
+        elif isinstance(s, Repeat):
+            yield from walk(s.body)
 
 
 def expressions(s) -> list:
@@ -162,6 +185,10 @@ def expressions(s) -> list:
         return list(s.ops)
     if isinstance(s, If):
         return [s.cond]
+    if isinstance(s, Repeat):
+        return [s.count]
+    if isinstance(s, Raise):
+        return [s.fails]
     if isinstance(s, LazyInit):
         return [s.first]
     return []
@@ -198,6 +225,7 @@ class Validation:
     fails: str  # Python source of the condition under which the constructor raises
     exception: str
     message: str  # Python source of the message (an f-string or a plain string)
+    per_parameter: bool = False  # checked on every parameter `p` once the groups exist
 
 
 @dataclass(frozen=True)
@@ -210,6 +238,7 @@ class StateBuffer:
     condition: SExpr | None
     eager: bool
     on_device: bool
+    reduced: int | None  # shaped like the parameter with this dimension of size 1
     list_name: (
         str  # name of the per-group list in the functional API (exp_avgs, state_steps)
     )

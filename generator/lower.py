@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from . import ir
 from . import syntax as S
+from .builtins import BUILTINS
 from .check import IMPLEMENTATION_FLAGS, RESERVED, CheckedSpec
 from .diagnostics import GeneratorBug
 from .emit.spec_printer import print_expr
@@ -85,6 +86,7 @@ class Lowerer:
         self.static_locals: dict[str, bool] = (
             {}
         )  # local → decided by hyperparameters alone
+        self.varying_branches = 0  # depth of per-parameter `if`s being lowered
 
     # -- kinds ------------------------------------------------------------------------------------------
     def _resolve(self, e: S.Name) -> tuple[str, str | None]:
@@ -104,6 +106,8 @@ class Lowerer:
             return "scalar"
         if isinstance(e, (S.Bool, S.NoneLit)):
             return "bool"
+        if isinstance(e, S.String):
+            return "str"
         if isinstance(e, S.Name):
             name, _ = self._resolve(e)
             if name in ("param", "grad"):
@@ -131,12 +135,11 @@ class Lowerer:
             kinds = {self.kind(e.then), self.kind(e.orelse)}
             return "tensor" if "tensor" in kinds else kinds.pop()
         if isinstance(e, S.Call):
-            if e.func in ("lerp", "where", "onehot"):
-                return "tensor"
-            if e.func in ("numel", "randint"):
+            result = BUILTINS[e.func].result
+            if result in ("int", "scalar"):
                 return "scalar"
-            if e.func == "is_tensor":
-                return "bool"
+            if result in ("tensor", "bool"):
+                return result
             return (
                 "tensor" if any(self.kind(a) == "tensor" for a in e.args) else "scalar"
             )
@@ -151,7 +154,14 @@ class Lowerer:
             return self.varying.get(name, False)
         if isinstance(e, S.Call) and e.func == "randint":
             return True  # a draw per parameter
+        if isinstance(e, S.Call) and self._per_parameter(e):
+            return True  # a property of each parameter's tensors
         return any(self.is_varying(c) for c in S.children(e))
+
+    def _per_parameter(self, e: S.Call) -> bool:
+        return BUILTINS[e.func].per_parameter and any(
+            self.kind(a) == "tensor" for a in e.args
+        )
 
     def is_static(self, e: S.Expr) -> bool:
         """Decided by hyperparameters alone (no counters, no randomness, no locals that are not)."""
@@ -162,7 +172,9 @@ class Lowerer:
             if name in self.kinds:
                 return self.static_locals.get(name, False)
             return True
-        if isinstance(e, S.Call) and e.func in ("randint", "numel", "onehot"):
+        if isinstance(e, S.Call) and (
+            e.func in ("randint", "numel", "onehot") or self._per_parameter(e)
+        ):
             return False
         return all(self.is_static(c) for c in S.children(e))
 
@@ -174,6 +186,10 @@ class Lowerer:
             return ir.SConst("True" if e.value else "False")
         if isinstance(e, S.NoneLit):
             return ir.SConst("None")
+        if isinstance(e, S.String):
+            return ir.SConst(
+                repr(e.value)
+            )  # spec text becomes a Python literal, escaped
         if isinstance(e, S.Name):
             name, _ = self._resolve(e)
             if name in self.states:
@@ -186,19 +202,16 @@ class Lowerer:
             op = {"^": "**"}.get(e.op, e.op)
             return ir.SBin(op, self.sexpr(e.left), self.sexpr(e.right))
         if isinstance(e, S.Compare):
-            return ir.SCompare(e.ops, tuple(self.sexpr(x) for x in e.operands))
+            ops = e.ops
+            if any(isinstance(x, S.NoneLit) for x in e.operands):
+                ops = tuple({"==": "is", "!=": "is not"}[op] for op in ops)
+            return ir.SCompare(ops, tuple(self.sexpr(x) for x in e.operands))
         if isinstance(e, S.Conditional):
             return ir.SCond(
                 self.sexpr(e.cond), self.sexpr(e.then), self.sexpr(e.orelse)
             )
         if isinstance(e, S.Call):
-            if (
-                e.func == "numel"
-                and isinstance(e.args[0], S.Name)
-                and e.args[0].id == "param"
-            ):
-                return ir.SCall("numel", (ir.SRef("param"),))
-            return ir.SCall(e.func, tuple(self.sexpr(a) for a in e.args))
+            return ir.SCall(e.func, tuple(self.operand(a) for a in e.args))
         raise GeneratorBug(f"cannot lower scalar {e!r}")
 
     # -- tensor expressions -----------------------------------------------------------------------------
@@ -243,6 +256,8 @@ class Lowerer:
                 return self._sum(e)
             if e.op in ("*", "/"):
                 return self._product(e)
+            if e.op == "@":
+                return ir.TOp("matmul", (self.texpr(e.left), self.texpr(e.right)))
             if e.op == "^":
                 if isinstance(e.right, S.Number) and e.right.value == 2.0:
                     return ir.TOp("square", (self.texpr(e.left),))
@@ -270,11 +285,27 @@ class Lowerer:
                 self.texpr(right) if sign > 0 else ir.TOp("neg", (self.texpr(right),))
             )
             return ir.TOp("add", (base, self.sexpr(left)))
-        base = self.texpr(left)
         if self.kind(right) != "tensor":
             s = self.sexpr(right)
-            return ir.TOp("add" if sign > 0 else "sub", (base, s))
-        return self._apply_term(base, self.term(sign, right))
+            return ir.TOp("add" if sign > 0 else "sub", (self.texpr(left), s))
+        t = self.term(sign, right)
+        if len(t.num) == 1 and not t.den and _is_matmul(t.num[0]):
+            return self._addmm(left, t)
+        return self._apply_term(self.texpr(left), t)
+
+    def _addmm(self, left: S.Expr, t: _Term) -> ir.TOp:
+        """``b*C + c*(A @ B)`` → ``torch.addmm(C, A, B, beta=b, alpha=c)``: one rounding, as torch
+        computes Muon's Newton-Schulz steps (a separate product and sum round twice)."""
+        m = t.num[0]
+        beta = self.term(1, left)
+        kwargs = ()
+        if beta.coef is not None and len(beta.num) == 1 and not beta.den:
+            c = self.texpr(beta.num[0])
+            kwargs = self._kw("beta", beta.coef)
+        else:
+            c = self.texpr(left)
+        kwargs += self._kw("alpha", () if t.coef is None else t.coef)
+        return ir.TOp("addmm", (c, self.texpr(m.left), self.texpr(m.right)), kwargs)
 
     def _apply_term(self, base, t: _Term) -> ir.TOp:
         """``base + coef * (num / den)`` as one fused torch operation where torch has one."""
@@ -370,6 +401,14 @@ class Lowerer:
                 # parameter's dtype (and shape) instead, so 1.2 stays 1.2 in float64
                 b = ir.TOp("full_like", (ir.TRef("param", "param"), b))
             return ir.TOp("where", (self.texpr(args[0]), a, b))
+        if f in ("rsqrt", "transpose", "bfloat16"):
+            return ir.TOp(f, (self.texpr(args[0]),))
+        if f in ("norm", "mean"):
+            x = self.texpr(args[0])
+            if len(args) == 1:
+                return ir.TOp(f, (x,))
+            dim = ir.SConst(print_expr(args[1]))
+            return ir.TOp(f, (x,), (("dim", dim), ("keepdim", ir.SConst("True"))))
         if f == "onehot":
             self.helpers.add("onehot")
             return ir.TOp("onehot", (ir.TRef("param", "param"), self.sexpr(args[0])))
@@ -386,6 +425,19 @@ class Lowerer:
     def stmt(self, s, later, rest) -> list[ir.Stmt]:
         if isinstance(s, S.If):
             return [self._if(s.branches, s.orelse, later)]
+        if isinstance(s, S.Repeat):
+            return [self._repeat(s, later)]
+        if isinstance(s, S.Check):
+            from .emit.validation import message_source, negate
+
+            symbols = {n: n for n in self.c.inputs}
+            return [
+                ir.Raise(
+                    negate(self.sexpr(s.expr)),
+                    s.message.exception,
+                    message_source(s.message.text, symbols),
+                )
+            ]
         name, _ = self._resolve(s.target)
         if name in self.states:
             st = self.states[name]
@@ -397,18 +449,34 @@ class Lowerer:
         kind = self.kind(s.value)
         if kind != "tensor":
             self.kinds[name] = "scalar"
-            self.varying[name] = self.is_varying(s.value)
+            # set under a per-parameter condition, a value differs between parameters
+            self.varying[name] = self.is_varying(s.value) or self.varying_branches > 0
             self.static_locals[name] = self.is_static(s.value)
             return [ir.ScalarLet(name, self.sexpr(s.value), self.varying[name])]
         return self._tensor_local(name, s.value, later, rest)
 
+    def _repeat(self, s: S.Repeat, later) -> ir.Repeat:
+        """A bounded loop: what is private at the top of an iteration must still be at its end."""
+        inner = later | _reads(s.body)
+        for _ in range(3):
+            start = dict(self.owned)
+            body = self.body(s.body, inner)
+            lost = {k for k, v in start.items() if v and not self.owned.get(k, False)}
+            if not lost:
+                break
+            self.owned = {k: v and k not in lost for k, v in start.items()}
+        return ir.Repeat(self.sexpr(s.count), tuple(body))
+
     def _if(self, branches, orelse, later) -> ir.If:
         (cond, body), more = branches[0], branches[1:]
+        varying = self.is_varying(cond)
+        self.varying_branches += varying
         saved = dict(self.owned)
         then = self.body(body, later)
         owned_then = self.owned
         self.owned = dict(saved)
         other = [self._if(more, orelse, later)] if more else self.body(orelse, later)
+        self.varying_branches -= varying
         # Owned after the `if` only where every branch left it owned.
         self.owned = {k: v and owned_then.get(k, False) for k, v in self.owned.items()}
         # A scalar that varies per parameter in one branch is a per-parameter value in all.
@@ -469,12 +537,33 @@ class Lowerer:
                     ir.TensorLet(name, ir.TOp("clone", (self.tref(src),)), alias=False)
                 ]
             return [ir.TensorLet(name, self.tref(src), alias=True)]
+        if isinstance(value, S.Call) and value.func in VIEWS:
+            # A view shares its source's memory; bfloat16() of a bfloat16 tensor is the tensor.
+            src = value.args[0]
+            same = isinstance(src, S.Name) and self._resolve(src)[0] == name
+            private = same and self.owned.get(name, False)
+            if isinstance(src, S.Name) and not same:
+                self.owned[self._resolve(src)[0]] = False
+            self.owned[name] = private
+            return [ir.TensorLet(name, self.texpr(value), alias=False)]
         if self.owned.get(name):
-            # The local's buffer is private: update it in place, like a state.
-            return [self._update_persistent(ir.TRef(name, "local"), name, value)]
+            # The local's buffer is private: update it in place, like a state, where a rule
+            # says how; otherwise the name is bound to the new result.
+            for rule in UPDATE_RULES[:-1]:
+                ops = rule(self, name, value)
+                if ops is not None:
+                    return [ir.InPlace(ir.TRef(name, "local"), tuple(ops))]
         expr = self.texpr(value)
         self.owned[name] = True
         return [ir.TensorLet(name, expr, alias=False)]
+
+
+# Calls whose result may share memory with their argument.
+VIEWS = ("transpose", "bfloat16")
+
+
+def _is_matmul(e: S.Expr) -> bool:
+    return isinstance(e, S.Binary) and e.op == "@"
 
 
 def _mark_varying(stmts, names: set) -> list:
@@ -533,6 +622,8 @@ def _reads(stmts) -> frozenset:
             for c, b in s.branches:
                 out |= _names(c) | _reads(b)
             out |= _reads(s.orelse)
+        elif isinstance(s, S.Repeat):
+            out |= _names(s.count) | _reads(s.body)
     return frozenset(out)
 
 
@@ -544,6 +635,11 @@ def _flat(stmts):
             for _, b in s.branches:
                 yield from _flat(b)
             yield from _flat(s.orelse)
+        elif isinstance(
+            s, S.Repeat
+        ):  # twice: a later iteration reads what an earlier wrote
+            yield from _flat(s.body)
+            yield from _flat(s.body)
 
 
 def _mutated_while_read(src: str, alias: str, rest) -> bool:
@@ -670,6 +766,18 @@ def rule_unary(lw: Lowerer, name: str, e: S.Expr):
     return None
 
 
+def rule_lerp_call(lw: Lowerer, name: str, e: S.Expr):
+    """lerp(x, a, w)  →  x.lerp_(a, w)   (Adafactor's and Muon's running averages)."""
+    if (
+        isinstance(e, S.Call)
+        and e.func == "lerp"
+        and _x(lw, name, e.args[0])
+        and name not in _names(e.args[1])
+    ):
+        return [ir.TOp("lerp", (lw.texpr(e.args[1]), lw.sexpr(e.args[2])))]
+    return None
+
+
 def rule_copy(lw: Lowerer, name: str, e: S.Expr):
     """anything else  →  x.copy_(expression)."""
     return [ir.TOp("copy", (lw.texpr(e),))]
@@ -695,6 +803,7 @@ def rule_clamp(lw: Lowerer, name: str, e: S.Expr):
 
 UPDATE_RULES = (
     rule_lerp,
+    rule_lerp_call,
     rule_scaled_sum,
     rule_scale,
     rule_extremum,
@@ -720,11 +829,20 @@ def _py_literal(e: S.Expr) -> str:
 
 
 def _annotation(inp: S.Input, k: int | None = None) -> str:
-    m = {"float": "float", "int": "int", "bool": "bool", "tensor": "Tensor"}
+    m = {
+        "float": "float",
+        "int": "int",
+        "bool": "bool",
+        "tensor": "Tensor",
+        "str": "str",
+    }
     if inp.type.kind == "tuple":
         return (
             "tuple["
-            + ", ".join(" | ".join(m[p] for p in n.split("|")) for n in inp.type.names)
+            + ", ".join(
+                " | ".join(m[p] for p in n.split("|")) + (" | None" if opt else "")
+                for n, opt in zip(inp.type.names, inp.type.optional)
+            )
             + "]"
         )
     out = " | ".join(m[n] for n in inp.type.names)
@@ -763,6 +881,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 condition=None if st.condition is None else lw.sexpr(st.condition),
                 eager=st.eager,
                 on_device=st.on_device,
+                reduced=None if st.reduced is None else int(st.reduced),
                 list_name=list_name(st.key),
                 var=loop_var(st.key, st.kind),
             )
@@ -831,7 +950,7 @@ def _static(e: ir.SExpr, static: set) -> bool:
         return True
     if isinstance(e, ir.SCall):
         return e.func not in ("randint", "numel") and all(
-            _static(a, static) for a in e.args
+            not isinstance(a, (ir.TRef, ir.TOp)) and _static(a, static) for a in e.args
         )
     parts = [
         getattr(e, f)

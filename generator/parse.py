@@ -176,6 +176,10 @@ class _Build(Transformer):
         return S.NoneLit(self._span(meta))
 
     @v_args(meta=True)
+    def string(self, meta, children):
+        return S.String(_unquote(str(children[0])), self._span(meta))
+
+    @v_args(meta=True)
     def name(self, meta, children):
         tok, sub = children
         return S.Name(
@@ -274,6 +278,13 @@ class _Build(Transformer):
                 body.append(child)
         return S.If(((cond, tuple(body)),) + tuple(branches), orelse, self._span(meta))
 
+    @v_args(meta=True)
+    def repeat_stmt(self, meta, children):
+        count, *body = children
+        return S.Repeat(
+            count, tuple(b for b in body if b is not None), self._span(meta)
+        )
+
     def elif_clause(self, children):
         return ("elif", children[0], tuple(children[1:]))
 
@@ -308,6 +319,8 @@ class _Build(Transformer):
     @v_args(meta=True)
     def check_decl(self, meta, children):
         return S.Check(children[0], children[1], self._span(meta))
+
+    check_stmt = check_decl
 
     def name_list(self, children):
         return tuple(S.Name(_ascii_name(str(t)), None, self._span(t)) for t in children)
@@ -386,6 +399,11 @@ class _Build(Transformer):
     def on_device(self, children):
         return "on device"
 
+    def reduced(self, children):
+        sign, number = children
+        # kept as written; generator.check requires an integer
+        return ("reduced", ("-" if sign is not None else "") + str(number))
+
     def condition(self, children):
         return children[0]
 
@@ -403,6 +421,7 @@ class _Build(Transformer):
             eager="eager" in options,
             on_device="on device" in options,
             span=self._span(meta),
+            reduced=next((o[1] for o in options if isinstance(o, tuple)), None),
         )
 
     @v_args(meta=True)

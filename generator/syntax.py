@@ -54,6 +54,14 @@ class NoneLit:
 
 
 @dataclass(frozen=True)
+class String:
+    """A quoted string: the value of a string input compared in a condition (Muon's adjust_lr_fn)."""
+
+    value: str
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Name:
     id: str
     subscript: str | None  # None, "t" or "t-1"
@@ -69,7 +77,7 @@ class Unary:
 
 @dataclass(frozen=True)
 class Binary:
-    op: str  # + - * / % ^ and or
+    op: str  # + - * / % @ ^ and or
     left: Expr
     right: Expr
     span: Span = field(compare=False)
@@ -109,7 +117,17 @@ class Tuple:
 
 
 Expr = Union[
-    Number, Bool, NoneLit, Name, Unary, Binary, Compare, Conditional, Call, Tuple
+    Number,
+    Bool,
+    NoneLit,
+    String,
+    Name,
+    Unary,
+    Binary,
+    Compare,
+    Conditional,
+    Call,
+    Tuple,
 ]
 
 
@@ -149,12 +167,21 @@ class If:
 
 
 @dataclass(frozen=True)
+class Repeat:
+    """``repeat n:``: the block, n times (n decided by hyperparameters)."""
+
+    count: Expr
+    body: tuple[Stmt, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Use:
     fragment: str
     span: Span = field(compare=False)
 
 
-Stmt = Union[Assign, If, Use]
+Stmt = Union[Assign, If, Repeat, Use, "Check"]
 
 
 # ---- declarations ---------------------------------------------------------------------------------
@@ -255,6 +282,8 @@ class State:
         bool  # a counter kept on the parameter's device (torch's ASGD), not on the CPU
     )
     span: Span = field(compare=False)
+    # `, reduced over -1`: the parameter's shape with this dimension of size 1 (Adafactor's rows)
+    reduced: str | None = None
 
     @property
     def key(self) -> str:

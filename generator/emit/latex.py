@@ -46,6 +46,26 @@ NAMED = {
     "dampening": r"\tau",
 }
 PREC = PRECEDENCE  # the spec language's own ladder: LaTeX parenthesises the same way
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "_": r"\_",
+    "#": r"\#",
+    "$": r"\$",
+    "%": r"\%",
+    "&": r"\&",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    '"': r"\textquotedbl{}",
+}
+
+
+def _tex_escape(text: str) -> str:
+    """Spec text shown verbatim in LaTeX (a string literal): every special character escaped."""
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text if ch.isprintable())
+
+
 OPS = {"==": "=", "!=": r"\neq", "<=": r"\leq", ">=": r"\geq", "<": "<", ">": ">"}
 
 
@@ -97,6 +117,8 @@ class LatexPrinter:
             return r"\textbf{" + ("true" if e.value else "false") + "}"
         if isinstance(e, S.NoneLit):
             return r"\textbf{none}"
+        if isinstance(e, S.String):
+            return r"\texttt{" + _tex_escape(e.value) + "}"
         if isinstance(e, S.Name):
             return self.name(e)
         if isinstance(e, S.Unary):
@@ -111,6 +133,7 @@ class LatexPrinter:
                 return f"{{{self.wrap(e.left, p + 1)}}}^{{{self.expr(e.right)}}}"
             op = {
                 "*": r" \cdot ",
+                "@": r" ",
                 "%": r" \bmod ",
                 "and": r" \textbf{ and } ",
                 "or": r" \textbf{ or } ",
@@ -150,6 +173,12 @@ class LatexPrinter:
                         r" \quad \textbf{(initially } " + self.expr(s.initially) + ")"
                     )
                 out.append(line)
+            elif isinstance(s, S.Repeat):
+                out.append(
+                    rf"{pad}\textbf{{repeat}} \: {self.expr(s.count)} "
+                    r"\textbf{ times:}"
+                )
+                self.stmts(s.body, depth + 1, out)
             elif isinstance(s, S.If):
                 for k, (cond, b) in enumerate(s.branches):
                     kw = "if" if k == 0 else "else if"

@@ -14,10 +14,18 @@ from pathlib import Path
 import jinja2
 
 from .. import ir
+from .. import syntax as S
 from ..check import CheckedSpec
 from ..diagnostics import GeneratorBug
 from .latex import algorithm_box
-from .python import ForeachPrinter, Lines, ScalarPrinter, SingleTensorPrinter, uses
+from .python import (
+    ForeachPrinter,
+    Lines,
+    ScalarPrinter,
+    SingleTensorPrinter,
+    uses,
+    varying_refs,
+)
 
 # Operations whose result on complex numbers differs from the same operation on the real view:
 # specs using them update complex parameters through torch.view_as_real, as torch does.
@@ -149,7 +157,7 @@ class ModuleRenderer:
         for a in opt.arguments:
             for k, s in enumerate(a.symbols):
                 self.sym_arg[s] = (a, k if len(a.symbols) > 1 else None)
-        self.group_scalar = ScalarPrinter(self._group_ref)
+        self.group_scalar = ScalarPrinter(self._group_ref, _per_parameter_name)
 
     def _group_ref(self, r: ir.SRef) -> str:
         if r.name in self.sym_arg:
@@ -205,15 +213,27 @@ class ModuleRenderer:
 
     def init_state(self) -> str:
         out = Lines()
-        for s in self.param_states():
-            if s.init is None:
-                continue
+        made = [s for s in self.param_states() if s.init is not None]
+        for k, s in enumerate(made):
+            # states made under one condition share one `if`
             guard = s.condition is not None
-            if guard:
+            opens = guard and (k == 0 or made[k - 1].condition != s.condition)
+            if opens:
                 out(f"if {self.group_scalar(s.condition)}:")
+            if guard:
                 out.level += 1
             value = self.group_scalar(s.init)
-            if s.kind == "count":
+            if s.reduced is not None:
+                shape = f"{s.key}_shape"
+                out(f"{shape} = list(p.shape)")
+                out(f"{shape}[{s.reduced}] = 1")
+                make = (
+                    f"p.new_zeros({shape})"
+                    if value in ("0", "0.0")
+                    else f"p.new_full({shape}, {value})"
+                )
+                out(f'state["{s.key}"] = {make}')
+            elif s.kind == "count":
                 out(
                     f'state["{s.key}"] = torch.tensor({_float(value)}, dtype=_get_scalar_dtype()'
                     + (", device=p.device)" if s.on_device else ")")
@@ -240,6 +260,10 @@ class ModuleRenderer:
         for s in [s for s in st if s.kind == "tensor"] + [
             s for s in st if s.kind == "count"
         ]:
+            if _per_parameter(s.condition):
+                # the list keeps one entry per parameter; None where the state does not apply
+                out(f'{s.list_name}.append(state.get("{s.key}"))')
+                continue
             guard = s.condition is not None
             if guard:
                 out(f"if {self.group_scalar(s.condition)}:")
@@ -301,6 +325,8 @@ class ModuleRenderer:
 
     # -- the functional bodies ------------------------------------------------------------------------
     def needs_real_view(self) -> bool:
+        if _refuses_complex(self.checked.spec):
+            return False
         if self.checked.spec.complex_mode == "view_as_real":
             return True
         return bool(_ops_used(self.opt.body) & NONLINEAR)
@@ -324,7 +350,7 @@ class ModuleRenderer:
             views = [("param", None), ("grad", None)]
             for s in self.param_states():
                 line = f"{s.var} = {s.list_name}[i]"
-                if s.condition is not None:
+                if s.condition is not None and not _per_parameter(s.condition):
                     out(f"if {printer.scalar(s.condition)}:")
                     with out.indent():
                         out(line)
@@ -466,8 +492,9 @@ class ModuleRenderer:
     def context(self) -> dict:
         opt = self.opt
         imports = ["Optimizer", "ParamsT"]
-        if opt.mode == "each":
+        if opt.has_foreach:
             imports += ["_default_to_fused_or_foreach"]
+        if opt.mode == "each":
             if "differentiable" in self.args:
                 imports.append("_use_grad_for_differentiable")
             if "capturable" in self.args:
@@ -529,6 +556,28 @@ _FLAG_DOCS = {
     "differentiable": "whether autograd should occur through the optimizer step in training.",
     "fused": "whether the fused implementation is used.",
 }
+
+
+def _refuses_complex(spec) -> bool:
+    """A spec that checks ``not is_complex(...)`` never runs its update on complex tensors."""
+
+    def mentions(e) -> bool:
+        return (isinstance(e, S.Call) and e.func == "is_complex") or any(
+            mentions(c) for c in S.children(e)
+        )
+
+    return any(mentions(v.expr) for v in spec.validations)
+
+
+def _per_parameter(cond) -> bool:
+    """A state condition decided per parameter (``dim(param) > 1``), not by hyperparameters."""
+    return cond is not None and bool(varying_refs(cond))
+
+
+def _per_parameter_name(e) -> str:
+    if isinstance(e, ir.TRef) and e.role in ("param", "grad"):
+        return "p" if e.role == "param" else "p.grad"
+    raise GeneratorBug(f"a state condition reads {e!r}")
 
 
 def _functional_name(opt: ir.Optimizer) -> str:

@@ -25,13 +25,18 @@ class OpSpelling:
     saves_output: bool = (
         False  # autograd keeps the result for the backward pass (sqrt, exp)
     )
+    infix: str | None = None  # printed as `a <infix> b` (the matrix product `@`)
+    attribute: str | None = None  # printed as `a.<attribute>` (the transpose `.T`)
 
 
 _UNARY = {
     name: OpSpelling(
-        name, name + "_", name, saves_output=name in ("sqrt", "exp", "reciprocal")
+        name,
+        name + "_",
+        name,
+        saves_output=name in ("sqrt", "exp", "reciprocal", "rsqrt"),
     )
-    for name in ("neg", "sqrt", "abs", "sign", "exp", "log", "reciprocal")
+    for name in ("neg", "sqrt", "abs", "sign", "exp", "log", "reciprocal", "rsqrt")
 }
 
 OPS: dict[str, OpSpelling] = {
@@ -77,4 +82,12 @@ OPS: dict[str, OpSpelling] = {
     "copy": OpSpelling(None, "copy_", "copy"),
     "clone": OpSpelling("clone", None, None),
     "onehot": OpSpelling(None, None, None, function="_onehot_like"),
+    # Reductions and matrix operations: no foreach form, so the multi-tensor path runs them per
+    # tensor (as torch's foreach Adafactor does), around the foreach calls of the elementwise part.
+    "norm": OpSpelling("norm", None, None),
+    "mean": OpSpelling("mean", None, None),
+    "matmul": OpSpelling(None, None, None, infix="@"),
+    "addmm": OpSpelling(None, None, None, function="addmm"),
+    "transpose": OpSpelling(None, None, None, attribute="T"),
+    "bfloat16": OpSpelling("bfloat16", None, None),
 }

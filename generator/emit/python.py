@@ -33,11 +33,22 @@ PY_PRECEDENCE = {
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
 
 
-class ScalarPrinter:
-    """Python source for scalar IR expressions; ``ref`` decides how a name is spelled here."""
+def _tensor_name(e) -> str:
+    if isinstance(e, ir.TRef):
+        return e.name
+    raise GeneratorBug(f"no tensor printer for {e!r}")
 
-    def __init__(self, ref: Callable[[ir.SRef], str]):
+
+class ScalarPrinter:
+    """Python source for scalar IR expressions; ``ref`` decides how a name is spelled here, and
+    ``tensor`` how a tensor is (the argument of ``numel``, ``dim``, ``size``, ``item``).
+    """
+
+    def __init__(
+        self, ref: Callable[[ir.SRef], str], tensor: Callable[..., str] = _tensor_name
+    ):
         self.ref = ref
+        self.tensor = tensor
 
     def prec(self, e) -> int:
         if isinstance(e, ir.SBin):
@@ -82,6 +93,8 @@ class ScalarPrinter:
             p = PY_PRECEDENCE["cond"]
             return f"{self.wrap(e.then, p + 1)} if {self.wrap(e.cond, p + 1)} else {self.wrap(e.orelse, p)}"
         if isinstance(e, ir.SCall):
+            if any(isinstance(a, (ir.TRef, ir.TOp)) for a in e.args):
+                return self._tensor_property(e)
             args = [self(a) for a in e.args]
             f = e.func
             if f in ("sqrt", "exp", "log"):
@@ -99,6 +112,27 @@ class ScalarPrinter:
             if f == "randint":
                 return f"int(torch.randint({args[0]}, (1,)).item())"
         raise GeneratorBug(f"cannot print scalar {e!r}")
+
+    def _tensor_property(self, e: ir.SCall) -> str:
+        """A number read off a tensor: ``param.numel()``, ``grad.size(-1)``, ``norm.item()``."""
+        base = self.tensor(e.args[0])
+        if not base.replace("_", "").replace(".", "").isalnum() and not base.endswith(
+            ")"
+        ):
+            base = f"({base})"
+        rest = [self(a) for a in e.args[1:]]
+        spelling = {
+            "numel": f"{base}.numel()",
+            "dim": f"{base}.dim()",
+            "item": f"{base}.item()",
+            "is_complex": f"torch.is_complex({base})",
+            "is_sparse": f"{base}.is_sparse",
+            "machine_epsilon": f"torch.finfo({base}.dtype).eps",
+            "size": f"{base}.size({', '.join(rest)})",
+        }
+        if e.func not in spelling:
+            raise GeneratorBug(f"cannot print {e.func} of a tensor")
+        return spelling[e.func]
 
 
 def uses(e, pred) -> bool:
@@ -119,12 +153,23 @@ def uses(e, pred) -> bool:
     return False
 
 
-def varying_refs(e) -> list[ir.SRef]:
-    out: list[ir.SRef] = []
+def varying_refs(e) -> list:
+    """What makes a scalar differ between parameters: per-parameter counters and scalars
+    (``SRef``), and the tensors a number is read off (``TRef``: ``param.dim()``)."""
+    out: list = []
 
     def visit(x):
         if isinstance(x, ir.SRef) and x.varying and x not in out:
             out.append(x)
+        if isinstance(x, ir.SCall):
+            for a in x.args:
+                if isinstance(a, (ir.TRef, ir.TOp)):
+                    uses(
+                        a,
+                        lambda r: isinstance(r, ir.TRef)
+                        and r not in out
+                        and bool(out.append(r)),
+                    )
         return False
 
     uses(e, visit)
@@ -163,7 +208,7 @@ class SingleTensorPrinter:
         self.opt = opt
         # With differentiable=True, autograd needs the results it saved (sqrt's output) unchanged.
         self.differentiable = any(a.name == "differentiable" for a in opt.arguments)
-        self.scalar = ScalarPrinter(self._ref)
+        self.scalar = ScalarPrinter(self._ref, lambda e: self.tensor(e)[0])
         self.counts = {s.key for s in opt.states if s.kind == "count"}
 
     def _ref(self, r: ir.SRef) -> str:
@@ -176,8 +221,17 @@ class SingleTensorPrinter:
         spell = OPS[e.op]
         if e.op == "neg" and isinstance(e.args[0], ir.TRef):
             return f"-{e.args[0].name}", True
+        if spell.infix is not None:
+            a, b = (self.tensor(x)[0] for x in e.args)
+            return f"({a} {spell.infix} {b})", True
+        if spell.attribute is not None:
+            base, fresh = self.tensor(e.args[0])
+            if base.startswith("-"):
+                base = f"({base})"
+            return f"{base}.{spell.attribute}", fresh
         if spell.function is not None:
             args = [self.arg(a) for a in e.args]
+            args += [f"{k}={self.scalar(v)}" for k, v in e.kwargs]
             prefix = "torch." if not spell.function.startswith("_") else ""
             return f"{prefix}{spell.function}({', '.join(args)})", True
         base, fresh = self.tensor(e.args[0])
@@ -290,8 +344,20 @@ class SingleTensorPrinter:
                 self.body(s.update, out)
         elif isinstance(s, ir.If):
             _print_if(s, out, self.scalar, self.body)
+        elif isinstance(s, ir.Repeat):
+            out(f"for _ in range({self.scalar(s.count)}):")
+            with out.indent():
+                self.body(s.body, out)
+        elif isinstance(s, ir.Raise):
+            _print_raise(s, out, self.scalar)
         else:
             raise GeneratorBug(f"cannot print {s!r}")
+
+
+def _print_raise(s: ir.Raise, out: Lines, scalar) -> None:
+    out(f"if {scalar(s.fails)}:")
+    with out.indent():
+        out(f"raise {s.exception}({s.message})")
 
 
 def _saves_output(e) -> bool:
@@ -305,7 +371,12 @@ def _print_if(s: ir.If, out: Lines, scalar, body) -> None:
     one = [
         b.lines[0] for b in (then, orelse) if len(b.lines) == 1 and " = " in b.lines[0]
     ]
-    if len(one) == 2 and one[0].split(" = ", 1)[0] == one[1].split(" = ", 1)[0]:
+    chain = len(s.orelse) == 1 and isinstance(s.orelse[0], ir.If)
+    if (
+        len(one) == 2
+        and not chain
+        and one[0].split(" = ", 1)[0] == one[1].split(" = ", 1)[0]
+    ):
         # `x = a if cond else b` reads better than four lines for a choice of value.
         target, a = one[0].split(" = ", 1)
         b = one[1].split(" = ", 1)[1]
@@ -341,6 +412,11 @@ class ForeachPrinter:
         self.rename: dict[str, str] = (
             {}
         )  # full list → the part a per-parameter branch runs on
+        # lists that exist for the whole group: parameters, gradients, states
+        self.group_lists = {"device_params", "device_grads"} | {
+            f"device_{s.list_name}" for s in opt.states if s.scope == "parameter"
+        }
+        self.known: set[str] = set()  # lists the body has made so far
         # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
         # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
         self.tensorish = {s for a in opt.arguments if a.tensor_ok for s in a.symbols}
@@ -369,13 +445,21 @@ class ForeachPrinter:
             name = r.name + "s" if r.varying else r.name
         return self.rename.get(name, name)
 
-    def partition(self, s: ir.If, out: Lines) -> None:
-        """An `if` decided per parameter: each branch runs on the tensors it holds for."""
+    def partition(self, s: ir.If, out: Lines, later: frozenset) -> None:
+        """An `if` decided per parameter: each branch runs on the tensors it holds for; values a
+        branch sets that are read after the `if` are put back in place in the group's list.
+        """
         self.temp += 1
         k = self.temp
         out(f"cond_{k} = {self.scalar_value(s.cond)}")
+        assigned = [self._assigned(b) for b in (s.then, s.orelse)]
+        merged = [n for n in dict.fromkeys(assigned[0] + assigned[1]) if n in later]
+        for name in merged:
+            if name not in self.known:
+                out(f"{name}: list = [None] * len(cond_{k})")
+                self.known.add(name)
         branches = ((s.then, "", "if ok"), (s.orelse, "rest_", "if not ok"))
-        for body, prefix, test in branches:
+        for (body, prefix, test), sets in zip(branches, assigned):
             if not body:
                 continue
             idx = f"{prefix}idx_{k}"
@@ -387,11 +471,36 @@ class ForeachPrinter:
                     part = f"{name}_{prefix}{k}"
                     out(f"{part} = [{name}[j] for j in {idx}]")
                     self.rename[name] = part
-                self.body(body, out)
+                for name in merged:
+                    if name in sets:
+                        self.rename[name] = f"{name}_{prefix}{k}"
+                self.body(body, out, later)
+                for name in merged:
+                    if name in sets:
+                        part = self.rename[name]
+                        out(f"for j, value in zip({idx}, {part}, strict=True):")
+                        with out.indent():
+                            out(f"{name}[j] = value")
                 self.rename = saved
 
+    def _assigned(self, stmts) -> list[str]:
+        """Lists a block (re)binds: tensor locals and per-parameter scalars."""
+        out = []
+        for s in ir.walk(stmts):
+            if isinstance(s, ir.TensorLet):
+                out.append("device_" + s.name)
+            elif isinstance(s, ir.ScalarLet) and s.varying:
+                out.append(s.name + "s")
+        return list(dict.fromkeys(out))
+
     def _lists_read(self, stmts) -> list[str]:
-        """Group-wide lists a block reads (tensor lists and per-parameter scalar lists)."""
+        """Group-wide lists a block reads before it sets them (tensor and per-parameter scalar
+        lists that exist when the block starts)."""
+        live = self.group_lists | self.known | set(self.rename.values())
+        return [n for n in self._reads(stmts) if n in live]
+
+    def _reads(self, stmts) -> list[str]:
+        """Every list a block reads (tensor lists and per-parameter scalar lists)."""
         found: list[str] = []
 
         def visit(x):
@@ -404,7 +513,6 @@ class ForeachPrinter:
                 found.append(name)
             return False
 
-        defined = set()
         for s in ir.walk(stmts):
             for e in ir.expressions(s):
                 uses(e, visit)
@@ -412,11 +520,7 @@ class ForeachPrinter:
                 visit(s.target)
             if isinstance(s, ir.CountUpdate) and s.scope == "parameter":
                 found.append(f"device_{self.states[s.state].list_name}")
-            if isinstance(s, ir.TensorLet):
-                defined.add("device_" + s.name)
-            if isinstance(s, ir.ScalarLet):
-                defined.add(s.name + "s")
-        return [n for n in dict.fromkeys(found) if n not in defined]
+        return list(dict.fromkeys(found))
 
     def _ref_item(self, r: ir.SRef) -> str:
         if r.count:
@@ -428,9 +532,12 @@ class ForeachPrinter:
         refs = varying_refs(e)
         if not refs:
             return self.scalar(e)
-        item = ScalarPrinter(self._ref_item)(e)
+        single = SingleTensorPrinter(self.opt)
+        item = ScalarPrinter(self._ref_item, lambda t: single.tensor(t)[0])(e)
         loops = [r.name for r in refs]
-        lists = [self._ref_list(r) for r in refs]
+        lists = [
+            self.tlist(r) if isinstance(r, ir.TRef) else self._ref_list(r) for r in refs
+        ]
         if len(refs) == 1:
             return f"[{item} for {loops[0]} in {lists[0]}]"
         return f"[{item} for {', '.join(loops)} in zip({', '.join(lists)})]"
@@ -502,9 +609,9 @@ class ForeachPrinter:
 
         uses(e, collect)
         single = SingleTensorPrinter(self.opt)
-        single.scalar = ScalarPrinter(self._ref_item)
+        single.scalar = ScalarPrinter(self._ref_item, lambda t: single.tensor(t)[0])
         expr = single.tensor(e)[0]
-        svars = varying_refs(e)
+        svars = [r for r in varying_refs(e) if isinstance(r, ir.SRef)]
         names = [r.name for r in refs] + [r.name for r in svars]
         lists = [self.tlist(r) for r in refs] + [self._ref_list(r) for r in svars]
         name = dest or self._new_temp(None)
@@ -552,20 +659,23 @@ class ForeachPrinter:
                 raise GeneratorBug(f"no foreach form for in-place {op.op}")
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
 
-    def body(self, stmts, out: Lines) -> None:
-        for s in stmts:
-            self.stmt(s, out)
+    def body(self, stmts, out: Lines, later: frozenset = frozenset()) -> None:
+        for k, s in enumerate(stmts):
+            self.stmt(s, out, later | frozenset(self._reads(stmts[k + 1 :])))
 
-    def stmt(self, s, out: Lines) -> None:
+    def stmt(self, s, out: Lines, later: frozenset = frozenset()) -> None:
         if isinstance(s, ir.ScalarLet):
+            dest = self.rename.get(f"{s.name}s", f"{s.name}s")
             if s.varying and not varying_refs(
                 s.value
             ):  # the same value for every tensor
-                out(f"{s.name}s = [{self.scalar(s.value)}] * len(device_params)")
+                out(f"{dest} = [{self.scalar(s.value)}] * len({self.tlist(_PARAM)})")
             elif s.varying:
-                out(f"{s.name}s = {self.scalar_value(s.value)}")
+                out(f"{dest} = {self.scalar_value(s.value)}")
             else:
                 out(f"{s.name} = {self.scalar(s.value)}")
+            if s.varying:
+                self.known.add(f"{s.name}s")
         elif isinstance(s, ir.CountUpdate):
             lst = self.rename.get(*[f"device_{self.states[s.state].list_name}"] * 2)
             value, varying = self.slot(s.value)
@@ -592,7 +702,8 @@ class ForeachPrinter:
                 with out.indent():
                     out(f"{s.state}_t.fill_({value})")
         elif isinstance(s, ir.TensorLet):
-            dest = "device_" + s.name
+            self.known.add("device_" + s.name)
+            dest = self.rename.get("device_" + s.name, "device_" + s.name)
             if s.alias:
                 out(f"{dest} = {self.tlist(s.value)}")
             else:
@@ -608,9 +719,15 @@ class ForeachPrinter:
         elif isinstance(s, ir.LazyInit):
             self.lazy(s, out)
         elif isinstance(s, ir.If) and s.varying:
-            self.partition(s, out)
+            self.partition(s, out, later)
         elif isinstance(s, ir.If):
-            _print_if(s, out, self.scalar, self.body)
+            _print_if(s, out, self.scalar, lambda b, o: self.body(b, o, later))
+        elif isinstance(s, ir.Repeat):
+            out(f"for _ in range({self.scalar(s.count)}):")
+            with out.indent():
+                self.body(s.body, out, later | frozenset(self._reads(s.body)))
+        elif isinstance(s, ir.Raise):
+            _print_raise(s, out, self.scalar)
         else:
             raise GeneratorBug(f"cannot print {s!r}")
 
@@ -652,6 +769,9 @@ class ForeachPrinter:
                                 out(f"{r.name} = {self.tlist(r)}[j]")
                                 bound.add(r.name)
                         single.inplace(st.var, u.ops, out)
+
+
+_PARAM = ir.TRef("param", "param")
 
 
 def _tensor_refs(s: ir.InPlace) -> list[ir.TRef]:

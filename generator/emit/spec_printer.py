@@ -22,6 +22,7 @@ PRECEDENCE = {
     "*": 7,
     "/": 7,
     "%": 7,
+    "@": 7,
     "neg": 8,
     "^": 9,
     "atom": 10,
@@ -66,6 +67,11 @@ def _(e: S.Bool) -> str:
 @print_expr.register
 def _(e: S.NoneLit) -> str:
     return "none"
+
+
+@print_expr.register
+def _(e: S.String) -> str:
+    return '"' + e.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @print_expr.register

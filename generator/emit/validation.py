@@ -10,7 +10,11 @@ from __future__ import annotations
 from .. import ir
 from .. import syntax as S
 from ..check import CheckedSpec
+from ..diagnostics import GeneratorBug
 from .python import ScalarPrinter
+
+# What a message on a parameter may show besides inputs: its size, as torch's messages do.
+PARAM_PLACEHOLDERS = {"size(param)": "p.size()"}
 
 
 def constructor_names(checked: CheckedSpec) -> dict[str, str]:
@@ -58,11 +62,12 @@ def validations(checked: CheckedSpec) -> list[ir.Validation]:
 
     names = constructor_names(checked)
     lw = Lowerer(checked)
-    printer = ScalarPrinter(lambda r: names.get(r.name, r.name))
+    printer = ScalarPrinter(lambda r: names.get(r.name, r.name), _per_parameter_name)
     out = []
     for v in checked.spec.validations:
         if is_step_check(v):
             continue
+        per_parameter = "param" in _names(v.expr)
         fails = printer(negate(lw.sexpr(v.expr)))
         guards = [
             f"isinstance({names[n]}, Tensor)"
@@ -76,7 +81,10 @@ def validations(checked: CheckedSpec) -> list[ir.Validation]:
             ir.Validation(
                 fails=fails,
                 exception=msg.exception if msg else "ValueError",
-                message=message_source(text, names),
+                message=message_source(
+                    text, names | (PARAM_PLACEHOLDERS if per_parameter else {})
+                ),
+                per_parameter=per_parameter,
             )
         )
     return out
@@ -90,8 +98,9 @@ def negate(e: ir.SExpr) -> ir.SExpr:
     """
     if isinstance(e, ir.SUnary) and e.op == "not":
         return e.operand
-    if isinstance(e, ir.SCompare) and len(e.ops) == 1 and e.ops[0] in ("==", "!="):
-        return ir.SCompare(({"==": "!=", "!=": "=="}[e.ops[0]],), e.operands)
+    flip = {"==": "!=", "!=": "==", "is": "is not", "is not": "is"}
+    if isinstance(e, ir.SCompare) and len(e.ops) == 1 and e.ops[0] in flip:
+        return ir.SCompare((flip[e.ops[0]],), e.operands)
     if isinstance(e, ir.SBin) and e.op in ("==", "!="):
         return ir.SBin({"==": "!=", "!=": "=="}[e.op], e.left, e.right)
     if isinstance(e, ir.SBin) and e.op == "or":  # not (a or b) → not a and not b
@@ -99,10 +108,14 @@ def negate(e: ir.SExpr) -> ir.SExpr:
     return ir.SUnary("not", e)
 
 
-def is_step_check(v) -> bool:
-    """A check on the gradient runs at every step, in ``_init_group``, not in the constructor."""
+def _names(e) -> set[str]:
     from ..lower import _names
 
+    return _names(e)
+
+
+def is_step_check(v) -> bool:
+    """A check on the gradient runs at every step, in ``_init_group``, not in the constructor."""
     return "grad" in _names(v.expr)
 
 
@@ -115,9 +128,8 @@ def step_checks(checked: CheckedSpec) -> list[ir.Validation]:
             group[n.id] = f'group["{inp.arg_name}"]' + (
                 f"[{k}]" if len(inp.names) > 1 else ""
             )
-    group["grad"] = "p.grad"
     lw = Lowerer(checked)
-    printer = ScalarPrinter(lambda r: group.get(r.name, r.name))
+    printer = ScalarPrinter(lambda r: group.get(r.name, r.name), _per_parameter_name)
     out = []
     for v in checked.spec.validations:
         if not is_step_check(v):
@@ -131,6 +143,13 @@ def step_checks(checked: CheckedSpec) -> list[ir.Validation]:
             )
         )
     return out
+
+
+def _per_parameter_name(e) -> str:
+    """``param`` and ``grad`` in checks, as ``_init_group`` and the constructor name them."""
+    if isinstance(e, ir.TRef) and e.role in ("param", "grad"):
+        return "p" if e.role == "param" else "p.grad"
+    raise GeneratorBug(f"a check reads {e!r}")
 
 
 def _show(e) -> str:
