@@ -292,6 +292,8 @@ def check_state(st: S.State, out: Collector) -> None:
         out.error(
             "E206", f"{st.scope}-level state must be a `count` (a number)", st.span
         )
+    if st.as_number and st.kind != "count":
+        out.error("E206", "`as number` is for counters", st.span)
     if st.reduced is not None:
         if st.kind != "tensor" or st.lazy:
             out.error(
@@ -374,10 +376,25 @@ class Checker:
                 self.inputs[n.id] = Symbol(
                     n.id, kind, "input", decl=inp, optional=any(inp.type.optional)
                 )
+        has_foreach = any(i.arg_name == "foreach" for i in self.spec.inputs)
         for st in self.spec.states:
             check_state(st, self.out)
             declare(st.name, "state")
             self.states[st.name.id] = st
+            if st.lazy and self.spec.sparse:
+                self.out.error(
+                    "E325",
+                    "with `sparse gradients`, a state starts from a number, not `lazy`",
+                    st.span,
+                )
+            if st.as_number and has_foreach:
+                self.out.error(
+                    "E206",
+                    "an `as number` counter cannot be kept by the foreach path",
+                    st.span,
+                    hint="keep the counter a tensor (drop `as number`), or drop the "
+                    "`foreach` input",
+                )
         keys: dict[str, S.Span] = {}
         for st in self.spec.states:
             if st.scope == "parameter" and st.key in keys:
@@ -1157,6 +1174,21 @@ class _Flow:
                 hint=f"write `{name} <- ... initially <first value>`",
             )
             self.initialised.add(name)
+        if (
+            self.c.spec.sparse
+            and target is not None
+            and target.role in ("state", "param")
+            and (target.role == "param" or self.c.states[name].kind == "tensor")
+            and not _adds_to(s.value, name)
+        ):
+            self.c.out.error(
+                "E325",
+                f"with `sparse gradients`, `{name}` can only change by addition "
+                f"(`{name} <- {name} + ...`): a sparse gradient updates the rows it holds",
+                s.value.span,
+                hint="write the update as an increment, e.g. "
+                f"`{name} <- {name} + ((1 - beta1) * (g - {name}))`",
+            )
         if target is not None and target.role in ("state", "param"):
             want = target.kind
             if k == "tensor" and want != "tensor":
@@ -1210,6 +1242,23 @@ class _Flow:
         self.env[name] = sym
         self.defined.setdefault(name, sym)
         self.pending.pop(name, None)
+
+
+def _adds_to(value: S.Expr, name: str) -> bool:
+    """``x + a - b ...`` where the first term is ``x`` itself; a single increment may read ``x``
+    (its rows before the update), several may not (each would see the previous one's rows).
+    """
+    terms = []
+    e = value
+    while isinstance(e, S.Binary) and e.op in ("+", "-") and not e.grouped:
+        terms.append(e.right)
+        e = e.left
+    return (
+        bool(terms)
+        and isinstance(e, S.Name)
+        and e.id == name
+        and (len(terms) == 1 or not any(_mentions(t, name) for t in terms))
+    )
 
 
 def _mentions(e: S.Expr, name: str) -> bool:

@@ -239,6 +239,7 @@ class StateBuffer:
     eager: bool
     on_device: bool
     reduced: int | None  # shaped like the parameter with this dimension of size 1
+    as_number: bool  # a counter kept as a Python number, written back after the step
     list_name: (
         str  # name of the per-group list in the functional API (exp_avgs, state_steps)
     )
@@ -267,5 +268,8 @@ class Optimizer:
         default_factory=frozenset
     )  # module-level helpers used
     has_foreach: bool = False
+    sparse: str | None = (
+        None  # "also": sparse gradients update their rows; "only": must be sparse
+    )
     defaults_order: tuple[str, ...] | None = None
     latex: str = ""

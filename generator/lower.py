@@ -882,6 +882,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 eager=st.eager,
                 on_device=st.on_device,
                 reduced=None if st.reduced is None else int(st.reduced),
+                as_number=st.as_number,
                 list_name=list_name(st.key),
                 var=loop_var(st.key, st.kind),
             )
@@ -922,6 +923,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
         helpers=frozenset(lw.helpers),
         has_foreach=any(a.name == "foreach" for a in args) and mode == "each",
         defaults_order=spec.defaults_order.names if spec.defaults_order else None,
+        sparse=spec.sparse,
     )
 
 

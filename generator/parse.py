@@ -399,6 +399,17 @@ class _Build(Transformer):
     def on_device(self, children):
         return "on device"
 
+    def as_number(self, children):
+        return "as number"
+
+    @v_args(meta=True)
+    def sparse_decl(self, meta, children):
+        return (
+            "sparse",
+            "only" if children[0] is not None else "also",
+            self._span(meta),
+        )
+
     def reduced(self, children):
         sign, number = children
         # kept as written; generator.check requires an integer
@@ -422,6 +433,7 @@ class _Build(Transformer):
             on_device="on device" in options,
             span=self._span(meta),
             reduced=next((o[1] for o in options if isinstance(o, tuple)), None),
+            as_number="as number" in options,
         )
 
     @v_args(meta=True)
@@ -666,6 +678,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
     name_tok, *items = children
     defaults_order = None
     complex_mode = "first_nonlinear"
+    sparse = None
     docs, inputs, checks, states, updates, body, validations = (
         [],
         [],
@@ -692,6 +705,8 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
             complex_mode = item.mode
         elif isinstance(item, tuple) and item[0] == "update":
             updates.append(item[1])
+        elif isinstance(item, tuple) and item[0] == "sparse":
+            sparse = item[1]
         elif item is not None:
             body.append(item)
     return S.Spec(
@@ -706,6 +721,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         validations=tuple(validations),
         defaults_order=defaults_order,
         complex_mode=complex_mode,
+        sparse=sparse,
         path=path,
         source=text,
         span=span,

@@ -284,6 +284,8 @@ class State:
     span: Span = field(compare=False)
     # `, reduced over -1`: the parameter's shape with this dimension of size 1 (Adafactor's rows)
     reduced: str | None = None
+    # `, as number`: a counter kept as a Python number in the state (torch's SparseAdam step)
+    as_number: bool = False
 
     @property
     def key(self) -> str:
@@ -323,6 +325,9 @@ class Spec:
     validations: tuple[Require | Check, ...]  # requires and checks in file order
     defaults_order: DefaultsOrder | None
     complex_mode: str  # "first_nonlinear" (default) or "view_as_real"
+    sparse: (
+        str | None
+    )  # None (dense gradients), "also" or "only" (`sparse gradients [only]`)
     path: str
     source: str = field(compare=False, repr=False)
     span: Span = field(compare=False)

@@ -23,6 +23,7 @@ from .python import (
     Lines,
     ScalarPrinter,
     SingleTensorPrinter,
+    SparseValuesPrinter,
     uses,
     varying_refs,
 )
@@ -233,6 +234,8 @@ class ModuleRenderer:
                     else f"p.new_full({shape}, {value})"
                 )
                 out(f'state["{s.key}"] = {make}')
+            elif s.kind == "count" and s.as_number:
+                out(f'state["{s.key}"] = {value}')
             elif s.kind == "count":
                 out(
                     f'state["{s.key}"] = torch.tensor({_float(value)}, dtype=_get_scalar_dtype()'
@@ -305,6 +308,11 @@ class ModuleRenderer:
     def store_lazy(self) -> str:
         out = Lines()
         for s in self.param_states():
+            if s.as_number:  # numbers are values, not tensors updated in place
+                out(f"for p, value in zip(params, {s.list_name}, strict=True):")
+                with out.indent():
+                    out(f'self.state[p]["{s.key}"] = value')
+                continue
             if s.init is not None:
                 continue
             guard = s.condition is not None
@@ -362,29 +370,58 @@ class ModuleRenderer:
                 if s.kind == "count" and _reads_count_before_update(opt.body, s.key):
                     out(f"{s.key} = _get_value({s.var})")
             out("")
-            # Complex parameters are updated through their real view, from the first operation on
-            # which complex and real arithmetic differ; the linear prefix (maximize, L2 decay) runs
-            # on the complex tensors first, exactly as torch orders it.
-            if self.checked.spec.complex_mode == "view_as_real":
-                split = 0
-            elif self.needs_real_view():
-                split = _linear_prefix(opt.body)
-            else:
-                split = len(opt.body)
-            printer.body(opt.body[:split], out)
-            if split < len(opt.body):
-                views += [(name, None) for name in _defined_locals(opt.body[:split])]
-                out("if torch.is_complex(param):")
+            if opt.sparse == "only":
+                self._sparse_body(out)
+            elif opt.sparse == "also":
+                out("if grad.is_sparse:")
                 with out.indent():
-                    for var, cond in views:
-                        if cond is not None:
-                            out(f"if {printer.scalar(cond)}:")
-                            with out.indent():
-                                out(f"{var} = torch.view_as_real({var})")
-                        else:
-                            out(f"{var} = torch.view_as_real({var})")
-                printer.body(opt.body[split:], out)
+                    self._sparse_body(out)
+                out("else:")
+                with out.indent():
+                    self._dense_body(printer, views, out)
+            else:
+                self._dense_body(printer, views, out)
         return out.text()
+
+    def _sparse_body(self, out: Lines) -> None:
+        """A sparse gradient: the update runs on the values of the rows it holds (coalesced)."""
+        body = self.opt.body
+        lead = 0
+        while lead < len(body) and isinstance(body[lead], ir.CountUpdate):
+            lead += 1
+        SingleTensorPrinter(self.opt).body(body[:lead], out)
+        out("grad = grad.coalesce()  # the update is not linear: one value per row")
+        out("grad_indices = grad._indices()")
+        out("grad_values = grad._values()")
+        out("if grad_values.numel() == 0:")
+        with out.indent():
+            out("continue")
+        SparseValuesPrinter(self.opt).body(body[lead:], out)
+
+    def _dense_body(self, printer, views, out: Lines) -> None:
+        opt = self.opt
+        # Complex parameters are updated through their real view, from the first operation on
+        # which complex and real arithmetic differ; the linear prefix (maximize, L2 decay) runs
+        # on the complex tensors first, exactly as torch orders it.
+        if self.checked.spec.complex_mode == "view_as_real":
+            split = 0
+        elif self.needs_real_view():
+            split = _linear_prefix(opt.body)
+        else:
+            split = len(opt.body)
+        printer.body(opt.body[:split], out)
+        if split < len(opt.body):
+            views += [(name, None) for name in _defined_locals(opt.body[:split])]
+            out("if torch.is_complex(param):")
+            with out.indent():
+                for var, cond in views:
+                    if cond is not None:
+                        out(f"if {printer.scalar(cond)}:")
+                        with out.indent():
+                            out(f"{var} = torch.view_as_real({var})")
+                    else:
+                        out(f"{var} = torch.view_as_real({var})")
+            printer.body(opt.body[split:], out)
 
     def multi_body(self) -> str:
         opt, out = self.opt, Lines()
@@ -410,6 +447,16 @@ class ModuleRenderer:
         with out.indent():
             for n in lists:
                 out(f"device_{n} = cast(list[Tensor], device_{n}_)")
+            if opt.sparse:
+                out("if any(grad.is_sparse for grad in device_grads):")
+                with out.indent():
+                    # sparse gradients update their rows one tensor at a time, as in torch
+                    args = [f"device_{n}" for n in lists] + ["has_complex=has_complex"]
+                    if "differentiable" in self.args:
+                        args.append("differentiable=False")
+                    args += [f"{s}={s}" for s in opt.hyper]
+                    out(f"_single_tensor_{_functional_name(opt)}({', '.join(args)})")
+                    out("continue")
             if self.needs_real_view():
                 views = ["device_params", "device_grads"]
                 extra = []
@@ -509,7 +556,9 @@ class ModuleRenderer:
             fixed=self.fixed(),
             has_fused="fused" in self.args,
             eager_states=any(s.eager for s in self.param_states()),
-            count_states=[s for s in self.param_states() if s.kind == "count"],
+            count_states=[
+                s for s in self.param_states() if s.kind == "count" and not s.as_number
+            ],
             init_state=self.init_state(),
             group_lists=self.group_lists(),
             collect_state=self.collect_state(),

@@ -220,7 +220,7 @@ class SingleTensorPrinter:
             return e.name, e.role == "fresh"
         spell = OPS[e.op]
         if e.op == "neg" and isinstance(e.args[0], ir.TRef):
-            return f"-{e.args[0].name}", True
+            return f"-{self.tensor(e.args[0])[0]}", True
         if spell.infix is not None:
             a, b = (self.tensor(x)[0] for x in e.args)
             return f"({a} {spell.infix} {b})", True
@@ -322,10 +322,17 @@ class SingleTensorPrinter:
             out(f"{s.name} = {self.scalar(s.value)}")
         elif isinstance(s, ir.CountUpdate):
             var = f"{s.state}_t"
-            if s.op == "fill":
+            st = next(b for b in self.opt.states if b.key == s.state)
+            if s.op == "fill" and st.as_number:
+                out(f"{var} = {self.scalar(s.value)}")
+            elif s.op == "fill":
                 out(f"{var}.fill_({self.scalar(s.value)})")
             else:
                 out(f"{var} {s.op} {self.scalar(s.value)}")
+            if (
+                st.as_number
+            ):  # a number: the list carries the new value back to the state
+                out(f"{st.list_name}[i] = {var}")
             if s.read_after:
                 out(f"{s.state} = _get_value({var})")
         elif isinstance(s, ir.TensorLet):
@@ -352,6 +359,43 @@ class SingleTensorPrinter:
             _print_raise(s, out, self.scalar)
         else:
             raise GeneratorBug(f"cannot print {s!r}")
+
+
+class SparseValuesPrinter(SingleTensorPrinter):
+    """The update of a sparse gradient, on the values of the rows it holds: the gradient is
+    ``grad_values``, a state or the parameter is read at those rows (``sparse_mask``), and an
+    addition to a state or the parameter adds a sparse tensor of the same rows, as torch's
+    SparseAdam and sparse Adagrad do. (generator.check admits only additive updates here.)
+    """
+
+    def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
+        if isinstance(e, ir.TRef) and e.role == "grad":
+            return "grad_values", False
+        if isinstance(e, ir.TRef) and e.role in ("param", "state"):
+            return f"{e.name}.sparse_mask(grad)._values()", True
+        return super().tensor(e)
+
+    def stmt(self, s, out: Lines) -> None:
+        if isinstance(s, ir.InPlace) and s.target.role in ("param", "state"):
+            for op in s.ops:
+                self._add_rows(s.target.name, op, out)
+            return
+        super().stmt(s, out)
+
+    def _add_rows(self, target: str, op: ir.TOp, out: Lines) -> None:
+        kw = dict(op.kwargs)
+        if op.op in ("add", "sub") and isinstance(op.args[0], (ir.TRef, ir.TOp)):
+            values, scale = op.args[0], kw.get("alpha")
+        elif op.op == "addcmul":
+            values, scale = ir.TOp("mul", op.args), kw.get("value")
+        elif op.op == "addcdiv":
+            values, scale = ir.TOp("div", op.args), kw.get("value")
+        else:
+            raise GeneratorBug(f"`{op.op}` of a sparse gradient's rows")
+        rows = f"_make_sparse(grad, grad_indices, {self.tensor(values)[0]})"
+        alpha = "" if scale is None else f", alpha={self.scalar(scale)}"
+        method = "sub_" if op.op == "sub" else "add_"
+        out(f"{target}.{method}({rows}{alpha})")
 
 
 def _print_raise(s: ir.Raise, out: Lines, scalar) -> None:
