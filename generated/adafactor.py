@@ -11,7 +11,6 @@ from torch.optim.optimizer import (
     ParamsT,
     _default_to_fused_or_foreach,
     _get_scalar_dtype,
-    _get_value,
     _to_scalar,
 )
 
@@ -294,7 +293,7 @@ def _single_tensor_adafactor(
 
         g = -grad if maximize else grad
         step_t += 1
-        step = _get_value(step_t)
+        step = step_t.item()
         one_minus_beta2_t = step**beta2_decay
         rho_t = min(lr, 1 / step**0.5)
         alpha = max(eps2, param.norm().item() / param.numel() ** 0.5) * rho_t
@@ -367,10 +366,8 @@ def _multi_tensor_adafactor(
             )
         else:
             torch._foreach_add_(device_state_steps, 1)
-        one_minus_beta2_ts = [
-            _get_value(step) ** beta2_decay for step in device_state_steps
-        ]
-        rho_ts = [min(lr, 1 / _get_value(step) ** 0.5) for step in device_state_steps]
+        one_minus_beta2_ts = [step.item() ** beta2_decay for step in device_state_steps]
+        rho_ts = [min(lr, 1 / step.item() ** 0.5) for step in device_state_steps]
         alphas = [
             max(eps2, param.norm().item() / param.numel() ** 0.5) * rho_t
             for param, rho_t in zip(device_params, rho_ts)
@@ -441,10 +438,7 @@ def _multi_tensor_adafactor(
         for x, y, a in zip(
             device_params,
             device_update,
-            [
-                _get_value(x)
-                for x in [-(alpha / denom) for alpha, denom in zip(alphas, denoms)]
-            ],
+            [-(alpha / denom) for alpha, denom in zip(alphas, denoms)],
             strict=True,
         ):
             x.add_(y, alpha=a)

@@ -384,12 +384,21 @@ def _multi_tensor_adagrad(
         torch._foreach_addcmul_(device_state_sums, device_g, device_g)
         device_std = torch._foreach_sqrt(device_state_sums)
         torch._foreach_add_(device_std, eps)
-        torch._foreach_addcdiv_(
-            device_params,
-            device_g,
-            device_std,
-            [_get_value(x) for x in [-clr for clr in clrs]],
-        )
+        if torch.compiler.is_compiling():
+            torch._foreach_addcdiv_(
+                device_params,
+                device_g,
+                torch._foreach_div(
+                    device_std, [_get_value(x) for x in [-clr for clr in clrs]]
+                ),
+            )
+        else:
+            torch._foreach_addcdiv_(
+                device_params,
+                device_g,
+                device_std,
+                [_get_value(x) for x in [-clr for clr in clrs]],
+            )
 
 
 def _make_sparse(grad: Tensor, grad_indices: Tensor, values: Tensor) -> Tensor:

@@ -511,9 +511,19 @@ def _multi_tensor_adam(
                 ],
             )
             torch._foreach_add_(device_denom, eps)
-        torch._foreach_addcdiv_(
-            device_params,
-            device_exp_avgs,
-            device_denom,
-            [_get_value(x) for x in [-step_size for step_size in step_sizes]],
-        )
+        if torch.compiler.is_compiling():
+            torch._foreach_addcdiv_(
+                device_params,
+                device_exp_avgs,
+                torch._foreach_div(
+                    device_denom,
+                    [_get_value(x) for x in [-step_size for step_size in step_sizes]],
+                ),
+            )
+        else:
+            torch._foreach_addcdiv_(
+                device_params,
+                device_exp_avgs,
+                device_denom,
+                [_get_value(x) for x in [-step_size for step_size in step_sizes]],
+            )

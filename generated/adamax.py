@@ -351,9 +351,18 @@ def _multi_tensor_adamax(
         torch._foreach_add_(device_update_4, eps)
         torch._foreach_maximum_(device_exp_infs, device_update_4)
         clrs = [lr / (1 - beta1 ** _get_value(step)) for step in device_state_steps]
-        torch._foreach_addcdiv_(
-            device_params,
-            device_exp_avgs,
-            device_exp_infs,
-            [_get_value(x) for x in [-clr for clr in clrs]],
-        )
+        if torch.compiler.is_compiling():
+            torch._foreach_addcdiv_(
+                device_params,
+                device_exp_avgs,
+                torch._foreach_div(
+                    device_exp_infs, [_get_value(x) for x in [-clr for clr in clrs]]
+                ),
+            )
+        else:
+            torch._foreach_addcdiv_(
+                device_params,
+                device_exp_avgs,
+                device_exp_infs,
+                [_get_value(x) for x in [-clr for clr in clrs]],
+            )

@@ -336,12 +336,21 @@ def _multi_tensor_bert_adamw(
             if correct_bias
             else [lr] * len(device_params)
         )
-        torch._foreach_addcdiv_(
-            device_params,
-            device_exp_avgs,
-            device_denom,
-            [-step_size for step_size in step_sizes],
-        )
+        if torch.compiler.is_compiling():
+            torch._foreach_addcdiv_(
+                device_params,
+                device_exp_avgs,
+                torch._foreach_div(
+                    device_denom, [-step_size for step_size in step_sizes]
+                ),
+            )
+        else:
+            torch._foreach_addcdiv_(
+                device_params,
+                device_exp_avgs,
+                device_denom,
+                [-step_size for step_size in step_sizes],
+            )
         if weight_decay > 0:
             torch._foreach_add_(
                 device_params, device_params, alpha=-(lr * weight_decay)

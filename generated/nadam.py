@@ -431,27 +431,61 @@ def _multi_tensor_nadam(
             _get_value(mu_product) * mu_next
             for mu_product, mu_next in zip(device_mu_products, mu_nexts)
         ]
-        torch._foreach_addcdiv_(
-            device_params,
-            device_g,
-            device_denom,
-            [
-                _get_value(x)
-                for x in [
-                    -(lr * (1.0 - mu) / (1.0 - _get_value(mu_product)))
-                    for mu, mu_product in zip(mus, device_mu_products)
-                ]
-            ],
-        )
-        torch._foreach_addcdiv_(
-            device_params,
-            device_exp_avgs,
-            device_denom,
-            [
-                _get_value(x)
-                for x in [
-                    -(lr * mu_next / (1.0 - mu_product_next))
-                    for mu_next, mu_product_next in zip(mu_nexts, mu_product_nexts)
-                ]
-            ],
-        )
+        if torch.compiler.is_compiling():
+            torch._foreach_addcdiv_(
+                device_params,
+                device_g,
+                torch._foreach_div(
+                    device_denom,
+                    [
+                        _get_value(x)
+                        for x in [
+                            -(lr * (1.0 - mu) / (1.0 - _get_value(mu_product)))
+                            for mu, mu_product in zip(mus, device_mu_products)
+                        ]
+                    ],
+                ),
+            )
+        else:
+            torch._foreach_addcdiv_(
+                device_params,
+                device_g,
+                device_denom,
+                [
+                    _get_value(x)
+                    for x in [
+                        -(lr * (1.0 - mu) / (1.0 - _get_value(mu_product)))
+                        for mu, mu_product in zip(mus, device_mu_products)
+                    ]
+                ],
+            )
+        if torch.compiler.is_compiling():
+            torch._foreach_addcdiv_(
+                device_params,
+                device_exp_avgs,
+                torch._foreach_div(
+                    device_denom,
+                    [
+                        _get_value(x)
+                        for x in [
+                            -(lr * mu_next / (1.0 - mu_product_next))
+                            for mu_next, mu_product_next in zip(
+                                mu_nexts, mu_product_nexts
+                            )
+                        ]
+                    ],
+                ),
+            )
+        else:
+            torch._foreach_addcdiv_(
+                device_params,
+                device_exp_avgs,
+                device_denom,
+                [
+                    _get_value(x)
+                    for x in [
+                        -(lr * mu_next / (1.0 - mu_product_next))
+                        for mu_next, mu_product_next in zip(mu_nexts, mu_product_nexts)
+                    ]
+                ],
+            )

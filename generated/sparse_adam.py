@@ -9,7 +9,6 @@ from torch import Tensor
 from torch.optim.optimizer import (
     Optimizer,
     ParamsT,
-    _get_value,
     _to_scalar,
 )
 
@@ -226,7 +225,7 @@ def _single_tensor_sparse_adam(
 
         step_t += 1
         state_steps[i] = step_t
-        step = _get_value(step_t)
+        step = step_t
         grad = grad.coalesce()  # the update is not linear: one value per row
         grad_indices = grad._indices()
         grad_values = grad._values()

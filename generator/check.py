@@ -952,14 +952,13 @@ class _Flow:
                 self.check(s)
 
     def check(self, s: S.Check) -> None:
-        k, _, varying = self.kind(s.expr)
-        if k not in ("bool", None) or varying:
+        k, _, _ = self.kind(s.expr)
+        if k not in ("bool", None):
             self.c.out.error(
                 "E324",
-                "a check in the update must be a condition on hyperparameters or counters",
+                "a check in the update must be a condition (true or false)",
                 s.expr.span,
-                hint="checks on the gradient go above the update: "
-                "`check not is_sparse(grad) else ...`",
+                hint="compare the value, e.g. `check ns_steps < 100 else ...`",
             )
         self.c._check_message(s.message)
         if s.message.exception not in ("ValueError", "RuntimeError", "TypeError"):
@@ -1187,7 +1186,7 @@ class _Flow:
                 f"(`{name} <- {name} + ...`): a sparse gradient updates the rows it holds",
                 s.value.span,
                 hint="write the update as an increment, e.g. "
-                f"`{name} <- {name} + ((1 - beta1) * (g - {name}))`",
+                f"`{name} <- {name} + ((1 - b) * (g - {name}))`",
             )
         if target is not None and target.role in ("state", "param"):
             want = target.kind

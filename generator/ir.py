@@ -268,6 +268,9 @@ class Optimizer:
         default_factory=frozenset
     )  # module-level helpers used
     has_foreach: bool = False
+    # the update reads numbers off tensors (`item`): a host sync per parameter, so counters are
+    # read with `.item()` too rather than `_get_value` (which only helps code dynamo can trace)
+    reads_numbers: bool = False
     sparse: str | None = (
         None  # "also": sparse gradients update their rows; "only": must be sparse
     )

@@ -924,7 +924,19 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
         has_foreach=any(a.name == "foreach" for a in args) and mode == "each",
         defaults_order=spec.defaults_order.names if spec.defaults_order else None,
         sparse=spec.sparse,
+        reads_numbers=any(
+            _calls(e, "item") for s in ir.walk(body) for e in ir.expressions(s)
+        ),
     )
+
+
+def _calls(e, func: str) -> bool:
+    if isinstance(e, ir.SCall) and e.func == func:
+        return True
+    parts = [getattr(e, f, None) for f in ("left", "right", "operand", "cond", "then")]
+    parts += [getattr(e, "orelse", None)] + list(getattr(e, "operands", ()))
+    parts += list(getattr(e, "args", ())) + [v for _, v in getattr(e, "kwargs", ())]
+    return any(p is not None and _calls(p, func) for p in parts)
 
 
 def _hyper_order(spec: S.Spec):

@@ -43,12 +43,14 @@ TWIN_NAMES = (
     "RAdam",
     "ASGD",
     "Rprop",
+    "Adafactor",
+    "Muon",
 )
 CUSTOM_NAMES = ("WeirdDescent", "BertAdamW")
 # torch's foreach NAdam, RAdam and ASGD compute with other formulas than their for-loops (sqrt(v)/sqrt(bc)
 # for NAdam, a rect-or-zero list for RAdam, one addcmul for ASGD's decay and step); the generated foreach paths follow the for-loop, so
 # where a test needs exact agreement their reference is torch's for-loop.
-TORCH_FOREACH_DIFFERS = frozenset({"NAdam", "RAdam", "ASGD"})
+TORCH_FOREACH_DIFFERS = frozenset({"NAdam", "RAdam", "ASGD", "Adafactor"})
 
 # ---------------------------------------------------------------------------------------
 # Tolerances.  ``rtol`` is elementwise; ``atol`` is ``rtol`` times the largest magnitude in
@@ -199,6 +201,38 @@ def optim_info(name: str):
     return matches[0]
 
 
+def has_impl(name: str, impl: str) -> bool:
+    """Whether torch's ``name`` has the implementation ``impl`` ("foreach",
+    "differentiable", "fused"), according to optim_db's ``supported_impls``."""
+    return impl in optim_info(name).supported_impls
+
+
+def has_foreach(name: str) -> bool:
+    """torch's ``name`` takes a ``foreach`` argument (torch.optim.Muon does not)."""
+    return has_impl(name, "foreach")
+
+
+def foreach_cases(names=TWIN_NAMES) -> list:
+    """``pytest.param(name, foreach)`` for ``foreach`` in (False, True), ids
+    ``{name}-for_loop`` / ``{name}-foreach`` (those of a stacked parametrisation); a twin
+    without a foreach implementation in torch has only its for-loop case."""
+    return [
+        pytest.param(name, foreach, id=f"{name}-{'foreach' if foreach else 'for_loop'}")
+        for name in names
+        for foreach in (False, True)
+        if not foreach or has_foreach(name)
+    ]
+
+
+def foreach_kwargs(name: str, foreach: bool) -> dict[str, Any]:
+    """``{"foreach": foreach}``, or ``{}`` for the for-loop of a twin without the
+    argument (asking such a twin for foreach is a test bug)."""
+    if has_foreach(name):
+        return {"foreach": foreach}
+    assert not foreach, f"torch.optim.{name} has no foreach implementation"
+    return {}
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float, what: str):
     """Fail (instead of hanging the whole suite) if the block runs longer than ``seconds``.
@@ -259,10 +293,27 @@ def describe_kwargs(kwargs: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------
 
 SHAPES: tuple[tuple[int, ...], ...] = ((5, 4), (4,), (3, 3, 2), (2,))
+#: twins whose torch counterpart refuses anything but 2-D parameters (ValueError at
+#: construction): their problems use :data:`MATRIX_SHAPES` and bias-free models
+MATRIX_ONLY = frozenset({"Muon"})
+#: 2-D only: a tall matrix (Muon orthogonalises the transpose of those), two wide ones
+#: and a square one (the index-:data:`SOMETIMES_NONE` one, whose gradient is sometimes None)
+MATRIX_SHAPES: tuple[tuple[int, ...], ...] = ((5, 4), (4, 6), (3, 3), (2, 7))
 #: index of the parameter whose gradient is ``None`` on :data:`NONE_STEPS`
 SOMETIMES_NONE = 3
 #: step 0 (lazy state creation on a later step) and two steps mid-run
 NONE_STEPS = frozenset({0, 4, 5})
+
+
+def shapes_for(name: str | None) -> tuple[tuple[int, ...], ...]:
+    """The parameter shapes of the problems built for the twin ``name``."""
+    return MATRIX_SHAPES if name in MATRIX_ONLY else SHAPES
+
+
+def vector_shape(name: str | None, n: int) -> tuple[int, ...]:
+    """The shape of a small ad-hoc parameter with ``n`` rows: ``(n,)``, or ``(n, 2)`` for
+    a twin in :data:`MATRIX_ONLY`."""
+    return (n, 2) if name in MATRIX_ONLY else (n,)
 
 
 def make_initial_params(
@@ -360,6 +411,16 @@ def second_group_overrides(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     elif name == "Adadelta":
         out["rho"] = 0.8
         out["eps"] = 1e-5
+    elif name == "Adafactor":
+        out["beta2_decay"] = -0.6 if get("beta2_decay") != -0.6 else -0.8
+        out["eps"] = (1e-10, 5e-3)  # an explicit eps1 (the first group's is None)
+        out["d"] = 1.25 if get("d") != 1.25 else 1.0
+    elif name == "Muon":
+        out["momentum"] = 0.9 if get("momentum") != 0.9 else 0.95
+        out["nesterov"] = not get("nesterov")
+        out["adjust_lr_fn"] = (
+            "match_rms_adamw" if get("adjust_lr_fn") != "match_rms_adamw" else None
+        )
     return out
 
 
@@ -660,7 +721,7 @@ def run_side_by_side(
     record: RecordKey | None = None,
     test_id: str | None = None,
     ignore_group_keys=(),
-    shapes=SHAPES,
+    shapes=None,
     none_steps=NONE_STEPS,
     closure_every: int = 2,
     compare_grads: bool = True,
@@ -671,9 +732,14 @@ def run_side_by_side(
     must raise the same exception type with the same message at the same point.
 
     ``compare_grads``: also compare ``p.grad`` after each step (an optimizer that mutates
-    the gradients in place must do so exactly like the expected one)."""
+    the gradients in place must do so exactly like the expected one).
+
+    ``shapes``: the parameters' shapes; by default :func:`shapes_for` the expected
+    class's name (2-D only for a twin in :data:`MATRIX_ONLY`)."""
     if actual_kwargs is None:
         actual_kwargs = expected_kwargs
+    if shapes is None:
+        shapes = shapes_for(expected_cls.__name__)
     initial = make_initial_params(dtype, seed, shapes)
     e_params, a_params = clone_params(initial), clone_params(initial)
     ctx = CompareContext(

@@ -19,9 +19,12 @@ import torch
 from torch.testing._internal.common_optimizers import OptimizerErrorEnum
 
 from parity import (
+    EXACT,
     TWIN_NAMES,
+    CompareContext,
     assert_same_exception,
     call_capturing,
+    compare_optimizers,
     generated_class,
     optim_info,
     slug,
@@ -201,23 +204,58 @@ VALIDATION_CASES = [
         dict(lr=torch.tensor([0.1, 0.1])),
         "construct",
     ),
+    ("Adafactor", "negative_lr", dict(lr=-0.01), "construct"),
+    ("Adafactor", "negative_eps2", dict(eps=(None, -1e-3)), "construct"),
+    ("Adafactor", "negative_weight_decay", dict(weight_decay=-0.1), "construct"),
+    (
+        "Adafactor",
+        "tensor_lr_multi_element",
+        dict(lr=torch.tensor([0.1, 0.1])),
+        "construct",
+    ),
+    ("Muon", "negative_lr", dict(lr=-0.01), "construct"),
+    ("Muon", "negative_momentum", dict(momentum=-0.1), "construct"),
+    ("Muon", "negative_weight_decay", dict(weight_decay=-0.1), "construct"),
+    ("Muon", "unknown_adjust_lr_fn", dict(adjust_lr_fn="rms"), "construct"),
+    ("Muon", "tensor_lr_multi_element", dict(lr=torch.tensor([0.1, 0.1])), "construct"),
+    ("Muon", "ns_steps_100", dict(ns_steps=100), "step"),
+    ("Muon", "two_ns_coefficients", dict(ns_coefficients=(3.4, -4.7)), "step"),
+    (
+        "Muon",
+        "four_ns_coefficients",
+        dict(ns_coefficients=(3.4, -4.7, 2.0, 0.1)),
+        "step",
+    ),
 ]
-# sparse gradients: SGD and Adagrad accept them, the Adam family refuses them at step time
+_MUON_NS_COEFFICIENTS = (
+    "known difference: torch's Muon checks the length of ns_coefficients per parameter at "
+    "step time (ValueError 'Coefficients must be a tuple of exactly 3 values', raised after "
+    "that parameter's momentum buffer was updated); the generated step() unpacks a tuple "
+    "input into its names (`a, b, c = group['ns_coefficients']`) when the step starts, so it "
+    "raises Python's ValueError 'not enough / too many values to unpack' before touching "
+    "any state"
+)
+#: (optimizer, id) -> strict xfail reason
+VALIDATION_XFAILS = {
+    ("Muon", "two_ns_coefficients"): _MUON_NS_COEFFICIENTS,
+    ("Muon", "four_ns_coefficients"): _MUON_NS_COEFFICIENTS,
+}
+#: twins whose step-time validation cases also compare the optimizer state after the error
+STATE_AFTER_ERROR_NAMES = ("Adafactor", "Muon")
+# sparse gradients: SGD, Adagrad and SparseAdam accept them (Adagrad not with weight decay), the
+# Adam family refuses them at step time
 SPARSE_CASES = [
     ("SGD", {}),
     ("SGD", dict(momentum=0.9)),
-    pytest.param(
-        "Adagrad",
-        {},
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="torch's Adagrad updates only the rows of a sparse gradient; the language has "
-            "no sparse construct yet (issue 3): the generated Adagrad refuses sparse gradients",
-        ),
-    ),
+    ("Adagrad", {}),
+    ("Adagrad", dict(foreach=True)),
+    ("Adagrad", dict(weight_decay=0.1)),
+    ("SparseAdam", {}),
     ("Adam", {}),
     ("AdamW", {}),
     ("RMSprop", {}),
+    ("Adafactor", {}),
+    ("Muon", {}),
 ]
 
 
@@ -229,9 +267,24 @@ def _make_param():
 
 @pytest.mark.parametrize(
     "name,kwargs,when",
-    [pytest.param(n, kw, w, id=f"{n}-{i}") for n, i, kw, w in VALIDATION_CASES],
+    [
+        pytest.param(
+            n,
+            kw,
+            w,
+            id=f"{n}-{i}",
+            marks=(
+                pytest.mark.xfail(strict=True, reason=VALIDATION_XFAILS[n, i])
+                if (n, i) in VALIDATION_XFAILS
+                else ()
+            ),
+        )
+        for n, i, kw, w in VALIDATION_CASES
+    ],
 )
 def test_validation_error_matches_torch(name, kwargs, when):
+    """Same exception type and message; for the twins in STATE_AFTER_ERROR_NAMES a
+    step-time error must also leave the same optimizer state and parameter behind."""
     outcomes = []
     for cls in (torch_class(name), generated_class(name)):
         torch.manual_seed(0)
@@ -239,10 +292,37 @@ def test_validation_error_matches_torch(name, kwargs, when):
         opt, exc = call_capturing(lambda: cls([p], **kwargs))
         if exc is None and when == "step":
             _, exc = call_capturing(opt.step)
-        outcomes.append(exc)
-    expected, actual = outcomes
+        outcomes.append((exc, opt, p))
+    (expected, t_opt, t_p), (actual, g_opt, g_p) = outcomes
     assert expected is not None, f"torch.optim.{name}(**{kwargs}) no longer raises"
-    assert_same_exception(actual, expected, f"generated.{name}(**{kwargs}) ({when})")
+    label = f"generated.{name}(**{kwargs}) ({when})"
+    assert_same_exception(actual, expected, label)
+    if when == "step" and name in STATE_AFTER_ERROR_NAMES:
+        ctx = CompareContext(label=label, step="0 (raised)", tol=EXACT)
+        compare_optimizers(g_opt, t_opt, [g_p], [t_p], ctx)
+
+
+@pytest.mark.parametrize("shape", [(4,), (2, 3, 2), ()], ids=["1d", "3d", "0d"])
+def test_muon_step_rejects_a_non_matrix_added_later_like_torch(shape):
+    """Muon's constructor refuses non-2-D parameters, ``add_param_group`` does not:
+    such a parameter must then fail the step like in torch (same exception, same state).
+    """
+    outcomes = []
+    for cls in (torch_class("Muon"), generated_class("Muon")):
+        torch.manual_seed(0)
+        p = _make_param()
+        opt = cls([p])
+        q = torch.randn(shape, requires_grad=True)
+        q.grad = torch.randn(shape)
+        opt.add_param_group({"params": [q]})
+        _, exc = call_capturing(opt.step)
+        outcomes.append((exc, opt, [p, q]))
+    (expected, t_opt, t_params), (actual, g_opt, g_params) = outcomes
+    assert expected is not None, "torch.optim.Muon no longer rejects it"
+    label = f"generated.Muon.step() with a parameter of shape {shape} in group 1"
+    assert_same_exception(actual, expected, label)
+    ctx = CompareContext(label=label, step="0 (raised)", tol=EXACT)
+    compare_optimizers(g_opt, t_opt, g_params, t_params, ctx)
 
 
 @pytest.mark.filterwarnings("ignore:Sparse invariant checks:UserWarning")

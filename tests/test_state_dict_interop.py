@@ -30,13 +30,17 @@ from parity import (
     clone_params,
     compare_optimizers,
     compare_state_dicts,
+    foreach_kwargs,
     generated_class,
     gradients_for_step,
+    has_foreach,
     make_initial_params,
     second_group_overrides,
+    shapes_for,
     stable_seed,
     tolerance_for,
     torch_class,
+    vector_shape,
 )
 
 DTYPE = torch.float32
@@ -56,8 +60,34 @@ RICH_CONFIGS = {
     "RAdam": dict(lr=0.01, weight_decay=0.1),
     "ASGD": dict(lr=0.01, t0=2, weight_decay=0.1),
     "Rprop": dict(lr=0.01, etas=(0.4, 1.3)),
+    "Adafactor": dict(lr=0.01, weight_decay=0.1, beta2_decay=-0.7, d=1.5),
+    "Muon": dict(
+        lr=0.02,
+        momentum=0.9,
+        nesterov=False,
+        weight_decay=0.05,
+        adjust_lr_fn="match_rms_adamw",
+    ),
 }
-IMPLS = [pytest.param(False, id="for_loop"), pytest.param(True, id="foreach")]
+
+
+def _load_across_cases():
+    """name x direction x implementation x via_torch_save, with the ids of a stacked
+    parametrisation; no foreach case for a twin without foreach (Muon)."""
+    return [
+        pytest.param(
+            name,
+            direction,
+            foreach,
+            via_torch_save,
+            id=f"{name}-{direction}-{'foreach' if foreach else 'for_loop'}-{via_id}",
+        )
+        for name in TWIN_NAMES
+        for direction in ("torch_to_generated", "generated_to_torch")
+        for foreach in (False, True)
+        if not foreach or has_foreach(name)
+        for via_torch_save, via_id in ((False, "in_memory"), (True, "torch_save"))
+    ]
 
 
 def _groups(name, params, kwargs):
@@ -68,7 +98,7 @@ def _groups(name, params, kwargs):
 
 
 def _make(cls, name, params, foreach):
-    kwargs = {**RICH_CONFIGS[name], "foreach": foreach}
+    kwargs = {**RICH_CONFIGS[name], **foreach_kwargs(name, foreach)}
     return cls(_groups(name, params, kwargs), **kwargs)
 
 
@@ -104,17 +134,12 @@ def _roundtrip_torch_save(sd):
     return torch.load(buf, weights_only=True)
 
 
-@pytest.mark.parametrize(
-    "via_torch_save", [False, True], ids=["in_memory", "torch_save"]
-)
-@pytest.mark.parametrize("foreach", IMPLS)
-@pytest.mark.parametrize("direction", ["torch_to_generated", "generated_to_torch"])
-@pytest.mark.parametrize("name", TWIN_NAMES)
+@pytest.mark.parametrize("name,direction,foreach,via_torch_save", _load_across_cases())
 def test_state_dict_loads_across_implementations(
     name, direction, foreach, via_torch_save
 ):
     seed = stable_seed(name, "interop")
-    initial = make_initial_params(DTYPE, seed)
+    initial = make_initial_params(DTYPE, seed, shapes_for(name))
     src_cls, dst_cls = torch_class(name), generated_class(name)
     if direction == "generated_to_torch":
         src_cls, dst_cls = dst_cls, src_cls
@@ -154,7 +179,7 @@ def test_state_dict_loads_across_implementations(
 def test_generated_state_dict_is_weights_only_loadable(name):
     """Nothing but tensors / plain Python values: ``torch.load(weights_only=True)`` works."""
     seed = stable_seed(name, "weights_only")
-    initial = make_initial_params(DTYPE, seed)
+    initial = make_initial_params(DTYPE, seed, shapes_for(name))
     params = clone_params(initial)
     opt = _make(generated_class(name), name, params, False)
     for step in range(3):
@@ -187,7 +212,7 @@ def _params_of(opt):
 @pytest.mark.parametrize("name", TWIN_NAMES)
 def test_copy_is_independent_and_continues_identically(name, how):
     seed = stable_seed(name, how)
-    initial = make_initial_params(DTYPE, seed)
+    initial = make_initial_params(DTYPE, seed, shapes_for(name))
     params = clone_params(initial)
     cls = generated_class(name)
     opt = _make(cls, name, params, False)
@@ -229,7 +254,7 @@ def test_copy_is_independent_and_continues_identically(name, how):
 @pytest.mark.parametrize("name", TWIN_NAMES)
 def test_zero_grad_matches_torch(name, set_to_none):
     seed = stable_seed(name, "zero_grad")
-    initial = make_initial_params(DTYPE, seed)
+    initial = make_initial_params(DTYPE, seed, shapes_for(name))
     results = []
     for cls in (torch_class(name), generated_class(name)):
         params = clone_params(initial)
@@ -257,8 +282,8 @@ def test_zero_grad_matches_torch(name, set_to_none):
 @pytest.mark.parametrize("name", TWIN_NAMES)
 def test_add_param_group_matches_torch(name):
     seed = stable_seed(name, "add_param_group")
-    initial = make_initial_params(DTYPE, seed)
-    kwargs = {**RICH_CONFIGS[name], "foreach": False}
+    initial = make_initial_params(DTYPE, seed, shapes_for(name))
+    kwargs = {**RICH_CONFIGS[name], **foreach_kwargs(name, False)}
     overrides = second_group_overrides(name, kwargs)
     runs = []
     for cls in (torch_class(name), generated_class(name)):
@@ -286,7 +311,8 @@ def test_add_param_group_matches_torch(name):
 def test_parameter_in_two_groups_is_rejected_like_torch(name, where):
     outcomes = []
     for cls in (torch_class(name), generated_class(name)):
-        a, b = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
+        a = torch.zeros(vector_shape(name, 2), requires_grad=True)
+        b = torch.zeros(vector_shape(name, 3), requires_grad=True)
 
         def build():
             if where == "constructor":
@@ -317,7 +343,7 @@ def test_parameter_in_two_groups_is_rejected_like_torch(name, where):
 def _hook_trace(cls, name, use_closure):
     """Run two steps with instance + global pre/post hooks; return what the hooks saw."""
     seed = stable_seed(name, "hooks")
-    initial = make_initial_params(DTYPE, seed)
+    initial = make_initial_params(DTYPE, seed, shapes_for(name))
     params = clone_params(initial)
     opt = _make(cls, name, params, False)
     trace = []
@@ -389,13 +415,14 @@ def test_step_hooks_fire_like_torch(name, use_closure):
 
 @pytest.mark.parametrize("name", TWIN_NAMES)
 def test_step_pre_hook_can_replace_the_closure(name):
-    p = torch.ones(3, requires_grad=True)
+    shape = vector_shape(name, 3)
+    p = torch.ones(shape, requires_grad=True)
     opt = generated_class(name)([p], lr=0.1)
     called = []
 
     def replacement():
         called.append(True)
-        p.grad = torch.ones(3)
+        p.grad = torch.ones(shape)
         return torch.tensor(7.0)
 
     # the hook args include `self` (torch passes the bound call's full *args)
@@ -404,14 +431,14 @@ def test_step_pre_hook_can_replace_the_closure(name):
     )
     loss = opt.step()
     assert called == [True] and float(loss) == 7.0
-    assert not torch.equal(p.detach(), torch.ones(3)), "step() ignored the gradient"
+    assert not torch.equal(p.detach(), torch.ones(shape)), "step() ignored the gradient"
 
 
 @pytest.mark.parametrize("name", TWIN_NAMES)
 def test_state_dict_hooks_fire(name):
-    p = torch.ones(3, requires_grad=True)
+    p = torch.ones(vector_shape(name, 3), requires_grad=True)
     opt = generated_class(name)([p], lr=0.1)
-    p.grad = torch.ones(3)
+    p.grad = torch.ones_like(p)
     opt.step()
     fired = []
     opt.register_state_dict_pre_hook(lambda o: fired.append("sd_pre"))
@@ -425,7 +452,7 @@ def test_state_dict_hooks_fire(name):
 @pytest.mark.parametrize("name", TWIN_NAMES)
 def test_named_parameters_match_torch(name):
     seed = stable_seed(name, "named")
-    initial = make_initial_params(DTYPE, seed)
+    initial = make_initial_params(DTYPE, seed, shapes_for(name))
     runs = []
     for cls in (torch_class(name), generated_class(name)):
         params = clone_params(initial)

@@ -9,9 +9,10 @@ once with ``generated.<Name>`` -- and compares the two runs after every step:
    off), normal steps and scale growth match;
 3. ``torch.compile``: a training step (forward, backward, ``opt.step()``,
    ``opt.zero_grad()``) has no more graph breaks than with the twin
-   (``torch._dynamo.explain``, every twin, for-loop and foreach), and compiled steps
-   give the eager steps' results within float32 rounding (the explained step for every
-   twin; 4 steps of ``torch.compile(backend="eager")`` for SGD, Adam and RMSprop);
+   (``torch._dynamo.explain``, every twin, for-loop and, where torch has it, foreach),
+   and compiled steps give the eager steps' results within float32 rounding (the
+   explained step for every twin; 4 steps of ``torch.compile(backend="eager")`` for SGD,
+   Adam and RMSprop);
 4. step / state_dict / load_state_dict hooks fire the same number of times with the same
    argument types, and their return values are honoured like torch's;
 5. ``copy.deepcopy`` / ``pickle`` of a (model, optimizer, scheduler) triple with state:
@@ -20,7 +21,8 @@ once with ``generated.<Name>`` -- and compares the two runs after every step:
    ``test_schedulers_and_seeds.py`` (and a check that every LRScheduler subclass in
    ``lr_scheduler.__all__`` is covered by one of the two files).
 
-Unless a test says otherwise the comparisons are exact (float32, for-loop path).
+Unless a test says otherwise the comparisons are exact (float32, for-loop path).  For a
+twin that only takes 2-D parameters (Muon) the models have no biases.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 
 from parity import (
     EXACT,
+    MATRIX_ONLY,
     TORCH_FOREACH_DIFFERS,
     TWIN_NAMES,
     CompareContext,
@@ -48,6 +51,8 @@ from parity import (
     compare_params,
     compare_state_dicts,
     compare_value,
+    foreach_cases,
+    foreach_kwargs,
     generated_class,
     stable_seed,
     tolerance_for,
@@ -70,6 +75,8 @@ OPT_KWARGS = {
     "RAdam": dict(lr=0.01),
     "ASGD": dict(lr=0.01, t0=3.0, lambd=1e-3),
     "Rprop": dict(lr=0.01),
+    "Adafactor": dict(lr=0.01, weight_decay=1e-3),
+    "Muon": dict(lr=0.02, momentum=0.9),
 }
 
 
@@ -83,13 +90,17 @@ def opt_kwargs(name: str) -> dict:
 # ---------------------------------------------------------------------------------------
 
 
-def make_model(seed: int, small: bool = False) -> nn.Module:
-    """A 4-6-2 tanh MLP; ``small``: a single Linear(4, 2) (cheaper to compile)."""
+def make_model(name: str, seed: int, small: bool = False) -> nn.Module:
+    """A 4-6-2 tanh MLP; ``small``: a single Linear(4, 2) (cheaper to compile).  For a
+    twin that only takes 2-D parameters (Muon) the layers have no bias."""
     gen = torch.Generator().manual_seed(seed)
+    bias = name not in MATRIX_ONLY
     if small:
-        model = nn.Linear(4, 2)
+        model = nn.Linear(4, 2, bias=bias)
     else:
-        model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+        model = nn.Sequential(
+            nn.Linear(4, 6, bias=bias), nn.Tanh(), nn.Linear(6, 2, bias=bias)
+        )
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
@@ -112,7 +123,7 @@ def two_groups(model: nn.Module, lr: float) -> list[dict]:
 def make_optimizer(
     cls, name: str, model: nn.Module, foreach: bool = False, groups=True
 ):
-    kwargs = {**opt_kwargs(name), "foreach": foreach}
+    kwargs = {**opt_kwargs(name), **foreach_kwargs(name, foreach)}
     params = two_groups(model, kwargs["lr"]) if groups else model.parameters()
     return cls(params, **kwargs)
 
@@ -172,7 +183,7 @@ def test_swa_averaged_model_and_swalr_match_torch(name, averaging):
     lr = opt_kwargs(name)["lr"]
     runs = []
     for side, cls in sides(name):
-        model = make_model(seed)
+        model = make_model(name, seed)
         opt = make_optimizer(cls, name, model)
         multi_avg_fn = get_ema_multi_avg_fn(0.8) if averaging == "ema" else None
         with warnings.catch_warnings(record=True) as caught:
@@ -265,7 +276,7 @@ def test_grad_scaler_skips_nonfinite_steps_like_torch(name, unscale_first):
     seed = stable_seed(name, "grad_scaler", unscale_first)
     runs = []
     for side, cls in sides(name):
-        model = make_model(seed)
+        model = make_model(name, seed)
         opt = make_optimizer(cls, name, model)
         scaler = torch.amp.GradScaler(
             "cpu", init_scale=2.0**12, growth_factor=2.0, growth_interval=3
@@ -428,7 +439,7 @@ def _describe_breaks(reasons: dict) -> str:
 
 
 def _compile_setup(cls, name, foreach, seed):
-    model = make_model(seed, small=True)
+    model = make_model(name, seed, small=True)
     opt = make_optimizer(cls, name, model, foreach=foreach, groups=False)
     return model, opt, _compilable_step(model, opt)
 
@@ -445,20 +456,11 @@ def _compile_ctx(name, foreach, step):
 
 
 # Known gaps, measured (issue 3: the capturable implementation). Strict: they fail loudly once fixed.
-_FOREACH_SCALAR_LISTS = (
-    "under torch.compile `_get_value` keeps the step a tensor, and the generated foreach path "
-    "passes the per-tensor step sizes to _foreach_addcdiv_ as a list, which dynamo cannot trace "
-    "(torch stacks it; stacking alone failed on CPU fake tensors)"
-)
 _PER_PARAMETER_BRANCH = (
     "the generated code branches on a per-parameter value (`if rho_t > 5.0`, `if mu != 1`): a "
     "data-dependent graph break; torch traces its branchless capturable formula instead"
 )
 COMPILE_GAPS = {
-    **{
-        (n, True): _FOREACH_SCALAR_LISTS
-        for n in ("Adam", "AdamW", "Adagrad", "Adamax", "NAdam")
-    },
     **{(n, f): _PER_PARAMETER_BRANCH for n in ("RAdam", "ASGD") for f in (False, True)},
 }
 
@@ -469,8 +471,7 @@ def _mark_compile_gap(request, name, foreach):
         request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 
-@pytest.mark.parametrize("foreach", IMPLS)
-@pytest.mark.parametrize("name", TWIN_NAMES)
+@pytest.mark.parametrize("name,foreach", foreach_cases())
 def test_compiled_training_step_has_no_more_graph_breaks_than_torch(
     request, name, foreach, fresh_dynamo
 ):
@@ -569,7 +570,7 @@ def _kinds(value, opt, depth=0):
 
 def _hook_trace(cls, name):
     seed = stable_seed(name, "interop_hooks")
-    model = make_model(seed)
+    model = make_model(name, seed)
     opt = make_optimizer(cls, name, model)
     trace = []
 
@@ -670,8 +671,7 @@ def _copy(obj, how):
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
-@pytest.mark.parametrize("foreach", IMPLS)
-@pytest.mark.parametrize("name", TWIN_NAMES)
+@pytest.mark.parametrize("name,foreach", foreach_cases())
 def test_copied_training_setup_continues_like_the_original(name, foreach, how):
     """(model, optimizer, StepLR) with optimizer state, copied as one object: the copy's
     optimizer drives the copy's parameters, and copy and original then take identical
@@ -681,7 +681,7 @@ def test_copied_training_setup_continues_like_the_original(name, foreach, how):
     seed = stable_seed(name, "copy", how, foreach)
     setups = {}
     for side, cls in sides(name):
-        model = make_model(seed)
+        model = make_model(name, seed)
         # torch's foreach NAdam/RAdam/... use other formulas: the reference is its for-loop
         fe = foreach and not (side == "torch" and name in TORCH_FOREACH_DIFFERS)
         opt = make_optimizer(cls, name, model, foreach=fe)
@@ -812,7 +812,7 @@ def test_more_lr_schedulers_drive_generated_optimizer_like_torch(scheduler, name
     seed = stable_seed(name, "more_schedulers", scheduler)
     runs = []
     for side, cls in sides(name):
-        model = make_model(seed)
+        model = make_model(name, seed)
         opt = make_optimizer(cls, name, model)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -24,6 +24,7 @@ from .python import (
     ScalarPrinter,
     SingleTensorPrinter,
     SparseValuesPrinter,
+    count_value,
     uses,
     varying_refs,
 )
@@ -368,7 +369,7 @@ class ModuleRenderer:
                     views.append((s.var, s.condition))
             for s in self.param_states():
                 if s.kind == "count" and _reads_count_before_update(opt.body, s.key):
-                    out(f"{s.key} = _get_value({s.var})")
+                    out(f"{s.key} = {count_value(opt, s.var, s.as_number)}")
             out("")
             if opt.sparse == "only":
                 self._sparse_body(out)
@@ -415,7 +416,13 @@ class ModuleRenderer:
             out("if torch.is_complex(param):")
             with out.indent():
                 for var, cond in views:
-                    if cond is not None:
+                    if _per_parameter(
+                        cond
+                    ):  # decided before the view changes the shape
+                        out(f"if {var} is not None:")
+                        with out.indent():
+                            out(f"{var} = torch.view_as_real({var})")
+                    elif cond is not None:
                         out(f"if {printer.scalar(cond)}:")
                         with out.indent():
                             out(f"{var} = torch.view_as_real({var})")
@@ -459,17 +466,27 @@ class ModuleRenderer:
                     out("continue")
             if self.needs_real_view():
                 views = ["device_params", "device_grads"]
-                extra = []
+                extra, partial = [], []
                 for s in self.param_states():
                     if s.kind != "tensor":
                         continue
                     if s.condition is None:
                         views.append(f"device_{s.list_name}")
+                    elif _per_parameter(s.condition):
+                        partial.append(f"device_{s.list_name}")
                     else:
                         cond = ForeachPrinter(opt).scalar(s.condition)
                         extra.append(f"*([device_{s.list_name}] if {cond} else [])")
                 out("if has_complex:")
                 with out.indent():
+                    if partial:  # lists with None where a state does not apply
+                        out(f"for states in ({', '.join(partial)},):")
+                        with out.indent():
+                            out("for j, x in enumerate(states):")
+                            with out.indent():
+                                out("if x is not None and torch.is_complex(x):")
+                                with out.indent():
+                                    out("states[j] = torch.view_as_real(x)")
                     out(f"_view_as_real({', '.join(views + extra)})")
             out("")
             printer.body(opt.body, out)

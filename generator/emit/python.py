@@ -334,7 +334,7 @@ class SingleTensorPrinter:
             ):  # a number: the list carries the new value back to the state
                 out(f"{st.list_name}[i] = {var}")
             if s.read_after:
-                out(f"{s.state} = _get_value({var})")
+                out(f"{s.state} = {count_value(self.opt, var, st.as_number)}")
         elif isinstance(s, ir.TensorLet):
             self.let(s.name, s.value, out)
         elif isinstance(s, ir.InPlace):
@@ -396,6 +396,15 @@ class SparseValuesPrinter(SingleTensorPrinter):
         alpha = "" if scale is None else f", alpha={self.scalar(scale)}"
         method = "sub_" if op.op == "sub" else "add_"
         out(f"{target}.{method}({rows}{alpha})")
+
+
+def count_value(opt: ir.Optimizer, var: str, as_number: bool) -> str:
+    """A counter's value as a number: ``_get_value(step_t)`` (a tensor while dynamo traces),
+    ``step_t.item()`` in an update that reads numbers off tensors anyway, or the number itself.
+    """
+    if as_number:
+        return var
+    return f"{var}.item()" if opt.reads_numbers else f"_get_value({var})"
 
 
 def _print_raise(s: ir.Raise, out: Lines, scalar) -> None:
@@ -461,6 +470,7 @@ class ForeachPrinter:
             f"device_{s.list_name}" for s in opt.states if s.scope == "parameter"
         }
         self.known: set[str] = set()  # lists the body has made so far
+        self.count = "len(device_params)"  # tensors the statements run on
         # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
         # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
         self.tensorish = {s for a in opt.arguments if a.tensor_ok for s in a.symbols}
@@ -510,7 +520,8 @@ class ForeachPrinter:
             out(f"{idx} = [j for j, ok in enumerate(cond_{k}) {test}]")
             out(f"if {idx}:")
             with out.indent():
-                saved = dict(self.rename)
+                saved, saved_count = dict(self.rename), self.count
+                self.count = f"len({idx})"
                 for name in self._lists_read(body):
                     part = f"{name}_{prefix}{k}"
                     out(f"{part} = [{name}[j] for j in {idx}]")
@@ -525,7 +536,7 @@ class ForeachPrinter:
                         out(f"for j, value in zip({idx}, {part}, strict=True):")
                         with out.indent():
                             out(f"{name}[j] = value")
-                self.rename = saved
+                self.rename, self.count = saved, saved_count
 
     def _assigned(self, stmts) -> list[str]:
         """Lists a block (re)binds: tensor locals and per-parameter scalars."""
@@ -541,11 +552,13 @@ class ForeachPrinter:
         """Group-wide lists a block reads before it sets them (tensor and per-parameter scalar
         lists that exist when the block starts)."""
         live = self.group_lists | self.known | set(self.rename.values())
-        return [n for n in self._reads(stmts) if n in live]
+        return [n for n in self._reads(stmts, before_set=True) if n in live]
 
-    def _reads(self, stmts) -> list[str]:
-        """Every list a block reads (tensor lists and per-parameter scalar lists)."""
+    def _reads(self, stmts, before_set: bool = False) -> list[str]:
+        """Every list a block reads (tensor lists and per-parameter scalar lists); with
+        ``before_set``, only those it reads before it sets them itself."""
         found: list[str] = []
+        set_: set[str] = set()
 
         def visit(x):
             name = None
@@ -553,7 +566,7 @@ class ForeachPrinter:
                 name = self.tlist(x)
             elif isinstance(x, ir.SRef) and x.varying:
                 name = self._ref_list(x)
-            if name is not None and name not in found:
+            if name is not None and name not in found and name not in set_:
                 found.append(name)
             return False
 
@@ -564,11 +577,15 @@ class ForeachPrinter:
                 visit(s.target)
             if isinstance(s, ir.CountUpdate) and s.scope == "parameter":
                 found.append(f"device_{self.states[s.state].list_name}")
+            if before_set and isinstance(s, ir.TensorLet):
+                set_.add("device_" + s.name)
+            if before_set and isinstance(s, ir.ScalarLet) and s.varying:
+                set_.add(s.name + "s")
         return list(dict.fromkeys(found))
 
     def _ref_item(self, r: ir.SRef) -> str:
-        if r.count:
-            return f"_get_value({r.name})" if r.varying else r.name
+        if r.count and r.varying:
+            return count_value(self.opt, r.name, False)
         return r.name
 
     def scalar_value(self, e: ir.SExpr) -> str:
@@ -592,7 +609,9 @@ class ForeachPrinter:
         if not refs:
             return self.scalar(a), False
         src = self._ref_list(a) if isinstance(a, ir.SRef) else self.scalar_value(a)
-        if uses(a, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish):
+        if not self.opt.reads_numbers and uses(
+            a, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish
+        ):
             src = f"[_get_value(x) for x in {src}]"
         return src, True
 
@@ -617,10 +636,12 @@ class ForeachPrinter:
                 args.append(self.tensor(a, out, self._new_temp(dest))[0])
             else:
                 args.append(self.slot(a)[0])
-        alpha = None
+        alpha = values = None
         for k, v in e.kwargs:
             src, varying = self.slot(v)
-            if spell.kw_positional:
+            if spell.kw_positional and varying:
+                values = src
+            elif spell.kw_positional:
                 args.append(src)
             elif (
                 varying
@@ -630,6 +651,15 @@ class ForeachPrinter:
                 args.append(f"{k}={src}")
         if alpha is not None:
             args[0] = f"torch._foreach_mul({args[0]}, {alpha})"
+        if values is not None:
+            if fresh:
+                self._per_tensor_values(e.op, [base] + args, values, out, "_")
+                return base, True
+            name = dest or self._new_temp(None)
+            out(
+                f"{name} = {self._per_tensor_values(e.op, [base] + args, values, out, '')}"
+            )
+            return name, True
         call_args = ", ".join([base] + args)
         if fresh:
             out(f"torch._foreach_{spell.foreach}_({call_args})")
@@ -677,15 +707,20 @@ class ForeachPrinter:
                     args.append(self.tensor(a, out, self._new_temp("device_update"))[0])
                 else:
                     args.append(self.slot(a)[0])
-            alpha = None
+            alpha = values = None
             for k, v in op.kwargs:
                 src, varying = self.slot(v)
-                if spell.kw_positional:
+                if spell.kw_positional and varying:
+                    values = src
+                elif spell.kw_positional:
                     args.append(src)
                 elif varying:
                     alpha = src
                 else:
                     args.append(f"{k}={src}")
+            if values is not None:
+                self._per_tensor_values(op.op, [t] + args, values, out, "_")
+                continue
             if alpha is not None:
                 # torch's foreach add takes one alpha; a per-tensor alpha (ASGD's eta) keeps the
                 # for-loop's fused arithmetic through a loop rather than a separate multiply
@@ -703,6 +738,33 @@ class ForeachPrinter:
                 raise GeneratorBug(f"no foreach form for in-place {op.op}")
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
 
+    def _per_tensor_values(
+        self, op: str, args: list[str], values: str, out: Lines, suffix: str
+    ) -> str | None:
+        """``addcdiv``/``addcmul`` with one value per tensor. Eagerly the values are numbers, a
+        scalar list; under torch.compile they are tensors (``_get_value`` keeps the step a
+        tensor), which foreach ops take only as operands: the values are folded into one
+        (``a / (b / s)``, ``(a * s) * b``), as torch's compiled (capturable) path does.
+        """
+        spell = OPS[op]
+        j = 2 if op == "addcdiv" else 1
+        folded = list(args)
+        fold = "div" if op == "addcdiv" else "mul"
+        folded[j] = f"torch._foreach_{fold}({args[j]}, {values})"
+        name = f"torch._foreach_{spell.foreach}{suffix}"
+        if suffix:
+            out("if torch.compiler.is_compiling():")
+            with out.indent():
+                out(f"{name}({', '.join(folded)})")
+            out("else:")
+            with out.indent():
+                out(f"{name}({', '.join(args + [values])})")
+            return None
+        return (
+            f"{name}({', '.join(folded)}) if torch.compiler.is_compiling() "
+            f"else {name}({', '.join(args + [values])})"
+        )
+
     def body(self, stmts, out: Lines, later: frozenset = frozenset()) -> None:
         for k, s in enumerate(stmts):
             self.stmt(s, out, later | frozenset(self._reads(stmts[k + 1 :])))
@@ -713,7 +775,7 @@ class ForeachPrinter:
             if s.varying and not varying_refs(
                 s.value
             ):  # the same value for every tensor
-                out(f"{dest} = [{self.scalar(s.value)}] * len({self.tlist(_PARAM)})")
+                out(f"{dest} = [{self.scalar(s.value)}] * {self.count}")
             elif s.varying:
                 out(f"{dest} = {self.scalar_value(s.value)}")
             else:
@@ -770,6 +832,10 @@ class ForeachPrinter:
             out(f"for _ in range({self.scalar(s.count)}):")
             with out.indent():
                 self.body(s.body, out, later | frozenset(self._reads(s.body)))
+        elif isinstance(s, ir.Raise) and varying_refs(s.fails):
+            out(f"if any({self.scalar_value(s.fails)}):")
+            with out.indent():
+                out(f"raise {s.exception}({s.message})")
         elif isinstance(s, ir.Raise):
             _print_raise(s, out, self.scalar)
         else:
@@ -813,9 +879,6 @@ class ForeachPrinter:
                                 out(f"{r.name} = {self.tlist(r)}[j]")
                                 bound.add(r.name)
                         single.inplace(st.var, u.ops, out)
-
-
-_PARAM = ir.TRef("param", "param")
 
 
 def _tensor_refs(s: ir.InPlace) -> list[ir.TRef]:
