@@ -311,10 +311,18 @@ def _single_tensor_asgd(
             g = g.add(param, alpha=weight_decay)
         param.mul_(1 - lambd * eta)
         param.add_(g, alpha=-eta)
-        if mu != 1:
-            ax.add_(param.sub(ax).mul_(mu))
+        if torch.compiler.is_compiling():
+            taken1_ = mu != 1
+            ax_then_ = ax.clone()
+            ax_then_.add_(param.sub(ax).mul_(mu))
+            ax_else_ = ax.clone()
+            ax_else_.copy_(param)
+            ax.copy_(torch.where(taken1_, ax_then_, ax_else_))
         else:
-            ax.copy_(param)
+            if mu != 1:
+                ax.add_(param.sub(ax).mul_(mu))
+            else:
+                ax.copy_(param)
         eta_t.fill_(lr / (1 + lambd * lr * step) ** alpha)
         mu_t.fill_(1 / max(1, step - t0))
 
@@ -378,20 +386,36 @@ def _multi_tensor_asgd(
             strict=True,
         ):
             x.add_(y, alpha=a)
-        cond_4 = [_get_value(mu) != 1 for mu in device_mus]
-        idx_4 = [j for j, ok in enumerate(cond_4) if ok]
-        if idx_4:
-            device_params_4 = [device_params[j] for j in idx_4]
-            device_axs_4 = [device_axs[j] for j in idx_4]
-            device_mus_4 = [device_mus[j] for j in idx_4]
-            device_update_5 = torch._foreach_sub(device_params_4, device_axs_4)
-            torch._foreach_mul_(device_update_5, device_mus_4)
-            torch._foreach_add_(device_axs_4, device_update_5)
-        rest_idx_4 = [j for j, ok in enumerate(cond_4) if not ok]
-        if rest_idx_4:
-            device_params_rest_4 = [device_params[j] for j in rest_idx_4]
-            device_axs_rest_4 = [device_axs[j] for j in rest_idx_4]
-            torch._foreach_copy_(device_axs_rest_4, device_params_rest_4)
+        if torch.compiler.is_compiling():
+            taken1_s = [_get_value(mu) != 1 for mu in device_mus]
+            device_ax_then_ = [ax.clone() for ax in device_axs]
+            device_update_4 = torch._foreach_sub(device_params, device_axs)
+            torch._foreach_mul_(device_update_4, device_mus)
+            torch._foreach_add_(device_ax_then_, device_update_4)
+            device_ax_else_ = [ax.clone() for ax in device_axs]
+            torch._foreach_copy_(device_ax_else_, device_params)
+            device_update_7 = [
+                torch.where(taken1_, ax_then_, ax_else_)
+                for ax_then_, ax_else_, taken1_ in zip(
+                    device_ax_then_, device_ax_else_, taken1_s, strict=True
+                )
+            ]
+            torch._foreach_copy_(device_axs, device_update_7)
+        else:
+            cond_8 = [_get_value(mu) != 1 for mu in device_mus]
+            idx_8 = [j for j, ok in enumerate(cond_8) if ok]
+            if idx_8:
+                device_params_8 = [device_params[j] for j in idx_8]
+                device_axs_8 = [device_axs[j] for j in idx_8]
+                device_mus_8 = [device_mus[j] for j in idx_8]
+                device_update_9 = torch._foreach_sub(device_params_8, device_axs_8)
+                torch._foreach_mul_(device_update_9, device_mus_8)
+                torch._foreach_add_(device_axs_8, device_update_9)
+            rest_idx_8 = [j for j, ok in enumerate(cond_8) if not ok]
+            if rest_idx_8:
+                device_params_rest_8 = [device_params[j] for j in rest_idx_8]
+                device_axs_rest_8 = [device_axs[j] for j in rest_idx_8]
+                torch._foreach_copy_(device_axs_rest_8, device_params_rest_8)
         for eta_t, value in zip(
             device_etas,
             [

@@ -320,26 +320,52 @@ def _single_tensor_radam(
         bias_correction2 = 1 - beta2**step
         m_hat = exp_avg.div(bias_correction1)
         rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
-        if rho_t > 5.0:
-            rect = (
+        if torch.compiler.is_compiling():
+            taken1_ = rho_t > 5.0
+            rect_then_ = (
                 (rho_t - 4)
                 * (rho_t - 2)
                 * rho_inf
                 / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
             ) ** 0.5
-            adaptive_lr = exp_avg_sq.sqrt()
-            adaptive_lr = (
-                adaptive_lr.add(eps) if differentiable else adaptive_lr.add_(eps)
-            )
-            adaptive_lr = adaptive_lr.reciprocal_()
-            adaptive_lr = (
-                adaptive_lr.mul(bias_correction2**0.5)
+            adaptive_lr_then_ = exp_avg_sq.sqrt()
+            adaptive_lr_then_ = (
+                adaptive_lr_then_.add(eps)
                 if differentiable
-                else adaptive_lr.mul_(bias_correction2**0.5)
+                else adaptive_lr_then_.add_(eps)
             )
-            param.sub_(m_hat.mul(lr).mul_(adaptive_lr).mul_(rect))
+            adaptive_lr_then_ = adaptive_lr_then_.reciprocal_()
+            adaptive_lr_then_ = (
+                adaptive_lr_then_.mul(bias_correction2**0.5)
+                if differentiable
+                else adaptive_lr_then_.mul_(bias_correction2**0.5)
+            )
+            param_then_ = param.clone()
+            param_then_.sub_(m_hat.mul(lr).mul_(adaptive_lr_then_).mul_(rect_then_))
+            param_else_ = param.clone()
+            param_else_.sub_(m_hat.mul(lr))
+            param.copy_(torch.where(taken1_, param_then_, param_else_))
         else:
-            param.sub_(m_hat.mul(lr))
+            if rho_t > 5.0:
+                rect = (
+                    (rho_t - 4)
+                    * (rho_t - 2)
+                    * rho_inf
+                    / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+                ) ** 0.5
+                adaptive_lr = exp_avg_sq.sqrt()
+                adaptive_lr = (
+                    adaptive_lr.add(eps) if differentiable else adaptive_lr.add_(eps)
+                )
+                adaptive_lr = adaptive_lr.reciprocal_()
+                adaptive_lr = (
+                    adaptive_lr.mul(bias_correction2**0.5)
+                    if differentiable
+                    else adaptive_lr.mul_(bias_correction2**0.5)
+                )
+                param.sub_(m_hat.mul(lr).mul_(adaptive_lr).mul_(rect))
+            else:
+                param.sub_(m_hat.mul(lr))
 
 
 def _multi_tensor_radam(
@@ -412,15 +438,9 @@ def _multi_tensor_radam(
             - 2 * _get_value(step) * beta2 ** _get_value(step) / bias_correction2
             for step, bias_correction2 in zip(device_state_steps, bias_correction2s)
         ]
-        cond_8 = [rho_t > 5.0 for rho_t in rho_ts]
-        idx_8 = [j for j, ok in enumerate(cond_8) if ok]
-        if idx_8:
-            rho_ts_8 = [rho_ts[j] for j in idx_8]
-            device_exp_avg_sqs_8 = [device_exp_avg_sqs[j] for j in idx_8]
-            bias_correction2s_8 = [bias_correction2s[j] for j in idx_8]
-            device_m_hat_8 = [device_m_hat[j] for j in idx_8]
-            device_params_8 = [device_params[j] for j in idx_8]
-            rects = [
+        if torch.compiler.is_compiling():
+            taken1_s = [rho_t > 5.0 for rho_t in rho_ts]
+            rect_then_s = [
                 (
                     (rho_t - 4)
                     * (rho_t - 2)
@@ -428,22 +448,66 @@ def _multi_tensor_radam(
                     / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
                 )
                 ** 0.5
-                for rho_t in rho_ts_8
+                for rho_t in rho_ts
             ]
-            device_adaptive_lr = torch._foreach_sqrt(device_exp_avg_sqs_8)
-            torch._foreach_add_(device_adaptive_lr, eps)
-            torch._foreach_reciprocal_(device_adaptive_lr)
+            device_adaptive_lr_then_ = torch._foreach_sqrt(device_exp_avg_sqs)
+            torch._foreach_add_(device_adaptive_lr_then_, eps)
+            torch._foreach_reciprocal_(device_adaptive_lr_then_)
             torch._foreach_mul_(
-                device_adaptive_lr,
-                [bias_correction2**0.5 for bias_correction2 in bias_correction2s_8],
+                device_adaptive_lr_then_,
+                [bias_correction2**0.5 for bias_correction2 in bias_correction2s],
             )
-            device_update_9 = torch._foreach_mul(device_m_hat_8, lr)
-            torch._foreach_mul_(device_update_9, device_adaptive_lr)
-            torch._foreach_mul_(device_update_9, rects)
-            torch._foreach_sub_(device_params_8, device_update_9)
-        rest_idx_8 = [j for j, ok in enumerate(cond_8) if not ok]
-        if rest_idx_8:
-            device_m_hat_rest_8 = [device_m_hat[j] for j in rest_idx_8]
-            device_params_rest_8 = [device_params[j] for j in rest_idx_8]
-            device_update_11 = torch._foreach_mul(device_m_hat_rest_8, lr)
-            torch._foreach_sub_(device_params_rest_8, device_update_11)
+            device_param_then_ = [param.clone() for param in device_params]
+            device_update_8 = torch._foreach_mul(device_m_hat, lr)
+            torch._foreach_mul_(device_update_8, device_adaptive_lr_then_)
+            torch._foreach_mul_(device_update_8, rect_then_s)
+            torch._foreach_sub_(device_param_then_, device_update_8)
+            device_param_else_ = [param.clone() for param in device_params]
+            device_update_10 = torch._foreach_mul(device_m_hat, lr)
+            torch._foreach_sub_(device_param_else_, device_update_10)
+            device_update_11 = [
+                torch.where(taken1_, param_then_, param_else_)
+                for param_then_, param_else_, taken1_ in zip(
+                    device_param_then_, device_param_else_, taken1_s, strict=True
+                )
+            ]
+            torch._foreach_copy_(device_params, device_update_11)
+        else:
+            cond_12 = [rho_t > 5.0 for rho_t in rho_ts]
+            idx_12 = [j for j, ok in enumerate(cond_12) if ok]
+            if idx_12:
+                rho_ts_12 = [rho_ts[j] for j in idx_12]
+                device_exp_avg_sqs_12 = [device_exp_avg_sqs[j] for j in idx_12]
+                bias_correction2s_12 = [bias_correction2s[j] for j in idx_12]
+                device_m_hat_12 = [device_m_hat[j] for j in idx_12]
+                device_params_12 = [device_params[j] for j in idx_12]
+                rects = [
+                    (
+                        (rho_t - 4)
+                        * (rho_t - 2)
+                        * rho_inf
+                        / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+                    )
+                    ** 0.5
+                    for rho_t in rho_ts_12
+                ]
+                device_adaptive_lr = torch._foreach_sqrt(device_exp_avg_sqs_12)
+                torch._foreach_add_(device_adaptive_lr, eps)
+                torch._foreach_reciprocal_(device_adaptive_lr)
+                torch._foreach_mul_(
+                    device_adaptive_lr,
+                    [
+                        bias_correction2**0.5
+                        for bias_correction2 in bias_correction2s_12
+                    ],
+                )
+                device_update_13 = torch._foreach_mul(device_m_hat_12, lr)
+                torch._foreach_mul_(device_update_13, device_adaptive_lr)
+                torch._foreach_mul_(device_update_13, rects)
+                torch._foreach_sub_(device_params_12, device_update_13)
+            rest_idx_12 = [j for j, ok in enumerate(cond_12) if not ok]
+            if rest_idx_12:
+                device_m_hat_rest_12 = [device_m_hat[j] for j in rest_idx_12]
+                device_params_rest_12 = [device_params[j] for j in rest_idx_12]
+                device_update_15 = torch._foreach_mul(device_m_hat_rest_12, lr)
+                torch._foreach_sub_(device_params_rest_12, device_update_15)

@@ -143,6 +143,9 @@ class If:
     # decided per parameter (it depends on a per-parameter counter): the foreach path partitions
     # the tensor lists by the condition and runs each branch on its part
     varying: bool = False
+    # the same `if` without a branch, for torch.compile (where a per-parameter condition is a
+    # tensor): both branches run on copies and torch.where picks each result
+    traced: tuple["Stmt", ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,23 @@ class Raise:
 
 
 Stmt = Union[ScalarLet, CountUpdate, TensorLet, InPlace, LazyInit, If, Repeat, Raise]
+
+
+def rename(node, names: dict[str, str]):
+    """An IR expression or statement with the tensors and scalars in ``names`` renamed (a
+    renamed tensor becomes a local)."""
+    from dataclasses import fields, replace
+
+    if isinstance(node, TRef):
+        return TRef(names[node.name], "local") if node.name in names else node
+    if isinstance(node, SRef):
+        return replace(node, name=names[node.name]) if node.name in names else node
+    if isinstance(node, tuple):
+        return tuple(rename(x, names) for x in node)
+    if not hasattr(node, "__dataclass_fields__"):
+        return node
+    changes = {f.name: rename(getattr(node, f.name), names) for f in fields(node)}
+    return replace(node, **changes)
 
 
 def walk(stmts):

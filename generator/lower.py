@@ -13,7 +13,7 @@ out of the per-parameter loop.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import ir
 from . import syntax as S
@@ -87,6 +87,10 @@ class Lowerer:
             {}
         )  # local → decided by hyperparameters alone
         self.varying_branches = 0  # depth of per-parameter `if`s being lowered
+        self.branch_count = 0
+        self.data_dependent: dict[str, bool] = (
+            {}
+        )  # scalar locals decided by tensor values
 
     # -- kinds ------------------------------------------------------------------------------------------
     def _resolve(self, e: S.Name) -> tuple[str, str | None]:
@@ -157,6 +161,21 @@ class Lowerer:
         if isinstance(e, S.Call) and self._per_parameter(e):
             return True  # a property of each parameter's tensors
         return any(self.is_varying(c) for c in S.children(e))
+
+    def is_data_dependent(self, e: S.Expr) -> bool:
+        """Decided by values in tensors (a counter, a norm read as a number), which under
+        torch.compile are tensors too; shapes (`dim`, `size`) stay Python numbers there.
+        """
+        if isinstance(e, S.Name):
+            name, _ = self._resolve(e)
+            if name in self.states:
+                return self.states[name].kind == "count"
+            return self.data_dependent.get(name, False)
+        if isinstance(e, S.Call) and e.func in ("item", "randint"):
+            return True
+        if isinstance(e, S.Call) and self._per_parameter(e):
+            return False
+        return any(self.is_data_dependent(c) for c in S.children(e))
 
     def _per_parameter(self, e: S.Call) -> bool:
         return BUILTINS[e.func].per_parameter and any(
@@ -451,6 +470,7 @@ class Lowerer:
             self.kinds[name] = "scalar"
             # set under a per-parameter condition, a value differs between parameters
             self.varying[name] = self.is_varying(s.value) or self.varying_branches > 0
+            self.data_dependent[name] = self.is_data_dependent(s.value)
             self.static_locals[name] = self.is_static(s.value)
             return [ir.ScalarLet(name, self.sexpr(s.value), self.varying[name])]
         return self._tensor_local(name, s.value, later, rest)
@@ -469,6 +489,7 @@ class Lowerer:
 
     def _if(self, branches, orelse, later) -> ir.If:
         (cond, body), more = branches[0], branches[1:]
+        before = set(self.kinds)
         varying = self.is_varying(cond)
         self.varying_branches += varying
         saved = dict(self.owned)
@@ -484,7 +505,77 @@ class Lowerer:
         for name in varying:
             self.varying[name] = True
         then, other = _mark_varying(then, varying), _mark_varying(other, varying)
-        return ir.If(self.sexpr(cond), tuple(then), tuple(other), self.is_varying(cond))
+        test = self.sexpr(cond)
+        per_parameter = self.is_varying(cond)
+        traced = (
+            self._branchless(test, then, other, before)
+            if per_parameter and self.is_data_dependent(cond)
+            else None
+        )
+        return ir.If(test, tuple(then), tuple(other), per_parameter, traced)
+
+    def _branchless(self, cond, then, orelse, before) -> tuple[ir.Stmt, ...] | None:
+        """The `if` as torch.compile can trace it: each branch on copies of what it changes,
+        then ``torch.where(condition, then, else)`` per value. None where a branch does more
+        than compute values and update tensors in place (counters, loops, nested branches).
+        """
+        simple = (ir.ScalarLet, ir.TensorLet, ir.InPlace)
+        if not all(isinstance(s, simple) for s in then + orelse):
+            return None
+        self.branch_count += 1
+        test = f"taken{self.branch_count}_"
+        out: list[ir.Stmt] = [ir.ScalarLet(test, cond, True)]
+        renamed = []
+        for tag, stmts in (("then", then), ("else", orelse)):
+            names: dict[str, str] = {}
+            for s in stmts:
+                s = ir.rename(s, names)
+                if (
+                    isinstance(s, ir.InPlace)
+                    and s.target.role != "local"
+                    or (
+                        isinstance(s, ir.InPlace)
+                        and s.target.name not in names.values()
+                    )
+                ):
+                    original = s.target.name
+                    copy = f"{original}_{tag}_"
+                    out.append(ir.TensorLet(copy, ir.TOp("clone", (s.target,)), False))
+                    names[original] = copy
+                    s = ir.InPlace(ir.TRef(copy, "local"), s.ops)
+                elif isinstance(s, (ir.TensorLet, ir.ScalarLet)):
+                    names[s.name] = f"{s.name}_{tag}_"
+                    s = replace(s, name=names[s.name])
+                out.append(s)
+            renamed.append(names)
+        then_names, else_names = renamed
+        kinds = {}
+        for s in then + orelse:
+            if isinstance(s, ir.InPlace):
+                kinds[s.target.name] = s.target
+            elif isinstance(s, ir.TensorLet):
+                kinds[s.name] = "tensor"
+            elif isinstance(s, ir.ScalarLet):
+                kinds[s.name] = "scalar"
+        for name, kind in kinds.items():
+            both = name in then_names and name in else_names
+            if not both and isinstance(kind, str) and name not in before:
+                continue  # set in one branch only: not read after the `if`
+            a, b = then_names.get(name, name), else_names.get(name, name)
+            if kind == "scalar":
+                pick = ir.SCall(
+                    "where", (ir.SRef(test, True), ir.SRef(a, True), ir.SRef(b, True))
+                )
+                out.append(ir.ScalarLet(name, pick, True))
+                continue
+            ta = ir.TRef(a, "local") if a != name or kind == "tensor" else kind
+            tb = ir.TRef(b, "local") if b != name or kind == "tensor" else kind
+            pick = ir.TOp("where", (ir.SRef(test, True), ta, tb))
+            if kind == "tensor":
+                out.append(ir.TensorLet(name, pick, False))
+            else:
+                out.append(ir.InPlace(kind, (ir.TOp("copy", (pick,)),)))
+        return tuple(out)
 
     def _count(self, st: S.State, value: S.Expr, read_after: bool) -> ir.CountUpdate:
         terms = _terms(value)
@@ -572,11 +663,10 @@ def _mark_varying(stmts, names: set) -> list:
         if isinstance(s, ir.ScalarLet) and s.name in names and not s.varying:
             s = ir.ScalarLet(s.name, s.value, True)
         elif isinstance(s, ir.If):
-            s = ir.If(
-                s.cond,
-                tuple(_mark_varying(s.then, names)),
-                tuple(_mark_varying(s.orelse, names)),
-                s.varying,
+            s = replace(
+                s,
+                then=tuple(_mark_varying(s.then, names)),
+                orelse=tuple(_mark_varying(s.orelse, names)),
             )
         out.append(s)
     return out

@@ -232,3 +232,31 @@ def test_sparse_gradients_touch_only_the_rows_present():
     )
     untouched = [r for r in range(10) if r not in (1, 2, 4, 7)]
     assert torch.all(m[untouched] == 0)
+
+
+@pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
+def test_per_parameter_branch_runs_branchless_under_compile_with_the_same_results(
+    foreach,
+):
+    """Under torch.compile a counter is a tensor: the `if` runs both branches and
+    torch.where picks; the results are those of the eager branches, within float32
+    rounding (what the step decides is then a float32 tensor, as in torch's compiled
+    optimizers: `lr * scale` is 0.1 in float32)."""
+    torch._dynamo.reset()
+    cls = load_spec(BRANCH_SPEC)
+    shapes = [(3, 2), (4,)]
+    grads = _grads_for(shapes, 4)
+    runs = []
+    for compiled in (False, True):
+        params = [torch.zeros(s, dtype=torch.float64) for s in shapes]
+        opt = cls(params, foreach=foreach)
+        step = torch.compile(opt.step, backend="eager") if compiled else opt.step
+        for k in range(5):
+            for j, (p, g) in enumerate(zip(params, grads(k))):
+                p.grad = None if (k == 0 and j == 1) else g.clone()
+            step()
+        runs.append(params)
+    for p, e in zip(*reversed(runs)):
+        torch.testing.assert_close(p, e, rtol=1e-6, atol=0)
+        assert not torch.equal(p, torch.zeros_like(p))
+    torch._dynamo.reset()

@@ -111,6 +111,8 @@ class ScalarPrinter:
                 return f"{self.wrap(e.args[0], PY_PRECEDENCE['atom'])}.is_sparse"
             if f == "randint":
                 return f"int(torch.randint({args[0]}, (1,)).item())"
+            if f == "where":
+                return f"torch.where({', '.join(args)})"
         raise GeneratorBug(f"cannot print scalar {e!r}")
 
     def _tensor_property(self, e: ir.SCall) -> str:
@@ -350,7 +352,9 @@ class SingleTensorPrinter:
             with out.indent():
                 self.body(s.update, out)
         elif isinstance(s, ir.If):
-            _print_if(s, out, self.scalar, self.body)
+            _traced_or(
+                s, out, self.body, lambda: _print_if(s, out, self.scalar, self.body)
+            )
         elif isinstance(s, ir.Repeat):
             out(f"for _ in range({self.scalar(s.count)}):")
             with out.indent():
@@ -405,6 +409,21 @@ def count_value(opt: ir.Optimizer, var: str, as_number: bool) -> str:
     if as_number:
         return var
     return f"{var}.item()" if opt.reads_numbers else f"_get_value({var})"
+
+
+def _traced_or(s: ir.If, out: Lines, body, eager) -> None:
+    """A per-parameter `if`: under torch.compile the condition is a tensor, so its branchless
+    form runs there (both branches, then torch.where, as torch's capturable formulas do).
+    """
+    if s.traced is None:
+        eager()
+        return
+    out("if torch.compiler.is_compiling():")
+    with out.indent():
+        body(s.traced, out)
+    out("else:")
+    with out.indent():
+        eager()
 
 
 def _print_raise(s: ir.Raise, out: Lines, scalar) -> None:
@@ -825,7 +844,14 @@ class ForeachPrinter:
         elif isinstance(s, ir.LazyInit):
             self.lazy(s, out)
         elif isinstance(s, ir.If) and s.varying:
-            self.partition(s, out, later)
+            known = set(self.known)
+
+            def eager():
+                # the lists the traced form made exist only on its side of the `if`
+                self.known = set(known)
+                self.partition(s, out, later)
+
+            _traced_or(s, out, lambda b, o: self.body(b, o, later), eager)
         elif isinstance(s, ir.If):
             _print_if(s, out, self.scalar, lambda b, o: self.body(b, o, later))
         elif isinstance(s, ir.Repeat):
