@@ -21,7 +21,19 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-TWINS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
+TWINS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")  # the default selection
+ALL_TWINS = TWINS + (
+    "Adamax",
+    "Adadelta",
+    "NAdam",
+    "RAdam",
+    "ASGD",
+    "Rprop",
+    "Adafactor",
+    "Muon",
+)
+MATRICES_ONLY = {"Muon"}  # optimizes the 2-D tensors of the parameter set only
+NO_FOREACH = {"Muon"}  # torch.optim.Muon has no foreach implementation
 IMPLS = {"for-loop": False, "foreach": True}
 DTYPES = ("float32", "float64", "bfloat16")
 
@@ -32,6 +44,14 @@ BENCH_KWARGS: dict[str, dict[str, Any]] = {
     "AdamW": dict(lr=1e-3, weight_decay=1e-2),
     "RMSprop": dict(lr=1e-3),
     "Adagrad": dict(lr=1e-2),
+    "Adamax": dict(lr=2e-3),
+    "Adadelta": dict(lr=1.0),
+    "NAdam": dict(lr=2e-3),
+    "RAdam": dict(lr=1e-3),
+    "ASGD": dict(lr=1e-2, t0=1),
+    "Rprop": dict(lr=1e-2),
+    "Adafactor": dict(lr=1e-2),
+    "Muon": dict(lr=2e-2),
 }
 
 # Transformer-like parameter sets: token + position embeddings, GPT-2 style blocks
@@ -49,7 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--optimizers",
         default=",".join(TWINS),
         metavar="LIST",
-        help=f"comma-separated optimizers (default: {','.join(TWINS)})",
+        help=f"comma-separated optimizers, of {', '.join(ALL_TWINS)} "
+        f"(default: {','.join(TWINS)}; Muon takes the 2-D tensors only, for-loop only)",
     )
     parser.add_argument(
         "--impl",
@@ -355,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
     130 when interrupted (completed results are still printed and written)."""
     try:
         optimizers = _split(
-            getattr(args, "optimizers", ",".join(TWINS)), TWINS, "optimizer"
+            getattr(args, "optimizers", ",".join(TWINS)), ALL_TWINS, "optimizer"
         )
         impls = _split(getattr(args, "impl", ",".join(IMPLS)), tuple(IMPLS), "impl")
     except ValueError as exc:
@@ -403,7 +424,12 @@ def run(args: argparse.Namespace) -> int:
     copy_bytes = min(256 << 20, max(32 << 20, 2 * param_bytes))
     copy_reps = 10
 
-    combos = [(name, impl) for name in optimizers for impl in impls]
+    combos = [
+        (name, impl)
+        for name in optimizers
+        for impl in impls
+        if not (impl == "foreach" and name in NO_FOREACH)
+    ]
     print(
         f"optimgen bench: {_count(numel)} parameters in {len(shapes)} tensors "
         f"({args.size}: {_describe_size(args.size)}), {args.dtype} on {device}"
@@ -440,7 +466,11 @@ def run(args: argparse.Namespace) -> int:
         progress.advance("copy bandwidth", copy_reps)
         for name, impl in combos:
             label = f"{name} {impl}"
-            kwargs = dict(BENCH_KWARGS[name], foreach=IMPLS[impl])
+            kwargs = dict(BENCH_KWARGS[name])
+            if name not in NO_FOREACH:
+                kwargs["foreach"] = IMPLS[impl]
+            matrices = [k for k, p in enumerate(base) if p.dim() == 2]
+            keep = matrices if name in MATRICES_ONLY else range(len(base))
             try:
                 gen_cls = getattr(gen, name)
                 res = _bench_one(
@@ -448,8 +478,8 @@ def run(args: argparse.Namespace) -> int:
                     gen_cls,
                     getattr(torch.optim, name),
                     kwargs,
-                    base,
-                    grads,
+                    [base[k] for k in keep],
+                    [grads[k] for k in keep],
                     steps,
                     warmup,
                     sync,
