@@ -287,7 +287,7 @@ def _single_tensor_rprop(
         factor = torch.where(
             agreement.gt(0),
             etaplus,
-            torch.where(agreement.lt(0), etaminus, torch.full_like(param, 1)),
+            torch.where(agreement.lt(0), etaminus, param.new_tensor(1)),
         )
         step_size.mul_(factor).clamp_(step_size_min, step_size_max)
         g = torch.where(factor.eq(etaminus), 0, g)
@@ -345,7 +345,7 @@ def _multi_tensor_rprop(
             torch.where(
                 agreement.gt(0),
                 etaplus,
-                torch.where(agreement.lt(0), etaminus, torch.full_like(param, 1)),
+                torch.where(agreement.lt(0), etaminus, param.new_tensor(1)),
             )
             for agreement, param in zip(device_agreement, device_params, strict=True)
         ]

@@ -416,9 +416,10 @@ class Lowerer:
         if f == "where":
             a, b = self.operand(args[1]), self.operand(args[2])
             if self.kind(args[1]) != "tensor" and self.kind(args[2]) != "tensor":
-                # torch.where of two numbers is a tensor of the default dtype: take the
-                # parameter's dtype (and shape) instead, so 1.2 stays 1.2 in float64
-                b = ir.TOp("full_like", (ir.TRef("param", "param"), b))
+                # torch.where of two numbers is a tensor of the default dtype: one number as
+                # a 0-d tensor of the parameter's dtype makes it that dtype (1.2 stays 1.2 in
+                # float64), without a parameter-sized tensor of it
+                b = ir.TOp("number_like", (ir.TRef("param", "param"), b))
             return ir.TOp("where", (self.texpr(args[0]), a, b))
         if f in ("rsqrt", "transpose", "bfloat16"):
             return ir.TOp(f, (self.texpr(args[0]),))

@@ -71,7 +71,7 @@ OPS: dict[str, OpSpelling] = {
         "clamp_max", "clamp_max_", "clamp_max", scalar_list=frozenset({"other"})
     ),
     "clamp": OpSpelling("clamp", "clamp_", None),
-    "full_like": OpSpelling(None, None, None, function="full_like"),
+    "number_like": OpSpelling("new_tensor", None, None),
     "where": OpSpelling(None, None, None, function="where"),
     "lt": OpSpelling("lt", None, None),
     "le": OpSpelling("le", None, None),
