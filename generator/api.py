@@ -14,7 +14,13 @@ import sys
 import types
 from pathlib import Path
 
-from .build import DEFAULT_SPECS, FRAGMENT_SUFFIX, check_all, render_optimizer
+from .build import (
+    DEFAULT_SPECS,
+    FRAGMENT_SUFFIX,
+    check_fusable,
+    check_all,
+    render_optimizer,
+)
 from .check import check
 from .diagnostics import Collector, SpecError
 from .parse import parse
@@ -33,6 +39,8 @@ def compile_text(
     spec = parse(text, path)
     sources[path] = spec.source
     checked = check(spec, fragments, out)
+    if not out.items:
+        check_fusable(checked, out)
     if out.items:
         raise SpecError(out.items, sources)
     return render_optimizer(checked)

@@ -34,7 +34,13 @@ ALL_TWINS = TWINS + (
 )
 MATRICES_ONLY = {"Muon"}  # optimizes the 2-D tensors of the parameter set only
 NO_FOREACH = {"Muon"}  # torch.optim.Muon has no foreach implementation
-IMPLS = {"for-loop": False, "foreach": True}
+FUSED = {
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adagrad",
+}  # torch's fused kernels, and the generated ones
+IMPLS = {"for-loop": False, "foreach": True, "fused": None}
 DTYPES = ("float32", "float64", "bfloat16")
 
 # Hyper-parameters used for both sides; chosen so every optimizer keeps some state.
@@ -76,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--impl",
         default=",".join(IMPLS),
         metavar="LIST",
-        help="comma-separated implementations: for-loop, foreach (default: both)",
+        help="comma-separated implementations: for-loop, foreach, fused (default: all; fused "
+        "for SGD, Adam, AdamW, Adagrad: the first steps compile it, in the warm-up)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument(
@@ -429,6 +436,7 @@ def run(args: argparse.Namespace) -> int:
         for name in optimizers
         for impl in impls
         if not (impl == "foreach" and name in NO_FOREACH)
+        and not (impl == "fused" and name not in FUSED)
     ]
     print(
         f"optimgen bench: {_count(numel)} parameters in {len(shapes)} tensors "
@@ -467,7 +475,9 @@ def run(args: argparse.Namespace) -> int:
         for name, impl in combos:
             label = f"{name} {impl}"
             kwargs = dict(BENCH_KWARGS[name])
-            if name not in NO_FOREACH:
+            if impl == "fused":
+                kwargs["fused"] = True
+            elif name not in NO_FOREACH:
                 kwargs["foreach"] = IMPLS[impl]
             matrices = [k for k, p in enumerate(base) if p.dim() == 2]
             keep = matrices if name in MATRICES_ONLY else range(len(base))

@@ -154,10 +154,31 @@ def check_all(paths, fragment_paths) -> tuple[list[CheckedSpec], dict[str, str]]
                 notes=[Note("first defined here", names[spec.name].span)],
             )
         names.setdefault(spec.name, spec)
+        before = len(out.items)
         checked.append(check(spec, fragments, out))
+        if len(out.items) == before:
+            check_fusable(checked[-1], out)
     if out.items:
         raise SpecError(_sorted(out.items), sources)
     return checked, sources
+
+
+def check_fusable(checked: CheckedSpec, out: Collector) -> None:
+    """A spec that declares `fused` must have an update the fused path can compile."""
+    from .emit.fused import fusable
+    from .lower import lower
+
+    fused = next((i for i in checked.spec.inputs if i.arg_name == "fused"), None)
+    if fused is None:
+        return
+    blocker = fusable(lower(checked))
+    if blocker is not None:
+        out.error(
+            "E326",
+            f"`fused` compiles an update of elementwise operations; this one has {blocker}",
+            fused.span,
+            hint="remove the `fused` input: the for-loop and foreach paths remain",
+        )
 
 
 def _sorted(items: list[Diagnostic]) -> list[Diagnostic]:

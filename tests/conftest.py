@@ -56,11 +56,10 @@ def _fmt(entry) -> str:
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not parity.REPORT:
         return
-    columns = [
-        (dtype, impl)
-        for dtype in ("float32", "float64")
-        for impl in ("for-loop", "foreach")
-    ]
+    impls = ["for-loop", "foreach"]
+    if any(impl == "fused" for *_, impl in parity.REPORT):
+        impls.append("fused")
+    columns = [(dtype, impl) for dtype in ("float32", "float64") for impl in impls]
     rows = sorted({(opt, comparison) for opt, comparison, _, _ in parity.REPORT})
     header = ["optimizer", "comparison"] + [f"{d} {i}" for d, i in columns]
     table = [header]

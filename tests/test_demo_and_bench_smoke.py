@@ -34,5 +34,12 @@ def test_bench_tiny(capsys, tmp_path):
     assert "generated median ms | torch median ms | ratio (gen/torch)" in out
     assert "geometric-mean ratio" in out
     results = json.loads(report.read_text())["results"]
-    assert len(results) == len(bench.TWINS) * len(bench.IMPLS)
+    # fused only where torch has a fused kernel to compare with (RMSprop has none)
+    expected = sum(
+        1
+        for name in bench.TWINS
+        for impl in bench.IMPLS
+        if impl != "fused" or name in bench.FUSED
+    )
+    assert len(results) == expected, [(r["optimizer"], r["impl"]) for r in results]
     assert all(len(r["generated_s"]) == 2 and r["ratio"] > 0 for r in results)

@@ -300,6 +300,8 @@ class ModuleRenderer:
             out.append(("foreach", 'group["foreach"]'))
         if "differentiable" in self.args:
             out.append(("differentiable", 'group["differentiable"]'))
+        if "fused" in self.args:
+            out.append(("fused", 'group["fused"]'))
         out.append(("has_complex", "has_complex"))
         for sym in self.opt.hyper:
             a, k = self.sym_arg[sym]
@@ -345,6 +347,75 @@ class ModuleRenderer:
             if a.tensor_ok and any(s in self.opt.hyper for s in a.symbols):
                 for s in a.symbols:
                     out(f"{s} = _to_scalar({s})")
+
+    def fused_body(self) -> str:
+        """``_fused_<name>``: per parameter, the host part (numbers, decisions), then one call of
+        the compiled kernel on the flattened tensors (see generator.emit.fused)."""
+        from .fused import host_source
+
+        opt, out = self.opt, Lines()
+        fname = _functional_name(opt)
+        host, tensors, numbers, decisions = host_source(opt, fname)
+        printer = SingleTensorPrinter(opt)
+        self._to_scalar(out)
+        printer.body(opt.hoisted, out)
+        # numbers decided by hyperparameters are made tensors once per group
+        group_level = set(opt.hyper) | {s.name for s in opt.hoisted}
+        for n in numbers:
+            if n in group_level:
+                out(f"{n}_0d = _number_tensor({n})")
+        out("kernel = _compiled_kernel()")
+        out("")
+        out("for i, param in enumerate(params):")
+        with out.indent():
+            out("grad = grads[i]")
+            for s in self.param_states():
+                if s.condition is not None and not _per_parameter(s.condition):
+                    cond = printer.scalar(s.condition)
+                    out(f"{s.var} = {s.list_name}[i] if {cond} else None")
+                else:
+                    out(f"{s.var} = {s.list_name}[i]")
+            for s in self.param_states():
+                if s.kind == "count" and _reads_count_before_update(opt.body, s.key):
+                    out(f"{s.key} = {count_value(opt, s.var, s.as_number)}")
+            for s in self.param_states():
+                if (
+                    s.init is None
+                ):  # a lazy state: made here, its first value in the kernel
+                    exists = (
+                        ""
+                        if s.condition is None
+                        else f"{printer.scalar(s.condition)} and "
+                    )
+                    out(f"first_{s.var} = {exists}{s.var} is None")
+                    out(f"if first_{s.var}:")
+                    with out.indent():
+                        out(
+                            f"{s.var} = {s.list_name}[i] = torch.empty_like("
+                            "param, memory_format=torch.preserve_format)"
+                        )
+            if host:
+                out.lines += [("    " * out.level) + line for line in host.splitlines()]
+            out("if torch.is_complex(param):")
+            with out.indent():
+                optional = {
+                    s.var for s in self.param_states() if s.condition is not None
+                }
+                for t in tensors:
+                    view = f"torch.view_as_real({t})"
+                    out(
+                        f"{t} = {view} if {t} is not None else None"
+                        if t in optional
+                        else f"{t} = {view}"
+                    )
+            args = [f"_flat({t})" for t in tensors]
+            args += [
+                f"{n}_0d" if n in group_level else f"_number_tensor({n})"
+                for n in numbers
+            ]
+            args += decisions
+            out(f"kernel({', '.join(args)})")
+        return out.text()
 
     def single_body(self) -> str:
         opt, out = self.opt, Lines()
@@ -592,6 +663,16 @@ class ModuleRenderer:
             if opt.has_foreach:
                 ctx["multi_body"] = self.multi_body()
                 code += ctx["multi_body"]
+        if ctx["has_fused"]:
+            from .fused import fusable, kernel_source
+
+            blocker = fusable(opt)
+            if blocker is not None:  # generator.build reports it as E326 first
+                raise GeneratorBug(f"{opt.name} declares `fused` but has {blocker}")
+            ctx["fused_body"] = self.fused_body()
+            ctx["kernel"] = kernel_source(opt, ctx["fname"])
+            code += ctx["fused_body"] + ctx["kernel"]
+            imports.append("_device_dtype_check_for_fused")
         else:
             ctx["random_step"] = self.random_step()
             code += ctx["random_step"]

@@ -1,0 +1,263 @@
+"""The fused path: the elementwise part of the update as one kernel per parameter, compiled by
+torch.compile (inductor), printed from the same IR as the for-loop and foreach paths.
+
+The per-parameter statements split in two. The host part runs in Python for each parameter, as
+the for-loop does: counters, scalars (bias corrections), checks, and the condition of every `if`,
+decided there as a Python bool. The kernel part is the tensor arithmetic, in a function that
+takes the parameter's tensors, the scalars as 0-d float64 tensors and the conditions as bools; it
+is compiled once per configuration (the bools), dtype and device, with dynamic shapes, so a new
+learning rate is a new input, not a recompilation. In the kernel, torch's ``alpha=``/``value=``
+(which must be Python numbers) become multiplications of an operand, and a lazy state is made
+before the kernel and given its first value inside it.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..diagnostics import GeneratorBug
+from .python import Lines, ScalarPrinter, SingleTensorPrinter, _print_if, uses
+
+# Operations the kernel may contain: elementwise, so the tensors can be flattened.
+ELEMENTWISE = {
+    "neg", "sqrt", "rsqrt", "abs", "sign", "exp", "log", "reciprocal", "square", "add",
+    "sub", "mul", "div", "pow", "addcmul", "addcdiv", "lerp", "maximum", "minimum",
+    "clamp_min", "clamp_max", "clamp", "where", "lt", "le", "gt", "ge", "eq", "ne", "copy",
+    "clone",
+}  # fmt: skip
+
+
+def fusable(opt: ir.Optimizer) -> str | None:
+    """None when the update can be fused, else what stands in the way (for the error)."""
+    if opt.mode != "each" or opt.sparse == "only":
+        return "an update that is not one per parameter"
+    for s in ir.walk(opt.body):
+        if isinstance(s, ir.Repeat):
+            return "a `repeat` loop"
+        if isinstance(s, ir.If) and s.varying and _tensorish(s.cond):
+            return "a condition read off a tensor"
+        for e in ir.expressions(s):
+            bad = []
+            uses(
+                e,
+                lambda x: isinstance(x, ir.TOp)
+                and x.op not in ELEMENTWISE
+                and bool(bad.append(x.op)),
+            )
+            if bad:
+                return f"`{bad[0]}`, which is not elementwise"
+            if uses(
+                e, lambda x: isinstance(x, ir.SCall) and x.func in ("item", "randint")
+            ):
+                return "a number read off a tensor"
+    return None
+
+
+def _tensorish(e) -> bool:
+    return uses(e, lambda x: isinstance(x, (ir.TRef, ir.TOp)))
+
+
+class _Split:
+    """Numbers every `if` of the body, so that host and kernel refer to the same decision."""
+
+    def __init__(self, body):
+        self.index: dict[int, int] = {}
+        for s in ir.walk(body):
+            if isinstance(s, ir.If):
+                self.index[id(s)] = len(self.index) + 1
+
+    def name(self, s: ir.If) -> str:
+        return f"cond_{self.index[id(s)]}"
+
+
+def _host_stmts(stmts):
+    return [
+        s
+        for s in stmts
+        if isinstance(s, (ir.CountUpdate, ir.ScalarLet, ir.Raise, ir.If))
+    ]
+
+
+def _kernel_stmts(stmts):
+    return [
+        s
+        for s in stmts
+        if isinstance(s, (ir.TensorLet, ir.InPlace, ir.LazyInit, ir.If))
+    ]
+
+
+class HostPrinter(SingleTensorPrinter):
+    """The per-parameter numbers and decisions, printed as the for-loop prints them."""
+
+    def __init__(self, opt: ir.Optimizer, split: _Split):
+        super().__init__(opt)
+        self.split = split
+
+    def body(self, stmts, out: Lines) -> None:
+        for s in _host_stmts(stmts):
+            if isinstance(s, ir.If):
+                name = self.split.name(s)
+                out(f"{name} = {self.scalar(s.cond)}")
+                then, orelse = _host_stmts(s.then), _host_stmts(s.orelse)
+                if then or orelse:
+                    out(f"if {name}:")
+                    with out.indent():
+                        self.body(s.then, out) if then else out("pass")
+                    if orelse:
+                        out("else:")
+                        with out.indent():
+                            self.body(s.orelse, out)
+            else:
+                self.stmt(s, out)
+
+
+class KernelPrinter(SingleTensorPrinter):
+    """The tensor arithmetic, with numbers as 0-d tensors: ``alpha=``/``value=`` fold into an
+    operand (``x.add_(y * s)``), functions of numbers are torch's."""
+
+    def __init__(self, opt: ir.Optimizer, split: _Split):
+        super().__init__(opt)
+        self.split = split
+        self.differentiable = False
+        self.scalar = _TorchScalars(self._ref, lambda e: self.tensor(e)[0])
+
+    def fold(self, op: ir.TOp) -> ir.TOp:
+        """``op`` without Python-number keyword arguments."""
+        kw = dict(op.kwargs)
+        if op.op in ("add", "sub") and "alpha" in kw:
+            y = op.args[1]
+            return ir.TOp(op.op, (op.args[0], ir.TOp("mul", (y, kw["alpha"]))))
+        if op.op in ("addcmul", "addcdiv") and "value" in kw:
+            base, a, b = op.args
+            return ir.TOp(op.op, (base, ir.TOp("mul", (a, kw["value"])), b))
+        return op
+
+    def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
+        if isinstance(e, ir.TOp) and e.kwargs:
+            e = self.fold(e)
+        return super().tensor(e)
+
+    def inplace(self, target: str, ops, out: Lines) -> None:
+        folded = []
+        for op in ops:
+            full = self.fold(
+                ir.TOp(op.op, (ir.TRef(target, "local"),) + op.args, op.kwargs)
+            )
+            folded.append(ir.TOp(full.op, full.args[1:], full.kwargs))
+        super().inplace(target, tuple(folded), out)
+
+    def body(self, stmts, out: Lines) -> None:
+        for s in _kernel_stmts(stmts):
+            if isinstance(s, ir.If):
+                name = self.split.name(s)
+                then, orelse = _kernel_stmts(s.then), _kernel_stmts(s.orelse)
+                if then or orelse:
+                    _print_if(
+                        ir.If(ir.SRef(name), tuple(then), tuple(orelse)),
+                        out,
+                        self.scalar,
+                        self.body,
+                    )
+            elif isinstance(s, ir.LazyInit):
+                st = next(b for b in self.opt.states if b.key == s.state)
+                # made before the kernel; its first value is given here
+                out(f"if first_{st.var}:")
+                with out.indent():
+                    out(f"{st.var}.copy_({self.tensor(s.first)[0]})")
+                out("else:")
+                with out.indent():
+                    self.body(s.update, out)
+            else:
+                self.stmt(s, out)
+
+
+class _TorchScalars(ScalarPrinter):
+    """Numbers are 0-d tensors in the kernel: their functions are torch's, not math's."""
+
+    FUNCS = {
+        "sqrt": "torch.sqrt",
+        "exp": "torch.exp",
+        "log": "torch.log",
+        "max": "torch.maximum",
+        "min": "torch.minimum",
+    }
+
+    def __call__(self, e) -> str:
+        if isinstance(e, ir.SCall) and e.func in self.FUNCS:
+            return f"{self.FUNCS[e.func]}({', '.join(self(a) for a in e.args)})"
+        return super().__call__(e)
+
+
+def kernel_inputs(
+    opt: ir.Optimizer, split: _Split
+) -> tuple[list[str], list[str], list[str]]:
+    """(tensors, numbers, decisions) the kernel takes, in a fixed order."""
+    tensors: list[str] = ["param", "grad"]
+    for s in opt.states:
+        if s.scope == "parameter" and s.kind == "tensor":
+            tensors.append(s.var)
+    numbers: list[str] = []
+    local_tensors = {s.name for s in ir.walk(opt.body) if isinstance(s, ir.TensorLet)}
+
+    def visit(x):
+        if (
+            isinstance(x, ir.SRef)
+            and x.name not in numbers
+            and not x.name.startswith("cond_")
+        ):
+            numbers.append(x.name)
+        return False
+
+    for s in ir.walk(opt.body):
+        if isinstance(s, (ir.TensorLet, ir.InPlace, ir.LazyInit)):
+            for e in ir.expressions(s):
+                uses(e, visit)
+            if isinstance(s, ir.LazyInit):
+                for u in s.update:
+                    for e in ir.expressions(u):
+                        uses(e, visit)
+    numbers = [n for n in numbers if n not in local_tensors]
+    decisions = [f"cond_{k}" for k in sorted(split.index.values())]
+    decisions += [
+        f"first_{s.var}"
+        for s in opt.states
+        if s.scope == "parameter" and s.init is None
+    ]
+    return tensors, numbers, decisions
+
+
+def kernel_source(opt: ir.Optimizer, fname: str) -> str:
+    """``def _<fname>_kernel(...)``: the tensor statements of one parameter's update."""
+    split = _Split(opt.body)
+    tensors, numbers, decisions = kernel_inputs(opt, split)
+    out = Lines()
+    args = ", ".join(tensors + numbers + decisions)
+    out(f"def _{fname}_kernel({args}):")
+    with out.indent():
+        body = Lines()
+        body.level = 0
+        KernelPrinter(opt, split).body(opt.body, body)
+        if not body.lines:
+            raise GeneratorBug("an empty fused kernel")
+        for line in body.lines:
+            out(line)
+    return out.text()
+
+
+def host_source(
+    opt: ir.Optimizer, fname: str
+) -> tuple[str, list[str], list[str], list[str]]:
+    split = _Split(opt.body)
+    tensors, numbers, decisions = kernel_inputs(opt, split)
+    out = Lines()
+    # Decisions and numbers made inside a branch: defined for every parameter, so that the
+    # kernel call can name them (the kernel reads them only where they were made).
+    nested = [s for s in ir.walk(opt.body) if isinstance(s, ir.If)]
+    inner = {id(x) for s in nested for x in ir.walk(s.then + s.orelse)}
+    for s in nested:
+        if id(s) in inner:
+            out(f"{split.name(s)} = False")
+    for s in ir.walk(opt.body):
+        if isinstance(s, ir.ScalarLet) and id(s) in inner and s.name in numbers:
+            out(f"{s.name} = 0.0")
+    HostPrinter(opt, split).body(opt.body, out)
+    return out.text(), tensors, numbers, decisions

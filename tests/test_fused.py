@@ -1,0 +1,76 @@
+"""The fused path (torch's fused four: SGD, Adam, AdamW, Adagrad): one compiled kernel per
+configuration, dtype and device — not per shape, not per learning rate — and torch's errors.
+
+Its numbers are checked against the for-loop in test_torch_parity.py (every optim_db config).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from parity import call_capturing, generated_class, torch_class
+
+FUSED_NAMES = ("SGD", "Adam", "AdamW", "Adagrad")
+
+
+def _params():
+    # ranks 1, 2 and 3, and a non-contiguous one (a transposed view): the kernel takes
+    # contiguous tensors flat, the others as they are
+    base = torch.randn(6, 5)
+    return [
+        torch.nn.Parameter(torch.randn(7)),
+        torch.nn.Parameter(torch.randn(4, 3)),
+        torch.nn.Parameter(torch.randn(2, 3, 4)),
+        torch.nn.Parameter(base.t()),
+    ]
+
+
+@pytest.mark.parametrize("name", FUSED_NAMES)
+def test_fused_compiles_once_for_all_shapes_and_learning_rates(name):
+    torch._dynamo.reset()
+    counters.clear()
+    params = _params()
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    opt = generated_class(name)(params, lr=0.01, fused=True)
+    loop = generated_class(name)(reference, lr=0.01, foreach=False)
+    for step in range(4):
+        for o in (opt, loop):
+            for g in o.param_groups:
+                g["lr"] = 0.01 / (step + 1)  # a scheduler's work: no recompilation
+        for p, q in zip(params, reference):
+            g = torch.randn_like(p)
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        loop.step()
+    graphs = counters["stats"]["unique_graphs"]
+    # one graph for the contiguous (flat) tensors, one for the transposed one
+    assert graphs <= 2, f"{name}(fused=True) compiled {graphs} graphs for 4 steps"
+    for p, q in zip(params, reference):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6 * q.abs().max().item())
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("name", FUSED_NAMES)
+@pytest.mark.parametrize("flag", ["foreach", "differentiable"])
+def test_fused_refuses_foreach_and_differentiable_like_torch(name, flag):
+    outcomes = []
+    for cls in (torch_class(name), generated_class(name)):
+        p = torch.nn.Parameter(torch.randn(3))
+        outcomes.append(call_capturing(lambda: cls([p], fused=True, **{flag: True}))[1])
+    expected, actual = outcomes
+    assert type(actual) is type(expected) and str(actual) == str(expected)
+
+
+@pytest.mark.parametrize("name", FUSED_NAMES)
+def test_fused_refuses_complex_parameters_like_torch(name):
+    outcomes = []
+    for cls in (torch_class(name), generated_class(name)):
+        p = torch.nn.Parameter(torch.randn(3, dtype=torch.complex64))
+        p.grad = torch.randn_like(p)
+        opt = cls([p], lr=0.1, fused=True)
+        outcomes.append(call_capturing(opt.step)[1])
+    expected, actual = outcomes
+    assert expected is not None
+    assert type(actual) is type(expected) and str(actual) == str(expected)
