@@ -444,8 +444,8 @@ def _fused_adagrad(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
-    weight_decay_0d = _number_tensor(weight_decay)
-    eps_0d = _number_tensor(eps)
+    _weight_decay = _number_tensor(weight_decay)
+    _eps = _number_tensor(eps)
     kernel = _compiled_kernel()
 
     for i, param in enumerate(params):
@@ -454,8 +454,8 @@ def _fused_adagrad(
         state_sum = state_sums[i]
         step_t += 1
         step = _get_value(step_t)
-        cond_1 = maximize
-        cond_2 = weight_decay != 0
+        _if1 = maximize
+        _if2 = weight_decay != 0
         clr = lr / (1 + (step - 1) * lr_decay)
         if torch.is_complex(param):
             param = torch.view_as_real(param)
@@ -465,17 +465,17 @@ def _fused_adagrad(
             _flat(param),
             _flat(grad),
             _flat(state_sum),
-            weight_decay_0d,
-            eps_0d,
+            _weight_decay,
+            _eps,
             _number_tensor(clr),
-            cond_1,
-            cond_2,
+            _if1,
+            _if2,
         )
 
 
-def _adagrad_kernel(param, grad, state_sum, weight_decay, eps, clr, cond_1, cond_2):
-    g = -grad if cond_1 else grad
-    if cond_2:
+def _adagrad_kernel(param, grad, state_sum, weight_decay, eps, clr, _if1, _if2):
+    g = -grad if _if1 else grad
+    if _if2:
         g = g.add(param.mul(weight_decay))
     state_sum.addcmul_(g, g)
     std = state_sum.sqrt().add_(eps)

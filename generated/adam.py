@@ -582,11 +582,11 @@ def _fused_adam(
     lr = _to_scalar(lr)
     beta1 = _to_scalar(beta1)
     beta2 = _to_scalar(beta2)
-    lr_0d = _number_tensor(lr)
-    weight_decay_0d = _number_tensor(weight_decay)
-    beta1_0d = _number_tensor(beta1)
-    beta2_0d = _number_tensor(beta2)
-    eps_0d = _number_tensor(eps)
+    _lr = _number_tensor(lr)
+    _weight_decay = _number_tensor(weight_decay)
+    _beta1 = _number_tensor(beta1)
+    _beta2 = _number_tensor(beta2)
+    _eps = _number_tensor(eps)
     kernel = _compiled_kernel()
 
     for i, param in enumerate(params):
@@ -595,17 +595,17 @@ def _fused_adam(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
-        cond_3 = False
+        _if3 = False
         step_t += 1
         step = _get_value(step_t)
-        cond_1 = maximize
-        cond_2 = weight_decay != 0
-        if cond_2:
-            cond_3 = decoupled_weight_decay
+        _if1 = maximize
+        _if2 = weight_decay != 0
+        if _if2:
+            _if3 = decoupled_weight_decay
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
-        cond_4 = amsgrad
+        _if4 = amsgrad
         if torch.is_complex(param):
             param = torch.view_as_real(param)
             grad = torch.view_as_real(grad)
@@ -622,17 +622,17 @@ def _fused_adam(
             _flat(exp_avg),
             _flat(exp_avg_sq),
             _flat(max_exp_avg_sq),
-            lr_0d,
-            weight_decay_0d,
-            beta1_0d,
-            beta2_0d,
+            _lr,
+            _weight_decay,
+            _beta1,
+            _beta2,
             _number_tensor(bias_correction2),
-            eps_0d,
+            _eps,
             _number_tensor(step_size),
-            cond_1,
-            cond_2,
-            cond_3,
-            cond_4,
+            _if1,
+            _if2,
+            _if3,
+            _if4,
         )
 
 
@@ -649,20 +649,20 @@ def _adam_kernel(
     bias_correction2,
     eps,
     step_size,
-    cond_1,
-    cond_2,
-    cond_3,
-    cond_4,
+    _if1,
+    _if2,
+    _if3,
+    _if4,
 ):
-    g = -grad if cond_1 else grad
-    if cond_2:
-        if cond_3:
+    g = -grad if _if1 else grad
+    if _if2:
+        if _if3:
             param.mul_(1 - lr * weight_decay)
         else:
             g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
-    if cond_4:
+    if _if4:
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         denom = max_exp_avg_sq.sqrt().div_(bias_correction2**0.5).add_(eps)
     else:

@@ -357,26 +357,26 @@ def _fused_sgd(
 ) -> None:
     lr = _to_scalar(lr)
     weight_decay = _to_scalar(weight_decay)
-    weight_decay_0d = _number_tensor(weight_decay)
-    momentum_0d = _number_tensor(momentum)
-    dampening_0d = _number_tensor(dampening)
-    lr_0d = _number_tensor(lr)
+    _weight_decay = _number_tensor(weight_decay)
+    _momentum = _number_tensor(momentum)
+    _dampening = _number_tensor(dampening)
+    _lr = _number_tensor(lr)
     kernel = _compiled_kernel()
 
     for i, param in enumerate(params):
         grad = grads[i]
         momentum_buffer = momentum_buffers[i] if momentum != 0 else None
-        first_momentum_buffer = momentum != 0 and momentum_buffer is None
-        if first_momentum_buffer:
+        _first_momentum_buffer = momentum != 0 and momentum_buffer is None
+        if _first_momentum_buffer:
             momentum_buffer = momentum_buffers[i] = torch.empty_like(
                 param, memory_format=torch.preserve_format
             )
-        cond_4 = False
-        cond_1 = maximize
-        cond_2 = weight_decay != 0
-        cond_3 = momentum != 0
-        if cond_3:
-            cond_4 = nesterov
+        _if4 = False
+        _if1 = maximize
+        _if2 = weight_decay != 0
+        _if3 = momentum != 0
+        if _if3:
+            _if4 = nesterov
         if torch.is_complex(param):
             param = torch.view_as_real(param)
             grad = torch.view_as_real(grad)
@@ -389,15 +389,15 @@ def _fused_sgd(
             _flat(param),
             _flat(grad),
             _flat(momentum_buffer),
-            weight_decay_0d,
-            momentum_0d,
-            dampening_0d,
-            lr_0d,
-            cond_1,
-            cond_2,
-            cond_3,
-            cond_4,
-            first_momentum_buffer,
+            _weight_decay,
+            _momentum,
+            _dampening,
+            _lr,
+            _if1,
+            _if2,
+            _if3,
+            _if4,
+            _first_momentum_buffer,
         )
 
 
@@ -409,21 +409,21 @@ def _sgd_kernel(
     momentum,
     dampening,
     lr,
-    cond_1,
-    cond_2,
-    cond_3,
-    cond_4,
-    first_momentum_buffer,
+    _if1,
+    _if2,
+    _if3,
+    _if4,
+    _first_momentum_buffer,
 ):
-    g = -grad if cond_1 else grad
-    if cond_2:
+    g = -grad if _if1 else grad
+    if _if2:
         g = g.add(param.mul(weight_decay))
-    if cond_3:
-        if first_momentum_buffer:
+    if _if3:
+        if _first_momentum_buffer:
             momentum_buffer.copy_(g)
         else:
             momentum_buffer.mul_(momentum).add_(g.mul(1 - dampening))
-        g = g.add(momentum_buffer.mul(momentum)) if cond_4 else momentum_buffer
+        g = g.add(momentum_buffer.mul(momentum)) if _if4 else momentum_buffer
     param.add_(g.mul(-lr))
 
 

@@ -531,14 +531,8 @@ class Lowerer:
             names: dict[str, str] = {}
             for s in stmts:
                 s = ir.rename(s, names)
-                if (
-                    isinstance(s, ir.InPlace)
-                    and s.target.role != "local"
-                    or (
-                        isinstance(s, ir.InPlace)
-                        and s.target.name not in names.values()
-                    )
-                ):
+                if isinstance(s, ir.InPlace) and s.target.name not in names.values():
+                    # the branch's first change of a tensor it did not make: on a copy
                     original = s.target.name
                     copy = f"{original}_{tag}_"
                     out.append(ir.TensorLet(copy, ir.TOp("clone", (s.target,)), False))

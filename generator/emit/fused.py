@@ -36,13 +36,11 @@ def fusable(opt: ir.Optimizer) -> str | None:
         if isinstance(s, ir.If) and s.varying and _tensorish(s.cond):
             return "a condition read off a tensor"
         for e in ir.expressions(s):
-            bad = []
-            uses(
-                e,
-                lambda x: isinstance(x, ir.TOp)
-                and x.op not in ELEMENTWISE
-                and bool(bad.append(x.op)),
-            )
+            bad = [
+                x.op
+                for x in _nodes(e)
+                if isinstance(x, ir.TOp) and x.op not in ELEMENTWISE
+            ]
             if bad:
                 return f"`{bad[0]}`, which is not elementwise"
             if uses(
@@ -50,6 +48,13 @@ def fusable(opt: ir.Optimizer) -> str | None:
             ):
                 return "a number read off a tensor"
     return None
+
+
+def _nodes(e) -> list:
+    """Every node of an IR expression."""
+    found: list = []
+    uses(e, lambda x: found.append(x) or False)
+    return found
 
 
 def _tensorish(e) -> bool:
@@ -66,7 +71,8 @@ class _Split:
                 self.index[id(s)] = len(self.index) + 1
 
     def name(self, s: ir.If) -> str:
-        return f"cond_{self.index[id(s)]}"
+        # a leading underscore: no spec name can take it
+        return f"_if{self.index[id(s)]}"
 
 
 def _host_stmts(stmts):
@@ -160,7 +166,7 @@ class KernelPrinter(SingleTensorPrinter):
             elif isinstance(s, ir.LazyInit):
                 st = next(b for b in self.opt.states if b.key == s.state)
                 # made before the kernel; its first value is given here
-                out(f"if first_{st.var}:")
+                out(f"if _first_{st.var}:")
                 with out.indent():
                     out(f"{st.var}.copy_({self.tensor(s.first)[0]})")
                 out("else:")
@@ -202,23 +208,19 @@ def kernel_inputs(
         if (
             isinstance(x, ir.SRef)
             and x.name not in numbers
-            and not x.name.startswith("cond_")
+            and not x.name.startswith("_if")
         ):
             numbers.append(x.name)
         return False
 
-    for s in ir.walk(opt.body):
+    for s in ir.walk(opt.body):  # a lazy state's update included
         if isinstance(s, (ir.TensorLet, ir.InPlace, ir.LazyInit)):
             for e in ir.expressions(s):
                 uses(e, visit)
-            if isinstance(s, ir.LazyInit):
-                for u in s.update:
-                    for e in ir.expressions(u):
-                        uses(e, visit)
     numbers = [n for n in numbers if n not in local_tensors]
-    decisions = [f"cond_{k}" for k in sorted(split.index.values())]
+    decisions = [f"_if{k}" for k in sorted(split.index.values())]
     decisions += [
-        f"first_{s.var}"
+        f"_first_{s.var}"
         for s in opt.states
         if s.scope == "parameter" and s.init is None
     ]
@@ -234,7 +236,6 @@ def kernel_source(opt: ir.Optimizer, fname: str) -> str:
     out(f"def _{fname}_kernel({args}):")
     with out.indent():
         body = Lines()
-        body.level = 0
         KernelPrinter(opt, split).body(opt.body, body)
         if not body.lines:
             raise GeneratorBug("an empty fused kernel")

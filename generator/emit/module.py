@@ -363,7 +363,7 @@ class ModuleRenderer:
         group_level = set(opt.hyper) | {s.name for s in opt.hoisted}
         for n in numbers:
             if n in group_level:
-                out(f"{n}_0d = _number_tensor({n})")
+                out(f"_{n} = _number_tensor({n})")
         out("kernel = _compiled_kernel()")
         out("")
         out("for i, param in enumerate(params):")
@@ -387,8 +387,8 @@ class ModuleRenderer:
                         if s.condition is None
                         else f"{printer.scalar(s.condition)} and "
                     )
-                    out(f"first_{s.var} = {exists}{s.var} is None")
-                    out(f"if first_{s.var}:")
+                    out(f"_first_{s.var} = {exists}{s.var} is None")
+                    out(f"if _first_{s.var}:")
                     with out.indent():
                         out(
                             f"{s.var} = {s.list_name}[i] = torch.empty_like("
@@ -410,8 +410,7 @@ class ModuleRenderer:
                     )
             args = [f"_flat({t})" for t in tensors]
             args += [
-                f"{n}_0d" if n in group_level else f"_number_tensor({n})"
-                for n in numbers
+                f"_{n}" if n in group_level else f"_number_tensor({n})" for n in numbers
             ]
             args += decisions
             out(f"kernel({', '.join(args)})")

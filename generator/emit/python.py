@@ -160,18 +160,18 @@ def varying_refs(e) -> list:
     (``SRef``), and the tensors a number is read off (``TRef``: ``param.dim()``)."""
     out: list = []
 
+    def tensor(x):
+        if isinstance(x, ir.TRef) and x not in out:
+            out.append(x)
+        return False
+
     def visit(x):
         if isinstance(x, ir.SRef) and x.varying and x not in out:
             out.append(x)
         if isinstance(x, ir.SCall):
             for a in x.args:
                 if isinstance(a, (ir.TRef, ir.TOp)):
-                    uses(
-                        a,
-                        lambda r: isinstance(r, ir.TRef)
-                        and r not in out
-                        and bool(out.append(r)),
-                    )
+                    uses(a, tensor)
         return False
 
     uses(e, visit)
