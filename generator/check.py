@@ -440,13 +440,6 @@ class Checker:
             msg = v.message
             if msg is not None:
                 self._check_message(msg, on_param=_mentions(v.expr, "param"))
-                if msg.exception not in ("ValueError", "RuntimeError", "TypeError"):
-                    self.out.error(
-                        "E302",
-                        f"`{msg.exception}` is not an exception a check may raise",
-                        msg.span,
-                        hint="use ValueError, RuntimeError or TypeError",
-                    )
         for st in self.spec.states:
             if st.condition is not None and self.expr(
                 st.condition, "state_condition"
@@ -469,6 +462,14 @@ class Checker:
                     )
 
     def _check_message(self, msg: S.Message, on_param: bool = False) -> None:
+        """The placeholders name inputs; the exception is one a check may raise."""
+        if msg.exception not in ("ValueError", "RuntimeError", "TypeError"):
+            self.out.error(
+                "E302",
+                f"`{msg.exception}` is not an exception a check may raise",
+                msg.span,
+                hint="use ValueError, RuntimeError or TypeError",
+            )
         for ref, placeholder in S.message_parts(msg.text):
             if not placeholder:
                 continue
@@ -961,13 +962,6 @@ class _Flow:
                 hint="compare the value, e.g. `check ns_steps < 100 else ...`",
             )
         self.c._check_message(s.message)
-        if s.message.exception not in ("ValueError", "RuntimeError", "TypeError"):
-            self.c.out.error(
-                "E302",
-                f"`{s.message.exception}` is not an exception a check may raise",
-                s.message.span,
-                hint="use ValueError, RuntimeError or TypeError",
-            )
 
     def repeat(self, s: S.Repeat) -> None:
         k, dyn, _ = self.kind(s.count)

@@ -105,13 +105,8 @@ class HostPrinter(SingleTensorPrinter):
                 out(f"{name} = {self.scalar(s.cond)}")
                 then, orelse = _host_stmts(s.then), _host_stmts(s.orelse)
                 if then or orelse:
-                    out(f"if {name}:")
-                    with out.indent():
-                        self.body(s.then, out) if then else out("pass")
-                    if orelse:
-                        out("else:")
-                        with out.indent():
-                            self.body(s.orelse, out)
+                    branch = ir.If(ir.SRef(name), tuple(then), tuple(orelse))
+                    _print_if(branch, out, self.scalar, self.body)
             else:
                 self.stmt(s, out)
 
