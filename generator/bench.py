@@ -34,12 +34,9 @@ ALL_TWINS = TWINS + (
 )
 MATRICES_ONLY = {"Muon"}  # optimizes the 2-D tensors of the parameter set only
 NO_FOREACH = {"Muon"}  # torch.optim.Muon has no foreach implementation
-FUSED = {
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-}  # torch's fused kernels, and the generated ones
+TORCH_FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}  # torch's fused CPU kernels
+# The generated fused path; where torch has none, its row compares with torch's foreach path.
+FUSED = TORCH_FUSED | {"RMSprop", "Adamax", "Adadelta", "NAdam", "RAdam", "ASGD"}
 IMPLS = {"for-loop": False, "foreach": True, "fused": None}
 DTYPES = ("float32", "float64", "bfloat16")
 
@@ -82,8 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--impl",
         default=",".join(IMPLS),
         metavar="LIST",
-        help="comma-separated implementations: for-loop, foreach, fused (default: all; fused "
-        "for SGD, Adam, AdamW, Adagrad: the first steps compile it, in the warm-up)",
+        help="comma-separated implementations: for-loop, foreach, fused (default: all). fused: "
+        "the generated kernel (compiled in the warm-up steps) against torch's fused kernel, or "
+        "torch's foreach path where torch has no fused kernel (RMSprop, Adamax, Adadelta, NAdam, "
+        "RAdam, ASGD)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument(
@@ -305,6 +304,7 @@ def _bench_one(
     gen_cls: Any,
     torch_cls: Any,
     kwargs: dict[str, Any],
+    torch_kwargs: dict[str, Any] | None,
     base: Sequence[Any],
     grads: Sequence[Any],
     steps: int,
@@ -326,7 +326,7 @@ def _bench_one(
     sides = {"generated": copies(), "torch": copies()}
     opts = {
         "generated": gen_cls(sides["generated"], **kwargs),
-        "torch": torch_cls(sides["torch"], **kwargs),
+        "torch": torch_cls(sides["torch"], **(torch_kwargs or kwargs)),
     }
     times: dict[str, list[float]] = {"generated": [], "torch": []}
     order = ("generated", "torch")
@@ -475,8 +475,11 @@ def run(args: argparse.Namespace) -> int:
         for name, impl in combos:
             label = f"{name} {impl}"
             kwargs = dict(BENCH_KWARGS[name])
+            torch_kwargs = None
             if impl == "fused":
                 kwargs["fused"] = True
+                if name not in TORCH_FUSED:
+                    torch_kwargs = dict(BENCH_KWARGS[name], foreach=True)
             elif name not in NO_FOREACH:
                 kwargs["foreach"] = IMPLS[impl]
             matrices = [k for k, p in enumerate(base) if p.dim() == 2]
@@ -488,6 +491,7 @@ def run(args: argparse.Namespace) -> int:
                     gen_cls,
                     getattr(torch.optim, name),
                     kwargs,
+                    torch_kwargs,
                     [base[k] for k in keep],
                     [grads[k] for k in keep],
                     steps,
@@ -567,6 +571,14 @@ def run(args: argparse.Namespace) -> int:
         "per step / median step time;\nIQR % = interquartile range of the step times "
         "over their median (worse side): large values mean a noisy machine"
     )
+    versus_foreach = sorted(
+        {r["optimizer"] for r in results if r["impl"] == "fused"} - TORCH_FUSED
+    )
+    if versus_foreach:
+        print(
+            f"fused rows of {', '.join(versus_foreach)}: torch has no fused kernel for "
+            "them, its side is its foreach path"
+        )
     geomeans: dict[str, float] = {}
     counts: dict[str, int] = {}
     for impl in impls:

@@ -569,6 +569,9 @@ def _kinds(value, opt, depth=0):
     if depth >= 4:
         return type(value).__name__
     if isinstance(value, dict):
+        if "params" in value and value.get("fused", False) is None:
+            # a param group of a twin in parity.FUSED_EXTENSION: its added `fused` flag
+            value = {k: v for k, v in value.items() if k != "fused"}
         return {k: _kinds(v, opt, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return (type(value).__name__, [_kinds(v, opt, depth + 1) for v in value])
