@@ -36,7 +36,15 @@ MATRICES_ONLY = {"Muon"}  # optimizes the 2-D tensors of the parameter set only
 NO_FOREACH = {"Muon"}  # torch.optim.Muon has no foreach implementation
 TORCH_FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}  # torch's fused CPU kernels
 # The generated fused path; where torch has none, its row compares with torch's foreach path.
-FUSED = TORCH_FUSED | {"RMSprop", "Adamax", "Adadelta", "NAdam", "RAdam", "ASGD"}
+FUSED = TORCH_FUSED | {
+    "RMSprop",
+    "Adamax",
+    "Adadelta",
+    "NAdam",
+    "RAdam",
+    "ASGD",
+    "Rprop",
+}
 IMPLS = {"for-loop": False, "foreach": True, "fused": None}
 DTYPES = ("float32", "float64", "bfloat16")
 
@@ -82,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated implementations: for-loop, foreach, fused (default: all). fused: "
         "the generated kernel (compiled in the warm-up steps) against torch's fused kernel, or "
         "torch's foreach path where torch has no fused kernel (RMSprop, Adamax, Adadelta, NAdam, "
-        "RAdam, ASGD)",
+        "RAdam, ASGD, Rprop)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument(

@@ -53,7 +53,9 @@ CUSTOM_NAMES = ("WeirdDescent", "BertAdamW")
 TORCH_FOREACH_DIFFERS = frozenset({"NAdam", "RAdam", "ASGD", "Adafactor"})
 # Twins whose generated class adds `fused` (keyword-only, default None, last in `defaults`), a
 # flag torch's class does not have: the generated fused path exists for them too.
-FUSED_EXTENSION = frozenset({"RMSprop", "Adamax", "Adadelta", "NAdam", "RAdam", "ASGD"})
+FUSED_EXTENSION = frozenset(
+    {"RMSprop", "Adamax", "Adadelta", "NAdam", "RAdam", "ASGD", "Rprop"}
+)
 # Every twin with a generated fused path (compared with the for-loop in test_torch_parity)
 FUSED_GENERATED = frozenset({"SGD", "Adam", "AdamW", "Adagrad"}) | FUSED_EXTENSION
 

@@ -22,7 +22,7 @@ ELEMENTWISE = {
     "neg", "sqrt", "rsqrt", "abs", "sign", "exp", "log", "reciprocal", "square", "add",
     "sub", "mul", "div", "pow", "addcmul", "addcdiv", "lerp", "maximum", "minimum",
     "clamp_min", "clamp_max", "clamp", "where", "lt", "le", "gt", "ge", "eq", "ne", "copy",
-    "clone",
+    "clone", "number_like",
 }  # fmt: skip
 
 
@@ -135,6 +135,20 @@ class KernelPrinter(SingleTensorPrinter):
     def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
         if isinstance(e, ir.TOp) and e.kwargs:
             e = self.fold(e)
+        if isinstance(e, ir.TOp) and e.op == "where":
+            # torch.where of two numbers takes their dtype: numbers are float64 tensors here,
+            # so each takes the parameter's dtype, as a Python number would
+            cond, *values = e.args
+            values = [
+                v if isinstance(v, (ir.TRef, ir.TOp, ir.SConst)) else _as_param_dtype(v)
+                for v in values
+            ]
+            e = ir.TOp("where", (cond, *values))
+        if isinstance(e, ir.TOp) and e.op == "number_like":
+            return (
+                f"{self.tensor(e.args[0])[0]}.new_tensor({self.scalar(e.args[1])})",
+                True,
+            )
         return super().tensor(e)
 
     def inplace(self, target: str, ops, out: Lines) -> None:
@@ -171,6 +185,10 @@ class KernelPrinter(SingleTensorPrinter):
                 self.stmt(s, out)
 
 
+def _as_param_dtype(v: ir.SExpr) -> ir.SExpr:
+    return ir.SCall("as_param_dtype", (v,))
+
+
 class _TorchScalars(ScalarPrinter):
     """Numbers are 0-d tensors in the kernel: their functions are torch's, not math's."""
 
@@ -183,6 +201,8 @@ class _TorchScalars(ScalarPrinter):
     }
 
     def __call__(self, e) -> str:
+        if isinstance(e, ir.SCall) and e.func == "as_param_dtype":
+            return f"{self.wrap(e.args[0], 9)}.to(param.dtype)"
         if isinstance(e, ir.SCall) and e.func in self.FUNCS:
             return f"{self.FUNCS[e.func]}({', '.join(self(a) for a in e.args)})"
         return super().__call__(e)
