@@ -34,17 +34,17 @@ ALL_TWINS = TWINS + (
 )
 MATRICES_ONLY = {"Muon"}  # optimizes the 2-D tensors of the parameter set only
 NO_FOREACH = {"Muon"}  # torch.optim.Muon has no foreach implementation
-TORCH_FUSED = {"SGD", "Adam", "AdamW", "Adagrad"}  # torch's fused CPU kernels
-# The generated fused path; where torch has none, its row compares with torch's foreach path.
-FUSED = TORCH_FUSED | {
-    "RMSprop",
-    "Adamax",
-    "Adadelta",
-    "NAdam",
-    "RAdam",
-    "ASGD",
-    "Rprop",
-}
+
+
+def has_fused(cls) -> bool:
+    """Whether an optimizer class takes ``fused`` (the generated ones whose spec declares it;
+    torch's with a fused kernel). Where torch's twin has none, a fused row compares the
+    generated kernel with torch's foreach path."""
+    import inspect
+
+    return "fused" in inspect.signature(cls.__init__).parameters
+
+
 IMPLS = {"for-loop": False, "foreach": True, "fused": None}
 DTYPES = ("float32", "float64", "bfloat16")
 
@@ -439,12 +439,13 @@ def run(args: argparse.Namespace) -> int:
     copy_bytes = min(256 << 20, max(32 << 20, 2 * param_bytes))
     copy_reps = 10
 
+    torch_fused = {n for n in optimizers if has_fused(getattr(torch.optim, n))}
     combos = [
         (name, impl)
         for name in optimizers
         for impl in impls
         if not (impl == "foreach" and name in NO_FOREACH)
-        and not (impl == "fused" and name not in FUSED)
+        and not (impl == "fused" and not has_fused(getattr(gen, name)))
     ]
     print(
         f"optimgen bench: {_count(numel)} parameters in {len(shapes)} tensors "
@@ -486,7 +487,7 @@ def run(args: argparse.Namespace) -> int:
             torch_kwargs = None
             if impl == "fused":
                 kwargs["fused"] = True
-                if name not in TORCH_FUSED:
+                if name not in torch_fused:
                     torch_kwargs = dict(BENCH_KWARGS[name], foreach=True)
             elif name not in NO_FOREACH:
                 kwargs["foreach"] = IMPLS[impl]
@@ -580,7 +581,7 @@ def run(args: argparse.Namespace) -> int:
         "over their median (worse side): large values mean a noisy machine"
     )
     versus_foreach = sorted(
-        {r["optimizer"] for r in results if r["impl"] == "fused"} - TORCH_FUSED
+        {r["optimizer"] for r in results if r["impl"] == "fused"} - torch_fused
     )
     if versus_foreach:
         print(

@@ -74,3 +74,16 @@ def test_fused_refuses_complex_parameters_like_torch(name):
     expected, actual = outcomes
     assert expected is not None
     assert type(actual) is type(expected) and str(actual) == str(expected)
+
+
+def test_the_twins_with_a_fused_path_are_the_ones_the_suite_expects():
+    """parity.FUSED_GENERATED / FUSED_EXTENSION drive the fused parity cases: they must be the
+    twins whose generated class takes `fused` (and, for the extension, whose torch class
+    does not), so that a spec losing or gaining `fused` cannot slip past the suite."""
+    from parity import FUSED_EXTENSION, FUSED_GENERATED, TWIN_NAMES, accepts_kwarg
+
+    takes = {n for n in TWIN_NAMES if accepts_kwarg(generated_class(n), "fused")}
+    assert takes == FUSED_GENERATED
+    assert {n for n in takes if not accepts_kwarg(torch_class(n), "fused")} == (
+        FUSED_EXTENSION
+    )
