@@ -491,14 +491,14 @@ class Lowerer:
     def _if(self, branches, orelse, later) -> ir.If:
         (cond, body), more = branches[0], branches[1:]
         before = set(self.kinds)
-        varying = self.is_varying(cond)
-        self.varying_branches += varying
+        per_parameter = self.is_varying(cond)
+        self.varying_branches += per_parameter
         saved = dict(self.owned)
         then = self.body(body, later)
         owned_then = self.owned
         self.owned = dict(saved)
         other = [self._if(more, orelse, later)] if more else self.body(orelse, later)
-        self.varying_branches -= varying
+        self.varying_branches -= per_parameter
         # Owned after the `if` only where every branch left it owned.
         self.owned = {k: v and owned_then.get(k, False) for k, v in self.owned.items()}
         # A scalar that varies per parameter in one branch is a per-parameter value in all.
@@ -507,7 +507,6 @@ class Lowerer:
             self.varying[name] = True
         then, other = _mark_varying(then, varying), _mark_varying(other, varying)
         test = self.sexpr(cond)
-        per_parameter = self.is_varying(cond)
         traced = (
             self._branchless(test, then, other, before)
             if per_parameter and self.is_data_dependent(cond)

@@ -739,19 +739,3 @@ def _float(text: str) -> str:
         return repr(float(text))
     except ValueError:
         return f"float({text})"
-
-
-def _snake(name: str) -> str:
-    out = []
-    for k, ch in enumerate(name):
-        if (
-            ch.isupper()
-            and k
-            and (
-                not name[k - 1].isupper()
-                or (k + 1 < len(name) and name[k + 1].islower())
-            )
-        ):
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
