@@ -78,13 +78,27 @@ class Adadelta(Optimizer):
             for p in group["params"]:
                 p_state = self.state.get(p, [])
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(
-                        float(p_state["step"]), dtype=_get_scalar_dtype()
+                    p_state["step"] = (
+                        torch.tensor(
+                            float(p_state["step"]),
+                            dtype=_get_scalar_dtype(is_fused=group["fused"]),
+                            device=p.device,
+                        )
+                        if group["capturable"] or group["fused"]
+                        else torch.tensor(
+                            float(p_state["step"]), dtype=_get_scalar_dtype()
+                        )
                     )
 
     def _init_state(self, group, p):
         state = self.state[p]
-        state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+        state["step"] = (
+            torch.tensor(
+                0.0, dtype=_get_scalar_dtype(is_fused=group["fused"]), device=p.device
+            )
+            if group["capturable"] or group["fused"]
+            else torch.tensor(0.0, dtype=_get_scalar_dtype())
+        )
         state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["acc_delta"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
@@ -107,21 +121,21 @@ class Adadelta(Optimizer):
                 square_avgs.append(state["square_avg"])
                 acc_deltas.append(state["acc_delta"])
                 state_steps.append(state["step"])
-        if group["capturable"] and params:
-            # Steps that are safe to capture in a CUDA graph keep every scalar on the device;
-            # optimgen does not generate that implementation yet, so it refuses rather than
-            # pretending: with torch's own message where torch would refuse too.
+        if group["capturable"] and params and not torch.compiler.is_compiling():
+            # A step safe to capture in a CUDA graph keeps its counters on the parameter's
+            # device (the compiler makes its own checks, see torch's note
+            # [torch.compile x capturable])
             supported = _get_capturable_supported_devices(
                 supports_xla=not group["foreach"]
             )
-            if not all(p.device.type in supported for p in params):
+            if not all(
+                p.device.type in supported and p.device.type == step.device.type
+                for p, step in zip(params, state_steps, strict=True)
+            ):
                 raise AssertionError(
                     "If capturable=True, params and state_steps must be on supported devices: "
                     f"{supported}."
                 )
-            raise RuntimeError(
-                "capturable=True is not implemented by optimgen yet; use capturable=False"
-            )
         return has_complex
 
     @_use_grad_for_differentiable
@@ -155,6 +169,7 @@ class Adadelta(Optimizer):
                 state_steps,
                 foreach=group["foreach"],
                 differentiable=group["differentiable"],
+                capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
                 lr=group["lr"],
@@ -218,6 +233,7 @@ def adadelta(
     *,
     foreach: bool | None = None,
     differentiable: bool = False,
+    capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
     lr,
@@ -263,6 +279,7 @@ def adadelta(
             acc_deltas,
             state_steps,
             has_complex=has_complex,
+            capturable=capturable,
             lr=lr,
             rho=rho,
             eps=eps,
@@ -278,6 +295,7 @@ def adadelta(
         state_steps,
         has_complex=has_complex,
         differentiable=differentiable,
+        capturable=capturable,
         lr=lr,
         rho=rho,
         eps=eps,
@@ -295,6 +313,7 @@ def _single_tensor_adadelta(
     *,
     has_complex: bool,
     differentiable: bool,
+    capturable: bool,
     lr,
     rho,
     eps,
@@ -336,6 +355,7 @@ def _multi_tensor_adadelta(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    capturable: bool,
     lr,
     rho,
     eps,
@@ -385,12 +405,17 @@ def _multi_tensor_adadelta(
         torch._foreach_mul_(device_delta, device_g)
         torch._foreach_mul_(device_acc_deltas, rho)
         torch._foreach_addcmul_(device_acc_deltas, device_delta, device_delta, 1 - rho)
-        torch._foreach_add_(device_params, device_delta, alpha=-lr)
+        if isinstance(lr, Tensor):
+            torch._foreach_add_(device_params, torch._foreach_mul(device_delta, -lr))
+        else:
+            torch._foreach_add_(device_params, device_delta, alpha=-lr)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags.
-@torch._dynamo.config.patch(recompile_limit=64)
+# default of 8 per function for an optimizer with several flags. Floats are compiled in as
+# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
+# when lr also entered tensor arithmetic (`lr / bias_correction1`).
+@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_adadelta(
     params: list[Tensor],
     grads: list[Tensor],
@@ -405,6 +430,24 @@ def _fused_adadelta(
     weight_decay,
     maximize,
 ) -> None:
+    if params and not params[0].is_cpu:
+        device = params[0].device
+        lr = _device_number(lr, device)
+        _compiled_multi_tensor()(
+            params,
+            grads,
+            square_avgs,
+            acc_deltas,
+            state_steps,
+            has_complex=has_complex,
+            capturable=True,
+            lr=lr,
+            rho=rho,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
+        return
     lr = _to_scalar(lr)
     _weight_decay = _number_tensor(weight_decay)
     _rho = _number_tensor(rho)
@@ -464,6 +507,29 @@ def _compiled_kernel():
         fullgraph=True,
         options={"cpp.dynamic_threads": True},
     )
+
+
+@functools.cache
+def _compiled_multi_tensor():
+    # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
+    # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
+    # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
+    return torch.compile(
+        _multi_tensor_adadelta,
+        dynamic=True,
+        fullgraph=True,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _device_scalar(x: float, device: torch.device) -> Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _device_number(x, device):
+    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
+    host at every step); a tensor stays as it is."""
+    return x if isinstance(x, Tensor) else _device_scalar(float(x), device)
 
 
 def _number_tensor(x):

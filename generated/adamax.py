@@ -81,13 +81,27 @@ class Adamax(Optimizer):
             for p in group["params"]:
                 p_state = self.state.get(p, [])
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(
-                        float(p_state["step"]), dtype=_get_scalar_dtype()
+                    p_state["step"] = (
+                        torch.tensor(
+                            float(p_state["step"]),
+                            dtype=_get_scalar_dtype(is_fused=group["fused"]),
+                            device=p.device,
+                        )
+                        if group["capturable"] or group["fused"]
+                        else torch.tensor(
+                            float(p_state["step"]), dtype=_get_scalar_dtype()
+                        )
                     )
 
     def _init_state(self, group, p):
         state = self.state[p]
-        state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+        state["step"] = (
+            torch.tensor(
+                0.0, dtype=_get_scalar_dtype(is_fused=group["fused"]), device=p.device
+            )
+            if group["capturable"] or group["fused"]
+            else torch.tensor(0.0, dtype=_get_scalar_dtype())
+        )
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_inf"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
@@ -110,21 +124,21 @@ class Adamax(Optimizer):
                 exp_avgs.append(state["exp_avg"])
                 exp_infs.append(state["exp_inf"])
                 state_steps.append(state["step"])
-        if group["capturable"] and params:
-            # Steps that are safe to capture in a CUDA graph keep every scalar on the device;
-            # optimgen does not generate that implementation yet, so it refuses rather than
-            # pretending: with torch's own message where torch would refuse too.
+        if group["capturable"] and params and not torch.compiler.is_compiling():
+            # A step safe to capture in a CUDA graph keeps its counters on the parameter's
+            # device (the compiler makes its own checks, see torch's note
+            # [torch.compile x capturable])
             supported = _get_capturable_supported_devices(
                 supports_xla=not group["foreach"]
             )
-            if not all(p.device.type in supported for p in params):
+            if not all(
+                p.device.type in supported and p.device.type == step.device.type
+                for p, step in zip(params, state_steps, strict=True)
+            ):
                 raise AssertionError(
                     "If capturable=True, params and state_steps must be on supported devices: "
                     f"{supported}."
                 )
-            raise RuntimeError(
-                "capturable=True is not implemented by optimgen yet; use capturable=False"
-            )
         return has_complex
 
     @_use_grad_for_differentiable
@@ -159,6 +173,7 @@ class Adamax(Optimizer):
                 state_steps,
                 foreach=group["foreach"],
                 differentiable=group["differentiable"],
+                capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
                 lr=group["lr"],
@@ -222,6 +237,7 @@ def adamax(
     *,
     foreach: bool | None = None,
     differentiable: bool = False,
+    capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
     lr,
@@ -269,6 +285,7 @@ def adamax(
             exp_infs,
             state_steps,
             has_complex=has_complex,
+            capturable=capturable,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -285,6 +302,7 @@ def adamax(
         state_steps,
         has_complex=has_complex,
         differentiable=differentiable,
+        capturable=capturable,
         lr=lr,
         beta1=beta1,
         beta2=beta2,
@@ -303,6 +321,7 @@ def _single_tensor_adamax(
     *,
     has_complex: bool,
     differentiable: bool,
+    capturable: bool,
     lr,
     beta1,
     beta2,
@@ -319,7 +338,7 @@ def _single_tensor_adamax(
         exp_inf = exp_infs[i]
 
         step_t += 1
-        step = _get_value(step_t)
+        step = step_t if capturable else _get_value(step_t)
         g = -grad if maximize else grad
         if weight_decay != 0:
             g = g.add(param, alpha=weight_decay)
@@ -336,7 +355,10 @@ def _single_tensor_adamax(
         else:
             torch.maximum(exp_inf, g.abs().add_(eps), out=exp_inf)
         clr = lr / (1 - beta1**step)
-        param.addcdiv_(exp_avg, exp_inf, value=-clr)
+        if capturable:
+            param.addcdiv_(exp_avg.mul(-clr), exp_inf)
+        else:
+            param.addcdiv_(exp_avg, exp_inf, value=-clr)
 
 
 def _multi_tensor_adamax(
@@ -347,6 +369,7 @@ def _multi_tensor_adamax(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    capturable: bool,
     lr,
     beta1,
     beta2,
@@ -390,14 +413,15 @@ def _multi_tensor_adamax(
         device_update_4 = torch._foreach_abs(device_g)
         torch._foreach_add_(device_update_4, eps)
         torch._foreach_maximum_(device_exp_infs, device_update_4)
-        clrs = [lr / (1 - beta1 ** _get_value(step)) for step in device_state_steps]
-        if torch.compiler.is_compiling():
+        clrs = [
+            lr / (1 - beta1 ** (step if capturable else _get_value(step)))
+            for step in device_state_steps
+        ]
+        if capturable or torch.compiler.is_compiling():
             torch._foreach_addcdiv_(
                 device_params,
                 device_exp_avgs,
-                torch._foreach_div(
-                    device_exp_infs, [_get_value(x) for x in [-clr for clr in clrs]]
-                ),
+                torch._foreach_div(device_exp_infs, [-clr for clr in clrs]),
             )
         else:
             torch._foreach_addcdiv_(
@@ -409,8 +433,10 @@ def _multi_tensor_adamax(
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags.
-@torch._dynamo.config.patch(recompile_limit=64)
+# default of 8 per function for an optimizer with several flags. Floats are compiled in as
+# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
+# when lr also entered tensor arithmetic (`lr / bias_correction1`).
+@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_adamax(
     params: list[Tensor],
     grads: list[Tensor],
@@ -426,6 +452,25 @@ def _fused_adamax(
     weight_decay,
     maximize,
 ) -> None:
+    if params and not params[0].is_cpu:
+        device = params[0].device
+        lr = _device_number(lr, device)
+        _compiled_multi_tensor()(
+            params,
+            grads,
+            exp_avgs,
+            exp_infs,
+            state_steps,
+            has_complex=has_complex,
+            capturable=True,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
+        return
     lr = _to_scalar(lr)
     _weight_decay = _number_tensor(weight_decay)
     _beta1 = _number_tensor(beta1)
@@ -487,6 +532,29 @@ def _compiled_kernel():
         fullgraph=True,
         options={"cpp.dynamic_threads": True},
     )
+
+
+@functools.cache
+def _compiled_multi_tensor():
+    # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
+    # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
+    # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
+    return torch.compile(
+        _multi_tensor_adamax,
+        dynamic=True,
+        fullgraph=True,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _device_scalar(x: float, device: torch.device) -> Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _device_number(x, device):
+    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
+    host at every step); a tensor stays as it is."""
+    return x if isinstance(x, Tensor) else _device_scalar(float(x), device)
 
 
 def _number_tensor(x):

@@ -78,15 +78,19 @@ class ASGD(Optimizer):
                 p_state = self.state.get(p, [])
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
                     p_state["step"] = torch.tensor(
-                        float(p_state["step"]), dtype=_get_scalar_dtype()
+                        float(p_state["step"]),
+                        dtype=_get_scalar_dtype(),
+                        device=p.device,
                     )
                 if "eta" in p_state and not torch.is_tensor(p_state["eta"]):
                     p_state["eta"] = torch.tensor(
-                        float(p_state["eta"]), dtype=_get_scalar_dtype()
+                        float(p_state["eta"]),
+                        dtype=_get_scalar_dtype(),
+                        device=p.device,
                     )
                 if "mu" in p_state and not torch.is_tensor(p_state["mu"]):
                     p_state["mu"] = torch.tensor(
-                        float(p_state["mu"]), dtype=_get_scalar_dtype()
+                        float(p_state["mu"]), dtype=_get_scalar_dtype(), device=p.device
                     )
 
     def _init_state(self, group, p):
@@ -120,21 +124,21 @@ class ASGD(Optimizer):
                 state_steps.append(state["step"])
                 etas.append(state["eta"])
                 mus.append(state["mu"])
-        if group["capturable"] and params:
-            # Steps that are safe to capture in a CUDA graph keep every scalar on the device;
-            # optimgen does not generate that implementation yet, so it refuses rather than
-            # pretending: with torch's own message where torch would refuse too.
+        if group["capturable"] and params and not torch.compiler.is_compiling():
+            # A step safe to capture in a CUDA graph keeps its counters on the parameter's
+            # device (the compiler makes its own checks, see torch's note
+            # [torch.compile x capturable])
             supported = _get_capturable_supported_devices(
                 supports_xla=not group["foreach"]
             )
-            if not all(p.device.type in supported for p in params):
+            if not all(
+                p.device.type in supported and p.device.type == step.device.type
+                for p, step in zip(params, state_steps, strict=True)
+            ):
                 raise AssertionError(
                     "If capturable=True, params and state_steps must be on supported devices: "
                     f"{supported}."
                 )
-            raise RuntimeError(
-                "capturable=True is not implemented by optimgen yet; use capturable=False"
-            )
         return has_complex
 
     @_use_grad_for_differentiable
@@ -170,6 +174,7 @@ class ASGD(Optimizer):
                 mus,
                 foreach=group["foreach"],
                 differentiable=group["differentiable"],
+                capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
                 lr=group["lr"],
@@ -239,6 +244,7 @@ def asgd(
     *,
     foreach: bool | None = None,
     differentiable: bool = False,
+    capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
     lr,
@@ -288,6 +294,7 @@ def asgd(
             etas,
             mus,
             has_complex=has_complex,
+            capturable=capturable,
             lr=lr,
             lambd=lambd,
             alpha=alpha,
@@ -305,6 +312,7 @@ def asgd(
         mus,
         has_complex=has_complex,
         differentiable=differentiable,
+        capturable=capturable,
         lr=lr,
         lambd=lambd,
         alpha=alpha,
@@ -324,6 +332,7 @@ def _single_tensor_asgd(
     *,
     has_complex: bool,
     differentiable: bool,
+    capturable: bool,
     lr,
     lambd,
     alpha,
@@ -339,8 +348,8 @@ def _single_tensor_asgd(
         eta_t = etas[i]
         mu_t = mus[i]
         ax = axs[i]
-        eta = _get_value(eta_t)
-        mu = _get_value(mu_t)
+        eta = eta_t if capturable else _get_value(eta_t)
+        mu = mu_t if capturable else _get_value(mu_t)
 
         if torch.is_complex(param):
             param = torch.view_as_real(param)
@@ -348,12 +357,15 @@ def _single_tensor_asgd(
             ax = torch.view_as_real(ax)
         g = -grad if maximize else grad
         step_t += 1
-        step = _get_value(step_t)
+        step = step_t if capturable else _get_value(step_t)
         if weight_decay != 0:
             g = g.add(param, alpha=weight_decay)
         param.mul_(1 - lambd * eta)
-        param.add_(g, alpha=-eta)
-        if torch.compiler.is_compiling():
+        if capturable:
+            param.add_(g.mul(-eta))
+        else:
+            param.add_(g, alpha=-eta)
+        if capturable or torch.compiler.is_compiling():
             taken1_ = mu != 1
             ax_then_ = ax.clone()
             ax_then_.add_(param.sub(ax).mul_(mu))
@@ -366,7 +378,7 @@ def _single_tensor_asgd(
             else:
                 ax.copy_(param)
         eta_t.fill_(lr / (1 + lambd * lr * step) ** alpha)
-        mu_t.fill_(1 / max(1, step - t0))
+        mu_t.fill_(1 / ((step - t0).clamp(min=1) if capturable else max(1, step - t0)))
 
 
 def _multi_tensor_asgd(
@@ -378,6 +390,7 @@ def _multi_tensor_asgd(
     mus: list[Tensor],
     *,
     has_complex: bool,
+    capturable: bool,
     lr,
     lambd,
     alpha,
@@ -419,17 +432,32 @@ def _multi_tensor_asgd(
         if weight_decay != 0:
             device_g = torch._foreach_add(device_g, device_params, alpha=weight_decay)
         torch._foreach_mul_(
-            device_params, [1 - lambd * _get_value(eta) for eta in device_etas]
-        )
-        for x, y, a in zip(
             device_params,
-            device_g,
-            [-_get_value(eta) for eta in device_etas],
-            strict=True,
-        ):
-            x.add_(y, alpha=a)
-        if torch.compiler.is_compiling():
-            taken1_s = [_get_value(mu) != 1 for mu in device_mus]
+            [
+                1 - lambd * (eta if capturable else _get_value(eta))
+                for eta in device_etas
+            ],
+        )
+        if capturable:
+            torch._foreach_add_(
+                device_params,
+                torch._foreach_mul(
+                    device_g,
+                    [-(eta if capturable else _get_value(eta)) for eta in device_etas],
+                ),
+            )
+        else:
+            for x, y, a in zip(
+                device_params,
+                device_g,
+                [-(eta if capturable else _get_value(eta)) for eta in device_etas],
+                strict=True,
+            ):
+                x.add_(y, alpha=a)
+        if capturable or torch.compiler.is_compiling():
+            taken1_s = [
+                (mu if capturable else _get_value(mu)) != 1 for mu in device_mus
+            ]
             device_ax_then_ = [ax.clone() for ax in device_axs]
             device_update_4 = torch._foreach_sub(device_params, device_axs)
             torch._foreach_mul_(device_update_4, device_mus)
@@ -444,7 +472,7 @@ def _multi_tensor_asgd(
             ]
             torch._foreach_copy_(device_axs, device_update_7)
         else:
-            cond_8 = [_get_value(mu) != 1 for mu in device_mus]
+            cond_8 = [(mu if capturable else _get_value(mu)) != 1 for mu in device_mus]
             idx_8 = [j for j, ok in enumerate(cond_8) if ok]
             if idx_8:
                 device_params_8 = [device_params[j] for j in idx_8]
@@ -460,27 +488,48 @@ def _multi_tensor_asgd(
                 torch._foreach_copy_(device_axs_rest_8, device_params_rest_8)
         for eta_t, value in zip(
             device_etas,
-            [
-                _get_value(x)
-                for x in [
-                    lr / (1 + lambd * lr * _get_value(step)) ** alpha
+            (
+                [
+                    lr
+                    / (1 + lambd * lr * (step if capturable else _get_value(step)))
+                    ** alpha
                     for step in device_state_steps
                 ]
-            ],
+                if capturable
+                else [
+                    _get_value(x)
+                    for x in [
+                        lr
+                        / (1 + lambd * lr * (step if capturable else _get_value(step)))
+                        ** alpha
+                        for step in device_state_steps
+                    ]
+                ]
+            ),
             strict=True,
         ):
             eta_t.fill_(value)
         for mu_t, value in zip(
             device_mus,
-            [1 / max(1, _get_value(step) - t0) for step in device_state_steps],
+            [
+                1
+                / (
+                    (step - t0).clamp(min=1)
+                    if capturable
+                    else max(1, _get_value(step) - t0)
+                )
+                for step in device_state_steps
+            ],
             strict=True,
         ):
             mu_t.fill_(value)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags.
-@torch._dynamo.config.patch(recompile_limit=64)
+# default of 8 per function for an optimizer with several flags. Floats are compiled in as
+# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
+# when lr also entered tensor arithmetic (`lr / bias_correction1`).
+@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_asgd(
     params: list[Tensor],
     grads: list[Tensor],
@@ -497,6 +546,26 @@ def _fused_asgd(
     weight_decay,
     maximize,
 ) -> None:
+    if params and not params[0].is_cpu:
+        device = params[0].device
+        lr = _device_number(lr, device)
+        _compiled_multi_tensor()(
+            params,
+            grads,
+            axs,
+            state_steps,
+            etas,
+            mus,
+            has_complex=has_complex,
+            capturable=True,
+            lr=lr,
+            lambd=lambd,
+            alpha=alpha,
+            t0=t0,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
+        return
     lr = _to_scalar(lr)
     _weight_decay = _number_tensor(weight_decay)
     _lambd = _number_tensor(lambd)
@@ -559,6 +628,29 @@ def _compiled_kernel():
         fullgraph=True,
         options={"cpp.dynamic_threads": True},
     )
+
+
+@functools.cache
+def _compiled_multi_tensor():
+    # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
+    # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
+    # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
+    return torch.compile(
+        _multi_tensor_asgd,
+        dynamic=True,
+        fullgraph=True,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _device_scalar(x: float, device: torch.device) -> Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _device_number(x, device):
+    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
+    host at every step); a tensor stays as it is."""
+    return x if isinstance(x, Tensor) else _device_scalar(float(x), device)
 
 
 def _number_tensor(x):

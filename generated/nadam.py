@@ -88,20 +88,48 @@ class NAdam(Optimizer):
             for p in group["params"]:
                 p_state = self.state.get(p, [])
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(
-                        float(p_state["step"]), dtype=_get_scalar_dtype()
+                    p_state["step"] = (
+                        torch.tensor(
+                            float(p_state["step"]),
+                            dtype=_get_scalar_dtype(is_fused=group["fused"]),
+                            device=p.device,
+                        )
+                        if group["capturable"] or group["fused"]
+                        else torch.tensor(
+                            float(p_state["step"]), dtype=_get_scalar_dtype()
+                        )
                     )
                 if "mu_product" in p_state and not torch.is_tensor(
                     p_state["mu_product"]
                 ):
-                    p_state["mu_product"] = torch.tensor(
-                        float(p_state["mu_product"]), dtype=_get_scalar_dtype()
+                    p_state["mu_product"] = (
+                        torch.tensor(
+                            float(p_state["mu_product"]),
+                            dtype=_get_scalar_dtype(is_fused=group["fused"]),
+                            device=p.device,
+                        )
+                        if group["capturable"] or group["fused"]
+                        else torch.tensor(
+                            float(p_state["mu_product"]), dtype=_get_scalar_dtype()
+                        )
                     )
 
     def _init_state(self, group, p):
         state = self.state[p]
-        state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
-        state["mu_product"] = torch.tensor(1.0, dtype=_get_scalar_dtype())
+        state["step"] = (
+            torch.tensor(
+                0.0, dtype=_get_scalar_dtype(is_fused=group["fused"]), device=p.device
+            )
+            if group["capturable"] or group["fused"]
+            else torch.tensor(0.0, dtype=_get_scalar_dtype())
+        )
+        state["mu_product"] = (
+            torch.tensor(
+                1.0, dtype=_get_scalar_dtype(is_fused=group["fused"]), device=p.device
+            )
+            if group["capturable"] or group["fused"]
+            else torch.tensor(1.0, dtype=_get_scalar_dtype())
+        )
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
@@ -127,21 +155,21 @@ class NAdam(Optimizer):
                 exp_avg_sqs.append(state["exp_avg_sq"])
                 state_steps.append(state["step"])
                 mu_products.append(state["mu_product"])
-        if group["capturable"] and params:
-            # Steps that are safe to capture in a CUDA graph keep every scalar on the device;
-            # optimgen does not generate that implementation yet, so it refuses rather than
-            # pretending: with torch's own message where torch would refuse too.
+        if group["capturable"] and params and not torch.compiler.is_compiling():
+            # A step safe to capture in a CUDA graph keeps its counters on the parameter's
+            # device (the compiler makes its own checks, see torch's note
+            # [torch.compile x capturable])
             supported = _get_capturable_supported_devices(
                 supports_xla=not group["foreach"]
             )
-            if not all(p.device.type in supported for p in params):
+            if not all(
+                p.device.type in supported and p.device.type == step.device.type
+                for p, step in zip(params, state_steps, strict=True)
+            ):
                 raise AssertionError(
                     "If capturable=True, params and state_steps must be on supported devices: "
                     f"{supported}."
                 )
-            raise RuntimeError(
-                "capturable=True is not implemented by optimgen yet; use capturable=False"
-            )
         return has_complex
 
     @_use_grad_for_differentiable
@@ -178,6 +206,7 @@ class NAdam(Optimizer):
                 mu_products,
                 foreach=group["foreach"],
                 differentiable=group["differentiable"],
+                capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
                 lr=group["lr"],
@@ -256,6 +285,7 @@ def nadam(
     *,
     foreach: bool | None = None,
     differentiable: bool = False,
+    capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
     lr,
@@ -309,6 +339,7 @@ def nadam(
             state_steps,
             mu_products,
             has_complex=has_complex,
+            capturable=capturable,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -328,6 +359,7 @@ def nadam(
         mu_products,
         has_complex=has_complex,
         differentiable=differentiable,
+        capturable=capturable,
         lr=lr,
         beta1=beta1,
         beta2=beta2,
@@ -349,6 +381,7 @@ def _single_tensor_nadam(
     *,
     has_complex: bool,
     differentiable: bool,
+    capturable: bool,
     lr,
     beta1,
     beta2,
@@ -373,7 +406,7 @@ def _single_tensor_nadam(
             exp_avg = torch.view_as_real(exp_avg)
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
         step_t += 1
-        step = _get_value(step_t)
+        step = step_t if capturable else _get_value(step_t)
         g = -grad if maximize else grad
         bias_correction2 = 1 - beta2**step
         if weight_decay != 0:
@@ -384,14 +417,24 @@ def _single_tensor_nadam(
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
         mu_product_t *= mu
-        mu_product = _get_value(mu_product_t)
+        mu_product = mu_product_t if capturable else _get_value(mu_product_t)
         exp_avg.lerp_(g, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         denom = exp_avg_sq.div(bias_correction2).sqrt_()
         denom = denom.add(eps) if differentiable else denom.add_(eps)
         mu_product_next = mu_product * mu_next
-        param.addcdiv_(g, denom, value=-(lr * (1.0 - mu) / (1.0 - mu_product)))
-        param.addcdiv_(exp_avg, denom, value=-(lr * mu_next / (1.0 - mu_product_next)))
+        if capturable:
+            param.addcdiv_(g.mul(-(lr * (1.0 - mu) / (1.0 - mu_product))), denom)
+        else:
+            param.addcdiv_(g, denom, value=-(lr * (1.0 - mu) / (1.0 - mu_product)))
+        if capturable:
+            param.addcdiv_(
+                exp_avg.mul(-(lr * mu_next / (1.0 - mu_product_next))), denom
+            )
+        else:
+            param.addcdiv_(
+                exp_avg, denom, value=-(lr * mu_next / (1.0 - mu_product_next))
+            )
 
 
 def _multi_tensor_nadam(
@@ -403,6 +446,7 @@ def _multi_tensor_nadam(
     mu_products: list[Tensor],
     *,
     has_complex: bool,
+    capturable: bool,
     lr,
     beta1,
     beta2,
@@ -446,7 +490,8 @@ def _multi_tensor_nadam(
             torch._foreach_add_(device_state_steps, 1)
         device_g = torch._foreach_neg(device_grads) if maximize else device_grads
         bias_correction2s = [
-            1 - beta2 ** _get_value(step) for step in device_state_steps
+            1 - beta2 ** (step if capturable else _get_value(step))
+            for step in device_state_steps
         ]
         if weight_decay != 0:
             if decoupled_weight_decay:
@@ -456,11 +501,22 @@ def _multi_tensor_nadam(
                     device_g, device_params, alpha=weight_decay
                 )
         mus = [
-            beta1 * (1.0 - 0.5 * 0.96 ** (_get_value(step) * momentum_decay))
+            beta1
+            * (
+                1.0
+                - 0.5
+                * 0.96 ** ((step if capturable else _get_value(step)) * momentum_decay)
+            )
             for step in device_state_steps
         ]
         mu_nexts = [
-            beta1 * (1.0 - 0.5 * 0.96 ** ((_get_value(step) + 1) * momentum_decay))
+            beta1
+            * (
+                1.0
+                - 0.5
+                * 0.96
+                ** (((step if capturable else _get_value(step)) + 1) * momentum_decay)
+            )
             for step in device_state_steps
         ]
         torch._foreach_mul_(device_mu_products, mus)
@@ -471,21 +527,25 @@ def _multi_tensor_nadam(
         torch._foreach_sqrt_(device_denom)
         torch._foreach_add_(device_denom, eps)
         mu_product_nexts = [
-            _get_value(mu_product) * mu_next
+            (mu_product if capturable else _get_value(mu_product)) * mu_next
             for mu_product, mu_next in zip(device_mu_products, mu_nexts)
         ]
-        if torch.compiler.is_compiling():
+        if capturable or torch.compiler.is_compiling():
             torch._foreach_addcdiv_(
                 device_params,
                 device_g,
                 torch._foreach_div(
                     device_denom,
                     [
-                        _get_value(x)
-                        for x in [
-                            -(lr * (1.0 - mu) / (1.0 - _get_value(mu_product)))
-                            for mu, mu_product in zip(mus, device_mu_products)
-                        ]
+                        -(
+                            lr
+                            * (1.0 - mu)
+                            / (
+                                1.0
+                                - (mu_product if capturable else _get_value(mu_product))
+                            )
+                        )
+                        for mu, mu_product in zip(mus, device_mu_products)
                     ],
                 ),
             )
@@ -497,25 +557,27 @@ def _multi_tensor_nadam(
                 [
                     _get_value(x)
                     for x in [
-                        -(lr * (1.0 - mu) / (1.0 - _get_value(mu_product)))
+                        -(
+                            lr
+                            * (1.0 - mu)
+                            / (
+                                1.0
+                                - (mu_product if capturable else _get_value(mu_product))
+                            )
+                        )
                         for mu, mu_product in zip(mus, device_mu_products)
                     ]
                 ],
             )
-        if torch.compiler.is_compiling():
+        if capturable or torch.compiler.is_compiling():
             torch._foreach_addcdiv_(
                 device_params,
                 device_exp_avgs,
                 torch._foreach_div(
                     device_denom,
                     [
-                        _get_value(x)
-                        for x in [
-                            -(lr * mu_next / (1.0 - mu_product_next))
-                            for mu_next, mu_product_next in zip(
-                                mu_nexts, mu_product_nexts
-                            )
-                        ]
+                        -(lr * mu_next / (1.0 - mu_product_next))
+                        for mu_next, mu_product_next in zip(mu_nexts, mu_product_nexts)
                     ],
                 ),
             )
@@ -535,8 +597,10 @@ def _multi_tensor_nadam(
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags.
-@torch._dynamo.config.patch(recompile_limit=64)
+# default of 8 per function for an optimizer with several flags. Floats are compiled in as
+# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
+# when lr also entered tensor arithmetic (`lr / bias_correction1`).
+@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_nadam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -555,6 +619,28 @@ def _fused_nadam(
     decoupled_weight_decay,
     maximize,
 ) -> None:
+    if params and not params[0].is_cpu:
+        device = params[0].device
+        lr = _device_number(lr, device)
+        _compiled_multi_tensor()(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            state_steps,
+            mu_products,
+            has_complex=has_complex,
+            capturable=True,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum_decay=momentum_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
+        return
     lr = _to_scalar(lr)
     _lr = _number_tensor(lr)
     _weight_decay = _number_tensor(weight_decay)
@@ -652,6 +738,29 @@ def _compiled_kernel():
         fullgraph=True,
         options={"cpp.dynamic_threads": True},
     )
+
+
+@functools.cache
+def _compiled_multi_tensor():
+    # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
+    # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
+    # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
+    return torch.compile(
+        _multi_tensor_nadam,
+        dynamic=True,
+        fullgraph=True,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _device_scalar(x: float, device: torch.device) -> Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _device_number(x, device):
+    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
+    host at every step); a tensor stays as it is."""
+    return x if isinstance(x, Tensor) else _device_scalar(float(x), device)
 
 
 def _number_tensor(x):

@@ -84,13 +84,27 @@ class RAdam(Optimizer):
             for p in group["params"]:
                 p_state = self.state.get(p, [])
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(
-                        float(p_state["step"]), dtype=_get_scalar_dtype()
+                    p_state["step"] = (
+                        torch.tensor(
+                            float(p_state["step"]),
+                            dtype=_get_scalar_dtype(is_fused=group["fused"]),
+                            device=p.device,
+                        )
+                        if group["capturable"] or group["fused"]
+                        else torch.tensor(
+                            float(p_state["step"]), dtype=_get_scalar_dtype()
+                        )
                     )
 
     def _init_state(self, group, p):
         state = self.state[p]
-        state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+        state["step"] = (
+            torch.tensor(
+                0.0, dtype=_get_scalar_dtype(is_fused=group["fused"]), device=p.device
+            )
+            if group["capturable"] or group["fused"]
+            else torch.tensor(0.0, dtype=_get_scalar_dtype())
+        )
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
@@ -113,21 +127,21 @@ class RAdam(Optimizer):
                 exp_avgs.append(state["exp_avg"])
                 exp_avg_sqs.append(state["exp_avg_sq"])
                 state_steps.append(state["step"])
-        if group["capturable"] and params:
-            # Steps that are safe to capture in a CUDA graph keep every scalar on the device;
-            # optimgen does not generate that implementation yet, so it refuses rather than
-            # pretending: with torch's own message where torch would refuse too.
+        if group["capturable"] and params and not torch.compiler.is_compiling():
+            # A step safe to capture in a CUDA graph keeps its counters on the parameter's
+            # device (the compiler makes its own checks, see torch's note
+            # [torch.compile x capturable])
             supported = _get_capturable_supported_devices(
                 supports_xla=not group["foreach"]
             )
-            if not all(p.device.type in supported for p in params):
+            if not all(
+                p.device.type in supported and p.device.type == step.device.type
+                for p, step in zip(params, state_steps, strict=True)
+            ):
                 raise AssertionError(
                     "If capturable=True, params and state_steps must be on supported devices: "
                     f"{supported}."
                 )
-            raise RuntimeError(
-                "capturable=True is not implemented by optimgen yet; use capturable=False"
-            )
         return has_complex
 
     @_use_grad_for_differentiable
@@ -162,6 +176,7 @@ class RAdam(Optimizer):
                 state_steps,
                 foreach=group["foreach"],
                 differentiable=group["differentiable"],
+                capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
                 lr=group["lr"],
@@ -240,6 +255,7 @@ def radam(
     *,
     foreach: bool | None = None,
     differentiable: bool = False,
+    capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
     lr,
@@ -289,6 +305,7 @@ def radam(
             exp_avg_sqs,
             state_steps,
             has_complex=has_complex,
+            capturable=capturable,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -306,6 +323,7 @@ def radam(
         state_steps,
         has_complex=has_complex,
         differentiable=differentiable,
+        capturable=capturable,
         lr=lr,
         beta1=beta1,
         beta2=beta2,
@@ -325,6 +343,7 @@ def _single_tensor_radam(
     *,
     has_complex: bool,
     differentiable: bool,
+    capturable: bool,
     lr,
     beta1,
     beta2,
@@ -349,7 +368,7 @@ def _single_tensor_radam(
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
         g = -grad if maximize else grad
         step_t += 1
-        step = _get_value(step_t)
+        step = step_t if capturable else _get_value(step_t)
         if weight_decay != 0:
             if decoupled_weight_decay:
                 param.mul_(1 - lr * weight_decay)
@@ -361,7 +380,7 @@ def _single_tensor_radam(
         bias_correction2 = 1 - beta2**step
         m_hat = exp_avg.div(bias_correction1)
         rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
-        if torch.compiler.is_compiling():
+        if capturable or torch.compiler.is_compiling():
             taken1_ = rho_t > 5.0
             rect_then_ = (
                 (rho_t - 4)
@@ -417,6 +436,7 @@ def _multi_tensor_radam(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    capturable: bool,
     lr,
     beta1,
     beta2,
@@ -468,18 +488,23 @@ def _multi_tensor_radam(
         torch._foreach_mul_(device_exp_avg_sqs, beta2)
         torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
         bias_correction1s = [
-            1 - beta1 ** _get_value(step) for step in device_state_steps
+            1 - beta1 ** (step if capturable else _get_value(step))
+            for step in device_state_steps
         ]
         bias_correction2s = [
-            1 - beta2 ** _get_value(step) for step in device_state_steps
+            1 - beta2 ** (step if capturable else _get_value(step))
+            for step in device_state_steps
         ]
         device_m_hat = torch._foreach_div(device_exp_avgs, bias_correction1s)
         rho_ts = [
             rho_inf
-            - 2 * _get_value(step) * beta2 ** _get_value(step) / bias_correction2
+            - 2
+            * (step if capturable else _get_value(step))
+            * beta2 ** (step if capturable else _get_value(step))
+            / bias_correction2
             for step, bias_correction2 in zip(device_state_steps, bias_correction2s)
         ]
-        if torch.compiler.is_compiling():
+        if capturable or torch.compiler.is_compiling():
             taken1_s = [rho_t > 5.0 for rho_t in rho_ts]
             rect_then_s = [
                 (
@@ -555,8 +580,10 @@ def _multi_tensor_radam(
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags.
-@torch._dynamo.config.patch(recompile_limit=64)
+# default of 8 per function for an optimizer with several flags. Floats are compiled in as
+# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
+# when lr also entered tensor arithmetic (`lr / bias_correction1`).
+@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_radam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -573,6 +600,26 @@ def _fused_radam(
     decoupled_weight_decay,
     maximize,
 ) -> None:
+    if params and not params[0].is_cpu:
+        device = params[0].device
+        lr = _device_number(lr, device)
+        _compiled_multi_tensor()(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            state_steps,
+            has_complex=has_complex,
+            capturable=True,
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            weight_decay=weight_decay,
+            decoupled_weight_decay=decoupled_weight_decay,
+            maximize=maximize,
+        )
+        return
     lr = _to_scalar(lr)
     rho_inf = 2 / (1 - beta2) - 1
     _lr = _number_tensor(lr)
@@ -679,6 +726,29 @@ def _compiled_kernel():
         fullgraph=True,
         options={"cpp.dynamic_threads": True},
     )
+
+
+@functools.cache
+def _compiled_multi_tensor():
+    # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
+    # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
+    # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
+    return torch.compile(
+        _multi_tensor_radam,
+        dynamic=True,
+        fullgraph=True,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _device_scalar(x: float, device: torch.device) -> Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _device_number(x, device):
+    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
+    host at every step); a tensor stays as it is."""
+    return x if isinstance(x, Tensor) else _device_scalar(float(x), device)
 
 
 def _number_tensor(x):

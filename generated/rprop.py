@@ -72,13 +72,27 @@ class Rprop(Optimizer):
             for p in group["params"]:
                 p_state = self.state.get(p, [])
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
-                    p_state["step"] = torch.tensor(
-                        float(p_state["step"]), dtype=_get_scalar_dtype()
+                    p_state["step"] = (
+                        torch.tensor(
+                            float(p_state["step"]),
+                            dtype=_get_scalar_dtype(is_fused=group["fused"]),
+                            device=p.device,
+                        )
+                        if group["capturable"] or group["fused"]
+                        else torch.tensor(
+                            float(p_state["step"]), dtype=_get_scalar_dtype()
+                        )
                     )
 
     def _init_state(self, group, p):
         state = self.state[p]
-        state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+        state["step"] = (
+            torch.tensor(
+                0.0, dtype=_get_scalar_dtype(is_fused=group["fused"]), device=p.device
+            )
+            if group["capturable"] or group["fused"]
+            else torch.tensor(0.0, dtype=_get_scalar_dtype())
+        )
         state["prev"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         init_value = (
             complex(group["lr"], group["lr"]) if torch.is_complex(p) else group["lr"]
@@ -108,21 +122,21 @@ class Rprop(Optimizer):
                 prevs.append(state["prev"])
                 step_sizes.append(state["step_size"])
                 state_steps.append(state["step"])
-        if group["capturable"] and params:
-            # Steps that are safe to capture in a CUDA graph keep every scalar on the device;
-            # optimgen does not generate that implementation yet, so it refuses rather than
-            # pretending: with torch's own message where torch would refuse too.
+        if group["capturable"] and params and not torch.compiler.is_compiling():
+            # A step safe to capture in a CUDA graph keeps its counters on the parameter's
+            # device (the compiler makes its own checks, see torch's note
+            # [torch.compile x capturable])
             supported = _get_capturable_supported_devices(
                 supports_xla=not group["foreach"]
             )
-            if not all(p.device.type in supported for p in params):
+            if not all(
+                p.device.type in supported and p.device.type == step.device.type
+                for p, step in zip(params, state_steps, strict=True)
+            ):
                 raise AssertionError(
                     "If capturable=True, params and state_steps must be on supported devices: "
                     f"{supported}."
                 )
-            raise RuntimeError(
-                "capturable=True is not implemented by optimgen yet; use capturable=False"
-            )
         return has_complex
 
     @_use_grad_for_differentiable
@@ -158,6 +172,7 @@ class Rprop(Optimizer):
                 state_steps,
                 foreach=group["foreach"],
                 differentiable=group["differentiable"],
+                capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
                 lr=group["lr"],
@@ -220,6 +235,7 @@ def rprop(
     *,
     foreach: bool | None = None,
     differentiable: bool = False,
+    capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
     lr,
@@ -267,6 +283,7 @@ def rprop(
             step_sizes,
             state_steps,
             has_complex=has_complex,
+            capturable=capturable,
             lr=lr,
             etaminus=etaminus,
             etaplus=etaplus,
@@ -283,6 +300,7 @@ def rprop(
         state_steps,
         has_complex=has_complex,
         differentiable=differentiable,
+        capturable=capturable,
         lr=lr,
         etaminus=etaminus,
         etaplus=etaplus,
@@ -301,6 +319,7 @@ def _single_tensor_rprop(
     *,
     has_complex: bool,
     differentiable: bool,
+    capturable: bool,
     lr,
     etaminus,
     etaplus,
@@ -327,7 +346,7 @@ def _single_tensor_rprop(
         factor = torch.where(
             agreement.gt(0),
             etaplus,
-            torch.where(agreement.lt(0), etaminus, param.new_tensor(1)),
+            torch.where(agreement.lt(0), etaminus, param.new_full((), 1)),
         )
         step_size.mul_(factor).clamp_(step_size_min, step_size_max)
         g = torch.where(factor.eq(etaminus), 0, g)
@@ -343,6 +362,7 @@ def _multi_tensor_rprop(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    capturable: bool,
     lr,
     etaminus,
     etaplus,
@@ -385,7 +405,7 @@ def _multi_tensor_rprop(
             torch.where(
                 agreement.gt(0),
                 etaplus,
-                torch.where(agreement.lt(0), etaminus, param.new_tensor(1)),
+                torch.where(agreement.lt(0), etaminus, param.new_full((), 1)),
             )
             for agreement, param in zip(device_agreement, device_params, strict=True)
         ]
@@ -402,8 +422,10 @@ def _multi_tensor_rprop(
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags.
-@torch._dynamo.config.patch(recompile_limit=64)
+# default of 8 per function for an optimizer with several flags. Floats are compiled in as
+# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
+# when lr also entered tensor arithmetic (`lr / bias_correction1`).
+@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_rprop(
     params: list[Tensor],
     grads: list[Tensor],
@@ -419,6 +441,25 @@ def _fused_rprop(
     step_size_max,
     maximize,
 ) -> None:
+    if params and not params[0].is_cpu:
+        device = params[0].device
+        lr = _device_number(lr, device)
+        _compiled_multi_tensor()(
+            params,
+            grads,
+            prevs,
+            step_sizes,
+            state_steps,
+            has_complex=has_complex,
+            capturable=True,
+            lr=lr,
+            etaminus=etaminus,
+            etaplus=etaplus,
+            step_size_min=step_size_min,
+            step_size_max=step_size_max,
+            maximize=maximize,
+        )
+        return
     lr = _to_scalar(lr)
     _etaplus = _number_tensor(etaplus)
     _etaminus = _number_tensor(etaminus)
@@ -479,6 +520,29 @@ def _compiled_kernel():
         fullgraph=True,
         options={"cpp.dynamic_threads": True},
     )
+
+
+@functools.cache
+def _compiled_multi_tensor():
+    # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
+    # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
+    # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
+    return torch.compile(
+        _multi_tensor_rprop,
+        dynamic=True,
+        fullgraph=True,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _device_scalar(x: float, device: torch.device) -> Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _device_number(x, device):
+    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
+    host at every step); a tensor stays as it is."""
+    return x if isinstance(x, Tensor) else _device_scalar(float(x), device)
 
 
 def _number_tensor(x):

@@ -336,12 +336,17 @@ def _multi_tensor_sgd(
                 if nesterov
                 else device_momentum_buffers
             )
-        torch._foreach_add_(device_params, device_g, alpha=-lr)
+        if isinstance(lr, Tensor) and torch.compiler.is_compiling():
+            torch._foreach_add_(device_params, torch._foreach_mul(device_g, -lr))
+        else:
+            torch._foreach_add_(device_params, device_g, alpha=-lr)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags.
-@torch._dynamo.config.patch(recompile_limit=64)
+# default of 8 per function for an optimizer with several flags. Floats are compiled in as
+# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
+# when lr also entered tensor arithmetic (`lr / bias_correction1`).
+@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_sgd(
     params: list[Tensor],
     grads: list[Tensor],
@@ -355,6 +360,22 @@ def _fused_sgd(
     nesterov,
     maximize,
 ) -> None:
+    if params and not params[0].is_cpu:
+        device = params[0].device
+        lr = _device_number(lr, device)
+        _compiled_multi_tensor()(
+            params,
+            grads,
+            momentum_buffers,
+            has_complex=has_complex,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            maximize=maximize,
+        )
+        return
     lr = _to_scalar(lr)
     weight_decay = _to_scalar(weight_decay)
     _weight_decay = _number_tensor(weight_decay)
@@ -439,6 +460,29 @@ def _compiled_kernel():
         fullgraph=True,
         options={"cpp.dynamic_threads": True},
     )
+
+
+@functools.cache
+def _compiled_multi_tensor():
+    # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
+    # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
+    # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
+    return torch.compile(
+        _multi_tensor_sgd,
+        dynamic=True,
+        fullgraph=True,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _device_scalar(x: float, device: torch.device) -> Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _device_number(x, device):
+    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
+    host at every step); a tensor stays as it is."""
+    return x if isinstance(x, Tensor) else _device_scalar(float(x), device)
 
 
 def _number_tensor(x):

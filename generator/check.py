@@ -182,6 +182,20 @@ def check_input(inp: S.Input, out: Collector) -> None:
         )
     if inp.required and inp.default is not None:
         out.error("E204", "a `required` input has no default", inp.default.span)
+    if inp.squeezed and not any("tensor" in n.split("|") for n in inp.type.names):
+        out.error(
+            "E204",
+            "`squeezed` keeps a 1-element tensor as a 0-d one; this input cannot be a tensor",
+            inp.span,
+            hint="allow a tensor (`float | tensor`) or drop `squeezed`",
+        )
+    if inp.explicit and inp.arg_name != "foreach":
+        out.error(
+            "E204",
+            "`explicit` belongs to the `foreach` input: with it, `none` runs the for-loop",
+            inp.span,
+            hint="drop `explicit`",
+        )
     if not inp.required and inp.default is None:
         out.error(
             "E204",

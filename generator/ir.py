@@ -238,6 +238,8 @@ class Argument:
         bool  # state initialisation reads the constructor's value (self.defaults)
     )
     is_flag: bool  # foreach / differentiable / capturable / fused
+    squeezed: bool = False  # stored as `_to_scalar(value)`: a 1-element tensor made 0-d
+    explicit: bool = False  # foreach=None runs the for-loop (torch's Adafactor)
 
 
 @dataclass(frozen=True)

@@ -951,6 +951,8 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 tensor_ok=any("tensor" in n.split("|") for n in inp.type.names),
                 constructor=inp.constructor,
                 is_flag=inp.arg_name in IMPLEMENTATION_FLAGS,
+                squeezed=inp.squeezed,
+                explicit=inp.explicit,
             )
         )
     states = []

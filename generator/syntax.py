@@ -251,6 +251,8 @@ class Input:
     constructor: (
         bool  # state initialisation reads the constructor's value, not the group's
     )
+    squeezed: bool  # a 1-element tensor is kept as a 0-d one (torch's `_to_scalar`)
+    explicit: bool  # foreach: `none` means the for-loop, not torch's per-device default
     doc: str | None  # what the argument means, for the docstring
     requires: tuple[Require, ...]
     span: Span = field(compare=False)

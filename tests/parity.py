@@ -242,6 +242,26 @@ def foreach_cases(names=TWIN_NAMES) -> list:
     ]
 
 
+def reference_kwargs(
+    name: str, impl: str, kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """(torch's keyword arguments, group keys left out of the comparison) to hold the
+    generated ``impl`` with ``kwargs`` against.
+
+    Where torch's foreach path computes another formula than its for-loop (NAdam, RAdam,
+    ASGD, Adafactor), the generated foreach path follows the for-loop, and is held to it. The
+    generated fused path is held to torch's for-loop too (which the generated for-loop equals
+    bit for bit): torch's own fused kernels are not the reference, since its fused SGD with
+    momentum raises a TypeError when a parameter gets its first gradient after step 0 (its
+    momentum buffer list holds None), and its fused Adagrad with a tensor lr parts from its
+    for-loop by ~5e-11 in float64."""
+    if impl == "foreach" and name in TORCH_FOREACH_DIFFERS:
+        return {**kwargs, "foreach": False}, ("foreach",)
+    if impl == "fused":
+        return {k: v for k, v in kwargs.items() if k != "fused"}, ("fused",)
+    return kwargs, ()
+
+
 def foreach_kwargs(name: str, foreach: bool) -> dict[str, Any]:
     """``{"foreach": foreach}``, or ``{}`` for the for-loop of a twin without the
     argument (asking such a twin for foreach is a test bug)."""
@@ -377,7 +397,8 @@ def gradients_for_step(
         if i == SOMETIMES_NONE and step in none_steps:
             grads.append(None)
         else:
-            grads.append(make_gradient(step, i, tuple(p.shape), p.dtype, seed))
+            g = make_gradient(step, i, tuple(p.shape), p.dtype, seed)
+            grads.append(g.to(p.device))
     return grads
 
 
@@ -750,6 +771,7 @@ def run_side_by_side(
     closure_every: int = 2,
     compare_grads: bool = True,
     normalize_state_dict: Callable[[dict], dict] | None = None,
+    device: str = "cpu",
 ) -> SideBySideResult:
     """Step ``expected_cls`` and ``actual_cls`` on identical inputs, comparing after every
     step.  If the expected class raises (at construction or at some step), the actual class
@@ -764,7 +786,7 @@ def run_side_by_side(
         actual_kwargs = expected_kwargs
     if shapes is None:
         shapes = shapes_for(expected_cls.__name__)
-    initial = make_initial_params(dtype, seed, shapes)
+    initial = [t.to(device) for t in make_initial_params(dtype, seed, shapes)]
     e_params, a_params = clone_params(initial), clone_params(initial)
     ctx = CompareContext(
         label=label,

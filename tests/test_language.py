@@ -178,3 +178,60 @@ def test_load_spec_reports_spec_errors():
     with pytest.raises(SpecError) as info:
         load_spec("optimizer Broken\nupdate:\n    param <- param - lr * grad\n")
     assert "undefined name `lr`" in info.value.render()
+
+
+_MODIFIER_SPEC = """optimizer Probe
+input lr: float = 0.1
+input beta1, beta2 (betas): (float | tensor, float | tensor) = (0.9, 0.99){betas}
+input foreach: bool? = none, keyword{foreach}
+update:
+    param <- param - lr * beta1 * beta2 * grad
+"""
+
+
+def test_squeezed_input_stores_a_one_element_tensor_as_0d_as_torch_adam_does():
+    cls = load_spec(_MODIFIER_SPEC.format(betas=", squeezed", foreach=""))
+    betas = (torch.tensor([[0.5]]), torch.tensor([0.9]))
+    opt = cls([torch.zeros(2, requires_grad=True)], betas=betas)
+    shapes = [tuple(b.shape) for b in opt.param_groups[0]["betas"]]
+    assert shapes == [(), ()], f"betas stored with shapes {shapes}, expected 0-d"
+    plain = load_spec(_MODIFIER_SPEC.format(betas="", foreach=""))
+    opt = plain([torch.zeros(2, requires_grad=True)], betas=betas)
+    assert tuple(opt.param_groups[0]["betas"][0].shape) == (1, 1)
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_explicit_foreach_keeps_none_on_the_for_loop(explicit):
+    source = compile_text(
+        _MODIFIER_SPEC.format(betas="", foreach=", explicit" if explicit else ""),
+        "specs/probe.optim",
+    )
+    # torch's per-device default (foreach on CUDA) is asked for only without `explicit`
+    assert ("_default_to_fused_or_foreach(" in source) is not explicit
+
+
+@pytest.mark.parametrize(
+    "betas,foreach,message",
+    [
+        ("", ", explicit", None),
+        (", explicit", "", "`explicit` belongs to the `foreach` input"),
+    ],
+)
+def test_explicit_is_refused_on_any_input_but_foreach(betas, foreach, message):
+    text = _MODIFIER_SPEC.format(betas=betas, foreach=foreach)
+    if message is None:
+        compile_text(text, "specs/probe.optim")
+        return
+    with pytest.raises(SpecError) as info:
+        compile_text(text, "specs/probe.optim")
+    assert message in info.value.render() and "E204" in info.value.render()
+
+
+def test_squeezed_is_refused_on_an_input_that_cannot_be_a_tensor():
+    text = _MODIFIER_SPEC.format(betas="", foreach="").replace(
+        "input lr: float = 0.1", "input lr: float = 0.1, squeezed"
+    )
+    with pytest.raises(SpecError) as info:
+        compile_text(text, "specs/probe.optim")
+    rendered = info.value.render()
+    assert "E204" in rendered and "this input cannot be a tensor" in rendered, rendered

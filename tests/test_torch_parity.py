@@ -30,12 +30,12 @@ import pytest
 import torch
 
 from parity import (
+    reference_kwargs,
     FUSED_FLOAT32,
     FUSED_EXTENSION,
     FUSED_GENERATED,
     EXACT,
     RecordKey,
-    TORCH_FOREACH_DIFFERS,
     TWIN_NAMES,
     CompareContext,
     clone_params,
@@ -79,7 +79,8 @@ def _cpu_inputs(name, dtype=torch.float32):
 def _cuda_only_cases(name):
     """Configs optim_db only produces for CUDA/XPU devices (capturable, tensor betas ...).
     torch does not run them on CPU (capturable=True asserts on CPU), neither do we: each
-    becomes a skipped test, so that none of them vanishes silently."""
+    becomes a skipped test, so that none of them vanishes silently (tests/test_cuda.py runs
+    them on a GPU)."""
     cpu_descs = {inp.desc for inp in _cpu_inputs(name)}
     try:
         cuda = optim_info(name).optim_inputs_func(device="cuda", dtype=torch.float32)
@@ -102,7 +103,8 @@ def _cuda_only_cases(name):
             id=f"{name}_with_{slug(inp.desc)}",
             marks=pytest.mark.skip(
                 reason=f"optim_db config {inp.desc!r} of {name} is CUDA/XPU-only in "
-                "torch (capturable=True needs CUDA; torch does not run it on CPU)"
+                "torch (capturable=True needs CUDA; torch does not run it on CPU); "
+                "tests/test_cuda.py runs it where a GPU is"
             ),
         )
         for inp in cuda
@@ -202,18 +204,7 @@ def _run_config_vs_torch(
     kwargs = {**config, **_impl_kwargs(name, impl)}
     param_dtype = param_dtype or dtype
     comparison += " (complex)" if param_dtype.is_complex else ""
-    reference, ignore = kwargs, ()
-    if impl == "foreach" and name in TORCH_FOREACH_DIFFERS:
-        # torch's foreach path computes another formula; the generated one follows the loop
-        reference, ignore = {**kwargs, "foreach": False}, ("foreach",)
-    if impl == "fused":
-        # The generated fused path must agree with the for-loop (torch's, which the generated
-        # for-loop equals bit for bit). torch's own fused kernels are not the reference: its
-        # fused SGD with momentum raises a TypeError when a parameter gets its first gradient
-        # after step 0 (its momentum buffer list holds None), and its fused Adagrad with a
-        # tensor lr parts from its for-loop by ~5e-11 in float64.
-        reference = {k: v for k, v in kwargs.items() if k != "fused"}
-        ignore = ("fused",)
+    reference, ignore = reference_kwargs(name, impl, kwargs)
     result = run_side_by_side(
         torch_class(name),
         generated_class(name),

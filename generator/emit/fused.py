@@ -9,6 +9,10 @@ is compiled once per configuration (the bools), dtype and device, with dynamic s
 learning rate is a new input, not a recompilation. In the kernel, torch's ``alpha=``/``value=``
 (which must be Python numbers) become multiplications of an operand, and a lazy state is made
 before the kernel and given its first value inside it.
+
+That is the CPU design. On an accelerator a compiled call per parameter costs more than the kernel
+it runs (a launch and dynamo's guards each), so there ``_fused_<name>`` compiles the multi-tensor
+path whole instead (generator.emit.module): one graph of foreach kernels, counters on the device.
 """
 
 from __future__ import annotations
@@ -95,7 +99,8 @@ class HostPrinter(SingleTensorPrinter):
     """The per-parameter numbers and decisions, printed as the for-loop prints them."""
 
     def __init__(self, opt: ir.Optimizer, split: _Split):
-        super().__init__(opt)
+        # decisions are Python bools: the host reads numbers, capturable or not
+        super().__init__(opt, capturable_counters=False)
         self.split = split
 
     def body(self, stmts, out: Lines) -> None:

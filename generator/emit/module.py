@@ -83,6 +83,35 @@ def _ops_used(stmts) -> set[str]:
     return ops
 
 
+def _decides(opt: ir.Optimizer) -> set[str]:
+    """The names a branch or a check of the update is decided by, directly or through the
+    numbers made from them (SGD's `weight_decay != 0`): these must stay Python numbers.
+    """
+    found: set[str] = set()
+
+    def names(e) -> set[str]:
+        out: set[str] = set()
+        uses(e, lambda r: isinstance(r, ir.SRef) and out.add(r.name) and False)
+        return out
+
+    stmts = list(ir.walk(opt.hoisted + opt.body))
+    for s in stmts:
+        if isinstance(s, ir.If):
+            found |= names(s.cond)
+        elif isinstance(s, ir.Raise):
+            found |= names(s.fails)
+    changed = True
+    while changed:
+        changed = False
+        for s in stmts:
+            if isinstance(s, ir.ScalarLet) and s.name in found:
+                more = names(s.value) - found
+                if more:
+                    found |= more
+                    changed = True
+    return found
+
+
 def _reads_count_before_update(stmts, key: str) -> bool:
     for s in ir.walk(stmts):
         if isinstance(s, ir.CountUpdate) and s.state == key:
@@ -239,8 +268,7 @@ class ModuleRenderer:
                 out(f'state["{s.key}"] = {value}')
             elif s.kind == "count":
                 out(
-                    f'state["{s.key}"] = torch.tensor({_float(value)}, dtype=_get_scalar_dtype()'
-                    + (", device=p.device)" if s.on_device else ")")
+                    f'state["{s.key}"] = {self.count_tensor(s, _float(value), "group")}'
                 )
             elif value in ("0", "0.0"):
                 out(
@@ -284,6 +312,26 @@ class ModuleRenderer:
                 out.level -= 1
         return out.text()
 
+    def count_tensor(self, s: ir.State, value: str, group: str) -> str:
+        """A new counter tensor. On the parameter's device where the spec says so, or where
+        capturable=True or fused=True asks for it (torch's note "special device hosting for
+        step"), in float32 for fused as torch's fused kernels take it; else a CPU scalar.
+        """
+        cpu = f"torch.tensor({value}, dtype=_get_scalar_dtype())"
+        if s.on_device:
+            return f"torch.tensor({value}, dtype=_get_scalar_dtype(), device=p.device)"
+        flags = [f for f in ("capturable", "fused") if f in self.args]
+        if not flags:
+            return cpu
+        dtype = (
+            f'_get_scalar_dtype(is_fused={group}["fused"])'
+            if "fused" in flags
+            else "_get_scalar_dtype()"
+        )
+        on_device = f"torch.tensor({value}, dtype={dtype}, device=p.device)"
+        test = " or ".join(f'{group}["{f}"]' for f in flags)
+        return f"({on_device} if {test} else {cpu})"
+
     def _has_eager_or_init(self) -> bool:
         return any(s.init is not None for s in self.param_states())
 
@@ -300,6 +348,8 @@ class ModuleRenderer:
             out.append(("foreach", 'group["foreach"]'))
         if "differentiable" in self.args:
             out.append(("differentiable", 'group["differentiable"]'))
+        if "capturable" in self.args:
+            out.append(("capturable", 'group["capturable"]'))
         if "fused" in self.args:
             out.append(("fused", 'group["fused"]'))
         out.append(("has_complex", "has_complex"))
@@ -356,7 +406,32 @@ class ModuleRenderer:
         opt, out = self.opt, Lines()
         fname = _functional_name(opt)
         host, tensors, numbers, decisions = host_source(opt, fname)
-        printer = SingleTensorPrinter(opt)
+        printer = SingleTensorPrinter(opt, capturable_counters=False)
+        if opt.has_foreach:
+            out("if params and not params[0].is_cpu:")
+            with out.indent():
+                # inputs that may be tensors (lr, which schedulers change) go in as device
+                # tensors: one compiled graph serves every value; other numbers are compiled
+                # in as constants (dynamo's dynamic floats gave stale values, see
+                # _compiled_multi_tensor)
+                decides = _decides(opt)
+                tensor_ok = [
+                    s
+                    for a in opt.arguments
+                    if a.tensor_ok
+                    for s in a.symbols
+                    if s in opt.hyper and s not in decides
+                ]
+                if tensor_ok:
+                    out("device = params[0].device")
+                for s in tensor_ok:
+                    out(f"{s} = _device_number({s}, device)")
+                args = self.group_lists() + ["has_complex=has_complex"]
+                if "capturable" in self.args:
+                    args.append("capturable=True")  # the counters are on the device
+                args += [f"{s}={s}" for s in opt.hyper]
+                out(f"_compiled_multi_tensor()({', '.join(args)})")
+                out("return")
         self._to_scalar(out)
         printer.body(opt.hoisted, out)
         # numbers decided by hyperparameters are made tensors once per group
@@ -439,7 +514,8 @@ class ModuleRenderer:
                     views.append((s.var, s.condition))
             for s in self.param_states():
                 if s.kind == "count" and _reads_count_before_update(opt.body, s.key):
-                    out(f"{s.key} = {count_value(opt, s.var, s.as_number)}")
+                    value = count_value(opt, s.var, s.as_number, printer.keep_tensors)
+                    out(f"{s.key} = {value}")
             out("")
             if opt.sparse == "only":
                 self._sparse_body(out)
@@ -564,7 +640,7 @@ class ModuleRenderer:
 
     def random_step(self) -> str:
         opt, out = self.opt, Lines()
-        printer = SingleTensorPrinter(opt)
+        printer = SingleTensorPrinter(opt, capturable_counters=False)
         for s in opt.states:
             if s.scope == "optimizer" and s.kind == "count":
                 out(f'if "{s.key}" not in self.state:')
@@ -610,6 +686,9 @@ class ModuleRenderer:
             a = self.args[inp.arg_name]
             kind = a.annotation + (", optional" if a.default is not None else "")
             doc = inp.doc or _FLAG_DOCS.get(a.name, "")
+            if a.explicit:
+                doc = "whether the foreach (multi-tensor) implementation is used; unspecified "
+                doc += "(None), the for-loop runs on every device."
             default = f" (default: {a.default})" if a.default is not None else ""
             parts.append(f"        {a.name} ({kind}): {doc}{default}".rstrip())
         if opt.notes:
@@ -626,7 +705,10 @@ class ModuleRenderer:
     def context(self) -> dict:
         opt = self.opt
         imports = ["Optimizer", "ParamsT"]
-        if opt.has_foreach:
+        foreach_explicit = any(
+            a.name == "foreach" and a.explicit for a in opt.arguments
+        )
+        if opt.has_foreach and not foreach_explicit:
             imports += ["_default_to_fused_or_foreach"]
         if opt.mode == "each":
             if "differentiable" in self.args:
@@ -635,6 +717,7 @@ class ModuleRenderer:
                 imports.append("_get_capturable_supported_devices")
         ctx = dict(
             opt=opt,
+            foreach_explicit=foreach_explicit,
             fname=_functional_name(opt),
             arg_names=set(self.args),
             signature=self.signature(),
@@ -644,12 +727,22 @@ class ModuleRenderer:
             has_fused="fused" in self.args,
             eager_states=any(s.eager for s in self.param_states()),
             count_states=[
-                s for s in self.param_states() if s.kind == "count" and not s.as_number
+                (s.key, self.count_tensor(s, f'float(p_state["{s.key}"])', "group"))
+                for s in self.param_states()
+                if s.kind == "count" and not s.as_number
             ],
             init_state=self.init_state(),
             group_lists=self.group_lists(),
             collect_state=self.collect_state(),
             step_checks=self.step_checks(),
+            capturable_counts=next(
+                (
+                    s.list_name
+                    for s in self.param_states()
+                    if s.kind == "count" and not s.as_number
+                ),
+                "params",
+            ),
             unpack=self.unpack(),
             call_kwargs=self.call_kwargs(),
             store_lazy=self.store_lazy(),
@@ -680,6 +773,8 @@ class ModuleRenderer:
                 imports.append(name)
         if ctx["count_states"]:
             imports.append("_get_scalar_dtype")
+        if any(a.squeezed for a in opt.arguments):
+            imports.append("_to_scalar")
         ctx["optimizer_imports"] = sorted(
             set(imports), key=lambda n: (n.startswith("_"), n.lower())
         )

@@ -206,12 +206,19 @@ class Lines:
 
 
 class SingleTensorPrinter:
-    def __init__(self, opt: ir.Optimizer):
+    def __init__(self, opt: ir.Optimizer, capturable_counters: bool = True):
         self.opt = opt
         # With differentiable=True, autograd needs the results it saved (sqrt's output) unchanged.
         self.differentiable = any(a.name == "differentiable" for a in opt.arguments)
         self.scalar = ScalarPrinter(self._ref, lambda e: self.tensor(e)[0])
         self.counts = {s.key for s in opt.states if s.kind == "count"}
+        # with capturable=True counters stay tensors on the device (the fused host reads numbers)
+        self.keep_tensors = capturable_counters and capturable(opt)
+        self.device_scalars = _counter_values(opt)
+        if self.keep_tensors and self.device_scalars:
+            self.scalar = CapturableScalars(
+                self._ref, lambda e: self.tensor(e)[0], self.device_scalars
+            )
 
     def _ref(self, r: ir.SRef) -> str:
         return r.name  # counts are refreshed into a Python number named after their key
@@ -223,6 +230,10 @@ class SingleTensorPrinter:
         spell = OPS[e.op]
         if e.op == "neg" and isinstance(e.args[0], ir.TRef):
             return f"-{self.tensor(e.args[0])[0]}", True
+        if e.op == "number_like":
+            # a fill on the device, not a copy from the host (CUDA graph capture forbids those)
+            like = self.tensor(e.args[0])[0]
+            return f"{like}.new_full((), {self.scalar(e.args[1])})", True
         if spell.infix is not None:
             a, b = (self.tensor(x)[0] for x in e.args)
             return f"({a} {spell.infix} {b})", True
@@ -286,6 +297,22 @@ class SingleTensorPrinter:
         return self.scalar(a)
 
     def inplace(self, target: str, ops: tuple[ir.TOp, ...], out: Lines) -> None:
+        on_device = lambda v: uses(  # noqa: E731
+            v, lambda r: isinstance(r, ir.SRef) and r.name in self.device_scalars
+        )
+        if self.keep_tensors and any(on_device(v) for op in ops for _, v in op.kwargs):
+            # alpha= and value= take Python numbers only: with capturable=True a value made
+            # from a counter is a tensor on the device, so it multiplies an operand instead
+            out("if capturable:")
+            with out.indent():
+                self._inplace(target, tuple(fold_keywords(op) for op in ops), out)
+            out("else:")
+            with out.indent():
+                self._inplace(target, ops, out)
+            return
+        self._inplace(target, ops, out)
+
+    def _inplace(self, target: str, ops: tuple[ir.TOp, ...], out: Lines) -> None:
         chain = target
         for op in ops:
             spell = OPS[op.op]
@@ -336,7 +363,8 @@ class SingleTensorPrinter:
             ):  # a number: the list carries the new value back to the state
                 out(f"{st.list_name}[i] = {var}")
             if s.read_after:
-                out(f"{s.state} = {count_value(self.opt, var, st.as_number)}")
+                value = count_value(self.opt, var, st.as_number, self.keep_tensors)
+                out(f"{s.state} = {value}")
         elif isinstance(s, ir.TensorLet):
             self.let(s.name, s.value, out)
         elif isinstance(s, ir.InPlace):
@@ -353,7 +381,11 @@ class SingleTensorPrinter:
                 self.body(s.update, out)
         elif isinstance(s, ir.If):
             _traced_or(
-                s, out, self.body, lambda: _print_if(s, out, self.scalar, self.body)
+                s,
+                out,
+                self.body,
+                lambda: _print_if(s, out, self.scalar, self.body),
+                traced(self.opt),
             )
         elif isinstance(s, ir.Repeat):
             out(f"for _ in range({self.scalar(s.count)}):")
@@ -402,23 +434,134 @@ class SparseValuesPrinter(SingleTensorPrinter):
         out(f"{target}.{method}({rows}{alpha})")
 
 
-def count_value(opt: ir.Optimizer, var: str, as_number: bool) -> str:
+def capturable(opt: ir.Optimizer) -> bool:
+    """Whether the spec takes torch's `capturable` flag: its counters then stay tensors on the
+    parameter's device, read without a host-device sync, as CUDA graph capture requires.
+    """
+    return any(a.name == "capturable" for a in opt.arguments)
+
+
+def traced(opt: ir.Optimizer) -> str:
+    """The run-time test for "the counters are tensors here": under torch.compile (dynamo
+    traces them as tensors) and, where the spec has the flag, with capturable=True."""
+    if capturable(opt):
+        return "capturable or torch.compiler.is_compiling()"
+    return "torch.compiler.is_compiling()"
+
+
+class CapturableScalars(ScalarPrinter):
+    """Numbers made from counters are device tensors with capturable=True: Python's ``max`` or
+    ``math.sqrt`` of one would read it back to the host (a sync, and an error inside CUDA graph
+    capture), so such a call becomes torch's, chosen at run time as torch's capturable code
+    chooses (ASGD's ``1 / max(1, step - t0)``)."""
+
+    TORCH = {"sqrt": "torch.sqrt", "exp": "torch.exp", "log": "torch.log"}
+
+    def __init__(
+        self, ref, tensor, device_scalars: set[str], device_ref=None, eager_ref=None
+    ):
+        super().__init__(ref, tensor)
+        self.device_scalars = device_scalars
+        # how a name reads on either side of the run-time choice, where that decides it (the
+        # foreach path's ``step if capturable else _get_value(step)``)
+        self.device_ref = device_ref or ref
+        self.eager_ref = eager_ref or ref
+
+    def on_device(self, e) -> bool:
+        return uses(
+            e, lambda r: isinstance(r, ir.SRef) and r.name in self.device_scalars
+        )
+
+    def __call__(self, e) -> str:
+        if not (
+            isinstance(e, ir.SCall)
+            and e.func in ("max", "min", *self.TORCH)
+            and self.on_device(e)
+        ):
+            return super().__call__(e)
+        ref = self.ref
+        try:
+            self.ref = self.eager_ref
+            eager = super().__call__(e)
+            self.ref = self.device_ref
+            device = self._on_device(e)
+        finally:
+            self.ref = ref
+        return f"({device} if capturable else {eager})"
+
+    def _on_device(self, e: ir.SCall) -> str:
+        args = [self(a) for a in e.args]
+        if e.func in self.TORCH:
+            device = f"{self.TORCH[e.func]}({args[0]})"
+        else:
+            atom = PY_PRECEDENCE["atom"]
+            on = [self.wrap(x, atom) for x in e.args if self.on_device(x)]
+            off = [a for a, x in zip(args, e.args) if not self.on_device(x)]
+            bound = "min" if e.func == "max" else "max"
+            if len(on) == 1 and len(off) == 1:
+                device = f"{on[0]}.clamp({bound}={off[0]})"
+            else:
+                fn = "torch.maximum" if e.func == "max" else "torch.minimum"
+                device = f"{fn}({', '.join(on)})"
+                for a in off:
+                    device = f"{device}.clamp({bound}={a})"
+        return device
+
+
+def fold_keywords(op: ir.TOp) -> ir.TOp:
+    """``op`` (an in-place operation, its target left out) without the ``alpha=``/``value=``
+    that torch takes as Python numbers only: the number multiplies an operand instead.
+    """
+    kw = dict(op.kwargs)
+    if op.op in ("add", "sub") and "alpha" in kw:
+        return ir.TOp(op.op, (ir.TOp("mul", (op.args[0], kw["alpha"])),))
+    if op.op in ("addcmul", "addcdiv") and "value" in kw:
+        a, b = op.args
+        return ir.TOp(op.op, (ir.TOp("mul", (a, kw["value"])), b))
+    return op
+
+
+def _counter_values(opt: ir.Optimizer) -> set[str]:
+    """The per-parameter counters and the numbers computed from them: tensors on the device
+    with capturable=True."""
+    found = {
+        s.key
+        for s in opt.states
+        if s.kind == "count" and s.scope == "parameter" and not s.as_number
+    }
+    for s in ir.walk(opt.body):
+        if isinstance(s, ir.ScalarLet) and uses(
+            s.value, lambda r: isinstance(r, ir.SRef) and r.name in found
+        ):
+            found.add(s.name)
+    return found
+
+
+def count_value(
+    opt: ir.Optimizer, var: str, as_number: bool, keep_tensor: bool = False
+) -> str:
     """A counter's value as a number: ``_get_value(step_t)`` (a tensor while dynamo traces),
     ``step_t.item()`` in an update that reads numbers off tensors anyway, or the number itself.
+    With ``keep_tensor`` (a spec taking `capturable`) the counter stays a tensor when
+    capturable=True, as torch's capturable paths keep ``step_t``.
     """
     if as_number:
         return var
-    return f"{var}.item()" if opt.reads_numbers else f"_get_value({var})"
+    value = f"{var}.item()" if opt.reads_numbers else f"_get_value({var})"
+    if keep_tensor:
+        return f"({var} if capturable else {value})"
+    return value
 
 
-def _traced_or(s: ir.If, out: Lines, body, eager) -> None:
-    """A per-parameter `if`: under torch.compile the condition is a tensor, so its branchless
-    form runs there (both branches, then torch.where, as torch's capturable formulas do).
+def _traced_or(s: ir.If, out: Lines, body, eager, test: str) -> None:
+    """A per-parameter `if`: under torch.compile (and with capturable=True) the condition is a
+    tensor, so its branchless form runs there (both branches, then torch.where, as torch's
+    capturable formulas do).
     """
     if s.traced is None:
         eager()
         return
-    out("if torch.compiler.is_compiling():")
+    out(f"if {test}:")
     with out.indent():
         body(s.traced, out)
     out("else:")
@@ -604,7 +747,7 @@ class ForeachPrinter:
 
     def _ref_item(self, r: ir.SRef) -> str:
         if r.count and r.varying:
-            return count_value(self.opt, r.name, False)
+            return count_value(self.opt, r.name, False, capturable(self.opt))
         return r.name
 
     def scalar_value(self, e: ir.SExpr) -> str:
@@ -613,7 +756,23 @@ class ForeachPrinter:
         if not refs:
             return self.scalar(e)
         single = SingleTensorPrinter(self.opt)
-        item = ScalarPrinter(self._ref_item, lambda t: single.tensor(t)[0])(e)
+        counters = _counter_values(self.opt)
+        printer = (
+            CapturableScalars(
+                self._ref_item,
+                lambda t: single.tensor(t)[0],
+                counters,
+                device_ref=lambda r: r.name,
+                eager_ref=lambda r: (
+                    count_value(self.opt, r.name, False)
+                    if r.count and r.varying
+                    else r.name
+                ),
+            )
+            if capturable(self.opt) and counters
+            else ScalarPrinter(self._ref_item, lambda t: single.tensor(t)[0])
+        )
+        item = printer(e)
         loops = [r.name for r in refs]
         lists = [
             self.tlist(r) if isinstance(r, ir.TRef) else self._ref_list(r) for r in refs
@@ -622,16 +781,23 @@ class ForeachPrinter:
             return f"[{item} for {loops[0]} in {lists[0]}]"
         return f"[{item} for {', '.join(loops)} in zip({', '.join(lists)})]"
 
-    def slot(self, a) -> tuple[str, bool]:
-        """(source, varying) of a scalar argument slot."""
+    def slot(self, a, where: str = "") -> tuple[str, bool]:
+        """(source, varying) of a scalar argument slot. ``where`` is "traced" or "eager" where
+        the caller knows whether the values are tensors (see ``traced``)."""
         refs = varying_refs(a)
         if not refs:
             return self.scalar(a), False
         src = self._ref_list(a) if isinstance(a, ir.SRef) else self.scalar_value(a)
-        if not self.opt.reads_numbers and uses(
-            a, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish
+        if (
+            where != "traced"
+            and not self.opt.reads_numbers
+            and uses(a, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish)
         ):
-            src = f"[_get_value(x) for x in {src}]"
+            numbers = f"[_get_value(x) for x in {src}]"
+            if where == "eager" or not capturable(self.opt):
+                src = numbers
+            else:  # capturable=True keeps the device tensors
+                src = f"({src} if capturable else {numbers})"
         return src, True
 
     def tensor(self, e: ir.TExpr, out: Lines, dest: str | None) -> tuple[str, bool]:
@@ -656,10 +822,13 @@ class ForeachPrinter:
             else:
                 args.append(self.slot(a)[0])
         alpha = values = None
+        test = None
         for k, v in e.kwargs:
             src, varying = self.slot(v)
             if spell.kw_positional and varying:
-                values = src
+                values = (self.slot(v, "traced")[0], self.slot(v, "eager")[0])
+            elif spell.kw_positional and self.tensor_value(v):
+                values, test = (src, src), self.tensor_value(v)
             elif spell.kw_positional:
                 args.append(src)
             elif (
@@ -672,12 +841,11 @@ class ForeachPrinter:
             args[0] = f"torch._foreach_mul({args[0]}, {alpha})"
         if values is not None:
             if fresh:
-                self._per_tensor_values(e.op, [base] + args, values, out, "_")
+                self._per_tensor_values(e.op, [base] + args, values, out, "_", test)
                 return base, True
             name = dest or self._new_temp(None)
-            out(
-                f"{name} = {self._per_tensor_values(e.op, [base] + args, values, out, '')}"
-            )
+            call = self._per_tensor_values(e.op, [base] + args, values, out, "", test)
+            out(f"{name} = {call}")
             return name, True
         call_args = ", ".join([base] + args)
         if fresh:
@@ -726,26 +894,51 @@ class ForeachPrinter:
                     args.append(self.tensor(a, out, self._new_temp("device_update"))[0])
                 else:
                     args.append(self.slot(a)[0])
-            alpha = values = None
+            alpha = values = test = None
             for k, v in op.kwargs:
                 src, varying = self.slot(v)
                 if spell.kw_positional and varying:
-                    values = src
+                    values = (self.slot(v, "traced")[0], self.slot(v, "eager")[0])
+                elif spell.kw_positional and self.tensor_value(v):
+                    values, test = (src, src), self.tensor_value(v)
                 elif spell.kw_positional:
                     args.append(src)
                 elif varying:
-                    alpha = src
+                    alpha = (self.slot(v, "traced")[0], self.slot(v, "eager")[0])
+                elif k == "alpha" and self.tensor_value(v):
+                    # foreach's alpha= takes a Python number: a tensor scales the operand
+                    scaled = [f"torch._foreach_mul({args[0]}, {src})"] + args[1:]
+                    out(f"if {self.tensor_value(v)}:")
+                    with out.indent():
+                        out(
+                            f"torch._foreach_{spell.foreach}_({', '.join([t] + scaled)})"
+                        )
+                    out("else:")
+                    out.level += 1
+                    args.append(f"{k}={src}")
+                    test = "alpha"
                 else:
                     args.append(f"{k}={src}")
             if values is not None:
-                self._per_tensor_values(op.op, [t] + args, values, out, "_")
+                self._per_tensor_values(op.op, [t] + args, values, out, "_", test)
                 continue
             if alpha is not None:
                 # torch's foreach add takes one alpha; a per-tensor alpha (ASGD's eta) keeps the
                 # for-loop's fused arithmetic through a loop rather than a separate multiply
-                out(f"for x, y, a in zip({t}, {args[0]}, {alpha}, strict=True):")
+                # (with capturable=True the alphas are device tensors: they scale the operand)
+                if capturable(self.opt):
+                    out("if capturable:")
+                    out.level += 1
+                    scaled = f"torch._foreach_mul({args[0]}, {alpha[0]})"
+                    out(f"torch._foreach_{spell.foreach}_({t}, {scaled})")
+                    out.level -= 1
+                    out("else:")
+                    out.level += 1
+                out(f"for x, y, a in zip({t}, {args[0]}, {alpha[1]}, strict=True):")
                 with out.indent():
                     out(f"x.{spell.inplace}(y, alpha=a)")
+                if capturable(self.opt):
+                    out.level -= 1
                 continue
             if (
                 op.op == "clamp"
@@ -756,9 +949,41 @@ class ForeachPrinter:
             if spell.foreach is None:
                 raise GeneratorBug(f"no foreach form for in-place {op.op}")
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
+            if test == "alpha":
+                out.level -= 1
+
+    def tensor_value(self, v) -> str | None:
+        """The run-time test of whether a group-level value (``1 - beta2``, ``-lr``) is a
+        tensor, where it may be one: foreach's ``value=`` and ``alpha=`` take Python numbers
+        only. A spec taking `capturable` keeps tensor hyperparameters on the device then; any
+        other reads them as numbers eagerly (``_to_scalar``), so the test holds only while
+        torch.compile traces it, as torch's SGD tests ``torch.compiler.is_compiling()``.
+        """
+        names = []
+        uses(
+            v,
+            lambda r: isinstance(r, ir.SRef)
+            and r.name in self.tensorish
+            and r.name not in names
+            and not names.append(r.name),
+        )
+        if not names:
+            return None
+        test = " or ".join(f"isinstance({n}, Tensor)" for n in names)
+        if capturable(self.opt):
+            return test
+        if len(names) > 1:
+            test = f"({test})"
+        return f"{test} and torch.compiler.is_compiling()"
 
     def _per_tensor_values(
-        self, op: str, args: list[str], values: str, out: Lines, suffix: str
+        self,
+        op: str,
+        args: list[str],
+        values: tuple[str, str],
+        out: Lines,
+        suffix: str,
+        test: str | None = None,
     ) -> str | None:
         """``addcdiv``/``addcmul`` with one value per tensor. Eagerly the values are numbers, a
         scalar list; under torch.compile they are tensors (``_get_value`` keeps the step a
@@ -769,19 +994,21 @@ class ForeachPrinter:
         j = 2 if op == "addcdiv" else 1
         folded = list(args)
         fold = "div" if op == "addcdiv" else "mul"
-        folded[j] = f"torch._foreach_{fold}({args[j]}, {values})"
+        tensors, numbers = values
+        folded[j] = f"torch._foreach_{fold}({args[j]}, {tensors})"
         name = f"torch._foreach_{spell.foreach}{suffix}"
+        test = test or traced(self.opt)
         if suffix:
-            out("if torch.compiler.is_compiling():")
+            out(f"if {test}:")
             with out.indent():
                 out(f"{name}({', '.join(folded)})")
             out("else:")
             with out.indent():
-                out(f"{name}({', '.join(args + [values])})")
+                out(f"{name}({', '.join(args + [numbers])})")
             return None
         return (
-            f"{name}({', '.join(folded)}) if torch.compiler.is_compiling() "
-            f"else {name}({', '.join(args + [values])})"
+            f"{name}({', '.join(folded)}) if {test} "
+            f"else {name}({', '.join(args + [numbers])})"
         )
 
     def body(self, stmts, out: Lines, later: frozenset = frozenset()) -> None:
@@ -851,7 +1078,9 @@ class ForeachPrinter:
                 self.known = set(known)
                 self.partition(s, out, later)
 
-            _traced_or(s, out, lambda b, o: self.body(b, o, later), eager)
+            _traced_or(
+                s, out, lambda b, o: self.body(b, o, later), eager, traced(self.opt)
+            )
         elif isinstance(s, ir.If):
             _print_if(s, out, self.scalar, lambda b, o: self.body(b, o, later))
         elif isinstance(s, ir.Repeat):
