@@ -12,9 +12,11 @@ measured in the same run. torch and the `generated` package are imported lazily 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -214,6 +216,10 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n:,}"
 
 
+def _mib(n: float) -> str:
+    return "-" if math.isnan(n) else f"{n / 2**20:.1f}"
+
+
 def _median_ms(samples: Sequence[float]) -> float:
     return statistics.median(samples) * 1e3 if samples else math.nan
 
@@ -307,6 +313,57 @@ def _copy_bandwidth(
     return samples
 
 
+@contextlib.contextmanager
+def _stderr_silenced():
+    """The profiler's C++ side announces its start and stop on file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _step_peak_bytes(torch: Any, device: Any, step: Callable[[], Any], sync) -> float:
+    """Bytes a step allocates above what existed before it, at its peak (its temporaries):
+    CUDA's allocator statistics on a GPU; on CPU, the memory timeline of torch's profiler
+    (every tensor created and destroyed during the step). NaN where neither is available.
+    """
+    if device.type == "cuda":
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        sync()
+        return float(torch.cuda.max_memory_allocated(device) - before)
+    try:
+        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler._memory_profiler import Action
+    except ImportError:  # pragma: no cover - a torch without the memory timeline
+        return math.nan
+    with (
+        _stderr_silenced(),
+        profile(
+            activities=[ProfilerActivity.CPU],
+            profile_memory=True,
+            record_shapes=True,
+            with_stack=True,
+        ) as prof,
+    ):
+        step()
+    current = peak = 0
+    for _, action, _, size in prof._memory_profile().timeline:
+        if action == Action.CREATE:
+            current += size
+        elif action == Action.DESTROY:
+            current -= size
+        peak = max(peak, current)
+    return float(peak)
+
+
 def _bench_one(
     torch: Any,
     gen_cls: Any,
@@ -356,6 +413,11 @@ def _bench_one(
     finally:
         if gc_was_enabled:
             gc.enable()
+    # one more step per side, untimed, for the memory it allocates
+    peak_bytes = {
+        side: _step_peak_bytes(torch, sides[side][0].device, opts[side].step, sync)
+        for side in order
+    }
     bytes_per_step = {
         side: _bytes_per_step(sides[side], opts[side].state) for side in sides
     }
@@ -368,6 +430,7 @@ def _bench_one(
         "generated_s": times["generated"],
         "torch_s": times["torch"],
         "bytes_per_step": bytes_per_step,
+        "peak_step_bytes": peak_bytes,
         "max_abs_param_diff": deviation,
     }
     for side in sides:
@@ -528,8 +591,9 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["optimizer"], r["impl"], "ERROR"] + [""] * 6)
+            rows.append([r["optimizer"], r["impl"], "ERROR"] + [""] * 8)
             continue
+        peak = r["peak_step_bytes"]
         rows.append(
             [
                 r["optimizer"],
@@ -540,6 +604,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{r['generated_GBps']:.1f}",
                 f"{r['torch_GBps']:.1f}",
                 ("-" if math.isnan(r["spread_pct"]) else f"{r['spread_pct']:.0f}"),
+                _mib(peak["generated"]),
+                _mib(peak["torch"]),
                 f"{r['max_abs_param_diff']:.1e}" if r["max_abs_param_diff"] else "0",
             ]
         )
@@ -555,6 +621,8 @@ def run(args: argparse.Namespace) -> int:
                 "gen eff. GB/s",
                 "torch eff. GB/s",
                 "IQR %",
+                "gen step peak MiB",
+                "torch step peak MiB",
                 "max |Δparam|",
             ],
             rows,
@@ -578,7 +646,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         "effective GB/s = (2·param + grad + 2·each param-shaped state tensor) bytes "
         "per step / median step time;\nIQR % = interquartile range of the step times "
-        "over their median (worse side): large values mean a noisy machine"
+        "over their median (worse side): large values mean a noisy machine;\n"
+        "step peak MiB = memory a step allocates above what existed before it, at its peak "
+        "(one extra untimed step; CUDA allocator statistics, or torch's profiler on CPU)"
     )
     versus_foreach = sorted(
         {r["optimizer"] for r in results if r["impl"] == "fused"} - torch_fused

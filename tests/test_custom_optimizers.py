@@ -10,6 +10,7 @@ import torch
 
 import reference
 from parity import (
+    FUSED_FLOAT32,
     EXACT,
     RecordKey,
     accepts_kwarg,
@@ -399,3 +400,32 @@ def test_bertadamw_weight_decay_is_applied_after_the_adam_update():
     torch.testing.assert_close(p.detach(), p0 + (-0.1 * 0.01) * p0, rtol=0, atol=0)
     assert float(opt.state[p]["step"]) == 1.0
     assert set(opt.state[p]) >= {"step", "exp_avg", "exp_avg_sq"}
+
+
+@pytest.mark.parametrize(
+    "correct_bias", [True, False], ids=["correct_bias", "no_correct_bias"]
+)
+def test_bertadamw_fused_matches_reference(request, correct_bias):
+    """fused=True: the generated kernel against the hand-written reference, in float32 with
+    torch's own tolerance for fused kernels (they order the arithmetic their own way).
+    """
+    cls = generated_class("BertAdamW")
+    kwargs = dict(lr=1e-2, weight_decay=0.01, correct_bias=correct_bias)
+    ref_keys = set(reference.BertAdamW([torch.zeros(1, requires_grad=True)]).defaults)
+    extra_keys = set(cls([torch.zeros(1, requires_grad=True)]).defaults) - ref_keys
+    result = run_side_by_side(
+        reference.BertAdamW,
+        cls,
+        expected_kwargs=kwargs,
+        actual_kwargs={**kwargs, "fused": True},
+        dtype=torch.float32,
+        label=f"generated.BertAdamW(fused=True) vs reference.BertAdamW {kwargs}",
+        tol=FUSED_FLOAT32,
+        seed=stable_seed("BertAdamW", "fused", correct_bias),
+        steps=BERT_STEPS,
+        record=RecordKey("BertAdamW", "vs reference", "float32", "fused"),
+        test_id=request.node.nodeid,
+        ignore_group_keys=extra_keys,
+        normalize_state_dict=_bert_normalize,
+    )
+    assert result.raised is None and result.steps_run == BERT_STEPS, result.raised

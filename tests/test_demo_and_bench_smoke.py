@@ -44,3 +44,10 @@ def test_bench_tiny(capsys, tmp_path):
     )
     assert len(results) == expected, [(r["optimizer"], r["impl"]) for r in results]
     assert all(len(r["generated_s"]) == 2 and r["ratio"] > 0 for r in results)
+    assert "gen step peak MiB | torch step peak MiB" in out
+    # the foreach paths keep a list of temporaries; the bytes come from torch's profiler
+    adam = next(
+        r for r in results if (r["optimizer"], r["impl"]) == ("Adam", "foreach")
+    )
+    assert adam["peak_step_bytes"]["torch"] > 0, adam["peak_step_bytes"]
+    assert adam["peak_step_bytes"]["generated"] > 0, adam["peak_step_bytes"]
