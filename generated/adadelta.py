@@ -403,12 +403,14 @@ def _multi_tensor_adadelta(
         torch._foreach_sqrt_(device_delta)
         torch._foreach_div_(device_delta, device_std)
         torch._foreach_mul_(device_delta, device_g)
+        del device_g, device_std
         torch._foreach_mul_(device_acc_deltas, rho)
         torch._foreach_addcmul_(device_acc_deltas, device_delta, device_delta, 1 - rho)
         if isinstance(lr, Tensor):
             torch._foreach_add_(device_params, torch._foreach_mul(device_delta, -lr))
         else:
             torch._foreach_add_(device_params, device_delta, alpha=-lr)
+        del device_delta
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

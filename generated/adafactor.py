@@ -426,6 +426,7 @@ def _multi_tensor_adafactor(
         )
         torch._foreach_rsqrt_(device_update)
         torch._foreach_mul_(device_update, device_g)
+        del device_var_estimate
         denoms = [
             max(1.0, update.norm().item() / (update.numel() ** 0.5 * d))
             for update in device_update
@@ -437,3 +438,4 @@ def _multi_tensor_adafactor(
             strict=True,
         ):
             x.add_(y, alpha=a)
+        del device_update

@@ -537,6 +537,7 @@ def _multi_tensor_adam(
             )
         else:
             torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
+        del device_g
         bias_correction1s = [
             1 - beta1 ** (step if capturable else _get_value(step))
             for step in device_state_steps

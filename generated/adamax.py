@@ -413,6 +413,7 @@ def _multi_tensor_adamax(
         device_update_4 = torch._foreach_abs(device_g)
         torch._foreach_add_(device_update_4, eps)
         torch._foreach_maximum_(device_exp_infs, device_update_4)
+        del device_g, device_update_4
         clrs = [
             lr / (1 - beta1 ** (step if capturable else _get_value(step)))
             for step in device_state_steps

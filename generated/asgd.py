@@ -454,6 +454,7 @@ def _multi_tensor_asgd(
                 strict=True,
             ):
                 x.add_(y, alpha=a)
+        del device_g
         if capturable or torch.compiler.is_compiling():
             taken1_s = [
                 (mu if capturable else _get_value(mu)) != 1 for mu in device_mus

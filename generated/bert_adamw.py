@@ -403,6 +403,7 @@ def _multi_tensor_bert_adamw(
                 device_denom,
                 [-step_size for step_size in step_sizes],
             )
+        del device_denom
         if weight_decay > 0:
             torch._foreach_add_(
                 device_params, device_params, alpha=-(lr * weight_decay)

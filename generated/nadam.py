@@ -569,6 +569,7 @@ def _multi_tensor_nadam(
                     ]
                 ],
             )
+        del device_g
         if capturable or torch.compiler.is_compiling():
             torch._foreach_addcdiv_(
                 device_params,
@@ -594,6 +595,7 @@ def _multi_tensor_nadam(
                     ]
                 ],
             )
+        del device_denom
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

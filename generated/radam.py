@@ -487,6 +487,7 @@ def _multi_tensor_radam(
         torch._foreach_lerp_(device_exp_avgs, device_g, 1 - beta1)
         torch._foreach_mul_(device_exp_avg_sqs, beta2)
         torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
+        del device_g
         bias_correction1s = [
             1 - beta1 ** (step if capturable else _get_value(step))
             for step in device_state_steps

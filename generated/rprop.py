@@ -409,6 +409,7 @@ def _multi_tensor_rprop(
             )
             for agreement, param in zip(device_agreement, device_params, strict=True)
         ]
+        del device_agreement
         torch._foreach_mul_(device_step_sizes, device_factor)
         torch._foreach_clamp_min_(device_step_sizes, step_size_min)
         torch._foreach_clamp_max_(device_step_sizes, step_size_max)
@@ -416,9 +417,12 @@ def _multi_tensor_rprop(
             torch.where(factor.eq(etaminus), 0, g)
             for factor, g in zip(device_factor, device_g, strict=True)
         ]
+        del device_factor
         device_update_3 = torch._foreach_sign(device_g)
         torch._foreach_addcmul_(device_params, device_update_3, device_step_sizes, -1)
+        del device_update_3
         torch._foreach_copy_(device_prevs, device_g)
+        del device_g
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

@@ -8,6 +8,8 @@ the state initialisation, and the two bodies printed from the same IR statements
 
 from __future__ import annotations
 
+import ast
+
 import functools
 from pathlib import Path
 
@@ -81,6 +83,34 @@ def _ops_used(stmts) -> set[str]:
             for e in ir.expressions(s):
                 uses(e, visit)
     return ops
+
+
+def _keep_captured(source: str) -> str:
+    """``source`` without the ``del`` of a name that a comprehension's body reads: in Python
+    3.11 that makes it a cell, and dynamo cannot trace deleting a cell (DELETE_DEREF).
+    """
+    captured: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(
+            node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
+        ):
+            inner = (
+                [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+            )
+            for k, gen in enumerate(node.generators):
+                inner += gen.ifs + ([gen.iter] if k else [])
+            for part in inner:
+                captured |= {n.id for n in ast.walk(part) if isinstance(n, ast.Name)}
+    lines = []
+    for line in source.splitlines():
+        stripped = line.lstrip()
+        if stripped.startswith("del "):
+            names = [n for n in stripped[4:].split(", ") if n not in captured]
+            if not names:
+                continue
+            line = line[: len(line) - len(stripped)] + "del " + ", ".join(names)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _decides(opt: ir.Optimizer) -> set[str]:
@@ -635,8 +665,8 @@ class ModuleRenderer:
                                     out("states[j] = torch.view_as_real(x)")
                     out(f"_view_as_real({', '.join(views + extra)})")
             out("")
-            printer.body(opt.body, out)
-        return out.text()
+            printer.body(opt.body, out, free=True)
+        return _keep_captured(out.text())
 
     def random_step(self) -> str:
         opt, out = self.opt, Lines()

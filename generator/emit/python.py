@@ -9,6 +9,7 @@ from generator.emit.ops; parentheses come from Python's precedence table, not fr
 
 from __future__ import annotations
 
+import re
 from typing import Callable
 
 from .. import ir
@@ -1011,9 +1012,32 @@ class ForeachPrinter:
             f"else {name}({', '.join(args + [numbers])})"
         )
 
-    def body(self, stmts, out: Lines, later: frozenset = frozenset()) -> None:
+    def body(
+        self, stmts, out: Lines, later: frozenset = frozenset(), free: bool = False
+    ) -> None:
+        """Print ``stmts``; with ``free`` (the update's top level), a list of temporaries is
+        deleted once nothing after reads it, as torch's foreach code does (`del row_means`):
+        each holds a tensor per parameter, and the peak memory of a step is their sum.
+        """
+        bound: list[str] = []  # lists this level made, unconditionally
+        freed: set[str] = set()
+        # a list assigned at this level's indentation is bound whatever the branches did
+        assigned = re.compile("    " * out.level + r"(device_\w+)(?:: \w+)? = ")
         for k, s in enumerate(stmts):
-            self.stmt(s, out, later | frozenset(self._reads(stmts[k + 1 :])))
+            after = later | frozenset(self._reads(stmts[k + 1 :]))
+            mark = len(out.lines)
+            self.stmt(s, out, after)
+            if not free:
+                continue
+            made = [m[1] for line in out.lines[mark:] if (m := assigned.match(line))]
+            bound += made
+            freed.difference_update(made)
+            dead = [
+                n for n in dict.fromkeys(bound) if n not in after and n not in freed
+            ]
+            if dead:
+                out(f"del {', '.join(dead)}")
+                freed.update(dead)
 
     def stmt(self, s, out: Lines, later: frozenset = frozenset()) -> None:
         if isinstance(s, ir.ScalarLet):
