@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from .. import ir
 from ..diagnostics import GeneratorBug
-from .python import Lines, ScalarPrinter, SingleTensorPrinter, _print_if, uses
+from .python import (
+    Lines,
+    ScalarPrinter,
+    SingleTensorPrinter,
+    _print_if,
+    fold_keywords,
+    uses,
+)
 
 # Operations the kernel may contain: elementwise, so the tensors can be flattened.
 ELEMENTWISE = {
@@ -121,21 +128,15 @@ class KernelPrinter(SingleTensorPrinter):
     operand (``x.add_(y * s)``), functions of numbers are torch's."""
 
     def __init__(self, opt: ir.Optimizer, split: _Split):
-        super().__init__(opt)
+        super().__init__(opt, capturable_counters=False)
         self.split = split
         self.differentiable = False
         self.scalar = _TorchScalars(self._ref, lambda e: self.tensor(e)[0])
 
     def fold(self, op: ir.TOp) -> ir.TOp:
         """``op`` without Python-number keyword arguments."""
-        kw = dict(op.kwargs)
-        if op.op in ("add", "sub") and "alpha" in kw:
-            y = op.args[1]
-            return ir.TOp(op.op, (op.args[0], ir.TOp("mul", (y, kw["alpha"]))))
-        if op.op in ("addcmul", "addcdiv") and "value" in kw:
-            base, a, b = op.args
-            return ir.TOp(op.op, (base, ir.TOp("mul", (a, kw["value"])), b))
-        return op
+        inner = fold_keywords(ir.TOp(op.op, op.args[1:], op.kwargs))
+        return ir.TOp(inner.op, (op.args[0],) + inner.args, inner.kwargs)
 
     def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
         if isinstance(e, ir.TOp) and e.kwargs:
@@ -157,13 +158,7 @@ class KernelPrinter(SingleTensorPrinter):
         return super().tensor(e)
 
     def inplace(self, target: str, ops, out: Lines) -> None:
-        folded = []
-        for op in ops:
-            full = self.fold(
-                ir.TOp(op.op, (ir.TRef(target, "local"),) + op.args, op.kwargs)
-            )
-            folded.append(ir.TOp(full.op, full.args[1:], full.kwargs))
-        super().inplace(target, tuple(folded), out)
+        super().inplace(target, tuple(fold_keywords(op) for op in ops), out)
 
     def body(self, stmts, out: Lines) -> None:
         for s in _kernel_stmts(stmts):
