@@ -343,6 +343,7 @@ def _single_tensor_adadelta(
         delta = acc_delta.add(eps).sqrt_()
         delta = delta.div(std) if differentiable else delta.div_(std)
         delta.mul_(g)
+        del std
         acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
         param.add_(delta, alpha=-lr)
 
@@ -410,7 +411,6 @@ def _multi_tensor_adadelta(
             torch._foreach_add_(device_params, torch._foreach_mul(device_delta, -lr))
         else:
             torch._foreach_add_(device_params, device_delta, alpha=-lr)
-        del device_delta
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

@@ -311,6 +311,7 @@ def _single_tensor_adafactor(
             variance.lerp_(g.mul(g), one_minus_beta2_t)
             var_estimate = variance
         update = var_estimate.clamp_min(e1 * e1).rsqrt_().mul_(g)
+        del g
         denom = max(1.0, update.norm().item() / (update.numel() ** 0.5 * d))
         param.add_(update, alpha=-(alpha / denom))
 
@@ -438,4 +439,3 @@ def _multi_tensor_adafactor(
             strict=True,
         ):
             x.add_(y, alpha=a)
-        del device_update

@@ -436,7 +436,6 @@ def _multi_tensor_adagrad(
                 device_std,
                 [_get_value(x) for x in [-clr for clr in clrs]],
             )
-        del device_g, device_std
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

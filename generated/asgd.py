@@ -365,6 +365,7 @@ def _single_tensor_asgd(
             param.add_(g.mul(-eta))
         else:
             param.add_(g, alpha=-eta)
+        del g
         if capturable or torch.compiler.is_compiling():
             taken1_ = mu != 1
             ax_then_ = ax.clone()

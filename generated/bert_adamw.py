@@ -322,6 +322,7 @@ def _single_tensor_bert_adamw(
             lr * math.sqrt(1 - beta2**step) / (1 - beta1**step) if correct_bias else lr
         )
         param.addcdiv_(exp_avg, denom, value=-step_size)
+        del denom
         if weight_decay > 0:
             param.add_(param, alpha=-(lr * weight_decay))
 

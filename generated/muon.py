@@ -262,6 +262,7 @@ def _single_tensor_muon(
                 "Number of steps must be less than 100 for computational efficiency"
             )
         X = update.bfloat16()
+        del update
         if grad.size(0) > grad.size(1):
             X = X.T
         X = X.div(X.norm().clamp_min_(eps))

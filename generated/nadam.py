@@ -427,6 +427,7 @@ def _single_tensor_nadam(
             param.addcdiv_(g.mul(-(lr * (1.0 - mu) / (1.0 - mu_product))), denom)
         else:
             param.addcdiv_(g, denom, value=-(lr * (1.0 - mu) / (1.0 - mu_product)))
+        del g
         if capturable:
             param.addcdiv_(
                 exp_avg.mul(-(lr * mu_next / (1.0 - mu_product_next))), denom
@@ -595,7 +596,6 @@ def _multi_tensor_nadam(
                     ]
                 ],
             )
-        del device_denom
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

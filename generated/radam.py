@@ -376,6 +376,7 @@ def _single_tensor_radam(
                 g = g.add(param, alpha=weight_decay)
         exp_avg.lerp_(g, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        del g
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         m_hat = exp_avg.div(bias_correction1)

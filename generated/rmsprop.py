@@ -504,7 +504,6 @@ def _multi_tensor_rmsprop(
                 )
             else:
                 torch._foreach_addcdiv_(device_params, device_g, device_avg, -lr)
-        del device_g
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

@@ -348,8 +348,10 @@ def _single_tensor_rprop(
             etaplus,
             torch.where(agreement.lt(0), etaminus, param.new_full((), 1)),
         )
+        del agreement
         step_size.mul_(factor).clamp_(step_size_min, step_size_max)
         g = torch.where(factor.eq(etaminus), 0, g)
+        del factor
         param.addcmul_(g.sign(), step_size, value=-1)
         prev.copy_(g)
 
@@ -422,7 +424,6 @@ def _multi_tensor_rprop(
         torch._foreach_addcmul_(device_params, device_update_3, device_step_sizes, -1)
         del device_update_3
         torch._foreach_copy_(device_prevs, device_g)
-        del device_g
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

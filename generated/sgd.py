@@ -340,7 +340,6 @@ def _multi_tensor_sgd(
             torch._foreach_add_(device_params, torch._foreach_mul(device_g, -lr))
         else:
             torch._foreach_add_(device_params, device_g, alpha=-lr)
-        del device_g
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

@@ -558,7 +558,7 @@ class ModuleRenderer:
                     self._dense_body(printer, views, out)
             else:
                 self._dense_body(printer, views, out)
-        return out.text()
+        return _keep_captured(out.text())
 
     def _sparse_body(self, out: Lines) -> None:
         """A sparse gradient: the update runs on the values of the rows it holds (coalesced)."""
@@ -586,7 +586,7 @@ class ModuleRenderer:
             split = _linear_prefix(opt.body)
         else:
             split = len(opt.body)
-        printer.body(opt.body[:split], out)
+        printer.body(opt.body[:split], out, free=split == len(opt.body))
         if split < len(opt.body):
             views += [(name, None) for name in _defined_locals(opt.body[:split])]
             out("if torch.is_complex(param):")
@@ -604,7 +604,7 @@ class ModuleRenderer:
                             out(f"{var} = torch.view_as_real({var})")
                     else:
                         out(f"{var} = torch.view_as_real({var})")
-            printer.body(opt.body[split:], out)
+            printer.body(opt.body[split:], out, free=True)
 
     def multi_body(self) -> str:
         opt, out = self.opt, Lines()

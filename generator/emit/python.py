@@ -343,9 +343,30 @@ class SingleTensorPrinter:
         if chain != target:
             out(chain)
 
-    def body(self, stmts, out: Lines) -> None:
-        for s in stmts:
+    def body(self, stmts, out: Lines, free: bool = False) -> None:
+        """Print ``stmts``; with ``free`` (the per-parameter update's top level), a local tensor
+        is deleted once nothing after reads it: the locals of one parameter's update would
+        otherwise all stay alive until the next parameter rebinds them."""
+        tensors = {s.name for s in ir.walk(stmts) if isinstance(s, ir.TensorLet)}
+        assigned = re.compile("    " * out.level + r"(\w+) = ")
+        bound: list[str] = []
+        freed: set[str] = set()
+        for k, s in enumerate(stmts):
+            mark = len(out.lines)
             self.stmt(s, out)
+            if not free:
+                continue
+            made = [m[1] for line in out.lines[mark:] if (m := assigned.match(line))]
+            made = [n for n in made if n in tensors]
+            bound += made
+            freed.difference_update(made)
+            later = _names_read(stmts[k + 1 :])
+            dead = [
+                n for n in dict.fromkeys(bound) if n not in later and n not in freed
+            ]
+            if dead and k < len(stmts) - 1:  # at the end the next rebinding frees them
+                out(f"del {', '.join(dead)}")
+                freed.update(dead)
 
     def stmt(self, s, out: Lines) -> None:
         if isinstance(s, ir.ScalarLet):
@@ -507,6 +528,23 @@ class CapturableScalars(ScalarPrinter):
                 for a in off:
                     device = f"{device}.clamp({bound}={a})"
         return device
+
+
+def _names_read(stmts) -> set[str]:
+    """Every tensor and number name the statements read (in-place targets included)."""
+    found: set[str] = set()
+
+    def visit(x):
+        if isinstance(x, (ir.TRef, ir.SRef)):
+            found.add(x.name)
+        return False
+
+    for s in ir.walk(stmts):
+        for e in ir.expressions(s):
+            uses(e, visit)
+        if isinstance(s, ir.InPlace):
+            found.add(s.target.name)
+    return found
 
 
 def fold_keywords(op: ir.TOp) -> ir.TOp:
@@ -1035,7 +1073,7 @@ class ForeachPrinter:
             dead = [
                 n for n in dict.fromkeys(bound) if n not in after and n not in freed
             ]
-            if dead:
+            if dead and k < len(stmts) - 1:  # at the end the next rebinding frees them
                 out(f"del {', '.join(dead)}")
                 freed.update(dead)
 
