@@ -9,7 +9,6 @@ the state initialisation, and the two bodies printed from the same IR statements
 from __future__ import annotations
 
 import ast
-
 import functools
 from pathlib import Path
 
@@ -715,10 +714,8 @@ class ModuleRenderer:
                 continue
             a = self.args[inp.arg_name]
             kind = a.annotation + (", optional" if a.default is not None else "")
-            doc = inp.doc or _FLAG_DOCS.get(a.name, "")
-            if a.explicit:
-                doc = "whether the foreach (multi-tensor) implementation is used; unspecified "
-                doc += "(None), the for-loop runs on every device."
+            flag = "foreach explicit" if a.explicit else a.name
+            doc = inp.doc or _FLAG_DOCS.get(flag, "")
             default = f" (default: {a.default})" if a.default is not None else ""
             parts.append(f"        {a.name} ({kind}): {doc}{default}".rstrip())
         if opt.notes:
@@ -822,6 +819,8 @@ class ModuleRenderer:
 _FLAG_DOCS = {
     "foreach": "whether the foreach (multi-tensor) implementation is used. If unspecified by the "
     "user (so foreach is None), foreach is used on CUDA where it is faster.",
+    "foreach explicit": "whether the foreach (multi-tensor) implementation is used; "
+    "unspecified (None), the for-loop runs on every device.",
     "maximize": "maximize the objective with respect to the params, instead of minimizing.",
     "capturable": "whether this instance is safe to capture in a graph (CUDA graphs).",
     "differentiable": "whether autograd should occur through the optimizer step in training.",
