@@ -164,7 +164,7 @@ Adafactor.__doc__ = r"""Implements Adafactor algorithm.
             &\hspace{5mm}\alpha \leftarrow \mathrm{max}\left(\textit{eps2}, \frac{\mathrm{item}\left(\mathrm{norm}\left(\theta_{t-1}\right)\right)}{{\mathrm{numel}\left(\theta_{t-1}\right)}^{0.5}}\right) \cdot \textit{rho}_{\textit{t}} \\
             &\hspace{5mm}\textbf{if} \: \lambda \neq 0 \textbf{:} \\
             &\hspace{10mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1 - \gamma \cdot \lambda\right) \\
-            &\hspace{5mm}\textit{e1} \leftarrow \textit{eps1} \textbf{ if } \textit{eps1} \neq \textbf{none} \textbf{ else } \mathrm{machine_epsilon}\left(\theta_{t}\right) \\
+            &\hspace{5mm}\textit{e1} \leftarrow \textit{eps1} \textbf{ if } \textit{eps1} \neq \textbf{none} \textbf{ else } \mathrm{machine\_epsilon}\left(\theta_{t}\right) \\
             &\hspace{5mm}\textbf{if} \: \mathrm{dim}\left(\theta_{t}\right) > 1 \textbf{:} \\
             &\hspace{10mm}R_{t} \leftarrow \mathrm{lerp}\left(R_{t-1}, \frac{{\mathrm{norm}\left(g, -1\right)}^{2}}{\mathrm{size}\left(g, -1\right)}, \textit{one}_{\textit{minus\_beta2\_t}}\right) \\
             &\hspace{10mm}C_{t} \leftarrow \mathrm{lerp}\left(C_{t-1}, \frac{{\mathrm{norm}\left(g, -2\right)}^{2}}{\mathrm{size}\left(g, -2\right)}, \textit{one}_{\textit{minus\_beta2\_t}}\right) \\

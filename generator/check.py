@@ -109,6 +109,7 @@ class CheckedSpec:
     blocks: list[Block]
     locals: dict[str, Symbol] = field(default_factory=dict)
     used_inputs: set[str] = field(default_factory=set)
+    program: object = None  # generator.flat.Program of an `update flat:` spec
 
     @property
     def name(self) -> str:
@@ -464,7 +465,7 @@ class Checker:
                     "parameter's shape",
                     st.condition.span,
                 )
-            if st.init is not None:
+            if st.init is not None and not self.flat:
                 kind = self.expr(st.init, "state")
                 if kind == "tensor":
                     self.out.error(
@@ -474,6 +475,26 @@ class Checker:
                         hint="for a first value taken from the update, declare the "
                         "state `lazy` and assign it with `initially`",
                     )
+
+        for inp in self.spec.inputs:
+            if inp.none_means is None:
+                continue
+            if not inp.type.optional[0] or len(inp.names) > 1:
+                self.out.error(
+                    "E204",
+                    "`none means` is for an optional input (`int?`, `float?`)",
+                    inp.none_means.span,
+                )
+            elif self.expr(inp.none_means, context="validation") not in (
+                "int",
+                "scalar",
+                None,
+            ):
+                self.out.error(
+                    "E301",
+                    "`none means` gives a number computed from other inputs",
+                    inp.none_means.span,
+                )
 
     def _check_message(self, msg: S.Message, on_param: bool = False) -> None:
         """The placeholders name inputs; the exception is one a check may raise."""
@@ -501,9 +522,18 @@ class Checker:
                 self.used.add(ref)
 
     # -- update --
+    @property
+    def flat(self) -> bool:
+        return any(u.mode == "flat" for u in self.spec.updates)
+
     def update(self) -> list[Block]:
         blocks = []
         modes = [u.mode for u in self.spec.updates]
+        if self.flat or self.spec.procedures:
+            from .flat import check_flat
+
+            self.program = check_flat(self)
+            return [Block(u.mode, u.body, u.span) for u in self.spec.updates]
         if self.spec.kind == "optimizer" and not self.spec.updates:
             self.out.error(
                 "E401",
@@ -665,6 +695,12 @@ class _Typer:
     def k_Tuple(self, e):
         self.error("E305", "a tuple is only a default value", e.span)
 
+    def k_Index(self, e):
+        _flat_only(self.c.out, "a list element", e.span)
+
+    def k_List(self, e):
+        _flat_only(self.c.out, "a list", e.span)
+
     def k_Name(self, e: S.Name):
         sym = self.env.get(e.id)
         name, sub = e.id, e.subscript
@@ -780,13 +816,15 @@ class _Typer:
                 e.span,
                 hint="for a number times a tensor write `*`",
             )
-        if e.op == "%" and "tensor" in (lk, rk):
-            self.error("E309", "`%` is for numbers (step counts), not tensors", e.span)
+        if e.op in ("%", "//") and "tensor" in (lk, rk):
+            self.error(
+                "E309", f"`{e.op}` is for numbers (step counts), not tensors", e.span
+            )
         if e.op == "^" and rk == "tensor":
             self.error("E309", "the exponent must be a number", e.right.span)
         if "tensor" in (lk, rk):
             return "tensor"
-        if lk == rk == "int" and e.op in ("+", "-", "*", "%"):
+        if lk == rk == "int" and e.op in ("+", "-", "*", "%", "//"):
             return "int"
         return "scalar"
 
@@ -869,6 +907,9 @@ class _Typer:
         return "tensor" if "tensor" in (a, b) else a if a == b else "scalar"
 
     def k_Call(self, e: S.Call):
+        if e.keywords:
+            _flat_only(self.c.out, "a keyword argument", e.keywords[0][1].span)
+            return None
         b = BUILTINS.get(e.func)
         if b is None:
             self.error(
@@ -965,6 +1006,14 @@ class _Flow:
                 self.repeat(s)
             elif isinstance(s, S.Check):
                 self.check(s)
+            else:
+                what = _STATEMENT_WORDS.get(type(s).__name__, "this statement")
+                _flat_only(self.c.out, what, s.span)
+                # the rest is still followed, so that one misplaced loop is one error
+                if isinstance(s, S.While):
+                    self.kind(s.cond)
+                for b in S.sub_blocks(s):
+                    self.body(b)
 
     def check(self, s: S.Check) -> None:
         k, _, _ = self.kind(s.expr)
@@ -1268,6 +1317,27 @@ def _adds_to(value: S.Expr, name: str) -> bool:
     )
 
 
+_STATEMENT_WORDS = {
+    "MultiAssign": "assigning several names at once",
+    "ItemAssign": "assigning a list element",
+    "CallStmt": "a call as a statement",
+    "While": "`while`",
+    "For": "`for`",
+    "Break": "`break`",
+    "Return": "`return`",
+}
+
+
+def _flat_only(out: Collector, what: str, span: S.Span) -> None:
+    out.error(
+        "E501",
+        f"{what} belongs to `update flat:` and procedures",
+        span,
+        hint="a per-parameter update is a straight computation on each tensor; "
+        "whole-vector algorithms (LBFGS) are written as `update flat:`",
+    )
+
+
 def _mentions(e: S.Expr, name: str) -> bool:
     if isinstance(e, S.Name):
         return e.id == name
@@ -1309,7 +1379,15 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
                 n.span,
                 hint="use it in the update or a requirement, or remove it",
             )
-    return CheckedSpec(spec, c.inputs, c.states, blocks, c.locals, c.used)
+    return CheckedSpec(
+        spec,
+        c.inputs,
+        c.states,
+        blocks,
+        c.locals,
+        c.used,
+        getattr(c, "program", None),
+    )
 
 
 def check_fragment(frag: S.Spec, out: Collector) -> None:

@@ -298,3 +298,7 @@ class Optimizer:
     )
     defaults_order: tuple[str, ...] | None = None
     latex: str = ""
+    # `none means`: (argument, Python source) replacing None in the constructor (LBFGS max_eval)
+    none_means: tuple[tuple[str, str], ...] = ()
+    # an `update flat:` spec: its update and procedures, checked and typed (generator.flat)
+    program: object = None

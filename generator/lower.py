@@ -955,6 +955,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 explicit=inp.explicit,
             )
         )
+    flat = checked.program is not None
     states = []
     for st in spec.states:
         states.append(
@@ -963,7 +964,8 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 symbol=st.name.id,
                 kind=st.kind,
                 scope=st.scope,
-                init=None if st.init is None else lw.sexpr(st.init),
+                # a flat update's states are printed from the spec (generator.emit.flat)
+                init=None if st.init is None or flat else lw.sexpr(st.init),
                 condition=None if st.condition is None else lw.sexpr(st.condition),
                 eager=st.eager,
                 on_device=st.on_device,
@@ -974,7 +976,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
             )
         )
     step_block, body, mode = [], [], "each"
-    for block in checked.blocks:
+    for block in checked.blocks if not flat else ():
         lowered = lw.body(block.body, frozenset())
         if block.mode == "step":
             step_block.extend(lowered)
@@ -988,6 +990,8 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
         if s in checked.inputs
         and checked.inputs[s].decl.arg_name not in IMPLEMENTATION_FLAGS
     )
+    if flat:
+        mode = "flat"
     return ir.Optimizer(
         name=spec.name,
         # The path lands in a comment and docstrings: keep it to one printable line without quotes.
@@ -1009,11 +1013,25 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
         helpers=frozenset(lw.helpers),
         has_foreach=any(a.name == "foreach" for a in args) and mode == "each",
         defaults_order=spec.defaults_order.names if spec.defaults_order else None,
+        none_means=tuple(_none_means(checked, lw)),
+        program=checked.program,
         sparse=spec.sparse,
         reads_numbers=any(
             _calls(e, "item") for s in ir.walk(body) for e in ir.expressions(s)
         ),
     )
+
+
+def _none_means(checked: CheckedSpec, lw: Lowerer):
+    """(argument, Python source of its value) for inputs declared with `none means`."""
+    from .emit.python import ScalarPrinter
+    from .emit.validation import _per_parameter_name, constructor_names
+
+    names = constructor_names(checked)
+    printer = ScalarPrinter(lambda r: names.get(r.name, r.name), _per_parameter_name)
+    for inp in checked.spec.inputs:
+        if inp.none_means is not None:
+            yield inp.arg_name, printer(lw.sexpr(inp.none_means))
 
 
 def _calls(e, func: str) -> bool:

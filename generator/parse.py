@@ -67,7 +67,9 @@ TOKEN_WORDS = {
     "EAGER": "`, eager`",
     "DOC_KEY": "`summary`, `reference` or `note`",
     "STATE_SCOPE": "`optimizer` or `group`",
-    "UPDATE_MODE": "`one random parameter`",
+    "UPDATE_MODE": "`one random parameter`, `optimizer` or `flat`",
+    "LSQB": "`[`",
+    "RSQB": "`]`",
     "VBAR": "`|`",
     "CIRCUMFLEX": "`^`",
     "OPTIONAL": "`?`",
@@ -81,8 +83,8 @@ TOKEN_WORDS = {
 
 class SpecIndenter(Indenter):
     NL_type = "_NL"
-    OPEN_PAREN_types = ["LPAR"]
-    CLOSE_PAREN_types = ["RPAR"]
+    OPEN_PAREN_types = ["LPAR", "LSQB"]
+    CLOSE_PAREN_types = ["RPAR", "RSQB"]
     INDENT_type = "_INDENT"
     DEDENT_type = "_DEDENT"
     tab_len = 4
@@ -190,9 +192,32 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def call(self, meta, children):
-        func, *args = children
-        args = tuple(a for a in args if a is not None)
-        return S.Call(_ascii_name(str(func)), args, self._span(meta), self._span(func))
+        return self._call(meta, children)
+
+    def _call(self, meta, children) -> S.Call:
+        func, args = children
+        args = args or ()
+        return S.Call(
+            _ascii_name(str(func)),
+            tuple(a for a in args if not isinstance(a, tuple)),
+            self._span(meta),
+            self._span(func),
+            tuple(a for a in args if isinstance(a, tuple)),
+        )
+
+    def arguments(self, children):
+        return tuple(children)
+
+    def keyword_argument(self, children):
+        return (_ascii_name(str(children[0])), children[1])
+
+    @v_args(meta=True)
+    def index(self, meta, children):
+        return S.Index(children[0], children[1], self._span(meta))
+
+    @v_args(meta=True)
+    def list(self, meta, children):
+        return S.List(tuple(c for c in children if c is not None), self._span(meta))
 
     def group(self, children):
         (inner,) = children
@@ -261,6 +286,60 @@ class _Build(Transformer):
     def initially(self, children):
         return children[0]
 
+    def _target(self, tok) -> S.Name:
+        return S.Name(_ascii_name(str(tok)), None, self._span(tok))
+
+    @v_args(meta=True)
+    def multi_assign(self, meta, children):
+        *names, _arrow, value = children
+        return S.MultiAssign(
+            tuple(self._target(t) for t in names), value, self._span(meta)
+        )
+
+    @v_args(meta=True)
+    def item_assign(self, meta, children):
+        tok, index, _arrow, value = children
+        return S.ItemAssign(self._target(tok), index, value, self._span(meta))
+
+    @v_args(meta=True)
+    def call_stmt(self, meta, children):
+        return S.CallStmt(self._call(meta, children), self._span(meta))
+
+    @v_args(meta=True)
+    def while_stmt(self, meta, children):
+        cond, *body = children
+        return S.While(cond, tuple(b for b in body if b is not None), self._span(meta))
+
+    @v_args(meta=True)
+    def for_stmt(self, meta, children):
+        var, iterable, *body = children
+        return S.For(
+            self._target(var),
+            iterable,
+            tuple(b for b in body if b is not None),
+            self._span(meta),
+        )
+
+    @v_args(meta=True)
+    def break_stmt(self, meta, children):
+        return S.Break(self._span(meta))
+
+    @v_args(meta=True)
+    def return_stmt(self, meta, children):
+        return S.Return(tuple(c for c in children if c is not None), self._span(meta))
+
+    @v_args(meta=True)
+    def procedure_decl(self, meta, children):
+        name, *rest = children
+        params = tuple(c for c in rest if isinstance(c, S.Parameter))
+        body = tuple(
+            c for c in rest if c is not None and not isinstance(c, S.Parameter)
+        )
+        return S.Procedure(self._target(name), params, body, self._span(meta))
+
+    def proc_param(self, children):
+        return S.Parameter(self._target(children[0]), children[1])
+
     @v_args(meta=True)
     def use_stmt(self, meta, children):
         return S.Use(_ascii_name(str(children[0])), self._span(meta))
@@ -316,6 +395,9 @@ class _Build(Transformer):
     def requires_block(self, children):
         return tuple(children)
 
+    def none_means(self, children):
+        return ("none means", children[0])
+
     @v_args(meta=True)
     def check_decl(self, meta, children):
         return S.Check(children[0], children[1], self._span(meta))
@@ -369,7 +451,10 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def input_decl(self, meta, children):
-        names, torch_name, type_, default, mods, doc, requires = children
+        names, torch_name, type_, default, mods, doc, block = children
+        block = block or ()
+        requires = tuple(r for r in block if isinstance(r, S.Require))
+        none_means = next((r[1] for r in block if isinstance(r, tuple)), None)
         return S.Input(
             names=names,
             torch_name=torch_name,
@@ -382,8 +467,9 @@ class _Build(Transformer):
             squeezed="squeezed" in mods,
             explicit="explicit" in mods,
             doc=_unquote(str(doc)) if doc is not None else None,
-            requires=requires or (),
+            requires=requires,
             span=self._span(meta),
+            none_means=none_means,
         )
 
     def state_kind(self, children):
@@ -442,7 +528,9 @@ class _Build(Transformer):
     def update_block(self, meta, children):
         modes = [str(c) for c in children if isinstance(c, Token)]
         body = tuple(c for c in children if not isinstance(c, Token))
-        mode = {"": "each", "optimizer": "step"}.get(" ".join(modes), "random")
+        mode = {"": "each", "optimizer": "step", "flat": "flat"}.get(
+            " ".join(modes), "random"
+        )
         return ("update", S.Update(mode, body, self._span(meta)), " ".join(modes))
 
     @v_args(meta=True)
@@ -681,7 +769,8 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
     defaults_order = None
     complex_mode = "first_nonlinear"
     sparse = None
-    docs, inputs, checks, states, updates, body, validations = (
+    docs, inputs, checks, states, updates, body, validations, procedures = (
+        [],
         [],
         [],
         [],
@@ -701,6 +790,8 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
             validations.append(item)
         elif isinstance(item, S.State):
             states.append(item)
+        elif isinstance(item, S.Procedure):
+            procedures.append(item)
         elif isinstance(item, S.DefaultsOrder):
             defaults_order = item
         elif isinstance(item, S.ComplexMode):
@@ -727,6 +818,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         path=path,
         source=text,
         span=span,
+        procedures=tuple(procedures),
     )
 
 

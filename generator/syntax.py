@@ -108,6 +108,24 @@ class Call:
     args: tuple[Expr, ...]
     span: Span = field(compare=False)
     func_span: Span = field(compare=False, default=None)
+    keywords: tuple[tuple[str, Expr], ...] = ()  # `max_ls=...` (procedure calls)
+
+
+@dataclass(frozen=True)
+class Index:
+    """``old_dirs[i]``: an element of a list (flat updates and procedures)."""
+
+    value: Expr
+    index: Expr
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class List:
+    """``[t_prev, t]``: a list (flat updates and procedures)."""
+
+    items: tuple[Expr, ...]
+    span: Span = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,8 @@ Expr = Union[
     Conditional,
     Call,
     Tuple,
+    Index,
+    List,
 ]
 
 
@@ -142,9 +162,11 @@ def children(e: Expr) -> tuple[Expr, ...]:
     if isinstance(e, Conditional):
         return (e.cond, e.then, e.orelse)
     if isinstance(e, Call):
-        return e.args
-    if isinstance(e, Tuple):
+        return e.args + tuple(v for _, v in e.keywords)
+    if isinstance(e, (Tuple, List)):
         return e.items
+    if isinstance(e, Index):
+        return (e.value, e.index)
     return ()
 
 
@@ -181,7 +203,87 @@ class Use:
     span: Span = field(compare=False)
 
 
-Stmt = Union[Assign, If, Repeat, Use, "Check"]
+# ---- the statements of flat updates and procedures (whole-vector algorithms such as LBFGS) --------
+
+
+@dataclass(frozen=True)
+class MultiAssign:
+    """``f_new, g_new <- evaluate(t, d)``: a tuple unpacked."""
+
+    targets: tuple[Name, ...]
+    value: Expr
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class ItemAssign:
+    """``al[i] <- ...``: an element of a list replaced."""
+
+    target: Name
+    index: Expr
+    value: Expr
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class CallStmt:
+    """``append(old_dirs, y)``: a call for its effect."""
+
+    call: Call
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class While:
+    cond: Expr
+    body: tuple[Stmt, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class For:
+    """``for i in range(n):`` or ``for i in reversed(range(n)):``."""
+
+    var: Name
+    iterable: Expr
+    body: tuple[Stmt, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Break:
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Return:
+    values: tuple[Expr, ...]  # empty in an update: the step ends there
+    span: Span = field(compare=False)
+
+
+Stmt = Union[
+    Assign,
+    If,
+    Repeat,
+    Use,
+    "Check",
+    MultiAssign,
+    ItemAssign,
+    CallStmt,
+    While,
+    For,
+    Break,
+    Return,
+]
+
+
+def sub_blocks(s) -> tuple[tuple[Stmt, ...], ...]:
+    """The statement blocks nested directly in a statement."""
+    if isinstance(s, If):
+        return tuple(b for _, b in s.branches) + (s.orelse,)
+    if isinstance(s, (Repeat, While, For)):
+        return (s.body,)
+    return ()
 
 
 # ---- declarations ---------------------------------------------------------------------------------
@@ -256,6 +358,8 @@ class Input:
     doc: str | None  # what the argument means, for the docstring
     requires: tuple[Require, ...]
     span: Span = field(compare=False)
+    # `none means max_iter * 5 // 4`: what the constructor stores when the argument is None
+    none_means: Expr | None = None
 
     @property
     def arg_name(self) -> str:
@@ -309,7 +413,25 @@ class DefaultsOrder:
 
 @dataclass(frozen=True)
 class Update:
-    mode: str  # "each" (every parameter with a gradient) or "random" (one random parameter)
+    # "each" (every parameter with a gradient), "random" (one random parameter), "step" (once per
+    # step, before the parameters) or "flat" (once per step, on all parameters as one vector)
+    mode: str
+    body: tuple[Stmt, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: Name
+    default: Expr | None
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """``procedure name(a, b = 1):`` a function a flat update calls (a line search)."""
+
+    name: Name
+    params: tuple[Parameter, ...]
     body: tuple[Stmt, ...]
     span: Span = field(compare=False)
 
@@ -333,6 +455,7 @@ class Spec:
     path: str
     source: str = field(compare=False, repr=False)
     span: Span = field(compare=False)
+    procedures: tuple[Procedure, ...] = ()
 
     def doc(self, key: str) -> str | None:
         texts = [d.text for d in self.docs if d.key == key]

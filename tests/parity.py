@@ -46,6 +46,11 @@ TWIN_NAMES = (
     "Adafactor",
     "Muon",
 )
+#: Twins whose step needs the closure and that take one param group (torch's LBFGS): the
+#: harness here feeds gradients from outside, so they have side-by-side tests of their own
+#: (test_lbfgs.py); the tests of declarations (signature, defaults, errors) run on them too.
+CLOSURE_TWINS = ("LBFGS",)
+ALL_TWIN_NAMES = TWIN_NAMES + CLOSURE_TWINS
 CUSTOM_NAMES = ("WeirdDescent", "BertAdamW")
 # torch's foreach NAdam, RAdam and ASGD compute with other formulas than their for-loops (sqrt(v)/sqrt(bc)
 # for NAdam, a rect-or-zero list for RAdam, one addcmul for ASGD's decay and step); the generated foreach paths follow the for-loop, so

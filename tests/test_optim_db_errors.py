@@ -20,7 +20,7 @@ from torch.testing._internal.common_optimizers import OptimizerErrorEnum
 
 from parity import (
     EXACT,
-    TWIN_NAMES,
+    ALL_TWIN_NAMES,
     CompareContext,
     assert_same_exception,
     call_capturing,
@@ -40,7 +40,7 @@ def _error_inputs(name):
 
 def _error_cases():
     cases = []
-    for name in TWIN_NAMES:
+    for name in ALL_TWIN_NAMES:
         for index, err in enumerate(_error_inputs(name)):
             desc = err.optimizer_error_input.desc
             cases.append(
@@ -53,7 +53,7 @@ def _cuda_error_cases():
     """optim_db's CUDA-only error cases, shown as skipped (they allocate CUDA tensors, so
     on a CPU-only torch they cannot even be enumerated)."""
     cases = []
-    for name in TWIN_NAMES:
+    for name in ALL_TWIN_NAMES:
         try:
             cuda = optim_info(name).optim_error_inputs_func(device="cuda", dtype=DTYPE)
         except (

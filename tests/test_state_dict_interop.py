@@ -22,6 +22,7 @@ import torch
 
 from parity import (
     EXACT,
+    ALL_TWIN_NAMES,
     TWIN_NAMES,
     CompareContext,
     RecordKey,
@@ -307,7 +308,7 @@ def test_add_param_group_matches_torch(name):
 
 
 @pytest.mark.parametrize("where", ["constructor", "add_param_group", "same_group"])
-@pytest.mark.parametrize("name", TWIN_NAMES)
+@pytest.mark.parametrize("name", ALL_TWIN_NAMES)
 def test_parameter_in_two_groups_is_rejected_like_torch(name, where):
     outcomes = []
     for cls in (torch_class(name), generated_class(name)):

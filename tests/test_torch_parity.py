@@ -36,6 +36,7 @@ from parity import (
     FUSED_GENERATED,
     EXACT,
     RecordKey,
+    ALL_TWIN_NAMES,
     TWIN_NAMES,
     CompareContext,
     clone_params,
@@ -230,7 +231,7 @@ def _run_config_vs_torch(
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", TWIN_NAMES)
+@pytest.mark.parametrize("name", ALL_TWIN_NAMES)
 def test_class_is_a_drop_in_twin_of_torch(name):
     ours, theirs = generated_class(name), torch_class(name)
     assert ours is not theirs, f"generated.{name} is torch.optim.{name} re-exported"
@@ -239,7 +240,7 @@ def test_class_is_a_drop_in_twin_of_torch(name):
     assert issubclass(ours, torch.optim.Optimizer)
 
 
-@pytest.mark.parametrize("name", TWIN_NAMES)
+@pytest.mark.parametrize("name", ALL_TWIN_NAMES)
 def test_constructor_signature_matches_torch(name):
     ours = inspect.signature(generated_class(name).__init__).parameters
     theirs = inspect.signature(torch_class(name).__init__).parameters
@@ -257,7 +258,7 @@ def test_constructor_signature_matches_torch(name):
     )
 
 
-@pytest.mark.parametrize("name", TWIN_NAMES)
+@pytest.mark.parametrize("name", ALL_TWIN_NAMES)
 def test_defaults_match_torch(name):
     p = torch.zeros(shapes_for(name)[-1], requires_grad=True)
     ours = generated_class(name)([p]).defaults

@@ -89,9 +89,15 @@ class LatexPrinter:
     def __init__(self, checked: CheckedSpec):
         self.c = checked
         self.assigned: set[str] = set()
+        # a flat update works on whole vectors, without per-parameter time subscripts
+        self.flat = checked.program is not None
 
     def name(self, e: S.Name, target: bool = False) -> str:
         n = e.id
+        if self.flat:
+            return {"grad": "g", "param": r"\theta", "loss": r"\ell"}.get(n) or symbol(
+                n
+            )
         if n == "grad":
             return r"\nabla_{\theta} f_t(\theta_{t-1})"
         st = self.c.states.get(n)
@@ -135,6 +141,7 @@ class LatexPrinter:
                 "*": r" \cdot ",
                 "@": r" ",
                 "%": r" \bmod ",
+                "//": r" \mathbin{//} ",
                 "and": r" \textbf{ and } ",
                 "or": r" \textbf{ or } ",
             }.get(e.op, f" {e.op} ")
@@ -149,13 +156,25 @@ class LatexPrinter:
                 f"{self.wrap(e.then, 2)} \\textbf{{ if }} {self.wrap(e.cond, 2)}"
                 f" \\textbf{{ else }} {self.wrap(e.orelse, 1)}"
             )
+        if isinstance(e, S.Index):
+            return f"{self.wrap(e.value, PREC['atom'])}[{self.expr(e.index)}]"
+        if isinstance(e, (S.List, S.Tuple)):
+            items = ", ".join(self.expr(x) for x in e.items)
+            return f"[{items}]" if isinstance(e, S.List) else rf"\left({items}\right)"
         if isinstance(e, S.Call):
             args = [self.expr(a) for a in e.args]
+            args += [
+                rf"\textit{{{k}}}".replace("_", r"\_") + f"={self.expr(v)}"
+                for k, v in e.keywords
+            ]
+            if e.func == "dot":
+                return rf"\langle {args[0]}, {args[1]} \rangle"
             if e.func == "sqrt":
                 return rf"\sqrt{{{args[0]}}}"
             if e.func == "abs":
                 return rf"\left|{args[0]}\right|"
-            return r"\mathrm{" + e.func + r"}\left(" + ", ".join(args) + r"\right)"
+            func = e.func.replace("_", r"\_")
+            return r"\mathrm{" + func + r"}\left(" + ", ".join(args) + r"\right)"
         return "?"
 
     def stmts(self, body, depth: int, out: list[str]) -> None:
@@ -189,6 +208,45 @@ class LatexPrinter:
                 if s.orelse:
                     out.append(rf"{pad}\textbf{{else}} \textbf{{:}}")
                     self.stmts(s.orelse, depth + 1, out)
+            elif isinstance(s, S.MultiAssign):
+                names = ", ".join(self.name(n, target=True) for n in s.targets)
+                out.append(rf"{pad}{names} \leftarrow {self.expr(s.value)}")
+            elif isinstance(s, S.ItemAssign):
+                target = self.expr(S.Index(s.target, s.index, s.span))
+                out.append(rf"{pad}{target} \leftarrow {self.expr(s.value)}")
+            elif isinstance(s, S.CallStmt):
+                c = s.call
+                if c.func == "append":
+                    line = rf"\textbf{{append}} \: {self.expr(c.args[1])} \textbf{{ to }} {self.expr(c.args[0])}"
+                elif c.func == "pop_first":
+                    line = rf"\textbf{{drop the oldest of}} \: {self.expr(c.args[0])}"
+                else:
+                    line = self.expr(c)
+                out.append(pad + line)
+            elif isinstance(s, S.While):
+                out.append(
+                    rf"{pad}\textbf{{while}} \: {self.expr(s.cond)} \textbf{{ do}}"
+                )
+                self.stmts(s.body, depth + 1, out)
+            elif isinstance(s, S.For):
+                it = s.iterable
+                rev = it.func == "reversed"
+                args = [self.expr(a) for a in (it.args[0].args if rev else it.args)]
+                lo, hi = (["0"] + args)[-2:]
+                span = (
+                    rf"{hi} - 1 \: \textbf{{down to}} \: {lo}"
+                    if rev
+                    else rf"{lo} \: \textbf{{to}} \: {hi} - 1"
+                )
+                out.append(
+                    rf"{pad}\textbf{{for}} \: {symbol(s.var.id)} = {span} \textbf{{ do}}"
+                )
+                self.stmts(s.body, depth + 1, out)
+            elif isinstance(s, S.Break):
+                out.append(rf"{pad}\textbf{{break}}")
+            elif isinstance(s, S.Return):
+                values = ", ".join(self.expr(v) for v in s.values)
+                out.append(rf"{pad}\textbf{{return}} \: {values}".rstrip(" \\:"))
 
 
 def algorithm_box(checked: CheckedSpec) -> str:
@@ -221,7 +279,12 @@ def algorithm_box(checked: CheckedSpec) -> str:
         lines.append(r"\textbf{initialize}: " + r", \: ".join(inits))
     lines.append(r"\rule{110mm}{0.4pt}")
     for block in checked.blocks:
-        if block.mode == "step":
+        if block.mode == "flat":
+            lines.append(
+                r"\textbf{each step, on all parameters as one vector } \theta \textbf{ with "
+                r"loss } \ell \textbf{ and gradient } g \textbf{ from the closure}:"
+            )
+        elif block.mode == "step":
             lines.append(r"\textbf{each step}:")
         elif block.mode == "random":
             lines.append(
@@ -231,6 +294,14 @@ def algorithm_box(checked: CheckedSpec) -> str:
             lines.append(r"\textbf{for} \: t=1 \: \textbf{to} \: \ldots \: \textbf{do}")
         p.assigned = set()
         p.stmts(block.body, 1, lines)
+    for proc in checked.spec.procedures:
+        params = ", ".join(symbol(q.name.id) for q in proc.params)
+        lines.append(r"\rule{110mm}{0.4pt}")
+        name = proc.name.id.replace("_", r"\_")
+        lines.append(
+            rf"\textbf{{procedure}} \: \mathrm{{{name}}}({params})\textbf{{:}}"
+        )
+        p.stmts(proc.body, 1, lines)
     lines.append(r"\rule{110mm}{0.4pt}")
     lines.append(r"\textbf{return} \: \theta_t")
     lines.append(r"\rule{110mm}{0.4pt}")

@@ -251,6 +251,8 @@ class ModuleRenderer:
         return [(a.name, a.default if a.fixed else a.name) for a in args]
 
     def setdefaults(self) -> list[tuple[str, str]]:
+        if self.opt.mode == "flat":  # no flags whose absence an old pickle would show
+            return []
         return [
             (a.name, a.default)
             for a in self.opt.arguments
@@ -261,6 +263,10 @@ class ModuleRenderer:
         return [(a.name, a.default) for a in self.opt.arguments if a.fixed]
 
     def param_states(self):
+        if (
+            self.opt.mode == "flat"
+        ):  # one state for all parameters (generator.emit.flat)
+            return []
         return [s for s in self.opt.states if s.scope == "parameter"]
 
     def group_lists(self) -> list[str]:
@@ -700,6 +706,33 @@ class ModuleRenderer:
         printer.body(opt.body, out)
         return out.text()
 
+    def flat_step(self) -> dict:
+        from .flat import FlatPrinter, UpdatePrinter
+
+        program = self.opt.program
+        hyper = []
+        for a in self.opt.arguments:
+            used = [s for s in a.symbols if s in program.inputs]
+            if not used:
+                continue
+            value = f'group["{a.name}"]'
+            if a.tensor_ok:
+                value = f"_to_scalar({value})"
+            hyper.append(f"{', '.join(a.symbols)} = {value}")
+        printer = FlatPrinter(program)
+        return dict(
+            flat_hyper=hyper,
+            flat_counters=[
+                (st.key, printer.expr(program.update, st.init))
+                for st in program.states.values()
+                if st.kind == "count"
+            ],
+            flat_step=UpdatePrinter(program).body(),
+            procedures="\n\n\n".join(
+                printer.procedure(p) for p in program.procedures.values()
+            ),
+        )
+
     # -- documentation ------------------------------------------------------------------------------
     def docstring(self) -> str:
         opt = self.opt
@@ -792,6 +825,9 @@ class ModuleRenderer:
             ctx["kernel"] = kernel_source(opt, ctx["fname"])
             code += ctx["fused_body"] + ctx["kernel"]
             imports.append("_device_dtype_check_for_fused")
+        elif opt.mode == "flat":
+            ctx.update(self.flat_step())
+            code += "\n".join(ctx["flat_hyper"]) + ctx["flat_step"] + ctx["procedures"]
         else:
             ctx["random_step"] = self.random_step()
             code += ctx["random_step"]
