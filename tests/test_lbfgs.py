@@ -3,8 +3,9 @@
 The harness of test_torch_parity feeds gradients from outside; LBFGS computes its own, by calling
 the closure (again at every trial point of its line search), and takes one param group. Here each
 step evaluates a loss whose gradients span 1e-6..10 (a coupled quadratic plus a quartic, with
-per-element scales), over parameters of several shapes, one of them outside the loss (its
-gradient stays None: the zeros path of the flat gradient). For every CPU config of torch's
+per-element scales), over parameters of several shapes, one of them in the loss only on odd
+steps (its gradient is None on the others: the zeros path of the flat gradient, mid-run). For
+every CPU config of torch's
 optim_db, in float32, float64 and complex, parameters, returned losses and the whole
 ``state_dict()`` (history lists included) must equal torch's after every step, bit for bit.
 """
@@ -20,9 +21,11 @@ import torch
 from parity import (
     EXACT,
     CompareContext,
+    RecordKey,
     compare_params,
     compare_state_dicts,
     describe_kwargs,
+    dtype_name,
     generated_class,
     optim_info,
     slug,
@@ -72,7 +75,8 @@ class Problem:
                 ).to(dtype)
             return torch.randn(shape, generator=gen, dtype=real).to(dtype)
 
-        self.initial = [draw(s) for s in SHAPES] + [draw((2,))]  # the last one: no grad
+        self.initial = [draw(s) for s in SHAPES] + [draw((2,))]
+        self.step = 0  # the last parameter is in the loss on odd steps only
         n = sum(
             2 * torch.Size(s).numel() if dtype.is_complex else torch.Size(s).numel()
             for s in SHAPES
@@ -100,6 +104,10 @@ class Problem:
             x = torch.cat([p.reshape(-1) for p in parts])
             r = self.coupling @ x - self.target
             loss = (self.scale * r * r).sum() / 2 + 0.01 * (x**4).sum()
+            if self.step % 2 == 1:
+                extra = params[-1]
+                extra = torch.view_as_real(extra) if extra.is_complex() else extra
+                loss = loss + 1e-3 * (extra**2).sum()
             loss.backward()
             return loss
 
@@ -115,8 +123,15 @@ def _run(cls, problem, kwargs, steps, opt_state=None):
     return params, opt, losses
 
 
-def _ctx(label, step):
-    return CompareContext(label=label, step=step, tol=EXACT, compare_grads=False)
+def _ctx(label, step, dtype=None):
+    record = (
+        None
+        if dtype is None
+        else RecordKey(NAME, "vs torch", dtype_name(dtype), "for-loop")
+    )
+    return CompareContext(
+        label=label, step=step, tol=EXACT, compare_grads=False, record=record
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
@@ -143,12 +158,14 @@ def _side_by_side(desc, kwargs, dtype, device):
         sides.append((params, cls(params, **copy.deepcopy(kwargs))))
     (tp, topt), (gp, gopt) = sides
     for step in range(STEPS):
+        problem.step = step
         expected = topt.step(problem.closure(topt, tp))
         actual = gopt.step(problem.closure(gopt, gp))
+        assert torch.isfinite(expected), f"{label}, step {step}: the problem diverged"
         assert torch.equal(
             actual, expected
         ), f"{label}, step {step}: step() returned {actual!r}, torch {expected!r}"
-        ctx = _ctx(label, step)
+        ctx = _ctx(label, step, dtype)
         compare_params(gp, tp, ctx)
         compare_state_dicts(gopt.state_dict(), topt.state_dict(), ctx)
 
