@@ -116,9 +116,24 @@ class HostPrinter(SingleTensorPrinter):
                 name = self.split.name(s)
                 out(f"{name} = {self.scalar(s.cond)}")
                 then, orelse = _host_stmts(s.then), _host_stmts(s.orelse)
-                if then or orelse:
-                    branch = ir.If(ir.SRef(name), tuple(then), tuple(orelse))
-                    _print_if(branch, out, self.scalar, self.body)
+                if not (len(orelse) == 1 and isinstance(orelse[0], ir.If)):
+                    if then or orelse:
+                        branch = ir.If(ir.SRef(name), tuple(then), tuple(orelse))
+                        _print_if(branch, out, self.scalar, self.body)
+                # not as an elif chain: an `elif` is an `if` of its own here, whose decision
+                # must be assigned too
+                elif then:
+                    out(f"if {name}:")
+                    with out.indent():
+                        self.body(then, out)
+                    if orelse:
+                        out("else:")
+                        with out.indent():
+                            self.body(orelse, out)
+                elif orelse:
+                    out(f"if not {name}:")
+                    with out.indent():
+                        self.body(orelse, out)
             else:
                 self.stmt(s, out)
 
@@ -228,12 +243,25 @@ def kernel_inputs(
             numbers.append(x.name)
         return False
 
+    conditions: list[str] = (
+        []
+    )  # flags a value is chosen by, `(1.0 if fixed_decay else lr)`
+
+    def condition(x):
+        if isinstance(x, ir.SCond):
+            uses(x.cond, lambda y: isinstance(y, ir.SRef) and conditions.append(y.name))
+        return False
+
     for s in ir.walk(opt.body):  # a lazy state's update included
         if isinstance(s, (ir.TensorLet, ir.InPlace, ir.LazyInit)):
             for e in ir.expressions(s):
                 uses(e, visit)
-    numbers = [n for n in numbers if n not in local_tensors]
-    decisions = [f"_if{k}" for k in sorted(split.index.values())]
+                uses(e, condition)
+    # a flag enters the kernel as a Python bool, a decision compiled in, not as a 0-d tensor
+    # (the kernel could not branch on that)
+    conditions = list(dict.fromkeys(c for c in conditions if not c.startswith("_if")))
+    numbers = [n for n in numbers if n not in local_tensors and n not in conditions]
+    decisions = [f"_if{k}" for k in sorted(split.index.values())] + conditions
     decisions += [
         f"_first_{s.var}"
         for s in opt.states
