@@ -431,8 +431,9 @@ def _lion_kernel(
     if _if2:
         if _if3:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
-        elif weight_decay > 0:
-            g = g.add(param.mul(weight_decay))
+        else:
+            if _if4:
+                g = g.add(param.mul(weight_decay))
     update = exp_avg.lerp(g, 1 - beta1).sign_()
     exp_avg.lerp_(g, 1 - beta2)
     param.add_(update.mul(-lr))

@@ -548,6 +548,15 @@ class Checker:
             self.out.error(
                 "E401", "one parameter update per optimizer", self.spec.updates[-1].span
             )
+        if "step" in modes and "each" in modes:
+            self.out.error(
+                "E401",
+                "`update optimizer:` goes with `update one random parameter:`; beside "
+                "`update:` it would not run",
+                self.spec.updates[modes.index("step")].span,
+                hint="count per parameter instead (`state t (step): count <- 0`, "
+                "`t <- t + 1` in `update:`)",
+            )
         env = dict(self.inputs)
         for name, st in self.states.items():
             kind = "scalar" if st.kind == "count" else "tensor"
@@ -1317,6 +1326,60 @@ def _adds_to(value: S.Expr, name: str) -> bool:
     )
 
 
+def _check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
+    """An update that reads the parameter's shape must refuse complex parameters: complex ones
+    are updated through their real views, whose shape is not theirs (one more dimension, twice
+    the elements), so a shape test would silently take the other branch."""
+
+    def refuses(e) -> bool:
+        return (isinstance(e, S.Call) and e.func == "is_complex") or any(
+            refuses(c) for c in S.children(e)
+        )
+
+    if any(refuses(v.expr) for v in spec.validations):
+        return
+
+    def shape_calls(e):
+        if (
+            isinstance(e, S.Call)
+            and e.func in ("dim", "size", "numel")
+            and e.args
+            and isinstance(e.args[0], S.Name)
+            and e.args[0].id in ("param", "grad", "g")
+        ):
+            yield e
+        for c in S.children(e):
+            yield from shape_calls(c)
+
+    def stmts(body):
+        for s in body:
+            for f in ("value", "cond", "count", "expr"):
+                if getattr(s, f, None) is not None:
+                    yield from shape_calls(getattr(s, f))
+            for cond, _ in getattr(s, "branches", ()):
+                yield from shape_calls(cond)
+            for b in S.sub_blocks(s):
+                yield from stmts(b)
+
+    # (one random parameter: updated as it is, complex or not)
+    found = [c for b in blocks if b.mode == "each" for c in stmts(b.body)]
+    found += [
+        c
+        for st in spec.states
+        if st.condition is not None
+        for c in shape_calls(st.condition)
+    ]
+    if found:
+        out.error(
+            "E327",
+            f"the update reads the parameter's shape (`{found[0].func}`): complex parameters, "
+            "updated through their real views, would read another shape",
+            found[0].span,
+            hint='refuse them: `check not is_complex(param) else "... does not support complex '
+            'parameters"`',
+        )
+
+
 _STATEMENT_WORDS = {
     "MultiAssign": "assigning several names at once",
     "ItemAssign": "assigning a list element",
@@ -1379,6 +1442,8 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
                 n.span,
                 hint="use it in the update or a requirement, or remove it",
             )
+    if getattr(c, "program", None) is None:
+        _check_shapes_of_complex(spec, blocks, out)
     return CheckedSpec(
         spec,
         c.inputs,

@@ -87,6 +87,10 @@ class Lowerer:
             {}
         )  # local → decided by hyperparameters alone
         self.varying_branches = 0  # depth of per-parameter `if`s being lowered
+        # locals that differ between parameters at some assignment: every assignment of them
+        # makes a per-parameter value (a list on the foreach path), so that `c <- 1` then
+        # `if flag: c <- 1 / t` leaves one kind of value behind (found by a first lowering)
+        self.force_varying: frozenset[str] = frozenset()
         self.branch_count = 0
         self.data_dependent: dict[str, bool] = (
             {}
@@ -443,6 +447,12 @@ class Lowerer:
         return out
 
     def stmt(self, s, later, rest) -> list[ir.Stmt]:
+        if isinstance(s, S.Assign):
+            split = self._nested_choice(s)
+            if (
+                split is not None
+            ):  # `x <- a * (1 if adam else r) * g`: one statement per case
+                return self.stmt(split, later, rest)
         if isinstance(s, S.If):
             return [self._if(s.branches, s.orelse, later)]
         if isinstance(s, S.Repeat):
@@ -470,11 +480,60 @@ class Lowerer:
         if kind != "tensor":
             self.kinds[name] = "scalar"
             # set under a per-parameter condition, a value differs between parameters
-            self.varying[name] = self.is_varying(s.value) or self.varying_branches > 0
+            self.varying[name] = (
+                self.is_varying(s.value)
+                or self.varying_branches > 0
+                or name in self.force_varying
+            )
             self.data_dependent[name] = self.is_data_dependent(s.value)
             self.static_locals[name] = self.is_static(s.value)
             return [ir.ScalarLet(name, self.sexpr(s.value), self.varying[name])]
         return self._tensor_local(name, s.value, later, rest)
+
+    def _nested_choice(self, s: S.Assign) -> S.If | None:
+        """A choice inside a tensor expression (``(1 if adam else r)`` in a product) becomes
+        an ``if`` around the whole assignment, once with each alternative, as the top-level
+        ``x <- a if c else b`` already is; None when the value has no such choice."""
+        if self.kind(s.value) != "tensor":
+            return None
+
+        def find(e, top):
+            # (a choice of numbers, `(1.0 if fixed_decay else lr)`, stays a number)
+            if isinstance(e, S.Conditional) and not top and self.kind(e) == "tensor":
+                return e
+            for c in S.children(e):
+                found = find(c, False)
+                if found is not None:
+                    return found
+            return None
+
+        choice = find(s.value, True)
+        if choice is None:
+            return None
+
+        def put(e, with_):
+            if e is choice:
+                return with_
+            if isinstance(e, S.Binary):
+                return replace(e, left=put(e.left, with_), right=put(e.right, with_))
+            if isinstance(e, S.Unary):
+                return replace(e, operand=put(e.operand, with_))
+            if isinstance(e, S.Call):
+                return replace(e, args=tuple(put(a, with_) for a in e.args))
+            if isinstance(e, S.Conditional):
+                return replace(
+                    e,
+                    cond=put(e.cond, with_),
+                    then=put(e.then, with_),
+                    orelse=put(e.orelse, with_),
+                )
+            if isinstance(e, S.Compare):
+                return replace(e, operands=tuple(put(x, with_) for x in e.operands))
+            return e
+
+        then = replace(s, value=put(s.value, choice.then))
+        orelse = replace(s, value=put(s.value, choice.orelse))
+        return S.If(((choice.cond, (then,)),), (orelse,), s.span)
 
     def _repeat(self, s: S.Repeat, later) -> ir.Repeat:
         """A bounded loop: what is private at the top of an iteration must still be at its end."""
@@ -909,6 +968,8 @@ def _py_literal(e: S.Expr) -> str:
         return "(" + ", ".join(_py_literal(x) for x in e.items) + ")"
     if isinstance(e, S.Unary):
         return "-" + _py_literal(e.operand)
+    if isinstance(e, S.String):
+        return repr(e.value)  # spec text: a literal, escaped
     return e.text
 
 
@@ -938,6 +999,14 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
 
     spec = checked.spec
     lw = Lowerer(checked)
+    if checked.program is None:
+        probe = Lowerer(checked)
+        probed = [
+            s for b in checked.blocks for s in ir.walk(probe.body(b.body, frozenset()))
+        ]
+        lw.force_varying = frozenset(
+            s.name for s in probed if isinstance(s, ir.ScalarLet) and s.varying
+        )
     args = []
     for inp in spec.inputs:
         args.append(

@@ -37,14 +37,21 @@ def generated():
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not parity.REPORT:
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: send it home
+        session.config.workeroutput["parity_report"] = parity.report_entries()
         return
-    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker: leave it
+    if not parity.REPORT:
         return
     try:
         parity.write_report_json(REPORT_PATH)
     except OSError as exc:  # pragma: no cover - read-only checkout
         warnings.warn(f"could not write {REPORT_PATH}: {exc}")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist (controller): a worker finished; fold in the deviations it saw."""
+    parity.merge_report(getattr(node, "workeroutput", {}).get("parity_report", []))
 
 
 def _fmt(entry) -> str:

@@ -172,6 +172,34 @@ def report_as_json_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def merge_report(entries: list) -> None:
+    """Fold another process's ``REPORT`` (as ``report_entries()``) into this one's: the
+    pytest-xdist controller collects its workers' deviations."""
+    for key, max_abs, max_rel, compared, tests in entries:
+        entry = REPORT.setdefault(
+            tuple(key),
+            {"max_abs": 0.0, "max_rel": 0.0, "tensors_compared": 0, "tests": set()},
+        )
+        entry["max_abs"] = max(entry["max_abs"], max_abs)
+        entry["max_rel"] = max(entry["max_rel"], max_rel)
+        entry["tensors_compared"] += compared
+        entry["tests"].update(tests)
+
+
+def report_entries() -> list:
+    """``REPORT`` as plain data that pytest-xdist can send from a worker."""
+    return [
+        [
+            list(key),
+            e["max_abs"],
+            e["max_rel"],
+            e["tensors_compared"],
+            sorted(e["tests"]),
+        ]
+        for key, e in REPORT.items()
+    ]
+
+
 def _json_float(x: float) -> float | str:
     return x if math.isfinite(x) else repr(x)
 

@@ -81,6 +81,7 @@ SHAPED_SPEC = """optimizer Shaped
 input lr: float = 0.01
 input beta: float = 0.9
 input foreach: bool? = none, keyword
+check not is_complex(param) else "Shaped does not support complex parameters"
 state r (row_mean) <- 0 if dim(param) > 1, reduced over -1
 state c (col_mean) <- 0 if dim(param) > 1, reduced over -2
 state v (full) <- 0 if dim(param) <= 1

@@ -186,6 +186,7 @@ class KernelPrinter(SingleTensorPrinter):
                         out,
                         self.scalar,
                         self.body,
+                        chain=False,
                     )
             elif isinstance(s, ir.LazyInit):
                 st = next(b for b in self.opt.states if b.key == s.state)

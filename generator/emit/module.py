@@ -143,8 +143,9 @@ def _decides(opt: ir.Optimizer) -> set[str]:
 
 def _reads_count_before_update(stmts, key: str) -> bool:
     for s in ir.walk(stmts):
-        if isinstance(s, ir.CountUpdate) and s.state == key:
+        if isinstance(s, ir.CountUpdate) and s.state == key and s.op != "fill":
             return False
+        # (a new value computed from the old one, `w <- w * beta + 1`, reads it first)
         exprs = ir.expressions(s)
         if any(
             uses(e, lambda x: isinstance(x, ir.SRef) and x.count and x.name == key)

@@ -619,14 +619,29 @@ def _saves_output(e) -> bool:
     return isinstance(e, ir.TOp) and OPS[e.op].saves_output
 
 
-def _print_if(s: ir.If, out: Lines, scalar, body) -> None:
+def _print_if(
+    s: ir.If, out: Lines, scalar, body, chain_varying: bool = True, chain: bool = True
+) -> None:
+    """``if``/``elif``/``else``; with ``chain_varying`` False an `if` decided per parameter is
+    not folded into an ``elif`` (the foreach path partitions the lists for it instead); with
+    ``chain`` False no `if` is (the fused kernel tests each `if` by its own decision).
+    """
+
+    def chained(rest) -> bool:
+        return (
+            chain
+            and len(rest) == 1
+            and isinstance(rest[0], ir.If)
+            and (chain_varying or not rest[0].varying)
+        )
+
     then, orelse = Lines(), Lines()
     body(s.then, then)
     body(s.orelse, orelse)
     one = [
         b.lines[0] for b in (then, orelse) if len(b.lines) == 1 and " = " in b.lines[0]
     ]
-    chain = len(s.orelse) == 1 and isinstance(s.orelse[0], ir.If)
+    chain = chained(s.orelse)
     if (
         len(one) == 2
         and not chain
@@ -641,7 +656,7 @@ def _print_if(s: ir.If, out: Lines, scalar, body) -> None:
     with out.indent():
         body(s.then, out) if s.then else out("pass")
     rest = s.orelse
-    while len(rest) == 1 and isinstance(rest[0], ir.If):
+    while chained(rest):
         out(f"elif {scalar(rest[0].cond)}:")
         with out.indent():
             body(rest[0].then, out) if rest[0].then else out("pass")
@@ -692,14 +707,22 @@ class ForeachPrinter:
             name = "device_" + self.by_var[r.name].list_name
         else:
             name = "device_" + r.name
-        return self.rename.get(name, name)
+        return self.renamed(name)
+
+    def renamed(self, name: str) -> str:
+        """The list a name stands for here: inside nested per-parameter branches a list is
+        renamed once per level (``device_params`` → ``device_params_rest_1`` →
+        ``device_params_rest_1_5``), so the renames are followed to the innermost."""
+        while name in self.rename:
+            name = self.rename[name]
+        return name
 
     def _ref_list(self, r: ir.SRef) -> str:
         if r.count and r.varying:
             name = f"device_{self.states[r.name].list_name}"
         else:
             name = r.name + "s" if r.varying else r.name
-        return self.rename.get(name, name)
+        return self.renamed(name)
 
     def partition(self, s: ir.If, out: Lines, later: frozenset) -> None:
         """An `if` decided per parameter: each branch runs on the tensors it holds for; values a
@@ -714,6 +737,9 @@ class ForeachPrinter:
             if name not in self.known:
                 out(f"{name}: list = [None] * len(cond_{k})")
                 self.known.add(name)
+            elif name.startswith("device_"):
+                # a foreach result may be a tuple: the branches put values back in place
+                out(f"{name} = list({name})")
         branches = ((s.then, "", "if ok"), (s.orelse, "rest_", "if not ok"))
         for (body, prefix, test), sets in zip(branches, assigned):
             if not body:
@@ -1080,7 +1106,7 @@ class ForeachPrinter:
 
     def stmt(self, s, out: Lines, later: frozenset = frozenset()) -> None:
         if isinstance(s, ir.ScalarLet):
-            dest = self.rename.get(f"{s.name}s", f"{s.name}s")
+            dest = self.renamed(f"{s.name}s")
             if s.varying and not varying_refs(
                 s.value
             ):  # the same value for every tensor
@@ -1092,7 +1118,7 @@ class ForeachPrinter:
             if s.varying:
                 self.known.add(f"{s.name}s")
         elif isinstance(s, ir.CountUpdate):
-            lst = self.rename.get(*[f"device_{self.states[s.state].list_name}"] * 2)
+            lst = self.renamed(f"device_{self.states[s.state].list_name}")
             value, varying = self.slot(s.value)
             if s.op == "+=" and value == "1":
                 # torch's idiom: a CPU scalar tensor keeps the foreach kernel off the slow path
@@ -1118,7 +1144,7 @@ class ForeachPrinter:
                     out(f"{s.state}_t.fill_({value})")
         elif isinstance(s, ir.TensorLet):
             self.known.add("device_" + s.name)
-            dest = self.rename.get("device_" + s.name, "device_" + s.name)
+            dest = self.renamed("device_" + s.name)
             if s.alias:
                 out(f"{dest} = {self.tlist(s.value)}")
             else:
@@ -1145,7 +1171,13 @@ class ForeachPrinter:
                 s, out, lambda b, o: self.body(b, o, later), eager, traced(self.opt)
             )
         elif isinstance(s, ir.If):
-            _print_if(s, out, self.scalar, lambda b, o: self.body(b, o, later))
+            _print_if(
+                s,
+                out,
+                self.scalar,
+                lambda b, o: self.body(b, o, later),
+                chain_varying=False,
+            )
         elif isinstance(s, ir.Repeat):
             out(f"for _ in range({self.scalar(s.count)}):")
             with out.indent():
