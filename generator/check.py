@@ -548,6 +548,12 @@ class Checker:
             self.out.error(
                 "E401", "one parameter update per optimizer", self.spec.updates[-1].span
             )
+        if "group" in modes and "each" not in modes:
+            self.out.error(
+                "E401",
+                "`update group:` goes with `update:` (the parameters of each group)",
+                self.spec.updates[modes.index("group")].span,
+            )
         if "step" in modes and "each" in modes:
             self.out.error(
                 "E401",
@@ -1272,13 +1278,22 @@ class _Flow:
                 )
             if target.role == "state":
                 st = self.c.states[name]
-                if st.scope != "parameter" and self.mode != "step":
+                block = {"optimizer": "step", "group": "group"}.get(st.scope)
+                if st.scope != "parameter" and self.mode != block:
                     self.c.out.error(
                         "E320",
                         f"{st.scope}-level state `{name}` can only be "
-                        "updated in an `update optimizer:` block",
+                        f"updated in an `update {st.scope}:` block",
                         s.target.span,
                     )
+            if self.mode == "group" and target.role != "state":
+                self.c.out.error(
+                    "E320",
+                    "`update group:` counts the group's steps: it assigns `state group` "
+                    "counters only",
+                    s.target.span,
+                    hint="compute other values in `update:`",
+                )
                 self._check_condition(st, s.target.span)
                 self.assigned_now[name] = s.target.span
             if target.role == "param":

@@ -302,3 +302,5 @@ class Optimizer:
     none_means: tuple[tuple[str, str], ...] = ()
     # an `update flat:` spec: its update and procedures, checked and typed (generator.flat)
     program: object = None
+    # `update group:`: counters of the group dict, counted once per group before its parameters
+    group_block: tuple[Stmt, ...] = ()

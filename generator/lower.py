@@ -217,6 +217,9 @@ class Lowerer:
             name, _ = self._resolve(e)
             if name in self.states:
                 st = self.states[name]
+                if st.scope == "group" and st.kind == "count":
+                    # a number of the group dict, passed in as the hyperparameters are
+                    return ir.SRef(st.key)
                 return ir.SRef(st.key, varying=st.scope == "parameter", count=True)
             return ir.SRef(name, varying=self.varying.get(name, False))
         if isinstance(e, S.Unary):
@@ -1044,15 +1047,20 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 var=loop_var(st.key, st.kind),
             )
         )
-    step_block, body, mode = [], [], "each"
+    step_block, group_block, body, mode = [], [], [], "each"
     for block in checked.blocks if not flat else ():
         lowered = lw.body(block.body, frozenset())
         if block.mode == "step":
             step_block.extend(lowered)
+        elif block.mode == "group":
+            group_block.extend(lowered)
         else:
             body.extend(lowered)
             mode = block.mode
-    hoisted, body = _hoist(body, set(checked.inputs))
+    group_counts = [
+        st.key for st in spec.states if st.scope == "group" and st.kind == "count"
+    ]
+    hoisted, body = _hoist(body, set(checked.inputs) | set(group_counts))
     hyper = sorted(
         s
         for s in checked.used_inputs
@@ -1078,7 +1086,9 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
         step_block=tuple(step_block),
         body=tuple(body),
         hoisted=tuple(hoisted),
-        hyper=tuple(s for s in _hyper_order(spec) if s in hyper),
+        hyper=tuple(s for s in _hyper_order(spec) if s in hyper)
+        + tuple(k for k in group_counts if _reads_name(body + hoisted, k)),
+        group_block=tuple(group_block),
         helpers=frozenset(lw.helpers),
         has_foreach=any(a.name == "foreach" for a in args) and mode == "each",
         defaults_order=spec.defaults_order.names if spec.defaults_order else None,
@@ -1101,6 +1111,16 @@ def _none_means(checked: CheckedSpec, lw: Lowerer):
     for inp in checked.spec.inputs:
         if inp.none_means is not None:
             yield inp.arg_name, printer(lw.sexpr(inp.none_means))
+
+
+def _reads_name(stmts, name: str) -> bool:
+    from .emit.python import uses
+
+    return any(
+        uses(e, lambda x: isinstance(x, ir.SRef) and x.name == name)
+        for s in ir.walk(stmts)
+        for e in ir.expressions(s)
+    )
 
 
 def _calls(e, func: str) -> bool:

@@ -67,7 +67,7 @@ TOKEN_WORDS = {
     "EAGER": "`, eager`",
     "DOC_KEY": "`summary`, `reference` or `note`",
     "STATE_SCOPE": "`optimizer` or `group`",
-    "UPDATE_MODE": "`one random parameter`, `optimizer` or `flat`",
+    "UPDATE_MODE": "`one random parameter`, `optimizer`, `group` or `flat`",
     "LSQB": "`[`",
     "RSQB": "`]`",
     "VBAR": "`|`",
@@ -528,7 +528,7 @@ class _Build(Transformer):
     def update_block(self, meta, children):
         modes = [str(c) for c in children if isinstance(c, Token)]
         body = tuple(c for c in children if not isinstance(c, Token))
-        mode = {"": "each", "optimizer": "step", "flat": "flat"}.get(
+        mode = {"": "each", "optimizer": "step", "flat": "flat", "group": "group"}.get(
             " ".join(modes), "random"
         )
         return ("update", S.Update(mode, body, self._span(meta)), " ".join(modes))

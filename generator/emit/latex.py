@@ -286,6 +286,8 @@ def algorithm_box(checked: CheckedSpec) -> str:
             )
         elif block.mode == "step":
             lines.append(r"\textbf{each step}:")
+        elif block.mode == "group":
+            lines.append(r"\textbf{each step, for each parameter group}:")
         elif block.mode == "random":
             lines.append(
                 r"\textbf{for a random parameter } \theta \textbf{ with a gradient}:"

@@ -219,8 +219,14 @@ class ModuleRenderer:
             for k, s in enumerate(a.symbols):
                 self.sym_arg[s] = (a, k if len(a.symbols) > 1 else None)
         self.group_scalar = ScalarPrinter(self._group_ref, _per_parameter_name)
+        # `state group` counters: numbers of the group dict (pytorch_optimizer's group['step'])
+        self.group_counts = {
+            s.key: s for s in opt.states if s.scope == "group" and s.kind == "count"
+        }
 
     def _group_ref(self, r: ir.SRef) -> str:
+        if r.name in self.group_counts:
+            return f'group["{r.name}"]'
         if r.name in self.sym_arg:
             a, k = self.sym_arg[r.name]
             # torch's Adagrad starts every accumulator from the constructor's value.
@@ -390,8 +396,28 @@ class ModuleRenderer:
             out.append(("fused", 'group["fused"]'))
         out.append(("has_complex", "has_complex"))
         for sym in self.opt.hyper:
+            if sym in self.group_counts:
+                out.append((sym, f'group["{sym}"]'))
+                continue
             a, k = self.sym_arg[sym]
             out.append((sym, sym if k is not None else f'group["{a.name}"]'))
+        return out
+
+    def group_counting(self) -> list[str]:
+        """``update group:``: each group's counters, made at its first step and counted once
+        per step before its parameters, as pytorch_optimizer counts ``group['step']``.
+        """
+        out = []
+        for s in self.group_counts.values():
+            init = self.group_scalar(s.init)
+            out.append(f'if "{s.key}" not in group:')
+            out.append(f'    group["{s.key}"] = {init}')
+        for s in self.opt.group_block:
+            if not isinstance(s, ir.CountUpdate):
+                raise GeneratorBug(f"`update group:` holds {type(s).__name__}")
+            value = self.group_scalar(s.value)
+            op = {"+=": "+=", "*=": "*=", "fill": "="}[s.op]
+            out.append(f'group["{s.state}"] {op} {value}')
         return out
 
     def store_lazy(self) -> str:
@@ -806,6 +832,7 @@ class ModuleRenderer:
             ),
             unpack=self.unpack(),
             call_kwargs=self.call_kwargs(),
+            group_counting=self.group_counting() if opt.mode == "each" else [],
             store_lazy=self.store_lazy(),
             docstring=self.docstring(),
         )
