@@ -21,6 +21,8 @@ input foreach: bool? = none
 state t (step): count <- 0
 state m (exp_avg) <- 0
 state w (weight): count <- 0
+state v_max (max_exp_avg_sq) <- 0 if flag
+check not is_complex(param) else "Branchy does not support complex parameters"
 """
 
 UPDATES = {
@@ -61,6 +63,40 @@ UPDATES = {
     w <- w * 0.5 + (2 if flag else 1)
     m <- m + grad
     param <- param - lr / w * m
+""",
+    "per_parameter_if_elif_else_assigning_a_local": """
+    t <- t + 1
+    m <- m + grad
+    if dim(param) == 1:
+        u <- sign(m)
+    elif dim(param) == 2:
+        u <- m * 2
+    else:
+        u <- m
+    param <- param - (2 * lr if flag else lr) * u
+""",
+    "per_parameter_if_inside_a_flag": """
+    t <- t + 1
+    m <- m + grad
+    if flag:
+        if dim(param) >= 2:
+            u <- sign(m)
+        else:
+            u <- m
+    else:
+        u <- m * 2
+    param <- param - lr * u
+""",
+    "optional_state_inside_a_per_parameter_branch": """
+    t <- t + 1
+    m <- 0.9 * m + 0.1 * grad^2
+    if dim(param) >= 2:
+        if flag:
+            v_max <- max(v_max, m)
+            d <- sqrt(v_max)
+        else:
+            d <- sqrt(m)
+        param <- param - lr * grad / (d + 1e-8)
 """,
     "choice_inside_a_tensor_expression": """
     t <- t + 1

@@ -255,7 +255,11 @@ class ModuleRenderer:
         args = self.opt.arguments
         if self.opt.defaults_order:
             args = sorted(args, key=lambda a: self.opt.defaults_order.index(a.name))
-        return [(a.name, a.default if a.fixed else a.name) for a in args]
+        computed = dict(self.opt.none_means)
+        return [
+            (a.name, computed.get(a.name, a.default) if a.fixed else a.name)
+            for a in args
+        ]
 
     def setdefaults(self) -> list[tuple[str, str]]:
         if self.opt.mode == "flat":  # no flags whose absence an old pickle would show
@@ -267,7 +271,12 @@ class ModuleRenderer:
         ]
 
     def fixed(self) -> list[tuple[str, str]]:
-        return [(a.name, a.default) for a in self.opt.arguments if a.fixed]
+        computed = dict(self.opt.none_means)  # kept in the group as computed
+        return [
+            (a.name, a.default)
+            for a in self.opt.arguments
+            if a.fixed and a.name not in computed
+        ]
 
     def param_states(self):
         if (
@@ -832,6 +841,8 @@ class ModuleRenderer:
             ),
             unpack=self.unpack(),
             call_kwargs=self.call_kwargs(),
+            # `none means` of an argument (a fixed input's value is computed in `defaults`)
+            none_means=[(a, v) for a, v in opt.none_means if not self.args[a].fixed],
             group_counting=self.group_counting() if opt.mode == "each" else [],
             store_lazy=self.store_lazy(),
             docstring=self.docstring(),
@@ -856,7 +867,7 @@ class ModuleRenderer:
         elif opt.mode == "flat":
             ctx.update(self.flat_step())
             code += "\n".join(ctx["flat_hyper"]) + ctx["flat_step"] + ctx["procedures"]
-        else:
+        elif opt.mode == "random":
             ctx["random_step"] = self.random_step()
             code += ctx["random_step"]
         for name in ("_get_value", "_to_scalar", "_view_as_real", "_get_scalar_dtype"):

@@ -650,6 +650,8 @@ def _print_if(
         # `x = a if cond else b` reads better than four lines for a choice of value.
         target, a = one[0].split(" = ", 1)
         b = one[1].split(" = ", 1)[1]
+        if " if " in a:  # a nested choice: `(a if c else b) if flag else d`
+            a = f"({a})"
         out(f"{target} = {a} if {scalar(s.cond)} else {b}")
         return
     out(f"if {scalar(s.cond)}:")
@@ -733,13 +735,16 @@ class ForeachPrinter:
         out(f"cond_{k} = {self.scalar_value(s.cond)}")
         assigned = [self._assigned(b) for b in (s.then, s.orelse)]
         merged = [n for n in dict.fromkeys(assigned[0] + assigned[1]) if n in later]
+        # where each value goes back: the list as named here (inside an enclosing branch, that
+        # branch's own part of it)
+        dest = {name: self.renamed(name) for name in merged}
         for name in merged:
-            if name not in self.known:
-                out(f"{name}: list = [None] * len(cond_{k})")
-                self.known.add(name)
+            if dest[name] not in self.known:
+                out(f"{dest[name]}: list = [None] * len(cond_{k})")
+                self.known.add(dest[name])
             elif name.startswith("device_"):
                 # a foreach result may be a tuple: the branches put values back in place
-                out(f"{name} = list({name})")
+                out(f"{dest[name]} = list({dest[name]})")
         branches = ((s.then, "", "if ok"), (s.orelse, "rest_", "if not ok"))
         for (body, prefix, test), sets in zip(branches, assigned):
             if not body:
@@ -750,9 +755,17 @@ class ForeachPrinter:
             with out.indent():
                 saved, saved_count = dict(self.rename), self.count
                 self.count = f"len({idx})"
+                optional = {
+                    self.renamed(f"device_{st.list_name}")
+                    for st in self.states.values()
+                    if st.condition is not None and not varying_refs(st.condition)
+                }
                 for name in self._lists_read(body):
                     part = f"{name}_{prefix}{k}"
-                    out(f"{part} = [{name}[j] for j in {idx}]")
+                    # a state that exists only under a hyperparameter (`if amsgrad`) has an
+                    # empty list otherwise
+                    guard = f" if {name} else []" if name in optional else ""
+                    out(f"{part} = [{name}[j] for j in {idx}]{guard}")
                     self.rename[name] = part
                 for name in merged:
                     if name in sets:
@@ -763,7 +776,7 @@ class ForeachPrinter:
                         part = self.rename[name]
                         out(f"for j, value in zip({idx}, {part}, strict=True):")
                         with out.indent():
-                            out(f"{name}[j] = value")
+                            out(f"{dest[name]}[j] = value")
                 self.rename, self.count = saved, saved_count
 
     def _assigned(self, stmts) -> list[str]:
@@ -1171,12 +1184,26 @@ class ForeachPrinter:
                 s, out, lambda b, o: self.body(b, o, later), eager, traced(self.opt)
             )
         elif isinstance(s, ir.If):
-            _print_if(
-                s,
-                out,
-                self.scalar,
-                lambda b, o: self.body(b, o, later),
-                chain_varying=False,
+            # each branch starts from the lists made before the `if` (_print_if may print a
+            # branch twice); after it, a list exists if every branch made it
+            before, made = set(self.known), []
+
+            def branch(b, o):
+                self.known = set(before)
+                self.body(b, o, later)
+                made.append(set(self.known))
+
+            _print_if(s, out, self.scalar, branch, chain_varying=False)
+            rest = s
+            while (
+                rest.orelse
+                and len(rest.orelse) == 1
+                and isinstance(rest.orelse[0], ir.If)
+            ):
+                rest = rest.orelse[0]
+            exhaustive = bool(rest.orelse)
+            self.known = (
+                before | set.intersection(*made) if exhaustive and made else before
             )
         elif isinstance(s, ir.Repeat):
             out(f"for _ in range({self.scalar(s.count)}):")
