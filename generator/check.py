@@ -1286,6 +1286,8 @@ class _Flow:
                         f"updated in an `update {st.scope}:` block",
                         s.target.span,
                     )
+                self._check_condition(st, s.target.span)
+                self.assigned_now[name] = s.target.span
             if self.mode == "group" and target.role != "state":
                 self.c.out.error(
                     "E320",
@@ -1294,8 +1296,6 @@ class _Flow:
                     s.target.span,
                     hint="compute other values in `update:`",
                 )
-                self._check_condition(st, s.target.span)
-                self.assigned_now[name] = s.target.span
             if target.role == "param":
                 self.read.add(name)
                 self.assigned_now[name] = s.target.span
