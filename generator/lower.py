@@ -649,7 +649,8 @@ class Lowerer:
     def _update_state(self, st: S.State, s: S.Assign) -> ir.Stmt:
         target = self.tref(st.name.id)
         update = self._update_persistent(target, st.name.id, s.value)
-        if st.lazy:
+        # (a later assignment, without `initially`, updates a state made earlier this step)
+        if st.lazy and s.initially is not None:
             first = self.texpr(s.initially)
             return ir.LazyInit(st.key, first, (update,))
         return update

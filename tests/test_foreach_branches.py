@@ -22,6 +22,7 @@ state t (step): count <- 0
 state m (exp_avg) <- 0
 state w (weight): count <- 0
 state v_max (max_exp_avg_sq) <- 0 if flag
+state b (previous) lazy
 check not is_complex(param) else "Branchy does not support complex parameters"
 """
 
@@ -97,6 +98,13 @@ UPDATES = {
         else:
             d <- sqrt(m)
         param <- param - lr * grad / (d + 1e-8)
+""",
+    "lazy_state_assigned_again_later": """
+    t <- t + 1
+    b <- b initially -grad
+    m <- m + grad
+    param <- param - (2 * lr if flag else lr) * (m + b)
+    b <- -grad
 """,
     "choice_inside_a_tensor_expression": """
     t <- t + 1
