@@ -27,9 +27,11 @@ demo: install
 	$(PY) -m generator build
 	$(PY) -m generator demo
 
+# Two pytest-xdist workers: the suite is CPU-bound (inductor compiles the fused kernels), and CI
+# has two cores; the parity report is merged from the workers (tests/conftest.py).
 test: install
 	$(PY) -m generator check
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 # Regenerate every golden output after an intended change: generated/ and the diagnostics' texts.
 golden: install
