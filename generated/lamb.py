@@ -341,7 +341,6 @@ def _single_tensor_lamb(
     maximize,
     step,
 ) -> None:
-    step_size = lr / (1 - beta1**step)
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
 
@@ -361,6 +360,7 @@ def _single_tensor_lamb(
         exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         if weight_decouple and weight_decay != 0:
             param.mul_(1 - weight_decay * (1 if fixed_decay else lr))
+        step_size = lr / (1 - beta1**step)
         if not rectify:
             direction = exp_avg.div(exp_avg_sq.sqrt().add_(eps))
             if not weight_decouple and weight_decay > 0:
@@ -422,7 +422,6 @@ def _multi_tensor_lamb(
     if len(params) == 0:
         return
 
-    step_size = lr / (1 - beta1**step)
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
@@ -455,6 +454,7 @@ def _multi_tensor_lamb(
             torch._foreach_mul_(
                 device_params, 1 - weight_decay * (1 if fixed_decay else lr)
             )
+        step_size = lr / (1 - beta1**step)
         if not rectify:
             device_direction_10 = torch._foreach_sqrt(device_exp_avg_sqs)
             torch._foreach_add_(device_direction_10, eps)

@@ -1104,6 +1104,11 @@ class _Flow:
                 continue
             if all(syms):
                 kinds = {x.kind for x in syms}
+                if kinds == {
+                    "int",
+                    "scalar",
+                }:  # `r <- 2.0` here, `r <- 1` there: a number
+                    kinds = {"scalar"}
                 merged[name] = replace(
                     syms[0],
                     kind=kinds.pop() if len(kinds) == 1 else "tensor",

@@ -1142,8 +1142,19 @@ def _hyper_order(spec: S.Spec):
 def _hoist(body, inputs: set):
     """Move scalars decided by hyperparameters alone to the top: computed once per group."""
     hoisted, rest, static = [], [], set(inputs)
+    # a name assigned more than once stays in the loop: hoisted, its later rebinding inside the
+    # loop would carry over from one parameter to the next
+    counts: dict[str, int] = {}
+    for s in ir.walk(body):
+        if isinstance(s, ir.ScalarLet):
+            counts[s.name] = counts.get(s.name, 0) + 1
     for s in body:
-        if isinstance(s, ir.ScalarLet) and not s.varying and _static(s.value, static):
+        if (
+            isinstance(s, ir.ScalarLet)
+            and not s.varying
+            and counts[s.name] == 1
+            and _static(s.value, static)
+        ):
             hoisted.append(s)
             static.add(s.name)
         else:

@@ -179,3 +179,33 @@ def test_fused_kernel_tests_an_elif_by_its_own_decision(decouple):
             opt.step()
         results.append(p.detach().clone())
     torch.testing.assert_close(results[1], results[0], rtol=1e-6, atol=1e-7)
+
+
+REBOUND = """\
+optimizer Rebound
+input lr: float = 0.5
+input foreach: bool? = none
+update:
+    if lr > 0.25:
+        r <- 2.0
+    else:
+        r <- 1
+    s <- lr * 2
+    s <- s * r
+    param <- param - s * grad
+"""
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_a_number_rebound_in_the_update_is_not_carried_to_the_next_parameter(foreach):
+    """`s <- lr * 2` then `s <- s * r`: every parameter steps by lr * 2 * r (a hoisted `s`
+    would be multiplied by r once more for each parameter); `r` is 2.0 or 1, a number
+    either way."""
+    cls = load_spec(REBOUND)
+    params = [torch.zeros(2, requires_grad=True) for _ in range(3)]
+    opt = cls(params, foreach=foreach)
+    for p in params:
+        p.grad = torch.ones(2)
+    opt.step()
+    for i, p in enumerate(params):
+        assert torch.equal(p.detach(), torch.full((2,), -2.0)), (i, p)

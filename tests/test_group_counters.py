@@ -76,3 +76,29 @@ def test_group_counter_lives_in_param_groups_and_survives_a_reload():
     again = cls(params)
     again.load_state_dict(sd)
     assert again.param_groups[0]["step"] == 3
+
+
+EAGER = """\
+optimizer BaseLr
+input lr: float = 0.1
+state group n (step): count <- 0
+state group b (base_lr): count <- lr, eager
+update group:
+    n <- n + 1
+update:
+    param <- param - lr / b * grad
+"""
+
+
+def test_an_eager_group_counter_is_made_when_the_optimizer_is_built():
+    """`eager`: the group's value is taken at construction (pytorch_optimizer's base_lrs), so
+    a scheduler that changes lr before the first step does not change it."""
+    cls = load_spec(EAGER)
+    p = torch.ones(2, requires_grad=True)
+    opt = cls([p], lr=0.1)
+    assert opt.param_groups[0]["base_lr"] == 0.1
+    opt.param_groups[0]["lr"] = 0.05
+    p.grad = torch.ones(2)
+    opt.step()
+    assert opt.param_groups[0]["base_lr"] == 0.1
+    torch.testing.assert_close(p.detach(), torch.full((2,), 0.5))

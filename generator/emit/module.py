@@ -844,6 +844,13 @@ class ModuleRenderer:
             # `none means` of an argument (a fixed input's value is computed in `defaults`)
             none_means=[(a, v) for a, v in opt.none_means if not self.args[a].fixed],
             group_counting=self.group_counting() if opt.mode == "each" else [],
+            # `state group ..., eager`: made when the optimizer is built, from the group's
+            # hyperparameters then (pytorch_optimizer's base_lrs)
+            eager_group_counts=[
+                (s.key, self.group_scalar(s.init))
+                for s in self.group_counts.values()
+                if s.eager
+            ],
             store_lazy=self.store_lazy(),
             docstring=self.docstring(),
         )
