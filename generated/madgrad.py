@@ -349,8 +349,6 @@ def _single_tensor_madgrad(
             if x0 is None:
                 x0 = param.detach().clone()
                 x0s[i] = x0
-            else:
-                x0.copy_(x0)
         g = -grad if maximize else grad
         if weight_decay > 0 and not weight_decouple:
             g = g.add(param, alpha=weight_decay)
@@ -425,17 +423,11 @@ def _multi_tensor_madgrad(
         else:
             torch._foreach_add_(device_state_steps, 1)
         if momentum > 0:
-            if all(buf is not None for buf in device_x0s):
-                device_x0s = cast(list[Tensor], device_x0s)
-                torch._foreach_copy_(device_x0s, device_x0s)
-            else:
+            if not all(buf is not None for buf in device_x0s):
                 for j in range(len(device_x0s)):
                     param = device_params[j]
                     if device_x0s[j] is None:
                         device_x0s[j] = x0s[indices[j]] = param.detach().clone()
-                    else:
-                        x0 = device_x0s[j]
-                        x0.copy_(x0)
         device_g = torch._foreach_neg(device_grads) if maximize else device_grads
         if weight_decay > 0 and not weight_decouple:
             device_g = torch._foreach_add(device_g, device_params, alpha=weight_decay)
@@ -468,13 +460,13 @@ def _multi_tensor_madgrad(
         device_z = torch._foreach_addcdiv(device_origin, device_ss, device_rms, -1)
         del device_rms
         if weight_decay > 0 and weight_decouple:
-            device_update_18 = torch._foreach_lerp(
+            device_update_16 = torch._foreach_lerp(
                 device_params, device_z, 1 - momentum
             )
             torch._foreach_add_(
-                device_update_18, device_params, alpha=-(lr_eps * weight_decay)
+                device_update_16, device_params, alpha=-(lr_eps * weight_decay)
             )
-            torch._foreach_copy_(device_params, device_update_18)
+            torch._foreach_copy_(device_params, device_update_16)
         else:
             torch._foreach_lerp_(device_params, device_z, 1 - momentum)
 
@@ -599,8 +591,6 @@ def _madgrad_kernel(
     if _if1:
         if _first_x0:
             x0.copy_(param)
-        else:
-            x0.copy_(x0)
     g = -grad if _if2 else grad
     if _if3:
         g = g.add(param.mul(weight_decay))

@@ -648,12 +648,15 @@ class Lowerer:
 
     def _update_state(self, st: S.State, s: S.Assign) -> ir.Stmt:
         target = self.tref(st.name.id)
-        update = self._update_persistent(target, st.name.id, s.value)
         # (a later assignment, without `initially`, updates a state made earlier this step)
         if st.lazy and s.initially is not None:
             first = self.texpr(s.initially)
+            if isinstance(s.value, S.Name) and self._resolve(s.value)[0] == st.name.id:
+                # `x0 <- x0 initially param`: kept from its first value on, nothing to do later
+                return ir.LazyInit(st.key, first, ())
+            update = self._update_persistent(target, st.name.id, s.value)
             return ir.LazyInit(st.key, first, (update,))
-        return update
+        return self._update_persistent(target, st.name.id, s.value)
 
     def _update_persistent(
         self, target: ir.TRef, name: str, value: S.Expr

@@ -194,9 +194,10 @@ class KernelPrinter(SingleTensorPrinter):
                 out(f"if _first_{st.var}:")
                 with out.indent():
                     out(f"{st.var}.copy_({self.tensor(s.first)[0]})")
-                out("else:")
-                with out.indent():
-                    self.body(s.update, out)
+                if s.update:
+                    out("else:")
+                    with out.indent():
+                        self.body(s.update, out)
             else:
                 self.stmt(s, out)
 

@@ -9,6 +9,7 @@ from generator.emit.ops; parentheses come from Python's precedence table, not fr
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Callable
 
@@ -399,9 +400,10 @@ class SingleTensorPrinter:
             with out.indent():
                 out(f"{st.var} = {first}.detach()" + ("" if fresh else ".clone()"))
                 out(f"{st.list_name}[i] = {st.var}")
-            out("else:")
-            with out.indent():
-                self.body(s.update, out)
+            if s.update:  # (none: kept as it was first made, MADGRAD's x0)
+                out("else:")
+                with out.indent():
+                    self.body(s.update, out)
         elif isinstance(s, ir.If):
             _traced_or(
                 s,
@@ -1222,11 +1224,14 @@ class ForeachPrinter:
         """torch's idiom for a state made on the first step: all made → foreach; else per tensor."""
         st = self.states[s.state]
         lst = f"device_{st.list_name}"
-        out(f"if all(buf is not None for buf in {lst}):")
-        with out.indent():
-            out(f"{lst} = cast(list[Tensor], {lst})")
-            self.body(s.update, out)
-        out("else:")
+        if s.update:
+            out(f"if all(buf is not None for buf in {lst}):")
+            with out.indent():
+                out(f"{lst} = cast(list[Tensor], {lst})")
+                self.body(s.update, out)
+            out("else:")
+        else:  # kept as it was first made: only the missing ones are made
+            out(f"if not all(buf is not None for buf in {lst}):")
         with out.indent():
             single = SingleTensorPrinter(self.opt)
             first, fresh = single.tensor(s.first)
@@ -1244,9 +1249,11 @@ class ForeachPrinter:
                         f"{lst}[j] = {st.list_name}[indices[j]] = {first}.detach()"
                         + ("" if fresh else ".clone()")
                     )
-                out("else:")
-                with out.indent():
-                    out(f"{st.var} = {lst}[j]")
+                if s.update:
+                    out("else:")
+                with out.indent() if s.update else contextlib.nullcontext():
+                    if s.update:
+                        out(f"{st.var} = {lst}[j]")
                     bound = {r.name for r in refs} | {st.var}
                     for u in s.update:
                         if not isinstance(u, ir.InPlace):
