@@ -527,7 +527,7 @@ def _fused_madgrad(
         x0 = x0s[i] if momentum > 0 else None
         _first_x0 = momentum > 0 and x0 is None
         if _first_x0:
-            x0 = x0s[i] = torch.empty_like(param, memory_format=torch.preserve_format)
+            x0 = x0s[i] = param.detach().clone(memory_format=torch.preserve_format)
         _if5 = False
         step_t += 1
         step = _get_value(step_t)
@@ -588,9 +588,6 @@ def _madgrad_kernel(
     _if7,
     _first_x0,
 ):
-    if _if1:
-        if _first_x0:
-            x0.copy_(param)
     g = -grad if _if2 else grad
     if _if3:
         g = g.add(param.mul(weight_decay))

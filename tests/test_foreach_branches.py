@@ -209,3 +209,34 @@ def test_a_number_rebound_in_the_update_is_not_carried_to_the_next_parameter(for
     opt.step()
     for i, p in enumerate(params):
         assert torch.equal(p.detach(), torch.full((2,), -2.0)), (i, p)
+
+
+FIRST_ITERATE = """\
+optimizer FirstIterate
+input lr: float = 1e-1
+input wd: float = 0.1
+input foreach: bool? = none
+input fused: bool? = none, keyword
+state x0 (x0) lazy
+update:
+    g <- grad + wd * param
+    x0 <- x0 initially param
+    param <- param - lr * (g + (param - x0))
+"""
+
+
+def test_fused_keeps_the_first_iterate_taken_before_the_parameter_moves():
+    """`x0 <- x0 initially param`, then `param` updated in place: inside a compiled kernel,
+    inductor would copy the parameter after its update (pytorch/pytorch#198131), so the copy
+    is made before the kernel runs; fused then equals the for-loop (it was 0.1 off)."""
+    cls = load_spec(FIRST_ITERATE)
+    results = []
+    for fused in (False, True):
+        gen = torch.Generator().manual_seed(0)
+        p = torch.randn(1000, generator=gen).requires_grad_(True)
+        opt = cls([p], fused=fused)
+        for _ in range(4):
+            p.grad = torch.randn(1000, generator=gen)
+            opt.step()
+        results.append(p.detach().clone())
+    torch.testing.assert_close(results[1], results[0], rtol=1e-6, atol=1e-6)

@@ -175,11 +175,25 @@ class KernelPrinter(SingleTensorPrinter):
     def inplace(self, target: str, ops, out: Lines) -> None:
         super().inplace(target, tuple(fold_keywords(op) for op in ops), out)
 
+    def _kept(self, stmts) -> list:
+        """The statements the kernel prints (a lazy state copied on the host and never
+        updated prints nothing)."""
+        on_host = first_values_on_host(self.opt)
+        return [
+            s
+            for s in _kernel_stmts(stmts)
+            if not (
+                isinstance(s, ir.LazyInit)
+                and not s.update
+                and next(b for b in self.opt.states if b.key == s.state).var in on_host
+            )
+        ]
+
     def body(self, stmts, out: Lines) -> None:
         for s in _kernel_stmts(stmts):
             if isinstance(s, ir.If):
                 name = self.split.name(s)
-                then, orelse = _kernel_stmts(s.then), _kernel_stmts(s.orelse)
+                then, orelse = self._kept(s.then), self._kept(s.orelse)
                 if then or orelse:
                     _print_if(
                         ir.If(ir.SRef(name), tuple(then), tuple(orelse)),
@@ -191,6 +205,12 @@ class KernelPrinter(SingleTensorPrinter):
             elif isinstance(s, ir.LazyInit):
                 st = next(b for b in self.opt.states if b.key == s.state)
                 # made before the kernel; its first value is given here
+                if st.var in first_values_on_host(self.opt):  # copied before the kernel
+                    if s.update:
+                        out(f"if not _first_{st.var}:")
+                        with out.indent():
+                            self.body(s.update, out)
+                    continue
                 out(f"if _first_{st.var}:")
                 with out.indent():
                     out(f"{st.var}.copy_({self.tensor(s.first)[0]})")
@@ -223,6 +243,28 @@ class _TorchScalars(ScalarPrinter):
         if isinstance(e, ir.SCall) and e.func in self.FUNCS:
             return f"{self.FUNCS[e.func]}({', '.join(self(a) for a in e.args)})"
         return super().__call__(e)
+
+
+def first_values_on_host(opt: ir.Optimizer) -> dict[str, str]:
+    """Lazy states whose first value is the parameter as the update starts (MADGRAD's
+    ``x0 <- x0 initially param``): state variable → the tensor copied, on the host before the
+    kernel runs. Inside the kernel, inductor would copy the parameter *after* the kernel's later
+    in-place update of it (pytorch/pytorch#198131: a copy of an input into another input,
+    then a mutation of the source, copies the mutated values)."""
+    out = {}
+    mutated = False
+    for s in ir.walk(opt.body):
+        if isinstance(s, ir.InPlace) and s.target.role == "param":
+            mutated = True
+        if (
+            isinstance(s, ir.LazyInit)
+            and not mutated
+            and isinstance(s.first, ir.TRef)
+            and s.first.role == "param"
+        ):
+            st = next(b for b in opt.states if b.key == s.state)
+            out[st.var] = "param"
+    return out
 
 
 def kernel_inputs(

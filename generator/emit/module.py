@@ -472,7 +472,7 @@ class ModuleRenderer:
     def fused_body(self) -> str:
         """``_fused_<name>``: per parameter, the host part (numbers, decisions), then one call of
         the compiled kernel on the flattened tensors (see generator.emit.fused)."""
-        from .fused import host_source
+        from .fused import first_values_on_host, host_source
 
         opt, out = self.opt, Lines()
         fname = _functional_name(opt)
@@ -536,10 +536,17 @@ class ModuleRenderer:
                     out(f"_first_{s.var} = {exists}{s.var} is None")
                     out(f"if _first_{s.var}:")
                     with out.indent():
-                        out(
-                            f"{s.var} = {s.list_name}[i] = torch.empty_like("
-                            "param, memory_format=torch.preserve_format)"
-                        )
+                        source = first_values_on_host(opt).get(s.var)
+                        if source is not None:  # see first_values_on_host
+                            out(
+                                f"{s.var} = {s.list_name}[i] = {source}.detach().clone("
+                                "memory_format=torch.preserve_format)"
+                            )
+                        else:
+                            out(
+                                f"{s.var} = {s.list_name}[i] = torch.empty_like("
+                                "param, memory_format=torch.preserve_format)"
+                            )
             if host:
                 out.lines += [("    " * out.level) + line for line in host.splitlines()]
             out("if torch.is_complex(param):")
