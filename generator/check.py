@@ -554,15 +554,7 @@ class Checker:
                 "`update group:` goes with `update:` (the parameters of each group)",
                 self.spec.updates[modes.index("group")].span,
             )
-        if "step" in modes and "each" in modes:
-            self.out.error(
-                "E401",
-                "`update optimizer:` goes with `update one random parameter:`; beside "
-                "`update:` it would not run",
-                self.spec.updates[modes.index("step")].span,
-                hint="count per parameter instead (`state t (step): count <- 0`, "
-                "`t <- t + 1` in `update:`)",
-            )
+
         env = dict(self.inputs)
         for name, st in self.states.items():
             kind = "scalar" if st.kind == "count" else "tensor"
@@ -1177,6 +1169,18 @@ class _Flow:
 
     def assign(self, s: S.Assign) -> None:
         name, sub = s.target.id, s.target.subscript
+        beside_update = any(u.mode == "each" for u in self.c.spec.updates)
+        if (self.mode == "group" or (self.mode == "step" and beside_update)) and (
+            name not in self.c.states
+        ):
+            scope = "group" if self.mode == "group" else "optimizer"
+            self.c.out.error(
+                "E320",
+                f"`update {scope}:` counts steps: beside `update:` it assigns "
+                f"`state {scope}` counters only",
+                s.target.span,
+                hint="compute other values in `update:`",
+            )
         if sub is None and name.endswith("_t") and name[:-2] in self.c.states:
             name, sub = name[:-2], "t"
         if sub == "t-1":
@@ -1293,14 +1297,6 @@ class _Flow:
                     )
                 self._check_condition(st, s.target.span)
                 self.assigned_now[name] = s.target.span
-            if self.mode == "group" and target.role != "state":
-                self.c.out.error(
-                    "E320",
-                    "`update group:` counts the group's steps: it assigns `state group` "
-                    "counters only",
-                    s.target.span,
-                    hint="compute other values in `update:`",
-                )
             if target.role == "param":
                 self.read.add(name)
                 self.assigned_now[name] = s.target.span

@@ -91,6 +91,7 @@ class Lowerer:
         # makes a per-parameter value (a list on the foreach path), so that `c <- 1` then
         # `if flag: c <- 1 / t` leaves one kind of value behind (found by a first lowering)
         self.force_varying: frozenset[str] = frozenset()
+        self.per_parameter = any(u.mode == "each" for u in self.spec.updates)
         self.branch_count = 0
         self.data_dependent: dict[str, bool] = (
             {}
@@ -217,8 +218,12 @@ class Lowerer:
             name, _ = self._resolve(e)
             if name in self.states:
                 st = self.states[name]
-                if st.scope == "group" and st.kind == "count":
-                    # a number of the group dict, passed in as the hyperparameters are
+                if st.kind == "count" and (
+                    st.scope == "group"
+                    or (st.scope == "optimizer" and self.per_parameter)
+                ):
+                    # a number of the group dict (or, beside `update:`, of the optimizer's
+                    # state), passed in as the hyperparameters are
                     return ir.SRef(st.key)
                 return ir.SRef(st.key, varying=st.scope == "parameter", count=True)
             return ir.SRef(name, varying=self.varying.get(name, False))
@@ -1062,7 +1067,10 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
             body.extend(lowered)
             mode = block.mode
     group_counts = [
-        st.key for st in spec.states if st.scope == "group" and st.kind == "count"
+        st.key
+        for st in spec.states
+        if st.kind == "count"
+        and (st.scope == "group" or (st.scope == "optimizer" and mode == "each"))
     ]
     hoisted, body = _hoist(body, set(checked.inputs) | set(group_counts))
     hyper = sorted(

@@ -102,3 +102,40 @@ def test_an_eager_group_counter_is_made_when_the_optimizer_is_built():
     opt.step()
     assert opt.param_groups[0]["base_lr"] == 0.1
     torch.testing.assert_close(p.detach(), torch.full((2,), 0.5))
+
+
+OPTIMIZER_COUNT = """\
+optimizer OptCount
+input lr: float = 1e-2
+input foreach: bool? = none
+input fused: bool? = none, keyword
+state optimizer k (k): count <- 0
+state s (s) <- 0
+update optimizer:
+    k <- k + 1
+update:
+    s <- s + sqrt(k) * grad
+    param <- param - lr * s
+"""
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"foreach": False}, {"foreach": True}, {"fused": True}], ids=str
+)
+def test_optimizer_counter_beside_update_counts_steps_of_the_optimizer(kwargs):
+    """`update optimizer:` beside `update:` (MADGRAD's k): counted once per step in
+    ``self.state``; a parameter that missed a step reads the optimizer's count."""
+    cls = load_spec(OPTIMIZER_COUNT)
+    a, b = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    opt = cls([a, b], **kwargs)
+    for step in range(3):
+        a.grad = torch.ones(3)
+        b.grad = None if step == 0 else torch.ones(2)
+        opt.step()
+    lr, r2, r3 = 1e-2, 2**0.5, 3**0.5
+    want_a = -lr * (1 + (1 + r2) + (1 + r2 + r3))
+    want_b = -lr * (r2 + (r2 + r3))
+    tol = {"rtol": 1e-6, "atol": 1e-7}
+    torch.testing.assert_close(a.detach(), torch.full((3,), want_a), **tol)
+    torch.testing.assert_close(b.detach(), torch.full((2,), want_b), **tol)
+    assert opt.state_dict()["state"]["k"].item() == 3

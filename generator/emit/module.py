@@ -223,6 +223,15 @@ class ModuleRenderer:
         self.group_counts = {
             s.key: s for s in opt.states if s.scope == "group" and s.kind == "count"
         }
+        self.optimizer_counts = (
+            {
+                s.key: s
+                for s in opt.states
+                if s.scope == "optimizer" and s.kind == "count"
+            }
+            if opt.mode == "each"
+            else {}
+        )
 
     def _group_ref(self, r: ir.SRef) -> str:
         if r.name in self.group_counts:
@@ -407,6 +416,9 @@ class ModuleRenderer:
         for sym in self.opt.hyper:
             if sym in self.group_counts:
                 out.append((sym, f'group["{sym}"]'))
+                continue
+            if sym in self.optimizer_counts:  # read once per step by optimizer_counting
+                out.append((sym, sym))
                 continue
             a, k = self.sym_arg[sym]
             out.append((sym, sym if k is not None else f'group["{a.name}"]'))
@@ -716,8 +728,19 @@ class ModuleRenderer:
             printer.body(opt.body, out, free=True)
         return _keep_captured(out.text())
 
-    def random_step(self) -> str:
-        opt, out = self.opt, Lines()
+    def optimizer_counting(self) -> str:
+        """``update optimizer:`` beside ``update:``: the optimizer's counters, in
+        ``self.state``, counted once per step before the groups; the update reads their
+        values (MADGRAD's ``k``)."""
+        out = Lines()
+        self._count_optimizer_states(out)
+        for s in self.opt.states:
+            if s.scope == "optimizer" and s.kind == "count" and s.key in self.opt.hyper:
+                out(f"{s.key} = _get_value({s.var})")
+        return out.text()
+
+    def _count_optimizer_states(self, out: Lines) -> None:
+        opt = self.opt
         printer = SingleTensorPrinter(opt, capturable_counters=False)
         for s in opt.states:
             if s.scope == "optimizer" and s.kind == "count":
@@ -732,6 +755,11 @@ class ModuleRenderer:
                 if _reads_count_before_update(opt.step_block, s.key):
                     out(f"{s.key} = _get_value({s.var})")
         printer.body(opt.step_block, out)
+
+    def random_step(self) -> str:
+        opt, out = self.opt, Lines()
+        printer = SingleTensorPrinter(opt, capturable_counters=False)
+        self._count_optimizer_states(out)
         out("")
         out("picked = self._pick_parameter()")
         out("if picked is None:")
@@ -851,6 +879,11 @@ class ModuleRenderer:
             # `none means` of an argument (a fixed input's value is computed in `defaults`)
             none_means=[(a, v) for a, v in opt.none_means if not self.args[a].fixed],
             group_counting=self.group_counting() if opt.mode == "each" else [],
+            optimizer_counting=(
+                self.optimizer_counting()
+                if opt.mode == "each" and self.optimizer_counts
+                else ""
+            ),
             # `state group ..., eager`: made when the optimizer is built, from the group's
             # hyperparameters then (pytorch_optimizer's base_lrs)
             eager_group_counts=[
@@ -861,7 +894,7 @@ class ModuleRenderer:
             store_lazy=self.store_lazy(),
             docstring=self.docstring(),
         )
-        code = ctx["init_state"]
+        code = ctx["init_state"] + ctx["optimizer_counting"]
         if opt.mode == "each":
             ctx["single_body"] = self.single_body()
             code += ctx["single_body"]
