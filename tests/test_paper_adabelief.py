@@ -44,9 +44,15 @@ def test_adabelief_matches_pytorch_optimizer(kwargs):
 
 
 def test_adabelief_counts_steps_per_group_as_pytorch_optimizer():
-    _, ours = paper_reference._run(generated("adabelief", "AdaBelief"), {}, torch.float64, 0, 6)
+    _, ours = paper_reference._run(
+        generated("adabelief", "AdaBelief"), {}, torch.float64, 0, 6
+    )
     _, theirs = paper_reference._run(reference("AdaBelief"), {}, torch.float64, 0, 6)
-    assert [g["step"] for g in ours.param_groups] == [g["step"] for g in theirs.param_groups] == [6, 6]
+    assert (
+        [g["step"] for g in ours.param_groups]
+        == [g["step"] for g in theirs.param_groups]
+        == [6, 6]
+    )
     assert not any("step" in s for s in ours.state.values())
 
 
@@ -55,7 +61,14 @@ def test_adabelief_foreach_and_fused_equal_the_for_loop():
     assert_implementations_agree(
         "adabelief",
         "AdaBelief",
-        {"lr": 1e-2, "rectify": True, "ams_bound": True, "betas": (0.9, 0.9), "weight_decay": 0.1, "weight_decouple": False},
+        {
+            "lr": 1e-2,
+            "rectify": True,
+            "ams_bound": True,
+            "betas": (0.9, 0.9),
+            "weight_decay": 0.1,
+            "weight_decouple": False,
+        },
     )
 
 

@@ -42,7 +42,11 @@ def test_adan_matches_pytorch_optimizer(kwargs):
 def test_adan_counts_steps_per_group_as_pytorch_optimizer():
     _, ours = paper_reference._run(generated("adan", "Adan"), {}, torch.float64, 0, 6)
     _, theirs = paper_reference._run(reference("Adan"), {}, torch.float64, 0, 6)
-    assert [g["step"] for g in ours.param_groups] == [g["step"] for g in theirs.param_groups] == [6, 6]
+    assert (
+        [g["step"] for g in ours.param_groups]
+        == [g["step"] for g in theirs.param_groups]
+        == [6, 6]
+    )
     assert not any("step" in s for s in ours.state.values())
 
 
@@ -71,4 +75,6 @@ def test_adan_signature_and_errors_match_pytorch_optimizer():
 
 def test_adan_refuses_max_grad_norm():
     with pytest.raises(ValueError, match="max_grad_norm > 0 .* is not supported"):
-        generated("adan", "Adan")([torch.zeros(2, requires_grad=True)], max_grad_norm=1.0)
+        generated("adan", "Adan")(
+            [torch.zeros(2, requires_grad=True)], max_grad_norm=1.0
+        )

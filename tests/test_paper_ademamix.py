@@ -15,7 +15,11 @@ from paper_reference import (
     reference,
 )
 
-STATE_KEYS = {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq", "exp_avg_slow": "exp_avg_slow"}
+STATE_KEYS = {
+    "exp_avg": "exp_avg",
+    "exp_avg_sq": "exp_avg_sq",
+    "exp_avg_slow": "exp_avg_slow",
+}
 
 GRID = [
     {},
@@ -38,9 +42,15 @@ def test_ademamix_matches_pytorch_optimizer(kwargs):
 
 
 def test_ademamix_counts_steps_per_group_as_pytorch_optimizer():
-    _, ours = paper_reference._run(generated("ademamix", "AdEMAMix"), {}, torch.float64, 0, 6)
+    _, ours = paper_reference._run(
+        generated("ademamix", "AdEMAMix"), {}, torch.float64, 0, 6
+    )
     _, theirs = paper_reference._run(reference("AdEMAMix"), {}, torch.float64, 0, 6)
-    assert [g["step"] for g in ours.param_groups] == [g["step"] for g in theirs.param_groups] == [6, 6]
+    assert (
+        [g["step"] for g in ours.param_groups]
+        == [g["step"] for g in theirs.param_groups]
+        == [6, 6]
+    )
     assert not any("step" in s for s in ours.state.values())
 
 

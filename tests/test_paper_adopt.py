@@ -43,7 +43,11 @@ def test_adopt_matches_pytorch_optimizer(kwargs):
 def test_adopt_counts_steps_per_group_as_pytorch_optimizer():
     _, ours = paper_reference._run(generated("adopt", "ADOPT"), {}, torch.float64, 0, 6)
     _, theirs = paper_reference._run(reference("ADOPT"), {}, torch.float64, 0, 6)
-    assert [g["step"] for g in ours.param_groups] == [g["step"] for g in theirs.param_groups] == [6, 6]
+    assert (
+        [g["step"] for g in ours.param_groups]
+        == [g["step"] for g in theirs.param_groups]
+        == [6, 6]
+    )
     assert not any("step" in s for s in ours.state.values())
 
 
@@ -59,10 +63,13 @@ def test_adopt_signature_and_errors_match_pytorch_optimizer():
         return [
             (p.name, p.default)
             for p in inspect.signature(cls.__init__).parameters.values()
-            if p.kind is not inspect.Parameter.VAR_KEYWORD and p.name not in ("self", "fused")
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+            and p.name not in ("self", "fused")
         ]
 
-    ours, theirs = dict(args(generated("adopt", "ADOPT"))), dict(args(reference("ADOPT")))
+    ours, theirs = dict(args(generated("adopt", "ADOPT"))), dict(
+        args(reference("ADOPT"))
+    )
     assert list(ours) == list(theirs)
     assert ours.pop("clip_lambda") == "step ** 0.25"
     schedule = theirs.pop("clip_lambda")
@@ -88,4 +95,6 @@ def test_adopt_signature_and_errors_match_pytorch_optimizer():
 )
 def test_adopt_refuses_a_clip_schedule_it_cannot_express(clip_lambda):
     with pytest.raises(ValueError, match="clip_lambda must be"):
-        generated("adopt", "ADOPT")([torch.zeros(2, requires_grad=True)], clip_lambda=clip_lambda)
+        generated("adopt", "ADOPT")(
+            [torch.zeros(2, requires_grad=True)], clip_lambda=clip_lambda
+        )

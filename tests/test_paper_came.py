@@ -40,7 +40,13 @@ GRID = [
     {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False, "foreach": False},
     {"lr": 1e-2, "maximize": True, "weight_decay": 0.05},
     {"lr": torch.tensor(1e-2, dtype=torch.float64)},
-    {"lr": 1e-2, "ams_bound": True, "weight_decay": 0.1, "maximize": True, "foreach": True},
+    {
+        "lr": 1e-2,
+        "ams_bound": True,
+        "weight_decay": 0.1,
+        "maximize": True,
+        "foreach": True,
+    },
 ]
 
 
@@ -52,7 +58,10 @@ def test_came_matches_pytorch_optimizer(kwargs):
 def test_came_foreach_equals_the_for_loop():
     # no fused path: the update is clipped by its RMS and the statistics are means (not elementwise)
     assert_implementations_agree(
-        "came", "CAME", {"lr": 1e-2, "ams_bound": True, "weight_decay": 0.1}, fused=False
+        "came",
+        "CAME",
+        {"lr": 1e-2, "ams_bound": True, "weight_decay": 0.1},
+        fused=False,
     )
 
 

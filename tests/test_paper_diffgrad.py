@@ -45,9 +45,15 @@ def test_diffgrad_matches_pytorch_optimizer(kwargs):
 
 
 def test_diffgrad_counts_steps_per_group_as_pytorch_optimizer():
-    _, ours = paper_reference._run(generated("diffgrad", "DiffGrad"), {}, torch.float64, 0, 6)
+    _, ours = paper_reference._run(
+        generated("diffgrad", "DiffGrad"), {}, torch.float64, 0, 6
+    )
     _, theirs = paper_reference._run(reference("DiffGrad"), {}, torch.float64, 0, 6)
-    assert [g["step"] for g in ours.param_groups] == [g["step"] for g in theirs.param_groups] == [6, 6]
+    assert (
+        [g["step"] for g in ours.param_groups]
+        == [g["step"] for g in theirs.param_groups]
+        == [6, 6]
+    )
     assert not any("step" in s for s in ours.state.values())
 
 
@@ -56,7 +62,14 @@ def test_diffgrad_foreach_and_fused_equal_the_for_loop():
     assert_implementations_agree(
         "diffgrad",
         "DiffGrad",
-        {"lr": 1e-2, "rectify": True, "ams_bound": True, "betas": (0.9, 0.9), "weight_decay": 0.1, "weight_decouple": False},
+        {
+            "lr": 1e-2,
+            "rectify": True,
+            "ams_bound": True,
+            "betas": (0.9, 0.9),
+            "weight_decay": 0.1,
+            "weight_decouple": False,
+        },
     )
 
 

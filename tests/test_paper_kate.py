@@ -34,7 +34,13 @@ def test_kate_foreach_and_fused_equal_the_for_loop():
     assert_implementations_agree(
         "kate",
         "Kate",
-        {"lr": 1e-2, "delta": 1e-2, "weight_decay": 0.1, "weight_decouple": False, "maximize": True},
+        {
+            "lr": 1e-2,
+            "delta": 1e-2,
+            "weight_decay": 0.1,
+            "weight_decouple": False,
+            "maximize": True,
+        },
     )
 
 

@@ -59,9 +59,17 @@ def test_laprop_matches_pytorch_optimizer(kwargs):
 
 
 def test_laprop_counts_steps_per_group_as_pytorch_optimizer():
-    params, ours = paper_reference._run(generated("laprop", "LaProp"), {}, torch.float64, 0, 6)
-    _, theirs = paper_reference._run(reference("LaProp"), _for_loop({}), torch.float64, 0, 6)
-    assert [g["step"] for g in ours.param_groups] == [g["step"] for g in theirs.param_groups] == [6, 6]
+    params, ours = paper_reference._run(
+        generated("laprop", "LaProp"), {}, torch.float64, 0, 6
+    )
+    _, theirs = paper_reference._run(
+        reference("LaProp"), _for_loop({}), torch.float64, 0, 6
+    )
+    assert (
+        [g["step"] for g in ours.param_groups]
+        == [g["step"] for g in theirs.param_groups]
+        == [6, 6]
+    )
     # the parameter without gradient on steps 0, 4 and 5 has had 3 momentum steps
     assert [ours.state[p]["momentum_step"].item() for p in params] == [6, 6, 6, 3]
     assert not any("step" in s for s in ours.state.values())
@@ -70,15 +78,23 @@ def test_laprop_counts_steps_per_group_as_pytorch_optimizer():
 def test_reference_paths_differ():
     """The reference's own foreach path (float32 step sizes) is not within 1e-10 of its for-loop."""
     with pytest.raises(AssertionError, match=r"elements differ"):
-        assert_matches_reference("laprop", "LaProp", {"lr": 1e-2}, ref_kwargs={"lr": 1e-2, "foreach": True})
+        assert_matches_reference(
+            "laprop", "LaProp", {"lr": 1e-2}, ref_kwargs={"lr": 1e-2, "foreach": True}
+        )
 
 
 def test_a_changed_lr_is_not_followed():
     """Equal to the reference until lr changes (step 3 here); after that the reference's
     exp_avg_lr_1 / lr is no longer 1 - beta1^k."""
     runs = []
-    for cls, kwargs in ((generated("laprop", "LaProp"), {}), (reference("LaProp"), _for_loop({}))):
-        params = [p.detach().clone().requires_grad_() for p in make_initial_params(torch.float64, 0)]
+    for cls, kwargs in (
+        (generated("laprop", "LaProp"), {}),
+        (reference("LaProp"), _for_loop({})),
+    ):
+        params = [
+            p.detach().clone().requires_grad_()
+            for p in make_initial_params(torch.float64, 0)
+        ]
         opt = cls(params, lr=1e-2, **kwargs)
         trace = []
         for step in range(5):
@@ -98,7 +114,13 @@ def test_laprop_foreach_and_fused_equal_the_for_loop():
     assert_implementations_agree(
         "laprop",
         "LaProp",
-        {"lr": 1e-2, "centered": True, "steps_before_using_centered": 5, "ams_bound": True, "weight_decay": 0.1},
+        {
+            "lr": 1e-2,
+            "centered": True,
+            "steps_before_using_centered": 5,
+            "ams_bound": True,
+            "weight_decay": 0.1,
+        },
     )
 
 

@@ -43,13 +43,30 @@ GRID = [
     {"weight_decay": 0.1},
     {"weight_decay": 0.1, "fixed_decay": True, "weight_decay_1d": 0.0},
     {"weight_decay": 0.1, "weight_decouple": False},
-    {"weight_decay": 0.1, "weight_decouple": False, "optimize_1d": True, "foreach": False},
+    {
+        "weight_decay": 0.1,
+        "weight_decouple": False,
+        "optimize_1d": True,
+        "foreach": False,
+    },
     {"maximize": True, "weight_decay": 0.05},
     {"lr": torch.tensor(1e-2, dtype=torch.float64)},
     {"foreach": True, "cautious": True, "ams_bound": True, "weight_decay": 0.1},
-    {"foreach": True, "mars_type": "lion", "maximize": True, "weight_decay_1d": 0.2, "weight_decouple": False},
+    {
+        "foreach": True,
+        "mars_type": "lion",
+        "maximize": True,
+        "weight_decay_1d": 0.2,
+        "weight_decouple": False,
+    },
     {"mars_type": "lion", "optimize_1d": True},
-    {"mars_type": "lion", "optimize_1d": True, "lr": 1e-2, "cautious": True, "weight_decay": 0.1},
+    {
+        "mars_type": "lion",
+        "optimize_1d": True,
+        "lr": 1e-2,
+        "cautious": True,
+        "weight_decay": 0.1,
+    },
 ]
 
 # "shampoo" takes tensors of at most two dimensions: its grid runs on matrices (one of them wide,
@@ -58,7 +75,13 @@ SHAMPOO = [
     {"mars_type": "shampoo"},
     {"mars_type": "shampoo", "foreach": True},
     {"mars_type": "shampoo", "optimize_1d": True, "lr": 1e-2, "eps": 1e-3},
-    {"mars_type": "shampoo", "cautious": True, "ams_bound": True, "weight_decay": 0.1, "maximize": True},
+    {
+        "mars_type": "shampoo",
+        "cautious": True,
+        "ams_bound": True,
+        "weight_decay": 0.1,
+        "maximize": True,
+    },
 ]
 MATRICES = ((5, 4), (4,), (3, 6), (2,), (4, 4))
 
@@ -71,7 +94,9 @@ def test_mars_matches_pytorch_optimizer(kwargs):
 @pytest.mark.parametrize("kwargs", SHAMPOO, ids=str)
 def test_mars_shampoo_matches_pytorch_optimizer(kwargs, monkeypatch):
     monkeypatch.setattr(
-        paper_reference, "make_initial_params", functools.partial(make_initial_params, shapes=MATRICES)
+        paper_reference,
+        "make_initial_params",
+        functools.partial(make_initial_params, shapes=MATRICES),
     )
     assert_matches_reference("mars", "MARS", kwargs, state_keys=STATE)
 
@@ -79,18 +104,30 @@ def test_mars_shampoo_matches_pytorch_optimizer(kwargs, monkeypatch):
 def test_mars_counts_steps_per_group_as_pytorch_optimizer():
     _, ours = paper_reference._run(generated("mars", "MARS"), {}, torch.float64, 0, 6)
     _, theirs = paper_reference._run(reference("MARS"), {}, torch.float64, 0, 6)
-    assert [g["step"] for g in ours.param_groups] == [g["step"] for g in theirs.param_groups] == [6, 6]
+    assert (
+        [g["step"] for g in ours.param_groups]
+        == [g["step"] for g in theirs.param_groups]
+        == [6, 6]
+    )
     assert not any("step" in s for s in ours.state.values())
-    assert list(ours.defaults)[:-1] == list(theirs.defaults)  # maximize last, only in ours
+    assert list(ours.defaults)[:-1] == list(
+        theirs.defaults
+    )  # maximize last, only in ours
 
 
 def test_mars_foreach_equals_the_for_loop():
     # no fused path: the gradient correction is clipped by its norm (not elementwise)
     assert_implementations_agree(
-        "mars", "MARS", {"cautious": True, "weight_decay": 0.1, "ams_bound": True}, fused=False
+        "mars",
+        "MARS",
+        {"cautious": True, "weight_decay": 0.1, "ams_bound": True},
+        fused=False,
     )
     assert_implementations_agree(
-        "mars", "MARS", {"mars_type": "lion", "weight_decay": 0.1, "weight_decouple": False}, fused=False
+        "mars",
+        "MARS",
+        {"mars_type": "lion", "weight_decay": 0.1, "weight_decouple": False},
+        fused=False,
     )
 
 

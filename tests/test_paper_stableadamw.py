@@ -22,7 +22,10 @@ GRID = [
     {"foreach": False},
     {"foreach": True},
     {"lr": 1e-2, "betas": (0.8, 0.95), "eps": 1e-6},
-    {"lr": 1e-2, "eps": 1e-3},  # the floor eps^2 under v in the RMS matters for small gradients
+    {
+        "lr": 1e-2,
+        "eps": 1e-3,
+    },  # the floor eps^2 under v in the RMS matters for small gradients
     {"lr": 1e-2, "kahan_sum": False},
     {"lr": 1e-2, "weight_decay": 0.0},
     {"lr": 1e-2, "weight_decay": 0.1, "foreach": False},
@@ -40,16 +43,25 @@ def test_stableadamw_matches_pytorch_optimizer(kwargs):
 
 
 def test_stableadamw_counts_steps_per_group_as_pytorch_optimizer():
-    _, ours = paper_reference._run(generated("stableadamw", "StableAdamW"), {}, torch.float64, 0, 6)
+    _, ours = paper_reference._run(
+        generated("stableadamw", "StableAdamW"), {}, torch.float64, 0, 6
+    )
     _, theirs = paper_reference._run(reference("StableAdamW"), {}, torch.float64, 0, 6)
-    assert [g["step"] for g in ours.param_groups] == [g["step"] for g in theirs.param_groups] == [6, 6]
+    assert (
+        [g["step"] for g in ours.param_groups]
+        == [g["step"] for g in theirs.param_groups]
+        == [6, 6]
+    )
     assert not any("step" in s for s in ours.state.values())
 
 
 def test_stableadamw_foreach_equals_the_for_loop():
     # no fused path: the learning rate is clipped by an RMS over the tensor (not elementwise)
     assert_implementations_agree(
-        "stableadamw", "StableAdamW", {"lr": 1e-2, "eps": 1e-3, "weight_decay": 0.1}, fused=False
+        "stableadamw",
+        "StableAdamW",
+        {"lr": 1e-2, "eps": 1e-3, "weight_decay": 0.1},
+        fused=False,
     )
 
 
