@@ -1460,6 +1460,18 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
             )
     if getattr(c, "program", None) is None:
         _check_shapes_of_complex(spec, blocks, out)
+        if spec.complex_mode == "view_as_real":
+            for st in spec.states:
+                if st.lazy:
+                    out.error(
+                        "E328",
+                        "`complex view_as_real` with a `lazy` state is not supported: the "
+                        "state would be made from the real view of a complex parameter",
+                        st.span,
+                        hint="give the state a starting number (`<- 0`), or drop "
+                        "`complex view_as_real` (the real view then starts where the "
+                        "arithmetic needs it)",
+                    )
     return CheckedSpec(
         spec,
         c.inputs,
