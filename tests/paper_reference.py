@@ -21,7 +21,14 @@ from typing import Any
 import pytest
 import torch
 
-from parity import clone_params, gradients_for_step, make_initial_params, stable_seed
+from parity import (
+    RecordKey,
+    clone_params,
+    gradients_for_step,
+    make_initial_params,
+    record_deviation,
+    stable_seed,
+)
 
 pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 
@@ -123,6 +130,13 @@ def assert_matches_reference(
         ref_params, ref_states = snapshots[step]
         for i, (a, e) in enumerate(zip(params, ref_params)):
             _close(a.detach(), e, RTOL, ATOL, f"{label}, step {step}, param #{i}")
+            # the deviations seen, for the parity report (conftest prints it)
+            diff = (a.detach() - e).abs()
+            record_deviation(
+                RecordKey(name, "vs pytorch_optimizer", "float64", "for-loop"),
+                diff.max().item(),
+                (diff / e.abs().clamp_min(1e-300)).max().item(),
+            )
         for ours, theirs in (state_keys or {}).items():
             for i, p in enumerate(params):
                 st = opt.state[p]
