@@ -337,6 +337,7 @@ class Checker:
         self.states: dict[str, S.State] = {}
         self.used: set[str] = set()
         self.locals: dict[str, Symbol] = {}
+        self.program = None  # generator.flat.Program, for an `update flat:` spec
 
     # -- declarations --
     def declarations(self) -> None:
@@ -1096,10 +1097,8 @@ class _Flow:
                 continue
             if all(syms):
                 kinds = {x.kind for x in syms}
-                if kinds == {
-                    "int",
-                    "scalar",
-                }:  # `r <- 2.0` here, `r <- 1` there: a number
+                # `r <- 2.0` here, `r <- 1` there: a number
+                if kinds == {"int", "scalar"}:
                     kinds = {"scalar"}
                 merged[name] = replace(
                     syms[0],
@@ -1342,17 +1341,23 @@ def _adds_to(value: S.Expr, name: str) -> bool:
     )
 
 
+def refuses_complex(spec: S.Spec) -> bool:
+    """A spec that checks ``not is_complex(...)`` never runs its update on complex tensors."""
+
+    def mentions(e) -> bool:
+        return (isinstance(e, S.Call) and e.func == "is_complex") or any(
+            mentions(c) for c in S.children(e)
+        )
+
+    return any(mentions(v.expr) for v in spec.validations)
+
+
 def _check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
     """An update that reads the parameter's shape must refuse complex parameters: complex ones
     are updated through their real views, whose shape is not theirs (one more dimension, twice
     the elements), so a shape test would silently take the other branch."""
 
-    def refuses(e) -> bool:
-        return (isinstance(e, S.Call) and e.func == "is_complex") or any(
-            refuses(c) for c in S.children(e)
-        )
-
-    if any(refuses(v.expr) for v in spec.validations):
+    if refuses_complex(spec):
         return
 
     def shape_calls(e):
@@ -1458,7 +1463,7 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
                 n.span,
                 hint="use it in the update or a requirement, or remove it",
             )
-    if getattr(c, "program", None) is None:
+    if c.program is None:
         _check_shapes_of_complex(spec, blocks, out)
         if spec.complex_mode == "view_as_real":
             for st in spec.states:
@@ -1479,7 +1484,7 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
         blocks,
         c.locals,
         c.used,
-        getattr(c, "program", None),
+        c.program,
     )
 
 

@@ -456,10 +456,9 @@ class Lowerer:
 
     def stmt(self, s, later, rest) -> list[ir.Stmt]:
         if isinstance(s, S.Assign):
+            # `x <- a * (1 if adam else r) * g`: one statement per case
             split = self._nested_choice(s)
-            if (
-                split is not None
-            ):  # `x <- a * (1 if adam else r) * g`: one statement per case
+            if split is not None:
                 return self.stmt(split, later, rest)
         if isinstance(s, S.If):
             return [self._if(s.branches, s.orelse, later)]

@@ -287,9 +287,8 @@ def kernel_inputs(
             numbers.append(x.name)
         return False
 
-    conditions: list[str] = (
-        []
-    )  # flags a value is chosen by, `(1.0 if fixed_decay else lr)`
+    # flags a value is chosen by, `(1.0 if fixed_decay else lr)`
+    conditions: list[str] = []
 
     def condition(x):
         if isinstance(x, ir.SCond):

@@ -15,8 +15,7 @@ from pathlib import Path
 import jinja2
 
 from .. import ir
-from .. import syntax as S
-from ..check import CheckedSpec
+from ..check import CheckedSpec, refuses_complex
 from ..diagnostics import GeneratorBug
 from .latex import algorithm_box
 from .python import (
@@ -469,7 +468,7 @@ class ModuleRenderer:
 
     # -- the functional bodies ------------------------------------------------------------------------
     def needs_real_view(self) -> bool:
-        if _refuses_complex(self.checked.spec):
+        if refuses_complex(self.checked.spec):
             return False
         if self.checked.spec.complex_mode == "view_as_real":
             return True
@@ -948,17 +947,6 @@ _FLAG_DOCS = {
     "differentiable": "whether autograd should occur through the optimizer step in training.",
     "fused": "whether the fused implementation is used.",
 }
-
-
-def _refuses_complex(spec) -> bool:
-    """A spec that checks ``not is_complex(...)`` never runs its update on complex tensors."""
-
-    def mentions(e) -> bool:
-        return (isinstance(e, S.Call) and e.func == "is_complex") or any(
-            mentions(c) for c in S.children(e)
-        )
-
-    return any(mentions(v.expr) for v in spec.validations)
 
 
 def _per_parameter(cond) -> bool:
