@@ -317,6 +317,11 @@ class _Typer:
         return EMPTY
 
 
+def expression_type(program: Program, scope: Scope, e) -> frozenset:
+    """The type of an expression of ``scope``, once the fixed point is reached."""
+    return _Typer(program).expr(scope, e)
+
+
 # ---- checking --------------------------------------------------------------------------------------------
 
 
@@ -393,7 +398,7 @@ class _Checker:
             self.define(s.target)
         elif isinstance(s, S.MultiAssign):
             self.expr(s.value)
-            t = _Typer(self.p).expr(self.sc, s.value)
+            t = expression_type(self.p, self.sc, s.value)
             sizes = {len(x[1]) for x in t if isinstance(x, tuple) and x[0] == "tuple"}
             if t and sizes != {len(s.targets)}:
                 self.out.error(
@@ -487,7 +492,7 @@ class _Checker:
         if size is not None:
             self.expr(size)
         self.expr(direction)
-        t = _Typer(self.p).expr(self.sc, direction)
+        t = expression_type(self.p, self.sc, direction)
         if t and not is_vector(t):
             self.out.error(
                 "E507", "the direction of the step is not a vector", direction.span
@@ -643,7 +648,7 @@ class _Checker:
                 "`evaluate(t, d)`",
                 e.span,
             )
-        types = [_Typer(self.p).expr(self.sc, a) for a in e.args]
+        types = [expression_type(self.p, self.sc, a) for a in e.args]
         vectors = {"dot": (0, 1), "sum": (0,), "norm": (0,), "clone": (0,)}
         for k in vectors.get(e.func, ()):
             if types[k] and not is_vector(types[k]):

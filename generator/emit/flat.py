@@ -14,7 +14,14 @@ stores those it assigned when it ends; procedures that evaluate the closure rece
 from __future__ import annotations
 
 from .. import syntax as S
-from ..flat import Program, Scope, is_vector, may_be_tensor, step_along
+from ..flat import (
+    Program,
+    Scope,
+    expression_type,
+    is_vector,
+    may_be_tensor,
+    step_along,
+)
 from .python import PY_PRECEDENCE, Lines
 from .validation import message_source
 
@@ -61,9 +68,7 @@ class FlatPrinter:
 
     # ---- expressions -----------------------------------------------------------------------------
     def type(self, sc: Scope, e):
-        from ..flat import _Typer
-
-        return _Typer(self.p).expr(sc, e)
+        return expression_type(self.p, sc, e)
 
     def wrap(self, sc: Scope, e, prec: int) -> str:
         text = self.expr(sc, e)
