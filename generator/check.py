@@ -110,11 +110,21 @@ class CheckedSpec:
     locals: dict[str, Symbol] = field(default_factory=dict)
     used_inputs: set[str] = field(default_factory=set)
     program: object = None  # generator.flat.Program of an `update flat:` spec
+    # `method NAME:` blocks, fragments inlined: (declaration, statements)
+    methods: tuple[tuple[S.Method, tuple[S.Stmt, ...]], ...] = ()
 
     @property
     def name(self) -> str:
         return self.spec.name
 
+
+# The attributes of torch.optim.Optimizer a spec's `method` must not replace.
+OPTIMIZER_ATTRIBUTES = frozenset(
+    """step zero_grad state_dict load_state_dict add_param_group param_groups state defaults
+    register_step_pre_hook register_step_post_hook register_state_dict_pre_hook
+    register_state_dict_post_hook register_load_state_dict_pre_hook
+    register_load_state_dict_post_hook profile_hook_step""".split()
+)
 
 # ---- per-entry checks --------------------------------------------------------------------------------
 
@@ -290,12 +300,22 @@ def check_state(st: S.State, out: Collector) -> None:
     if st.torch_name is not None:
         if not st.torch_name.isidentifier() or keyword.iskeyword(st.torch_name):
             out.error("E201", f"`{st.torch_name}` is not a valid state key", st.span)
-    if st.kind not in ("tensor", "count"):
+    if st.kind not in ("tensor", "count", "flag"):
         out.error(
             "E206",
             f"unknown state kind `{st.kind}`",
             st.span,
-            hint="a state is a `tensor` (the default, shaped like the parameter) or a `count`",
+            hint="a state is a `tensor` (the default, shaped like the parameter), a `count` "
+            "or, for a group, a `flag` (true or false)",
+        )
+    if st.kind == "flag" and (
+        st.scope != "group" or not isinstance(st.init, S.Bool) or st.condition
+    ):
+        out.error(
+            "E206",
+            "a `flag` is a group's true-or-false setting: "
+            f"`state group {st.name.id}: flag <- true`",
+            st.span,
         )
     if st.kind == "count" and st.lazy:
         out.error(
@@ -303,7 +323,7 @@ def check_state(st: S.State, out: Collector) -> None:
             "a `count` state starts from a number; `lazy` is for tensors",
             st.span,
         )
-    if st.scope != "parameter" and st.kind != "count":
+    if st.scope != "parameter" and st.kind not in ("count", "flag"):
         out.error(
             "E206", f"{st.scope}-level state must be a `count` (a number)", st.span
         )
@@ -466,12 +486,15 @@ class Checker:
                     "parameter's shape",
                     st.condition.span,
                 )
+            if _is_param(st.init) and st.kind == "tensor":
+                continue  # a copy of the parameter when the state is made
             if st.init is not None and not self.flat:
                 kind = self.expr(st.init, "state")
                 if kind == "tensor":
                     self.out.error(
                         "E303",
-                        "a state's initial value is a number (or `lazy`)",
+                        "a state's initial value is a number, `param` (a copy of the "
+                        "parameter) or `lazy`",
                         st.init.span,
                         hint="for a first value taken from the update, declare the "
                         "state `lazy` and assign it with `initially`",
@@ -558,7 +581,7 @@ class Checker:
 
         env = dict(self.inputs)
         for name, st in self.states.items():
-            kind = "scalar" if st.kind == "count" else "tensor"
+            kind = {"count": "scalar", "flag": "bool"}.get(st.kind, "tensor")
             env[name] = Symbol(
                 name,
                 kind,
@@ -581,7 +604,56 @@ class Checker:
                     hint="remove the assignment, or use the value",
                 )
         self.locals = {n: s for n, s in self.flow.defined.items() if s.role == "local"}
+        self.checked_methods = tuple(self.methods())
         return blocks
+
+    def methods(self):
+        """``method NAME:`` runs once per group: it reads inputs and the group's values and sets
+        `state group` values; the parameters and their states exist only inside
+        ``for each parameter:``, which visits those the step has given state."""
+        seen: dict[str, S.Span] = {}
+        for m in self.spec.methods:
+            name = m.name.id
+            check_name(m.name, "a method", self.out)
+            if name in seen:
+                self.out.error(
+                    "E207",
+                    f"method `{name}` is declared twice",
+                    m.name.span,
+                    notes=[Note("first declared here", seen[name])],
+                )
+            seen.setdefault(name, m.name.span)
+            if name in OPTIMIZER_ATTRIBUTES or name.startswith("_"):
+                self.out.error(
+                    "E329",
+                    f"method `{name}` would replace torch.optim.Optimizer's own `{name}`",
+                    m.name.span,
+                    hint="choose another name (schedule-free optimizers add `train` and "
+                    "`eval`)",
+                )
+            env = dict(self.inputs)
+            for st_name, st in self.states.items():
+                if st.scope != "parameter":
+                    env[st_name] = Symbol(
+                        st_name,
+                        "bool" if st.kind == "flag" else "scalar",
+                        "state",
+                        dynamic=True,
+                        decl=st,
+                    )
+            flow = _Flow(self, env)
+            flow.mode = "method"
+            body = self.inline(m.body, ())
+            flow.body(body)
+            for local, sym in flow.defined.items():
+                if local not in flow.read and sym.role == "local":
+                    self.out.error(
+                        "E402",
+                        f"`{local}` is assigned but never used",
+                        sym.decl.target.span,
+                        hint="remove the assignment, or use the value",
+                    )
+            yield m, body
 
     def inline(self, body, stack) -> tuple[S.Stmt, ...]:
         out = []
@@ -741,6 +813,9 @@ class _Typer:
                     "and assign it with `initially`",
                 )
                 return None
+            if self.flow is not None and self.flow.mode == "method":
+                if _outside_for_each(self.flow, name, e.span):
+                    return None
             if self.context == "validation" and name == "grad":
                 return "tensor"  # a check on the gradient runs at each step (is_sparse(grad))
             if self.context in ("validation", "state_condition") and name == "param":
@@ -999,6 +1074,8 @@ class _Flow:
         self.initialised: set[str] = set()  # lazy states given their first value
         self.conditions: list[S.Expr] = []
         self.pending: dict[str, S.Span] = {}
+        self.mode = "each"
+        self.in_each = False  # inside a method's `for each parameter:`
 
     def block(self, b: Block) -> None:
         self.mode = b.mode
@@ -1014,6 +1091,8 @@ class _Flow:
                 self.repeat(s)
             elif isinstance(s, S.Check):
                 self.check(s)
+            elif isinstance(s, S.ForEachParameter):
+                self.for_each(s)
             else:
                 what = _STATEMENT_WORDS.get(type(s).__name__, "this statement")
                 _flat_only(self.c.out, what, s.span)
@@ -1022,6 +1101,42 @@ class _Flow:
                     self.kind(s.cond)
                 for b in S.sub_blocks(s):
                     self.body(b)
+
+    def for_each(self, s: S.ForEachParameter) -> None:
+        if self.mode != "method" or self.in_each:
+            self.c.out.error(
+                "E330",
+                "`for each parameter:` belongs at the top of a `method`"
+                + (
+                    ""
+                    if self.mode == "method"
+                    else ": `update:` already runs on every parameter"
+                ),
+                s.span,
+            )
+        before = dict(self.env)
+        self.env["param"] = Symbol("param", "tensor", "param")
+        for name, st in self.c.states.items():
+            if st.scope == "parameter":
+                self.env[name] = Symbol(
+                    name,
+                    "scalar" if st.kind == "count" else "tensor",
+                    "state",
+                    dynamic=st.kind == "count",
+                    varying=st.kind == "count",
+                    decl=st,
+                )
+                self.initialised.add(name)  # it visits only parameters with state
+        self.in_each = True
+        self.body(s.body)
+        self.in_each = False
+        # values computed for one parameter do not outlive the loop
+        for name in list(self.env):
+            if name not in before:
+                sym = self.env.pop(name)
+                if sym.role == "local":
+                    self.pending[name] = sym.decl.target.span
+        self.env.update(before)
 
     def check(self, s: S.Check) -> None:
         k, _, _ = self.kind(s.expr)
@@ -1168,6 +1283,10 @@ class _Flow:
 
     def assign(self, s: S.Assign) -> None:
         name, sub = s.target.id, s.target.subscript
+        if self.mode == "method" and name not in self.env:
+            if _outside_for_each(self, name, s.target.span):
+                self.kind(s.value)
+                return
         beside_update = any(u.mode == "each" for u in self.c.spec.updates)
         if (self.mode == "group" or (self.mode == "step" and beside_update)) and (
             name not in self.c.states
@@ -1280,14 +1399,21 @@ class _Flow:
                 self.c.out.error(
                     "E319", "the parameter must stay a tensor", s.value.span
                 )
-            if k == "bool":
+            if (k == "bool") != (want == "bool") and k is not None:
                 self.c.out.error(
-                    "E319", f"a condition cannot be stored in `{name}`", s.value.span
+                    "E319",
+                    (
+                        f"a condition cannot be stored in `{name}`"
+                        if k == "bool"
+                        else f"`{name}` is a flag: it takes true or false"
+                    ),
+                    s.value.span,
                 )
             if target.role == "state":
                 st = self.c.states[name]
                 block = {"optimizer": "step", "group": "group"}.get(st.scope)
-                if st.scope != "parameter" and self.mode != block:
+                in_method = self.mode == "method" and not self.in_each
+                if st.scope != "parameter" and self.mode != block and not in_method:
                     self.c.out.error(
                         "E320",
                         f"{st.scope}-level state `{name}` can only be "
@@ -1422,6 +1548,33 @@ def _flat_only(out: Collector, what: str, span: S.Span) -> None:
     )
 
 
+def _outside_for_each(flow: "_Flow", name: str, span: S.Span) -> bool:
+    """In a method: a name of the parameters' world used where there is none; reported."""
+    st = flow.c.states.get(name)
+    if name == "grad":
+        flow.c.out.error(
+            "E331",
+            "a method has no gradient: it runs outside the step",
+            span,
+            hint="compute what the method needs from the parameter and its states",
+        )
+        return True
+    if name == "param" or (st is not None and st.scope == "parameter"):
+        flow.c.out.error(
+            "E331",
+            f"`{name}` belongs to one parameter: a method reaches it inside "
+            "`for each parameter:`",
+            span,
+            hint="wrap the statements on parameters in `for each parameter:`",
+        )
+        return True
+    return False
+
+
+def _is_param(e) -> bool:
+    return isinstance(e, S.Name) and e.id == "param" and e.subscript is None
+
+
 def _mentions(e: S.Expr, name: str) -> bool:
     if isinstance(e, S.Name):
         return e.id == name
@@ -1452,6 +1605,12 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
     c.declarations()
     c.validations()
     blocks = c.update()
+    if spec.methods and not any(u.mode == "each" for u in spec.updates):
+        out.error(
+            "E329",
+            "a `method` goes with a per-parameter `update:`",
+            spec.methods[0].span,
+        )
     for inp in spec.inputs:
         if inp.arg_name in IMPLEMENTATION_FLAGS:
             continue
@@ -1485,6 +1644,7 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
         c.locals,
         c.used,
         c.program,
+        getattr(c, "checked_methods", ()),
     )
 
 

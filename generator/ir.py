@@ -157,6 +157,22 @@ class Repeat:
 
 
 @dataclass(frozen=True)
+class ForEachParameter:
+    """A method's loop over the parameters of a group that have state."""
+
+    body: tuple["Stmt", ...]
+
+
+@dataclass(frozen=True)
+class Method:
+    """``method NAME:`` of the spec: statements run once per param group."""
+
+    name: str
+    doc: str | None
+    body: tuple["Stmt", ...]
+
+
+@dataclass(frozen=True)
 class Raise:
     """``if fails: raise exception(message)``: a check the step makes (Muon's ns_steps < 100)."""
 
@@ -165,7 +181,17 @@ class Raise:
     message: str  # Python source: a literal or an f-string of hyperparameters
 
 
-Stmt = Union[ScalarLet, CountUpdate, TensorLet, InPlace, LazyInit, If, Repeat, Raise]
+Stmt = Union[
+    ScalarLet,
+    CountUpdate,
+    TensorLet,
+    InPlace,
+    LazyInit,
+    If,
+    Repeat,
+    Raise,
+    ForEachParameter,
+]
 
 
 def rename(node, names: dict[str, str]):
@@ -193,7 +219,7 @@ def walk(stmts):
             yield from walk(s.then + s.orelse)
         elif isinstance(s, LazyInit):
             yield from walk(s.update)
-        elif isinstance(s, Repeat):
+        elif isinstance(s, (Repeat, ForEachParameter)):
             yield from walk(s.body)
 
 
@@ -304,3 +330,4 @@ class Optimizer:
     program: object = None
     # `update group:`: counters of the group dict, counted once per group before its parameters
     group_block: tuple[Stmt, ...] = ()
+    methods: tuple[Method, ...] = ()

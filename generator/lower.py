@@ -122,7 +122,9 @@ class Lowerer:
             if name in ("param", "grad"):
                 return "tensor"
             if name in self.states:
-                return "scalar" if self.states[name].kind == "count" else "tensor"
+                return {"count": "scalar", "flag": "bool"}.get(
+                    self.states[name].kind, "tensor"
+                )
             if name in self.kinds:
                 return self.kinds[name]
             sym = self.c.inputs.get(name)
@@ -174,7 +176,7 @@ class Lowerer:
         if isinstance(e, S.Name):
             name, _ = self._resolve(e)
             if name in self.states:
-                return self.states[name].kind == "count"
+                return self.states[name].kind in ("count", "flag")
             return self.data_dependent.get(name, False)
         if isinstance(e, S.Call) and e.func in ("item", "randint"):
             return True
@@ -218,7 +220,7 @@ class Lowerer:
             name, _ = self._resolve(e)
             if name in self.states:
                 st = self.states[name]
-                if st.kind == "count" and (
+                if st.kind in ("count", "flag") and (
                     st.scope == "group"
                     or (st.scope == "optimizer" and self.per_parameter)
                 ):
@@ -464,6 +466,8 @@ class Lowerer:
             return [self._if(s.branches, s.orelse, later)]
         if isinstance(s, S.Repeat):
             return [self._repeat(s, later)]
+        if isinstance(s, S.ForEachParameter):
+            return [ir.ForEachParameter(tuple(self.body(s.body, later)))]
         if isinstance(s, S.Check):
             from .emit.validation import message_source, negate
 
@@ -478,7 +482,7 @@ class Lowerer:
         name, _ = self._resolve(s.target)
         if name in self.states:
             st = self.states[name]
-            if st.kind == "count":
+            if st.kind in ("count", "flag"):
                 return [self._count(st, s.value, name in later)]
             return [self._update_state(st, s)]
         if name == "param":
@@ -1044,7 +1048,8 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 symbol=st.name.id,
                 kind=st.kind,
                 scope=st.scope,
-                # a flat update's states are printed from the spec (generator.emit.flat)
+                # a flat update's states are printed from the spec (generator.emit.flat);
+                # `<- param` is a copy of the parameter (SRef("param"), printed as a clone)
                 init=None if st.init is None or flat else lw.sexpr(st.init),
                 condition=None if st.condition is None else lw.sexpr(st.condition),
                 eager=st.eager,
@@ -1068,7 +1073,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
     group_counts = [
         st.key
         for st in spec.states
-        if st.kind == "count"
+        if st.kind in ("count", "flag")
         and (st.scope == "group" or (st.scope == "optimizer" and mode == "each"))
     ]
     hoisted, body = _hoist(body, set(checked.inputs) | set(group_counts))
@@ -1108,6 +1113,11 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
         sparse=spec.sparse,
         reads_numbers=any(
             _calls(e, "item") for s in ir.walk(body) for e in ir.expressions(s)
+        ),
+        methods=tuple(
+            # each method lowered on its own: its locals are not the update's
+            ir.Method(m.name.id, m.doc, tuple(Lowerer(checked).body(body, frozenset())))
+            for m, body in checked.methods
         ),
     )
 

@@ -337,6 +337,22 @@ class _Build(Transformer):
         )
         return S.Procedure(self._target(name), params, body, self._span(meta))
 
+    @v_args(meta=True)
+    def method_decl(self, meta, children):
+        name, doc, *body = children
+        return S.Method(
+            self._target(name),
+            None if doc is None else _unquote(str(doc)),
+            tuple(b for b in body if b is not None),
+            self._span(meta),
+        )
+
+    @v_args(meta=True)
+    def for_each_stmt(self, meta, children):
+        return S.ForEachParameter(
+            tuple(b for b in children if b is not None), self._span(meta)
+        )
+
     def proc_param(self, children):
         return S.Parameter(self._target(children[0]), children[1])
 
@@ -779,6 +795,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         [],
         [],
     )
+    methods: list[S.Method] = []
     for item in items:
         if isinstance(item, S.Doc):
             docs.append(item)
@@ -792,6 +809,8 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
             states.append(item)
         elif isinstance(item, S.Procedure):
             procedures.append(item)
+        elif isinstance(item, S.Method):
+            methods.append(item)
         elif isinstance(item, S.DefaultsOrder):
             defaults_order = item
         elif isinstance(item, S.ComplexMode):
@@ -819,6 +838,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         source=text,
         span=span,
         procedures=tuple(procedures),
+        methods=tuple(methods),
     )
 
 

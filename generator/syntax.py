@@ -251,6 +251,15 @@ class For:
 
 
 @dataclass(frozen=True)
+class ForEachParameter:
+    """``for each parameter:`` in a method: the block on every parameter of the group that has
+    state (schedule-free's switch between the iterates)."""
+
+    body: tuple[Stmt, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Break:
     span: Span = field(compare=False)
 
@@ -274,6 +283,7 @@ Stmt = Union[
     For,
     Break,
     Return,
+    ForEachParameter,
 ]
 
 
@@ -281,7 +291,7 @@ def sub_blocks(s) -> tuple[tuple[Stmt, ...], ...]:
     """The statement blocks nested directly in a statement."""
     if isinstance(s, If):
         return tuple(b for _, b in s.branches) + (s.orelse,)
-    if isinstance(s, (Repeat, While, For)):
+    if isinstance(s, (Repeat, While, For, ForEachParameter)):
         return (s.body,)
     return ()
 
@@ -437,6 +447,16 @@ class Procedure:
 
 
 @dataclass(frozen=True)
+class Method:
+    """``method eval "doc":`` a method of the optimizer besides ``step()``, run once per group."""
+
+    name: Name
+    doc: str | None
+    body: tuple[Stmt, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Spec:
     kind: str  # "optimizer" or "fragment"
     name: str
@@ -456,6 +476,7 @@ class Spec:
     source: str = field(compare=False, repr=False)
     span: Span = field(compare=False)
     procedures: tuple[Procedure, ...] = ()
+    methods: tuple[Method, ...] = ()
 
     def doc(self, key: str) -> str | None:
         texts = [d.text for d in self.docs if d.key == key]

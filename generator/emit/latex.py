@@ -242,6 +242,12 @@ class LatexPrinter:
                     rf"{pad}\textbf{{for}} \: {symbol(s.var.id)} = {span} \textbf{{ do}}"
                 )
                 self.stmts(s.body, depth + 1, out)
+            elif isinstance(s, S.ForEachParameter):
+                out.append(
+                    rf"{pad}\textbf{{for each parameter }} \theta "
+                    r"\textbf{ with state do}"
+                )
+                self.stmts(s.body, depth + 1, out)
             elif isinstance(s, S.Break):
                 out.append(rf"{pad}\textbf{{break}}")
             elif isinstance(s, S.Return):
@@ -306,6 +312,14 @@ def algorithm_box(checked: CheckedSpec) -> str:
         p.stmts(proc.body, 1, lines)
     lines.append(r"\rule{110mm}{0.4pt}")
     lines.append(r"\textbf{return} \: \theta_t")
+    for method, body in checked.methods:
+        name = method.name.id.replace("_", r"\_")
+        lines.append(r"\rule{110mm}{0.4pt}")
+        lines.append(
+            rf"\textbf{{method}} \: \mathrm{{{name}}}()\textbf{{, for each parameter group:}}"
+        )
+        p.assigned = set()
+        p.stmts(body, 1, lines)
     lines.append(r"\rule{110mm}{0.4pt}")
     body = " \\\\\n".join("            &" + ln for ln in lines)
     return (

@@ -208,6 +208,76 @@ def _pydoc_string(text: str) -> str:
     return 'r"""' + text + '"""'
 
 
+class MethodPrinter(SingleTensorPrinter):
+    """The statements of a spec's ``method``: group values live in the group dict; a tuple
+    input's symbols were unpacked by the caller, other inputs are read from the group.
+    """
+
+    def __init__(self, renderer: "ModuleRenderer", checked: CheckedSpec):
+        super().__init__(renderer.opt, capturable_counters=False)
+        self.renderer = renderer
+        self.view_as_real = checked.spec.complex_mode == "view_as_real"
+        self.scalar = ScalarPrinter(self._method_ref, lambda e: self.tensor(e)[0])
+
+    def _method_ref(self, r: ir.SRef) -> str:
+        a = self.renderer.sym_arg.get(r.name)
+        if r.name in self.renderer.group_counts or (a is not None and a[1] is None):
+            return self.renderer._group_ref(r)
+        return r.name  # a tuple input's symbol (unpacked) or a local
+
+    def stmt(self, s, out: Lines) -> None:
+        if isinstance(s, ir.CountUpdate):
+            op = {"+=": "+=", "*=": "*=", "fill": "="}[s.op]
+            out(f'group["{s.state}"] {op} {self.scalar(s.value)}')
+        elif isinstance(s, ir.ForEachParameter):
+            self.for_each(s, out)
+        else:
+            super().stmt(s, out)
+
+    def for_each(self, s: ir.ForEachParameter, out: Lines) -> None:
+        states = {b.var: b for b in self.opt.states if b.scope == "parameter"}
+        used = [states[n] for n in _refs(s.body, ir.TRef) if n in states]
+        always = [b for b in used if b.condition is None]
+        out('for param in group["params"]:')
+        with out.indent():
+            out("state = self.state.get(param, {})")
+            test = " or ".join(f'"{b.key}" not in state' for b in always)
+            out(f"if {test or 'not state'}:")
+            with out.indent():
+                out("continue  # not yet reached by a step")
+            for b in used:
+                get = (
+                    f'state["{b.key}"]'
+                    if b.condition is None
+                    else f'state.get("{b.key}")'
+                )
+                out(f"{b.var} = {get}")
+            if self.view_as_real:
+                out("if torch.is_complex(param):")
+                with out.indent():
+                    for name in ["param"] + [b.var for b in always]:
+                        out(f"{name} = torch.view_as_real({name})")
+            self.body(s.body, out)
+
+
+def _refs(stmts, kind: type) -> list[str]:
+    """The names of the ``kind`` references (ir.TRef, ir.SRef) in statements, in order."""
+    found: dict[str, None] = {}
+
+    def visit(x):
+        if isinstance(x, kind):
+            found[x.name] = None
+        elif isinstance(x, (list, tuple)):
+            for y in x:
+                visit(y)
+        elif hasattr(x, "__dataclass_fields__"):
+            for f in x.__dataclass_fields__:
+                visit(getattr(x, f))
+
+    visit(stmts)
+    return list(found)
+
+
 class ModuleRenderer:
     def __init__(self, opt: ir.Optimizer, checked: CheckedSpec):
         self.opt = opt
@@ -220,7 +290,9 @@ class ModuleRenderer:
         self.group_scalar = ScalarPrinter(self._group_ref, _per_parameter_name)
         # `state group` counters: numbers of the group dict (pytorch_optimizer's group['step'])
         self.group_counts = {
-            s.key: s for s in opt.states if s.scope == "group" and s.kind == "count"
+            s.key: s
+            for s in opt.states
+            if s.scope == "group" and s.kind in ("count", "flag")
         }
         self.optimizer_counts = (
             {
@@ -312,6 +384,13 @@ class ModuleRenderer:
                 out(f"if {self.group_scalar(s.condition)}:")
             if guard:
                 out.level += 1
+            if s.init == ir.SRef("param"):
+                out(
+                    f'state["{s.key}"] = p.detach().clone(memory_format=torch.preserve_format)'
+                )
+                if guard:
+                    out.level -= 1
+                continue
             value = self.group_scalar(s.init)
             if s.reduced is not None:
                 shape = f"{s.key}_shape"
@@ -439,6 +518,26 @@ class ModuleRenderer:
             op = {"+=": "+=", "*=": "*=", "fill": "="}[s.op]
             out.append(f'group["{s.state}"] {op} {value}')
         return out
+
+    def method(self, m: ir.Method) -> str:
+        """``method NAME:``: its statements once per param group, the group's values read from
+        and written to the group dict, ``for each parameter:`` over the parameters with state.
+        """
+        out = Lines()
+        out("@torch.no_grad()")
+        out(f"def {m.name}(self):")
+        with out.indent():
+            if m.doc is not None:
+                out(_pydoc_string(m.doc))
+            out("for group in self.param_groups:")
+            with out.indent():
+                read = set(_refs(m.body, ir.SRef))
+                for a in self.opt.arguments:
+                    if len(a.symbols) > 1 and read & set(a.symbols):
+                        names = [s if s in read else "_" for s in a.symbols]
+                        out(f'{", ".join(names)} = group["{a.name}"]')
+                MethodPrinter(self, self.checked).body(m.body, out)
+        return out.text()
 
     def store_lazy(self) -> str:
         out = Lines()
@@ -892,8 +991,9 @@ class ModuleRenderer:
             ],
             store_lazy=self.store_lazy(),
             docstring=self.docstring(),
+            methods=[self.method(m) for m in opt.methods],
         )
-        code = ctx["init_state"] + ctx["optimizer_counting"]
+        code = ctx["init_state"] + ctx["optimizer_counting"] + "".join(ctx["methods"])
         if opt.mode == "each":
             ctx["single_body"] = self.single_body()
             code += ctx["single_body"]
