@@ -234,7 +234,7 @@ ScheduleFreeAdamW.__doc__ = r"""Schedule-free AdamW: Adam without a learning-rat
        \begin{aligned}
             &\rule{110mm}{0.4pt} \\
             &\textbf{input}: \gamma \text{ (lr)}, \: \beta_{1}, \beta_{2} \text{ (betas)}, \: \lambda \text{ (weight\_decay)}, \: r \text{ (r)}, \: \textit{weight}_{\textit{lr\_power}} \text{ (weight\_lr\_power)}, \: \textit{warmup}_{\textit{steps}} \text{ (warmup\_steps)}, \: \textit{decoupling}_{\textit{c}} \text{ (decoupling\_c)}, \: \textit{ams}_{\textit{bound}} \text{ (ams\_bound)}, \: \epsilon \text{ (eps)}, \: \textit{maximize} \text{ (maximize)}, \: \theta_0 \text{ (params)} \\
-            &\textbf{initialize}: k \leftarrow 0 \text{ (step)}, \: \textit{train}_{\textit{mode}}_0 \leftarrow \textbf{true} \text{ (train\_mode)}, \: \textit{weight}_{\textit{sum}} \leftarrow 0.0 \text{ (weight\_sum)}, \: \textit{lr}_{\textit{max}} \leftarrow -1.0 \text{ (lr\_max)}, \: z_0 \leftarrow \theta_{t-1} \text{ (z)}, \: v_0 \leftarrow 0 \text{ (exp\_avg\_sq)}, \: v_{\textit{max}}_0 \leftarrow 0 \text{ (max\_exp\_avg\_sq)} \\
+            &\textbf{initialize}: k \leftarrow 0 \text{ (step)}, \: \textit{train}_{\textit{mode}}_0 \leftarrow \textbf{true} \text{ (train\_mode)}, \: \textit{weight}_{\textit{sum}} \leftarrow 0.0 \text{ (weight\_sum)}, \: \textit{lr}_{\textit{max}} \leftarrow -1.0 \text{ (lr\_max)}, \: z_0 \leftarrow \theta_0 \text{ (z)}, \: v_0 \leftarrow 0 \text{ (exp\_avg\_sq)}, \: v_{\textit{max}}_0 \leftarrow 0 \text{ (max\_exp\_avg\_sq)} \\
             &\rule{110mm}{0.4pt} \\
             &\textbf{each step, for each parameter group}: \\
             &\hspace{5mm}k \leftarrow k + 1 \\

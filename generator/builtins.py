@@ -104,6 +104,20 @@ BUILTINS: dict[str, Builtin] = {
             "the machine epsilon of a tensor's dtype (torch.finfo(dtype).eps)",
             per_parameter=True,
         ),
+        Builtin(
+            "dot",
+            ("tensor", "tensor"),
+            "tensor",
+            "the inner product of two tensors, as flat vectors (a 0-d tensor)",
+        ),
+        Builtin("sum", ("tensor",), "tensor", "the sum of all elements (a 0-d tensor)"),
+        Builtin(
+            "atan2",
+            ("tensor", "tensor"),
+            "tensor",
+            "atan2(a, b): the angle of (b, a), elementwise; a / b without its blow-up "
+            "where b is small",
+        ),
         Builtin("transpose", ("tensor",), "tensor", "the transpose of a matrix"),
         Builtin(
             "bfloat16",

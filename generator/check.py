@@ -300,13 +300,22 @@ def check_state(st: S.State, out: Collector) -> None:
     if st.torch_name is not None:
         if not st.torch_name.isidentifier() or keyword.iskeyword(st.torch_name):
             out.error("E201", f"`{st.torch_name}` is not a valid state key", st.span)
-    if st.kind not in ("tensor", "count", "flag"):
+    if st.kind not in ("tensor", "count", "flag", "total"):
         out.error(
             "E206",
             f"unknown state kind `{st.kind}`",
             st.span,
-            hint="a state is a `tensor` (the default, shaped like the parameter), a `count` "
-            "or, for a group, a `flag` (true or false)",
+            hint="a state is a `tensor` (the default, shaped like the parameter), a `count`, "
+            "for a group a `flag` (true or false), for the optimizer a `total`",
+        )
+    if st.kind == "total" and (
+        st.scope != "optimizer" or st.lazy or st.condition or st.eager
+    ):
+        out.error(
+            "E206",
+            "a `total` is the optimizer's sum over parameters: "
+            f"`state optimizer {st.name.id}: total <- 0`",
+            st.span,
         )
     if st.kind == "flag" and (
         st.scope != "group" or not isinstance(st.init, S.Bool) or st.condition
@@ -323,7 +332,7 @@ def check_state(st: S.State, out: Collector) -> None:
             "a `count` state starts from a number; `lazy` is for tensors",
             st.span,
         )
-    if st.scope != "parameter" and st.kind not in ("count", "flag"):
+    if st.scope != "parameter" and st.kind not in ("count", "flag", "total"):
         out.error(
             "E206", f"{st.scope}-level state must be a `count` (a number)", st.span
         )
@@ -568,9 +577,19 @@ class Checker:
         for u in self.spec.updates:
             body = self.inline(u.body, ())
             blocks.append(Block(u.mode, body, u.span))
-        if modes.count("each") + modes.count("random") > 1:
+        if modes.count("random") > 1 or ("random" in modes and "each" in modes):
             self.out.error(
-                "E401", "one parameter update per optimizer", self.spec.updates[-1].span
+                "E401",
+                "one random-parameter update per optimizer",
+                self.spec.updates[-1].span,
+            )
+        if "each" in modes and modes[-1] != "each":
+            last = len(modes) - 1 - modes[::-1].index("each")
+            self.out.error(
+                "E401",
+                "the last block of the step is an `update:` (a pass over the parameters)",
+                self.spec.updates[last + 1].span,
+                hint="move the block before the `update:` it prepares",
             )
         if "group" in modes and "each" not in modes:
             self.out.error(
@@ -581,7 +600,9 @@ class Checker:
 
         env = dict(self.inputs)
         for name, st in self.states.items():
-            kind = {"count": "scalar", "flag": "bool"}.get(st.kind, "tensor")
+            kind = {"count": "scalar", "flag": "bool"}.get(
+                st.kind, "tensor"
+            )  # total: 1 elem
             env[name] = Symbol(
                 name,
                 kind,
@@ -1054,7 +1075,13 @@ class _Typer:
             return "tensor" if "tensor" in kinds else "scalar"
         if e.func == "randint":
             self.dynamic = True
-        if b.per_parameter and "tensor" in kinds and self.context != "validation":
+        per_step = self.flow is not None and self.flow.mode in ("group", "step")
+        if (
+            b.per_parameter
+            and "tensor" in kinds
+            and self.context != "validation"
+            and not per_step  # there the tensors are the optimizer's totals
+        ):
             # a property of each parameter (its shape, a norm read as a number)
             self.dynamic = self.varying = True
         return b.result
@@ -1076,8 +1103,18 @@ class _Flow:
         self.pending: dict[str, S.Span] = {}
         self.mode = "each"
         self.in_each = False  # inside a method's `for each parameter:`
+        self.origin: dict[str, str] = {}  # local → the mode of the block that set it
+        self.accumulating: str | None = None  # the total an `update:` statement adds to
 
     def block(self, b: Block) -> None:
+        # A group block's values reach the `update:` after it; a pass's values stay in it.
+        for name in [n for n, sym in self.env.items() if sym.role == "local"]:
+            reaches = b.mode in ("each", "random") and self.origin.get(name) in (
+                "group",
+                "step",
+            )
+            if not reaches:
+                self.env.pop(name)
         self.mode = b.mode
         self.body(b.body)
 
@@ -1093,6 +1130,13 @@ class _Flow:
                 self.check(s)
             elif isinstance(s, S.ForEachParameter):
                 self.for_each(s)
+            elif isinstance(s, S.Return) and self.mode in ("group", "step"):
+                if s.values:
+                    self.c.out.error(
+                        "E332",
+                        "`return` in a step ends it: it takes no value",
+                        s.values[0].span,
+                    )
             else:
                 what = _STATEMENT_WORDS.get(type(s).__name__, "this statement")
                 _flat_only(self.c.out, what, s.span)
@@ -1228,6 +1272,31 @@ class _Flow:
     def on_read(self, name: str, sub: str | None, span: S.Span) -> None:
         self.read.add(name)
         st = self.c.states.get(name)
+        if self.mode in ("group", "step") and (
+            name in ("param", "grad") or (st is not None and st.scope == "parameter")
+        ):
+            block = "update group:" if self.mode == "group" else "update optimizer:"
+            self.c.out.error(
+                "E334",
+                f"`{name}` belongs to one parameter; `{block}` runs once per "
+                + ("group" if self.mode == "group" else "step"),
+                span,
+                hint="sum what the parameters contribute into a `state optimizer ...: "
+                "total` in `update:`, and read the total after it",
+            )
+        if (
+            st is not None
+            and st.kind == "total"
+            and self.mode == "each"
+            and self.accumulating != name
+        ):
+            self.c.out.error(
+                "E333",
+                f"the total `{name}` is complete only after the pass over the parameters",
+                span,
+                hint="read it in an `update group:` or `update optimizer:` after this "
+                "`update:`",
+            )
         if name == "param" and sub is not None:
             self._check_subscript(name, sub, span)
             return
@@ -1288,17 +1357,23 @@ class _Flow:
                 self.kind(s.value)
                 return
         beside_update = any(u.mode == "each" for u in self.c.spec.updates)
-        if (self.mode == "group" or (self.mode == "step" and beside_update)) and (
-            name not in self.c.states
-        ):
-            scope = "group" if self.mode == "group" else "optimizer"
+        if (self.mode == "step" and beside_update) and (name not in self.c.states):
             self.c.out.error(
                 "E320",
-                f"`update {scope}:` counts steps: beside `update:` it assigns "
-                f"`state {scope}` counters only",
+                "`update optimizer:` beside `update:` assigns `state optimizer` values only",
                 s.target.span,
-                hint="compute other values in `update:`",
+                hint="compute other values in `update group:` or `update:`",
             )
+        total = self.c.states.get(name)
+        if total is not None and total.kind == "total" and self.mode != "step":
+            if self.mode != "each" or not _adds_to(s.value, name):
+                self.c.out.error(
+                    "E320",
+                    f"`update:` adds to the total `{name}` over the parameters: "
+                    f"`{name} <- {name} + ...`; other changes belong in `update optimizer:`",
+                    s.target.span,
+                )
+            self.accumulating = name
         if sub is None and name.endswith("_t") and name[:-2] in self.c.states:
             name, sub = name[:-2], "t"
         if sub == "t-1":
@@ -1342,6 +1417,7 @@ class _Flow:
                 name
             )  # the update expression runs only once it has a value
         k, dyn, var = self.kind(s.value)
+        self.accumulating = None
         if s.initially is not None:
             st = self.c.states.get(name)
             if st is None or not st.lazy:
@@ -1413,7 +1489,12 @@ class _Flow:
                 st = self.c.states[name]
                 block = {"optimizer": "step", "group": "group"}.get(st.scope)
                 in_method = self.mode == "method" and not self.in_each
-                if st.scope != "parameter" and self.mode != block and not in_method:
+                accumulates = st.kind == "total" and self.mode == "each"
+                if (
+                    st.scope != "parameter"
+                    and self.mode != block
+                    and not (in_method or accumulates)
+                ):
                     self.c.out.error(
                         "E320",
                         f"{st.scope}-level state `{name}` can only be "
@@ -1446,6 +1527,7 @@ class _Flow:
             )
         sym = Symbol(name, k, "local", dynamic=dyn, varying=var, decl=s)
         self.env[name] = sym
+        self.origin[name] = self.mode
         self.defined.setdefault(name, sym)
         self.pending.pop(name, None)
 

@@ -72,7 +72,9 @@ SExpr = Union[SConst, SRef, SBin, SCompare, SUnary, SCall, SCond]
 @dataclass(frozen=True)
 class TRef:
     name: str
-    role: str  # param | grad | state | local
+    role: (
+        str  # param | grad | state | local | total (an optimizer's sum over parameters)
+    )
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,22 @@ class ForEachParameter:
 
 
 @dataclass(frozen=True)
+class Return:
+    """``return`` in a group or optimizer block: the step ends there."""
+
+
+@dataclass(frozen=True)
+class Pass:
+    """A later pass over the parameters: its blocks, as the first pass's fields of Optimizer."""
+
+    step_block: tuple["Stmt", ...]
+    group_block: tuple["Stmt", ...]
+    body: tuple["Stmt", ...]
+    hoisted: tuple["ScalarLet", ...]
+    hyper: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Method:
     """``method NAME:`` of the spec: statements run once per param group."""
 
@@ -191,6 +209,7 @@ Stmt = Union[
     Repeat,
     Raise,
     ForEachParameter,
+    Return,
 ]
 
 
@@ -209,6 +228,24 @@ def rename(node, names: dict[str, str]):
         return node
     changes = {f.name: rename(getattr(node, f.name), names) for f in fields(node)}
     return replace(node, **changes)
+
+
+def refs(node, kind: type) -> list[str]:
+    """The names of the ``kind`` references (TRef, SRef) anywhere in ``node``, in order."""
+    found: dict[str, None] = {}
+
+    def visit(x):
+        if isinstance(x, kind):
+            found[x.name] = None
+        elif isinstance(x, (list, tuple)):
+            for y in x:
+                visit(y)
+        elif hasattr(x, "__dataclass_fields__"):
+            for f in x.__dataclass_fields__:
+                visit(getattr(x, f))
+
+    visit(node)
+    return list(found)
 
 
 def walk(stmts):
@@ -331,3 +368,5 @@ class Optimizer:
     # `update group:`: counters of the group dict, counted once per group before its parameters
     group_block: tuple[Stmt, ...] = ()
     methods: tuple[Method, ...] = ()
+    # several `update:` blocks: the passes after the first, each over all groups' parameters
+    later_passes: tuple[Pass, ...] = ()

@@ -92,6 +92,9 @@ class Lowerer:
         # `if flag: c <- 1 / t` leaves one kind of value behind (found by a first lowering)
         self.force_varying: frozenset[str] = frozenset()
         self.per_parameter = any(u.mode == "each" for u in self.spec.updates)
+        self.per_step = (
+            False  # lowering an `update group:` or `update optimizer:` block
+        )
         self.branch_count = 0
         self.data_dependent: dict[str, bool] = (
             {}
@@ -185,6 +188,8 @@ class Lowerer:
         return any(self.is_data_dependent(c) for c in S.children(e))
 
     def _per_parameter(self, e: S.Call) -> bool:
+        if self.per_step:  # a group or optimizer block reads the optimizer's totals
+            return False
         return BUILTINS[e.func].per_parameter and any(
             self.kind(a) == "tensor" for a in e.args
         )
@@ -207,7 +212,7 @@ class Lowerer:
     # -- scalar expressions -----------------------------------------------------------------------------
     def sexpr(self, e: S.Expr) -> ir.SExpr:
         if isinstance(e, S.Number):
-            return ir.SConst(e.text)
+            return ir.SConst("math.inf" if e.text == "inf" else e.text)
         if isinstance(e, S.Bool):
             return ir.SConst("True" if e.value else "False")
         if isinstance(e, S.NoneLit):
@@ -253,6 +258,8 @@ class Lowerer:
             return ir.TRef(name, name)
         if name in self.states:
             st = self.states[name]
+            if st.kind == "total":
+                return ir.TRef(st.key, "total")
             return ir.TRef(loop_var(st.key, st.kind), "state")
         return ir.TRef(name, "local")
 
@@ -435,8 +442,13 @@ class Lowerer:
                 # float64), without a parameter-sized tensor of it
                 b = ir.TOp("number_like", (ir.TRef("param", "param"), b))
             return ir.TOp("where", (self.texpr(args[0]), a, b))
-        if f in ("rsqrt", "transpose", "bfloat16"):
+        if f in ("rsqrt", "transpose", "bfloat16", "sum"):
             return ir.TOp(f, (self.texpr(args[0]),))
+        if f == "atan2":
+            return ir.TOp(f, (self.texpr(args[0]), self.texpr(args[1])))
+        if f == "dot":
+            a, b = (ir.TOp("flatten", (self.texpr(x),)) for x in args)
+            return ir.TOp("dot", (a, b))
         if f in ("norm", "mean"):
             x = self.texpr(args[0])
             if len(args) == 1:
@@ -468,6 +480,8 @@ class Lowerer:
             return [self._repeat(s, later)]
         if isinstance(s, S.ForEachParameter):
             return [ir.ForEachParameter(tuple(self.body(s.body, later)))]
+        if isinstance(s, S.Return):
+            return [ir.Return()]
         if isinstance(s, S.Check):
             from .emit.validation import message_source, negate
 
@@ -936,6 +950,13 @@ def rule_lerp_call(lw: Lowerer, name: str, e: S.Expr):
     return None
 
 
+def rule_fill(lw: Lowerer, name: str, e: S.Expr):
+    """``x <- 0``: a number into a tensor (the optimizer's totals start each step from 0)."""
+    if lw.kind(e) in ("scalar", "int"):
+        return [ir.TOp("fill", (lw.sexpr(e),))]
+    return None
+
+
 def rule_copy(lw: Lowerer, name: str, e: S.Expr):
     """anything else  →  x.copy_(expression)."""
     return [ir.TOp("copy", (lw.texpr(e),))]
@@ -967,6 +988,7 @@ UPDATE_RULES = (
     rule_extremum,
     rule_clamp,
     rule_unary,
+    rule_fill,
     rule_copy,
 )
 
@@ -985,7 +1007,7 @@ def _py_literal(e: S.Expr) -> str:
         return "-" + _py_literal(e.operand)
     if isinstance(e, S.String):
         return repr(e.value)  # spec text: a literal, escaped
-    return e.text
+    return "math.inf" if e.text == "inf" else e.text
 
 
 def _annotation(inp: S.Input, k: int | None = None) -> str:
@@ -1016,9 +1038,10 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
     lw = Lowerer(checked)
     if checked.program is None:
         probe = Lowerer(checked)
-        probed = [
-            s for b in checked.blocks for s in ir.walk(probe.body(b.body, frozenset()))
-        ]
+        probed = []
+        for b in checked.blocks:
+            probe.per_step = b.mode in ("group", "step")
+            probed += ir.walk(probe.body(b.body, frozenset()))
         lw.force_varying = frozenset(
             s.name for s in probed if isinstance(s, ir.ScalarLet) and s.varying
         )
@@ -1060,28 +1083,64 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 var=loop_var(st.key, st.kind),
             )
         )
-    step_block, group_block, body, mode = [], [], [], "each"
+    # the blocks in written order: each `update:` closes a pass (its optimizer and group blocks
+    # run before its parameters)
+    passes, current, mode = [], ([], [], []), "each"
     for block in checked.blocks if not flat else ():
+        lw.per_step = block.mode in ("group", "step")
         lowered = lw.body(block.body, frozenset())
+        lw.per_step = False
+        step_part, group_part, body_part = current
         if block.mode == "step":
-            step_block.extend(lowered)
+            step_part.extend(lowered)
         elif block.mode == "group":
-            group_block.extend(lowered)
+            group_part.extend(lowered)
         else:
-            body.extend(lowered)
+            body_part.extend(lowered)
             mode = block.mode
+            passes.append(current)
+            current = ([], [], [])
+    step_block, group_block, body = passes[0] if passes else current
     group_counts = [
         st.key
         for st in spec.states
         if st.kind in ("count", "flag")
         and (st.scope == "group" or (st.scope == "optimizer" and mode == "each"))
     ]
-    hoisted, body = _hoist(body, set(checked.inputs) | set(group_counts))
+    totals = [st.key for st in spec.states if st.kind == "total"]
+
+    def numbers_of(group_part) -> list[str]:
+        # what the pass's functional receives besides the inputs: the group's counters and
+        # the values its group block computed
+        made = [s.name for s in ir.walk(group_part) if isinstance(s, ir.ScalarLet)]
+        return group_counts + [n for n in dict.fromkeys(made) if n not in group_counts]
+
+    hoisted, body = _hoist(body, set(checked.inputs) | set(numbers_of(group_block)))
+    later = []
+    for step_part, group_part, body_part in passes[1:]:
+        numbers = numbers_of(group_part)
+        later_hoisted, later_body = _hoist(
+            body_part, set(checked.inputs) | set(numbers)
+        )
+        reads = later_body + later_hoisted
+        later.append(
+            ir.Pass(
+                step_block=tuple(step_part),
+                group_block=tuple(group_part),
+                body=tuple(later_body),
+                hoisted=tuple(later_hoisted),
+                hyper=tuple(s for s in _hyper_order(spec) if _reads_name(reads, s))
+                + tuple(k for k in numbers if _reads_name(reads, k))
+                + tuple(k for k in totals if k in ir.refs(reads, ir.TRef)),
+            )
+        )
     hyper = sorted(
         s
         for s in checked.used_inputs
         if s in checked.inputs
         and checked.inputs[s].decl.arg_name not in IMPLEMENTATION_FLAGS
+        # with several passes, each functional receives what its pass reads
+        and (not later or _reads_name(body + hoisted, s))
     )
     if flat:
         mode = "flat"
@@ -1103,7 +1162,8 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
         body=tuple(body),
         hoisted=tuple(hoisted),
         hyper=tuple(s for s in _hyper_order(spec) if s in hyper)
-        + tuple(k for k in group_counts if _reads_name(body + hoisted, k)),
+        + tuple(k for k in numbers_of(group_block) if _reads_name(body + hoisted, k))
+        + tuple(k for k in totals if k in ir.refs(body + hoisted, ir.TRef)),
         group_block=tuple(group_block),
         helpers=frozenset(lw.helpers),
         has_foreach=any(a.name == "foreach" for a in args) and mode == "each",
@@ -1119,6 +1179,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
             ir.Method(m.name.id, m.doc, tuple(Lowerer(checked).body(body, frozenset())))
             for m, body in checked.methods
         ),
+        later_passes=tuple(later),
     )
 
 

@@ -166,6 +166,10 @@ class _Build(Transformer):
         return S.Number(str(children[0]), self._span(children[0]))
 
     @v_args(meta=True)
+    def infinity(self, meta, children):
+        return S.Number("inf", self._span(meta))
+
+    @v_args(meta=True)
     def true(self, meta, children):
         return S.Bool(True, self._span(meta))
 

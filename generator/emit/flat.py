@@ -78,7 +78,7 @@ class FlatPrinter:
         return getattr(self, "e_" + type(e).__name__)(sc, e)
 
     def e_Number(self, sc, e: S.Number) -> str:
-        return e.text
+        return "math.inf" if e.text == "inf" else e.text
 
     def e_Bool(self, sc, e) -> str:
         return "True" if e.value else "False"

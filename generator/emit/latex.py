@@ -118,7 +118,7 @@ class LatexPrinter:
 
     def expr(self, e) -> str:
         if isinstance(e, S.Number):
-            return e.text
+            return r"\infty" if e.text == "inf" else e.text
         if isinstance(e, S.Bool):
             return r"\textbf{" + ("true" if e.value else "false") + "}"
         if isinstance(e, S.NoneLit):
@@ -255,6 +255,10 @@ class LatexPrinter:
                 out.append(rf"{pad}\textbf{{return}} \: {values}".rstrip(" \\:"))
 
 
+def _is_param(e) -> bool:
+    return isinstance(e, S.Name) and e.id == "param"
+
+
 def algorithm_box(checked: CheckedSpec) -> str:
     p = LatexPrinter(checked)
     inputs = []
@@ -271,7 +275,7 @@ def algorithm_box(checked: CheckedSpec) -> str:
     for st in checked.spec.states:
         if st.lazy:
             continue
-        val = p.expr(st.init)
+        val = r"\theta_0" if _is_param(st.init) else p.expr(st.init)
         name = symbol(st.name.id) if st.kind == "count" else f"{symbol(st.name.id)}_0"
         if st.name.id == "t":
             continue
@@ -284,6 +288,8 @@ def algorithm_box(checked: CheckedSpec) -> str:
     if inits:
         lines.append(r"\textbf{initialize}: " + r", \: ".join(inits))
     lines.append(r"\rule{110mm}{0.4pt}")
+    passes = sum(b.mode == "each" for b in checked.blocks)
+    seen = 0
     for block in checked.blocks:
         if block.mode == "flat":
             lines.append(
@@ -298,9 +304,15 @@ def algorithm_box(checked: CheckedSpec) -> str:
             lines.append(
                 r"\textbf{for a random parameter } \theta \textbf{ with a gradient}:"
             )
+        elif seen:
+            seen += 1
+            lines.append(rf"\textbf{{then, for each parameter (pass {seen})}}:")
         else:
+            seen += 1
             lines.append(r"\textbf{for} \: t=1 \: \textbf{to} \: \ldots \: \textbf{do}")
-        p.assigned = set()
+        if passes < 2 or block is checked.blocks[0]:
+            # with several passes, a later block reads what an earlier one set this step
+            p.assigned = set()
         p.stmts(block.body, 1, lines)
     for proc in checked.spec.procedures:
         params = ", ".join(symbol(q.name.id) for q in proc.params)

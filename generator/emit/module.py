@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+from dataclasses import replace
 from pathlib import Path
 
 import jinja2
@@ -208,27 +209,34 @@ def _pydoc_string(text: str) -> str:
     return 'r"""' + text + '"""'
 
 
-class MethodPrinter(SingleTensorPrinter):
-    """The statements of a spec's ``method``: group values live in the group dict; a tuple
-    input's symbols were unpacked by the caller, other inputs are read from the group.
-    """
+class GroupPrinter(SingleTensorPrinter):
+    """Statements run once per param group (``update group:``, a spec's ``method``): the group's
+    values live in the group dict, inputs are read from it (a tuple input's symbols by name
+    where the caller ``unpacked`` them), ``return`` ends the step."""
 
-    def __init__(self, renderer: "ModuleRenderer", checked: CheckedSpec):
+    def __init__(
+        self, renderer: "ModuleRenderer", checked: CheckedSpec, unpacked: bool = False
+    ):
         super().__init__(renderer.opt, capturable_counters=False)
         self.renderer = renderer
+        self.unpacked = unpacked
         self.view_as_real = checked.spec.complex_mode == "view_as_real"
-        self.scalar = ScalarPrinter(self._method_ref, lambda e: self.tensor(e)[0])
+        self.scalar = ScalarPrinter(self._group_value, lambda e: self.tensor(e)[0])
 
-    def _method_ref(self, r: ir.SRef) -> str:
+    def _group_value(self, r: ir.SRef) -> str:
         a = self.renderer.sym_arg.get(r.name)
-        if r.name in self.renderer.group_counts or (a is not None and a[1] is None):
+        if r.name in self.renderer.group_counts or (
+            a is not None and (a[1] is None or not self.unpacked)
+        ):
             return self.renderer._group_ref(r)
         return r.name  # a tuple input's symbol (unpacked) or a local
 
     def stmt(self, s, out: Lines) -> None:
-        if isinstance(s, ir.CountUpdate):
+        if isinstance(s, ir.CountUpdate) and s.scope == "group":
             op = {"+=": "+=", "*=": "*=", "fill": "="}[s.op]
             out(f'group["{s.state}"] {op} {self.scalar(s.value)}')
+        elif isinstance(s, ir.Return):
+            out("return loss")
         elif isinstance(s, ir.ForEachParameter):
             self.for_each(s, out)
         else:
@@ -236,7 +244,7 @@ class MethodPrinter(SingleTensorPrinter):
 
     def for_each(self, s: ir.ForEachParameter, out: Lines) -> None:
         states = {b.var: b for b in self.opt.states if b.scope == "parameter"}
-        used = [states[n] for n in _refs(s.body, ir.TRef) if n in states]
+        used = [states[n] for n in ir.refs(s.body, ir.TRef) if n in states]
         always = [b for b in used if b.condition is None]
         out('for param in group["params"]:')
         with out.indent():
@@ -260,28 +268,14 @@ class MethodPrinter(SingleTensorPrinter):
             self.body(s.body, out)
 
 
-def _refs(stmts, kind: type) -> list[str]:
-    """The names of the ``kind`` references (ir.TRef, ir.SRef) in statements, in order."""
-    found: dict[str, None] = {}
-
-    def visit(x):
-        if isinstance(x, kind):
-            found[x.name] = None
-        elif isinstance(x, (list, tuple)):
-            for y in x:
-                visit(y)
-        elif hasattr(x, "__dataclass_fields__"):
-            for f in x.__dataclass_fields__:
-                visit(getattr(x, f))
-
-    visit(stmts)
-    return list(found)
-
-
 class ModuleRenderer:
-    def __init__(self, opt: ir.Optimizer, checked: CheckedSpec):
+    def __init__(
+        self, opt: ir.Optimizer, checked: CheckedSpec, several_passes: bool = False
+    ):
         self.opt = opt
         self.checked = checked
+        # one pass of several: its functional names only the tensors its update reads
+        self.several_passes = several_passes or bool(opt.later_passes)
         self.args = {a.name: a for a in opt.arguments}
         self.sym_arg = {}
         for a in opt.arguments:
@@ -294,6 +288,7 @@ class ModuleRenderer:
             for s in opt.states
             if s.scope == "group" and s.kind in ("count", "flag")
         }
+        self.totals = [s for s in opt.states if s.kind == "total"]
         self.optimizer_counts = (
             {
                 s.key: s
@@ -491,9 +486,18 @@ class ModuleRenderer:
         if "fused" in self.args:
             out.append(("fused", 'group["fused"]'))
         out.append(("has_complex", "has_complex"))
+        totals = {s.key for s in self.totals}
+        made = {
+            s.name for s in ir.walk(self.opt.group_block) if isinstance(s, ir.ScalarLet)
+        }
         for sym in self.opt.hyper:
             if sym in self.group_counts:
                 out.append((sym, f'group["{sym}"]'))
+                continue
+            if (
+                sym in totals or sym in made
+            ):  # the step's tensors, the group block's values
+                out.append((sym, sym))
                 continue
             if sym in self.optimizer_counts:  # read once per step by optimizer_counting
                 out.append((sym, sym))
@@ -502,22 +506,19 @@ class ModuleRenderer:
             out.append((sym, sym if k is not None else f'group["{a.name}"]'))
         return out
 
-    def group_counting(self) -> list[str]:
+    def group_counting(self, block=None, first: bool = True) -> list[str]:
         """``update group:``: each group's counters, made at its first step and counted once
-        per step before its parameters, as pytorch_optimizer counts ``group['step']``.
+        per step before its parameters, as pytorch_optimizer counts ``group['step']``; the
+        values it computes are locals the pass's functional receives.
         """
-        out = []
-        for s in self.group_counts.values():
+        out = Lines()
+        for s in self.group_counts.values() if first else ():
             init = self.group_scalar(s.init)
-            out.append(f'if "{s.key}" not in group:')
-            out.append(f'    group["{s.key}"] = {init}')
-        for s in self.opt.group_block:
-            if not isinstance(s, ir.CountUpdate):
-                raise GeneratorBug(f"`update group:` holds {type(s).__name__}")
-            value = self.group_scalar(s.value)
-            op = {"+=": "+=", "*=": "*=", "fill": "="}[s.op]
-            out.append(f'group["{s.state}"] {op} {value}')
-        return out
+            out(f'if "{s.key}" not in group:')
+            out(f'    group["{s.key}"] = {init}')
+        block = self.opt.group_block if block is None else block
+        GroupPrinter(self, self.checked).body(block, out)
+        return out.lines
 
     def method(self, m: ir.Method) -> str:
         """``method NAME:``: its statements once per param group, the group's values read from
@@ -531,13 +532,53 @@ class ModuleRenderer:
                 out(_pydoc_string(m.doc))
             out("for group in self.param_groups:")
             with out.indent():
-                read = set(_refs(m.body, ir.SRef))
+                read = set(ir.refs(m.body, ir.SRef))
                 for a in self.opt.arguments:
                     if len(a.symbols) > 1 and read & set(a.symbols):
                         names = [s if s in read else "_" for s in a.symbols]
                         out(f'{", ".join(names)} = group["{a.name}"]')
-                MethodPrinter(self, self.checked).body(m.body, out)
+                GroupPrinter(self, self.checked, unpacked=True).body(m.body, out)
         return out.text()
+
+    def later_pass(self, p: ir.Pass, number: int) -> dict:
+        """A later `update:` pass: its blocks in step() and its own functional."""
+        sub = ModuleRenderer(
+            replace(
+                self.opt,
+                step_block=p.step_block,
+                group_block=p.group_block,
+                body=p.body,
+                hoisted=p.hoisted,
+                hyper=p.hyper,
+                later_passes=(),
+            ),
+            self.checked,
+            several_passes=True,
+        )
+        out = Lines()
+        sub._first_group_inputs(p.step_block, out)
+        SingleTensorPrinter(sub.opt, capturable_counters=False).body(p.step_block, out)
+        ctx = dict(
+            fname=f"{_functional_name(self.opt)}_pass{number}",
+            opt=sub.opt,
+            optimizer_block=out.text() if p.step_block else "",
+            group_counting=self.group_counting(p.group_block, first=False),
+            unpack=sub.unpack(),
+            call_kwargs=sub.call_kwargs(),
+            single_body=sub.single_body(),
+        )
+        if sub.opt.has_foreach:
+            ctx["multi_body"] = sub.multi_body()
+        return ctx
+
+    def _first_group_inputs(self, stmts, out: Lines) -> None:
+        """An optimizer-level block reads the hyperparameters of the first param group (as
+        pytorch_optimizer's Prodigy and torch's LBFGS do)."""
+        read = set(ir.refs(stmts, ir.SRef))
+        for a in self.opt.arguments:
+            if read & set(a.symbols):
+                names = [s if s in read else "_" for s in a.symbols]
+                out(f'{", ".join(names)} = self.param_groups[0]["{a.name}"]')
 
     def store_lazy(self) -> str:
         out = Lines()
@@ -688,9 +729,13 @@ class ModuleRenderer:
             out("")
         out("for i, param in enumerate(params):")
         with out.indent():
-            out("grad = grads[i]")
-            views = [("param", None), ("grad", None)]
+            unread = self._unread_tensors()
+            if "grad" not in unread:
+                out("grad = grads[i]")
+            views = [("param", None)] + [("grad", None)] * ("grad" not in unread)
             for s in self.param_states():
+                if s.var in unread:
+                    continue
                 line = f"{s.var} = {s.list_name}[i]"
                 if s.condition is not None and not _per_parameter(s.condition):
                     out(f"if {printer.scalar(s.condition)}:")
@@ -717,6 +762,15 @@ class ModuleRenderer:
             else:
                 self._dense_body(printer, views, out)
         return _keep_captured(out.text())
+
+    def _unread_tensors(self) -> set[str]:
+        """A later pass's functional receives every list: the tensors its update never names
+        (the gradient, states of the other pass) are not bound in its loops."""
+        if not self.several_passes:
+            return set()
+        named = set(ir.refs(self.opt.body + self.opt.hoisted, ir.TRef))
+        tensors = ["grad"] + [s.var for s in self.param_states() if s.kind == "tensor"]
+        return {t for t in tensors if t not in named}
 
     def _sparse_body(self, out: Lines) -> None:
         """A sparse gradient: the update runs on the values of the rows it holds (coalesced)."""
@@ -786,7 +840,11 @@ class ModuleRenderer:
             f"for ({', '.join(names)},), {'indices' if lazy else '_'} in grouped_tensors.values():"
         )
         with out.indent():
+            unread = self._unread_tensors()
+            by_list = {s.list_name: s.var for s in self.param_states()}
             for n in lists:
+                if by_list.get(n, "grad" if n == "grads" else None) in unread:
+                    continue
                 out(f"device_{n} = cast(list[Tensor], device_{n}_)")
             if opt.sparse:
                 out("if any(grad.is_sparse for grad in device_grads):")
@@ -799,10 +857,10 @@ class ModuleRenderer:
                     out(f"_single_tensor_{_functional_name(opt)}({', '.join(args)})")
                     out("continue")
             if self.needs_real_view():
-                views = ["device_params", "device_grads"]
+                views = ["device_params"] + ["device_grads"] * ("grad" not in unread)
                 extra, partial = [], []
                 for s in self.param_states():
-                    if s.kind != "tensor":
+                    if s.kind != "tensor" or s.var in unread:
                         continue
                     if s.condition is None:
                         views.append(f"device_{s.list_name}")
@@ -840,6 +898,21 @@ class ModuleRenderer:
     def _count_optimizer_states(self, out: Lines) -> None:
         opt = self.opt
         printer = SingleTensorPrinter(opt, capturable_counters=False)
+        for s in self.totals:
+            # one element of the default dtype, on the device of the first parameter (as
+            # pytorch_optimizer's Prodigy keeps its sums)
+            out(f'if "{s.key}" not in self.state:')
+            with out.indent():
+                device = 'self.param_groups[0]["params"][0].device'
+                init = printer.scalar(s.init)
+                make = (
+                    f"torch.zeros(1, device={device})"
+                    if init in ("0", "0.0")
+                    else f"torch.full((1,), {_float(init)}, device={device})"
+                )
+                out(f'self.state["{s.key}"] = {make}')
+            out(f'{s.key} = self.state["{s.key}"]')
+        self._first_group_inputs(opt.step_block, out)
         for s in opt.states:
             if s.scope == "optimizer" and s.kind == "count":
                 out(f'if "{s.key}" not in self.state:')
@@ -979,7 +1052,7 @@ class ModuleRenderer:
             group_counting=self.group_counting() if opt.mode == "each" else [],
             optimizer_counting=(
                 self.optimizer_counting()
-                if opt.mode == "each" and self.optimizer_counts
+                if opt.mode == "each" and (self.optimizer_counts or self.totals)
                 else ""
             ),
             # `state group ..., eager`: made when the optimizer is built, from the group's
@@ -993,7 +1066,14 @@ class ModuleRenderer:
             docstring=self.docstring(),
             methods=[self.method(m) for m in opt.methods],
         )
+        ctx["later_passes"] = [
+            self.later_pass(p, k) for k, p in enumerate(opt.later_passes, start=2)
+        ]
         code = ctx["init_state"] + ctx["optimizer_counting"] + "".join(ctx["methods"])
+        code += "\n".join(ctx["group_counting"])
+        for p in ctx["later_passes"]:
+            code += p["single_body"] + p.get("multi_body", "") + p["optimizer_block"]
+            code += "\n".join(p["group_counting"])
         if opt.mode == "each":
             ctx["single_body"] = self.single_body()
             code += ctx["single_body"]

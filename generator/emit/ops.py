@@ -85,6 +85,11 @@ OPS: dict[str, OpSpelling] = {
     # Reductions and matrix operations: no foreach form, so the multi-tensor path runs them per
     # tensor (as torch's foreach Adafactor does), around the foreach calls of the elementwise part.
     "norm": OpSpelling("norm", None, None),
+    "sum": OpSpelling("sum", None, None),
+    "flatten": OpSpelling("flatten", None, None),
+    "dot": OpSpelling(None, None, None, function="dot"),
+    "atan2": OpSpelling("atan2", "atan2_", None),
+    "fill": OpSpelling(None, "fill_", None),
     "mean": OpSpelling("mean", None, None),
     "matmul": OpSpelling(None, None, None, infix="@"),
     "addmm": OpSpelling(None, None, None, function="addmm"),

@@ -966,6 +966,9 @@ class ForeachPrinter:
         return name
 
     def inplace(self, target: ir.TRef, ops, out: Lines) -> None:
+        if target.role == "total":
+            self._add_to_total(target, ops, out)
+            return
         t = self.tlist(target)
         for op in ops:
             spell = OPS[op.op]
@@ -1032,6 +1035,16 @@ class ForeachPrinter:
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
             if test == "alpha":
                 out.level -= 1
+
+    def _add_to_total(self, target: ir.TRef, ops, out: Lines) -> None:
+        """``total <- total + c * f(x)``: one value per tensor, added in the tensors' order (the
+        for-loop's order, so that both round the sum alike)."""
+        for op in ops:
+            values = self.tensor(op.args[0], out, self._new_temp("device_values"))[0]
+            kwargs = "".join(f", {k}={self.slot(v)[0]}" for k, v in op.kwargs)
+            out(f"for value in {values}:")
+            with out.indent():
+                out(f"{target.name}.{OPS[op.op].inplace}(value{kwargs})")
 
     def tensor_value(self, v) -> str | None:
         """The run-time test of whether a group-level value (``1 - beta2``, ``-lr``) is a
