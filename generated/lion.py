@@ -478,8 +478,11 @@ def _device_number(x, device):
 
 def _number_tensor(x):
     """A number as a 0-d float64 tensor: a kernel input, not a constant compiled into it (and,
-    0-d, it computes in the dtype of the tensors it meets, as a Python number does)."""
-    return x if isinstance(x, Tensor) else torch.tensor(x, dtype=torch.float64)
+    0-d, it computes in the dtype of the tensors it meets, as a Python number does). An
+    optional input left at None stays None: the kernel reads it only where it is set."""
+    if x is None or isinstance(x, Tensor):
+        return x
+    return torch.tensor(x, dtype=torch.float64)
 
 
 def _flat(t):

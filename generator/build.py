@@ -175,7 +175,8 @@ def check_fusable(checked: CheckedSpec, out: Collector) -> None:
     if blocker is not None:
         out.error(
             "E326",
-            f"`fused` compiles an update of elementwise operations; this one has {blocker}",
+            "`fused` compiles each parameter's tensor arithmetic into one kernel, with the "
+            f"numbers and decisions made before it; this update has {blocker}",
             fused.span,
             hint="remove the `fused` input: the for-loop and foreach paths remain",
         )

@@ -35,12 +35,11 @@ def test_novograd_matches_pytorch_optimizer(kwargs):
     )
 
 
-def test_novograd_foreach_equals_the_for_loop():
+def test_novograd_foreach_and_fused_equal_the_for_loop():
     assert_implementations_agree(
         "novograd",
         "NovoGrad",
         {"lr": 1e-2, "weight_decay": 0.1, "grad_averaging": True},
-        fused=False,
     )
 
 

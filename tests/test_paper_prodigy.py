@@ -136,21 +136,17 @@ def test_prodigy_state_dict_round_trip_continues_identically():
         assert torch.equal(a, b)
 
 
-def test_prodigy_foreach_equals_the_for_loop():
-    assert_implementations_agree(
-        "prodigy",
-        "Prodigy",
+@pytest.mark.parametrize(
+    "kwargs",
+    [
         {"d0": 1e-3, "weight_decay": 0.1, "bias_correction": True},
-        fused=False,
-    )
-
-
-def test_prodigy_has_no_fused_path():
-    """Sums over all parameters between two passes: no single elementwise kernel."""
-    with pytest.raises(TypeError):
-        generated("prodigy", "Prodigy")(
-            [torch.zeros(2, requires_grad=True)], fused=True
-        )
+        {"d0": 1e-3, "eps": None, "safeguard_warmup": True, "maximize": True},
+    ],
+    ids=str,
+)
+def test_prodigy_foreach_and_fused_equal_the_for_loop(kwargs):
+    # fused: a kernel per pass; the first adds each parameter's terms to the sums in place
+    assert_implementations_agree("prodigy", "Prodigy", kwargs)
 
 
 def test_prodigy_signature_and_errors_match_pytorch_optimizer():

@@ -55,13 +55,12 @@ def test_stableadamw_counts_steps_per_group_as_pytorch_optimizer():
     assert not any("step" in s for s in ours.state.values())
 
 
-def test_stableadamw_foreach_equals_the_for_loop():
-    # no fused path: the learning rate is clipped by an RMS over the tensor (not elementwise)
+def test_stableadamw_foreach_and_fused_equal_the_for_loop():
+    # fused: the RMS that clips the learning rate is a reduction over the whole tensor
     assert_implementations_agree(
         "stableadamw",
         "StableAdamW",
         {"lr": 1e-2, "eps": 1e-3, "weight_decay": 0.1},
-        fused=False,
     )
 
 

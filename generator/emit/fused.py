@@ -17,6 +17,8 @@ path whole instead (generator.emit.module): one graph of foreach kernels, counte
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .. import ir
 from ..diagnostics import GeneratorBug
 from .python import (
@@ -33,27 +35,65 @@ ELEMENTWISE = {
     "neg", "sqrt", "rsqrt", "abs", "sign", "exp", "log", "reciprocal", "square", "add",
     "sub", "mul", "div", "pow", "addcmul", "addcdiv", "lerp", "maximum", "minimum",
     "clamp_min", "clamp_max", "clamp", "where", "lt", "le", "gt", "ge", "eq", "ne", "copy",
-    "clone", "number_like",
+    "clone", "number_like", "atan2",
 }  # fmt: skip
+
+
+# Reductions over a whole tensor: its flat view gives the same result, so they join the kernel
+# (inductor compiles the reduction and the elementwise work around it together).
+WHOLE_TENSOR_REDUCTIONS = {"norm", "sum", "dot", "flatten"}
+CASTS = {"bfloat16"}
+
+
+# Operations that need the tensors' shapes: with them the kernel takes the tensors as they are
+# (one compilation per number of dimensions) rather than flattened.
+SHAPED = {"mean", "norm", "matmul", "addmm", "transpose"}
+
+
+def _in_kernel(x: ir.TOp) -> bool:
+    return x.op in ELEMENTWISE | WHOLE_TENSOR_REDUCTIONS | SHAPED | CASTS
+
+
+def keeps_shapes(opt: ir.Optimizer) -> bool:
+    """Whether the kernel needs its tensors' shapes (a reduction along a dimension, a matrix
+    product, a state shaped with a dimension reduced): then they are not flattened."""
+    if any(s.reduced is not None for s in opt.states):
+        return True
+    for s in ir.walk(opt.body):
+        for e in ir.expressions(s):
+            for x in _nodes(e):
+                if (
+                    isinstance(x, ir.TOp)
+                    and x.op in SHAPED
+                    and (x.op != "norm" or x.kwargs)
+                ):
+                    return True
+    return False
 
 
 def fusable(opt: ir.Optimizer) -> str | None:
     """None when the update can be fused, else what stands in the way (for the error)."""
     if opt.mode != "each" or opt.sparse == "only":
         return "an update that is not one per parameter"
+    for p in opt.later_passes:  # each pass is a kernel of its own
+        blocker = fusable(replace(opt, body=p.body, hoisted=p.hoisted, later_passes=()))
+        if blocker is not None:
+            return blocker
     for s in ir.walk(opt.body):
-        if isinstance(s, ir.Repeat):
-            return "a `repeat` loop"
-        if isinstance(s, ir.If) and s.varying and _tensorish(s.cond):
+        if isinstance(s, ir.Repeat) and not (
+            isinstance(s.count, ir.SConst)
+            and all(isinstance(x, (ir.TensorLet, ir.InPlace)) for x in ir.walk(s.body))
+        ):
+            # a fixed number of tensor statements unrolls in the kernel (MARS's Newton-Schulz)
+            return "a `repeat` loop over numbers or a hyperparameter's count"
+        if isinstance(s, ir.If) and s.varying and not _decided_on_host(s.cond):
             return "a condition read off a tensor"
         for e in ir.expressions(s):
             bad = [
-                x.op
-                for x in _nodes(e)
-                if isinstance(x, ir.TOp) and x.op not in ELEMENTWISE
+                x.op for x in _nodes(e) if isinstance(x, ir.TOp) and not _in_kernel(x)
             ]
             if bad:
-                return f"`{bad[0]}`, which is not elementwise"
+                return f"`{bad[0]}`, which the kernel cannot run"
             if uses(
                 e, lambda x: isinstance(x, ir.SCall) and x.func in ("item", "randint")
             ):
@@ -70,6 +110,29 @@ def _nodes(e) -> list:
 
 def _tensorish(e) -> bool:
     return uses(e, lambda x: isinstance(x, (ir.TRef, ir.TOp)))
+
+
+SHAPES = ("numel", "size", "dim")
+
+
+def _decided_on_host(cond) -> bool:
+    """A per-parameter condition the host loop decides before the kernel: one that reads only
+    numbers and the shapes of the parameter, its gradient and its states (`dim(param) > 1`).
+    """
+    shape_calls = []
+    uses(
+        cond,
+        lambda x: isinstance(x, ir.SCall)
+        and x.func in SHAPES
+        and not shape_calls.append(x),
+    )
+    on_host = all(
+        isinstance(c.args[0], ir.TRef) and c.args[0].role in ("param", "grad", "state")
+        for c in shape_calls
+    )
+    tensors = []
+    uses(cond, lambda x: isinstance(x, (ir.TRef, ir.TOp)) and not tensors.append(x))
+    return on_host and len(tensors) == len(shape_calls)
 
 
 class _Split:
@@ -98,7 +161,7 @@ def _kernel_stmts(stmts):
     return [
         s
         for s in stmts
-        if isinstance(s, (ir.TensorLet, ir.InPlace, ir.LazyInit, ir.If))
+        if isinstance(s, (ir.TensorLet, ir.InPlace, ir.LazyInit, ir.If, ir.Repeat))
     ]
 
 
@@ -240,9 +303,19 @@ class _TorchScalars(ScalarPrinter):
     def __call__(self, e) -> str:
         if isinstance(e, ir.SCall) and e.func == "as_param_dtype":
             return f"{self.wrap(e.args[0], 9)}.to(param.dtype)"
-        if isinstance(e, ir.SCall) and e.func in self.FUNCS:
+        if isinstance(e, ir.SCall) and e.func in self.FUNCS and not _shape_only(e):
             return f"{self.FUNCS[e.func]}({', '.join(self(a) for a in e.args)})"
         return super().__call__(e)
+
+
+def _shape_only(e) -> bool:
+    """A number computed from shapes alone (`sqrt(numel(g))`): a Python number (a SymInt while
+    compiling), not a 0-d tensor, so math's functions apply to it."""
+    refs = uses(e, lambda x: isinstance(x, ir.SRef))
+    shapes = uses(
+        e, lambda x: isinstance(x, ir.SCall) and x.func in ("numel", "size", "dim")
+    )
+    return shapes and not refs
 
 
 def first_values_on_host(opt: ir.Optimizer) -> dict[str, str]:
@@ -275,6 +348,8 @@ def kernel_inputs(
     for s in opt.states:
         if s.scope == "parameter" and s.kind == "tensor":
             tensors.append(s.var)
+    # the optimizer's totals the pass adds to (Prodigy's sums), updated in place in the kernel
+    tensors += [s.key for s in opt.states if s.kind == "total" and s.key in opt.hyper]
     numbers: list[str] = []
     local_tensors = {s.name for s in ir.walk(opt.body) if isinstance(s, ir.TensorLet)}
 

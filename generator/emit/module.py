@@ -276,6 +276,9 @@ class ModuleRenderer:
         self.checked = checked
         # one pass of several: its functional names only the tensors its update reads
         self.several_passes = several_passes or bool(opt.later_passes)
+        self.suffix = (
+            ""  # of a later pass's compiled functions (`_compiled_kernel_pass2`)
+        )
         self.args = {a.name: a for a in opt.arguments}
         self.sym_arg = {}
         for a in opt.arguments:
@@ -569,6 +572,12 @@ class ModuleRenderer:
         )
         if sub.opt.has_foreach:
             ctx["multi_body"] = sub.multi_body()
+        if "fused" in self.args:
+            from .fused import kernel_source
+
+            sub.suffix = ctx["suffix"] = f"_pass{number}"
+            ctx["fused_body"] = sub.fused_body()
+            ctx["kernel"] = kernel_source(sub.opt, ctx["fname"])
         return ctx
 
     def _first_group_inputs(self, stmts, out: Lines) -> None:
@@ -623,7 +632,7 @@ class ModuleRenderer:
     def fused_body(self) -> str:
         """``_fused_<name>``: per parameter, the host part (numbers, decisions), then one call of
         the compiled kernel on the flattened tensors (see generator.emit.fused)."""
-        from .fused import first_values_on_host, host_source
+        from .fused import first_values_on_host, host_source, keeps_shapes
 
         opt, out = self.opt, Lines()
         fname = _functional_name(opt)
@@ -652,7 +661,7 @@ class ModuleRenderer:
                 if "capturable" in self.args:
                     args.append("capturable=True")  # the counters are on the device
                 args += [f"{s}={s}" for s in opt.hyper]
-                out(f"_compiled_multi_tensor()({', '.join(args)})")
+                out(f"_compiled_multi_tensor{self.suffix}()({', '.join(args)})")
                 out("return")
         self._to_scalar(out)
         printer.body(opt.hoisted, out)
@@ -661,7 +670,7 @@ class ModuleRenderer:
         for n in numbers:
             if n in group_level:
                 out(f"_{n} = _number_tensor({n})")
-        out("kernel = _compiled_kernel()")
+        out(f"kernel = _compiled_kernel{self.suffix}()")
         out("")
         out("for i, param in enumerate(params):")
         with out.indent():
@@ -705,14 +714,16 @@ class ModuleRenderer:
                 optional = {
                     s.var for s in self.param_states() if s.condition is not None
                 }
-                for t in tensors:
+                totals = {s.key for s in self.totals}
+                for t in [t for t in tensors if t not in totals]:
                     view = f"torch.view_as_real({t})"
                     out(
                         f"{t} = {view} if {t} is not None else None"
                         if t in optional
                         else f"{t} = {view}"
                     )
-            args = [f"_flat({t})" for t in tensors]
+            flat = "" if keeps_shapes(opt) else "_flat"
+            args = [f"{flat}({t})" if flat else t for t in tensors]
             args += [
                 f"_{n}" if n in group_level else f"_number_tensor({n})" for n in numbers
             ]
@@ -1073,6 +1084,7 @@ class ModuleRenderer:
         code += "\n".join(ctx["group_counting"])
         for p in ctx["later_passes"]:
             code += p["single_body"] + p.get("multi_body", "") + p["optimizer_block"]
+            code += p.get("fused_body", "") + p.get("kernel", "")
             code += "\n".join(p["group_counting"])
         if opt.mode == "each":
             ctx["single_body"] = self.single_body()
