@@ -30,6 +30,13 @@ def compile_text(
     text: str | bytes, path: str = "<spec>", fragment_dir: Path = DEFAULT_SPECS
 ) -> str:
     """The generated module's source for one spec given as text. Raises SpecError."""
+    return render_optimizer(check_text(text, path, fragment_dir))
+
+
+def check_text(
+    text: str | bytes, path: str = "<spec>", fragment_dir: Path = DEFAULT_SPECS
+):
+    """One spec given as text, parsed and checked (a CheckedSpec). Raises SpecError."""
     out = Collector()
     fragments, sources = {}, {}
     for f in sorted(fragment_dir.glob(f"**/*{FRAGMENT_SUFFIX}")):
@@ -43,7 +50,7 @@ def compile_text(
         check_fusable(checked, out)
     if out.items:
         raise SpecError(out.items, sources)
-    return render_optimizer(checked)
+    return checked
 
 
 @functools.lru_cache(maxsize=64)
@@ -77,4 +84,4 @@ def load_spec(path_or_text: str | Path):
     return _load(text, "<spec>")
 
 
-__all__ = ["compile_text", "load_spec", "check_all"]
+__all__ = ["compile_text", "check_text", "load_spec", "check_all"]

@@ -23,6 +23,8 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from .progress import Progress
+
 TWINS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")  # the default selection
 ALL_TWINS = TWINS + (
     "Adamax",
@@ -257,40 +259,6 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     )
 
 
-class _Progress:
-    """A single stderr line rewritten in place (no dependency beyond the stdlib)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = max(total, 1), 0, enabled
-        self.width = 0
-        self.last = 0.0
-        self.start = time.monotonic()
-
-    def advance(self, label: str, n: int = 1, force: bool = False) -> None:
-        self.done = min(self.done + n, self.total)
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self.last < 0.1 and self.done < self.total:
-            return
-        self.last = now
-        frac = self.done / self.total
-        bar = "#" * int(frac * 30)
-        elapsed = now - self.start
-        eta = f" ETA {elapsed / frac - elapsed:4.0f}s" if 0 < frac < 1 else ""
-        line = f"[{bar:<30}] {frac * 100:3.0f}%{eta} {label}"
-        pad = max(0, self.width - len(line))
-        sys.stderr.write("\r" + line + " " * pad)
-        sys.stderr.flush()
-        self.width = len(line)
-
-    def clear(self) -> None:
-        if self.enabled and self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            sys.stderr.flush()
-            self.width = 0
-
-
 # --------------------------------------------------------------------------- measuring
 
 
@@ -375,7 +343,7 @@ def _bench_one(
     steps: int,
     warmup: int,
     sync: Callable[[], None],
-    progress: _Progress,
+    progress: Progress,
     label: str,
 ) -> dict[str, Any]:
     """Interleave steps of the two optimizers on identical parameter copies."""
@@ -527,7 +495,7 @@ def run(args: argparse.Namespace) -> int:
         )
     )
 
-    progress = _Progress(
+    progress = Progress(
         len(combos) * 2 * (steps + warmup) + 2 * copy_reps, show_progress
     )
     results: list[dict[str, Any]] = []

@@ -311,12 +311,31 @@ def compile_specs(
     ]
     formatted = format_many([(text, what) for _, text, what in texts])
     outputs = [Output(path, text) for (path, _, _), text in zip(texts, formatted)]
+    outputs += [
+        Output(out_dir / "docs" / f"{_module_name(c.spec)}.md", _doc_page(c))
+        for c in checked
+    ]
     if not spec_args:
         entries = sorted((_module_name(c.spec), c.name) for c in checked)
         outputs.append(
             Output(out_dir / "__init__.py", render_init(entries, _display(spec_dir)))
         )
+        outputs.append(Output(out_dir / "docs" / "README.md", _catalogue(checked)))
     return outputs
+
+
+def _doc_page(checked: CheckedSpec) -> str:
+    from .emit.markdown import page
+    from .lower import lower
+
+    return page(checked, lower(checked))
+
+
+def _catalogue(checked: list[CheckedSpec]) -> str:
+    """generated/docs/README.md: every generated optimizer, its page, summary and reference."""
+    from .emit.markdown import catalogue
+
+    return catalogue([(c, _module_name(c.spec)) for c in checked])
 
 
 def write(outputs: list[Output]) -> list[Path]:
@@ -326,11 +345,16 @@ def write(outputs: list[Output]) -> list[Path]:
         o.path.parent.mkdir(parents=True, exist_ok=True)
         if o.path.exists() and o.path.read_text(encoding="utf-8") == o.content:
             continue
-        tmp = o.path.with_suffix(o.path.suffix + ".tmp")
-        tmp.write_text(o.content, encoding="utf-8")
-        tmp.replace(o.path)
+        write_atomically(o.path, o.content)
         changed.append(o.path)
     return changed
+
+
+def write_atomically(path: Path, content: str) -> None:
+    """A temporary file renamed over ``path``: an interrupted write leaves the old file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(content, encoding="utf-8")
+    tmp.replace(path)
 
 
 def stale(outputs: list[Output], out_dir: Path) -> list[tuple[Path, str]]:

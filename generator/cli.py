@@ -1,4 +1,5 @@
-"""The command line: ``optimgen build | check | demo | bench`` (also ``python -m generator``).
+"""The command line: ``optimgen build | check | demo | bench | new | show`` (also
+``python -m generator``).
 
 Exit status 0 on success, 1 for bad specs or stale output (with diagnostics on stderr), 2 for a
 generator bug, which is reported as one and never blamed on the spec.
@@ -7,6 +8,7 @@ generator bug, which is reported as one and never blamed on the spec.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     )
     bench.add_arguments(be)
     be.set_defaults(func=bench.run)
+    from . import workbench
+
+    workbench.add_arguments(sub)
     return p
 
 
@@ -102,3 +107,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `optimgen show ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -111,7 +111,19 @@ def _(e: S.Conditional) -> str:
 
 @print_expr.register
 def _(e: S.Call) -> str:
-    return f"{e.func}({', '.join(print_expr(a) for a in e.args)})"
+    args = [print_expr(a) for a in e.args]
+    args += [f"{k} = {print_expr(v)}" for k, v in e.keywords]
+    return f"{e.func}({', '.join(args)})"
+
+
+@print_expr.register
+def _(e: S.List) -> str:
+    return "[" + ", ".join(print_expr(a) for a in e.items) + "]"
+
+
+@print_expr.register
+def _(e: S.Index) -> str:
+    return f"{_wrap(e.value, PRECEDENCE['atom'])}[{print_expr(e.index)}]"
 
 
 @print_expr.register

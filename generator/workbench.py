@@ -1,0 +1,207 @@
+"""The spec author's commands: ``optimgen new`` (a spec file to start from) and ``optimgen show``
+(a spec as the generated code, its algorithm box, its documentation page or the compiler's IR).
+
+Both read and write spec files only through the pipeline's own entry points (generator.api): a
+new spec is checked before it is written, and nothing is written when it does not build.
+"""
+
+from __future__ import annotations
+
+import pprint
+import re
+import sys
+from pathlib import Path
+
+from . import build
+from .api import check_text, compile_text
+from .diagnostics import SpecError
+
+TEMPLATE = """\
+# {name}: say here, in a sentence or two, what the algorithm does and how it differs from the
+# optimizer it builds on. This template is SGD with momentum: replace the inputs, state and update
+# with your algorithm, then `optimgen build` writes generated/{module}.py and
+# `optimgen show specs/{module}.optim --format markdown` shows its documentation page.
+optimizer {name}
+summary "One line: what {name} is."
+reference "Author, Title, Venue Year. https://arxiv.org/abs/..."
+
+# Inputs are the constructor's arguments, in order, with defaults and the checks on them.
+input lr: float = 1e-3 "learning rate"
+    requires lr >= 0 else "Invalid learning rate: {{lr}}"
+input momentum: float = 0.9 "momentum factor"
+    requires 0 <= momentum < 1 else "Invalid momentum value: {{momentum}}"
+input weight_decay: float = 0.0 "weight decay (L2 penalty)"
+    requires weight_decay >= 0 else "Invalid weight_decay value: {{weight_decay}}"
+input maximize: bool = false "maximize the objective instead of minimizing it"
+input foreach: bool? = none "the multi-tensor implementation"
+input fused: bool? = none, keyword
+
+# State kept per parameter: (key) is its name in the state_dict.
+state b (momentum_buffer) <- 0
+
+# The update of one parameter, read like the paper's algorithm box; `use` pulls in a fragment
+# from specs/fragments (maximize: g is the gradient to descend along; weight_decay: L2 into g).
+update:
+    use maximize
+    use weight_decay
+    b <- momentum * b + g
+    param <- param - lr * b
+"""
+
+
+def snake(name: str) -> str:
+    """``ScheduleFreeAdamW`` → ``schedule_free_adam_w``; the spec file's and module's name."""
+    s = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
+    return s.lower()
+
+
+def cmd_new(args) -> int:
+    name = args.name
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):
+        print(
+            f"optimgen new: `{name}` is not a class name: start with a capital letter, "
+            "then letters and digits (e.g. MyAdam)",
+            file=sys.stderr,
+        )
+        return 1
+    spec_dir = Path(args.spec_dir)
+    module = snake(name)
+    path = spec_dir / f"{module}.optim"
+    if path.exists():
+        print(
+            f"optimgen new: {path} already exists; nothing was written", file=sys.stderr
+        )
+        return 1
+    if args.source is None:
+        text = TEMPLATE.format(name=name, module=module)
+    else:
+        source = Path(args.source)
+        if not source.is_file():
+            print(f"optimgen new: no spec file {source}", file=sys.stderr)
+            return 1
+        text = source.read_text(encoding="utf-8")
+        text, count = re.subn(
+            r"^optimizer\s+\w+", f"optimizer {name}", text, count=1, flags=re.M
+        )
+        if not count:
+            print(f"optimgen new: {source} declares no optimizer", file=sys.stderr)
+            return 1
+    try:
+        check_text(text, str(path), spec_dir)
+    except (
+        SpecError
+    ) as e:  # a copy of a spec that does not build, or a bug in the template
+        print(e.render(), file=sys.stderr)
+        print("optimgen new: nothing was written", file=sys.stderr)
+        return 1
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    build.write_atomically(path, text)
+    print(f"wrote {path}")
+    print(f"next: edit it, then `optimgen build {path}`")
+    return 0
+
+
+def cmd_show(args) -> int:
+    path = Path(args.spec)
+    if not path.is_file():
+        print(f"optimgen show: no spec file {path}", file=sys.stderr)
+        return 1
+    text = path.read_bytes()
+    spec_dir = Path(args.spec_dir)
+    if args.format == "python":
+        print(compile_text(text, str(path), spec_dir), end="")
+        return 0
+    checked = check_text(text, str(path), spec_dir)
+    if args.format == "latex":
+        from .emit.latex import algorithm_box
+
+        print(algorithm_box(checked), end="")
+    elif args.format == "markdown":
+        from .emit.markdown import page
+        from .lower import lower
+
+        print(page(checked, lower(checked)))
+    else:
+        print(ir_listing(checked))
+    return 0
+
+
+def ir_listing(checked) -> str:
+    """The lowered optimizer, block by block: one IR statement per entry."""
+    from .lower import lower
+
+    opt = lower(checked)
+    out = [f"optimizer {opt.name} ({opt.mode})"]
+    out.append("arguments: " + ", ".join(a.name for a in opt.arguments))
+    out.append("hyperparameters read by the update: " + ", ".join(opt.hyper))
+    for st in opt.states:
+        out.append(f"state {st.key}: {st.kind}, {st.scope}, init {st.init!r}")
+    passes = [(opt.step_block, opt.group_block, opt.hoisted, opt.body)]
+    passes += [
+        (p.step_block, p.group_block, p.hoisted, p.body) for p in opt.later_passes
+    ]
+    for k, (step, group, hoisted, body) in enumerate(passes, start=1):
+        for title, stmts in (
+            ("once per step", step),
+            ("once per group", group),
+            ("hoisted (once per group)", hoisted),
+            (f"per parameter, pass {k}", body),
+        ):
+            if stmts:
+                out.append(f"-- {title}")
+                out += [pprint.pformat(s, width=100) for s in stmts]
+    for m in opt.methods:
+        out.append(f"-- method {m.name}")
+        out += [pprint.pformat(s, width=100) for s in m.body]
+    return "\n".join(out)
+
+
+def add_arguments(sub) -> None:
+    n = sub.add_parser(
+        "new",
+        help="a new spec file to start from (a commented template, or a copy of a spec)",
+        description="Write specs/<name>.optim: a commented template that builds as it "
+        "stands (SGD with momentum), or with --from a copy of an existing spec renamed.",
+        epilog="example: optimgen new MyAdam --from specs/adam.optim",
+    )
+    n.add_argument("name", help="the optimizer's class name, e.g. MyAdam")
+    n.add_argument("--from", dest="source", help="an existing spec file to copy")
+    n.add_argument("--spec-dir", default=str(build.DEFAULT_SPECS))
+    n.set_defaults(func=cmd_new)
+    s = sub.add_parser(
+        "show",
+        help="a spec as generated code, LaTeX, Markdown or IR",
+        description="Print what the compiler makes of a spec, for reading and review.",
+        epilog="example: optimgen show specs/adam.optim --format latex",
+    )
+    s.add_argument("spec", help="a spec file")
+    s.add_argument(
+        "--format",
+        choices=("python", "latex", "markdown", "ir"),
+        default="python",
+        help="python: the generated module; latex: the algorithm box; markdown: the "
+        "documentation page; ir: the compiler's lowered statements",
+    )
+    s.add_argument("--spec-dir", default=str(build.DEFAULT_SPECS), help="fragments")
+    s.set_defaults(func=cmd_show)
+    from . import verify
+
+    v = sub.add_parser(
+        "verify",
+        help="differential test of a spec's class against a reference class",
+        description=verify.__doc__.split("\n\n")[0],
+        epilog="example: optimgen verify specs/adam.optim --against torch.optim.Adam",
+    )
+    verify.add_arguments(v)
+    v.set_defaults(func=verify.run)
+    from . import plot
+
+    pl = sub.add_parser(
+        "plot",
+        help="trajectories of optimizers on a 2-D test function (PNG or animated GIF)",
+        description=plot.__doc__.split("\n\n")[0],
+        epilog="example: optimgen plot Adam:lr=0.05 torch.optim.SGD:lr=0.001,momentum=0.9 "
+        "--function rosenbrock --steps 300 --out rosenbrock.png",
+    )
+    plot.add_arguments(pl)
+    pl.set_defaults(func=plot.run)
