@@ -205,3 +205,13 @@ def add_arguments(sub) -> None:
     )
     plot.add_arguments(pl)
     pl.set_defaults(func=plot.run)
+    from . import fmt
+
+    f = sub.add_parser(
+        "fmt",
+        help="canonical formatting of spec files (stable, idempotent; comments kept)",
+        description=fmt.__doc__.split("\n\n")[0],
+        epilog="example: optimgen fmt --check specs/*.optim",
+    )
+    fmt.add_arguments(f)
+    f.set_defaults(func=fmt.run)
