@@ -339,15 +339,27 @@ def _catalogue(checked: list[CheckedSpec]) -> str:
 
 
 def write(outputs: list[Output]) -> list[Path]:
-    """Write the files whose content changed; return those paths."""
-    changed = []
-    for o in outputs:
-        o.path.parent.mkdir(parents=True, exist_ok=True)
-        if o.path.exists() and o.path.read_text(encoding="utf-8") == o.content:
-            continue
-        write_atomically(o.path, o.content)
-        changed.append(o.path)
-    return changed
+    """Write the files whose content changed; return those paths.
+
+    Every new content goes to a temporary file first; only when all are written are they
+    renamed over their targets, so a build that fails or is interrupted while writing leaves
+    the output as it was (and no temporary file behind)."""
+    pending = []
+    try:
+        for o in outputs:
+            if o.path.exists() and o.path.read_text(encoding="utf-8") == o.content:
+                continue
+            o.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = o.path.with_suffix(o.path.suffix + ".tmp")
+            pending.append((tmp, o.path))
+            tmp.write_text(o.content, encoding="utf-8")
+    except BaseException:
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in pending:
+        tmp.replace(path)
+    return [path for _, path in pending]
 
 
 def write_atomically(path: Path, content: str) -> None:

@@ -1714,7 +1714,8 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
                         "`complex view_as_real` with a `lazy` state is not supported: the "
                         "state would be made from the real view of a complex parameter",
                         st.span,
-                        hint="give the state a starting number (`<- 0`), or drop "
+                        hint="give the state its starting value in the declaration: a "
+                        "number (`<- 0`) or a copy of the parameter (`<- param`); or drop "
                         "`complex view_as_real` (the real view then starts where the "
                         "arithmetic needs it)",
                     )

@@ -643,7 +643,7 @@ def _syntax_diagnostic(path: str, source: str, exc: UnexpectedInput, out: Collec
                 exc.token.end_line or exc.token.line,
                 exc.token.end_column or exc.token.column + 1,
             )
-        message = f"unexpected {found}; expected {_describe(exc.expected)}"
+        message = f"expected {_describe(exc.expected)}; found {found}"
         if label is None and str(exc.token) == "=" and "ARROW" in exc.expected:
             label = "`=` assigns nothing in an update; write `<-` (or `←`)"
         out.error("E102", label or message, span, hint=message if label else None)

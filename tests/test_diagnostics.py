@@ -85,3 +85,63 @@ def test_cli_exit_status_and_stderr_for_a_bad_spec(tmp_path, capsys):
     assert "    |                      ^^^^" in err
     assert "hint: did you mean `grad`?" in err
     assert not (tmp_path / "gen").exists()
+
+
+# ---- the catalogue: every code with a wrong spec, what optimgen says, and the right spec ----------
+
+CATALOGUE = ROOT / "tests" / "diagnostics" / "README.md"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_every_diagnostic_has_a_right_example_that_builds(case):
+    fixed = case.with_suffix(".fixed")
+    assert fixed.exists(), f"{case.name} has no right example ({fixed.name})"
+    try:
+        build.check_all([fixed], FRAGMENTS)
+    except SpecError as exc:
+        pytest.fail(f"{fixed.name}, the right example, does not build:\n{exc.render()}")
+
+
+def _shown(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"(bytes that are not UTF-8: {data[:40]!r}...)"
+    if len(text) > 1500 or any(ord(c) < 32 and c not in "\n\t" for c in text):
+        return f"(hostile input: {len(text)} characters, {text.count(chr(10))} lines)"
+    return text.rstrip("\n")
+
+
+def render_catalogue() -> str:
+    out = [
+        "# Diagnostics",
+        "",
+        "Every error optimgen reports, by code: a spec that triggers it, what optimgen prints,",
+        "and the spec fixed. Generated from the cases in this folder by `make golden` (do not",
+        "edit); `tests/test_diagnostics.py` checks that each wrong spec prints exactly this and",
+        "each right one builds.",
+        "",
+    ]
+    codes = sorted({c.stem.split("_", 1)[0] for c in CASES})
+    out.append(f"{len(codes)} codes, {len(CASES)} cases.")
+    out.append("")
+    for case in CASES:
+        code, _, what = case.stem.partition("_")
+        out += [f"## {code}: {what.replace('_', ' ')}", ""]
+        out += ["Wrong:", "", "```", _shown(case), "```", ""]
+        message = case.with_suffix(".expected").read_text(encoding="utf-8").rstrip()
+        out += ["optimgen says:", "", "```", message, "```", ""]
+        fixed = case.with_suffix(".fixed")
+        right = _shown(fixed) if fixed.exists() else "(missing)"
+        out += ["Right:", "", "```", right, "```", ""]
+    return "\n".join(out)
+
+
+def test_diagnostic_catalogue_is_current():
+    text = render_catalogue()
+    if UPDATE:
+        CATALOGUE.write_text(text, encoding="utf-8")
+    assert (
+        CATALOGUE.exists() and CATALOGUE.read_text(encoding="utf-8") == text
+    ), "tests/diagnostics/README.md is stale: run `make golden`"

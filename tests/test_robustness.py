@@ -9,26 +9,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datetime import timedelta
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generator.api import compile_text
+from generator.api import check_text, compile_text
+from generator.build import render_unformatted
+from generator.cli import main
 from generator.diagnostics import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.optim"))
 SOURCES = [p.read_text(encoding="utf-8") for p in SPECS]
 ALPHABET = 'abcdegilmnoprstuvxyz_0123456789 \n    ()<-+-*/^=!<>:,."#?|θγλβ₁←√·²≠≤'
+# Thousands of cases in all (about 600 per property); a case over 10 s counts as a hang.
 SETTINGS = settings(
-    max_examples=150,
-    deadline=None,
+    max_examples=600,
+    deadline=timedelta(seconds=10),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
 
 def _outcome(data) -> None:
     try:
-        source = compile_text(data, "specs/fuzz.optim")
+        # the module unformatted: black is not what is under test, and it is slow
+        source = render_unformatted(check_text(data, "specs/fuzz.optim"))
     except SpecError as exc:
         text = data if isinstance(data, str) else data.decode("utf-8", "replace")
         lines = max(1, len(text.splitlines()))
@@ -119,3 +125,19 @@ def test_specs_with_words_swapped_give_a_module_or_diagnostics(source, edits):
     for position, word in edits:
         words[position % len(words)] = word
     _outcome(" ".join(words))
+
+
+@settings(max_examples=60, deadline=timedelta(seconds=10))
+@given(mutated_spec())
+def test_a_rejected_spec_writes_no_file(tmp_path_factory, text):
+    """Through the command line: a bad spec exits 1 and leaves the output folder empty."""
+    work = tmp_path_factory.mktemp("fuzz")
+    spec = work / "fuzz.optim"
+    spec.write_text(text, encoding="utf-8")
+    out = work / "out"
+    code = main(
+        ["build", str(spec), "--out", str(out), "--spec-dir", str(ROOT / "specs")]
+    )
+    if code != 0:
+        assert code == 1
+        assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))

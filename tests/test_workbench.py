@@ -313,3 +313,27 @@ def test_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch, capsy
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises
     assert main(["plot", "Adam", "--out", str(tmp_path / "x.png")]) == 1
     assert "pip install 'optimgen[plot]'" in capsys.readouterr().err
+
+
+def test_an_interrupted_build_leaves_the_output_as_it_was(tmp_path, monkeypatch):
+    out = tmp_path / "gen"
+    argv = ["build", "--out", str(out), "--spec-dir", str(SPECS)]
+    assert main(argv) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for p in list(before)[:5]:  # make five files stale, so that a build rewrites them
+        p.write_bytes(b"# stale\n")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    calls = {"n": 0}
+    real = Path.write_text
+
+    def interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", interrupted)
+    assert main(argv) == 130
+    monkeypatch.undo()
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before, "a file was changed, or a temporary file left behind"
