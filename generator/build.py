@@ -321,7 +321,32 @@ def compile_specs(
             Output(out_dir / "__init__.py", render_init(entries, _display(spec_dir)))
         )
         outputs.append(Output(out_dir / "docs" / "README.md", _catalogue(checked)))
+        readme = _readme_with_catalogue(checked, out_dir)
+        if readme is not None:
+            outputs.append(readme)
     return outputs
+
+
+CATALOGUE_START = "<!-- optimizer catalogue: written by `optimgen build`"
+CATALOGUE_END = "<!-- end of the optimizer catalogue -->"
+
+
+def _readme_with_catalogue(checked: list[CheckedSpec], out_dir: Path) -> Output | None:
+    """The project README with its optimizer table regenerated from the specs (the lines
+    between the two markers); None when the output is not the project's own."""
+    from .emit.markdown import readme_table
+
+    readme = out_dir.resolve().parent / "README.md"
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.find(CATALOGUE_START), text.find(CATALOGUE_END)
+    if start < 0 or end < start:
+        return None
+    head = text[: text.index("\n", start) + 1]
+    docs = _display(out_dir / "docs")
+    table = readme_table([(c, _module_name(c.spec)) for c in checked], docs)
+    return Output(readme, head + table + text[end:])
 
 
 def _doc_page(checked: CheckedSpec) -> str:

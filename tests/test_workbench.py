@@ -337,3 +337,24 @@ def test_an_interrupted_build_leaves_the_output_as_it_was(tmp_path, monkeypatch)
     monkeypatch.undo()
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before, "a file was changed, or a temporary file left behind"
+
+
+def test_the_readme_catalogue_is_written_from_the_specs_and_checked(tmp_path, capsys):
+    """Between its two markers the README's optimizer table is build output."""
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "# project\n\n<!-- optimizer catalogue: written by `optimgen build` -->\n"
+        "stale table\n<!-- end of the optimizer catalogue -->\n\nprose after\n"
+    )
+    argv = ["--out", str(tmp_path / "generated"), "--spec-dir", str(SPECS)]
+    assert main(["build", *argv]) == 0
+    text = readme.read_text()
+    assert "stale table" not in text and text.endswith("prose after\n")
+    row = next(line for line in text.splitlines() if line.startswith("| [`Prodigy`]"))
+    assert "arxiv.org/abs/2306.06101" in row and "`pytorch_optimizer.Prodigy`" in row
+    assert "for-loop, foreach, fused" in row
+    assert main(["check", *argv]) == 0
+    readme.write_text(text.replace("| [`Prodigy`]", "| [`Prodigy2`]"))
+    capsys.readouterr()
+    assert main(["check", *argv]) == 1
+    assert "README.md: stale" in capsys.readouterr().err

@@ -8,12 +8,43 @@ Spec text reaches the page as text (Markdown table cells escaped), never as mark
 
 from __future__ import annotations
 
+import re
+
 from .. import ir
 from ..check import CheckedSpec
 from .latex import algorithm_box
 from .spec_printer import print_expr
 
 _IMPLEMENTATION = ("foreach", "differentiable", "capturable", "fused")
+# torch.optim's classes (the generator does not import torch): a spec of the same name is a twin
+TORCH_OPTIM = frozenset(
+    """SGD Adam AdamW RMSprop Adagrad Adamax Adadelta NAdam RAdam ASGD Rprop Adafactor Muon
+    SparseAdam LBFGS""".split()
+)
+
+
+def verification(spec) -> str:
+    """Against what the generated class is checked, and where."""
+    if spec.name in TORCH_OPTIM:
+        return (
+            f"A twin of `torch.optim.{spec.name}`: parameters, state and state_dict compared "
+            "with it over many steps, for every configuration of torch's optimizer test "
+            "database (optim_db) and more, in each implementation "
+            "(`tests/test_torch_parity.py`)."
+        )
+    for d in spec.docs:
+        if d.key == "reference" and d.text.startswith("pytorch_optimizer."):
+            ref = d.text.split(" ", 1)[0]
+            return (
+                f"Compared with `{ref}`, an independent implementation: float64 parameters "
+                "equal within a relative 1e-10 after each of 20 steps, for the defaults and a "
+                "grid over the options; foreach and fused against the for-loop "
+                "(`tests/test_paper_*.py`)."
+            )
+    return (
+        "Compared with an independent hand-written implementation "
+        "(`tests/reference.py`, `tests/test_custom_optimizers.py`)."
+    )
 
 
 def _cell(text: str) -> str:
@@ -98,6 +129,7 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
     if any(a.name == "fused" for a in opt.arguments):
         implementations.append("fused")
     out += ["", "## Implementations", "", ", ".join(implementations) + "."]
+    out += ["", "## Verification", "", verification(spec)]
     out += ["", f"Generated from `{opt.spec_path}` (spec sha256 {opt.spec_hash}).", ""]
     return "\n".join(out)
 
@@ -142,3 +174,49 @@ def catalogue(entries) -> str:
             f"{_cell(spec.doc('summary') or '')} | {_cell(refs[0] if refs else '')} |"
         )
     return "\n".join(out) + "\n"
+
+
+def _short_reference(spec) -> str:
+    """`Authors Year` linked to the paper, from the spec's first reference line."""
+    refs = [d.text for d in spec.docs if d.key == "reference"]
+    if not refs:
+        return ""
+    text = refs[0]
+    url = re.search(r"https?://\S+", text)
+    years = re.findall(r"\b(?:19|20)\d\d\b", text[: url.start()] if url else text)
+    parts = text.split(", ")
+    who = parts[0].strip()
+    if (
+        len(parts) > 1 and " & " in parts[1] and len(parts[1]) < 40
+    ):  # "Duchi, Hazan & Singer"
+        who += ", " + parts[1].strip()
+    label = f"{who} {years[-1]}" if years else who
+    return f"[{_cell(label)}]({url.group().rstrip('.')})" if url else _cell(label)
+
+
+def readme_table(entries, docs: str) -> str:
+    """The README's optimizer catalogue: (checked spec, module name) per optimizer."""
+    from ..lower import lower
+
+    out = ["| class | what it is | paper | implementations | checked against |"]
+    out.append("|---|---|---|---|---|")
+    order = lambda e: (e[0].name not in TORCH_OPTIM, e[0].name.lower())  # noqa: E731
+    for checked, module in sorted(entries, key=order):
+        spec = checked.spec
+        opt = lower(checked)
+        impls = ["for-loop"] + ["foreach"] * opt.has_foreach
+        impls += ["fused"] * any(a.name == "fused" for a in opt.arguments)
+        out.append(
+            f"| [`{spec.name}`]({docs}/{module}.md) | {_cell(spec.doc('summary') or '')} | "
+            f"{_short_reference(spec)} | {', '.join(impls)} | {_checked_against(spec)} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def _checked_against(spec) -> str:
+    if spec.name in TORCH_OPTIM:
+        return f"`torch.optim.{spec.name}`"
+    for d in spec.docs:
+        if d.key == "reference" and d.text.startswith("pytorch_optimizer."):
+            return f"`{d.text.split(' ', 1)[0]}`"
+    return "a hand-written reference"
