@@ -91,6 +91,10 @@ class Adafactor(Optimizer):
                     raise RuntimeError("Adafactor does not support complex parameters")
                 if p.grad.is_sparse:
                     raise RuntimeError("Adafactor does not support sparse gradients")
+                if _is_sharded(p):
+                    raise ValueError(
+                        "Adafactor reads each parameter's whole tensor (state `R`, reduced over -1, specs/adafactor.optim:27); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                    )
                 grads.append(p.grad)
 
                 state = self.state[p]
@@ -439,3 +443,11 @@ def _multi_tensor_adafactor(
             strict=True,
         ):
             x.add_(y, alpha=a)
+
+
+def _is_sharded(p: Tensor) -> bool:
+    """Whether ``p`` is a DTensor split across ranks (FSDP2's shards), not a whole tensor."""
+    placements = getattr(
+        p, "placements", None
+    )  # (torch.distributed.tensor.DTensor only)
+    return placements is not None and not all(pl.is_replicate() for pl in placements)

@@ -570,7 +570,12 @@ def _number_tensor(x):
 def _flat(t):
     """The kernel is elementwise: a contiguous tensor goes in as a 1-D tensor over the same
     memory, so that one compiled kernel serves every shape. Not as a view: dynamo guards a
-    view's base, and would compile once per rank of the bases."""
+    view's base, and would compile once per rank of the bases. A DTensor (FSDP2's shard of
+    a parameter, its gradient and states) goes in as its local tensor: elementwise, the
+    update of each shard is the shard of the update."""
+    to_local = getattr(t, "to_local", None)  # (torch.distributed.tensor.DTensor only)
+    if to_local is not None:
+        t = to_local()
     if t is None or not t.is_contiguous():
         return t
     return t.new_empty(0).set_(

@@ -114,6 +114,10 @@ class Lamb(Optimizer):
                 params.append(p)
                 if p.grad.is_sparse:
                     raise ValueError("Lamb does not support sparse gradient.")
+                if _is_sharded(p):
+                    raise ValueError(
+                        "Lamb reads each parameter's whole tensor (`norm(...)`, specs/lamb.optim:68); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                    )
                 grads.append(p.grad)
 
                 state = self.state[p]
@@ -765,9 +769,22 @@ def _number_tensor(x):
 def _flat(t):
     """The kernel is elementwise: a contiguous tensor goes in as a 1-D tensor over the same
     memory, so that one compiled kernel serves every shape. Not as a view: dynamo guards a
-    view's base, and would compile once per rank of the bases."""
+    view's base, and would compile once per rank of the bases. A DTensor (FSDP2's shard of
+    a parameter, its gradient and states) goes in as its local tensor: elementwise, the
+    update of each shard is the shard of the update."""
+    to_local = getattr(t, "to_local", None)  # (torch.distributed.tensor.DTensor only)
+    if to_local is not None:
+        t = to_local()
     if t is None or not t.is_contiguous():
         return t
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _is_sharded(p: Tensor) -> bool:
+    """Whether ``p`` is a DTensor split across ranks (FSDP2's shards), not a whole tensor."""
+    placements = getattr(
+        p, "placements", None
+    )  # (torch.distributed.tensor.DTensor only)
+    return placements is not None and not all(pl.is_replicate() for pl in placements)

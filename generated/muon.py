@@ -85,6 +85,10 @@ class Muon(Optimizer):
                     raise RuntimeError("Muon does not support complex parameters")
                 if p.grad.is_sparse:
                     raise RuntimeError("Muon does not support sparse gradients")
+                if _is_sharded(p):
+                    raise ValueError(
+                        "Muon reads each parameter's whole tensor (`transpose(...)`, specs/muon.optim:35); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                    )
                 grads.append(p.grad)
 
                 state = self.state[p]
@@ -283,3 +287,11 @@ def _single_tensor_muon(
         adjusted_lr = lr * ratio
         param.mul_(1 - lr * weight_decay)
         param.add_(X, alpha=-adjusted_lr)
+
+
+def _is_sharded(p: Tensor) -> bool:
+    """Whether ``p`` is a DTensor split across ranks (FSDP2's shards), not a whole tensor."""
+    placements = getattr(
+        p, "placements", None
+    )  # (torch.distributed.tensor.DTensor only)
+    return placements is not None and not all(pl.is_replicate() for pl in placements)

@@ -1653,6 +1653,54 @@ def _outside_for_each(flow: "_Flow", name: str, span: S.Span) -> bool:
     return False
 
 
+# Calls whose value depends on a whole tensor, not on each element alone: on a shard of a
+# parameter (FSDP2's DTensor) they would compute on the shard as if it were the whole.
+WHOLE_TENSOR_CALLS = frozenset(
+    {"norm", "mean", "sum", "dot", "item", "transpose", "onehot"}
+)
+
+
+def whole_tensor_construct(checked: "CheckedSpec") -> tuple[str, S.Span] | None:
+    """The first construct of the per-parameter update that reads a whole tensor (a reduction,
+    a shape, a matrix product, a state with a reduced dimension, a sum over parameters), with
+    its place in the spec; None when the update is elementwise."""
+    for st in checked.spec.states:
+        if st.reduced is not None:
+            return f"state `{st.name.id}`, reduced over {st.reduced}", st.span
+        if st.kind == "total":
+            return f"`{st.name.id}`, a sum over all parameters", st.span
+    found = []
+
+    def visit(e):
+        if found:
+            return
+        if isinstance(e, S.Call) and e.func in WHOLE_TENSOR_CALLS:
+            found.append((f"`{e.func}(...)`", e.span))
+        elif isinstance(e, S.Binary) and e.op == "@":
+            found.append(("a matrix product `@`", e.span))
+        for c in S.children(e):
+            visit(c)
+
+    def stmts(body):
+        for s in body:
+            for f in ("value", "initially", "count", "expr"):
+                if getattr(s, f, None) is not None:
+                    visit(getattr(s, f))
+            if isinstance(s, S.If):
+                for cond, b in s.branches:
+                    visit(cond)
+                    stmts(b)
+                stmts(s.orelse)
+            else:
+                for b in S.sub_blocks(s):
+                    stmts(b)
+
+    for block in checked.blocks:
+        if block.mode in ("each", "random"):
+            stmts(block.body)
+    return found[0] if found else None
+
+
 def _is_param(e) -> bool:
     return isinstance(e, S.Name) and e.id == "param" and e.subscript is None
 

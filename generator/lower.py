@@ -1155,7 +1155,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
         references=tuple(d.text for d in spec.docs if d.key == "reference"),
         notes=tuple(d.text for d in spec.docs if d.key == "note"),
         arguments=tuple(args),
-        validations=tuple(validations(checked)),
+        validations=tuple(validations(checked)) + _unsharded(spec, mode),
         states=tuple(states),
         mode=mode,
         step_block=tuple(step_block),
@@ -1180,6 +1180,31 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
             for m, body in checked.methods
         ),
         later_passes=tuple(later),
+    )
+
+
+def _unsharded(spec: S.Spec, mode: str) -> tuple[ir.Validation, ...]:
+    """A flat update (all parameters as one vector) or one random coordinate reads whole
+    tensors: sharded DTensor parameters (FSDP2) are refused when the optimizer is built.
+    """
+    if mode not in ("flat", "random"):
+        return ()
+    what = (
+        "updates all parameters as one vector (`update flat:`)"
+        if mode == "flat"
+        else "updates one random coordinate of a whole parameter"
+    )
+    text = (
+        f"{spec.name} {what}; a sharded DTensor parameter (FSDP2's fully_shard) holds only "
+        "a shard of it, so it is refused. Keep the parameters unsharded (replicated)."
+    )
+    return (
+        ir.Validation(
+            fails="_is_sharded(p)",
+            exception="ValueError",
+            message=repr(text),
+            per_parameter=True,
+        ),
     )
 
 

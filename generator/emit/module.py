@@ -613,7 +613,29 @@ class ModuleRenderer:
     def step_checks(self) -> list[ir.Validation]:
         from .validation import step_checks
 
-        return step_checks(self.checked)
+        return step_checks(self.checked) + self.whole_tensor_check()
+
+    def whole_tensor_check(self) -> list[ir.Validation]:
+        """An update that reads whole tensors refuses a sharded parameter (FSDP2's DTensor
+        shards) rather than computing on the shard as if it were the whole tensor."""
+        from ..check import whole_tensor_construct
+
+        found = whole_tensor_construct(self.checked)
+        if found is None or self.opt.mode != "each":
+            return []
+        what, span = found
+        text = (
+            f"{self.opt.name} reads each parameter's whole tensor ({what}, "
+            f"{self.opt.spec_path}:{span.line}); a sharded DTensor parameter (FSDP2's "
+            "fully_shard) holds only a shard of it, so it is refused rather than updated "
+            "as if the shard were the whole. Keep these parameters unsharded (replicated), "
+            "or use an optimizer whose update is elementwise."
+        )
+        return [
+            ir.Validation(
+                fails="_is_sharded(p)", exception="ValueError", message=repr(text)
+            )
+        ]
 
     # -- the functional bodies ------------------------------------------------------------------------
     def needs_real_view(self) -> bool:
@@ -1076,6 +1098,8 @@ class ModuleRenderer:
             store_lazy=self.store_lazy(),
             docstring=self.docstring(),
             methods=[self.method(m) for m in opt.methods],
+            whole_tensor=bool(self.whole_tensor_check())
+            or any(v.fails == "_is_sharded(p)" for v in opt.validations),
         )
         ctx["later_passes"] = [
             self.later_pass(p, k) for k, p in enumerate(opt.later_passes, start=2)

@@ -1,0 +1,302 @@
+"""Generated optimizers in PyTorch's distributed engine, in real multi-process runs on this
+machine (gloo over loopback, tests/distributed.py): DistributedDataParallel,
+ZeroRedundancyOptimizer (with consolidate_state_dict), FSDP2 (fully_shard: parameters, gradients
+and states as DTensor shards) in the for-loop, foreach and fused implementations, and distributed
+checkpoints (get/set_optimizer_state_dict with torch.distributed.checkpoint), resumed on the same
+and on a different world size.
+
+Each run compares, in the same setting, a generated twin with torch.optim's class (expected
+bit-identical), and an optimizer without a torch twin with the same generated class run in one
+process on the same global batches (float32, within the rounding of the gradient averaging).
+An optimizer whose update reads whole tensors (norms, row and column means, matrix products, sums
+over parameters) refuses FSDP2's shards with an error naming the construct.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from distributed import run_workers
+
+pytestmark = pytest.mark.distributed
+
+STEPS = 4
+TOL = dict(rtol=2e-6, atol=1e-7)  # float32: the order of the gradient averaging only
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(8, 16),
+        torch.nn.Tanh(),
+        torch.nn.Linear(16, 16),
+        torch.nn.Tanh(),
+        torch.nn.Linear(16, 4),
+    )
+
+
+def _batch(step, rank):
+    gen = torch.Generator().manual_seed(1000 + 10 * step + rank)
+    x = torch.randn(6, 8, generator=gen)
+    return x * 10 ** (
+        torch.rand(6, 1, generator=gen) * 3 - 2
+    )  # gradients over magnitudes
+
+
+def _train_local(cls, kwargs, world_size, steps=STEPS):
+    """One process, the global batch: the mean of every rank's loss."""
+    model = _model()
+    opt = cls(model.parameters(), **kwargs)
+    for step in range(steps):
+        loss = sum(model(_batch(step, r)).pow(2).mean() for r in range(world_size))
+        (loss / world_size).backward()
+        opt.step()
+        opt.zero_grad()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _train(model, opt, rank, steps=STEPS, start=0):
+    for step in range(start, start + steps):
+        model(_batch(step, rank)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def _max_dev(a, b):
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+def _full(params):
+    return [
+        (
+            p.full_tensor().detach().clone()
+            if hasattr(p, "full_tensor")
+            else p.detach().clone()
+        )
+        for p in params
+    ]
+
+
+# ---- the workers (module-level: they are pickled into the processes) -----------------------------
+
+
+def _ddp_and_zero(rank, world_size, cases):
+    import torch.distributed as dist
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    import generated
+
+    out = {}
+    for name, kwargs, twin in cases:
+        cls = getattr(generated, name)
+        reference = getattr(torch.optim, name) if twin else None
+        # ZeRO gives each rank's optimizer a partition of the parameters: a sum over all
+        # parameters (Prodigy's) would cover the partition only; it is not run there
+        for setting in ("ddp",) if name in SUMS_OVER_PARAMETERS else ("ddp", "zero"):
+            runs = []
+            for c in (cls, reference) if twin else (cls,):
+                model = DDP(_model())
+                if setting == "ddp":
+                    opt = c(model.parameters(), **kwargs)
+                else:
+                    opt = ZeroRedundancyOptimizer(
+                        model.parameters(), optimizer_class=c, **kwargs
+                    )
+                _train(model, opt, rank)
+                runs.append([p.detach().clone() for p in model.parameters()])
+                if setting == "zero":
+                    opt.consolidate_state_dict(to=0)
+                    if rank == 0:  # the whole optimizer's state, gathered on rank 0
+                        sd = opt.state_dict()
+                        runs[-1].append(sorted(sd["state"][0]))
+                        runs[-1].append(len(sd["state"]))
+            if twin:
+                ours, theirs = runs
+                if rank == 0 and setting == "zero":
+                    assert ours[-2:] == theirs[-2:], (name, ours[-2:], theirs[-2:])
+                    ours, theirs = ours[:-2], theirs[:-2]
+                out[(setting, name)] = ("vs torch", _max_dev(ours, theirs))
+            else:
+                ours = runs[0][: len(list(_model().parameters()))]
+                local = _train_local(cls, kwargs, world_size)
+                out[(setting, name)] = ("vs one process", _max_dev(ours, local))
+        dist.barrier()
+    return out
+
+
+def _fsdp(rank, world_size, cases):
+    from torch.distributed.fsdp import fully_shard
+
+    import generated
+
+    def sharded():
+        model = _model()
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                fully_shard(layer)
+        return fully_shard(model)
+
+    out = {}
+    for name, kwargs, twin in cases:
+        cls = getattr(generated, name)
+        impls = (
+            ("for-loop", "foreach", "fused")
+            if "fused" in cls.__init__.__code__.co_varnames
+            else ("for-loop", "foreach")
+        )
+        for impl in impls:
+            flags = (
+                {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
+            )
+            model = sharded()
+            opt = cls(model.parameters(), **kwargs, **flags)
+            try:
+                _train(model, opt, rank)
+            except ValueError as e:
+                out[("fsdp2", name, impl)] = ("refused", str(e))
+                continue
+            ours = _full(model.parameters())
+            if twin:
+                model = sharded()
+                theirs_cls = getattr(torch.optim, name)
+                # (torch's fused kernels take no DTensor shards: its for-loop is the reference)
+                theirs_flags = flags if impl != "fused" else {"foreach": False}
+                opt = theirs_cls(model.parameters(), **kwargs, **theirs_flags)
+                _train(model, opt, rank)
+                out[("fsdp2", name, impl)] = (
+                    "vs torch",
+                    _max_dev(ours, _full(model.parameters())),
+                )
+            else:
+                local = _train_local(cls, {**kwargs, **flags}, world_size)
+                out[("fsdp2", name, impl)] = ("vs one process", _max_dev(ours, local))
+    try:  # a flat update (all parameters as one vector) is refused when built
+        generated.LBFGS(sharded().parameters())
+        out[("fsdp2", "LBFGS", "for-loop")] = ("vs torch", float("inf"))
+    except ValueError as e:
+        out[("fsdp2", "LBFGS", "for-loop")] = ("refused", str(e))
+    return out
+
+
+def _checkpoint(rank, world_size, name, kwargs, path, phase):
+    """phase "save": 4 steps, a distributed checkpoint, 4 more (the uninterrupted run);
+    phase "load": a fresh model and optimizer (any world size), the checkpoint, 4 steps.
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+    from torch.distributed.fsdp import fully_shard
+
+    import generated
+
+    model = _model()
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            fully_shard(layer)
+    fully_shard(model)
+    opt = getattr(generated, name)(model.parameters(), **kwargs)
+    if phase == "save":
+        _train(model, opt, rank, start=0)
+        dcp.save(
+            {
+                "model": get_model_state_dict(model),
+                "optim": get_optimizer_state_dict(model, opt),
+            },
+            checkpoint_id=path,
+        )
+    else:
+        state = {
+            "model": get_model_state_dict(model),
+            "optim": get_optimizer_state_dict(model, opt),
+        }
+        dcp.load(state, checkpoint_id=path)
+        set_model_state_dict(model, state["model"])
+        set_optimizer_state_dict(model, opt, state["optim"])
+    # the second half: each rank of the original run takes its own batches; a different world
+    # size takes the same global batches (both ranks' on one)
+    for step in range(STEPS, 2 * STEPS):
+        ranks = [rank] if world_size == 2 else [0, 1]
+        loss = sum(model(_batch(step, r)).pow(2).mean() for r in ranks) / len(ranks)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return _full(model.parameters())
+
+
+# ---- the tests ----------------------------------------------------------------------------------
+
+SUMS_OVER_PARAMETERS = {"Prodigy"}
+DDP_CASES = [
+    ("Adam", {"lr": 1e-2}, True),
+    ("SGD", {"lr": 1e-2, "momentum": 0.9, "nesterov": True}, True),
+    ("RMSprop", {"lr": 1e-3, "centered": True}, True),
+    ("Lion", {"lr": 1e-3}, False),
+    ("Lamb", {"lr": 1e-2}, False),
+    ("Prodigy", {}, False),
+]
+
+
+def test_ddp_and_zero_redundancy_match_torch_and_one_process():
+    results = run_workers(_ddp_and_zero, 2, DDP_CASES)
+    for rank, result in enumerate(results):
+        for key, (what, dev) in result.items():
+            limit = 0.0 if what == "vs torch" else 1e-5
+            assert dev <= limit, f"rank {rank}, {key}: {dev:.3e} {what}"
+
+
+FSDP_CASES = [
+    ("Adam", {"lr": 1e-2}, True),
+    ("AdamW", {"lr": 1e-2, "amsgrad": True}, True),
+    ("SGD", {"lr": 1e-2, "momentum": 0.9}, True),
+    ("RMSprop", {"lr": 1e-3}, True),
+    ("Adagrad", {"lr": 1e-2}, True),
+    ("Lion", {"lr": 1e-3}, False),
+    ("AdEMAMix", {"lr": 1e-3}, False),
+    ("ScheduleFreeAdamW", {"lr": 1e-2}, False),
+    ("Lamb", {"lr": 1e-2}, False),
+    ("Adafactor", {"lr": 1e-2}, False),
+    ("Prodigy", {}, False),
+]
+WHOLE_TENSOR = {
+    "Lamb": "`norm(...)`",
+    "Adafactor": "reduced over",
+    "Prodigy": "a sum over all",
+    "LBFGS": "as one vector",
+}
+
+
+def test_fsdp2_shards_match_torch_and_whole_tensor_updates_are_refused():
+    results = run_workers(_fsdp, 2, FSDP_CASES)
+    for key, (what, value) in sorted(results[0].items()):
+        name = key[1]
+        if name in WHOLE_TENSOR:
+            assert what == "refused", f"{key}: computed on shards ({what} {value})"
+            assert WHOLE_TENSOR[name] in value and "sharded DTensor" in value, value
+            continue
+        assert what != "refused", f"{key}: {value}"
+        limit = 0.0 if what == "vs torch" and key[2] != "fused" else 1e-5
+        assert value <= limit, f"{key}: {value:.3e} {what}"
+
+
+@pytest.mark.parametrize(
+    "name, kwargs", [("Adam", {"lr": 1e-2}), ("Lion", {"lr": 1e-3})]
+)
+def test_distributed_checkpoint_resumes_on_the_same_and_another_world_size(
+    tmp_path, name, kwargs
+):
+    path = str(tmp_path / "checkpoint")
+    uninterrupted = run_workers(_checkpoint, 2, name, kwargs, path, "save")
+    same = run_workers(_checkpoint, 2, name, kwargs, path, "load")
+    for a, b in zip(uninterrupted[0], same[0]):
+        assert torch.equal(a, b), f"{name}: resumed on 2 ranks differs"
+    one = run_workers(_checkpoint, 1, name, kwargs, path, "load")
+    dev = _max_dev(uninterrupted[0], one[0])
+    assert (
+        dev <= 1e-5
+    ), f"{name}: resumed on 1 rank, {dev:.3e} from the uninterrupted run"
