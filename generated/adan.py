@@ -468,7 +468,7 @@ def _multi_tensor_adan(
         if weight_decay != 0 and not weight_decouple:
             torch._foreach_div_(device_params, 1 + lr * weight_decay)
         device_update_11 = torch._foreach_neg(device_g)
-        torch._foreach_copy_(device_previous_grads, device_update_11)
+        _copy_all(device_previous_grads, device_update_11)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
@@ -665,3 +665,13 @@ def _flat(t):
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
+    """``torch._foreach_copy_``, which DTensor (FSDP2's shards) does not implement: for those,
+    one copy per tensor."""
+    if dst and hasattr(dst[0], "placements"):
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)

@@ -465,14 +465,14 @@ def _multi_tensor_asgd(
             torch._foreach_mul_(device_update_4, device_mus)
             torch._foreach_add_(device_ax_then_, device_update_4)
             device_ax_else_ = [ax.clone() for ax in device_axs]
-            torch._foreach_copy_(device_ax_else_, device_params)
+            _copy_all(device_ax_else_, device_params)
             device_update_7 = [
                 torch.where(taken1_, ax_then_, ax_else_)
                 for ax_then_, ax_else_, taken1_ in zip(
                     device_ax_then_, device_ax_else_, taken1_s, strict=True
                 )
             ]
-            torch._foreach_copy_(device_axs, device_update_7)
+            _copy_all(device_axs, device_update_7)
         else:
             cond_8 = [(mu if capturable else _get_value(mu)) != 1 for mu in device_mus]
             idx_8 = [j for j, ok in enumerate(cond_8) if ok]
@@ -487,7 +487,7 @@ def _multi_tensor_asgd(
             if rest_idx_8:
                 device_params_rest_8 = [device_params[j] for j in rest_idx_8]
                 device_axs_rest_8 = [device_axs[j] for j in rest_idx_8]
-                torch._foreach_copy_(device_axs_rest_8, device_params_rest_8)
+                _copy_all(device_axs_rest_8, device_params_rest_8)
         for eta_t, value in zip(
             device_etas,
             (
@@ -678,3 +678,13 @@ def _flat(t):
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
+    """``torch._foreach_copy_``, which DTensor (FSDP2's shards) does not implement: for those,
+    one copy per tensor."""
+    if dst and hasattr(dst[0], "placements"):
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)

@@ -574,7 +574,7 @@ def _multi_tensor_diffgrad(
                 -(lr * math.sqrt(bias_correction2) / bias_correction1),
             )
         del device_xi
-        torch._foreach_copy_(device_previous_grads, device_g)
+        _copy_all(device_previous_grads, device_g)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
@@ -829,3 +829,13 @@ def _flat(t):
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
+    """``torch._foreach_copy_``, which DTensor (FSDP2's shards) does not implement: for those,
+    one copy per tensor."""
+    if dst and hasattr(dst[0], "placements"):
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)

@@ -359,7 +359,7 @@ def _multi_tensor_kate(
             for m, g, b_sq in zip(device_ms, device_g, device_b_sq, strict=True)
         ]
         torch._foreach_sqrt_(device_update_9)
-        torch._foreach_copy_(device_ms, device_update_9)
+        _copy_all(device_ms, device_update_9)
         del device_update_9
         device_update_10 = torch._foreach_mul(device_ms, device_g)
         torch._foreach_div_(device_update_10, device_b_sq)
@@ -371,7 +371,7 @@ def _multi_tensor_kate(
             torch._foreach_add_(device_params, device_update_10, alpha=-lr)
         del device_g, device_update_10
         device_update_13 = torch._foreach_sqrt(device_b_sq)
-        torch._foreach_copy_(device_bs, device_update_13)
+        _copy_all(device_bs, device_update_13)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
@@ -529,3 +529,13 @@ def _flat(t):
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
+    """``torch._foreach_copy_``, which DTensor (FSDP2's shards) does not implement: for those,
+    one copy per tensor."""
+    if dst and hasattr(dst[0], "placements"):
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)

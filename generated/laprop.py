@@ -545,8 +545,9 @@ def _multi_tensor_laprop(
         if centered:
             torch._foreach_lerp_(device_exp_mean_avg_beta2s, device_g, 1 - beta2)
             if step > steps_before_using_centered:
-                device_second = torch._foreach_addcmul(
-                    device_exp_avg_sqs,
+                device_second = [x.clone() for x in device_exp_avg_sqs]
+                torch._foreach_addcmul_(
+                    device_second,
                     device_exp_mean_avg_beta2s,
                     device_exp_mean_avg_beta2s,
                     -1,

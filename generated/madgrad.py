@@ -409,7 +409,8 @@ def _multi_tensor_madgrad(
             torch._foreach_add_(device_rms, eps)
             if eps == 0:
                 device_rms = [torch.where(rms.eq(0), 1e400, rms) for rms in device_rms]
-            device_origin = torch._foreach_addcdiv(device_params, device_ss, device_rms)
+            device_origin = [x.clone() for x in device_params]
+            torch._foreach_addcdiv_(device_origin, device_ss, device_rms)
         if isinstance(lamb, Tensor) and torch.compiler.is_compiling():
             torch._foreach_addcmul_(
                 device_grad_sum_sqs, torch._foreach_mul(device_g, lamb), device_g
@@ -425,7 +426,8 @@ def _multi_tensor_madgrad(
         torch._foreach_add_(device_rms, eps)
         if eps == 0:
             device_rms = [torch.where(rms.eq(0), 1e400, rms) for rms in device_rms]
-        device_z = torch._foreach_addcdiv(device_origin, device_ss, device_rms, -1)
+        device_z = [x.clone() for x in device_origin]
+        torch._foreach_addcdiv_(device_z, device_ss, device_rms, -1)
         del device_rms
         if weight_decay > 0 and weight_decouple:
             device_update_16 = torch._foreach_lerp(
@@ -434,7 +436,7 @@ def _multi_tensor_madgrad(
             torch._foreach_add_(
                 device_update_16, device_params, alpha=-(lr_eps * weight_decay)
             )
-            torch._foreach_copy_(device_params, device_update_16)
+            _copy_all(device_params, device_update_16)
         else:
             torch._foreach_lerp_(device_params, device_z, 1 - momentum)
 
@@ -638,3 +640,13 @@ def _flat(t):
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
+    """``torch._foreach_copy_``, which DTensor (FSDP2's shards) does not implement: for those,
+    one copy per tensor."""
+    if dst and hasattr(dst[0], "placements"):
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)

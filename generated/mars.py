@@ -837,12 +837,12 @@ def _multi_tensor_mars(
                 ],
             )
         if weight_decouple:
-            torch._foreach_copy_(device_last_grads, device_g)
+            _copy_all(device_last_grads, device_g)
         else:
             device_update_25 = torch._foreach_add(
                 device_g, torch._foreach_mul(device_params, wds)
             )
-            torch._foreach_copy_(device_last_grads, device_update_25)
+            _copy_all(device_last_grads, device_update_25)
         for x, y, a in zip(
             device_params,
             device_u,
@@ -1148,6 +1148,16 @@ def _flat(t):
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
+    """``torch._foreach_copy_``, which DTensor (FSDP2's shards) does not implement: for those,
+    one copy per tensor."""
+    if dst and hasattr(dst[0], "placements"):
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)
 
 
 def _is_sharded(p: Tensor) -> bool:

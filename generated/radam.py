@@ -539,7 +539,7 @@ def _multi_tensor_radam(
                     device_param_then_, device_param_else_, taken1_s, strict=True
                 )
             ]
-            torch._foreach_copy_(device_params, device_update_11)
+            _copy_all(device_params, device_update_11)
         else:
             cond_12 = [rho_t > 5.0 for rho_t in rho_ts]
             idx_12 = [j for j, ok in enumerate(cond_12) if ok]
@@ -776,3 +776,13 @@ def _flat(t):
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
+    """``torch._foreach_copy_``, which DTensor (FSDP2's shards) does not implement: for those,
+    one copy per tensor."""
+    if dst and hasattr(dst[0], "placements"):
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)

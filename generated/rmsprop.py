@@ -480,9 +480,8 @@ def _multi_tensor_rmsprop(
         torch._foreach_addcmul_(device_square_avgs, device_g, device_g, 1 - alpha)
         if centered:
             torch._foreach_lerp_(device_grad_avgs, device_g, 1 - alpha)
-            device_avg = torch._foreach_addcmul(
-                device_square_avgs, device_grad_avgs, device_grad_avgs, -1
-            )
+            device_avg = [x.clone() for x in device_square_avgs]
+            torch._foreach_addcmul_(device_avg, device_grad_avgs, device_grad_avgs, -1)
             torch._foreach_sqrt_(device_avg)
             torch._foreach_add_(device_avg, eps)
         else:

@@ -423,7 +423,7 @@ def _multi_tensor_rprop(
         device_update_3 = torch._foreach_sign(device_g)
         torch._foreach_addcmul_(device_params, device_update_3, device_step_sizes, -1)
         del device_update_3
-        torch._foreach_copy_(device_prevs, device_g)
+        _copy_all(device_prevs, device_g)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
@@ -573,3 +573,13 @@ def _flat(t):
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _copy_all(dst: list[Tensor], src: list[Tensor]) -> None:
+    """``torch._foreach_copy_``, which DTensor (FSDP2's shards) does not implement: for those,
+    one copy per tensor."""
+    if dst and hasattr(dst[0], "placements"):
+        for d, s in zip(dst, src, strict=True):
+            d.copy_(s)
+    else:
+        torch._foreach_copy_(dst, src)

@@ -139,13 +139,8 @@ def _fsdp(rank, world_size, cases):
         return fully_shard(model)
 
     out = {}
-    for name, kwargs, twin in cases:
+    for name, kwargs, twin, impls in cases:
         cls = getattr(generated, name)
-        impls = (
-            ("for-loop", "foreach", "fused")
-            if "fused" in cls.__init__.__code__.co_varnames
-            else ("for-loop", "foreach")
-        )
         for impl in impls:
             flags = (
                 {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
@@ -160,15 +155,14 @@ def _fsdp(rank, world_size, cases):
             ours = _full(model.parameters())
             if twin:
                 model = sharded()
-                theirs_cls = getattr(torch.optim, name)
                 # (torch's fused kernels take no DTensor shards: its for-loop is the reference)
                 theirs_flags = flags if impl != "fused" else {"foreach": False}
-                opt = theirs_cls(model.parameters(), **kwargs, **theirs_flags)
-                _train(model, opt, rank)
-                out[("fsdp2", name, impl)] = (
-                    "vs torch",
-                    _max_dev(ours, _full(model.parameters())),
+                opt = getattr(torch.optim, name)(
+                    model.parameters(), **kwargs, **theirs_flags
                 )
+                _train(model, opt, rank)
+                theirs = _full(model.parameters())
+                out[("fsdp2", name, impl)] = ("vs torch", _max_dev(ours, theirs))
             else:
                 local = _train_local(cls, {**kwargs, **flags}, world_size)
                 out[("fsdp2", name, impl)] = ("vs one process", _max_dev(ours, local))
@@ -180,7 +174,7 @@ def _fsdp(rank, world_size, cases):
     return out
 
 
-def _checkpoint(rank, world_size, name, kwargs, path, phase):
+def _checkpoint(rank, world_size, cases, path, phase):
     """phase "save": 4 steps, a distributed checkpoint, 4 more (the uninterrupted run);
     phase "load": a fresh model and optimizer (any world size), the checkpoint, 4 steps.
     """
@@ -195,38 +189,37 @@ def _checkpoint(rank, world_size, name, kwargs, path, phase):
 
     import generated
 
-    model = _model()
-    for layer in model:
-        if isinstance(layer, torch.nn.Linear):
-            fully_shard(layer)
-    fully_shard(model)
-    opt = getattr(generated, name)(model.parameters(), **kwargs)
-    if phase == "save":
-        _train(model, opt, rank, start=0)
-        dcp.save(
-            {
-                "model": get_model_state_dict(model),
-                "optim": get_optimizer_state_dict(model, opt),
-            },
-            checkpoint_id=path,
-        )
-    else:
+    out = {}
+    for name, kwargs in cases:
+        model = _model()
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                fully_shard(layer)
+        fully_shard(model)
+        opt = getattr(generated, name)(model.parameters(), **kwargs)
+        where = f"{path}/{name}"
+        if phase == "save":
+            _train(model, opt, rank, start=0)
         state = {
             "model": get_model_state_dict(model),
             "optim": get_optimizer_state_dict(model, opt),
         }
-        dcp.load(state, checkpoint_id=path)
-        set_model_state_dict(model, state["model"])
-        set_optimizer_state_dict(model, opt, state["optim"])
-    # the second half: each rank of the original run takes its own batches; a different world
-    # size takes the same global batches (both ranks' on one)
-    for step in range(STEPS, 2 * STEPS):
-        ranks = [rank] if world_size == 2 else [0, 1]
-        loss = sum(model(_batch(step, r)).pow(2).mean() for r in ranks) / len(ranks)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    return _full(model.parameters())
+        if phase == "save":
+            dcp.save(state, checkpoint_id=where)
+        else:
+            dcp.load(state, checkpoint_id=where)
+            set_model_state_dict(model, state["model"])
+            set_optimizer_state_dict(model, opt, state["optim"])
+        # the second half: each rank of the original run takes its own batches; one process
+        # takes the same global batches (both ranks')
+        for step in range(STEPS, 2 * STEPS):
+            ranks = [rank] if world_size == 2 else [0, 1]
+            loss = sum(model(_batch(step, r)).pow(2).mean() for r in ranks) / len(ranks)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        out[name] = _full(model.parameters())
+    return out
 
 
 # ---- the tests ----------------------------------------------------------------------------------
@@ -250,19 +243,39 @@ def test_ddp_and_zero_redundancy_match_torch_and_one_process():
             assert dev <= limit, f"rank {rank}, {key}: {dev:.3e} {what}"
 
 
-FSDP_CASES = [
-    ("Adam", {"lr": 1e-2}, True),
-    ("AdamW", {"lr": 1e-2, "amsgrad": True}, True),
-    ("SGD", {"lr": 1e-2, "momentum": 0.9}, True),
-    ("RMSprop", {"lr": 1e-3}, True),
-    ("Adagrad", {"lr": 1e-2}, True),
-    ("Lion", {"lr": 1e-3}, False),
-    ("AdEMAMix", {"lr": 1e-3}, False),
-    ("ScheduleFreeAdamW", {"lr": 1e-2}, False),
-    ("Lamb", {"lr": 1e-2}, False),
-    ("Adafactor", {"lr": 1e-2}, False),
-    ("Prodigy", {}, False),
-]
+LOOPS = ("for-loop", "foreach")
+ALL = LOOPS + ("fused",)
+# Every elementwise optimizer in its for-loop and foreach paths (cheap), the fused path for some
+# (a compilation each); the twins against torch's class on the same shards.
+FSDP_CASES = (
+    [
+        ("Adam", {"lr": 1e-2}, True, ALL),
+        ("AdamW", {"lr": 1e-2, "amsgrad": True}, True, LOOPS),
+        ("SGD", {"lr": 1e-2, "momentum": 0.9}, True, ALL),
+        ("RMSprop", {"lr": 1e-3}, True, LOOPS),
+        ("Adagrad", {"lr": 1e-2}, True, LOOPS),
+        ("Adamax", {"lr": 1e-2}, True, LOOPS),
+        ("Adadelta", {}, True, LOOPS),
+        ("NAdam", {"lr": 1e-2}, True, LOOPS),
+        ("RAdam", {"lr": 1e-2}, True, LOOPS),
+        ("Lion", {"lr": 1e-3}, False, ALL),
+        ("AdEMAMix", {"lr": 1e-3}, False, LOOPS),
+        ("ScheduleFreeAdamW", {"lr": 1e-2}, False, ALL),
+        ("MADGRAD", {"lr": 1e-2}, False, LOOPS),
+    ]
+    + [
+        (name, {"lr": 1e-3}, False, LOOPS)
+        for name in (
+            "AdaBelief AdaBound AdaMod Adan ADOPT DiffGrad Kate LaProp QHAdam SignSGD Tiger "
+            "Yogi BertAdamW ASGD Rprop"
+        ).split()
+    ]
+    + [
+        ("Lamb", {"lr": 1e-2}, False, ALL),
+        ("Adafactor", {"lr": 1e-2}, False, LOOPS),
+        ("Prodigy", {}, False, LOOPS),
+    ]
+)
 WHOLE_TENSOR = {
     "Lamb": "`norm(...)`",
     "Adafactor": "reduced over",
@@ -280,23 +293,26 @@ def test_fsdp2_shards_match_torch_and_whole_tensor_updates_are_refused():
             assert WHOLE_TENSOR[name] in value and "sharded DTensor" in value, value
             continue
         assert what != "refused", f"{key}: {value}"
-        limit = 0.0 if what == "vs torch" and key[2] != "fused" else 1e-5
+        # torch's own foreach NAdam and RAdam use other formulas than its for-loops, which
+        # the generated foreach paths follow (see the README): rounding apart
+        other_formulas = name in ("NAdam", "RAdam") and key[2] == "foreach"
+        exact = what == "vs torch" and key[2] != "fused" and not other_formulas
+        limit = 0.0 if exact else 1e-5
         assert value <= limit, f"{key}: {value:.3e} {what}"
 
 
-@pytest.mark.parametrize(
-    "name, kwargs", [("Adam", {"lr": 1e-2}), ("Lion", {"lr": 1e-3})]
-)
-def test_distributed_checkpoint_resumes_on_the_same_and_another_world_size(
-    tmp_path, name, kwargs
-):
-    path = str(tmp_path / "checkpoint")
-    uninterrupted = run_workers(_checkpoint, 2, name, kwargs, path, "save")
-    same = run_workers(_checkpoint, 2, name, kwargs, path, "load")
-    for a, b in zip(uninterrupted[0], same[0]):
-        assert torch.equal(a, b), f"{name}: resumed on 2 ranks differs"
-    one = run_workers(_checkpoint, 1, name, kwargs, path, "load")
-    dev = _max_dev(uninterrupted[0], one[0])
-    assert (
-        dev <= 1e-5
-    ), f"{name}: resumed on 1 rank, {dev:.3e} from the uninterrupted run"
+CHECKPOINT_CASES = [("Adam", {"lr": 1e-2}), ("Lion", {"lr": 1e-3})]
+
+
+def test_distributed_checkpoint_resumes_on_the_same_and_another_world_size(tmp_path):
+    path = str(tmp_path)
+    uninterrupted = run_workers(_checkpoint, 2, CHECKPOINT_CASES, path, "save")[0]
+    same = run_workers(_checkpoint, 2, CHECKPOINT_CASES, path, "load")[0]
+    one = run_workers(_checkpoint, 1, CHECKPOINT_CASES, path, "load")[0]
+    for name, _ in CHECKPOINT_CASES:
+        for a, b in zip(uninterrupted[name], same[name]):
+            assert torch.equal(a, b), f"{name}: resumed on 2 ranks differs"
+        dev = _max_dev(uninterrupted[name], one[name])
+        assert (
+            dev <= 1e-5
+        ), f"{name}: resumed on 1 rank, {dev:.3e} from the uninterrupted run"

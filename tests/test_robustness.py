@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.optim"))
 SOURCES = [p.read_text(encoding="utf-8") for p in SPECS]
 ALPHABET = 'abcdegilmnoprstuvxyz_0123456789 \n    ()<-+-*/^=!<>:,."#?|θγλβ₁←√·²≠≤'
-# Thousands of cases in all (about 600 per property); a case over 10 s counts as a hang.
+# Thousands of cases in all (450 per property); a case over 10 s counts as a hang.
 SETTINGS = settings(
-    max_examples=600,
+    max_examples=450,
     deadline=timedelta(seconds=10),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -1139,6 +1139,7 @@ class ModuleRenderer:
             imports.append("_get_scalar_dtype")
         if any(a.squeezed for a in opt.arguments):
             imports.append("_to_scalar")
+        ctx["copy_all"] = "_copy_all(" in code
         ctx["optimizer_imports"] = sorted(
             set(imports), key=lambda n: (n.startswith("_"), n.lower())
         )

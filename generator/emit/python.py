@@ -933,6 +933,12 @@ class ForeachPrinter:
             out(f"torch._foreach_{spell.foreach}_({call_args})")
             return base, True
         name = dest or self._new_temp(None)
+        if e.op in ("addcdiv", "addcmul"):
+            # copied, then in place: the same numbers, and a form DTensor shards (FSDP2) take
+            # (torch 2.13 has no sharding rule for the out-of-place foreach addcdiv/addcmul)
+            out(f"{name} = [x.clone() for x in {base}]")
+            out(f"torch._foreach_{spell.foreach}_({', '.join([name] + args)})")
+            return name, True
         out(f"{name} = torch._foreach_{spell.foreach}({call_args})")
         return name, True
 
@@ -1032,6 +1038,9 @@ class ForeachPrinter:
                 continue
             if spell.foreach is None:
                 raise GeneratorBug(f"no foreach form for in-place {op.op}")
+            if op.op == "copy":  # (DTensor shards have no foreach copy: see _copy_all)
+                out(f"_copy_all({', '.join([t] + args)})")
+                continue
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
             if test == "alpha":
                 out.level -= 1
