@@ -235,3 +235,19 @@ def test_squeezed_is_refused_on_an_input_that_cannot_be_a_tensor():
         compile_text(text, "specs/probe.optim")
     rendered = info.value.render()
     assert "E204" in rendered and "this input cannot be a tensor" in rendered, rendered
+
+
+def test_a_step_check_message_reads_the_groups_values():
+    """`check ... else "... {lr}"` on the gradient runs at each step: `{lr}` is the group's
+    (found by the fuzzer: the message's placeholder crashed the generator)."""
+    from generator import load_spec
+
+    cls = load_spec(
+        "optimizer SparseRefusing\ninput lr: float = 0.1\n"
+        'check not is_sparse(grad) else "no sparse gradient at lr {lr}"\n'
+        "update:\n    param <- param - lr * grad\n"
+    )
+    p = torch.zeros(3, requires_grad=True)
+    p.grad = torch.ones(3).to_sparse()
+    with pytest.raises(ValueError, match="no sparse gradient at lr 0.25"):
+        cls([p], lr=0.25).step()

@@ -139,7 +139,8 @@ def step_checks(checked: CheckedSpec) -> list[ir.Validation]:
             ir.Validation(
                 fails=printer(negate(lw.sexpr(v.expr))),
                 exception=v.message.exception,
-                message=message_source(text, {}),
+                # (a placeholder reads the group's value: `{lr}` is group["lr"])
+            message=message_source(text, group),
             )
         )
     return out
