@@ -264,6 +264,15 @@ def _check_default(inp: S.Input, out: Collector) -> None:
                 f"the default must be a tuple of {len(inp.names)} values",
                 d.span,
             )
+            return
+        for item in d.items:
+            if _literal_kind(item) in (None, "tuple"):
+                out.error(
+                    "E204",
+                    "each value of a default tuple must be a literal (a number, true, "
+                    "false, none or a string)",
+                    item.span,
+                )
         return
     names, optional = inp.type.names, any(inp.type.optional)
     ok = {
