@@ -140,7 +140,7 @@ def step_checks(checked: CheckedSpec) -> list[ir.Validation]:
                 fails=printer(negate(lw.sexpr(v.expr))),
                 exception=v.message.exception,
                 # (a placeholder reads the group's value: `{lr}` is group["lr"])
-            message=message_source(text, group),
+                message=message_source(text, group),
             )
         )
     return out
