@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,9 @@ def trajectory(torch, cls, kwargs, function, start, steps):
 
 
 def _needs_closure(cls) -> bool:
-    return cls.__name__ == "LBFGS"
+    """A step that re-evaluates the function (LBFGS's line search) takes the closure."""
+    closure = inspect.signature(cls.step).parameters.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty
 
 
 def run(args) -> int:

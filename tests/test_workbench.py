@@ -358,3 +358,18 @@ def test_the_readme_catalogue_is_written_from_the_specs_and_checked(tmp_path, ca
     capsys.readouterr()
     assert main(["check", *argv]) == 1
     assert "README.md: stale" in capsys.readouterr().err
+
+
+def test_plot_gives_a_closure_to_an_optimizer_whose_step_needs_one(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "q.png"
+    assert (
+        main(
+            ["plot", "LBFGS:lr=0.5", "--function", "quadratic", "--steps", "20"]
+            + ["--out", str(out)]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    final = float(text.split("LBFGS lr=0.5: loss 64.25 -> ")[1].split(",")[0])
+    assert final < 1e-6, text
