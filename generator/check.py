@@ -504,7 +504,7 @@ class Checker:
                     "parameter's shape",
                     st.condition.span,
                 )
-            if _is_param(st.init) and st.kind == "tensor":
+            if is_param(st.init) and st.kind == "tensor":
                 continue  # a copy of the parameter when the state is made
             if st.init is not None and not self.flat:
                 kind = self.expr(st.init, "state")
@@ -1710,7 +1710,8 @@ def whole_tensor_construct(checked: "CheckedSpec") -> tuple[str, S.Span] | None:
     return found[0] if found else None
 
 
-def _is_param(e) -> bool:
+def is_param(e) -> bool:
+    """`param` itself: a state declared `<- param` starts as a copy of the parameter."""
     return isinstance(e, S.Name) and e.id == "param" and e.subscript is None
 
 

@@ -108,10 +108,6 @@ def _nodes(e) -> list:
     return found
 
 
-def _tensorish(e) -> bool:
-    return uses(e, lambda x: isinstance(x, (ir.TRef, ir.TOp)))
-
-
 SHAPES = ("numel", "size", "dim")
 
 

@@ -8,7 +8,7 @@ reads/writes get the time subscripts t-1 / t.
 from __future__ import annotations
 
 from .. import syntax as S
-from ..check import CheckedSpec
+from ..check import CheckedSpec, is_param
 from .spec_printer import PRECEDENCE
 from .spec_printer import precedence
 
@@ -255,10 +255,6 @@ class LatexPrinter:
                 out.append(rf"{pad}\textbf{{return}} \: {values}".rstrip(" \\:"))
 
 
-def _is_param(e) -> bool:
-    return isinstance(e, S.Name) and e.id == "param"
-
-
 def algorithm_box(checked: CheckedSpec) -> str:
     p = LatexPrinter(checked)
     inputs = []
@@ -275,7 +271,7 @@ def algorithm_box(checked: CheckedSpec) -> str:
     for st in checked.spec.states:
         if st.lazy:
             continue
-        val = r"\theta_0" if _is_param(st.init) else p.expr(st.init)
+        val = r"\theta_0" if is_param(st.init) else p.expr(st.init)
         name = symbol(st.name.id) if st.kind == "count" else f"{symbol(st.name.id)}_0"
         if st.name.id == "t":
             continue

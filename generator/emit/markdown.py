@@ -51,9 +51,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _bytes_per_parameter(st, scope: str) -> str:
+def _bytes_per_parameter(st) -> str:
     """Memory of one state, as a multiple of the parameter's size."""
-    if scope != "parameter" or st.kind != "tensor":
+    if st.scope != "parameter" or st.kind != "tensor":
         return "a number"
     if st.reduced is not None:
         return f"1 / size(param, {st.reduced}) × param"
@@ -97,7 +97,7 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
                 start += f", if {print_expr(st.condition)}"
             out.append(
                 f"| `{st.key}` | {st.kind} | `{_cell(start)}` | "
-                f"{_bytes_per_parameter(st, st.scope)} |"
+                f"{_bytes_per_parameter(st)} |"
             )
         tensors = [s for s in per_param if s.kind == "tensor" and s.reduced is None]
         out += [
