@@ -16,6 +16,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["AdaBound", "adabound"]
 
 
@@ -36,6 +47,10 @@ class AdaBound(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -63,6 +78,17 @@ class AdaBound(Optimizer):
             "foreach": foreach,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "AdaBound",
+                ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -91,6 +117,7 @@ class AdaBound(Optimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(
                 p, memory_format=torch.preserve_format
             )
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs):
         has_complex = False
@@ -159,6 +186,7 @@ class AdaBound(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 final_lr=group["final_lr"],
                 beta1=beta1,
@@ -175,6 +203,12 @@ class AdaBound(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 AdaBound.__doc__ = r"""Adam updates with learning rate bounds that converge to SGD.
@@ -250,6 +284,7 @@ def adabound(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     final_lr,
     beta1,
@@ -268,6 +303,41 @@ def adabound(
 
     See :class:`AdaBound` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs],
+            ["param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"],
+            per_tensor=not (foreach or fused),
+        ):
+            adabound(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                final_lr=final_lr,
+                beta1=beta1,
+                beta2=beta2,
+                gamma=gamma,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                ams_bound=ams_bound,
+                eps=eps,
+                maximize=maximize,
+                step=step,
+                base_lr=base_lr,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -280,6 +350,7 @@ def adabound(
             exp_avg_sqs,
             max_exp_avg_sqs,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             final_lr=final_lr,
             beta1=beta1,
@@ -504,6 +575,7 @@ def _fused_adabound(
     max_exp_avg_sqs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     final_lr,
     beta1,
@@ -579,6 +651,7 @@ def _fused_adabound(
                 if max_exp_avg_sq is not None
                 else None
             )
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -599,6 +672,10 @@ def _fused_adabound(
             _if4,
             _if5,
             fixed_decay,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -622,7 +699,16 @@ def _adabound_kernel(
     _if4,
     _if5,
     fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
+        param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq = to_compute(
+            _compute, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq
+        )
     g = -grad if _if1 else grad
     if _if2:
         if _if3:
@@ -638,6 +724,19 @@ def _adabound_kernel(
     else:
         denom = exp_avg_sq.add(1e-15).sqrt_().add_(eps)
     param.sub_(denom.reciprocal().mul_(step_size).clamp_(lower, upper).mul_(exp_avg))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq,
+                max_exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -645,12 +744,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _adabound_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

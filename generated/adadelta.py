@@ -19,6 +19,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["Adadelta", "adadelta"]
 
 
@@ -36,6 +47,10 @@ class Adadelta(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -58,6 +73,17 @@ class Adadelta(Optimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "Adadelta",
+                ("square_avg", "acc_delta"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -101,6 +127,7 @@ class Adadelta(Optimizer):
         )
         state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["acc_delta"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, square_avgs, acc_deltas, state_steps):
         has_complex = False
@@ -172,6 +199,7 @@ class Adadelta(Optimizer):
                 capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 rho=group["rho"],
                 eps=group["eps"],
@@ -180,6 +208,12 @@ class Adadelta(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Adadelta.__doc__ = r"""Implements Adadelta algorithm.
@@ -236,6 +270,7 @@ def adadelta(
     capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     rho,
     eps,
@@ -246,6 +281,34 @@ def adadelta(
 
     See :class:`Adadelta` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, square_avgs, acc_deltas, state_steps],
+            ["param", "grad", "square_avg", "acc_delta", None],
+            per_tensor=not (foreach or fused),
+        ):
+            adadelta(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                capturable=capturable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                rho=rho,
+                eps=eps,
+                weight_decay=weight_decay,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -258,6 +321,7 @@ def adadelta(
             acc_deltas,
             state_steps,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             rho=rho,
             eps=eps,
@@ -426,6 +490,7 @@ def _fused_adadelta(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     rho,
     eps,
@@ -470,6 +535,7 @@ def _fused_adadelta(
             grad = torch.view_as_real(grad)
             square_avg = torch.view_as_real(square_avg)
             acc_delta = torch.view_as_real(acc_delta)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -481,12 +547,34 @@ def _fused_adadelta(
             _lr,
             _if1,
             _if2,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
 def _adadelta_kernel(
-    param, grad, square_avg, acc_delta, weight_decay, rho, eps, lr, _if1, _if2
+    param,
+    grad,
+    square_avg,
+    acc_delta,
+    weight_decay,
+    rho,
+    eps,
+    lr,
+    _if1,
+    _if2,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, square_avg, acc_delta)
+        param, grad, square_avg, acc_delta = to_compute(
+            _compute, param, grad, square_avg, acc_delta
+        )
     g = -grad if _if1 else grad
     if _if2:
         g = g.add(param.mul(weight_decay))
@@ -495,6 +583,18 @@ def _adadelta_kernel(
     delta = acc_delta.add(eps).sqrt_().div_(std).mul_(g)
     acc_delta.mul_(rho).addcmul_(delta.mul(1 - rho), delta)
     param.add_(delta.mul(-lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                square_avg,
+                acc_delta,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -502,12 +602,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _adadelta_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

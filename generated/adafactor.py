@@ -13,6 +13,14 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    load_keeping_policy,
+    policy_defaults,
+    store_state_dtypes,
+)
+
 __all__ = ["Adafactor", "adafactor"]
 
 
@@ -28,6 +36,10 @@ class Adafactor(Optimizer):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -52,6 +64,17 @@ class Adafactor(Optimizer):
             "foreach": foreach,
             "maximize": maximize,
         }
+        defaults.update(
+            policy_defaults(
+                "Adafactor",
+                ("row_var", "col_var", "variance"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
     def __setstate__(self, state):
@@ -78,6 +101,7 @@ class Adafactor(Optimizer):
             state["col_var"] = p.new_zeros(col_var_shape)
         if p.dim() <= 1:
             state["variance"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(
         self, group, params, grads, row_vars, col_vars, variances, state_steps
@@ -140,6 +164,7 @@ class Adafactor(Optimizer):
                 state_steps,
                 foreach=group["foreach"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta2_decay=group["beta2_decay"],
                 eps1=eps1,
@@ -150,6 +175,12 @@ class Adafactor(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Adafactor.__doc__ = r"""Implements Adafactor algorithm.
@@ -214,6 +245,7 @@ def adafactor(
     foreach: bool | None = None,
     differentiable: bool = False,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta2_decay,
     eps1,
@@ -226,6 +258,28 @@ def adafactor(
 
     See :class:`Adafactor` for details.
     """
+    if precision is not None:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        for lists in precision.chunks(
+            [params, grads, row_vars, col_vars, variances, state_steps],
+            ["param", "grad", "row_var", "col_var", "variance", None],
+            per_tensor=not (foreach),
+        ):
+            adafactor(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                has_complex=has_complex,
+                lr=lr,
+                beta2_decay=beta2_decay,
+                eps1=eps1,
+                eps2=eps2,
+                d=d,
+                weight_decay=weight_decay,
+                maximize=maximize,
+            )
+        return
     if foreach and differentiable:
         raise RuntimeError("foreach ops don't support autograd (differentiable=True)")
     if foreach:

@@ -19,6 +19,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["Adagrad", "adagrad"]
 
 
@@ -36,6 +47,10 @@ class Adagrad(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -62,6 +77,17 @@ class Adagrad(Optimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "Adagrad",
+                ("sum",),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -117,6 +143,7 @@ class Adagrad(Optimizer):
         state["sum"] = torch.full_like(
             p, init_value, memory_format=torch.preserve_format
         )
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, state_sums, state_steps):
         has_complex = False
@@ -173,6 +200,7 @@ class Adagrad(Optimizer):
                 differentiable=group["differentiable"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 lr_decay=group["lr_decay"],
                 weight_decay=group["weight_decay"],
@@ -182,6 +210,12 @@ class Adagrad(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Adagrad.__doc__ = r"""Implements Adagrad algorithm.
@@ -235,6 +269,7 @@ def adagrad(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     lr_decay,
     weight_decay,
@@ -246,6 +281,34 @@ def adagrad(
 
     See :class:`Adagrad` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, state_sums, state_steps],
+            ["param", "grad", "sum", None],
+            per_tensor=not (foreach or fused),
+        ):
+            adagrad(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                lr_decay=lr_decay,
+                weight_decay=weight_decay,
+                initial_accumulator_value=initial_accumulator_value,
+                eps=eps,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -257,6 +320,7 @@ def adagrad(
             state_sums,
             state_steps,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             lr_decay=lr_decay,
             weight_decay=weight_decay,
@@ -450,6 +514,7 @@ def _fused_adagrad(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     lr_decay,
     weight_decay,
@@ -492,6 +557,7 @@ def _fused_adagrad(
             param = torch.view_as_real(param)
             grad = torch.view_as_real(grad)
             state_sum = torch.view_as_real(state_sum)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -501,16 +567,47 @@ def _fused_adagrad(
             _number_tensor(clr),
             _if1,
             _if2,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
-def _adagrad_kernel(param, grad, state_sum, weight_decay, eps, clr, _if1, _if2):
+def _adagrad_kernel(
+    param,
+    grad,
+    state_sum,
+    weight_decay,
+    eps,
+    clr,
+    _if1,
+    _if2,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
+):
+    if _compute is not None:
+        _stored = (param, state_sum)
+        param, grad, state_sum = to_compute(_compute, param, grad, state_sum)
     g = -grad if _if1 else grad
     if _if2:
         g = g.add(param.mul(weight_decay))
     state_sum.addcmul_(g, g)
     std = state_sum.sqrt().add_(eps)
     param.addcdiv_(g.mul(-clr), std)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                state_sum,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -518,12 +615,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _adagrad_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

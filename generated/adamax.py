@@ -20,6 +20,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["Adamax", "adamax"]
 
 
@@ -37,6 +48,10 @@ class Adamax(Optimizer):
         differentiable: bool = False,
         capturable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -61,6 +76,17 @@ class Adamax(Optimizer):
             "capturable": capturable,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "Adamax",
+                ("exp_avg", "exp_inf"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -104,6 +130,7 @@ class Adamax(Optimizer):
         )
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_inf"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, exp_avgs, exp_infs, state_steps):
         has_complex = False
@@ -176,6 +203,7 @@ class Adamax(Optimizer):
                 capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -185,6 +213,12 @@ class Adamax(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Adamax.__doc__ = r"""Implements Adamax algorithm (a variant of Adam based on infinity norm).
@@ -240,6 +274,7 @@ def adamax(
     capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -251,6 +286,35 @@ def adamax(
 
     See :class:`Adamax` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, exp_avgs, exp_infs, state_steps],
+            ["param", "grad", "exp_avg", "exp_inf", None],
+            per_tensor=not (foreach or fused),
+        ):
+            adamax(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                capturable=capturable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                eps=eps,
+                weight_decay=weight_decay,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -263,6 +327,7 @@ def adamax(
             exp_infs,
             state_steps,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -446,6 +511,7 @@ def _fused_adamax(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -494,6 +560,7 @@ def _fused_adamax(
             grad = torch.view_as_real(grad)
             exp_avg = torch.view_as_real(exp_avg)
             exp_inf = torch.view_as_real(exp_inf)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -506,12 +573,35 @@ def _fused_adamax(
             _number_tensor(clr),
             _if1,
             _if2,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
 def _adamax_kernel(
-    param, grad, exp_avg, exp_inf, weight_decay, beta1, beta2, eps, clr, _if1, _if2
+    param,
+    grad,
+    exp_avg,
+    exp_inf,
+    weight_decay,
+    beta1,
+    beta2,
+    eps,
+    clr,
+    _if1,
+    _if2,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_inf)
+        param, grad, exp_avg, exp_inf = to_compute(
+            _compute, param, grad, exp_avg, exp_inf
+        )
     g = -grad if _if1 else grad
     if _if2:
         g = g.add(param.mul(weight_decay))
@@ -519,6 +609,18 @@ def _adamax_kernel(
     exp_inf.mul_(beta2)
     torch.maximum(exp_inf, g.abs().add_(eps), out=exp_inf)
     param.addcdiv_(exp_avg.mul(-clr), exp_inf)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_inf,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -526,12 +628,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _adamax_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -16,6 +16,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["AdaMod", "adamod"]
 
 
@@ -33,6 +44,10 @@ class AdaMod(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -57,6 +72,17 @@ class AdaMod(Optimizer):
             "foreach": foreach,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "AdaMod",
+                ("exp_avg", "exp_avg_sq", "exp_avg_lr"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -78,6 +104,7 @@ class AdaMod(Optimizer):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_lr"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, exp_avg_lrs):
         has_complex = False
@@ -138,6 +165,7 @@ class AdaMod(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -151,6 +179,12 @@ class AdaMod(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 AdaMod.__doc__ = r"""Adam with bounds from a moving average of adaptive learning rates.
@@ -214,6 +248,7 @@ def adamod(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -229,6 +264,38 @@ def adamod(
 
     See :class:`AdaMod` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, exp_avgs, exp_avg_sqs, exp_avg_lrs],
+            ["param", "grad", "exp_avg", "exp_avg_sq", "exp_avg_lr"],
+            per_tensor=not (foreach or fused),
+        ):
+            adamod(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                beta3=beta3,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                eps=eps,
+                maximize=maximize,
+                step=step,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -241,6 +308,7 @@ def adamod(
             exp_avg_sqs,
             exp_avg_lrs,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -430,6 +498,7 @@ def _fused_adamod(
     exp_avg_lrs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -490,6 +559,7 @@ def _fused_adamod(
             exp_avg = torch.view_as_real(exp_avg)
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
             exp_avg_lr = torch.view_as_real(exp_avg_lr)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -508,6 +578,10 @@ def _fused_adamod(
             _if3,
             _if4,
             fixed_decay,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -529,7 +603,16 @@ def _adamod_kernel(
     _if3,
     _if4,
     fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_avg_sq, exp_avg_lr)
+        param, grad, exp_avg, exp_avg_sq, exp_avg_lr = to_compute(
+            _compute, param, grad, exp_avg, exp_avg_sq, exp_avg_lr
+        )
     g = -grad if _if1 else grad
     if _if2:
         if _if3:
@@ -542,6 +625,19 @@ def _adamod_kernel(
     eta = exp_avg_sq.sqrt().add_(eps).reciprocal_().mul_(step_size)
     exp_avg_lr.lerp_(eta, 1 - beta3)
     param.sub_(torch.minimum(eta, exp_avg_lr).mul_(exp_avg))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq,
+                exp_avg_lr,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -549,12 +645,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _adamod_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -16,6 +16,18 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    stored_dtype,
+    to_compute,
+)
+
 __all__ = ["Adan", "adan"]
 
 
@@ -33,6 +45,10 @@ class Adan(Optimizer):
         maximize: bool = False,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -63,6 +79,17 @@ class Adan(Optimizer):
             "maximize": maximize,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "Adan",
+                ("exp_avg", "exp_avg_sq", "exp_avg_diff", "previous_grad"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -83,6 +110,7 @@ class Adan(Optimizer):
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_diff"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(
         self, group, params, grads, exp_avgs, exp_avg_sqs, exp_avg_diffs, previous_grads
@@ -154,6 +182,7 @@ class Adan(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -169,6 +198,12 @@ class Adan(Optimizer):
                 self.state[p]["previous_grad"] = buf
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Adan.__doc__ = r"""Adaptive updates with gradient difference momentum.
@@ -239,6 +274,7 @@ def adan(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -254,6 +290,38 @@ def adan(
 
     See :class:`Adan` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, exp_avgs, exp_avg_sqs, exp_avg_diffs, previous_grads],
+            ["param", "grad", "exp_avg", "exp_avg_sq", "exp_avg_diff", "previous_grad"],
+            per_tensor=not (foreach or fused),
+        ):
+            adan(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                beta3=beta3,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                max_grad_norm=max_grad_norm,
+                eps=eps,
+                maximize=maximize,
+                step=step,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -267,6 +335,7 @@ def adan(
             exp_avg_diffs,
             previous_grads,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -485,6 +554,7 @@ def _fused_adan(
     previous_grads: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -535,7 +605,9 @@ def _fused_adan(
         _first_previous_grad = previous_grad is None
         if _first_previous_grad:
             previous_grad = previous_grads[i] = torch.empty_like(
-                param, memory_format=torch.preserve_format
+                param,
+                dtype=stored_dtype(precision, "previous_grad"),
+                memory_format=torch.preserve_format,
             )
         _if1 = maximize
         _if2 = weight_decay != 0 and weight_decouple
@@ -547,6 +619,7 @@ def _fused_adan(
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
             exp_avg_diff = torch.view_as_real(exp_avg_diff)
             previous_grad = torch.view_as_real(previous_grad)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -565,6 +638,10 @@ def _fused_adan(
             _if2,
             _if3,
             _first_previous_grad,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -586,7 +663,16 @@ def _adan_kernel(
     _if2,
     _if3,
     _first_previous_grad,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad)
+        param, grad, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad = to_compute(
+            _compute, param, grad, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad
+        )
     if _first_previous_grad:
         previous_grad.copy_(-grad)
     g = -grad if _if1 else grad
@@ -603,6 +689,20 @@ def _adan_kernel(
     if _if3:
         param.div_(1 + lr * weight_decay)
     previous_grad.copy_(-g)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq,
+                exp_avg_diff,
+                previous_grad,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -610,12 +710,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _adan_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -20,6 +20,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["ASGD", "asgd"]
 
 
@@ -38,6 +49,10 @@ class ASGD(Optimizer):
         capturable: bool = False,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -57,6 +72,17 @@ class ASGD(Optimizer):
             "capturable": capturable,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "ASGD",
+                ("ax",),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -101,6 +127,7 @@ class ASGD(Optimizer):
         )
         state["mu"] = torch.tensor(1.0, dtype=_get_scalar_dtype(), device=p.device)
         state["ax"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, axs, state_steps, etas, mus):
         has_complex = False
@@ -177,6 +204,7 @@ class ASGD(Optimizer):
                 capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 lambd=group["lambd"],
                 alpha=group["alpha"],
@@ -186,6 +214,12 @@ class ASGD(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 ASGD.__doc__ = r"""Implements Averaged Stochastic Gradient Descent.
@@ -247,6 +281,7 @@ def asgd(
     capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     lambd,
     alpha,
@@ -258,6 +293,35 @@ def asgd(
 
     See :class:`ASGD` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, axs, state_steps, etas, mus],
+            ["param", "grad", "ax", None, None, None],
+            per_tensor=not (foreach or fused),
+        ):
+            asgd(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                capturable=capturable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                lambd=lambd,
+                alpha=alpha,
+                t0=t0,
+                weight_decay=weight_decay,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -271,6 +335,7 @@ def asgd(
             etas,
             mus,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             lambd=lambd,
             alpha=alpha,
@@ -541,6 +606,7 @@ def _fused_asgd(
     mus: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     lambd,
     alpha,
@@ -592,6 +658,7 @@ def _fused_asgd(
             param = torch.view_as_real(param)
             grad = torch.view_as_real(grad)
             ax = torch.view_as_real(ax)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -603,10 +670,32 @@ def _fused_asgd(
             _if1,
             _if2,
             _if3,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
-def _asgd_kernel(param, grad, ax, weight_decay, lambd, eta, mu, _if1, _if2, _if3):
+def _asgd_kernel(
+    param,
+    grad,
+    ax,
+    weight_decay,
+    lambd,
+    eta,
+    mu,
+    _if1,
+    _if2,
+    _if3,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
+):
+    if _compute is not None:
+        _stored = (param, ax)
+        param, grad, ax = to_compute(_compute, param, grad, ax)
     g = -grad if _if1 else grad
     if _if2:
         g = g.add(param.mul(weight_decay))
@@ -616,6 +705,17 @@ def _asgd_kernel(param, grad, ax, weight_decay, lambd, eta, mu, _if1, _if2, _if3
         ax.add_(param.sub(ax).mul_(mu))
     else:
         ax.copy_(param)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                ax,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -623,12 +723,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _asgd_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -16,6 +16,17 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["CAME", "came"]
 
 
@@ -36,6 +47,10 @@ class CAME(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -65,6 +80,25 @@ class CAME(Optimizer):
             "foreach": foreach,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "CAME",
+                (
+                    "exp_avg",
+                    "exp_avg_sq_row",
+                    "exp_avg_sq_col",
+                    "exp_avg_res_row",
+                    "exp_avg_res_col",
+                    "exp_avg_sq",
+                    "exp_avg_sq_hat",
+                ),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -106,6 +140,7 @@ class CAME(Optimizer):
             state["exp_avg_sq_hat"] = torch.zeros_like(
                 p, memory_format=torch.preserve_format
             )
+        store_state_dtypes(state, group)
 
     def _init_group(
         self,
@@ -203,6 +238,7 @@ class CAME(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -218,6 +254,12 @@ class CAME(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 CAME.__doc__ = r"""Factored adaptive updates with confidence weighted momentum.
@@ -302,6 +344,7 @@ def came(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -319,6 +362,60 @@ def came(
 
     See :class:`CAME` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sq_rows,
+                exp_avg_sq_cols,
+                exp_avg_res_rows,
+                exp_avg_res_cols,
+                exp_avg_sqs,
+                exp_avg_sq_hats,
+            ],
+            [
+                "param",
+                "grad",
+                "exp_avg",
+                "exp_avg_sq_row",
+                "exp_avg_sq_col",
+                "exp_avg_res_row",
+                "exp_avg_res_col",
+                "exp_avg_sq",
+                "exp_avg_sq_hat",
+            ],
+            per_tensor=not (foreach or fused),
+        ):
+            came(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                beta3=beta3,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                clip_threshold=clip_threshold,
+                ams_bound=ams_bound,
+                eps1=eps1,
+                eps2=eps2,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -335,6 +432,7 @@ def came(
             exp_avg_sqs,
             exp_avg_sq_hats,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -689,6 +787,7 @@ def _fused_came(
     exp_avg_sq_hats: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -793,6 +892,7 @@ def _fused_came(
                 if exp_avg_sq_hat is not None
                 else None
             )
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             param,
             grad,
@@ -819,6 +919,10 @@ def _fused_came(
             _if6,
             _if7,
             fixed_decay,
+            _compute,
+            _rounding,
+            _comp,
+            _noise,
         )
 
 
@@ -848,7 +952,44 @@ def _came_kernel(
     _if6,
     _if7,
     fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (
+            param,
+            exp_avg,
+            exp_avg_sq_row,
+            exp_avg_sq_col,
+            exp_avg_res_row,
+            exp_avg_res_col,
+            exp_avg_sq,
+            exp_avg_sq_hat,
+        )
+        (
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq_row,
+            exp_avg_sq_col,
+            exp_avg_res_row,
+            exp_avg_res_col,
+            exp_avg_sq,
+            exp_avg_sq_hat,
+        ) = to_compute(
+            _compute,
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq_row,
+            exp_avg_sq_col,
+            exp_avg_res_row,
+            exp_avg_res_col,
+            exp_avg_sq,
+            exp_avg_sq_hat,
+        )
     g = -grad if _if1 else grad
     if _if2:
         if _if3:
@@ -887,6 +1028,23 @@ def _came_kernel(
         )
     else:
         param.add_(exp_avg.mul(-lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq_row,
+                exp_avg_sq_col,
+                exp_avg_res_row,
+                exp_avg_res_col,
+                exp_avg_sq,
+                exp_avg_sq_hat,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -894,12 +1052,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _came_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

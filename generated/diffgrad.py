@@ -16,6 +16,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["DiffGrad", "diffgrad"]
 
 
@@ -37,6 +48,10 @@ class DiffGrad(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -63,6 +78,17 @@ class DiffGrad(Optimizer):
             "foreach": foreach,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "DiffGrad",
+                ("exp_avg", "exp_avg_sq", "previous_grad", "max_exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -93,6 +119,7 @@ class DiffGrad(Optimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(
                 p, memory_format=torch.preserve_format
             )
+        store_state_dtypes(state, group)
 
     def _init_group(
         self,
@@ -172,6 +199,7 @@ class DiffGrad(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -188,6 +216,12 @@ class DiffGrad(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 DiffGrad.__doc__ = r"""Adam updates scaled by changes between consecutive gradients.
@@ -272,6 +306,7 @@ def diffgrad(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -290,6 +325,48 @@ def diffgrad(
 
     See :class:`DiffGrad` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, exp_avgs, exp_avg_sqs, previous_grads, max_exp_avg_sqs],
+            [
+                "param",
+                "grad",
+                "exp_avg",
+                "exp_avg_sq",
+                "previous_grad",
+                "max_exp_avg_sq",
+            ],
+            per_tensor=not (foreach or fused),
+        ):
+            diffgrad(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                rectify=rectify,
+                n_sma_threshold=n_sma_threshold,
+                degenerated_to_sgd=degenerated_to_sgd,
+                ams_bound=ams_bound,
+                eps=eps,
+                maximize=maximize,
+                step=step,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -303,6 +380,7 @@ def diffgrad(
             previous_grads,
             max_exp_avg_sqs,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -591,6 +669,7 @@ def _fused_diffgrad(
     max_exp_avg_sqs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -686,6 +765,7 @@ def _fused_diffgrad(
                 if max_exp_avg_sq is not None
                 else None
             )
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -710,6 +790,10 @@ def _fused_diffgrad(
             _if7,
             _if8,
             fixed_decay,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -737,7 +821,16 @@ def _diffgrad_kernel(
     _if7,
     _if8,
     fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq)
+        param, grad, exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq = to_compute(
+            _compute, param, grad, exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq
+        )
     g = -grad if _if1 else grad
     if _if2:
         if _if3:
@@ -767,6 +860,20 @@ def _diffgrad_kernel(
             denom,
         )
     previous_grad.copy_(g)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq,
+                previous_grad,
+                max_exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -774,12 +881,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _diffgrad_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

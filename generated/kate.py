@@ -16,6 +16,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["Kate", "kate"]
 
 
@@ -33,6 +44,10 @@ class Kate(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -53,6 +68,17 @@ class Kate(Optimizer):
             "maximize": maximize,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "Kate",
+                ("m", "b"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -73,6 +99,7 @@ class Kate(Optimizer):
         state = self.state[p]
         state["m"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["b"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, ms, bs):
         has_complex = False
@@ -124,6 +151,7 @@ class Kate(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 delta=group["delta"],
                 weight_decay=group["weight_decay"],
@@ -134,6 +162,12 @@ class Kate(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Kate.__doc__ = r"""Scale invariant AdaGrad-style updates without square root normalization.
@@ -194,6 +228,7 @@ def kate(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     delta,
     weight_decay,
@@ -206,6 +241,35 @@ def kate(
 
     See :class:`Kate` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, ms, bs],
+            ["param", "grad", "m", "b"],
+            per_tensor=not (foreach or fused),
+        ):
+            kate(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                delta=delta,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                eps=eps,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -217,6 +281,7 @@ def kate(
             ms,
             bs,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             delta=delta,
             weight_decay=weight_decay,
@@ -386,6 +451,7 @@ def _fused_kate(
     bs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     delta,
     weight_decay,
@@ -436,6 +502,7 @@ def _fused_kate(
             grad = torch.view_as_real(grad)
             m = torch.view_as_real(m)
             b = torch.view_as_real(b)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -450,12 +517,35 @@ def _fused_kate(
             _if3,
             _if4,
             fixed_decay,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
 def _kate_kernel(
-    param, grad, m, b, weight_decay, lr, eps, delta, _if1, _if2, _if3, _if4, fixed_decay
+    param,
+    grad,
+    m,
+    b,
+    weight_decay,
+    lr,
+    eps,
+    delta,
+    _if1,
+    _if2,
+    _if3,
+    _if4,
+    fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, m, b)
+        param, grad, m, b = to_compute(_compute, param, grad, m, b)
     g = -grad if _if1 else grad
     if _if2:
         if _if3:
@@ -467,6 +557,18 @@ def _kate_kernel(
     m.copy_(m.square().addcmul_(g.mul(delta), g).addcdiv_(g.square(), b_sq).sqrt_())
     param.add_(m.mul(g).div_(b_sq).mul_(-lr))
     b.copy_(b_sq.sqrt())
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                m,
+                b,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -474,12 +576,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _kate_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -16,6 +16,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["Lamb", "lamb"]
 
 
@@ -40,6 +51,10 @@ class Lamb(Optimizer):
         maximize: bool = False,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -75,6 +90,17 @@ class Lamb(Optimizer):
             "maximize": maximize,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "Lamb",
+                ("exp_avg", "exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -100,6 +126,7 @@ class Lamb(Optimizer):
         state = self.state[p]
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs):
         has_complex = False
@@ -159,6 +186,7 @@ class Lamb(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -178,6 +206,12 @@ class Lamb(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Lamb.__doc__ = r"""Adam updates with a trust ratio for each parameter tensor.
@@ -263,6 +297,7 @@ def lamb(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -284,6 +319,44 @@ def lamb(
 
     See :class:`Lamb` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, exp_avgs, exp_avg_sqs],
+            ["param", "grad", "exp_avg", "exp_avg_sq"],
+            per_tensor=not (foreach or fused),
+        ):
+            lamb(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                rectify=rectify,
+                degenerated_to_sgd=degenerated_to_sgd,
+                n_sma_threshold=n_sma_threshold,
+                grad_averaging=grad_averaging,
+                max_grad_norm=max_grad_norm,
+                adam=adam,
+                pre_norm=pre_norm,
+                eps=eps,
+                maximize=maximize,
+                step=step,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -295,6 +368,7 @@ def lamb(
             exp_avgs,
             exp_avg_sqs,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -568,6 +642,7 @@ def _fused_lamb(
     exp_avg_sqs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -654,6 +729,7 @@ def _fused_lamb(
             grad = torch.view_as_real(grad)
             exp_avg = torch.view_as_real(exp_avg)
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -673,6 +749,10 @@ def _fused_lamb(
             _if6,
             grad_averaging,
             fixed_decay,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -695,7 +775,16 @@ def _lamb_kernel(
     _if6,
     grad_averaging,
     fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_avg_sq)
+        param, grad, exp_avg, exp_avg_sq = to_compute(
+            _compute, param, grad, exp_avg, exp_avg_sq
+        )
     g = -grad if _if1 else grad
     exp_avg.mul_(beta1).add_(g.mul(1 - beta1 if grad_averaging else 1))
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
@@ -718,6 +807,18 @@ def _lamb_kernel(
         param.add_(direction.mul(-(step_size * 1)))
     else:
         param.addcmul_(trust_ratio.mul(-step_size), direction)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -725,12 +826,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _lamb_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

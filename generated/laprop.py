@@ -19,6 +19,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["LaProp", "laprop"]
 
 
@@ -39,6 +50,10 @@ class LaProp(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -64,6 +79,17 @@ class LaProp(Optimizer):
             "foreach": foreach,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "LaProp",
+                ("exp_avg", "exp_avg_sq", "exp_mean_avg_beta2", "max_exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -117,6 +143,7 @@ class LaProp(Optimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(
                 p, memory_format=torch.preserve_format
             )
+        store_state_dtypes(state, group)
 
     def _init_group(
         self,
@@ -202,6 +229,7 @@ class LaProp(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -217,6 +245,12 @@ class LaProp(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 LaProp.__doc__ = r"""Adaptive updates with momentum of preconditioned gradients.
@@ -295,6 +329,7 @@ def laprop(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -312,6 +347,56 @@ def laprop(
 
     See :class:`LaProp` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                exp_mean_avg_beta2s,
+                max_exp_avg_sqs,
+                momentum_steps,
+            ],
+            [
+                "param",
+                "grad",
+                "exp_avg",
+                "exp_avg_sq",
+                "exp_mean_avg_beta2",
+                "max_exp_avg_sq",
+                None,
+            ],
+            per_tensor=not (foreach or fused),
+        ):
+            laprop(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                centered=centered,
+                steps_before_using_centered=steps_before_using_centered,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                ams_bound=ams_bound,
+                eps=eps,
+                maximize=maximize,
+                step=step,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -326,6 +411,7 @@ def laprop(
             max_exp_avg_sqs,
             momentum_steps,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -604,6 +690,7 @@ def _fused_laprop(
     momentum_steps: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -685,6 +772,7 @@ def _fused_laprop(
                 if max_exp_avg_sq is not None
                 else None
             )
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -705,6 +793,10 @@ def _fused_laprop(
             _if4,
             _if5,
             fixed_decay,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -728,7 +820,24 @@ def _laprop_kernel(
     _if4,
     _if5,
     fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_avg_sq, exp_mean_avg_beta2, max_exp_avg_sq)
+        param, grad, exp_avg, exp_avg_sq, exp_mean_avg_beta2, max_exp_avg_sq = (
+            to_compute(
+                _compute,
+                param,
+                grad,
+                exp_avg,
+                exp_avg_sq,
+                exp_mean_avg_beta2,
+                max_exp_avg_sq,
+            )
+        )
     g = -grad if _if1 else grad
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
     second = exp_avg_sq
@@ -750,6 +859,20 @@ def _laprop_kernel(
     param.add_(exp_avg.mul(-(1 / bias_correction1)))
     if _if5:
         param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq,
+                exp_mean_avg_beta2,
+                max_exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -757,12 +880,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _laprop_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

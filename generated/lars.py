@@ -14,6 +14,17 @@ from torch.optim.optimizer import (
     _device_dtype_check_for_fused,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["LARS", "lars"]
 
 
@@ -31,6 +42,10 @@ class LARS(Optimizer):
         maximize: bool = False,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -53,6 +68,17 @@ class LARS(Optimizer):
             "maximize": maximize,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "LARS",
+                ("momentum_buffer",),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -74,6 +100,7 @@ class LARS(Optimizer):
             state["momentum_buffer"] = torch.zeros_like(
                 p, memory_format=torch.preserve_format
             )
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, momentum_buffers):
         has_complex = False
@@ -129,6 +156,7 @@ class LARS(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 weight_decay=group["weight_decay"],
                 momentum=group["momentum"],
@@ -139,6 +167,12 @@ class LARS(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 LARS.__doc__ = r"""SGD with learning rates scaled by parameter and gradient norms.
@@ -199,6 +233,7 @@ def lars(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     weight_decay,
     momentum,
@@ -211,6 +246,35 @@ def lars(
 
     See :class:`LARS` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, momentum_buffers],
+            ["param", "grad", "momentum_buffer"],
+            per_tensor=not (foreach or fused),
+        ):
+            lars(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                dampening=dampening,
+                trust_coefficient=trust_coefficient,
+                nesterov=nesterov,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -221,6 +285,7 @@ def lars(
             grads,
             momentum_buffers,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             weight_decay=weight_decay,
             momentum=momentum,
@@ -388,6 +453,7 @@ def _fused_lars(
     momentum_buffers: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     weight_decay,
     momentum,
@@ -435,6 +501,7 @@ def _fused_lars(
                 if momentum_buffer is not None
                 else None
             )
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -448,6 +515,10 @@ def _fused_lars(
             _if2,
             _if3,
             _if4,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -464,7 +535,16 @@ def _lars_kernel(
     _if2,
     _if3,
     _if4,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, momentum_buffer)
+        param, grad, momentum_buffer = to_compute(
+            _compute, param, grad, momentum_buffer
+        )
     g = -grad if _if1 else grad
     if _if2:
         param_norm = param.norm()
@@ -483,6 +563,17 @@ def _lars_kernel(
         momentum_buffer.mul_(momentum).add_(g.mul(1 - dampening))
         g = g.add(momentum_buffer.mul(momentum)) if _if4 else momentum_buffer
     param.add_(g.mul(-lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                momentum_buffer,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -490,12 +581,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _lars_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

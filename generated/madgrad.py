@@ -18,6 +18,18 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    stored_dtype,
+    to_compute,
+)
+
 __all__ = ["MADGRAD", "madgrad"]
 
 
@@ -34,6 +46,10 @@ class MADGRAD(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -53,6 +69,17 @@ class MADGRAD(Optimizer):
             "maximize": maximize,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "MADGRAD",
+                ("grad_sum_sq", "s", "x0"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -72,6 +99,7 @@ class MADGRAD(Optimizer):
         state = self.state[p]
         state["grad_sum_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, grad_sum_sqs, ss, x0s):
         has_complex = False
@@ -134,6 +162,7 @@ class MADGRAD(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 momentum=group["momentum"],
                 weight_decay=group["weight_decay"],
@@ -147,6 +176,12 @@ class MADGRAD(Optimizer):
                     self.state[p]["x0"] = buf
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 MADGRAD.__doc__ = r"""Momentumized adaptive dual averaged gradient descent.
@@ -224,6 +259,7 @@ def madgrad(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     momentum,
     weight_decay,
@@ -236,6 +272,35 @@ def madgrad(
 
     See :class:`MADGRAD` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, grad_sum_sqs, ss, x0s],
+            ["param", "grad", "grad_sum_sq", "s", "x0"],
+            per_tensor=not (foreach or fused),
+        ):
+            madgrad(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                eps=eps,
+                maximize=maximize,
+                k=k,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -248,6 +313,7 @@ def madgrad(
             ss,
             x0s,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             momentum=momentum,
             weight_decay=weight_decay,
@@ -454,6 +520,7 @@ def _fused_madgrad(
     x0s: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     momentum,
     weight_decay,
@@ -498,7 +565,9 @@ def _fused_madgrad(
         x0 = x0s[i] if momentum > 0 else None
         _first_x0 = momentum > 0 and x0 is None
         if _first_x0:
-            x0 = x0s[i] = param.detach().clone(memory_format=torch.preserve_format)
+            x0 = x0s[i] = param.detach().to(
+                stored_dtype(precision, "x0") or param.dtype, copy=True
+            )
         _if5 = False
         _if1 = momentum > 0
         _if2 = maximize
@@ -514,6 +583,7 @@ def _fused_madgrad(
             grad_sum_sq = torch.view_as_real(grad_sum_sq)
             s = torch.view_as_real(s)
             x0 = torch.view_as_real(x0) if x0 is not None else None
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -533,6 +603,10 @@ def _fused_madgrad(
             _if6,
             _if7,
             _first_x0,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -555,7 +629,16 @@ def _madgrad_kernel(
     _if6,
     _if7,
     _first_x0,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, grad_sum_sq, s, x0)
+        param, grad, grad_sum_sq, s, x0 = to_compute(
+            _compute, param, grad, grad_sum_sq, s, x0
+        )
     g = -grad if _if2 else grad
     if _if3:
         g = g.add(param.mul(weight_decay))
@@ -578,6 +661,19 @@ def _madgrad_kernel(
         )
     else:
         param.lerp_(z, 1 - momentum)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                grad_sum_sq,
+                s,
+                x0,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -585,12 +681,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _madgrad_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -17,6 +17,17 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["MARS", "mars"]
 
 
@@ -42,6 +53,10 @@ class MARS(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -87,6 +102,17 @@ class MARS(Optimizer):
             "maximize": maximize,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "MARS",
+                ("exp_avg", "exp_avg_sq", "last_grad", "max_exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         for group in self.param_groups:
@@ -126,6 +152,7 @@ class MARS(Optimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(
                 p, memory_format=torch.preserve_format
             )
+        store_state_dtypes(state, group)
 
     def _init_group(
         self, group, params, grads, exp_avgs, exp_avg_sqs, last_grads, max_exp_avg_sqs
@@ -197,6 +224,7 @@ class MARS(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -219,6 +247,12 @@ class MARS(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 MARS.__doc__ = r"""Adaptive updates with variance reduced gradient corrections.
@@ -329,6 +363,7 @@ def mars(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -353,6 +388,47 @@ def mars(
 
     See :class:`MARS` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, exp_avgs, exp_avg_sqs, last_grads, max_exp_avg_sqs],
+            ["param", "grad", "exp_avg", "exp_avg_sq", "last_grad", "max_exp_avg_sq"],
+            per_tensor=not (foreach or fused),
+        ):
+            mars(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                gamma=gamma,
+                mars_type=mars_type,
+                optimize_1d=optimize_1d,
+                lr_1d=lr_1d,
+                lr_1d_factor=lr_1d_factor,
+                beta1_1d=beta1_1d,
+                beta2_1d=beta2_1d,
+                weight_decay=weight_decay,
+                weight_decay_1d=weight_decay_1d,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                ams_bound=ams_bound,
+                cautious=cautious,
+                eps=eps,
+                maximize=maximize,
+                step=step,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -366,6 +442,7 @@ def mars(
             last_grads,
             max_exp_avg_sqs,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -866,6 +943,7 @@ def _fused_mars(
     max_exp_avg_sqs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -981,6 +1059,7 @@ def _fused_mars(
                 if max_exp_avg_sq is not None
                 else None
             )
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             param,
             grad,
@@ -1007,6 +1086,10 @@ def _fused_mars(
             _if9,
             _if10,
             fixed_decay,
+            _compute,
+            _rounding,
+            _comp,
+            _noise,
         )
 
 
@@ -1036,7 +1119,16 @@ def _mars_kernel(
     _if9,
     _if10,
     fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_avg_sq, last_grad, max_exp_avg_sq)
+        param, grad, exp_avg, exp_avg_sq, last_grad, max_exp_avg_sq = to_compute(
+            _compute, param, grad, exp_avg, exp_avg_sq, last_grad, max_exp_avg_sq
+        )
     g = -grad if _if1 else grad
     if _if2:
         c = g
@@ -1086,6 +1178,20 @@ def _mars_kernel(
     else:
         last_grad.copy_(g.add(param.mul(wd)))
     param.add_(u.mul(-step_size))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq,
+                last_grad,
+                max_exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -1093,12 +1199,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _mars_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

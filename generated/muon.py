@@ -12,6 +12,14 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    load_keeping_policy,
+    policy_defaults,
+    store_state_dtypes,
+)
+
 __all__ = ["Muon", "muon"]
 
 
@@ -27,6 +35,11 @@ class Muon(Optimizer):
         eps: float = 1e-7,
         ns_steps: int = 5,
         adjust_lr_fn: str | None = None,
+        *,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -54,6 +67,17 @@ class Muon(Optimizer):
             "ns_steps": ns_steps,
             "adjust_lr_fn": adjust_lr_fn,
         }
+        defaults.update(
+            policy_defaults(
+                "Muon",
+                ("momentum_buffer",),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         for group in self.param_groups:
@@ -74,6 +98,7 @@ class Muon(Optimizer):
         state["momentum_buffer"] = torch.zeros_like(
             p, memory_format=torch.preserve_format
         )
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, momentum_buffers):
         has_complex = False
@@ -122,6 +147,7 @@ class Muon(Optimizer):
                 grads,
                 momentum_buffers,
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 weight_decay=group["weight_decay"],
                 momentum=group["momentum"],
@@ -135,6 +161,12 @@ class Muon(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Muon.__doc__ = r"""Implements Muon algorithm.
@@ -201,6 +233,7 @@ def muon(
     foreach: bool | None = None,
     differentiable: bool = False,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     weight_decay,
     momentum,
@@ -216,6 +249,31 @@ def muon(
 
     See :class:`Muon` for details.
     """
+    if precision is not None:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        for lists in precision.chunks(
+            [params, grads, momentum_buffers],
+            ["param", "grad", "momentum_buffer"],
+            per_tensor=not (False),
+        ):
+            muon(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                has_complex=has_complex,
+                lr=lr,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                nesterov=nesterov,
+                a=a,
+                b=b,
+                c=c,
+                eps=eps,
+                ns_steps=ns_steps,
+                adjust_lr_fn=adjust_lr_fn,
+            )
+        return
     _single_tensor_muon(
         params,
         grads,

@@ -15,6 +15,17 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    stored_dtype,
+    to_compute,
+)
+
 __all__ = ["NovoGrad", "novograd"]
 
 
@@ -33,6 +44,10 @@ class NovoGrad(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -56,6 +71,17 @@ class NovoGrad(Optimizer):
             "maximize": maximize,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "NovoGrad",
+                ("grads_ema", "moments"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -126,6 +152,7 @@ class NovoGrad(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -142,6 +169,12 @@ class NovoGrad(Optimizer):
                 self.state[p]["moments"] = buf
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 NovoGrad.__doc__ = r"""Adaptive updates with layer wise squared gradient norms.
@@ -202,6 +235,7 @@ def novograd(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -216,6 +250,37 @@ def novograd(
 
     See :class:`NovoGrad` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, grads_emas, momentss],
+            ["param", "grad", "grads_ema", "moments"],
+            per_tensor=not (foreach or fused),
+        ):
+            novograd(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                grad_averaging=grad_averaging,
+                eps=eps,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -227,6 +292,7 @@ def novograd(
             grads_emas,
             momentss,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -422,6 +488,7 @@ def _fused_novograd(
     momentss: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -467,12 +534,16 @@ def _fused_novograd(
         _first_grads_ema = grads_ema is None
         if _first_grads_ema:
             grads_ema = grads_emas[i] = torch.empty_like(
-                param, memory_format=torch.preserve_format
+                param,
+                dtype=stored_dtype(precision, "grads_ema"),
+                memory_format=torch.preserve_format,
             )
         _first_moments = moments is None
         if _first_moments:
             moments = momentss[i] = torch.empty_like(
-                param, memory_format=torch.preserve_format
+                param,
+                dtype=stored_dtype(precision, "moments"),
+                memory_format=torch.preserve_format,
             )
         _if3 = False
         _if4 = False
@@ -487,6 +558,7 @@ def _fused_novograd(
             grad = torch.view_as_real(grad)
             grads_ema = torch.view_as_real(grads_ema)
             moments = torch.view_as_real(moments)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -505,6 +577,10 @@ def _fused_novograd(
             grad_averaging,
             _first_grads_ema,
             _first_moments,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -526,7 +602,16 @@ def _novograd_kernel(
     grad_averaging,
     _first_grads_ema,
     _first_moments,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, grads_ema, moments)
+        param, grad, grads_ema, moments = to_compute(
+            _compute, param, grad, grads_ema, moments
+        )
     g = -grad if _if1 else grad
     if _first_grads_ema:
         grads_ema.copy_(g.norm().square_())
@@ -544,6 +629,18 @@ def _novograd_kernel(
     else:
         moments.mul_(beta1).add_(g.mul(1 - beta1 if grad_averaging else 1))
     param.add_(moments.mul(-lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                grads_ema,
+                moments,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -551,12 +648,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _novograd_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -15,6 +15,17 @@ from torch.optim.optimizer import (
     _device_dtype_check_for_fused,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["Prodigy", "prodigy"]
 
 
@@ -38,6 +49,10 @@ class Prodigy(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -68,6 +83,17 @@ class Prodigy(Optimizer):
             "foreach": foreach,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "Prodigy",
+                ("s", "p0", "exp_avg", "exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -98,6 +124,7 @@ class Prodigy(Optimizer):
         state["p0"] = p.detach().clone(memory_format=torch.preserve_format)
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, ss, p0s, exp_avgs, exp_avg_sqs):
         has_complex = False
@@ -200,6 +227,7 @@ class Prodigy(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 beta1=beta1,
                 beta2=beta2,
                 d0=group["d0"],
@@ -250,6 +278,7 @@ class Prodigy(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 weight_decay=group["weight_decay"],
                 weight_decouple=group["weight_decouple"],
                 fixed_decay=group["fixed_decay"],
@@ -259,6 +288,12 @@ class Prodigy(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Prodigy.__doc__ = r"""Prodigy: Adam with a learning rate estimated from the distance to the solution.
@@ -347,6 +382,7 @@ def prodigy(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     beta1,
     beta2,
     d0,
@@ -362,6 +398,38 @@ def prodigy(
 
     See :class:`Prodigy` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, ss, p0s, exp_avgs, exp_avg_sqs],
+            ["param", "grad", "s", "p0", "exp_avg", "exp_avg_sq"],
+            per_tensor=not (foreach or fused),
+        ):
+            prodigy(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                beta1=beta1,
+                beta2=beta2,
+                d0=d0,
+                safeguard_warmup=safeguard_warmup,
+                maximize=maximize,
+                d=d,
+                d_lr=d_lr,
+                beta3_t=beta3_t,
+                d_numerator=d_numerator,
+                d_de_nom=d_de_nom,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -375,6 +443,7 @@ def prodigy(
             exp_avgs,
             exp_avg_sqs,
             has_complex=has_complex,
+            precision=precision,
             beta1=beta1,
             beta2=beta2,
             d0=d0,
@@ -550,6 +619,7 @@ def prodigy_pass2(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     weight_decay,
     weight_decouple,
     fixed_decay,
@@ -561,6 +631,34 @@ def prodigy_pass2(
 
     See :class:`Prodigy` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, ss, p0s, exp_avgs, exp_avg_sqs],
+            ["param", "grad", "s", "p0", "exp_avg", "exp_avg_sq"],
+            per_tensor=not (foreach or fused),
+        ):
+            prodigy_pass2(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                eps=eps,
+                d=d,
+                d_lr=d_lr,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -574,6 +672,7 @@ def prodigy_pass2(
             exp_avgs,
             exp_avg_sqs,
             has_complex=has_complex,
+            precision=precision,
             weight_decay=weight_decay,
             weight_decouple=weight_decouple,
             fixed_decay=fixed_decay,
@@ -718,6 +817,7 @@ def _fused_prodigy(
     exp_avg_sqs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     beta1,
     beta2,
     d0,
@@ -772,6 +872,7 @@ def _fused_prodigy(
             p0 = torch.view_as_real(p0)
             exp_avg = torch.view_as_real(exp_avg)
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -789,6 +890,10 @@ def _fused_prodigy(
             _beta3_t,
             _if1,
             safeguard_warmup,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -809,7 +914,16 @@ def _prodigy_kernel(
     beta3_t,
     _if1,
     safeguard_warmup,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, s, p0, exp_avg, exp_avg_sq)
+        param, grad, s, p0, exp_avg, exp_avg_sq = to_compute(
+            _compute, param, grad, s, p0, exp_avg, exp_avg_sq
+        )
     g = -grad if _if1 else grad
     d_numerator.add_(
         torch.dot(g.flatten(), p0.sub(param).flatten()).mul_(d / d0 * d_lr)
@@ -818,6 +932,20 @@ def _prodigy_kernel(
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(d * d * (1 - beta2)), g)
     s.mul_(beta3_t).add_(g.mul(d / d0 * (d if safeguard_warmup else d_lr)))
     d_de_nom.add_(s.abs().sum())
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                s,
+                p0,
+                exp_avg,
+                exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -825,12 +953,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _prodigy_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 
@@ -860,6 +989,7 @@ def _fused_prodigy_pass2(
     exp_avg_sqs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     weight_decay,
     weight_decouple,
     fixed_decay,
@@ -905,6 +1035,7 @@ def _fused_prodigy_pass2(
             p0 = torch.view_as_real(p0)
             exp_avg = torch.view_as_real(exp_avg)
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -919,6 +1050,10 @@ def _fused_prodigy_pass2(
             _if1,
             _if2,
             fixed_decay,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -936,13 +1071,36 @@ def _prodigy_pass2_kernel(
     _if1,
     _if2,
     fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, s, p0, exp_avg, exp_avg_sq)
+        param, grad, s, p0, exp_avg, exp_avg_sq = to_compute(
+            _compute, param, grad, s, p0, exp_avg, exp_avg_sq
+        )
     if _if1:
         param.mul_(1 - weight_decay * (1 if fixed_decay else d_lr))
     if _if2:
         param.addcdiv_(exp_avg.mul(-d_lr), exp_avg_sq.sqrt().add_(d * eps))
     else:
         param.add_(exp_avg.atan2(exp_avg_sq.sqrt()).mul_(-d_lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                s,
+                p0,
+                exp_avg,
+                exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -950,12 +1108,13 @@ def _compiled_kernel_pass2():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _prodigy_pass2_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -18,6 +18,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["QHAdam", "qhadam"]
 
 
@@ -36,6 +47,10 @@ class QHAdam(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -63,6 +78,17 @@ class QHAdam(Optimizer):
             "foreach": foreach,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "QHAdam",
+                ("exp_avg", "exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -169,6 +195,7 @@ class QHAdam(Optimizer):
         )
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(
         self,
@@ -255,6 +282,7 @@ class QHAdam(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -268,6 +296,12 @@ class QHAdam(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 QHAdam.__doc__ = r"""Adam with quasi-hyperbolic moment averaging.
@@ -340,6 +374,7 @@ def qhadam(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -355,6 +390,47 @@ def qhadam(
 
     See :class:`QHAdam` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [
+                params,
+                grads,
+                exp_avgs,
+                exp_avg_sqs,
+                beta1_weights,
+                beta2_weights,
+                beta1_rates,
+                beta2_rates,
+            ],
+            ["param", "grad", "exp_avg", "exp_avg_sq", None, None, None, None],
+            per_tensor=not (foreach or fused),
+        ):
+            qhadam(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                nu1=nu1,
+                nu2=nu2,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                eps=eps,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -370,6 +446,7 @@ def qhadam(
             beta1_rates,
             beta2_rates,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -623,6 +700,7 @@ def _fused_qhadam(
     beta2_rates: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -699,6 +777,7 @@ def _fused_qhadam(
             grad = torch.view_as_real(grad)
             exp_avg = torch.view_as_real(exp_avg)
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -715,6 +794,10 @@ def _fused_qhadam(
             _if2,
             _if3,
             fixed_decay,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -734,7 +817,16 @@ def _qhadam_kernel(
     _if2,
     _if3,
     fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_avg_sq)
+        param, grad, exp_avg, exp_avg_sq = to_compute(
+            _compute, param, grad, exp_avg, exp_avg_sq
+        )
     g = -grad if _if1 else grad
     if _if2:
         if _if3:
@@ -746,6 +838,18 @@ def _qhadam_kernel(
     numer = exp_avg.mul(nu1).add_(g.mul(1 - nu1))
     denom = exp_avg_sq.mul(nu2).addcmul_(g.mul(1 - nu2), g).sqrt_().add_(eps)
     param.addcdiv_(numer.mul(-lr), denom)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -753,12 +857,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _qhadam_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -20,6 +20,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["RAdam", "radam"]
 
 
@@ -38,6 +49,10 @@ class RAdam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -63,6 +78,17 @@ class RAdam(Optimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "RAdam",
+                ("exp_avg", "exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -107,6 +133,7 @@ class RAdam(Optimizer):
         )
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, state_steps):
         has_complex = False
@@ -179,6 +206,7 @@ class RAdam(Optimizer):
                 capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -189,6 +217,12 @@ class RAdam(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 RAdam.__doc__ = r"""Implements RAdam algorithm.
@@ -258,6 +292,7 @@ def radam(
     capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -270,6 +305,36 @@ def radam(
 
     See :class:`RAdam` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, exp_avgs, exp_avg_sqs, state_steps],
+            ["param", "grad", "exp_avg", "exp_avg_sq", None],
+            per_tensor=not (foreach or fused),
+        ):
+            radam(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                capturable=capturable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                eps=eps,
+                weight_decay=weight_decay,
+                decoupled_weight_decay=decoupled_weight_decay,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -282,6 +347,7 @@ def radam(
             exp_avg_sqs,
             state_steps,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -594,6 +660,7 @@ def _fused_radam(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -660,6 +727,7 @@ def _fused_radam(
             grad = torch.view_as_real(grad)
             exp_avg = torch.view_as_real(exp_avg)
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -677,6 +745,10 @@ def _fused_radam(
             _if2,
             _if3,
             _if4,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -697,7 +769,16 @@ def _radam_kernel(
     _if2,
     _if3,
     _if4,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg, exp_avg_sq)
+        param, grad, exp_avg, exp_avg_sq = to_compute(
+            _compute, param, grad, exp_avg, exp_avg_sq
+        )
     g = -grad if _if1 else grad
     if _if2:
         if _if3:
@@ -714,6 +795,18 @@ def _radam_kernel(
         param.sub_(m_hat.mul(lr).mul_(adaptive_lr).mul_(rect))
     else:
         param.sub_(m_hat.mul(lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+                exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -721,12 +814,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _radam_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

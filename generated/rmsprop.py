@@ -19,6 +19,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["RMSprop", "rmsprop"]
 
 
@@ -38,6 +49,10 @@ class RMSprop(Optimizer):
         differentiable: bool = False,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -64,6 +79,17 @@ class RMSprop(Optimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "RMSprop",
+                ("square_avg", "momentum_buffer", "grad_avg"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -113,6 +139,7 @@ class RMSprop(Optimizer):
             )
         if group["centered"]:
             state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(
         self,
@@ -206,6 +233,7 @@ class RMSprop(Optimizer):
                 capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 alpha=group["alpha"],
                 eps=group["eps"],
@@ -216,6 +244,12 @@ class RMSprop(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 RMSprop.__doc__ = r"""Implements RMSprop algorithm.
@@ -282,6 +316,7 @@ def rmsprop(
     capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     alpha,
     eps,
@@ -294,6 +329,36 @@ def rmsprop(
 
     See :class:`RMSprop` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, square_avgs, momentum_buffers, grad_avgs, state_steps],
+            ["param", "grad", "square_avg", "momentum_buffer", "grad_avg", None],
+            per_tensor=not (foreach or fused),
+        ):
+            rmsprop(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                capturable=capturable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                alpha=alpha,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                centered=centered,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -307,6 +372,7 @@ def rmsprop(
             grad_avgs,
             state_steps,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             alpha=alpha,
             eps=eps,
@@ -519,6 +585,7 @@ def _fused_rmsprop(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     alpha,
     eps,
@@ -577,6 +644,7 @@ def _fused_rmsprop(
                 else None
             )
             grad_avg = torch.view_as_real(grad_avg) if grad_avg is not None else None
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -592,6 +660,10 @@ def _fused_rmsprop(
             _if2,
             _if3,
             _if4,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -610,7 +682,16 @@ def _rmsprop_kernel(
     _if2,
     _if3,
     _if4,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, square_avg, momentum_buffer, grad_avg)
+        param, grad, square_avg, momentum_buffer, grad_avg = to_compute(
+            _compute, param, grad, square_avg, momentum_buffer, grad_avg
+        )
     g = -grad if _if1 else grad
     if _if2:
         g = g.add(param.mul(weight_decay))
@@ -625,6 +706,19 @@ def _rmsprop_kernel(
         param.add_(momentum_buffer.mul(-lr))
     else:
         param.addcdiv_(g.mul(-lr), avg)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                square_avg,
+                momentum_buffer,
+                grad_avg,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -632,12 +726,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _rmsprop_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -19,6 +19,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["Rprop", "rprop"]
 
 
@@ -35,6 +46,10 @@ class Rprop(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -52,6 +67,17 @@ class Rprop(Optimizer):
             "capturable": capturable,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "Rprop",
+                ("prev", "step_size"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -100,6 +126,7 @@ class Rprop(Optimizer):
         state["step_size"] = torch.full_like(
             p, init_value, memory_format=torch.preserve_format
         )
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, prevs, step_sizes, state_steps):
         has_complex = False
@@ -175,6 +202,7 @@ class Rprop(Optimizer):
                 capturable=group["capturable"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 etaminus=etaminus,
                 etaplus=etaplus,
@@ -184,6 +212,12 @@ class Rprop(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Rprop.__doc__ = r"""Implements the resilient backpropagation algorithm.
@@ -238,6 +272,7 @@ def rprop(
     capturable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     etaminus,
     etaplus,
@@ -249,6 +284,35 @@ def rprop(
 
     See :class:`Rprop` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, prevs, step_sizes, state_steps],
+            ["param", "grad", "prev", "step_size", None],
+            per_tensor=not (foreach or fused),
+        ):
+            rprop(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                capturable=capturable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                etaminus=etaminus,
+                etaplus=etaplus,
+                step_size_min=step_size_min,
+                step_size_max=step_size_max,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -261,6 +325,7 @@ def rprop(
             step_sizes,
             state_steps,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             etaminus=etaminus,
             etaplus=etaplus,
@@ -439,6 +504,7 @@ def _fused_rprop(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     etaminus,
     etaplus,
@@ -484,6 +550,7 @@ def _fused_rprop(
             grad = torch.view_as_real(grad)
             prev = torch.view_as_real(prev)
             step_size = torch.view_as_real(step_size)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -494,12 +561,33 @@ def _fused_rprop(
             _step_size_min,
             _step_size_max,
             _if1,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
 def _rprop_kernel(
-    param, grad, prev, step_size, etaplus, etaminus, step_size_min, step_size_max, _if1
+    param,
+    grad,
+    prev,
+    step_size,
+    etaplus,
+    etaminus,
+    step_size_min,
+    step_size_max,
+    _if1,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, prev, step_size)
+        param, grad, prev, step_size = to_compute(
+            _compute, param, grad, prev, step_size
+        )
     g = -grad if _if1 else grad
     agreement = g.mul(prev).sign_()
     factor = torch.where(
@@ -511,6 +599,18 @@ def _rprop_kernel(
     g = torch.where(factor.eq(etaminus), 0, g)
     param.addcmul_(g.sign().mul_(-1), step_size)
     prev.copy_(g)
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                prev,
+                step_size,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -518,12 +618,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _rprop_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

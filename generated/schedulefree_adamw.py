@@ -16,6 +16,17 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["ScheduleFreeAdamW", "schedulefree_adamw"]
 
 
@@ -36,6 +47,10 @@ class ScheduleFreeAdamW(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -65,6 +80,17 @@ class ScheduleFreeAdamW(Optimizer):
             "foreach": foreach,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "ScheduleFreeAdamW",
+                ("z", "exp_avg_sq", "max_exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -93,6 +119,7 @@ class ScheduleFreeAdamW(Optimizer):
             state["max_exp_avg_sq"] = torch.zeros_like(
                 p, memory_format=torch.preserve_format
             )
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, zs, exp_avg_sqs, max_exp_avg_sqs):
         has_complex = False
@@ -175,6 +202,7 @@ class ScheduleFreeAdamW(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -192,6 +220,12 @@ class ScheduleFreeAdamW(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
     @torch.no_grad()
     def eval(self):
@@ -311,6 +345,7 @@ def schedulefree_adamw(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -330,6 +365,42 @@ def schedulefree_adamw(
 
     See :class:`ScheduleFreeAdamW` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, zs, exp_avg_sqs, max_exp_avg_sqs],
+            ["param", "grad", "z", "exp_avg_sq", "max_exp_avg_sq"],
+            per_tensor=not (foreach or fused),
+        ):
+            schedulefree_adamw(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=weight_decay,
+                r=r,
+                weight_lr_power=weight_lr_power,
+                warmup_steps=warmup_steps,
+                decoupling_c=decoupling_c,
+                ams_bound=ams_bound,
+                eps=eps,
+                maximize=maximize,
+                step=step,
+                weight_sum=weight_sum,
+                lr_max=lr_max,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -342,6 +413,7 @@ def schedulefree_adamw(
             exp_avg_sqs,
             max_exp_avg_sqs,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -573,6 +645,7 @@ def _fused_schedulefree_adamw(
     max_exp_avg_sqs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -645,6 +718,7 @@ def _fused_schedulefree_adamw(
                 if max_exp_avg_sq is not None
                 else None
             )
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -661,6 +735,10 @@ def _fused_schedulefree_adamw(
             _if1,
             _if2,
             _if3,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -680,7 +758,16 @@ def _schedulefree_adamw_kernel(
     _if1,
     _if2,
     _if3,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, z, exp_avg_sq, max_exp_avg_sq)
+        param, grad, z, exp_avg_sq, max_exp_avg_sq = to_compute(
+            _compute, param, grad, z, exp_avg_sq, max_exp_avg_sq
+        )
     g = -grad if _if1 else grad
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
     if _if2:
@@ -695,6 +782,19 @@ def _schedulefree_adamw_kernel(
     param.lerp_(z, c)
     param.add_(u.mul(lr_k * (beta1 * (1 - c) - 1)))
     z.add_(u.mul(-lr_k))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                z,
+                exp_avg_sq,
+                max_exp_avg_sq,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -702,12 +802,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _schedulefree_adamw_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -16,6 +16,17 @@ from torch.optim.optimizer import (
     _use_grad_for_differentiable,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    stored_dtype,
+    to_compute,
+)
+
 __all__ = ["SGD", "sgd"]
 
 
@@ -33,6 +44,10 @@ class SGD(Optimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -55,6 +70,17 @@ class SGD(Optimizer):
             "differentiable": differentiable,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "SGD",
+                ("momentum_buffer",),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         if fused:
@@ -116,6 +142,7 @@ class SGD(Optimizer):
                 differentiable=group["differentiable"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 momentum=group["momentum"],
                 dampening=group["dampening"],
@@ -128,6 +155,12 @@ class SGD(Optimizer):
                     self.state[p]["momentum_buffer"] = buf
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 SGD.__doc__ = r"""Implements stochastic gradient descent (optionally with momentum).
@@ -181,6 +214,7 @@ def sgd(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     momentum,
     dampening,
@@ -192,6 +226,34 @@ def sgd(
 
     See :class:`SGD` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, momentum_buffers],
+            ["param", "grad", "momentum_buffer"],
+            per_tensor=not (foreach or fused),
+        ):
+            sgd(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -202,6 +264,7 @@ def sgd(
             grads,
             momentum_buffers,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             momentum=momentum,
             dampening=dampening,
@@ -353,6 +416,7 @@ def _fused_sgd(
     momentum_buffers: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     momentum,
     dampening,
@@ -390,7 +454,9 @@ def _fused_sgd(
         _first_momentum_buffer = momentum != 0 and momentum_buffer is None
         if _first_momentum_buffer:
             momentum_buffer = momentum_buffers[i] = torch.empty_like(
-                param, memory_format=torch.preserve_format
+                param,
+                dtype=stored_dtype(precision, "momentum_buffer"),
+                memory_format=torch.preserve_format,
             )
         _if4 = False
         _if1 = maximize
@@ -406,6 +472,7 @@ def _fused_sgd(
                 if momentum_buffer is not None
                 else None
             )
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -419,6 +486,10 @@ def _fused_sgd(
             _if3,
             _if4,
             _first_momentum_buffer,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -435,7 +506,16 @@ def _sgd_kernel(
     _if3,
     _if4,
     _first_momentum_buffer,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, momentum_buffer)
+        param, grad, momentum_buffer = to_compute(
+            _compute, param, grad, momentum_buffer
+        )
     g = -grad if _if1 else grad
     if _if2:
         g = g.add(param.mul(weight_decay))
@@ -446,6 +526,17 @@ def _sgd_kernel(
             momentum_buffer.mul_(momentum).add_(g.mul(1 - dampening))
         g = g.add(momentum_buffer.mul(momentum)) if _if4 else momentum_buffer
     param.add_(g.mul(-lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                momentum_buffer,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -453,12 +544,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _sgd_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -15,6 +15,17 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["SignSGD", "signsgd"]
 
 
@@ -30,6 +41,10 @@ class SignSGD(Optimizer):
         maximize: bool = False,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -46,6 +61,17 @@ class SignSGD(Optimizer):
             "maximize": maximize,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "SignSGD",
+                ("momentum_buffer",),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         for group in self.param_groups:
@@ -72,6 +98,7 @@ class SignSGD(Optimizer):
             state["momentum_buffer"] = torch.zeros_like(
                 p, memory_format=torch.preserve_format
             )
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, momentum_buffers):
         has_complex = False
@@ -121,6 +148,7 @@ class SignSGD(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 momentum=group["momentum"],
                 weight_decay=group["weight_decay"],
@@ -129,6 +157,12 @@ class SignSGD(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 SignSGD.__doc__ = r"""Sign based SGD with optional momentum.
@@ -187,6 +221,7 @@ def signsgd(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     momentum,
     weight_decay,
@@ -197,6 +232,33 @@ def signsgd(
 
     See :class:`SignSGD` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, momentum_buffers],
+            ["param", "grad", "momentum_buffer"],
+            per_tensor=not (foreach or fused),
+        ):
+            signsgd(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -207,6 +269,7 @@ def signsgd(
             grads,
             momentum_buffers,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             momentum=momentum,
             weight_decay=weight_decay,
@@ -344,6 +407,7 @@ def _fused_signsgd(
     momentum_buffers: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     momentum,
     weight_decay,
@@ -391,6 +455,7 @@ def _fused_signsgd(
                 if momentum_buffer is not None
                 else None
             )
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -403,6 +468,10 @@ def _fused_signsgd(
             _if3,
             _if4,
             _if5,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
@@ -418,7 +487,16 @@ def _signsgd_kernel(
     _if3,
     _if4,
     _if5,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, momentum_buffer)
+        param, grad, momentum_buffer = to_compute(
+            _compute, param, grad, momentum_buffer
+        )
     g = -grad if _if1 else grad
     if _if2:
         if _if3:
@@ -431,6 +509,17 @@ def _signsgd_kernel(
         param.add_(momentum_buffer.sign().mul_(-lr))
     else:
         param.add_(g.sign().mul_(-lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                momentum_buffer,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -438,12 +527,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _signsgd_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

@@ -12,6 +12,14 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    load_keeping_policy,
+    policy_defaults,
+    store_state_dtypes,
+)
+
 __all__ = ["SparseAdam", "sparse_adam"]
 
 
@@ -23,6 +31,11 @@ class SparseAdam(Optimizer):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         maximize: bool = False,
+        *,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if isinstance(lr, Tensor) and lr.numel() != 1:
             raise ValueError("Tensor lr must be 1-element")
@@ -40,6 +53,17 @@ class SparseAdam(Optimizer):
             "eps": eps,
             "maximize": maximize,
         }
+        defaults.update(
+            policy_defaults(
+                "SparseAdam",
+                ("exp_avg", "exp_avg_sq"),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         for group in self.param_groups:
@@ -63,6 +87,7 @@ class SparseAdam(Optimizer):
         state["step"] = 0
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, exp_avgs, exp_avg_sqs, state_steps):
         has_complex = False
@@ -115,6 +140,7 @@ class SparseAdam(Optimizer):
                 exp_avg_sqs,
                 state_steps,
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta1=beta1,
                 beta2=beta2,
@@ -125,6 +151,12 @@ class SparseAdam(Optimizer):
                 self.state[p]["step"] = value
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 SparseAdam.__doc__ = r"""SparseAdam implements a masked version of the Adam algorithm suitable for sparse gradients.
@@ -176,6 +208,7 @@ def sparse_adam(
     foreach: bool | None = None,
     differentiable: bool = False,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta1,
     beta2,
@@ -186,6 +219,26 @@ def sparse_adam(
 
     See :class:`SparseAdam` for details.
     """
+    if precision is not None:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        for lists in precision.chunks(
+            [params, grads, exp_avgs, exp_avg_sqs, state_steps],
+            ["param", "grad", "exp_avg", "exp_avg_sq", None],
+            per_tensor=not (False),
+        ):
+            sparse_adam(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                has_complex=has_complex,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                eps=eps,
+                maximize=maximize,
+            )
+        return
     _single_tensor_sparse_adam(
         params,
         grads,

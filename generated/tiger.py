@@ -15,6 +15,17 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.precision import (
+    Precision,
+    group_precision,
+    kernel_policy,
+    load_keeping_policy,
+    policy_defaults,
+    store_back,
+    store_state_dtypes,
+    to_compute,
+)
+
 __all__ = ["Tiger", "tiger"]
 
 
@@ -31,6 +42,10 @@ class Tiger(Optimizer):
         maximize: bool = False,
         *,
         fused: bool | None = None,
+        state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
+        compute_dtype: torch.dtype | None = None,
+        param_rounding: str = "nearest",
+        rounding_seed: int | None = None,
     ) -> None:
         if not lr >= 0:
             raise ValueError(f"learning rate must be positive. ({lr} > 0)")
@@ -48,6 +63,17 @@ class Tiger(Optimizer):
             "maximize": maximize,
             "fused": fused,
         }
+        defaults.update(
+            policy_defaults(
+                "Tiger",
+                ("exp_avg",),
+                {},
+                state_dtype,
+                compute_dtype,
+                param_rounding,
+                rounding_seed,
+            )
+        )
         super().__init__(params, defaults)
 
         for group in self.param_groups:
@@ -72,6 +98,7 @@ class Tiger(Optimizer):
     def _init_state(self, group, p):
         state = self.state[p]
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        store_state_dtypes(state, group)
 
     def _init_group(self, group, params, grads, exp_avgs):
         has_complex = False
@@ -120,6 +147,7 @@ class Tiger(Optimizer):
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
+                precision=group_precision(self, group, params),
                 lr=group["lr"],
                 beta=group["beta"],
                 weight_decay=group["weight_decay"],
@@ -129,6 +157,12 @@ class Tiger(Optimizer):
             )
 
         return loss
+
+    def load_state_dict(self, state_dict):
+        """Load the optimizer state, keeping this optimizer's precision policy (see
+        ``generator.precision``: states it stores in another dtype than their parameter's are
+        cast from the saved tensors, not through the parameter's dtype)."""
+        load_keeping_policy(self, state_dict, super().load_state_dict)
 
 
 Tiger.__doc__ = r"""Sign based updates with a single gradient momentum buffer.
@@ -184,6 +218,7 @@ def tiger(
     differentiable: bool = False,
     fused: bool | None = None,
     has_complex: bool = False,
+    precision: Precision | None = None,
     lr,
     beta,
     weight_decay,
@@ -195,6 +230,34 @@ def tiger(
 
     See :class:`Tiger` for details.
     """
+    # on CPU the fused kernel applies a precision policy itself
+    in_kernel = fused and bool(params) and params[0].is_cpu
+    if precision is not None and not in_kernel:
+        # the precision policy (generator.precision): the update runs on copies in the
+        # compute dtype, one parameter at a time on the for-loop path, stored back after it
+        if foreach is None and not fused:
+            _, foreach = _default_to_fused_or_foreach(
+                params, differentiable, use_fused=False
+            )
+        for lists in precision.chunks(
+            [params, grads, exp_avgs],
+            ["param", "grad", "exp_avg"],
+            per_tensor=not (foreach or fused),
+        ):
+            tiger(
+                *lists,
+                foreach=foreach,
+                differentiable=differentiable,
+                fused=fused,
+                has_complex=has_complex,
+                lr=lr,
+                beta=beta,
+                weight_decay=weight_decay,
+                weight_decouple=weight_decouple,
+                fixed_decay=fixed_decay,
+                maximize=maximize,
+            )
+        return
     if fused:
         if foreach:
             raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
@@ -205,6 +268,7 @@ def tiger(
             grads,
             exp_avgs,
             has_complex=has_complex,
+            precision=precision,
             lr=lr,
             beta=beta,
             weight_decay=weight_decay,
@@ -336,6 +400,7 @@ def _fused_tiger(
     exp_avgs: list[Tensor],
     *,
     has_complex: bool,
+    precision: Precision | None = None,
     lr,
     beta,
     weight_decay,
@@ -380,6 +445,7 @@ def _fused_tiger(
             param = torch.view_as_real(param)
             grad = torch.view_as_real(grad)
             exp_avg = torch.view_as_real(exp_avg)
+        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
             _flat(grad),
@@ -392,12 +458,33 @@ def _fused_tiger(
             _if3,
             _if4,
             fixed_decay,
+            _compute,
+            _rounding,
+            _flat(_comp),
+            _flat(_noise),
         )
 
 
 def _tiger_kernel(
-    param, grad, exp_avg, weight_decay, lr, beta, _if1, _if2, _if3, _if4, fixed_decay
+    param,
+    grad,
+    exp_avg,
+    weight_decay,
+    lr,
+    beta,
+    _if1,
+    _if2,
+    _if3,
+    _if4,
+    fixed_decay,
+    _compute,
+    _rounding,
+    _comp,
+    _noise,
 ):
+    if _compute is not None:
+        _stored = (param, exp_avg)
+        param, grad, exp_avg = to_compute(_compute, param, grad, exp_avg)
     g = -grad if _if1 else grad
     if _if2:
         if _if3:
@@ -407,6 +494,17 @@ def _tiger_kernel(
                 g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta)
     param.add_(exp_avg.sign().mul_(-lr))
+    if _compute is not None:
+        store_back(
+            _stored,
+            (
+                param,
+                exp_avg,
+            ),
+            _rounding,
+            _comp,
+            _noise,
+        )
 
 
 @functools.cache
@@ -414,12 +512,13 @@ def _compiled_kernel():
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call)
+    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
+    # dtype rounds as it does in eager mode, which Kahan summation relies on)
     return torch.compile(
         _tiger_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
     )
 
 

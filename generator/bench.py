@@ -82,10 +82,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the options of `optimgen bench`."""
     parser.add_argument(
         "--optimizers",
-        default=",".join(TWINS),
+        default=None,
         metavar="LIST",
         help=f"comma-separated optimizers, of {', '.join(ALL_TWINS)} "
-        f"(default: {','.join(TWINS)}; Muon takes the 2-D tensors only, for-loop only)",
+        f"(default: {','.join(TWINS)}; Muon takes the 2-D tensors only, for-loop only); "
+        "with --policies, any generated optimizer (default: Adam,Lion)",
+    )
+    parser.add_argument(
+        "--policies",
+        default=None,
+        metavar="LIST",
+        help="instead of generated against torch: the cost of precision policies, of "
+        "float32, bf16, bf16-kahan, bf16-stochastic, bf16-state (as `optimgen train`), "
+        "step time relative to float32 and state memory per policy",
     )
     parser.add_argument(
         "--impl",
@@ -420,9 +429,13 @@ def _bench_one(
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; 0 on success, 1 if an optimizer failed, 2 on bad options,
     130 when interrupted (completed results are still printed and written)."""
+    if getattr(args, "policies", None):
+        from . import bench_precision
+
+        return bench_precision.run(args)
     try:
         optimizers = _split(
-            getattr(args, "optimizers", ",".join(TWINS)), ALL_TWINS, "optimizer"
+            getattr(args, "optimizers", None) or ",".join(TWINS), ALL_TWINS, "optimizer"
         )
         impls = _split(getattr(args, "impl", ",".join(IMPLS)), tuple(IMPLS), "impl")
     except ValueError as exc:

@@ -362,6 +362,26 @@ def check_state(st: S.State, out: Collector) -> None:
                 hint="e.g. `reduced over -1` for one value per row",
             )
 
+    if st.stored_as is not None:
+        if st.kind != "tensor" or st.scope != "parameter":
+            out.error(
+                "E206",
+                "`stored as` sets the dtype of a parameter's tensor state, "
+                "not of a counter or a group's value",
+                st.span,
+            )
+        elif st.stored_as not in STORAGE_DTYPES:
+            out.error(
+                "E206",
+                f"`stored as {st.stored_as}`: not a floating-point dtype",
+                st.stored_as_span or st.span,
+                hint="one of " + ", ".join(STORAGE_DTYPES),
+            )
+
+
+# the dtypes a tensor state may be stored in (`stored as NAME`), as torch names them
+STORAGE_DTYPES = ("float32", "float64", "bfloat16", "float16")
+
 
 # ---- cross-entry checks ------------------------------------------------------------------------------
 

@@ -83,6 +83,14 @@ def parser() -> argparse.ArgumentParser:
     )
     bench.add_arguments(be)
     be.set_defaults(func=bench.run)
+    from . import train
+
+    tr = sub.add_parser(
+        "train",
+        help="train a small MLP on scikit-learn's digits under several precision policies",
+    )
+    train.add_arguments(tr)
+    tr.set_defaults(func=train.run)
     from . import workbench
 
     workbench.add_arguments(sub)

@@ -325,6 +325,7 @@ class StateBuffer:
     on_device: bool
     reduced: int | None  # shaped like the parameter with this dimension of size 1
     as_number: bool  # a counter kept as a Python number, written back after the step
+    stored_as: str | None  # the storage dtype the spec declares (a torch dtype's name)
     list_name: (
         str  # name of the per-group list in the functional API (exp_avgs, state_steps)
     )

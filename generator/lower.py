@@ -1079,6 +1079,7 @@ def lower(checked: CheckedSpec) -> ir.Optimizer:
                 on_device=st.on_device,
                 reduced=None if st.reduced is None else int(st.reduced),
                 as_number=st.as_number,
+                stored_as=st.stored_as,
                 list_name=list_name(st.key),
                 var=loop_var(st.key, st.kind),
             )

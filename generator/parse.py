@@ -523,6 +523,10 @@ class _Build(Transformer):
         # kept as written; generator.check requires an integer
         return ("reduced", ("-" if sign is not None else "") + str(number))
 
+    def stored_as(self, children):
+        # kept as written; generator.check requires a floating dtype's name
+        return ("stored as", str(children[0]), self._span(children[0]))
+
     def condition(self, children):
         return children[0]
 
@@ -540,8 +544,12 @@ class _Build(Transformer):
             eager="eager" in options,
             on_device="on device" in options,
             span=self._span(meta),
-            reduced=next((o[1] for o in options if isinstance(o, tuple)), None),
+            reduced=next((o[1] for o in options if _option(o) == "reduced"), None),
             as_number="as number" in options,
+            stored_as=next((o[1] for o in options if _option(o) == "stored as"), None),
+            stored_as_span=next(
+                (o[2] for o in options if _option(o) == "stored as"), None
+            ),
         )
 
     @v_args(meta=True)
@@ -849,3 +857,8 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
 def parse_file(path: str | Path) -> S.Spec:
     p = Path(path)
     return parse(p.read_bytes(), str(path))
+
+
+def _option(o) -> str | None:
+    """The name of a state option given with a value (`reduced over -1`, `stored as bfloat16`)."""
+    return o[0] if isinstance(o, tuple) else None

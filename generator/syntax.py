@@ -402,6 +402,9 @@ class State:
     reduced: str | None = None
     # `, as number`: a counter kept as a Python number in the state (torch's SparseAdam step)
     as_number: bool = False
+    # `, stored as bfloat16`: the storage dtype of a tensor state (the precision policy's default)
+    stored_as: str | None = None
+    stored_as_span: Span | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:

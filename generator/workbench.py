@@ -108,10 +108,23 @@ def cmd_show(args) -> int:
         return 1
     text = path.read_bytes()
     spec_dir = Path(args.spec_dir)
-    if args.format == "python":
+    if args.format == "python" and not args.memory:
         print(compile_text(text, str(path), spec_dir), end="")
         return 0
     checked = check_text(text, str(path), spec_dir)
+    if args.memory:
+        from .emit.markdown import memory_table
+
+        table = memory_table(checked)
+        if not table:
+            print(
+                f"{checked.name}: no tensor state per parameter under a precision policy "
+                "(flat and random-parameter updates take none)"
+            )
+            return 0
+        print(f"{checked.name}: bytes of optimizer state per parameter element")
+        print("\n".join(table))
+        return 0
     if args.format == "latex":
         from .emit.latex import algorithm_box
 
@@ -181,6 +194,12 @@ def add_arguments(sub) -> None:
         default="python",
         help="python: the generated module; latex: the algorithm box; markdown: the "
         "documentation page; ir: the compiler's lowered statements",
+    )
+    s.add_argument(
+        "--memory",
+        action="store_true",
+        help="bytes of optimizer state per parameter element under each precision "
+        "policy (float32, bf16, bf16 + stochastic rounding or Kahan, state dtypes)",
     )
     s.add_argument("--spec-dir", default=str(build.DEFAULT_SPECS), help="fragments")
     s.set_defaults(func=cmd_show)

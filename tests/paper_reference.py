@@ -205,9 +205,15 @@ def assert_same_validation_errors(
         ), f"{name}({kwargs}): {messages[1]!r}, reference {messages[0]!r}"
 
 
-def assert_same_signature(module: str, name: str, extensions=("fused",)) -> None:
+POLICY_ARGS = ("state_dtype", "compute_dtype", "param_rounding", "rounding_seed")
+
+
+def assert_same_signature(
+    module: str, name: str, extensions=("fused",) + POLICY_ARGS
+) -> None:
     """Same arguments, order and defaults as the reference (its ``**kwargs`` aside); the
-    generated class may add keyword-only ``extensions`` after them."""
+    generated class may add keyword-only ``extensions`` after them (``fused``, and the
+    precision policy every generated optimizer takes)."""
     import inspect
 
     def args(cls):

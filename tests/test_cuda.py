@@ -260,3 +260,84 @@ def test_foreach_none_picks_the_path_torch_picks_on_cuda(name):
         f"{'foreach' if taken['generated'] else 'for-loop'} path, torch.optim.{name} the "
         f"{'foreach' if taken['torch'] else 'for-loop'} one"
     )
+
+
+# ---- the precision policy on the device (generator.precision) -------------------------------------
+
+POLICIES = {
+    "bf16-state": (torch.float32, dict(state_dtype=torch.bfloat16)),
+    "bf16-kahan": (torch.bfloat16, dict(param_rounding="kahan")),
+    "bf16-kahan-float32-state": (
+        torch.bfloat16,
+        dict(param_rounding="kahan", state_dtype=torch.float32),
+    ),
+    "bf16-stochastic": (
+        torch.bfloat16,
+        dict(param_rounding="stochastic", rounding_seed=0),
+    ),
+}
+IMPL_FLAGS = {
+    "for-loop": dict(foreach=False),
+    "foreach": dict(foreach=True),
+    "fused": dict(fused=True),
+}
+
+
+def _policy_run(name, dtype, device, flags, policy, steps=8):
+    g = torch.Generator().manual_seed(0)
+    shapes = [(64, 33), (129,), (7, 5, 3)]
+    params = [
+        torch.nn.Parameter((torch.randn(s, generator=g) + 1).to(device, dtype))
+        for s in shapes
+    ]
+    grads = [
+        [(torch.randn(s, generator=g) * 1e-2).to(device, dtype) for s in shapes]
+        for _ in range(steps)
+    ]
+    opt = getattr(__import__("generated"), name)(params, lr=1e-3, **flags, **policy)
+    for k in range(steps):
+        for p, grad in zip(params, grads[k]):
+            p.grad = grad.clone()
+        opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("impl", IMPL_FLAGS)
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("name", ["Adam", "SGD", "Lion"])
+def test_precision_policy_on_cuda_agrees_with_cpu(name, policy, impl):
+    dtype, options = POLICIES[policy]
+    flags = IMPL_FLAGS[impl]
+    on_cuda, opt = _policy_run(name, dtype, "cuda", flags, options)
+    on_cpu, _ = _policy_run(name, dtype, "cpu", dict(foreach=False), options)
+    for k, (a, b) in enumerate(zip(on_cuda, on_cpu)):
+        assert a.dtype == dtype
+        if policy == "bf16-stochastic":
+            # the device's random bits differ from the CPU's: each element is one of the
+            # neighbours of the CPU's value, within two bfloat16 spacings after 8 steps
+            torch.testing.assert_close(
+                a.cpu().float(), b.float(), rtol=2**-6, atol=1e-6
+            )
+        else:
+            # the same arithmetic in float32 on another device: a rounding may land on the
+            # other side of a bfloat16 tie, one spacing
+            torch.testing.assert_close(
+                a.cpu().float(),
+                b.float(),
+                rtol=2**-7 if dtype == torch.bfloat16 else 1e-5,
+                atol=1e-6,
+                msg=lambda m: f"{name} {policy} {impl} param {k}: {m}",
+            )
+    for p in on_cuda:
+        for key, value in opt.state[p].items():
+            if key in ("exp_avg", "exp_avg_sq", "momentum_buffer"):
+                want = options.get("state_dtype", dtype)
+                assert value.dtype == want and value.is_cuda, (key, value.dtype)
+
+
+@pytest.mark.parametrize("impl", IMPL_FLAGS)
+def test_stochastic_rounding_on_cuda_is_reproducible_with_a_seed(impl):
+    dtype, options = POLICIES["bf16-stochastic"]
+    a, _ = _policy_run("Adam", dtype, "cuda", IMPL_FLAGS[impl], options)
+    b, _ = _policy_run("Adam", dtype, "cuda", IMPL_FLAGS[impl], options)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))

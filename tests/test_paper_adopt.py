@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from paper_reference import (
+    POLICY_ARGS,
     assert_implementations_agree,
     assert_matches_reference,
     assert_same_validation_errors,
@@ -64,7 +65,7 @@ def test_adopt_signature_and_errors_match_pytorch_optimizer():
             (p.name, p.default)
             for p in inspect.signature(cls.__init__).parameters.values()
             if p.kind is not inspect.Parameter.VAR_KEYWORD
-            and p.name not in ("self", "fused")
+            and p.name not in ("self", "fused", *POLICY_ARGS)
         ]
 
     ours, theirs = dict(args(generated("adopt", "ADOPT"))), dict(

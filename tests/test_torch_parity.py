@@ -31,6 +31,7 @@ import torch
 
 from parity import (
     reference_kwargs,
+    CLOSURE_TWINS,
     FUSED_FLOAT32,
     FUSED_EXTENSION,
     FUSED_GENERATED,
@@ -248,7 +249,17 @@ def test_constructor_signature_matches_torch(name):
     def shape(params):
         return [(p.name, p.kind.name, p.default) for p in params.values()]
 
-    if name in FUSED_EXTENSION:  # the one addition: keyword-only `fused=None`, last
+    # the precision policy every generated optimizer adds, keyword-only, last (not LBFGS,
+    # whose state is flat vectors over all parameters: see README, precision policy)
+    policy = shape(ours)[-4:] if name not in CLOSURE_TWINS else []
+    assert name in CLOSURE_TWINS or policy == [
+        ("state_dtype", "KEYWORD_ONLY", None),
+        ("compute_dtype", "KEYWORD_ONLY", None),
+        ("param_rounding", "KEYWORD_ONLY", "nearest"),
+        ("rounding_seed", "KEYWORD_ONLY", None),
+    ], policy
+    ours = dict(list(ours.items())[: len(ours) - len(policy)])
+    if name in FUSED_EXTENSION:  # the one other addition: keyword-only `fused=None`
         extra = shape(ours)[-1]
         assert extra == ("fused", "KEYWORD_ONLY", None), extra
         ours = dict(list(ours.items())[:-1])

@@ -389,15 +389,31 @@ def kernel_source(opt: ir.Optimizer, fname: str) -> str:
     split = _Split(opt.body)
     tensors, numbers, decisions = kernel_inputs(opt, split)
     out = Lines()
-    args = ", ".join(tensors + numbers + decisions)
+    policy = ["_compute", "_rounding", "_comp", "_noise"]
+    args = ", ".join(tensors + numbers + decisions + policy)
     out(f"def _{fname}_kernel({args}):")
     with out.indent():
         body = Lines()
         KernelPrinter(opt, split).body(opt.body, body)
         if not body.lines:
             raise GeneratorBug("an empty fused kernel")
+        # the precision policy (generator.precision): the arithmetic in the compute dtype,
+        # the casts and the rounding in the kernel's own loop
+        stored = ["param"] + [
+            s.var for s in opt.states if s.scope == "parameter" and s.kind == "tensor"
+        ]
+        cast = stored[:1] + ["grad"] + stored[1:]
+        out("if _compute is not None:")
+        with out.indent():
+            out(f"_stored = ({', '.join(stored)}{',' * (len(stored) == 1)})")
+            out(f"{', '.join(cast)} = to_compute(_compute, {', '.join(cast)})")
         for line in body.lines:
             out(line)
+        out("if _compute is not None:")
+        with out.indent():
+            out(
+                f"store_back(_stored, ({', '.join(stored)},), _rounding, _comp, _noise)"
+            )
     return out.text()
 
 

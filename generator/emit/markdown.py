@@ -60,6 +60,63 @@ def _bytes_per_parameter(st) -> str:
     return "1 × param"
 
 
+# the precision policies the memory table compares: (column, parameter dtype, state dtype or
+# None for the parameter's (a spec's `stored as` aside), Kahan compensation)
+POLICIES = (
+    ("float32", "float32", None, False),
+    ("bf16 (torch's)", "bfloat16", None, False),
+    ("bf16 + stochastic", "bfloat16", None, False),
+    ("bf16 + Kahan", "bfloat16", None, True),
+    ("bf16, float32 state", "bfloat16", "float32", False),
+    ("float32, bf16 state", "float32", "bfloat16", False),
+)
+_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def memory_table(checked: CheckedSpec) -> list[str]:
+    """Bytes of optimizer state per parameter element under each precision policy (see
+    generator.precision), one row per tensor state, as Markdown lines; [] for a spec without
+    per-parameter tensor states, or whose update is flat or on a random parameter (those
+    take no policy)."""
+    spec = checked.spec
+    states = [s for s in spec.states if s.scope == "parameter" and s.kind == "tensor"]
+    if not states or any(u.mode != "each" for u in spec.updates):
+        return []
+    out = ["| state | " + " | ".join(c for c, *_ in POLICIES) + " |"]
+    out.append("|---" * (len(POLICIES) + 1) + "|")
+    always = [0] * len(POLICIES)
+    sometimes: list[list[str]] = [[] for _ in POLICIES]
+    for st in states:
+        cells = []
+        for k, (_, param, state, _) in enumerate(POLICIES):
+            n = _BYTES[state or st.stored_as or param]
+            cells.append(
+                f"{n} / size(param, {st.reduced})" if st.reduced is not None else str(n)
+            )
+            if st.reduced is not None:
+                continue
+            if st.condition is None:
+                always[k] += n
+            else:
+                sometimes[k].append(f"{n} if {print_expr(st.condition)}")
+        label = f"`{st.key}`" + (
+            f" (if `{_cell(print_expr(st.condition))}`)" if st.condition else ""
+        )
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    comp = [_BYTES[param] if kahan else 0 for _, param, _, kahan in POLICIES]
+    out.append(
+        "| `kahan_comp` | " + " | ".join(str(n) if n else "–" for n in comp) + " |"
+    )
+    totals = []
+    for k in range(len(POLICIES)):
+        total = str(always[k] + comp[k])
+        if sometimes[k]:
+            total += " (+ " + " + ".join(sometimes[k]) + ")"
+        totals.append(_cell(total))
+    out.append("| **total** | " + " | ".join(totals) + " |")
+    return out
+
+
 def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
     spec = checked.spec
     out = [f"# {spec.name}", ""]
@@ -104,6 +161,15 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             "",
             f"Full-size tensor states: {len(tensors)} × the parameter's memory.",
         ]
+        table = memory_table(checked)
+        if table:
+            out += ["", "### Memory per precision policy", ""]
+            out += [
+                "Bytes of optimizer state per parameter element (`optimgen show "
+                "--memory`; the options `state_dtype`, `param_rounding` of every "
+                "generated optimizer, see the README's precision policy):",
+                "",
+            ] + table
     if others:
         out += [
             "",

@@ -327,7 +327,30 @@ class ModuleRenderer:
             out.append(
                 f"{a.name}: {ann}" + ("" if a.default is None else f" = {a.default}")
             )
+        if (
+            self.opt.mode == "each"
+        ):  # the precision policy, every optimizer's (generator.precision)
+            if not star:
+                out.append("*")
+            out += [
+                "state_dtype: torch.dtype | dict[str, torch.dtype] | None = None",
+                "compute_dtype: torch.dtype | None = None",
+                'param_rounding: str = "nearest"',
+                "rounding_seed: int | None = None",
+            ]
         return out
+
+    def tensor_states(self) -> list[ir.StateBuffer]:
+        """The states a precision policy may store in another dtype: tensors, not counters."""
+        return [s for s in self.param_states() if s.kind == "tensor"]
+
+    def precision_keys(self) -> list[str | None]:
+        """What each list of the functional holds, for ``Precision.chunks``."""
+        keys = {s.list_name: s.key for s in self.tensor_states()}
+        return [
+            "param" if n == "params" else "grad" if n == "grads" else keys.get(n)
+            for n in self.group_lists()
+        ]
 
     def defaults(self) -> list[tuple[str, str]]:
         args = self.opt.arguments
@@ -489,6 +512,7 @@ class ModuleRenderer:
         if "fused" in self.args:
             out.append(("fused", 'group["fused"]'))
         out.append(("has_complex", "has_complex"))
+        out.append(("precision", "group_precision(self, group, params)"))
         totals = {s.key for s in self.totals}
         made = {
             s.name for s in ir.walk(self.opt.group_block) if isinstance(s, ir.ScalarLet)
@@ -719,15 +743,18 @@ class ModuleRenderer:
                     out(f"if _first_{s.var}:")
                     with out.indent():
                         source = first_values_on_host(opt).get(s.var)
+                        # in the dtype a precision policy stores it in (None: param's)
+                        dtype = f'stored_dtype(precision, "{s.key}")'
                         if source is not None:  # see first_values_on_host
                             out(
-                                f"{s.var} = {s.list_name}[i] = {source}.detach().clone("
-                                "memory_format=torch.preserve_format)"
+                                f"{s.var} = {s.list_name}[i] = {source}.detach().to("
+                                f"{dtype} or {source}.dtype, copy=True)"
                             )
                         else:
                             out(
                                 f"{s.var} = {s.list_name}[i] = torch.empty_like("
-                                "param, memory_format=torch.preserve_format)"
+                                f"param, dtype={dtype}, "
+                                "memory_format=torch.preserve_format)"
                             )
             if host:
                 out.lines += [("    " * out.level) + line for line in host.splitlines()]
@@ -744,12 +771,18 @@ class ModuleRenderer:
                         if t in optional
                         else f"{t} = {view}"
                     )
+            # the precision policy's inputs (generator.precision), cast in the kernel
+            out(
+                "_compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)"
+            )
             flat = "" if keeps_shapes(opt) else "_flat"
             args = [f"{flat}({t})" if flat else t for t in tensors]
             args += [
                 f"_{n}" if n in group_level else f"_number_tensor({n})" for n in numbers
             ]
             args += decisions
+            args += ["_compute", "_rounding"]
+            args += [f"{flat}({t})" if flat else t for t in ("_comp", "_noise")]
             out(f"kernel({', '.join(args)})")
         return out.text()
 
@@ -1096,6 +1129,15 @@ class ModuleRenderer:
                 if s.eager
             ],
             store_lazy=self.store_lazy(),
+            tensor_state_keys=tuple(s.key for s in self.tensor_states()),
+            declared_dtypes="{"
+            + ", ".join(
+                f'"{s.key}": torch.{s.stored_as}'
+                for s in self.tensor_states()
+                if s.stored_as
+            )
+            + "}",
+            precision_keys=self.precision_keys(),
             docstring=self.docstring(),
             methods=[self.method(m) for m in opt.methods],
             whole_tensor=bool(self.whole_tensor_check())
@@ -1125,6 +1167,7 @@ class ModuleRenderer:
             ctx["fused_body"] = self.fused_body()
             ctx["kernel"] = kernel_source(opt, ctx["fname"])
             code += ctx["fused_body"] + ctx["kernel"]
+            ctx["fused_code"] = code
             imports.append("_device_dtype_check_for_fused")
         elif opt.mode == "flat":
             ctx.update(self.flat_step())
