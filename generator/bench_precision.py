@@ -17,7 +17,6 @@ import json
 import statistics
 import sys
 import time
-from typing import Any
 
 from .bench import (
     _count,
