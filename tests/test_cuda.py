@@ -312,22 +312,33 @@ def test_precision_policy_on_cuda_agrees_with_cpu(name, policy, impl):
     on_cpu, _ = _policy_run(name, dtype, "cpu", dict(foreach=False), options)
     for k, (a, b) in enumerate(zip(on_cuda, on_cpu)):
         assert a.dtype == dtype
+        a, b = a.detach().cpu().float(), b.detach().float()
         if policy == "bf16-stochastic":
-            # the device's random bits differ from the CPU's: each element is one of the
-            # neighbours of the CPU's value, within two bfloat16 spacings after 8 steps
-            torch.testing.assert_close(
-                a.cpu().float(), b.float(), rtol=2**-6, atol=1e-6
+            # the device draws other random bits than the CPU: each run is off the exact
+            # value by at most one bfloat16 spacing per step (8 steps, 2**-7 relative at
+            # most), and both are unbiased
+            assert ((a - b).abs() <= 2 * 8 * 2**-7 * b.abs() + 1e-6).all(), (
+                name,
+                impl,
+                k,
             )
-        else:
-            # the same arithmetic in float32 on another device: a rounding may land on the
-            # other side of a bfloat16 tie, one spacing
-            torch.testing.assert_close(
-                a.cpu().float(),
-                b.float(),
-                rtol=2**-7 if dtype == torch.bfloat16 else 1e-5,
-                atol=1e-6,
-                msg=lambda m: f"{name} {policy} {impl} param {k}: {m}",
-            )
+            assert (a - b).mean().abs() <= 2**-7 * b.abs().mean() / 4, (name, impl, k)
+            continue
+        # the same arithmetic in float32 on another device (fused: compiled, with fused
+        # multiply-adds): a rounding may land on the other side of a bfloat16 tie, one
+        # spacing; Lion's sign() of a momentum within rounding of 0 may flip, and a moved
+        # parameter changes later momenta (seen on an H100: 3.5% of the elements of one
+        # tensor after 8 steps with a bfloat16 state), each flip by 2 lr (the bound below)
+        close = torch.isclose(
+            a, b, rtol=2**-7 if dtype == torch.bfloat16 else 1e-5, atol=1e-6
+        )
+        allowed = 0.05 if name == "Lion" else 0.0
+        assert (~close).float().mean() <= allowed, (
+            f"{name} {policy} {impl} param {k}: {(~close).sum()} of {a.numel()} "
+            f"elements differ, max {(a - b).abs().max():.3e}"
+        )
+        if name == "Lion":
+            assert ((a - b).abs() <= 2 * 8 * 1e-3 + 1e-6).all()
     for p in on_cuda:
         for key, value in opt.state[p].items():
             if key in ("exp_avg", "exp_avg_sq", "momentum_buffer"):
