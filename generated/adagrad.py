@@ -542,7 +542,7 @@ def _fused_adagrad(
     lr = _to_scalar(lr)
     _weight_decay = _number_tensor(weight_decay)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel()
+    kernel = _compiled_kernel(precision is not None)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -611,17 +611,18 @@ def _adagrad_kernel(
 
 
 @functools.cache
-def _compiled_kernel():
+def _compiled_kernel(policy: bool = False):
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
-    # dtype rounds as it does in eager mode, which Kahan summation relies on)
+    # in parallel; with dynamic threads OpenMP decides at each call; under a precision
+    # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
+    # summation relies on, where inductor would otherwise keep the wider value)
     return torch.compile(
         _adagrad_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": policy},
     )
 
 

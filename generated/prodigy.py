@@ -856,7 +856,7 @@ def _fused_prodigy(
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     _beta3_t = _number_tensor(beta3_t)
-    kernel = _compiled_kernel()
+    kernel = _compiled_kernel(precision is not None)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -949,17 +949,18 @@ def _prodigy_kernel(
 
 
 @functools.cache
-def _compiled_kernel():
+def _compiled_kernel(policy: bool = False):
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
-    # dtype rounds as it does in eager mode, which Kahan summation relies on)
+    # in parallel; with dynamic threads OpenMP decides at each call; under a precision
+    # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
+    # summation relies on, where inductor would otherwise keep the wider value)
     return torch.compile(
         _prodigy_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": policy},
     )
 
 
@@ -1018,7 +1019,7 @@ def _fused_prodigy_pass2(
     _d_lr = _number_tensor(d_lr)
     _d = _number_tensor(d)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel_pass2()
+    kernel = _compiled_kernel_pass2(precision is not None)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1104,17 +1105,18 @@ def _prodigy_pass2_kernel(
 
 
 @functools.cache
-def _compiled_kernel_pass2():
+def _compiled_kernel_pass2(policy: bool = False):
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
-    # dtype rounds as it does in eager mode, which Kahan summation relies on)
+    # in parallel; with dynamic threads OpenMP decides at each call; under a precision
+    # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
+    # summation relies on, where inductor would otherwise keep the wider value)
     return torch.compile(
         _prodigy_pass2_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": policy},
     )
 
 

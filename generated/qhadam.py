@@ -743,7 +743,7 @@ def _fused_qhadam(
     _nu1 = _number_tensor(nu1)
     _nu2 = _number_tensor(nu2)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel()
+    kernel = _compiled_kernel(precision is not None)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -853,17 +853,18 @@ def _qhadam_kernel(
 
 
 @functools.cache
-def _compiled_kernel():
+def _compiled_kernel(policy: bool = False):
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
-    # dtype rounds as it does in eager mode, which Kahan summation relies on)
+    # in parallel; with dynamic threads OpenMP decides at each call; under a precision
+    # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
+    # summation relies on, where inductor would otherwise keep the wider value)
     return torch.compile(
         _qhadam_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": policy},
     )
 
 

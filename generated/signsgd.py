@@ -433,7 +433,7 @@ def _fused_signsgd(
     _weight_decay = _number_tensor(weight_decay)
     _lr = _number_tensor(lr)
     _momentum = _number_tensor(momentum)
-    kernel = _compiled_kernel()
+    kernel = _compiled_kernel(precision is not None)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -523,17 +523,18 @@ def _signsgd_kernel(
 
 
 @functools.cache
-def _compiled_kernel():
+def _compiled_kernel(policy: bool = False):
     # compiled at the first fused step, once per configuration, dtype and device (the
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
-    # in parallel; with dynamic threads OpenMP decides at each call; a cast to a narrower
-    # dtype rounds as it does in eager mode, which Kahan summation relies on)
+    # in parallel; with dynamic threads OpenMP decides at each call; under a precision
+    # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
+    # summation relies on, where inductor would otherwise keep the wider value)
     return torch.compile(
         _signsgd_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True, "emulate_precision_casts": True},
+        options={"cpp.dynamic_threads": True, "emulate_precision_casts": policy},
     )
 
 

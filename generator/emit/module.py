@@ -716,7 +716,7 @@ class ModuleRenderer:
         for n in numbers:
             if n in group_level:
                 out(f"_{n} = _number_tensor({n})")
-        out(f"kernel = _compiled_kernel{self.suffix}()")
+        out(f"kernel = _compiled_kernel{self.suffix}(precision is not None)")
         out("")
         out("for i, param in enumerate(params):")
         with out.indent():
