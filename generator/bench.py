@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-from .progress import Progress
+from .progress import Progress, add_progress_arguments
 
 TWINS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")  # the default selection
 ALL_TWINS = TWINS + (
@@ -130,17 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", metavar="FILE", default=None, help="also write raw results to FILE"
     )
-    progress = parser.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="show the progress line even when stderr is not a terminal",
-    )
-    progress.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress line"
-    )
+    add_progress_arguments(parser)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .progress import Progress
+from .progress import Progress, add_progress_arguments
 
 # name → (f(torch, x, y), start, (x range), (y range), minimum or None)
 FUNCTIONS = {
@@ -64,11 +64,7 @@ def add_arguments(p) -> None:
     p.add_argument("--start", type=float, nargs=2, metavar=("X", "Y"))
     p.add_argument("--out", required=True, help="a .png, or a .gif for an animation")
     p.add_argument("--frames", type=int, default=60, help="frames of a GIF")
-    progress = p.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress", dest="progress", action="store_true", default=None
-    )
-    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_arguments(p)
 
 
 class PlotError(Exception):

@@ -1,10 +1,27 @@
-"""A progress line for the commands that take seconds (bench, verify, plot): one stderr line
-rewritten in place, shown when stderr is a terminal or when asked for."""
+"""A progress line for the commands that take seconds (bench, train, verify, plot): one stderr
+line rewritten in place, shown when stderr is a terminal or when asked for."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
+
+
+def add_progress_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--progress`` / ``--no-progress`` (``args.progress``: None means "if stderr is a
+    terminal")."""
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show the progress line even when stderr is not a terminal",
+    )
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress line"
+    )
 
 
 class Progress:

@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any, Sequence
 
-from .progress import Progress
+from .progress import Progress, add_progress_arguments
 
 # name -> (parameter dtype, optimizer options); dtypes by name so torch stays unimported
 POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -143,17 +143,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print only the table (no header, no notes, no progress line)",
     )
-    progress = parser.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="show the progress line even when stderr is not a terminal",
-    )
-    progress.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress line"
-    )
+    add_progress_arguments(parser)
 
 
 # --------------------------------------------------------------------------- helpers

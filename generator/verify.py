@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .progress import Progress
+from .progress import Progress, add_progress_arguments
 
 SHAPES = ((5, 4), (4,), (3, 3, 2), (2,))
 IMPLEMENTATION_FLAGS = {"foreach", "fused", "differentiable", "capturable"}
@@ -47,11 +47,7 @@ def add_arguments(p) -> None:
     p.add_argument("--atol", type=float, help="absolute tolerance (default: by dtype)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--spec-dir", default="specs", help="where the fragments are")
-    progress = p.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress", dest="progress", action="store_true", default=None
-    )
-    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    add_progress_arguments(p)
 
 
 def reference_class(dotted: str):
