@@ -775,7 +775,7 @@ def _adabelief_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_var, max_exp_avg_var)
         param, grad, exp_avg, exp_avg_var, max_exp_avg_var = to_compute(
             _compute, param, grad, exp_avg, exp_avg_var, max_exp_avg_var
@@ -809,12 +809,7 @@ def _adabelief_kernel(
     if _compute is not None:
         store_back(
             _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_var,
-                max_exp_avg_var,
-            ),
+            (param, exp_avg, exp_avg_var, max_exp_avg_var),
             _rounding,
             _comp,
             _noise,

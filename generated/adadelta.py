@@ -570,7 +570,7 @@ def _adadelta_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, square_avg, acc_delta)
         param, grad, square_avg, acc_delta = to_compute(
             _compute, param, grad, square_avg, acc_delta
@@ -584,17 +584,7 @@ def _adadelta_kernel(
     acc_delta.mul_(rho).addcmul_(delta.mul(1 - rho), delta)
     param.add_(delta.mul(-lr))
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                square_avg,
-                acc_delta,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, square_avg, acc_delta), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -588,7 +588,7 @@ def _adagrad_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, state_sum)
         param, grad, state_sum = to_compute(_compute, param, grad, state_sum)
     g = -grad if _if1 else grad
@@ -598,16 +598,7 @@ def _adagrad_kernel(
     std = state_sum.sqrt().add_(eps)
     param.addcdiv_(g.mul(-clr), std)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                state_sum,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, state_sum), _rounding, _comp, _noise)
 
 
 @functools.cache

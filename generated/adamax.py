@@ -597,7 +597,7 @@ def _adamax_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_inf)
         param, grad, exp_avg, exp_inf = to_compute(
             _compute, param, grad, exp_avg, exp_inf
@@ -610,17 +610,7 @@ def _adamax_kernel(
     torch.maximum(exp_inf, g.abs().add_(eps), out=exp_inf)
     param.addcdiv_(exp_avg.mul(-clr), exp_inf)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-                exp_inf,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, exp_avg, exp_inf), _rounding, _comp, _noise)
 
 
 @functools.cache

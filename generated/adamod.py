@@ -608,7 +608,7 @@ def _adamod_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, exp_avg_lr)
         param, grad, exp_avg, exp_avg_sq, exp_avg_lr = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, exp_avg_lr
@@ -627,16 +627,7 @@ def _adamod_kernel(
     param.sub_(torch.minimum(eta, exp_avg_lr).mul_(exp_avg))
     if _compute is not None:
         store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-                exp_avg_lr,
-            ),
-            _rounding,
-            _comp,
-            _noise,
+            _stored, (param, exp_avg, exp_avg_sq, exp_avg_lr), _rounding, _comp, _noise
         )
 
 

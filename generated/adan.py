@@ -668,7 +668,7 @@ def _adan_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad)
         param, grad, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad
@@ -692,13 +692,7 @@ def _adan_kernel(
     if _compute is not None:
         store_back(
             _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-                exp_avg_diff,
-                previous_grad,
-            ),
+            (param, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad),
             _rounding,
             _comp,
             _noise,

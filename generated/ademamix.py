@@ -698,7 +698,7 @@ def _ademamix_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, exp_avg_slow)
         param, grad, exp_avg, exp_avg_sq, exp_avg_slow = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, exp_avg_slow
@@ -720,12 +720,7 @@ def _ademamix_kernel(
     if _compute is not None:
         store_back(
             _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-                exp_avg_slow,
-            ),
+            (param, exp_avg, exp_avg_sq, exp_avg_slow),
             _rounding,
             _comp,
             _noise,

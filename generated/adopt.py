@@ -596,7 +596,7 @@ def _adopt_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
@@ -618,17 +618,7 @@ def _adopt_kernel(
         param.add_(exp_avg.mul(-lr))
         exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -693,7 +693,7 @@ def _asgd_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, ax)
         param, grad, ax = to_compute(_compute, param, grad, ax)
     g = -grad if _if1 else grad
@@ -706,16 +706,7 @@ def _asgd_kernel(
     else:
         ax.copy_(param)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                ax,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, ax), _rounding, _comp, _noise)
 
 
 @functools.cache

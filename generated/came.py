@@ -957,7 +957,7 @@ def _came_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (
             param,
             exp_avg,

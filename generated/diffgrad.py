@@ -826,7 +826,7 @@ def _diffgrad_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq)
         param, grad, exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq
@@ -863,13 +863,7 @@ def _diffgrad_kernel(
     if _compute is not None:
         store_back(
             _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-                previous_grad,
-                max_exp_avg_sq,
-            ),
+            (param, exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq),
             _rounding,
             _comp,
             _noise,

@@ -543,7 +543,7 @@ def _kate_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, m, b)
         param, grad, m, b = to_compute(_compute, param, grad, m, b)
     g = -grad if _if1 else grad
@@ -558,17 +558,7 @@ def _kate_kernel(
     param.add_(m.mul(g).div_(b_sq).mul_(-lr))
     b.copy_(b_sq.sqrt())
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                m,
-                b,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, m, b), _rounding, _comp, _noise)
 
 
 @functools.cache

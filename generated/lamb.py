@@ -780,7 +780,7 @@ def _lamb_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
@@ -808,17 +808,7 @@ def _lamb_kernel(
     else:
         param.addcmul_(trust_ratio.mul(-step_size), direction)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -825,7 +825,7 @@ def _laprop_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, exp_mean_avg_beta2, max_exp_avg_sq)
         param, grad, exp_avg, exp_avg_sq, exp_mean_avg_beta2, max_exp_avg_sq = (
             to_compute(
@@ -862,13 +862,7 @@ def _laprop_kernel(
     if _compute is not None:
         store_back(
             _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-                exp_mean_avg_beta2,
-                max_exp_avg_sq,
-            ),
+            (param, exp_avg, exp_avg_sq, exp_mean_avg_beta2, max_exp_avg_sq),
             _rounding,
             _comp,
             _noise,

@@ -540,7 +540,7 @@ def _lars_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer)
         param, grad, momentum_buffer = to_compute(
             _compute, param, grad, momentum_buffer
@@ -564,16 +564,7 @@ def _lars_kernel(
         g = g.add(momentum_buffer.mul(momentum)) if _if4 else momentum_buffer
     param.add_(g.mul(-lr))
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                momentum_buffer,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, momentum_buffer), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -634,7 +634,7 @@ def _madgrad_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, grad_sum_sq, s, x0)
         param, grad, grad_sum_sq, s, x0 = to_compute(
             _compute, param, grad, grad_sum_sq, s, x0
@@ -662,18 +662,7 @@ def _madgrad_kernel(
     else:
         param.lerp_(z, 1 - momentum)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                grad_sum_sq,
-                s,
-                x0,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, grad_sum_sq, s, x0), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -792,7 +792,7 @@ def _nadam_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
@@ -809,17 +809,7 @@ def _nadam_kernel(
     param.addcdiv_(g.mul(-(lr * (1.0 - mu) / (1.0 - mu_product))), denom)
     param.addcdiv_(exp_avg.mul(-(lr * mu_next / (1.0 - mu_product_next))), denom)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
 
 
 @functools.cache

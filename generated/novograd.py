@@ -607,7 +607,7 @@ def _novograd_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, grads_ema, moments)
         param, grad, grads_ema, moments = to_compute(
             _compute, param, grad, grads_ema, moments
@@ -630,17 +630,7 @@ def _novograd_kernel(
         moments.mul_(beta1).add_(g.mul(1 - beta1 if grad_averaging else 1))
     param.add_(moments.mul(-lr))
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                grads_ema,
-                moments,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, grads_ema, moments), _rounding, _comp, _noise)
 
 
 @functools.cache

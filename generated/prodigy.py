@@ -919,7 +919,7 @@ def _prodigy_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, s, p0, exp_avg, exp_avg_sq)
         param, grad, s, p0, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, s, p0, exp_avg, exp_avg_sq
@@ -934,17 +934,7 @@ def _prodigy_kernel(
     d_de_nom.add_(s.abs().sum())
     if _compute is not None:
         store_back(
-            _stored,
-            (
-                param,
-                s,
-                p0,
-                exp_avg,
-                exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
+            _stored, (param, s, p0, exp_avg, exp_avg_sq), _rounding, _comp, _noise
         )
 
 
@@ -1077,7 +1067,7 @@ def _prodigy_pass2_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, s, p0, exp_avg, exp_avg_sq)
         param, grad, s, p0, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, s, p0, exp_avg, exp_avg_sq
@@ -1090,17 +1080,7 @@ def _prodigy_pass2_kernel(
         param.add_(exp_avg.atan2(exp_avg_sq.sqrt()).mul_(-d_lr))
     if _compute is not None:
         store_back(
-            _stored,
-            (
-                param,
-                s,
-                p0,
-                exp_avg,
-                exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
+            _stored, (param, s, p0, exp_avg, exp_avg_sq), _rounding, _comp, _noise
         )
 
 

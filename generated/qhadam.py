@@ -822,7 +822,7 @@ def _qhadam_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
@@ -839,17 +839,7 @@ def _qhadam_kernel(
     denom = exp_avg_sq.mul(nu2).addcmul_(g.mul(1 - nu2), g).sqrt_().add_(eps)
     param.addcdiv_(numer.mul(-lr), denom)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -774,7 +774,7 @@ def _radam_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
@@ -796,17 +796,7 @@ def _radam_kernel(
     else:
         param.sub_(m_hat.mul(lr))
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -687,7 +687,7 @@ def _rmsprop_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, square_avg, momentum_buffer, grad_avg)
         param, grad, square_avg, momentum_buffer, grad_avg = to_compute(
             _compute, param, grad, square_avg, momentum_buffer, grad_avg
@@ -709,12 +709,7 @@ def _rmsprop_kernel(
     if _compute is not None:
         store_back(
             _stored,
-            (
-                param,
-                square_avg,
-                momentum_buffer,
-                grad_avg,
-            ),
+            (param, square_avg, momentum_buffer, grad_avg),
             _rounding,
             _comp,
             _noise,

@@ -583,7 +583,7 @@ def _rprop_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, prev, step_size)
         param, grad, prev, step_size = to_compute(
             _compute, param, grad, prev, step_size
@@ -600,17 +600,7 @@ def _rprop_kernel(
     param.addcmul_(g.sign().mul_(-1), step_size)
     prev.copy_(g)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                prev,
-                step_size,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, prev, step_size), _rounding, _comp, _noise)
 
 
 @functools.cache

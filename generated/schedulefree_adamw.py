@@ -763,7 +763,7 @@ def _schedulefree_adamw_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, z, exp_avg_sq, max_exp_avg_sq)
         param, grad, z, exp_avg_sq, max_exp_avg_sq = to_compute(
             _compute, param, grad, z, exp_avg_sq, max_exp_avg_sq
@@ -784,16 +784,7 @@ def _schedulefree_adamw_kernel(
     z.add_(u.mul(-lr_k))
     if _compute is not None:
         store_back(
-            _stored,
-            (
-                param,
-                z,
-                exp_avg_sq,
-                max_exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
+            _stored, (param, z, exp_avg_sq, max_exp_avg_sq), _rounding, _comp, _noise
         )
 
 

@@ -492,7 +492,7 @@ def _signsgd_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer)
         param, grad, momentum_buffer = to_compute(
             _compute, param, grad, momentum_buffer
@@ -510,16 +510,7 @@ def _signsgd_kernel(
     else:
         param.add_(g.sign().mul_(-lr))
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                momentum_buffer,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, momentum_buffer), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -593,7 +593,7 @@ def _stableadamw_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
@@ -614,17 +614,7 @@ def _stableadamw_kernel(
         param.mul_(lr_t.mul(weight_decay).neg_().add_(1))
     param.add_(lr_t.mul(exp_avg).div_(exp_avg_sq.sqrt().add_(eps)).mul_(-1))
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
 
 
 @functools.cache

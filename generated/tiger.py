@@ -482,7 +482,7 @@ def _tiger_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg)
         param, grad, exp_avg = to_compute(_compute, param, grad, exp_avg)
     g = -grad if _if1 else grad
@@ -495,16 +495,7 @@ def _tiger_kernel(
     exp_avg.lerp_(g, 1 - beta)
     param.add_(exp_avg.sign().mul_(-lr))
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, exp_avg), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -590,7 +590,7 @@ def _yogi_kernel(
     _comp,
     _noise,
 ):
-    if _compute is not None:
+    if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
@@ -608,17 +608,7 @@ def _yogi_kernel(
     denom = exp_avg_sq.sqrt().div_(torch.sqrt(1 - beta2**step)).add_(eps)
     param.addcdiv_(exp_avg.mul(-(lr / (1 - beta1**step))), denom)
     if _compute is not None:
-        store_back(
-            _stored,
-            (
-                param,
-                exp_avg,
-                exp_avg_sq,
-            ),
-            _rounding,
-            _comp,
-            _noise,
-        )
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
 
 
 @functools.cache

@@ -403,7 +403,7 @@ def kernel_source(opt: ir.Optimizer, fname: str) -> str:
             s.var for s in opt.states if s.scope == "parameter" and s.kind == "tensor"
         ]
         cast = stored[:1] + ["grad"] + stored[1:]
-        out("if _compute is not None:")
+        out("if _compute is not None:  # a precision policy: compute in _compute")
         with out.indent():
             out(f"_stored = ({', '.join(stored)}{',' * (len(stored) == 1)})")
             out(f"{', '.join(cast)} = to_compute(_compute, {', '.join(cast)})")
@@ -411,9 +411,8 @@ def kernel_source(opt: ir.Optimizer, fname: str) -> str:
             out(line)
         out("if _compute is not None:")
         with out.indent():
-            out(
-                f"store_back(_stored, ({', '.join(stored)},), _rounding, _comp, _noise)"
-            )
+            stores = ", ".join(stored) + "," * (len(stored) == 1)
+            out(f"store_back(_stored, ({stores}), _rounding, _comp, _noise)")
     return out.text()
 
 
