@@ -327,9 +327,8 @@ class ModuleRenderer:
             out.append(
                 f"{a.name}: {ann}" + ("" if a.default is None else f" = {a.default}")
             )
-        if (
-            self.opt.mode == "each"
-        ):  # the precision policy, every optimizer's (generator.precision)
+        # the precision policy every per-parameter optimizer takes (generator.precision)
+        if self.opt.mode == "each":
             if not star:
                 out.append("*")
             out += [
