@@ -52,11 +52,7 @@ def policy_defaults(
     ``tensor_states`` are the state_dict keys of the optimizer's tensor states (its counters are
     never cast), ``declared`` the spec's ``stored as`` dtypes.
     """
-    if param_rounding not in ROUNDINGS:
-        raise ValueError(
-            f"Invalid param_rounding: {param_rounding!r} "
-            "(expected 'nearest', 'stochastic' or 'kahan')"
-        )
+    _check_rounding(param_rounding)
     dtypes = dict(declared)
     if isinstance(state_dtype, torch.dtype):
         dtypes.update({key: state_dtype for key in (*tensor_states, "kahan_comp")})
@@ -104,6 +100,14 @@ def policy_defaults(
     if rounding_seed is not None:
         out["rounding_seed"] = rounding_seed
     return out
+
+
+def _check_rounding(rounding) -> None:
+    if rounding not in ROUNDINGS:
+        raise ValueError(
+            f"Invalid param_rounding: {rounding!r} "
+            "(expected 'nearest', 'stochastic' or 'kahan')"
+        )
 
 
 def store_state_dtypes(state: dict, group: dict) -> None:
@@ -182,12 +186,8 @@ class Precision:
 
     def land(self, param: Tensor, new: Tensor, i: int) -> None:
         """Writes ``new`` (the updated parameter in the compute dtype) into ``param``."""
-        if self.rounding == "stochastic" and param.dtype != new.dtype:
-            stochastic_round_(param, new, self._generator(param.device))
-        elif self.rounding == "kahan" and self.kahan_comps[i] is not None:
-            kahan_add_(param, new, self.kahan_comps[i])
-        else:
-            param.copy_(new)
+        comp = self.kahan_comps[i] if self.rounding == "kahan" else None
+        land_(param, new, self.rounding, comp, generator=self._generator(param.device))
 
     def _generator(self, device: torch.device) -> torch.Generator | None:
         if self.seed is None:
@@ -249,17 +249,25 @@ def to_compute(dtype, *tensors):
 def store_back(stored, computed, rounding, comp, noise) -> None:
     """The fused kernel's epilogue: ``computed[0]`` (the parameter) lands on ``stored[0]`` by
     the rounding, the states are copied into their storage tensors."""
-    param, new = stored[0], computed[0]
-    if new is not param:
-        if rounding == "kahan" and comp is not None:
-            kahan_add_(param, new, comp)
-        elif rounding == "stochastic" and noise is not None:
-            stochastic_round_(param, new, noise=noise)
-        else:
-            param.copy_(new)
+    if computed[0] is not stored[0]:
+        land_(stored[0], computed[0], rounding, comp, noise=noise)
     for dst, src in zip(stored[1:], computed[1:], strict=True):
         if dst is not None and src is not dst:
             dst.copy_(src)
+
+
+def land_(
+    param: Tensor, new: Tensor, rounding: str, comp=None, noise=None, generator=None
+) -> None:
+    """``param`` set to ``new`` (the update's result in the compute dtype) by the rounding:
+    Kahan where a compensation is kept, stochastic where the dtypes differ, else nearest.
+    """
+    if rounding == "kahan" and comp is not None:
+        kahan_add_(param, new, comp)
+    elif rounding == "stochastic" and param.dtype != new.dtype:
+        stochastic_round_(param, new, generator, noise=noise)
+    else:
+        param.copy_(new)
 
 
 def _in_dtype(t: Tensor, dtype: torch.dtype) -> Tensor:
@@ -276,11 +284,7 @@ def group_precision(optimizer, group: dict, params: list[Tensor]) -> Precision |
     rounding = group.get("param_rounding", "nearest")
     if not state_dtype and compute_dtype is None and rounding == "nearest":
         return None
-    if rounding not in ROUNDINGS:
-        raise ValueError(
-            f"Invalid param_rounding: {rounding!r} "
-            "(expected 'nearest', 'stochastic' or 'kahan')"
-        )
+    _check_rounding(rounding)
     for p in params:
         if torch.is_complex(p):
             raise ValueError(
@@ -386,8 +390,14 @@ __all__ = [
     "Precision",
     "group_precision",
     "kahan_add_",
+    "kernel_policy",
+    "land_",
     "load_keeping_policy",
     "policy_defaults",
+    "rounding_noise",
     "stochastic_round_",
+    "store_back",
     "store_state_dtypes",
+    "stored_dtype",
+    "to_compute",
 ]
