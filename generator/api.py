@@ -14,35 +14,33 @@ import sys
 import types
 from pathlib import Path
 
-from .build import (
-    DEFAULT_SPECS,
-    FRAGMENT_SUFFIX,
-    check_fusable,
-    check_all,
-    render_optimizer,
-)
+from . import project as P
+from .build import check_all, check_fusable, load, render_optimizer
 from .check import check
 from .diagnostics import Collector, SpecError
 from .parse import parse
 
 
 def compile_text(
-    text: str | bytes, path: str = "<spec>", fragment_dir: Path = DEFAULT_SPECS
+    text: str | bytes, path: str = "<spec>", fragment_dirs: list[Path] | None = None
 ) -> str:
     """The generated module's source for one spec given as text. Raises SpecError."""
-    return render_optimizer(check_text(text, path, fragment_dir))
+    return render_optimizer(check_text(text, path, fragment_dirs))
 
 
 def check_text(
-    text: str | bytes, path: str = "<spec>", fragment_dir: Path = DEFAULT_SPECS
+    text: str | bytes, path: str = "<spec>", fragment_dirs: list[Path] | None = None
 ):
-    """One spec given as text, parsed and checked (a CheckedSpec). Raises SpecError."""
+    """One spec given as text, parsed and checked (a CheckedSpec). Raises SpecError.
+
+    Its fragments are looked up as a build would (generator.project): the folder of ``path``
+    when it names a file, the fragment folders of the project around the working directory,
+    then the standard library; or in ``fragment_dirs`` (first wins) when given."""
+    if fragment_dirs is None:
+        own = [Path(path)] if Path(path).parent.is_dir() and path != "<spec>" else []
+        fragment_dirs = P.fragment_dirs(P.find(), own)
     out = Collector()
-    fragments, sources = {}, {}
-    for f in sorted(fragment_dir.glob(f"**/*{FRAGMENT_SUFFIX}")):
-        frag = parse(f.read_bytes(), str(f))
-        fragments[frag.name] = frag
-        sources[str(f)] = frag.source
+    _, fragments, sources = load([], P.fragment_files(fragment_dirs), out)
     spec = parse(text, path)
     sources[path] = spec.source
     checked = check(spec, fragments, out)
@@ -54,8 +52,10 @@ def check_text(
 
 
 @functools.lru_cache(maxsize=64)
-def _load(text: bytes, path: str):
-    source = compile_text(text, path)
+def _load(text: bytes, path: str, fragment_dirs: tuple[Path, ...] | None = None):
+    source = compile_text(
+        text, path, None if fragment_dirs is None else list(fragment_dirs)
+    )
     digest = hashlib.sha256(text).hexdigest()[:12]
     module = types.ModuleType(f"optimgen_loaded_{digest}")
     module.__file__ = f"<optimgen {path}>"
@@ -69,19 +69,21 @@ def _load(text: bytes, path: str):
     return cls
 
 
-def load_spec(path_or_text: str | Path):
-    """The optimizer class of one spec (a file path, or the text of a spec)."""
+def load_spec(path_or_text: str | Path, fragment_dirs: list[Path] | None = None):
+    """The optimizer class of one spec (a file path, or the text of a spec). Its fragments are
+    looked up as ``check_text`` says, or in ``fragment_dirs``."""
+    dirs = None if fragment_dirs is None else tuple(fragment_dirs)
     if isinstance(path_or_text, Path) or (
         isinstance(path_or_text, str)
         and "\n" not in path_or_text
         and Path(path_or_text).is_file()
     ):
         p = Path(path_or_text)
-        return _load(p.read_bytes(), str(p))
+        return _load(p.read_bytes(), str(p), dirs)
     text = (
         path_or_text.encode("utf-8") if isinstance(path_or_text, str) else path_or_text
     )
-    return _load(text, "<spec>")
+    return _load(text, "<spec>", dirs)
 
 
 __all__ = ["compile_text", "check_text", "load_spec", "check_all"]

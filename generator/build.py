@@ -16,14 +16,19 @@ from pathlib import Path
 
 from . import syntax as S
 from .check import CheckedSpec, check, check_fragment
-from .diagnostics import Collector, Diagnostic, GeneratorBug, Note, SpecError
+from .diagnostics import (
+    Collector,
+    Diagnostic,
+    GeneratorBug,
+    Note,
+    SpecError,
+    render,
+)
+from . import project as P
 from .parse import parse
 
-SPEC_SUFFIX = ".optim"
-FRAGMENT_SUFFIX = ".frag"
-PROJECT = Path(__file__).resolve().parent.parent
-DEFAULT_SPECS = PROJECT / "specs"
-DEFAULT_OUT = PROJECT / "generated"
+SPEC_SUFFIX = P.SPEC_SUFFIX
+FRAGMENT_SUFFIX = P.FRAGMENT_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -32,30 +37,19 @@ class Output:
     content: str
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        try:
-            return str(path.resolve().relative_to(PROJECT))
-        except ValueError:
-            return str(path)
+_display = P.display
 
 
 def discover(
-    spec_args: list[str] | None, spec_dir: Path = DEFAULT_SPECS
+    spec_args: list[str] | None, project: P.Project
 ) -> tuple[list[Path], list[Path]]:
-    """Spec files named on the command line (or all of ``spec_dir``) and every fragment beside them."""
+    """Spec files named on the command line (or all of the project's spec folder) and the
+    fragments they may use, in lookup order (see generator.project)."""
     if spec_args:
         specs = [Path(a) for a in spec_args]
-        dirs = {p.parent.resolve() for p in specs} | {spec_dir.resolve()}
     else:
-        specs = sorted(spec_dir.glob(f"*{SPEC_SUFFIX}"))
-        dirs = {spec_dir}
-    fragments = sorted(
-        {f.resolve() for d in dirs for f in d.glob(f"**/*{FRAGMENT_SUFFIX}")}
-    )
-    return specs, fragments
+        specs = sorted(project.spec_dir.glob(f"*{SPEC_SUFFIX}"))
+    return specs, P.fragment_files(P.fragment_dirs(project, specs))
 
 
 def _module_name(spec: S.Spec) -> str:
@@ -63,11 +57,19 @@ def _module_name(spec: S.Spec) -> str:
     return Path(spec.path).stem
 
 
-def load(paths: list[Path], fragment_paths: list[Path], out: Collector):
+def load(
+    paths: list[Path],
+    fragment_paths: list[Path],
+    out: Collector,
+    root: Path | None = None,
+):
+    """Parse the fragments (in lookup order: the first of a name wins) and the specs. A user's
+    fragment that replaces a standard one is a warning; two of the user's own, an error.
+    """
     sources: dict[str, str] = {}
     specs, fragments = [], {}
     for path in list(fragment_paths) + list(paths):
-        shown = _display(path)
+        shown = _display(path, root)
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -85,13 +87,24 @@ def load(paths: list[Path], fragment_paths: list[Path], out: Collector):
             continue
         sources[shown] = spec.source
         if spec.kind == "fragment":
+            first = fragments.get(spec.name)
+            if first is not None and P.is_standard(path):
+                out.warn(
+                    "W401",
+                    f"fragment `{spec.name}` replaces optimgen's standard fragment of that "
+                    "name",
+                    first.span,
+                    hint="rename yours to use both",
+                    notes=[Note(f"optimgen's own is {path}")],
+                )
+                continue
             check_fragment(spec, out)
-            if spec.name in fragments:
+            if first is not None:
                 out.error(
                     "E405",
                     f"fragment `{spec.name}` is defined twice",
                     spec.span,
-                    notes=[Note("first defined here", fragments[spec.name].span)],
+                    notes=[Note("first defined here", first.span)],
                 )
             fragments.setdefault(spec.name, spec)
         elif path in paths:
@@ -106,11 +119,19 @@ def load(paths: list[Path], fragment_paths: list[Path], out: Collector):
     return specs, fragments, sources
 
 
-def check_all(paths, fragment_paths) -> tuple[list[CheckedSpec], dict[str, str]]:
+def check_all(
+    paths, fragment_paths, root: Path | None = None, report=None
+) -> tuple[list[CheckedSpec], dict[str, str]]:
+    """Parse and check every spec; raise SpecError with all their errors. Warnings go to
+    ``report`` (a callable taking the rendered text), when one is given."""
     out = Collector()
-    specs, fragments, sources = load(paths, fragment_paths, out)
+    specs, fragments, sources = load(paths, fragment_paths, out, root)
+    if report is not None:
+        for w in out.warnings:
+            report(render(w, sources))
     checked = []
     names: dict[str, S.Spec] = {}
+    stems: dict[str, S.Spec] = {}
     for spec in specs:
         if spec.kind != "optimizer":
             out.error(
@@ -146,6 +167,16 @@ def check_all(paths, fragment_paths) -> tuple[list[CheckedSpec], dict[str, str]]
         ):
             out.error("E201", f"`{spec.name}` cannot name a Python class", spec.span)
             continue
+        if stem in stems:
+            out.error(
+                "E407",
+                f"two specs would write the module `{stem}.py`",
+                spec.span,
+                notes=[Note("the other one", stems[stem].span)],
+                hint="rename one of the spec files",
+            )
+            continue
+        stems[stem] = spec
         if spec.name in names:
             out.error(
                 "E406",
@@ -299,31 +330,46 @@ def render_init(entries: list[tuple[str, str]], spec_dir: str) -> str:
 
 def compile_specs(
     spec_args: list[str] | None = None,
-    out_dir: Path = DEFAULT_OUT,
-    spec_dir: Path = DEFAULT_SPECS,
+    project: P.Project | None = None,
+    report=None,
 ) -> list[Output]:
-    """Everything a build would write. Raises SpecError (bad specs) or GeneratorBug."""
-    paths, fragments = discover(spec_args, spec_dir)
-    checked, _ = check_all(paths, fragments)
+    """Everything a build would write. Raises SpecError (bad specs) or GeneratorBug.
+
+    With spec files named, only their modules and pages are rendered, but the package index
+    (``__init__.py``) and the catalogues are made from every spec of the project as well, so a
+    class built alone imports at once; every spec is checked for that, and any error stops it.
+    """
+    if project is None:
+        project = P.require("build", None, None)
+    paths, fragments = discover(spec_args, project)
+    every = sorted(project.spec_dir.glob(f"*{SPEC_SUFFIX}"))
+    known = {p.resolve() for p in every}
+    every += [p for p in paths if p.resolve() not in known]
+    checked, _ = check_all(every, fragments, project.root, report)
+    wanted = {_display(p, project.root) for p in paths}
+    out_dir = project.out
+    render = [c for c in checked if c.spec.path in wanted]
     texts = [
         (out_dir / f"{_module_name(c.spec)}.py", render_unformatted(c), c.name)
-        for c in checked
+        for c in render
     ]
     formatted = format_many([(text, what) for _, text, what in texts])
     outputs = [Output(path, text) for (path, _, _), text in zip(texts, formatted)]
     outputs += [
         Output(out_dir / "docs" / f"{_module_name(c.spec)}.md", _doc_page(c))
-        for c in checked
+        for c in render
     ]
-    if not spec_args:
-        entries = sorted((_module_name(c.spec), c.name) for c in checked)
-        outputs.append(
-            Output(out_dir / "__init__.py", render_init(entries, _display(spec_dir)))
+    entries = sorted((_module_name(c.spec), c.name) for c in checked)
+    outputs.append(
+        Output(
+            out_dir / "__init__.py",
+            render_init(entries, project.show(project.spec_dir)),
         )
-        outputs.append(Output(out_dir / "docs" / "README.md", _catalogue(checked)))
-        readme = _readme_with_catalogue(checked, out_dir)
-        if readme is not None:
-            outputs.append(readme)
+    )
+    outputs.append(Output(out_dir / "docs" / "README.md", _catalogue(checked)))
+    readme = _readme_with_catalogue(checked, project) if project.configured else None
+    if readme is not None:
+        outputs.append(readme)
     return outputs
 
 
@@ -331,12 +377,14 @@ CATALOGUE_START = "<!-- optimizer catalogue: written by `optimgen build`"
 CATALOGUE_END = "<!-- end of the optimizer catalogue -->"
 
 
-def _readme_with_catalogue(checked: list[CheckedSpec], out_dir: Path) -> Output | None:
+def _readme_with_catalogue(
+    checked: list[CheckedSpec], project: P.Project
+) -> Output | None:
     """The project README with its optimizer table regenerated from the specs (the lines
-    between the two markers); None when the output is not the project's own."""
+    between the two markers); None when the README has no such table."""
     from .emit.markdown import readme_table
 
-    readme = out_dir.resolve().parent / "README.md"
+    readme = project.root / "README.md"
     if not readme.is_file():
         return None
     text = readme.read_text(encoding="utf-8")
@@ -344,7 +392,7 @@ def _readme_with_catalogue(checked: list[CheckedSpec], out_dir: Path) -> Output 
     if start < 0 or end < start:
         return None
     head = text[: text.index("\n", start) + 1]
-    docs = _display(out_dir / "docs")
+    docs = project.show(project.out / "docs")
     table = readme_table([(c, _module_name(c.spec)) for c in checked], docs)
     return Output(readme, head + table + text[end:])
 

@@ -11,34 +11,43 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-from . import build
+from . import build, project
 from .diagnostics import GeneratorBug, SpecError
 
 
-def _outputs(args):
-    return build.compile_specs(args.specs or None, Path(args.out), Path(args.spec_dir))
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _project(args, command: str) -> project.Project:
+    return project.require(command, args.spec_dir, args.out)
 
 
 def cmd_build(args) -> int:
     start = time.perf_counter()
-    outputs = _outputs(args)
+    where = _project(args, "build")
+    project.check_writable(where.out)
+    outputs = build.compile_specs(args.specs or None, where, report=_warn)
     changed = build.write(outputs)
     took = time.perf_counter() - start
     for p in changed:
-        print(f"wrote {build._display(p)}")
+        print(f"wrote {where.show(p)}")
     print(f"{len(outputs)} file(s) generated, {len(changed)} changed, in {took:.2f} s")
     return 0
 
 
 def cmd_check(args) -> int:
-    outputs = _outputs(args)
-    problems = build.stale(outputs, Path(args.out))
+    where = _project(args, "check")
+    outputs = build.compile_specs(None, where, report=_warn)
+    problems = build.stale(outputs, where.out)
     for p, why in problems:
-        print(f"{build._display(p)}: {why}", file=sys.stderr)
+        print(f"{where.show(p)}: {why}", file=sys.stderr)
     if problems:
-        print("generated/ is out of date: run `optimgen build`", file=sys.stderr)
+        print(
+            f"{where.show(where.out)}/ is out of date: run `optimgen build`",
+            file=sys.stderr,
+        )
         return 1
     print(f"{len(outputs)} generated file(s) up to date")
     return 0
@@ -47,13 +56,17 @@ def cmd_check(args) -> int:
 def _add_io(p: argparse.ArgumentParser, specs: bool = True) -> None:
     if specs:
         p.add_argument(
-            "specs", nargs="*", help="spec files (default: every *.optim in --spec-dir)"
+            "specs",
+            nargs="*",
+            help="spec files (default: every *.optim in the project's spec folder)",
         )
     p.add_argument(
-        "--out", default=str(build.DEFAULT_OUT), help="output package directory"
+        "--out",
+        help="output package folder (default: `out` of the project's [tool.optimgen])",
     )
     p.add_argument(
-        "--spec-dir", default=str(build.DEFAULT_SPECS), help="directory of specs"
+        "--spec-dir",
+        help="folder of specs (default: `specs` of the project's [tool.optimgen])",
     )
 
 
@@ -105,6 +118,9 @@ def main(argv=None) -> int:
         print(exc.render(), file=sys.stderr)
         n = len(exc.diagnostics)
         print(f"{n} error{'s' if n != 1 else ''}; nothing was written", file=sys.stderr)
+        return 1
+    except project.ProjectError as exc:
+        print(exc, file=sys.stderr)
         return 1
     except GeneratorBug as exc:
         print(

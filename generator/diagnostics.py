@@ -53,6 +53,7 @@ class Collector:
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+        self.warnings: list[Diagnostic] = []  # shown, but they stop nothing
 
     def error(self, code, message, span, hint=None, notes=()):
         # One report per message and line: a name misused twice in a statement is one mistake.
@@ -62,6 +63,11 @@ class Collector:
         ):
             return
         self.items.append(Diagnostic(code, message, span, hint, tuple(notes)))
+
+    def warn(self, code, message, span, hint=None, notes=()):
+        self.warnings.append(
+            Diagnostic(code, message, span, hint, tuple(notes), severity="warning")
+        )
 
     def __bool__(self) -> bool:
         return bool(self.items)

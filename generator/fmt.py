@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from . import build
+from . import project as P
 from .diagnostics import GeneratorBug
 from .parse import parse
 
@@ -204,17 +205,18 @@ def add_arguments(p) -> None:
         action="store_true",
         help="write nothing; exit 1 and list the files that are not formatted",
     )
-    p.add_argument("--spec-dir", default=str(build.DEFAULT_SPECS))
+    p.add_argument(
+        "--spec-dir", help="a spec folder (default: the project's, with its fragments)"
+    )
 
 
 def run(args) -> int:
     if args.specs:
         paths = [Path(s) for s in args.specs]
     else:
-        d = Path(args.spec_dir)
-        paths = sorted(d.glob("*.optim")) + sorted(
-            d.glob(f"**/*{build.FRAGMENT_SUFFIX}")
-        )
+        where = P.require("fmt", args.spec_dir, None, needs_out=False)
+        paths = sorted(where.spec_dir.glob(f"*{build.SPEC_SUFFIX}"))
+        paths += P.fragment_files([where.spec_dir, *where.fragment_dirs])
     missing = [p for p in paths if not p.is_file()]
     if missing:
         print(f"optimgen fmt: no spec file {missing[0]}", file=sys.stderr)

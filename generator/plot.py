@@ -11,7 +11,6 @@ never evaluated as code. matplotlib is an optional extra (`pip install optimgen[
 from __future__ import annotations
 
 import ast
-import importlib
 import inspect
 import sys
 from pathlib import Path
@@ -106,26 +105,14 @@ def _split(text: str) -> list[str]:
 
 
 def resolve(name: str):
-    """A generated class by name, a class by dotted path, or a spec file built in memory."""
-    if name.endswith(".optim"):
-        from .api import load_spec
+    """A class of the project's package or of `generated` by name, a class by dotted path, or a
+    spec file built in memory."""
+    from .project import optimizer_class
 
-        if not Path(name).is_file():
-            raise PlotError(f"no spec file {name}")
-        return load_spec(Path(name))
-    if "." in name:
-        module, _, cls_name = name.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), cls_name, None)
-        except ImportError as e:
-            raise PlotError(f"cannot import `{module}`: {e}") from None
-    else:
-        import generated
-
-        cls = getattr(generated, name, None)
-    if not isinstance(cls, type):
-        raise PlotError(f"no optimizer class `{name}`")
-    return cls
+    try:
+        return optimizer_class(name)
+    except LookupError as exc:
+        raise PlotError(str(exc)) from None
 
 
 def trajectory(torch, cls, kwargs, function, start, steps):

@@ -87,8 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--optimizer",
         default=DEFAULT_OPTIMIZER,
         metavar="NAME",
-        help=f"a class of the generated package (default {DEFAULT_OPTIMIZER}; "
-        "e.g. Adam, Lion, AdaBelief)",
+        help=f"an optimizer: a class of your project's package or of optimgen's (default "
+        f"{DEFAULT_OPTIMIZER}; e.g. Adam, Lion, MyAdam), a dotted path or a spec file",
     )
     parser.add_argument(
         "--lr",
@@ -228,28 +228,14 @@ def make_model(torch: Any, seed: int) -> Any:
 
 
 def resolve_optimizer(name: str) -> Any:
-    """A class of the `generated` package by name (case-insensitive)."""
-    try:
-        import generated
-    except ImportError as exc:
-        raise TrainError(
-            f"cannot import the generated package ({exc}); run `optimgen build` first"
-        ) from None
-    import torch
+    """An optimizer class by name: of the project's package or of `generated` (case-insensitive),
+    a dotted path, or a spec file."""
+    from .project import optimizer_class
 
-    by_lower = {
-        n.lower(): getattr(generated, n)
-        for n in dir(generated)
-        if isinstance(getattr(generated, n), type)
-        and issubclass(getattr(generated, n), torch.optim.Optimizer)
-    }
-    cls = by_lower.get(name.lower())
-    if cls is None:
-        raise TrainError(
-            f"no optimizer class {name!r} in the generated package "
-            f"(e.g. {', '.join(sorted(c.__name__ for c in by_lower.values())[:6])}, ...)"
-        )
-    return cls
+    try:
+        return optimizer_class(name)
+    except LookupError as exc:
+        raise TrainError(str(exc)) from None
 
 
 def unsupported_options(cls: Any, options: dict[str, Any]) -> list[str]:

@@ -17,7 +17,6 @@ import importlib
 import inspect
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 from .progress import Progress, add_progress_arguments
@@ -32,7 +31,11 @@ TOLERANCES = {
 
 
 def add_arguments(p) -> None:
-    p.add_argument("spec", help="the spec file whose generated class is checked")
+    p.add_argument(
+        "spec",
+        help="the spec whose generated class is checked: a file, or the name of one of "
+        "your specs or of optimgen's optimizers",
+    )
     p.add_argument(
         "--against",
         required=True,
@@ -46,7 +49,10 @@ def add_arguments(p) -> None:
     p.add_argument("--rtol", type=float, help="relative tolerance (default: by dtype)")
     p.add_argument("--atol", type=float, help="absolute tolerance (default: by dtype)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--spec-dir", default="specs", help="where the fragments are")
+    p.add_argument(
+        "--spec-dir",
+        help="a spec folder to use instead of the project's (its fragments)",
+    )
     add_progress_arguments(p)
 
 
@@ -82,6 +88,20 @@ def grid(generated_cls, reference_cls) -> list[dict[str, Any]]:
         if value is not None:
             configs.append({name: value})
     return configs
+
+
+def shared_defaults(generated_cls, reference_cls) -> dict[str, tuple[Any, Any]]:
+    """Hyperparameters both classes take, as (ours, theirs) defaults."""
+    ours = inspect.signature(generated_cls.__init__).parameters
+    theirs = inspect.signature(reference_cls.__init__).parameters
+    return {
+        name: (p.default, theirs[name].default)
+        for name, p in ours.items()
+        if name in theirs
+        and name not in ("self", "params")
+        and name not in IMPLEMENTATION_FLAGS
+        and p.default is not inspect.Parameter.empty
+    }
 
 
 def _changed(default):
@@ -168,6 +188,7 @@ def compare(gen_cls, ref_cls, kwargs, dtype, steps, seed, rtol, atol, torch) -> 
 def run(args) -> int:
     import torch
 
+    from . import project as P
     from .api import load_spec
 
     try:
@@ -175,36 +196,63 @@ def run(args) -> int:
     except LookupError as e:
         print(f"optimgen verify: {e}", file=sys.stderr)
         return 1
-    path = Path(args.spec)
-    if not path.is_file():
-        print(f"optimgen verify: no spec file {path}", file=sys.stderr)
+    where = P.around(args.spec_dir, None)
+    path = P.spec_named(args.spec, where)
+    if path is None:
+        print(f"optimgen verify: no spec `{args.spec}`", file=sys.stderr)
         return 1
-    gen_cls = load_spec(path)
+    shown = P.display(path, where.root if where else None)
+    gen_cls = load_spec(path, P.fragment_dirs(where, [path]))
     dtype = getattr(torch, args.dtype)
     rtol, atol = TOLERANCES[args.dtype]
     rtol = args.rtol if args.rtol is not None else rtol
     atol = args.atol if args.atol is not None else atol
     configs = grid(gen_cls, ref_cls)
+    # Both classes get the spec's defaults: the comparison is of the algorithms, not of
+    # which defaults each chose (those that differ are listed).
+    shared = shared_defaults(gen_cls, ref_cls)
+    base = {k: ours for k, (ours, _) in shared.items()}
+    differ = {k: v for k, v in shared.items() if not _same(*v)}
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = Progress(len(configs), show)
     rows = []
     for kwargs in configs:
         progress.advance(f"{kwargs or 'defaults'}", 0, force=True)
         result = compare(
-            gen_cls, ref_cls, kwargs, dtype, args.steps, args.seed, rtol, atol, torch
+            gen_cls,
+            ref_cls,
+            {**base, **kwargs},
+            dtype,
+            args.steps,
+            args.seed,
+            rtol,
+            atol,
+            torch,
         )
         rows.append((kwargs, result))
         progress.advance(f"{kwargs or 'defaults'}")
     progress.clear()
     print(
-        f"{gen_cls.__name__} ({path}) vs {args.against}: {args.steps} steps, {args.dtype}, "
-        f"rtol {rtol:g}, atol {atol:g}"
+        f"{gen_cls.__name__} ({shown}) vs {args.against}: {args.steps} steps, "
+        f"{args.dtype}, rtol {rtol:g}, atol {atol:g}"
     )
+    if differ:
+        print(
+            "defaults that differ, the spec's given to both: "
+            + ", ".join(f"{k}={o!r} (reference {t!r})" for k, (o, t) in differ.items())
+        )
     print(_table(rows))
     failed = sum(r["status"] == "FAIL" for _, r in rows)
     skipped = sum(r["status"] == "skipped" for _, r in rows)
     print(f"{len(rows) - failed - skipped} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # a tensor default: compare by identity only
+        return a is b
 
 
 def _table(rows) -> str:

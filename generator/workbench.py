@@ -13,14 +13,16 @@ import sys
 from pathlib import Path
 
 from . import build
+from . import project as P
 from .api import check_text, compile_text
 from .diagnostics import SpecError
 
 TEMPLATE = """\
 # {name}: say here, in a sentence or two, what the algorithm does and how it differs from the
 # optimizer it builds on. This template is SGD with momentum: replace the inputs, state and update
-# with your algorithm, then `optimgen build` writes generated/{module}.py and
-# `optimgen show specs/{module}.optim --format markdown` shows its documentation page.
+# with your algorithm, then `optimgen build` writes {package}/{module}.py,
+# `optimgen verify {name} --against torch.optim.SGD` compares it with torch's SGD, and
+# `optimgen show {name} --format markdown` shows its documentation page.
 optimizer {name}
 summary "One line: what {name} is."
 reference "Author, Title, Venue Year. https://arxiv.org/abs/..."
@@ -40,7 +42,8 @@ input fused: bool? = none, keyword
 state b (momentum_buffer) <- 0
 
 # The update of one parameter, read like the paper's algorithm box; `use` pulls in a fragment
-# from specs/fragments (maximize: g is the gradient to descend along; weight_decay: L2 into g).
+# (optimgen's standard ones, or yours in specs/fragments): maximize makes g the gradient to
+# descend along, weight_decay adds the L2 term to g.
 update:
     use maximize
     use weight_decay
@@ -55,6 +58,15 @@ def snake(name: str) -> str:
     return s.lower()
 
 
+def _no_spec(command: str, name: str) -> int:
+    print(
+        f"optimgen {command}: no spec `{name}`: name a spec file, or one of your specs or "
+        "of optimgen's optimizers by class or module name (e.g. Adam, adamw, my_sgd)",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def cmd_new(args) -> int:
     name = args.name
     if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name):
@@ -64,21 +76,22 @@ def cmd_new(args) -> int:
             file=sys.stderr,
         )
         return 1
-    spec_dir = Path(args.spec_dir)
+    where = P.require("new", args.spec_dir, None, needs_out=False)
     module = snake(name)
-    path = spec_dir / f"{module}.optim"
+    path = where.spec_dir / f"{module}.optim"
+    shown = where.show(path)
     if path.exists():
         print(
-            f"optimgen new: {path} already exists; nothing was written", file=sys.stderr
+            f"optimgen new: {shown} already exists; nothing was written",
+            file=sys.stderr,
         )
         return 1
     if args.source is None:
-        text = TEMPLATE.format(name=name, module=module)
+        text = TEMPLATE.format(name=name, module=module, package=where.show(where.out))
     else:
-        source = Path(args.source)
-        if not source.is_file():
-            print(f"optimgen new: no spec file {source}", file=sys.stderr)
-            return 1
+        source = P.spec_named(args.source, where)
+        if source is None:
+            return _no_spec("new", args.source)
         text = source.read_text(encoding="utf-8")
         text, count = re.subn(
             r"^optimizer\s+\w+", f"optimizer {name}", text, count=1, flags=re.M
@@ -87,31 +100,32 @@ def cmd_new(args) -> int:
             print(f"optimgen new: {source} declares no optimizer", file=sys.stderr)
             return 1
     try:
-        check_text(text, str(path), spec_dir)
+        check_text(text, shown, P.fragment_dirs(where, [path]))
     except (
         SpecError
     ) as e:  # a copy of a spec that does not build, or a bug in the template
         print(e.render(), file=sys.stderr)
         print("optimgen new: nothing was written", file=sys.stderr)
         return 1
-    spec_dir.mkdir(parents=True, exist_ok=True)
+    where.spec_dir.mkdir(parents=True, exist_ok=True)
     build.write_atomically(path, text)
-    print(f"wrote {path}")
-    print(f"next: edit it, then `optimgen build {path}`")
+    print(f"wrote {shown}")
+    print(f"next: edit it, then `optimgen build` (or `optimgen build {shown}`)")
     return 0
 
 
 def cmd_show(args) -> int:
-    path = Path(args.spec)
-    if not path.is_file():
-        print(f"optimgen show: no spec file {path}", file=sys.stderr)
-        return 1
+    where = P.around(args.spec_dir, None)
+    path = P.spec_named(args.spec, where)
+    if path is None:
+        return _no_spec("show", args.spec)
     text = path.read_bytes()
-    spec_dir = Path(args.spec_dir)
+    shown = P.display(path, where.root if where else None)
+    frags = P.fragment_dirs(where, [path])
     if args.format == "python" and not args.memory:
-        print(compile_text(text, str(path), spec_dir), end="")
+        print(compile_text(text, shown, frags), end="")
         return 0
-    checked = check_text(text, str(path), spec_dir)
+    checked = check_text(text, shown, frags)
     if args.memory:
         from .emit.markdown import memory_table
 
@@ -136,6 +150,88 @@ def cmd_show(args) -> int:
         print(page(checked, lower(checked)))
     else:
         print(ir_listing(checked))
+    return 0
+
+
+def cmd_init(args) -> int:
+    """Set a project up in the working directory: the configuration, the spec folder and a
+    starter spec that builds and verifies as it stands."""
+    here = Path.cwd().resolve()
+    found = P.find(here)
+    if found is not None and found.root == here:
+        print(
+            f"optimgen init: {here} is an optimgen project already ({found.config.name} "
+            "has [tool.optimgen]); nothing was written",
+            file=sys.stderr,
+        )
+        return 1
+    out, specs = args.package.strip("/"), args.spec_dir.strip("/")
+    if not all(part.isidentifier() for part in out.split("/")):
+        print(
+            f"optimgen init: `{args.package}` cannot be imported as a package: use a "
+            "folder name that is a Python identifier (e.g. optimizers, mylib/optim)",
+            file=sys.stderr,
+        )
+        return 1
+    if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", args.name):
+        print(f"optimgen init: `{args.name}` is not a class name", file=sys.stderr)
+        return 1
+    config = here / P.CONFIG_FILE
+    table = f'[tool.optimgen]\nspecs = "{specs}"\nout = "{out}"\n'
+    before = config.read_text(encoding="utf-8") if config.is_file() else ""
+    if before:
+        try:
+            P.tomllib.loads(before)
+        except P.tomllib.TOMLDecodeError as exc:
+            print(
+                f"optimgen init: {config} is not valid TOML ({exc}); nothing was written",
+                file=sys.stderr,
+            )
+            return 1
+    # one blank line between the user's last table and ours
+    sep = "\n" * (2 - len(before) + len(before.rstrip("\n"))) if before else ""
+    try:
+        P.tomllib.loads(before + sep + table)
+    except P.tomllib.TOMLDecodeError:
+        print(
+            f"optimgen init: cannot add [tool.optimgen] to {config} (does it define "
+            "`tool` inline?); add this table by hand:\n"
+            + table
+            + "nothing was written",
+            file=sys.stderr,
+        )
+        return 1
+    module = snake(args.name)
+    starter = here / specs / f"{module}.optim"
+    if starter.exists():
+        print(
+            f"optimgen init: {specs}/{module}.optim exists already; nothing was written",
+            file=sys.stderr,
+        )
+        return 1
+    text = TEMPLATE.format(name=args.name, module=module, package=out)
+    where = P.Project(
+        here, here / specs, here / out, (here / specs / "fragments",), None
+    )
+    try:
+        check_text(text, f"{specs}/{module}.optim", P.fragment_dirs(where))
+    except SpecError as e:  # the template is ours: a bug, but say it plainly
+        print(e.render(), file=sys.stderr)
+        print("optimgen init: nothing was written", file=sys.stderr)
+        return 1
+    starter.parent.mkdir(parents=True, exist_ok=True)
+    build.write_atomically(starter, text)
+    build.write_atomically(config, before + sep + table)
+    print(f"wrote {P.CONFIG_FILE} ([tool.optimgen]: specs = {specs!r}, out = {out!r})")
+    print(
+        f"wrote {specs}/{module}.optim (SGD with momentum, commented: the start of yours)"
+    )
+    dotted = out.replace("/", ".")
+    print("next:")
+    print(f"  optimgen build                       # writes {out}/{module}.py")
+    print(f'  python -c "from {dotted} import {args.name}"')
+    print(f"  optimgen verify {args.name} --against torch.optim.SGD")
+    print("  optimgen new MyAdam --from Adam      # start from a shipped optimizer")
     return 0
 
 
@@ -170,24 +266,56 @@ def ir_listing(checked) -> str:
 
 
 def add_arguments(sub) -> None:
+    i = sub.add_parser(
+        "init",
+        help="set up an optimgen project here: configuration, spec folder, a starter spec",
+        description="Add [tool.optimgen] to ./pyproject.toml (creating it if needed), and "
+        "write a starter spec that builds and verifies as it stands.",
+        epilog="example: optimgen init --package mylib/optim",
+    )
+    i.add_argument(
+        "--package",
+        default=P.DEFAULT_PACKAGE,
+        help=f"the folder `optimgen build` writes, an importable package "
+        f"(default: {P.DEFAULT_PACKAGE})",
+    )
+    i.add_argument(
+        "--spec-dir",
+        default=P.DEFAULT_SPEC_DIR,
+        help=f"the folder of your specs (default: {P.DEFAULT_SPEC_DIR})",
+    )
+    i.add_argument(
+        "--name", default="MySGD", help="the starter optimizer's class name (MySGD)"
+    )
+    i.set_defaults(func=cmd_init)
     n = sub.add_parser(
         "new",
         help="a new spec file to start from (a commented template, or a copy of a spec)",
-        description="Write specs/<name>.optim: a commented template that builds as it "
-        "stands (SGD with momentum), or with --from a copy of an existing spec renamed.",
-        epilog="example: optimgen new MyAdam --from specs/adam.optim",
+        description="Write <spec folder>/<name>.optim: a commented template that builds "
+        "as it stands (SGD with momentum), or with --from a copy of an existing spec renamed.",
+        epilog="example: optimgen new MyAdam --from Adam",
     )
     n.add_argument("name", help="the optimizer's class name, e.g. MyAdam")
-    n.add_argument("--from", dest="source", help="an existing spec file to copy")
-    n.add_argument("--spec-dir", default=str(build.DEFAULT_SPECS))
+    n.add_argument(
+        "--from",
+        dest="source",
+        help="a spec to copy: a file, or the name of one of your specs or of optimgen's "
+        "optimizers (e.g. Adam)",
+    )
+    n.add_argument(
+        "--spec-dir", help="where to write it (default: the project's spec folder)"
+    )
     n.set_defaults(func=cmd_new)
     s = sub.add_parser(
         "show",
         help="a spec as generated code, LaTeX, Markdown or IR",
         description="Print what the compiler makes of a spec, for reading and review.",
-        epilog="example: optimgen show specs/adam.optim --format latex",
+        epilog="example: optimgen show Adam --format latex",
     )
-    s.add_argument("spec", help="a spec file")
+    s.add_argument(
+        "spec",
+        help="a spec file, or the name of one of your specs or of optimgen's optimizers",
+    )
     s.add_argument(
         "--format",
         choices=("python", "latex", "markdown", "ir"),
@@ -201,7 +329,10 @@ def add_arguments(sub) -> None:
         help="bytes of optimizer state per parameter element under each precision "
         "policy (float32, bf16, bf16 + stochastic rounding or Kahan, state dtypes)",
     )
-    s.add_argument("--spec-dir", default=str(build.DEFAULT_SPECS), help="fragments")
+    s.add_argument(
+        "--spec-dir",
+        help="a spec folder to use instead of the project's (its fragments)",
+    )
     s.set_defaults(func=cmd_show)
     from . import verify
 

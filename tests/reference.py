@@ -1,9 +1,10 @@
-"""Hand-written reference implementations of the two optimizers that have no torch twin.
+"""Hand-written reference implementations of the optimizers that have no torch twin.
 
 These are written straight from their sources (not from the specs the generator reads), so
 that ``generated.WeirdDescent`` / ``generated.BertAdamW`` can be checked against an
 independent implementation.  They are deliberately plain, for-loop, one-tensor-at-a-time code.
 
+* ``CustomSGD`` -- the workshop notebook's first custom optimizer, ``param -= lr * grad``.
 * ``WeirdDescent`` -- the "random coordinate descent" optimizer of a video tutorial.
 * ``BertAdamW`` -- the ``AdamW`` of pytorch-transformers (BERT's Adam with decoupled
   weight decay applied *after* the Adam update, ``eps`` added outside the square root and no
@@ -17,7 +18,32 @@ import math
 import torch
 from torch.optim import Optimizer
 
-__all__ = ["WeirdDescent", "BertAdamW"]
+__all__ = ["CustomSGD", "WeirdDescent", "BertAdamW"]
+
+
+class CustomSGD(Optimizer):
+    """The workshop's ``CustomSGD``, as its notebook writes it."""
+
+    def __init__(self, params, lr=0.01):
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        defaults = {"lr": lr}
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            lr = group["lr"]
+            for param in group["params"]:
+                if param.grad is not None:
+                    param -= lr * param.grad
+
+        return loss
 
 
 class WeirdDescent(Optimizer):

@@ -1,5 +1,6 @@
-"""generated.WeirdDescent and generated.BertAdamW against the hand-written references in
-``reference.py`` (which are written from the original sources, not from our specs)."""
+"""generated.CustomSGD, generated.WeirdDescent and generated.BertAdamW against the hand-written
+references in ``reference.py`` (written from the original sources, not from our specs).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +24,50 @@ from parity import (
     time_limit,
     tolerance_for,
 )
+
+# =======================================================================================
+# CustomSGD
+# =======================================================================================
+
+
+def test_custom_sgd_signature_is_params_lr_001():
+    params = list(inspect.signature(generated_class("CustomSGD").__init__).parameters)
+    assert params[:3] == ["self", "params", "lr"]
+    assert inspect.signature(generated_class("CustomSGD").__init__).parameters[
+        "lr"
+    ].default == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=dtype_name)
+def test_custom_sgd_matches_the_workshop_class(request, dtype):
+    result = run_side_by_side(
+        reference.CustomSGD,
+        generated_class("CustomSGD"),
+        expected_kwargs=dict(lr=0.05),
+        dtype=dtype,
+        label=f"generated.CustomSGD vs the workshop's CustomSGD {dtype_name(dtype)}",
+        tol=tolerance_for(dtype),
+        seed=stable_seed("CustomSGD", dtype),
+        steps=25,
+        group2=dict(lr=0.2),
+        record=RecordKey("CustomSGD", "vs reference", dtype_name(dtype), "for-loop"),
+        test_id=request.node.nodeid,
+    )
+    assert result.raised is None and result.steps_run == 25, result.raised
+
+
+@pytest.mark.parametrize("lr", [-0.1, -1e-9])
+def test_custom_sgd_refuses_a_negative_lr_as_the_workshop_does(lr):
+    _, expected = call_capturing(
+        lambda: reference.CustomSGD([torch.zeros(2, requires_grad=True)], lr=lr)
+    )
+    _, actual = call_capturing(
+        lambda: generated_class("CustomSGD")(
+            [torch.zeros(2, requires_grad=True)], lr=lr
+        )
+    )
+    assert_same_exception(actual, expected, f"generated.CustomSGD(lr={lr})")
+
 
 # =======================================================================================
 # WeirdDescent

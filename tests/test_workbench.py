@@ -75,7 +75,7 @@ def test_new_from_an_existing_spec_renames_it(spec_dir):
     "argv, message",
     [
         (["new", "lowercase"], "not a class name"),
-        (["new", "X", "--from", "no/such.optim"], "no spec file"),
+        (["new", "X", "--from", "no/such.optim"], "no spec `no/such.optim`"),
     ],
 )
 def test_new_refuses_bad_input_and_writes_nothing(spec_dir, capsys, argv, message):
@@ -171,8 +171,9 @@ def test_build_writes_a_documentation_page_per_spec_and_check_sees_it_stale(
     assert "lion.md: stale" in capsys.readouterr().err
 
 
-def test_committed_docs_are_the_build_output():
+def test_committed_docs_are_the_build_output(monkeypatch):
     """generated/docs is part of the committed output: `optimgen check` covers it."""
+    monkeypatch.chdir(ROOT)
     assert main(["check"]) == 0
     assert (ROOT / "generated" / "docs" / "README.md").is_file()
 
@@ -339,14 +340,20 @@ def test_an_interrupted_build_leaves_the_output_as_it_was(tmp_path, monkeypatch)
     assert after == before, "a file was changed, or a temporary file left behind"
 
 
-def test_the_readme_catalogue_is_written_from_the_specs_and_checked(tmp_path, capsys):
-    """Between its two markers the README's optimizer table is build output."""
+def test_the_readme_catalogue_is_written_from_the_specs_and_checked(
+    tmp_path, capsys, monkeypatch
+):
+    """Between its two markers the project README's optimizer table is build output."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text(
+        f'[tool.optimgen]\nspecs = "{SPECS.as_posix()}"\nout = "generated"\n'
+    )
     readme = tmp_path / "README.md"
     readme.write_text(
         "# project\n\n<!-- optimizer catalogue: written by `optimgen build` -->\n"
         "stale table\n<!-- end of the optimizer catalogue -->\n\nprose after\n"
     )
-    argv = ["--out", str(tmp_path / "generated"), "--spec-dir", str(SPECS)]
+    argv = []
     assert main(["build", *argv]) == 0
     text = readme.read_text()
     assert "stale table" not in text and text.endswith("prose after\n")
