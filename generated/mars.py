@@ -17,6 +17,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.kernels import CompiledKernel
 from generator.precision import (
     Precision,
     group_precision,
@@ -780,11 +781,11 @@ def _multi_tensor_mars(
                 else []
             )
             b1s_rest_10 = [b1s[j] for j in rest_idx_10]
+            device_u_rest_10 = [device_u[j] for j in rest_idx_10]
             cond_11 = [
                 mars_type == "shampoo" and param.dim() >= 2
                 for param in device_params_rest_10
             ]
-            device_u_rest_10: list = [None] * len(cond_11)
             idx_11 = [j for j, ok in enumerate(cond_11) if ok]
             if idx_11:
                 device_update_rest_10_11 = [device_update_rest_10[j] for j in idx_11]
@@ -828,14 +829,14 @@ def _multi_tensor_mars(
                     device_X_14 = [X.T for X in device_X_14]
                     for j, value in zip(idx_14, device_X_14, strict=True):
                         device_X[j] = value
-                device_u_11 = torch._foreach_mul(
+                device_u_rest_10_11 = torch._foreach_mul(
                     device_X,
                     [
                         math.sqrt(max(1, param.size(0) / param.size(1)))
                         for param in device_params_rest_10_11
                     ],
                 )
-                for j, value in zip(idx_11, device_u_11, strict=True):
+                for j, value in zip(idx_11, device_u_rest_10_11, strict=True):
                     device_u_rest_10[j] = value
             rest_idx_11 = [j for j, ok in enumerate(cond_11) if not ok]
             if rest_idx_11:
@@ -880,20 +881,21 @@ def _multi_tensor_mars(
                     device_v_hat = device_max_exp_avg_sqs_rest_10_rest_11
                 else:
                     device_v_hat = device_exp_avg_sqs_rest_10_rest_11
-                device_u_rest_11_19 = torch._foreach_add(device_v_hat, 1e-15)
-                torch._foreach_sqrt_(device_u_rest_11_19)
-                torch._foreach_add_(device_u_rest_11_19, eps)
+                device_u_rest_10_rest_11_19 = torch._foreach_add(device_v_hat, 1e-15)
+                torch._foreach_sqrt_(device_u_rest_10_rest_11_19)
+                torch._foreach_add_(device_u_rest_10_rest_11_19, eps)
                 torch._foreach_div_(
-                    device_u_rest_11_19,
+                    device_u_rest_10_rest_11_19,
                     [(1 - b2**step) ** 0.5 for b2 in b2s_rest_10_rest_11],
                 )
                 torch._foreach_mul_(
-                    device_u_rest_11_19, [1 - b1**step for b1 in b1s_rest_10_rest_11]
+                    device_u_rest_10_rest_11_19,
+                    [1 - b1**step for b1 in b1s_rest_10_rest_11],
                 )
-                device_u_rest_11 = torch._foreach_div(
-                    device_update_rest_10_rest_11, device_u_rest_11_19
+                device_u_rest_10_rest_11 = torch._foreach_div(
+                    device_update_rest_10_rest_11, device_u_rest_10_rest_11_19
                 )
-                for j, value in zip(rest_idx_11, device_u_rest_11, strict=True):
+                for j, value in zip(rest_idx_11, device_u_rest_10_rest_11, strict=True):
                     device_u_rest_10[j] = value
             for j, value in zip(rest_idx_10, device_u_rest_10, strict=True):
                 device_u[j] = value
@@ -1195,8 +1197,9 @@ def _compiled_kernel(policy: bool = False):
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
     # in parallel; with dynamic threads OpenMP decides at each call; under a precision
     # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
-    # summation relies on, where inductor would otherwise keep the wider value)
-    return torch.compile(
+    # summation relies on, where inductor would otherwise keep the wider value); a
+    # configuration the compiler refuses runs uncompiled (generator.kernels)
+    return CompiledKernel(
         _mars_kernel,
         dynamic=True,
         fullgraph=True,
@@ -1209,7 +1212,7 @@ def _compiled_multi_tensor():
     # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
     # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
     # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
-    return torch.compile(
+    return CompiledKernel(
         _multi_tensor_mars,
         dynamic=True,
         fullgraph=True,

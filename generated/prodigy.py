@@ -15,6 +15,7 @@ from torch.optim.optimizer import (
     _device_dtype_check_for_fused,
 )
 
+from generator.kernels import CompiledKernel
 from generator.precision import (
     Precision,
     group_precision,
@@ -168,6 +169,8 @@ class Prodigy(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        _, beta2 = self.param_groups[0]["betas"]
+        beta3 = self.param_groups[0]["beta3"]
         if "d_numerator" not in self.state:
             self.state["d_numerator"] = torch.zeros(
                 1, device=self.param_groups[0]["params"][0].device
@@ -178,8 +181,6 @@ class Prodigy(Optimizer):
                 1, device=self.param_groups[0]["params"][0].device
             )
         d_de_nom = self.state["d_de_nom"]
-        _, beta2 = self.param_groups[0]["betas"]
-        beta3 = self.param_groups[0]["beta3"]
         d_numerator.mul_(beta3 if beta3 is not None else math.sqrt(beta2))
         d_de_nom.fill_(0)
 
@@ -945,8 +946,9 @@ def _compiled_kernel(policy: bool = False):
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
     # in parallel; with dynamic threads OpenMP decides at each call; under a precision
     # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
-    # summation relies on, where inductor would otherwise keep the wider value)
-    return torch.compile(
+    # summation relies on, where inductor would otherwise keep the wider value); a
+    # configuration the compiler refuses runs uncompiled (generator.kernels)
+    return CompiledKernel(
         _prodigy_kernel,
         dynamic=True,
         fullgraph=True,
@@ -959,7 +961,7 @@ def _compiled_multi_tensor():
     # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
     # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
     # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
-    return torch.compile(
+    return CompiledKernel(
         _multi_tensor_prodigy,
         dynamic=True,
         fullgraph=True,
@@ -1091,8 +1093,9 @@ def _compiled_kernel_pass2(policy: bool = False):
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
     # in parallel; with dynamic threads OpenMP decides at each call; under a precision
     # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
-    # summation relies on, where inductor would otherwise keep the wider value)
-    return torch.compile(
+    # summation relies on, where inductor would otherwise keep the wider value); a
+    # configuration the compiler refuses runs uncompiled (generator.kernels)
+    return CompiledKernel(
         _prodigy_pass2_kernel,
         dynamic=True,
         fullgraph=True,
@@ -1105,7 +1108,7 @@ def _compiled_multi_tensor_pass2():
     # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
     # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
     # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
-    return torch.compile(
+    return CompiledKernel(
         _multi_tensor_prodigy_pass2,
         dynamic=True,
         fullgraph=True,

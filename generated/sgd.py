@@ -16,6 +16,7 @@ from torch.optim.optimizer import (
     _use_grad_for_differentiable,
 )
 
+from generator.kernels import CompiledKernel
 from generator.precision import (
     Precision,
     group_precision,
@@ -537,8 +538,9 @@ def _compiled_kernel(policy: bool = False):
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
     # in parallel; with dynamic threads OpenMP decides at each call; under a precision
     # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
-    # summation relies on, where inductor would otherwise keep the wider value)
-    return torch.compile(
+    # summation relies on, where inductor would otherwise keep the wider value); a
+    # configuration the compiler refuses runs uncompiled (generator.kernels)
+    return CompiledKernel(
         _sgd_kernel,
         dynamic=True,
         fullgraph=True,
@@ -551,7 +553,7 @@ def _compiled_multi_tensor():
     # On an accelerator a call per parameter costs more than its kernel (a launch, dynamo's
     # guards): there the multi-tensor path is compiled whole, counters and tensor inputs on
     # the device, into one graph of foreach kernels. On CPU the per-parameter kernel is faster.
-    return torch.compile(
+    return CompiledKernel(
         _multi_tensor_sgd,
         dynamic=True,
         fullgraph=True,

@@ -35,7 +35,7 @@ ELEMENTWISE = {
     "neg", "sqrt", "rsqrt", "abs", "sign", "exp", "log", "reciprocal", "square", "add",
     "sub", "mul", "div", "pow", "addcmul", "addcdiv", "lerp", "maximum", "minimum",
     "clamp_min", "clamp_max", "clamp", "where", "lt", "le", "gt", "ge", "eq", "ne", "copy",
-    "clone", "number_like", "atan2",
+    "clone", "number_like", "atan2", "fill",
 }  # fmt: skip
 
 

@@ -145,11 +145,11 @@ def _reads_count_before_update(stmts, key: str) -> bool:
     for s in ir.walk(stmts):
         if isinstance(s, ir.CountUpdate) and s.state == key and s.op != "fill":
             return False
-        # (a new value computed from the old one, `w <- w * beta + 1`, reads it first)
+        # (a new value computed from the old one, `w <- w * beta + 1` or `c <- 0 if c > 10
+        # else c + 1`, reads it first; beside `update:` the counter is a plain reference)
         exprs = ir.expressions(s)
         if any(
-            uses(e, lambda x: isinstance(x, ir.SRef) and x.count and x.name == key)
-            for e in exprs
+            uses(e, lambda x: isinstance(x, ir.SRef) and x.name == key) for e in exprs
         ):
             return True
     return False
@@ -963,6 +963,12 @@ class ModuleRenderer:
     def _count_optimizer_states(self, out: Lines) -> None:
         opt = self.opt
         printer = SingleTensorPrinter(opt, capturable_counters=False)
+        # the block and the first values of the optimizer's own states read the inputs
+        # (`state optimizer k: count <- start`)
+        firsts = [
+            s.init for s in opt.states if s.scope == "optimizer" and s.init is not None
+        ]
+        self._first_group_inputs((opt.step_block, firsts), out)
         for s in self.totals:
             # one element of the default dtype, on the device of the first parameter (as
             # pytorch_optimizer's Prodigy keeps its sums)
@@ -977,7 +983,6 @@ class ModuleRenderer:
                 )
                 out(f'self.state["{s.key}"] = {make}')
             out(f'{s.key} = self.state["{s.key}"]')
-        self._first_group_inputs(opt.step_block, out)
         for s in opt.states:
             if s.scope == "optimizer" and s.kind == "count":
                 out(f'if "{s.key}" not in self.state:')

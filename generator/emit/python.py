@@ -691,6 +691,7 @@ class ForeachPrinter:
             f"device_{s.list_name}" for s in opt.states if s.scope == "parameter"
         }
         self.known: set[str] = set()  # lists the body has made so far
+        self.parts: set[str] = set()  # a branch's parts of lists, made when it starts
         self.count = "len(device_params)"  # tensors the statements run on
         # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
         # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
@@ -740,12 +741,14 @@ class ForeachPrinter:
         # where each value goes back: the list as named here (inside an enclosing branch, that
         # branch's own part of it)
         dest = {name: self.renamed(name) for name in merged}
+        live = self.group_lists | self.known | self.parts
         for name in merged:
-            if dest[name] not in self.known:
+            if dest[name] not in live:
                 out(f"{dest[name]}: list = [None] * len(cond_{k})")
                 self.known.add(dest[name])
-            elif name.startswith("device_"):
+            elif name.startswith("device_") and dest[name] not in self.parts:
                 # a foreach result may be a tuple: the branches put values back in place
+                # (a part made by an enclosing branch is a list already)
                 out(f"{dest[name]} = list({dest[name]})")
         branches = ((s.then, "", "if ok"), (s.orelse, "rest_", "if not ok"))
         for (body, prefix, test), sets in zip(branches, assigned):
@@ -769,22 +772,32 @@ class ForeachPrinter:
                     guard = f" if {name} else []" if name in optional else ""
                     out(f"{part} = [{name}[j] for j in {idx}]{guard}")
                     self.rename[name] = part
+                    self.parts.add(part)
+                whole = self._assigned(body, nested=False)
                 for name in merged:
-                    if name in sets:
-                        self.rename[name] = f"{name}_{prefix}{k}"
+                    if name not in sets or dest[name] in self.rename:
+                        continue  # (a part made above, for the values the branch reads)
+                    # the branch's own part of the list; where only a nested branch sets it
+                    # (`s <- 2` under a further `if`), it starts from the values it had
+                    part = f"{dest[name]}_{prefix}{k}"
+                    self.rename[dest[name]] = part
+                    if name not in whole:
+                        out(f"{part} = [{dest[name]}[j] for j in {idx}]")
+                        self.parts.add(part)
                 self.body(body, out, later)
                 for name in merged:
                     if name in sets:
-                        part = self.rename[name]
+                        part = self.renamed(name)
                         out(f"for j, value in zip({idx}, {part}, strict=True):")
                         with out.indent():
                             out(f"{dest[name]}[j] = value")
                 self.rename, self.count = saved, saved_count
 
-    def _assigned(self, stmts) -> list[str]:
-        """Lists a block (re)binds: tensor locals and per-parameter scalars."""
+    def _assigned(self, stmts, nested: bool = True) -> list[str]:
+        """Lists a block (re)binds: tensor locals and per-parameter scalars (with ``nested``
+        off, only those its own statements bind, for every tensor it runs on)."""
         out = []
-        for s in ir.walk(stmts):
+        for s in ir.walk(stmts) if nested else stmts:
             if isinstance(s, ir.TensorLet):
                 out.append("device_" + s.name)
             elif isinstance(s, ir.ScalarLet) and s.varying:
@@ -794,7 +807,7 @@ class ForeachPrinter:
     def _lists_read(self, stmts) -> list[str]:
         """Group-wide lists a block reads before it sets them (tensor and per-parameter scalar
         lists that exist when the block starts)."""
-        live = self.group_lists | self.known | set(self.rename.values())
+        live = self.group_lists | self.known | self.parts
         return [n for n in self._reads(stmts, before_set=True) if n in live]
 
     def _reads(self, stmts, before_set: bool = False) -> list[str]:
@@ -978,6 +991,9 @@ class ForeachPrinter:
         t = self.tlist(target)
         for op in ops:
             spell = OPS[op.op]
+            if spell.foreach is None and op.op != "clamp":
+                self._inplace_per_tensor(t, op, out)
+                continue
             args = []
             for a in op.args:
                 if isinstance(a, (ir.TRef, ir.TOp)):
@@ -1036,14 +1052,48 @@ class ForeachPrinter:
                 out(f"torch._foreach_clamp_min_({t}, {args[0]})")
                 out(f"torch._foreach_clamp_max_({t}, {args[1]})")
                 continue
-            if spell.foreach is None:
-                raise GeneratorBug(f"no foreach form for in-place {op.op}")
             if op.op == "copy":  # (DTensor shards have no foreach copy: see _copy_all)
                 out(f"_copy_all({', '.join([t] + args)})")
                 continue
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
             if test == "alpha":
                 out.level -= 1
+
+    def _inplace_per_tensor(self, t: str, op: ir.TOp, out: Lines) -> None:
+        """An in-place operation torch has no multi-tensor kernel for, run on each tensor (as
+        torch's foreach paths do for such steps); ``x <- 0`` is torch's ``_foreach_zero_``.
+        """
+        spell = OPS[op.op]
+        if spell.inplace is None:
+            raise GeneratorBug(f"no in-place form of {op.op}")
+        if (
+            op.op == "fill"
+            and not op.kwargs
+            and self.slot(op.args[0])[0] in ("0", "0.0")
+        ):
+            out(f"torch._foreach_zero_({t})")
+            return
+        names, lists, args = ["x"], [t], []
+        for k, a in [(None, a) for a in op.args] + list(op.kwargs):
+            if isinstance(a, (ir.TRef, ir.TOp)):
+                src, each = (
+                    self.tensor(a, out, self._new_temp("device_update"))[0],
+                    True,
+                )
+            else:
+                src, each = self.slot(a, "eager")
+            if each:
+                names.append(f"a{len(names)}")
+                lists.append(src)
+                src = names[-1]
+            args.append(src if k is None else f"{k}={src}")
+        call = f"{names[0]}.{spell.inplace}({', '.join(args)})"
+        if len(lists) == 1:
+            out(f"for x in {t}:")
+        else:
+            out(f"for {', '.join(names)} in zip({', '.join(lists)}, strict=True):")
+        with out.indent():
+            out(call)
 
     def _add_to_total(self, target: ir.TRef, ops, out: Lines) -> None:
         """``total <- total + c * f(x)``: one value per tensor, added in the tensors' order (the
@@ -1153,7 +1203,7 @@ class ForeachPrinter:
             else:
                 out(f"{s.name} = {self.scalar(s.value)}")
             if s.varying:
-                self.known.add(f"{s.name}s")
+                self.known.update((f"{s.name}s", dest))
         elif isinstance(s, ir.CountUpdate):
             lst = self.renamed(f"device_{self.states[s.state].list_name}")
             value, varying = self.slot(s.value)
@@ -1180,8 +1230,8 @@ class ForeachPrinter:
                 with out.indent():
                     out(f"{s.state}_t.fill_({value})")
         elif isinstance(s, ir.TensorLet):
-            self.known.add("device_" + s.name)
             dest = self.renamed("device_" + s.name)
+            self.known.update(("device_" + s.name, dest))
             if s.alias:
                 out(f"{dest} = {self.tlist(s.value)}")
             else:

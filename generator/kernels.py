@@ -1,0 +1,85 @@
+"""Runtime of the generated fused paths: a compiled kernel that never fails a step.
+
+Generated modules import this (with generator.precision) as torch's optimizers import
+torch/optim/optimizer.py; the generator itself never does. A fused kernel is plain torch code
+compiled by ``torch.compile``. Two things outside the optimizer's control can stop that compilation
+while the arithmetic itself is fine: dynamo's recompile limit, which counts the configurations
+(decisions, dtypes, devices, ranks) of one kernel across the whole process, and with
+``fullgraph=True`` raises instead of falling back; and a compiler bug in inductor for one
+configuration (torch 2.13's CPU codegen fails on an in-place update of a state fed by a
+reduction along a dimension, ``m += g - mean(g, 1)`` then ``param += m``). In both cases the step
+runs the same kernel uncompiled, for that configuration from then on, and says so once with a
+warning: slower, never wrong, never an exception out of ``step()``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+__all__ = ["CompiledKernel"]
+
+
+def _compile_failures() -> tuple[type[BaseException], ...]:
+    found = []
+    for module, name in (
+        (torch._dynamo.exc, "FailOnRecompileLimitHit"),
+        (torch._dynamo.exc, "BackendCompilerFailed"),
+        (getattr(torch._inductor, "exc", None), "InductorError"),
+    ):
+        cls = getattr(module, name, None) if module is not None else None
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+def _configuration(args, kwargs) -> tuple:
+    """What decides a compilation: the decisions and the tensors' dtype, device and rank."""
+    key = []
+    for a in (*args, *sorted(kwargs.items())):
+        if isinstance(a, tuple):  # a keyword argument: its name, then its value
+            key.append(a[0])
+            a = a[1]
+        if isinstance(a, list):  # the multi-tensor path's lists
+            a = a[0] if a else None
+        if isinstance(a, torch.Tensor):
+            key.append((a.dtype, a.device, a.dim()))
+        elif a is None or isinstance(a, (bool, int, str)):
+            key.append(a)
+        else:
+            key.append(type(a))
+    return tuple(key)
+
+
+class CompiledKernel:
+    """``torch.compile(fn, **options)``, made at the first call, that runs ``fn`` itself for a
+    configuration the compiler refuses (see the module's docstring)."""
+
+    def __init__(self, fn, **options):
+        self.fn = fn
+        self.options = options
+        self.compiled = None
+        self.eager: set[tuple] = set()  # configurations run uncompiled
+
+    def __call__(self, *args, **kwargs):
+        # (the configuration is computed only once something has failed: the common case
+        # pays for one attribute test)
+        if self.eager and _configuration(args, kwargs) in self.eager:
+            return self.fn(*args, **kwargs)
+        if self.compiled is None:
+            self.compiled = torch.compile(self.fn, **self.options)
+        try:
+            return self.compiled(*args, **kwargs)
+        except _compile_failures() as exc:
+            # raised while compiling, before the kernel ran: the tensors are untouched
+            self.eager.add(_configuration(args, kwargs))
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            warnings.warn(
+                f"{self.fn.__name__}: torch.compile failed for this configuration "
+                f"({type(exc).__name__}: {reason[:200]}); the fused step runs the same "
+                "kernel uncompiled for it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return self.fn(*args, **kwargs)
