@@ -876,14 +876,17 @@ def _compiled_kernel(policy: bool = False):
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
     # in parallel; with dynamic threads OpenMP decides at each call; under a precision
-    # policy a cast to a narrower dtype rounds as it does in eager mode, which Kahan
-    # summation relies on, where inductor would otherwise keep the wider value); a
-    # configuration the compiler refuses runs uncompiled (generator.kernels)
+    # policy a cast to a narrower dtype rounds as it does in eager
+    # mode, which Kahan summation relies on, where inductor would otherwise keep the wider
+    # value); a configuration the compiler refuses runs uncompiled (generator.kernels)
     return CompiledKernel(
         _laprop_kernel,
         dynamic=True,
         fullgraph=True,
-        options={"cpp.dynamic_threads": True, "emulate_precision_casts": policy},
+        options={
+            "cpp.dynamic_threads": True,
+            "emulate_precision_casts": policy,
+        },
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import linecache
 import sys
 import types
 from pathlib import Path
@@ -61,6 +62,14 @@ def _load(text: bytes, path: str, fragment_dirs: tuple[Path, ...] | None = None)
     module.__file__ = f"<optimgen {path}>"
     sys.modules[module.__name__] = (
         module  # so that pickling and deepcopy find the class
+    )
+    # tracebacks through the module show its lines (verify reads them to tell a refusal
+    # the spec documents from a failure); mtime None: linecache keeps the entry
+    linecache.cache[module.__file__] = (
+        len(source),
+        None,
+        source.splitlines(True),
+        module.__file__,
     )
     exec(compile(source, module.__file__, "exec"), module.__dict__)
     names = [n for n in module.__all__ if isinstance(module.__dict__[n], type)]

@@ -232,6 +232,30 @@ def render_unformatted(checked: CheckedSpec) -> str:
         ) from exc
 
 
+def render_coverage(checked: CheckedSpec) -> tuple[str, tuple]:
+    """The module of a coverage build (optimgen verify) and its probes: each branch of the
+    spec opens with ``_cover(label)``, which the caller defines. Only its for-loop path is
+    meant to run (a probe in a compiled kernel would break its graph)."""
+    from . import ir
+    from .emit.module import ModuleRenderer
+    from .lower import lower
+
+    try:
+        opt = lower(checked, coverage=True)
+        everything = opt.step_block + opt.group_block + opt.hoisted + opt.body
+        for p in opt.later_passes:
+            everything += p.step_block + p.group_block + p.hoisted + p.body
+        probes = tuple(s for s in ir.walk(everything) if isinstance(s, ir.Probe))
+        return ModuleRenderer(opt, checked).render(), probes
+    except GeneratorBug:
+        raise
+    except Exception as exc:
+        raise GeneratorBug(
+            f"rendering the coverage build of {checked.name} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
 def render_optimizer(checked: CheckedSpec) -> str:
     return format_python(render_unformatted(checked), checked.name)
 

@@ -199,7 +199,20 @@ class Raise:
     message: str  # Python source: a literal or an f-string of hyperparameters
 
 
+@dataclass(frozen=True)
+class Probe:
+    """A branch of the spec ran: only in the coverage builds of ``optimgen verify``, where it is
+    printed as a call that records ``label``; ordinary builds never hold one."""
+
+    label: (
+        str  # "<path>:<line>:<column> then|else": the branch's condition, and which way
+    )
+    condition: str  # the condition as the spec writes it
+    lines: tuple[str, ...]  # "<path>:<line>" of every statement of the branch
+
+
 Stmt = Union[
+    Probe,
     ScalarLet,
     CountUpdate,
     TensorLet,

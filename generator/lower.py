@@ -75,8 +75,9 @@ class _Term:
 
 
 class Lowerer:
-    def __init__(self, checked: CheckedSpec):
+    def __init__(self, checked: CheckedSpec, coverage: bool = False):
         self.c = checked
+        self.coverage = coverage  # each branch opens with an ir.Probe (optimgen verify)
         self.spec = checked.spec
         self.states = checked.states
         self.kinds: dict[str, str] = {}  # local name → kind, as lowering proceeds
@@ -469,6 +470,18 @@ class Lowerer:
         return out
 
     def stmt(self, s, later, rest) -> list[ir.Stmt]:
+        if (
+            self.coverage
+            and isinstance(s, S.Assign)
+            and isinstance(s.value, S.Conditional)
+        ):
+            # `x <- a if c else b` as the `if` it means, so that each way has its probe
+            v = s.value
+            s = S.If(
+                ((v.cond, (replace(s, value=v.then),)),),
+                (replace(s, value=v.orelse),),
+                s.span,
+            )
         if isinstance(s, S.Assign):
             # `x <- a * (1 if adam else r) * g`: one statement per case
             split = self._nested_choice(s)
@@ -590,6 +603,10 @@ class Lowerer:
         for name in varying:
             self.varying[name] = True
         then, other = _mark_varying(then, varying), _mark_varying(other, varying)
+        if self.coverage:
+            then = [_probe(cond, "then", body)] + then
+            if not more:
+                other = [_probe(cond, "else", orelse)] + other
         test = self.sexpr(cond)
         traced = (
             self._branchless(test, then, other, before)
@@ -737,6 +754,26 @@ VIEWS = ("transpose", "bfloat16")
 
 def _is_matmul(e: S.Expr) -> bool:
     return isinstance(e, S.Binary) and e.op == "@"
+
+
+def _probe(cond: S.Expr, way: str, body) -> ir.Probe:
+    span = cond.span
+    lines: dict[str, None] = {}
+
+    def visit(stmts):
+        for s in stmts:
+            lines[f"{s.span.path}:{s.span.line}"] = None
+            if isinstance(s, S.If):
+                for c, b in s.branches:
+                    visit(b)
+                visit(s.orelse)
+            elif isinstance(s, (S.Repeat, S.ForEachParameter)):
+                visit(s.body)
+
+    visit(body)
+    return ir.Probe(
+        f"{span.path}:{span.line}:{span.column} {way}", print_expr(cond), tuple(lines)
+    )
 
 
 def _mark_varying(stmts, names: set) -> list:
@@ -1031,11 +1068,12 @@ def _annotation(inp: S.Input, k: int | None = None) -> str:
     return out + (" | None" if any(inp.type.optional) else "")
 
 
-def lower(checked: CheckedSpec) -> ir.Optimizer:
+def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
+    """The optimizer's IR; with ``coverage``, every branch opens with an ir.Probe."""
     from .emit.validation import validations
 
     spec = checked.spec
-    lw = Lowerer(checked)
+    lw = Lowerer(checked, coverage)
     if checked.program is None:
         probe = Lowerer(checked)
         probed = []

@@ -191,7 +191,8 @@ def test_a_user_session_in_their_own_folder_never_touches_site_packages(installe
     assert imports <= {
         "torch",
         "torch.optim.optimizer",
-        "generator.precision",
+        "generator.precision",  # generator's runtime modules
+        "generator.kernels",
         "typing",
         "functools",
         "math",
@@ -200,7 +201,17 @@ def test_a_user_session_in_their_own_folder_never_touches_site_packages(installe
     out = run("optimgen", "verify", "MySGD", "--against", "torch.optim.SGD")
     assert "0 failed" in out
     out = run(
-        "optimgen", "verify", "MyAdam", "--against", "torch.optim.Adam", "--steps", "10"
+        "optimgen",
+        "verify",
+        "MyAdam",
+        "--against",
+        "torch.optim.Adam",
+        "--steps",
+        "10",
+        "--impl",
+        "for-loop,foreach",
+        "--dtype",
+        "float64",
     )
     assert "0 failed" in out
     out = run("python", "-", stdin="from pathlib import Path\n" + TRAIN)

@@ -179,26 +179,22 @@ def test_committed_docs_are_the_build_output(monkeypatch):
 
 
 def test_verify_passes_a_twin_and_prints_the_table(capsys):
-    argv = [
-        "verify",
-        "specs/adam.optim",
-        "--against",
-        "torch.optim.Adam",
-        "--steps",
-        "6",
-    ]
+    argv = ["verify", "specs/adam.optim", "--against", "torch.optim.Adam"]
+    argv += ["--steps", "6", "--dtype", "float64", "--impl", "for-loop,foreach"]
     assert main(argv + ["--spec-dir", str(SPECS)]) == 0
     out = capsys.readouterr().out
-    assert "amsgrad=True" in out and "| pass" in out
-    assert out.rstrip().endswith("0 failed, 0 skipped")
+    row = next(line for line in out.splitlines() if line.startswith("amsgrad=True "))
+    assert row.count("| pass 0e+00") == 2, row
+    assert "0 failed" in out and "coverage of the update: 16 of 16 lines ran" in out
 
 
 def test_verify_names_the_first_step_and_tensor_where_they_part(capsys):
     argv = ["verify", str(SPECS / "adamw.optim"), "--against", "torch.optim.Adam"]
+    argv += ["--dtype", "float64", "--impl", "for-loop"]
     assert main(argv + ["--steps", "4", "--spec-dir", str(SPECS)]) == 1
     out = capsys.readouterr().out
     assert "| FAIL" in out
-    assert "step 1, param #0 (5, 4), element 0:" in out
+    assert "vs reference: step 1, param #0 (5, 4), element 0:" in out
 
 
 HAND_WRITTEN = """
@@ -237,6 +233,7 @@ def test_verify_against_a_hand_written_class_finds_its_bug(
     (tmp_path / "my_sgd.py").write_text(HAND_WRITTEN)
     monkeypatch.syspath_prepend(str(tmp_path))
     argv = ["verify", str(SPECS / "sgd.optim"), "--against", "my_sgd.MySGD"]
+    argv += ["--dtype", "float64", "--impl", "for-loop"]
     assert main(argv + ["--steps", "5", "--spec-dir", str(SPECS)]) == 1
     out = capsys.readouterr().out
     rows = {

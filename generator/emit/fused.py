@@ -54,6 +54,17 @@ def _in_kernel(x: ir.TOp) -> bool:
     return x.op in ELEMENTWISE | WHOLE_TENSOR_REDUCTIONS | SHAPED | CASTS
 
 
+def writes_casts(opt: ir.Optimizer) -> bool:
+    """Whether the kernel casts as the spec writes it (MARS's ``bfloat16(...)`` before its
+    Newton-Schulz iterations): inductor then must round there as eager mode does."""
+    return any(
+        isinstance(x, ir.TOp) and x.op in CASTS
+        for s in ir.walk(opt.body)
+        for e in ir.expressions(s)
+        for x in _nodes(e)
+    )
+
+
 def keeps_shapes(opt: ir.Optimizer) -> bool:
     """Whether the kernel needs its tensors' shapes (a reduction along a dimension, a matrix
     product, a state shaped with a dimension reduced): then they are not flattened."""

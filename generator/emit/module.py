@@ -596,11 +596,12 @@ class ModuleRenderer:
         if sub.opt.has_foreach:
             ctx["multi_body"] = sub.multi_body()
         if "fused" in self.args:
-            from .fused import kernel_source
+            from .fused import kernel_source, writes_casts
 
             sub.suffix = ctx["suffix"] = f"_pass{number}"
             ctx["fused_body"] = sub.fused_body()
             ctx["kernel"] = kernel_source(sub.opt, ctx["fname"])
+            ctx["kernel_casts"] = writes_casts(sub.opt)
         return ctx
 
     def _first_group_inputs(self, stmts, out: Lines) -> None:
@@ -1163,13 +1164,14 @@ class ModuleRenderer:
                 ctx["multi_body"] = self.multi_body()
                 code += ctx["multi_body"]
         if ctx["has_fused"]:
-            from .fused import fusable, kernel_source
+            from .fused import fusable, kernel_source, writes_casts
 
             blocker = fusable(opt)
             if blocker is not None:  # generator.build reports it as E326 first
                 raise GeneratorBug(f"{opt.name} declares `fused` but has {blocker}")
             ctx["fused_body"] = self.fused_body()
             ctx["kernel"] = kernel_source(opt, ctx["fname"])
+            ctx["kernel_casts"] = writes_casts(opt)
             code += ctx["fused_body"] + ctx["kernel"]
             ctx["fused_code"] = code
             imports.append("_device_dtype_check_for_fused")

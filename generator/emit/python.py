@@ -371,7 +371,9 @@ class SingleTensorPrinter:
                 freed.update(dead)
 
     def stmt(self, s, out: Lines) -> None:
-        if isinstance(s, ir.ScalarLet):
+        if isinstance(s, ir.Probe):
+            out(f"_cover({s.label!r})")
+        elif isinstance(s, ir.ScalarLet):
             out(f"{s.name} = {self.scalar(s.value)}")
         elif isinstance(s, ir.CountUpdate):
             var = f"{s.state}_t"
@@ -1192,7 +1194,9 @@ class ForeachPrinter:
                 freed.update(dead)
 
     def stmt(self, s, out: Lines, later: frozenset = frozenset()) -> None:
-        if isinstance(s, ir.ScalarLet):
+        if isinstance(s, ir.Probe):
+            out(f"_cover({s.label!r})")
+        elif isinstance(s, ir.ScalarLet):
             dest = self.renamed(f"{s.name}s")
             if s.varying and not varying_refs(
                 s.value
