@@ -19,7 +19,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel
+from generator.kernels import CompiledKernel, amp_skips_step
 from generator.precision import (
     Precision,
     group_precision,
@@ -96,6 +96,8 @@ class Adagrad(Optimizer):
                 raise RuntimeError("`fused` does not support `differentiable`")
             if foreach:
                 raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+            # GradScaler leaves the unscaling and the inf/NaN skip to the step
+            self._step_supports_amp_scaling = True
             self._need_device_dtype_check_for_fused = True
 
         for group in self.param_groups:
@@ -182,6 +184,12 @@ class Adagrad(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if amp_skips_step(self):
+            # GradScaler found an inf or NaN among the scaled gradients (its protocol for
+            # fused steps): as in torch's fused kernels, nothing changes but new states
+            for group in self.param_groups:
+                self._init_group(group, [], [], [], [])
+            return loss
 
         for group in self.param_groups:
             params: list[Tensor] = []
@@ -282,6 +290,11 @@ def adagrad(
 
     See :class:`Adagrad` for details.
     """
+    if fused and torch.compiler.is_compiling():
+        # traced by an enclosing torch.compile (a compiled opt.step()): the multi-tensor
+        # update joins that graph, where inductor fuses it; a compiled kernel inside a traced
+        # function would only break the graph
+        fused, foreach = False, True
     # on CPU the fused kernel applies a precision policy itself
     in_kernel = fused and bool(params) and params[0].is_cpu
     if precision is not None and not in_kernel:
@@ -441,6 +454,13 @@ def _multi_tensor_adagrad(
         return
 
     lr = _to_scalar(lr)
+    # compiled, the step counters are tensors: the floats that meet them do so as
+    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
+    # in the foreach calls that take it as a number, under an lr schedule)
+    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
+    lr_decay_counted = (
+        torch.as_tensor(lr_decay) if torch.compiler.is_compiling() else lr_decay
+    )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, state_sums, state_steps],  # type: ignore[list-item]
     )
@@ -483,7 +503,8 @@ def _multi_tensor_adagrad(
         if weight_decay != 0:
             device_g = torch._foreach_add(device_g, device_params, alpha=weight_decay)
         clrs = [
-            lr / (1 + (_get_value(step) - 1) * lr_decay) for step in device_state_steps
+            lr_counted / (1 + (_get_value(step) - 1) * lr_decay_counted)
+            for step in device_state_steps
         ]
         torch._foreach_addcmul_(device_state_sums, device_g, device_g)
         device_std = torch._foreach_sqrt(device_state_sums)

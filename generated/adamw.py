@@ -20,7 +20,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel
+from generator.kernels import CompiledKernel, amp_skips_step
 from generator.precision import (
     Precision,
     group_precision,
@@ -117,6 +117,8 @@ class AdamW(Optimizer):
                 raise RuntimeError("`fused` does not support `differentiable`")
             if foreach:
                 raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+            # GradScaler leaves the unscaling and the inf/NaN skip to the step
+            self._step_supports_amp_scaling = True
             self._need_device_dtype_check_for_fused = True
 
     def __setstate__(self, state):
@@ -217,6 +219,12 @@ class AdamW(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if amp_skips_step(self):
+            # GradScaler found an inf or NaN among the scaled gradients (its protocol for
+            # fused steps): as in torch's fused kernels, nothing changes but new states
+            for group in self.param_groups:
+                self._init_group(group, [], [], [], [], [], [])
+            return loss
 
         for group in self.param_groups:
             params: list[Tensor] = []
@@ -348,6 +356,11 @@ def adamw(
 
     See :class:`AdamW` for details.
     """
+    if fused and torch.compiler.is_compiling():
+        # traced by an enclosing torch.compile (a compiled opt.step()): the multi-tensor
+        # update joins that graph, where inductor fuses it; a compiled kernel inside a traced
+        # function would only break the graph
+        fused, foreach = False, True
     # on CPU the fused kernel applies a precision policy itself
     in_kernel = fused and bool(params) and params[0].is_cpu
     if precision is not None and not in_kernel:
@@ -554,6 +567,12 @@ def _multi_tensor_adamw(
     lr = _to_scalar(lr)
     beta1 = _to_scalar(beta1)
     beta2 = _to_scalar(beta2)
+    # compiled, the step counters are tensors: the floats that meet them do so as
+    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
+    # in the foreach calls that take it as a number, under an lr schedule)
+    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
+    beta2_counted = torch.as_tensor(beta2) if torch.compiler.is_compiling() else beta2
+    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps],  # type: ignore[list-item]
     )
@@ -604,14 +623,16 @@ def _multi_tensor_adamw(
             torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
         del device_g
         bias_correction1s = [
-            1 - beta1 ** (step if capturable else _get_value(step))
+            1 - beta1_counted ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
         bias_correction2s = [
-            1 - beta2 ** (step if capturable else _get_value(step))
+            1 - beta2_counted ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
-        step_sizes = [lr / bias_correction1 for bias_correction1 in bias_correction1s]
+        step_sizes = [
+            lr_counted / bias_correction1 for bias_correction1 in bias_correction1s
+        ]
         if amsgrad:
             torch._foreach_maximum_(device_max_exp_avg_sqs, device_exp_avg_sqs)
             device_denom = torch._foreach_sqrt(device_max_exp_avg_sqs)

@@ -20,7 +20,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel
+from generator.kernels import CompiledKernel, amp_skips_step
 from generator.precision import (
     Precision,
     group_precision,
@@ -91,6 +91,8 @@ class ASGD(Optimizer):
                 raise RuntimeError("`fused` does not support `differentiable`")
             if foreach:
                 raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+            # GradScaler leaves the unscaling and the inf/NaN skip to the step
+            self._step_supports_amp_scaling = True
             self._need_device_dtype_check_for_fused = True
 
     def __setstate__(self, state):
@@ -124,7 +126,7 @@ class ASGD(Optimizer):
         state = self.state[p]
         state["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype(), device=p.device)
         state["eta"] = torch.tensor(
-            float(group["lr"]), dtype=_get_scalar_dtype(), device=p.device
+            float(_to_scalar(group["lr"])), dtype=_get_scalar_dtype(), device=p.device
         )
         state["mu"] = torch.tensor(1.0, dtype=_get_scalar_dtype(), device=p.device)
         state["ax"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -181,6 +183,12 @@ class ASGD(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if amp_skips_step(self):
+            # GradScaler found an inf or NaN among the scaled gradients (its protocol for
+            # fused steps): as in torch's fused kernels, nothing changes but new states
+            for group in self.param_groups:
+                self._init_group(group, [], [], [], [], [], [])
+            return loss
 
         for group in self.param_groups:
             params: list[Tensor] = []
@@ -294,6 +302,11 @@ def asgd(
 
     See :class:`ASGD` for details.
     """
+    if fused and torch.compiler.is_compiling():
+        # traced by an enclosing torch.compile (a compiled opt.step()): the multi-tensor
+        # update joins that graph, where inductor fuses it; a compiled kernel inside a traced
+        # function would only break the graph
+        fused, foreach = False, True
     # on CPU the fused kernel applies a precision policy itself
     in_kernel = fused and bool(params) and params[0].is_cpu
     if precision is not None and not in_kernel:
@@ -469,6 +482,13 @@ def _multi_tensor_asgd(
         return
 
     lr = _to_scalar(lr)
+    # compiled, the step counters are tensors: the floats that meet them do so as
+    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
+    # in the foreach calls that take it as a number, under an lr schedule)
+    lambd_counted = torch.as_tensor(lambd) if torch.compiler.is_compiling() else lambd
+    alpha_counted = torch.as_tensor(alpha) if torch.compiler.is_compiling() else alpha
+    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
+    t0_counted = torch.as_tensor(t0) if torch.compiler.is_compiling() else t0
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, axs, state_steps, etas, mus],  # type: ignore[list-item]
     )
@@ -501,7 +521,7 @@ def _multi_tensor_asgd(
         torch._foreach_mul_(
             device_params,
             [
-                1 - lambd * (eta if capturable else _get_value(eta))
+                1 - lambd_counted * (eta if capturable else _get_value(eta))
                 for eta in device_etas
             ],
         )
@@ -558,18 +578,28 @@ def _multi_tensor_asgd(
             device_etas,
             (
                 [
-                    lr
-                    / (1 + lambd * lr * (step if capturable else _get_value(step)))
-                    ** alpha
+                    lr_counted
+                    / (
+                        1
+                        + lambd_counted
+                        * lr_counted
+                        * (step if capturable else _get_value(step))
+                    )
+                    ** alpha_counted
                     for step in device_state_steps
                 ]
                 if capturable
                 else [
                     _get_value(x)
                     for x in [
-                        lr
-                        / (1 + lambd * lr * (step if capturable else _get_value(step)))
-                        ** alpha
+                        lr_counted
+                        / (
+                            1
+                            + lambd_counted
+                            * lr_counted
+                            * (step if capturable else _get_value(step))
+                        )
+                        ** alpha_counted
                         for step in device_state_steps
                     ]
                 ]
@@ -582,9 +612,9 @@ def _multi_tensor_asgd(
             [
                 1
                 / (
-                    (step - t0).clamp(min=1)
+                    (step - t0_counted).clamp(min=1)
                     if capturable
-                    else max(1, _get_value(step) - t0)
+                    else max(1, _get_value(step) - t0_counted)
                 )
                 for step in device_state_steps
             ],

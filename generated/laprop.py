@@ -19,7 +19,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel
+from generator.kernels import CompiledKernel, amp_skips_step
 from generator.precision import (
     Precision,
     group_precision,
@@ -96,6 +96,8 @@ class LaProp(Optimizer):
         if fused:
             if foreach:
                 raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+            # GradScaler leaves the unscaling and the inf/NaN skip to the step
+            self._step_supports_amp_scaling = True
             self._need_device_dtype_check_for_fused = True
 
     def __setstate__(self, state):
@@ -195,6 +197,12 @@ class LaProp(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if amp_skips_step(self):
+            # GradScaler found an inf or NaN among the scaled gradients (its protocol for
+            # fused steps): as in torch's fused kernels, nothing changes but new states
+            for group in self.param_groups:
+                self._init_group(group, [], [], [], [], [], [], [])
+            return loss
 
         for group in self.param_groups:
             params: list[Tensor] = []
@@ -348,6 +356,11 @@ def laprop(
 
     See :class:`LaProp` for details.
     """
+    if fused and torch.compiler.is_compiling():
+        # traced by an enclosing torch.compile (a compiled opt.step()): the multi-tensor
+        # update joins that graph, where inductor fuses it; a compiled kernel inside a traced
+        # function would only break the graph
+        fused, foreach = False, True
     # on CPU the fused kernel applies a precision policy itself
     in_kernel = fused and bool(params) and params[0].is_cpu
     if precision is not None and not in_kernel:
@@ -585,6 +598,10 @@ def _multi_tensor_laprop(
         return
 
     lr = _to_scalar(lr)
+    # compiled, the step counters are tensors: the floats that meet them do so as
+    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
+    # in the foreach calls that take it as a number, under an lr schedule)
+    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
     bias_correction2 = 1 - beta2**step
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, exp_mean_avg_beta2s, max_exp_avg_sqs, momentum_steps],  # type: ignore[list-item]
@@ -625,7 +642,7 @@ def _multi_tensor_laprop(
         torch._foreach_mul_(device_exp_avg_sqs, beta2)
         torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
         bias_correction1s = [
-            1 - beta1 ** _get_value(momentum_step)
+            1 - beta1_counted ** _get_value(momentum_step)
             for momentum_step in device_momentum_steps
         ]
         device_second = device_exp_avg_sqs

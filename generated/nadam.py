@@ -20,7 +20,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel
+from generator.kernels import CompiledKernel, amp_skips_step
 from generator.precision import (
     Precision,
     group_precision,
@@ -101,6 +101,8 @@ class NAdam(Optimizer):
                 raise RuntimeError("`fused` does not support `differentiable`")
             if foreach:
                 raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+            # GradScaler leaves the unscaling and the inf/NaN skip to the step
+            self._step_supports_amp_scaling = True
             self._need_device_dtype_check_for_fused = True
 
     def __setstate__(self, state):
@@ -212,6 +214,12 @@ class NAdam(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if amp_skips_step(self):
+            # GradScaler found an inf or NaN among the scaled gradients (its protocol for
+            # fused steps): as in torch's fused kernels, nothing changes but new states
+            for group in self.param_groups:
+                self._init_group(group, [], [], [], [], [], [])
+            return loss
 
         for group in self.param_groups:
             params: list[Tensor] = []
@@ -337,6 +345,11 @@ def nadam(
 
     See :class:`NAdam` for details.
     """
+    if fused and torch.compiler.is_compiling():
+        # traced by an enclosing torch.compile (a compiled opt.step()): the multi-tensor
+        # update joins that graph, where inductor fuses it; a compiled kernel inside a traced
+        # function would only break the graph
+        fused, foreach = False, True
     # on CPU the fused kernel applies a precision policy itself
     in_kernel = fused and bool(params) and params[0].is_cpu
     if precision is not None and not in_kernel:
@@ -529,6 +542,17 @@ def _multi_tensor_nadam(
         return
 
     lr = _to_scalar(lr)
+    # compiled, the step counters are tensors: the floats that meet them do so as
+    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
+    # in the foreach calls that take it as a number, under an lr schedule)
+    beta2_counted = torch.as_tensor(beta2) if torch.compiler.is_compiling() else beta2
+    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
+    momentum_decay_counted = (
+        torch.as_tensor(momentum_decay)
+        if torch.compiler.is_compiling()
+        else momentum_decay
+    )
+    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, state_steps, mu_products],  # type: ignore[list-item]
     )
@@ -559,7 +583,7 @@ def _multi_tensor_nadam(
             torch._foreach_add_(device_state_steps, 1)
         device_g = torch._foreach_neg(device_grads) if maximize else device_grads
         bias_correction2s = [
-            1 - beta2 ** (step if capturable else _get_value(step))
+            1 - beta2_counted ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
         if weight_decay != 0:
@@ -570,21 +594,25 @@ def _multi_tensor_nadam(
                     device_g, device_params, alpha=weight_decay
                 )
         mus = [
-            beta1
-            * (
-                1.0
-                - 0.5
-                * 0.96 ** ((step if capturable else _get_value(step)) * momentum_decay)
-            )
-            for step in device_state_steps
-        ]
-        mu_nexts = [
-            beta1
+            beta1_counted
             * (
                 1.0
                 - 0.5
                 * 0.96
-                ** (((step if capturable else _get_value(step)) + 1) * momentum_decay)
+                ** ((step if capturable else _get_value(step)) * momentum_decay_counted)
+            )
+            for step in device_state_steps
+        ]
+        mu_nexts = [
+            beta1_counted
+            * (
+                1.0
+                - 0.5
+                * 0.96
+                ** (
+                    ((step if capturable else _get_value(step)) + 1)
+                    * momentum_decay_counted
+                )
             )
             for step in device_state_steps
         ]
@@ -607,7 +635,7 @@ def _multi_tensor_nadam(
                     device_denom,
                     [
                         -(
-                            lr
+                            lr_counted
                             * (1.0 - mu)
                             / (
                                 1.0
@@ -627,7 +655,7 @@ def _multi_tensor_nadam(
                     _get_value(x)
                     for x in [
                         -(
-                            lr
+                            lr_counted
                             * (1.0 - mu)
                             / (
                                 1.0
@@ -646,7 +674,7 @@ def _multi_tensor_nadam(
                 torch._foreach_div(
                     device_denom,
                     [
-                        -(lr * mu_next / (1.0 - mu_product_next))
+                        -(lr_counted * mu_next / (1.0 - mu_product_next))
                         for mu_next, mu_product_next in zip(mu_nexts, mu_product_nexts)
                     ],
                 ),
@@ -659,7 +687,7 @@ def _multi_tensor_nadam(
                 [
                     _get_value(x)
                     for x in [
-                        -(lr * mu_next / (1.0 - mu_product_next))
+                        -(lr_counted * mu_next / (1.0 - mu_product_next))
                         for mu_next, mu_product_next in zip(mu_nexts, mu_product_nexts)
                     ]
                 ],

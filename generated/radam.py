@@ -20,7 +20,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel
+from generator.kernels import CompiledKernel, amp_skips_step
 from generator.precision import (
     Precision,
     group_precision,
@@ -97,6 +97,8 @@ class RAdam(Optimizer):
                 raise RuntimeError("`fused` does not support `differentiable`")
             if foreach:
                 raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+            # GradScaler leaves the unscaling and the inf/NaN skip to the step
+            self._step_supports_amp_scaling = True
             self._need_device_dtype_check_for_fused = True
 
     def __setstate__(self, state):
@@ -184,6 +186,12 @@ class RAdam(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if amp_skips_step(self):
+            # GradScaler found an inf or NaN among the scaled gradients (its protocol for
+            # fused steps): as in torch's fused kernels, nothing changes but new states
+            for group in self.param_groups:
+                self._init_group(group, [], [], [], [], [])
+            return loss
 
         for group in self.param_groups:
             params: list[Tensor] = []
@@ -306,6 +314,11 @@ def radam(
 
     See :class:`RAdam` for details.
     """
+    if fused and torch.compiler.is_compiling():
+        # traced by an enclosing torch.compile (a compiled opt.step()): the multi-tensor
+        # update joins that graph, where inductor fuses it; a compiled kernel inside a traced
+        # function would only break the graph
+        fused, foreach = False, True
     # on CPU the fused kernel applies a precision policy itself
     in_kernel = fused and bool(params) and params[0].is_cpu
     if precision is not None and not in_kernel:
@@ -517,6 +530,11 @@ def _multi_tensor_radam(
         return
 
     lr = _to_scalar(lr)
+    # compiled, the step counters are tensors: the floats that meet them do so as
+    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
+    # in the foreach calls that take it as a number, under an lr schedule)
+    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
+    beta2_counted = torch.as_tensor(beta2) if torch.compiler.is_compiling() else beta2
     rho_inf = 2 / (1 - beta2) - 1
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, state_steps],  # type: ignore[list-item]
@@ -557,11 +575,11 @@ def _multi_tensor_radam(
         torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
         del device_g
         bias_correction1s = [
-            1 - beta1 ** (step if capturable else _get_value(step))
+            1 - beta1_counted ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
         bias_correction2s = [
-            1 - beta2 ** (step if capturable else _get_value(step))
+            1 - beta2_counted ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
         device_m_hat = torch._foreach_div(device_exp_avgs, bias_correction1s)
@@ -569,7 +587,7 @@ def _multi_tensor_radam(
             rho_inf
             - 2
             * (step if capturable else _get_value(step))
-            * beta2 ** (step if capturable else _get_value(step))
+            * beta2_counted ** (step if capturable else _get_value(step))
             / bias_correction2
             for step, bias_correction2 in zip(device_state_steps, bias_correction2s)
         ]

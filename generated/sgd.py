@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _use_grad_for_differentiable,
 )
 
-from generator.kernels import CompiledKernel
+from generator.kernels import CompiledKernel, amp_skips_step
 from generator.precision import (
     Precision,
     group_precision,
@@ -89,6 +89,8 @@ class SGD(Optimizer):
                 raise RuntimeError("`fused` does not support `differentiable`")
             if foreach:
                 raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+            # GradScaler leaves the unscaling and the inf/NaN skip to the step
+            self._step_supports_amp_scaling = True
             self._need_device_dtype_check_for_fused = True
 
     def __setstate__(self, state):
@@ -128,6 +130,12 @@ class SGD(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if amp_skips_step(self):
+            # GradScaler found an inf or NaN among the scaled gradients (its protocol for
+            # fused steps): as in torch's fused kernels, nothing changes but new states
+            for group in self.param_groups:
+                self._init_group(group, [], [], [])
+            return loss
 
         for group in self.param_groups:
             params: list[Tensor] = []
@@ -227,6 +235,11 @@ def sgd(
 
     See :class:`SGD` for details.
     """
+    if fused and torch.compiler.is_compiling():
+        # traced by an enclosing torch.compile (a compiled opt.step()): the multi-tensor
+        # update joins that graph, where inductor fuses it; a compiled kernel inside a traced
+        # function would only break the graph
+        fused, foreach = False, True
     # on CPU the fused kernel applies a precision policy itself
     in_kernel = fused and bool(params) and params[0].is_cpu
     if precision is not None and not in_kernel:

@@ -21,7 +21,8 @@ def _warn(text: str) -> None:
 
 
 def _project(args, command: str) -> project.Project:
-    return project.require(command, args.spec_dir, args.out)
+    named = bool(getattr(args, "specs", None))
+    return project.require(command, args.spec_dir, args.out, named=named)
 
 
 def cmd_build(args) -> int:

@@ -1,4 +1,5 @@
-"""Runtime of the generated fused paths: a compiled kernel that never fails a step.
+"""Runtime of the generated fused paths: a compiled kernel that never fails a step, and
+GradScaler's protocol for fused steps.
 
 Generated modules import this (with generator.precision) as torch's optimizers import
 torch/optim/optimizer.py; the generator itself never does. A fused kernel is plain torch code
@@ -10,6 +11,13 @@ configuration (torch 2.13's CPU codegen fails on an in-place update of a state f
 reduction along a dimension, ``m += g - mean(g, 1)`` then ``param += m``). In both cases the step
 runs the same kernel uncompiled, for that configuration from then on, and says so once with a
 warning: slower, never wrong, never an exception out of ``step()``.
+
+A class with a fused path says ``_step_supports_amp_scaling`` when built with ``fused=True``, as
+torch's fused optimizers do: ``torch.amp.GradScaler`` then leaves the unscaling and the skipping
+to the step, giving it ``grad_scale`` and ``found_inf``. ``amp_skips_step`` keeps torch's
+contract: the gradients are divided by the scale in place, and a step whose scaled gradients held
+an inf or NaN changes nothing (torch's kernels test the flag on the device; here it is read once
+per step on the host, as GradScaler itself does for optimizers without the protocol).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import warnings
 
 import torch
 
-__all__ = ["CompiledKernel"]
+__all__ = ["CompiledKernel", "amp_skips_step"]
 
 
 def _compile_failures() -> tuple[type[BaseException], ...]:
@@ -83,3 +91,21 @@ class CompiledKernel:
                 stacklevel=2,
             )
             return self.fn(*args, **kwargs)
+
+
+def amp_skips_step(optimizer) -> bool:
+    """GradScaler's fused-step protocol: True when the step must change nothing (an inf or
+    NaN among the scaled gradients); else the gradients are unscaled in place first."""
+    found_inf = getattr(optimizer, "found_inf", None)
+    grad_scale = getattr(optimizer, "grad_scale", None)
+    if found_inf is not None and bool(found_inf.item()):
+        return True
+    if grad_scale is not None:
+        by_device: dict[torch.device, list] = {}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    by_device.setdefault(p.grad.device, []).append(p.grad)
+        for device, grads in by_device.items():
+            torch._foreach_div_(grads, grad_scale.to(device))
+    return False

@@ -13,6 +13,7 @@ out of the per-parameter loop.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from dataclasses import dataclass, replace
 
 from . import ir
@@ -1185,9 +1186,14 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         mode = "flat"
     return ir.Optimizer(
         name=spec.name,
-        # The path lands in a comment and docstrings: keep it to one printable line without quotes.
+        # The path lands in a comment and docstrings: keep it to one printable line without
+        # quotes, and never a machine's absolute path (a spec outside the project and the
+        # working directory is named by its file name alone)
         spec_path="".join(
-            ch if ch.isprintable() and ch not in '"\\' else "?" for ch in spec.path
+            ch if ch.isprintable() and ch not in '"\\' else "?"
+            for ch in (
+                Path(spec.path).name if Path(spec.path).is_absolute() else spec.path
+            )
         ),
         spec_hash=hashlib.sha256(spec.source.encode()).hexdigest()[:16],
         summary=spec.doc("summary") or f"Implements the {spec.name} algorithm.",

@@ -174,18 +174,29 @@ def around(spec_dir: str | None = None, out: str | None = None) -> Project | Non
 
 
 def require(
-    command: str, spec_dir: str | None, out: str | None, needs_out: bool = True
+    command: str,
+    spec_dir: str | None,
+    out: str | None,
+    needs_out: bool = True,
+    named: bool = False,
 ) -> Project:
-    """The project for a command that writes; a clear ProjectError where there is none."""
+    """The project for a command that writes; a clear ProjectError where there is none.
+    Spec files ``named`` on the command line need no spec folder."""
     project = around(spec_dir, out)
     if project is None or (
-        project.config is None and (spec_dir is None or (needs_out and out is None))
+        project.config is None
+        and ((spec_dir is None and not named) or (needs_out and out is None))
     ):
-        wanted = "--spec-dir and --out" if needs_out else "--spec-dir"
+        if named:
+            how = "name the output package with --out"
+        elif needs_out:
+            how = "name the spec folder and the output package with --spec-dir and --out"
+        else:
+            how = "name the spec folder with --spec-dir"
         raise ProjectError(
             f"optimgen {command}: no optimgen project in {Path.cwd()} or above it (a "
             f"{CONFIG_FILE} with a [tool.{TABLE}] table); `optimgen init` sets one up here, "
-            f"or name the folders with {wanted}. Nothing was written."
+            f"or {how}. Nothing was written."
         )
     return project
 

@@ -26,6 +26,7 @@ from .python import (
     SingleTensorPrinter,
     SparseValuesPrinter,
     count_value,
+    counted_as_tensors,
     uses,
     varying_refs,
 )
@@ -309,7 +310,9 @@ class ModuleRenderer:
             a, k = self.sym_arg[r.name]
             # torch's Adagrad starts every accumulator from the constructor's value.
             where = "self.defaults" if a.constructor else "group"
-            return f'{where}["{a.name}"]' + (f"[{k}]" if k is not None else "")
+            value = f'{where}["{a.name}"]' + (f"[{k}]" if k is not None else "")
+            # a 1-element tensor of any shape reads as a 0-d one (torch's _to_scalar)
+            return f"_to_scalar({value})" if a.tensor_ok else value
         raise GeneratorBug(f"`{r.name}` is not a hyperparameter")
 
     # -- the class --------------------------------------------------------------------------------------
@@ -893,6 +896,22 @@ class ModuleRenderer:
             out("return")
         out("")
         self._to_scalar(out)
+        body, counted = counted_as_tensors(opt)
+        if counted:
+            out(
+                "# compiled, the step counters are tensors: the floats that meet them do so as"
+            )
+            out(
+                "# tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float"
+            )
+            out(
+                "# in the foreach calls that take it as a number, under an lr schedule)"
+            )
+        for name in counted:
+            out(
+                f"{name}_counted = torch.as_tensor({name}) "
+                f"if torch.compiler.is_compiling() else {name}"
+            )
         printer.body(opt.hoisted, out)
         lazy = any(s.init is None for s in self.param_states())
         out("grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(")
@@ -947,7 +966,7 @@ class ModuleRenderer:
                                     out("states[j] = torch.view_as_real(x)")
                     out(f"_view_as_real({', '.join(views + extra)})")
             out("")
-            printer.body(opt.body, out, free=True)
+            printer.body(body, out, free=True)
         return _keep_captured(out.text())
 
     def optimizer_counting(self) -> str:
