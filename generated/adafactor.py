@@ -432,7 +432,12 @@ def _multi_tensor_adafactor(
             step.item() ** beta2_decay_counted for step in device_state_steps
         ]
         rho_ts = [
-            min(lr_counted, 1 / step.item() ** 0.5) for step in device_state_steps
+            (
+                (1 / step**0.5).clamp(max=lr_counted)
+                if torch.compiler.is_compiling()
+                else min(lr_counted, 1 / step.item() ** 0.5)
+            )
+            for step in device_state_steps
         ]
         alphas = [
             max(eps2_counted, param.norm().item() / param.numel() ** 0.5) * rho_t

@@ -613,7 +613,7 @@ def _multi_tensor_asgd(
                 1
                 / (
                     (step - t0_counted).clamp(min=1)
-                    if capturable
+                    if capturable or torch.compiler.is_compiling()
                     else max(1, _get_value(step) - t0_counted)
                 )
                 for step in device_state_steps

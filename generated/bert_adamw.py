@@ -464,12 +464,18 @@ def _multi_tensor_bert_adamw(
         device_denom = torch._foreach_sqrt(device_exp_avg_sqs)
         torch._foreach_add_(device_denom, eps)
         step_sizes = (
-            [
-                lr_counted
-                * math.sqrt(1 - beta2_counted ** _get_value(step))
-                / (1 - beta1_counted ** _get_value(step))
-                for step in device_state_steps
-            ]
+            (
+                [
+                    lr_counted
+                    * (
+                        torch.sqrt(1 - beta2_counted**step)
+                        if torch.compiler.is_compiling()
+                        else math.sqrt(1 - beta2_counted ** _get_value(step))
+                    )
+                    / (1 - beta1_counted ** _get_value(step))
+                    for step in device_state_steps
+                ]
+            )
             if correct_bias
             else [lr] * len(device_params)
         )

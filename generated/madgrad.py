@@ -104,7 +104,7 @@ class MADGRAD(Optimizer):
         state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         store_state_dtypes(state, group)
 
-    def _init_group(self, group, params, grads, grad_sum_sqs, ss, x0s):
+    def init_group(self, group, params, grads, grad_sum_sqs, ss, x0s):
         has_complex = False
         for p in group["params"]:
             if p.grad is not None:
@@ -146,7 +146,7 @@ class MADGRAD(Optimizer):
             # GradScaler found an inf or NaN among the scaled gradients (its protocol for
             # fused steps): as in torch's fused kernels, nothing changes but new states
             for group in self.param_groups:
-                self._init_group(group, [], [], [], [], [])
+                self.init_group(group, [], [], [], [], [])
             return loss
         if "k" not in self.state:
             self.state["k"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
@@ -160,7 +160,7 @@ class MADGRAD(Optimizer):
             grad_sum_sqs: list[Tensor] = []
             ss: list[Tensor] = []
             x0s: list[Tensor] = []
-            has_complex = self._init_group(group, params, grads, grad_sum_sqs, ss, x0s)
+            has_complex = self.init_group(group, params, grads, grad_sum_sqs, ss, x0s)
 
             madgrad(
                 params,

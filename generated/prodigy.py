@@ -129,7 +129,7 @@ class Prodigy(Optimizer):
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         store_state_dtypes(state, group)
 
-    def _init_group(self, group, params, grads, ss, p0s, exp_avgs, exp_avg_sqs):
+    def init_group(self, group, params, grads, ss, p0s, exp_avgs, exp_avg_sqs):
         has_complex = False
         for p in group["params"]:
             if p.grad is not None:
@@ -175,7 +175,7 @@ class Prodigy(Optimizer):
             # GradScaler found an inf or NaN among the scaled gradients (its protocol for
             # fused steps): as in torch's fused kernels, nothing changes but new states
             for group in self.param_groups:
-                self._init_group(group, [], [], [], [], [], [])
+                self.init_group(group, [], [], [], [], [], [])
             return loss
         _, beta2 = self.param_groups[0]["betas"]
         beta3 = self.param_groups[0]["beta3"]
@@ -199,7 +199,7 @@ class Prodigy(Optimizer):
             p0s: list[Tensor] = []
             exp_avgs: list[Tensor] = []
             exp_avg_sqs: list[Tensor] = []
-            has_complex = self._init_group(
+            has_complex = self.init_group(
                 group, params, grads, ss, p0s, exp_avgs, exp_avg_sqs
             )
             if "step" not in group:
@@ -256,7 +256,7 @@ class Prodigy(Optimizer):
             p0s: list[Tensor] = []
             exp_avgs: list[Tensor] = []
             exp_avg_sqs: list[Tensor] = []
-            has_complex = self._init_group(
+            has_complex = self.init_group(
                 group, params, grads, ss, p0s, exp_avgs, exp_avg_sqs
             )
             if d_de_nom.item() == 0:

@@ -190,7 +190,9 @@ def require(
         if named:
             how = "name the output package with --out"
         elif needs_out:
-            how = "name the spec folder and the output package with --spec-dir and --out"
+            how = (
+                "name the spec folder and the output package with --spec-dir and --out"
+            )
         else:
             how = "name the spec folder with --spec-dir"
         raise ProjectError(

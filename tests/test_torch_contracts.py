@@ -3,8 +3,9 @@
 5. GradScaler's protocol for fused steps (``_step_supports_amp_scaling``): the step unscales the
    gradients in place and changes nothing when the scaler found an inf or NaN;
 6. a tensor ``lr`` of any shape torch accepts (0-d, ``[1]``, ``[1, 1]``);
-9. ``torch.compile(opt.step)`` under a learning-rate scheduler equals the eager step, and a
-   compiled step has no more graph breaks than torch's class, the fused path included;
+9. ``torch.compile(opt.step)`` under a learning-rate scheduler equals the eager step (and runs:
+   BertAdamW and MADGRAD did not compile), and a compiled step has no more graph breaks than
+   torch's class, the fused path included;
 and ScheduleFreeAdamW refuses a step in eval mode, as the schedulefree package does.
 """
 
@@ -174,6 +175,10 @@ COMPILED = [
     ("AdamW", {"foreach": True, "weight_decay": 0.1}),
     ("Adam", {"foreach": True, "weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("NAdam", {"foreach": True, "weight_decay": 0.1, "decoupled_weight_decay": True}),
+    # math.sqrt of a counter broke the graph, and the rest ran eagerly on tensors (TypeError)
+    ("BertAdamW", {"foreach": True, "weight_decay": 0.01}),
+    # an optimizer-level state in self.state: dynamo's _init_group support took it for a dict
+    ("MADGRAD", {"foreach": True}),
 ]
 
 

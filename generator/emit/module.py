@@ -1117,6 +1117,16 @@ class ModuleRenderer:
             setdefaults=self.setdefaults(),
             fixed=self.fixed(),
             has_fused="fused" in self.args,
+            # torch.compile's optimizer support intercepts `_init_group` and takes every
+            # entry of self.state for a parameter's dict: an optimizer keeping its own
+            # states there (pytorch_optimizer's layout: MADGRAD's k) names it as
+            # pytorch_optimizer does, and is traced as plain code
+            init_group=(
+                "init_group"
+                if opt.mode == "each"
+                and any(s.scope == "optimizer" for s in opt.states)
+                else "_init_group"
+            ),
             eager_states=any(s.eager for s in self.param_states()),
             count_states=[
                 (s.key, self.count_tensor(s, f'float(p_state["{s.key}"])', "group"))

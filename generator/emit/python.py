@@ -485,10 +485,17 @@ class CapturableScalars(ScalarPrinter):
     TORCH = {"sqrt": "torch.sqrt", "exp": "torch.exp", "log": "torch.log"}
 
     def __init__(
-        self, ref, tensor, device_scalars: set[str], device_ref=None, eager_ref=None
+        self,
+        ref,
+        tensor,
+        device_scalars: set[str],
+        device_ref=None,
+        eager_ref=None,
+        test: str = "capturable",
     ):
         super().__init__(ref, tensor)
         self.device_scalars = device_scalars
+        self.test = test  # the run-time test for "the counters are tensors here"
         # how a name reads on either side of the run-time choice, where that decides it (the
         # foreach path's ``step if capturable else _get_value(step)``)
         self.device_ref = device_ref or ref
@@ -514,7 +521,7 @@ class CapturableScalars(ScalarPrinter):
             device = self._on_device(e)
         finally:
             self.ref = ref
-        return f"({device} if capturable else {eager})"
+        return f"({device} if {self.test} else {eager})"
 
     def _on_device(self, e: ir.SCall) -> str:
         args = [self(a) for a in e.args]
@@ -917,8 +924,11 @@ class ForeachPrinter:
                     if r.count and r.varying
                     else r.name
                 ),
+                # (compiled, the counters are tensors too: math.sqrt of one would break the
+                # graph, and the rest of the step would run eagerly on tensors)
+                test=traced(self.opt),
             )
-            if capturable(self.opt) and counters
+            if counters
             else ScalarPrinter(self._ref_item, lambda t: single.tensor(t)[0])
         )
         item = printer(e)
