@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -455,6 +455,10 @@ def _single_tensor_adabelief(
     maximize,
     step,
 ) -> None:
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, eps, step
+        )
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
 
@@ -539,6 +543,10 @@ def _multi_tensor_adabelief(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, eps, step
+        )
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(

@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -454,6 +454,12 @@ def _single_tensor_adabound(
     step,
     base_lr,
 ) -> None:
+    if torch.compiler.is_compiling():
+        lr, final_lr, beta1, beta2, gamma, weight_decay, eps, step, base_lr = (
+            graph_constants(
+                lr, final_lr, beta1, beta2, gamma, weight_decay, eps, step, base_lr
+            )
+        )
     final = final_lr * lr / base_lr if base_lr > 0 else 0.0
     lower = final * (1 - 1 / (gamma * step + 1))
     upper = final * (1 + 1 / (gamma * step))
@@ -517,6 +523,12 @@ def _multi_tensor_adabound(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        lr, final_lr, beta1, beta2, gamma, weight_decay, eps, step, base_lr = (
+            graph_constants(
+                lr, final_lr, beta1, beta2, gamma, weight_decay, eps, step, base_lr
+            )
+        )
     final = final_lr * lr / base_lr if base_lr > 0 else 0.0
     lower = final * (1 - 1 / (gamma * step + 1))
     upper = final * (1 + 1 / (gamma * step))

@@ -19,7 +19,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -399,6 +399,8 @@ def _single_tensor_adadelta(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, rho, eps, weight_decay = graph_constants(lr, rho, eps, weight_decay)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -445,6 +447,8 @@ def _multi_tensor_adadelta(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, rho, eps, weight_decay = graph_constants(lr, rho, eps, weight_decay)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, square_avgs, acc_deltas, state_steps],  # type: ignore[list-item]
     )

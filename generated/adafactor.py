@@ -13,6 +13,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.kernels import graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -336,6 +337,10 @@ def _single_tensor_adafactor(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta2_decay, eps1, eps2, d, weight_decay = graph_constants(
+            lr, beta2_decay, eps1, eps2, d, weight_decay
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -395,14 +400,10 @@ def _multi_tensor_adafactor(
         return
 
     lr = _to_scalar(lr)
-    # compiled, the step counters are tensors: the floats that meet them do so as
-    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
-    # in the foreach calls that take it as a number, under an lr schedule)
-    beta2_decay_counted = (
-        torch.as_tensor(beta2_decay) if torch.compiler.is_compiling() else beta2_decay
-    )
-    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
-    eps2_counted = torch.as_tensor(eps2) if torch.compiler.is_compiling() else eps2
+    if torch.compiler.is_compiling():
+        lr, beta2_decay, eps1, eps2, d, weight_decay = graph_constants(
+            lr, beta2_decay, eps1, eps2, d, weight_decay
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, row_vars, col_vars, variances, state_steps],  # type: ignore[list-item]
     )
@@ -428,19 +429,17 @@ def _multi_tensor_adafactor(
             )
         else:
             torch._foreach_add_(device_state_steps, 1)
-        one_minus_beta2_ts = [
-            step.item() ** beta2_decay_counted for step in device_state_steps
-        ]
+        one_minus_beta2_ts = [step.item() ** beta2_decay for step in device_state_steps]
         rho_ts = [
             (
-                (1 / step**0.5).clamp(max=lr_counted)
+                (1 / step**0.5).clamp(max=lr)
                 if torch.compiler.is_compiling()
-                else min(lr_counted, 1 / step.item() ** 0.5)
+                else min(lr, 1 / step.item() ** 0.5)
             )
             for step in device_state_steps
         ]
         alphas = [
-            max(eps2_counted, param.norm().item() / param.numel() ** 0.5) * rho_t
+            max(eps2, param.norm().item() / param.numel() ** 0.5) * rho_t
             for param, rho_t in zip(device_params, rho_ts)
         ]
         if weight_decay != 0:

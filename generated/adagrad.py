@@ -19,7 +19,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -396,6 +396,10 @@ def _single_tensor_adagrad(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, lr_decay, weight_decay, initial_accumulator_value, eps = graph_constants(
+            lr, lr_decay, weight_decay, initial_accumulator_value, eps
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -454,13 +458,10 @@ def _multi_tensor_adagrad(
         return
 
     lr = _to_scalar(lr)
-    # compiled, the step counters are tensors: the floats that meet them do so as
-    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
-    # in the foreach calls that take it as a number, under an lr schedule)
-    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
-    lr_decay_counted = (
-        torch.as_tensor(lr_decay) if torch.compiler.is_compiling() else lr_decay
-    )
+    if torch.compiler.is_compiling():
+        lr, lr_decay, weight_decay, initial_accumulator_value, eps = graph_constants(
+            lr, lr_decay, weight_decay, initial_accumulator_value, eps
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, state_sums, state_steps],  # type: ignore[list-item]
     )
@@ -503,8 +504,7 @@ def _multi_tensor_adagrad(
         if weight_decay != 0:
             device_g = torch._foreach_add(device_g, device_params, alpha=weight_decay)
         clrs = [
-            lr_counted / (1 + (_get_value(step) - 1) * lr_decay_counted)
-            for step in device_state_steps
+            lr / (1 + (_get_value(step) - 1) * lr_decay) for step in device_state_steps
         ]
         torch._foreach_addcmul_(device_state_sums, device_g, device_g)
         device_std = torch._foreach_sqrt(device_state_sums)

@@ -20,7 +20,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -489,6 +489,10 @@ def _single_tensor_adam(
     lr = _to_scalar(lr)
     beta1 = _to_scalar(beta1)
     beta2 = _to_scalar(beta2)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -570,12 +574,10 @@ def _multi_tensor_adam(
     lr = _to_scalar(lr)
     beta1 = _to_scalar(beta1)
     beta2 = _to_scalar(beta2)
-    # compiled, the step counters are tensors: the floats that meet them do so as
-    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
-    # in the foreach calls that take it as a number, under an lr schedule)
-    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
-    beta2_counted = torch.as_tensor(beta2) if torch.compiler.is_compiling() else beta2
-    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps],  # type: ignore[list-item]
     )
@@ -626,16 +628,14 @@ def _multi_tensor_adam(
             torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
         del device_g
         bias_correction1s = [
-            1 - beta1_counted ** (step if capturable else _get_value(step))
+            1 - beta1 ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
         bias_correction2s = [
-            1 - beta2_counted ** (step if capturable else _get_value(step))
+            1 - beta2 ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
-        step_sizes = [
-            lr_counted / bias_correction1 for bias_correction1 in bias_correction1s
-        ]
+        step_sizes = [lr / bias_correction1 for bias_correction1 in bias_correction1s]
         if amsgrad:
             torch._foreach_maximum_(device_max_exp_avg_sqs, device_exp_avg_sqs)
             device_denom = torch._foreach_sqrt(device_max_exp_avg_sqs)

@@ -20,7 +20,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -409,6 +409,10 @@ def _single_tensor_adamax(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -460,11 +464,10 @@ def _multi_tensor_adamax(
         return
 
     lr = _to_scalar(lr)
-    # compiled, the step counters are tensors: the floats that meet them do so as
-    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
-    # in the foreach calls that take it as a number, under an lr schedule)
-    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
-    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_infs, state_steps],  # type: ignore[list-item]
     )
@@ -499,8 +502,7 @@ def _multi_tensor_adamax(
         torch._foreach_maximum_(device_exp_infs, device_update_4)
         del device_g, device_update_4
         clrs = [
-            lr_counted
-            / (1 - beta1_counted ** (step if capturable else _get_value(step)))
+            lr / (1 - beta1 ** (step if capturable else _get_value(step)))
             for step in device_state_steps
         ]
         if capturable or torch.compiler.is_compiling():

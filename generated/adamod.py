@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -400,6 +400,10 @@ def _single_tensor_adamod(
     maximize,
     step,
 ) -> None:
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, beta3, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, beta3, weight_decay, eps, step
+        )
     step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
 
     for i, param in enumerate(params):
@@ -450,6 +454,10 @@ def _multi_tensor_adamod(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, beta3, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, beta3, weight_decay, eps, step
+        )
     step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, exp_avg_lrs],  # type: ignore[list-item]

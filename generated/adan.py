@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -430,6 +430,13 @@ def _single_tensor_adan(
     maximize,
     step,
 ) -> None:
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, beta3, weight_decay, max_grad_norm, eps, step = (
+            graph_constants(
+                lr, beta1, beta2, beta3, weight_decay, max_grad_norm, eps, step
+            )
+        )
+
     for i, param in enumerate(params):
         grad = grads[i]
         exp_avg = exp_avgs[i]
@@ -489,6 +496,12 @@ def _multi_tensor_adan(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, beta3, weight_decay, max_grad_norm, eps, step = (
+            graph_constants(
+                lr, beta1, beta2, beta3, weight_decay, max_grad_norm, eps, step
+            )
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, exp_avg_diffs, previous_grads],  # type: ignore[list-item]
         with_indices=True,

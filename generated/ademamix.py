@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -433,6 +433,12 @@ def _single_tensor_ademamix(
     step,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, beta3, weight_decay, alpha, t_alpha_beta3, eps, step = (
+            graph_constants(
+                lr, beta1, beta2, beta3, weight_decay, alpha, t_alpha_beta3, eps, step
+            )
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -499,6 +505,12 @@ def _multi_tensor_ademamix(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, beta3, weight_decay, alpha, t_alpha_beta3, eps, step = (
+            graph_constants(
+                lr, beta1, beta2, beta3, weight_decay, alpha, t_alpha_beta3, eps, step
+            )
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, exp_avg_slows],  # type: ignore[list-item]
     )

@@ -15,7 +15,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -397,6 +397,11 @@ def _single_tensor_adopt(
     maximize,
     step,
 ) -> None:
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, eps, step
+        )
+
     for i, param in enumerate(params):
         grad = grads[i]
         exp_avg = exp_avgs[i]
@@ -446,6 +451,10 @@ def _multi_tensor_adopt(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, eps, step
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs],  # type: ignore[list-item]
     )

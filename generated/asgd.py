@@ -20,7 +20,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -420,6 +420,10 @@ def _single_tensor_asgd(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, lambd, alpha, t0, weight_decay = graph_constants(
+            lr, lambd, alpha, t0, weight_decay
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -482,13 +486,10 @@ def _multi_tensor_asgd(
         return
 
     lr = _to_scalar(lr)
-    # compiled, the step counters are tensors: the floats that meet them do so as
-    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
-    # in the foreach calls that take it as a number, under an lr schedule)
-    lambd_counted = torch.as_tensor(lambd) if torch.compiler.is_compiling() else lambd
-    alpha_counted = torch.as_tensor(alpha) if torch.compiler.is_compiling() else alpha
-    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
-    t0_counted = torch.as_tensor(t0) if torch.compiler.is_compiling() else t0
+    if torch.compiler.is_compiling():
+        lr, lambd, alpha, t0, weight_decay = graph_constants(
+            lr, lambd, alpha, t0, weight_decay
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, axs, state_steps, etas, mus],  # type: ignore[list-item]
     )
@@ -521,7 +522,7 @@ def _multi_tensor_asgd(
         torch._foreach_mul_(
             device_params,
             [
-                1 - lambd_counted * (eta if capturable else _get_value(eta))
+                1 - lambd * (eta if capturable else _get_value(eta))
                 for eta in device_etas
             ],
         )
@@ -578,28 +579,18 @@ def _multi_tensor_asgd(
             device_etas,
             (
                 [
-                    lr_counted
-                    / (
-                        1
-                        + lambd_counted
-                        * lr_counted
-                        * (step if capturable else _get_value(step))
-                    )
-                    ** alpha_counted
+                    lr
+                    / (1 + lambd * lr * (step if capturable else _get_value(step)))
+                    ** alpha
                     for step in device_state_steps
                 ]
                 if capturable
                 else [
                     _get_value(x)
                     for x in [
-                        lr_counted
-                        / (
-                            1
-                            + lambd_counted
-                            * lr_counted
-                            * (step if capturable else _get_value(step))
-                        )
-                        ** alpha_counted
+                        lr
+                        / (1 + lambd * lr * (step if capturable else _get_value(step)))
+                        ** alpha
                         for step in device_state_steps
                     ]
                 ]
@@ -612,9 +603,9 @@ def _multi_tensor_asgd(
             [
                 1
                 / (
-                    (step - t0_counted).clamp(min=1)
+                    (step - t0).clamp(min=1)
                     if capturable or torch.compiler.is_compiling()
-                    else max(1, _get_value(step) - t0_counted)
+                    else max(1, _get_value(step) - t0)
                 )
                 for step in device_state_steps
             ],

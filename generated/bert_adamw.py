@@ -18,7 +18,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -380,6 +380,11 @@ def _single_tensor_bert_adamw(
     weight_decay,
     correct_bias,
 ) -> None:
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay
+        )
+
     for i, param in enumerate(params):
         grad = grads[i]
         step_t = state_steps[i]
@@ -423,12 +428,10 @@ def _multi_tensor_bert_adamw(
     if len(params) == 0:
         return
 
-    # compiled, the step counters are tensors: the floats that meet them do so as
-    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
-    # in the foreach calls that take it as a number, under an lr schedule)
-    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
-    beta2_counted = torch.as_tensor(beta2) if torch.compiler.is_compiling() else beta2
-    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, state_steps],  # type: ignore[list-item]
     )
@@ -466,13 +469,13 @@ def _multi_tensor_bert_adamw(
         step_sizes = (
             (
                 [
-                    lr_counted
+                    lr
                     * (
-                        torch.sqrt(1 - beta2_counted**step)
+                        torch.sqrt(1 - beta2**step)
                         if torch.compiler.is_compiling()
-                        else math.sqrt(1 - beta2_counted ** _get_value(step))
+                        else math.sqrt(1 - beta2 ** _get_value(step))
                     )
-                    / (1 - beta1_counted ** _get_value(step))
+                    / (1 - beta1 ** _get_value(step))
                     for step in device_state_steps
                 ]
             )

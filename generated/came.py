@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -545,6 +545,12 @@ def _single_tensor_came(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, beta3, weight_decay, clip_threshold, eps1, eps2 = (
+            graph_constants(
+                lr, beta1, beta2, beta3, weight_decay, clip_threshold, eps1, eps2
+            )
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -636,6 +642,12 @@ def _multi_tensor_came(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, beta3, weight_decay, clip_threshold, eps1, eps2 = (
+            graph_constants(
+                lr, beta1, beta2, beta3, weight_decay, clip_threshold, eps1, eps2
+            )
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sq_rows, exp_avg_sq_cols, exp_avg_res_rows, exp_avg_res_cols, exp_avg_sqs, exp_avg_sq_hats],  # type: ignore[list-item]
     )

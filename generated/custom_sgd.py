@@ -9,6 +9,7 @@ from torch.optim.optimizer import (
     ParamsT,
 )
 
+from generator.kernels import graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -163,6 +164,9 @@ def _single_tensor_custom_sgd(
     has_complex: bool,
     lr,
 ) -> None:
+    if torch.compiler.is_compiling():
+        (lr,) = graph_constants(lr)
+
     for i, param in enumerate(params):
         grad = grads[i]
 

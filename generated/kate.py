@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -359,6 +359,8 @@ def _single_tensor_kate(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, delta, weight_decay, eps = graph_constants(lr, delta, weight_decay, eps)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -404,6 +406,8 @@ def _multi_tensor_kate(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, delta, weight_decay, eps = graph_constants(lr, delta, weight_decay, eps)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, ms, bs],  # type: ignore[list-item]
     )

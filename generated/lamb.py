@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -481,6 +481,10 @@ def _single_tensor_lamb(
     maximize,
     step,
 ) -> None:
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, max_grad_norm, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, max_grad_norm, eps, step
+        )
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
 
@@ -562,6 +566,10 @@ def _multi_tensor_lamb(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, max_grad_norm, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, max_grad_norm, eps, step
+        )
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(

@@ -19,7 +19,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -518,6 +518,10 @@ def _single_tensor_laprop(
     step,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, eps, step
+        )
     bias_correction2 = 1 - beta2**step
 
     for i, param in enumerate(params):
@@ -598,10 +602,10 @@ def _multi_tensor_laprop(
         return
 
     lr = _to_scalar(lr)
-    # compiled, the step counters are tensors: the floats that meet them do so as
-    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
-    # in the foreach calls that take it as a number, under an lr schedule)
-    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, eps, step
+        )
     bias_correction2 = 1 - beta2**step
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, exp_mean_avg_beta2s, max_exp_avg_sqs, momentum_steps],  # type: ignore[list-item]
@@ -642,7 +646,7 @@ def _multi_tensor_laprop(
         torch._foreach_mul_(device_exp_avg_sqs, beta2)
         torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
         bias_correction1s = [
-            1 - beta1_counted ** _get_value(momentum_step)
+            1 - beta1 ** _get_value(momentum_step)
             for momentum_step in device_momentum_steps
         ]
         device_second = device_exp_avg_sqs

@@ -14,7 +14,7 @@ from torch.optim.optimizer import (
     _device_dtype_check_for_fused,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -359,6 +359,11 @@ def _single_tensor_lars(
     nesterov,
     maximize,
 ) -> None:
+    if torch.compiler.is_compiling():
+        lr, weight_decay, momentum, dampening, trust_coefficient = graph_constants(
+            lr, weight_decay, momentum, dampening, trust_coefficient
+        )
+
     for i, param in enumerate(params):
         grad = grads[i]
         if momentum > 0:
@@ -401,6 +406,10 @@ def _multi_tensor_lars(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        lr, weight_decay, momentum, dampening, trust_coefficient = graph_constants(
+            lr, weight_decay, momentum, dampening, trust_coefficient
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, momentum_buffers],  # type: ignore[list-item]
     )

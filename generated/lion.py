@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -345,6 +345,8 @@ def _single_tensor_lion(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay = graph_constants(lr, beta1, beta2, weight_decay)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -384,6 +386,8 @@ def _multi_tensor_lion(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay = graph_constants(lr, beta1, beta2, weight_decay)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs],  # type: ignore[list-item]
     )

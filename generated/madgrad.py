@@ -18,7 +18,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -394,6 +394,10 @@ def _single_tensor_madgrad(
     k,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, momentum, weight_decay, eps, k = graph_constants(
+            lr, momentum, weight_decay, eps, k
+        )
     lr_eps = lr + eps if lr != 0 else 0
     lamb = lr_eps * math.sqrt(k)
 
@@ -454,6 +458,10 @@ def _multi_tensor_madgrad(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, momentum, weight_decay, eps, k = graph_constants(
+            lr, momentum, weight_decay, eps, k
+        )
     lr_eps = lr + eps if lr != 0 else 0
     lamb = lr_eps * math.sqrt(k)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(

@@ -17,7 +17,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -574,6 +574,34 @@ def _single_tensor_mars(
     step,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        (
+            lr,
+            beta1,
+            beta2,
+            gamma,
+            lr_1d,
+            lr_1d_factor,
+            beta1_1d,
+            beta2_1d,
+            weight_decay,
+            weight_decay_1d,
+            eps,
+            step,
+        ) = graph_constants(
+            lr,
+            beta1,
+            beta2,
+            gamma,
+            lr_1d,
+            lr_1d_factor,
+            beta1_1d,
+            beta2_1d,
+            weight_decay,
+            weight_decay_1d,
+            eps,
+            step,
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -680,6 +708,34 @@ def _multi_tensor_mars(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        (
+            lr,
+            beta1,
+            beta2,
+            gamma,
+            lr_1d,
+            lr_1d_factor,
+            beta1_1d,
+            beta2_1d,
+            weight_decay,
+            weight_decay_1d,
+            eps,
+            step,
+        ) = graph_constants(
+            lr,
+            beta1,
+            beta2,
+            gamma,
+            lr_1d,
+            lr_1d_factor,
+            beta1_1d,
+            beta2_1d,
+            weight_decay,
+            weight_decay_1d,
+            eps,
+            step,
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, last_grads, max_exp_avg_sqs],  # type: ignore[list-item]
     )

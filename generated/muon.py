@@ -12,6 +12,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.kernels import graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -310,6 +311,10 @@ def _single_tensor_muon(
     adjust_lr_fn,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, weight_decay, momentum, a, b, c, eps = graph_constants(
+            lr, weight_decay, momentum, a, b, c, eps
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]

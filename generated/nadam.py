@@ -20,7 +20,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -473,6 +473,10 @@ def _single_tensor_nadam(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay, momentum_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay, momentum_decay
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -542,17 +546,10 @@ def _multi_tensor_nadam(
         return
 
     lr = _to_scalar(lr)
-    # compiled, the step counters are tensors: the floats that meet them do so as
-    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
-    # in the foreach calls that take it as a number, under an lr schedule)
-    beta2_counted = torch.as_tensor(beta2) if torch.compiler.is_compiling() else beta2
-    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
-    momentum_decay_counted = (
-        torch.as_tensor(momentum_decay)
-        if torch.compiler.is_compiling()
-        else momentum_decay
-    )
-    lr_counted = torch.as_tensor(lr) if torch.compiler.is_compiling() else lr
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay, momentum_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay, momentum_decay
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, state_steps, mu_products],  # type: ignore[list-item]
     )
@@ -583,7 +580,7 @@ def _multi_tensor_nadam(
             torch._foreach_add_(device_state_steps, 1)
         device_g = torch._foreach_neg(device_grads) if maximize else device_grads
         bias_correction2s = [
-            1 - beta2_counted ** (step if capturable else _get_value(step))
+            1 - beta2 ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
         if weight_decay != 0:
@@ -594,25 +591,21 @@ def _multi_tensor_nadam(
                     device_g, device_params, alpha=weight_decay
                 )
         mus = [
-            beta1_counted
+            beta1
             * (
                 1.0
                 - 0.5
-                * 0.96
-                ** ((step if capturable else _get_value(step)) * momentum_decay_counted)
+                * 0.96 ** ((step if capturable else _get_value(step)) * momentum_decay)
             )
             for step in device_state_steps
         ]
         mu_nexts = [
-            beta1_counted
+            beta1
             * (
                 1.0
                 - 0.5
                 * 0.96
-                ** (
-                    ((step if capturable else _get_value(step)) + 1)
-                    * momentum_decay_counted
-                )
+                ** (((step if capturable else _get_value(step)) + 1) * momentum_decay)
             )
             for step in device_state_steps
         ]
@@ -635,7 +628,7 @@ def _multi_tensor_nadam(
                     device_denom,
                     [
                         -(
-                            lr_counted
+                            lr
                             * (1.0 - mu)
                             / (
                                 1.0
@@ -655,7 +648,7 @@ def _multi_tensor_nadam(
                     _get_value(x)
                     for x in [
                         -(
-                            lr_counted
+                            lr
                             * (1.0 - mu)
                             / (
                                 1.0
@@ -674,7 +667,7 @@ def _multi_tensor_nadam(
                 torch._foreach_div(
                     device_denom,
                     [
-                        -(lr_counted * mu_next / (1.0 - mu_product_next))
+                        -(lr * mu_next / (1.0 - mu_product_next))
                         for mu_next, mu_product_next in zip(mu_nexts, mu_product_nexts)
                     ],
                 ),
@@ -687,7 +680,7 @@ def _multi_tensor_nadam(
                 [
                     _get_value(x)
                     for x in [
-                        -(lr_counted * mu_next / (1.0 - mu_product_next))
+                        -(lr * mu_next / (1.0 - mu_product_next))
                         for mu_next, mu_product_next in zip(mu_nexts, mu_product_nexts)
                     ]
                 ],

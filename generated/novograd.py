@@ -15,7 +15,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -378,6 +378,10 @@ def _single_tensor_novograd(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps = graph_constants(
+            lr, beta1, beta2, weight_decay, eps
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -426,6 +430,10 @@ def _multi_tensor_novograd(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps = graph_constants(
+            lr, beta1, beta2, weight_decay, eps
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, grads_emas, momentss],  # type: ignore[list-item]
         with_indices=True,

@@ -15,7 +15,7 @@ from torch.optim.optimizer import (
     _device_dtype_check_for_fused,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -538,6 +538,11 @@ def _single_tensor_prodigy(
     d_numerator,
     d_de_nom,
 ) -> None:
+    if torch.compiler.is_compiling():
+        beta1, beta2, d0, d, d_lr, beta3_t, d_numerator, d_de_nom = graph_constants(
+            beta1, beta2, d0, d, d_lr, beta3_t, d_numerator, d_de_nom
+        )
+
     for i, param in enumerate(params):
         grad = grads[i]
         s = ss[i]
@@ -579,6 +584,10 @@ def _multi_tensor_prodigy(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        beta1, beta2, d0, d, d_lr, beta3_t, d_numerator, d_de_nom = graph_constants(
+            beta1, beta2, d0, d, d_lr, beta3_t, d_numerator, d_de_nom
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, ss, p0s, exp_avgs, exp_avg_sqs],  # type: ignore[list-item]
     )
@@ -756,6 +765,9 @@ def _single_tensor_prodigy_pass2(
     d,
     d_lr,
 ) -> None:
+    if torch.compiler.is_compiling():
+        weight_decay, eps, d, d_lr = graph_constants(weight_decay, eps, d, d_lr)
+
     for i, param in enumerate(params):
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
@@ -787,6 +799,8 @@ def _multi_tensor_prodigy_pass2(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        weight_decay, eps, d, d_lr = graph_constants(weight_decay, eps, d, d_lr)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, ss, p0s, exp_avgs, exp_avg_sqs],  # type: ignore[list-item]
     )

@@ -18,7 +18,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -548,6 +548,10 @@ def _single_tensor_qhadam(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, nu1, nu2, weight_decay, eps = graph_constants(
+            lr, beta1, beta2, nu1, nu2, weight_decay, eps
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -617,6 +621,10 @@ def _multi_tensor_qhadam(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, nu1, nu2, weight_decay, eps = graph_constants(
+            lr, beta1, beta2, nu1, nu2, weight_decay, eps
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, beta1_weights, beta2_weights, beta1_rates, beta2_rates],  # type: ignore[list-item]
     )

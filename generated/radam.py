@@ -20,7 +20,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -433,6 +433,10 @@ def _single_tensor_radam(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay
+        )
     rho_inf = 2 / (1 - beta2) - 1
 
     for i, param in enumerate(params):
@@ -530,11 +534,10 @@ def _multi_tensor_radam(
         return
 
     lr = _to_scalar(lr)
-    # compiled, the step counters are tensors: the floats that meet them do so as
-    # tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float
-    # in the foreach calls that take it as a number, under an lr schedule)
-    beta1_counted = torch.as_tensor(beta1) if torch.compiler.is_compiling() else beta1
-    beta2_counted = torch.as_tensor(beta2) if torch.compiler.is_compiling() else beta2
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps, weight_decay = graph_constants(
+            lr, beta1, beta2, eps, weight_decay
+        )
     rho_inf = 2 / (1 - beta2) - 1
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs, state_steps],  # type: ignore[list-item]
@@ -575,11 +578,11 @@ def _multi_tensor_radam(
         torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
         del device_g
         bias_correction1s = [
-            1 - beta1_counted ** (step if capturable else _get_value(step))
+            1 - beta1 ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
         bias_correction2s = [
-            1 - beta2_counted ** (step if capturable else _get_value(step))
+            1 - beta2 ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
         device_m_hat = torch._foreach_div(device_exp_avgs, bias_correction1s)
@@ -587,7 +590,7 @@ def _multi_tensor_radam(
             rho_inf
             - 2
             * (step if capturable else _get_value(step))
-            * beta2_counted ** (step if capturable else _get_value(step))
+            * beta2 ** (step if capturable else _get_value(step))
             / bias_correction2
             for step, bias_correction2 in zip(device_state_steps, bias_correction2s)
         ]

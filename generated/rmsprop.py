@@ -19,7 +19,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -461,6 +461,10 @@ def _single_tensor_rmsprop(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, alpha, eps, weight_decay, momentum = graph_constants(
+            lr, alpha, eps, weight_decay, momentum
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -521,6 +525,10 @@ def _multi_tensor_rmsprop(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, alpha, eps, weight_decay, momentum = graph_constants(
+            lr, alpha, eps, weight_decay, momentum
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, square_avgs, momentum_buffers, grad_avgs, state_steps],  # type: ignore[list-item]
     )

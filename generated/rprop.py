@@ -19,7 +19,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -409,6 +409,10 @@ def _single_tensor_rprop(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, etaminus, etaplus, step_size_min, step_size_max = graph_constants(
+            lr, etaminus, etaplus, step_size_min, step_size_max
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -457,6 +461,10 @@ def _multi_tensor_rprop(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, etaminus, etaplus, step_size_min, step_size_max = graph_constants(
+            lr, etaminus, etaplus, step_size_min, step_size_max
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, prevs, step_sizes, state_steps],  # type: ignore[list-item]
     )

@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -526,6 +526,30 @@ def _single_tensor_schedulefree_adamw(
     lr_max,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        (
+            lr,
+            beta1,
+            beta2,
+            weight_decay,
+            r,
+            weight_lr_power,
+            eps,
+            step,
+            weight_sum,
+            lr_max,
+        ) = graph_constants(
+            lr,
+            beta1,
+            beta2,
+            weight_decay,
+            r,
+            weight_lr_power,
+            eps,
+            step,
+            weight_sum,
+            lr_max,
+        )
     lr_k = lr * (step / warmup_steps if step < warmup_steps else 1)
     ckpt = step**r * lr_max**weight_lr_power / weight_sum if weight_sum != 0 else 0
     c = min(1, ckpt * (1 - beta1) * decoupling_c) if decoupling_c > 0 else ckpt
@@ -588,6 +612,30 @@ def _multi_tensor_schedulefree_adamw(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        (
+            lr,
+            beta1,
+            beta2,
+            weight_decay,
+            r,
+            weight_lr_power,
+            eps,
+            step,
+            weight_sum,
+            lr_max,
+        ) = graph_constants(
+            lr,
+            beta1,
+            beta2,
+            weight_decay,
+            r,
+            weight_lr_power,
+            eps,
+            step,
+            weight_sum,
+            lr_max,
+        )
     lr_k = lr * (step / warmup_steps if step < warmup_steps else 1)
     ckpt = step**r * lr_max**weight_lr_power / weight_sum if weight_sum != 0 else 0
     c = min(1, ckpt * (1 - beta1) * decoupling_c) if decoupling_c > 0 else ckpt

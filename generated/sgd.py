@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _use_grad_for_differentiable,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -338,6 +338,10 @@ def _single_tensor_sgd(
 ) -> None:
     lr = _to_scalar(lr)
     weight_decay = _to_scalar(weight_decay)
+    if torch.compiler.is_compiling():
+        lr, momentum, dampening, weight_decay = graph_constants(
+            lr, momentum, dampening, weight_decay
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -375,6 +379,10 @@ def _multi_tensor_sgd(
 
     lr = _to_scalar(lr)
     weight_decay = _to_scalar(weight_decay)
+    if torch.compiler.is_compiling():
+        lr, momentum, dampening, weight_decay = graph_constants(
+            lr, momentum, dampening, weight_decay
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, momentum_buffers],  # type: ignore[list-item]
         with_indices=True,

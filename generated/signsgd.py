@@ -15,7 +15,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -336,6 +336,8 @@ def _single_tensor_signsgd(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, momentum, weight_decay = graph_constants(lr, momentum, weight_decay)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -371,6 +373,8 @@ def _multi_tensor_signsgd(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, momentum, weight_decay = graph_constants(lr, momentum, weight_decay)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, momentum_buffers],  # type: ignore[list-item]
     )

@@ -12,6 +12,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
+from generator.kernels import graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -269,6 +270,8 @@ def _single_tensor_sparse_adam(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, eps = graph_constants(lr, beta1, beta2, eps)
 
     for i, param in enumerate(params):
         grad = grads[i]

@@ -16,7 +16,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -394,6 +394,10 @@ def _single_tensor_stableadamw(
     step,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, eps, step
+        )
     beta1_hat = (beta1**step - beta1) / (beta1**step - 1)
     beta2_hat = (beta2**step - beta2) / (beta2**step - 1)
 
@@ -446,6 +450,10 @@ def _multi_tensor_stableadamw(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, weight_decay, eps, step = graph_constants(
+            lr, beta1, beta2, weight_decay, eps, step
+        )
     beta1_hat = (beta1**step - beta1) / (beta1**step - 1)
     beta2_hat = (beta2**step - beta2) / (beta2**step - 1)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(

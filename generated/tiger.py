@@ -15,7 +15,7 @@ from torch.optim.optimizer import (
     _to_scalar,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -339,6 +339,8 @@ def _single_tensor_tiger(
     maximize,
 ) -> None:
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta, weight_decay = graph_constants(lr, beta, weight_decay)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -372,6 +374,8 @@ def _multi_tensor_tiger(
         return
 
     lr = _to_scalar(lr)
+    if torch.compiler.is_compiling():
+        lr, beta, weight_decay = graph_constants(lr, beta, weight_decay)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs],  # type: ignore[list-item]
     )

@@ -15,7 +15,7 @@ from torch.optim.optimizer import (
     _device_dtype_check_for_fused,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step
+from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
 from generator.precision import (
     Precision,
     group_precision,
@@ -409,6 +409,13 @@ def _single_tensor_yogi(
     maximize,
     step,
 ) -> None:
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, initial_accumulator, weight_decay, eps, step = (
+            graph_constants(
+                lr, beta1, beta2, initial_accumulator, weight_decay, eps, step
+            )
+        )
+
     for i, param in enumerate(params):
         grad = grads[i]
         exp_avg = exp_avgs[i]
@@ -450,6 +457,12 @@ def _multi_tensor_yogi(
     if len(params) == 0:
         return
 
+    if torch.compiler.is_compiling():
+        lr, beta1, beta2, initial_accumulator, weight_decay, eps, step = (
+            graph_constants(
+                lr, beta1, beta2, initial_accumulator, weight_decay, eps, step
+            )
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
         [params, grads, exp_avgs, exp_avg_sqs],  # type: ignore[list-item]
     )

@@ -1,5 +1,5 @@
-"""Runtime of the generated fused paths: a compiled kernel that never fails a step, and
-GradScaler's protocol for fused steps.
+"""Runtime of the generated modules around torch.compile: a compiled kernel that never fails a
+step, GradScaler's protocol for fused steps, and the hyperparameters of a traced step.
 
 Generated modules import this (with generator.precision) as torch's optimizers import
 torch/optim/optimizer.py; the generator itself never does. A fused kernel is plain torch code
@@ -18,15 +18,21 @@ to the step, giving it ``grad_scale`` and ``found_inf``. ``amp_skips_step`` keep
 contract: the gradients are divided by the scale in place, and a step whose scaled gradients held
 an inf or NaN changes nothing (torch's kernels test the flag on the device; here it is read once
 per step on the host, as GradScaler itself does for optimizers without the protocol).
+
+Under an enclosing ``torch.compile`` (a compiled ``opt.step()``), ``graph_constants`` makes the
+float hyperparameters constants of the graph: torch 2.13's dynamo traces a float read from a param
+group as a symbolic float once it has changed, and then kept a stale value of one used by two
+operations (``param.mul_(1 - lr * wd)`` then ``param.add_(u, alpha=-lr)``) without a word.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 
-__all__ = ["CompiledKernel", "amp_skips_step"]
+__all__ = ["CompiledKernel", "amp_skips_step", "graph_constants"]
 
 
 def _compile_failures() -> tuple[type[BaseException], ...]:
@@ -109,3 +115,12 @@ def amp_skips_step(optimizer) -> bool:
         for device, grads in by_device.items():
             torch._foreach_div_(grads, grad_scale.to(device))
     return False
+
+
+def graph_constants(*values):
+    """The hyperparameters, the Python floats among them as constants of the graph being
+    traced (guarded by value: a new value recompiles). Called only under torch.compile.
+
+    ``math.ldexp(x, 0)`` is ``x`` exactly; dynamo cannot trace it on a symbolic float, so it
+    specializes the float, as ``torch._dynamo.config.specialize_float`` would."""
+    return tuple(math.ldexp(v, 0) if isinstance(v, float) else v for v in values)

@@ -179,6 +179,9 @@ COMPILED = [
     ("BertAdamW", {"foreach": True, "weight_decay": 0.01}),
     # an optimizer-level state in self.state: dynamo's _init_group support took it for a dict
     ("MADGRAD", {"foreach": True}),
+    # `param.mul_(1 - lr * wd)` then `param.add_(u, alpha=-lr)`: lr was kept stale (1e-2 off)
+    ("Lion", {"foreach": False, "weight_decay": 0.1}),
+    ("AdaBound", {"foreach": True, "weight_decay": 0.1}),
 ]
 
 

@@ -12,7 +12,6 @@ import types
 from pathlib import Path
 
 import pytest
-import torch
 
 from generator import verify as V
 from generator.api import check_text, load_spec

@@ -26,7 +26,6 @@ from .python import (
     SingleTensorPrinter,
     SparseValuesPrinter,
     count_value,
-    counted_as_tensors,
     uses,
     varying_refs,
 )
@@ -672,6 +671,23 @@ class ModuleRenderer:
             return True
         return bool(_ops_used(self.opt.body) & NONLINEAR)
 
+    def _graph_constants(self, out: Lines) -> None:
+        """Compiled (an enclosing torch.compile), the hyperparameters that are Python floats
+        become constants of the graph, guarded: a scheduler's new lr recompiles, as with
+        torch's own classes. torch 2.13's dynamo otherwise traced them as symbolic floats and
+        kept a stale value of one used twice (`param.mul_(1 - lr * wd)`, then
+        `param.add_(u, alpha=-lr)`), silently."""
+        typed = {s: a.annotation for a in self.opt.arguments for s in a.symbols}
+        # float inputs, and the numbers a group block hands over (their type is the run's)
+        names = [s for s in self.opt.hyper if s not in typed or "float" in typed[s]]
+        if not names:
+            return
+        out("if torch.compiler.is_compiling():")
+        with out.indent():
+            out(
+                f"{', '.join(names)}{',' if len(names) == 1 else ''} = graph_constants({', '.join(names)})"
+            )
+
     def _to_scalar(self, out: Lines) -> None:
         for a in self.opt.arguments:
             if a.tensor_ok and any(s in self.opt.hyper for s in a.symbols):
@@ -793,6 +809,7 @@ class ModuleRenderer:
         opt, out = self.opt, Lines()
         printer = SingleTensorPrinter(opt)
         self._to_scalar(out)
+        self._graph_constants(out)
         printer.body(opt.hoisted, out)
         if out.lines:
             out("")
@@ -896,22 +913,7 @@ class ModuleRenderer:
             out("return")
         out("")
         self._to_scalar(out)
-        body, counted = counted_as_tensors(opt)
-        if counted:
-            out(
-                "# compiled, the step counters are tensors: the floats that meet them do so as"
-            )
-            out(
-                "# tensors too (torch 2.13's dynamo otherwise kept a stale value of such a float"
-            )
-            out(
-                "# in the foreach calls that take it as a number, under an lr schedule)"
-            )
-        for name in counted:
-            out(
-                f"{name}_counted = torch.as_tensor({name}) "
-                f"if torch.compiler.is_compiling() else {name}"
-            )
+        self._graph_constants(out)
         printer.body(opt.hoisted, out)
         lazy = any(s.init is None for s in self.param_states())
         out("grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(")
@@ -966,7 +968,7 @@ class ModuleRenderer:
                                     out("states[j] = torch.view_as_real(x)")
                     out(f"_view_as_real({', '.join(views + extra)})")
             out("")
-            printer.body(body, out, free=True)
+            printer.body(opt.body, out, free=True)
         return _keep_captured(out.text())
 
     def optimizer_counting(self) -> str:

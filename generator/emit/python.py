@@ -588,56 +588,6 @@ def _counter_values(opt: ir.Optimizer) -> set[str]:
     return found
 
 
-SCALAR_NODES = (ir.SRef, ir.SBin, ir.SCompare, ir.SUnary, ir.SCall, ir.SCond, ir.SConst)
-
-
-def counted_as_tensors(opt: ir.Optimizer) -> tuple[tuple, list[str]]:
-    """The multi-tensor update with the float hyperparameters that meet the step counters
-    renamed ``<name>_counted``, and those names' symbols.
-
-    Compiled, the counters are tensors (``_get_value`` keeps them so), and a Python float
-    that enters tensor arithmetic is made a tensor by dynamo; torch 2.13 then kept a stale
-    value of that float in the foreach calls taking it as a number (AdamW's ``1 - lr *
-    weight_decay`` under a learning-rate schedule). Given as a tensor there explicitly
-    (``lr_counted``), the float stays a number everywhere else.
-    """
-    counters = _counter_values(opt)
-    floats = {
-        s
-        for a in opt.arguments
-        if "float" in a.annotation and not a.is_flag
-        for s in a.symbols
-        if s in opt.hyper
-    }
-    found: dict[str, None] = {}
-
-    def meets_counter(e) -> bool:
-        return uses(e, lambda r: isinstance(r, ir.SRef) and r.name in counters)
-
-    def visit(node):
-        if isinstance(node, SCALAR_NODES):
-            if not meets_counter(node):
-                return node
-            names = {
-                f: f"{f}_counted"
-                for f in sorted(floats)
-                if uses(node, lambda r, f=f: isinstance(r, ir.SRef) and r.name == f)
-            }
-            found.update(dict.fromkeys(names))
-            return ir.rename(node, names)
-        if isinstance(node, tuple):
-            return tuple(visit(x) for x in node)
-        if hasattr(node, "__dataclass_fields__"):
-            from dataclasses import fields, replace
-
-            return replace(
-                node, **{f.name: visit(getattr(node, f.name)) for f in fields(node)}
-            )
-        return node
-
-    return visit(opt.body), list(found)
-
-
 def count_value(
     opt: ir.Optimizer, var: str, as_number: bool, keep_tensor: bool = False
 ) -> str:
@@ -755,9 +705,6 @@ class ForeachPrinter:
         # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
         # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
         self.tensorish = {s for a in opt.arguments if a.tensor_ok for s in a.symbols}
-        self.tensorish |= {
-            f"{s}_counted" for s in self.tensorish
-        }  # (counted_as_tensors)
         for s in ir.scalar_lets(opt.hoisted + opt.body):
             if uses(
                 s.value, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish
