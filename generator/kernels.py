@@ -27,12 +27,29 @@ operations (``param.mul_(1 - lr * wd)`` then ``param.add_(u, alpha=-lr)``) witho
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import warnings
 
 import torch
 
-__all__ = ["CompiledKernel", "amp_skips_step", "graph_constants"]
+__all__ = ["CompiledKernel", "amp_skips_step", "eager_kernels", "graph_constants"]
+
+# With OPTIMGEN_EAGER_KERNELS=1 (or inside `eager_kernels()`) every kernel runs uncompiled: the
+# same arithmetic, executed as Python, for line coverage and mutation runs of the fused paths'
+# code and for quick checks (the fast slice of `optimgen fuzz`).
+EAGER = os.environ.get("OPTIMGEN_EAGER_KERNELS") == "1"
+
+
+@contextlib.contextmanager
+def eager_kernels():
+    global EAGER
+    before, EAGER = EAGER, True
+    try:
+        yield
+    finally:
+        EAGER = before
 
 
 def _compile_failures() -> tuple[type[BaseException], ...]:
@@ -79,7 +96,7 @@ class CompiledKernel:
     def __call__(self, *args, **kwargs):
         # (the configuration is computed only once something has failed: the common case
         # pays for one attribute test)
-        if self.eager and _configuration(args, kwargs) in self.eager:
+        if EAGER or (self.eager and _configuration(args, kwargs) in self.eager):
             return self.fn(*args, **kwargs)
         if self.compiled is None:
             self.compiled = torch.compile(self.fn, **self.options)

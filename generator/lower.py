@@ -98,6 +98,9 @@ class Lowerer:
             False  # lowering an `update group:` or `update optimizer:` block
         )
         self.branch_count = 0
+        # tensor locals holding a reduction's result (`mean(g, -1)`: smaller than the
+        # parameter): an operand of the parameter's shape cannot be added into them in place
+        self.reduced: set[str] = set()
         self.data_dependent: dict[str, bool] = (
             {}
         )  # scalar locals decided by tensor values
@@ -546,32 +549,26 @@ class Lowerer:
                     return found
             return None
 
+        # the first value of a lazy state (`initially a if c else b`) chooses the same way,
+        # its top-level choice included
+        first = None if s.initially is None else find(s.initially, False)
+        if first is not None:
+            return S.If(
+                (
+                    (
+                        first.cond,
+                        (replace(s, initially=_put(s.initially, first, first.then)),),
+                    ),
+                ),
+                (replace(s, initially=_put(s.initially, first, first.orelse)),),
+                s.span,
+            )
         choice = find(s.value, True)
         if choice is None:
             return None
 
-        def put(e, with_):
-            if e is choice:
-                return with_
-            if isinstance(e, S.Binary):
-                return replace(e, left=put(e.left, with_), right=put(e.right, with_))
-            if isinstance(e, S.Unary):
-                return replace(e, operand=put(e.operand, with_))
-            if isinstance(e, S.Call):
-                return replace(e, args=tuple(put(a, with_) for a in e.args))
-            if isinstance(e, S.Conditional):
-                return replace(
-                    e,
-                    cond=put(e.cond, with_),
-                    then=put(e.then, with_),
-                    orelse=put(e.orelse, with_),
-                )
-            if isinstance(e, S.Compare):
-                return replace(e, operands=tuple(put(x, with_) for x in e.operands))
-            return e
-
-        then = replace(s, value=put(s.value, choice.then))
-        orelse = replace(s, value=put(s.value, choice.orelse))
+        then = replace(s, value=_put(s.value, choice, choice.then))
+        orelse = replace(s, value=_put(s.value, choice, choice.orelse))
         return S.If(((choice.cond, (then,)),), (orelse,), s.span)
 
     def _repeat(self, s: S.Repeat, later) -> ir.Repeat:
@@ -591,11 +588,12 @@ class Lowerer:
         before = set(self.kinds)
         per_parameter = self.is_varying(cond)
         self.varying_branches += per_parameter
-        saved = dict(self.owned)
+        saved, reduced = dict(self.owned), set(self.reduced)
         then = self.body(body, later)
-        owned_then = self.owned
-        self.owned = dict(saved)
+        owned_then, reduced_then = self.owned, self.reduced
+        self.owned, self.reduced = dict(saved), set(reduced)
         other = [self._if(more, orelse, later)] if more else self.body(orelse, later)
+        self.reduced |= reduced_then  # smaller after the `if` where it may be
         self.varying_branches -= per_parameter
         # Owned after the `if` only where every branch left it owned.
         self.owned = {k: v and owned_then.get(k, False) for k, v in self.owned.items()}
@@ -737,7 +735,8 @@ class Lowerer:
                 self.owned[self._resolve(src)[0]] = False
             self.owned[name] = private
             return [ir.TensorLet(name, self.texpr(value), alias=False)]
-        if self.owned.get(name):
+        reduced = self._reduced(value)
+        if self.owned.get(name) and (reduced or name not in self.reduced):
             # The local's buffer is private: update it in place, like a state, where a rule
             # says how; otherwise the name is bound to the new result.
             for rule in UPDATE_RULES[:-1]:
@@ -746,7 +745,24 @@ class Lowerer:
                     return [ir.InPlace(ir.TRef(name, "local"), tuple(ops))]
         expr = self.texpr(value)
         self.owned[name] = True
+        if reduced:
+            self.reduced.add(name)
+        else:
+            self.reduced.discard(name)
         return [ir.TensorLet(name, expr, alias=False)]
+
+    def _reduced(self, e: S.Expr) -> bool:
+        """Whether a tensor value may be smaller than the parameter: a reduction, a local
+        holding one, or arithmetic on those and numbers only."""
+        if isinstance(e, S.Call) and e.func in ("mean", "norm", "sum", "dot"):
+            return True
+        if isinstance(e, S.Name):
+            name, _ = self._resolve(e)
+            return name in self.reduced or self.kind(e) != "tensor"
+        if self.kind(e) != "tensor":
+            return True
+        parts = S.children(e)
+        return bool(parts) and all(self._reduced(c) for c in parts)
 
 
 # Calls whose result may share memory with their argument.
@@ -755,6 +771,30 @@ VIEWS = ("transpose", "bfloat16")
 
 def _is_matmul(e: S.Expr) -> bool:
     return isinstance(e, S.Binary) and e.op == "@"
+
+
+def _put(e: S.Expr, choice: S.Expr, with_: S.Expr) -> S.Expr:
+    """``e`` with the sub-expression ``choice`` (by identity) replaced by ``with_``."""
+    if e is choice:
+        return with_
+    if isinstance(e, S.Binary):
+        return replace(
+            e, left=_put(e.left, choice, with_), right=_put(e.right, choice, with_)
+        )
+    if isinstance(e, S.Unary):
+        return replace(e, operand=_put(e.operand, choice, with_))
+    if isinstance(e, S.Call):
+        return replace(e, args=tuple(_put(a, choice, with_) for a in e.args))
+    if isinstance(e, S.Conditional):
+        return replace(
+            e,
+            cond=_put(e.cond, choice, with_),
+            then=_put(e.then, choice, with_),
+            orelse=_put(e.orelse, choice, with_),
+        )
+    if isinstance(e, S.Compare):
+        return replace(e, operands=tuple(_put(x, choice, with_) for x in e.operands))
+    return e
 
 
 def _probe(cond: S.Expr, way: str, body) -> ir.Probe:
@@ -1156,6 +1196,21 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         return group_counts + [n for n in dict.fromkeys(made) if n not in group_counts]
 
     hoisted, body = _hoist(body, set(checked.inputs) | set(numbers_of(group_block)))
+    # every pass receives every state's list: the inputs that decide whether a state exists
+    # (`state v <- 0 if amsgrad`) reach each pass, read or not
+    from .emit.python import uses
+
+    decide = [
+        st.condition
+        for st in states
+        if st.scope == "parameter" and st.condition is not None
+    ]
+
+    def decides(name: str) -> bool:
+        return any(
+            uses(c, lambda x: isinstance(x, ir.SRef) and x.name == name) for c in decide
+        )
+
     later = []
     for step_part, group_part, body_part in passes[1:]:
         numbers = numbers_of(group_part)
@@ -1169,7 +1224,9 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 group_block=tuple(group_part),
                 body=tuple(later_body),
                 hoisted=tuple(later_hoisted),
-                hyper=tuple(s for s in _hyper_order(spec) if _reads_name(reads, s))
+                hyper=tuple(
+                    s for s in _hyper_order(spec) if _reads_name(reads, s) or decides(s)
+                )
                 + tuple(k for k in numbers if _reads_name(reads, k))
                 + tuple(k for k in totals if k in ir.refs(reads, ir.TRef)),
             )
@@ -1180,7 +1237,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         if s in checked.inputs
         and checked.inputs[s].decl.arg_name not in IMPLEMENTATION_FLAGS
         # with several passes, each functional receives what its pass reads
-        and (not later or _reads_name(body + hoisted, s))
+        and (not later or _reads_name(body + hoisted, s) or decides(s))
     )
     if flat:
         mode = "flat"

@@ -355,6 +355,16 @@ def add_arguments(sub) -> None:
     )
     plot.add_arguments(pl)
     pl.set_defaults(func=plot.run)
+    from . import fuzz
+
+    fz = sub.add_parser(
+        "fuzz",
+        help="the compiler tested against itself: random valid specs on every path",
+        description=fuzz.__doc__.split("\n\n")[0],
+        epilog="example: optimgen fuzz --programs 200 --seed 1000",
+    )
+    fuzz.add_arguments(fz)
+    fz.set_defaults(func=fuzz.run)
     from . import fmt
 
     f = sub.add_parser(

@@ -977,8 +977,9 @@ class ModuleRenderer:
         values (MADGRAD's ``k``)."""
         out = Lines()
         self._count_optimizer_states(out)
+        read = set(self.opt.hyper).union(*(p.hyper for p in self.opt.later_passes))
         for s in self.opt.states:
-            if s.scope == "optimizer" and s.kind == "count" and s.key in self.opt.hyper:
+            if s.scope == "optimizer" and s.kind == "count" and s.key in read:
                 out(f"{s.key} = _get_value({s.var})")
         return out.text()
 

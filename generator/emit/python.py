@@ -218,6 +218,7 @@ class SingleTensorPrinter:
         # with capturable=True counters stay tensors on the device (the fused host reads numbers)
         self.keep_tensors = capturable_counters and capturable(opt)
         self.device_scalars = _counter_values(opt)
+        self.reduced: set[str] = set()  # locals holding a reduction's (smaller) result
         if self.keep_tensors and self.device_scalars:
             self.scalar = CapturableScalars(
                 self._ref, lambda e: self.tensor(e)[0], self.device_scalars
@@ -256,6 +257,14 @@ class SingleTensorPrinter:
         args = [self.arg(a) for a in e.args[1:]]
         args += [f"{k}={self.scalar(v)}" for k, v in e.kwargs]
         if fresh and self.differentiable and _saves_output(e.args[0]):
+            fresh = False
+        if (
+            fresh
+            and _reduced(e.args[0], self.reduced)
+            and not all(_reduced(a, self.reduced) for a in e.args[1:])
+        ):
+            # a reduction's result (`mean(x, -1)`: size 1 along -1) broadcasts to the other
+            # operand's shape: it cannot hold the result in place
             fresh = False
         method = spell.inplace if fresh and spell.inplace else spell.method
         return f"{base}.{method}({', '.join(args)})", True
@@ -393,6 +402,10 @@ class SingleTensorPrinter:
                 out(f"{s.state} = {value}")
         elif isinstance(s, ir.TensorLet):
             self.let(s.name, s.value, out)
+            if _reduced(s.value, self.reduced):
+                self.reduced.add(s.name)
+            else:
+                self.reduced.discard(s.name)
         elif isinstance(s, ir.InPlace):
             self.inplace(s.target.name, s.ops, out)
         elif isinstance(s, ir.LazyInit):
@@ -624,6 +637,23 @@ def _print_raise(s: ir.Raise, out: Lines, scalar) -> None:
     out(f"if {scalar(s.fails)}:")
     with out.indent():
         out(f"raise {s.exception}({s.message})")
+
+
+REDUCTIONS = {"mean", "norm", "sum", "dot"}
+
+
+def _reduced(e, locals_: set[str] = frozenset()) -> bool:
+    """Whether a tensor expression's result may be smaller than its operands' shape (a
+    reduction, a local holding one, or arithmetic on such only); a number counts as one.
+    """
+    if isinstance(e, ir.TRef):
+        return e.name in locals_
+    if not isinstance(e, ir.TOp):
+        return True  # a number
+    if e.op in REDUCTIONS:
+        return True
+    tensors = [a for a in e.args if isinstance(a, (ir.TRef, ir.TOp))]
+    return bool(tensors) and all(_reduced(a, locals_) for a in tensors)
 
 
 def _saves_output(e) -> bool:
@@ -1329,6 +1359,22 @@ class ForeachPrinter:
             with out.indent():
                 for r in dict.fromkeys(refs):
                     out(f"{r.name} = {self.tlist(r)}[j]")
+                # the numbers of this tensor: its counters and per-parameter values
+                numbers: list[ir.SRef] = []
+                for node in (s.first, *s.update):
+                    uses(
+                        node,
+                        lambda x: isinstance(x, ir.SRef)
+                        and x.varying
+                        and (numbers.append(x) or False),
+                    )
+                for r in dict.fromkeys(numbers):
+                    if r.count:
+                        st_r = self.states[r.name]
+                        var = f"{self._ref_list(r)}[j]"
+                        out(f"{r.name} = {count_value(self.opt, var, st_r.as_number)}")
+                    else:
+                        out(f"{r.name} = {self._ref_list(r)}[j]")
                 out(f"if {lst}[j] is None:")
                 with out.indent():
                     out(
