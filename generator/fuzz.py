@@ -746,8 +746,10 @@ def _smaller_exprs(e: Expr):
         yield leaf("grad")
 
 
-def minimize(program: Program, failure: Finding, dtypes, steps, budget: float = 120.0):
-    """The smallest program found that still fails as ``failure`` does (greedy, bounded)."""
+def minimize(program: Program, fails, budget: float = 120.0) -> Program:
+    """The smallest program found for which ``fails(program)`` still holds (greedy: one
+    statement, branch or sub-expression fewer at a time, until none can go; bounded in time).
+    """
     deadline = time.monotonic() + budget
     current = program
     improved = True
@@ -758,11 +760,20 @@ def minimize(program: Program, failure: Finding, dtypes, steps, budget: float = 
                 break
             if len(candidate.text()) >= len(current.text()):
                 continue
-            found, _, _ = check_program(candidate, dtypes, steps)
-            if any(f.same(failure) for f in found):
+            if fails(candidate):
                 current, improved = candidate, True
                 break
     return current
+
+
+def fails_as(failure: Finding, dtypes, steps):
+    """The predicate "fails the way ``failure`` did" (same kind, same path)."""
+
+    def fails(program: Program) -> bool:
+        found, _, _ = check_program(program, dtypes, steps)
+        return any(f.same(failure) for f in found)
+
+    return fails
 
 
 # ---- the command ------------------------------------------------------------------------------------
@@ -829,7 +840,7 @@ def run(args) -> int:
             if found:
                 first = found[0]
                 small = (
-                    minimize(built, first, dtypes, args.steps)
+                    minimize(built, fails_as(first, dtypes, args.steps))
                     if args.minimize
                     else built
                 )

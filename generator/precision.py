@@ -348,10 +348,12 @@ def kahan_add_(param: Tensor, new: Tensor, comp: Tensor) -> Tensor:
     the parameter's dtype cannot hold is kept in ``comp`` and added at the next step."""
     # this step's update plus what earlier steps lost
     update = new.sub_(param).add_(comp)
-    previous = param.clone()
+    previous = param.to(update.dtype, copy=True)
     param.add_(update)
-    # what landed is param - previous (exact: the two are close); the rest is carried
-    return comp.copy_(update.sub_(param - previous))
+    # what landed is param - previous, taken in the update's (wider) dtype: in the
+    # parameter's own it rounds when a step is large against the parameter (a parameter near
+    # 0, Kate's first step); the rest is carried
+    return comp.copy_(update.sub_(param.to(update.dtype).sub_(previous)))
 
 
 def load_keeping_policy(optimizer, state_dict: dict, load) -> None:

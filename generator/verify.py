@@ -265,9 +265,34 @@ class SpecConditions:
         }
         for block in checked.blocks:
             self._walk(block.body, frozenset())
+            for stmt in _statements(block.body):
+                for e in _expressions(stmt):
+                    self._offsets(e)
         for st in checked.states.values():
             if st.condition is not None:
                 self._condition(st.condition)
+        # the boundaries the spec's own checks allow (`requires lr >= 0`: lr = 0, where a
+        # weight of lr^p is 0 and a branch on it is taken)
+        for v in checked.spec.validations:
+            for node in _nodes(v.expr):
+                if isinstance(node, S.Compare) and any(
+                    o in (">=", "<=") for o in node.ops
+                ):
+                    for a, b in zip(node.operands, node.operands[1:]):
+                        for x, y in ((a, b), (b, a)):
+                            if (
+                                isinstance(x, S.Name)
+                                and x.id in self.symbols
+                                and isinstance(y, S.Number)
+                            ):
+                                self._add(
+                                    x.id,
+                                    (
+                                        float(y.value)
+                                        if not self.symbols[x.id].integer
+                                        else int(y.value)
+                                    ),
+                                )
 
     # -- walking the update --------------------------------------------------------------------
     def _walk(self, stmts, above: frozenset) -> None:
@@ -339,6 +364,19 @@ class SpecConditions:
                     self._compare(a, b)
                     self._compare(b, a)
 
+    def _offsets(self, e) -> None:
+        """``step - t0`` in the update (ASGD's averaging start): a small offset is crossed."""
+        for node in _nodes(e):
+            if isinstance(node, S.Binary) and node.op == "-":
+                for x, y in ((node.left, node.right), (node.right, node.left)):
+                    if (
+                        isinstance(y, S.Name)
+                        and y.id in self.symbols
+                        and self._counterish(x)
+                    ):
+                        self._add(y.id, 2 if self.symbols[y.id].integer else 2.0)
+                        self.steps_needed[y.id] = max(self.steps_needed.get(y.id, 0), 6)
+
     def _period(self, e) -> None:
         if isinstance(e, S.Name) and e.id in self.symbols:
             for v in (2, 3):
@@ -368,8 +406,9 @@ class SpecConditions:
                 self._add(a.id, b.value)
             elif isinstance(b, S.Bool):
                 self._add(a.id, b.value)
-            elif isinstance(b, S.NoneLit):
+            elif isinstance(b, S.NoneLit):  # `eps1 != none`: none, and a number
                 self._add(a.id, None)
+                self._add(a.id, 1 if sym.integer else 1e-3)
         elif self._counterish(a) and isinstance(b, S.Number) and b.value > 0:
             self.steps_needed[""] = max(self.steps_needed.get("", 0), int(b.value) + 2)
 
@@ -494,6 +533,20 @@ def combinations(conditions: SpecConditions, label: str) -> list[tuple[dict, tup
         if len(out) >= MAX_COMBINATIONS:
             break
     return out
+
+
+def _comparable(ours, theirs) -> bool:
+    """Whether the spec's default may stand for the reference's: values of one kind (ADOPT's
+    reference takes a function where the spec names it with a string: it keeps its own).
+    """
+    if theirs is inspect.Parameter.empty or ours is None or theirs is None:
+        return True
+    if callable(theirs) and not callable(ours):
+        return False
+    numbers = (int, float)
+    if isinstance(ours, numbers) and isinstance(theirs, numbers):
+        return True
+    return isinstance(ours, type(theirs)) or isinstance(theirs, type(ours))
 
 
 def _same(a, b) -> bool:
@@ -643,8 +696,9 @@ def first_difference(torch, got: Trajectory, want: Trajectory, rtol, atol):
             if finite.any():
                 worst = max(worst, diff[finite].max().item())
             bad = ~(diff <= atol + rtol * e.abs())
-            # two equal infinities agree; a NaN never does
+            # two equal infinities agree, and so do two NaNs (both sides diverged alike)
             bad &= ~((a == e) & torch.isinf(a))
+            bad &= ~(torch.isnan(a) & torch.isnan(e))
             if first is None and bool(bad.any()):
                 k = int(bad.flatten().nonzero()[0])
                 first = (
@@ -696,6 +750,8 @@ class Report:
     combinations: list[Config]
     conditions: Any
     required: dict[str, Any] = field(default_factory=dict)
+    # per branch never taken: the combinations that would try it but the spec refuses
+    refused: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -760,7 +816,11 @@ def verify(
     import torch
 
     module_file = getattr(sys.modules.get(gen_cls.__module__), "__file__", None)
-    ref_defaults = {k: ours for k, (ours, _) in _shared_defaults(gen_cls, ref).items()}
+    ref_defaults = {
+        k: ours
+        for k, (ours, theirs) in _shared_defaults(gen_cls, ref).items()
+        if _comparable(ours, theirs)
+    }
     required = required_arguments(gen_cls)
 
     def accepted(kwargs) -> bool:
@@ -800,9 +860,13 @@ def verify(
         for config in planned:
             cover.run(torch, config, seed, required, layout(config))
         extra = []
+        refused: dict[str, list[str]] = {}
         for label in cover.missed_frontier() if use_grid else ():
             for kwargs, syms in combinations(conditions, label):
                 if not accepted(kwargs):
+                    refused.setdefault(label, []).append(
+                        ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
+                    )
                     continue
                 config = Config(
                     tuple(sorted(kwargs.items())),
@@ -837,7 +901,7 @@ def verify(
                 )
                 if progress is not None:
                     progress.advance(f"{config.label} {dtype_name}")
-    return Report(rows, cover.probes, cover.hits, extra, conditions, required)
+    return Report(rows, cover.probes, cover.hits, extra, conditions, required, refused)
 
 
 def _shared_defaults(gen_cls, ref: Reference | None) -> dict[str, tuple[Any, Any]]:
@@ -1173,7 +1237,7 @@ def _run(args) -> int:
     differ = {
         k: v
         for k, v in _shared_defaults(gen_cls, ref).items()
-        if v[1] is not inspect.Parameter.empty and not _same(*v)
+        if v[1] is not inspect.Parameter.empty and not _same(*v) and _comparable(*v)
     }
     if report.required:
         print(
@@ -1273,6 +1337,11 @@ def _hint(probe, report: Report) -> str:
     hints = []
     if args:
         hints.append(f"add --config with other values of {', '.join(args)}")
+    refused = report.refused.get(probe.label)
+    if refused:
+        hints.append(
+            f"the spec refuses {refused[0]}" + (" and more" if len(refused) > 1 else "")
+        )
     if any(f"{c}(" in probe.condition for c in SHAPE_CALLS):
         shapes = ", ".join(str(s) for s in SHAPES)
         hints.append(f"parameter shapes decide it (verify's are {shapes})")

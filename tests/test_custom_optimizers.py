@@ -223,29 +223,45 @@ def test_weird_descent_counts_steps_in_optimizer_state():
         assert float(opt.state["step"]) == n
 
 
-def test_weird_descent_x100_on_every_100th_step_single_tensor():
-    """A constant gradient: every step moves one element by lr*g, steps 100/200/300 by
-    100*lr*g; the element drawn is torch.randint(numel) after the group/tensor draws."""
+def test_weird_descent_x100_on_every_100th_step_and_its_draws():
+    """A constant gradient on two groups (two tensors and one): each step moves the element of
+    the tensor of the group that torch's generator draws, in that order (group, tensor in it,
+    element), by its group's lr * g, and steps 100/200/300 by 100 times that."""
     torch.manual_seed(7)
-    p = torch.zeros(6, requires_grad=True)
+    params = [torch.zeros(6, requires_grad=True) for _ in range(3)]
     g = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    opt = generated_class("WeirdDescent")([p], lr=0.5)
+    groups = [{"params": params[:2], "lr": 0.5}, {"params": params[2:], "lr": 0.25}]
+    opt = generated_class("WeirdDescent")(groups, lr=0.5)
     expected_rng = torch.Generator().manual_seed(7)
+    moved = set()
     for step in range(1, 301):
-        before = p.detach().clone()
-        p.grad = g.clone()
+        before = [p.detach().clone() for p in params]
+        for p in params:
+            p.grad = g.clone()
         with time_limit(10, f"generated.WeirdDescent step {step}"):
             opt.step()
         # the draws the spec prescribes: group index, tensor index, element index
-        assert torch.randint(1, (1,), generator=expected_rng).item() == 0
-        assert torch.randint(1, (1,), generator=expected_rng).item() == 0
-        element = torch.randint(6, (1,), generator=expected_rng).item()
-        c = 100 if step % 100 == 0 else 1
-        want = before.clone()
-        want[element] = torch.add(before[element], g[element], alpha=-0.5 * c)
-        torch.testing.assert_close(
-            p.detach(), want, rtol=0, atol=0, msg=lambda m: f"step {step}: {m}"
+        group = torch.randint(2, (1,), generator=expected_rng).item()
+        tensor = torch.randint(
+            len(groups[group]["params"]), (1,), generator=expected_rng
         )
+        index = (0, 2)[group] + tensor.item()
+        element = torch.randint(6, (1,), generator=expected_rng).item()
+        moved.add((index, element))
+        c = 100 if step % 100 == 0 else 1
+        want = [b.clone() for b in before]
+        want[index][element] = torch.add(
+            before[index][element], g[element], alpha=-groups[group]["lr"] * c
+        )
+        for k, (p, w) in enumerate(zip(params, want)):
+            torch.testing.assert_close(
+                p.detach(),
+                w,
+                rtol=0,
+                atol=0,
+                msg=lambda m: f"step {step}, tensor {k}: {m}",
+            )
+    assert {i for i, _ in moved} == {0, 1, 2}, "every tensor of both groups was drawn"
 
 
 def test_weird_descent_without_any_gradient_does_nothing():

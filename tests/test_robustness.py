@@ -11,6 +11,7 @@ from pathlib import Path
 
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,24 +93,34 @@ def test_mutated_valid_specs_give_a_module_or_diagnostics(text):
     _outcome(text)
 
 
-def test_absurd_nesting_and_length_are_refused_cleanly():
-    deep = (
-        "optimizer X\ninput lr: float = 1\nupdate:\n    param <- "
-        + "(" * 500
-        + "grad"
-        + ")" * 500
-        + "\n"
-    )
-    long = (
-        "optimizer X\ninput lr: float = 1\nupdate:\n    param <- param"
-        + " + grad" * 2000
-        + "\n"
-    )
-    for text in (deep, long, "optimizer X\n" + "# x\n" * 100000):
-        try:
-            compile_text(text, "specs/x.optim")
-        except SpecError as exc:
-            assert exc.diagnostics
+@pytest.mark.parametrize(
+    "text, code, message",
+    [
+        (
+            "optimizer X\ninput lr: float = 1\nupdate:\n    param <- "
+            + "(" * 100
+            + "grad"
+            + ")" * 100
+            + "\n",
+            "E005",
+            "parentheses nested deeper than 64",
+        ),
+        (
+            "optimizer X\ninput lr: float = 1\nupdate:\n    param <- param"
+            + " + grad" * 2000
+            + "\n",
+            "E001",
+            "line is 14018 characters long (at most 1000)",
+        ),
+        ("optimizer X\n" + "# x\n" * 100000, "E001", "the file is larger than 256 KiB"),
+    ],
+    ids=["nesting", "line", "file"],
+)
+def test_absurd_nesting_and_length_are_refused_cleanly(text, code, message):
+    with pytest.raises(SpecError) as info:
+        compile_text(text, "specs/x.optim")
+    (diagnostic,) = info.value.diagnostics
+    assert (diagnostic.code, diagnostic.message) == (code, message)
 
 
 WORDS = sorted({w for s in SOURCES for w in s.replace("\n", " \n ").split(" ")})
