@@ -444,17 +444,19 @@ def _single_tensor_adan(
         exp_avg_diff = exp_avg_diffs[i]
         previous_grad = previous_grads[i]
 
+        if previous_grad is None:
+            previous_grad = -grad.detach()
+            previous_grads[i] = previous_grad
+        g = -grad if maximize else grad
         if torch.is_complex(param):
             param = torch.view_as_real(param)
             grad = torch.view_as_real(grad)
             exp_avg = torch.view_as_real(exp_avg)
             exp_avg_sq = torch.view_as_real(exp_avg_sq)
             exp_avg_diff = torch.view_as_real(exp_avg_diff)
-            previous_grad = torch.view_as_real(previous_grad)
-        if previous_grad is None:
-            previous_grad = -grad.detach()
-            previous_grads[i] = previous_grad
-        g = -grad if maximize else grad
+            if previous_grad is not None:
+                previous_grad = torch.view_as_real(previous_grad)
+            g = torch.view_as_real(g)
         diff = g.add(previous_grad)
         exp_avg.lerp_(g, 1 - beta1)
         exp_avg_diff.lerp_(diff, 1 - beta2)
@@ -521,21 +523,27 @@ def _multi_tensor_adan(
         device_exp_avg_diffs = cast(list[Tensor], device_exp_avg_diffs_)
         device_previous_grads = cast(list[Tensor], device_previous_grads_)
         if has_complex:
+            for states in (device_previous_grads,):
+                for j, x in enumerate(states):
+                    if x is not None and torch.is_complex(x):
+                        states[j] = torch.view_as_real(x)
             _view_as_real(
                 device_params,
                 device_grads,
                 device_exp_avgs,
                 device_exp_avg_sqs,
                 device_exp_avg_diffs,
-                device_previous_grads,
             )
 
         if not all(buf is not None for buf in device_previous_grads):
             for j in range(len(device_previous_grads)):
                 grad = device_grads[j]
                 if device_previous_grads[j] is None:
-                    device_previous_grads[j] = previous_grads[indices[j]] = (
-                        -grad.detach()
+                    device_previous_grads[j] = -grad.detach()
+                    previous_grads[indices[j]] = (
+                        torch.view_as_complex(device_previous_grads[j])
+                        if torch.is_complex(params[indices[j]])
+                        else device_previous_grads[j]
                     )
         device_g = torch._foreach_neg(device_grads) if maximize else device_grads
         device_diff = torch._foreach_add(device_g, device_previous_grads)

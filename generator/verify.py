@@ -3,7 +3,8 @@ and against itself, over configurations chosen from the spec, with the spec's li
 
 Every implementation the class has (for-loop, foreach, fused; ``--impl`` chooses) runs on the same
 problem as the reference (parameters of several shapes in two param groups, gradients spread over
-five orders of magnitude, one parameter without a gradient on some steps), in float64 and float32
+five orders of magnitude, one parameter without a gradient on some steps and the second group
+without any on others), in float64 and float32
 and, where the spec allows complex parameters, complex128. After every step each parameter is
 compared with the reference's and with the for-loop's, and checked for NaN and inf. The
 reference is any ``module.Class`` or ``module:callable`` returning an optimizer for the given
@@ -590,7 +591,7 @@ class Layout:
 FULL = Layout()
 
 
-def problem(torch, dtype, seed: int, steps: int, shapes=SHAPES):
+def problem(torch, dtype, seed: int, steps: int, shapes=SHAPES, grouped: bool = False):
     gen = torch.Generator().manual_seed(seed)
     start = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
     grads = []
@@ -599,6 +600,9 @@ def problem(torch, dtype, seed: int, steps: int, shapes=SHAPES):
         for i, s in enumerate(shapes):
             if i == 1 and step % 4 == 2:
                 row.append(None)  # a parameter without a gradient on some steps
+                continue
+            if grouped and i >= 2 and step % 5 == 3:
+                row.append(None)  # and a whole param group without one (a frozen layer)
                 continue
             scale = 10 ** (torch.rand(s, generator=gen, dtype=torch.float64) * 5 - 4)
             row.append(torch.randn(s, generator=gen, dtype=dtype) * scale.to(dtype))
@@ -635,7 +639,14 @@ def documented_refusal(exc: BaseException, module_file: str | None) -> bool:
 def trajectory(
     torch, make, kwargs, dtype, seed, steps, module_file=None, layout: Layout = FULL
 ) -> Trajectory:
-    start, grads = problem(torch, dtype, seed, steps, layout.shapes)
+    start, grads = problem(
+        torch,
+        dtype,
+        seed,
+        steps,
+        layout.shapes,
+        layout.grouped and len(layout.shapes) > 2,
+    )
     params = [t.clone().requires_grad_(True) for t in start]
     torch.manual_seed(
         seed

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from generator import load_spec
+from generator import kernels
 from generator.kernels import CompiledKernel
 
 SHAPES = ((3, 4), (2, 3, 4), (5,), (2, 4), (3,), (4, 3))
@@ -181,9 +182,12 @@ def _kernel(p, g, flag: bool):
         p.sub_(g)
 
 
-def test_a_compiled_kernel_past_the_recompile_limit_runs_uncompiled():
+def test_a_compiled_kernel_past_the_recompile_limit_runs_uncompiled(monkeypatch):
     # ordinary use (many optimizers, flags and dtypes in one process) must never hit dynamo's
     # limit as an exception; here it is 1, so the second configuration is refused
+    monkeypatch.setattr(
+        kernels, "EAGER", False
+    )  # (compiled, whatever the environment says)
     kernel = CompiledKernel(_kernel, dynamic=True, fullgraph=True)
     results = {}
     with torch._dynamo.config.patch(recompile_limit=1):

@@ -158,12 +158,24 @@ def _reads_count_before_update(stmts, key: str) -> bool:
 LINEAR = {"neg", "add", "sub", "mul", "copy", "clone", "lerp"}
 
 
-def _linear_prefix(stmts) -> int:
-    """How many leading statements act on the parameter and locals with linear operations only."""
+def _linear_prefix(stmts, state_vars: frozenset = frozenset()) -> int:
+    """How many leading statements act on the parameter and locals with linear operations only
+    (and make lazy states from them: ``state_vars`` are the states' loop names)."""
     for k, s in enumerate(stmts):
         if isinstance(s, ir.CountUpdate) or isinstance(s, ir.ScalarLet):
             continue
-        if isinstance(s, ir.LazyInit) or _ops_used([s]) - LINEAR:
+        if isinstance(s, ir.LazyInit):
+            # a state made from the gradient by linear operations (Adan's `initially -grad`,
+            # SGD's momentum) is made and kept complex, before the real view: made after it,
+            # it would be made from the view, with the view's shape
+            own = {
+                x.target.name for x in ir.walk(s.update) if isinstance(x, ir.InPlace)
+            }
+            others = set(ir.refs((s.first, s.update), ir.TRef)) - own
+            if _ops_used([s]) - LINEAR or others & state_vars:
+                return k
+            continue
+        if _ops_used([s]) - LINEAR:
             return k
         refs_state = []
         for x in ir.walk([s]):
@@ -830,7 +842,8 @@ class ModuleRenderer:
                 else:
                     out(line)
                 if s.kind == "tensor":
-                    views.append((s.var, s.condition))
+                    # (a lazy state is None until this step makes it)
+                    views.append((s.var, s.condition if s.init is not None else "lazy"))
             for s in self.param_states():
                 if s.kind == "count" and _reads_count_before_update(opt.body, s.key):
                     value = count_value(opt, s.var, s.as_number, printer.keep_tensors)
@@ -881,7 +894,9 @@ class ModuleRenderer:
         if self.checked.spec.complex_mode == "view_as_real":
             split = 0
         elif self.needs_real_view():
-            split = _linear_prefix(opt.body)
+            split = _linear_prefix(
+                opt.body, frozenset(b.var for b in opt.states if b.kind == "tensor")
+            )
         else:
             split = len(opt.body)
         printer.body(opt.body[:split], out, free=split == len(opt.body))
@@ -890,7 +905,7 @@ class ModuleRenderer:
             out("if torch.is_complex(param):")
             with out.indent():
                 for var, cond in views:
-                    if _per_parameter(
+                    if cond == "lazy" or _per_parameter(
                         cond
                     ):  # decided before the view changes the shape
                         out(f"if {var} is not None:")
@@ -902,7 +917,9 @@ class ModuleRenderer:
                             out(f"{var} = torch.view_as_real({var})")
                     else:
                         out(f"{var} = torch.view_as_real({var})")
+            printer.real_views = True  # a state made from here on is stored complex
             printer.body(opt.body[split:], out, free=True)
+            printer.real_views = False
 
     def multi_body(self) -> str:
         opt, out = self.opt, Lines()
@@ -949,9 +966,10 @@ class ModuleRenderer:
                 for s in self.param_states():
                     if s.kind != "tensor" or s.var in unread:
                         continue
-                    if s.condition is None:
+                    if s.condition is None and s.init is not None:
                         views.append(f"device_{s.list_name}")
-                    elif _per_parameter(s.condition):
+                    elif s.init is None or _per_parameter(s.condition):
+                        # (None where a state does not apply, or is made by this step)
                         partial.append(f"device_{s.list_name}")
                     else:
                         cond = ForeachPrinter(opt).scalar(s.condition)
@@ -968,6 +986,7 @@ class ModuleRenderer:
                                     out("states[j] = torch.view_as_real(x)")
                     out(f"_view_as_real({', '.join(views + extra)})")
             out("")
+            printer.real_views = self.needs_real_view()
             printer.body(opt.body, out, free=True)
         return _keep_captured(out.text())
 

@@ -219,6 +219,9 @@ class SingleTensorPrinter:
         self.keep_tensors = capturable_counters and capturable(opt)
         self.device_scalars = _counter_values(opt)
         self.reduced: set[str] = set()  # locals holding a reduction's (smaller) result
+        # printing after complex parameters were viewed as real: a lazy state made there is
+        # stored as the complex tensor the view stands for
+        self.real_views = False
         if self.keep_tensors and self.device_scalars:
             self.scalar = CapturableScalars(
                 self._ref, lambda e: self.tensor(e)[0], self.device_scalars
@@ -414,7 +417,13 @@ class SingleTensorPrinter:
             out(f"if {st.var} is None:")
             with out.indent():
                 out(f"{st.var} = {first}.detach()" + ("" if fresh else ".clone()"))
-                out(f"{st.list_name}[i] = {st.var}")
+                if self.real_views:
+                    out(
+                        f"{st.list_name}[i] = torch.view_as_complex({st.var}) "
+                        f"if torch.is_complex(params[i]) else {st.var}"
+                    )
+                else:
+                    out(f"{st.list_name}[i] = {st.var}")
             if s.update:  # (none: kept as it was first made, MADGRAD's x0)
                 out("else:")
                 with out.indent():
@@ -1377,10 +1386,16 @@ class ForeachPrinter:
                         out(f"{r.name} = {self._ref_list(r)}[j]")
                 out(f"if {lst}[j] is None:")
                 with out.indent():
-                    out(
-                        f"{lst}[j] = {st.list_name}[indices[j]] = {first}.detach()"
-                        + ("" if fresh else ".clone()")
-                    )
+                    made = f"{first}.detach()" + ("" if fresh else ".clone()")
+                    if getattr(self, "real_views", False):
+                        # made from the real views: stored as the complex state it stands for
+                        out(f"{lst}[j] = {made}")
+                        out(
+                            f"{st.list_name}[indices[j]] = torch.view_as_complex({lst}[j]) "
+                            f"if torch.is_complex(params[indices[j]]) else {lst}[j]"
+                        )
+                    else:
+                        out(f"{lst}[j] = {st.list_name}[indices[j]] = {made}")
                 if s.update:
                     out("else:")
                 with out.indent() if s.update else contextlib.nullcontext():
