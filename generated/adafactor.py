@@ -21,6 +21,7 @@ from generator.precision import (
     policy_defaults,
     store_state_dtypes,
 )
+from generator.shards import _is_sharded
 
 __all__ = ["Adafactor", "adafactor"]
 
@@ -513,11 +514,3 @@ def _multi_tensor_adafactor(
             strict=True,
         ):
             x.add_(y, alpha=a)
-
-
-def _is_sharded(p: Tensor) -> bool:
-    """Whether ``p`` is a DTensor split across ranks (FSDP2's shards), not a whole tensor."""
-    placements = getattr(
-        p, "placements", None
-    )  # (torch.distributed.tensor.DTensor only)
-    return placements is not None and not all(pl.is_replicate() for pl in placements)

@@ -16,7 +16,13 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import CompiledKernel, amp_skips_step, graph_constants
+from generator.kernels import (
+    CompiledKernel,
+    amp_skips_step,
+    graph_constants,
+    _flat,
+    _number_tensor,
+)
 from generator.precision import (
     Precision,
     group_precision,
@@ -532,6 +538,8 @@ def _fused_adamod(
     maximize,
     step,
 ) -> None:
+    if has_complex:
+        raise RuntimeError("`fused=True` requires all the params to be floating point")
     if params and not params[0].is_cpu:
         _compiled_multi_tensor()(
             params,
@@ -575,12 +583,6 @@ def _fused_adamod(
             _if3 = weight_decouple
             if not _if3:
                 _if4 = weight_decay > 0
-        if torch.is_complex(param):
-            param = torch.view_as_real(param)
-            grad = torch.view_as_real(grad)
-            exp_avg = torch.view_as_real(exp_avg)
-            exp_avg_sq = torch.view_as_real(exp_avg_sq)
-            exp_avg_lr = torch.view_as_real(exp_avg_lr)
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -682,40 +684,4 @@ def _compiled_multi_tensor():
         _multi_tensor_adamod,
         dynamic=True,
         fullgraph=True,
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def _device_scalar(x: float, device: torch.device) -> Tensor:
-    return torch.tensor(x, dtype=torch.float64, device=device)
-
-
-def _device_number(x, device):
-    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
-    host at every step); a tensor stays as it is."""
-    return x if isinstance(x, Tensor) else _device_scalar(float(x), device)
-
-
-def _number_tensor(x):
-    """A number as a 0-d float64 tensor: a kernel input, not a constant compiled into it (and,
-    0-d, it computes in the dtype of the tensors it meets, as a Python number does). An
-    optional input left at None stays None: the kernel reads it only where it is set."""
-    if x is None or isinstance(x, Tensor):
-        return x
-    return torch.tensor(x, dtype=torch.float64)
-
-
-def _flat(t):
-    """The kernel is elementwise: a contiguous tensor goes in as a 1-D tensor over the same
-    memory, so that one compiled kernel serves every shape. Not as a view: dynamo guards a
-    view's base, and would compile once per rank of the bases. A DTensor (FSDP2's shard of
-    a parameter, its gradient and states) goes in as its local tensor: elementwise, the
-    update of each shard is the shard of the update."""
-    to_local = getattr(t, "to_local", None)  # (torch.distributed.tensor.DTensor only)
-    if to_local is not None:
-        t = to_local()
-    if t is None or not t.is_contiguous():
-        return t
-    return t.new_empty(0).set_(
-        t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )

@@ -20,6 +20,7 @@ from generator.precision import (
     policy_defaults,
     store_state_dtypes,
 )
+from generator.shards import _is_sharded
 
 __all__ = ["Muon", "muon"]
 
@@ -350,11 +351,3 @@ def _single_tensor_muon(
         adjusted_lr = lr * ratio
         param.mul_(1 - lr * weight_decay)
         param.add_(X, alpha=-adjusted_lr)
-
-
-def _is_sharded(p: Tensor) -> bool:
-    """Whether ``p`` is a DTensor split across ranks (FSDP2's shards), not a whole tensor."""
-    placements = getattr(
-        p, "placements", None
-    )  # (torch.distributed.tensor.DTensor only)
-    return placements is not None and not all(pl.is_replicate() for pl in placements)

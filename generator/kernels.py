@@ -19,6 +19,11 @@ contract: the gradients are divided by the scale in place, and a step whose scal
 an inf or NaN changes nothing (torch's kernels test the flag on the device; here it is read once
 per step on the host, as GradScaler itself does for optimizers without the protocol).
 
+A kernel's inputs: its tensors flattened (``_flat``: one compiled kernel serves every shape), its
+numbers as 0-d float64 tensors (``_number_tensor``: inputs, not constants compiled in), and on an
+accelerator the numbers a scheduler changes as device tensors made once per value
+(``_device_number``).
+
 Under an enclosing ``torch.compile`` (a compiled ``opt.step()``), ``graph_constants`` makes the
 float hyperparameters constants of the graph: torch 2.13's dynamo traces a float read from a param
 group as a symbolic float once it has changed, and then kept a stale value of one used by two
@@ -28,6 +33,7 @@ operations (``param.mul_(1 - lr * wd)`` then ``param.add_(u, alpha=-lr)``) witho
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import warnings
@@ -35,6 +41,8 @@ import warnings
 import torch
 
 __all__ = ["CompiledKernel", "amp_skips_step", "eager_kernels", "graph_constants"]
+# (and, for the generated modules as torch.optim.optimizer's helpers are for torch's: the kernel
+# inputs _flat, _number_tensor and _device_number)
 
 # With OPTIMGEN_EAGER_KERNELS=1 (or inside `eager_kernels()`) every kernel runs uncompiled: the
 # same arithmetic, executed as Python, for line coverage and mutation runs of the fused paths'
@@ -141,3 +149,39 @@ def graph_constants(*values):
     ``math.ldexp(x, 0)`` is ``x`` exactly; dynamo cannot trace it on a symbolic float, so it
     specializes the float, as ``torch._dynamo.config.specialize_float`` would."""
     return tuple(math.ldexp(v, 0) if isinstance(v, float) else v for v in values)
+
+
+def _flat(t):
+    """The kernel is elementwise: a contiguous tensor goes in as a 1-D tensor over the same
+    memory, so that one compiled kernel serves every shape. Not as a view: dynamo guards a
+    view's base, and would compile once per rank of the bases. A DTensor (FSDP2's shard of
+    a parameter, its gradient and states) goes in as its local tensor: elementwise, the
+    update of each shard is the shard of the update."""
+    to_local = getattr(t, "to_local", None)  # (torch.distributed.tensor.DTensor only)
+    if to_local is not None:
+        t = to_local()
+    if t is None or not t.is_contiguous():
+        return t
+    return t.new_empty(0).set_(
+        t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
+    )
+
+
+def _number_tensor(x):
+    """A number as a 0-d float64 tensor: a kernel input, not a constant compiled into it (and,
+    0-d, it computes in the dtype of the tensors it meets, as a Python number does). An
+    optional input left at None stays None: the kernel reads it only where it is set."""
+    if x is None or isinstance(x, torch.Tensor):
+        return x
+    return torch.tensor(x, dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_scalar(x: float, device: torch.device) -> torch.Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _device_number(x, device):
+    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
+    host at every step); a tensor stays as it is."""
+    return x if isinstance(x, torch.Tensor) else _device_scalar(float(x), device)

@@ -254,3 +254,47 @@ def test_schedule_free_refuses_a_step_in_eval_mode():
     opt.train()
     opt.step()
     assert opt.param_groups[0]["step"] == 2
+
+
+def _fused_classes() -> list[str]:
+    return sorted(
+        name
+        for name in generated.__all__
+        if "fused" in inspect.signature(getattr(generated, name)).parameters
+    )
+
+
+@pytest.mark.parametrize("name", _fused_classes())
+def test_fused_refuses_complex_parameters_in_the_class_and_the_functional_form(name):
+    # torch's fused kernels take real floating point tensors only; the class refuses a complex
+    # parameter (at its first step, or when built where the spec refuses complex ones), and
+    # the functional form, which a caller may reach without
+    # the class's check, refuses it with the same words rather than running the kernel on it
+    cls = getattr(generated, name)
+    p = torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))
+    p.grad = torch.ones_like(p)
+    with pytest.raises(
+        (RuntimeError, ValueError),
+        match="requires all the params to be floating point|does not support complex",
+    ):
+        cls([p], fused=True).step()
+    module = inspect.getmodule(cls)
+    fused = [f for n, f in vars(module).items() if n.startswith("_fused_")]
+    assert fused, f"{name}: no _fused_ function"
+    for fn in fused:
+        sig = inspect.signature(fn)
+        lists = [
+            [p.detach()]
+            for q in sig.parameters.values()
+            if q.kind is q.POSITIONAL_OR_KEYWORD
+        ]
+        keywords = {
+            q.name: None
+            for q in sig.parameters.values()
+            if q.kind is q.KEYWORD_ONLY and q.default is q.empty
+        }
+        keywords["has_complex"] = True
+        with pytest.raises(
+            RuntimeError, match="requires all the params to be floating"
+        ):
+            fn(*lists, **keywords)

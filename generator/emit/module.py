@@ -715,6 +715,13 @@ class ModuleRenderer:
         fname = _functional_name(opt)
         host, tensors, numbers, decisions = host_source(opt, fname)
         printer = SingleTensorPrinter(opt, capturable_counters=False)
+        # the class refuses complex parameters with fused=True, as torch's do; a caller of the
+        # functional form is told the same
+        out("if has_complex:")
+        with out.indent():
+            out(
+                'raise RuntimeError("`fused=True` requires all the params to be floating point")'
+            )
         if opt.has_foreach:
             out("if params and not params[0].is_cpu:")
             with out.indent():
@@ -789,19 +796,6 @@ class ModuleRenderer:
                             )
             if host:
                 out.lines += [("    " * out.level) + line for line in host.splitlines()]
-            out("if torch.is_complex(param):")
-            with out.indent():
-                optional = {
-                    s.var for s in self.param_states() if s.condition is not None
-                }
-                totals = {s.key for s in self.totals}
-                for t in [t for t in tensors if t not in totals]:
-                    view = f"torch.view_as_real({t})"
-                    out(
-                        f"{t} = {view} if {t} is not None else None"
-                        if t in optional
-                        else f"{t} = {view}"
-                    )
             # the precision policy's inputs (generator.precision), cast in the kernel
             out(
                 "_compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)"
@@ -1239,10 +1233,24 @@ class ModuleRenderer:
             imports.append("_get_scalar_dtype")
         if any(a.squeezed for a in opt.arguments):
             imports.append("_to_scalar")
-        ctx["copy_all"] = "_copy_all(" in code
-        ctx["optimizer_imports"] = sorted(
-            set(imports), key=lambda n: (n.startswith("_"), n.lower())
+        ctx["kernel_imports"] = _sorted_imports(
+            (["CompiledKernel", "amp_skips_step"] if ctx["has_fused"] else [])
+            + (["graph_constants"] if opt.mode == "each" else [])
+            + [
+                n
+                for n in ("_device_number", "_flat", "_number_tensor")
+                if n + "(" in code
+            ]
         )
+        ctx["shard_imports"] = _sorted_imports(
+            n
+            for n, used in (
+                ("_copy_all", "_copy_all(" in code),
+                ("_is_sharded", ctx["whole_tensor"]),
+            )
+            if used
+        )
+        ctx["optimizer_imports"] = _sorted_imports(imports)
         ctx["imports"] = {
             name
             for name, used in (("math", "math." in code), ("cast", "cast(" in code))
@@ -1275,6 +1283,13 @@ def _per_parameter_name(e) -> str:
     if isinstance(e, ir.TRef) and e.role in ("param", "grad"):
         return "p" if e.role == "param" else "p.grad"
     raise GeneratorBug(f"a state condition reads {e!r}")
+
+
+def _sorted_imports(names) -> list[str]:
+    """Classes, then functions, then the private helpers (isort's order by type)."""
+    return sorted(
+        set(names), key=lambda n: (n.startswith("_"), not n[:1].isupper(), n.lower())
+    )
 
 
 def _functional_name(opt: ir.Optimizer) -> str:

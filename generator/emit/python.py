@@ -148,7 +148,7 @@ def uses(e, pred) -> bool:
         x = getattr(e, f, None)
         if x is not None and uses(x, pred):
             return True
-    for f in ("args", "operands"):
+    for f in ("args", "operands", "ops"):
         for x in getattr(e, f, ()) or ():
             if uses(x, pred):
                 return True
