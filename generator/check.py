@@ -437,7 +437,14 @@ class Checker:
                 )
             for k, n in enumerate(inp.names):
                 names = inp.type.names
-                t = names[k].split("|")[0] if inp.type.kind == "tuple" else names[0]
+                # a tuple with fewer types than names was refused above (E203); the
+                # names past its end still get a symbol, so their uses are not reported too
+                t = (
+                    names[min(k, len(names) - 1)]
+                    if inp.type.kind == "tuple"
+                    else names[0]
+                )
+                t = t.split("|")[0]
                 kind = {
                     "bool": "bool",
                     "int": "int",

@@ -153,6 +153,18 @@ update group:
 update:
     param <- param - lr * scale * clamp(c * grad, -1, 1)
 """,
+    "a counter read by a lazy state's update while another parameter makes it, foreach": """\
+optimizer Fuzz
+check not is_complex(param) else "real parameters only"
+input foreach: bool? = none
+state s0 (s0) lazy
+state s1 (s1) lazy
+state t (step): count <- 0
+update:
+    s0 <- s0  initially grad / (abs(grad) + 1)
+    s1 <- t * grad  initially exp(-abs(s0))
+    param <- s1
+""",
 }
 
 
