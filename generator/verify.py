@@ -1,7 +1,8 @@
 """`optimgen verify`: a spec's generated class run on every path it declares, against a reference
 and against itself, over configurations chosen from the spec, with the spec's line coverage.
 
-Every implementation the class has (for-loop, foreach, fused; ``--impl`` chooses) runs on the same
+Every implementation the class has (for-loop, foreach, fused, and the for-loop with
+``differentiable=True``; ``--impl`` chooses) runs on the same
 problem as the reference (parameters of several shapes in two param groups, gradients spread over
 five orders of magnitude, one parameter without a gradient on some steps and the second group
 without any on others), in float64 and float32
@@ -43,7 +44,9 @@ from .progress import Progress, add_progress_arguments
 # two groups: the first two tensors, then the rest; shapes of ranks 1-3, sizes below and above
 # small thresholds a spec may test (`size(param, 0) > 2`, `numel(param) > 4`)
 SHAPES = ((5, 4), (4,), (3, 3, 2), (2,), (2, 6), (7,))
-IMPLS = ("for-loop", "foreach", "fused")
+# (differentiable: the for-loop with differentiable=True, torch's other form of each in-place
+# update, out of place where autograd would need the old value)
+IMPLS = ("for-loop", "foreach", "fused", "differentiable")
 IMPLEMENTATION_FLAGS = {"foreach", "fused", "differentiable", "capturable"}
 TOLERANCES = {  # (rtol, atol)
     "float64": (1e-10, 1e-14),
@@ -76,7 +79,7 @@ def add_arguments(p) -> None:
         "--impl",
         default="all",
         help="implementations to run: all (default: every one the spec declares) or a "
-        "comma-separated list of for-loop, foreach, fused",
+        "comma-separated list of for-loop, foreach, fused, differentiable",
     )
     p.add_argument(
         "--config",
@@ -570,6 +573,8 @@ class Trajectory:
     """Parameters after each step, or where it stopped."""
 
     params: list = field(default_factory=list)  # per step: a list of tensors
+    # after the last step, per parameter (by its index) its state: {key: tensor or number}
+    states: dict = field(default_factory=dict)
     refused: str | None = None  # a refusal the spec documents, at construction
     error: str | None = None  # anything else that went wrong, with its step
 
@@ -598,8 +603,10 @@ def problem(torch, dtype, seed: int, steps: int, shapes=SHAPES, grouped: bool = 
     for step in range(steps):
         row = []
         for i, s in enumerate(shapes):
-            if i == 1 and step % 4 == 2:
-                row.append(None)  # a parameter without a gradient on some steps
+            if i == 1 and step % 4 == 0:
+                # a parameter without a gradient on some steps, the first among them (its
+                # states are made a step after the others')
+                row.append(None)
                 continue
             if grouped and i >= 2 and step % 5 == 3:
                 row.append(None)  # and a whole param group without one (a frozen layer)
@@ -647,7 +654,11 @@ def trajectory(
         layout.shapes,
         layout.grouped and len(layout.shapes) > 2,
     )
-    params = [t.clone().requires_grad_(True) for t in start]
+    # a differentiable step updates its parameters in place with autograd on: parameters that
+    # do not require gradients (their .grad is set by hand here) keep that legal
+    params = [
+        t.clone().requires_grad_(not kwargs.get("differentiable", False)) for t in start
+    ]
     torch.manual_seed(
         seed
     )  # an optimizer that draws (WeirdDescent) draws alike on each side
@@ -690,7 +701,61 @@ def trajectory(
                 out.error = f"{where}: {type(e).__name__}: {e}"
             return out
         out.params.append([p.detach().clone() for p in params])
+    for i, p in enumerate(params):
+        out.states[i] = {
+            k: v.detach().clone() if torch.is_tensor(v) else v
+            for k, v in opt.state.get(p, {}).items()
+        }
     return out
+
+
+def state_difference(
+    torch, got: Trajectory, want: Trajectory, rtol, atol
+) -> str | None:
+    """The first state both sides keep under one key that differs after the last step (for
+    a reference whose state layout the class promises to keep: torch's)."""
+    for i, theirs in want.states.items():
+        ours = got.states.get(i, {})
+        for key in sorted(theirs.keys() & ours.keys()):
+            diff = _value_difference(torch, ours[key], theirs[key], rtol, atol)
+            if diff:
+                return f"param #{i} state {key!r}{diff}"
+    return None
+
+
+def _value_difference(torch, a, e, rtol, atol) -> str | None:
+    if isinstance(e, (list, tuple)):
+        if not isinstance(a, (list, tuple)) or len(a) != len(e):
+            return f": {_kind(a)} vs {_kind(e)}"
+        for k, (x, y) in enumerate(zip(a, e)):
+            diff = _value_difference(torch, x, y, rtol, atol)
+            if diff:
+                return f"[{k}]{diff}"
+        return None
+    if torch.is_tensor(a) != torch.is_tensor(e):
+        return f": {_kind(a)} vs {_kind(e)}"
+    if not torch.is_tensor(a):
+        return None if a == e else f": {a!r} vs {e!r}"
+    if a.shape != e.shape or a.is_complex() != e.is_complex():
+        return f": {_kind(a)} vs {_kind(e)}"
+    if a.is_complex():
+        a, e = torch.view_as_real(a), torch.view_as_real(e)
+    a, e = a.detach().double(), e.detach().double()
+    bad = ~((a - e).abs() <= atol + rtol * e.abs())
+    bad &= ~(torch.isnan(a) & torch.isnan(e))
+    bad &= ~((a == e) & torch.isinf(a))
+    if not bool(bad.any()):
+        return None
+    k = int(bad.flatten().nonzero()[0])
+    return f", element {k}: {a.flatten()[k].item()!r} vs {e.flatten()[k].item()!r}"
+
+
+def _kind(v) -> str:
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        return f"{v.dtype} {tuple(v.shape)}"
+    if isinstance(v, (list, tuple)):
+        return f"{type(v).__name__} of {len(v)}"
+    return type(v).__name__
 
 
 def first_difference(torch, got: Trajectory, want: Trajectory, rtol, atol):
@@ -741,13 +806,18 @@ class Row:
 
 def implementations(cls) -> list[str]:
     takes = inspect.signature(cls.__init__).parameters
-    return ["for-loop"] + [i for i in ("foreach", "fused") if i in takes]
+    return ["for-loop"] + [i for i in IMPLS[1:] if i in takes]
 
 
 def impl_kwargs(cls, impl: str) -> dict[str, Any]:
     takes = inspect.signature(cls.__init__).parameters
     if impl == "fused":
         return {"fused": True}
+    if impl == "differentiable":
+        return {
+            "differentiable": True,
+            **({"foreach": False} if "foreach" in takes else {}),
+        }
     if "foreach" in takes:
         return {"foreach": impl == "foreach"}
     return {}
@@ -1059,6 +1129,13 @@ def _rows(
                 row.vs_reference, diff = compare(want)
                 if diff:
                     problems.append(f"vs reference: {diff}")
+                elif ref.name.startswith("torch.optim."):
+                    # the twins keep torch's state layout (state_dicts load across): the
+                    # states must agree too, the step counters of an update that reads none
+                    # included
+                    diff = state_difference(torch, got, want, r_tol, a_tol)
+                    if diff:
+                        problems.append(f"vs reference's state: {diff}")
                 if want.error:
                     problems.append(f"the reference failed {want.error}")
             if loop is not None and impl != "for-loop" and loop.params:

@@ -53,25 +53,45 @@ def _results(report) -> dict[str, set[str]]:
 
 
 ADAM_PATHS = {
-    # path → (the line of that path only, its bug)
+    # path → (a line of that path, its bug, the paths that run the line)
     "for-loop": (
         "\n        exp_avg.lerp_(g, 1 - beta1)\n",
         "\n        exp_avg.lerp_(g, 1 - beta1 * 0.999)\n",
+        {"for-loop", "differentiable"},  # (differentiable=True runs the for-loop)
     ),
     "foreach": (
         "        torch._foreach_lerp_(device_exp_avgs, device_g, 1 - beta1)\n",
         "        torch._foreach_lerp_(device_exp_avgs, device_g, 1 - beta1 * 0.999)\n",
+        {"foreach"},
     ),
     "fused": (
         "\n    exp_avg.lerp_(g, 1 - beta1)\n",
         "\n    exp_avg.lerp_(g, 1 - beta1 * 0.999)\n",
+        {"fused"},
+    ),
+    "differentiable": (
+        "            denom = (\n"
+        "                denom.div(bias_correction2**0.5)\n"
+        "                if differentiable\n"
+        "                else denom.div_(bias_correction2**0.5)\n"
+        "            )\n"
+        "            denom.add_(eps)\n"
+        "        if capturable:",
+        "            denom = (\n"
+        "                denom.div(bias_correction2**0.49)\n"
+        "                if differentiable\n"
+        "                else denom.div_(bias_correction2**0.5)\n"
+        "            )\n"
+        "            denom.add_(eps)\n"
+        "        if capturable:",
+        {"differentiable"},
     ),
 }
 
 
 @pytest.mark.parametrize("path", list(ADAM_PATHS))
 def test_a_bug_planted_in_one_path_fails_that_path_only(path):
-    old, new = ADAM_PATHS[path]
+    old, new, runs_it = ADAM_PATHS[path]
     broken = _mutated("adam", "Adam", old, new)
     report = V.verify(
         _checked("adam"),
@@ -83,14 +103,14 @@ def test_a_bug_planted_in_one_path_fails_that_path_only(path):
         use_grid=False,
     )
     results = _results(report)
-    assert results[path] == {"FAIL"}, results
-    assert all(results[i] == {"pass"} for i in V.IMPLS if i != path), results
+    assert all(results[i] == {"FAIL"} for i in runs_it), results
+    assert all(results[i] == {"pass"} for i in V.IMPLS if i not in runs_it), results
     row = next(r for r in report.rows if r.impl == path)
     assert row.why.startswith("vs reference: step 1, param #0 (5, 4)"), row.why
 
 
 def test_without_a_reference_the_paths_are_held_to_the_for_loop():
-    old, new = ADAM_PATHS["foreach"]
+    old, new, _ = ADAM_PATHS["foreach"]
     broken = _mutated("adam", "Adam", old, new)
     report = V.verify(
         _checked("adam"),
@@ -102,7 +122,12 @@ def test_without_a_reference_the_paths_are_held_to_the_for_loop():
         use_grid=False,
     )
     results = _results(report)
-    assert results == {"for-loop": {"pass"}, "foreach": {"FAIL"}, "fused": {"pass"}}
+    assert results == {
+        "for-loop": {"pass"},
+        "foreach": {"FAIL"},
+        "fused": {"pass"},
+        "differentiable": {"pass"},
+    }
     row = next(r for r in report.rows if r.impl == "foreach")
     assert "vs for-loop: step 1" in row.why
 
@@ -157,7 +182,7 @@ def test_a_refusal_the_spec_documents_is_its_own_row(capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("lr=-1.0 "))
-    assert row.count("refused") == 3, row
+    assert row.count("refused") == 4, row  # for-loop, foreach, fused, differentiable
     assert (
         "as the spec says at construction: ValueError: Invalid learning rate: -1.0"
         in row
