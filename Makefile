@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # downloading a multi-GB CUDA build; users of the package may bring any torch in pyproject's range.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: install build check demo test bench golden clean
+.PHONY: install build check demo test bench golden coverage mutants fuzz clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,22 @@ test: install
 golden: install
 	$(PY) -m generator build
 	OPTIMGEN_UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_diagnostics.py
+
+# Branch coverage of generated/ by the suite, per implementation path (the fused kernels run
+# uncompiled, so that their code is measured as Python).
+coverage: install
+	OPTIMGEN_EAGER_KERNELS=1 $(PY) -m coverage run --branch --source=generated \
+		--data-file=.coverage-generated -m pytest -q -p no:xdist tests/ \
+		--ignore=tests/test_user_project.py
+	$(PY) tests/tools/path_coverage.py .coverage-generated
+
+# The mutation score of the every-path-against-the-reference net over generated/.
+mutants: install
+	$(PY) tests/tools/mutants.py
+
+# The compiler against itself, long: random valid specs on every path, compiled kernels.
+fuzz: install
+	$(PY) -m generator fuzz --programs 500
 
 bench: install
 	$(PY) -m generator bench

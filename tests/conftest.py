@@ -9,6 +9,7 @@ At the end of a session the max deviations recorded by ``parity.py`` are
 
 from __future__ import annotations
 
+import os
 import pathlib
 import warnings
 
@@ -18,6 +19,28 @@ import torch
 import parity
 
 REPORT_PATH = pathlib.Path(__file__).with_name(".parity-report.json")
+
+
+def _swap_in_a_mutant(spec: str) -> None:
+    """tests/tools/mutants.py: ``FILE::MODULE::CLASS`` puts a mutant of generated/MODULE.py in
+    the place of the committed one for this session, before any test module imports it.
+    """
+    import importlib.util
+    import sys
+
+    import generated
+
+    path, module, name = spec.split("::")
+    loader = importlib.util.spec_from_file_location(f"generated.{module}", path)
+    mutant = importlib.util.module_from_spec(loader)
+    sys.modules[f"generated.{module}"] = mutant
+    loader.loader.exec_module(mutant)
+    setattr(generated, module, mutant)
+    setattr(generated, name, getattr(mutant, name))
+
+
+if os.environ.get("OPTIMGEN_MUTANT"):
+    _swap_in_a_mutant(os.environ["OPTIMGEN_MUTANT"])
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ import torch
 
 import generated
 from generator import load_spec
+from generator.kernels import eager_kernels
 from generator.precision import kahan_add_, stochastic_round_
 
 IMPLS = {
@@ -200,13 +201,15 @@ def test_stochastic_rounding_is_unbiased(dtype):
     assert torch.equal(out.float(), exact)  # representable values are never moved
 
 
-def test_stochastic_rounding_steps_are_unbiased_in_sgd():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_stochastic_rounding_steps_are_unbiased_in_sgd(impl):
     # an update of a quarter of bfloat16's spacing at 1.0 (2**-7): plain rounding never moves
-    # the parameter; stochastic rounding moves it by the exact amount on average
+    # the parameter; stochastic rounding moves it by the exact amount on average (the fused
+    # kernel compiled: its noise is drawn on the host and added in the kernel)
     n, steps, delta = 20000, 8, 2.0**-9
     for rounding, expect_moved in (("nearest", False), ("stochastic", True)):
         p = torch.nn.Parameter(torch.ones(n, dtype=torch.bfloat16))
-        opt = generated.SGD([p], lr=delta, param_rounding=rounding)
+        opt = generated.SGD([p], lr=delta, param_rounding=rounding, **IMPLS[impl])
         for _ in range(steps):
             p.grad = torch.full_like(p, -1.0)
             opt.step()
@@ -397,13 +400,20 @@ def test_policy_refuses_complex_parameters():
         opt.step()
 
 
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("name", _classes_with_policy())
-def test_every_optimizer_trains_bf16_parameters_under_every_rounding(name):
+def test_every_optimizer_trains_bf16_parameters_under_every_rounding(name, impl):
     """bf16 parameters under each rounding follow a float32 run of the same optimizer from
     the same start and gradients, within two ulps of bf16 per step at the magnitudes the
-    parameter went through (Kahan: the parameter plus its compensation)."""
+    parameter went through (Kahan: the parameter plus its compensation), on every path (the
+    fused kernels uncompiled: their casts, rounding and compensation are what is checked
+    here; test_kahan_* and test_stochastic_* run them compiled)."""
     cls = getattr(generated, name)
+    flags = _impl_kwargs(cls, impl)
+    if flags is None:
+        pytest.skip(f"{name} has no {impl} implementation")
     kwargs = {"lr": 1e-3} if "lr" in inspect.signature(cls).parameters else {}
+    kwargs.update(flags)
     if name == "SparseAdam":
         pytest.skip("sparse gradients: test_sparse_adam_under_a_policy")
     if (
@@ -423,7 +433,8 @@ def test_every_optimizer_trains_bf16_parameters_under_every_rounding(name):
         for k in range(steps):
             for p, g in zip(params, grads[k]):
                 p.grad = g.to(dtype)
-            opt.step()
+            with eager_kernels():
+                opt.step()
             for seen, p in zip(path, params):
                 seen.append(p.detach().float().clone())
         return params, opt, path
