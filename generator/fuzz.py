@@ -362,9 +362,14 @@ def _construct_of(template: str) -> str:
     return CONSTRUCTS.get(template, "arithmetic")
 
 
-def draw(seed: int) -> tuple[Program, dict]:
-    """The program of ``seed`` and the constructs it holds (counted)."""
-    rng = random.Random(seed)
+def draw(seed: int, rng=None) -> tuple[Program, dict]:
+    """The program of ``seed`` and the constructs it holds (counted).
+
+    ``rng`` replaces the seeded ``random.Random`` as the source of every choice: anything with its
+    ``random``, ``choice``, ``choices``, ``randint`` and ``randrange`` (the tests pass hypothesis's
+    choices through :class:`Choices`, so that hypothesis explores and shrinks the programs).
+    """
+    rng = random.Random(seed) if rng is None else rng
     d = _Draw(rng)
     inputs = [("lr", f"input lr: float = {rng.choice(['1e-2', '3e-3', '0.05'])}")]
     for k in range(rng.randint(1, 3)):
@@ -536,6 +541,43 @@ def draw(seed: int) -> tuple[Program, dict]:
         body2=tuple(body2),
     )
     return prune(program), d.constructs
+
+
+class Choices:
+    """``random.Random``'s interface over a draw function (``hypothesis``'s ``data.draw``): each
+    choice becomes one drawn value, so hypothesis's shrinking moves every choice towards its first
+    option (a literal before a reference, fewer statements, no branch) and ends at a small program.
+    The strategies are built by the caller, which keeps hypothesis out of the CLI's imports.
+    """
+
+    def __init__(self, draw, floats, integers, sampled_from):
+        self._draw, self._floats, self._ints, self._sampled = (
+            draw,
+            floats,
+            integers,
+            sampled_from,
+        )
+
+    def random(self) -> float:
+        return self._draw(self._floats(0.0, 1.0, exclude_max=True))
+
+    def choice(self, seq):
+        return self._draw(self._sampled(list(seq)))
+
+    def choices(self, population, weights):
+        u, total = self.random() * sum(weights), 0.0
+        for item, w in zip(population, weights):
+            total += w
+            if u < total:
+                return [item]
+        return [population[-1]]
+
+    def randint(self, a: int, b: int) -> int:
+        return self._draw(self._ints(a, b))
+
+    def randrange(self, a: int, b: int | None = None) -> int:
+        lo, hi = (0, a) if b is None else (a, b)
+        return self._draw(self._ints(lo, hi - 1))
 
 
 def prune(program: Program) -> Program:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from generator import fuzz
 from generator.cli import main
@@ -35,6 +37,28 @@ def test_random_valid_specs_build_and_agree_on_every_path(chunk):
         f"seed {seed}: {f.kind} on {f.path} ({f.dtype}): {f.detail}"
         for seed, f in failures
     )
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.data())
+def test_programs_hypothesis_draws_build_and_agree_on_every_path(data):
+    # the same grammar-directed generator, its choices made by hypothesis: it explores beyond the
+    # seeded programs and shrinks a failing one to its fewest choices
+    choices = fuzz.Choices(data.draw, st.floats, st.integers, st.sampled_from)
+    program, _ = fuzz.draw(-1, rng=choices)
+    with eager_kernels():
+        found, compared, built = _check(program)
+    # hypothesis shrinks the choices; `optimgen fuzz`'s minimizer shrinks the text further
+    assert not found, (
+        program.text()
+        + "\n"
+        + "\n".join(f"{f.kind} on {f.path} ({f.dtype}): {f.detail}" for f in found)
+    )
+    assert compared >= 2 or not (built.foreach or built.fused), program.text()
 
 
 @pytest.mark.parametrize("seed", COMPILED)
