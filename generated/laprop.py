@@ -265,8 +265,11 @@ class LaProp(Optimizer):
     def load_state_dict(self, state_dict):
         """Load the optimizer state, keeping this optimizer's precision policy (see
         ``generator.precision``: states it stores in another dtype than their parameter's are
-        cast from the saved tensors, not through the parameter's dtype)."""
-        load_keeping_policy(self, state_dict, super().load_state_dict)
+        cast from the saved tensors, not through the parameter's dtype) and its counters in
+        the dtype they were saved in, as torch keeps ``step``."""
+        load_keeping_policy(
+            self, state_dict, super().load_state_dict, counters=("momentum_step",)
+        )
 
 
 LaProp.__doc__ = r"""Adaptive updates with momentum of preconditioned gradients.

@@ -356,11 +356,15 @@ def kahan_add_(param: Tensor, new: Tensor, comp: Tensor) -> Tensor:
     return comp.copy_(update.sub_(param.to(update.dtype).sub_(previous)))
 
 
-def load_keeping_policy(optimizer, state_dict: dict, load) -> None:
+def load_keeping_policy(optimizer, state_dict: dict, load, counters=()) -> None:
     """``Optimizer.load_state_dict`` that keeps this optimizer's policy: torch casts every
     floating-point state to its parameter's dtype; a state the policy stores in another dtype is
     made again from the saved tensor (a float32 state of a bfloat16 parameter loses nothing).
-    A saved Kahan compensation is dropped when this optimizer does not use one."""
+    A saved Kahan compensation is dropped when this optimizer does not use one.
+
+    ``counters`` (ASGD's ``eta`` and ``mu``, NAdam's ``mu_product``) keep the dtype they were
+    saved in, as torch keeps ``step``: cast to a float64 parameter's dtype, a float32 counter
+    would continue in other arithmetic than the run that saved it."""
     policies = [
         {key: group[key] for key in POLICY_KEYS if key in group}
         for group in optimizer.param_groups
@@ -383,6 +387,9 @@ def load_keeping_policy(optimizer, state_dict: dict, load) -> None:
             if group.get("param_rounding") != "kahan":
                 state.pop("kahan_comp", None)
             saved = saved_state.get(by_param[p], {})
+            for key in counters:
+                if isinstance(saved.get(key), Tensor) and key in state:
+                    state[key] = saved[key].to(device=state[key].device, copy=True)
             for key, dtype in dtypes.items():
                 if isinstance(saved.get(key), Tensor):
                     state[key] = saved[key].to(device=p.device, dtype=dtype, copy=True)

@@ -1149,6 +1149,14 @@ class ModuleRenderer:
                 for s in self.param_states()
                 if s.kind == "count" and not s.as_number
             ],
+            # counters kept in the scalar dtype through a load (torch's load keeps `step` so)
+            loaded_counters=repr(
+                tuple(
+                    s.key
+                    for s in self.param_states()
+                    if s.kind == "count" and not s.as_number and s.key != "step"
+                )
+            ),
             init_state=self.init_state(),
             group_lists=self.group_lists(),
             collect_state=self.collect_state(),
