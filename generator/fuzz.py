@@ -12,8 +12,9 @@ blocks, conditional values, reductions (``norm``, ``sum``, ``dot``, ``mean`` alo
 a shape branch), and the elementwise functions. Values stay bounded by construction (``abs(x) + 1``
 under divisions, ``clamp`` on the update), so that every path computes finite numbers.
 
-Each program runs on the problem of ``optimgen verify`` (six shapes in two param groups, gradients
-over five orders of magnitude, a parameter without a gradient on some steps) in float64 and
+Each program runs on the problem of ``optimgen verify`` (six shapes in two param groups, one
+starting at zero, gradients over five orders of magnitude with rows of zeros, a parameter without a
+gradient on some steps) in float64 and
 float32; each path is held to the for-loop. A failing program is minimized: statements, branches,
 sub-expressions, states and inputs are removed while the same failure remains, and the small spec
 that still fails is printed. torch is imported when the command runs.

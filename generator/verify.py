@@ -599,6 +599,8 @@ FULL = Layout()
 def problem(torch, dtype, seed: int, steps: int, shapes=SHAPES, grouped: bool = False):
     gen = torch.Generator().manual_seed(seed)
     start = [torch.randn(s, generator=gen, dtype=dtype) for s in shapes]
+    if len(start) > 3:
+        start[3].zero_()  # a bias starting at zero: norms and ratios of a zero tensor
     grads = []
     for step in range(steps):
         row = []
@@ -612,7 +614,16 @@ def problem(torch, dtype, seed: int, steps: int, shapes=SHAPES, grouped: bool = 
                 row.append(None)  # and a whole param group without one (a frozen layer)
                 continue
             scale = 10 ** (torch.rand(s, generator=gen, dtype=torch.float64) * 5 - 4)
-            row.append(torch.randn(s, generator=gen, dtype=dtype) * scale.to(dtype))
+            g = torch.randn(s, generator=gen, dtype=dtype) * scale.to(dtype)
+            if i == 0 and step % 3 == 1:
+                g[0] = (
+                    0  # a row without gradient on some steps (an embedding row not looked up)
+                )
+            if i == 4:
+                g[0] = (
+                    0  # and one that never gets any (a dead unit): its states stay zero
+                )
+            row.append(g)
         grads.append(row)
     return start, grads
 
@@ -843,13 +854,19 @@ CASTS = {"bfloat16": "bfloat16"}  # a builtin that casts → its dtype in TOLERA
 
 
 def narrowest_cast(checked) -> str | None:
-    """The dtype of a cast the spec's update writes (``bfloat16(x)``), if any."""
+    """The narrowest dtype the update computes in, if narrower than the parameters': a cast
+    the spec writes (``bfloat16(x)``), or float32 where it sums totals (Prodigy's numerator and
+    denominator are one-element tensors of the default dtype, as the reference keeps them: a
+    float64 run's sums are rounded to float32, and the fused kernel, whose numbers are 0-d
+    tensors, rounds its products before the sum rather than after)."""
     for block in checked.blocks:
         for s in _statements(block.body):
             for e in _expressions(s):
                 for node in _nodes(e):
                     if isinstance(node, S.Call) and node.func in CASTS:
                         return CASTS[node.func]
+    if any(st.kind == "total" for st in checked.states.values()):
+        return "float32"
     return None
 
 
@@ -1052,8 +1069,8 @@ def _rows(
     fused_tol = (r_tol, a_tol)
     if narrowest is not None and rtol is None and atol is None:
         # the spec computes part of its update in a narrower dtype (MARS's bfloat16
-        # Newton-Schulz): the compiled kernel rounds it in another order, within that
-        # dtype's precision
+        # Newton-Schulz, Prodigy's float32 sums): the compiled kernel rounds it in another
+        # order, within that dtype's precision
         n_r, n_a = TOLERANCES[narrowest]
         fused_tol = (max(r_tol, n_r), max(a_tol, n_a))
     kwargs = {**required, **config.as_dict()}

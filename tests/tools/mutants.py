@@ -444,7 +444,6 @@ def main(argv=None) -> int:
     names = args.only.split(",") if args.only else sorted(net.SPECS)
     names = [n for n in names if n not in net.NOT_HERE]
     killed = total = 0
-    survivors = []
     start = time.monotonic()
     by_suite = 0
     with ProcessPoolExecutor(args.jobs) as pool:
@@ -456,12 +455,18 @@ def main(argv=None) -> int:
             total += tried
             killed += net_dead
             by_suite += suite_dead
-            survivors += lived
             print(
                 f"{name:18s} {net_dead:3d} + {suite_dead:3d} / {tried:3d} killed "
                 f"(net + suite; {points} points)",
                 flush=True,
             )
+            for (
+                _,
+                function,
+                line,
+                what,
+            ) in lived:  # as they come: a long run may be cut short
+                print(f"  survived: {name} {function} line {line}: {what}", flush=True)
     took = time.monotonic() - start
     print(
         f"mutation score of the net: {killed} / {total} = "
@@ -473,9 +478,7 @@ def main(argv=None) -> int:
             f"mutation score of the suite: {dead} / {total} = "
             f"{100 * dead / max(total, 1):.1f}% ({by_suite} more by the other tests)"
         )
-    print(f"({took:.0f} s)")
-    for name, function, line, what in survivors:
-        print(f"  survived: {name} {function} line {line}: {what}")
+    print(f"({took:.0f} s; the survivors are listed under their optimizer above)")
     return 0
 
 

@@ -154,19 +154,15 @@ def report(data_file: str, show_missing: bool = False) -> dict:
             if show_missing and lines_missed - far:
                 missing_lines[(path.name, kind)] += sorted(lines_missed - far)
     print(
-        "path      | statements run          | branches taken          | CPU-reachable:"
+        f"{'path':9s} | {'statements run':20s} | {'branches taken':20s} | CPU-reachable:"
     )
-    print(
-        "          |                         |                         | statements | branches"
-    )
-    print(
-        "----------+-------------------------+-------------------------+------------+---------"
-    )
+    print(f"{'':9s} | {'':20s} | {'':20s} | statements | branches")
+    print("-" * 10 + "+" + "-" * 22 + "+" + "-" * 22 + "+" + "-" * 12 + "+" + "-" * 9)
     for kind in PATHS:
         s, r, b, tk, s2, r2, b2, tk2 = totals[kind]
         print(
-            f"{kind:9s} | {r:5d} / {s:5d} {_pct(r, s)} | {tk:5d} / {b:5d} {_pct(tk, b)} "
-            f"| {_pct(r2, s2):>10s} | {_pct(tk2, b2):>8s}"
+            f"{kind:9s} | {r:5d} / {s:5d} {_pct(r, s)} | {tk:5d} / {b:5d} {_pct(tk, b)}"
+            f" | {_pct(r2, s2):>10s} | {_pct(tk2, b2):>8s}"
         )
     if show_missing:
         for (module, kind), lines in sorted(missing_lines.items()):
