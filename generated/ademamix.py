@@ -649,8 +649,6 @@ def _fused_ademamix(
         _if4 = False
         alpha_t = 0.0
         beta3_t = 0.0
-        alpha_t = 0.0
-        beta3_t = 0.0
         _if1 = maximize
         _if2 = weight_decay != 0
         if _if2:

@@ -562,7 +562,6 @@ def _fused_bert_adamw(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         step_size = 0.0
-        step_size = 0.0
         step_t += 1
         step = _get_value(step_t)
         _if1 = correct_bias

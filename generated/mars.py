@@ -1097,10 +1097,6 @@ def _fused_mars(
         b2 = 0.0
         step_size = 0.0
         wd = 0.0
-        b1 = 0.0
-        b2 = 0.0
-        step_size = 0.0
-        wd = 0.0
         if mars_type == "shampoo" and param.dim() > 2:
             raise ValueError(
                 "mars_type 'shampoo' of the generated MARS takes tensors of at most 2 dimensions (reshaping a tensor to a matrix is not expressed)"

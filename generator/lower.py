@@ -474,16 +474,18 @@ class Lowerer:
         return out
 
     def stmt(self, s, later, rest) -> list[ir.Stmt]:
-        if (
-            self.coverage
-            and isinstance(s, S.Assign)
-            and isinstance(s.value, S.Conditional)
-        ):
-            # `x <- a if c else b` as the `if` it means, so that each way has its probe
-            v = s.value
+        choice = (
+            _conditional_in(s.value)
+            if self.coverage and isinstance(s, S.Assign)
+            else None
+        )
+        if choice is not None:
+            # `x <- a if c else b`, also inside an expression (`1 - wd * (1 if fixed else lr)`),
+            # as the `if` it means, so that each way has its probe: a way that never ran in a
+            # statement that did is a branch the grid still has to reach
             s = S.If(
-                ((v.cond, (replace(s, value=v.then),)),),
-                (replace(s, value=v.orelse),),
+                ((choice.cond, (_choosing(s, choice, choice.then),)),),
+                (_choosing(s, choice, choice.orelse),),
                 s.span,
             )
         if isinstance(s, S.Assign):
@@ -794,6 +796,54 @@ def _put(e: S.Expr, choice: S.Expr, with_: S.Expr) -> S.Expr:
         )
     if isinstance(e, S.Compare):
         return replace(e, operands=tuple(_put(x, choice, with_) for x in e.operands))
+    return e
+
+
+def _conditional_in(e: S.Expr) -> S.Conditional | None:
+    """The outermost ``a if c else b`` in ``e``, the first from the left."""
+    if isinstance(e, S.Conditional):
+        return e
+    for c in S.children(e):
+        found = _conditional_in(c)
+        if found is not None:
+            return found
+    return None
+
+
+def _choosing(s: S.Assign, choice: S.Conditional, way: S.Expr) -> S.Assign:
+    """``s`` with the conditional value ``choice`` replaced by one of its ways (parenthesised,
+    as the conditional was)."""
+    if isinstance(way, S.Binary):
+        way = replace(way, grouped=True)
+    return replace(s, value=_with_child(s.value, choice, way))
+
+
+def _with_child(e: S.Expr, old: S.Expr, new: S.Expr) -> S.Expr:
+    """``e`` with its sub-expression ``old`` (that very node) replaced by ``new``."""
+    if e is old:
+        return new
+
+    def w(x):
+        return _with_child(x, old, new)
+
+    if isinstance(e, S.Unary):
+        return replace(e, operand=w(e.operand))
+    if isinstance(e, S.Binary):
+        return replace(e, left=w(e.left), right=w(e.right))
+    if isinstance(e, S.Compare):
+        return replace(e, operands=tuple(map(w, e.operands)))
+    if isinstance(e, S.Conditional):
+        return replace(e, cond=w(e.cond), then=w(e.then), orelse=w(e.orelse))
+    if isinstance(e, S.Call):
+        return replace(
+            e,
+            args=tuple(map(w, e.args)),
+            keywords=tuple((k, w(v)) for k, v in e.keywords),
+        )
+    if isinstance(e, (S.Tuple, S.List)):
+        return replace(e, items=tuple(map(w, e.items)))
+    if isinstance(e, S.Index):
+        return replace(e, value=w(e.value), index=w(e.index))
     return e
 
 

@@ -959,21 +959,18 @@ def verify(
             cover.run(torch, config, seed, required, layout(config))
         extra = []
         refused: dict[str, list[str]] = {}
-        for label in cover.missed_frontier() if use_grid else ():
-            for kwargs, syms in combinations(conditions, label):
-                if not accepted(kwargs):
-                    refused.setdefault(label, []).append(
-                        ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
-                    )
-                    continue
-                config = Config(
-                    tuple(sorted(kwargs.items())),
-                    max(steps, conditions.steps_for(syms)),
-                    f"a combination for {label}",
-                )
-                if label in cover.run(torch, config, seed, required, layout(config)):
-                    extra.append(config)
-                    break
+        tried: set[str] = set()
+        # rounds: a branch inside one that a combination just reached (fixed_decay's way
+        # inside `if weight_decouple`) is on the frontier of the next round
+        for _ in range(4):
+            frontier = [b for b in cover.missed_frontier() if b not in tried]
+            if not use_grid or not frontier:
+                break
+            tried.update(frontier)
+            extra += _combinations_reaching(
+                frontier, conditions, cover, accepted, refused, steps, torch, seed,
+                required, layout,
+            )  # fmt: skip
         rows = []
         if progress is not None:
             progress.total = max(len(planned + extra) * len(dtypes), 1)
@@ -1000,6 +997,30 @@ def verify(
                 if progress is not None:
                     progress.advance(f"{config.label} {dtype_name}")
     return Report(rows, cover.probes, cover.hits, extra, conditions, required, refused)
+
+
+def _combinations_reaching(
+    frontier, conditions, cover, accepted, refused, steps, torch, seed, required, layout
+) -> list[Config]:
+    """For each branch of ``frontier``, the first combination of the values its conditions
+    name that takes it (the refused ones noted in ``refused``)."""
+    extra = []
+    for label in frontier:
+        for kwargs, syms in combinations(conditions, label):
+            if not accepted(kwargs):
+                refused.setdefault(label, []).append(
+                    ", ".join(f"{k}={v!r}" for k, v in sorted(kwargs.items()))
+                )
+                continue
+            config = Config(
+                tuple(sorted(kwargs.items())),
+                max(steps, conditions.steps_for(syms)),
+                f"a combination for {label}",
+            )
+            if label in cover.run(torch, config, seed, required, layout(config)):
+                extra.append(config)
+                break
+    return extra
 
 
 def _shared_defaults(gen_cls, ref: Reference | None) -> dict[str, tuple[Any, Any]]:

@@ -247,6 +247,46 @@ def test_the_grid_reaches_periodic_resets_warmups_and_literal_periods(tmp_path):
     assert report.failed == 0
 
 
+NESTED_CHOICE = """\
+optimizer NestedChoice
+input lr: float = 0.1
+input weight_decay: float = 0
+    requires weight_decay >= 0 else "weight_decay must be non-negative"
+input decouple: bool = false
+input fixed: bool = false
+update:
+    g <- grad
+    if weight_decay != 0:
+        if decouple:
+            param <- param * (1 - weight_decay * (1 if fixed else lr))
+        else:
+            g <- g + weight_decay * param
+    param <- param - lr * g
+"""
+
+
+def test_the_grid_reaches_a_conditional_value_inside_nested_branches(tmp_path):
+    # `(1 if fixed else lr)` counts only where weight_decay != 0 and decouple: each way of a
+    # conditional value is a branch, and a branch inside one a combination reached is tried next
+    spec = tmp_path / "nested_choice.optim"
+    spec.write_text(NESTED_CHOICE)
+    checked = check_text(NESTED_CHOICE, str(spec))
+    report = V.verify(
+        checked, load_spec(spec), None, impls=["for-loop"], dtypes=["float64"], steps=5
+    )
+    assert {p.label for p in report.probes} <= report.hits, V.coverage_text(
+        checked, report
+    )
+    reached = [
+        dict(r.config.kwargs)
+        for r in report.rows
+        if dict(r.config.kwargs).get("fixed") and dict(r.config.kwargs).get("decouple")
+    ]
+    assert reached and all(k.get("weight_decay", 0) != 0 for k in reached), [
+        r.config.label for r in report.rows
+    ]
+
+
 UNREACHED = """\
 optimizer Unreached
 input lr: float = 0.1

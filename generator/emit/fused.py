@@ -440,8 +440,11 @@ def host_source(
     for s in nested:
         if id(s) in inner:
             out(f"{split.name(s)} = False")
+    made = set()  # a number set in both branches of an `if` is defined once
     for s in ir.walk(opt.body):
         if isinstance(s, ir.ScalarLet) and id(s) in inner and s.name in numbers:
-            out(f"{s.name} = 0.0")
+            if s.name not in made:
+                made.add(s.name)
+                out(f"{s.name} = 0.0")
     HostPrinter(opt, split).body(opt.body, out)
     return out.text(), tensors, numbers, decisions
