@@ -27,6 +27,7 @@ import torch
 import generated
 from generator.api import check_text
 from generator import syntax as S
+from generator.kernels import eager_kernels
 from generator.verify import _names, _nodes, required_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -474,3 +475,39 @@ def test_a_loaded_state_dict_continues_the_run_exactly(name):
     _run(opt, params, 3, first=3)
     _run(loaded, other, 3, first=3)
     _same_run(name, (opt, params), (loaded, other))
+
+
+@pytest.mark.parametrize("name", [n for n in CLASSES if _has(n, "fused")])
+def test_a_fused_step_keeps_gradscalers_protocol(name):
+    # GradScaler hands a fused step its scale and whether it found an inf
+    # (`_step_supports_amp_scaling`): the step unscales the gradients itself, and an inf
+    # step changes nothing. Held to the for-loop given the unscaled gradients.
+    params = _params(torch.float32)
+    plain = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    opt = _make(name, params, fused=True)
+    reference = _make(name, plain, foreach=False)
+    assert opt._step_supports_amp_scaling
+    with eager_kernels():
+        for step in range(3):
+            gen = torch.Generator().manual_seed(step)
+            grads = [torch.randn(p.shape, generator=gen) for p in params]
+            scale = 2.0 ** (step + 1)  # a power of two: unscaling is exact
+            for p, q, g in zip(params, plain, grads):
+                p.grad, q.grad = g * scale, g.clone()
+            opt.grad_scale, opt.found_inf = torch.tensor(scale), torch.tensor(0.0)
+            opt.step()
+            reference.step()
+        for k, (p, q) in enumerate(zip(params, plain)):
+            torch.testing.assert_close(
+                p, q, rtol=1e-5, atol=1e-6, msg=f"{name}: param {k}"
+            )
+        before = copy.deepcopy(
+            ([p.detach() for p in params], opt.state_dict()["state"])
+        )
+        for p in params:
+            p.grad = torch.full_like(p, float("inf"))
+        opt.grad_scale, opt.found_inf = torch.tensor(2.0), torch.tensor(1.0)
+        opt.step()
+    for k, (p, b) in enumerate(zip(params, before[0])):
+        assert torch.equal(p, b), f"{name}: an inf step moved parameter {k}"
+    _same(name, opt.state_dict()["state"], before[1])
