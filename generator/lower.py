@@ -474,22 +474,10 @@ class Lowerer:
         return out
 
     def stmt(self, s, later, rest) -> list[ir.Stmt]:
-        choice = (
-            _conditional_in(s.value)
-            if self.coverage and isinstance(s, S.Assign)
-            else None
-        )
-        if choice is not None:
-            # `x <- a if c else b`, also inside an expression (`1 - wd * (1 if fixed else lr)`),
-            # as the `if` it means, so that each way has its probe: a way that never ran in a
-            # statement that did is a branch the grid still has to reach
-            s = S.If(
-                ((choice.cond, (_choosing(s, choice, choice.then),)),),
-                (_choosing(s, choice, choice.orelse),),
-                s.span,
-            )
         if isinstance(s, S.Assign):
-            # `x <- a * (1 if adam else r) * g`: one statement per case
+            # `x <- a * (1 if adam else r) * g`: one statement per case (in a coverage build
+            # every choice, so that each way has its probe: a way that never ran in a
+            # statement that did is a branch the grid still has to reach)
             split = self._nested_choice(s)
             if split is not None:
                 return self.stmt(split, later, rest)
@@ -537,13 +525,17 @@ class Lowerer:
     def _nested_choice(self, s: S.Assign) -> S.If | None:
         """A choice inside a tensor expression (``(1 if adam else r)`` in a product) becomes
         an ``if`` around the whole assignment, once with each alternative, as the top-level
-        ``x <- a if c else b`` already is; None when the value has no such choice."""
-        if self.kind(s.value) != "tensor":
+        ``x <- a if c else b`` already is; in a coverage build, every choice, numbers' too (the
+        ways each get a probe); None when the value has no such choice."""
+        if self.kind(s.value) != "tensor" and not self.coverage:
             return None
 
         def find(e, top):
-            # (a choice of numbers, `(1.0 if fixed_decay else lr)`, stays a number)
-            if isinstance(e, S.Conditional) and not top and self.kind(e) == "tensor":
+            # (a choice of numbers, `(1.0 if fixed_decay else lr)`, stays a number, but in
+            # a coverage build, where the choice itself is what is measured)
+            if isinstance(e, S.Conditional) and (
+                self.coverage or (not top and self.kind(e) == "tensor")
+            ):
                 return e
             for c in S.children(e):
                 found = find(c, False)
@@ -796,54 +788,6 @@ def _put(e: S.Expr, choice: S.Expr, with_: S.Expr) -> S.Expr:
         )
     if isinstance(e, S.Compare):
         return replace(e, operands=tuple(_put(x, choice, with_) for x in e.operands))
-    return e
-
-
-def _conditional_in(e: S.Expr) -> S.Conditional | None:
-    """The outermost ``a if c else b`` in ``e``, the first from the left."""
-    if isinstance(e, S.Conditional):
-        return e
-    for c in S.children(e):
-        found = _conditional_in(c)
-        if found is not None:
-            return found
-    return None
-
-
-def _choosing(s: S.Assign, choice: S.Conditional, way: S.Expr) -> S.Assign:
-    """``s`` with the conditional value ``choice`` replaced by one of its ways (parenthesised,
-    as the conditional was)."""
-    if isinstance(way, S.Binary):
-        way = replace(way, grouped=True)
-    return replace(s, value=_with_child(s.value, choice, way))
-
-
-def _with_child(e: S.Expr, old: S.Expr, new: S.Expr) -> S.Expr:
-    """``e`` with its sub-expression ``old`` (that very node) replaced by ``new``."""
-    if e is old:
-        return new
-
-    def w(x):
-        return _with_child(x, old, new)
-
-    if isinstance(e, S.Unary):
-        return replace(e, operand=w(e.operand))
-    if isinstance(e, S.Binary):
-        return replace(e, left=w(e.left), right=w(e.right))
-    if isinstance(e, S.Compare):
-        return replace(e, operands=tuple(map(w, e.operands)))
-    if isinstance(e, S.Conditional):
-        return replace(e, cond=w(e.cond), then=w(e.then), orelse=w(e.orelse))
-    if isinstance(e, S.Call):
-        return replace(
-            e,
-            args=tuple(map(w, e.args)),
-            keywords=tuple((k, w(v)) for k, v in e.keywords),
-        )
-    if isinstance(e, (S.Tuple, S.List)):
-        return replace(e, items=tuple(map(w, e.items)))
-    if isinstance(e, S.Index):
-        return replace(e, value=w(e.value), index=w(e.index))
     return e
 
 
