@@ -552,12 +552,8 @@ class Choices:
     """
 
     def __init__(self, draw, floats, integers, sampled_from):
-        self._draw, self._floats, self._ints, self._sampled = (
-            draw,
-            floats,
-            integers,
-            sampled_from,
-        )
+        self._draw = draw
+        self._floats, self._ints, self._sampled = floats, integers, sampled_from
 
     def random(self) -> float:
         return self._draw(self._floats(0.0, 1.0, exclude_max=True))

@@ -334,44 +334,25 @@ def add_arguments(sub) -> None:
         help="a spec folder to use instead of the project's (its fragments)",
     )
     s.set_defaults(func=cmd_show)
-    from . import verify
+    from . import fmt, fuzz, plot, verify
 
-    v = sub.add_parser(
-        "verify",
-        help="differential test of a spec's class against a reference class",
-        description=verify.__doc__.split("\n\n")[0],
-        epilog="example: optimgen verify specs/adam.optim --against torch.optim.Adam",
-    )
-    verify.add_arguments(v)
-    v.set_defaults(func=verify.run)
-    from . import plot
-
-    pl = sub.add_parser(
-        "plot",
-        help="trajectories of optimizers on a 2-D test function (PNG or animated GIF)",
-        description=plot.__doc__.split("\n\n")[0],
-        epilog="example: optimgen plot Adam:lr=0.05 torch.optim.SGD:lr=0.001,momentum=0.9 "
-        "--function rosenbrock --steps 300 --out rosenbrock.png",
-    )
-    plot.add_arguments(pl)
-    pl.set_defaults(func=plot.run)
-    from . import fuzz
-
-    fz = sub.add_parser(
-        "fuzz",
-        help="the compiler tested against itself: random valid specs on every path",
-        description=fuzz.__doc__.split("\n\n")[0],
-        epilog="example: optimgen fuzz --programs 200 --seed 1000",
-    )
-    fuzz.add_arguments(fz)
-    fz.set_defaults(func=fuzz.run)
-    from . import fmt
-
-    f = sub.add_parser(
-        "fmt",
-        help="canonical formatting of spec files (stable, idempotent; comments kept)",
-        description=fmt.__doc__.split("\n\n")[0],
-        epilog="example: optimgen fmt --check specs/*.optim",
-    )
-    fmt.add_arguments(f)
-    f.set_defaults(func=fmt.run)
+    # the commands that live in a module of their own: its add_arguments and run
+    for name, module, help, example in (
+        ("verify", verify, "differential test of a spec's class against a reference class",
+         "optimgen verify specs/adam.optim --against torch.optim.Adam"),
+        ("plot", plot, "trajectories of optimizers on a 2-D test function (PNG or animated GIF)",
+         "optimgen plot Adam:lr=0.05 torch.optim.SGD:lr=0.001,momentum=0.9 "
+         "--function rosenbrock --steps 300 --out rosenbrock.png"),
+        ("fuzz", fuzz, "the compiler tested against itself: random valid specs on every path",
+         "optimgen fuzz --programs 200 --seed 1000"),
+        ("fmt", fmt, "canonical formatting of spec files (stable, idempotent; comments kept)",
+         "optimgen fmt --check specs/*.optim"),
+    ):  # fmt: skip
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=module.__doc__.split("\n\n")[0],
+            epilog=f"example: {example}",
+        )
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)

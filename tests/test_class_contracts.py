@@ -161,10 +161,6 @@ def _input_of(spec, ident: str):
     return None, None
 
 
-class S_NONE:  # an identifier that is no input (`param`): nothing to vary
-    names = ()
-
-
 def _violations(name: str, spec, ids, expr=None):
     """Constructor kwargs setting the inputs of ``ids`` to every combination of candidate values
     (each input's default among them): a check on several inputs (`betas[0] as a Tensor is not
@@ -178,14 +174,10 @@ def _violations(name: str, spec, ids, expr=None):
             if p.default is not inspect.Parameter.empty
         },
     }
-    # every component of a tuple input: its checks couple them (betas both tensors)
-    ids = list(
-        dict.fromkeys(
-            n.id
-            for ident in ids
-            for n in (_input_of(spec, ident)[0] or S_NONE).names or [ident]
-        )
-    )
+    # every component of a tuple input: its checks couple them (betas both tensors); a name
+    # that is no input (`param`) has nothing to vary
+    inputs = [_input_of(spec, ident)[0] for ident in ids]
+    ids = list(dict.fromkeys(n.id for inp in inputs if inp for n in inp.names))
     choices = []
     for ident in ids:
         inp, k = _input_of(spec, ident)
