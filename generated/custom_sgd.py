@@ -9,8 +9,8 @@ from torch.optim.optimizer import (
     ParamsT,
 )
 
-from generator.kernels import graph_constants
-from generator.precision import (
+from generator.runtime.kernels import graph_constants
+from generator.runtime.precision import (
     Precision,
     group_precision,
     load_keeping_policy,
@@ -89,7 +89,7 @@ class CustomSGD(Optimizer):
 
     def load_state_dict(self, state_dict):
         """Load the optimizer state, keeping this optimizer's precision policy (see
-        ``generator.precision``: states it stores in another dtype than their parameter's are
+        ``generator.runtime.precision``: states it stores in another dtype than their parameter's are
         cast from the saved tensors, not through the parameter's dtype)."""
         load_keeping_policy(self, state_dict, super().load_state_dict)
 
@@ -134,7 +134,7 @@ def custom_sgd(
     See :class:`CustomSGD` for details.
     """
     if precision is not None:
-        # the precision policy (generator.precision): the update runs on copies in the
+        # the precision policy (generator.runtime.precision): the update runs on copies in the
         # compute dtype, one parameter at a time on the for-loop path, stored back after it
         for lists in precision.chunks(
             [params, grads],

@@ -16,14 +16,14 @@ from torch.optim.optimizer import (
     _view_as_real,
 )
 
-from generator.kernels import (
+from generator.runtime.kernels import (
     CompiledKernel,
     amp_skips_step,
     graph_constants,
     _flat,
     _number_tensor,
 )
-from generator.precision import (
+from generator.runtime.precision import (
     Precision,
     group_precision,
     kernel_policy,
@@ -33,7 +33,7 @@ from generator.precision import (
     store_state_dtypes,
     to_compute,
 )
-from generator.shards import _is_sharded
+from generator.runtime.shards import _is_sharded
 
 __all__ = ["Lamb", "lamb"]
 
@@ -225,7 +225,7 @@ class Lamb(Optimizer):
 
     def load_state_dict(self, state_dict):
         """Load the optimizer state, keeping this optimizer's precision policy (see
-        ``generator.precision``: states it stores in another dtype than their parameter's are
+        ``generator.runtime.precision``: states it stores in another dtype than their parameter's are
         cast from the saved tensors, not through the parameter's dtype)."""
         load_keeping_policy(self, state_dict, super().load_state_dict)
 
@@ -343,7 +343,7 @@ def lamb(
     # on CPU the fused kernel applies a precision policy itself
     in_kernel = fused and bool(params) and params[0].is_cpu
     if precision is not None and not in_kernel:
-        # the precision policy (generator.precision): the update runs on copies in the
+        # the precision policy (generator.runtime.precision): the update runs on copies in the
         # compute dtype, one parameter at a time on the for-loop path, stored back after it
         if foreach is None and not fused:
             _, foreach = _default_to_fused_or_foreach(
@@ -845,7 +845,7 @@ def _compiled_kernel(policy: bool = False):
     # in parallel; with dynamic threads OpenMP decides at each call; under a precision
     # policy a cast to a narrower dtype rounds as it does in eager
     # mode, which Kahan summation relies on, where inductor would otherwise keep the wider
-    # value); a configuration the compiler refuses runs uncompiled (generator.kernels)
+    # value); a configuration the compiler refuses runs uncompiled (generator.runtime.kernels)
     return CompiledKernel(
         _lamb_kernel,
         dynamic=True,

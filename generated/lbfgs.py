@@ -9,7 +9,7 @@ from torch.optim.optimizer import (
     ParamsT,
     _to_scalar,
 )
-from generator.shards import _is_sharded
+from generator.runtime.shards import _is_sharded
 
 __all__ = ["LBFGS"]
 

@@ -10,7 +10,7 @@ from torch.optim.optimizer import (
     _get_scalar_dtype,
     _get_value,
 )
-from generator.shards import _is_sharded
+from generator.runtime.shards import _is_sharded
 
 __all__ = ["WeirdDescent"]
 

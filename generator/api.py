@@ -15,11 +15,11 @@ import sys
 import types
 from pathlib import Path
 
-from . import project as P
-from .build import check_all, check_fusable, load, render_optimizer
-from .check import check
-from .diagnostics import Collector, SpecError
-from .parse import parse
+from generator import project as P
+from generator.driver import check_all, check_fusable, load, render_optimizer
+from generator.check.checker import check
+from generator.language.diagnostics import Collector, SpecError
+from generator.language.parse import parse
 
 
 def compile_text(

@@ -1,11 +1,11 @@
 """The IR: what a generated optimizer does, typed as scalar / tensor / bool, independent of Python text.
 
-generator.lower builds it from a checked spec; the emitters print it twice, as a single-tensor loop
+generator.lower.lowering builds it from a checked spec; the emitters print it twice, as a single-tensor loop
 and as a multi-tensor (``torch._foreach_*``) path, so both come from one description. Scalars are
 Python numbers in the generated code (hyperparameters, bias corrections); they are *varying* when they
 differ between parameters (they depend on a per-parameter counter such as ``step``), which the
 multi-tensor path turns into lists. Tensor expressions are trees of named operations whose printing
-(method, in-place method, foreach function) is table-driven in generator.emit.ops.
+(method, in-place method, foreach function) is table-driven in generator.emit.python.ops.
 """
 
 from __future__ import annotations
@@ -377,7 +377,7 @@ class Optimizer:
     latex: str = ""
     # `none means`: (argument, Python source) replacing None in the constructor (LBFGS max_eval)
     none_means: tuple[tuple[str, str], ...] = ()
-    # an `update flat:` spec: its update and procedures, checked and typed (generator.flat)
+    # an `update flat:` spec: its update and procedures, checked and typed (generator.check.flat)
     program: object = None
     # `update group:`: counters of the group dict, counted once per group before its parameters
     group_block: tuple[Stmt, ...] = ()

@@ -299,7 +299,7 @@ def optimizer_class(name: str):
     if name.endswith(SPEC_SUFFIX):
         if not Path(name).is_file():
             raise LookupError(f"no spec file {name}")
-        from .api import load_spec
+        from generator.api import load_spec
 
         return load_spec(Path(name))
     if "." in name:

@@ -12,10 +12,10 @@ import pytest
 from pyflakes.api import check as pyflakes_check
 from pyflakes.reporter import Reporter
 
-from generator import build
+from generator import driver as build
 from generator import project as P
-from generator.cli import main
-from generator.diagnostics import GeneratorBug
+from generator.commands.cli import main
+from generator.language.diagnostics import GeneratorBug
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = sorted((ROOT / "generated").glob("*.py"))
@@ -175,7 +175,7 @@ def test_message_text_cannot_break_out_of_its_string(tmp_path):
 def test_generator_runs_without_torch(tmp_path):
     code = (
         "import sys\n"
-        "from generator.cli import main\n"
+        "from generator.commands.cli import main\n"
         f"assert main(['build', '--out', {str(tmp_path / 'gen')!r}]) == 0\n"
         "assert 'torch' not in sys.modules, 'the generator imported torch'\n"
     )

@@ -26,9 +26,9 @@ import torch
 
 import generated
 from generator.api import check_text
-from generator import syntax as S
-from generator.kernels import eager_kernels
-from generator.verify import _names, _nodes, required_arguments
+from generator.language import syntax as S
+from generator.runtime.kernels import eager_kernels
+from generator.commands.verify import _names, _nodes, required_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = sorted(

@@ -262,7 +262,7 @@ def test_foreach_none_picks_the_path_torch_picks_on_cuda(name):
     )
 
 
-# ---- the precision policy on the device (generator.precision) -------------------------------------
+# ---- the precision policy on the device (generator.runtime.precision) -------------------------------------
 
 POLICIES = {
     "bf16-state": (torch.float32, dict(state_dtype=torch.bfloat16)),

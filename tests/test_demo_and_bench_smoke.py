@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("torch")
 
 import generated  # noqa: E402
-from generator import bench, demo  # noqa: E402
+from generator.commands import bench
+from generator import demo  # noqa: E402
 
 
 def _run(module, argv):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from generator import build
-from generator.cli import main
-from generator.diagnostics import SpecError
+from generator import driver as build
+from generator.commands.cli import main
+from generator.language.diagnostics import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = sorted((ROOT / "tests" / "diagnostics").glob("*.optim"))

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from generator import load_spec
-from generator import kernels
-from generator.kernels import CompiledKernel
+from generator.runtime import kernels
+from generator.runtime.kernels import CompiledKernel
 
 SHAPES = ((3, 4), (2, 3, 4), (5,), (2, 4), (3,), (4, 3))
 IMPLS = ("for-loop", "foreach", "fused")

@@ -4,7 +4,7 @@ for-loop: the for-loop, foreach and fused paths in float64, over the configurati
 `optimgen verify` derives from the spec, until every branch of the spec's update has run.
 
 Complex parameters run too, where the spec takes them (complex128). The fused kernels run
-uncompiled here (generator.kernels.eager_kernels): their code, host split and
+uncompiled here (generator.runtime.kernels.eager_kernels): their code, host split and
 arithmetic are what is held to the reference; inductor's compilation of them is checked against
 the for-loop in test_fused.py and by the fuzzer. A branch that no configuration reaches must be
 listed below with the reason it cannot be reached, and a path that may part from the reference by
@@ -22,10 +22,10 @@ import torch
 
 import generated
 import reference
-from generator import verify as V
+from generator.commands import verify as V
 from generator.api import check_text
-from generator.check import refuses_complex
-from generator.kernels import eager_kernels
+from generator.check.checker import refuses_complex
+from generator.runtime.kernels import eager_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {

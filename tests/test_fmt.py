@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator.cli import main
-from generator.fmt import _split_comment, format_text
-from generator.parse import parse
+from generator.commands.cli import main
+from generator.commands.fmt import _split_comment, format_text
+from generator.language.parse import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted((ROOT / "specs").glob("*.optim")) + sorted(

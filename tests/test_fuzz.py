@@ -1,4 +1,4 @@
-"""The compiler tested against itself (generator/fuzz.py): random valid specs build, and every path
+"""The compiler tested against itself (generator/commands/fuzz.py): random valid specs build, and every path
 they declare agrees with their for-loop. The fast slice runs here (the fused kernels uncompiled, a
 few compiled); `optimgen fuzz --programs N --seed S` runs any number. Each bug the fuzzer found is
 pinned below as the minimized spec it printed."""
@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generator import fuzz
-from generator.cli import main
-from generator.kernels import eager_kernels
+from generator.commands import fuzz
+from generator.commands.cli import main
+from generator.runtime.kernels import eager_kernels
 
 FAST_SLICE = range(0, 160)
 COMPILED = [3, 12]  # programs with a fused path, run through inductor

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from generator.api import compile_text, load_spec
-from generator.diagnostics import SpecError
+from generator.language.diagnostics import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 

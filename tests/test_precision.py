@@ -1,4 +1,4 @@
-"""The precision policy every generated optimizer accepts (generator.precision): state dtypes, a
+"""The precision policy every generated optimizer accepts (generator.runtime.precision): state dtypes, a
 compute dtype, and how an update lands on a bfloat16/float16 parameter (nearest, stochastic
 rounding, Kahan summation), for the for-loop, foreach and fused implementations."""
 
@@ -12,8 +12,8 @@ import torch
 
 import generated
 from generator import load_spec
-from generator.kernels import eager_kernels
-from generator.precision import kahan_add_, stochastic_round_
+from generator.runtime.kernels import eager_kernels
+from generator.runtime.precision import kahan_add_, stochastic_round_
 
 IMPLS = {
     "for-loop": dict(foreach=False),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from generator import project as P
-from generator.cli import main
+from generator.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

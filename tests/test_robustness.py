@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator.api import check_text, compile_text
-from generator.build import render_unformatted
-from generator.cli import main
-from generator.diagnostics import SpecError
+from generator.driver import render_unformatted
+from generator.commands.cli import main
+from generator.language.diagnostics import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.optim"))

@@ -191,8 +191,8 @@ def test_a_user_session_in_their_own_folder_never_touches_site_packages(installe
     assert imports <= {
         "torch",
         "torch.optim.optimizer",
-        "generator.precision",  # generator's runtime modules
-        "generator.kernels",
+        "generator.runtime.precision",  # generator's runtime modules
+        "generator.runtime.kernels",
         "typing",
         "functools",
         "math",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from generator import verify as V
+from generator.commands import verify as V
 from generator.api import check_text, load_spec
-from generator.cli import main
+from generator.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

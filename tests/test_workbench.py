@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from generator import load_spec
-from generator.cli import main
+from generator.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"

@@ -306,12 +306,12 @@ def suite_kills(source: str, module: str, name: str, folder: Path) -> bool:
 
 
 EMITTERS = (
-    "generator/lower.py",
-    "generator/emit/python.py",
-    "generator/emit/module.py",
-    "generator/emit/fused.py",
-    "generator/emit/ops.py",
-    "generator/emit/flat.py",
+    "generator/lower/lowering.py",
+    "generator/emit/python/printer.py",
+    "generator/emit/python/module.py",
+    "generator/emit/python/fused.py",
+    "generator/emit/python/ops.py",
+    "generator/emit/python/flat.py",
 )
 
 
@@ -372,7 +372,7 @@ def _inexact(name: str, cls) -> list[str]:
     import warnings
 
     import test_every_path_vs_reference as net
-    from generator import verify as V
+    from generator.commands import verify as V
     from generator.api import check_text
 
     path = net.SPECS[name]

@@ -1,0 +1,701 @@
+"""`optimgen bench`: a benchmark (not a test) of the optimizer step of the generated
+optimizers against their torch.optim twins, measured side by side in one run. For every
+optimizer and implementation (for-loop or foreach) it builds two identical copies of a
+transformer-like parameter set with the same fixed random gradients, then interleaves
+single steps of the generated and the torch optimizer (alternating which goes first) and
+reports the median step times, their ratio, an effective bandwidth estimated from the
+tensors each step reads and writes, and, for reference, a streaming-copy bandwidth
+measured in the same run. torch and the `generated` package are imported lazily inside
+`run` so the generator starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, Sequence
+
+from generator.commands.progress import Progress, add_progress_arguments
+
+TWINS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")  # the default selection
+ALL_TWINS = TWINS + (
+    "Adamax",
+    "Adadelta",
+    "NAdam",
+    "RAdam",
+    "ASGD",
+    "Rprop",
+    "Adafactor",
+    "Muon",
+)
+MATRICES_ONLY = {"Muon"}  # optimizes the 2-D tensors of the parameter set only
+NO_FOREACH = {"Muon"}  # torch.optim.Muon has no foreach implementation
+
+
+def has_fused(cls) -> bool:
+    """Whether an optimizer class takes ``fused`` (the generated ones whose spec declares it;
+    torch's with a fused kernel). Where torch's twin has none, a fused row compares the
+    generated kernel with torch's foreach path."""
+    import inspect
+
+    return "fused" in inspect.signature(cls.__init__).parameters
+
+
+IMPLS = {"for-loop": False, "foreach": True, "fused": None}
+DTYPES = ("float32", "float64", "bfloat16")
+
+# Hyper-parameters used for both sides; chosen so every optimizer keeps some state.
+BENCH_KWARGS: dict[str, dict[str, Any]] = {
+    "SGD": dict(lr=1e-3, momentum=0.9, weight_decay=1e-4),
+    "Adam": dict(lr=1e-3),
+    "AdamW": dict(lr=1e-3, weight_decay=1e-2),
+    "RMSprop": dict(lr=1e-3),
+    "Adagrad": dict(lr=1e-2),
+    "Adamax": dict(lr=2e-3),
+    "Adadelta": dict(lr=1.0),
+    "NAdam": dict(lr=2e-3),
+    "RAdam": dict(lr=1e-3),
+    "ASGD": dict(lr=1e-2, t0=1),
+    "Rprop": dict(lr=1e-2),
+    "Adafactor": dict(lr=1e-2),
+    "Muon": dict(lr=2e-2),
+}
+
+# Transformer-like parameter sets: token + position embeddings, GPT-2 style blocks
+# (qkv, attention projection, MLP up/down, two layer norms) and a final layer norm.
+SIZES: dict[str, dict[str, int]] = {
+    "default": dict(vocab=8192, ctx=1024, d=768, blocks=2),  # ~21.3M parameters
+    "small": dict(vocab=2048, ctx=256, d=256, blocks=2),  # ~2.2M parameters
+    "tiny": dict(vocab=64, ctx=16, d=16, blocks=1),  # ~5K parameters
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the options of `optimgen bench`."""
+    parser.add_argument(
+        "--optimizers",
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated optimizers, of {', '.join(ALL_TWINS)} "
+        f"(default: {','.join(TWINS)}; Muon takes the 2-D tensors only, for-loop only); "
+        "with --policies, any generated optimizer (default: Adam,Lion)",
+    )
+    parser.add_argument(
+        "--policies",
+        default=None,
+        metavar="LIST",
+        help="instead of generated against torch: the cost of precision policies, of "
+        "float32, bf16, bf16-kahan, bf16-stochastic, bf16-state (as `optimgen train`), "
+        "step time relative to float32 and state memory per policy",
+    )
+    parser.add_argument(
+        "--impl",
+        default=",".join(IMPLS),
+        metavar="LIST",
+        help="comma-separated implementations: for-loop, foreach, fused (default: all). fused: "
+        "the generated kernel (compiled in the warm-up steps) against torch's fused kernel, or "
+        "torch's foreach path where torch has no fused kernel (RMSprop, Adamax, Adadelta, NAdam, "
+        "RAdam, ASGD, Rprop)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--dtype", default="float32", choices=DTYPES, help="parameter dtype"
+    )
+    parser.add_argument(
+        "--size",
+        default="default",
+        choices=tuple(SIZES),
+        help=(
+            "parameter set: default ~21M (8192x768 embedding + 2 GPT-2-small blocks), "
+            "small ~2M, tiny ~5K"
+        ),
+    )
+    parser.add_argument(
+        "--steps", type=int, default=20, help="timed steps per side (default 20)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps per side first (default 3)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of parameters and gradients"
+    )
+    parser.add_argument(
+        "--json", metavar="FILE", default=None, help="also write raw results to FILE"
+    )
+    add_progress_arguments(parser)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _shapes(size: str) -> list[tuple[str, tuple[int, ...]]]:
+    cfg = SIZES[size]
+    d, shapes = cfg["d"], []
+    shapes.append(("wte", (cfg["vocab"], d)))
+    shapes.append(("wpe", (cfg["ctx"], d)))
+    for b in range(cfg["blocks"]):
+        shapes += [
+            (f"h{b}.ln1.weight", (d,)),
+            (f"h{b}.ln1.bias", (d,)),
+            (f"h{b}.attn.qkv.weight", (3 * d, d)),
+            (f"h{b}.attn.qkv.bias", (3 * d,)),
+            (f"h{b}.attn.proj.weight", (d, d)),
+            (f"h{b}.attn.proj.bias", (d,)),
+            (f"h{b}.ln2.weight", (d,)),
+            (f"h{b}.ln2.bias", (d,)),
+            (f"h{b}.mlp.fc.weight", (4 * d, d)),
+            (f"h{b}.mlp.fc.bias", (4 * d,)),
+            (f"h{b}.mlp.proj.weight", (d, 4 * d)),
+            (f"h{b}.mlp.proj.bias", (d,)),
+        ]
+    shapes += [("ln_f.weight", (d,)), ("ln_f.bias", (d,))]
+    return shapes
+
+
+def _describe_size(size: str) -> str:
+    cfg = SIZES[size]
+    d, blocks = cfg["d"], cfg["blocks"]
+    return (
+        f"{cfg['vocab']}x{d} token + {cfg['ctx']}x{d} position embedding, "
+        f"{blocks} GPT-2 block{'s' if blocks != 1 else ''} of width {d}"
+    )
+
+
+def _split(value: str, valid: Sequence[str], what: str) -> list[str]:
+    by_lower = {v.lower(): v for v in valid}
+    out = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.lower() not in by_lower:
+            raise ValueError(
+                f"unknown {what} {item!r} (choose from {', '.join(valid)})"
+            )
+        if by_lower[item.lower()] not in out:
+            out.append(by_lower[item.lower()])
+    if not out:
+        raise ValueError(f"no {what} given")
+    return out
+
+
+def _synchronizer(torch: Any, device: Any) -> Callable[[], None]:
+    """Wait for queued device work (a no-op on CPU)."""
+    if device.type == "cpu":
+        return lambda: None
+    backend = getattr(torch, device.type, None)
+    sync = getattr(backend, "synchronize", None)
+    if sync is None:
+        return lambda: None
+    if device.type == "cuda":
+        return lambda: sync(device)
+    return sync
+
+
+def _bytes_per_step(params: Sequence[Any], state: Any) -> int:
+    """Read+write param, read grad, read+write every param-shaped state tensor."""
+    total = 0
+    for p in params:
+        total += 2 * p.numel() * p.element_size()
+        if p.grad is not None:
+            total += p.grad.numel() * p.grad.element_size()
+        for value in state.get(p, {}).values():
+            if hasattr(value, "shape") and tuple(value.shape) == tuple(p.shape):
+                total += 2 * value.numel() * value.element_size()
+    return total
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n:,}"
+
+
+def _mib(n: float) -> str:
+    return "-" if math.isnan(n) else f"{n / 2**20:.1f}"
+
+
+def _median_ms(samples: Sequence[float]) -> float:
+    return statistics.median(samples) * 1e3 if samples else math.nan
+
+
+def _spread_pct(samples: Sequence[float]) -> float:
+    """Interquartile range relative to the median, in percent (a noise indicator)."""
+    if len(samples) < 4:
+        return math.nan
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return (q3 - q1) / statistics.median(samples) * 100
+
+
+def _geomean(values: Sequence[float]) -> float:
+    good = [v for v in values if v > 0 and math.isfinite(v)]
+    if not good:
+        return math.nan
+    return math.exp(sum(math.log(v) for v in good) / len(good))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    left = {0, 1}  # name columns; the rest are numbers
+
+    def fmt(row: Sequence[str]) -> str:
+        return " | ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()
+
+    return "\n".join(
+        [fmt(headers), "-+-".join("-" * w for w in widths)] + [fmt(r) for r in rows]
+    )
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _copy_bandwidth(
+    torch: Any, device: Any, nbytes: int, reps: int, sync: Callable[[], None]
+) -> list[float]:
+    """Seconds per `dst.copy_(src)` of an nbytes buffer (read and written once)."""
+    src = torch.ones(nbytes // 4, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    for _ in range(2):
+        dst.copy_(src)
+    sync()
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        sync()
+        samples.append(time.perf_counter() - t0)
+    del src, dst
+    return samples
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """The profiler's C++ side announces its start and stop on file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _step_peak_bytes(torch: Any, device: Any, step: Callable[[], Any], sync) -> float:
+    """Bytes a step allocates above what existed before it, at its peak (its temporaries):
+    CUDA's allocator statistics on a GPU; on CPU, the memory timeline of torch's profiler
+    (every tensor created and destroyed during the step). NaN where neither is available.
+    """
+    if device.type == "cuda":
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        sync()
+        return float(torch.cuda.max_memory_allocated(device) - before)
+    try:
+        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler._memory_profiler import Action
+    except ImportError:  # pragma: no cover - a torch without the memory timeline
+        return math.nan
+    with (
+        _stderr_silenced(),
+        profile(
+            activities=[ProfilerActivity.CPU],
+            profile_memory=True,
+            record_shapes=True,
+            with_stack=True,
+        ) as prof,
+    ):
+        step()
+    current = peak = 0
+    for _, action, _, size in prof._memory_profile().timeline:
+        if action == Action.CREATE:
+            current += size
+        elif action == Action.DESTROY:
+            current -= size
+        peak = max(peak, current)
+    return float(peak)
+
+
+def _bench_one(
+    torch: Any,
+    gen_cls: Any,
+    torch_cls: Any,
+    kwargs: dict[str, Any],
+    torch_kwargs: dict[str, Any] | None,
+    base: Sequence[Any],
+    grads: Sequence[Any],
+    steps: int,
+    warmup: int,
+    sync: Callable[[], None],
+    progress: Progress,
+    label: str,
+) -> dict[str, Any]:
+    """Interleave steps of the two optimizers on identical parameter copies."""
+
+    def copies() -> list[Any]:
+        ps = []
+        for b, g in zip(base, grads):
+            p = torch.nn.Parameter(b.clone())
+            p.grad = g.clone()
+            ps.append(p)
+        return ps
+
+    sides = {"generated": copies(), "torch": copies()}
+    opts = {
+        "generated": gen_cls(sides["generated"], **kwargs),
+        "torch": torch_cls(sides["torch"], **(torch_kwargs or kwargs)),
+    }
+    times: dict[str, list[float]] = {"generated": [], "torch": []}
+    order = ("generated", "torch")
+    # No cyclic-garbage collection inside the timed loop (a full collection costs
+    # ~0.1 s once torch._dynamo is imported); tensors are freed by reference counting.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(warmup + steps):
+            for side in order if i % 2 == 0 else order[::-1]:
+                sync()
+                t0 = time.perf_counter()
+                opts[side].step()
+                sync()
+                dt = time.perf_counter() - t0
+                if i >= warmup:
+                    times[side].append(dt)
+                progress.advance(f"{label} step {i + 1}/{warmup + steps}")
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    # one more step per side, untimed, for the memory it allocates
+    peak_bytes = {
+        side: _step_peak_bytes(torch, sides[side][0].device, opts[side].step, sync)
+        for side in order
+    }
+    bytes_per_step = {
+        side: _bytes_per_step(sides[side], opts[side].state) for side in sides
+    }
+    with torch.no_grad():
+        deviation = max(
+            (a - b).abs().max().item()
+            for a, b in zip(sides["generated"], sides["torch"])
+        )
+    result: dict[str, Any] = {
+        "generated_s": times["generated"],
+        "torch_s": times["torch"],
+        "bytes_per_step": bytes_per_step,
+        "peak_step_bytes": peak_bytes,
+        "max_abs_param_diff": deviation,
+    }
+    for side in sides:
+        med = _median_ms(times[side])
+        result[f"{side}_median_ms"] = med
+        result[f"{side}_GBps"] = bytes_per_step[side] / (med * 1e-3) / 1e9
+    result["ratio"] = result["generated_median_ms"] / result["torch_median_ms"]
+    result["spread_pct"] = max(_spread_pct(times[s]) for s in sides)
+    # Steps i of both sides ran back to back, so their ratio cancels slow drifts.
+    result["paired_ratio_median"] = statistics.median(
+        g / t for g, t in zip(times["generated"], times["torch"])
+    )
+    return result
+
+
+# --------------------------------------------------------------------------- entry
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; 0 on success, 1 if an optimizer failed, 2 on bad options,
+    130 when interrupted (completed results are still printed and written)."""
+    if getattr(args, "policies", None):
+        from generator.commands import bench_precision
+
+        return bench_precision.run(args)
+    try:
+        optimizers = _split(
+            getattr(args, "optimizers", None) or ",".join(TWINS), ALL_TWINS, "optimizer"
+        )
+        impls = _split(getattr(args, "impl", ",".join(IMPLS)), tuple(IMPLS), "impl")
+    except ValueError as exc:
+        print(f"optimgen bench: {exc}", file=sys.stderr)
+        return 2
+    steps, warmup = args.steps, args.warmup
+    if steps < 1 or warmup < 0:
+        print("optimgen bench: need --steps >= 1 and --warmup >= 0", file=sys.stderr)
+        return 2
+
+    try:
+        import torch
+    except ImportError as exc:
+        print(f"optimgen bench: needs torch ({exc})", file=sys.stderr)
+        return 1
+    try:
+        import generated as gen
+    except ImportError as exc:
+        print(
+            f"optimgen bench: cannot import the generated package ({exc}); "
+            "run `optimgen build` first",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        device = torch.device(args.device)
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as exc:
+        print(
+            f"optimgen bench: device {args.device!r} unusable: {exc}", file=sys.stderr
+        )
+        return 2
+    dtype = getattr(torch, args.dtype)
+    sync = _synchronizer(torch, device)
+    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+
+    gen_seed = torch.Generator().manual_seed(args.seed)
+    shapes = _shapes(args.size)
+    base, grads = [], []
+    for _, shape in shapes:
+        base.append((torch.randn(shape, generator=gen_seed) * 0.02).to(device, dtype))
+        grads.append((torch.randn(shape, generator=gen_seed) * 1e-3).to(device, dtype))
+    numel = sum(p.numel() for p in base)
+    param_bytes = sum(p.numel() * p.element_size() for p in base)
+    copy_bytes = min(256 << 20, max(32 << 20, 2 * param_bytes))
+    copy_reps = 10
+
+    # torch's fused kernels and the devices they run on (Adagrad's: CPU only)
+    fused_devices = {"Adagrad": ("cpu",)}
+    torch_fused = {
+        n
+        for n in optimizers
+        if has_fused(getattr(torch.optim, n))
+        and device.type in fused_devices.get(n, (device.type,))
+    }
+    combos = [
+        (name, impl)
+        for name in optimizers
+        for impl in impls
+        if not (impl == "foreach" and name in NO_FOREACH)
+        and not (impl == "fused" and not has_fused(getattr(gen, name)))
+    ]
+    print(
+        f"optimgen bench: {_count(numel)} parameters in {len(shapes)} tensors "
+        f"({args.size}: {_describe_size(args.size)}), {args.dtype} on {device}"
+    )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"{steps} timed + {warmup} warm-up steps per side, generated/torch interleaved "
+        "step by step (order alternates); fixed random gradients"
+    )
+    print(
+        "hyper-parameters: "
+        + "; ".join(
+            f"{n} " + ", ".join(f"{k}={v}" for k, v in BENCH_KWARGS[n].items())
+            for n in optimizers
+        )
+    )
+
+    progress = Progress(
+        len(combos) * 2 * (steps + warmup) + 2 * copy_reps, show_progress
+    )
+    results: list[dict[str, Any]] = []
+    errors: list[str] = []
+    copy_samples: list[float] = []
+    interrupted = False
+    started = time.perf_counter()
+    # The first Optimizer imports torch._dynamo (~1e6 objects); do it now and freeze the
+    # heap so the collections between runs only scan what the runs allocated.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    gc.collect()
+    gc.freeze()
+    try:
+        progress.advance("copy bandwidth", 0, force=True)
+        copy_samples += _copy_bandwidth(torch, device, copy_bytes, copy_reps, sync)
+        progress.advance("copy bandwidth", copy_reps)
+        for name, impl in combos:
+            label = f"{name} {impl}"
+            kwargs = dict(BENCH_KWARGS[name])
+            torch_kwargs = None
+            if impl == "fused":
+                kwargs["fused"] = True
+                if name not in torch_fused:
+                    torch_kwargs = dict(BENCH_KWARGS[name], foreach=True)
+            elif name not in NO_FOREACH:
+                kwargs["foreach"] = IMPLS[impl]
+            matrices = [k for k, p in enumerate(base) if p.dim() == 2]
+            keep = matrices if name in MATRICES_ONLY else range(len(base))
+            try:
+                gen_cls = getattr(gen, name)
+                res = _bench_one(
+                    torch,
+                    gen_cls,
+                    getattr(torch.optim, name),
+                    kwargs,
+                    torch_kwargs,
+                    [base[k] for k in keep],
+                    [grads[k] for k in keep],
+                    steps,
+                    warmup,
+                    sync,
+                    progress,
+                    label,
+                )
+            except Exception as exc:  # noqa: BLE001 - reported, the rest still runs
+                errors.append(f"{label}: {type(exc).__name__}: {exc}")
+                res = {"error": f"{type(exc).__name__}: {exc}"}
+                progress.advance(label, 2 * (steps + warmup))
+            results.append({"optimizer": name, "impl": impl, "kwargs": kwargs, **res})
+            gc.collect()  # cheap: everything older is frozen
+        progress.advance("copy bandwidth", 0, force=True)
+        copy_samples += _copy_bandwidth(torch, device, copy_bytes, copy_reps, sync)
+        progress.advance("done", copy_reps, force=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.clear()
+        gc.unfreeze()
+    elapsed = time.perf_counter() - started
+
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append([r["optimizer"], r["impl"], "ERROR"] + [""] * 8)
+            continue
+        peak = r["peak_step_bytes"]
+        rows.append(
+            [
+                r["optimizer"],
+                r["impl"],
+                f"{r['generated_median_ms']:.3f}",
+                f"{r['torch_median_ms']:.3f}",
+                f"{r['ratio']:.3f}",
+                f"{r['generated_GBps']:.1f}",
+                f"{r['torch_GBps']:.1f}",
+                ("-" if math.isnan(r["spread_pct"]) else f"{r['spread_pct']:.0f}"),
+                _mib(peak["generated"]),
+                _mib(peak["torch"]),
+                f"{r['max_abs_param_diff']:.1e}" if r["max_abs_param_diff"] else "0",
+            ]
+        )
+    print()
+    print(
+        _table(
+            [
+                "optimizer",
+                "impl",
+                "generated median ms",
+                "torch median ms",
+                "ratio (gen/torch)",
+                "gen eff. GB/s",
+                "torch eff. GB/s",
+                "IQR %",
+                "gen step peak MiB",
+                "torch step peak MiB",
+                "max |Δparam|",
+            ],
+            rows,
+        )
+    )
+    copy_gbps = (
+        2 * copy_bytes / statistics.median(copy_samples) / 1e9
+        if copy_samples
+        else math.nan
+    )
+    print()
+    print(
+        f"streaming copy (Tensor.copy_ of {copy_bytes >> 20} MiB, read+write): "
+        f"{copy_gbps:.1f} GB/s median of {len(copy_samples)}"
+        + (
+            " (before and after the optimizers)"
+            if len(copy_samples) > copy_reps
+            else ""
+        )
+    )
+    print(
+        "effective GB/s = (2·param + grad + 2·each param-shaped state tensor) bytes "
+        "per step / median step time;\nIQR % = interquartile range of the step times "
+        "over their median (worse side): large values mean a noisy machine;\n"
+        "step peak MiB = memory a step allocates above what existed before it, at its peak "
+        "(one extra untimed step; CUDA allocator statistics, or torch's profiler on CPU)"
+    )
+    versus_foreach = sorted(
+        {r["optimizer"] for r in results if r["impl"] == "fused"} - torch_fused
+    )
+    if versus_foreach:
+        print(
+            f"fused rows of {', '.join(versus_foreach)}: torch has no fused kernel on this device for "
+            "them, its side is its foreach path"
+        )
+    geomeans: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for impl in impls:
+        ratios = [r["ratio"] for r in results if r["impl"] == impl and "ratio" in r]
+        if ratios:
+            geomeans[impl], counts[impl] = _geomean(ratios), len(ratios)
+    if geomeans:
+        print(
+            "geometric-mean ratio generated/torch: "
+            + ", ".join(
+                f"{impl} {g:.3f} (n={counts[impl]})" for impl, g in geomeans.items()
+            )
+        )
+    print(f"bench took {elapsed:.1f} s")
+    if interrupted:
+        print(
+            f"interrupted: {len(results)} of {len(combos)} runs completed",
+            file=sys.stderr,
+        )
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+
+    if args.json:
+        payload = {
+            "config": {
+                "optimizers": optimizers,
+                "impls": impls,
+                "device": str(device),
+                "dtype": args.dtype,
+                "size": args.size,
+                "shapes": {n: list(s) for n, s in shapes},
+                "numel": numel,
+                "steps": steps,
+                "warmup": warmup,
+                "seed": args.seed,
+            },
+            "environment": {
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "threads": torch.get_num_threads(),
+                "generated": getattr(gen, "__file__", None),
+            },
+            "copy_bandwidth": {
+                "bytes": copy_bytes,
+                "samples_s": copy_samples,
+                "median_GBps": copy_gbps,
+            },
+            "results": results,
+            "geomean_ratio": geomeans,
+            "interrupted": interrupted,
+            "elapsed_s": elapsed,
+        }
+        try:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(payload, fh, indent=2, default=str)
+                fh.write("\n")
+        except OSError as exc:
+            print(f"optimgen bench: cannot write {args.json}: {exc}", file=sys.stderr)
+            return 1
+    if interrupted:
+        return 130
+    return 1 if errors else 0

@@ -1,0 +1,1 @@
+"""The documentation backend: the algorithm box in LaTeX, per-optimizer pages and the catalogue."""

@@ -1,0 +1,187 @@
+"""Runtime of the generated modules around torch.compile: a compiled kernel that never fails a
+step, GradScaler's protocol for fused steps, and the hyperparameters of a traced step.
+
+Generated modules import this (with generator.runtime.precision) as torch's optimizers import
+torch/optim/optimizer.py; the generator itself never does. A fused kernel is plain torch code
+compiled by ``torch.compile``. Two things outside the optimizer's control can stop that compilation
+while the arithmetic itself is fine: dynamo's recompile limit, which counts the configurations
+(decisions, dtypes, devices, ranks) of one kernel across the whole process, and with
+``fullgraph=True`` raises instead of falling back; and a compiler bug in inductor for one
+configuration (torch 2.13's CPU codegen fails on an in-place update of a state fed by a
+reduction along a dimension, ``m += g - mean(g, 1)`` then ``param += m``). In both cases the step
+runs the same kernel uncompiled, for that configuration from then on, and says so once with a
+warning: slower, never wrong, never an exception out of ``step()``.
+
+A class with a fused path says ``_step_supports_amp_scaling`` when built with ``fused=True``, as
+torch's fused optimizers do: ``torch.amp.GradScaler`` then leaves the unscaling and the skipping
+to the step, giving it ``grad_scale`` and ``found_inf``. ``amp_skips_step`` keeps torch's
+contract: the gradients are divided by the scale in place, and a step whose scaled gradients held
+an inf or NaN changes nothing (torch's kernels test the flag on the device; here it is read once
+per step on the host, as GradScaler itself does for optimizers without the protocol).
+
+A kernel's inputs: its tensors flattened (``_flat``: one compiled kernel serves every shape), its
+numbers as 0-d float64 tensors (``_number_tensor``: inputs, not constants compiled in), and on an
+accelerator the numbers a scheduler changes as device tensors made once per value
+(``_device_number``).
+
+Under an enclosing ``torch.compile`` (a compiled ``opt.step()``), ``graph_constants`` makes the
+float hyperparameters constants of the graph: torch 2.13's dynamo traces a float read from a param
+group as a symbolic float once it has changed, and then kept a stale value of one used by two
+operations (``param.mul_(1 - lr * wd)`` then ``param.add_(u, alpha=-lr)``) without a word.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import warnings
+
+import torch
+
+__all__ = ["CompiledKernel", "amp_skips_step", "eager_kernels", "graph_constants"]
+# (and, for the generated modules as torch.optim.optimizer's helpers are for torch's: the kernel
+# inputs _flat, _number_tensor and _device_number)
+
+# With OPTIMGEN_EAGER_KERNELS=1 (or inside `eager_kernels()`) every kernel runs uncompiled: the
+# same arithmetic, executed as Python, for line coverage and mutation runs of the fused paths'
+# code and for quick checks (the fast slice of `optimgen fuzz`).
+EAGER = os.environ.get("OPTIMGEN_EAGER_KERNELS") == "1"
+
+
+@contextlib.contextmanager
+def eager_kernels():
+    global EAGER
+    before, EAGER = EAGER, True
+    try:
+        yield
+    finally:
+        EAGER = before
+
+
+def _compile_failures() -> tuple[type[BaseException], ...]:
+    found = []
+    for module, name in (
+        (torch._dynamo.exc, "FailOnRecompileLimitHit"),
+        (torch._dynamo.exc, "BackendCompilerFailed"),
+        (getattr(torch._inductor, "exc", None), "InductorError"),
+    ):
+        cls = getattr(module, name, None) if module is not None else None
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+def _configuration(args, kwargs) -> tuple:
+    """What decides a compilation: the decisions and the tensors' dtype, device and rank."""
+    key = []
+    for a in (*args, *sorted(kwargs.items())):
+        if isinstance(a, tuple):  # a keyword argument: its name, then its value
+            key.append(a[0])
+            a = a[1]
+        if isinstance(a, list):  # the multi-tensor path's lists
+            a = a[0] if a else None
+        if isinstance(a, torch.Tensor):
+            key.append((a.dtype, a.device, a.dim()))
+        elif a is None or isinstance(a, (bool, int, str)):
+            key.append(a)
+        else:
+            key.append(type(a))
+    return tuple(key)
+
+
+class CompiledKernel:
+    """``torch.compile(fn, **options)``, made at the first call, that runs ``fn`` itself for a
+    configuration the compiler refuses (see the module's docstring)."""
+
+    def __init__(self, fn, **options):
+        self.fn = fn
+        self.options = options
+        self.compiled = None
+        self.eager: set[tuple] = set()  # configurations run uncompiled
+
+    def __call__(self, *args, **kwargs):
+        # (the configuration is computed only once something has failed: the common case
+        # pays for one attribute test)
+        if EAGER or (self.eager and _configuration(args, kwargs) in self.eager):
+            return self.fn(*args, **kwargs)
+        if self.compiled is None:
+            self.compiled = torch.compile(self.fn, **self.options)
+        try:
+            return self.compiled(*args, **kwargs)
+        except _compile_failures() as exc:
+            # raised while compiling, before the kernel ran: the tensors are untouched
+            self.eager.add(_configuration(args, kwargs))
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            warnings.warn(
+                f"{self.fn.__name__}: torch.compile failed for this configuration "
+                f"({type(exc).__name__}: {reason[:200]}); the fused step runs the same "
+                "kernel uncompiled for it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return self.fn(*args, **kwargs)
+
+
+def amp_skips_step(optimizer) -> bool:
+    """GradScaler's fused-step protocol: True when the step must change nothing (an inf or
+    NaN among the scaled gradients); else the gradients are unscaled in place first."""
+    found_inf = getattr(optimizer, "found_inf", None)
+    grad_scale = getattr(optimizer, "grad_scale", None)
+    if found_inf is not None and bool(found_inf.item()):
+        return True
+    if grad_scale is not None:
+        by_device: dict[torch.device, list] = {}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    by_device.setdefault(p.grad.device, []).append(p.grad)
+        for device, grads in by_device.items():
+            torch._foreach_div_(grads, grad_scale.to(device))
+    return False
+
+
+def graph_constants(*values):
+    """The hyperparameters, the Python floats among them as constants of the graph being
+    traced (guarded by value: a new value recompiles). Called only under torch.compile.
+
+    ``math.ldexp(x, 0)`` is ``x`` exactly; dynamo cannot trace it on a symbolic float, so it
+    specializes the float, as ``torch._dynamo.config.specialize_float`` would."""
+    return tuple(math.ldexp(v, 0) if isinstance(v, float) else v for v in values)
+
+
+def _flat(t):
+    """The kernel is elementwise: a contiguous tensor goes in as a 1-D tensor over the same
+    memory, so that one compiled kernel serves every shape. Not as a view: dynamo guards a
+    view's base, and would compile once per rank of the bases. A DTensor (FSDP2's shard of
+    a parameter, its gradient and states) goes in as its local tensor: elementwise, the
+    update of each shard is the shard of the update."""
+    to_local = getattr(t, "to_local", None)  # (torch.distributed.tensor.DTensor only)
+    if to_local is not None:
+        t = to_local()
+    if t is None or not t.is_contiguous():
+        return t
+    return t.new_empty(0).set_(
+        t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
+    )
+
+
+def _number_tensor(x):
+    """A number as a 0-d float64 tensor: a kernel input, not a constant compiled into it (and,
+    0-d, it computes in the dtype of the tensors it meets, as a Python number does). An
+    optional input left at None stays None: the kernel reads it only where it is set."""
+    if x is None or isinstance(x, torch.Tensor):
+        return x
+    return torch.tensor(x, dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_scalar(x: float, device: torch.device) -> torch.Tensor:
+    return torch.tensor(x, dtype=torch.float64, device=device)
+
+
+def _device_number(x, device):
+    """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
+    host at every step); a tensor stays as it is."""
+    return x if isinstance(x, torch.Tensor) else _device_scalar(float(x), device)
