@@ -10,6 +10,10 @@ step with a relative tolerance of 1e-10, and the state tensors whose layouts agr
 generated foreach path (float64) and fused path (float32, one compilation) to its for-loop.
 ``assert_same_validation_errors`` checks that bad arguments are refused with the reference's
 message. Failures say which step, which tensor and how far apart.
+
+The table of what each paper optimizer is held to is ``paper_optim_db.py``; the tests,
+``test_paper_optimizers.py``. The reference class is ``pytorch_optimizer.<name>`` unless a
+``reference_name`` is given.
 """
 
 from __future__ import annotations
@@ -58,8 +62,14 @@ def _groups(params, kwargs):
     return [{"params": params[:2]}, {"params": params[2:], **second}]
 
 
-def _run(cls, kwargs, dtype, seed, steps, on_step=None):
-    params = clone_params(make_initial_params(dtype, seed))
+def _run(cls, kwargs, dtype, seed, steps, on_step=None, shapes=None):
+    """``steps`` steps of the harness's problem (``shapes``: other parameter shapes)."""
+    initial = (
+        make_initial_params(dtype, seed)
+        if shapes is None
+        else make_initial_params(dtype, seed, shapes=shapes)
+    )
+    params = clone_params(initial)
     opt = cls(_groups(params, kwargs), **copy.deepcopy(kwargs))
     for step in range(steps):
         grads = gradients_for_step(step, params, seed)
@@ -97,12 +107,15 @@ def assert_matches_reference(
     state_keys: dict[str, str] | None = None,
     steps: int = STEPS,
     ref_kwargs: dict[str, Any] | None = None,
+    reference_name: str | None = None,
+    shapes=None,
 ) -> None:
-    """The generated ``name`` equals ``pytorch_optimizer.<name>`` after every step."""
+    """The generated ``name`` equals ``pytorch_optimizer.<name>`` after every step (on
+    parameters of ``shapes`` when given, the harness's otherwise)."""
     seed = stable_seed("paper", name, sorted(kwargs.items(), key=str))
     dtype = torch.float64
     label = f"{name}({kwargs})"
-    gen_cls, ref_cls = generated(module, name), reference(name)
+    gen_cls, ref_cls = generated(module, name), reference(reference_name or name)
     ref_kwargs = kwargs if ref_kwargs is None else ref_kwargs
     snapshots = []
     _run(
@@ -111,7 +124,8 @@ def assert_matches_reference(
         dtype,
         seed,
         steps,
-        lambda step, params, opt: snapshots.append(
+        shapes=shapes,
+        on_step=lambda step, params, opt: snapshots.append(
             (
                 [p.detach().clone() for p in params],
                 [
@@ -157,7 +171,7 @@ def assert_matches_reference(
                     f"{label}, step {step}, param #{i}, state {ours!r}",
                 )
 
-    _run(gen_cls, kwargs, dtype, seed, steps, check)
+    _run(gen_cls, kwargs, dtype, seed, steps, check, shapes=shapes)
 
 
 def assert_implementations_agree(
@@ -190,16 +204,23 @@ def assert_implementations_agree(
 
 
 def assert_same_validation_errors(
-    module: str, name: str, bad: list[dict[str, Any]]
+    module: str,
+    name: str,
+    bad: list[dict[str, Any]],
+    *,
+    reference_name: str | None = None,
 ) -> None:
     """Each set of bad arguments is refused by both, with the same message."""
-    gen_cls, ref_cls = generated(module, name), reference(name)
+    gen_cls, ref_cls = generated(module, name), reference(reference_name or name)
     for kwargs in bad:
         messages = []
-        for cls in (ref_cls, gen_cls):
-            with pytest.raises(Exception) as info:
+        for who, cls in (("the reference", ref_cls), ("the generated class", gen_cls)):
+            try:
                 cls([torch.zeros(2, requires_grad=True)], **kwargs)
-            messages.append(str(info.value))
+            except Exception as error:  # any refusal: its message is compared
+                messages.append(str(error))
+            else:
+                raise AssertionError(f"{name}({kwargs}): {who} accepted it")
         assert (
             messages[1] == messages[0]
         ), f"{name}({kwargs}): {messages[1]!r}, reference {messages[0]!r}"
@@ -208,12 +229,24 @@ def assert_same_validation_errors(
 POLICY_ARGS = ("state_dtype", "compute_dtype", "param_rounding", "rounding_seed")
 
 
+SCHEDULE_PROBES = (1, 2, 7, 20)
+
+
 def assert_same_signature(
-    module: str, name: str, extensions=("fused",) + POLICY_ARGS
+    module: str,
+    name: str,
+    extensions=("fused",) + POLICY_ARGS,
+    *,
+    reference_name: str | None = None,
+    schedules: dict[str, str] | None = None,
 ) -> None:
     """Same arguments, order and defaults as the reference (its ``**kwargs`` aside); the
     generated class may add keyword-only ``extensions`` after them (``fused``, and the
-    precision policy every generated optimizer takes)."""
+    precision policy every generated optimizer takes).
+
+    ``schedules``: arguments whose default the generated class writes as an expression in
+    ``step`` (the value here) and the reference as a callable, equal to it at
+    ``SCHEDULE_PROBES``."""
     import inspect
 
     def args(cls):
@@ -224,4 +257,26 @@ def assert_same_signature(
         ]
 
     ours = [a for a in args(generated(module, name)) if a[0] not in extensions]
-    assert ours == args(reference(name))
+    theirs = args(reference(reference_name or name))
+    names, ref_names = [n for n, _ in ours], [n for n, _ in theirs]
+    assert (
+        names == ref_names
+    ), f"{name}: arguments {names}, reference {ref_names} (in this order)"
+    for (arg, default), (_, ref_default) in zip(ours, theirs):
+        expr = (schedules or {}).get(arg)
+        if expr is None:
+            assert (
+                default == ref_default
+            ), f"{name}: {arg}={default!r} by default, reference {ref_default!r}"
+            continue
+        assert (
+            default == expr
+        ), f"{name}: {arg}={default!r} by default, expected the schedule {expr!r}"
+        got = [ref_default(t) for t in SCHEDULE_PROBES]
+        want = [
+            eval(expr, {"step": t}) for t in SCHEDULE_PROBES
+        ]  # table data, not input
+        assert got == want, (
+            f"{name}: the reference's default {arg} gives {got} at steps "
+            f"{list(SCHEDULE_PROBES)}, {expr!r} gives {want}"
+        )
