@@ -707,24 +707,18 @@ def _fused_adabelief(
         exp_avg = exp_avgs[i]
         exp_avg_var = exp_avg_vars[i]
         max_exp_avg_var = max_exp_avg_vars[i] if ams_bound else None
-        _if3 = False
-        _if4 = False
-        _if7 = False
-        _if8 = False
+        weight_decay_positive = False
+        rho_t_ge_n_sma_threshold = False
         rect = 0.0
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
-        _if5 = ams_bound
-        _if6 = rectify
-        if _if6:
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
+        if rectify:
             rho_inf = 2 / (1 - beta2) - 1
             rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
-            _if7 = rho_t >= n_sma_threshold
-            if _if7:
+            rho_t_ge_n_sma_threshold = rho_t >= n_sma_threshold
+            if rho_t_ge_n_sma_threshold:
                 rect = math.sqrt(
                     bias_correction2
                     * (rho_t - 4)
@@ -734,8 +728,6 @@ def _fused_adabelief(
                     * rho_inf
                     / (rho_inf - 2)
                 )
-            else:
-                _if8 = degenerated_to_sgd
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -751,14 +743,14 @@ def _fused_adabelief(
             _number_tensor(rect),
             _bias_correction1,
             _bias_correction2,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
-            _if6,
-            _if7,
-            _if8,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            ams_bound,
+            rectify,
+            rho_t_ge_n_sma_threshold,
+            degenerated_to_sgd,
             fixed_decay,
             _compute,
             _rounding,
@@ -781,14 +773,14 @@ def _adabelief_kernel(
     rect,
     bias_correction1,
     bias_correction2,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
-    _if6,
-    _if7,
-    _if8,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
+    ams_bound,
+    rectify,
+    rho_t_ge_n_sma_threshold,
+    degenerated_to_sgd,
     fixed_decay,
     _compute,
     _rounding,
@@ -800,26 +792,26 @@ def _adabelief_kernel(
         param, grad, exp_avg, exp_avg_var, max_exp_avg_var = to_compute(
             _compute, param, grad, exp_avg, exp_avg_var, max_exp_avg_var
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1)
     r = g.sub(exp_avg)
     exp_avg_var.mul_(beta2).addcmul_(r.mul(1 - beta2), r).add_(eps)
-    if _if5:
+    if ams_bound:
         torch.maximum(max_exp_avg_var, exp_avg_var, out=max_exp_avg_var)
         denom = max_exp_avg_var.sqrt()
     else:
         denom = exp_avg_var.sqrt()
-    if _if6:
-        if _if7:
+    if rectify:
+        if rho_t_ge_n_sma_threshold:
             param.addcdiv_(exp_avg.mul(-(lr * rect / bias_correction1)), denom.add(eps))
         else:
-            if _if8:
+            if degenerated_to_sgd:
                 param.add_(exp_avg.mul(-(lr / bias_correction1)))
     else:
         param.addcdiv_(

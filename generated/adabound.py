@@ -666,15 +666,11 @@ def _fused_adabound(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if ams_bound else None
-        _if3 = False
-        _if4 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
-        _if5 = ams_bound
+        weight_decay_positive = False
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -690,11 +686,11 @@ def _fused_adabound(
             _step_size,
             _lower,
             _upper,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            ams_bound,
             fixed_decay,
             _compute,
             _rounding,
@@ -717,11 +713,11 @@ def _adabound_kernel(
     step_size,
     lower,
     upper,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
+    ams_bound,
     fixed_decay,
     _compute,
     _rounding,
@@ -733,16 +729,16 @@ def _adabound_kernel(
         param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
-    if _if5:
+    if ams_bound:
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         denom = max_exp_avg_sq.add(1e-15).sqrt_().add_(eps)
     else:

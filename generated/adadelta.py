@@ -555,8 +555,7 @@ def _fused_adadelta(
         square_avg = square_avgs[i]
         acc_delta = acc_deltas[i]
         step_t += 1
-        _if1 = maximize
-        _if2 = weight_decay != 0
+        weight_decay_nonzero = weight_decay != 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -567,8 +566,8 @@ def _fused_adadelta(
             _rho,
             _eps,
             _lr,
-            _if1,
-            _if2,
+            maximize,
+            weight_decay_nonzero,
             _compute,
             _rounding,
             _flat(_comp),
@@ -585,8 +584,8 @@ def _adadelta_kernel(
     rho,
     eps,
     lr,
-    _if1,
-    _if2,
+    maximize,
+    weight_decay_nonzero,
     _compute,
     _rounding,
     _comp,
@@ -597,8 +596,8 @@ def _adadelta_kernel(
         param, grad, square_avg, acc_delta = to_compute(
             _compute, param, grad, square_avg, acc_delta
         )
-    g = -grad if _if1 else grad
-    if _if2:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
         g = g.add(param.mul(weight_decay))
     square_avg.mul_(rho).addcmul_(g.mul(1 - rho), g)
     std = square_avg.add(eps).sqrt_()

@@ -581,8 +581,7 @@ def _fused_adagrad(
         state_sum = state_sums[i]
         step_t += 1
         step = _get_value(step_t)
-        _if1 = maximize
-        _if2 = weight_decay != 0
+        weight_decay_nonzero = weight_decay != 0
         clr = lr / (1 + (step - 1) * lr_decay)
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
@@ -592,8 +591,8 @@ def _fused_adagrad(
             _weight_decay,
             _eps,
             _number_tensor(clr),
-            _if1,
-            _if2,
+            maximize,
+            weight_decay_nonzero,
             _compute,
             _rounding,
             _flat(_comp),
@@ -608,8 +607,8 @@ def _adagrad_kernel(
     weight_decay,
     eps,
     clr,
-    _if1,
-    _if2,
+    maximize,
+    weight_decay_nonzero,
     _compute,
     _rounding,
     _comp,
@@ -618,8 +617,8 @@ def _adagrad_kernel(
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, state_sum)
         param, grad, state_sum = to_compute(_compute, param, grad, state_sum)
-    g = -grad if _if1 else grad
-    if _if2:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
         g = g.add(param.mul(weight_decay))
     state_sum.addcmul_(g, g)
     std = state_sum.sqrt().add_(eps)

@@ -583,8 +583,7 @@ def _fused_adamax(
         exp_inf = exp_infs[i]
         step_t += 1
         step = _get_value(step_t)
-        _if1 = maximize
-        _if2 = weight_decay != 0
+        weight_decay_nonzero = weight_decay != 0
         clr = lr / (1 - beta1**step)
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
@@ -597,8 +596,8 @@ def _fused_adamax(
             _beta2,
             _eps,
             _number_tensor(clr),
-            _if1,
-            _if2,
+            maximize,
+            weight_decay_nonzero,
             _compute,
             _rounding,
             _flat(_comp),
@@ -616,8 +615,8 @@ def _adamax_kernel(
     beta2,
     eps,
     clr,
-    _if1,
-    _if2,
+    maximize,
+    weight_decay_nonzero,
     _compute,
     _rounding,
     _comp,
@@ -628,8 +627,8 @@ def _adamax_kernel(
         param, grad, exp_avg, exp_inf = to_compute(
             _compute, param, grad, exp_avg, exp_inf
         )
-    g = -grad if _if1 else grad
-    if _if2:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
         g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1)
     exp_inf.mul_(beta2)

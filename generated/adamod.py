@@ -575,14 +575,11 @@ def _fused_adamod(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         exp_avg_lr = exp_avg_lrs[i]
-        _if3 = False
-        _if4 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
+        weight_decay_positive = False
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -597,10 +594,10 @@ def _fused_adamod(
             _eps,
             _step_size,
             _beta3,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
             fixed_decay,
             _compute,
             _rounding,
@@ -622,10 +619,10 @@ def _adamod_kernel(
     eps,
     step_size,
     beta3,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
     fixed_decay,
     _compute,
     _rounding,
@@ -637,12 +634,12 @@ def _adamod_kernel(
         param, grad, exp_avg, exp_avg_sq, exp_avg_lr = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, exp_avg_lr
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)

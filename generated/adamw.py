@@ -758,17 +758,12 @@ def _fused_adamw(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
-        _if3 = False
         step_t += 1
         step = _get_value(step_t)
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = decoupled_weight_decay
+        weight_decay_nonzero = weight_decay != 0
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
-        _if4 = amsgrad
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -783,10 +778,10 @@ def _fused_adamw(
             _number_tensor(bias_correction2),
             _eps,
             _number_tensor(step_size),
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            weight_decay_nonzero,
+            decoupled_weight_decay,
+            amsgrad,
             _compute,
             _rounding,
             _flat(_comp),
@@ -807,10 +802,10 @@ def _adamw_kernel(
     bias_correction2,
     eps,
     step_size,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    weight_decay_nonzero,
+    decoupled_weight_decay,
+    amsgrad,
     _compute,
     _rounding,
     _comp,
@@ -821,15 +816,15 @@ def _adamw_kernel(
         param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if decoupled_weight_decay:
             param.mul_(1 - lr * weight_decay)
         else:
             g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
-    if _if4:
+    if amsgrad:
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         denom = max_exp_avg_sq.sqrt().div_(bias_correction2**0.5).add_(eps)
     else:

@@ -653,9 +653,10 @@ def _fused_adan(
                 dtype=stored_dtype(precision, "previous_grad"),
                 memory_format=torch.preserve_format,
             )
-        _if1 = maximize
-        _if2 = weight_decay != 0 and weight_decouple
-        _if3 = weight_decay != 0 and not weight_decouple
+        weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
+        weight_decay_nonzero_and_not_weight_decouple = (
+            weight_decay != 0 and not weight_decouple
+        )
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -671,9 +672,9 @@ def _fused_adan(
             _eps,
             _lr,
             _weight_decay,
-            _if1,
-            _if2,
-            _if3,
+            maximize,
+            weight_decay_nonzero_and_weight_decouple,
+            weight_decay_nonzero_and_not_weight_decouple,
             _first_previous_grad,
             _compute,
             _rounding,
@@ -696,9 +697,9 @@ def _adan_kernel(
     eps,
     lr,
     weight_decay,
-    _if1,
-    _if2,
-    _if3,
+    maximize,
+    weight_decay_nonzero_and_weight_decouple,
+    weight_decay_nonzero_and_not_weight_decouple,
     _first_previous_grad,
     _compute,
     _rounding,
@@ -712,18 +713,18 @@ def _adan_kernel(
         )
     if _first_previous_grad:
         previous_grad.copy_(-grad)
-    g = -grad if _if1 else grad
+    g = -grad if maximize else grad
     diff = g.add(previous_grad)
     exp_avg.lerp_(g, 1 - beta1)
     exp_avg_diff.lerp_(diff, 1 - beta2)
     u = g.add(diff.mul(beta2))
     exp_avg_sq.mul_(beta3).addcmul_(u.mul(1 - beta3), u)
     denom = exp_avg_sq.sqrt().div_(torch.sqrt(1 - beta3**step)).add_(eps)
-    if _if2:
+    if weight_decay_nonzero_and_weight_decouple:
         param.mul_(1 - lr * weight_decay)
     param.addcdiv_(exp_avg.mul(-(lr / (1 - beta1**step))), denom)
     param.addcdiv_(exp_avg_diff.mul(-(lr * beta2 / (1 - beta2**step))), denom)
-    if _if3:
+    if weight_decay_nonzero_and_not_weight_decouple:
         param.div_(1 + lr * weight_decay)
     previous_grad.copy_(-g)
     if _compute is not None:

@@ -645,18 +645,15 @@ def _fused_ademamix(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         exp_avg_slow = exp_avg_slows[i]
-        _if3 = False
-        _if4 = False
+        weight_decay_positive = False
         alpha_t = 0.0
         beta3_t = 0.0
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
-        _if5 = t_alpha_beta3 is None
-        if _if5:
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
+        t_alpha_beta3_is_none = t_alpha_beta3 is None
+        if t_alpha_beta3_is_none:
             alpha_t = alpha
             beta3_t = beta3
         else:
@@ -687,11 +684,11 @@ def _fused_ademamix(
             _step,
             _eps,
             _number_tensor(alpha_t),
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            t_alpha_beta3_is_none,
             fixed_decay,
             _compute,
             _rounding,
@@ -714,11 +711,11 @@ def _ademamix_kernel(
     step,
     eps,
     alpha_t,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
+    t_alpha_beta3_is_none,
     fixed_decay,
     _compute,
     _rounding,
@@ -730,12 +727,12 @@ def _ademamix_kernel(
         param, grad, exp_avg, exp_avg_sq, exp_avg_slow = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, exp_avg_slow
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)

@@ -561,18 +561,15 @@ def _fused_adopt(
         grad = grads[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        _if3 = False
-        _if4 = False
-        _if6 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
-        _if5 = step == 1
-        if not _if5:
-            _if6 = clip_lambda is not None
+        weight_decay_positive = False
+        clip_lambda_is_not_none = False
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
+        step_eq_1 = step == 1
+        if not step_eq_1:
+            clip_lambda_is_not_none = clip_lambda is not None
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -585,12 +582,12 @@ def _fused_adopt(
             _step,
             _beta1,
             _beta2,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
-            _if6,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            step_eq_1,
+            clip_lambda_is_not_none,
             fixed_decay,
             _compute,
             _rounding,
@@ -610,12 +607,12 @@ def _adopt_kernel(
     step,
     beta1,
     beta2,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
-    _if6,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
+    step_eq_1,
+    clip_lambda_is_not_none,
     fixed_decay,
     _compute,
     _rounding,
@@ -627,18 +624,18 @@ def _adopt_kernel(
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
-    if _if5:
+    if step_eq_1:
         exp_avg_sq.addcmul_(g, g)
     else:
         normed = g.div(exp_avg_sq.sqrt().clamp_min_(eps))
-        if _if6:
+        if clip_lambda_is_not_none:
             normed.clamp_(-(step**0.25), step**0.25)
         exp_avg.lerp_(normed, 1 - beta1)
         param.add_(exp_avg.mul(-lr))

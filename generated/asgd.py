@@ -682,11 +682,10 @@ def _fused_asgd(
         ax = axs[i]
         eta = _get_value(eta_t)
         mu = _get_value(mu_t)
-        _if1 = maximize
         step_t += 1
         step = _get_value(step_t)
-        _if2 = weight_decay != 0
-        _if3 = mu != 1
+        weight_decay_nonzero = weight_decay != 0
+        mu_ne_1 = mu != 1
         eta_t.fill_(lr / (1 + lambd * lr * step) ** alpha)
         mu_t.fill_(1 / max(1, step - t0))
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
@@ -698,9 +697,9 @@ def _fused_asgd(
             _lambd,
             _number_tensor(eta),
             _number_tensor(mu),
-            _if1,
-            _if2,
-            _if3,
+            maximize,
+            weight_decay_nonzero,
+            mu_ne_1,
             _compute,
             _rounding,
             _flat(_comp),
@@ -716,9 +715,9 @@ def _asgd_kernel(
     lambd,
     eta,
     mu,
-    _if1,
-    _if2,
-    _if3,
+    maximize,
+    weight_decay_nonzero,
+    mu_ne_1,
     _compute,
     _rounding,
     _comp,
@@ -727,12 +726,12 @@ def _asgd_kernel(
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, ax)
         param, grad, ax = to_compute(_compute, param, grad, ax)
-    g = -grad if _if1 else grad
-    if _if2:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
         g = g.add(param.mul(weight_decay))
     param.mul_(1 - lambd * eta)
     param.add_(g.mul(-eta))
-    if _if3:
+    if mu_ne_1:
         ax.add_(param.sub(ax).mul_(mu))
     else:
         ax.copy_(param)

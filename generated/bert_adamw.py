@@ -564,9 +564,10 @@ def _fused_bert_adamw(
         step_size = 0.0
         step_t += 1
         step = _get_value(step_t)
-        _if1 = correct_bias
-        step_size = lr * math.sqrt(1 - beta2**step) / (1 - beta1**step) if _if1 else lr
-        _if2 = weight_decay > 0
+        step_size = (
+            lr * math.sqrt(1 - beta2**step) / (1 - beta1**step) if correct_bias else lr
+        )
+        weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -579,8 +580,8 @@ def _fused_bert_adamw(
             _number_tensor(step_size),
             _lr,
             _weight_decay,
-            _if1,
-            _if2,
+            correct_bias,
+            weight_decay_positive,
             _compute,
             _rounding,
             _flat(_comp),
@@ -599,8 +600,8 @@ def _bert_adamw_kernel(
     step_size,
     lr,
     weight_decay,
-    _if1,
-    _if2,
+    correct_bias,
+    weight_decay_positive,
     _compute,
     _rounding,
     _comp,
@@ -615,7 +616,7 @@ def _bert_adamw_kernel(
     exp_avg_sq.mul_(beta2).addcmul_(grad.mul(1 - beta2), grad)
     denom = exp_avg_sq.sqrt().add_(eps)
     param.addcdiv_(exp_avg.mul(-step_size), denom)
-    if _if2:
+    if weight_decay_positive:
         param.add_(param.mul(-(lr * weight_decay)))
     if _compute is not None:
         store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)

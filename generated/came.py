@@ -884,17 +884,12 @@ def _fused_came(
         exp_avg_res_col = exp_avg_res_cols[i]
         exp_avg_sq = exp_avg_sqs[i]
         exp_avg_sq_hat = exp_avg_sq_hats[i] if ams_bound else None
-        _if3 = False
-        _if4 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
-        _if5 = param.dim() > 1
-        _if6 = ams_bound
-        _if7 = param.dim() > 1
+        weight_decay_positive = False
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
+        param_dim_gt_1 = param.dim() > 1
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             param,
@@ -914,13 +909,12 @@ def _fused_came(
             _beta1,
             _eps2,
             _beta3,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
-            _if6,
-            _if7,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            param_dim_gt_1,
+            ams_bound,
             fixed_decay,
             _compute,
             _rounding,
@@ -947,13 +941,12 @@ def _came_kernel(
     beta1,
     eps2,
     beta3,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
-    _if6,
-    _if7,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
+    param_dim_gt_1,
+    ams_bound,
     fixed_decay,
     _compute,
     _rounding,
@@ -993,15 +986,15 @@ def _came_kernel(
             exp_avg_sq,
             exp_avg_sq_hat,
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
     g2 = g.mul(g).add_(eps1)
-    if _if5:
+    if param_dim_gt_1:
         exp_avg_sq_row.mul_(beta2).add_(g2.mean(dim=-1, keepdim=True).mul_(1 - beta2))
         exp_avg_sq_col.mul_(beta2).add_(g2.mean(dim=-2, keepdim=True).mul_(1 - beta2))
         u = (
@@ -1011,13 +1004,13 @@ def _came_kernel(
     else:
         exp_avg_sq.mul_(beta2).add_(g2.mul(1 - beta2))
         u = exp_avg_sq.rsqrt()
-    if _if6:
+    if ams_bound:
         torch.maximum(exp_avg_sq_hat, u.reciprocal().mul_(1), out=exp_avg_sq_hat)
         u = exp_avg_sq_hat.div(beta2).rsqrt_()
     u.mul_(g)
     u.div_(u.norm().div_(math.sqrt(u.numel())).div_(clip_threshold).clamp_min_(1.0))
     exp_avg.lerp_(u, 1 - beta1)
-    if _if7:
+    if param_dim_gt_1:
         res = u.sub(exp_avg).square_().add_(eps2)
         exp_avg_res_row.mul_(beta3).add_(res.mean(dim=-1, keepdim=True).mul_(1 - beta3))
         exp_avg_res_col.mul_(beta3).add_(res.mean(dim=-2, keepdim=True).mul_(1 - beta3))

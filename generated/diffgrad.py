@@ -756,24 +756,18 @@ def _fused_diffgrad(
         exp_avg_sq = exp_avg_sqs[i]
         previous_grad = previous_grads[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if ams_bound else None
-        _if3 = False
-        _if4 = False
-        _if7 = False
-        _if8 = False
+        weight_decay_positive = False
+        rho_t_ge_n_sma_threshold = False
         rect = 0.0
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
-        _if5 = ams_bound
-        _if6 = rectify
-        if _if6:
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
+        if rectify:
             rho_inf = 2 / (1 - beta2) - 1
             rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
-            _if7 = rho_t >= n_sma_threshold
-            if _if7:
+            rho_t_ge_n_sma_threshold = rho_t >= n_sma_threshold
+            if rho_t_ge_n_sma_threshold:
                 rect = math.sqrt(
                     bias_correction2
                     * (rho_t - 4)
@@ -783,8 +777,6 @@ def _fused_diffgrad(
                     * rho_inf
                     / (rho_inf - 2)
                 )
-            else:
-                _if8 = degenerated_to_sgd
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -801,14 +793,14 @@ def _fused_diffgrad(
             _number_tensor(rect),
             _bias_correction1,
             _bias_correction2,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
-            _if6,
-            _if7,
-            _if8,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            ams_bound,
+            rectify,
+            rho_t_ge_n_sma_threshold,
+            degenerated_to_sgd,
             fixed_decay,
             _compute,
             _rounding,
@@ -832,14 +824,14 @@ def _diffgrad_kernel(
     rect,
     bias_correction1,
     bias_correction2,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
-    _if6,
-    _if7,
-    _if8,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
+    ams_bound,
+    rectify,
+    rho_t_ge_n_sma_threshold,
+    degenerated_to_sgd,
     fixed_decay,
     _compute,
     _rounding,
@@ -851,26 +843,26 @@ def _diffgrad_kernel(
         param, grad, exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, previous_grad, max_exp_avg_sq
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
-    if _if5:
+    if ams_bound:
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         denom = max_exp_avg_sq.add(1e-15).sqrt_().add_(eps)
     else:
         denom = exp_avg_sq.add(1e-15).sqrt_().add_(eps)
     xi = previous_grad.sub(g).abs_().neg_().exp_().add_(1).reciprocal_().mul_(1)
-    if _if6:
-        if _if7:
+    if rectify:
+        if rho_t_ge_n_sma_threshold:
             param.addcdiv_(xi.mul(exp_avg).mul_(-(lr * rect / bias_correction1)), denom)
         else:
-            if _if8:
+            if degenerated_to_sgd:
                 param.add_(exp_avg.mul(-(lr / bias_correction1)))
     else:
         param.addcdiv_(

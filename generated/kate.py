@@ -517,14 +517,11 @@ def _fused_kate(
         grad = grads[i]
         m = ms[i]
         b = bs[i]
-        _if3 = False
-        _if4 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
+        weight_decay_positive = False
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -535,10 +532,10 @@ def _fused_kate(
             _lr,
             _eps,
             _delta,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
             fixed_decay,
             _compute,
             _rounding,
@@ -556,10 +553,10 @@ def _kate_kernel(
     lr,
     eps,
     delta,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
     fixed_decay,
     _compute,
     _rounding,
@@ -569,12 +566,12 @@ def _kate_kernel(
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, m, b)
         param, grad, m, b = to_compute(_compute, param, grad, m, b)
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
     b_sq = b.square().addcmul_(g, g).add_(eps)
     m.copy_(m.square().addcmul_(g.mul(delta), g).addcdiv_(g.square(), b_sq).sqrt_())

@@ -541,7 +541,7 @@ def _single_tensor_lamb(
         )
         del w_norm, u_norm
         if adam:
-            param.add_(direction, alpha=-(step_size * 1))
+            param.add_(direction, alpha=-step_size)
         else:
             param.addcmul_(trust_ratio, direction, value=-step_size)
 
@@ -652,7 +652,7 @@ def _multi_tensor_lamb(
         ]
         del device_w_norm, device_u_norm
         if adam:
-            torch._foreach_add_(device_params, device_direction, alpha=-(step_size * 1))
+            torch._foreach_add_(device_params, device_direction, alpha=-step_size)
         else:
             torch._foreach_addcmul_(
                 device_params, device_trust_ratio, device_direction, -step_size
@@ -729,17 +729,18 @@ def _fused_lamb(
         grad = grads[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        _if4 = False
-        _if5 = False
+        not_weight_decouple_and_weight_decay_positive = False
+        rho_t_ge_n_sma_threshold = False
         step_size = 0.0
-        _if1 = maximize
-        _if2 = weight_decouple and weight_decay != 0
+        weight_decouple_and_weight_decay_nonzero = weight_decouple and weight_decay != 0
         step_size = lr / (1 - beta1**step)
-        _if3 = not rectify
-        if _if3:
-            _if4 = not weight_decouple and weight_decay > 0
+        not_rectify = not rectify
+        if not_rectify:
+            not_weight_decouple_and_weight_decay_positive = (
+                not weight_decouple and weight_decay > 0
+            )
         else:
-            _if5 = rho_t >= n_sma_threshold
+            rho_t_ge_n_sma_threshold = rho_t >= n_sma_threshold
             rt = (
                 math.sqrt(
                     (1 - beta2**step)
@@ -750,11 +751,10 @@ def _fused_lamb(
                     * rho_inf
                     / (rho_inf - 2)
                 )
-                if _if5
+                if rho_t_ge_n_sma_threshold
                 else 1.0 if degenerated_to_sgd else 0.0
             )
             step_size = lr * rt / (1 - beta1**step)
-        _if6 = adam
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -767,12 +767,12 @@ def _fused_lamb(
             _lr,
             _eps,
             _number_tensor(step_size),
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
-            _if6,
+            maximize,
+            weight_decouple_and_weight_decay_nonzero,
+            not_rectify,
+            not_weight_decouple_and_weight_decay_positive,
+            rho_t_ge_n_sma_threshold,
+            adam,
             grad_averaging,
             fixed_decay,
             _compute,
@@ -793,12 +793,12 @@ def _lamb_kernel(
     lr,
     eps,
     step_size,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
-    _if6,
+    maximize,
+    weight_decouple_and_weight_decay_nonzero,
+    not_rectify,
+    not_weight_decouple_and_weight_decay_positive,
+    rho_t_ge_n_sma_threshold,
+    adam,
     grad_averaging,
     fixed_decay,
     _compute,
@@ -811,26 +811,30 @@ def _lamb_kernel(
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
         )
-    g = -grad if _if1 else grad
+    g = -grad if maximize else grad
     exp_avg.mul_(beta1).add_(g.mul(1 - beta1 if grad_averaging else 1))
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
-    if _if2:
+    if weight_decouple_and_weight_decay_nonzero:
         param.mul_(1 - weight_decay * (1 if fixed_decay else lr))
-    if _if3:
+    if not_rectify:
         direction = exp_avg.div(exp_avg_sq.sqrt().add_(eps))
-        if _if4:
+        if not_weight_decouple_and_weight_decay_positive:
             direction.add_(param.mul(weight_decay))
         update = direction
     else:
-        direction = exp_avg.div(exp_avg_sq.sqrt().add_(eps)) if _if5 else exp_avg
+        direction = (
+            exp_avg.div(exp_avg_sq.sqrt().add_(eps))
+            if rho_t_ge_n_sma_threshold
+            else exp_avg
+        )
         update = param.add(direction.mul(-step_size))
     w_norm = param.norm().clamp_(0, 10)
     u_norm = update.norm()
     trust_ratio = torch.where(
         w_norm.eq(0), 1, torch.where(u_norm.eq(0), 1, w_norm.div(u_norm.add(eps)))
     )
-    if _if6:
-        param.add_(direction.mul(-(step_size * 1)))
+    if adam:
+        param.add_(direction.mul(-step_size))
     else:
         param.addcmul_(trust_ratio.mul(-step_size), direction)
     if _compute is not None:

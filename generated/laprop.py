@@ -781,16 +781,13 @@ def _fused_laprop(
         exp_avg_sq = exp_avg_sqs[i]
         exp_mean_avg_beta2 = exp_mean_avg_beta2s[i] if centered else None
         max_exp_avg_sq = max_exp_avg_sqs[i] if ams_bound else None
-        _if3 = False
+        step_gt_steps_before_using_centered = False
         momentum_step_t += 1
         momentum_step = _get_value(momentum_step_t)
-        _if1 = maximize
         bias_correction1 = 1 - beta1**momentum_step
-        _if2 = centered
-        if _if2:
-            _if3 = step > steps_before_using_centered
-        _if4 = ams_bound
-        _if5 = weight_decay != 0 and weight_decouple
+        if centered:
+            step_gt_steps_before_using_centered = step > steps_before_using_centered
+        weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -806,11 +803,11 @@ def _fused_laprop(
             _lr,
             _number_tensor(bias_correction1),
             _weight_decay,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
+            maximize,
+            centered,
+            step_gt_steps_before_using_centered,
+            ams_bound,
+            weight_decay_nonzero_and_weight_decouple,
             fixed_decay,
             _compute,
             _rounding,
@@ -833,11 +830,11 @@ def _laprop_kernel(
     lr,
     bias_correction1,
     weight_decay,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
+    maximize,
+    centered,
+    step_gt_steps_before_using_centered,
+    ams_bound,
+    weight_decay_nonzero_and_weight_decouple,
     fixed_decay,
     _compute,
     _rounding,
@@ -857,14 +854,14 @@ def _laprop_kernel(
                 max_exp_avg_sq,
             )
         )
-    g = -grad if _if1 else grad
+    g = -grad if maximize else grad
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
     second = exp_avg_sq
-    if _if2:
+    if centered:
         exp_mean_avg_beta2.lerp_(g, 1 - beta2)
-        if _if3:
+        if step_gt_steps_before_using_centered:
             second = exp_avg_sq.addcmul(exp_mean_avg_beta2.mul(-1), exp_mean_avg_beta2)
-    if _if4:
+    if ams_bound:
         torch.maximum(max_exp_avg_sq, second, out=max_exp_avg_sq)
         denom = (
             max_exp_avg_sq.add(1e-15)
@@ -876,7 +873,7 @@ def _laprop_kernel(
         denom = second.add(1e-15).sqrt_().add_(eps).div_(torch.sqrt(bias_correction2))
     exp_avg.mul_(beta1).addcdiv_(g.mul((1 - beta1) * lr), denom)
     param.add_(exp_avg.mul(-(1 / bias_correction1)))
-    if _if5:
+    if weight_decay_nonzero_and_weight_decouple:
         param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
     if _compute is not None:
         store_back(

@@ -519,12 +519,8 @@ def _fused_lars(
     for i, param in enumerate(params):
         grad = grads[i]
         momentum_buffer = momentum_buffers[i] if momentum > 0 else None
-        _if4 = False
-        _if1 = maximize
-        _if2 = param.dim() > 1
-        _if3 = momentum > 0
-        if _if3:
-            _if4 = nesterov
+        param_dim_gt_1 = param.dim() > 1
+        momentum_positive = momentum > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -535,10 +531,10 @@ def _fused_lars(
             _momentum,
             _dampening,
             _lr,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            param_dim_gt_1,
+            momentum_positive,
+            nesterov,
             _compute,
             _rounding,
             _flat(_comp),
@@ -555,10 +551,10 @@ def _lars_kernel(
     momentum,
     dampening,
     lr,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    param_dim_gt_1,
+    momentum_positive,
+    nesterov,
     _compute,
     _rounding,
     _comp,
@@ -569,8 +565,8 @@ def _lars_kernel(
         param, grad, momentum_buffer = to_compute(
             _compute, param, grad, momentum_buffer
         )
-    g = -grad if _if1 else grad
-    if _if2:
+    g = -grad if maximize else grad
+    if param_dim_gt_1:
         param_norm = param.norm()
         denominator = g.norm().add_(param_norm.mul(weight_decay))
         trust_ratio = torch.where(
@@ -583,9 +579,9 @@ def _lars_kernel(
             1,
         )
         g = g.add(param.mul(weight_decay)).mul_(trust_ratio)
-    if _if3:
+    if momentum_positive:
         momentum_buffer.mul_(momentum).add_(g.mul(1 - dampening))
-        g = g.add(momentum_buffer.mul(momentum)) if _if4 else momentum_buffer
+        g = g.add(momentum_buffer.mul(momentum)) if nesterov else momentum_buffer
     param.add_(g.mul(-lr))
     if _compute is not None:
         store_back(_stored, (param, momentum_buffer), _rounding, _comp, _noise)

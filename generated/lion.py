@@ -478,14 +478,11 @@ def _fused_lion(
     for i, param in enumerate(params):
         grad = grads[i]
         exp_avg = exp_avgs[i]
-        _if3 = False
-        _if4 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
+        weight_decay_positive = False
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -495,10 +492,10 @@ def _fused_lion(
             _lr,
             _beta1,
             _beta2,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
             fixed_decay,
             _compute,
             _rounding,
@@ -515,10 +512,10 @@ def _lion_kernel(
     lr,
     beta1,
     beta2,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
     fixed_decay,
     _compute,
     _rounding,
@@ -528,12 +525,12 @@ def _lion_kernel(
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg)
         param, grad, exp_avg = to_compute(_compute, param, grad, exp_avg)
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
     update = exp_avg.lerp(g, 1 - beta1).sign_()
     exp_avg.lerp_(g, 1 - beta2)

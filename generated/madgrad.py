@@ -600,15 +600,15 @@ def _fused_madgrad(
             x0 = x0s[i] = param.detach().to(
                 stored_dtype(precision, "x0") or param.dtype, copy=True
             )
-        _if5 = False
-        _if1 = momentum > 0
-        _if2 = maximize
-        _if3 = weight_decay > 0 and not weight_decouple
-        _if4 = momentum > 0
-        if not _if4:
-            _if5 = eps == 0
-        _if6 = eps == 0
-        _if7 = weight_decay > 0 and weight_decouple
+        eps_zero = False
+        momentum_positive = momentum > 0
+        weight_decay_positive_and_not_weight_decouple = (
+            weight_decay > 0 and not weight_decouple
+        )
+        if not momentum_positive:
+            eps_zero = eps == 0
+        eps_zero_2 = eps == 0
+        weight_decay_positive_and_weight_decouple = weight_decay > 0 and weight_decouple
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -621,13 +621,12 @@ def _fused_madgrad(
             _lamb,
             _momentum,
             _lr_eps,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
-            _if6,
-            _if7,
+            momentum_positive,
+            maximize,
+            weight_decay_positive_and_not_weight_decouple,
+            eps_zero,
+            eps_zero_2,
+            weight_decay_positive_and_weight_decouple,
             _first_x0,
             _compute,
             _rounding,
@@ -647,13 +646,12 @@ def _madgrad_kernel(
     lamb,
     momentum,
     lr_eps,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
-    _if6,
-    _if7,
+    momentum_positive,
+    maximize,
+    weight_decay_positive_and_not_weight_decouple,
+    eps_zero,
+    eps_zero_2,
+    weight_decay_positive_and_weight_decouple,
     _first_x0,
     _compute,
     _rounding,
@@ -665,23 +663,23 @@ def _madgrad_kernel(
         param, grad, grad_sum_sq, s, x0 = to_compute(
             _compute, param, grad, grad_sum_sq, s, x0
         )
-    g = -grad if _if2 else grad
-    if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_positive_and_not_weight_decouple:
         g = g.add(param.mul(weight_decay))
-    if _if4:
+    if momentum_positive:
         origin = x0
     else:
         rms = grad_sum_sq.pow(1 / 3).add_(eps)
-        if _if5:
+        if eps_zero:
             rms = torch.where(rms.eq(0), 1e400, rms)
         origin = param.addcdiv(s, rms)
     grad_sum_sq.addcmul_(g.mul(lamb), g)
     s.add_(g.mul(lamb))
     rms = grad_sum_sq.pow(1 / 3).add_(eps)
-    if _if6:
+    if eps_zero_2:
         rms = torch.where(rms.eq(0), 1e400, rms)
     z = origin.addcdiv(s.mul(-1), rms)
-    if _if7:
+    if weight_decay_positive_and_weight_decouple:
         param.copy_(
             param.lerp(z, 1 - momentum).add_(param.mul(-(lr_eps * weight_decay)))
         )

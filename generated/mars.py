@@ -1089,10 +1089,8 @@ def _fused_mars(
         exp_avg_sq = exp_avg_sqs[i]
         last_grad = last_grads[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if ams_bound else None
-        _if5 = False
-        _if6 = False
-        _if7 = False
-        _if8 = False
+        mars_type_eq_shampoo_and_param_dim_ge_2 = False
+        param_size_0_gt_param_size_1 = False
         b1 = 0.0
         b2 = 0.0
         step_size = 0.0
@@ -1101,9 +1099,8 @@ def _fused_mars(
             raise ValueError(
                 "mars_type 'shampoo' of the generated MARS takes tensors of at most 2 dimensions (reshaping a tensor to a matrix is not expressed)"
             )
-        _if1 = maximize
-        _if2 = param.dim() < 2 and not optimize_1d
-        if _if2:
+        param_dim_lt_2_and_not_optimize_1d = param.dim() < 2 and not optimize_1d
+        if param_dim_lt_2_and_not_optimize_1d:
             b1 = beta1_1d
             b2 = beta2_1d
             step_size = lr * lr_1d_factor
@@ -1113,17 +1110,14 @@ def _fused_mars(
             b2 = beta2
             step_size = lr
             wd = weight_decay
-        _if3 = cautious
-        _if4 = mars_type == "lion" and (optimize_1d or param.dim() >= 2)
-        if not _if4:
-            _if5 = mars_type == "shampoo" and param.dim() >= 2
-            if _if5:
-                _if6 = param.size(0) > param.size(1)
-                _if7 = param.size(0) > param.size(1)
-            else:
-                _if8 = ams_bound
-        _if9 = wd != 0 and weight_decouple
-        _if10 = weight_decouple
+        decision = mars_type == "lion" and (optimize_1d or param.dim() >= 2)
+        if not decision:
+            mars_type_eq_shampoo_and_param_dim_ge_2 = (
+                mars_type == "shampoo" and param.dim() >= 2
+            )
+            if mars_type_eq_shampoo_and_param_dim_ge_2:
+                param_size_0_gt_param_size_1 = param.size(0) > param.size(1)
+        wd_nonzero_and_weight_decouple = wd != 0 and weight_decouple
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             param,
@@ -1140,16 +1134,15 @@ def _fused_mars(
             _step,
             _number_tensor(wd),
             _number_tensor(step_size),
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
-            _if6,
-            _if7,
-            _if8,
-            _if9,
-            _if10,
+            maximize,
+            param_dim_lt_2_and_not_optimize_1d,
+            cautious,
+            decision,
+            mars_type_eq_shampoo_and_param_dim_ge_2,
+            param_size_0_gt_param_size_1,
+            ams_bound,
+            wd_nonzero_and_weight_decouple,
+            weight_decouple,
             fixed_decay,
             _compute,
             _rounding,
@@ -1173,16 +1166,15 @@ def _mars_kernel(
     step,
     wd,
     step_size,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
-    _if6,
-    _if7,
-    _if8,
-    _if9,
-    _if10,
+    maximize,
+    param_dim_lt_2_and_not_optimize_1d,
+    cautious,
+    decision,
+    mars_type_eq_shampoo_and_param_dim_ge_2,
+    param_size_0_gt_param_size_1,
+    ams_bound,
+    wd_nonzero_and_weight_decouple,
+    weight_decouple,
     fixed_decay,
     _compute,
     _rounding,
@@ -1194,37 +1186,37 @@ def _mars_kernel(
         param, grad, exp_avg, exp_avg_sq, last_grad, max_exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq, last_grad, max_exp_avg_sq
         )
-    g = -grad if _if1 else grad
-    if _if2:
+    g = -grad if maximize else grad
+    if param_dim_lt_2_and_not_optimize_1d:
         c = g
     else:
         c = g.sub(last_grad).mul_(gamma * (beta1 / (1 - beta1))).add_(g)
         c.div_(c.norm().clamp_min_(1.0))
     exp_avg.lerp_(c, 1 - b1)
     update = exp_avg
-    if _if3:
+    if cautious:
         mask = torch.where(update.mul(g).gt(0), 1.0, param.new_tensor(0.0))
         update = update.mul(
             mask.mul(mask.norm().square_().add_(1).reciprocal_().mul_(mask.numel()))
         )
-    if _if4:
+    if decision:
         u = update.sign()
     else:
-        if _if5:
+        if mars_type_eq_shampoo_and_param_dim_ge_2:
             X = update.mul(1 / (1 - beta1)).bfloat16()
-            if _if6:
+            if param_size_0_gt_param_size_1:
                 X = X.T
             X = X.div(X.norm().clamp_min_(eps))
             for _ in range(5):
                 gram = X @ X.T
                 gram_update = torch.addmm(gram, gram, gram, beta=-4.7750, alpha=2.0315)
                 X = torch.addmm(X, gram_update, X, beta=3.4445)
-            if _if7:
+            if param_size_0_gt_param_size_1:
                 X = X.T
             u = X.mul(math.sqrt(max(1, param.size(0) / param.size(1))))
         else:
             exp_avg_sq.mul_(b2).addcmul_(c.mul(1 - b2), c)
-            if _if8:
+            if ams_bound:
                 torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
                 v_hat = max_exp_avg_sq
             else:
@@ -1236,9 +1228,9 @@ def _mars_kernel(
                 .div_((1 - b2**step) ** 0.5)
                 .mul_(1 - b1**step)
             )
-    if _if9:
+    if wd_nonzero_and_weight_decouple:
         param.mul_(1.0 - wd * (1.0 if fixed_decay else step_size))
-    if _if10:
+    if weight_decouple:
         last_grad.copy_(g)
     else:
         last_grad.copy_(g.add(param.mul(wd)))

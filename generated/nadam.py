@@ -759,14 +759,10 @@ def _fused_nadam(
         mu_product_t = mu_products[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        _if3 = False
         step_t += 1
         step = _get_value(step_t)
-        _if1 = maximize
         bias_correction2 = 1 - beta2**step
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = decoupled_weight_decay
+        weight_decay_nonzero = weight_decay != 0
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
         mu_product_t *= mu
@@ -788,9 +784,9 @@ def _fused_nadam(
             _number_tensor(mu_product),
             _number_tensor(mu_next),
             _number_tensor(mu_product_next),
-            _if1,
-            _if2,
-            _if3,
+            maximize,
+            weight_decay_nonzero,
+            decoupled_weight_decay,
             _compute,
             _rounding,
             _flat(_comp),
@@ -813,9 +809,9 @@ def _nadam_kernel(
     mu_product,
     mu_next,
     mu_product_next,
-    _if1,
-    _if2,
-    _if3,
+    maximize,
+    weight_decay_nonzero,
+    decoupled_weight_decay,
     _compute,
     _rounding,
     _comp,
@@ -826,9 +822,9 @@ def _nadam_kernel(
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if decoupled_weight_decay:
             param.mul_(1 - lr * weight_decay)
         else:
             g = g.add(param.mul(weight_decay))

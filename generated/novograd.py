@@ -577,14 +577,11 @@ def _fused_novograd(
                 dtype=stored_dtype(precision, "moments"),
                 memory_format=torch.preserve_format,
             )
-        _if3 = False
-        _if4 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
+        weight_decay_positive = False
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -596,10 +593,10 @@ def _fused_novograd(
             _weight_decay,
             _lr,
             _beta1,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
             fixed_decay,
             grad_averaging,
             _first_grads_ema,
@@ -621,10 +618,10 @@ def _novograd_kernel(
     weight_decay,
     lr,
     beta1,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
     fixed_decay,
     grad_averaging,
     _first_grads_ema,
@@ -639,17 +636,17 @@ def _novograd_kernel(
         param, grad, grads_ema, moments = to_compute(
             _compute, param, grad, grads_ema, moments
         )
-    g = -grad if _if1 else grad
+    g = -grad if maximize else grad
     if _first_grads_ema:
         grads_ema.copy_(g.norm().square_())
     else:
         grads_ema.lerp_(g.norm().square_(), 1 - beta2)
     g = g.div(grads_ema.sqrt().add_(eps))
-    if _if2:
-        if _if3:
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g.add_(param.mul(weight_decay))
     if _first_moments:
         moments.copy_(g)

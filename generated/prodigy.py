@@ -906,7 +906,6 @@ def _fused_prodigy(
         p0 = p0s[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        _if1 = maximize
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -923,7 +922,7 @@ def _fused_prodigy(
             _beta1,
             _beta2,
             _beta3_t,
-            _if1,
+            maximize,
             safeguard_warmup,
             _compute,
             _rounding,
@@ -947,7 +946,7 @@ def _prodigy_kernel(
     beta1,
     beta2,
     beta3_t,
-    _if1,
+    maximize,
     safeguard_warmup,
     _compute,
     _rounding,
@@ -959,7 +958,7 @@ def _prodigy_kernel(
         param, grad, s, p0, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, s, p0, exp_avg, exp_avg_sq
         )
-    g = -grad if _if1 else grad
+    g = -grad if maximize else grad
     d_numerator.add_(
         torch.dot(g.flatten(), p0.sub(param).flatten()).mul_(d / d0 * d_lr)
     )
@@ -1058,8 +1057,8 @@ def _fused_prodigy_pass2(
         p0 = p0s[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        _if1 = weight_decay != 0 and weight_decouple
-        _if2 = eps is not None
+        weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
+        eps_is_not_none = eps is not None
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -1072,8 +1071,8 @@ def _fused_prodigy_pass2(
             _d_lr,
             _d,
             _eps,
-            _if1,
-            _if2,
+            weight_decay_nonzero_and_weight_decouple,
+            eps_is_not_none,
             fixed_decay,
             _compute,
             _rounding,
@@ -1093,8 +1092,8 @@ def _prodigy_pass2_kernel(
     d_lr,
     d,
     eps,
-    _if1,
-    _if2,
+    weight_decay_nonzero_and_weight_decouple,
+    eps_is_not_none,
     fixed_decay,
     _compute,
     _rounding,
@@ -1106,9 +1105,9 @@ def _prodigy_pass2_kernel(
         param, grad, s, p0, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, s, p0, exp_avg, exp_avg_sq
         )
-    if _if1:
+    if weight_decay_nonzero_and_weight_decouple:
         param.mul_(1 - weight_decay * (1 if fixed_decay else d_lr))
-    if _if2:
+    if eps_is_not_none:
         param.addcdiv_(exp_avg.mul(-d_lr), exp_avg_sq.sqrt().add_(d * eps))
     else:
         param.add_(exp_avg.atan2(exp_avg_sq.sqrt()).mul_(-d_lr))

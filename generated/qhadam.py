@@ -792,11 +792,7 @@ def _fused_qhadam(
         exp_avg_sq = exp_avg_sqs[i]
         beta1_rate = _get_value(beta1_rate_t)
         beta2_rate = _get_value(beta2_rate_t)
-        _if3 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
+        weight_decay_nonzero = weight_decay != 0
         beta1_weight_t *= beta1
         beta1_weight = _get_value(beta1_weight_t)
         beta1_weight_t += 1
@@ -822,9 +818,9 @@ def _fused_qhadam(
             _nu1,
             _nu2,
             _eps,
-            _if1,
-            _if2,
-            _if3,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
             fixed_decay,
             _compute,
             _rounding,
@@ -845,9 +841,9 @@ def _qhadam_kernel(
     nu1,
     nu2,
     eps,
-    _if1,
-    _if2,
-    _if3,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
     fixed_decay,
     _compute,
     _rounding,
@@ -859,9 +855,9 @@ def _qhadam_kernel(
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
             g = g.add(param.mul(weight_decay))

@@ -735,19 +735,15 @@ def _fused_radam(
         step_t = state_steps[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        _if3 = False
         rect = 0.0
-        _if1 = maximize
         step_t += 1
         step = _get_value(step_t)
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = decoupled_weight_decay
+        weight_decay_nonzero = weight_decay != 0
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
-        _if4 = rho_t > 5.0
-        if _if4:
+        rho_t_gt_5_0 = rho_t > 5.0
+        if rho_t_gt_5_0:
             rect = (
                 (rho_t - 4)
                 * (rho_t - 2)
@@ -768,10 +764,10 @@ def _fused_radam(
             _eps,
             _number_tensor(bias_correction2),
             _number_tensor(rect),
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            weight_decay_nonzero,
+            decoupled_weight_decay,
+            rho_t_gt_5_0,
             _compute,
             _rounding,
             _flat(_comp),
@@ -792,10 +788,10 @@ def _radam_kernel(
     eps,
     bias_correction2,
     rect,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    weight_decay_nonzero,
+    decoupled_weight_decay,
+    rho_t_gt_5_0,
     _compute,
     _rounding,
     _comp,
@@ -806,16 +802,16 @@ def _radam_kernel(
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if decoupled_weight_decay:
             param.mul_(1 - lr * weight_decay)
         else:
             g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
     m_hat = exp_avg.div(bias_correction1)
-    if _if4:
+    if rho_t_gt_5_0:
         adaptive_lr = (
             exp_avg_sq.sqrt().add_(eps).reciprocal_().mul_(bias_correction2**0.5)
         )

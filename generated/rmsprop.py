@@ -661,10 +661,8 @@ def _fused_rmsprop(
         momentum_buffer = momentum_buffers[i] if momentum > 0 else None
         grad_avg = grad_avgs[i] if centered else None
         step_t += 1
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        _if3 = centered
-        _if4 = momentum > 0
+        weight_decay_nonzero = weight_decay != 0
+        momentum_positive = momentum > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -677,10 +675,10 @@ def _fused_rmsprop(
             _eps,
             _momentum,
             _lr,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            weight_decay_nonzero,
+            centered,
+            momentum_positive,
             _compute,
             _rounding,
             _flat(_comp),
@@ -699,10 +697,10 @@ def _rmsprop_kernel(
     eps,
     momentum,
     lr,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    weight_decay_nonzero,
+    centered,
+    momentum_positive,
     _compute,
     _rounding,
     _comp,
@@ -713,16 +711,16 @@ def _rmsprop_kernel(
         param, grad, square_avg, momentum_buffer, grad_avg = to_compute(
             _compute, param, grad, square_avg, momentum_buffer, grad_avg
         )
-    g = -grad if _if1 else grad
-    if _if2:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
         g = g.add(param.mul(weight_decay))
     square_avg.mul_(alpha).addcmul_(g.mul(1 - alpha), g)
-    if _if3:
+    if centered:
         grad_avg.lerp_(g, 1 - alpha)
         avg = square_avg.addcmul(grad_avg.mul(-1), grad_avg).sqrt_().add_(eps)
     else:
         avg = square_avg.sqrt().add_(eps)
-    if _if4:
+    if momentum_positive:
         momentum_buffer.mul_(momentum).addcdiv_(g, avg)
         param.add_(momentum_buffer.mul(-lr))
     else:

@@ -577,7 +577,6 @@ def _fused_rprop(
         step_t = state_steps[i]
         prev = prevs[i]
         step_size = step_sizes[i]
-        _if1 = maximize
         step_t += 1
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
@@ -589,7 +588,7 @@ def _fused_rprop(
             _etaminus,
             _step_size_min,
             _step_size_max,
-            _if1,
+            maximize,
             _compute,
             _rounding,
             _flat(_comp),
@@ -606,7 +605,7 @@ def _rprop_kernel(
     etaminus,
     step_size_min,
     step_size_max,
-    _if1,
+    maximize,
     _compute,
     _rounding,
     _comp,
@@ -617,7 +616,7 @@ def _rprop_kernel(
         param, grad, prev, step_size = to_compute(
             _compute, param, grad, prev, step_size
         )
-    g = -grad if _if1 else grad
+    g = -grad if maximize else grad
     agreement = g.mul(prev).sign_()
     factor = torch.where(
         agreement.gt(0),

@@ -780,9 +780,7 @@ def _fused_schedulefree_adamw(
         z = zs[i]
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if ams_bound else None
-        _if1 = maximize
-        _if2 = ams_bound
-        _if3 = weight_decay > 0
+        weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -797,9 +795,9 @@ def _fused_schedulefree_adamw(
             _c,
             _lr_k,
             _beta1,
-            _if1,
-            _if2,
-            _if3,
+            maximize,
+            ams_bound,
+            weight_decay_positive,
             _compute,
             _rounding,
             _flat(_comp),
@@ -820,9 +818,9 @@ def _schedulefree_adamw_kernel(
     c,
     lr_k,
     beta1,
-    _if1,
-    _if2,
-    _if3,
+    maximize,
+    ams_bound,
+    weight_decay_positive,
     _compute,
     _rounding,
     _comp,
@@ -833,16 +831,16 @@ def _schedulefree_adamw_kernel(
         param, grad, z, exp_avg_sq, max_exp_avg_sq = to_compute(
             _compute, param, grad, z, exp_avg_sq, max_exp_avg_sq
         )
-    g = -grad if _if1 else grad
+    g = -grad if maximize else grad
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
-    if _if2:
+    if ams_bound:
         torch.maximum(
             max_exp_avg_sq, exp_avg_sq.div(1 - beta2**step), out=max_exp_avg_sq
         )
         u = g.div(max_exp_avg_sq.add(1e-15).sqrt_().add_(eps))
     else:
         u = g.div(exp_avg_sq.div(1 - beta2**step).add_(1e-15).sqrt_().add_(eps))
-    if _if3:
+    if weight_decay_positive:
         u.add_(param.mul(weight_decay))
     param.lerp_(z, c)
     param.add_(u.mul(lr_k * (beta1 * (1 - c) - 1)))

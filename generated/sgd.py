@@ -489,12 +489,8 @@ def _fused_sgd(
                 dtype=stored_dtype(precision, "momentum_buffer"),
                 memory_format=torch.preserve_format,
             )
-        _if4 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        _if3 = momentum != 0
-        if _if3:
-            _if4 = nesterov
+        weight_decay_nonzero = weight_decay != 0
+        momentum_nonzero = momentum != 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -504,10 +500,10 @@ def _fused_sgd(
             _momentum,
             _dampening,
             _lr,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            weight_decay_nonzero,
+            momentum_nonzero,
+            nesterov,
             _first_momentum_buffer,
             _compute,
             _rounding,
@@ -524,10 +520,10 @@ def _sgd_kernel(
     momentum,
     dampening,
     lr,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    weight_decay_nonzero,
+    momentum_nonzero,
+    nesterov,
     _first_momentum_buffer,
     _compute,
     _rounding,
@@ -539,15 +535,15 @@ def _sgd_kernel(
         param, grad, momentum_buffer = to_compute(
             _compute, param, grad, momentum_buffer
         )
-    g = -grad if _if1 else grad
-    if _if2:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
         g = g.add(param.mul(weight_decay))
-    if _if3:
+    if momentum_nonzero:
         if _first_momentum_buffer:
             momentum_buffer.copy_(g)
         else:
             momentum_buffer.mul_(momentum).add_(g.mul(1 - dampening))
-        g = g.add(momentum_buffer.mul(momentum)) if _if4 else momentum_buffer
+        g = g.add(momentum_buffer.mul(momentum)) if nesterov else momentum_buffer
     param.add_(g.mul(-lr))
     if _compute is not None:
         store_back(_stored, (param, momentum_buffer), _rounding, _comp, _noise)

@@ -465,15 +465,12 @@ def _fused_signsgd(
     for i, param in enumerate(params):
         grad = grads[i]
         momentum_buffer = momentum_buffers[i] if momentum > 0 else None
-        _if3 = False
-        _if4 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
-        _if5 = momentum > 0
+        weight_decay_positive = False
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
+        momentum_positive = momentum > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -482,11 +479,11 @@ def _fused_signsgd(
             _weight_decay,
             _lr,
             _momentum,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
-            _if5,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            momentum_positive,
             _compute,
             _rounding,
             _flat(_comp),
@@ -501,11 +498,11 @@ def _signsgd_kernel(
     weight_decay,
     lr,
     momentum,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
-    _if5,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
+    momentum_positive,
     _compute,
     _rounding,
     _comp,
@@ -516,14 +513,14 @@ def _signsgd_kernel(
         param, grad, momentum_buffer = to_compute(
             _compute, param, grad, momentum_buffer
         )
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * lr)
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
-    if _if5:
+    if momentum_positive:
         momentum_buffer.lerp_(g, 1 - momentum)
         param.add_(momentum_buffer.sign().mul_(-lr))
     else:

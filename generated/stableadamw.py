@@ -578,9 +578,10 @@ def _fused_stableadamw(
             raise ValueError(
                 "kahan_sum=True is not supported for float16/bfloat16 parameters by the generated StableAdamW (Kahan-compensated updates are not expressed); pass kahan_sum=False"
             )
-        _if1 = maximize
-        _if2 = weight_decay > 0 and not weight_decouple
-        _if3 = weight_decay != 0 and weight_decouple
+        weight_decay_positive_and_not_weight_decouple = (
+            weight_decay > 0 and not weight_decouple
+        )
+        weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -592,9 +593,9 @@ def _fused_stableadamw(
             _beta2_hat,
             _eps,
             _lr,
-            _if1,
-            _if2,
-            _if3,
+            maximize,
+            weight_decay_positive_and_not_weight_decouple,
+            weight_decay_nonzero_and_weight_decouple,
             _compute,
             _rounding,
             _flat(_comp),
@@ -612,9 +613,9 @@ def _stableadamw_kernel(
     beta2_hat,
     eps,
     lr,
-    _if1,
-    _if2,
-    _if3,
+    maximize,
+    weight_decay_positive_and_not_weight_decouple,
+    weight_decay_nonzero_and_weight_decouple,
     _compute,
     _rounding,
     _comp,
@@ -625,8 +626,8 @@ def _stableadamw_kernel(
         param, grad, exp_avg, exp_avg_sq = to_compute(
             _compute, param, grad, exp_avg, exp_avg_sq
         )
-    g = -grad if _if1 else grad
-    if _if2:
+    g = -grad if maximize else grad
+    if weight_decay_positive_and_not_weight_decouple:
         g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta1_hat)
     exp_avg_sq.mul_(beta2_hat).addcmul_(g.mul(1 - beta2_hat), g)
@@ -637,7 +638,7 @@ def _stableadamw_kernel(
         .clamp_min_(1.0)
     )
     lr_t = rms.reciprocal().mul_(lr)
-    if _if3:
+    if weight_decay_nonzero_and_weight_decouple:
         param.mul_(lr_t.mul(weight_decay).neg_().add_(1))
     param.add_(lr_t.mul(exp_avg).div_(exp_avg_sq.sqrt().add_(eps)).mul_(-1))
     if _compute is not None:

@@ -460,14 +460,11 @@ def _fused_tiger(
     for i, param in enumerate(params):
         grad = grads[i]
         exp_avg = exp_avgs[i]
-        _if3 = False
-        _if4 = False
-        _if1 = maximize
-        _if2 = weight_decay != 0
-        if _if2:
-            _if3 = weight_decouple
-            if not _if3:
-                _if4 = weight_decay > 0
+        weight_decay_positive = False
+        weight_decay_nonzero = weight_decay != 0
+        if weight_decay_nonzero:
+            if not weight_decouple:
+                weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -476,10 +473,10 @@ def _fused_tiger(
             _weight_decay,
             _lr,
             _beta,
-            _if1,
-            _if2,
-            _if3,
-            _if4,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
             fixed_decay,
             _compute,
             _rounding,
@@ -495,10 +492,10 @@ def _tiger_kernel(
     weight_decay,
     lr,
     beta,
-    _if1,
-    _if2,
-    _if3,
-    _if4,
+    maximize,
+    weight_decay_nonzero,
+    weight_decouple,
+    weight_decay_positive,
     fixed_decay,
     _compute,
     _rounding,
@@ -508,12 +505,12 @@ def _tiger_kernel(
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg)
         param, grad, exp_avg = to_compute(_compute, param, grad, exp_avg)
-    g = -grad if _if1 else grad
-    if _if2:
-        if _if3:
+    g = -grad if maximize else grad
+    if weight_decay_nonzero:
+        if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
-            if _if4:
+            if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
     exp_avg.lerp_(g, 1 - beta)
     param.add_(exp_avg.sign().mul_(-lr))

@@ -14,8 +14,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from generator.language import syntax as S
+from generator import ir
+from generator import project as P
 from generator.check.checker import CheckedSpec, check, check_fragment
+from generator.emit.docs.markdown import catalogue, page, readme_table
+from generator.emit.python.fused import fusable
+from generator.emit.python.module import ModuleRenderer, environment
+from generator.language import syntax as S
 from generator.language.diagnostics import (
     Collector,
     Diagnostic,
@@ -24,8 +29,8 @@ from generator.language.diagnostics import (
     SpecError,
     render,
 )
-from generator import project as P
-from generator.language.parse import parse
+from generator.language.parse import cache_root, parse
+from generator.lower.lowering import lower
 
 SPEC_SUFFIX = P.SPEC_SUFFIX
 FRAGMENT_SUFFIX = P.FRAGMENT_SUFFIX
@@ -194,15 +199,19 @@ def check_all(
     return checked, sources
 
 
+def lowered(checked: CheckedSpec) -> ir.Optimizer:
+    """The spec's IR: lowered once, then kept with the checked spec for every emitter."""
+    if checked.ir is None:
+        checked.ir = lower(checked)
+    return checked.ir
+
+
 def check_fusable(checked: CheckedSpec, out: Collector) -> None:
     """A spec that declares `fused` must have an update the fused path can compile."""
-    from generator.emit.python.fused import fusable
-    from generator.lower.lowering import lower
-
     fused = next((i for i in checked.spec.inputs if i.arg_name == "fused"), None)
     if fused is None:
         return
-    blocker = fusable(lower(checked))
+    blocker = fusable(lowered(checked))
     if blocker is not None:
         out.error(
             "E326",
@@ -218,11 +227,8 @@ def _sorted(items: list[Diagnostic]) -> list[Diagnostic]:
 
 
 def render_unformatted(checked: CheckedSpec) -> str:
-    from generator.emit.python.module import ModuleRenderer
-    from generator.lower.lowering import lower
-
     try:
-        opt = lower(checked)
+        opt = lowered(checked)
         return ModuleRenderer(opt, checked).render()
     except GeneratorBug:
         raise
@@ -236,10 +242,6 @@ def render_coverage(checked: CheckedSpec) -> tuple[str, tuple]:
     """The module of a coverage build (optimgen verify) and its probes: each branch of the
     spec opens with ``_cover(label)``, which the caller defines. Only its for-loop path is
     meant to run (a probe in a compiled kernel would break its graph)."""
-    from generator import ir
-    from generator.emit.python.module import ModuleRenderer
-    from generator.lower.lowering import lower
-
     try:
         opt = lower(checked, coverage=True)
         everything = opt.step_block + opt.group_block + opt.hoisted + opt.body
@@ -267,8 +269,6 @@ def _black_mode():
 
 
 def _cache_dir() -> Path | None:
-    from generator.language.parse import cache_root
-
     return Path(cache_root()) / "black"
 
 
@@ -342,8 +342,6 @@ def _result(future, what: str) -> str:
 
 
 def render_init(entries: list[tuple[str, str]], spec_dir: str) -> str:
-    from generator.emit.python.module import environment
-
     text = (
         environment()
         .get_template("__init__.py.jinja")
@@ -406,8 +404,6 @@ def _readme_with_catalogue(
 ) -> Output | None:
     """The project README with its optimizer table regenerated from the specs (the lines
     between the two markers); None when the README has no such table."""
-    from generator.emit.docs.markdown import readme_table
-
     readme = project.root / "README.md"
     if not readme.is_file():
         return None
@@ -417,21 +413,16 @@ def _readme_with_catalogue(
         return None
     head = text[: text.index("\n", start) + 1]
     docs = project.show(project.out / "docs")
-    table = readme_table([(c, _module_name(c.spec)) for c in checked], docs)
+    table = readme_table([(c, lowered(c), _module_name(c.spec)) for c in checked], docs)
     return Output(readme, head + table + text[end:])
 
 
 def _doc_page(checked: CheckedSpec) -> str:
-    from generator.emit.docs.markdown import page
-    from generator.lower.lowering import lower
-
-    return page(checked, lower(checked))
+    return page(checked, lowered(checked))
 
 
 def _catalogue(checked: list[CheckedSpec]) -> str:
     """generated/docs/README.md: every generated optimizer, its page, summary and reference."""
-    from generator.emit.docs.markdown import catalogue
-
     return catalogue([(c, _module_name(c.spec)) for c in checked])
 
 

@@ -10,6 +10,7 @@ multi-tensor path turns into lists. Tensor expressions are trees of named operat
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -64,7 +65,14 @@ class SCond:
     orelse: "SExpr"
 
 
-SExpr = Union[SConst, SRef, SBin, SCompare, SUnary, SCall, SCond]
+@dataclass(frozen=True)
+class STuple:
+    """A tuple of numbers (a default such as ``betas=(0.9, 0.999)``)."""
+
+    items: tuple["SExpr", ...]
+
+
+SExpr = Union[SConst, SRef, SBin, SCompare, SUnary, SCall, SCond, STuple]
 
 # ---- tensor expressions -------------------------------------------------------------------------------
 
@@ -191,12 +199,20 @@ class Method:
 
 
 @dataclass(frozen=True)
+class Message:
+    """An error message: literal text and the values it shows, in order (``"Invalid
+    learning rate: {lr}"`` is ``("Invalid learning rate: ", SRef("lr"))``)."""
+
+    parts: tuple[Union[str, SExpr], ...]
+
+
+@dataclass(frozen=True)
 class Raise:
     """``if fails: raise exception(message)``: a check the step makes (Muon's ns_steps < 100)."""
 
     fails: SExpr
     exception: str
-    message: str  # Python source: a literal or an f-string of hyperparameters
+    message: Message
 
 
 @dataclass(frozen=True)
@@ -261,6 +277,29 @@ def refs(node, kind: type) -> list[str]:
     return list(found)
 
 
+def uses(e, pred) -> bool:
+    """Does a scalar or tensor expression contain a node for which ``pred`` holds?"""
+    if pred(e):
+        return True
+    for f in ("left", "right", "operand", "cond", "then", "orelse"):
+        x = getattr(e, f, None)
+        if x is not None and uses(x, pred):
+            return True
+    for f in ("args", "operands", "ops"):
+        for x in getattr(e, f, ()) or ():
+            if uses(x, pred):
+                return True
+    for _, x in getattr(e, "kwargs", ()) or ():
+        if uses(x, pred):
+            return True
+    return False
+
+
+def refuses_sharded(v: Validation) -> bool:
+    """The check that refuses a sharded (DTensor) parameter."""
+    return isinstance(v.fails, SCall) and v.fails.func == "is_sharded"
+
+
 def walk(stmts):
     """Every statement, nested ones (branches, loops, a lazy state's update) after their parent."""
     for s in stmts:
@@ -297,6 +336,29 @@ def scalar_lets(stmts):
 # ---- the optimizer ------------------------------------------------------------------------------------
 
 
+class PyType(enum.Enum):
+    """The Python types an argument may take."""
+
+    FLOAT = "float"
+    INT = "int"
+    BOOL = "bool"
+    TENSOR = "Tensor"
+    STR = "str"
+
+
+@dataclass(frozen=True)
+class ArgType:
+    """An argument's type: one of ``alternatives`` (or None, when ``optional``); a tuple of
+    ``items`` where there are items (``betas: tuple[float, float]``)."""
+
+    alternatives: tuple[PyType, ...] = ()
+    optional: bool = False
+    items: tuple["ArgType", ...] = ()
+
+    def admits(self, t: PyType) -> bool:
+        return t in self.alternatives
+
+
 @dataclass(frozen=True)
 class Argument:
     """A constructor argument (one per input declaration, e.g. ``betas`` for beta1 and beta2)."""
@@ -305,8 +367,8 @@ class Argument:
     symbols: tuple[
         str, ...
     ]  # spec symbols it provides (beta1, beta2) — the functional API names
-    default: str | None  # Python source of the default (None: required)
-    annotation: str
+    default: SExpr | None  # None: required
+    type: "ArgType"
     keyword: bool
     fixed: bool  # in `defaults` but not in the signature
     tensor_ok: bool  # may be a Tensor (then `_to_scalar` before the update)
@@ -320,10 +382,14 @@ class Argument:
 
 @dataclass(frozen=True)
 class Validation:
-    fails: str  # Python source of the condition under which the constructor raises
+    """A check of the inputs: in the constructor, on every parameter once the groups exist
+    (``per_parameter``), or at every step on each gradient (in ``Optimizer.step_checks``).
+    """
+
+    fails: SExpr  # the condition under which it raises
     exception: str
-    message: str  # Python source of the message (an f-string or a plain string)
-    per_parameter: bool = False  # checked on every parameter `p` once the groups exist
+    message: Message
+    per_parameter: bool = False
 
 
 @dataclass(frozen=True)
@@ -376,7 +442,11 @@ class Optimizer:
     defaults_order: tuple[str, ...] | None = None
     latex: str = ""
     # `none means`: (argument, Python source) replacing None in the constructor (LBFGS max_eval)
-    none_means: tuple[tuple[str, str], ...] = ()
+    # `none means`: (argument, the value the constructor puts in place of None)
+    none_means: tuple[tuple[str, SExpr], ...] = ()
+    # checks made at every step, on each parameter's gradient (`requires` reading `grad`), and
+    # the refusal of sharded parameters by an update that reads whole tensors
+    step_checks: tuple[Validation, ...] = ()
     # an `update flat:` spec: its update and procedures, checked and typed (generator.check.flat)
     program: object = None
     # `update group:`: counters of the group dict, counted once per group before its parameters

@@ -12,7 +12,7 @@ import pytest
 from pyflakes.api import check as pyflakes_check
 from pyflakes.reporter import Reporter
 
-from generator import driver as build
+from generator import driver
 from generator import project as P
 from generator.commands.cli import main
 from generator.language.diagnostics import GeneratorBug
@@ -30,16 +30,16 @@ OWN = P.find(ROOT)
 
 
 def test_generated_package_matches_a_fresh_build():
-    outputs = build.compile_specs(project=OWN)
-    problems = build.stale(outputs, OWN.out)
+    outputs = driver.compile_specs(project=OWN)
+    problems = driver.stale(outputs, OWN.out)
     assert not problems, "generated/ is stale; run `optimgen build`: " + ", ".join(
         f"{p.name} ({why})" for p, why in problems
     )
 
 
 def test_build_is_deterministic():
-    first = {o.path: o.content for o in build.compile_specs(project=OWN)}
-    second = {o.path: o.content for o in build.compile_specs(project=OWN)}
+    first = {o.path: o.content for o in driver.compile_specs(project=OWN)}
+    second = {o.path: o.content for o in driver.compile_specs(project=OWN)}
     assert first == second
 
 
@@ -142,7 +142,7 @@ def test_generator_failure_is_reported_as_a_bug_not_a_spec_error(
     def broken(*a, **k):
         raise GeneratorBug("template exploded")
 
-    monkeypatch.setattr(build, "render_unformatted", broken)
+    monkeypatch.setattr(driver, "render_unformatted", broken)
     d = _spec_dir(tmp_path, **{"good.optim": GOOD_SPEC})
     assert main(["build", "--spec-dir", str(d), "--out", str(tmp_path / "gen")]) == 2
     err = capsys.readouterr().err
@@ -152,7 +152,7 @@ def test_generator_failure_is_reported_as_a_bug_not_a_spec_error(
 
 def test_black_failure_is_a_generator_bug():
     with pytest.raises(GeneratorBug, match="black could not format"):
-        build.format_python("def broken(:\n", "X")
+        driver.format_python("def broken(:\n", "X")
 
 
 def test_message_text_cannot_break_out_of_its_string(tmp_path):

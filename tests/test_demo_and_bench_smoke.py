@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 
 import generated  # noqa: E402
 from generator.commands import bench
-from generator import demo  # noqa: E402
+from generator.commands import demo  # noqa: E402
 
 
 def _run(module, argv):

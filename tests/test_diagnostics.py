@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import driver as build
+from generator import driver
 from generator.commands.cli import main
 from generator.language.diagnostics import SpecError
 
@@ -26,7 +26,7 @@ def _render(path: Path) -> str:
     cwd = os.getcwd()
     os.chdir(ROOT)  # paths in messages are shown relative to the project
     try:
-        build.check_all([path], FRAGMENTS)
+        driver.check_all([path], FRAGMENTS)
     except SpecError as exc:
         return exc.render() + "\n"
     finally:
@@ -72,7 +72,7 @@ def test_did_you_mean_for_a_misspelt_fragment(tmp_path):
         "update:\n    use maximise\n    param <- param - lr * g\n"
     )
     with pytest.raises(SpecError) as info:
-        build.check_all([spec], FRAGMENTS)
+        driver.check_all([spec], FRAGMENTS)
     assert "did you mean `maximize`?" in info.value.render()
 
 
@@ -97,7 +97,7 @@ def test_every_diagnostic_has_a_right_example_that_builds(case):
     fixed = case.with_suffix(".fixed")
     assert fixed.exists(), f"{case.name} has no right example ({fixed.name})"
     try:
-        build.check_all([fixed], FRAGMENTS)
+        driver.check_all([fixed], FRAGMENTS)
     except SpecError as exc:
         pytest.fail(f"{fixed.name}, the right example, does not build:\n{exc.render()}")
 

@@ -14,7 +14,7 @@ pytest.importorskip(
     reason="optimgen train needs scikit-learn (pip install 'optimgen[train]')",
 )
 
-from generator import train  # noqa: E402
+from generator.commands import train  # noqa: E402
 
 
 def _supported(optimizer="AdamW"):

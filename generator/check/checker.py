@@ -15,70 +15,13 @@ import keyword
 from dataclasses import dataclass, field, replace
 
 from generator.language import syntax as S
-from generator.language.builtins import BUILTINS
+from generator.language.builtins import BUILTINS, CONSTANTS
 from generator.language.diagnostics import Collector, Note, did_you_mean
+from generator.check.flat import check_flat
+from generator.language.names import BUILTIN_TENSORS, IMPLEMENTATION_FLAGS, RESERVED
+from generator.language.spec_printer import print_expr
 
 TYPES = {"float", "int", "bool", "tensor", "str"}
-IMPLEMENTATION_FLAGS = {  # flags whose meaning the generator implements, not the spec
-    "foreach": ("bool", True),
-    "differentiable": ("bool", False),
-    "capturable": ("bool", False),
-    "fused": ("bool", True),
-}
-BUILTIN_TENSORS = {"param", "grad"}
-# Names the generated module itself uses; a spec symbol of that name would shadow them.
-RESERVED = {
-    "self",
-    "torch",
-    "Tensor",
-    "Optimizer",
-    "group",
-    "groups",
-    "state",
-    "params",
-    "grads",
-    "i",
-    "math",
-    "cast",
-    "closure",
-    "loss",
-    "defaults",
-    "p",
-    "t_",
-    "device_params",
-    "device_grads",
-    "grouped_tensors",
-    "has_complex",
-    "step_t",
-    "super",
-    "len",
-    "list",
-    "dict",
-    "float",
-    "int",
-    "bool",
-    "str",
-    "range",
-    "zip",
-    "isinstance",
-    "print",
-    "type",
-    "object",
-    "sum",
-    "min",
-    "max",
-    "abs",
-    "any",
-    "all",
-    "tuple",
-    "set",
-    "id",
-    "iter",
-    "next",
-    "map",
-    "filter",
-    "enumerate",
-}
 
 
 @dataclass(frozen=True)
@@ -112,6 +55,9 @@ class CheckedSpec:
     program: object = None  # generator.check.flat.Program of an `update flat:` spec
     # `method NAME:` blocks, fragments inlined: (declaration, statements)
     methods: tuple[tuple[S.Method, tuple[S.Stmt, ...]], ...] = ()
+    # its IR (generator.ir.Optimizer), lowered once by generator.driver.lowered and kept here
+    # for every emitter and query that needs it
+    ir: object = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -140,6 +86,13 @@ def check_name(name: S.Name, what: str, out: Collector) -> None:
         )
     elif n.startswith("_") or n.startswith("__"):
         out.error("E201", f"`{n}`: names may not start with `_`", name.span)
+    elif n in CONSTANTS:
+        out.error(
+            "E201",
+            f"`{n}` is a constant of the language and cannot name {what}",
+            name.span,
+            hint=f"rename it, e.g. `{n}_value` (`{n}` is {CONSTANTS[n].doc})",
+        )
     elif n in RESERVED:
         out.error(
             "E201",
@@ -293,8 +246,6 @@ def _check_default(inp: S.Input, out: Collector) -> None:
 
 
 def _show(e: S.Expr) -> str:
-    from generator.language.spec_printer import print_expr
-
     return print_expr(e)
 
 
@@ -599,8 +550,6 @@ class Checker:
         blocks = []
         modes = [u.mode for u in self.spec.updates]
         if self.flat or self.spec.procedures:
-            from generator.check.flat import check_flat
-
             self.program = check_flat(self)
             return [Block(u.mode, u.body, u.span) for u in self.spec.updates]
         if self.spec.kind == "optimizer" and not self.spec.updates:
@@ -839,6 +788,15 @@ class _Typer:
         _flat_only(self.c.out, "a list", e.span)
 
     def k_Name(self, e: S.Name):
+        if e.id in CONSTANTS and e.id not in self.env:
+            # `pi` (a spec naming something `pi` has had its error from check_name: its own
+            # symbol is read then, so that no other error follows from that one)
+            if e.subscript is not None:
+                self.error(
+                    "E306", f"`{e.id}` is a constant: it has no time subscript", e.span
+                )
+                return None
+            return CONSTANTS[e.id].kind
         sym = self.env.get(e.id)
         name, sub = e.id, e.subscript
         if (
@@ -1108,6 +1066,14 @@ class _Typer:
         if None in kinds:
             return None
         if b.result == "follow":
+            if "tensor" not in kinds and b.python is None:
+                # (the builtin table has no form of it for Python numbers)
+                self.error(
+                    "E312",
+                    f"`{e.func}` is for tensors: it has no form for numbers",
+                    e.span,
+                )
+                return None
             return "tensor" if "tensor" in kinds else "scalar"
         if e.func == "randint":
             self.dynamic = True

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from generator.language import syntax as S
 from generator.language.diagnostics import Collector, did_you_mean
+from generator.language.names import IMPLEMENTATION_FLAGS
 
 # ---- types: frozensets of atoms ----------------------------------------------------------------------
 # "number" (a Python int or float), "tensor" (a 0-d tensor), "vector" (the flat 1-D tensor of
@@ -717,8 +718,6 @@ def _declarations(checker, out: Collector) -> None:
                 else spec.updates[0].span
             ),
         )
-    from generator.check.checker import IMPLEMENTATION_FLAGS
-
     for inp in spec.inputs:
         if inp.arg_name in IMPLEMENTATION_FLAGS or inp.arg_name == "maximize":
             out.error(

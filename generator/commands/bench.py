@@ -419,10 +419,6 @@ def _bench_one(
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; 0 on success, 1 if an optimizer failed, 2 on bad options,
     130 when interrupted (completed results are still printed and written)."""
-    if getattr(args, "policies", None):
-        from generator.commands import bench_precision
-
-        return bench_precision.run(args)
     try:
         optimizers = _split(
             getattr(args, "optimizers", None) or ",".join(TWINS), ALL_TWINS, "optimizer"

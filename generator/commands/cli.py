@@ -12,7 +12,8 @@ import os
 import sys
 import time
 
-from generator import driver as build
+from generator import driver
+from generator.commands import bench, bench_precision, demo, train, workbench
 from generator import project
 from generator.language.diagnostics import GeneratorBug, SpecError
 
@@ -30,8 +31,8 @@ def cmd_build(args) -> int:
     start = time.perf_counter()
     where = _project(args, "build")
     project.check_writable(where.out)
-    outputs = build.compile_specs(args.specs or None, where, report=_warn)
-    changed = build.write(outputs)
+    outputs = driver.compile_specs(args.specs or None, where, report=_warn)
+    changed = driver.write(outputs)
     took = time.perf_counter() - start
     for p in changed:
         print(f"wrote {where.show(p)}")
@@ -41,8 +42,8 @@ def cmd_build(args) -> int:
 
 def cmd_check(args) -> int:
     where = _project(args, "check")
-    outputs = build.compile_specs(None, where, report=_warn)
-    problems = build.stale(outputs, where.out)
+    outputs = driver.compile_specs(None, where, report=_warn)
+    problems = driver.stale(outputs, where.out)
     for p, why in problems:
         print(f"{where.show(p)}: {why}", file=sys.stderr)
     if problems:
@@ -86,9 +87,6 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="exit 1 if generated/ differs from a fresh build")
     _add_io(c, specs=False)
     c.set_defaults(func=cmd_check, specs=None)
-    from generator.commands import bench
-    from generator.commands import demo
-
     d = sub.add_parser(
         "demo", help="the seed tutorials' scenarios, generated vs torch.optim"
     )
@@ -98,17 +96,20 @@ def parser() -> argparse.ArgumentParser:
         "bench", help="step time of generated vs torch.optim, side by side"
     )
     bench.add_arguments(be)
-    be.set_defaults(func=bench.run)
-    from generator.commands import train
-
+    # `--policies` measures the precision policies instead (bench_precision)
+    be.set_defaults(
+        func=lambda args: (
+            bench_precision.run(args)
+            if getattr(args, "policies", None)
+            else bench.run(args)
+        )
+    )
     tr = sub.add_parser(
         "train",
         help="train a small MLP on scikit-learn's digits under several precision policies",
     )
     train.add_arguments(tr)
     tr.set_defaults(func=train.run)
-    from generator.commands import workbench
-
     workbench.add_arguments(sub)
     return p
 

@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from generator import driver as build
+from generator import driver
 from generator import project as P
 from generator.language.diagnostics import GeneratorBug
 from generator.language.parse import parse
@@ -215,7 +215,7 @@ def run(args) -> int:
         paths = [Path(s) for s in args.specs]
     else:
         where = P.require("fmt", args.spec_dir, None, needs_out=False)
-        paths = sorted(where.spec_dir.glob(f"*{build.SPEC_SUFFIX}"))
+        paths = sorted(where.spec_dir.glob(f"*{driver.SPEC_SUFFIX}"))
         paths += P.fragment_files([where.spec_dir, *where.fragment_dirs])
     missing = [p for p in paths if not p.is_file()]
     if missing:
@@ -227,7 +227,7 @@ def run(args) -> int:
         if formatted != original:
             changed.append(path)
             if not args.check:
-                build.write_atomically(path, formatted)
+                driver.write_atomically(path, formatted)
     for path in changed:
         print(f"{'would reformat' if args.check else 'formatted'} {path}")
     if args.check:

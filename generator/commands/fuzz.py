@@ -28,6 +28,9 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from generator.api import load_spec
+from generator.commands import verify as V
+from generator.language.diagnostics import GeneratorBug, SpecError
 
 # ---- programs ---------------------------------------------------------------------------------
 
@@ -665,8 +668,6 @@ class Finding:
 
 def build(text: str):
     """(class, findings): the spec built in memory, or why it could not be."""
-    from generator.api import load_spec
-    from generator.language.diagnostics import GeneratorBug, SpecError
 
     try:
         return load_spec(text), []
@@ -682,8 +683,6 @@ def build(text: str):
 def run_paths(cls, dtypes=("float64", "float32"), steps: int = 6, seed: int = 0):
     """Every path the class declares on verify's problem, held to the for-loop."""
     import torch
-
-    from generator.commands import verify as V
 
     findings, compared, diverged = [], 0, []
     impls = V.implementations(cls)

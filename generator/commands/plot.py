@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.commands.progress import Progress, add_progress_arguments
+from generator.project import optimizer_class
 
 # name → (f(torch, x, y), start, (x range), (y range), minimum or None)
 FUNCTIONS = {
@@ -107,7 +108,6 @@ def _split(text: str) -> list[str]:
 def resolve(name: str):
     """A class of the project's package or of `generated` by name, a class by dotted path, or a
     spec file built in memory."""
-    from generator.project import optimizer_class
 
     try:
         return optimizer_class(name)

@@ -25,6 +25,7 @@ import time
 from typing import Any, Sequence
 
 from generator.commands.progress import Progress, add_progress_arguments
+from generator.project import optimizer_class
 
 # name -> (parameter dtype, optimizer options); dtypes by name so torch stays unimported
 POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -230,7 +231,6 @@ def make_model(torch: Any, seed: int) -> Any:
 def resolve_optimizer(name: str) -> Any:
     """An optimizer class by name: of the project's package or of `generated` (case-insensitive),
     a dotted path, or a spec file."""
-    from generator.project import optimizer_class
 
     try:
         return optimizer_class(name)

@@ -40,6 +40,10 @@ from typing import Any
 
 from generator.language import syntax as S
 from generator.commands.progress import Progress, add_progress_arguments
+from generator import project as P
+from generator.api import check_text, load_spec
+from generator.check.checker import refuses_complex
+from generator.driver import render_coverage
 
 # two groups: the first two tensors, then the rest; shapes of ranks 1-3, sizes below and above
 # small thresholds a spec may test (`size(param, 0) > 2`, `numel(param) > 4`)
@@ -1204,8 +1208,6 @@ class Coverage:
     def __init__(self, checked):
         import types
 
-        from generator.driver import render_coverage
-
         source, self.probes = render_coverage(checked)
         self.hits: set[str] = set()
         self._current: set[str] = set()
@@ -1295,9 +1297,6 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from generator import project as P
-    from generator.api import check_text, load_spec
-    from generator.check.checker import refuses_complex
 
     ref = reference(args.against) if args.against else None
     configs = [parse_config(c) for c in args.config]

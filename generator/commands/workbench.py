@@ -12,9 +12,12 @@ import re
 import sys
 from pathlib import Path
 
-from generator import driver as build
+from generator import driver
 from generator import project as P
 from generator.api import check_text, compile_text
+from generator.commands import fmt, fuzz, plot, verify
+from generator.emit.docs.latex import algorithm_box
+from generator.emit.docs.markdown import memory_table, page
 from generator.language.diagnostics import SpecError
 
 TEMPLATE = """\
@@ -108,7 +111,7 @@ def cmd_new(args) -> int:
         print("optimgen new: nothing was written", file=sys.stderr)
         return 1
     where.spec_dir.mkdir(parents=True, exist_ok=True)
-    build.write_atomically(path, text)
+    driver.write_atomically(path, text)
     print(f"wrote {shown}")
     print(f"next: edit it, then `optimgen build` (or `optimgen build {shown}`)")
     return 0
@@ -127,7 +130,6 @@ def cmd_show(args) -> int:
         return 0
     checked = check_text(text, shown, frags)
     if args.memory:
-        from generator.emit.docs.markdown import memory_table
 
         table = memory_table(checked)
         if not table:
@@ -140,14 +142,11 @@ def cmd_show(args) -> int:
         print("\n".join(table))
         return 0
     if args.format == "latex":
-        from generator.emit.docs.latex import algorithm_box
 
         print(algorithm_box(checked), end="")
     elif args.format == "markdown":
-        from generator.emit.docs.markdown import page
-        from generator.lower.lowering import lower
 
-        print(page(checked, lower(checked)))
+        print(page(checked, driver.lowered(checked)))
     else:
         print(ir_listing(checked))
     return 0
@@ -220,8 +219,8 @@ def cmd_init(args) -> int:
         print("optimgen init: nothing was written", file=sys.stderr)
         return 1
     starter.parent.mkdir(parents=True, exist_ok=True)
-    build.write_atomically(starter, text)
-    build.write_atomically(config, before + sep + table)
+    driver.write_atomically(starter, text)
+    driver.write_atomically(config, before + sep + table)
     print(f"wrote {P.CONFIG_FILE} ([tool.optimgen]: specs = {specs!r}, out = {out!r})")
     print(
         f"wrote {specs}/{module}.optim (SGD with momentum, commented: the start of yours)"
@@ -237,9 +236,8 @@ def cmd_init(args) -> int:
 
 def ir_listing(checked) -> str:
     """The lowered optimizer, block by block: one IR statement per entry."""
-    from generator.lower.lowering import lower
 
-    opt = lower(checked)
+    opt = driver.lowered(checked)
     out = [f"optimizer {opt.name} ({opt.mode})"]
     out.append("arguments: " + ", ".join(a.name for a in opt.arguments))
     out.append("hyperparameters read by the update: " + ", ".join(opt.hyper))
@@ -334,10 +332,6 @@ def add_arguments(sub) -> None:
         help="a spec folder to use instead of the project's (its fragments)",
     )
     s.set_defaults(func=cmd_show)
-    from generator.commands import fmt
-    from generator.commands import fuzz
-    from generator.commands import plot
-    from generator.commands import verify
 
     # the commands that live in a module of their own: its add_arguments and run
     for name, module, help, example in (

@@ -1,14 +1,41 @@
-"""The functions a spec may call, with what they accept and return.
+"""The functions and constants a spec may use, each declared once with everything every stage needs.
 
 One table serves the checker (arity and argument kinds), the lowering (which IR operation a call
-becomes) and the documentation (the language reference lists this table). Kinds: "scalar" (a number:
-a hyperparameter, a step-dependent value), "tensor" (shaped like the parameter), "bool", "any"
-(scalar or tensor, the result follows the arguments).
+becomes), the Python printers (a call on numbers, on 0-d tensors, on tensors: method, in-place and
+foreach spellings), the complex-number analysis, the fused kernel (which operations it may hold)
+and the documentation (LaTeX). Adding an elementwise function such as ``cos`` is one entry here;
+tests/test_builtins_table.py checks that every consumer can spell every entry. Kinds: "scalar" (a
+number: a hyperparameter, a step-dependent value), "tensor" (shaped like the parameter), "bool",
+"any" (scalar or tensor, the result follows the arguments).
+
+Nothing here knows about the emitters (they read this table, never the other way round): the
+spellings are plain strings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TensorOp:
+    """The IR operation a call on tensors lowers to, argument for argument, and torch's spellings
+    of it (generator.emit.python.ops builds its OpSpelling from these)."""
+
+    op: str  # the IR operation's name (ir.TOp.op)
+    method: str | None = None  # Tensor method, out of place (`x.sqrt()`)
+    inplace: str | None = None  # in-place Tensor method (`x.sqrt_()`)
+    foreach: str | None = None  # torch._foreach_<foreach> (`<foreach>_` in place)
+    attribute: str | None = None  # printed as `x.<attribute>` (the transpose `.T`)
+    saves_output: bool = (
+        False  # autograd keeps the result for the backward pass (sqrt, exp)
+    )
+
+
+def elementwise_op(name: str, saves_output: bool = False) -> TensorOp:
+    """An elementwise torch function with a method, an in-place method and a foreach form of
+    its own name (``sqrt``, ``sqrt_``, ``torch._foreach_sqrt``)."""
+    return TensorOp(name, name, name + "_", name, saves_output=saves_output)
 
 
 @dataclass(frozen=True)
@@ -22,34 +49,151 @@ class Builtin:
     )
     optional: int = 0  # how many trailing arguments may be left out
     per_parameter: bool = False  # on a tensor: a number that differs between parameters
+    # -- how each stage spells it --------------------------------------------------------------------
+    # computed element by element (a fused kernel may hold it, on flattened tensors); a function
+    # that is not reduces or reshapes
+    elementwise: bool = False
+    # a call on tensors lowers to TOp(tensor.op, its arguments); None: the lowering has a rule of
+    # its own for it (max → maximum or clamp_min, dot → flattened, norm/mean → keyword arguments)
+    tensor: TensorOp | None = None
+    # on Python numbers: the expression, `{0}`, `{1}` its printed arguments ("math.sqrt({0})");
+    # an expression that is not an atom is parenthesised here. None: numbers are not taken
+    python: str | None = None
+    # on numbers that are 0-d tensors (inside a fused kernel, capturable counters): torch's function
+    torch: str | None = None
+    # on complex numbers its result differs from the same function on the real view (the update
+    # then runs on torch.view_as_real, as torch's own optimizers do)
+    nonlinear_complex: bool = False
+    # LaTeX, `{0}`, `{1}` the arguments (braces doubled); None: \mathrm{name}\left(...\right)
+    latex: str | None = None
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A named number of the language (``pi``): a spec may read it anywhere a number goes, and may
+    not define a name of its own with it (E201), as it cannot with ``true``, ``false``, ``none``.
+    """
+
+    name: str
+    doc: str
+    python: str  # the Python expression (the generated module imports math)
+    latex: str
+    kind: str = "scalar"
+
+
+CONSTANTS: dict[str, Constant] = {
+    c.name: c
+    for c in [
+        Constant(
+            "pi",
+            "π = 3.14159…, the ratio of a circle's circumference to its diameter",
+            "math.pi",
+            r"\pi",
+        ),
+    ]
+}
 
 
 BUILTINS: dict[str, Builtin] = {
     b.name: b
     for b in [
         Builtin(
-            "sqrt", ("any",), "follow", "square root, elementwise on tensors", "both"
+            "sqrt",
+            ("any",),
+            "follow",
+            "square root, elementwise on tensors",
+            "both",
+            elementwise=True,
+            tensor=elementwise_op("sqrt", saves_output=True),
+            python="math.sqrt({0})",
+            torch="torch.sqrt",
+            nonlinear_complex=True,
+            latex=r"\sqrt{{{0}}}",
         ),
-        Builtin("abs", ("any",), "follow", "absolute value", "both"),
-        Builtin("sign", ("any",), "follow", "sign (-1, 0 or 1)"),
-        Builtin("exp", ("any",), "follow", "exponential"),
-        Builtin("log", ("any",), "follow", "natural logarithm"),
-        Builtin("max", ("any", "any"), "follow", "elementwise maximum", "both"),
-        Builtin("min", ("any", "any"), "follow", "elementwise minimum", "both"),
         Builtin(
-            "clamp", ("any", "scalar", "scalar"), "follow", "clamp into [low, high]"
+            "abs",
+            ("any",),
+            "follow",
+            "absolute value",
+            "both",
+            elementwise=True,
+            tensor=elementwise_op("abs"),
+            python="abs({0})",
+            nonlinear_complex=True,
+            latex=r"\left|{0}\right|",
+        ),
+        Builtin(
+            "sign",
+            ("any",),
+            "follow",
+            "sign (-1, 0 or 1)",
+            elementwise=True,
+            tensor=elementwise_op("sign"),
+            python="(math.copysign(1.0, {0}) if {0} != 0 else 0.0)",
+            nonlinear_complex=True,
+        ),
+        Builtin(
+            "exp",
+            ("any",),
+            "follow",
+            "exponential",
+            elementwise=True,
+            tensor=elementwise_op("exp", saves_output=True),
+            python="math.exp({0})",
+            torch="torch.exp",
+            nonlinear_complex=True,
+        ),
+        Builtin(
+            "log",
+            ("any",),
+            "follow",
+            "natural logarithm",
+            elementwise=True,
+            tensor=elementwise_op("log"),
+            python="math.log({0})",
+            torch="torch.log",
+            nonlinear_complex=True,
+        ),
+        Builtin(
+            "max",
+            ("any", "any"),
+            "follow",
+            "elementwise maximum",
+            "both",
+            elementwise=True,
+            python="max({0}, {1})",
+            torch="torch.maximum",
+        ),
+        Builtin(
+            "min",
+            ("any", "any"),
+            "follow",
+            "elementwise minimum",
+            "both",
+            elementwise=True,
+            python="min({0}, {1})",
+            torch="torch.minimum",
+        ),
+        Builtin(
+            "clamp",
+            ("any", "scalar", "scalar"),
+            "follow",
+            "clamp into [low, high]",
+            elementwise=True,
         ),
         Builtin(
             "lerp",
             ("tensor", "tensor", "scalar"),
             "tensor",
             "lerp(a, b, w) = a + w (b - a)",
+            elementwise=True,
         ),
         Builtin(
             "where",
             ("bool", "any", "any"),
             "tensor",
             "where(condition, a, b): a where the elementwise condition holds, else b",
+            elementwise=True,
         ),
         Builtin(
             "numel",
@@ -59,7 +203,15 @@ BUILTINS: dict[str, Builtin] = {
             "both",
             per_parameter=True,
         ),
-        Builtin("rsqrt", ("any",), "follow", "1 / sqrt(x), in one operation"),
+        Builtin(
+            "rsqrt",
+            ("any",),
+            "follow",
+            "1 / sqrt(x), in one operation",
+            elementwise=True,
+            tensor=elementwise_op("rsqrt", saves_output=True),
+            nonlinear_complex=True,
+        ),
         Builtin(
             "norm",
             ("tensor", "int"),
@@ -109,21 +261,37 @@ BUILTINS: dict[str, Builtin] = {
             ("tensor", "tensor"),
             "tensor",
             "the inner product of two tensors, as flat vectors (a 0-d tensor)",
+            latex=r"\langle {0}, {1} \rangle",
         ),
-        Builtin("sum", ("tensor",), "tensor", "the sum of all elements (a 0-d tensor)"),
+        Builtin(
+            "sum",
+            ("tensor",),
+            "tensor",
+            "the sum of all elements (a 0-d tensor)",
+            tensor=TensorOp("sum", method="sum"),
+        ),
         Builtin(
             "atan2",
             ("tensor", "tensor"),
             "tensor",
             "atan2(a, b): the angle of (b, a), elementwise; a / b without its blow-up "
             "where b is small",
+            elementwise=True,
+            tensor=TensorOp("atan2", method="atan2", inplace="atan2_"),
         ),
-        Builtin("transpose", ("tensor",), "tensor", "the transpose of a matrix"),
+        Builtin(
+            "transpose",
+            ("tensor",),
+            "tensor",
+            "the transpose of a matrix",
+            tensor=TensorOp("transpose", attribute="T"),
+        ),
         Builtin(
             "bfloat16",
             ("tensor",),
             "tensor",
             "the tensor in bfloat16 (itself if it already is)",
+            tensor=TensorOp("bfloat16", method="bfloat16"),
         ),
         Builtin(
             "is_complex",
@@ -138,6 +306,7 @@ BUILTINS: dict[str, Builtin] = {
             "bool",
             "whether an input was given as a tensor",
             "validation",
+            python="isinstance({0}, Tensor)",
         ),
         Builtin(
             "is_sparse",
@@ -151,6 +320,7 @@ BUILTINS: dict[str, Builtin] = {
             ("scalar",),
             "int",
             "a uniformly random integer in [0, n) from torch's default generator",
+            python="int(torch.randint({0}, (1,)).item())",
         ),
         Builtin(
             "onehot",
@@ -158,5 +328,43 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "a tensor shaped like the parameter, 1 at flat index k and 0 elsewhere",
         ),
+        Builtin(
+            "cos",
+            ("any",),
+            "follow",
+            "cosine (radians)",
+            elementwise=True,
+            tensor=elementwise_op("cos"),
+            python="math.cos({0})",
+            torch="torch.cos",
+            nonlinear_complex=True,
+            latex=r"\cos\left({0}\right)",
+        ),
+        Builtin(
+            "sin",
+            ("any",),
+            "follow",
+            "sine (radians)",
+            elementwise=True,
+            tensor=elementwise_op("sin"),
+            python="math.sin({0})",
+            torch="torch.sin",
+            nonlinear_complex=True,
+            latex=r"\sin\left({0}\right)",
+        ),
     ]
 }
+
+
+def unary_elementwise() -> list[Builtin]:
+    """The functions of one tensor computed element by element with torch's own function of
+    that name (sqrt, exp, cos, ...): the lowering's rule ``x <- f(x)`` → ``x.f_()`` covers them.
+    """
+    return [
+        b
+        for b in BUILTINS.values()
+        if b.elementwise
+        and b.tensor is not None
+        and len(b.params) == 1
+        and b.tensor.inplace is not None
+    ]

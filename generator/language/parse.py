@@ -25,7 +25,7 @@ from lark.exceptions import (
 from lark.indenter import DedentError, Indenter
 
 from generator.language import syntax as S
-from generator.language.diagnostics import Collector, SpecError
+from generator.language.diagnostics import Collector, Diagnostic, SpecError
 
 MAX_BYTES = 256 * 1024
 MAX_LINE = 1000
@@ -736,7 +736,6 @@ def _guard(path: str, data: bytes | str, out: Collector) -> str | None:
 
 def _bad_dedent(path: str, text: str):
     """The line whose indentation matches no enclosing block (lark reports no position)."""
-    from generator.language.diagnostics import Diagnostic
 
     stack, depth = [0], 0
     for number, line in enumerate(text.splitlines(), 1):

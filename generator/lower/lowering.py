@@ -17,11 +17,15 @@ from pathlib import Path
 from dataclasses import dataclass, replace
 
 from generator import ir
+from generator.ir import uses
+from generator.lower import checks
 from generator.language import syntax as S
-from generator.language.builtins import BUILTINS
-from generator.check.checker import IMPLEMENTATION_FLAGS, RESERVED, CheckedSpec
+from generator.language.builtins import BUILTINS, CONSTANTS, unary_elementwise
+from generator.check.checker import CheckedSpec
+from generator.language.names import IMPLEMENTATION_FLAGS, RESERVED
 from generator.language.diagnostics import GeneratorBug
 from generator.language.spec_printer import print_expr
+from generator.lower.fold import fold_optimizer
 
 # ---- names in the generated code ----------------------------------------------------------------------
 
@@ -228,6 +232,8 @@ class Lowerer:
             )  # spec text becomes a Python literal, escaped
         if isinstance(e, S.Name):
             name, _ = self._resolve(e)
+            if name in CONSTANTS:  # (the checker lets no spec name shadow one)
+                return ir.SConst(CONSTANTS[name].python)
             if name in self.states:
                 st = self.states[name]
                 if st.kind in ("count", "flag") and (
@@ -416,8 +422,9 @@ class Lowerer:
 
     def _call(self, e: S.Call) -> ir.TExpr:
         f, args = e.func, e.args
-        if f in ("sqrt", "abs", "sign", "exp", "log"):
-            return ir.TOp(f, (self.texpr(args[0]),))
+        op = BUILTINS[f].tensor
+        if op is not None:  # one torch operation, argument for argument (sqrt, atan2)
+            return ir.TOp(op.op, tuple(self.texpr(a) for a in args))
         if f in ("max", "min"):
             a, b = args
             if self.kind(a) != "tensor":
@@ -447,10 +454,6 @@ class Lowerer:
                 # float64), without a parameter-sized tensor of it
                 b = ir.TOp("number_like", (ir.TRef("param", "param"), b))
             return ir.TOp("where", (self.texpr(args[0]), a, b))
-        if f in ("rsqrt", "transpose", "bfloat16", "sum"):
-            return ir.TOp(f, (self.texpr(args[0]),))
-        if f == "atan2":
-            return ir.TOp(f, (self.texpr(args[0]), self.texpr(args[1])))
         if f == "dot":
             a, b = (ir.TOp("flatten", (self.texpr(x),)) for x in args)
             return ir.TOp("dot", (a, b))
@@ -490,14 +493,11 @@ class Lowerer:
         if isinstance(s, S.Return):
             return [ir.Return()]
         if isinstance(s, S.Check):
-            from generator.emit.python.validation import message_source, negate
-
-            symbols = {n: n for n in self.c.inputs}
             return [
                 ir.Raise(
-                    negate(self.sexpr(s.expr)),
+                    checks.negate(self.sexpr(s.expr)),
                     s.message.exception,
-                    message_source(s.message.text, symbols),
+                    checks.message(s.message.text),
                 )
             ]
         name, _ = self._resolve(s.target)
@@ -996,15 +996,19 @@ def rule_extremum(lw: Lowerer, name: str, e: S.Expr):
     return None
 
 
+_IN_PLACE_UNARY = {b.name: b.tensor.op for b in unary_elementwise()}
+
+
 def rule_unary(lw: Lowerer, name: str, e: S.Expr):
-    """sqrt(x) → x.sqrt_(), and the other elementwise functions of x alone."""
+    """sqrt(x) → x.sqrt_(), and the other elementwise functions of x alone (builtins.py's
+    ``unary_elementwise``: cos(x) → x.cos_())."""
     if (
         isinstance(e, S.Call)
-        and e.func in ("sqrt", "abs", "sign", "exp", "log")
+        and e.func in _IN_PLACE_UNARY
         and len(e.args) == 1
         and _x(lw, name, e.args[0])
     ):
-        return [ir.TOp(e.func, ())]
+        return [ir.TOp(_IN_PLACE_UNARY[e.func], ())]
     if isinstance(e, S.Unary) and e.op == "-" and _x(lw, name, e.operand):
         return [ir.TOp("neg", ())]
     return None
@@ -1068,45 +1072,45 @@ UPDATE_RULES = (
 # ---- the optimizer ------------------------------------------------------------------------------------
 
 
-def _py_literal(e: S.Expr) -> str:
-    if isinstance(e, S.Bool):
-        return "True" if e.value else "False"
-    if isinstance(e, S.NoneLit):
-        return "None"
-    if isinstance(e, S.Tuple):
-        return "(" + ", ".join(_py_literal(x) for x in e.items) + ")"
-    if isinstance(e, S.Unary):
-        return "-" + _py_literal(e.operand)
-    if isinstance(e, S.String):
-        return repr(e.value)  # spec text: a literal, escaped
-    return "math.inf" if e.text == "inf" else e.text
+_PY_TYPES = {
+    "float": ir.PyType.FLOAT,
+    "int": ir.PyType.INT,
+    "bool": ir.PyType.BOOL,
+    "tensor": ir.PyType.TENSOR,
+    "str": ir.PyType.STR,
+}
 
 
-def _annotation(inp: S.Input, k: int | None = None) -> str:
-    m = {
-        "float": "float",
-        "int": "int",
-        "bool": "bool",
-        "tensor": "Tensor",
-        "str": "str",
-    }
+def _arg_type(inp: S.Input) -> ir.ArgType:
     if inp.type.kind == "tuple":
-        return (
-            "tuple["
-            + ", ".join(
-                " | ".join(m[p] for p in n.split("|")) + (" | None" if opt else "")
-                for n, opt in zip(inp.type.names, inp.type.optional)
+        return ir.ArgType(
+            items=tuple(
+                ir.ArgType(tuple(_PY_TYPES[p] for p in n.split("|")), optional)
+                for n, optional in zip(inp.type.names, inp.type.optional)
             )
-            + "]"
         )
-    out = " | ".join(m[n] for n in inp.type.names)
-    return out + (" | None" if any(inp.type.optional) else "")
+    return ir.ArgType(
+        tuple(_PY_TYPES[n] for n in inp.type.names), any(inp.type.optional)
+    )
+
+
+def _literal(e: S.Expr) -> ir.SExpr:
+    """A default: a number, bool, None, string or a tuple of them."""
+    if isinstance(e, S.Tuple):
+        return ir.STuple(tuple(_literal(x) for x in e.items))
+    if isinstance(e, S.Unary):
+        return ir.SUnary("-", _literal(e.operand))
+    if isinstance(e, S.Bool):
+        return ir.SConst("True" if e.value else "False")
+    if isinstance(e, S.NoneLit):
+        return ir.SConst("None")
+    if isinstance(e, S.String):
+        return ir.SConst(repr(e.value))  # spec text: a literal, escaped
+    return ir.SConst("math.inf" if e.text == "inf" else e.text)
 
 
 def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
     """The optimizer's IR; with ``coverage``, every branch opens with an ir.Probe."""
-    from generator.emit.python.validation import validations
-
     spec = checked.spec
     lw = Lowerer(checked, coverage)
     if checked.program is None:
@@ -1124,8 +1128,8 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
             ir.Argument(
                 name=inp.arg_name,
                 symbols=tuple(n.id for n in inp.names),
-                default=None if inp.default is None else _py_literal(inp.default),
-                annotation=_annotation(inp),
+                default=None if inp.default is None else _literal(inp.default),
+                type=_arg_type(inp),
                 keyword=inp.keyword,
                 fixed=inp.fixed,
                 tensor_ok=any("tensor" in n.split("|") for n in inp.type.names),
@@ -1192,7 +1196,6 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
     hoisted, body = _hoist(body, set(checked.inputs) | set(numbers_of(group_block)))
     # every pass receives every state's list: the inputs that decide whether a state exists
     # (`state v <- 0 if amsgrad`) reach each pass, read or not
-    from generator.emit.python.printer import uses
 
     decide = [
         st.condition
@@ -1235,23 +1238,22 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
     )
     if flat:
         mode = "flat"
-    return ir.Optimizer(
+    # The path lands in a comment and docstrings: keep it to one printable line without
+    # quotes, and never a machine's absolute path (a spec outside the project and the
+    # working directory is named by its file name alone)
+    spec_path = "".join(
+        ch if ch.isprintable() and ch not in '"\\' else "?"
+        for ch in (Path(spec.path).name if Path(spec.path).is_absolute() else spec.path)
+    )
+    optimizer = ir.Optimizer(
         name=spec.name,
-        # The path lands in a comment and docstrings: keep it to one printable line without
-        # quotes, and never a machine's absolute path (a spec outside the project and the
-        # working directory is named by its file name alone)
-        spec_path="".join(
-            ch if ch.isprintable() and ch not in '"\\' else "?"
-            for ch in (
-                Path(spec.path).name if Path(spec.path).is_absolute() else spec.path
-            )
-        ),
+        spec_path=spec_path,
         spec_hash=hashlib.sha256(spec.source.encode()).hexdigest()[:16],
         summary=spec.doc("summary") or f"Implements the {spec.name} algorithm.",
         references=tuple(d.text for d in spec.docs if d.key == "reference"),
         notes=tuple(d.text for d in spec.docs if d.key == "note"),
         arguments=tuple(args),
-        validations=tuple(validations(checked)) + _unsharded(spec, mode),
+        validations=checks.validations(checked, lw) + checks.unsharded(spec, mode),
         states=tuple(states),
         mode=mode,
         step_block=tuple(step_block),
@@ -1264,7 +1266,8 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         helpers=frozenset(lw.helpers),
         has_foreach=any(a.name == "foreach" for a in args) and mode == "each",
         defaults_order=spec.defaults_order.names if spec.defaults_order else None,
-        none_means=tuple(_none_means(checked, lw)),
+        none_means=checks.none_means(checked, lw),
+        step_checks=checks.step_checks(checked, lw, mode, spec_path),
         program=checked.program,
         sparse=spec.sparse,
         reads_numbers=any(
@@ -1277,47 +1280,11 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         ),
         later_passes=tuple(later),
     )
-
-
-def _unsharded(spec: S.Spec, mode: str) -> tuple[ir.Validation, ...]:
-    """A flat update (all parameters as one vector) or one random coordinate reads whole
-    tensors: sharded DTensor parameters (FSDP2) are refused when the optimizer is built.
-    """
-    if mode not in ("flat", "random"):
-        return ()
-    what = (
-        "updates all parameters as one vector (`update flat:`)"
-        if mode == "flat"
-        else "updates one random coordinate of a whole parameter"
-    )
-    text = (
-        f"{spec.name} {what}; a sharded DTensor parameter (FSDP2's fully_shard) holds only "
-        "a shard of it, so it is refused. Keep the parameters unsharded (replicated)."
-    )
-    return (
-        ir.Validation(
-            fails="_is_sharded(p)",
-            exception="ValueError",
-            message=repr(text),
-            per_parameter=True,
-        ),
-    )
-
-
-def _none_means(checked: CheckedSpec, lw: Lowerer):
-    """(argument, Python source of its value) for inputs declared with `none means`."""
-    from generator.emit.python.printer import ScalarPrinter
-    from generator.emit.python.validation import _per_parameter_name, constructor_names
-
-    names = constructor_names(checked)
-    printer = ScalarPrinter(lambda r: names.get(r.name, r.name), _per_parameter_name)
-    for inp in checked.spec.inputs:
-        if inp.none_means is not None:
-            yield inp.arg_name, printer(lw.sexpr(inp.none_means))
+    # its scalar expressions without the operations that return their operand (fold.RULES)
+    return fold_optimizer(optimizer)
 
 
 def _reads_name(stmts, name: str) -> bool:
-    from generator.emit.python.printer import uses
 
     return any(
         uses(e, lambda x: isinstance(x, ir.SRef) and x.name == name)

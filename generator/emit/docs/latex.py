@@ -8,6 +8,7 @@ reads/writes get the time subscripts t-1 / t.
 from __future__ import annotations
 
 from generator.language import syntax as S
+from generator.language.builtins import BUILTINS, CONSTANTS
 from generator.check.checker import CheckedSpec, is_param
 from generator.language.spec_printer import PRECEDENCE
 from generator.language.spec_printer import precedence
@@ -94,6 +95,8 @@ class LatexPrinter:
 
     def name(self, e: S.Name, target: bool = False) -> str:
         n = e.id
+        if n in CONSTANTS:  # \pi (no spec name shadows a constant)
+            return CONSTANTS[n].latex
         if self.flat:
             return {"grad": "g", "param": r"\theta", "loss": r"\ell"}.get(n) or symbol(
                 n
@@ -167,12 +170,9 @@ class LatexPrinter:
                 rf"\textit{{{k}}}".replace("_", r"\_") + f"={self.expr(v)}"
                 for k, v in e.keywords
             ]
-            if e.func == "dot":
-                return rf"\langle {args[0]}, {args[1]} \rangle"
-            if e.func == "sqrt":
-                return rf"\sqrt{{{args[0]}}}"
-            if e.func == "abs":
-                return rf"\left|{args[0]}\right|"
+            form = BUILTINS[e.func].latex if e.func in BUILTINS else None
+            if form is not None:  # \sqrt{x}, \cos\left(x\right): the builtin table's
+                return form.format(*args)
             func = e.func.replace("_", r"\_")
             return r"\mathrm{" + func + r"}\left(" + ", ".join(args) + r"\right)"
         return "?"

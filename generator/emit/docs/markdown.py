@@ -14,6 +14,7 @@ from generator import ir
 from generator.check.checker import CheckedSpec
 from generator.emit.docs.latex import algorithm_box
 from generator.language.spec_printer import print_expr
+from generator.language.syntax import Name, children
 
 _IMPLEMENTATION = ("foreach", "differentiable", "capturable", "fused")
 # torch.optim's classes (the generator does not import torch): a spec of the same name is a twin
@@ -220,7 +221,6 @@ def _requirements(checked: CheckedSpec) -> dict[str, list[str]]:
 
 
 def _names(e, name: str) -> bool:
-    from generator.language.syntax import Name, children
 
     if isinstance(e, Name):
         return e.id == name
@@ -261,15 +261,12 @@ def _short_reference(spec) -> str:
 
 
 def readme_table(entries, docs: str) -> str:
-    """The README's optimizer catalogue: (checked spec, module name) per optimizer."""
-    from generator.lower.lowering import lower
-
+    """The README's optimizer catalogue: (checked spec, its IR, module name) per optimizer."""
     out = ["| class | what it is | paper | implementations | checked against |"]
     out.append("|---|---|---|---|---|")
     order = lambda e: (e[0].name not in TORCH_OPTIM, e[0].name.lower())  # noqa: E731
-    for checked, module in sorted(entries, key=order):
+    for checked, opt, module in sorted(entries, key=order):
         spec = checked.spec
-        opt = lower(checked)
         impls = ["for-loop"] + ["foreach"] * opt.has_foreach
         impls += ["fused"] * any(a.name == "fused" for a in opt.arguments)
         out.append(

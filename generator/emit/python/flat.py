@@ -23,7 +23,7 @@ from generator.check.flat import (
     step_along,
 )
 from generator.emit.python.printer import PY_PRECEDENCE, Lines
-from generator.emit.python.validation import message_source
+from generator.emit.python.validation import text_message_source
 
 PREC = PY_PRECEDENCE
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
@@ -320,7 +320,9 @@ class FlatPrinter:
         names = {n: self.name(sc, n) for n in sc.types}
         out(f"if {self.negation(sc, s.expr)}:")
         with out.indent():
-            out(f"raise {s.message.exception}({message_source(s.message.text, names)})")
+            out(
+                f"raise {s.message.exception}({text_message_source(s.message.text, names)})"
+            )
         return owned
 
     def s_If(self, sc, s: S.If, out: Lines, owned: set) -> set:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from generator import ir
+from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.printer import (
     Lines,
@@ -31,11 +32,15 @@ from generator.emit.python.printer import (
 )
 
 # Operations the kernel may contain: elementwise, so the tensors can be flattened.
+# The spec's elementwise functions come from their table (sqrt, exp, cos, atan2, ...), the IR's
+# own operations are listed.
 ELEMENTWISE = {
-    "neg", "sqrt", "rsqrt", "abs", "sign", "exp", "log", "reciprocal", "square", "add",
+    b.tensor.op for b in BUILTINS.values() if b.elementwise and b.tensor is not None
+} | {
+    "neg", "reciprocal", "square", "add",
     "sub", "mul", "div", "pow", "addcmul", "addcdiv", "lerp", "maximum", "minimum",
     "clamp_min", "clamp_max", "clamp", "where", "lt", "le", "gt", "ge", "eq", "ne", "copy",
-    "clone", "number_like", "atan2", "fill",
+    "clone", "number_like", "fill",
 }  # fmt: skip
 
 
@@ -143,17 +148,133 @@ def _decided_on_host(cond) -> bool:
 
 
 class _Split:
-    """Numbers every `if` of the body, so that host and kernel refer to the same decision."""
+    """Names every `if` of the body, so that host and kernel refer to the same decision.
 
-    def __init__(self, body):
-        self.index: dict[int, int] = {}
-        for s in ir.walk(body):
+    A decision is named after what it holds: a flag the group gives (`maximize`) is passed as
+    itself; any other condition is computed on the host into a name spelled from it
+    (`weight_decay > 0` → `weight_decay_positive`, `dim(param) > 1` → `param_dim_gt_1`).
+    """
+
+    def __init__(self, opt: ir.Optimizer, body):
+        self.opt = opt
+        self.taken = _names_in(opt, body)
+        self.rebound = {s.name for s in ir.walk(body) if isinstance(s, ir.ScalarLet)}
+        self.names: dict[int, str] = {}
+        self.computed: set[int] = set()  # decisions the host assigns (not a group flag)
+        self._name_block(body, {})
+
+    def _name_block(self, stmts, known: dict) -> None:
+        # `known`: the conditions of the group's values and shapes alone already decided in
+        # this block or one around it; the same condition again is the same decision
+        known = dict(known)
+        for s in stmts:
             if isinstance(s, ir.If):
-                self.index[id(s)] = len(self.index) + 1
+                self._name_if(s, known)
+            for block in _blocks(s):
+                self._name_block(block, known)
+
+    def _name_if(self, s: ir.If, known: dict) -> None:
+        c = s.cond
+        if (
+            isinstance(c, ir.SRef)
+            and c.name in self.opt.hyper
+            and c.name not in self.rebound
+        ):
+            self.names[id(s)] = c.name
+            return
+        fixed = not uses(c, lambda x: isinstance(x, ir.SRef) and x.name in self.rebound)
+        if fixed and c in known:
+            self.names[id(s)] = known[c]
+            return
+        name = _decision_name(c)
+        if not name.isidentifier() or len(name) > 48:
+            name = "decision"
+        base, k = name, 2
+        while name in self.taken:
+            name, k = f"{base}_{k}", k + 1
+        self.taken.add(name)
+        self.names[id(s)] = name
+        self.computed.add(id(s))
+        if fixed:
+            known[c] = name
 
     def name(self, s: ir.If) -> str:
-        # a leading underscore: no spec name can take it
-        return f"_if{self.index[id(s)]}"
+        return self.names[id(s)]
+
+    def decisions(self) -> list[str]:
+        return list(dict.fromkeys(self.names.values()))
+
+
+def _blocks(s) -> list:
+    """The statement lists nested in a statement."""
+    if isinstance(s, ir.If):
+        return [s.then, s.orelse]
+    if isinstance(s, ir.LazyInit):
+        return [s.update]
+    if isinstance(s, (ir.Repeat, ir.ForEachParameter)):
+        return [s.body]
+    return []
+
+
+_COMPARE_WORDS = {">": "gt", "<": "lt", ">=": "ge", "<=": "le", "==": "eq", "!=": "ne"}
+_ZERO_WORDS = {">": "positive", "<": "negative", "!=": "nonzero", "==": "zero"}
+_BIN_WORDS = {
+    "+": "plus",
+    "-": "minus",
+    "*": "times",
+    "/": "over",
+    "and": "and",
+    "or": "or",
+}
+
+
+def _decision_name(e) -> str:
+    """A Python name that reads as the condition it holds."""
+    if isinstance(e, ir.SRef):
+        return e.name
+    if isinstance(e, ir.TRef):
+        return e.name
+    if isinstance(e, ir.SConst):
+        return {"None": "none", "True": "true", "False": "false"}.get(
+            e.text, e.text.strip("'\"").replace(".", "_").replace("-", "minus_")
+        )
+    if isinstance(e, ir.SUnary):
+        word = "not" if e.op == "not" else "minus"
+        return f"{word}_{_decision_name(e.operand)}"
+    if isinstance(e, ir.SCompare) and len(e.ops) == 1:
+        (op,), (a, b) = e.ops, e.operands
+        left = _decision_name(a)
+        if op in ("is", "is not") and isinstance(b, ir.SConst) and b.text == "None":
+            return f"{left}_{op.replace(' ', '_')}_none"
+        if op in _ZERO_WORDS and isinstance(b, ir.SConst) and b.text in ("0", "0.0"):
+            return f"{left}_{_ZERO_WORDS[op]}"
+        return f"{left}_{_COMPARE_WORDS.get(op, 'cmp')}_{_decision_name(b)}"
+    if isinstance(e, ir.SBin) and e.op in _BIN_WORDS:
+        return f"{_decision_name(e.left)}_{_BIN_WORDS[e.op]}_{_decision_name(e.right)}"
+    if isinstance(e, ir.SCall):
+        return "_".join(
+            [_decision_name(e.args[0]), e.func]
+            + [_decision_name(a) for a in e.args[1:]]
+        )
+    return "decision"
+
+
+def _names_in(opt: ir.Optimizer, body) -> set[str]:
+    """Every name the host function or the kernel may already use."""
+    names = set(opt.hyper) | {"param", "grad", "state", "group"}
+    names |= {s.var for s in opt.states} | {s.key for s in opt.states}
+
+    def visit(x):
+        if isinstance(x, (ir.SRef, ir.TRef)):
+            names.add(x.name)
+        return False
+
+    for s in ir.walk(body):
+        if isinstance(s, (ir.ScalarLet, ir.TensorLet)):
+            names.add(s.name)
+        for e in ir.expressions(s):
+            uses(e, visit)
+    return names
 
 
 def _host_stmts(stmts):
@@ -180,12 +301,25 @@ class HostPrinter(SingleTensorPrinter):
         super().__init__(opt, capturable_counters=False)
         self.split = split
 
+    def _hosted(self, stmts) -> list:
+        """The statements with host work: an `if` on a group's flag around kernel work only
+        prints nothing here (the kernel takes the flag itself)."""
+        return [
+            s
+            for s in _host_stmts(stmts)
+            if not isinstance(s, ir.If)
+            or id(s) in self.split.computed
+            or self._hosted(s.then)
+            or self._hosted(s.orelse)
+        ]
+
     def body(self, stmts, out: Lines) -> None:
-        for s in _host_stmts(stmts):
+        for s in self._hosted(stmts):
             if isinstance(s, ir.If):
                 name = self.split.name(s)
-                out(f"{name} = {self.scalar(s.cond)}")
-                then, orelse = _host_stmts(s.then), _host_stmts(s.orelse)
+                if id(s) in self.split.computed:
+                    out(f"{name} = {self.scalar(s.cond)}")
+                then, orelse = self._hosted(s.then), self._hosted(s.orelse)
                 if not (len(orelse) == 1 and isinstance(orelse[0], ir.If)):
                     if then or orelse:
                         branch = ir.If(ir.SRef(name), tuple(then), tuple(orelse))
@@ -299,30 +433,22 @@ def _as_param_dtype(v: ir.SExpr) -> ir.SExpr:
 class _TorchScalars(ScalarPrinter):
     """Numbers are 0-d tensors in the kernel: their functions are torch's, not math's."""
 
-    FUNCS = {
-        "sqrt": "torch.sqrt",
-        "exp": "torch.exp",
-        "log": "torch.log",
-        "max": "torch.maximum",
-        "min": "torch.minimum",
-    }
+    # the builtin table's torch forms: torch.sqrt, torch.cos, torch.maximum, ...
+    FUNCS = {b.name: b.torch for b in BUILTINS.values() if b.torch is not None}
 
     def __call__(self, e) -> str:
         if isinstance(e, ir.SCall) and e.func == "as_param_dtype":
             return f"{self.wrap(e.args[0], 9)}.to(param.dtype)"
-        if isinstance(e, ir.SCall) and e.func in self.FUNCS and not _shape_only(e):
+        if (
+            isinstance(e, ir.SCall)
+            and e.func in self.FUNCS
+            and uses(e, lambda x: isinstance(x, ir.SRef))
+        ):
+            # (a number of constants and shapes alone, `sqrt(numel(g))`, `sin(pi / 4)`, is a
+            # Python number, a SymInt while compiling, not a 0-d tensor: math's functions
+            # apply to it)
             return f"{self.FUNCS[e.func]}({', '.join(self(a) for a in e.args)})"
         return super().__call__(e)
-
-
-def _shape_only(e) -> bool:
-    """A number computed from shapes alone (`sqrt(numel(g))`): a Python number (a SymInt while
-    compiling), not a 0-d tensor, so math's functions apply to it."""
-    refs = uses(e, lambda x: isinstance(x, ir.SRef))
-    shapes = uses(
-        e, lambda x: isinstance(x, ir.SCall) and x.func in ("numel", "size", "dim")
-    )
-    return shapes and not refs
 
 
 def first_values_on_host(opt: ir.Optimizer) -> dict[str, str]:
@@ -358,13 +484,14 @@ def kernel_inputs(
     # the optimizer's totals the pass adds to (Prodigy's sums), updated in place in the kernel
     tensors += [s.key for s in opt.states if s.kind == "total" and s.key in opt.hyper]
     numbers: list[str] = []
+    split_names = split.decisions()
     local_tensors = {s.name for s in ir.walk(opt.body) if isinstance(s, ir.TensorLet)}
 
     def visit(x):
         if (
             isinstance(x, ir.SRef)
             and x.name not in numbers
-            and not x.name.startswith("_if")
+            and x.name not in split_names
         ):
             numbers.append(x.name)
         return False
@@ -384,9 +511,9 @@ def kernel_inputs(
                 uses(e, condition)
     # a flag enters the kernel as a Python bool, a decision compiled in, not as a 0-d tensor
     # (the kernel could not branch on that)
-    conditions = list(dict.fromkeys(c for c in conditions if not c.startswith("_if")))
+    conditions = list(dict.fromkeys(c for c in conditions if c not in split_names))
     numbers = [n for n in numbers if n not in local_tensors and n not in conditions]
-    decisions = [f"_if{k}" for k in sorted(split.index.values())] + conditions
+    decisions = split_names + conditions
     decisions += [
         f"_first_{s.var}"
         for s in opt.states
@@ -397,7 +524,7 @@ def kernel_inputs(
 
 def kernel_source(opt: ir.Optimizer, fname: str) -> str:
     """``def _<fname>_kernel(...)``: the tensor statements of one parameter's update."""
-    split = _Split(opt.body)
+    split = _Split(opt, opt.body)
     tensors, numbers, decisions = kernel_inputs(opt, split)
     out = Lines()
     policy = ["_compute", "_rounding", "_comp", "_noise"]
@@ -430,7 +557,7 @@ def kernel_source(opt: ir.Optimizer, fname: str) -> str:
 def host_source(
     opt: ir.Optimizer, fname: str
 ) -> tuple[str, list[str], list[str], list[str]]:
-    split = _Split(opt.body)
+    split = _Split(opt, opt.body)
     tensors, numbers, decisions = kernel_inputs(opt, split)
     out = Lines()
     # Decisions and numbers made inside a branch: defined for every parameter, so that the
@@ -438,7 +565,7 @@ def host_source(
     nested = [s for s in ir.walk(opt.body) if isinstance(s, ir.If)]
     inner = {id(x) for s in nested for x in ir.walk(s.then + s.orelse)}
     for s in nested:
-        if id(s) in inner:
+        if id(s) in inner and id(s) in split.computed:
             out(f"{split.name(s)} = False")
     made = set()  # a number set in both branches of an `if` is defined once
     for s in ir.walk(opt.body):

@@ -17,27 +17,44 @@ import jinja2
 
 from generator import ir
 from generator.check.checker import CheckedSpec, refuses_complex
+from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.docs.latex import algorithm_box
+from generator.emit.python.validation import (
+    PrintedCheck,
+    checks_printer,
+    constructor_names,
+    group_names,
+    per_parameter_name,
+    printed,
+)
 from generator.emit.python.printer import (
     ForeachPrinter,
     Lines,
     ScalarPrinter,
     SingleTensorPrinter,
     SparseValuesPrinter,
+    annotation,
     count_value,
+    literal,
     uses,
     varying_refs,
+)
+from generator.emit.python.flat import FlatPrinter, UpdatePrinter
+from generator.emit.python.fused import (
+    first_values_on_host,
+    fusable,
+    host_source,
+    keeps_shapes,
+    kernel_source,
+    writes_casts,
 )
 
 # Operations whose result on complex numbers differs from the same operation on the real view:
 # specs using them update complex parameters through torch.view_as_real, as torch does.
 NONLINEAR = {
-    "sqrt",
-    "abs",
-    "sign",
-    "exp",
-    "log",
+    b.tensor.op for b in BUILTINS.values() if b.nonlinear_complex and b.tensor
+} | {  # (the spec's functions come from their table: sqrt, exp, cos, ...)
     "square",
     "pow",
     "addcmul",
@@ -296,7 +313,7 @@ class ModuleRenderer:
         for a in opt.arguments:
             for k, s in enumerate(a.symbols):
                 self.sym_arg[s] = (a, k if len(a.symbols) > 1 else None)
-        self.group_scalar = ScalarPrinter(self._group_ref, _per_parameter_name)
+        self.group_scalar = ScalarPrinter(self._group_ref, per_parameter_name)
         # `state group` counters: numbers of the group dict (pytorch_optimizer's group['step'])
         self.group_counts = {
             s.key: s
@@ -335,11 +352,12 @@ class ModuleRenderer:
             if a.keyword and not star:
                 out.append("*")
                 star = True
-            ann = a.annotation
-            if a.tensor_ok and a.annotation == "float | Tensor":
+            ann = annotation(a.type)
+            if a.tensor_ok and ann == "float | Tensor":
                 ann = "float | Tensor"
             out.append(
-                f"{a.name}: {ann}" + ("" if a.default is None else f" = {a.default}")
+                f"{a.name}: {ann}"
+                + ("" if a.default is None else f" = {literal(a.default)}")
             )
         # the precision policy every per-parameter optimizer takes (generator.runtime.precision)
         if self.opt.mode == "each":
@@ -369,9 +387,9 @@ class ModuleRenderer:
         args = self.opt.arguments
         if self.opt.defaults_order:
             args = sorted(args, key=lambda a: self.opt.defaults_order.index(a.name))
-        computed = dict(self.opt.none_means)
+        computed = self.none_means()
         return [
-            (a.name, computed.get(a.name, a.default) if a.fixed else a.name)
+            (a.name, computed.get(a.name, _default(a)) if a.fixed else a.name)
             for a in args
         ]
 
@@ -379,15 +397,17 @@ class ModuleRenderer:
         if self.opt.mode == "flat":  # no flags whose absence an old pickle would show
             return []
         return [
-            (a.name, a.default)
+            (a.name, _default(a))
             for a in self.opt.arguments
-            if not a.fixed and a.default in ("True", "False", "None")
+            if not a.fixed
+            and isinstance(a.default, ir.SConst)
+            and a.default.text in ("True", "False", "None")
         ]
 
     def fixed(self) -> list[tuple[str, str]]:
-        computed = dict(self.opt.none_means)  # kept in the group as computed
+        computed = self.none_means()  # kept in the group as computed
         return [
-            (a.name, a.default)
+            (a.name, _default(a))
             for a in self.opt.arguments
             if a.fixed and a.name not in computed
         ]
@@ -610,7 +630,6 @@ class ModuleRenderer:
         if sub.opt.has_foreach:
             ctx["multi_body"] = sub.multi_body()
         if "fused" in self.args:
-            from generator.emit.python.fused import kernel_source, writes_casts
 
             sub.suffix = ctx["suffix"] = f"_pass{number}"
             ctx["fused_body"] = sub.fused_body()
@@ -648,32 +667,19 @@ class ModuleRenderer:
                 out.level -= 1
         return out.text()
 
-    def step_checks(self) -> list[ir.Validation]:
-        from generator.emit.python.validation import step_checks
+    def none_means(self) -> dict[str, str]:
+        """argument → the Python source of its value when given as None."""
+        printer = checks_printer(constructor_names(self.opt))
+        return {a: printer(v) for a, v in self.opt.none_means}
 
-        return step_checks(self.checked) + self.whole_tensor_check()
+    def validations(self) -> list[PrintedCheck]:
+        names = constructor_names(self.opt)
+        return [printed(v, names) for v in self.opt.validations]
 
-    def whole_tensor_check(self) -> list[ir.Validation]:
-        """An update that reads whole tensors refuses a sharded parameter (FSDP2's DTensor
-        shards) rather than computing on the shard as if it were the whole tensor."""
-        from generator.check.checker import whole_tensor_construct
-
-        found = whole_tensor_construct(self.checked)
-        if found is None or self.opt.mode != "each":
-            return []
-        what, span = found
-        text = (
-            f"{self.opt.name} reads each parameter's whole tensor ({what}, "
-            f"{self.opt.spec_path}:{span.line}); a sharded DTensor parameter (FSDP2's "
-            "fully_shard) holds only a shard of it, so it is refused rather than updated "
-            "as if the shard were the whole. Keep these parameters unsharded (replicated), "
-            "or use an optimizer whose update is elementwise."
-        )
-        return [
-            ir.Validation(
-                fails="_is_sharded(p)", exception="ValueError", message=repr(text)
-            )
-        ]
+    def step_checks(self) -> list[PrintedCheck]:
+        # a placeholder reads the group's value: `{lr}` is group["lr"]
+        names = group_names(self.opt)
+        return [printed(v, names) for v in self.opt.step_checks]
 
     # -- the functional bodies ------------------------------------------------------------------------
     def needs_real_view(self) -> bool:
@@ -689,9 +695,9 @@ class ModuleRenderer:
         torch's own classes. torch 2.13's dynamo otherwise traced them as symbolic floats and
         kept a stale value of one used twice (`param.mul_(1 - lr * wd)`, then
         `param.add_(u, alpha=-lr)`), silently."""
-        typed = {s: a.annotation for a in self.opt.arguments for s in a.symbols}
+        typed = {s: a.type for a in self.opt.arguments for s in a.symbols}
         # float inputs, and the numbers a group block hands over (their type is the run's)
-        names = [s for s in self.opt.hyper if s not in typed or "float" in typed[s]]
+        names = [s for s in self.opt.hyper if s not in typed or _may_be_float(typed[s])]
         if not names:
             return
         out("if torch.compiler.is_compiling():")
@@ -708,8 +714,8 @@ class ModuleRenderer:
 
     def fused_body(self) -> str:
         """``_fused_<name>``: per parameter, the host part (numbers, decisions), then one call of
-        the compiled kernel on the flattened tensors (see generator.emit.python.fused)."""
-        from generator.emit.python.fused import first_values_on_host, host_source, keeps_shapes
+        the compiled kernel on the flattened tensors (see generator.emit.python.fused).
+        """
 
         opt, out = self.opt, Lines()
         fname = _functional_name(opt)
@@ -1055,7 +1061,6 @@ class ModuleRenderer:
         return out.text()
 
     def flat_step(self) -> dict:
-        from generator.emit.python.flat import FlatPrinter, UpdatePrinter
 
         program = self.opt.program
         hyper = []
@@ -1094,10 +1099,10 @@ class ModuleRenderer:
             if inp.fixed:
                 continue
             a = self.args[inp.arg_name]
-            kind = a.annotation + (", optional" if a.default is not None else "")
+            kind = annotation(a.type) + (", optional" if a.default is not None else "")
             flag = "foreach explicit" if a.explicit else a.name
             doc = inp.doc or _FLAG_DOCS.get(flag, "")
-            default = f" (default: {a.default})" if a.default is not None else ""
+            default = f" (default: {_default(a)})" if a.default is not None else ""
             parts.append(f"        {a.name} ({kind}): {doc}{default}".rstrip())
         if opt.notes:
             parts.append("")
@@ -1172,7 +1177,10 @@ class ModuleRenderer:
             unpack=self.unpack(),
             call_kwargs=self.call_kwargs(),
             # `none means` of an argument (a fixed input's value is computed in `defaults`)
-            none_means=[(a, v) for a, v in opt.none_means if not self.args[a].fixed],
+            none_means=[
+                (a, v) for a, v in self.none_means().items() if not self.args[a].fixed
+            ],
+            validations=self.validations(),
             group_counting=self.group_counting() if opt.mode == "each" else [],
             optimizer_counting=(
                 self.optimizer_counting()
@@ -1198,8 +1206,9 @@ class ModuleRenderer:
             precision_keys=self.precision_keys(),
             docstring=self.docstring(),
             methods=[self.method(m) for m in opt.methods],
-            whole_tensor=bool(self.whole_tensor_check())
-            or any(v.fails == "_is_sharded(p)" for v in opt.validations),
+            whole_tensor=any(
+                ir.refuses_sharded(v) for v in opt.validations + opt.step_checks
+            ),
         )
         ctx["later_passes"] = [
             self.later_pass(p, k) for k, p in enumerate(opt.later_passes, start=2)
@@ -1217,7 +1226,6 @@ class ModuleRenderer:
                 ctx["multi_body"] = self.multi_body()
                 code += ctx["multi_body"]
         if ctx["has_fused"]:
-            from generator.emit.python.fused import fusable, kernel_source, writes_casts
 
             blocker = fusable(opt)
             if blocker is not None:  # generator.driver reports it as E326 first
@@ -1287,10 +1295,12 @@ def _per_parameter(cond) -> bool:
     return cond is not None and bool(varying_refs(cond))
 
 
-def _per_parameter_name(e) -> str:
-    if isinstance(e, ir.TRef) and e.role in ("param", "grad"):
-        return "p" if e.role == "param" else "p.grad"
-    raise GeneratorBug(f"a state condition reads {e!r}")
+def _default(a: ir.Argument) -> str | None:
+    return None if a.default is None else literal(a.default)
+
+
+def _may_be_float(t: ir.ArgType) -> bool:
+    return any(_may_be_float(x) for x in t.items) or t.admits(ir.PyType.FLOAT)
 
 
 def _sorted_imports(names) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from generator.language.builtins import BUILTINS, TensorOp
+
 
 @dataclass(frozen=True)
 class OpSpelling:
@@ -29,17 +31,28 @@ class OpSpelling:
     attribute: str | None = None  # printed as `a.<attribute>` (the transpose `.T`)
 
 
-_UNARY = {
-    name: OpSpelling(
-        name,
-        name + "_",
-        name,
-        saves_output=name in ("sqrt", "exp", "reciprocal", "rsqrt"),
+def _spelling(t: TensorOp) -> OpSpelling:
+    return OpSpelling(
+        t.method,
+        t.inplace,
+        t.foreach,
+        saves_output=t.saves_output,
+        attribute=t.attribute,
     )
-    for name in ("neg", "sqrt", "abs", "sign", "exp", "log", "reciprocal", "rsqrt")
+
+
+# The spec's functions that lower to one torch operation, spelled as their table entry says
+# (generator.language.builtins): sqrt, exp, cos, ..., sum, atan2, transpose.
+_BUILTIN = {b.tensor.op: _spelling(b.tensor) for b in BUILTINS.values() if b.tensor}
+
+# Operations of the IR that are no function of the spec (`-x`, `1 / x`).
+_UNARY = {
+    name: OpSpelling(name, name + "_", name, saves_output=name == "reciprocal")
+    for name in ("neg", "reciprocal")
 }
 
 OPS: dict[str, OpSpelling] = {
+    **_BUILTIN,
     **_UNARY,
     "square": OpSpelling("square", "square_", None),
     "add": OpSpelling("add", "add_", "add", scalar_list=frozenset({"other"})),
@@ -85,14 +98,10 @@ OPS: dict[str, OpSpelling] = {
     # Reductions and matrix operations: no foreach form, so the multi-tensor path runs them per
     # tensor (as torch's foreach Adafactor does), around the foreach calls of the elementwise part.
     "norm": OpSpelling("norm", None, None),
-    "sum": OpSpelling("sum", None, None),
     "flatten": OpSpelling("flatten", None, None),
     "dot": OpSpelling(None, None, None, function="dot"),
-    "atan2": OpSpelling("atan2", "atan2_", None),
     "fill": OpSpelling(None, "fill_", None),
     "mean": OpSpelling("mean", None, None),
     "matmul": OpSpelling(None, None, None, infix="@"),
     "addmm": OpSpelling(None, None, None, function="addmm"),
-    "transpose": OpSpelling(None, None, None, attribute="T"),
-    "bfloat16": OpSpelling("bfloat16", None, None),
 }

@@ -14,6 +14,8 @@ import re
 from typing import Callable
 
 from generator import ir
+from generator.ir import uses
+from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.ops import OPS
 
@@ -75,6 +77,9 @@ class ScalarPrinter:
             return e.text
         if isinstance(e, ir.SRef):
             return self.ref(e)
+        if isinstance(e, ir.STuple):
+            items = [self(x) for x in e.items]
+            return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
         if isinstance(e, ir.SBin):
             if e.op in _COMPARE:
                 return self(ir.SCompare((e.op,), (e.left, e.right)))
@@ -100,20 +105,13 @@ class ScalarPrinter:
                 return self._tensor_property(e)
             args = [self(a) for a in e.args]
             f = e.func
-            if f in ("sqrt", "exp", "log"):
-                return f"math.{f}({args[0]})"
-            if f in ("abs", "min", "max"):
-                return f"{f}({', '.join(args)})"
-            if f == "sign":
-                return f"math.copysign(1.0, {args[0]}) if {args[0]} != 0 else 0.0"
+            b = BUILTINS.get(f)  # math.sqrt(x), abs(x), max(a, b): the builtin table's
+            if b is not None and b.python is not None:
+                return b.python.format(*args)
             if f == "numel":
                 return f"{self.wrap(e.args[0], PY_PRECEDENCE['atom'])}.numel()"
-            if f == "is_tensor":
-                return f"isinstance({args[0]}, Tensor)"
             if f == "is_sparse":
                 return f"{self.wrap(e.args[0], PY_PRECEDENCE['atom'])}.is_sparse"
-            if f == "randint":
-                return f"int(torch.randint({args[0]}, (1,)).item())"
             if f == "where":
                 return f"torch.where({', '.join(args)})"
         raise GeneratorBug(f"cannot print scalar {e!r}")
@@ -134,28 +132,49 @@ class ScalarPrinter:
             "is_sparse": f"{base}.is_sparse",
             "machine_epsilon": f"torch.finfo({base}.dtype).eps",
             "size": f"{base}.size({', '.join(rest)})",
+            "is_sharded": f"_is_sharded({base})",
         }
         if e.func not in spelling:
             raise GeneratorBug(f"cannot print {e.func} of a tensor")
         return spelling[e.func]
 
 
-def uses(e, pred) -> bool:
-    """Does a scalar or tensor IR expression contain a node for which ``pred`` holds?"""
-    if pred(e):
-        return True
-    for f in ("left", "right", "operand", "cond", "then", "orelse"):
-        x = getattr(e, f, None)
-        if x is not None and uses(x, pred):
-            return True
-    for f in ("args", "operands", "ops"):
-        for x in getattr(e, f, ()) or ():
-            if uses(x, pred):
-                return True
-    for _, x in getattr(e, "kwargs", ()) or ():
-        if uses(x, pred):
-            return True
-    return False
+def literal(e: ir.SExpr) -> str:
+    """A default's Python source: ``0.001``, ``(0.9, 0.999)``, ``None``, ``'strong_wolfe'``."""
+    return ScalarPrinter(_no_name, _no_name)(e)
+
+
+def _no_name(e) -> str:
+    raise GeneratorBug(f"a literal refers to {e!r}")
+
+
+def annotation(t: ir.ArgType) -> str:
+    """``float | Tensor``, ``tuple[float, float]``, ``int | None``."""
+    if t.items:
+        return "tuple[" + ", ".join(annotation(x) for x in t.items) + "]"
+    return " | ".join([x.value for x in t.alternatives] + ["None"] * t.optional)
+
+
+def message_source(msg: ir.Message, show) -> str:
+    """Python source of an error message: a plain literal, or an f-string of the values it
+    shows (``show`` prints each). The literal parts are spec text: escaped, never code.
+    """
+    if all(isinstance(p, str) for p in msg.parts):
+        return repr("".join(msg.parts))
+    out = []
+    for part in msg.parts:
+        if isinstance(part, str):
+            out.append(part.replace("{", "{{").replace("}", "}}"))
+        else:
+            out.append("{" + show(part) + "}")
+    return "f" + repr("".join(out))
+
+
+def _input_name(e) -> str:
+    """A value an error message of the step shows: an input, by its name in the function."""
+    if isinstance(e, ir.SRef):
+        return e.name
+    raise GeneratorBug(f"a message of the step shows {e!r}")
 
 
 def varying_refs(e) -> list:
@@ -504,7 +523,12 @@ class CapturableScalars(ScalarPrinter):
     capture), so such a call becomes torch's, chosen at run time as torch's capturable code
     chooses (ASGD's ``1 / max(1, step - t0)``)."""
 
-    TORCH = {"sqrt": "torch.sqrt", "exp": "torch.exp", "log": "torch.log"}
+    # functions of one number with a torch form (the builtin table's `torch`): torch.sqrt(step)
+    TORCH = {
+        b.name: b.torch
+        for b in BUILTINS.values()
+        if b.torch is not None and len(b.params) == 1
+    }
 
     def __init__(
         self,
@@ -645,7 +669,7 @@ def _traced_or(s: ir.If, out: Lines, body, eager, test: str) -> None:
 def _print_raise(s: ir.Raise, out: Lines, scalar) -> None:
     out(f"if {scalar(s.fails)}:")
     with out.indent():
-        out(f"raise {s.exception}({s.message})")
+        out(f"raise {s.exception}({message_source(s.message, _input_name)})")
 
 
 REDUCTIONS = {"mean", "norm", "sum", "dot"}
@@ -1339,7 +1363,7 @@ class ForeachPrinter:
         elif isinstance(s, ir.Raise) and varying_refs(s.fails):
             out(f"if any({self.scalar_value(s.fails)}):")
             with out.indent():
-                out(f"raise {s.exception}({s.message})")
+                out(f"raise {s.exception}({message_source(s.message, _input_name)})")
         elif isinstance(s, ir.Raise):
             _print_raise(s, out, self.scalar)
         else:

@@ -1,0 +1,66 @@
+"""The names the language gives a meaning of its own: the implementation flags the generator
+implements for every spec, the tensors every update reads, and the names a generated module uses
+itself (a spec symbol of such a name would shadow them). The checker refuses a spec that takes
+one; lowering and the emitters rely on them being free.
+"""
+
+IMPLEMENTATION_FLAGS = {  # flags whose meaning the generator implements, not the spec
+    "foreach": ("bool", True),
+    "differentiable": ("bool", False),
+    "capturable": ("bool", False),
+    "fused": ("bool", True),
+}
+BUILTIN_TENSORS = {"param", "grad"}
+# Names the generated module itself uses; a spec symbol of that name would shadow them.
+RESERVED = {
+    "self",
+    "torch",
+    "Tensor",
+    "Optimizer",
+    "group",
+    "groups",
+    "state",
+    "params",
+    "grads",
+    "i",
+    "math",
+    "cast",
+    "closure",
+    "loss",
+    "defaults",
+    "p",
+    "t_",
+    "device_params",
+    "device_grads",
+    "grouped_tensors",
+    "has_complex",
+    "step_t",
+    "super",
+    "len",
+    "list",
+    "dict",
+    "float",
+    "int",
+    "bool",
+    "str",
+    "range",
+    "zip",
+    "isinstance",
+    "print",
+    "type",
+    "object",
+    "sum",
+    "min",
+    "max",
+    "abs",
+    "any",
+    "all",
+    "tuple",
+    "set",
+    "id",
+    "iter",
+    "next",
+    "map",
+    "filter",
+    "enumerate",
+}

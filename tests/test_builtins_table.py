@@ -1,0 +1,335 @@
+"""One table per operator (issue 19): a function of the spec language is declared once, in
+generator/language/builtins.py, and every stage reads it from there.
+
+* ``cos``, ``sin`` and the constant ``pi`` (added as table entries only) run on the for-loop,
+  foreach and fused paths and match a computation written here in torch, bit for bit in float64;
+  the algorithm box shows them as \\cos, \\sin, \\pi; ``optimgen fmt`` keeps them; no spec name may
+  be ``pi``;
+* every entry is reachable by every consumer: an elementwise function of one tensor has its ops
+  spelling, its place in the fused kernel, its LaTeX, its scalar forms where it takes numbers,
+  and compiles and runs on all three paths, so an entry added later cannot forget one;
+* scalar constant folding (generator/lower/fold.py) removes only operations exact in value and
+  type.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from generator import ir
+from generator.api import check_text, compile_text, load_spec
+from generator.commands.fmt import format_text
+from generator.emit.docs.latex import LatexPrinter, algorithm_box
+from generator.emit.python import fused, module, ops
+from generator.emit.python.printer import CapturableScalars, ScalarPrinter
+from generator.language import syntax as S
+from generator.language.builtins import BUILTINS, CONSTANTS, unary_elementwise
+from generator.language.diagnostics import SpecError
+from generator.language.parse import parse
+from generator.lower import fold
+from generator.runtime.kernels import eager_kernels
+
+SHAPES = ((3, 4), (2, 3, 4), (5,), (17,))
+IMPLS = ("for-loop", "foreach", "fused")
+LR = 0.1
+
+TRIG = """\
+optimizer Trig
+input lr: float = 0.1
+input foreach: bool? = none
+input fused: bool? = none
+state t (step): count <- 0
+state m (phase) <- 0
+update:
+    t <- t + 1
+    m <- cos(m)
+    m <- m + sin(grad)
+    param <- param - (sin(grad) * lr * cos(pi * t / 10)) - (m * (0.01 * sin(pi / 4)))
+"""
+
+
+def _run(cls, impl, steps=5, **kwargs):
+    """The parameters and optimizer after ``steps`` steps of ``cls`` on ``impl`` (float64),
+    with the gradients it saw; the fused path's kernels run uncompiled (eager_kernels).
+    """
+    flag = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}}
+    kwargs = {**kwargs, **flag.get(impl, {"fused": True})}
+    gen = torch.Generator().manual_seed(0)
+    params = [
+        torch.randn(s, generator=gen, dtype=torch.float64).requires_grad_()
+        for s in SHAPES
+    ]
+    opt = cls(params, **kwargs)
+    history = []
+    for _ in range(steps):
+        grads = [torch.randn(s, generator=gen, dtype=torch.float64) for s in SHAPES]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        with eager_kernels(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            opt.step()
+        history.append(grads)
+    return opt, [p.detach() for p in params], history
+
+
+def _initial():
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randn(s, generator=gen, dtype=torch.float64) for s in SHAPES]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_cos_sin_and_pi_match_torch_bit_for_bit_on_every_path(impl):
+    opt, got, history = _run(load_spec(TRIG), impl)
+    params = _initial()
+    phases = [torch.zeros_like(p) for p in params]
+    for k, grads in enumerate(history, start=1):
+        c = math.cos(math.pi * k / 10)
+        s = 0.01 * math.sin(math.pi / 4)
+        for p, m, g in zip(params, phases, grads):
+            m.cos_()
+            m.add_(g.sin())
+            p.sub_(g.sin().mul(LR).mul(c)).sub_(m.mul(s))
+    for shape, a, e in zip(SHAPES, got, params):
+        assert torch.equal(a, e), f"{impl} {shape}: {(a - e).abs().max().item()}"
+    for p, m in zip(opt.param_groups[0]["params"], phases):
+        assert torch.equal(opt.state[p]["phase"], m)
+
+
+def test_cos_sin_and_pi_print_as_torch_and_math_spell_them():
+    src = compile_text(TRIG)
+    assert "phase.cos_()" in src  # x <- cos(x): in place
+    assert "torch._foreach_cos_(device_phases)" in src
+    assert "torch._foreach_sin(device_grads)" in src
+    assert "math.cos(math.pi * step / 10)" in src  # numbers: math's
+    assert "torch.cos(math.pi * step / 10)" in src  # 0-d tensors (fused, compiled)
+    # a number of constants alone stays a Python number in the fused kernel too
+    assert "torch.sin(math.pi / 4)" not in src
+    assert "import math" in src
+
+
+def test_cos_sin_and_pi_in_the_algorithm_box():
+    box = algorithm_box(check_text(TRIG))
+    assert r"\cos\left(m_{t-1}\right)" in box
+    assert r"\sin\left(\nabla_{\theta} f_t(\theta_{t-1})\right)" in box
+    assert r"\frac{\pi \cdot t}{10}" in box
+
+
+def test_fmt_keeps_cos_sin_and_pi():
+    assert format_text(TRIG) == TRIG
+    unicode = TRIG.replace("pi * t", "π * t")
+    assert format_text(unicode) == unicode  # the author's spelling is kept
+    # and means the same (the module but its header, which names the spec's hash)
+    body = lambda src: src.splitlines()[2:]  # noqa: E731
+    assert body(compile_text(unicode)) == body(compile_text(TRIG))
+    # the spec printer writes `pi` back as a name that parses to the same tree
+    spec = parse(TRIG, "<spec>")
+    again = parse(format_text(TRIG), "<spec>")
+    assert spec.updates == again.updates
+
+
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        (
+            "input pi: float = 3.0\nupdate:\n    param <- param - lr * pi * grad\n",
+            "an input",
+        ),
+        (
+            "state pi (pi) <- 0\nupdate:\n    pi <- pi + grad\n    param <- param - lr * pi\n",
+            "a state",
+        ),
+        ("update:\n    pi <- 3\n    param <- param - lr * pi * grad\n", "a value"),
+        ("update:\n    pi <- grad * 2\n    param <- param - lr * pi\n", "a value"),
+    ],
+    ids=["input", "state", "scalar local", "tensor local"],
+)
+def test_no_spec_name_may_be_a_constant(text, what):
+    # one error, at the name, and no other that follows from it (`pi` never used, ...)
+    assert _errors("optimizer X\ninput lr: float = 0.1\n" + text) == [
+        ("E201", f"`pi` is a constant of the language and cannot name {what}")
+    ]
+
+
+def _errors(text: str) -> list[tuple[str, str]]:
+    with pytest.raises(SpecError) as caught:
+        check_text(text)
+    return [(d.code, d.message) for d in caught.value.diagnostics]
+
+
+def test_a_constant_has_no_time_subscript():
+    assert _errors(
+        "optimizer X\ninput lr: float = 0.1\nupdate:\n"
+        "    param <- param - lr * pi_{t} * grad\n"
+    ) == [("E306", "`pi` is a constant: it has no time subscript")]
+
+
+def test_pi_in_a_requirement_and_a_state_value():
+    src = compile_text(
+        'optimizer X\ninput lr: float = 0.1\n    requires lr < pi else "lr < pi: {lr}"\n'
+        "update:\n    param <- param - lr * pi * grad\n"
+    )
+    assert "if not lr < math.pi:" in src
+    assert "alpha=-(lr * math.pi)" in src
+
+
+def test_a_function_without_a_form_for_numbers_is_refused_on_numbers():
+    # (it used to pass the checker and stop the build with a GeneratorBug)
+    assert _errors(
+        "optimizer X\ninput lr: float = 0.1\nupdate:\n"
+        "    s <- rsqrt(lr)\n    param <- param - s * grad\n"
+    ) == [("E312", "`rsqrt` is for tensors: it has no form for numbers")]
+
+
+# ---- every entry, every consumer ---------------------------------------------------------------------
+
+
+def test_every_table_entry_is_spelled_by_every_consumer():
+    checked = check_text(TRIG)
+    for b in BUILTINS.values():
+        assert b.params and all(
+            k in ("any", "scalar", "tensor", "bool", "int") for k in b.params
+        )
+        if b.tensor is not None:
+            spelling = ops.OPS[b.tensor.op]
+            assert (spelling.method, spelling.inplace, spelling.foreach) == (
+                b.tensor.method,
+                b.tensor.inplace,
+                b.tensor.foreach,
+            ), b.name
+            assert spelling.saves_output == b.tensor.saves_output
+            if b.elementwise:
+                assert b.tensor.op in fused.ELEMENTWISE, b.name
+            if b.nonlinear_complex:
+                assert b.tensor.op in module.NONLINEAR, b.name
+        if b.torch is not None:
+            assert fused._TorchScalars.FUNCS[b.name] == b.torch
+            if len(b.params) == 1:
+                assert CapturableScalars.TORCH[b.name] == b.torch
+        if b.python is not None:
+            args = tuple(ir.SRef(f"a{k}") for k in range(len(b.params)))
+            text = ScalarPrinter(lambda r: r.name)(ir.SCall(b.name, args))
+            compile(text, b.name, "eval")  # a Python expression
+        # the algorithm box shows every function, with its arguments
+        names = tuple(S.Name(f"a{k}", None, None) for k in range(len(b.params)))
+        latex = LatexPrinter(checked).expr(S.Call(b.name, names, None))
+        assert all(f"a{k}" in latex for k in range(len(b.params))), b.name
+    for c in CONSTANTS.values():
+        assert isinstance(eval(c.python, {"math": math}), float)
+        assert LatexPrinter(checked).expr(S.Name(c.name, None, None)) == c.latex
+
+
+UNARY = sorted(b.name for b in unary_elementwise())
+
+
+def _unary_spec(b) -> str:
+    on_numbers = b.python is not None
+    return (
+        f"optimizer Each_{b.name}\ninput lr: float = 0.5\ninput foreach: bool? = none\n"
+        "input fused: bool? = none\nstate m (m) <- 0\nupdate:\n"
+        "    x <- abs(grad) + 0.5\n"  # in every function's domain
+        "    m <- x\n"
+        f"    m <- {b.name}(m)\n"  # in place: m.f_(), torch._foreach_f_
+        + (f"    s <- {b.name}(lr)\n" if on_numbers else "    s <- lr\n")
+        + f"    param <- param - ({b.name}(x) * s) - m\n"
+    )
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_every_elementwise_function_of_one_tensor_runs_on_every_path(name):
+    b = BUILTINS[name]
+    spec = _unary_spec(b)
+    src = compile_text(spec)
+    assert f"m.{b.tensor.inplace}()" in src
+    assert f"torch._foreach_{b.tensor.foreach}_(device_ms)" in src
+    box = algorithm_box(check_text(spec))
+    assert (b.latex.format("x") if b.latex else rf"\mathrm{{{name}}}") in box
+    cls = load_spec(spec)
+    f = getattr(torch, name)  # torch's own function of that name
+    s = eval(b.python.format("0.5"), {"math": math}) if b.python else 0.5
+    for impl in IMPLS:
+        _, got, history = _run(cls, impl, steps=2, lr=0.5)
+        params = _initial()
+        for grads in history:
+            for p, g in zip(params, grads):
+                x = g.abs().add(0.5)
+                p.sub_(f(x).mul(s)).sub_(f(x))
+        for a, e in zip(got, params):
+            assert torch.equal(a, e), f"{name} on {impl}: {(a - e).abs().max().item()}"
+
+
+# ---- constant folding -----------------------------------------------------------------------------------
+
+
+def _s(text):
+    return ir.SConst(text)
+
+
+X, N = ir.SRef("x"), ir.SRef("n")
+STEP = ir.SRef("step", varying=True, count=True)
+
+
+@pytest.mark.parametrize(
+    "expr, folded",
+    [
+        (ir.SBin("*", X, _s("1")), X),
+        (ir.SBin("*", _s("1"), X), X),
+        (ir.SUnary("-", ir.SBin("*", X, _s("1"))), ir.SUnary("-", X)),
+        (ir.SBin("-", X, _s("0")), X),
+        # x may be an int: x * 1.0, x / 1 would be floats
+        (ir.SBin("*", X, _s("1.0")), ir.SBin("*", X, _s("1.0"))),
+        (ir.SBin("/", X, _s("1")), ir.SBin("/", X, _s("1"))),
+        # a quotient is a float: dividing it by 1 is exact
+        (ir.SBin("/", ir.SBin("/", X, N), _s("1")), ir.SBin("/", X, N)),
+        (ir.SBin("*", ir.SBin("/", X, N), _s("1.0")), ir.SBin("/", X, N)),
+        (ir.SBin("*", ir.SCall("sqrt", (X,)), _s("1.0")), ir.SCall("sqrt", (X,))),
+        # -0.0 + 0 is +0.0: never folded
+        (ir.SBin("+", X, _s("0")), ir.SBin("+", X, _s("0"))),
+        (ir.SBin("+", _s("0"), X), ir.SBin("+", _s("0"), X)),
+        (ir.SBin("-", _s("0"), X), ir.SBin("-", _s("0"), X)),
+        # a counter stays copied (t * 1 is this step's value, t the tensor `+=` changes)
+        (ir.SBin("*", STEP, _s("1")), ir.SBin("*", STEP, _s("1"))),
+        (
+            ir.SUnary("-", ir.SBin("*", ir.SBin("*", STEP, _s("1")), _s("1"))),
+            ir.SUnary("-", ir.SBin("*", STEP, _s("1"))),
+        ),
+    ],
+)
+def test_folding_removes_only_exact_operations(expr, folded):
+    assert fold.fold_expr(expr) == folded
+
+
+@pytest.mark.parametrize("x", [3, -0.0, 0.0, 2.5, -7, float("inf"), 10**20 + 1])
+def test_each_folding_rule_is_exact_in_value_and_type(x):
+    for rule in fold.RULES:
+        if rule.guard is not fold._any and not isinstance(x, float):
+            continue  # (a guarded rule applies to floats only)
+        const = (
+            "1"
+            if rule.const == ("int", 1.0)
+            else "0" if rule.const == ("int", 0.0) else str(rule.const[1])
+        )
+        text = {"*": "*", "/": "/", "-": "-"}[rule.op]
+        expr = f"x {text} {const}" if rule.side == "right" else f"{const} {text} x"
+        value = eval(expr, {"x": x})
+        assert type(value) is type(x) and math.copysign(1, value) == math.copysign(
+            1, x
+        ), rule.name
+        assert value == x, rule.name
+        t = torch.tensor(
+            x if isinstance(x, float) else 3,
+            dtype=torch.float32 if isinstance(x, float) else torch.int64,
+        )
+        tv = eval(expr, {"x": t})
+        assert tv.dtype == t.dtype and torch.equal(tv, t), rule.name
+
+
+def test_folding_lamb_leaves_no_multiplication_by_one():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    src = compile_text((root / "specs" / "lamb.optim").read_bytes(), "specs/lamb.optim")
+    assert "* 1)" not in src and "alpha=-step_size" in src
