@@ -287,11 +287,11 @@ def adadelta(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    rho,
-    eps,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs Adadelta algorithm computation.
 
@@ -399,11 +399,11 @@ def _single_tensor_adadelta(
     has_complex: bool,
     differentiable: bool,
     capturable: bool,
-    lr,
-    rho,
-    eps,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -444,11 +444,11 @@ def _multi_tensor_adadelta(
     *,
     has_complex: bool,
     capturable: bool,
-    lr,
-    rho,
-    eps,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -516,11 +516,11 @@ def _fused_adadelta(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    rho,
-    eps,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

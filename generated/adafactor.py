@@ -248,13 +248,13 @@ def adafactor(
     differentiable: bool = False,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta2_decay,
-    eps1,
-    eps2,
-    d,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta2_decay: float,
+    eps1: float | None,
+    eps2: float,
+    d: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs Adafactor algorithm computation.
 
@@ -329,13 +329,13 @@ def _single_tensor_adafactor(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    beta2_decay,
-    eps1,
-    eps2,
-    d,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta2_decay: float,
+    eps1: float | None,
+    eps2: float,
+    d: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -389,13 +389,13 @@ def _multi_tensor_adafactor(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    beta2_decay,
-    eps1,
-    eps2,
-    d,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta2_decay: float,
+    eps1: float | None,
+    eps2: float,
+    d: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return

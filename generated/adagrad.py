@@ -286,12 +286,12 @@ def adagrad(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    lr_decay,
-    weight_decay,
-    initial_accumulator_value,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    lr_decay: float,
+    weight_decay: float,
+    initial_accumulator_value: float,
+    eps: float,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs Adagrad algorithm computation.
 
@@ -395,12 +395,12 @@ def _single_tensor_adagrad(
     *,
     has_complex: bool,
     differentiable: bool,
-    lr,
-    lr_decay,
-    weight_decay,
-    initial_accumulator_value,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    lr_decay: float,
+    weight_decay: float,
+    initial_accumulator_value: float,
+    eps: float,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -454,12 +454,12 @@ def _multi_tensor_adagrad(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    lr_decay,
-    weight_decay,
-    initial_accumulator_value,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    lr_decay: float,
+    weight_decay: float,
+    initial_accumulator_value: float,
+    eps: float,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -524,10 +524,7 @@ def _multi_tensor_adagrad(
             )
         else:
             torch._foreach_addcdiv_(
-                device_params,
-                device_g,
-                device_std,
-                [_get_value(x) for x in [-clr for clr in clrs]],
+                device_params, device_g, device_std, [_get_value(-clr) for clr in clrs]
             )
 
 
@@ -544,12 +541,12 @@ def _fused_adagrad(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    lr_decay,
-    weight_decay,
-    initial_accumulator_value,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    lr_decay: float,
+    weight_decay: float,
+    initial_accumulator_value: float,
+    eps: float,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

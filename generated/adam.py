@@ -353,14 +353,14 @@ def adam(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    amsgrad,
-    maximize,
-    decoupled_weight_decay,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
 ) -> None:
     r"""Functional API that performs Adam algorithm computation.
 
@@ -484,14 +484,14 @@ def _single_tensor_adam(
     has_complex: bool,
     differentiable: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    amsgrad,
-    maximize,
-    decoupled_weight_decay,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
 ) -> None:
     lr = _to_scalar(lr)
     beta1 = _to_scalar(beta1)
@@ -530,6 +530,7 @@ def _single_tensor_adam(
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
         if amsgrad:
             if differentiable:
                 max_exp_avg_sq.copy_(torch.maximum(max_exp_avg_sq.clone(), exp_avg_sq))
@@ -537,17 +538,17 @@ def _single_tensor_adam(
                 torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
             denom = max_exp_avg_sq.sqrt()
             denom = (
-                denom.div(bias_correction2**0.5)
+                denom.div(bias_correction2_sqrt)
                 if differentiable
-                else denom.div_(bias_correction2**0.5)
+                else denom.div_(bias_correction2_sqrt)
             )
             denom.add_(eps)
         else:
             denom = exp_avg_sq.sqrt()
             denom = (
-                denom.div(bias_correction2**0.5)
+                denom.div(bias_correction2_sqrt)
                 if differentiable
-                else denom.div_(bias_correction2**0.5)
+                else denom.div_(bias_correction2_sqrt)
             )
             denom.add_(eps)
         if capturable:
@@ -566,14 +567,14 @@ def _multi_tensor_adam(
     *,
     has_complex: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    amsgrad,
-    maximize,
-    decoupled_weight_decay,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -643,21 +644,18 @@ def _multi_tensor_adam(
             for step in device_state_steps
         ]
         step_sizes = [lr / bias_correction1 for bias_correction1 in bias_correction1s]
+        bias_correction2_sqrts = [
+            bias_correction2**0.5 for bias_correction2 in bias_correction2s
+        ]
         if amsgrad:
             torch._foreach_maximum_(device_max_exp_avg_sqs, device_exp_avg_sqs)
             device_denom = torch._foreach_sqrt(device_max_exp_avg_sqs)
             torch._foreach_div_(
                 device_denom,
                 (
-                    [bias_correction2**0.5 for bias_correction2 in bias_correction2s]
+                    bias_correction2_sqrts
                     if capturable
-                    else [
-                        _get_value(x)
-                        for x in [
-                            bias_correction2**0.5
-                            for bias_correction2 in bias_correction2s
-                        ]
-                    ]
+                    else [_get_value(x) for x in bias_correction2_sqrts]
                 ),
             )
             torch._foreach_add_(device_denom, eps)
@@ -666,15 +664,9 @@ def _multi_tensor_adam(
             torch._foreach_div_(
                 device_denom,
                 (
-                    [bias_correction2**0.5 for bias_correction2 in bias_correction2s]
+                    bias_correction2_sqrts
                     if capturable
-                    else [
-                        _get_value(x)
-                        for x in [
-                            bias_correction2**0.5
-                            for bias_correction2 in bias_correction2s
-                        ]
-                    ]
+                    else [_get_value(x) for x in bias_correction2_sqrts]
                 ),
             )
             torch._foreach_add_(device_denom, eps)
@@ -691,7 +683,7 @@ def _multi_tensor_adam(
                 device_params,
                 device_exp_avgs,
                 device_denom,
-                [_get_value(x) for x in [-step_size for step_size in step_sizes]],
+                [_get_value(-step_size) for step_size in step_sizes],
             )
 
 
@@ -710,14 +702,14 @@ def _fused_adam(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    amsgrad,
-    maximize,
-    decoupled_weight_decay,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")
@@ -767,6 +759,7 @@ def _fused_adam(
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -778,7 +771,7 @@ def _fused_adam(
             _weight_decay,
             _beta1,
             _beta2,
-            _number_tensor(bias_correction2),
+            _number_tensor(bias_correction2_sqrt),
             _eps,
             _number_tensor(step_size),
             maximize,
@@ -802,7 +795,7 @@ def _adam_kernel(
     weight_decay,
     beta1,
     beta2,
-    bias_correction2,
+    bias_correction2_sqrt,
     eps,
     step_size,
     maximize,
@@ -829,9 +822,9 @@ def _adam_kernel(
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
     if amsgrad:
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        denom = max_exp_avg_sq.sqrt().div_(bias_correction2**0.5).add_(eps)
+        denom = max_exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(eps)
     else:
-        denom = exp_avg_sq.sqrt().div_(bias_correction2**0.5).add_(eps)
+        denom = exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(eps)
     param.addcdiv_(exp_avg.mul(-step_size), denom)
     if _compute is not None:
         store_back(

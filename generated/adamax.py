@@ -291,12 +291,12 @@ def adamax(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs Adamax algorithm computation.
 
@@ -408,12 +408,12 @@ def _single_tensor_adamax(
     has_complex: bool,
     differentiable: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -460,12 +460,12 @@ def _multi_tensor_adamax(
     *,
     has_complex: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -523,7 +523,7 @@ def _multi_tensor_adamax(
                 device_params,
                 device_exp_avgs,
                 device_exp_infs,
-                [_get_value(x) for x in [-clr for clr in clrs]],
+                [_get_value(-clr) for clr in clrs],
             )
 
 
@@ -541,12 +541,12 @@ def _fused_adamax(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

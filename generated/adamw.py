@@ -350,14 +350,14 @@ def adamw(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    amsgrad,
-    maximize,
-    decoupled_weight_decay,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
 ) -> None:
     r"""Functional API that performs AdamW algorithm computation.
 
@@ -481,14 +481,14 @@ def _single_tensor_adamw(
     has_complex: bool,
     differentiable: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    amsgrad,
-    maximize,
-    decoupled_weight_decay,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
 ) -> None:
     lr = _to_scalar(lr)
     beta1 = _to_scalar(beta1)
@@ -527,6 +527,7 @@ def _single_tensor_adamw(
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
         if amsgrad:
             if differentiable:
                 max_exp_avg_sq.copy_(torch.maximum(max_exp_avg_sq.clone(), exp_avg_sq))
@@ -534,17 +535,17 @@ def _single_tensor_adamw(
                 torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
             denom = max_exp_avg_sq.sqrt()
             denom = (
-                denom.div(bias_correction2**0.5)
+                denom.div(bias_correction2_sqrt)
                 if differentiable
-                else denom.div_(bias_correction2**0.5)
+                else denom.div_(bias_correction2_sqrt)
             )
             denom.add_(eps)
         else:
             denom = exp_avg_sq.sqrt()
             denom = (
-                denom.div(bias_correction2**0.5)
+                denom.div(bias_correction2_sqrt)
                 if differentiable
-                else denom.div_(bias_correction2**0.5)
+                else denom.div_(bias_correction2_sqrt)
             )
             denom.add_(eps)
         if capturable:
@@ -563,14 +564,14 @@ def _multi_tensor_adamw(
     *,
     has_complex: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    amsgrad,
-    maximize,
-    decoupled_weight_decay,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -640,21 +641,18 @@ def _multi_tensor_adamw(
             for step in device_state_steps
         ]
         step_sizes = [lr / bias_correction1 for bias_correction1 in bias_correction1s]
+        bias_correction2_sqrts = [
+            bias_correction2**0.5 for bias_correction2 in bias_correction2s
+        ]
         if amsgrad:
             torch._foreach_maximum_(device_max_exp_avg_sqs, device_exp_avg_sqs)
             device_denom = torch._foreach_sqrt(device_max_exp_avg_sqs)
             torch._foreach_div_(
                 device_denom,
                 (
-                    [bias_correction2**0.5 for bias_correction2 in bias_correction2s]
+                    bias_correction2_sqrts
                     if capturable
-                    else [
-                        _get_value(x)
-                        for x in [
-                            bias_correction2**0.5
-                            for bias_correction2 in bias_correction2s
-                        ]
-                    ]
+                    else [_get_value(x) for x in bias_correction2_sqrts]
                 ),
             )
             torch._foreach_add_(device_denom, eps)
@@ -663,15 +661,9 @@ def _multi_tensor_adamw(
             torch._foreach_div_(
                 device_denom,
                 (
-                    [bias_correction2**0.5 for bias_correction2 in bias_correction2s]
+                    bias_correction2_sqrts
                     if capturable
-                    else [
-                        _get_value(x)
-                        for x in [
-                            bias_correction2**0.5
-                            for bias_correction2 in bias_correction2s
-                        ]
-                    ]
+                    else [_get_value(x) for x in bias_correction2_sqrts]
                 ),
             )
             torch._foreach_add_(device_denom, eps)
@@ -688,7 +680,7 @@ def _multi_tensor_adamw(
                 device_params,
                 device_exp_avgs,
                 device_denom,
-                [_get_value(x) for x in [-step_size for step_size in step_sizes]],
+                [_get_value(-step_size) for step_size in step_sizes],
             )
 
 
@@ -707,14 +699,14 @@ def _fused_adamw(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    amsgrad,
-    maximize,
-    decoupled_weight_decay,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")
@@ -764,6 +756,7 @@ def _fused_adamw(
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -775,7 +768,7 @@ def _fused_adamw(
             _weight_decay,
             _beta1,
             _beta2,
-            _number_tensor(bias_correction2),
+            _number_tensor(bias_correction2_sqrt),
             _eps,
             _number_tensor(step_size),
             maximize,
@@ -799,7 +792,7 @@ def _adamw_kernel(
     weight_decay,
     beta1,
     beta2,
-    bias_correction2,
+    bias_correction2_sqrt,
     eps,
     step_size,
     maximize,
@@ -826,9 +819,9 @@ def _adamw_kernel(
     exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
     if amsgrad:
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        denom = max_exp_avg_sq.sqrt().div_(bias_correction2**0.5).add_(eps)
+        denom = max_exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(eps)
     else:
-        denom = exp_avg_sq.sqrt().div_(bias_correction2**0.5).add_(eps)
+        denom = exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(eps)
     param.addcdiv_(exp_avg.mul(-step_size), denom)
     if _compute is not None:
         store_back(

@@ -302,12 +302,12 @@ def asgd(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    lambd,
-    alpha,
-    t0,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    lambd: float,
+    alpha: float,
+    t0: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs ASGD algorithm computation.
 
@@ -423,12 +423,12 @@ def _single_tensor_asgd(
     has_complex: bool,
     differentiable: bool,
     capturable: bool,
-    lr,
-    lambd,
-    alpha,
-    t0,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    lambd: float,
+    alpha: float,
+    t0: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -486,12 +486,12 @@ def _multi_tensor_asgd(
     *,
     has_complex: bool,
     capturable: bool,
-    lr,
-    lambd,
-    alpha,
-    t0,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    lambd: float,
+    alpha: float,
+    t0: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -597,13 +597,12 @@ def _multi_tensor_asgd(
                 ]
                 if capturable
                 else [
-                    _get_value(x)
-                    for x in [
+                    _get_value(
                         lr
                         / (1 + lambd * lr * (step if capturable else _get_value(step)))
                         ** alpha
-                        for step in device_state_steps
-                    ]
+                    )
+                    for step in device_state_steps
                 ]
             ),
             strict=True,
@@ -640,12 +639,12 @@ def _fused_asgd(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    lambd,
-    alpha,
-    t0,
-    weight_decay,
-    maximize,
+    lr: float | Tensor,
+    lambd: float,
+    alpha: float,
+    t0: float,
+    weight_decay: float,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

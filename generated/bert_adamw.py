@@ -268,12 +268,12 @@ def bert_adamw(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    correct_bias,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    correct_bias: bool,
 ) -> None:
     r"""Functional API that performs BertAdamW algorithm computation.
 
@@ -379,12 +379,12 @@ def _single_tensor_bert_adamw(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    correct_bias,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    correct_bias: bool,
 ) -> None:
     if torch.compiler.is_compiling():
         lr, beta1, beta2, eps, weight_decay = graph_constants(
@@ -424,12 +424,12 @@ def _multi_tensor_bert_adamw(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    correct_bias,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    correct_bias: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -524,12 +524,12 @@ def _fused_bert_adamw(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    correct_bias,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    correct_bias: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

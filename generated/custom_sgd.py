@@ -127,7 +127,7 @@ def custom_sgd(
     differentiable: bool = False,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
+    lr: float,
 ) -> None:
     r"""Functional API that performs CustomSGD algorithm computation.
 
@@ -162,7 +162,7 @@ def _single_tensor_custom_sgd(
     grads: list[Tensor],
     *,
     has_complex: bool,
-    lr,
+    lr: float,
 ) -> None:
     if torch.compiler.is_compiling():
         (lr,) = graph_constants(lr)

@@ -246,13 +246,13 @@ def kate(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    delta,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    delta: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    eps: float,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs Kate algorithm computation.
 
@@ -358,13 +358,13 @@ def _single_tensor_kate(
     bs: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    delta,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    delta: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    eps: float,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -402,13 +402,13 @@ def _multi_tensor_kate(
     bs: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    delta,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    delta: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    eps: float,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -478,13 +478,13 @@ def _fused_kate(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    delta,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    delta: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    eps: float,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

@@ -250,13 +250,13 @@ def lars(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    weight_decay,
-    momentum,
-    dampening,
-    trust_coefficient,
-    nesterov,
-    maximize,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    dampening: float,
+    trust_coefficient: float,
+    nesterov: bool,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs LARS algorithm computation.
 
@@ -358,13 +358,13 @@ def _single_tensor_lars(
     momentum_buffers: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    weight_decay,
-    momentum,
-    dampening,
-    trust_coefficient,
-    nesterov,
-    maximize,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    dampening: float,
+    trust_coefficient: float,
+    nesterov: bool,
+    maximize: bool,
 ) -> None:
     if torch.compiler.is_compiling():
         lr, weight_decay, momentum, dampening, trust_coefficient = graph_constants(
@@ -402,13 +402,13 @@ def _multi_tensor_lars(
     momentum_buffers: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    weight_decay,
-    momentum,
-    dampening,
-    trust_coefficient,
-    nesterov,
-    maximize,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    dampening: float,
+    trust_coefficient: float,
+    nesterov: bool,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -484,13 +484,13 @@ def _fused_lars(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    weight_decay,
-    momentum,
-    dampening,
-    trust_coefficient,
-    nesterov,
-    maximize,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    dampening: float,
+    trust_coefficient: float,
+    nesterov: bool,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

@@ -235,13 +235,13 @@ def lion(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs Lion algorithm computation.
 
@@ -343,13 +343,13 @@ def _single_tensor_lion(
     exp_avgs: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    beta1,
-    beta2,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -381,13 +381,13 @@ def _multi_tensor_lion(
     exp_avgs: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    beta1,
-    beta2,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -441,13 +441,13 @@ def _fused_lion(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

@@ -342,14 +342,14 @@ def nadam(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    momentum_decay,
-    decoupled_weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    momentum_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs NAdam algorithm computation.
 
@@ -473,14 +473,14 @@ def _single_tensor_nadam(
     has_complex: bool,
     differentiable: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    momentum_decay,
-    decoupled_weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    momentum_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -543,14 +543,14 @@ def _multi_tensor_nadam(
     *,
     has_complex: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    momentum_decay,
-    decoupled_weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    momentum_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -655,8 +655,7 @@ def _multi_tensor_nadam(
                 device_g,
                 device_denom,
                 [
-                    _get_value(x)
-                    for x in [
+                    _get_value(
                         -(
                             lr
                             * (1.0 - mu)
@@ -665,8 +664,8 @@ def _multi_tensor_nadam(
                                 - (mu_product if capturable else _get_value(mu_product))
                             )
                         )
-                        for mu, mu_product in zip(mus, device_mu_products)
-                    ]
+                    )
+                    for mu, mu_product in zip(mus, device_mu_products)
                 ],
             )
         del device_g
@@ -688,11 +687,8 @@ def _multi_tensor_nadam(
                 device_exp_avgs,
                 device_denom,
                 [
-                    _get_value(x)
-                    for x in [
-                        -(lr * mu_next / (1.0 - mu_product_next))
-                        for mu_next, mu_product_next in zip(mu_nexts, mu_product_nexts)
-                    ]
+                    _get_value(-(lr * mu_next / (1.0 - mu_product_next)))
+                    for mu_next, mu_product_next in zip(mu_nexts, mu_product_nexts)
                 ],
             )
 
@@ -712,14 +708,14 @@ def _fused_nadam(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    momentum_decay,
-    decoupled_weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    momentum_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

@@ -310,13 +310,13 @@ def radam(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    decoupled_weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs RAdam algorithm computation.
 
@@ -432,13 +432,13 @@ def _single_tensor_radam(
     has_complex: bool,
     differentiable: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    decoupled_weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -530,13 +530,13 @@ def _multi_tensor_radam(
     *,
     has_complex: bool,
     capturable: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    decoupled_weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -691,13 +691,13 @@ def _fused_radam(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    decoupled_weight_decay,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

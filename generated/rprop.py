@@ -292,12 +292,12 @@ def rprop(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    etaminus,
-    etaplus,
-    step_size_min,
-    step_size_max,
-    maximize,
+    lr: float | Tensor,
+    etaminus: float,
+    etaplus: float,
+    step_size_min: float,
+    step_size_max: float,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs Rprop algorithm computation.
 
@@ -409,12 +409,12 @@ def _single_tensor_rprop(
     has_complex: bool,
     differentiable: bool,
     capturable: bool,
-    lr,
-    etaminus,
-    etaplus,
-    step_size_min,
-    step_size_max,
-    maximize,
+    lr: float | Tensor,
+    etaminus: float,
+    etaplus: float,
+    step_size_min: float,
+    step_size_max: float,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -458,12 +458,12 @@ def _multi_tensor_rprop(
     *,
     has_complex: bool,
     capturable: bool,
-    lr,
-    etaminus,
-    etaplus,
-    step_size_min,
-    step_size_max,
-    maximize,
+    lr: float | Tensor,
+    etaminus: float,
+    etaplus: float,
+    step_size_min: float,
+    step_size_max: float,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -537,12 +537,12 @@ def _fused_rprop(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    etaminus,
-    etaplus,
-    step_size_min,
-    step_size_max,
-    maximize,
+    lr: float | Tensor,
+    etaminus: float,
+    etaplus: float,
+    step_size_min: float,
+    step_size_max: float,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

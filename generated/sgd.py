@@ -231,12 +231,12 @@ def sgd(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    momentum,
-    dampening,
-    weight_decay,
-    nesterov,
-    maximize,
+    lr: float | Tensor,
+    momentum: float,
+    dampening: float,
+    weight_decay: float | Tensor,
+    nesterov: bool,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs SGD algorithm computation.
 
@@ -336,12 +336,12 @@ def _single_tensor_sgd(
     *,
     has_complex: bool,
     differentiable: bool,
-    lr,
-    momentum,
-    dampening,
-    weight_decay,
-    nesterov,
-    maximize,
+    lr: float | Tensor,
+    momentum: float,
+    dampening: float,
+    weight_decay: float | Tensor,
+    nesterov: bool,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     weight_decay = _to_scalar(weight_decay)
@@ -374,12 +374,12 @@ def _multi_tensor_sgd(
     momentum_buffers: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    momentum,
-    dampening,
-    weight_decay,
-    nesterov,
-    maximize,
+    lr: float | Tensor,
+    momentum: float,
+    dampening: float,
+    weight_decay: float | Tensor,
+    nesterov: bool,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -446,12 +446,12 @@ def _fused_sgd(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    momentum,
-    dampening,
-    weight_decay,
-    nesterov,
-    maximize,
+    lr: float | Tensor,
+    momentum: float,
+    dampening: float,
+    weight_decay: float | Tensor,
+    nesterov: bool,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

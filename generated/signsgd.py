@@ -238,11 +238,11 @@ def signsgd(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    momentum,
-    weight_decay,
-    weight_decouple,
-    maximize,
+    lr: float | Tensor,
+    momentum: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs SignSGD algorithm computation.
 
@@ -336,11 +336,11 @@ def _single_tensor_signsgd(
     momentum_buffers: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    momentum,
-    weight_decay,
-    weight_decouple,
-    maximize,
+    lr: float | Tensor,
+    momentum: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -370,11 +370,11 @@ def _multi_tensor_signsgd(
     momentum_buffers: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    momentum,
-    weight_decay,
-    weight_decouple,
-    maximize,
+    lr: float | Tensor,
+    momentum: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -433,11 +433,11 @@ def _fused_signsgd(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    momentum,
-    weight_decay,
-    weight_decouple,
-    maximize,
+    lr: float | Tensor,
+    momentum: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

@@ -210,11 +210,11 @@ def sparse_adam(
     differentiable: bool = False,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs SparseAdam algorithm computation.
 
@@ -263,11 +263,11 @@ def _single_tensor_sparse_adam(
     state_steps: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    maximize,
+    lr: float | Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():

@@ -235,12 +235,12 @@ def tiger(
     fused: bool | None = None,
     has_complex: bool = False,
     precision: Precision | None = None,
-    lr,
-    beta,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    maximize,
+    lr: float | Tensor,
+    beta: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    maximize: bool,
 ) -> None:
     r"""Functional API that performs Tiger algorithm computation.
 
@@ -338,12 +338,12 @@ def _single_tensor_tiger(
     exp_avgs: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    beta,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    maximize,
+    lr: float | Tensor,
+    beta: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    maximize: bool,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
@@ -370,12 +370,12 @@ def _multi_tensor_tiger(
     exp_avgs: list[Tensor],
     *,
     has_complex: bool,
-    lr,
-    beta,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    maximize,
+    lr: float | Tensor,
+    beta: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    maximize: bool,
 ) -> None:
     if len(params) == 0:
         return
@@ -426,12 +426,12 @@ def _fused_tiger(
     *,
     has_complex: bool,
     precision: Precision | None = None,
-    lr,
-    beta,
-    weight_decay,
-    weight_decouple,
-    fixed_decay,
-    maximize,
+    lr: float | Tensor,
+    beta: float,
+    weight_decay: float,
+    weight_decouple: bool,
+    fixed_decay: bool,
+    maximize: bool,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")

@@ -3,7 +3,7 @@
 The pipeline, one folder per stage, imports pointing one way:
 generator.language (grammar, Lark parser, typed syntax, builtins, diagnostics) →
 generator.check.checker (names, kinds, refusals) → generator.lower.lowering (the IR of generator.ir, in-place
-operations chosen by rewrite rules) → generator.emit.python.printer / generator.emit.docs (Jinja
+operations chosen by rewrite rules) → generator.emit.python / generator.emit.docs (Jinja
 templates, black) → generator.driver (build, files written only when they change, the stale
 check). generator.commands holds the `optimgen` CLI. The compiler never imports torch; the
 generated modules do, and they import only generator.runtime (precision policies, kernel and

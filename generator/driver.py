@@ -16,7 +16,8 @@ from pathlib import Path
 
 from generator import ir
 from generator import project as P
-from generator.check.checker import CheckedSpec, check, check_fragment
+from generator.check.checker import check, check_fragment
+from generator.check.model import CheckedSpec
 from generator.emit.docs.markdown import catalogue, page, readme_table
 from generator.emit.python.fused import fusable
 from generator.emit.python.module import ModuleRenderer, environment
@@ -29,7 +30,8 @@ from generator.language.diagnostics import (
     SpecError,
     render,
 )
-from generator.language.parse import cache_root, parse
+from generator.language.grammar import cache_root
+from generator.language.parse import parse
 from generator.lower.lowering import lower
 
 SPEC_SUFFIX = P.SPEC_SUFFIX

@@ -14,6 +14,60 @@ import enum
 from dataclasses import dataclass, field
 from typing import Union
 
+# ---- names the IR gives a fixed meaning ------------------------------------------------------------
+
+
+class _Named(str, enum.Enum):
+    """An enum whose members are also their names' strings: printed, hashed and compared as
+    the string, so the printers and templates spell them as before, while a node built with
+    a misspelt one fails when it is made."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __hash__ = str.__hash__
+
+
+class Role(_Named):
+    """What a tensor reference is."""
+
+    PARAM = "param"
+    GRAD = "grad"
+    STATE = "state"
+    LOCAL = "local"
+    TOTAL = "total"  # an optimizer's sum over parameters (Prodigy's)
+    FRESH = "fresh"  # a result a printer has just made and may update in place
+
+
+class Scope(_Named):
+    """Where a state lives: per parameter, in the group dict, or once per optimizer."""
+
+    PARAMETER = "parameter"
+    GROUP = "group"
+    OPTIMIZER = "optimizer"
+
+
+class StateKind(_Named):
+    TENSOR = "tensor"  # shaped like the parameter (or reduced)
+    COUNT = "count"  # a step counter
+    FLAG = "flag"  # a counter that holds a decision
+    TOTAL = "total"  # a sum over all parameters
+
+
+class Mode(_Named):
+    """How the update visits the parameters."""
+
+    EACH = "each"  # once per parameter with a gradient
+    RANDOM = "random"  # one parameter drawn at random
+    FLAT = "flat"  # all parameters as one vector (LBFGS)
+
+
+def _coerce(node, **enums) -> None:
+    """Make a frozen node's named fields members of their enums (a string is accepted and
+    checked)."""
+    for name, kind in enums.items():
+        object.__setattr__(node, name, kind(getattr(node, name)))
+
+
 # ---- scalar expressions (numbers and conditions computed on the host) ----------------------------------
 
 
@@ -80,9 +134,10 @@ SExpr = Union[SConst, SRef, SBin, SCompare, SUnary, SCall, SCond, STuple]
 @dataclass(frozen=True)
 class TRef:
     name: str
-    role: (
-        str  # param | grad | state | local | total (an optimizer's sum over parameters)
-    )
+    role: Role
+
+    def __post_init__(self) -> None:
+        _coerce(self, role=Role)
 
 
 @dataclass(frozen=True)
@@ -113,10 +168,13 @@ class CountUpdate:
     state: str  # the state's key
     op: str  # "+=", "*=" or "fill"
     value: SExpr
-    scope: str  # parameter | group | optimizer
+    scope: Scope
     read_after: (
         bool  # the new value is read later in the update (refresh the Python number)
     )
+
+    def __post_init__(self) -> None:
+        _coerce(self, scope=Scope)
 
 
 @dataclass(frozen=True)
@@ -277,22 +335,31 @@ def refs(node, kind: type) -> list[str]:
     return list(found)
 
 
+def children(e) -> tuple:
+    """The sub-expressions of an expression, left to right (an in-place statement's
+    operations count as its sub-expressions)."""
+    if isinstance(e, (SBin,)):
+        return (e.left, e.right)
+    if isinstance(e, SCompare):
+        return e.operands
+    if isinstance(e, SUnary):
+        return (e.operand,)
+    if isinstance(e, SCall):
+        return e.args
+    if isinstance(e, SCond):
+        return (e.cond, e.then, e.orelse)
+    if isinstance(e, STuple):
+        return e.items
+    if isinstance(e, TOp):
+        return e.args + tuple(v for _, v in e.kwargs)
+    if isinstance(e, InPlace):
+        return e.ops
+    return ()
+
+
 def uses(e, pred) -> bool:
-    """Does a scalar or tensor expression contain a node for which ``pred`` holds?"""
-    if pred(e):
-        return True
-    for f in ("left", "right", "operand", "cond", "then", "orelse"):
-        x = getattr(e, f, None)
-        if x is not None and uses(x, pred):
-            return True
-    for f in ("args", "operands", "ops"):
-        for x in getattr(e, f, ()) or ():
-            if uses(x, pred):
-                return True
-    for _, x in getattr(e, "kwargs", ()) or ():
-        if uses(x, pred):
-            return True
-    return False
+    """Does an expression contain a node (itself included) for which ``pred`` holds?"""
+    return bool(pred(e)) or any(uses(x, pred) for x in children(e))
 
 
 def refuses_sharded(v: Validation) -> bool:
@@ -396,8 +463,8 @@ class Validation:
 class StateBuffer:
     key: str  # state_dict key
     symbol: str  # name in the spec
-    kind: str  # tensor | count
-    scope: str  # parameter | group | optimizer
+    kind: StateKind
+    scope: Scope
     init: SExpr | None  # None: lazy
     condition: SExpr | None
     eager: bool
@@ -409,6 +476,9 @@ class StateBuffer:
         str  # name of the per-group list in the functional API (exp_avgs, state_steps)
     )
     var: str  # the single-tensor loop variable (exp_avg, step_t)
+
+    def __post_init__(self) -> None:
+        _coerce(self, kind=StateKind, scope=Scope)
 
 
 @dataclass(frozen=True)
@@ -422,7 +492,7 @@ class Optimizer:
     arguments: tuple[Argument, ...]
     validations: tuple[Validation, ...]
     states: tuple[StateBuffer, ...]
-    mode: str  # each | random
+    mode: Mode
     step_block: tuple[Stmt, ...]  # once per step, before parameters
     body: tuple[Stmt, ...]  # per parameter
     hoisted: tuple[
@@ -454,3 +524,6 @@ class Optimizer:
     methods: tuple[Method, ...] = ()
     # several `update:` blocks: the passes after the first, each over all groups' parameters
     later_passes: tuple[Pass, ...] = ()
+
+    def __post_init__(self) -> None:
+        _coerce(self, mode=Mode)

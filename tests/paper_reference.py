@@ -25,14 +25,13 @@ from typing import Any
 import pytest
 import torch
 
-from parity import (
-    RecordKey,
+from generator.verify.problems import (
     clone_params,
     gradients_for_step,
     make_initial_params,
-    record_deviation,
     stable_seed,
 )
+from parity import RecordKey, record_deviation
 
 pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 

@@ -1,35 +1,45 @@
-"""Shared helpers for the parity tests (not a test module).
+"""What the parity tests add to the differential harness (generator.verify; not a test module).
 
-The central piece is :func:`run_side_by_side`: it builds identical parameters for two
-optimizer classes, feeds both the same gradients (spread over magnitudes 1e-6..10, fresh
-every step, one parameter whose gradient is ``None`` on some steps, two param groups with
-different hyperparameters, ``step(closure)`` on every other step) and after EVERY step
-compares the parameters, their gradients, the closure's return value and the full
-``state_dict()`` (state keys, tensor dtypes/devices/shapes/values, every ``param_groups``
-entry).  A mismatch raises an ``AssertionError`` naming the optimizer, the config, the step,
-the tensor / state key and the max abs / rel deviation.
+The harness itself (the stepwise problem in generator.verify.problems, the strict comparisons in
+generator.verify.compare, the lockstep runner in generator.verify.harness) lives in the generator
+and the tests import it from there. Here is what is about this suite: the twins of torch.optim
+under test and what is known of torch's implementations of them (its optim_db, the paths it
+computes with other formulas, the 2-D-only Muon), the tolerances the suite holds them to, the
+options of a second param group, and the deviation report.
 
-Every tensor comparison also records the deviation it saw into :data:`REPORT`, which
-``conftest.py`` prints as a table at the end of the session and writes to
-``tests/.parity-report.json``.
+:func:`run_side_by_side` is the harness's runner on the shapes of the twin under test, its
+deviations recorded: it builds identical parameters for two optimizer classes, feeds both the
+same gradients (spread over magnitudes 1e-6..10, fresh every step, one parameter whose gradient
+is ``None`` on some steps, two param groups with different hyperparameters, ``step(closure)`` on
+every other step) and after EVERY step compares the parameters, their gradients, the closure's
+return value and the full ``state_dict()`` (state keys, tensor dtypes/devices/shapes/values,
+every ``param_groups`` entry). A mismatch raises an ``AssertionError`` naming the optimizer, the
+config, the step, the tensor / state key and the max abs / rel deviation.
+
+Every tensor comparison made with this module's :class:`CompareContext` also records the
+deviation it saw into :data:`REPORT`, which ``conftest.py`` prints as a table at the end of the
+session and writes to ``tests/.parity-report.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
+import functools
 import inspect
 import json
 import math
 import re
 import signal
 import threading
-import zlib
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
+
+from generator.verify import compare, harness
+from generator.verify.compare import Tolerance
+from generator.verify.problems import STEPWISE_SHAPES
 
 TWIN_NAMES = (
     "SGD",
@@ -65,32 +75,10 @@ FUSED_EXTENSION = frozenset(
 FUSED_GENERATED = frozenset({"SGD", "Adam", "AdamW", "Adagrad"}) | FUSED_EXTENSION
 
 # ---------------------------------------------------------------------------------------
-# Tolerances.  ``rtol`` is elementwise; ``atol`` is ``rtol`` times the largest magnitude in
-# the expected tensor ("tensor-scaled"), so that entries that cancel down to ~0 (momentum
-# buffers, tiny gradients) are judged against the scale of their tensor rather than
-# against themselves.  Exactness claims use ``EXACT`` (rtol = atol = 0).
+# Tolerances (generator.verify.compare.Tolerance: ``rtol`` elementwise, ``atol`` tensor-scaled
+# unless given; ``EXACT`` for bit equality).
 # ---------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    rtol: float
-    scaled_atol: bool = True
-    atol: float | None = None  # an absolute atol instead of the tensor-scaled one
-
-    @property
-    def exact(self) -> bool:
-        return self.rtol == 0.0 and not self.atol
-
-    def __str__(self) -> str:
-        if self.exact:
-            return "exact (rtol=0, atol=0)"
-        if self.atol is not None:
-            return f"rtol={self.rtol:g}, atol={self.atol:g}"
-        return f"rtol={self.rtol:g}, atol={self.rtol:g}*max|expected|"
-
-
-EXACT = Tolerance(0.0)
 TOLERANCES = {
     torch.float32: Tolerance(1e-6),
     torch.complex64: Tolerance(1e-6),
@@ -214,6 +202,18 @@ def write_report_json(path) -> None:
         f.write("\n")
 
 
+@dataclass
+class CompareContext(compare.CompareContext):
+    """The harness's comparison context, the deviations it sees recorded into :data:`REPORT`
+    under ``record`` (and ``test_id``)."""
+
+    record: RecordKey | None = None
+    test_id: str | None = None
+
+    def observe(self, max_abs: float, max_rel: float) -> None:
+        record_deviation(self.record, max_abs, max_rel, self.test_id)
+
+
 # ---------------------------------------------------------------------------------------
 # Access to the classes under test and to torch's optimizer database.
 # ---------------------------------------------------------------------------------------
@@ -333,19 +333,8 @@ def slug(text: str) -> str:
     return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
 
 
-def stable_seed(*parts: Any) -> int:
-    return zlib.crc32("|".join(map(str, parts)).encode()) & 0x7FFFFFFF
-
-
 def constructor_default(cls: type, name: str) -> Any:
     return inspect.signature(cls.__init__).parameters[name].default
-
-
-def accepts_kwarg(cls: type, name: str) -> bool:
-    params = inspect.signature(cls.__init__).parameters
-    return name in params or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
-    )
 
 
 def describe_kwargs(kwargs: dict[str, Any]) -> str:
@@ -360,79 +349,27 @@ def describe_kwargs(kwargs: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# The problem: parameters, gradients, param groups.
+# The problems' shapes for the twins, and the second param group's options.
 # ---------------------------------------------------------------------------------------
 
-SHAPES: tuple[tuple[int, ...], ...] = ((5, 4), (4,), (3, 3, 2), (2,))
 #: twins whose torch counterpart refuses anything but 2-D parameters (ValueError at
 #: construction): their problems use :data:`MATRIX_SHAPES` and bias-free models
 MATRIX_ONLY = frozenset({"Muon"})
 #: 2-D only: a tall matrix (Muon orthogonalises the transpose of those), two wide ones
-#: and a square one (the index-:data:`SOMETIMES_NONE` one, whose gradient is sometimes None)
+#: and a square one (the index-``SOMETIMES_NONE`` one of generator.verify.problems, whose
+#: gradient is sometimes None)
 MATRIX_SHAPES: tuple[tuple[int, ...], ...] = ((5, 4), (4, 6), (3, 3), (2, 7))
-#: index of the parameter whose gradient is ``None`` on :data:`NONE_STEPS`
-SOMETIMES_NONE = 3
-#: step 0 (lazy state creation on a later step) and two steps mid-run
-NONE_STEPS = frozenset({0, 4, 5})
 
 
 def shapes_for(name: str | None) -> tuple[tuple[int, ...], ...]:
     """The parameter shapes of the problems built for the twin ``name``."""
-    return MATRIX_SHAPES if name in MATRIX_ONLY else SHAPES
+    return MATRIX_SHAPES if name in MATRIX_ONLY else STEPWISE_SHAPES
 
 
 def vector_shape(name: str | None, n: int) -> tuple[int, ...]:
     """The shape of a small ad-hoc parameter with ``n`` rows: ``(n,)``, or ``(n, 2)`` for
     a twin in :data:`MATRIX_ONLY`."""
     return (n, 2) if name in MATRIX_ONLY else (n,)
-
-
-def make_initial_params(
-    dtype: torch.dtype, seed: int, shapes=SHAPES
-) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for shape in shapes:
-        if dtype.is_complex:
-            t = torch.complex(
-                torch.randn(shape, generator=gen, dtype=torch.float64),
-                torch.randn(shape, generator=gen, dtype=torch.float64),
-            )
-        else:
-            t = torch.randn(shape, generator=gen, dtype=torch.float64)
-        out.append(t.to(dtype))
-    return out
-
-
-def clone_params(initial: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [t.detach().clone().requires_grad_(True) for t in initial]
-
-
-def make_gradient(
-    step: int, index: int, shape, dtype: torch.dtype, seed: int
-) -> torch.Tensor:
-    """``randn * 10**uniform(-6, 1)`` elementwise; a fresh draw for every (step, param)."""
-    gen = torch.Generator().manual_seed(stable_seed(seed, step, index))
-
-    def one():
-        scale = 10.0 ** (torch.rand(shape, generator=gen, dtype=torch.float64) * 7 - 6)
-        return torch.randn(shape, generator=gen, dtype=torch.float64) * scale
-
-    g = torch.complex(one(), one()) if dtype.is_complex else one()
-    return g.to(dtype)
-
-
-def gradients_for_step(
-    step: int, params: list[torch.Tensor], seed: int, none_steps=NONE_STEPS
-) -> list[torch.Tensor | None]:
-    grads = []
-    for i, p in enumerate(params):
-        if i == SOMETIMES_NONE and step in none_steps:
-            grads.append(None)
-        else:
-            g = make_gradient(step, i, tuple(p.shape), p.dtype, seed)
-            grads.append(g.to(p.device))
-    return grads
 
 
 def _scaled(value, factor):
@@ -496,400 +433,29 @@ def second_group_overrides(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def make_param_groups(params: list[torch.Tensor], group2: dict[str, Any] | None):
-    if group2 is None:
-        return list(params)
-    return [{"params": params[:2]}, {"params": params[2:], **copy.deepcopy(group2)}]
-
-
 # ---------------------------------------------------------------------------------------
-# Comparison.
+# The side-by-side runner, on the twin's shapes, its deviations recorded.
 # ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class CompareContext:
-    label: str  # who vs whom, which config
-    step: int | str
-    tol: Tolerance
-    record: RecordKey | None = None
-    test_id: str | None = None
-    ignore_group_keys: frozenset[str] = frozenset()
-    compare_grads: bool = True
-    #: applied to both state_dicts before comparing (e.g. to compare values, not types)
-    normalize_state_dict: Callable[[dict], dict] | None = None
-    #: the gradients as they were handed to the optimizers this step (see compare_params)
-    pristine_grads: list[torch.Tensor | None] | None = None
-    param_names: list[str] = field(default_factory=list)
-
-    def where(self, what: str) -> str:
-        return f"{self.label}\n  after step {self.step}: {what}"
-
-
-def deviation(actual: torch.Tensor, expected: torch.Tensor) -> tuple[float, float]:
-    """(max |a - e|, max |a - e| / |e|) over all elements, NaN-aware (NaN == NaN)."""
-    wide = torch.complex128 if expected.is_complex() else torch.float64
-    a = actual.detach().to("cpu", wide)
-    e = expected.detach().to("cpu", wide)
-    if a.numel() == 0:
-        return 0.0, 0.0
-    both_nan = torch.isnan(a) & torch.isnan(e)
-    same = (a == e) | both_nan
-    diff = torch.where(same, torch.zeros((), dtype=torch.float64), (a - e).abs())
-    diff = torch.nan_to_num(diff, nan=math.inf)
-    denom = e.abs()
-    rel = torch.where(
-        diff == 0,
-        torch.zeros((), dtype=torch.float64),
-        diff
-        / torch.where(denom > 0, denom, torch.full((), math.nan, dtype=denom.dtype)),
-    )
-    rel = torch.nan_to_num(rel, nan=math.inf)
-    return float(diff.max()), float(rel.max())
-
-
-def compare_tensor(
-    actual: Any,
-    expected: torch.Tensor,
-    what: str,
-    ctx: CompareContext,
-    record: bool = True,
-) -> None:
-    if not isinstance(actual, torch.Tensor):
-        raise AssertionError(
-            ctx.where(
-                f"{what}: expected a tensor {_tensor_brief(expected)}, "
-                f"got {type(actual).__name__} {actual!r}"
-            )
-        )
-    for attr in ("dtype", "device", "shape", "requires_grad", "is_sparse"):
-        va, ve = getattr(actual, attr), getattr(expected, attr)
-        if va != ve:
-            raise AssertionError(
-                ctx.where(f"{what}: {attr} differs: expected {ve}, got {va}")
-            )
-    record_key = ctx.record if record else None
-    if torch.equal(actual.detach(), expected.detach()):  # fast path: bit-identical
-        # (torch.equal is False for NaNs, which then go the slow, NaN-aware way)
-        record_deviation(record_key, 0.0, 0.0, ctx.test_id)
-        return
-    max_abs, max_rel = deviation(actual, expected)
-    record_deviation(record_key, max_abs, max_rel, ctx.test_id)
-    if ctx.tol.exact:
-        rtol = atol = 0.0
-    else:
-        rtol = ctx.tol.rtol
-        scale = float(expected.detach().abs().max()) if expected.numel() else 0.0
-        atol = rtol * scale if ctx.tol.scaled_atol else 0.0
-        if ctx.tol.atol is not None:
-            atol = ctx.tol.atol
-        if not math.isfinite(atol):
-            atol = 0.0
-
-    def msg(default: str) -> str:
-        return ctx.where(
-            f"{what} differs (tolerance {ctx.tol}): "
-            f"max abs deviation {max_abs:.3e}, max rel deviation {max_rel:.3e}\n"
-            + default
-        )
-
-    torch.testing.assert_close(
-        actual.detach(),
-        expected.detach(),
-        rtol=rtol,
-        atol=atol,
-        equal_nan=True,
-        check_device=True,
-        check_dtype=True,
-        msg=msg,
-    )
-
-
-def _tensor_brief(t: torch.Tensor) -> str:
-    return f"(dtype={t.dtype}, device={t.device}, shape={tuple(t.shape)})"
-
-
-def compare_value(actual: Any, expected: Any, what: str, ctx: CompareContext) -> None:
-    """Compare state / param-group values: tensors by :func:`compare_tensor`, containers
-    recursively, everything else by type and ``==``."""
-    if isinstance(expected, torch.Tensor):
-        compare_tensor(actual, expected, what, ctx)
-        return
-    if isinstance(expected, (tuple, list)):
-        if type(actual) is not type(expected) or len(actual) != len(expected):
-            raise AssertionError(
-                ctx.where(f"{what}: expected {expected!r}, got {actual!r}")
-            )
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            compare_value(a, e, f"{what}[{i}]", ctx)
-        return
-    if isinstance(expected, dict):
-        compare_keys(actual, expected, what, ctx)
-        for k in expected:
-            compare_value(actual[k], expected[k], f"{what}[{k!r}]", ctx)
-        return
-    if type(actual) is not type(expected) or not (
-        actual == expected or _both_nan(actual, expected)
-    ):
-        raise AssertionError(
-            ctx.where(
-                f"{what}: expected {expected!r} ({type(expected).__name__}), "
-                f"got {actual!r} ({type(actual).__name__})"
-            )
-        )
-
-
-def _both_nan(a, b) -> bool:
-    return isinstance(a, float) and isinstance(b, float) and a != a and b != b
-
-
-def compare_keys(actual: Any, expected: dict, what: str, ctx: CompareContext) -> None:
-    if not isinstance(actual, dict):
-        raise AssertionError(
-            ctx.where(f"{what}: expected a dict, got {type(actual).__name__}")
-        )
-    ka, ke = set(actual), set(expected)
-    if ka != ke:
-        raise AssertionError(
-            ctx.where(
-                f"{what}: keys differ: missing {sorted(map(repr, ke - ka))}, "
-                f"unexpected {sorted(map(repr, ka - ke))} "
-                f"(expected keys {list(expected)}, got {list(actual)})"
-            )
-        )
-
-
-def compare_state_dicts(actual: dict, expected: dict, ctx: CompareContext) -> None:
-    if ctx.normalize_state_dict is not None:
-        actual = ctx.normalize_state_dict(actual)
-        expected = ctx.normalize_state_dict(expected)
-    compare_keys(actual, expected, "state_dict()", ctx)
-    sa, se = actual["state"], expected["state"]
-    compare_keys(sa, se, "state_dict()['state'] (parameter indices)", ctx)
-    for k in se:
-        name = (
-            f" ({ctx.param_names[k]})"
-            if isinstance(k, int) and k < len(ctx.param_names)
-            else ""
-        )
-        if isinstance(se[k], dict):
-            compare_keys(sa[k], se[k], f"state[{k!r}]{name} keys", ctx)
-            for key in se[k]:
-                compare_value(
-                    sa[k][key], se[k][key], f"state[{k!r}]{name}[{key!r}]", ctx
-                )
-        else:
-            compare_value(sa[k], se[k], f"state[{k!r}]", ctx)
-    ga, ge = actual["param_groups"], expected["param_groups"]
-    if len(ga) != len(ge):
-        raise AssertionError(
-            ctx.where(
-                f"number of param_groups differs: expected {len(ge)}, got {len(ga)}"
-            )
-        )
-    for i, (a, e) in enumerate(zip(ga, ge)):
-        a = {k: v for k, v in a.items() if k not in ctx.ignore_group_keys}
-        e = {k: v for k, v in e.items() if k not in ctx.ignore_group_keys}
-        # the generated twins in FUSED_EXTENSION add a `fused` flag torch's class lacks
-        for one, other in ((a, e), (e, a)):
-            if "fused" in one and "fused" not in other and not one["fused"]:
-                del one["fused"]
-        compare_keys(a, e, f"param_groups[{i}] keys", ctx)
-        for key in e:
-            compare_value(a[key], e[key], f"param_groups[{i}][{key!r}]", ctx)
-
-
-def compare_params(
-    actual: list[torch.Tensor], expected: list[torch.Tensor], ctx: CompareContext
-) -> None:
-    """Parameter values, then (``ctx.compare_grads``) their ``.grad`` after the step.
-
-    Gradients must equal the expected side's -- except that where the expected optimizer
-    modified its gradient in place (torch's foreach SGD with nesterov adds the momentum
-    buffer into ``p.grad`` when the group's weight_decay is 0) the actual one may instead
-    leave the gradient exactly as it was handed over (``ctx.pristine_grads``)."""
-    for i, (a, e) in enumerate(zip(actual, expected)):
-        compare_tensor(a, e, f"param #{i} {_tensor_brief(e)}", ctx)
-    if not ctx.compare_grads:
-        return
-    for i, (a, e) in enumerate(zip(actual, expected)):
-        if (a.grad is None) != (e.grad is None):
-            raise AssertionError(
-                ctx.where(f"param #{i}.grad: expected {e.grad!r}, got {a.grad!r}")
-            )
-        if e.grad is None:
-            continue
-        try:
-            compare_tensor(
-                a.grad, e.grad, f"param #{i}.grad (after step)", ctx, record=False
-            )
-        except AssertionError:
-            pristine = ctx.pristine_grads[i] if ctx.pristine_grads else None
-            if pristine is None or not torch.equal(a.grad, pristine):
-                raise
-
-
-def compare_optimizers(actual_opt, expected_opt, actual_params, expected_params, ctx):
-    compare_params(actual_params, expected_params, ctx)
-    compare_state_dicts(actual_opt.state_dict(), expected_opt.state_dict(), ctx)
-
-
-# ---------------------------------------------------------------------------------------
-# Errors: "torch raises X" must mean "we raise the same X".
-# ---------------------------------------------------------------------------------------
-
-
-def call_capturing(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
-    try:
-        return fn(), None
-    except Exception as exc:  # noqa: BLE001 - we compare whatever torch raises
-        return None, exc
-
-
-def assert_same_exception(
-    actual: BaseException | None, expected: BaseException | None, what: str
-) -> None:
-    if expected is None and actual is None:
-        return
-    if expected is None:
-        raise AssertionError(
-            f"{what}: the reference succeeded but the class under test raised "
-            f"{type(actual).__name__}: {actual}"
-        ) from actual
-    if actual is None:
-        raise AssertionError(
-            f"{what}: the reference raised {type(expected).__name__}: {expected}\n"
-            f"  but the class under test did not raise"
-        )
-    if type(actual) is not type(expected) or str(actual) != str(expected):
-        raise AssertionError(
-            f"{what}: exception differs:\n"
-            f"  expected {type(expected).__name__}: {expected}\n"
-            f"  got      {type(actual).__name__}: {actual}"
-        ) from actual
-
-
-# ---------------------------------------------------------------------------------------
-# The side-by-side runner.
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class SideBySideResult:
-    steps_run: int
-    raised: BaseException | None  # the error both sides raised identically, if any
-    expected_opt: Any = None
-    actual_opt: Any = None
-    expected_params: list = field(default_factory=list)
-    actual_params: list = field(default_factory=list)
 
 
 def run_side_by_side(
     expected_cls: type,
     actual_cls: type,
     *,
-    expected_kwargs: dict[str, Any],
-    actual_kwargs: dict[str, Any] | None = None,
-    dtype: torch.dtype,
-    label: str,
-    tol: Tolerance,
-    seed: int,
-    steps: int = 10,
-    group2: dict[str, Any] | None = None,
     record: RecordKey | None = None,
     test_id: str | None = None,
-    ignore_group_keys=(),
     shapes=None,
-    none_steps=NONE_STEPS,
-    closure_every: int = 2,
-    compare_grads: bool = True,
-    normalize_state_dict: Callable[[dict], dict] | None = None,
-    device: str = "cpu",
-) -> SideBySideResult:
-    """Step ``expected_cls`` and ``actual_cls`` on identical inputs, comparing after every
-    step.  If the expected class raises (at construction or at some step), the actual class
-    must raise the same exception type with the same message at the same point.
-
-    ``compare_grads``: also compare ``p.grad`` after each step (an optimizer that mutates
-    the gradients in place must do so exactly like the expected one).
-
-    ``shapes``: the parameters' shapes; by default :func:`shapes_for` the expected
-    class's name (2-D only for a twin in :data:`MATRIX_ONLY`)."""
-    if actual_kwargs is None:
-        actual_kwargs = expected_kwargs
+    **options: Any,
+) -> harness.SideBySideResult:
+    """:func:`generator.verify.harness.run_side_by_side`, on the parameters' ``shapes``, by
+    default :func:`shapes_for` the expected class's name (2-D only for a twin in
+    :data:`MATRIX_ONLY`); the deviations it sees are recorded under ``record``."""
     if shapes is None:
         shapes = shapes_for(expected_cls.__name__)
-    initial = [t.to(device) for t in make_initial_params(dtype, seed, shapes)]
-    e_params, a_params = clone_params(initial), clone_params(initial)
-    ctx = CompareContext(
-        label=label,
-        step="(construction)",
-        tol=tol,
-        record=record,
-        test_id=test_id,
-        ignore_group_keys=frozenset(ignore_group_keys),
-        compare_grads=compare_grads,
-        normalize_state_dict=normalize_state_dict,
-        param_names=[f"param #{i}, shape {tuple(s)}" for i, s in enumerate(shapes)],
+    return harness.run_side_by_side(
+        expected_cls,
+        actual_cls,
+        shapes=shapes,
+        context=functools.partial(CompareContext, record=record, test_id=test_id),
+        **options,
     )
-
-    e_opt, e_exc = call_capturing(
-        lambda: expected_cls(
-            make_param_groups(e_params, group2), **copy.deepcopy(expected_kwargs)
-        )
-    )
-    a_opt, a_exc = call_capturing(
-        lambda: actual_cls(
-            make_param_groups(a_params, group2), **copy.deepcopy(actual_kwargs)
-        )
-    )
-    assert_same_exception(a_exc, e_exc, f"{label}\n  constructor")
-    if e_exc is not None:
-        return SideBySideResult(0, e_exc)
-
-    compare_optimizers(a_opt, e_opt, a_params, e_params, ctx)
-
-    for step in range(steps):
-        ctx.step = step
-        grads = gradients_for_step(step, initial, seed, none_steps)
-        ctx.pristine_grads = grads
-        calls = {"expected": 0, "actual": 0}
-
-        def set_grads(params, grads=grads):
-            for p, g in zip(params, grads):
-                p.grad = None if g is None else g.clone()
-
-        def make_closure(params, side):
-            def closure():
-                calls[side] += 1
-                set_grads(params)
-                return torch.tensor(float(step), dtype=torch.float64)
-
-            return closure
-
-        use_closure = closure_every and step % closure_every == 1
-        if use_closure:
-            e_out, e_exc = call_capturing(
-                lambda: e_opt.step(make_closure(e_params, "expected"))
-            )
-            a_out, a_exc = call_capturing(
-                lambda: a_opt.step(make_closure(a_params, "actual"))
-            )
-        else:
-            set_grads(e_params)
-            set_grads(a_params)
-            e_out, e_exc = call_capturing(e_opt.step)
-            a_out, a_exc = call_capturing(a_opt.step)
-        assert_same_exception(a_exc, e_exc, f"{label}\n  step {step}")
-        if e_exc is not None:
-            return SideBySideResult(step, e_exc, e_opt, a_opt, e_params, a_params)
-        if calls["actual"] != calls["expected"]:
-            raise AssertionError(
-                ctx.where(
-                    f"closure called {calls['actual']} times, expected {calls['expected']}"
-                )
-            )
-        compare_value(a_out, e_out, "return value of step()", ctx)
-        compare_optimizers(a_opt, e_opt, a_params, e_params, ctx)
-
-    return SideBySideResult(steps, None, e_opt, a_opt, e_params, a_params)

@@ -24,8 +24,8 @@ from generator import ir
 from generator.api import check_text, compile_text, load_spec
 from generator.commands.fmt import format_text
 from generator.emit.docs.latex import LatexPrinter, algorithm_box
-from generator.emit.python import fused, module, ops
-from generator.emit.python.printer import CapturableScalars, ScalarPrinter
+from generator.emit.python import bodies, fused, ops
+from generator.emit.python.scalars import CapturableScalars, ScalarPrinter
 from generator.language import syntax as S
 from generator.language.builtins import BUILTINS, CONSTANTS, unary_elementwise
 from generator.language.diagnostics import SpecError
@@ -204,7 +204,7 @@ def test_every_table_entry_is_spelled_by_every_consumer():
             if b.elementwise:
                 assert b.tensor.op in fused.ELEMENTWISE, b.name
             if b.nonlinear_complex:
-                assert b.tensor.op in module.NONLINEAR, b.name
+                assert b.tensor.op in bodies.NONLINEAR, b.name
         if b.torch is not None:
             assert fused._TorchScalars.FUNCS[b.name] == b.torch
             if len(b.params) == 1:

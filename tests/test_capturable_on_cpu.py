@@ -16,6 +16,7 @@ import sys
 import pytest
 import torch
 
+from generator.verify.problems import stable_seed
 from parity import (
     FUSED_FLOAT32,
     TWIN_NAMES,
@@ -24,7 +25,6 @@ from parity import (
     foreach_kwargs,
     generated_class,
     run_side_by_side,
-    stable_seed,
     tolerance_for,
     torch_class,
 )

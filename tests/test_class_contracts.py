@@ -28,7 +28,9 @@ import generated
 from generator.api import check_text
 from generator.language import syntax as S
 from generator.runtime.kernels import eager_kernels
-from generator.commands.verify import _names, _nodes, required_arguments
+from generator.verify.grid import names_read as _names
+from generator.verify.grid import required_arguments
+from generator.verify.grid import subexpressions as _nodes
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = sorted(

@@ -23,27 +23,28 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from generator.verify.compare import EXACT, compare_optimizers
+from generator.verify.problems import (
+    clone_params,
+    make_gradient,
+    make_initial_params,
+    stable_seed,
+)
 from parity import (
     reference_kwargs,
-    EXACT,
     FUSED_FLOAT32,
     FUSED_GENERATED,
     TWIN_NAMES,
     CompareContext,
     RecordKey,
-    clone_params,
-    compare_optimizers,
     describe_kwargs,
     foreach_kwargs,
     generated_class,
     has_foreach,
-    make_gradient,
-    make_initial_params,
     optim_info,
     run_side_by_side,
     shapes_for,
     slug,
-    stable_seed,
     tolerance_for,
     torch_class,
 )

@@ -10,17 +10,15 @@ import pytest
 import torch
 
 import reference
+from generator.verify.compare import EXACT, assert_same_exception, call_capturing
+from generator.verify.problems import stable_seed
+from generator.verify.harness import accepts_kwarg
 from parity import (
     FUSED_FLOAT32,
-    EXACT,
     RecordKey,
-    accepts_kwarg,
-    assert_same_exception,
-    call_capturing,
     dtype_name,
     generated_class,
     run_side_by_side,
-    stable_seed,
     time_limit,
     tolerance_for,
 )

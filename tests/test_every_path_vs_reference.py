@@ -24,7 +24,7 @@ import generated
 import reference
 from generator.commands import verify as V
 from generator.api import check_text
-from generator.check.checker import refuses_complex
+from generator.check.queries import refuses_complex
 from generator.runtime.kernels import eager_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def _reference(name: str) -> V.Reference:
         ref = V.reference(f"pytorch_optimizer.{name}")
     else:
         make = getattr(reference, name)
-        ref = V.Reference(f"reference.{name}", make, V._keywords(make))
+        ref = V.Reference(f"reference.{name}", make, V.keywords(make))
     options = REFERENCE_OPTIONS.get(name)
     if options:
         base = ref.make

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
-from parity import call_capturing, generated_class, torch_class
+from generator.verify.compare import call_capturing
+from parity import generated_class, torch_class
 
 FUSED_NAMES = ("SGD", "Adam", "AdamW", "Adagrad")
 
@@ -80,7 +81,8 @@ def test_the_twins_with_a_fused_path_are_the_ones_the_suite_expects():
     """parity.FUSED_GENERATED / FUSED_EXTENSION drive the fused parity cases: they must be the
     twins whose generated class takes `fused` (and, for the extension, whose torch class
     does not), so that a spec losing or gaining `fused` cannot slip past the suite."""
-    from parity import FUSED_EXTENSION, FUSED_GENERATED, TWIN_NAMES, accepts_kwarg
+    from generator.verify.harness import accepts_kwarg
+    from parity import FUSED_EXTENSION, FUSED_GENERATED, TWIN_NAMES
 
     takes = {n for n in TWIN_NAMES if accepts_kwarg(generated_class(n), "fused")}
     assert takes == FUSED_GENERATED

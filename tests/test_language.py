@@ -251,3 +251,60 @@ def test_a_step_check_message_reads_the_groups_values():
     p.grad = torch.ones(3).to_sparse()
     with pytest.raises(ValueError, match="no sparse gradient at lr 0.25"):
         cls([p], lr=0.25).step()
+
+
+SHARED_VALUE_SPEC = """optimizer SharedValue
+input lr: float = 0.1
+input beta: float = 0.9
+input variant: bool = false
+input foreach: bool? = none, keyword
+state t (step): count <- 0
+state v (square_avg) <- 0
+state w (max_square_avg) <- 0
+update:
+    t <- t + 1
+    v <- beta * v + (1 - beta) * grad^2
+    c <- 1 - beta^t
+    if variant:
+        w <- max(w, v)
+        param <- param - lr * grad / (sqrt(w) / sqrt(c) + 1e-8)
+    else:
+        param <- param - lr * grad / (sqrt(v) / sqrt(c) + 1e-8)
+"""
+
+
+def test_a_number_both_branches_compute_is_named_once_before_them():
+    src = compile_text(SHARED_VALUE_SPEC, "specs/shared_value.optim")
+    lines = src.splitlines()
+    assert [x.strip() for x in lines if "c_sqrt =" in x] == [
+        "c_sqrt = math.sqrt(c)"
+    ], "the for-loop names sqrt(c) once, before the `if`"
+    assert sum("c_sqrts = [" in x for x in lines) == 1, "foreach: one list"
+    uses = [x for x in lines if "sqrt(c)" in x and "=" not in x.split("sqrt(c)")[0]]
+    assert len(uses) == 1, f"sqrt(c) is computed only where it is named: {uses}"
+    assert sum("div_(c_sqrt)" in x for x in lines) == 2
+    assert sum("_foreach_div_(" in x and "c_sqrts)" in x for x in lines) == 2
+    cls = load_spec(SHARED_VALUE_SPEC)
+    for variant in (False, True):
+        runs = []
+        for foreach in (False, True):
+            torch.manual_seed(0)
+            p = torch.randn(5, dtype=torch.float64, requires_grad=True)
+            opt = cls([p], variant=variant, foreach=foreach)
+            for _ in range(4):
+                p.grad = torch.randn(5, dtype=torch.float64)
+                opt.step()
+            runs.append(p.detach().clone())
+        torch.manual_seed(0)
+        q = torch.randn(5, dtype=torch.float64)
+        v = torch.zeros(5, dtype=torch.float64)
+        w = torch.zeros(5, dtype=torch.float64)
+        for t in range(1, 5):
+            g = torch.randn(5, dtype=torch.float64)
+            v = 0.9 * v + (1 - 0.9) * g**2
+            c = 1 - 0.9**t
+            w = torch.maximum(w, v)
+            s = (w if variant else v).sqrt() / c**0.5 + 1e-8
+            q = q - 0.1 * g / s
+        for run in runs:
+            torch.testing.assert_close(run, q, rtol=1e-14, atol=0)

@@ -18,18 +18,16 @@ import pickle
 import pytest
 import torch
 
+from generator.verify.compare import EXACT, compare_params, compare_state_dicts
+from generator.verify.problems import stable_seed
 from parity import (
-    EXACT,
     CompareContext,
     RecordKey,
-    compare_params,
-    compare_state_dicts,
     describe_kwargs,
     dtype_name,
     generated_class,
     optim_info,
     slug,
-    stable_seed,
 )
 
 NAME = "LBFGS"

@@ -18,13 +18,15 @@ import pytest
 import torch
 from torch.testing._internal.common_optimizers import OptimizerErrorEnum
 
-from parity import (
+from generator.verify.compare import (
     EXACT,
-    ALL_TWIN_NAMES,
-    CompareContext,
     assert_same_exception,
     call_capturing,
     compare_optimizers,
+)
+from parity import (
+    ALL_TWIN_NAMES,
+    CompareContext,
     generated_class,
     optim_info,
     slug,

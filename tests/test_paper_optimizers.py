@@ -26,7 +26,7 @@ from paper_reference import (
     generated,
     reference,
 )
-from parity import gradients_for_step, make_initial_params
+from generator.verify.problems import gradients_for_step, make_initial_params
 
 
 def _cases(per_entry):

@@ -514,3 +514,30 @@ def test_a_spec_declares_a_states_storage_dtype():
     q.grad = torch.ones_like(q)
     opt.step()
     assert opt.state[q]["momentum"].dtype == torch.float32
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_a_method_reads_a_state_stored_in_another_dtype(foreach):
+    """ScheduleFreeAdamW's eval() and train() move the parameter towards z; with z stored in
+    bfloat16 they read it in the parameter's dtype (they raised a dtype error before).
+    """
+    torch.manual_seed(0)
+    p = torch.randn(6, requires_grad=True)
+    opt = generated.ScheduleFreeAdamW(
+        [p], lr=1e-2, foreach=foreach, state_dtype=torch.bfloat16
+    )
+    for _ in range(3):
+        p.grad = torch.randn(6)
+        opt.step()
+    z = opt.state[p]["z"]
+    assert z.dtype == torch.bfloat16
+    beta1 = opt.param_groups[0]["betas"][0]
+    before = p.detach().clone()
+    opt.eval()
+    expected = before.lerp(z.float(), 1 - 1 / beta1)
+    torch.testing.assert_close(p.detach(), expected, rtol=0, atol=0)
+    assert opt.state[p]["z"].dtype == torch.bfloat16
+    opt.train()
+    torch.testing.assert_close(
+        p.detach(), expected.lerp(z.float(), 1 - beta1), rtol=0, atol=0
+    )

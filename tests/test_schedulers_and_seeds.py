@@ -15,31 +15,35 @@ import pytest
 import torch
 from torch.optim import lr_scheduler
 
-from parity import (
+from generator.verify.compare import (
     EXACT,
+    assert_same_exception,
+    call_capturing,
+    compare_optimizers,
+    compare_params,
+    compare_state_dicts,
+    compare_value,
+)
+from generator.verify.problems import (
+    clone_params,
+    gradients_for_step,
+    make_initial_params,
+    make_param_groups,
+    stable_seed,
+)
+from generator.verify.harness import accepts_kwarg
+from parity import (
     MATRIX_ONLY,
     TORCH_FOREACH_DIFFERS,
     TWIN_NAMES,
     CompareContext,
     RecordKey,
-    accepts_kwarg,
-    assert_same_exception,
-    call_capturing,
-    clone_params,
-    compare_optimizers,
-    compare_params,
-    compare_state_dicts,
-    compare_value,
     foreach_cases,
     foreach_kwargs,
     generated_class,
     has_foreach,
-    gradients_for_step,
-    make_initial_params,
-    make_param_groups,
     second_group_overrides,
     shapes_for,
-    stable_seed,
     torch_class,
 )
 

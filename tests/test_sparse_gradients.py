@@ -16,20 +16,22 @@ import copy
 import pytest
 import torch
 
-from parity import (
+from generator.verify.compare import (
     EXACT,
-    CompareContext,
-    RecordKey,
     assert_same_exception,
     call_capturing,
     compare_state_dicts,
     compare_tensor,
+)
+from generator.verify.problems import stable_seed
+from parity import (
+    CompareContext,
+    RecordKey,
     describe_kwargs,
     generated_class,
     has_foreach,
     optim_info,
     slug,
-    stable_seed,
     torch_class,
 )
 

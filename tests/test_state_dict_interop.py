@@ -20,25 +20,29 @@ import warnings
 import pytest
 import torch
 
-from parity import (
+from generator.verify.compare import (
     EXACT,
+    assert_same_exception,
+    call_capturing,
+    compare_optimizers,
+    compare_state_dicts,
+)
+from generator.verify.problems import (
+    clone_params,
+    gradients_for_step,
+    make_initial_params,
+    stable_seed,
+)
+from parity import (
     ALL_TWIN_NAMES,
     TWIN_NAMES,
     CompareContext,
     RecordKey,
-    assert_same_exception,
-    call_capturing,
-    clone_params,
-    compare_optimizers,
-    compare_state_dicts,
     foreach_kwargs,
     generated_class,
-    gradients_for_step,
     has_foreach,
-    make_initial_params,
     second_group_overrides,
     shapes_for,
-    stable_seed,
     tolerance_for,
     torch_class,
     vector_shape,

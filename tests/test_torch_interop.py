@@ -41,20 +41,22 @@ from torch import nn
 from torch.optim import lr_scheduler
 from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 
-from parity import (
+from generator.verify.compare import (
     EXACT,
-    MATRIX_ONLY,
-    TORCH_FOREACH_DIFFERS,
-    TWIN_NAMES,
-    CompareContext,
     compare_optimizers,
     compare_params,
     compare_state_dicts,
     compare_value,
+)
+from generator.verify.problems import stable_seed
+from parity import (
+    MATRIX_ONLY,
+    TORCH_FOREACH_DIFFERS,
+    TWIN_NAMES,
+    CompareContext,
     foreach_cases,
     foreach_kwargs,
     generated_class,
-    stable_seed,
     tolerance_for,
     torch_class,
 )

@@ -29,22 +29,30 @@ import inspect
 import pytest
 import torch
 
+from generator.verify.compare import (
+    EXACT,
+    compare_optimizers,
+    compare_params,
+    compare_state_dicts,
+    compare_tensor,
+)
+from generator.verify.problems import (
+    clone_params,
+    gradients_for_step,
+    make_initial_params,
+    make_param_groups,
+    stable_seed,
+)
 from parity import (
     reference_kwargs,
     CLOSURE_TWINS,
     FUSED_FLOAT32,
     FUSED_EXTENSION,
     FUSED_GENERATED,
-    EXACT,
     RecordKey,
     ALL_TWIN_NAMES,
     TWIN_NAMES,
     CompareContext,
-    clone_params,
-    compare_optimizers,
-    compare_params,
-    compare_state_dicts,
-    compare_tensor,
     complex_dtype_for,
     describe_kwargs,
     dtype_name,
@@ -52,15 +60,11 @@ from parity import (
     generated_class,
     has_foreach,
     has_impl,
-    make_initial_params,
-    make_param_groups,
-    gradients_for_step,
     optim_info,
     run_side_by_side,
     second_group_overrides,
     shapes_for,
     slug,
-    stable_seed,
     tolerance_for,
     torch_class,
 )

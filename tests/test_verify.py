@@ -71,16 +71,16 @@ ADAM_PATHS = {
     ),
     "differentiable": (
         "            denom = (\n"
-        "                denom.div(bias_correction2**0.5)\n"
+        "                denom.div(bias_correction2_sqrt)\n"
         "                if differentiable\n"
-        "                else denom.div_(bias_correction2**0.5)\n"
+        "                else denom.div_(bias_correction2_sqrt)\n"
         "            )\n"
         "            denom.add_(eps)\n"
         "        if capturable:",
         "            denom = (\n"
         "                denom.div(bias_correction2**0.49)\n"
         "                if differentiable\n"
-        "                else denom.div_(bias_correction2**0.5)\n"
+        "                else denom.div_(bias_correction2_sqrt)\n"
         "            )\n"
         "            denom.add_(eps)\n"
         "        if capturable:",

@@ -5,325 +5,32 @@ vector, as torch's LBFGS does, and may call the spec's procedures (a line search
 form a small imperative language: loops with ``break``, lists of vectors and numbers, tuple
 assignment, element assignment, and new evaluations of the closure through ``evaluate``. This
 module checks them (names defined before use, calls known and well-formed, ``break`` inside a
-loop, ``param`` changed only by a step along a vector, declarations that fit the mode) and infers
-the type of every name (a number, a 0-d tensor, a vector, a list, a tuple) by a fixed point over
-the update and every procedure, since a procedure's arguments take the types of its call sites.
-generator.emit.python.flat uses the types to choose torch's spelling (``d.abs().max()`` for a vector,
-``abs(x)`` for a number, ``x.sqrt()`` for a 0-d tensor) and to update vectors in place.
+loop, ``param`` changed only by a step along a vector, declarations that fit the mode), with the
+type of every name that generator.check.types infers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from generator.language import syntax as S
 from generator.language.diagnostics import Collector, did_you_mean
 from generator.language.names import IMPLEMENTATION_FLAGS
-
-# ---- types: frozensets of atoms ----------------------------------------------------------------------
-# "number" (a Python int or float), "tensor" (a 0-d tensor), "vector" (the flat 1-D tensor of
-# all parameters), "bool", "none", "str", ("list", element type), ("tuple", (item types)).
-NUMBER = frozenset({"number"})
-TENSOR = frozenset({"tensor"})
-VECTOR = frozenset({"vector"})
-BOOL = frozenset({"bool"})
-NONE = frozenset({"none"})
-EMPTY: frozenset = frozenset()
-
-
-def join(a: frozenset, b: frozenset) -> frozenset:
-    """The type of a name that may hold a value of either type."""
-    atoms, lists, tuples = set(), [], {}
-    for x in a | b:
-        if isinstance(x, tuple) and x[0] == "list":
-            lists.append(x[1])
-        elif isinstance(x, tuple) and x[0] == "tuple":
-            n = len(x[1])
-            old = tuples.get(n)
-            tuples[n] = (
-                x[1] if old is None else tuple(join(p, q) for p, q in zip(old, x[1]))
-            )
-        else:
-            atoms.add(x)
-    if lists:
-        elem = EMPTY
-        for e in lists:
-            elem = join(elem, e)
-        atoms.add(("list", elem))
-    atoms.update(("tuple", items) for items in tuples.values())
-    return frozenset(atoms)
-
-
-def list_of(t: frozenset) -> frozenset:
-    return frozenset({("list", t)})
-
-
-def element(t: frozenset) -> frozenset:
-    """The type of an element of a list (or tuple) of type t."""
-    out = EMPTY
-    for x in t:
-        if isinstance(x, tuple):
-            for item in (x[1],) if x[0] == "list" else x[1]:
-                out = join(out, item)
-    return out
-
-
-def is_vector(t: frozenset) -> bool:
-    return "vector" in t
-
-
-def may_be_tensor(t: frozenset) -> bool:
-    return bool(t & {"tensor", "vector"})
-
-
-def is_list(t: frozenset) -> bool:
-    return any(isinstance(x, tuple) and x[0] == "list" for x in t)
-
-
-# ---- builtins of the flat language ---------------------------------------------------------------------
-# name: (least, most arguments)
-FUNCTIONS = {
-    "dot": (2, 2),
-    "abs": (1, 1),
-    "max": (1, 8),
-    "min": (1, 8),
-    "sum": (1, 1),
-    "norm": (1, 1),
-    "sqrt": (1, 1),
-    "clone": (1, 1),
-    "len": (1, 1),
-    "evaluate": (0, 2),
-}
-STATEMENT_FUNCTIONS = {"append": (2, 2), "pop_first": (1, 1)}
-# Names the generated step and procedures use for themselves.
-RESERVED = {
-    "closure",
-    "orig_loss",
-    "flat_grad",
-    "obj_func",
-    "x",
-    "x_init",
-    "math",
-    "range",
-    "reversed",
-}
-
-
-@dataclass
-class Scope:
-    """The update (``name`` "update") or a procedure, with the inferred type of each name."""
-
-    name: str
-    params: tuple[S.Parameter, ...]
-    body: tuple[S.Stmt, ...]
-    span: S.Span
-    types: dict[str, frozenset] = field(default_factory=dict)
-    returns: frozenset = EMPTY
-    evaluates: bool = False  # calls the closure through evaluate(t, d), here or below
-
-
-@dataclass
-class Program:
-    update: Scope
-    procedures: dict[str, Scope]
-    states: dict[str, S.State]  # by symbol
-    inputs: dict[str, frozenset]  # the inputs the update reads, with their types
-
-
-def _input_type(inp: S.Input, k: int) -> frozenset:
-    names = inp.type.names[k] if inp.type.kind == "tuple" else "|".join(inp.type.names)
-    t = EMPTY
-    for n in names.split("|"):
-        t = join(
-            t,
-            {
-                "float": NUMBER,
-                "int": NUMBER,
-                "tensor": TENSOR,
-                "bool": BOOL,
-                "str": frozenset({"str"}),
-            }.get(n, EMPTY),
-        )
-    optional = (
-        inp.type.optional[k] if inp.type.kind == "tuple" else any(inp.type.optional)
-    )
-    if optional and inp.none_means is None:
-        t = join(t, NONE)
-    return t
-
-
-# ---- typing: a fixed point over the update and the procedures -------------------------------------------
-
-
-class _Typer:
-    def __init__(self, program: Program):
-        self.p = program
-        self.changed = False
-
-    def add(self, scope: Scope, name: str, t: frozenset) -> None:
-        old = scope.types.get(name, EMPTY)
-        new = join(old, t)
-        if new != old:
-            scope.types[name] = new
-            self.changed = True
-
-    def run(self) -> None:
-        scopes = [self.p.update, *self.p.procedures.values()]
-        for _ in range(100):
-            self.changed = False
-            for sc in scopes:
-                self.block(sc, sc.body)
-            if not self.changed:
-                return
-
-    def block(self, sc: Scope, stmts) -> None:
-        for s in stmts:
-            self.stmt(sc, s)
-
-    def stmt(self, sc: Scope, s) -> None:
-        if isinstance(s, S.Assign):
-            self.add(sc, s.target.id, self.expr(sc, s.value))
-        elif isinstance(s, S.MultiAssign):
-            t = self.expr(sc, s.value)
-            for x in t:
-                if (
-                    isinstance(x, tuple)
-                    and x[0] == "tuple"
-                    and len(x[1]) == len(s.targets)
-                ):
-                    for name, item in zip(s.targets, x[1]):
-                        self.add(sc, name.id, item)
-        elif isinstance(s, S.ItemAssign):
-            self.expr(sc, s.index)
-            self.add(sc, s.target.id, list_of(self.expr(sc, s.value)))
-        elif isinstance(s, S.CallStmt):
-            c = s.call
-            args = [self.expr(sc, a) for a in c.args]
-            if (
-                c.func == "append"
-                and len(c.args) == 2
-                and isinstance(c.args[0], S.Name)
-            ):
-                self.add(sc, c.args[0].id, list_of(args[1]))
-            elif c.func in self.p.procedures:
-                self.expr(sc, c)
-        elif isinstance(s, S.For):
-            self.expr(sc, s.iterable)
-            if _is_range(s.iterable):
-                self.add(sc, s.var.id, NUMBER)
-            self.block(sc, s.body)
-        elif isinstance(s, S.Return):
-            values = [self.expr(sc, v) for v in s.values]
-            t = (
-                frozenset({("tuple", tuple(values))})
-                if len(values) > 1
-                else (values[0] if values else NONE)
-            )
-            new = join(sc.returns, t)
-            if new != sc.returns:
-                sc.returns = new
-                self.changed = True
-        elif isinstance(s, S.Check):
-            self.expr(sc, s.expr)
-        else:
-            for cond, body in getattr(s, "branches", ()):
-                self.expr(sc, cond)
-            for e in ("cond", "count"):
-                if hasattr(s, e):
-                    self.expr(sc, getattr(s, e))
-            for b in S.sub_blocks(s):
-                self.block(sc, b)
-
-    def expr(self, sc: Scope, e) -> frozenset:
-        if isinstance(e, S.Number):
-            return NUMBER
-        if isinstance(e, S.Bool):
-            return BOOL
-        if isinstance(e, S.NoneLit):
-            return NONE
-        if isinstance(e, S.String):
-            return frozenset({"str"})
-        if isinstance(e, S.Name):
-            return sc.types.get(e.id, EMPTY)
-        if isinstance(e, S.Unary):
-            t = self.expr(sc, e.operand)
-            return BOOL if e.op == "not" else t
-        if isinstance(e, S.Binary):
-            lt, rt = self.expr(sc, e.left), self.expr(sc, e.right)
-            if e.op in ("and", "or"):
-                return BOOL
-            if e.op == "*" and (is_list(lt) or is_list(rt)):
-                return join(*(t for t in (lt, rt) if is_list(t)), EMPTY)
-            if is_vector(lt) or is_vector(rt):
-                return VECTOR
-            if may_be_tensor(lt) or may_be_tensor(rt):
-                return TENSOR
-            return NUMBER if lt or rt else EMPTY
-        if isinstance(e, S.Compare):
-            for x in e.operands:
-                self.expr(sc, x)
-            return BOOL
-        if isinstance(e, S.Conditional):
-            self.expr(sc, e.cond)
-            return join(self.expr(sc, e.then), self.expr(sc, e.orelse))
-        if isinstance(e, S.Tuple):
-            return frozenset({("tuple", tuple(self.expr(sc, x) for x in e.items))})
-        if isinstance(e, S.List):
-            t = EMPTY
-            for x in e.items:
-                t = join(t, self.expr(sc, x))
-            return list_of(t)
-        if isinstance(e, S.Index):
-            self.expr(sc, e.index)
-            return element(self.expr(sc, e.value))
-        if isinstance(e, S.Call):
-            return self.call(sc, e)
-        return EMPTY
-
-    def call(self, sc: Scope, e: S.Call) -> frozenset:
-        args = [self.expr(sc, a) for a in e.args]
-        kwargs = {k: self.expr(sc, v) for k, v in e.keywords}
-        proc = self.p.procedures.get(e.func)
-        if proc is not None:
-            for param, t in zip(proc.params, args):
-                self.add(proc, param.name.id, t)
-            for param in proc.params:
-                if param.name.id in kwargs:
-                    self.add(proc, param.name.id, kwargs[param.name.id])
-            if proc.evaluates and not sc.evaluates and sc.name != "update":
-                sc.evaluates = True
-                self.changed = True
-            return proc.returns
-        f = e.func
-        if f == "evaluate":
-            if args and sc.name != "update" and not sc.evaluates:
-                sc.evaluates = True
-                self.changed = True
-            return frozenset({("tuple", (NUMBER, VECTOR))})
-        if f in ("dot", "sum", "norm"):
-            return TENSOR
-        if f == "clone":
-            return VECTOR
-        if f == "len":
-            return NUMBER
-        if f in ("abs", "sqrt") and args:
-            return args[0]
-        if f in ("max", "min") and len(args) == 1:
-            return TENSOR if is_vector(args[0]) else element(args[0])
-        if f in ("max", "min"):
-            t = EMPTY
-            for a in args:
-                t = join(t, a)
-            return t
-        return EMPTY
-
-
-def expression_type(program: Program, scope: Scope, e) -> frozenset:
-    """The type of an expression of ``scope``, once the fixed point is reached."""
-    return _Typer(program).expr(scope, e)
-
-
-# ---- checking --------------------------------------------------------------------------------------------
+from generator.check.types import (
+    EMPTY,
+    FUNCTIONS,
+    NONE,
+    NUMBER,
+    RESERVED,
+    STATEMENT_FUNCTIONS,
+    VECTOR,
+    Program,
+    Scope,
+    Typer,
+    expression_type,
+    input_type,
+    is_list,
+    is_range,
+    is_vector,
+)
 
 
 class _Checker:
@@ -468,7 +175,7 @@ class _Checker:
         self.loops -= 1
 
     def range(self, e) -> None:
-        if not _is_range(e):
+        if not is_range(e):
             self.out.error(
                 "E507",
                 "`for` runs over `range(n)`, `range(a, b)` or `reversed(range(n))`",
@@ -668,18 +375,6 @@ def _constant(e) -> bool:
     return isinstance(e, (S.Number, S.String, S.Bool, S.NoneLit))
 
 
-def _is_range(e) -> bool:
-    """``range(n)``, ``range(a, b)`` or ``reversed(`` one of those ``)``."""
-    if isinstance(e, S.Call) and e.func == "reversed" and len(e.args) == 1:
-        e = e.args[0]
-    return (
-        isinstance(e, S.Call)
-        and e.func == "range"
-        and 1 <= len(e.args) <= 2
-        and not e.keywords
-    )
-
-
 def step_along(value) -> tuple[str, S.Expr | None, S.Expr] | None:
     """``param + t * d`` → ("+", t, d); ``param - d`` → ("-", None, d); anything else → None."""
     if not (
@@ -773,7 +468,7 @@ def check_flat(checker) -> Program | None:
     inputs: dict[str, frozenset] = {}
     for inp in spec.inputs:
         for k, n in enumerate(inp.names):
-            inputs[n.id] = _input_type(inp, k)
+            inputs[n.id] = input_type(inp, k)
     states = {st.name.id: st for st in spec.states}
     program = Program(
         update=Scope("update", (), update.body, update.span),
@@ -788,7 +483,7 @@ def check_flat(checker) -> Program | None:
     sc.types.update(inputs)
     sc.types["grad"] = VECTOR
     sc.types["loss"] = NUMBER
-    typer = _Typer(program)
+    typer = Typer(program)
     for name, st in states.items():
         if st.kind == "count":
             sc.types[name] = NUMBER

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
-import json
 import math
 import os
 import platform
@@ -23,6 +23,18 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from generator.commands.common import (
+    choices,
+    gc_paused,
+    import_torch_and_generated,
+    median_ms,
+    progress_wanted,
+    spread_pct,
+    synchronizer,
+    table,
+    timed,
+    write_json,
+)
 from generator.commands.progress import Progress, add_progress_arguments
 
 TWINS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")  # the default selection
@@ -169,37 +181,6 @@ def _describe_size(size: str) -> str:
     )
 
 
-def _split(value: str, valid: Sequence[str], what: str) -> list[str]:
-    by_lower = {v.lower(): v for v in valid}
-    out = []
-    for item in value.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if item.lower() not in by_lower:
-            raise ValueError(
-                f"unknown {what} {item!r} (choose from {', '.join(valid)})"
-            )
-        if by_lower[item.lower()] not in out:
-            out.append(by_lower[item.lower()])
-    if not out:
-        raise ValueError(f"no {what} given")
-    return out
-
-
-def _synchronizer(torch: Any, device: Any) -> Callable[[], None]:
-    """Wait for queued device work (a no-op on CPU)."""
-    if device.type == "cpu":
-        return lambda: None
-    backend = getattr(torch, device.type, None)
-    sync = getattr(backend, "synchronize", None)
-    if sync is None:
-        return lambda: None
-    if device.type == "cuda":
-        return lambda: sync(device)
-    return sync
-
-
 def _bytes_per_step(params: Sequence[Any], state: Any) -> int:
     """Read+write param, read grad, read+write every param-shaped state tensor."""
     total = 0
@@ -221,41 +202,11 @@ def _mib(n: float) -> str:
     return "-" if math.isnan(n) else f"{n / 2**20:.1f}"
 
 
-def _median_ms(samples: Sequence[float]) -> float:
-    return statistics.median(samples) * 1e3 if samples else math.nan
-
-
-def _spread_pct(samples: Sequence[float]) -> float:
-    """Interquartile range relative to the median, in percent (a noise indicator)."""
-    if len(samples) < 4:
-        return math.nan
-    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
-    return (q3 - q1) / statistics.median(samples) * 100
-
-
 def _geomean(values: Sequence[float]) -> float:
     good = [v for v in values if v > 0 and math.isfinite(v)]
     if not good:
         return math.nan
     return math.exp(sum(math.log(v) for v in good) / len(good))
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, c in enumerate(row):
-            widths[i] = max(widths[i], len(c))
-    left = {0, 1}  # name columns; the rest are numbers
-
-    def fmt(row: Sequence[str]) -> str:
-        return " | ".join(
-            c.ljust(w) if i in left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths))
-        ).rstrip()
-
-    return "\n".join(
-        [fmt(headers), "-+-".join("-" * w for w in widths)] + [fmt(r) for r in rows]
-    )
 
 
 # --------------------------------------------------------------------------- measuring
@@ -270,13 +221,9 @@ def _copy_bandwidth(
     for _ in range(2):
         dst.copy_(src)
     sync()
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        sync()
-        samples.append(time.perf_counter() - t0)
-    del src, dst
+    copy = functools.partial(dst.copy_, src)
+    samples = [timed(copy, sync) for _ in range(reps)]
+    del src, dst, copy
     return samples
 
 
@@ -362,24 +309,13 @@ def _bench_one(
     }
     times: dict[str, list[float]] = {"generated": [], "torch": []}
     order = ("generated", "torch")
-    # No cyclic-garbage collection inside the timed loop (a full collection costs
-    # ~0.1 s once torch._dynamo is imported); tensors are freed by reference counting.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         for i in range(warmup + steps):
             for side in order if i % 2 == 0 else order[::-1]:
-                sync()
-                t0 = time.perf_counter()
-                opts[side].step()
-                sync()
-                dt = time.perf_counter() - t0
+                dt = timed(opts[side].step, sync)
                 if i >= warmup:
                     times[side].append(dt)
                 progress.advance(f"{label} step {i + 1}/{warmup + steps}")
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     # one more step per side, untimed, for the memory it allocates
     peak_bytes = {
         side: _step_peak_bytes(torch, sides[side][0].device, opts[side].step, sync)
@@ -401,11 +337,11 @@ def _bench_one(
         "max_abs_param_diff": deviation,
     }
     for side in sides:
-        med = _median_ms(times[side])
+        med = median_ms(times[side])
         result[f"{side}_median_ms"] = med
         result[f"{side}_GBps"] = bytes_per_step[side] / (med * 1e-3) / 1e9
     result["ratio"] = result["generated_median_ms"] / result["torch_median_ms"]
-    result["spread_pct"] = max(_spread_pct(times[s]) for s in sides)
+    result["spread_pct"] = max(spread_pct(times[s]) for s in sides)
     # Steps i of both sides ran back to back, so their ratio cancels slow drifts.
     result["paired_ratio_median"] = statistics.median(
         g / t for g, t in zip(times["generated"], times["torch"])
@@ -420,10 +356,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark; 0 on success, 1 if an optimizer failed, 2 on bad options,
     130 when interrupted (completed results are still printed and written)."""
     try:
-        optimizers = _split(
+        optimizers = choices(
             getattr(args, "optimizers", None) or ",".join(TWINS), ALL_TWINS, "optimizer"
         )
-        impls = _split(getattr(args, "impl", ",".join(IMPLS)), tuple(IMPLS), "impl")
+        impls = choices(getattr(args, "impl", ",".join(IMPLS)), tuple(IMPLS), "impl")
     except ValueError as exc:
         print(f"optimgen bench: {exc}", file=sys.stderr)
         return 2
@@ -432,20 +368,10 @@ def run(args: argparse.Namespace) -> int:
         print("optimgen bench: need --steps >= 1 and --warmup >= 0", file=sys.stderr)
         return 2
 
-    try:
-        import torch
-    except ImportError as exc:
-        print(f"optimgen bench: needs torch ({exc})", file=sys.stderr)
+    loaded = import_torch_and_generated("bench")
+    if loaded is None:
         return 1
-    try:
-        import generated as gen
-    except ImportError as exc:
-        print(
-            f"optimgen bench: cannot import the generated package ({exc}); "
-            "run `optimgen build` first",
-            file=sys.stderr,
-        )
-        return 1
+    torch, gen = loaded
     try:
         device = torch.device(args.device)
         torch.empty(1, device=device)
@@ -455,8 +381,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     dtype = getattr(torch, args.dtype)
-    sync = _synchronizer(torch, device)
-    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    sync = synchronizer(torch, device)
+    show_progress = progress_wanted(args)
 
     gen_seed = torch.Generator().manual_seed(args.seed)
     shapes = _shapes(args.size)
@@ -585,7 +511,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print()
     print(
-        _table(
+        table(
             [
                 "optimizer",
                 "impl",
@@ -600,6 +526,7 @@ def run(args: argparse.Namespace) -> int:
                 "max |Δparam|",
             ],
             rows,
+            right=range(2, 11),  # the numbers; the optimizer and impl on the left
         )
     )
     copy_gbps = (
@@ -685,12 +612,7 @@ def run(args: argparse.Namespace) -> int:
             "interrupted": interrupted,
             "elapsed_s": elapsed,
         }
-        try:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh, indent=2, default=str)
-                fh.write("\n")
-        except OSError as exc:
-            print(f"optimgen bench: cannot write {args.json}: {exc}", file=sys.stderr)
+        if not write_json(args.json, payload, "bench"):
             return 1
     if interrupted:
         return 130

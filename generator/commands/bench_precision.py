@@ -13,22 +13,28 @@ from __future__ import annotations
 import argparse
 import gc
 import inspect
-import json
 import statistics
 import sys
-import time
 
 from generator.commands.bench import (
     _count,
     _describe_size,
     _mib,
-    _median_ms,
     _shapes,
-    _split,
-    _spread_pct,
     _step_peak_bytes,
-    _synchronizer,
-    _table,
+)
+from generator.commands.common import (
+    choices,
+    gc_paused,
+    import_torch_and_generated,
+    median_ms,
+    progress_wanted,
+    spread_pct,
+    state_bytes,
+    synchronizer,
+    table,
+    timed,
+    write_json,
 )
 from generator.commands.progress import Progress
 from generator.commands.train import POLICIES
@@ -39,17 +45,17 @@ LR = {"Lion": 1e-4, "SGD": 1e-2}
 
 def run(args: argparse.Namespace) -> int:
     try:
-        policies = _split(args.policies, tuple(POLICIES), "policy")
-        impls = _split(args.impl, ("for-loop", "foreach", "fused"), "impl")
+        policies = choices(args.policies, tuple(POLICIES), "policy")
+        impls = choices(args.impl, ("for-loop", "foreach", "fused"), "impl")
     except ValueError as exc:
         print(f"optimgen bench: {exc}", file=sys.stderr)
         return 2
     if "float32" not in policies:
         policies = ["float32"] + policies  # the baseline of the ratios
-    import torch
-
-    import generated as gen
-
+    loaded = import_torch_and_generated("bench")
+    if loaded is None:
+        return 1
+    torch, gen = loaded
     names = args.optimizers.split(",") if args.optimizers else list(DEFAULT_OPTIMIZERS)
     unknown = [n for n in names if not hasattr(gen, n)]
     if unknown:
@@ -59,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     device = torch.device(args.device)
-    sync = _synchronizer(torch, device)
-    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    sync = synchronizer(torch, device)
+    show_progress = progress_wanted(args)
     seed = torch.Generator().manual_seed(args.seed)
     shapes = _shapes(args.size)
     base = [torch.randn(s, generator=seed) * 0.02 for _, s in shapes]
@@ -106,29 +112,16 @@ def run(args: argparse.Namespace) -> int:
                 params[policy] = ps
                 opts[policy] = cls(ps, lr=LR.get(name, 1e-3), **flags, **kwargs)
             times = {p: [] for p in policies}
-            gc_was_enabled = gc.isenabled()
-            gc.disable()
-            try:
+            with gc_paused():
                 for i in range(args.warmup + args.steps):
                     k = i % len(policies)
                     for policy in policies[k:] + policies[:k]:
-                        sync()
-                        t0 = time.perf_counter()
-                        opts[policy].step()
-                        sync()
+                        dt = timed(opts[policy].step, sync)
                         if i >= args.warmup:
-                            times[policy].append(time.perf_counter() - t0)
+                            times[policy].append(dt)
                         progress.advance(f"{name} {impl} {policy}")
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
             for policy in policies:
-                state_bytes = sum(
-                    v.numel() * v.element_size()
-                    for st in opts[policy].state.values()
-                    for v in st.values()
-                    if torch.is_tensor(v)
-                )
+                nbytes = state_bytes(opts[policy])
                 peak = _step_peak_bytes(torch, device, opts[policy].step, sync)
                 ratio = statistics.median(
                     a / b for a, b in zip(times[policy], times["float32"])
@@ -137,10 +130,10 @@ def run(args: argparse.Namespace) -> int:
                     "optimizer": name,
                     "impl": impl,
                     "policy": policy,
-                    "median_ms": _median_ms(times[policy]),
-                    "spread_pct": _spread_pct(times[policy]),
+                    "median_ms": median_ms(times[policy]),
+                    "spread_pct": spread_pct(times[policy]),
                     "ratio_vs_float32": ratio,
-                    "state_bytes": state_bytes,
+                    "state_bytes": nbytes,
                     "peak_step_bytes": peak,
                     "samples_s": times[policy],
                 }
@@ -152,8 +145,8 @@ def run(args: argparse.Namespace) -> int:
                         policy,
                         f"{r['median_ms']:.2f}",
                         f"{ratio:.2f}",
-                        f"{state_bytes / numel:.1f}",
-                        _mib(state_bytes),
+                        f"{nbytes / numel:.1f}",
+                        _mib(nbytes),
                         _mib(peak),
                         f"{r['spread_pct']:.0f}%",
                     ]
@@ -165,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
         print("interrupted: the rows so far", file=sys.stderr)
     progress.clear()
     print(
-        _table(
+        table(
             [
                 "optimizer",
                 "impl",
@@ -178,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
                 "IQR",
             ],
             rows,
+            right=range(2, 9),  # the policy and the numbers
         )
     )
     print(
@@ -191,15 +185,12 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(
-                {
-                    "device": str(device),
-                    "torch": torch.__version__,
-                    "size": args.size,
-                    "results": results,
-                },
-                f,
-                indent=1,
-            )
+        payload = {
+            "device": str(device),
+            "torch": torch.__version__,
+            "size": args.size,
+            "results": results,
+        }
+        if not write_json(args.json, payload, "bench"):
+            return 1
     return 0

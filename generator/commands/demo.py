@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
+from generator.commands.common import import_torch_and_generated, table
+
 # The five generated optimizers with a torch.optim twin.
 TWINS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
 IMPLS = (("for-loop", False), ("foreach", True))
@@ -79,24 +81,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Plain-text table: text columns left-aligned, numeric ones right-aligned."""
     cells = [[str(c) for c in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, c in enumerate(row):
-            widths[i] = max(widths[i], len(c))
 
     def numeric(col: int) -> bool:
         vals = [row[col] for row in cells if row[col] not in ("", "-")]
         return bool(vals) and all(_looks_numeric(v) for v in vals)
 
-    right = [numeric(i) for i in range(len(headers))]
-
-    def fmt(row: Sequence[str]) -> str:
-        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)]
-        return " | ".join(parts).rstrip()
-
-    lines = [fmt(list(headers)), "-+-".join("-" * w for w in widths)]
-    lines += [fmt(row) for row in cells]
-    return "\n".join(lines)
+    return table(headers, cells, right={i for i in range(len(headers)) if numeric(i)})
 
 
 def _looks_numeric(s: str) -> bool:
@@ -570,20 +560,10 @@ def _scenario_mlp(torch: Any, gen: Any, errors: _Errors, steps: int, seed: int) 
 def run(args: argparse.Namespace) -> int:
     """Run every scenario; 0 unless some optimizer failed to build or step."""
     started = time.perf_counter()
-    try:
-        import torch
-    except ImportError as exc:
-        print(f"optimgen demo: needs torch ({exc})", file=sys.stderr)
+    loaded = import_torch_and_generated("demo")
+    if loaded is None:
         return 1
-    try:
-        import generated as gen
-    except ImportError as exc:
-        print(
-            f"optimgen demo: cannot import the generated package ({exc}); "
-            "run `optimgen build` first",
-            file=sys.stderr,
-        )
-        return 1
+    torch, gen = loaded
 
     steps = getattr(args, "steps", None)
     quick = getattr(args, "quick", False)

@@ -29,7 +29,8 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from generator.api import load_spec
-from generator.commands import verify as V
+from generator.commands.common import comma_list
+from generator.verify import harness as V
 from generator.language.diagnostics import GeneratorBug, SpecError
 
 # ---- programs ---------------------------------------------------------------------------------
@@ -847,7 +848,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import warnings
 
-    dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
+    dtypes = comma_list(args.dtype)
     unknown = [d for d in dtypes if d not in TOLERANCES]
     if unknown:
         print(

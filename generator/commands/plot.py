@@ -10,14 +10,20 @@ never evaluated as code. matplotlib is an optional extra (`pip install optimgen[
 
 from __future__ import annotations
 
-import ast
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
 
+from generator.commands.common import (
+    PLOT_EXTRA,
+    LiteralError,
+    literal_kwargs,
+    progress_wanted,
+    pyplot,
+)
 from generator.commands.progress import Progress, add_progress_arguments
 from generator.project import optimizer_class
+from generator.verify.harness import needs_closure
 
 # name → (f(torch, x, y), start, (x range), (y range), minimum or None)
 FUNCTIONS = {
@@ -74,35 +80,15 @@ class PlotError(Exception):
 def parse_optimizer(text: str) -> tuple[str, dict[str, Any]]:
     """`Adam:lr=0.1,betas=(0.9,0.99)` → ("Adam", {"lr": 0.1, "betas": (0.9, 0.99)})."""
     name, _, rest = text.partition(":")
-    kwargs: dict[str, Any] = {}
-    for item in _split(rest):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip().isidentifier():
-            raise PlotError(f"`{item}` in `{text}` is not key=value")
-        try:
-            kwargs[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            raise PlotError(
-                f"`{value}` for {key} in `{text}` is not a Python literal "
-                "(a number, True/False/None, a quoted string or a tuple)"
-            ) from None
-    return name, kwargs
-
-
-def _split(text: str) -> list[str]:
-    """Split at commas outside parentheses."""
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch in "(["
-        depth -= ch in ")]"
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        parts.append(cur)
-    return [p for p in parts if p.strip()]
+    try:
+        return name, literal_kwargs(rest)
+    except LiteralError as e:
+        if e.key is None:
+            raise PlotError(f"`{e.item}` in `{text}` is not key=value") from None
+        raise PlotError(
+            f"`{e.item}` for {e.key} in `{text}` is not a Python literal "
+            "(a number, True/False/None, a quoted string or a tuple)"
+        ) from None
 
 
 def resolve(name: str):
@@ -127,32 +113,21 @@ def trajectory(torch, cls, kwargs, function, start, steps):
         loss.backward()
         return loss
 
+    # a step that re-evaluates the function (LBFGS's line search) takes the closure
+    with_closure = needs_closure(opt)
     for _ in range(steps):
         with torch.enable_grad():
             losses.append(closure().detach().item())
-        opt.step(closure) if _needs_closure(cls) else opt.step()
+        opt.step(closure) if with_closure else opt.step()
         points.append(xy.detach().clone())
     return torch.stack(points).numpy(), losses
 
 
-def _needs_closure(cls) -> bool:
-    """A step that re-evaluates the function (LBFGS's line search) takes the closure."""
-    closure = inspect.signature(cls.step).parameters.get("closure")
-    return closure is not None and closure.default is inspect.Parameter.empty
-
-
 def run(args) -> int:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
-        print(
-            "optimgen plot needs matplotlib: pip install 'optimgen[plot]' "
-            "(or pip install matplotlib)",
-            file=sys.stderr,
-        )
+        print(f"optimgen plot needs matplotlib: {PLOT_EXTRA}", file=sys.stderr)
         return 1
     import torch
 
@@ -168,8 +143,7 @@ def run(args) -> int:
         return 1
     f, default_start, xr, yr, minimum = FUNCTIONS[args.function]
     start = tuple(args.start) if args.start else default_start
-    show = args.progress if args.progress is not None else sys.stderr.isatty()
-    progress = Progress(len(classes) + 1, show)
+    progress = Progress(len(classes) + 1, progress_wanted(args))
     runs = []
     for name, cls, kw in classes:
         progress.advance(name, 0, force=True)

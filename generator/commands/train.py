@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import inspect
-import json
 import math
 import platform
-import statistics
 import sys
 import time
 from typing import Any, Sequence
 
+from generator.commands.common import (
+    PLOT_EXTRA,
+    choices,
+    median_ms,
+    progress_wanted,
+    pyplot,
+    state_bytes,
+    table as text_table,
+    timed,
+    write_json,
+)
 from generator.commands.progress import Progress, add_progress_arguments
 from generator.project import optimizer_class
+from generator.verify.harness import accepts_kwarg
 
 # name -> (parameter dtype, optimizer options); dtypes by name so torch stays unimported
 POLICIES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -151,20 +160,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _split_policies(value: str) -> list[str]:
-    out = []
-    for item in value.split(","):
-        item = item.strip().lower()
-        if not item:
-            continue
-        if item not in POLICIES:
-            raise TrainError(
-                f"unknown policy {item!r} (choose from {', '.join(POLICIES)})"
-            )
-        if item not in out:
-            out.append(item)
-    if not out:
-        raise TrainError("no policy given")
-    return out
+    try:
+        return choices(value, tuple(POLICIES), "policy")
+    except ValueError as exc:
+        raise TrainError(str(exc)) from None
 
 
 def load_digits_split(seed: int = 0) -> dict[str, Any]:
@@ -240,22 +239,7 @@ def resolve_optimizer(name: str) -> Any:
 
 def unsupported_options(cls: Any, options: dict[str, Any]) -> list[str]:
     """The policy options the optimizer's constructor does not take."""
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return []
-    return [k for k in options if k not in params]
-
-
-def state_bytes(optimizer: Any) -> int:
-    """Bytes of every tensor in `optimizer.state` (steps and all)."""
-    import torch
-
-    total = 0
-    for per_param in optimizer.state.values():
-        for value in per_param.values():
-            if isinstance(value, torch.Tensor):
-                total += value.numel() * value.element_size()
-    return total
+    return [k for k in options if not accepts_kwarg(cls, k)]
 
 
 def _evaluate(torch: Any, model: Any, x: Any, y: Any) -> tuple[float, float]:
@@ -310,9 +294,7 @@ def train_policy(
             logits = model(x_train[idx]).float()
             loss = torch.nn.functional.cross_entropy(logits, y_train[idx])
             loss.backward()
-            t0 = time.perf_counter()
-            optimizer.step()
-            step_s.append(time.perf_counter() - t0)
+            step_s.append(timed(optimizer.step))
             if progress is not None:
                 progress.advance(f"{policy} epoch {epoch + 1}/{epochs}")
         model.eval()
@@ -351,7 +333,7 @@ def train_policy(
             if isinstance(value, torch.Tensor)
         },
         "step_ms": [s * 1e3 for s in step_s],
-        "step_median_ms": statistics.median(step_s) * 1e3 if step_s else math.nan,
+        "step_median_ms": median_ms(step_s),
     }
 
 
@@ -514,35 +496,16 @@ def table(report: dict[str, Any]) -> str:
                 "-" if ratio is None else f"{ratio:.2f}",
             ]
         )
-    widths = [len(h) for h in HEADERS]
-    for row in rows:
-        for i, c in enumerate(row):
-            widths[i] = max(widths[i], len(c))
-
-    def fmt(row: Sequence[str]) -> str:
-        return " | ".join(
-            c.ljust(w) if i == 0 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths))
-        ).rstrip()
-
-    return "\n".join(
-        [fmt(HEADERS), "-+-".join("-" * w for w in widths)] + [fmt(r) for r in rows]
-    )
+    return text_table(HEADERS, rows, right=range(1, len(HEADERS)))
 
 
 def plot(report: dict[str, Any], path: str) -> None:
     """A PNG of the train loss per epoch, log scale, one line per policy."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         import matplotlib.ticker
     except ImportError:
-        raise TrainError(
-            "--plot needs matplotlib: pip install 'optimgen[plot]' "
-            "(or pip install matplotlib)"
-        ) from None
+        raise TrainError(f"--plot needs matplotlib: {PLOT_EXTRA}") from None
     cfg = report["config"]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     # lines that coincide (the policies that track float32) stay visible: the first drawn
@@ -598,16 +561,11 @@ def run(args: argparse.Namespace) -> int:
             importlib.import_module("matplotlib")
         except ImportError:
             print(
-                "optimgen train: --plot needs matplotlib: pip install 'optimgen[plot]' "
-                "(or pip install matplotlib)",
+                f"optimgen train: --plot needs matplotlib: {PLOT_EXTRA}",
                 file=sys.stderr,
             )
             return 1
-    show_progress = (
-        False
-        if quiet
-        else (args.progress if args.progress is not None else sys.stderr.isatty())
-    )
+    show_progress = False if quiet else progress_wanted(args)
     try:
         report = train_digits(
             policies,
@@ -672,12 +630,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             if not quiet:
                 print(f"wrote {args.plot}")
-    if args.json:
-        try:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                json.dump(report, fh, indent=2, default=str)
-                fh.write("\n")
-        except OSError as exc:
-            print(f"optimgen train: cannot write {args.json}: {exc}", file=sys.stderr)
-            status = 1
+    if args.json and not write_json(args.json, report, "train"):
+        status = 1
     return status

@@ -10,7 +10,8 @@ the Python emitter decides how the constructor, ``_init_group`` or the step spel
 from __future__ import annotations
 
 from generator import ir
-from generator.check.checker import CheckedSpec, whole_tensor_construct
+from generator.check.model import CheckedSpec
+from generator.check.queries import whole_tensor_construct
 from generator.language import syntax as S
 from generator.language.spec_printer import print_expr
 

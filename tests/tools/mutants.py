@@ -306,8 +306,20 @@ def suite_kills(source: str, module: str, name: str, folder: Path) -> bool:
 
 
 EMITTERS = (
+    "generator/lower/expressions.py",
+    "generator/lower/statements.py",
+    "generator/lower/rules.py",
     "generator/lower/lowering.py",
-    "generator/emit/python/printer.py",
+    "generator/emit/python/blocks.py",
+    "generator/emit/python/scalars.py",
+    "generator/emit/python/single.py",
+    "generator/emit/python/foreach.py",
+    "generator/emit/python/facts.py",
+    "generator/emit/python/constructor.py",
+    "generator/emit/python/state.py",
+    "generator/emit/python/group.py",
+    "generator/emit/python/bodies.py",
+    "generator/emit/python/fused_host.py",
     "generator/emit/python/module.py",
     "generator/emit/python/fused.py",
     "generator/emit/python/ops.py",

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from generator.language import syntax as S
 from generator.language.builtins import BUILTINS, CONSTANTS
-from generator.check.checker import CheckedSpec, is_param
+from generator.check.model import CheckedSpec
+from generator.check.queries import is_param
 from generator.language.spec_printer import PRECEDENCE
 from generator.language.spec_printer import precedence
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from generator import ir
-from generator.check.checker import CheckedSpec
+from generator.check.model import CheckedSpec
 from generator.emit.docs.latex import algorithm_box
 from generator.language.spec_printer import print_expr
 from generator.language.syntax import Name, children

@@ -14,15 +14,15 @@ stores those it assigned when it ends; procedures that evaluate the closure rece
 from __future__ import annotations
 
 from generator.language import syntax as S
-from generator.check.flat import (
+from generator.check.flat import step_along
+from generator.check.types import (
     Program,
     Scope,
     expression_type,
     is_vector,
     may_be_tensor,
-    step_along,
 )
-from generator.emit.python.printer import PY_PRECEDENCE, Lines
+from generator.emit.python.blocks import PY_PRECEDENCE, Lines
 from generator.emit.python.validation import text_message_source
 
 PREC = PY_PRECEDENCE

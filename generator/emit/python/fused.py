@@ -20,16 +20,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 from generator import ir
+from generator.ir import uses
 from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import GeneratorBug
-from generator.emit.python.printer import (
-    Lines,
-    ScalarPrinter,
-    SingleTensorPrinter,
-    _print_if,
-    fold_keywords,
-    uses,
-)
+from generator.emit.python.blocks import Lines, _print_if
+from generator.emit.python.scalars import ScalarPrinter
+from generator.emit.python.single import SingleTensorPrinter, fold_keywords
 
 # Operations the kernel may contain: elementwise, so the tensors can be flattened.
 # The spec's elementwise functions come from their table (sqrt, exp, cos, atan2, ...), the IR's

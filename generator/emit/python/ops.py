@@ -1,9 +1,10 @@
 """How each IR tensor operation is spelled in torch: as a method, an in-place method, a foreach call.
 
-The printers in generator.emit.python.printer never spell an operation themselves; they look it up here. An
-entry without an in-place method is printed out of place (or with ``out=``); an entry without a
-foreach function is printed as a list comprehension over the zipped tensor lists. ``scalar_list``
-names the argument slots where torch's foreach functions accept a list of per-tensor scalars.
+The printers (generator.emit.python.single, foreach, fused) never spell an operation themselves;
+they look it up here. An entry without an in-place method is printed out of place (or with
+``out=``); an entry without a foreach function is printed as a list comprehension over the zipped
+tensor lists. ``scalar_list`` names the argument slots where torch's foreach functions accept a
+list of per-tensor scalars.
 """
 
 from __future__ import annotations

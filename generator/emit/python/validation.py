@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from generator import ir
 from generator.language import syntax as S
 from generator.language.diagnostics import GeneratorBug
-from generator.emit.python.printer import ScalarPrinter, message_source
+from generator.emit.python.blocks import message_source
+from generator.emit.python.scalars import ScalarPrinter
 
 
 @dataclass(frozen=True)

@@ -1,749 +1,40 @@
-"""Printing the IR as Python: scalar expressions, the single-tensor loop body and the foreach body.
+"""Printing the multi-tensor update as Python: the body of ``_multi_tensor_<name>``.
 
-Both bodies come from the same IR statements. The single-tensor printer chains operations on fresh
-results in place (``exp_avg_sq.sqrt().div_(c).add_(eps)``) and never mutates a tensor it does not own;
-the foreach printer turns each operation into one ``torch._foreach_*`` call on the device's tensor
-lists, in place on fresh lists, and turns per-parameter scalars into lists. Operation spellings come
-from generator.emit.python.ops; parentheses come from Python's precedence table, not from the spec.
+The same lowered IR statements as the single-tensor body (generator.emit.python.single), printed
+as torch's foreach implementations write them: on the lists of one (device, dtype) group, each
+operation one ``torch._foreach_*`` call, in place on fresh lists; per-parameter scalars become
+lists, an `if` decided per parameter partitions the lists, lazily made states are made per tensor,
+and temporaries are deleted once nothing reads them. Operations without a foreach kernel run per
+tensor with the single-tensor spelling.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from typing import Callable
 
 from generator import ir
 from generator.ir import uses
-from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.ops import OPS
-
-PY_PRECEDENCE = {
-    "cond": 0,
-    "or": 1,
-    "and": 2,
-    "not": 3,
-    "compare": 4,
-    "+": 5,
-    "-": 5,
-    "*": 6,
-    "/": 6,
-    "%": 6,
-    "//": 6,
-    "neg": 7,
-    "**": 8,
-    "atom": 9,
-}
-_COMPARE = {"==", "!=", "<", "<=", ">", ">="}
-
-
-def _tensor_name(e) -> str:
-    if isinstance(e, ir.TRef):
-        return e.name
-    raise GeneratorBug(f"no tensor printer for {e!r}")
-
-
-class ScalarPrinter:
-    """Python source for scalar IR expressions; ``ref`` decides how a name is spelled here, and
-    ``tensor`` how a tensor is (the argument of ``numel``, ``dim``, ``size``, ``item``).
-    """
-
-    def __init__(
-        self, ref: Callable[[ir.SRef], str], tensor: Callable[..., str] = _tensor_name
-    ):
-        self.ref = ref
-        self.tensor = tensor
-
-    def prec(self, e) -> int:
-        if isinstance(e, ir.SBin):
-            return PY_PRECEDENCE["compare" if e.op in _COMPARE else e.op]
-        if isinstance(e, ir.SCompare):
-            return PY_PRECEDENCE["compare"]
-        if isinstance(e, ir.SUnary):
-            return PY_PRECEDENCE["not" if e.op == "not" else "neg"]
-        if isinstance(e, ir.SCond):
-            return PY_PRECEDENCE["cond"]
-        if isinstance(e, ir.SConst) and e.text.startswith("-"):
-            return PY_PRECEDENCE["neg"]
-        return PY_PRECEDENCE["atom"]
-
-    def wrap(self, e, minimum: int) -> str:
-        text = self(e)
-        return f"({text})" if self.prec(e) < minimum else text
-
-    def __call__(self, e) -> str:
-        if isinstance(e, ir.SConst):
-            return e.text
-        if isinstance(e, ir.SRef):
-            return self.ref(e)
-        if isinstance(e, ir.STuple):
-            items = [self(x) for x in e.items]
-            return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-        if isinstance(e, ir.SBin):
-            if e.op in _COMPARE:
-                return self(ir.SCompare((e.op,), (e.left, e.right)))
-            p = PY_PRECEDENCE[e.op]
-            if e.op == "**":
-                return f"{self.wrap(e.left, p + 1)} ** {self.wrap(e.right, p)}"
-            return f"{self.wrap(e.left, p)} {e.op} {self.wrap(e.right, p + 1)}"
-        if isinstance(e, ir.SCompare):
-            p = PY_PRECEDENCE["compare"]
-            parts = [self.wrap(e.operands[0], p + 1)]
-            for op, x in zip(e.ops, e.operands[1:]):
-                parts += [op, self.wrap(x, p + 1)]
-            return " ".join(parts)
-        if isinstance(e, ir.SUnary):
-            if e.op == "not":
-                return "not " + self.wrap(e.operand, PY_PRECEDENCE["not"])
-            return "-" + self.wrap(e.operand, PY_PRECEDENCE["neg"])
-        if isinstance(e, ir.SCond):
-            p = PY_PRECEDENCE["cond"]
-            return f"{self.wrap(e.then, p + 1)} if {self.wrap(e.cond, p + 1)} else {self.wrap(e.orelse, p)}"
-        if isinstance(e, ir.SCall):
-            if any(isinstance(a, (ir.TRef, ir.TOp)) for a in e.args):
-                return self._tensor_property(e)
-            args = [self(a) for a in e.args]
-            f = e.func
-            b = BUILTINS.get(f)  # math.sqrt(x), abs(x), max(a, b): the builtin table's
-            if b is not None and b.python is not None:
-                return b.python.format(*args)
-            if f == "numel":
-                return f"{self.wrap(e.args[0], PY_PRECEDENCE['atom'])}.numel()"
-            if f == "is_sparse":
-                return f"{self.wrap(e.args[0], PY_PRECEDENCE['atom'])}.is_sparse"
-            if f == "where":
-                return f"torch.where({', '.join(args)})"
-        raise GeneratorBug(f"cannot print scalar {e!r}")
-
-    def _tensor_property(self, e: ir.SCall) -> str:
-        """A number read off a tensor: ``param.numel()``, ``grad.size(-1)``, ``norm.item()``."""
-        base = self.tensor(e.args[0])
-        if not base.replace("_", "").replace(".", "").isalnum() and not base.endswith(
-            ")"
-        ):
-            base = f"({base})"
-        rest = [self(a) for a in e.args[1:]]
-        spelling = {
-            "numel": f"{base}.numel()",
-            "dim": f"{base}.dim()",
-            "item": f"{base}.item()",
-            "is_complex": f"torch.is_complex({base})",
-            "is_sparse": f"{base}.is_sparse",
-            "machine_epsilon": f"torch.finfo({base}.dtype).eps",
-            "size": f"{base}.size({', '.join(rest)})",
-            "is_sharded": f"_is_sharded({base})",
-        }
-        if e.func not in spelling:
-            raise GeneratorBug(f"cannot print {e.func} of a tensor")
-        return spelling[e.func]
-
-
-def literal(e: ir.SExpr) -> str:
-    """A default's Python source: ``0.001``, ``(0.9, 0.999)``, ``None``, ``'strong_wolfe'``."""
-    return ScalarPrinter(_no_name, _no_name)(e)
-
-
-def _no_name(e) -> str:
-    raise GeneratorBug(f"a literal refers to {e!r}")
-
-
-def annotation(t: ir.ArgType) -> str:
-    """``float | Tensor``, ``tuple[float, float]``, ``int | None``."""
-    if t.items:
-        return "tuple[" + ", ".join(annotation(x) for x in t.items) + "]"
-    return " | ".join([x.value for x in t.alternatives] + ["None"] * t.optional)
-
-
-def message_source(msg: ir.Message, show) -> str:
-    """Python source of an error message: a plain literal, or an f-string of the values it
-    shows (``show`` prints each). The literal parts are spec text: escaped, never code.
-    """
-    if all(isinstance(p, str) for p in msg.parts):
-        return repr("".join(msg.parts))
-    out = []
-    for part in msg.parts:
-        if isinstance(part, str):
-            out.append(part.replace("{", "{{").replace("}", "}}"))
-        else:
-            out.append("{" + show(part) + "}")
-    return "f" + repr("".join(out))
-
-
-def _input_name(e) -> str:
-    """A value an error message of the step shows: an input, by its name in the function."""
-    if isinstance(e, ir.SRef):
-        return e.name
-    raise GeneratorBug(f"a message of the step shows {e!r}")
-
-
-def varying_refs(e) -> list:
-    """What makes a scalar differ between parameters: per-parameter counters and scalars
-    (``SRef``), and the tensors a number is read off (``TRef``: ``param.dim()``)."""
-    out: list = []
-
-    def tensor(x):
-        if isinstance(x, ir.TRef) and x not in out:
-            out.append(x)
-        return False
-
-    def visit(x):
-        if isinstance(x, ir.SRef) and x.varying and x not in out:
-            out.append(x)
-        if isinstance(x, ir.SCall):
-            for a in x.args:
-                if isinstance(a, (ir.TRef, ir.TOp)):
-                    uses(a, tensor)
-        return False
-
-    uses(e, visit)
-    return out
-
-
-class Lines:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.level = 0
-
-    def __call__(self, text: str) -> None:
-        self.lines.append("    " * self.level + text)
-
-    def indent(self):
-        lines = self
-
-        class _Ctx:
-            def __enter__(self):
-                lines.level += 1
-
-            def __exit__(self, *a):
-                lines.level -= 1
-
-        return _Ctx()
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
-# ---- the single-tensor body ------------------------------------------------------------------------
-
-
-class SingleTensorPrinter:
-    def __init__(self, opt: ir.Optimizer, capturable_counters: bool = True):
-        self.opt = opt
-        # With differentiable=True, autograd needs the results it saved (sqrt's output) unchanged.
-        self.differentiable = any(a.name == "differentiable" for a in opt.arguments)
-        self.scalar = ScalarPrinter(self._ref, lambda e: self.tensor(e)[0])
-        self.counts = {s.key for s in opt.states if s.kind == "count"}
-        # with capturable=True counters stay tensors on the device (the fused host reads numbers)
-        self.keep_tensors = capturable_counters and capturable(opt)
-        self.device_scalars = _counter_values(opt)
-        self.reduced: set[str] = set()  # locals holding a reduction's (smaller) result
-        # printing after complex parameters were viewed as real: a lazy state made there is
-        # stored as the complex tensor the view stands for
-        self.real_views = False
-        if self.keep_tensors and self.device_scalars:
-            self.scalar = CapturableScalars(
-                self._ref, lambda e: self.tensor(e)[0], self.device_scalars
-            )
-
-    def _ref(self, r: ir.SRef) -> str:
-        return r.name  # counts are refreshed into a Python number named after their key
-
-    def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
-        """(source, fresh): fresh results may be updated in place by the next operation."""
-        if isinstance(e, ir.TRef):
-            return e.name, e.role == "fresh"
-        spell = OPS[e.op]
-        if e.op == "neg" and isinstance(e.args[0], ir.TRef):
-            return f"-{self.tensor(e.args[0])[0]}", True
-        if e.op == "number_like":
-            # a fill on the device, not a copy from the host (CUDA graph capture forbids those)
-            like = self.tensor(e.args[0])[0]
-            return f"{like}.new_full((), {self.scalar(e.args[1])})", True
-        if spell.infix is not None:
-            a, b = (self.tensor(x)[0] for x in e.args)
-            return f"({a} {spell.infix} {b})", True
-        if spell.attribute is not None:
-            base, fresh = self.tensor(e.args[0])
-            if base.startswith("-"):
-                base = f"({base})"
-            return f"{base}.{spell.attribute}", fresh
-        if spell.function is not None:
-            args = [self.arg(a) for a in e.args]
-            args += [f"{k}={self.scalar(v)}" for k, v in e.kwargs]
-            prefix = "torch." if not spell.function.startswith("_") else ""
-            return f"{prefix}{spell.function}({', '.join(args)})", True
-        base, fresh = self.tensor(e.args[0])
-        if base.startswith("-"):
-            base = f"({base})"
-        args = [self.arg(a) for a in e.args[1:]]
-        args += [f"{k}={self.scalar(v)}" for k, v in e.kwargs]
-        if fresh and self.differentiable and _saves_output(e.args[0]):
-            fresh = False
-        if (
-            fresh
-            and _reduced(e.args[0], self.reduced)
-            and not all(_reduced(a, self.reduced) for a in e.args[1:])
-        ):
-            # a reduction's result (`mean(x, -1)`: size 1 along -1) broadcasts to the other
-            # operand's shape: it cannot hold the result in place
-            fresh = False
-        method = spell.inplace if fresh and spell.inplace else spell.method
-        return f"{base}.{method}({', '.join(args)})", True
-
-    def let(self, name: str, e: ir.TExpr, out: Lines, assign: bool = True) -> None:
-        """``name = e``; where an in-place step would overwrite a result autograd saved, the choice
-        is made at run time, as torch writes it: ``x = x.add(eps) if differentiable else x.add_(eps)``.
-        """
-        chain, x = [], e
-        while isinstance(x, ir.TOp) and OPS[x.op].function is None and OPS[x.op].method:
-            chain.append(x)
-            x = x.args[0]
-        chain.reverse()
-        for k in range(1, len(chain)):
-            op = chain[k]
-            if (
-                self.differentiable
-                and OPS[chain[k - 1].op].saves_output
-                and OPS[op.op].inplace
-            ):
-                out(f"{name} = {self.tensor(chain[k - 1])[0]}")
-                args = [self.arg(a) for a in op.args[1:]]
-                args += [f"{kw}={self.scalar(v)}" for kw, v in op.kwargs]
-                a = ", ".join(args)
-                spell = OPS[op.op]
-                out(
-                    f"{name} = {name}.{spell.method}({a}) if differentiable "
-                    f"else {name}.{spell.inplace}({a})"
-                )
-                rest: ir.TExpr = ir.TRef(name, "fresh")
-                for outer in chain[k + 1 :]:
-                    rest = ir.TOp(outer.op, (rest,) + outer.args[1:], outer.kwargs)
-                if rest != ir.TRef(name, "fresh"):
-                    self.let(name, rest, out, assign=False)
-                return
-        # A chain continuing in place on `name` itself needs no assignment.
-        out(f"{name} = {self.tensor(e)[0]}" if assign else self.tensor(e)[0])
-
-    def arg(self, a) -> str:
-        if isinstance(a, (ir.TRef, ir.TOp)):
-            return self.tensor(a)[0]
-        return self.scalar(a)
-
-    def inplace(self, target: str, ops: tuple[ir.TOp, ...], out: Lines) -> None:
-        on_device = lambda v: uses(  # noqa: E731
-            v, lambda r: isinstance(r, ir.SRef) and r.name in self.device_scalars
-        )
-        if self.keep_tensors and any(on_device(v) for op in ops for _, v in op.kwargs):
-            # alpha= and value= take Python numbers only: with capturable=True a value made
-            # from a counter is a tensor on the device, so it multiplies an operand instead
-            out("if capturable:")
-            with out.indent():
-                self._inplace(target, tuple(fold_keywords(op) for op in ops), out)
-            out("else:")
-            with out.indent():
-                self._inplace(target, ops, out)
-            return
-        self._inplace(target, ops, out)
-
-    def _inplace(self, target: str, ops: tuple[ir.TOp, ...], out: Lines) -> None:
-        chain = target
-        for op in ops:
-            spell = OPS[op.op]
-            args = [self.arg(a) for a in op.args] + [
-                f"{k}={self.scalar(v)}" for k, v in op.kwargs
-            ]
-            if spell.out_kw:
-                if chain != target:
-                    out(chain)
-                a = ", ".join(args)
-                call = f"torch.{spell.function}({target}, {a}, out={target})"
-                if self.differentiable:  # out= does not support autograd
-                    out("if differentiable:")
-                    with out.indent():
-                        # the clone keeps the value autograd saved from being overwritten
-                        out(
-                            f"{target}.copy_(torch.{spell.function}({target}.clone(), {a}))"
-                        )
-                    out("else:")
-                    with out.indent():
-                        out(call)
-                else:
-                    out(call)
-                chain = target
-                continue
-            chain += f".{spell.inplace}({', '.join(args)})"
-        if chain != target:
-            out(chain)
-
-    def body(self, stmts, out: Lines, free: bool = False) -> None:
-        """Print ``stmts``; with ``free`` (the per-parameter update's top level), a local tensor
-        is deleted once nothing after reads it: the locals of one parameter's update would
-        otherwise all stay alive until the next parameter rebinds them."""
-        tensors = {s.name for s in ir.walk(stmts) if isinstance(s, ir.TensorLet)}
-        assigned = re.compile("    " * out.level + r"(\w+) = ")
-        bound: list[str] = []
-        freed: set[str] = set()
-        for k, s in enumerate(stmts):
-            mark = len(out.lines)
-            self.stmt(s, out)
-            if not free:
-                continue
-            made = [m[1] for line in out.lines[mark:] if (m := assigned.match(line))]
-            made = [n for n in made if n in tensors]
-            bound += made
-            freed.difference_update(made)
-            later = _names_read(stmts[k + 1 :])
-            dead = [
-                n for n in dict.fromkeys(bound) if n not in later and n not in freed
-            ]
-            if dead and k < len(stmts) - 1:  # at the end the next rebinding frees them
-                out(f"del {', '.join(dead)}")
-                freed.update(dead)
-
-    def stmt(self, s, out: Lines) -> None:
-        if isinstance(s, ir.Probe):
-            out(f"_cover({s.label!r})")
-        elif isinstance(s, ir.ScalarLet):
-            out(f"{s.name} = {self.scalar(s.value)}")
-        elif isinstance(s, ir.CountUpdate):
-            var = f"{s.state}_t"
-            st = next(b for b in self.opt.states if b.key == s.state)
-            if s.op == "fill" and st.as_number:
-                out(f"{var} = {self.scalar(s.value)}")
-            elif s.op == "fill":
-                out(f"{var}.fill_({self.scalar(s.value)})")
-            else:
-                out(f"{var} {s.op} {self.scalar(s.value)}")
-            if (
-                st.as_number
-            ):  # a number: the list carries the new value back to the state
-                out(f"{st.list_name}[i] = {var}")
-            if s.read_after:
-                value = count_value(self.opt, var, st.as_number, self.keep_tensors)
-                out(f"{s.state} = {value}")
-        elif isinstance(s, ir.TensorLet):
-            self.let(s.name, s.value, out)
-            if _reduced(s.value, self.reduced):
-                self.reduced.add(s.name)
-            else:
-                self.reduced.discard(s.name)
-        elif isinstance(s, ir.InPlace):
-            self.inplace(s.target.name, s.ops, out)
-        elif isinstance(s, ir.LazyInit):
-            st = next(b for b in self.opt.states if b.key == s.state)
-            first, fresh = self.tensor(s.first)
-            out(f"if {st.var} is None:")
-            with out.indent():
-                out(f"{st.var} = {first}.detach()" + ("" if fresh else ".clone()"))
-                if self.real_views:
-                    out(
-                        f"{st.list_name}[i] = torch.view_as_complex({st.var}) "
-                        f"if torch.is_complex(params[i]) else {st.var}"
-                    )
-                else:
-                    out(f"{st.list_name}[i] = {st.var}")
-            if s.update:  # (none: kept as it was first made, MADGRAD's x0)
-                out("else:")
-                with out.indent():
-                    self.body(s.update, out)
-        elif isinstance(s, ir.If):
-            _traced_or(
-                s,
-                out,
-                self.body,
-                lambda: _print_if(s, out, self.scalar, self.body),
-                traced(self.opt),
-            )
-        elif isinstance(s, ir.Repeat):
-            out(f"for _ in range({self.scalar(s.count)}):")
-            with out.indent():
-                self.body(s.body, out)
-        elif isinstance(s, ir.Raise):
-            _print_raise(s, out, self.scalar)
-        else:
-            raise GeneratorBug(f"cannot print {s!r}")
-
-
-class SparseValuesPrinter(SingleTensorPrinter):
-    """The update of a sparse gradient, on the values of the rows it holds: the gradient is
-    ``grad_values``, a state or the parameter is read at those rows (``sparse_mask``), and an
-    addition to a state or the parameter adds a sparse tensor of the same rows, as torch's
-    SparseAdam and sparse Adagrad do. (generator.check.checker admits only additive updates here.)
-    """
-
-    def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
-        if isinstance(e, ir.TRef) and e.role == "grad":
-            return "grad_values", False
-        if isinstance(e, ir.TRef) and e.role in ("param", "state"):
-            return f"{e.name}.sparse_mask(grad)._values()", True
-        return super().tensor(e)
-
-    def stmt(self, s, out: Lines) -> None:
-        if isinstance(s, ir.InPlace) and s.target.role in ("param", "state"):
-            for op in s.ops:
-                self._add_rows(s.target.name, op, out)
-            return
-        super().stmt(s, out)
-
-    def _add_rows(self, target: str, op: ir.TOp, out: Lines) -> None:
-        kw = dict(op.kwargs)
-        if op.op in ("add", "sub") and isinstance(op.args[0], (ir.TRef, ir.TOp)):
-            values, scale = op.args[0], kw.get("alpha")
-        elif op.op == "addcmul":
-            values, scale = ir.TOp("mul", op.args), kw.get("value")
-        elif op.op == "addcdiv":
-            values, scale = ir.TOp("div", op.args), kw.get("value")
-        else:
-            raise GeneratorBug(f"`{op.op}` of a sparse gradient's rows")
-        rows = f"_make_sparse(grad, grad_indices, {self.tensor(values)[0]})"
-        alpha = "" if scale is None else f", alpha={self.scalar(scale)}"
-        method = "sub_" if op.op == "sub" else "add_"
-        out(f"{target}.{method}({rows}{alpha})")
-
-
-def capturable(opt: ir.Optimizer) -> bool:
-    """Whether the spec takes torch's `capturable` flag: its counters then stay tensors on the
-    parameter's device, read without a host-device sync, as CUDA graph capture requires.
-    """
-    return any(a.name == "capturable" for a in opt.arguments)
-
-
-def traced(opt: ir.Optimizer) -> str:
-    """The run-time test for "the counters are tensors here": under torch.compile (dynamo
-    traces them as tensors) and, where the spec has the flag, with capturable=True."""
-    if capturable(opt):
-        return "capturable or torch.compiler.is_compiling()"
-    return "torch.compiler.is_compiling()"
-
-
-class CapturableScalars(ScalarPrinter):
-    """Numbers made from counters are device tensors with capturable=True: Python's ``max`` or
-    ``math.sqrt`` of one would read it back to the host (a sync, and an error inside CUDA graph
-    capture), so such a call becomes torch's, chosen at run time as torch's capturable code
-    chooses (ASGD's ``1 / max(1, step - t0)``)."""
-
-    # functions of one number with a torch form (the builtin table's `torch`): torch.sqrt(step)
-    TORCH = {
-        b.name: b.torch
-        for b in BUILTINS.values()
-        if b.torch is not None and len(b.params) == 1
-    }
-
-    def __init__(
-        self,
-        ref,
-        tensor,
-        device_scalars: set[str],
-        device_ref=None,
-        eager_ref=None,
-        test: str = "capturable",
-    ):
-        super().__init__(ref, tensor)
-        self.device_scalars = device_scalars
-        self.test = test  # the run-time test for "the counters are tensors here"
-        # how a name reads on either side of the run-time choice, where that decides it (the
-        # foreach path's ``step if capturable else _get_value(step)``)
-        self.device_ref = device_ref or ref
-        self.eager_ref = eager_ref or ref
-
-    def on_device(self, e) -> bool:
-        return uses(
-            e, lambda r: isinstance(r, ir.SRef) and r.name in self.device_scalars
-        )
-
-    def __call__(self, e) -> str:
-        if not (
-            isinstance(e, ir.SCall)
-            and e.func in ("max", "min", *self.TORCH)
-            and self.on_device(e)
-        ):
-            return super().__call__(e)
-        ref = self.ref
-        try:
-            self.ref = self.eager_ref
-            eager = super().__call__(e)
-            self.ref = self.device_ref
-            device = self._on_device(e)
-        finally:
-            self.ref = ref
-        return f"({device} if {self.test} else {eager})"
-
-    def _on_device(self, e: ir.SCall) -> str:
-        args = [self(a) for a in e.args]
-        if e.func in self.TORCH:
-            device = f"{self.TORCH[e.func]}({args[0]})"
-        else:
-            atom = PY_PRECEDENCE["atom"]
-            on = [self.wrap(x, atom) for x in e.args if self.on_device(x)]
-            off = [a for a, x in zip(args, e.args) if not self.on_device(x)]
-            bound = "min" if e.func == "max" else "max"
-            if len(on) == 1 and len(off) == 1:
-                device = f"{on[0]}.clamp({bound}={off[0]})"
-            else:
-                fn = "torch.maximum" if e.func == "max" else "torch.minimum"
-                device = f"{fn}({', '.join(on)})"
-                for a in off:
-                    device = f"{device}.clamp({bound}={a})"
-        return device
-
-
-def _names_read(stmts) -> set[str]:
-    """Every tensor and number name the statements read (in-place targets included)."""
-    found: set[str] = set()
-
-    def visit(x):
-        if isinstance(x, (ir.TRef, ir.SRef)):
-            found.add(x.name)
-        return False
-
-    for s in ir.walk(stmts):
-        for e in ir.expressions(s):
-            uses(e, visit)
-        if isinstance(s, ir.InPlace):
-            found.add(s.target.name)
-    return found
-
-
-def fold_keywords(op: ir.TOp) -> ir.TOp:
-    """``op`` (an in-place operation, its target left out) without the ``alpha=``/``value=``
-    that torch takes as Python numbers only: the number multiplies an operand instead.
-    """
-    kw = dict(op.kwargs)
-    if op.op in ("add", "sub") and "alpha" in kw:
-        return ir.TOp(op.op, (ir.TOp("mul", (op.args[0], kw["alpha"])),))
-    if op.op in ("addcmul", "addcdiv") and "value" in kw:
-        a, b = op.args
-        return ir.TOp(op.op, (ir.TOp("mul", (a, kw["value"])), b))
-    return op
-
-
-def _counter_values(opt: ir.Optimizer) -> set[str]:
-    """The per-parameter counters and the numbers computed from them: tensors on the device
-    with capturable=True."""
-    found = {
-        s.key
-        for s in opt.states
-        if s.kind == "count" and s.scope == "parameter" and not s.as_number
-    }
-    for s in ir.walk(opt.body):
-        if isinstance(s, ir.ScalarLet) and uses(
-            s.value, lambda r: isinstance(r, ir.SRef) and r.name in found
-        ):
-            found.add(s.name)
-    return found
-
-
-def count_value(
-    opt: ir.Optimizer, var: str, as_number: bool, keep_tensor: bool = False
-) -> str:
-    """A counter's value as a number: ``_get_value(step_t)`` (a tensor while dynamo traces),
-    ``step_t.item()`` in an update that reads numbers off tensors anyway, or the number itself.
-    With ``keep_tensor`` (a spec taking `capturable`) the counter stays a tensor when
-    capturable=True, as torch's capturable paths keep ``step_t``.
-    """
-    if as_number:
-        return var
-    value = f"{var}.item()" if opt.reads_numbers else f"_get_value({var})"
-    if keep_tensor:
-        return f"({var} if capturable else {value})"
-    return value
-
-
-def _traced_or(s: ir.If, out: Lines, body, eager, test: str) -> None:
-    """A per-parameter `if`: under torch.compile (and with capturable=True) the condition is a
-    tensor, so its branchless form runs there (both branches, then torch.where, as torch's
-    capturable formulas do).
-    """
-    if s.traced is None:
-        eager()
-        return
-    out(f"if {test}:")
-    with out.indent():
-        body(s.traced, out)
-    out("else:")
-    with out.indent():
-        eager()
-
-
-def _print_raise(s: ir.Raise, out: Lines, scalar) -> None:
-    out(f"if {scalar(s.fails)}:")
-    with out.indent():
-        out(f"raise {s.exception}({message_source(s.message, _input_name)})")
-
-
-REDUCTIONS = {"mean", "norm", "sum", "dot"}
-
-
-def _reduced(e, locals_: set[str] = frozenset()) -> bool:
-    """Whether a tensor expression's result may be smaller than its operands' shape (a
-    reduction, a local holding one, or arithmetic on such only); a number counts as one.
-    """
-    if isinstance(e, ir.TRef):
-        return e.name in locals_
-    if not isinstance(e, ir.TOp):
-        return True  # a number
-    if e.op in REDUCTIONS:
-        return True
-    tensors = [a for a in e.args if isinstance(a, (ir.TRef, ir.TOp))]
-    return bool(tensors) and all(_reduced(a, locals_) for a in tensors)
-
-
-def _saves_output(e) -> bool:
-    return isinstance(e, ir.TOp) and OPS[e.op].saves_output
-
-
-def _print_if(
-    s: ir.If, out: Lines, scalar, body, chain_varying: bool = True, chain: bool = True
-) -> None:
-    """``if``/``elif``/``else``; with ``chain_varying`` False an `if` decided per parameter is
-    not folded into an ``elif`` (the foreach path partitions the lists for it instead); with
-    ``chain`` False no `if` is (the fused kernel tests each `if` by its own decision).
-    """
-
-    def chained(rest) -> bool:
-        return (
-            chain
-            and len(rest) == 1
-            and isinstance(rest[0], ir.If)
-            and (chain_varying or not rest[0].varying)
-        )
-
-    then, orelse = Lines(), Lines()
-    body(s.then, then)
-    body(s.orelse, orelse)
-    one = [
-        b.lines[0] for b in (then, orelse) if len(b.lines) == 1 and " = " in b.lines[0]
-    ]
-    chain = chained(s.orelse)
-    if (
-        len(one) == 2
-        and not chain
-        and one[0].split(" = ", 1)[0] == one[1].split(" = ", 1)[0]
-    ):
-        # `x = a if cond else b` reads better than four lines for a choice of value.
-        target, a = one[0].split(" = ", 1)
-        b = one[1].split(" = ", 1)[1]
-        if " if " in a:  # a nested choice: `(a if c else b) if flag else d`
-            a = f"({a})"
-        out(f"{target} = {a} if {scalar(s.cond)} else {b}")
-        return
-    out(f"if {scalar(s.cond)}:")
-    with out.indent():
-        body(s.then, out) if s.then else out("pass")
-    rest = s.orelse
-    while chained(rest):
-        out(f"elif {scalar(rest[0].cond)}:")
-        with out.indent():
-            body(rest[0].then, out) if rest[0].then else out("pass")
-        rest = rest[0].orelse
-    if rest:
-        out("else:")
-        with out.indent():
-            body(rest, out)
-
-
-# ---- the multi-tensor (foreach) body ------------------------------------------------------------------
+from generator.emit.python.blocks import (
+    Lines,
+    _input_name,
+    _print_if,
+    _print_raise,
+    _traced_or,
+    message_source,
+)
+from generator.emit.python.scalars import (
+    CapturableScalars,
+    ScalarPrinter,
+    _counter_values,
+    capturable,
+    count_value,
+    traced,
+    varying_refs,
+)
+from generator.emit.python.single import SingleTensorPrinter
 
 
 class ForeachPrinter:
@@ -916,8 +207,9 @@ class ForeachPrinter:
             return count_value(self.opt, r.name, False, capturable(self.opt))
         return r.name
 
-    def scalar_value(self, e: ir.SExpr) -> str:
-        """A scalar argument: a Python number, or a list comprehension when it varies per tensor."""
+    def scalar_value(self, e: ir.SExpr, wrap=None) -> str:
+        """A scalar argument: a Python number, or a list comprehension when it varies per tensor
+        (with ``wrap``, each item passes through it: ``_get_value(...)``)."""
         refs = varying_refs(e)
         if not refs:
             return self.scalar(e)
@@ -941,14 +233,18 @@ class ForeachPrinter:
             if counters
             else ScalarPrinter(self._ref_item, lambda t: single.tensor(t)[0])
         )
-        item = printer(e)
+        item, head = printer(e), self._loop_head(refs)
+        return f"[{wrap(item) if wrap else item} {head}]"
+
+    def _loop_head(self, refs) -> str:
+        """``for step in device_state_steps``, or over several lists zipped."""
         loops = [r.name for r in refs]
         lists = [
             self.tlist(r) if isinstance(r, ir.TRef) else self._ref_list(r) for r in refs
         ]
         if len(refs) == 1:
-            return f"[{item} for {loops[0]} in {lists[0]}]"
-        return f"[{item} for {', '.join(loops)} in zip({', '.join(lists)})]"
+            return f"for {loops[0]} in {lists[0]}"
+        return f"for {', '.join(loops)} in zip({', '.join(lists)})"
 
     def slot(self, a, where: str = "") -> tuple[str, bool]:
         """(source, varying) of a scalar argument slot. ``where`` is "traced" or "eager" where
@@ -962,7 +258,12 @@ class ForeachPrinter:
             and not self.opt.reads_numbers
             and uses(a, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish)
         ):
-            numbers = f"[_get_value(x) for x in {src}]"
+            # the values as Python numbers, in one comprehension
+            numbers = (
+                f"[_get_value(x) for x in {src}]"
+                if isinstance(a, ir.SRef)
+                else self.scalar_value(a, wrap=lambda item: f"_get_value({item})")
+            )
             if where == "eager" or not capturable(self.opt):
                 src = numbers
             else:  # capturable=True keeps the device tensors

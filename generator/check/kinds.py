@@ -1,0 +1,396 @@
+"""Expressions and their kinds: the typer of the check stage.
+
+Part of the check stage (language → check → lower → emit). ``Typer`` gives an expression its kind
+("bool", "scalar", "int", "str", "tensor"; "tensorbool" for an elementwise comparison inside
+``where``) and whether it is *dynamic* (depends on a counter) or *varying* (differs between
+parameters), reporting every misuse (an unknown name or function, a tensor as a condition, a wrong
+argument). generator.check.checker types requirements and state initial values with it;
+generator.check.flow types the update's statements, and the typer reports each name it reads back
+to that flow (read before assigned, subscripts, state conditions).
+"""
+
+from __future__ import annotations
+
+from generator.language import syntax as S
+from generator.language.builtins import BUILTINS, CONSTANTS
+from generator.language.diagnostics import Collector, Note, did_you_mean
+from generator.language.names import BUILTIN_TENSORS
+
+
+class Typer:
+    """The kind of one expression in one context ("validation", "state", "state_condition",
+    "update", "where"); ``checker`` is the generator.check.checker.Checker whose names and
+    collector it uses, ``flow`` the generator.check.flow.Flow that follows the update (None
+    outside it)."""
+
+    def __init__(self, checker, context: str, env: dict, flow):
+        self.c, self.context, self.env, self.flow = checker, context, env, flow
+        self.dynamic = False
+        self.varying = False
+
+    def error(self, *a, **k):
+        self.c.out.error(*a, **k)
+
+    def kind(self, e) -> str | None:
+        method = getattr(self, "k_" + type(e).__name__)
+        return method(e)
+
+    def k_Number(self, e):
+        return "int" if e.is_integer_literal else "scalar"
+
+    def k_Bool(self, e):
+        return "bool"
+
+    def k_NoneLit(self, e):
+        self.error(
+            "E305",
+            "`none` is only a default value, or compared with `==` / `!=`",
+            e.span,
+        )
+
+    def k_String(self, e):
+        return "str"
+
+    def k_Tuple(self, e):
+        self.error("E305", "a tuple is only a default value", e.span)
+
+    def k_Index(self, e):
+        flat_only(self.c.out, "a list element", e.span)
+
+    def k_List(self, e):
+        flat_only(self.c.out, "a list", e.span)
+
+    def k_Name(self, e: S.Name):
+        if e.id in CONSTANTS and e.id not in self.env:
+            # `pi` (a spec naming something `pi` has had its error from check_name: its own
+            # symbol is read then, so that no other error follows from that one)
+            if e.subscript is not None:
+                self.error(
+                    "E306", f"`{e.id}` is a constant: it has no time subscript", e.span
+                )
+                return None
+            return CONSTANTS[e.id].kind
+        sym = self.env.get(e.id)
+        name, sub = e.id, e.subscript
+        if (
+            sym is None
+            and sub is None
+            and name.endswith("_t")
+            and name[:-2] in self.env
+        ):
+            name, sub = name[:-2], "t"
+            sym = self.env[name]
+        if sym is None:
+            if self.flow is not None and name in self.flow.pending:
+                self.error(
+                    "E306",
+                    f"`{name}` is used before it is assigned",
+                    e.span,
+                    notes=[Note("assigned here", self.flow.pending[name])],
+                )
+                return None
+            if self.context == "state" and (
+                name in self.c.states or name in BUILTIN_TENSORS
+            ):
+                self.error(
+                    "E303",
+                    f"a state's initial value cannot use `{name}`: it is a number known when "
+                    "the optimizer is built",
+                    e.span,
+                    hint="for a first value taken from the update, declare the state `lazy` "
+                    "and assign it with `initially`",
+                )
+                return None
+            if self.flow is not None and self.flow.mode == "method":
+                if outside_for_each(self.flow, name, e.span):
+                    return None
+            if self.context == "validation" and name == "grad":
+                return "tensor"  # a check on the gradient runs at each step (is_sparse(grad))
+            if self.context in ("validation", "state_condition") and name == "param":
+                return "tensor"  # a check on each parameter when the optimizer is built
+            if self.context == "validation" and (
+                name in self.c.states or name in BUILTIN_TENSORS
+            ):
+                self.error(
+                    "E306",
+                    f"`{name}` does not exist when the optimizer is built",
+                    e.span,
+                    hint="requirements may only name inputs",
+                )
+                return None
+            candidates = list(self.env) + (list(self.flow.defined) if self.flow else [])
+            self.error(
+                "E306",
+                f"undefined name `{name}`",
+                e.span,
+                hint=did_you_mean(name, candidates),
+            )
+            return None
+        if sym.role == "input":
+            self.c.used.add(name)
+        if self.flow is not None:
+            self.flow.on_read(name, sub, e.span)
+        self.dynamic |= sym.dynamic
+        self.varying |= sym.varying
+        return sym.kind
+
+    def k_Unary(self, e: S.Unary):
+        k = self.kind(e.operand)
+        if e.op == "not":
+            if k not in ("bool", None):
+                self.error("E307", "`not` needs a condition", e.operand.span)
+            return "bool"
+        if k == "bool":
+            self.error("E307", "cannot negate a condition; use `not`", e.span)
+            return None
+        return k
+
+    def k_Binary(self, e: S.Binary):
+        lk, rk = self.kind(e.left), self.kind(e.right)
+        if e.op in ("and", "or"):
+            for side, k in ((e.left, lk), (e.right, rk)):
+                if k == "tensor":
+                    self.error(
+                        "E308",
+                        f"a tensor cannot be a condition of `{e.op}`",
+                        side.span,
+                        hint="reduce it first, or use where(...) for elementwise choice",
+                    )
+                elif k not in ("bool", None):
+                    self.error(
+                        "E307",
+                        f"`{e.op}` joins conditions",
+                        side.span,
+                        hint="compare the value, e.g. `x != 0`",
+                    )
+            return "bool"
+        if lk is None or rk is None:
+            return None
+        for side, k in ((e.left, lk), (e.right, rk)):
+            if k == "bool":
+                self.error(
+                    "E307", f"a condition cannot be an operand of `{e.op}`", side.span
+                )
+                return None
+            if k == "str":
+                self.error(
+                    "E307",
+                    f"a string cannot be an operand of `{e.op}`",
+                    side.span,
+                    hint='strings are only compared: `adjust_lr_fn == "original"`',
+                )
+                return None
+        if e.op == "@" and (lk, rk) != ("tensor", "tensor"):
+            self.error(
+                "E309",
+                "`@` multiplies matrices: both sides must be tensors",
+                e.span,
+                hint="for a number times a tensor write `*`",
+            )
+        if e.op in ("%", "//") and "tensor" in (lk, rk):
+            self.error(
+                "E309", f"`{e.op}` is for numbers (step counts), not tensors", e.span
+            )
+        if e.op == "^" and rk == "tensor":
+            self.error("E309", "the exponent must be a number", e.right.span)
+        if "tensor" in (lk, rk):
+            return "tensor"
+        if lk == rk == "int" and e.op in ("+", "-", "*", "%", "//"):
+            return "int"
+        return "scalar"
+
+    def k_Compare(self, e: S.Compare):
+        nones = [isinstance(x, S.NoneLit) for x in e.operands]
+        if any(nones):
+            # `eps1 == none`: whether an optional input was left out
+            if len(e.ops) != 1 or e.ops[0] not in ("==", "!=") or all(nones):
+                self.error(
+                    "E307",
+                    "`none` is compared with `==` or `!=` to one optional input",
+                    e.span,
+                )
+                return "bool"
+            other = e.operands[nones.index(False)]
+            self.kind(other)
+            sym = self.env.get(other.id) if isinstance(other, S.Name) else None
+            if sym is None or sym.role != "input" or not sym.optional:
+                self.error(
+                    "E307",
+                    "only an optional input (a type with `?`) can be `none`",
+                    other.span,
+                )
+            return "bool"
+        kinds = [self.kind(x) for x in e.operands]
+        if None in kinds:
+            return "bool"
+        if "str" in kinds:
+            if set(kinds) != {"str"} or any(op not in ("==", "!=") for op in e.ops):
+                self.error(
+                    "E307",
+                    "a string is only compared with another string, with == or !=",
+                    e.span,
+                )
+            return "bool"
+        if "tensor" in kinds:
+            if self.context == "where":
+                return "tensorbool"
+            self.error(
+                "E308",
+                "a tensor comparison cannot be a condition",
+                e.span,
+                hint="a condition must be decided by numbers; for an elementwise choice "
+                "use where(a > b, x, y)",
+            )
+            return None
+        if "bool" in kinds and any(op not in ("==", "!=") for op in e.ops):
+            self.error("E307", "conditions can only be compared with == and !=", e.span)
+        return "bool"
+
+    def k_Conditional(self, e: S.Conditional):
+        ck = self.kind(e.cond)
+        if ck == "tensor" or ck == "tensorbool":
+            self.error(
+                "E308",
+                "a tensor cannot be the condition of `if ... else`",
+                e.cond.span,
+                hint="use where(condition, a, b) for an elementwise choice",
+            )
+        elif ck not in ("bool", None):
+            self.error(
+                "E307",
+                "the condition must be true or false",
+                e.cond.span,
+                hint="compare it, e.g. `x != 0`",
+            )
+        if self.flow is not None:
+            self.flow.conditions.append(e.cond)
+        a = self.kind(e.then)
+        if self.flow is not None:
+            self.flow.conditions.pop()
+            self.flow.conditions.append(S.Unary("not", e.cond, e.cond.span))
+        b = self.kind(e.orelse)
+        if self.flow is not None:
+            self.flow.conditions.pop()
+        if None in (a, b):
+            return None
+        if "bool" in (a, b) and a != b:
+            self.error("E307", "both branches must be conditions, or neither", e.span)
+        return "tensor" if "tensor" in (a, b) else a if a == b else "scalar"
+
+    def k_Call(self, e: S.Call):
+        if e.keywords:
+            flat_only(self.c.out, "a keyword argument", e.keywords[0][1].span)
+            return None
+        b = BUILTINS.get(e.func)
+        if b is None:
+            self.error(
+                "E310",
+                f"unknown function `{e.func}`",
+                e.func_span or e.span,
+                hint=did_you_mean(e.func, BUILTINS)
+                or "see the language reference for the functions a spec can call",
+            )
+            for a in e.args:
+                self.kind(a)
+            return None
+        if self.context == "validation" and b.context == "update":
+            self.error("E310", f"`{e.func}` cannot be used in a requirement", e.span)
+        if self.context != "validation" and b.context == "validation":
+            self.error("E310", f"`{e.func}` is only for requirements on inputs", e.span)
+        least = len(b.params) - b.optional
+        if not least <= len(e.args) <= len(b.params):
+            count = (
+                f"{least} or {len(b.params)} arguments"
+                if b.optional
+                else f"{len(b.params)} argument{'s' if len(b.params) != 1 else ''}"
+            )
+            self.error("E311", f"`{e.func}` takes {count}, got {len(e.args)}", e.span)
+            return None
+        kinds = []
+        for want, a in zip(b.params, e.args):
+            saved = self.context
+            if want == "bool" and e.func == "where":
+                self.context = "where"
+            k = self.kind(a)
+            self.context = saved
+            kinds.append(k)
+            if k is None:
+                continue
+            if want == "scalar" and k == "tensor":
+                self.error(
+                    "E312", f"`{e.func}` needs a number here, not a tensor", a.span
+                )
+            elif want == "tensor" and k not in ("tensor",):
+                self.error("E312", f"`{e.func}` needs a tensor here", a.span)
+            elif want == "int" and k != "int":
+                self.error(
+                    "E312",
+                    f"`{e.func}` needs a whole number here (a dimension such as -1)",
+                    a.span,
+                )
+            elif want == "bool" and e.func == "where" and k != "tensorbool":
+                self.error(
+                    "E312",
+                    "where(...) needs an elementwise comparison of tensors first",
+                    a.span,
+                )
+            elif want == "any" and k == "bool":
+                self.error("E312", f"`{e.func}` needs a number or a tensor", a.span)
+        if None in kinds:
+            return None
+        if b.result == "follow":
+            if "tensor" not in kinds and b.python is None:
+                # (the builtin table has no form of it for Python numbers)
+                self.error(
+                    "E312",
+                    f"`{e.func}` is for tensors: it has no form for numbers",
+                    e.span,
+                )
+                return None
+            return "tensor" if "tensor" in kinds else "scalar"
+        if e.func == "randint":
+            self.dynamic = True
+        per_step = self.flow is not None and self.flow.mode in ("group", "step")
+        if (
+            b.per_parameter
+            and "tensor" in kinds
+            and self.context != "validation"
+            and not per_step  # there the tensors are the optimizer's totals
+        ):
+            # a property of each parameter (its shape, a norm read as a number)
+            self.dynamic = self.varying = True
+        return b.result
+
+
+def flat_only(out: Collector, what: str, span: S.Span) -> None:
+    """Reports a construct of `update flat:` and procedures met in a per-parameter update."""
+    out.error(
+        "E501",
+        f"{what} belongs to `update flat:` and procedures",
+        span,
+        hint="a per-parameter update is a straight computation on each tensor; "
+        "whole-vector algorithms (LBFGS) are written as `update flat:`",
+    )
+
+
+def outside_for_each(flow, name: str, span: S.Span) -> bool:
+    """In a method: a name of the parameters' world used where there is none; reported."""
+    st = flow.c.states.get(name)
+    if name == "grad":
+        flow.c.out.error(
+            "E331",
+            "a method has no gradient: it runs outside the step",
+            span,
+            hint="compute what the method needs from the parameter and its states",
+        )
+        return True
+    if name == "param" or (st is not None and st.scope == "parameter"):
+        flow.c.out.error(
+            "E331",
+            f"`{name}` belongs to one parameter: a method reaches it inside "
+            "`for each parameter:`",
+            span,
+            hint="wrap the statements on parameters in `for each parameter:`",
+        )
+        return True
+    return False

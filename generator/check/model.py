@@ -1,0 +1,55 @@
+"""The checked spec: what the checker hands on, and the symbols it resolves names to.
+
+Check is the second stage of the pipeline (language → check → lower → emit): generator.check.checker
+turns a parsed ``Spec`` into the ``CheckedSpec`` defined here (fragments inlined, the update blocks
+in order, every name resolved to a ``Symbol`` of a known kind), which generator.lower.lowering and
+the emitters read and never change. Kinds are "bool" (decided by hyperparameters: a Python ``if``
+in the generated code), "scalar"/"int" (numbers; *dynamic* when they depend on a counter such as the
+step, *varying* when that counter is per-parameter), "str" and "tensor" (shaped like the parameter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from generator.language import syntax as S
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    kind: str  # bool | scalar | int | tensor
+    role: str  # input | state | local | param | grad
+    dynamic: bool = (
+        False  # depends on a counter (not known when the optimizer is built)
+    )
+    varying: bool = False  # differs between parameters (per-parameter counter)
+    decl: object = None  # the Input / State / Assign that introduced it
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Block:
+    mode: str  # "step" (once per step), "each" (every parameter with a gradient), "random"
+    body: tuple[S.Stmt, ...]
+    span: S.Span
+
+
+@dataclass
+class CheckedSpec:
+    spec: S.Spec
+    inputs: dict[str, Symbol]
+    states: dict[str, S.State]
+    blocks: list[Block]
+    locals: dict[str, Symbol] = field(default_factory=dict)
+    used_inputs: set[str] = field(default_factory=set)
+    program: object = None  # generator.check.flat.Program of an `update flat:` spec
+    # `method NAME:` blocks, fragments inlined: (declaration, statements)
+    methods: tuple[tuple[S.Method, tuple[S.Stmt, ...]], ...] = ()
+    # its IR (generator.ir.Optimizer), lowered once by generator.driver.lowered and kept here
+    # for every emitter and query that needs it
+    ir: object = field(default=None, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name

@@ -1,0 +1,136 @@
+"""Whole-spec queries: what a spec's syntax says about it as a whole, asked by check, lower and emit.
+
+Part of the check stage (language → check → lower → emit), with no state of its own: whether a
+spec refuses complex parameters (``refuses_complex``, also asked by the emitters and the verify
+command), whether its update reads the parameter's shape without refusing them
+(``check_shapes_of_complex``, a check generator.check.checker makes once the update is followed),
+the first construct that reads a whole tensor (``whole_tensor_construct``, for
+generator.lower.checks), and small questions about one expression (``is_param``,
+``mentions_name``).
+"""
+
+from __future__ import annotations
+
+from generator.language import syntax as S
+from generator.language.diagnostics import Collector
+from generator.check.model import CheckedSpec
+
+
+def refuses_complex(spec: S.Spec) -> bool:
+    """A spec that checks ``not is_complex(...)`` never runs its update on complex tensors."""
+
+    def mentions(e) -> bool:
+        return (isinstance(e, S.Call) and e.func == "is_complex") or any(
+            mentions(c) for c in S.children(e)
+        )
+
+    return any(mentions(v.expr) for v in spec.validations)
+
+
+def check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
+    """An update that reads the parameter's shape must refuse complex parameters: complex ones
+    are updated through their real views, whose shape is not theirs (one more dimension, twice
+    the elements), so a shape test would silently take the other branch."""
+
+    if refuses_complex(spec):
+        return
+
+    def shape_calls(e):
+        if (
+            isinstance(e, S.Call)
+            and e.func in ("dim", "size", "numel")
+            and e.args
+            and isinstance(e.args[0], S.Name)
+            and e.args[0].id in ("param", "grad", "g")
+        ):
+            yield e
+        for c in S.children(e):
+            yield from shape_calls(c)
+
+    def stmts(body):
+        for s in body:
+            for f in ("value", "cond", "count", "expr"):
+                if getattr(s, f, None) is not None:
+                    yield from shape_calls(getattr(s, f))
+            for cond, _ in getattr(s, "branches", ()):
+                yield from shape_calls(cond)
+            for b in S.sub_blocks(s):
+                yield from stmts(b)
+
+    # (one random parameter: updated as it is, complex or not)
+    found = [c for b in blocks if b.mode == "each" for c in stmts(b.body)]
+    found += [
+        c
+        for st in spec.states
+        if st.condition is not None
+        for c in shape_calls(st.condition)
+    ]
+    if found:
+        out.error(
+            "E327",
+            f"the update reads the parameter's shape (`{found[0].func}`): complex parameters, "
+            "updated through their real views, would read another shape",
+            found[0].span,
+            hint='refuse them: `check not is_complex(param) else "... does not support complex '
+            'parameters"`',
+        )
+
+
+# Calls whose value depends on a whole tensor, not on each element alone: on a shard of a
+# parameter (FSDP2's DTensor) they would compute on the shard as if it were the whole.
+WHOLE_TENSOR_CALLS = frozenset(
+    {"norm", "mean", "sum", "dot", "item", "transpose", "onehot"}
+)
+
+
+def whole_tensor_construct(checked: CheckedSpec) -> tuple[str, S.Span] | None:
+    """The first construct of the per-parameter update that reads a whole tensor (a reduction,
+    a shape, a matrix product, a state with a reduced dimension, a sum over parameters), with
+    its place in the spec; None when the update is elementwise."""
+    for st in checked.spec.states:
+        if st.reduced is not None:
+            return f"state `{st.name.id}`, reduced over {st.reduced}", st.span
+        if st.kind == "total":
+            return f"`{st.name.id}`, a sum over all parameters", st.span
+    found = []
+
+    def visit(e):
+        if found:
+            return
+        if isinstance(e, S.Call) and e.func in WHOLE_TENSOR_CALLS:
+            found.append((f"`{e.func}(...)`", e.span))
+        elif isinstance(e, S.Binary) and e.op == "@":
+            found.append(("a matrix product `@`", e.span))
+        for c in S.children(e):
+            visit(c)
+
+    def stmts(body):
+        for s in body:
+            for f in ("value", "initially", "count", "expr"):
+                if getattr(s, f, None) is not None:
+                    visit(getattr(s, f))
+            if isinstance(s, S.If):
+                for cond, b in s.branches:
+                    visit(cond)
+                    stmts(b)
+                stmts(s.orelse)
+            else:
+                for b in S.sub_blocks(s):
+                    stmts(b)
+
+    for block in checked.blocks:
+        if block.mode in ("each", "random"):
+            stmts(block.body)
+    return found[0] if found else None
+
+
+def is_param(e) -> bool:
+    """`param` itself: a state declared `<- param` starts as a copy of the parameter."""
+    return isinstance(e, S.Name) and e.id == "param" and e.subscript is None
+
+
+def mentions_name(e: S.Expr, name: str) -> bool:
+    """Whether ``e`` reads ``name`` anywhere."""
+    if isinstance(e, S.Name):
+        return e.id == name
+    return any(mentions_name(c, name) for c in S.children(e))

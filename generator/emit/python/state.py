@@ -1,0 +1,189 @@
+"""The per-parameter state as Python: how ``_init_group`` makes, collects and stores it.
+
+A part of rendering one module (generator.emit.python.module) from the lowered IR. A state with a
+first value is made when a parameter is first seen (zeros, a constant, a copy of the parameter, a
+reduced shape), under the condition the spec gives it; a counter is a tensor (on the parameter's
+device where capturable or fused asks for it) or a plain number. Each step collects the states
+into the lists the functional receives, and stores back the states the step made lazily and the
+counters kept as numbers. The precision policy (generator.runtime.precision) learns which lists
+hold which state, and the dtype a spec stores each in.
+"""
+
+from __future__ import annotations
+
+from generator import ir
+from generator.emit.python.blocks import Lines
+from generator.emit.python.facts import ModuleFacts, float_source, per_parameter
+
+
+def state_context(facts: ModuleFacts) -> dict:
+    """The template's entries for the states: ``_init_group``, loading, storing, precision."""
+    states = facts.param_states()
+    return dict(
+        eager_states=any(s.eager for s in states),
+        count_states=[
+            (s.key, count_tensor(facts, s, f'float(p_state["{s.key}"])', "group"))
+            for s in states
+            if s.kind == "count" and not s.as_number
+        ],
+        # counters kept in the scalar dtype through a load (torch's load keeps `step` so)
+        loaded_counters=repr(
+            tuple(
+                s.key
+                for s in states
+                if s.kind == "count" and not s.as_number and s.key != "step"
+            )
+        ),
+        init_state=init_state(facts),
+        group_lists=facts.group_lists(),
+        collect_state=collect_state(facts),
+        capturable_counts=next(
+            (s.list_name for s in states if s.kind == "count" and not s.as_number),
+            "params",
+        ),
+        store_lazy=store_lazy(facts),
+        tensor_state_keys=tuple(s.key for s in facts.tensor_states()),
+        declared_dtypes="{"
+        + ", ".join(
+            f'"{s.key}": torch.{s.stored_as}'
+            for s in facts.tensor_states()
+            if s.stored_as
+        )
+        + "}",
+        precision_keys=precision_keys(facts),
+    )
+
+
+def precision_keys(facts: ModuleFacts) -> list[str | None]:
+    """What each list of the functional holds, for ``Precision.chunks``."""
+    keys = {s.list_name: s.key for s in facts.tensor_states()}
+    return [
+        "param" if n == "params" else "grad" if n == "grads" else keys.get(n)
+        for n in facts.group_lists()
+    ]
+
+
+def init_state(facts: ModuleFacts) -> str:
+    out = Lines()
+    made = [s for s in facts.param_states() if s.init is not None]
+    for k, s in enumerate(made):
+        # states made under one condition share one `if`
+        guard = s.condition is not None
+        opens = guard and (k == 0 or made[k - 1].condition != s.condition)
+        if opens:
+            out(f"if {facts.group_scalar(s.condition)}:")
+        if guard:
+            out.level += 1
+        if s.init == ir.SRef("param"):
+            out(
+                f'state["{s.key}"] = p.detach().clone(memory_format=torch.preserve_format)'
+            )
+            if guard:
+                out.level -= 1
+            continue
+        value = facts.group_scalar(s.init)
+        if s.reduced is not None:
+            shape = f"{s.key}_shape"
+            out(f"{shape} = list(p.shape)")
+            out(f"{shape}[{s.reduced}] = 1")
+            make = (
+                f"p.new_zeros({shape})"
+                if value in ("0", "0.0")
+                else f"p.new_full({shape}, {value})"
+            )
+            out(f'state["{s.key}"] = {make}')
+        elif s.kind == "count" and s.as_number:
+            out(f'state["{s.key}"] = {value}')
+        elif s.kind == "count":
+            out(
+                f'state["{s.key}"] = {count_tensor(facts, s, float_source(value), "group")}'
+            )
+        elif value in ("0", "0.0"):
+            out(
+                f'state["{s.key}"] = torch.zeros_like(p, memory_format=torch.preserve_format)'
+            )
+        else:
+            out(
+                f"init_value = (complex({value}, {value}) if torch.is_complex(p) else {value})"
+            )
+            out(
+                f'state["{s.key}"] = torch.full_like(p, init_value, '
+                "memory_format=torch.preserve_format)"
+            )
+        if guard:
+            out.level -= 1
+    return out.text()
+
+
+def collect_state(facts: ModuleFacts) -> str:
+    out = Lines()
+    st = facts.param_states()
+    for s in [s for s in st if s.kind == "tensor"] + [
+        s for s in st if s.kind == "count"
+    ]:
+        if per_parameter(s.condition):
+            # the list keeps one entry per parameter; None where the state does not apply
+            out(f'{s.list_name}.append(state.get("{s.key}"))')
+            continue
+        guard = s.condition is not None
+        if guard:
+            out(f"if {facts.group_scalar(s.condition)}:")
+            out.level += 1
+        if s.init is None:
+            out(
+                f'{s.list_name}.append(state.get("{s.key}"))'
+                if _has_eager_or_init(facts)
+                else f'{s.list_name}.append(self.state[p].get("{s.key}"))'
+            )
+        else:
+            out(f'{s.list_name}.append(state["{s.key}"])')
+        if guard:
+            out.level -= 1
+    return out.text()
+
+
+def count_tensor(facts: ModuleFacts, s: ir.State, value: str, group: str) -> str:
+    """A new counter tensor. On the parameter's device where the spec says so, or where
+    capturable=True or fused=True asks for it (torch's note "special device hosting for
+    step"), in float32 for fused as torch's fused kernels take it; else a CPU scalar.
+    """
+    cpu = f"torch.tensor({value}, dtype=_get_scalar_dtype())"
+    if s.on_device:
+        return f"torch.tensor({value}, dtype=_get_scalar_dtype(), device=p.device)"
+    flags = [f for f in ("capturable", "fused") if f in facts.args]
+    if not flags:
+        return cpu
+    dtype = (
+        f'_get_scalar_dtype(is_fused={group}["fused"])'
+        if "fused" in flags
+        else "_get_scalar_dtype()"
+    )
+    on_device = f"torch.tensor({value}, dtype={dtype}, device=p.device)"
+    test = " or ".join(f'{group}["{f}"]' for f in flags)
+    return f"({on_device} if {test} else {cpu})"
+
+
+def _has_eager_or_init(facts: ModuleFacts) -> bool:
+    return any(s.init is not None for s in facts.param_states())
+
+
+def store_lazy(facts: ModuleFacts) -> str:
+    out = Lines()
+    for s in facts.param_states():
+        if s.as_number:  # numbers are values, not tensors updated in place
+            out(f"for p, value in zip(params, {s.list_name}, strict=True):")
+            with out.indent():
+                out(f'self.state[p]["{s.key}"] = value')
+            continue
+        if s.init is not None:
+            continue
+        guard = s.condition is not None
+        if guard:
+            out(f"if {facts.group_scalar(s.condition)}:")
+            out.level += 1
+        out(f"for p, buf in zip(params, {s.list_name}, strict=True):")
+        with out.indent():
+            out(f'self.state[p]["{s.key}"] = buf')
+        if guard:
+            out.level -= 1
+    return out.text()

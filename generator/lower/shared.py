@@ -1,0 +1,132 @@
+"""Values named once: a per-parameter number that both branches of an `if` compute (Adam's
+``sqrt(bias_correction2)`` whether or not ``amsgrad``) becomes one local before the `if`, named
+after what it holds (``bias_correction2_sqrt``), as torch's own code names it.
+
+A lowering pass over the IR, after folding (generator.lower.lowering applies it once). The
+printers then write the value once: a Python number in the for-loop, one list in the
+multi-tensor path (``bias_correction2_sqrts``) instead of a comprehension in every call. The
+arithmetic is unchanged (the same operations on the same operands), so every path computes the
+same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+from generator import ir
+
+_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "over"}
+
+
+def name_shared_values(opt: ir.Optimizer) -> ir.Optimizer:
+    taken = _names(opt)
+    return replace(
+        opt,
+        body=_block(opt.body, taken),
+        later_passes=tuple(
+            replace(p, body=_block(p.body, taken)) for p in opt.later_passes
+        ),
+    )
+
+
+def _block(stmts, taken: set[str]) -> tuple:
+    out = []
+    for s in stmts:
+        if isinstance(s, ir.If) and s.traced is None:
+            s = replace(s, then=_block(s.then, taken), orelse=_block(s.orelse, taken))
+            bound = {x.name for x in ir.walk((s,)) if isinstance(x, ir.ScalarLet)}
+            later = _slots(s.orelse)
+            for e in _slots(s.then):
+                if e in later and not ir.uses(
+                    e, lambda r: isinstance(r, ir.SRef) and r.name in bound
+                ):
+                    name = _fresh(_name(e), taken)
+                    out.append(ir.ScalarLet(name, e, varying=True))
+                    s = _substitute(s, e, ir.SRef(name, varying=True))
+        out.append(s)
+    return tuple(out)
+
+
+def _slots(stmts) -> list:
+    """The per-parameter numbers computed for tensor operations (their scalar arguments and
+    keywords), each once, in order; plain names and constants are left out."""
+    found: dict = {}
+
+    def visit(x):
+        if isinstance(x, ir.TOp):
+            for a in x.args[1:] + tuple(v for _, v in x.kwargs):
+                if _compound(a):
+                    found.setdefault(a, None)
+        return False
+
+    for s in ir.walk(stmts):
+        if isinstance(s, (ir.TensorLet, ir.InPlace)):
+            for e in ir.expressions(s):
+                ir.uses(e, visit)
+    return list(found)
+
+
+def _compound(e) -> bool:
+    return (
+        isinstance(e, (ir.SBin, ir.SCall))
+        and ir.uses(e, lambda r: isinstance(r, ir.SRef) and r.varying)
+        and not ir.uses(e, lambda r: isinstance(r, (ir.TRef, ir.TOp)))
+    )
+
+
+def _name(e) -> str:
+    """``bias_correction2 ** 0.5`` → ``bias_correction2_sqrt``; ``sqrt(x)`` → ``x_sqrt``."""
+    if isinstance(e, ir.SRef):
+        return e.name
+    if isinstance(e, ir.SConst):
+        return e.text.replace(".", "_").replace("-", "minus_")
+    if isinstance(e, ir.SBin) and e.op == "**" and e.right == ir.SConst("0.5"):
+        return f"{_name(e.left)}_sqrt"
+    if isinstance(e, ir.SBin) and e.op in _WORDS:
+        return f"{_name(e.left)}_{_WORDS[e.op]}_{_name(e.right)}"
+    if isinstance(e, ir.SCall) and len(e.args) == 1:
+        return f"{_name(e.args[0])}_{e.func}"
+    return "value"
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    if not name.isidentifier() or len(name) > 40:
+        name = "value"
+    base, k = name, 2
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def _substitute(node, old, new):
+    if node == old:
+        return new
+    if isinstance(node, tuple):
+        return tuple(_substitute(x, old, new) for x in node)
+    if (
+        not hasattr(node, "__dataclass_fields__")
+        or type(node).__module__ != ir.__name__
+    ):
+        return node
+    return replace(
+        node,
+        **{f.name: _substitute(getattr(node, f.name), old, new) for f in fields(node)},
+    )
+
+
+def _names(opt: ir.Optimizer) -> set[str]:
+    """Every name the module's functions may already use."""
+    names = set(opt.hyper) | {a.name for a in opt.arguments}
+    names |= {s.var for s in opt.states} | {s.key for s in opt.states}
+    names |= {s.list_name for s in opt.states}
+    bodies = opt.body + opt.hoisted + opt.step_block + opt.group_block
+    for p in opt.later_passes:
+        bodies += p.body + p.hoisted + p.step_block + p.group_block
+    for s in ir.walk(bodies):
+        if isinstance(s, (ir.ScalarLet, ir.TensorLet)):
+            names.add(s.name)
+    names |= set(ir.refs(bodies, ir.SRef)) | set(ir.refs(bodies, ir.TRef))
+    # a varying number's list in the multi-tensor path is its name plus "s"
+    names |= {n + "s" for n in list(names)}
+    return names
