@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from generator.commands import fuzz
+from generator.commands import fuzz, fuzz_programs
 from generator.commands.cli import main
 from generator.runtime.kernels import eager_kernels
 
@@ -48,7 +48,7 @@ def test_random_valid_specs_build_and_agree_on_every_path(chunk):
 def test_programs_hypothesis_draws_build_and_agree_on_every_path(data):
     # the same grammar-directed generator, its choices made by hypothesis: it explores beyond the
     # seeded programs and shrinks a failing one to its fewest choices
-    choices = fuzz.Choices(data.draw, st.floats, st.integers, st.sampled_from)
+    choices = fuzz_programs.Choices(data.draw, st.floats, st.integers, st.sampled_from)
     program, _ = fuzz.draw(-1, rng=choices)
     with eager_kernels():
         found, compared, built = _check(program)

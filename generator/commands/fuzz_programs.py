@@ -1,0 +1,637 @@
+"""The fuzzer's programs: random *valid* specs of the language, drawn from a seed.
+
+Part of `optimgen fuzz` (generator.commands.fuzz runs, compares and minimizes them). A program is
+drawn from a seed (``random.Random``: the same seed gives the same spec on every machine). It has
+inputs of each kind (a learning rate, decay rates in (0, 1), flags, a period), states of each kind
+(tensors starting at 0 or at the parameter, lazy ones given their first value by ``initially``,
+per-parameter, group and optimizer counters), and an update built from the language's
+constructs: tensor locals, state updates, branches on flags, on shapes and on counters (decided
+per parameter, so the foreach path partitions its lists), nested branches, ``repeat`` blocks,
+conditional values, reductions (``norm``, ``sum``, ``dot``, ``mean`` along a dimension under a
+shape branch), and the elementwise functions. Values stay bounded by construction (``abs(x) + 1``
+under divisions, ``clamp`` on the update), so that every path computes finite numbers. A program
+prints itself as spec text, and ``prune`` drops what its update no longer reads.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field, replace
+
+# ---- programs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expr:
+    """``template`` with ``{}`` for each of ``args``; a leaf has no args (its template is it)."""
+
+    template: str
+    args: tuple = ()
+    kind: str = "tensor"  # tensor | scalar
+
+    def render(self) -> str:
+        return self.template.format(*(a.render() for a in self.args))
+
+    def nodes(self):
+        yield self
+        for a in self.args:
+            yield from a.nodes()
+
+
+def leaf(name: str, kind: str = "tensor") -> Expr:
+    return Expr(name, (), kind)
+
+
+@dataclass(frozen=True)
+class Assign:
+    target: str
+    value: Expr
+    initially: Expr | None = None
+
+
+@dataclass(frozen=True)
+class If:
+    cond: str
+    then: tuple
+    orelse: tuple = ()
+    construct: str = (
+        "if"  # what kind of decision (for the figures): flag | shape | counter
+    )
+
+
+@dataclass(frozen=True)
+class Repeat:
+    count: int
+    body: tuple
+
+
+@dataclass(frozen=True)
+class Program:
+    seed: int
+    inputs: tuple  # (name, declaration text)
+    states: tuple  # (name, declaration text)
+    optimizer_block: tuple
+    group_block: tuple
+    body: tuple
+    fused: bool
+    foreach: bool = True
+    # a second pass over the parameters, after a group block reading what the first summed
+    group_block2: tuple = ()
+    body2: tuple = ()
+
+    def blocks(self) -> tuple:
+        return (
+            ("update optimizer:", self.optimizer_block),
+            ("update group:", self.group_block),
+            ("update:", self.body),
+            ("update group:", self.group_block2),
+            ("update:", self.body2),
+        )
+
+    def text(self) -> str:
+        blocks = "\n".join(
+            _render_block(head, stmts) for head, stmts in self.blocks() if stmts
+        )
+        used = set(re.findall(r"[A-Za-z_]\w*", blocks))
+        lines = [f"# fuzz program {self.seed}", "optimizer Fuzz"]
+        # (the fuzz problem is real-valued; reading shapes needs the check, E327)
+        lines.append('check not is_complex(param) else "real parameters only"')
+        lines += [decl for name, decl in self.inputs if name in used]
+        if self.foreach:
+            lines.append("input foreach: bool? = none")
+        if self.fused:
+            lines.append("input fused: bool? = none, keyword")
+        lines += [decl for name, decl in self.states if name in used]
+        return "\n".join(lines) + "\n\n" + blocks + "\n"
+
+
+def _render_block(head: str, stmts) -> str:
+    return head + "\n" + "\n".join(_render_stmts(stmts, 1))
+
+
+def _render_stmts(stmts, level: int) -> list[str]:
+    pad = "    " * level
+    out = []
+    for s in stmts:
+        if isinstance(s, Assign):
+            tail = (
+                f"  initially {s.initially.render()}" if s.initially is not None else ""
+            )
+            out.append(f"{pad}{s.target} <- {s.value.render()}{tail}")
+        elif isinstance(s, If):
+            out.append(f"{pad}if {s.cond}:")
+            out += _render_stmts(s.then, level + 1)
+            rest = s.orelse
+            while len(rest) == 1 and isinstance(rest[0], If):  # an `elif` chain
+                out.append(f"{pad}elif {rest[0].cond}:")
+                out += _render_stmts(rest[0].then, level + 1)
+                rest = rest[0].orelse
+            if rest:
+                out.append(f"{pad}else:")
+                out += _render_stmts(rest, level + 1)
+        elif isinstance(s, Repeat):
+            out.append(f"{pad}repeat {s.count}:")
+            out += _render_stmts(s.body, level + 1)
+    return out
+
+
+# ---- drawing a program ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Scope:
+    tensors: list[str]
+    matrix: bool = (
+        False  # under `if dim(param) > 1`: reductions along a dimension allowed
+    )
+    depth: int = 0
+
+
+@dataclass
+class _Draw:
+    rng: random.Random
+    decays: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    counters: list[str] = field(
+        default_factory=list
+    )  # per-parameter: per-parameter branches
+    numbers: list[str] = field(default_factory=list)  # numbers the update may read
+    periods: list[str] = field(default_factory=list)
+    locals: int = 0
+    constructs: dict = field(default_factory=dict)
+
+    def note(self, construct: str) -> None:
+        self.constructs[construct] = self.constructs.get(construct, 0) + 1
+
+    def local(self) -> str:
+        self.locals += 1
+        return f"x{self.locals}"
+
+    # -- expressions --------------------------------------------------------------------------------
+    def scalar(self) -> Expr:
+        r = self.rng.random()
+        if r < 0.35:
+            return leaf(self.rng.choice(["0.5", "2", "0.1", "1.5", "0.9"]), "scalar")
+        if r < 0.6 and self.decays:
+            d = self.rng.choice(self.decays)
+            return Expr("(1 - {})", (leaf(d, "scalar"),), "scalar")
+        if r < 0.8 and self.decays and self.counters:
+            self.note("bias correction")
+            d, t = self.rng.choice(self.decays), self.rng.choice(self.counters)
+            return Expr(
+                "sqrt(1 - {}^{})", (leaf(d, "scalar"), leaf(t, "scalar")), "scalar"
+            )
+        if self.numbers:
+            return leaf(self.rng.choice(self.numbers), "scalar")
+        return leaf("0.5", "scalar")
+
+    def tensor(self, scope: _Scope, depth: int) -> Expr:
+        rng = self.rng
+        if depth <= 0 or rng.random() < 0.25:
+            return leaf(rng.choice(scope.tensors))
+        a = lambda: self.tensor(scope, depth - 1)  # noqa: E731
+        choices = [
+            ("{} + {}", 2),
+            ("{} - {}", 2),
+            ("scale", 3),
+            ("lerp", 2),
+            ("max({}, {})", 1),
+            ("min({}, {})", 1),
+            ("abs({})", 1),
+            ("clamp({}, -1, 1)", 1),
+            ("{} / (abs({}) + 1)", 2),
+            ("sqrt(abs({}) + 1e-8)", 1),
+            ("exp(-abs({}))", 1),
+            ("{}^2", 1),
+            ("{} * {}", 1),
+            ("sign({})", 0.4),
+            ("where({} > 0, {}, {})", 0.4),
+            ("{} / (norm({}) + 1)", 1),
+            ("{} * (sum(abs({})) / (numel(param) + 1))", 0.5),
+            ("{} * dot({}, {}) / (numel(param) + 1)", 0.3),
+            ("atan2({}, abs({}) + 1)", 0.3),
+            ("{} if {} else {}", 0.6 if self.flags else 0),
+            ("{} - mean({}, -1)", 1.5 if scope.matrix else 0),
+            ("{} / (norm({}, -2) + 1)", 1 if scope.matrix else 0),
+        ]
+        template = rng.choices([c for c, _ in choices], [w for _, w in choices])[0]
+        self.note(_construct_of(template))
+        if template == "scale":
+            return Expr("{} * {}", (self.scalar(), a()))
+        if template == "lerp":
+            return Expr("lerp({}, {}, {})", (a(), a(), self.scalar_weight()))
+        if template == "{} if {} else {}":
+            flag = leaf(rng.choice(self.flags), "scalar")
+            return Expr("({} if {} else {})", (a(), flag, a()))
+        n = template.count("{}")
+        return Expr(template, tuple(a() for _ in range(n)))
+
+    def scalar_weight(self) -> Expr:
+        if self.decays and self.rng.random() < 0.6:
+            return Expr(
+                "1 - {}", (leaf(self.rng.choice(self.decays), "scalar"),), "scalar"
+            )
+        return leaf(self.rng.choice(["0.1", "0.5", "0.25"]), "scalar")
+
+    # -- statements ------------------------------------------------------------------------------
+    def block(self, scope: _Scope, states: list[str], size: int, nesting: int) -> list:
+        out = []
+        for _ in range(size):
+            r = self.rng.random()
+            if r < 0.3:
+                name = self.local()
+                out.append(Assign(name, self.tensor(scope, 3)))
+                scope.tensors.append(name)
+            elif r < 0.55 and states:
+                out.append(self.state_update(scope, self.rng.choice(states)))
+            elif r < 0.8 and nesting > 0:
+                out.append(self.branch(scope, states, nesting))
+            elif r < 0.88 and nesting > 0:
+                out.append(self.repeat(scope))
+            else:
+                name = self.local()
+                out.append(Assign(name, self.tensor(scope, 2)))
+                scope.tensors.append(name)
+        return out
+
+    def state_update(self, scope: _Scope, s: str) -> Assign:
+        self.note("state update")
+        value = self.tensor(scope, 2)
+        form = self.rng.randrange(3)
+        if form == 0:
+            return Assign(
+                s, Expr("lerp({}, {}, {})", (leaf(s), value, self.scalar_weight()))
+            )
+        if form == 1 and self.decays:
+            d = leaf(self.rng.choice(self.decays), "scalar")
+            return Assign(s, Expr("{} * {} + (1 - {}) * {}", (d, leaf(s), d, value)))
+        return Assign(s, Expr("max({}, abs({}))", (leaf(s), value)))
+
+    def branch(self, scope: _Scope, states: list[str], nesting: int) -> If:
+        rng = self.rng
+        kinds = (
+            ["shape"] + ["flag"] * bool(self.flags) + ["counter"] * bool(self.counters)
+        )
+        kind = rng.choice(kinds)
+        self.note(f"{kind} branch" + (" (nested)" if scope.depth else ""))
+        matrix = scope.matrix
+        if kind == "flag":
+            cond = rng.choice(self.flags)
+            cond = f"not {cond}" if rng.random() < 0.3 else cond
+        elif kind == "shape":
+            cond = rng.choice(
+                ["dim(param) > 1", "numel(param) > 4", "size(param, 0) > 2"]
+            )
+            matrix = matrix or cond == "dim(param) > 1"
+        else:
+            t = rng.choice(self.counters)
+            if self.periods and rng.random() < 0.5:
+                cond = f"{t} % {rng.choice(self.periods)} == 0"
+            else:
+                cond = f"{t} < {rng.choice(['3', '2'])}"
+        then_scope = _Scope(list(scope.tensors), matrix, scope.depth + 1)
+        else_scope = _Scope(list(scope.tensors), scope.matrix, scope.depth + 1)
+        then = self.block(then_scope, states, rng.randint(1, 3), nesting - 1)
+        orelse = (
+            self.block(else_scope, states, rng.randint(1, 2), nesting - 1)
+            if rng.random() < 0.6
+            else []
+        )
+        # a local set in both branches is set after them: the foreach path merges it back
+        if rng.random() < 0.5 and then and orelse:
+            shared = self.local()
+            then.append(Assign(shared, self.tensor(then_scope, 1)))
+            orelse.append(Assign(shared, self.tensor(else_scope, 1)))
+            scope.tensors.append(shared)
+            self.note("local set in both branches")
+        return If(cond, tuple(then), tuple(orelse), kind)
+
+    def repeat(self, scope: _Scope):
+        # a repeated block updates a local made before it (what it makes first does not
+        # exist after it)
+        made = [t for t in scope.tensors if t.startswith("x")]
+        if not made:
+            name = self.local()
+            value = self.tensor(scope, 2)
+            scope.tensors.append(name)
+            return Assign(name, value)
+        self.note("repeat")
+        target = self.rng.choice(made)
+        inner = _Scope(list(scope.tensors), scope.matrix, scope.depth)
+        value = Expr("lerp({}, {}, 0.5)", (leaf(target), self.tensor(inner, 1)))
+        return Repeat(self.rng.choice([2, 3]), (Assign(target, value),))
+
+
+CONSTRUCTS = {
+    "{} + {}": "arithmetic",
+    "{} - {}": "arithmetic",
+    "{} * {}": "arithmetic",
+    "{}^2": "arithmetic",
+    "{} / (abs({}) + 1)": "arithmetic",
+    "scale": "number times tensor",
+    "lerp": "lerp",
+    "max({}, {})": "max/min",
+    "min({}, {})": "max/min",
+    "abs({})": "elementwise function",
+    "clamp({}, -1, 1)": "clamp",
+    "sqrt(abs({}) + 1e-8)": "elementwise function",
+    "exp(-abs({}))": "elementwise function",
+    "sign({})": "sign",
+    "where({} > 0, {}, {})": "where",
+    "atan2({}, abs({}) + 1)": "atan2",
+    "{} / (norm({}) + 1)": "whole-tensor reduction",
+    "{} * (sum(abs({})) / (numel(param) + 1))": "whole-tensor reduction",
+    "{} * dot({}, {}) / (numel(param) + 1)": "whole-tensor reduction",
+    "{} if {} else {}": "conditional value",
+    "{} - mean({}, -1)": "reduction along a dimension",
+    "{} / (norm({}, -2) + 1)": "reduction along a dimension",
+}
+
+
+def _construct_of(template: str) -> str:
+    return CONSTRUCTS.get(template, "arithmetic")
+
+
+def draw(seed: int, rng=None) -> tuple[Program, dict]:
+    """The program of ``seed`` and the constructs it holds (counted).
+
+    ``rng`` replaces the seeded ``random.Random`` as the source of every choice: anything with its
+    ``random``, ``choice``, ``choices``, ``randint`` and ``randrange`` (the tests pass hypothesis's
+    choices through :class:`Choices`, so that hypothesis explores and shrinks the programs).
+    """
+    rng = random.Random(seed) if rng is None else rng
+    d = _Draw(rng)
+    inputs = [("lr", f"input lr: float = {rng.choice(['1e-2', '3e-3', '0.05'])}")]
+    for k in range(rng.randint(1, 3)):
+        d.decays.append(f"b{k}")
+        value = rng.choice(["0.9", "0.99", "0.5", "0.8"])
+        inputs.append(
+            (
+                f"b{k}",
+                f"input b{k}: float = {value}\n"
+                f'    requires 0 <= b{k} < 1 else "b{k} must be in [0, 1): {{b{k}}}"',
+            )
+        )
+    for k in range(rng.randint(0, 2)):
+        d.flags.append(f"f{k}")
+        inputs.append((f"f{k}", f"input f{k}: bool = {rng.choice(['false', 'true'])}"))
+    if rng.random() < 0.5:
+        d.periods.append("k")
+        inputs.append(("k", f"input k: int = {rng.choice([2, 3])}"))
+    states, state_names = [], []
+    lazy = []
+    for k in range(rng.randint(1, 3)):
+        name = f"s{k}"
+        form = rng.randrange(3)
+        if form == 0:
+            states.append((name, f"state {name} ({name}) <- param"))
+            d.note("state from the parameter")
+        elif form == 1:
+            states.append((name, f"state {name} ({name}) lazy"))
+            lazy.append(name)
+            d.note("lazy state")
+            continue
+        else:
+            states.append((name, f"state {name} ({name}) <- 0"))
+            d.note("tensor state")
+        state_names.append(name)
+    optimizer_block, group_block = [], []
+    if rng.random() < 0.6:
+        states.append(("t", "state t (step): count <- 0"))
+        d.counters.append("t")
+        d.note("parameter counter")
+    if rng.random() < 0.4:
+        states.append(("n", "state group n (n): count <- 0"))
+        group_block.append(Assign("n", Expr("n + 1", (), "scalar")))
+        d.numbers.append("n")
+        d.note("group counter")
+        if d.decays and rng.random() < 0.5:
+            group_block.append(
+                Assign("bc", Expr(f"1 - {rng.choice(d.decays)}^n", (), "scalar"))
+            )
+            d.numbers.append("bc")
+            d.note("group value")
+    if rng.random() < 0.3:
+        states.append(("c", "state optimizer c (c): count <- 0"))
+        if rng.random() < 0.5:
+            optimizer_block.append(Assign("c", Expr("c + 1", (), "scalar")))
+        else:
+            optimizer_block.append(
+                Assign("c", Expr("0 if c > 2 else c + 1", (), "scalar"))
+            )
+            d.note("counter set from its own value")
+        d.numbers.append("c")
+        d.note("optimizer counter")
+    body = []
+    if "t" in d.counters:
+        body.append(Assign("t", Expr("t + 1", (), "scalar")))
+    if rng.random() < 0.4:
+        d.flags.append("maximize")
+        inputs.append(("maximize", "input maximize: bool = false"))
+        body.append(Assign("g", Expr("-grad if maximize else grad", (), "tensor")))
+        base = "g"
+        d.note("maximize")
+    else:
+        base = "grad"
+    scope = _Scope([base])
+    if d.counters and d.decays and rng.random() < 0.5:
+        # a number per parameter (its counter's): the foreach path keeps a list of them
+        d.locals += 1
+        name = f"q{d.locals}"
+        body.append(Assign(name, Expr(f"1 - {rng.choice(d.decays)}^t", (), "scalar")))
+        d.numbers.append(name)
+        d.note("per-parameter number")
+    for name in lazy:
+        first = d.tensor(scope, 1)
+        value = Expr(
+            "lerp({}, {}, {})", (leaf(name), d.tensor(scope, 2), d.scalar_weight())
+        )
+        body.append(Assign(name, value, first))
+        scope.tensors.append(name)
+    scope.tensors += state_names
+    body += d.block(scope, state_names, rng.randint(2, 5), nesting=2)
+    plain = [f for f in d.flags if f != "maximize"]
+    if plain and rng.random() < 0.4:
+        # a state that exists under a flag only, updated and read under it
+        flag = rng.choice(plain)
+        states.append(("sf", f"state sf (sf) <- 0 if {flag}"))
+        x = d.local()
+        body.append(Assign(x, d.tensor(scope, 2)))
+        update = Assign(
+            "sf",
+            Expr(
+                "lerp({}, {}, {})", (leaf("sf"), d.tensor(scope, 1), d.scalar_weight())
+            ),
+        )
+        body.append(
+            If(
+                flag,
+                (update, Assign(x, Expr("{} + 0.5 * {}", (leaf(x), leaf("sf"))))),
+                (),
+                "flag",
+            )
+        )
+        scope.tensors.append(x)
+        d.note("state under a flag")
+    if rng.random() < 0.35:
+        # a state shaped like the parameter with its last dimension reduced (Adafactor's rows)
+        states.append(("sr", "state sr (sr) <- 0 if dim(param) > 1, reduced over -1"))
+        x = d.local()
+        body.append(Assign(x, d.tensor(scope, 2)))
+        row = Expr("mean({}^2, -1)", (leaf(x),))
+        update = Assign(
+            "sr", Expr("lerp({}, {}, {})", (leaf("sr"), row, d.scalar_weight()))
+        )
+        scaled = Assign(x, Expr("{} / (sqrt({}) + 1)", (leaf(x), leaf("sr"))))
+        body.append(If("dim(param) > 1", (update, scaled), (), "shape"))
+        scope.tensors.append(x)
+        d.note("reduced state")
+    for name in state_names:  # every state is updated at least once
+        if not any(isinstance(s, Assign) and s.target == name for s in _walk(body)):
+            body.append(d.state_update(scope, name))
+    u = d.tensor(scope, 3)
+    if rng.random() < 0.3 and d.decays:
+        body.append(
+            Assign(
+                "param", Expr(f"param * (1 - lr * (1 - {rng.choice(d.decays)}))", ())
+            )
+        )
+        d.note("decoupled decay")
+    group_block2, body2 = [], []
+    if rng.random() < 0.25:
+        # two passes: the first sums over every parameter, the second steps by it
+        states.append(("tot", "state optimizer tot (tot): total <- 0"))
+        optimizer_block.append(Assign("tot", Expr("0", (), "scalar")))
+        body.append(Assign("tot", Expr("tot + sum(abs({}))", (d.tensor(scope, 1),))))
+        group_block2.append(
+            Assign("scale", Expr("1 / (1 + item(tot) / 100)", (), "scalar"))
+        )
+        second = _Scope([base if base == "grad" else "grad"] + state_names)
+        saved = d.numbers
+        # (a pass reads the counters and its own group block's numbers only)
+        d.numbers = [n for n in saved if n in ("n", "c")] + ["scale"]
+        body2.append(
+            Assign(
+                "param",
+                Expr("param - lr * scale * clamp({}, -1, 1)", (d.tensor(second, 2),)),
+            )
+        )
+        d.numbers = saved
+        d.note("two passes with a total")
+    body.append(Assign("param", Expr("param - lr * clamp({}, -1, 1)", (u,))))
+    program = Program(
+        seed,
+        tuple(inputs),
+        tuple(states),
+        tuple(optimizer_block),
+        tuple(group_block),
+        tuple(body),
+        fused=rng.random() < 0.7,
+        group_block2=tuple(group_block2),
+        body2=tuple(body2),
+    )
+    return prune(program), d.constructs
+
+
+class Choices:
+    """``random.Random``'s interface over a draw function (``hypothesis``'s ``data.draw``): each
+    choice becomes one drawn value, so hypothesis's shrinking moves every choice towards its first
+    option (a literal before a reference, fewer statements, no branch) and ends at a small program.
+    The strategies are built by the caller, which keeps hypothesis out of the CLI's imports.
+    """
+
+    def __init__(self, draw, floats, integers, sampled_from):
+        self._draw = draw
+        self._floats, self._ints, self._sampled = floats, integers, sampled_from
+
+    def random(self) -> float:
+        return self._draw(self._floats(0.0, 1.0, exclude_max=True))
+
+    def choice(self, seq):
+        return self._draw(self._sampled(list(seq)))
+
+    def choices(self, population, weights):
+        u, total = self.random() * sum(weights), 0.0
+        for item, w in zip(population, weights):
+            total += w
+            if u < total:
+                return [item]
+        return [population[-1]]
+
+    def randint(self, a: int, b: int) -> int:
+        return self._draw(self._ints(a, b))
+
+    def randrange(self, a: int, b: int | None = None) -> int:
+        lo, hi = (0, a) if b is None else (a, b)
+        return self._draw(self._ints(lo, hi - 1))
+
+
+def prune(program: Program) -> Program:
+    """Without the locals nothing reads (the checker refuses them, E402), and without the
+    branches and repeats left empty; repeated until nothing more goes."""
+    while True:
+        text = program.text()
+        reads = _reads(sum((stmts for _, stmts in program.blocks()), ()))
+        smaller = replace(
+            program,
+            **{name: _prune_block(getattr(program, name), reads) for name in BLOCKS},
+        )
+        if smaller.text() == text:
+            return program
+        program = smaller
+
+
+BLOCKS = ("optimizer_block", "group_block", "body", "group_block2", "body2")
+
+
+def _is_local(name: str) -> bool:
+    return re.fullmatch(r"x\d+|q\d+|bc|g", name) is not None
+
+
+def _reads(stmts) -> set[str]:
+    names: set[str] = set()
+    for s in _walk(stmts):
+        if isinstance(s, Assign):
+            names |= _names(s.value.render())
+            if s.initially is not None:
+                names |= _names(s.initially.render())
+        elif isinstance(s, If):
+            names |= _names(s.cond)
+    return names
+
+
+def _names(text: str) -> set[str]:
+    return set(re.findall(r"[A-Za-z_]\w*", text))
+
+
+def _prune_block(stmts: tuple, reads: set[str]) -> tuple:
+    out = []
+    for s in stmts:
+        if isinstance(s, Assign) and _is_local(s.target) and s.target not in reads:
+            continue
+        if isinstance(s, If):
+            then, orelse = _prune_block(s.then, reads), _prune_block(s.orelse, reads)
+            if not then and not orelse:
+                continue
+            if not then:
+                s = replace(s, cond=f"not ({s.cond})", then=orelse, orelse=())
+            else:
+                s = replace(s, then=then, orelse=orelse)
+        if isinstance(s, Repeat):
+            body = _prune_block(s.body, reads)
+            if not body:
+                continue
+            s = replace(s, body=body)
+        out.append(s)
+    return tuple(out)
+
+
+def _walk(stmts):
+    for s in stmts:
+        yield s
+        if isinstance(s, If):
+            yield from _walk(s.then)
+            yield from _walk(s.orelse)
+        elif isinstance(s, Repeat):
+            yield from _walk(s.body)
