@@ -19,11 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_generators_modules_import_each_other_without_a_circle():
+    """Imports inside functions count: moving one there hides a circle, it does not break it."""
     graph = {}
     for path in (ROOT / "generator").rglob("*.py"):
-        top, _ = imports.imports(path)
+        top, inner = imports.imports(path)
         name = imports.module_name(path)
-        graph[name] = {t for t in top if t != name}
+        graph[name] = {t for t in top | {t for _, t in inner} if t != name}
     assert imports.circles(graph) == [], "import circles among generator modules"
 
 

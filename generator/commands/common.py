@@ -12,12 +12,17 @@ from __future__ import annotations
 import ast
 import contextlib
 import gc
+import importlib
 import json
 import math
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable, Collection, Sequence
+
+from generator import project as P
+from generator.api import load_spec
 
 # ---- options --------------------------------------------------------------------------------------
 
@@ -228,3 +233,43 @@ def write_json(path: str, payload: Any, command: str) -> bool:
         print(f"optimgen {command}: cannot write {path}: {exc}", file=sys.stderr)
         return False
     return True
+
+
+def optimizer_class(name: str):
+    """An optimizer class by the name a user gives a command: a spec file (compiled in memory),
+    a dotted path (``torch.optim.SGD``), or a class name (case-insensitive) of the project's
+    package, else of optimgen's ``generated``. Raises LookupError saying what was tried.
+    """
+    if name.endswith(P.SPEC_SUFFIX):
+        if not Path(name).is_file():
+            raise LookupError(f"no spec file {name}")
+        return load_spec(Path(name))
+    if "." in name:
+        module, _, attr = name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), attr, None)
+        except ImportError as exc:
+            raise LookupError(f"cannot import `{module}`: {exc}") from None
+        if not isinstance(cls, type):
+            raise LookupError(f"`{module}` has no class `{attr}`")
+        return cls
+    packages = []
+    here = P.find()
+    if here is not None and (here.out / "__init__.py").is_file():
+        if str(here.root) not in sys.path:
+            sys.path.insert(0, str(here.root))
+        packages.append(here.package)
+    packages.append("generated")
+    for package in packages:
+        try:
+            module = importlib.import_module(package)
+        except ImportError as exc:
+            raise LookupError(f"cannot import `{package}`: {exc}") from None
+        for attr in getattr(module, "__all__", dir(module)):
+            cls = getattr(module, attr, None)
+            if attr.lower() == name.lower() and isinstance(cls, type):
+                return cls
+    raise LookupError(
+        f"no optimizer class `{name}` in {' or '.join(packages)} (a class name, a "
+        "dotted path such as torch.optim.SGD, or a spec file)"
+    )

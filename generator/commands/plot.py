@@ -22,7 +22,7 @@ from generator.commands.common import (
     pyplot,
 )
 from generator.commands.progress import Progress, add_progress_arguments
-from generator.project import optimizer_class
+from generator.commands.common import optimizer_class
 from generator.verify.harness import needs_closure
 
 # name → (f(torch, x, y), start, (x range), (y range), minimum or None)

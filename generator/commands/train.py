@@ -33,7 +33,7 @@ from generator.commands.common import (
     write_json,
 )
 from generator.commands.progress import Progress, add_progress_arguments
-from generator.project import optimizer_class
+from generator.commands.common import optimizer_class
 from generator.verify.harness import accepts_kwarg
 
 # name -> (parameter dtype, optimizer options); dtypes by name so torch stays unimported

@@ -26,10 +26,20 @@ def imports(path: Path) -> tuple[set[str], list[tuple[int, str]]]:
     top, inner = set(), []
     modules = {module_name(p) for p in (ROOT / "generator").rglob("*.py")}
 
+    here = module_name(path)
+
     def targets(node) -> list[str]:
         if isinstance(node, ast.Import):
             return [a.name for a in node.names]
         base = node.module or ""
+        if (
+            node.level
+        ):  # relative: from the module's package, one level up per extra dot
+            package = (
+                here.split(".") if path.name == "__init__.py" else here.split(".")[:-1]
+            )
+            package = package[: len(package) - (node.level - 1)]
+            base = ".".join(package + ([base] if base else []))
         return [
             f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
             for a in node.names
@@ -94,14 +104,19 @@ def main() -> int:
         inner[name] = nested
         sizes[name] = len(path.read_text(encoding="utf-8").splitlines())
     found = circles(graph)
+    # with the imports inside functions too: a circle an import moved into a function hides
+    hidden = circles({m: graph[m] | {t for _, t in inner[m] if t != m} for m in graph})
     runtime = {
         m: sorted(t for t in graph[m] if not t.startswith("generator.runtime"))
         for m in graph
         if m.startswith("generator.runtime")
     }
     between = [(m, ln, t) for m, xs in inner.items() for ln, t in xs]
-    print(f"modules: {len(graph)}; import circles: {len(found)}")
-    for c in found:
+    print(
+        f"modules: {len(graph)}; import circles: {len(found)} at module level, "
+        f"{len(hidden)} counting the imports inside functions"
+    )
+    for c in hidden:
         print("  circle:", " ↔ ".join(c))
     print(f"imports inside functions between generator modules: {len(between)}")
     for m, ln, t in between:
@@ -112,7 +127,7 @@ def main() -> int:
     bad_runtime = {m: t for m, t in runtime.items() if t}
     for m, t in bad_runtime.items():
         print(f"  {m} imports the compiler: {t}")
-    return 1 if found or bad_runtime else 0
+    return 1 if found or hidden or bad_runtime else 0
 
 
 if __name__ == "__main__":
