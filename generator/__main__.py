@@ -1,3 +1,5 @@
+"""``python -m generator``: the `optimgen` command line (generator.commands.cli)."""
+
 import sys
 
 from generator.commands.cli import main

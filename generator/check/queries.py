@@ -49,11 +49,8 @@ def check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
 
     def stmts(body):
         for s in body:
-            for f in ("value", "cond", "count", "expr"):
-                if getattr(s, f, None) is not None:
-                    yield from shape_calls(getattr(s, f))
-            for cond, _ in getattr(s, "branches", ()):
-                yield from shape_calls(cond)
+            for e in S.expressions(s):
+                yield from shape_calls(e)
             for b in S.sub_blocks(s):
                 yield from stmts(b)
 
@@ -106,17 +103,16 @@ def whole_tensor_construct(checked: CheckedSpec) -> tuple[str, S.Span] | None:
 
     def stmts(body):
         for s in body:
-            for f in ("value", "initially", "count", "expr"):
-                if getattr(s, f, None) is not None:
-                    visit(getattr(s, f))
-            if isinstance(s, S.If):
+            if isinstance(s, S.If):  # each condition before its own block
                 for cond, b in s.branches:
                     visit(cond)
                     stmts(b)
                 stmts(s.orelse)
-            else:
-                for b in S.sub_blocks(s):
-                    stmts(b)
+                continue
+            for e in S.expressions(s):
+                visit(e)
+            for b in S.sub_blocks(s):
+                stmts(b)
 
     for block in checked.blocks:
         if block.mode in ("each", "random"):

@@ -296,6 +296,32 @@ def sub_blocks(s) -> tuple[tuple[Stmt, ...], ...]:
     return ()
 
 
+def expressions(s) -> tuple[Expr, ...]:
+    """The expressions a statement itself evaluates (not those of its nested blocks), in
+    order."""
+    if isinstance(s, Assign):
+        return (s.value,) + ((s.initially,) if s.initially is not None else ())
+    if isinstance(s, If):
+        return tuple(c for c, _ in s.branches)
+    if isinstance(s, Repeat):
+        return (s.count,)
+    if isinstance(s, (MultiAssign,)):
+        return (s.value,)
+    if isinstance(s, ItemAssign):
+        return (s.index, s.value)
+    if isinstance(s, CallStmt):
+        return (s.call,)
+    if isinstance(s, While):
+        return (s.cond,)
+    if isinstance(s, For):
+        return (s.iterable,)
+    if isinstance(s, Return):
+        return s.values
+    if isinstance(s, Check):
+        return (s.expr,)
+    return ()
+
+
 # ---- declarations ---------------------------------------------------------------------------------
 
 

@@ -250,12 +250,7 @@ def _reads_name(stmts, name: str) -> bool:
 
 
 def _calls(e, func: str) -> bool:
-    if isinstance(e, ir.SCall) and e.func == func:
-        return True
-    parts = [getattr(e, f, None) for f in ("left", "right", "operand", "cond", "then")]
-    parts += [getattr(e, "orelse", None)] + list(getattr(e, "operands", ()))
-    parts += list(getattr(e, "args", ())) + [v for _, v in getattr(e, "kwargs", ())]
-    return any(p is not None and _calls(p, func) for p in parts)
+    return uses(e, lambda x: isinstance(x, ir.SCall) and x.func == func)
 
 
 def _hyper_order(spec: S.Spec):
@@ -296,9 +291,4 @@ def _static(e: ir.SExpr, static: set) -> bool:
         return e.func not in ("randint", "numel") and all(
             not isinstance(a, (ir.TRef, ir.TOp)) and _static(a, static) for a in e.args
         )
-    parts = [
-        getattr(e, f)
-        for f in ("left", "right", "operand", "cond", "then", "orelse")
-        if hasattr(e, f)
-    ] + list(getattr(e, "operands", ()))
-    return all(_static(p, static) for p in parts)
+    return all(_static(p, static) for p in ir.children(e))

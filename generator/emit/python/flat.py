@@ -531,14 +531,7 @@ def _mentions(s, name: str) -> bool:
         return True
     if isinstance(s, S.ItemAssign) and s.target.id == name:
         return True
-    exprs = [
-        getattr(s, f)
-        for f in ("value", "index", "cond", "count", "iterable", "expr", "call")
-        if getattr(s, f, None) is not None
-    ]
-    exprs += [c for c, _ in getattr(s, "branches", ())]
-    exprs += list(getattr(s, "values", ()))
-    if any(_mentions_expr(e, name) for e in exprs):
+    if any(_mentions_expr(e, name) for e in S.expressions(s)):
         return True
     return any(_mentions(x, name) for b in S.sub_blocks(s) for x in b)
 
@@ -561,12 +554,6 @@ def _mentions_own(s, name: str) -> bool:
     nested = S.sub_blocks(s)
     if not nested:
         return _mentions(s, name)
-    exprs = [
-        getattr(s, f)
-        for f in ("cond", "count", "iterable")
-        if getattr(s, f, None) is not None
-    ]
-    exprs += [c for c, _ in getattr(s, "branches", ())]
-    return any(_mentions_expr(e, name) for e in exprs) or (
+    return any(_mentions_expr(e, name) for e in S.expressions(s)) or (
         isinstance(s, S.For) and s.var.id == name
     )
