@@ -1,15 +1,18 @@
 """The harness for optimizers from papers: a generated class beside its reference in
 ``pytorch_optimizer`` (4.x), the independent implementation issue 5 names.
 
-``assert_matches_reference`` runs both for ``STEPS`` steps on the problem of ``parity`` (four
+The differential harness is generator.verify's, which `optimgen verify` and the parity tests
+share: the problem (``problems.paper_problem``: the parity tests' stepwise problem, four
 parameters of several shapes in two param groups, the second with half the learning rate;
 gradients ``randn * 10**uniform(-6, 1)``, a fresh draw for every step and parameter; one parameter
-without a gradient on steps 0, 4 and 5), in float64, and compares every parameter after every
-step with a relative tolerance of 1e-10, and the state tensors whose layouts agree
-(``state_keys``: generated key → reference key). ``assert_implementations_agree`` holds the
-generated foreach path (float64) and fused path (float32, one compilation) to its for-loop.
-``assert_same_validation_errors`` checks that bad arguments are refused with the reference's
-message. Failures say which step, which tensor and how far apart.
+without a gradient on steps 0, 4 and 5), the stepping (``harness.run_steps``) and the comparison
+(``compare.compare_tensor``, ``finite_only``: a NaN or an infinity is a difference).
+``assert_matches_reference`` runs both for ``STEPS`` steps, in float64, and compares every
+parameter after every step with a relative tolerance of 1e-10, and the state tensors whose
+layouts agree (``state_keys``: generated key → reference key). ``assert_implementations_agree``
+holds the generated foreach path (float64) and fused path (float32, one compilation) to its
+for-loop. ``assert_same_validation_errors`` checks that bad arguments are refused with the
+reference's message. Failures say which step, which tensor and how far apart.
 
 The table of what each paper optimizer is held to is ``paper_optim_db.py``; the tests,
 ``test_paper_optimizers.py``. The reference class is ``pytorch_optimizer.<name>`` unless a
@@ -25,13 +28,10 @@ from typing import Any
 import pytest
 import torch
 
-from generator.verify.problems import (
-    clone_params,
-    gradients_for_step,
-    make_initial_params,
-    stable_seed,
-)
-from parity import RecordKey, record_deviation
+from generator.verify.compare import Tolerance, compare_tensor
+from generator.verify.harness import run_steps
+from generator.verify.problems import paper_problem, stable_seed
+from parity import CompareContext, RecordKey
 
 pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
 
@@ -42,6 +42,11 @@ FUSED_RTOL, FUSED_ATOL = (
     2e-6,
     1e-6,
 )  # float32: the kernel's rounding, not the algorithm's
+# elementwise |actual - expected| <= atol + rtol * |expected|; a NaN or an infinity on either
+# side is a difference (finite_only: the suite's values stay finite, and two NaNs agreeing
+# would hide two diverging runs)
+TOL = Tolerance(RTOL, atol=ATOL, finite_only=True)
+FUSED_TOL = Tolerance(FUSED_RTOL, atol=FUSED_ATOL, finite_only=True)
 
 
 def generated(module: str, name: str) -> type:
@@ -53,49 +58,31 @@ def reference(name: str) -> type:
     return getattr(pytorch_optimizer, name)
 
 
-def _groups(params, kwargs):
-    second = {}
-    lr = kwargs.get("lr")
-    if isinstance(lr, float):
-        second["lr"] = lr * 0.5
-    return [{"params": params[:2]}, {"params": params[2:], **second}]
-
-
-def _run(cls, kwargs, dtype, seed, steps, on_step=None, shapes=None):
-    """``steps`` steps of the harness's problem (``shapes``: other parameter shapes)."""
-    initial = (
-        make_initial_params(dtype, seed)
+def run(cls, kwargs, dtype, seed, steps, on_step=None, shapes=None):
+    """``steps`` steps of the harness's problem (``shapes``: other parameter shapes), calling
+    ``on_step(step, params, opt)`` after each; returns (params, opt)."""
+    problem = (
+        paper_problem(dtype, seed, kwargs)
         if shapes is None
-        else make_initial_params(dtype, seed, shapes=shapes)
+        else paper_problem(dtype, seed, kwargs, shapes=shapes)
     )
-    params = clone_params(initial)
-    opt = cls(_groups(params, kwargs), **copy.deepcopy(kwargs))
-    for step in range(steps):
-        grads = gradients_for_step(step, params, seed)
-        for p, g in zip(params, grads):
-            p.grad = None if g is None else g.clone()
-        opt.step()
-        if on_step is not None:
-            on_step(step, params, opt)
-    return params, opt
+    return run_steps(cls, copy.deepcopy(kwargs), problem, steps, on_step)
 
 
-def _close(actual, expected, rtol, atol, what):
-    if actual.shape != expected.shape or actual.dtype != expected.dtype:
-        raise AssertionError(
-            f"{what}: {tuple(actual.shape)} {actual.dtype}, expected "
-            f"{tuple(expected.shape)} {expected.dtype}"
-        )
-    diff = (actual - expected).abs()
-    bound = atol + rtol * expected.abs()
-    bad = ~(diff <= bound)
-    if bad.any():
-        k = int(bad.flatten().nonzero()[0])
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {diff.numel()} elements differ; first at flat index "
-            f"{k}: {actual.flatten()[k].item()!r} vs {expected.flatten()[k].item()!r}; "
-            f"max abs diff {diff.max().item():.3e} (rtol {rtol:g}, atol {atol:g})"
-        )
+class _Context(CompareContext):
+    """The suite's comparisons, their messages ``<label>, step <n>: <what> differs ...``;
+    what ``record`` names goes to the parity report (conftest prints it)."""
+
+    def where(self, what: str) -> str:
+        at = "" if self.step is None else f", step {self.step}"
+        return f"{self.label}{at}: {what}"
+
+
+def close(actual, expected, tol, label, what, step=None, record=None) -> None:
+    """``actual`` equals ``expected`` (dtype, shape, then every element) within ``tol``; a
+    mismatch names ``label``, ``step`` and ``what``, and the deviation."""
+    ctx = _Context(label=label, step=step, tol=tol, record=record)
+    compare_tensor(actual, expected, what, ctx, record=record is not None)
 
 
 def assert_matches_reference(
@@ -114,10 +101,11 @@ def assert_matches_reference(
     seed = stable_seed("paper", name, sorted(kwargs.items(), key=str))
     dtype = torch.float64
     label = f"{name}({kwargs})"
+    record = RecordKey(name, "vs pytorch_optimizer", "float64", "for-loop")
     gen_cls, ref_cls = generated(module, name), reference(reference_name or name)
     ref_kwargs = kwargs if ref_kwargs is None else ref_kwargs
     snapshots = []
-    _run(
+    run(
         ref_cls,
         ref_kwargs,
         dtype,
@@ -142,14 +130,8 @@ def assert_matches_reference(
     def check(step, params, opt):
         ref_params, ref_states = snapshots[step]
         for i, (a, e) in enumerate(zip(params, ref_params)):
-            _close(a.detach(), e, RTOL, ATOL, f"{label}, step {step}, param #{i}")
-            # the deviations seen, for the parity report (conftest prints it)
-            diff = (a.detach() - e).abs()
-            record_deviation(
-                RecordKey(name, "vs pytorch_optimizer", "float64", "for-loop"),
-                diff.max().item(),
-                (diff / e.abs().clamp_min(1e-300)).max().item(),
-            )
+            # (the deviations seen go to the parity report)
+            close(a.detach(), e, TOL, label, f"param #{i}", step, record)
         for ours, theirs in (state_keys or {}).items():
             for i, p in enumerate(params):
                 st = opt.state[p]
@@ -160,17 +142,18 @@ def assert_matches_reference(
                         f"{label}, step {step}, param #{i}: state {ours!r} present "
                         f"{ours in st}, reference {theirs!r} present {theirs in ref_states[i]}"
                     )
-                _close(
+                close(
                     st[ours]
                     .to(ref_states[i][theirs].dtype)
                     .reshape(ref_states[i][theirs].shape),
                     ref_states[i][theirs],
-                    RTOL,
-                    ATOL,
-                    f"{label}, step {step}, param #{i}, state {ours!r}",
+                    TOL,
+                    label,
+                    f"param #{i}, state {ours!r}",
+                    step,
                 )
 
-    _run(gen_cls, kwargs, dtype, seed, steps, check, shapes=shapes)
+    run(gen_cls, kwargs, dtype, seed, steps, check, shapes=shapes)
 
 
 def assert_implementations_agree(
@@ -179,12 +162,12 @@ def assert_implementations_agree(
     """foreach (float64) and fused (float32) equal the generated for-loop at every step."""
     cls = generated(module, name)
     seed = stable_seed("paper-impls", name)
-    impls = [("foreach", torch.float64, RTOL, ATOL)]
+    impls = [("foreach", torch.float64, TOL)]
     if fused:
-        impls.append(("fused", torch.float32, FUSED_RTOL, FUSED_ATOL))
-    for impl, dtype, rtol, atol in impls:
+        impls.append(("fused", torch.float32, FUSED_TOL))
+    for impl, dtype, tol in impls:
         loop = []
-        _run(
+        run(
             cls,
             {**kwargs, "foreach": False},
             dtype,
@@ -195,11 +178,9 @@ def assert_implementations_agree(
 
         def check(step, params, opt):
             for i, (a, e) in enumerate(zip(params, loop[step])):
-                _close(
-                    a.detach(), e, rtol, atol, f"{name} {impl}, step {step}, param #{i}"
-                )
+                close(a.detach(), e, tol, f"{name} {impl}", f"param #{i}", step)
 
-        _run(cls, {**kwargs, impl: True}, dtype, seed, STEPS, check)
+        run(cls, {**kwargs, impl: True}, dtype, seed, STEPS, check)
 
 
 def assert_same_validation_errors(

@@ -18,15 +18,22 @@ import torch
 import paper_reference
 from paper_optim_db import BY_NAME, PAPER_OPTIMIZERS, PaperOptimizerInfo, kwargs_id
 from paper_reference import (
-    _close,
+    TOL,
     assert_implementations_agree,
     assert_matches_reference,
+    close,
     assert_same_signature,
     assert_same_validation_errors,
     generated,
     reference,
 )
-from generator.verify.problems import gradients_for_step, make_initial_params
+from generator.verify.problems import (
+    clone_params,
+    gradients_for_step,
+    make_initial_params,
+    make_param_groups,
+    paper_group2,
+)
 
 
 def _cases(per_entry):
@@ -86,7 +93,7 @@ def test_state_keys_name_state_both_keep(info: PaperOptimizerInfo):
             (ours, generated(info.module, info.name), kwargs),
             (theirs, reference(info.reference_name), info.reference_kwargs(kwargs)),
         ):
-            _, opt = paper_reference._run(cls, kw, torch.float64, 0, 1, shapes=shapes)
+            _, opt = paper_reference.run(cls, kw, torch.float64, 0, 1, shapes=shapes)
             keys.update(k for s in opt.state.values() if isinstance(s, dict) for k in s)
     missing = {
         k: v for k, v in info.state_keys.items() if k not in ours or v not in theirs
@@ -216,7 +223,7 @@ def test_counts_steps_as_pytorch_optimizer(info: PaperOptimizerInfo):
         return
     steps, runs = {}, {}
     for who, cls, kwargs in classes:
-        params, opt = paper_reference._run(cls, kwargs, torch.float64, 0, 6)
+        params, opt = paper_reference.run(cls, kwargs, torch.float64, 0, 6)
         runs[who] = params, opt
         steps[who] = [g["step"] for g in opt.param_groups]
         assert not any(
@@ -273,7 +280,7 @@ class TestAdaBound:
         """Two groups (the second at half the lr); lr raised from 0 at step 2 when
         ``start_lr`` is 0, halved at step 10, and with ``warm_up`` a LinearLR scheduler
         (which sets lr when it is made, before the first step)."""
-        params = paper_reference.clone_params(make_initial_params(torch.float64, 7))
+        params = clone_params(make_initial_params(torch.float64, 7))
         opt = cls(
             [{"params": params[:2]}, {"params": params[2:], "lr": start_lr / 2}],
             lr=start_lr,
@@ -433,8 +440,8 @@ class TestProdigy:
         """d, d_max and step in every group (equal across groups); the sums in the optimizer's
         state, equal to those the reference keeps in its groups."""
         kwargs = {"weight_decay": 0.1, "fixed_decay": True}
-        _, ours = paper_reference._run(self.cls(), kwargs, torch.float64, 0, 8)
-        _, theirs = paper_reference._run(
+        _, ours = paper_reference.run(self.cls(), kwargs, torch.float64, 0, 8)
+        _, theirs = paper_reference.run(
             reference(self.info.reference_name), kwargs, torch.float64, 0, 8
         )
         for key in ("step", "d", "d_max"):
@@ -482,13 +489,7 @@ class TestProdigy:
         for step, ((theirs, d_ref), (ours, d)) in enumerate(zip(*runs)):
             assert d == d_ref, f"{kwargs}, step {step}: d {d}, reference {d_ref}"
             for i, (a, e) in enumerate(zip(ours, theirs)):
-                _close(
-                    a,
-                    e,
-                    paper_reference.RTOL,
-                    paper_reference.ATOL,
-                    f"{kwargs}, step {step}, param #{i}",
-                )
+                close(a, e, TOL, f"Prodigy({kwargs})", f"param #{i}", step)
         assert runs[1][-1][1] > 10 * 1e-6, f"d only reached {runs[1][-1][1]}"
 
     def test_stops_before_the_update_when_the_denominator_is_zero(self):
@@ -514,9 +515,9 @@ class TestProdigy:
 
     def test_state_dict_round_trip_continues_identically(self):
         cls = self.cls()
-        params_a, opt_a = paper_reference._run(cls, {"d0": 1e-3}, torch.float64, 3, 5)
+        params_a, opt_a = paper_reference.run(cls, {"d0": 1e-3}, torch.float64, 3, 5)
         params_b = [p.detach().clone().requires_grad_(True) for p in params_a]
-        opt_b = cls(paper_reference._groups(params_b, {}), d0=1e-3)
+        opt_b = cls(make_param_groups(params_b, paper_group2({})), d0=1e-3)
         # (a deep copy: a state_dict holds the optimizer's own tensors)
         opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
         for step in range(5, 9):
@@ -567,7 +568,7 @@ class TestScheduleFreeAdamW:
         seed = paper_reference.stable_seed("schedulefree-switch", dtype)
         runs = []
         for cls in (reference(self.info.reference_name), self.cls()):
-            params, opt = paper_reference._run(cls, kwargs, dtype, seed, steps)
+            params, opt = paper_reference.run(cls, kwargs, dtype, seed, steps)
             seen = [[p.detach().clone() for p in params]]
             for switch in ("eval", "eval", "train"):
                 getattr(opt, switch)()
@@ -583,13 +584,7 @@ class TestScheduleFreeAdamW:
                 assert a == e, f"{label}: group values {a}, reference {e}"
                 continue
             for i, (x, y) in enumerate(zip(a, e)):
-                _close(
-                    x,
-                    y,
-                    paper_reference.RTOL,
-                    paper_reference.ATOL,
-                    f"{label}, after switch #{k}, param #{i}",
-                )
+                close(x, y, TOL, f"{label}, after switch #{k}", f"param #{i}")
 
     def test_eval_moves_parameters_to_the_average_and_back(self):
         """eval() gives x = (y - (1 - beta1) z) / beta1, train() returns to y, and a parameter

@@ -9,8 +9,9 @@ deviations (the parity tests keep them for their report). ``rtol`` is elementwis
 tolerance is ``rtol`` times the largest magnitude in the expected tensor ("tensor-scaled"), so
 that entries that cancel down to ~0 (momentum buffers, tiny gradients) are judged against the
 scale of their tensor, unless an absolute ``atol`` is given; :data:`EXACT` asks for bit
-equality. generator.verify.harness's ``run_side_by_side`` applies these after every step; torch
-is imported when a comparison runs.
+equality. Two NaNs (or two equal infinities) agree, unless the tolerance is ``finite_only``.
+generator.verify.harness's ``run_side_by_side`` applies these after every step; torch is
+imported when a comparison runs.
 """
 
 from __future__ import annotations
@@ -28,17 +29,21 @@ class Tolerance:
     rtol: float
     scaled_atol: bool = True
     atol: float | None = None  # an absolute atol instead of the tensor-scaled one
+    #: a NaN or an infinity, on either side, is a difference even where both sides hold it
+    #: (by default two NaNs, or two equal infinities, agree): for values that must stay finite
+    finite_only: bool = False
 
     @property
     def exact(self) -> bool:
         return self.rtol == 0.0 and not self.atol
 
     def __str__(self) -> str:
+        finite = ", finite only" if self.finite_only else ""
         if self.exact:
-            return "exact (rtol=0, atol=0)"
+            return f"exact (rtol=0, atol=0){finite}"
         if self.atol is not None:
-            return f"rtol={self.rtol:g}, atol={self.atol:g}"
-        return f"rtol={self.rtol:g}, atol={self.rtol:g}*max|expected|"
+            return f"rtol={self.rtol:g}, atol={self.atol:g}{finite}"
+        return f"rtol={self.rtol:g}, atol={self.rtol:g}*max|expected|{finite}"
 
 
 EXACT = Tolerance(0.0)
@@ -111,6 +116,8 @@ def compare_tensor(
             raise AssertionError(
                 ctx.where(f"{what}: {attr} differs: expected {ve}, got {va}")
             )
+    if ctx.tol.finite_only:
+        _assert_finite(actual, expected, what, ctx)
     if torch.equal(actual.detach(), expected.detach()):  # fast path: bit-identical
         # (torch.equal is False for NaNs, which then go the slow, NaN-aware way)
         if record:
@@ -147,6 +154,25 @@ def compare_tensor(
         check_dtype=True,
         msg=msg,
     )
+
+
+def _assert_finite(
+    actual: torch.Tensor, expected: torch.Tensor, what: str, ctx: CompareContext
+) -> None:
+    """(``ctx.tol.finite_only``) No NaN or infinity in either tensor."""
+    import torch
+
+    a, e = actual.detach(), expected.detach()
+    bad = ~(torch.isfinite(a) & torch.isfinite(e))
+    if bool(bad.any()):
+        k = int(bad.flatten().nonzero()[0])
+        raise AssertionError(
+            ctx.where(
+                f"{what}: {int(bad.sum())} of {bad.numel()} elements NaN or infinite "
+                f"(tolerance {ctx.tol}); first at flat index {k}: "
+                f"{a.flatten()[k].item()!r}, expected {e.flatten()[k].item()!r}"
+            )
+        )
 
 
 def _tensor_brief(t: torch.Tensor) -> str:

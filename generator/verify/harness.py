@@ -11,10 +11,12 @@ one trajectory to another: `optimgen verify` and the fuzzer compare a class's pa
 with its reference, so. :func:`run_side_by_side` steps two optimizers in lockstep and asserts
 after every step (generator.verify.compare) that parameters, gradients, the step's return value
 and the whole ``state_dict()`` agree, and that both raise alike: the parity tests hold the
-generated twins to torch.optim so. :func:`implementations` and :func:`impl_kwargs` name a class's
-paths (for-loop, foreach, fused, and the for-loop with ``differentiable=True``) and the keyword
-arguments that choose each; a :class:`Reference` is whatever makes the optimizer held to. torch is
-imported by the functions that run optimizers (or handed to them), never at import.
+generated twins to torch.optim so. :func:`run_steps` only steps one optimizer, for a test
+that asserts after every step itself (the paper suite). :func:`implementations` and
+:func:`impl_kwargs` name a class's paths (for-loop, foreach, fused, and the for-loop with
+``differentiable=True``) and the keyword arguments that choose each; a :class:`Reference` is
+whatever makes the optimizer held to. torch is imported by the functions that run optimizers
+(or handed to them), never at import.
 """
 
 from __future__ import annotations
@@ -209,6 +211,23 @@ def run_trajectory(
             for k, v in opt.state.get(p, {}).items()
         }
     return out
+
+
+def run_steps(make, kwargs, problem: Problem, steps: int, on_step=None):
+    """``make(problem.groups(params), **kwargs)`` stepped ``steps`` times on ``problem`` (each
+    step's gradients handed over as copies, ``step()`` without a closure), calling
+    ``on_step(step, params, opt)`` after every step; returns (params, opt). Unlike
+    :func:`run_trajectory` it keeps nothing, catches nothing (what construction, a step or
+    ``on_step`` raises propagates: a test's failure, with its traceback) and leaves torch's
+    global generator alone: a test that asserts as the optimizer steps."""
+    params = clone_params(problem.initial)
+    opt = make(problem.groups(params), **kwargs)
+    for step in range(steps):
+        set_grads(params, problem.gradients(step))
+        opt.step()
+        if on_step is not None:
+            on_step(step, params, opt)
+    return params, opt
 
 
 # ---- holding one trajectory to another ----------------------------------------------------------

@@ -11,7 +11,8 @@ steps, a whole group without one on others, a row that never gets one. The stepw
 the parity tests (:func:`make_initial_params`, :func:`gradients_for_step`): four parameters,
 gradients ``randn * 10**uniform(-6, 1)`` drawn afresh for every (step, parameter) from a seed of
 their own, so that any step's gradients can be asked for, and one parameter without a gradient
-on :data:`NONE_STEPS`. torch is imported when a problem is drawn.
+on :data:`NONE_STEPS`; the paper suite (tests/paper_reference.py) runs on it too, in two param
+groups (:func:`paper_problem`). torch is imported when a problem is drawn.
 """
 
 from __future__ import annotations
@@ -204,3 +205,22 @@ def stepwise_problem(
         lambda step: gradients_for_step(step, initial, seed, none_steps),
         lambda params: make_param_groups(params, group2),
     )
+
+
+# ---- the paper suite's problem ----------------------------------------------------------------
+
+
+def paper_group2(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The options of the paper suite's second param group: half the learning rate where
+    ``kwargs`` gives a float ``lr``, none otherwise (two groups all the same)."""
+    lr = kwargs.get("lr")
+    return {"lr": lr * 0.5} if isinstance(lr, float) else {}
+
+
+def paper_problem(
+    dtype: torch.dtype, seed: int, kwargs: dict[str, Any], shapes=STEPWISE_SHAPES
+) -> Problem:
+    """The problem of the paper suite (tests/paper_reference.py): the parity tests' stepwise
+    problem, always in two param groups (:func:`paper_group2` for an optimizer given
+    ``kwargs``)."""
+    return stepwise_problem(dtype, seed, shapes, group2=paper_group2(kwargs))
