@@ -26,6 +26,7 @@ from generator.runtime.kernels import (
 )
 from generator.runtime.precision import (
     Precision,
+    compute_dtype,
     group_precision,
     kernel_policy,
     load_keeping_policy,
@@ -574,7 +575,7 @@ def _fused_stableadamw(
         grad = grads[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        if kahan_sum and torch.finfo(param.dtype).eps > 1e-4:
+        if kahan_sum and torch.finfo(compute_dtype(precision, param)).eps > 1e-4:
             raise ValueError(
                 "kahan_sum=True is not supported for float16/bfloat16 parameters by the generated StableAdamW (Kahan-compensated updates are not expressed); pass kahan_sum=False"
             )

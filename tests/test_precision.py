@@ -541,3 +541,35 @@ def test_a_method_reads_a_state_stored_in_another_dtype(foreach):
     torch.testing.assert_close(
         p.detach(), expected.lerp(z.float(), 1 - beta1), rtol=0, atol=0
     )
+
+
+@pytest.mark.parametrize("rounding", ["kahan", "stochastic"])
+def test_every_path_decides_a_dtype_check_in_the_compute_dtype(rounding):
+    """StableAdamW refuses kahan_sum=True for bf16 parameters (its spec); under a policy
+    every path computes in float32, so every path takes the step (the fused host read the
+    stored bf16 dtype and refused while the for-loop ran) and they agree; without a policy
+    every path refuses."""
+    start, grads = _problem(torch.bfloat16)
+    results = {}
+    for impl, flags in IMPLS.items():
+        params = [torch.nn.Parameter(p.clone()) for p in start]
+        seed = {"rounding_seed": 0} if rounding == "stochastic" else {}
+        opt = generated.StableAdamW(
+            params, lr=1e-3, param_rounding=rounding, **seed, **flags
+        )
+        for step_grads in grads[:3]:
+            for p, g in zip(params, step_grads):
+                p.grad = g.clone()
+            with eager_kernels():
+                opt.step()
+        results[impl] = [p.detach().float() for p in params]
+    for impl in ("foreach", "fused"):
+        for a, b in zip(results[impl], results["for-loop"]):
+            torch.testing.assert_close(a, b, rtol=2.0**-7, atol=1e-6, msg=impl)
+    for impl, flags in IMPLS.items():
+        p = torch.nn.Parameter(start[0].clone())
+        opt = generated.StableAdamW([p], lr=1e-3, **flags)
+        p.grad = grads[0][0].clone()
+        with pytest.raises(ValueError, match="kahan_sum=True is not supported"):
+            with eager_kernels():
+                opt.step()

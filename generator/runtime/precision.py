@@ -204,6 +204,11 @@ def stored_dtype(precision: Precision | None, key: str):
     return None if precision is None else precision.state_dtype.get(key)
 
 
+def compute_dtype(precision: Precision | None, t: Tensor) -> torch.dtype:
+    """The dtype the update computes ``t`` in: its own, or the policy's promotion of it."""
+    return t.dtype if precision is None else precision.dtype_for(t)
+
+
 def kernel_policy(precision: Precision | None, param: Tensor, index: int):
     """The fused kernel's policy inputs for one parameter (the ``index``-th of the group):
     (compute dtype, rounding, Kahan compensation, rounding noise); under torch's behaviour,

@@ -296,6 +296,10 @@ class HostPrinter(SingleTensorPrinter):
         # decisions are Python bools: the host reads numbers, capturable or not
         super().__init__(opt, capturable_counters=False)
         self.split = split
+        # under a precision policy the for-loop computes on copies in the compute dtype: a
+        # number that depends on a tensor's dtype is that dtype's here too, so that every path
+        # decides the same (StableAdamW's check of machine_epsilon(param))
+        self.scalar.dtype_of = lambda base: f"compute_dtype(precision, {base})"
 
     def _hosted(self, stmts) -> list:
         """The statements with host work: an `if` on a group's flag around kernel work only

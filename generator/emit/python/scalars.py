@@ -38,6 +38,8 @@ class ScalarPrinter:
     ):
         self.ref = ref
         self.tensor = tensor
+        # how a tensor's dtype reads where a number depends on it (machine_epsilon)
+        self.dtype_of: Callable[[str], str] = lambda base: f"{base}.dtype"
 
     def prec(self, e) -> int:
         if isinstance(e, ir.SBin):
@@ -114,7 +116,7 @@ class ScalarPrinter:
             "item": f"{base}.item()",
             "is_complex": f"torch.is_complex({base})",
             "is_sparse": f"{base}.is_sparse",
-            "machine_epsilon": f"torch.finfo({base}.dtype).eps",
+            "machine_epsilon": f"torch.finfo({self.dtype_of(base)}).eps",
             "size": f"{base}.size({', '.join(rest)})",
             "is_sharded": f"_is_sharded({base})",
         }
