@@ -15,7 +15,6 @@ generator/language/builtins.py, and every stage reads it from there.
 from __future__ import annotations
 
 import math
-import warnings
 
 import pytest
 import torch
@@ -31,7 +30,7 @@ from generator.language.builtins import BUILTINS, CONSTANTS, unary_elementwise
 from generator.language.diagnostics import SpecError
 from generator.language.parse import parse
 from generator.lower import fold
-from generator.runtime.kernels import eager_kernels
+from paths import run_path
 
 SHAPES = ((3, 4), (2, 3, 4), (5,), (17,))
 IMPLS = ("for-loop", "foreach", "fused")
@@ -53,27 +52,9 @@ update:
 
 
 def _run(cls, impl, steps=5, **kwargs):
-    """The parameters and optimizer after ``steps`` steps of ``cls`` on ``impl`` (float64),
-    with the gradients it saw; the fused path's kernels run uncompiled (eager_kernels).
-    """
-    flag = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}}
-    kwargs = {**kwargs, **flag.get(impl, {"fused": True})}
-    gen = torch.Generator().manual_seed(0)
-    params = [
-        torch.randn(s, generator=gen, dtype=torch.float64).requires_grad_()
-        for s in SHAPES
-    ]
-    opt = cls(params, **kwargs)
-    history = []
-    for _ in range(steps):
-        grads = [torch.randn(s, generator=gen, dtype=torch.float64) for s in SHAPES]
-        for p, g in zip(params, grads):
-            p.grad = g.clone()
-        with eager_kernels(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            opt.step()
-        history.append(grads)
-    return opt, [p.detach() for p in params], history
+    """The optimizer, its parameters and the gradients it saw after ``steps`` float64 steps
+    on ``impl``; the fused path's kernels run uncompiled."""
+    return run_path(cls, impl, SHAPES, steps, eager=True, **kwargs)
 
 
 def _initial():

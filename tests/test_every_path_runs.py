@@ -20,6 +20,7 @@ import torch
 from generator import load_spec
 from generator.runtime import kernels
 from generator.runtime.kernels import CompiledKernel
+from paths import run_path
 
 SHAPES = ((3, 4), (2, 3, 4), (5,), (2, 4), (3,), (4, 3))
 IMPLS = ("for-loop", "foreach", "fused")
@@ -27,22 +28,7 @@ IMPLS = ("for-loop", "foreach", "fused")
 
 def _run(cls, impl, steps=6, seed=0, **kwargs):
     """Parameters of SHAPES after ``steps`` steps of ``cls`` on ``impl``, with their gradients."""
-    flag = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}}
-    kwargs = {**kwargs, **flag.get(impl, {"fused": True})}
-    gen = torch.Generator().manual_seed(seed)
-    params = [
-        torch.randn(s, generator=gen, dtype=torch.float64).requires_grad_()
-        for s in SHAPES
-    ]
-    opt = cls(params, **kwargs)
-    history = []
-    for _ in range(steps):
-        grads = [torch.randn(s, generator=gen, dtype=torch.float64) for s in SHAPES]
-        for p, g in zip(params, grads):
-            p.grad = g.clone()
-        opt.step()
-        history.append(grads)
-    return opt, [p.detach() for p in params], history
+    return run_path(cls, impl, SHAPES, steps, seed, **kwargs)
 
 
 def _initial(seed=0):

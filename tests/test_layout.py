@@ -32,7 +32,9 @@ def test_the_runtime_imports_nothing_of_the_compiler():
     for path in (ROOT / "generator" / "runtime").rglob("*.py"):
         top, inner = imports.imports(path)
         compiler = sorted(
-            t for t in top | {t for _, t in inner} if not t.startswith("generator.runtime")
+            t
+            for t in top | {t for _, t in inner}
+            if not t.startswith("generator.runtime")
         )
         assert compiler == [], f"{path.name} imports {compiler}"
 
@@ -44,9 +46,9 @@ def test_generated_modules_import_only_the_runtime_of_the_generator():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
                 "generator"
             ):
-                assert node.module.startswith("generator.runtime"), (
-                    f"{path.name}:{node.lineno} imports {node.module}"
-                )
+                assert node.module.startswith(
+                    "generator.runtime"
+                ), f"{path.name}:{node.lineno} imports {node.module}"
 
 
 def test_no_helper_is_pasted_into_a_generated_module():
@@ -57,6 +59,6 @@ def test_no_helper_is_pasted_into_a_generated_module():
     for path in sorted((ROOT / "generated").glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-        assert not defined & runtime, (
-            f"{path.name} defines {sorted(defined & runtime)}, which generator.runtime holds"
-        )
+        assert (
+            not defined & runtime
+        ), f"{path.name} defines {sorted(defined & runtime)}, which generator.runtime holds"
