@@ -217,6 +217,15 @@ def _step_to_the_quarter(step):
 
 # -- the table --------------------------------------------------------------------------------
 
+# The inputs every Adam-like reference refuses the same way (lr, both betas, decay, eps).
+ADAM_STYLE_BAD_ARGUMENTS = (
+    {"lr": -1.0},
+    {"betas": (1.0, 0.99)},
+    {"betas": (0.9, 1.0)},
+    {"weight_decay": -0.1},
+    {"eps": -1e-8},
+)
+
 PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
     PaperOptimizerInfo(
         "AdaBelief",
@@ -251,13 +260,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decouple": False,
             },
         ),
-        bad_arguments=(
-            {"lr": -1.0},
-            {"betas": (1.0, 0.99)},
-            {"betas": (0.9, 1.0)},
-            {"weight_decay": -0.1},
-            {"eps": -1e-8},
-        ),
+        bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         step_count=StepCount("group"),
     ),
     PaperOptimizerInfo(
@@ -445,13 +448,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             # L2 decay (weight_decouple=False, the default, weight_decay > 0): the elif
             {"lr": 1e-2, "betas": (0.9, 0.5), "weight_decay": 0.1},
         ),
-        bad_arguments=(
-            {"lr": -1.0},
-            {"betas": (1.0, 0.99)},
-            {"betas": (0.9, 1.0)},
-            {"weight_decay": -0.1},
-            {"eps": -1e-8},
-        ),
+        bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         refusals=tuple(
             Refusal(name, ValueError, "clip_lambda must be", kwargs={"clip_lambda": v})
             for name, v in (
@@ -570,13 +567,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decouple": False,
             },
         ),
-        bad_arguments=(
-            {"lr": -1.0},
-            {"betas": (1.0, 0.99)},
-            {"betas": (0.9, 1.0)},
-            {"weight_decay": -0.1},
-            {"eps": -1e-8},
-        ),
+        bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         step_count=StepCount("group"),
     ),
     PaperOptimizerInfo(
@@ -752,13 +743,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decay": 0.1,
             },
         ),
-        bad_arguments=(
-            {"lr": -1.0},
-            {"betas": (1.0, 0.99)},
-            {"betas": (0.9, 1.0)},
-            {"weight_decay": -0.1},
-            {"eps": -1e-8},
-        ),
+        bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         # the parameter without gradient on steps 0, 4 and 5 has had 3 momentum steps
         step_count=StepCount("group", per_param={"momentum_step": (6, 6, 6, 3)}),
         notes="The second moment's bias correction and the centered switch count the group's "
