@@ -367,16 +367,23 @@ def refuses_sharded(v: Validation) -> bool:
     return isinstance(v.fails, SCall) and v.fails.func == "is_sharded"
 
 
+def blocks(s) -> tuple:
+    """The statement lists nested directly in a statement."""
+    if isinstance(s, If):
+        return (s.then, s.orelse)
+    if isinstance(s, LazyInit):
+        return (s.update,)
+    if isinstance(s, (Repeat, ForEachParameter)):
+        return (s.body,)
+    return ()
+
+
 def walk(stmts):
     """Every statement, nested ones (branches, loops, a lazy state's update) after their parent."""
     for s in stmts:
         yield s
-        if isinstance(s, If):
-            yield from walk(s.then + s.orelse)
-        elif isinstance(s, LazyInit):
-            yield from walk(s.update)
-        elif isinstance(s, (Repeat, ForEachParameter)):
-            yield from walk(s.body)
+        for block in blocks(s):
+            yield from walk(block)
 
 
 def expressions(s) -> list:

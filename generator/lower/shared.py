@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import fields, replace
 
 from generator import ir
-
-_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "over"}
+from generator.naming import fresh, names_in_use
 
 
 def name_shared_values(opt: ir.Optimizer) -> ir.Optimizer:
-    taken = _names(opt)
+    taken = names_in_use(opt)
     return replace(
         opt,
         body=_block(opt.body, taken),
@@ -40,7 +39,7 @@ def _block(stmts, taken: set[str]) -> tuple:
                 if e in later and not ir.uses(
                     e, lambda r: isinstance(r, ir.SRef) and r.name in bound
                 ):
-                    name = _fresh(_name(e), taken)
+                    name = fresh(e, taken, "value")
                     out.append(ir.ScalarLet(name, e, varying=True))
                     s = _substitute(s, e, ir.SRef(name, varying=True))
         out.append(s)
@@ -74,31 +73,6 @@ def _compound(e) -> bool:
     )
 
 
-def _name(e) -> str:
-    """``bias_correction2 ** 0.5`` → ``bias_correction2_sqrt``; ``sqrt(x)`` → ``x_sqrt``."""
-    if isinstance(e, ir.SRef):
-        return e.name
-    if isinstance(e, ir.SConst):
-        return e.text.replace(".", "_").replace("-", "minus_")
-    if isinstance(e, ir.SBin) and e.op == "**" and e.right == ir.SConst("0.5"):
-        return f"{_name(e.left)}_sqrt"
-    if isinstance(e, ir.SBin) and e.op in _WORDS:
-        return f"{_name(e.left)}_{_WORDS[e.op]}_{_name(e.right)}"
-    if isinstance(e, ir.SCall) and len(e.args) == 1:
-        return f"{_name(e.args[0])}_{e.func}"
-    return "value"
-
-
-def _fresh(name: str, taken: set[str]) -> str:
-    if not name.isidentifier() or len(name) > 40:
-        name = "value"
-    base, k = name, 2
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
-    taken.add(name)
-    return name
-
-
 def _substitute(node, old, new):
     if node == old:
         return new
@@ -113,20 +87,3 @@ def _substitute(node, old, new):
         node,
         **{f.name: _substitute(getattr(node, f.name), old, new) for f in fields(node)},
     )
-
-
-def _names(opt: ir.Optimizer) -> set[str]:
-    """Every name the module's functions may already use."""
-    names = set(opt.hyper) | {a.name for a in opt.arguments}
-    names |= {s.var for s in opt.states} | {s.key for s in opt.states}
-    names |= {s.list_name for s in opt.states}
-    bodies = opt.body + opt.hoisted + opt.step_block + opt.group_block
-    for p in opt.later_passes:
-        bodies += p.body + p.hoisted + p.step_block + p.group_block
-    for s in ir.walk(bodies):
-        if isinstance(s, (ir.ScalarLet, ir.TensorLet)):
-            names.add(s.name)
-    names |= set(ir.refs(bodies, ir.SRef)) | set(ir.refs(bodies, ir.TRef))
-    # a varying number's list in the multi-tensor path is its name plus "s"
-    names |= {n + "s" for n in list(names)}
-    return names

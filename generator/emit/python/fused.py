@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from generator import ir
+from generator.naming import fresh, names_in_use
 from generator.ir import uses
 from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import GeneratorBug
@@ -153,7 +154,7 @@ class _Split:
 
     def __init__(self, opt: ir.Optimizer, body):
         self.opt = opt
-        self.taken = _names_in(opt, body)
+        self.taken = names_in_use(opt)
         self.rebound = {s.name for s in ir.walk(body) if isinstance(s, ir.ScalarLet)}
         self.names: dict[int, str] = {}
         self.computed: set[int] = set()  # decisions the host assigns (not a group flag)
@@ -166,7 +167,7 @@ class _Split:
         for s in stmts:
             if isinstance(s, ir.If):
                 self._name_if(s, known)
-            for block in _blocks(s):
+            for block in ir.blocks(s):
                 self._name_block(block, known)
 
     def _name_if(self, s: ir.If, known: dict) -> None:
@@ -182,13 +183,7 @@ class _Split:
         if fixed and c in known:
             self.names[id(s)] = known[c]
             return
-        name = _decision_name(c)
-        if not name.isidentifier() or len(name) > 48:
-            name = "decision"
-        base, k = name, 2
-        while name in self.taken:
-            name, k = f"{base}_{k}", k + 1
-        self.taken.add(name)
+        name = fresh(c, self.taken, "decision")
         self.names[id(s)] = name
         self.computed.add(id(s))
         if fixed:
@@ -199,78 +194,6 @@ class _Split:
 
     def decisions(self) -> list[str]:
         return list(dict.fromkeys(self.names.values()))
-
-
-def _blocks(s) -> list:
-    """The statement lists nested in a statement."""
-    if isinstance(s, ir.If):
-        return [s.then, s.orelse]
-    if isinstance(s, ir.LazyInit):
-        return [s.update]
-    if isinstance(s, (ir.Repeat, ir.ForEachParameter)):
-        return [s.body]
-    return []
-
-
-_COMPARE_WORDS = {">": "gt", "<": "lt", ">=": "ge", "<=": "le", "==": "eq", "!=": "ne"}
-_ZERO_WORDS = {">": "positive", "<": "negative", "!=": "nonzero", "==": "zero"}
-_BIN_WORDS = {
-    "+": "plus",
-    "-": "minus",
-    "*": "times",
-    "/": "over",
-    "and": "and",
-    "or": "or",
-}
-
-
-def _decision_name(e) -> str:
-    """A Python name that reads as the condition it holds."""
-    if isinstance(e, ir.SRef):
-        return e.name
-    if isinstance(e, ir.TRef):
-        return e.name
-    if isinstance(e, ir.SConst):
-        return {"None": "none", "True": "true", "False": "false"}.get(
-            e.text, e.text.strip("'\"").replace(".", "_").replace("-", "minus_")
-        )
-    if isinstance(e, ir.SUnary):
-        word = "not" if e.op == "not" else "minus"
-        return f"{word}_{_decision_name(e.operand)}"
-    if isinstance(e, ir.SCompare) and len(e.ops) == 1:
-        (op,), (a, b) = e.ops, e.operands
-        left = _decision_name(a)
-        if op in ("is", "is not") and isinstance(b, ir.SConst) and b.text == "None":
-            return f"{left}_{op.replace(' ', '_')}_none"
-        if op in _ZERO_WORDS and isinstance(b, ir.SConst) and b.text in ("0", "0.0"):
-            return f"{left}_{_ZERO_WORDS[op]}"
-        return f"{left}_{_COMPARE_WORDS.get(op, 'cmp')}_{_decision_name(b)}"
-    if isinstance(e, ir.SBin) and e.op in _BIN_WORDS:
-        return f"{_decision_name(e.left)}_{_BIN_WORDS[e.op]}_{_decision_name(e.right)}"
-    if isinstance(e, ir.SCall):
-        return "_".join(
-            [_decision_name(e.args[0]), e.func]
-            + [_decision_name(a) for a in e.args[1:]]
-        )
-    return "decision"
-
-
-def _names_in(opt: ir.Optimizer, body) -> set[str]:
-    """Every name the host function or the kernel may already use."""
-    names = set(opt.hyper) | {"param", "grad", "state", "group"}
-    names |= {s.var for s in opt.states} | {s.key for s in opt.states}
-
-    def visit(x):
-        if isinstance(x, (ir.SRef, ir.TRef)):
-            names.add(x.name)
-        return False
-
-    for s in ir.walk(body):
-        if isinstance(s, (ir.ScalarLet, ir.TensorLet)):
-            names.add(s.name)
-        for e in ir.expressions(s):
-            uses(e, visit)
-    return names
 
 
 def _host_stmts(stmts):
