@@ -14,6 +14,7 @@ from generator.check.model import CheckedSpec
 from generator.check.queries import whole_tensor_construct
 from generator.language import syntax as S
 from generator.language.spec_printer import print_expr
+from generator.lower.expressions import names_read
 
 # What a message on a parameter may show besides inputs: its size, as torch's messages do.
 _PARAM = ir.TRef("param", "param")
@@ -56,18 +57,9 @@ def negate(e: ir.SExpr) -> ir.SExpr:
     return ir.SUnary("not", e)
 
 
-def _names(e) -> set[str]:
-    if isinstance(e, S.Name):
-        return {e.id}
-    out: set[str] = set()
-    for child in S.children(e):
-        out |= _names(child)
-    return out
-
-
 def is_step_check(v: S.Require) -> bool:
     """A check on the gradient runs at every step, in ``_init_group``, not in the constructor."""
-    return "grad" in _names(v.expr)
+    return "grad" in names_read(v.expr)
 
 
 def _mentions_numel(e) -> list[str]:
@@ -86,7 +78,7 @@ def validations(checked: CheckedSpec, lw) -> tuple[ir.Validation, ...]:
     for v in checked.spec.validations:
         if is_step_check(v):
             continue
-        per_parameter = "param" in _names(v.expr)
+        per_parameter = "param" in names_read(v.expr)
         fails = negate(lw.sexpr(v.expr))
         for name in reversed(list(dict.fromkeys(_mentions_numel(v.expr)))):
             fails = ir.SBin("and", ir.SCall("is_tensor", (ir.SRef(name),)), fails)
