@@ -9,7 +9,6 @@ Spec text is data: nothing here evaluates it.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from lark.exceptions import UnexpectedInput
 from lark.indenter import DedentError
@@ -120,8 +119,3 @@ def parse(data: bytes | str, path: str = "<spec>") -> S.Spec:
         out.error("E005", "the spec is nested too deeply", S.Span(path, 1, 1, 1, 2))
         raise SpecError(out.items, {path: text}) from None
     return build(tree, path, text)
-
-
-def parse_file(path: str | Path) -> S.Spec:
-    p = Path(path)
-    return parse(p.read_bytes(), str(path))
