@@ -205,7 +205,7 @@ class LazyInit:
 
 @dataclass(frozen=True)
 class If:
-    cond: SExpr
+    cond: SExpr | VExpr  # a VExpr in a flat update
     then: tuple["Stmt", ...]
     orelse: tuple["Stmt", ...]
     # decided per parameter (it depends on a per-parameter counter): the foreach path partitions
@@ -233,7 +233,10 @@ class ForEachParameter:
 
 @dataclass(frozen=True)
 class Return:
-    """``return`` in a group or optimizer block: the step ends there."""
+    """``return`` in a group or optimizer block or a flat update: the step ends there; in a
+    procedure, with the values it returns."""
+
+    values: tuple["VExpr", ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,7 @@ class Message:
 class Raise:
     """``if fails: raise exception(message)``: a check the step makes (Muon's ns_steps < 100)."""
 
-    fails: SExpr
+    fails: SExpr | VExpr  # a VExpr in a flat update
     exception: str
     message: Message
 
@@ -285,8 +288,252 @@ class Probe:
     lines: tuple[str, ...]  # "<path>:<line>" of every statement of the branch
 
 
+# ---- the imperative part: values of any type, loops, lists and procedures ------------------------------
+# A flat update (LBFGS) and its procedures compute with Python numbers, 0-d tensors, the flat vector
+# of all parameters, lists and tuples, in loops with `break`. Its values are the V* expressions
+# below, each carrying the form the checker inferred for it (generator.check.types), so that a
+# printer chooses torch's spelling (``d.abs().max()`` for a vector, ``abs(x)`` for a number)
+# without typing anything itself.
+
+
+class Form(_Named):
+    """What a value is, as far as its spelling goes."""
+
+    VECTOR = "vector"  # the 1-D tensor of all parameters (or a vector computed from it)
+    TENSOR = "tensor"  # a 0-d tensor, or a value that may be one (a dot product)
+    HOST = "host"  # a Python value: number, bool, none, string, list or tuple
+
+
+class Binding(_Named):
+    """What a name refers to in a flat update or procedure."""
+
+    LOCAL = "local"  # a name of the update or procedure (a procedure's arguments too)
+    INPUT = "input"  # a hyperparameter, read from the group before the update
+    STATE = "state"  # a state the step loads where first needed and stores at its end
+    COUNTER = "counter"  # a count state, kept in the state dict and updated there
+    GRAD = "grad"  # the flat gradient the closure left
+    LOSS = "loss"  # the closure's loss, as a Python number
+
+
+@dataclass(frozen=True)
+class VConst:
+    """A literal: a number (with the spelling the spec gives it, kept in the generated code),
+    a bool, none or a string."""
+
+    value: object  # int | float | bool | str | None
+    spelling: str = ""  # a number as the spec writes it (``1e-4``, ``1.0``)
+    form: Form = Form.HOST
+
+
+@dataclass(frozen=True)
+class VRef:
+    name: str  # a state's key for STATE and COUNTER
+    binding: Binding
+    form: Form
+
+    def __post_init__(self) -> None:
+        _coerce(self, binding=Binding, form=Form)
+
+
+@dataclass(frozen=True)
+class VUnary:
+    op: str  # - not
+    operand: "VExpr"
+    form: Form
+
+
+@dataclass(frozen=True)
+class VBin:
+    op: str  # + - * / % ** and or
+    left: "VExpr"
+    right: "VExpr"
+    form: Form
+    grouped: bool = False  # the spec wrote it in parentheses (kept: a * (b * v) is not (a * b) * v)
+
+
+@dataclass(frozen=True)
+class VCompare:
+    ops: tuple[str, ...]
+    operands: tuple["VExpr", ...]
+    form: Form
+
+
+@dataclass(frozen=True)
+class VCond:
+    cond: "VExpr"
+    then: "VExpr"
+    orelse: "VExpr"
+    form: Form
+
+
+@dataclass(frozen=True)
+class VTuple:
+    items: tuple["VExpr", ...]
+    form: Form = Form.HOST
+
+
+@dataclass(frozen=True)
+class VList:
+    items: tuple["VExpr", ...]
+    form: Form = Form.HOST
+
+
+@dataclass(frozen=True)
+class VIndex:
+    value: "VExpr"
+    index: "VExpr"
+    form: Form
+
+
+@dataclass(frozen=True)
+class VCall:
+    """A builtin of the flat language (``dot``, ``abs``, ``max``, ``sum``, ``norm``, ``sqrt``,
+    ``clone``, ``len``, ``min``)."""
+
+    func: str
+    args: tuple["VExpr", ...]
+    form: Form
+
+
+@dataclass(frozen=True)
+class VProcCall:
+    """A call of one of the spec's procedures; one that evaluates the closure is passed it."""
+
+    procedure: str
+    args: tuple["VExpr", ...]
+    keywords: tuple[tuple[str, "VExpr"], ...]
+    evaluates: bool
+    form: Form = Form.HOST
+
+
+@dataclass(frozen=True)
+class VEvaluate:
+    """The closure evaluated: at the parameters (no arguments; in the update, where it also
+    refreshes the gradient) or at a step ``t`` along ``d`` from the start point."""
+
+    args: tuple["VExpr", ...]
+    form: Form = Form.HOST
+
+
+VExpr = Union[
+    VConst, VRef, VUnary, VBin, VCompare, VCond, VTuple, VList, VIndex, VCall, VProcCall, VEvaluate
+]
+
+
+@dataclass(frozen=True)
+class Bind:
+    """``target <- value``: a name of the update or procedure, a state or a counter."""
+
+    target: VRef
+    value: VExpr
+
+
+@dataclass(frozen=True)
+class BindMany:
+    """``a, b <- value``: a tuple unpacked."""
+
+    targets: tuple[VRef, ...]
+    value: VExpr
+
+
+@dataclass(frozen=True)
+class SetItem:
+    """``al[i] <- value``: an element of a list replaced."""
+
+    target: VRef
+    index: VExpr
+    value: VExpr
+
+
+@dataclass(frozen=True)
+class ListAppend:
+    target: VRef
+    value: VExpr
+
+
+@dataclass(frozen=True)
+class ListPopFirst:
+    target: VRef
+
+
+@dataclass(frozen=True)
+class CallProcedure:
+    """A procedure called for its effect."""
+
+    call: VProcCall
+
+
+@dataclass(frozen=True)
+class StepParams:
+    """``param <- param + t * d``: every parameter steps along its slice of ``direction``."""
+
+    size: VExpr | None  # None: a step of 1
+    negative: bool  # ``param - t * d``
+    direction: VExpr
+
+
+@dataclass(frozen=True)
+class While:
+    cond: VExpr
+    body: tuple["Stmt", ...]
+
+
+@dataclass(frozen=True)
+class ForRange:
+    """``for var in range(start, stop)``, or ``reversed(...)`` of it."""
+
+    var: str
+    start: VExpr | None  # None: from 0
+    stop: VExpr
+    reverse: bool
+    body: tuple["Stmt", ...]
+
+
+@dataclass(frozen=True)
+class Break:
+    pass
+
+
+@dataclass(frozen=True)
+class ProcedureParameter:
+    name: str
+    default: VConst | VUnary | VTuple | None  # a constant; None: required
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """``procedure name(...)``: a module-level function of the generated code."""
+
+    name: str
+    params: tuple[ProcedureParameter, ...]
+    body: tuple["Stmt", ...]
+    evaluates: bool  # takes the closure (``obj_func``) and its start point ``x``
+
+
+@dataclass(frozen=True)
+class FlatStep:
+    """An ``update flat:`` block: the step on all parameters as one vector, and its procedures."""
+
+    body: tuple["Stmt", ...]
+    procedures: tuple[Procedure, ...]
+    inputs: tuple[str, ...]  # the inputs the update reads
+    counters: tuple[tuple[str, VExpr], ...]  # count states: key, initial value
+    # the other states, in the spec's order: key, initial value (None: lazy, none until assigned)
+    states: tuple[tuple[str, VExpr | None], ...]
+
+
 Stmt = Union[
     Probe,
+    Bind,
+    BindMany,
+    SetItem,
+    ListAppend,
+    ListPopFirst,
+    CallProcedure,
+    StepParams,
+    While,
+    ForRange,
+    Break,
     ScalarLet,
     CountUpdate,
     TensorLet,
@@ -354,6 +601,22 @@ def children(e) -> tuple:
         return e.args + tuple(v for _, v in e.kwargs)
     if isinstance(e, InPlace):
         return e.ops
+    if isinstance(e, (VBin,)):
+        return (e.left, e.right)
+    if isinstance(e, VCompare):
+        return e.operands
+    if isinstance(e, VUnary):
+        return (e.operand,)
+    if isinstance(e, VCond):
+        return (e.cond, e.then, e.orelse)
+    if isinstance(e, (VTuple, VList)):
+        return e.items
+    if isinstance(e, VIndex):
+        return (e.value, e.index)
+    if isinstance(e, (VCall, VEvaluate)):
+        return e.args
+    if isinstance(e, VProcCall):
+        return e.args + tuple(v for _, v in e.keywords)
     return ()
 
 
@@ -373,7 +636,7 @@ def blocks(s) -> tuple:
         return (s.then, s.orelse)
     if isinstance(s, LazyInit):
         return (s.update,)
-    if isinstance(s, (Repeat, ForEachParameter)):
+    if isinstance(s, (Repeat, ForEachParameter, While, ForRange)):
         return (s.body,)
     return ()
 
@@ -400,6 +663,20 @@ def expressions(s) -> list:
         return [s.fails]
     if isinstance(s, LazyInit):
         return [s.first]
+    if isinstance(s, (Bind, BindMany, ListAppend)):
+        return [s.value]
+    if isinstance(s, SetItem):
+        return [s.index, s.value]
+    if isinstance(s, CallProcedure):
+        return [s.call]
+    if isinstance(s, StepParams):
+        return [e for e in (s.size, s.direction) if e is not None]
+    if isinstance(s, While):
+        return [s.cond]
+    if isinstance(s, ForRange):
+        return [e for e in (s.start, s.stop) if e is not None]
+    if isinstance(s, Return):
+        return list(s.values)
     return []
 
 
@@ -524,8 +801,8 @@ class Optimizer:
     # checks made at every step, on each parameter's gradient (`requires` reading `grad`), and
     # the refusal of sharded parameters by an update that reads whole tensors
     step_checks: tuple[Validation, ...] = ()
-    # an `update flat:` spec: its update and procedures, checked and typed (generator.check.flat)
-    program: object = None
+    # an `update flat:` spec: its step on all parameters as one vector, and its procedures
+    flat: FlatStep | None = None
     # `update group:`: counters of the group dict, counted once per group before its parameters
     group_block: tuple[Stmt, ...] = ()
     methods: tuple[Method, ...] = ()

@@ -21,6 +21,7 @@ from generator.language import syntax as S
 from generator.check.model import CheckedSpec
 from generator.language.names import IMPLEMENTATION_FLAGS
 from generator.lower.expressions import list_name, loop_var
+from generator.lower.flat import lower_flat
 from generator.lower.fold import fold_optimizer
 from generator.lower.shared import name_shared_values
 from generator.lower.statements import Lowerer
@@ -224,7 +225,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         defaults_order=spec.defaults_order.names if spec.defaults_order else None,
         none_means=checks.none_means(checked, lw),
         step_checks=checks.step_checks(checked, lw, mode, spec_path),
-        program=checked.program,
+        flat=None if checked.program is None else lower_flat(checked),
         sparse=spec.sparse,
         reads_numbers=any(
             _calls(e, "item") for s in ir.walk(body) for e in ir.expressions(s)

@@ -291,28 +291,22 @@ def random_step(facts: ModuleFacts) -> str:
 
 
 def flat_step(facts: ModuleFacts) -> dict:
-    program = facts.opt.program
+    flat = facts.opt.flat
     hyper = []
     for a in facts.opt.arguments:
-        used = [s for s in a.symbols if s in program.inputs]
+        used = [s for s in a.symbols if s in flat.inputs]
         if not used:
             continue
         value = f'group["{a.name}"]'
         if a.tensor_ok:
             value = f"_to_scalar({value})"
         hyper.append(f"{', '.join(a.symbols)} = {value}")
-    printer = FlatPrinter(program)
+    printer = FlatPrinter()
     return dict(
         flat_hyper=hyper,
-        flat_counters=[
-            (st.key, printer.expr(program.update, st.init))
-            for st in program.states.values()
-            if st.kind == "count"
-        ],
-        flat_step=UpdatePrinter(program).body(),
-        procedures="\n\n\n".join(
-            printer.procedure(p) for p in program.procedures.values()
-        ),
+        flat_counters=[(key, printer.expr(init)) for key, init in flat.counters],
+        flat_step=UpdatePrinter(flat).body(),
+        procedures="\n\n\n".join(printer.procedure(p) for p in flat.procedures),
     )
 
 
