@@ -348,7 +348,9 @@ class VBin:
     left: "VExpr"
     right: "VExpr"
     form: Form
-    grouped: bool = False  # the spec wrote it in parentheses (kept: a * (b * v) is not (a * b) * v)
+    grouped: bool = (
+        False  # the spec wrote it in parentheses (kept: a * (b * v) is not (a * b) * v)
+    )
 
 
 @dataclass(frozen=True)
@@ -416,7 +418,18 @@ class VEvaluate:
 
 
 VExpr = Union[
-    VConst, VRef, VUnary, VBin, VCompare, VCond, VTuple, VList, VIndex, VCall, VProcCall, VEvaluate
+    VConst,
+    VRef,
+    VUnary,
+    VBin,
+    VCompare,
+    VCond,
+    VTuple,
+    VList,
+    VIndex,
+    VCall,
+    VProcCall,
+    VEvaluate,
 ]
 
 

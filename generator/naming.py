@@ -77,5 +77,7 @@ def names_in_use(opt: ir.Optimizer) -> set[str]:
     for s in ir.walk(bodies):
         if isinstance(s, (ir.ScalarLet, ir.TensorLet)):
             names.add(s.name)
+        elif isinstance(s, ir.ForRange):
+            names.add(s.var)
     names |= set(ir.refs(bodies, ir.SRef)) | set(ir.refs(bodies, ir.TRef))
     return names | {n + "s" for n in names}

@@ -24,6 +24,8 @@ from generator.api import check_text, compile_text, load_spec
 from generator.commands.fmt import format_text
 from generator.emit.docs.latex import LatexPrinter, algorithm_box
 from generator.emit.python import bodies, fused, ops
+from generator.emit.python.blocks import Imports
+from generator.emit.python.flat import FlatPrinter
 from generator.emit.python.scalars import CapturableScalars, ScalarPrinter
 from generator.language import syntax as S
 from generator.language.builtins import BUILTINS, CONSTANTS, unary_elementwise
@@ -172,7 +174,9 @@ def test_every_table_entry_is_spelled_by_every_consumer():
     checked = check_text(TRIG)
     for b in BUILTINS.values():
         assert b.params and all(
-            k in ("any", "scalar", "tensor", "bool", "int") for k in b.params
+            k in ("any", "scalar", "tensor", "bool", "int")
+            or (k == "list" and b.context == "flat")
+            for k in b.params
         )
         if b.tensor is not None:
             spelling = ops.OPS[b.tensor.op]
@@ -201,6 +205,43 @@ def test_every_table_entry_is_spelled_by_every_consumer():
     for c in CONSTANTS.values():
         assert isinstance(eval(c.python, {"math": math}), float)
         assert LatexPrinter(checked).expr(S.Name(c.name, None, None)) == c.latex
+
+
+FLAT = sorted(b.name for b in BUILTINS.values() if b.flat is not None)
+
+
+@pytest.mark.parametrize("name", FLAT)
+def test_every_flat_form_is_printed_from_the_table_on_vectors_and_numbers(name):
+    """`update flat:` reads its functions from the same table: torch's method on a vector,
+    Python's function on numbers, checked arity; a flat-only one is refused per parameter.
+    """
+    b = BUILTINS[name]
+    form = b.flat
+    printer = FlatPrinter(Imports())
+
+    def call(arity, kind):
+        args = tuple(ir.VRef(f"a{k}", "local", kind) for k in range(arity))
+        return printer.expr(ir.VCall(name, args, ir.Form.HOST))
+
+    for arity in sorted({form.least, min(form.most, 2)}):
+        on_vectors = call(arity, ir.Form.VECTOR)
+        compile(on_vectors, name, "eval")
+        if form.vector is not None and form.vector.count("{") == arity:
+            assert on_vectors == form.vector.format(*(f"a{k}" for k in range(arity)))
+        if form.needs is None:  # numbers too: Python's own function
+            on_numbers = call(arity, ir.Form.HOST)
+            compile(on_numbers, name, "eval")
+            assert ".max()" not in on_numbers and not on_numbers.startswith("a0.")
+            # the module imports what the printed call uses (math.sqrt)
+            assert ("math" in printer.imports) == ("math." in on_numbers), on_numbers
+    if b.context == "flat":
+        spec = (
+            "optimizer X\ninput lr: float = 0.1\nupdate:\n"
+            f"    param <- param - lr * {name}(grad)\n"
+        )
+        with pytest.raises(SpecError) as info:
+            check_text(spec)
+        assert [d.code for d in info.value.diagnostics] == ["E501"]
 
 
 UNARY = sorted(b.name for b in unary_elementwise())

@@ -51,6 +51,10 @@ class Checker:
         self.used: set[str] = set()
         self.locals: dict[str, Symbol] = {}
         self.program = None  # generator.check.flat.Program, for an `update flat:` spec
+        # statements of the per-parameter language that the foreach or fused path cannot
+        # run (`while`, `break`, a loop over a per-parameter range): what each is, where,
+        # and the paths ("foreach", "fused") it has no form in
+        self.no_form: list[tuple[str, S.Span, frozenset[str]]] = []
 
     # -- declarations --
     def declarations(self) -> None:
@@ -393,6 +397,22 @@ class Checker:
                         body=self.inline(stmt.body, stack),
                     )
                 )
+            elif isinstance(stmt, S.While):
+                out.append(
+                    replace(
+                        stmt,
+                        cond=self.canon(stmt.cond),
+                        body=self.inline(stmt.body, stack),
+                    )
+                )
+            elif isinstance(stmt, S.For):
+                out.append(
+                    replace(
+                        stmt,
+                        iterable=self.canon(stmt.iterable),
+                        body=self.inline(stmt.body, stack),
+                    )
+                )
             elif isinstance(stmt, S.If):
                 branches = tuple(
                     (self.canon(c), self.inline(b, stack)) for c, b in stmt.branches
@@ -474,6 +494,7 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
                 n.span,
                 hint="use it in the update or a requirement, or remove it",
             )
+    paths_without_form(c)
     if c.program is None:
         check_shapes_of_complex(spec, blocks, out)
         if spec.complex_mode == "view_as_real":
@@ -499,6 +520,30 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
         c.program,
         getattr(c, "checked_methods", ()),
     )
+
+
+def paths_without_form(c: Checker) -> None:
+    """The `foreach` and `fused` inputs promise paths over lists of tensors; a statement that
+    one of them cannot run refuses the input, at the statement, rather than falling back.
+    """
+    flags = {i.arg_name: i for i in c.spec.inputs if i.arg_name in ("foreach", "fused")}
+    for what, span, paths in c.no_form:
+        for path, flag in flags.items():
+            if path not in paths:
+                continue
+            c.out.error(
+                "E335",
+                f"{what} has no {path} form: only the for-loop path runs it",
+                span,
+                notes=[Note(f"the `{path}` input is declared here", flag.span)],
+                hint=f"remove the `{path}` input"
+                + (
+                    ", or loop with `for k in range(n)` over a whole number the "
+                    "hyperparameters decide"
+                    if path == "foreach"
+                    else ""
+                ),
+            )
 
 
 def check_fragment(frag: S.Spec, out: Collector) -> None:

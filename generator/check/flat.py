@@ -12,6 +12,7 @@ type of every name that generator.check.types infers.
 from __future__ import annotations
 
 from generator.language import syntax as S
+from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import Collector, did_you_mean
 from generator.language.names import IMPLEMENTATION_FLAGS
 from generator.check.types import (
@@ -356,15 +357,16 @@ class _Checker:
                 "`evaluate(t, d)`",
                 e.span,
             )
+        form = BUILTINS[e.func].flat if e.func in BUILTINS else None
+        needs = form.needs if form is not None else None
         types = [expression_type(self.p, self.sc, a) for a in e.args]
-        vectors = {"dot": (0, 1), "sum": (0,), "norm": (0,), "clone": (0,)}
-        for k in vectors.get(e.func, ()):
-            if types[k] and not is_vector(types[k]):
+        for k, t in enumerate(types):
+            if needs == "vectors" and t and not is_vector(t):
                 self.out.error(
                     "E507", f"`{e.func}` needs a vector here", e.args[k].span
                 )
-        if e.func == "len" and types[0] and not is_list(types[0]):
-            self.out.error("E507", "`len` needs a list", e.args[0].span)
+            if needs == "list" and k == 0 and t and not is_list(t):
+                self.out.error("E507", f"`{e.func}` needs a list", e.args[k].span)
 
 
 def _constant(e) -> bool:

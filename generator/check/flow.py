@@ -20,6 +20,7 @@ from generator.check.declarations import check_name
 from generator.check.kinds import Typer, flat_only, outside_for_each
 from generator.check.model import Block, Symbol
 from generator.check.queries import mentions_name
+from generator.check.types import is_range
 
 
 class Flow:
@@ -43,6 +44,7 @@ class Flow:
         self.in_each = False  # inside a method's `for each parameter:`
         self.origin: dict[str, str] = {}  # local → the mode of the block that set it
         self.accumulating: str | None = None  # the total an `update:` statement adds to
+        self.loops = 0  # the loops around the statement being followed
 
     def block(self, b: Block) -> None:
         # A group block's values reach the `update:` after it; a pass's values stay in it.
@@ -68,6 +70,15 @@ class Flow:
                 self.check(s)
             elif isinstance(s, S.ForEachParameter):
                 self.for_each(s)
+            elif isinstance(s, S.For):
+                self.for_(s)
+            elif isinstance(s, S.While):
+                self.while_(s)
+            elif isinstance(s, S.Break):
+                if not self.loops:
+                    self.c.out.error("E504", "`break` outside a loop", s.span)
+                else:
+                    self.c.no_form.append(("`break`", s.span, _LISTS))
             elif isinstance(s, S.Return) and self.mode in ("group", "step"):
                 if s.values:
                     self.c.out.error(
@@ -78,9 +89,7 @@ class Flow:
             else:
                 what = _STATEMENT_WORDS.get(type(s).__name__, "this statement")
                 flat_only(self.c.out, what, s.span)
-                # the rest is still followed, so that one misplaced loop is one error
-                if isinstance(s, S.While):
-                    self.kind(s.cond)
+                # the rest is still followed, so that one misplaced statement is one error
                 for b in S.sub_blocks(s):
                     self.body(b)
 
@@ -140,12 +149,88 @@ class Flow:
                 s.count.span,
                 hint="e.g. an `int` input: `repeat ns_steps:`",
             )
-        # The block may run zero times: what it defines first does not exist after it.
+        self.loop_body(s.body)
+
+    def loop_body(self, body, variable: str | None = None) -> None:
+        """A loop's statements. The loop may run zero times: what its body defines first
+        does not exist after it (nor does its variable)."""
         before = dict(self.env)
-        self.body(s.body)
+        self.loops += 1
+        self.body(body)
+        self.loops -= 1
+        if variable is not None:
+            self.env.pop(variable, None)
         for name in list(self.env):
             if name not in before:
                 self.pending[name] = self.env.pop(name).decl.target.span
+
+    def for_(self, s: S.For) -> None:
+        """``for i in range(a, b)`` (or reversed): bounds that are whole numbers; a bound that
+        differs between parameters leaves no single loop for the foreach path."""
+        it = s.iterable
+        if not is_range(it):
+            self.c.out.error(
+                "E507",
+                "`for` runs over `range(n)`, `range(a, b)` or `reversed(range(n))`",
+                it.span,
+            )
+            self.loop_body(s.body)
+            return
+        dynamic = varying = False
+        for bound in (it.args[0] if it.func == "reversed" else it).args:
+            k, dyn, var = self.kind(bound)
+            if k not in ("int", None):
+                self.c.out.error(
+                    "E323",
+                    "the bounds of `for` must be whole numbers",
+                    bound.span,
+                    hint="e.g. an `int` input, `dim(param)` or `size(param, 0)`",
+                )
+            dynamic, varying = dynamic or dyn, varying or var
+        self.c.no_form.append(
+            (
+                (
+                    "a `for` loop over a range that differs between parameters"
+                    if varying
+                    else "a `for` loop"
+                ),
+                s.span,
+                _LISTS if varying else frozenset({"fused"}),
+            )
+        )
+        name = s.var.id
+        if name in self.env:
+            self.c.out.error(
+                "E319",
+                f"`{name}` already names a value: a loop's variable takes a new name",
+                s.var.span,
+            )
+            self.loop_body(s.body)
+            return
+        check_name(s.var, "a loop variable", self.c.out)
+        self.env[name] = Symbol(
+            name, "int", "local", dynamic=dynamic, varying=varying, decl=s
+        )
+        self.loop_body(s.body, name)
+
+    def while_(self, s: S.While) -> None:
+        k, _, _ = self.kind(s.cond)
+        if k in ("tensor", "tensorbool"):
+            self.c.out.error(
+                "E308",
+                "a tensor cannot be the condition of `while`",
+                s.cond.span,
+                hint="compare a number, e.g. `while k < n:`",
+            )
+        elif k not in ("bool", None):
+            self.c.out.error(
+                "E307",
+                "the condition of `while` must be true or false",
+                s.cond.span,
+                hint="compare it, e.g. `while k < n:`",
+            )
+        self.c.no_form.append(("`while`", s.span, _LISTS))
+        self.loop_body(s.body)
 
     def kind(self, e, context="update"):
         t = Typer(self.c, context, self.env, self)
@@ -452,6 +537,14 @@ class Flow:
                 "E319", "store conditions in inputs, not in update values", s.value.span
             )
         prev = self.env.get(name)
+        if prev is not None and isinstance(prev.decl, S.For):
+            self.c.out.error(
+                "E319",
+                f"`{name}` is the loop's variable: the loop sets it",
+                s.target.span,
+                hint="give the value a name of its own",
+            )
+            return
         if (
             prev is not None
             and prev.kind != k
@@ -470,13 +563,13 @@ class Flow:
         self.pending.pop(name, None)
 
 
+# the paths over lists of tensors
+_LISTS = frozenset({"foreach", "fused"})
+
 _STATEMENT_WORDS = {
     "MultiAssign": "assigning several names at once",
     "ItemAssign": "assigning a list element",
     "CallStmt": "a call as a statement",
-    "While": "`while`",
-    "For": "`for`",
-    "Break": "`break`",
     "Return": "`return`",
 }
 

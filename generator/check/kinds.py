@@ -56,6 +56,10 @@ class Typer:
 
     def k_Index(self, e):
         flat_only(self.c.out, "a list element", e.span)
+        self.kind(
+            e.value
+        )  # (the names it reads are read: one error, not an unused one too)
+        self.kind(e.index)
 
     def k_List(self, e):
         flat_only(self.c.out, "a list", e.span)
@@ -293,6 +297,11 @@ class Typer:
             for a in e.args:
                 self.kind(a)
             return None
+        if b.context == "flat":
+            flat_only(self.c.out, f"`{e.func}`", e.func_span or e.span)
+            for a in e.args:
+                self.kind(a)
+            return None
         if self.context == "validation" and b.context == "update":
             self.error("E310", f"`{e.func}` cannot be used in a requirement", e.span)
         if self.context != "validation" and b.context == "validation":
@@ -368,8 +377,9 @@ def flat_only(out: Collector, what: str, span: S.Span) -> None:
         "E501",
         f"{what} belongs to `update flat:` and procedures",
         span,
-        hint="a per-parameter update is a straight computation on each tensor; "
-        "whole-vector algorithms (LBFGS) are written as `update flat:`",
+        hint="a per-parameter update computes with numbers and tensors (and loops over "
+        "them); lists, tuples and procedures belong to whole-vector algorithms, written as "
+        "`update flat:` (LBFGS)",
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from generator.language import syntax as S
+from generator.language.builtins import BUILTINS
 
 # ---- types: frozensets of atoms ----------------------------------------------------------------------
 # "number" (a Python int or float), "tensor" (a 0-d tensor), "vector" (the flat 1-D tensor of
@@ -74,19 +75,12 @@ def is_list(t: frozenset) -> bool:
 
 
 # ---- builtins of the flat language ---------------------------------------------------------------------
-# name: (least, most arguments)
+# name: (least, most arguments): the builtin table's functions with a flat form, and `evaluate`,
+# the closure called again (a construct of the language, which the typer and printers know)
 FUNCTIONS = {
-    "dot": (2, 2),
-    "abs": (1, 1),
-    "max": (1, 8),
-    "min": (1, 8),
-    "sum": (1, 1),
-    "norm": (1, 1),
-    "sqrt": (1, 1),
-    "clone": (1, 1),
-    "len": (1, 1),
-    "evaluate": (0, 2),
+    b.name: (b.flat.least, b.flat.most) for b in BUILTINS.values() if b.flat is not None
 }
+FUNCTIONS["evaluate"] = (0, 2)
 STATEMENT_FUNCTIONS = {"append": (2, 2), "pop_first": (1, 1)}
 # Names the generated step and procedures use for themselves.
 RESERVED = {
@@ -293,22 +287,20 @@ class Typer:
                 sc.evaluates = True
                 self.changed = True
             return frozenset({("tuple", (NUMBER, VECTOR))})
-        if f in ("dot", "sum", "norm"):
-            return TENSOR
-        if f == "clone":
-            return VECTOR
-        if f == "len":
-            return NUMBER
-        if f in ("abs", "sqrt") and args:
-            return args[0]
-        if f in ("max", "min") and len(args) == 1:
+        form = BUILTINS[f].flat if f in BUILTINS else None
+        if form is None:
+            return EMPTY
+        if form.result in ("tensor", "vector", "number"):
+            return {"tensor": TENSOR, "vector": VECTOR, "number": NUMBER}[form.result]
+        if form.result == "follow":
+            return args[0] if args else EMPTY
+        # "element": of one list (a vector's is a 0-d tensor); of several arguments, any of them
+        if len(args) == 1:
             return TENSOR if is_vector(args[0]) else element(args[0])
-        if f in ("max", "min"):
-            t = EMPTY
-            for a in args:
-                t = join(t, a)
-            return t
-        return EMPTY
+        t = EMPTY
+        for a in args:
+            t = join(t, a)
+        return t
 
 
 def expression_type(program: Program, scope: Scope, e) -> frozenset:

@@ -113,9 +113,11 @@ def run_paths(cls, dtypes=("float64", "float32"), steps: int = 6, seed: int = 0)
 
 
 def check_program(program: Program, dtypes=("float64", "float32"), steps: int = 6):
-    """(findings, paths compared, the program as built: without `fused` where E326 refuses)."""
+    """(findings, paths compared, the program as built: without `fused` where E326 or E335
+    refuses it)."""
     cls, findings = build(program.text())
-    if findings and program.fused and "[E326]" in findings[0].detail:
+    refused = ("[E326]", "[E335]")
+    if findings and program.fused and any(r in findings[0].detail for r in refused):
         program = replace(program, fused=False)  # the update holds what no kernel runs
         cls, findings = build(program.text())
     if findings:

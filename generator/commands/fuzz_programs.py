@@ -62,8 +62,20 @@ class If:
 
 @dataclass(frozen=True)
 class Repeat:
+    """``repeat count:``; with ``var``, ``for var in range(count)`` (``reversed`` counting
+    down from ``count`` to 1), a loop whose body reads its variable."""
+
     count: int
     body: tuple
+    var: str | None = None
+    reverse: bool = False
+
+    def header(self) -> str:
+        if self.var is None:
+            return f"repeat {self.count}"
+        if self.reverse:
+            return f"for {self.var} in reversed(range(1, {self.count + 1}))"
+        return f"for {self.var} in range({self.count})"
 
 
 @dataclass(frozen=True)
@@ -131,7 +143,7 @@ def _render_stmts(stmts, level: int) -> list[str]:
                 out.append(f"{pad}else:")
                 out += _render_stmts(rest, level + 1)
         elif isinstance(s, Repeat):
-            out.append(f"{pad}repeat {s.count}:")
+            out.append(f"{pad}{s.header()}:")
             out += _render_stmts(s.body, level + 1)
     return out
 
@@ -316,11 +328,22 @@ class _Draw:
             value = self.tensor(scope, 2)
             scope.tensors.append(name)
             return Assign(name, value)
-        self.note("repeat")
         target = self.rng.choice(made)
         inner = _Scope(list(scope.tensors), scope.matrix, scope.depth)
-        value = Expr("lerp({}, {}, 0.5)", (leaf(target), self.tensor(inner, 1)))
-        return Repeat(self.rng.choice([2, 3]), (Assign(target, value),))
+        count = self.rng.choice([2, 3])
+        if self.rng.random() < 0.5:
+            self.note("repeat")
+            value = Expr("lerp({}, {}, 0.5)", (leaf(target), self.tensor(inner, 1)))
+            return Repeat(count, (Assign(target, value),))
+        # a `for` loop: its variable weighs each iteration (the checker refuses it with
+        # `fused`, which check_program then drops)
+        reverse = self.rng.random() < 0.5
+        self.note("for loop, counting down" if reverse else "for loop")
+        weight = "0.5 / (j + 1)" if not reverse else "0.5 / j"
+        value = Expr(
+            "lerp({}, {}, " + weight + ")", (leaf(target), self.tensor(inner, 1))
+        )
+        return Repeat(count, (Assign(target, value),), "j", reverse)
 
 
 CONSTRUCTS = {

@@ -39,13 +39,32 @@ def elementwise_op(name: str, saves_output: bool = False) -> TensorOp:
 
 
 @dataclass(frozen=True)
+class FlatForm:
+    """The function in `update flat:` and procedures, where a value is a number, a 0-d tensor,
+    the vector of all parameters (or one computed from it) or a list."""
+
+    least: int  # how many arguments, at least
+    most: int  # and at most
+    # the type of the result: "tensor" (0-d), "vector", "number", "follow" (the first
+    # argument's), "element" (of one list or vector argument; of several, any of them)
+    result: str
+    # on a vector first argument (with ``on_tensors``, on anything that may be a tensor): torch's
+    # method, ``{0}`` the first argument, ``{1}`` the next ones; numbers take the Python form
+    vector: str | None = None
+    on_tensors: bool = False
+    needs: str | None = None  # "vectors": every argument must be one; "list": the first
+
+
+@dataclass(frozen=True)
 class Builtin:
     name: str
     params: tuple[str, ...]  # kinds of the arguments
     result: str  # "scalar", "tensor", "bool", "int", or "follow" (tensor if any argument is)
     doc: str
     context: str = (
-        "update"  # "update", "validation" (constructor checks only) or "both"
+        # "update", "validation" (constructor checks only), "both", or "flat" (only in
+        # `update flat:` and procedures)
+        "update"
     )
     optional: int = 0  # how many trailing arguments may be left out
     per_parameter: bool = False  # on a tensor: a number that differs between parameters
@@ -66,6 +85,8 @@ class Builtin:
     nonlinear_complex: bool = False
     # LaTeX, `{0}`, `{1}` the arguments (braces doubled); None: \mathrm{name}\left(...\right)
     latex: str | None = None
+    # in `update flat:` and procedures (None: not there)
+    flat: FlatForm | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +130,7 @@ BUILTINS: dict[str, Builtin] = {
             torch="torch.sqrt",
             nonlinear_complex=True,
             latex=r"\sqrt{{{0}}}",
+            flat=FlatForm(1, 1, "follow", "{0}.sqrt()", on_tensors=True),
         ),
         Builtin(
             "abs",
@@ -121,6 +143,7 @@ BUILTINS: dict[str, Builtin] = {
             python="abs({0})",
             nonlinear_complex=True,
             latex=r"\left|{0}\right|",
+            flat=FlatForm(1, 1, "follow", "{0}.abs()"),
         ),
         Builtin(
             "sign",
@@ -163,6 +186,7 @@ BUILTINS: dict[str, Builtin] = {
             elementwise=True,
             python="max({0}, {1})",
             torch="torch.maximum",
+            flat=FlatForm(1, 8, "element", "{0}.max()"),
         ),
         Builtin(
             "min",
@@ -173,6 +197,7 @@ BUILTINS: dict[str, Builtin] = {
             elementwise=True,
             python="min({0}, {1})",
             torch="torch.minimum",
+            flat=FlatForm(1, 8, "element", "{0}.min()"),
         ),
         Builtin(
             "clamp",
@@ -219,6 +244,7 @@ BUILTINS: dict[str, Builtin] = {
             "the 2-norm: of the whole tensor (a one-element tensor), or along a dimension "
             "(kept, of size 1)",
             optional=1,
+            flat=FlatForm(1, 1, "tensor", "{0}.norm()", needs="vectors"),
         ),
         Builtin(
             "mean",
@@ -262,6 +288,7 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "the inner product of two tensors, as flat vectors (a 0-d tensor)",
             latex=r"\langle {0}, {1} \rangle",
+            flat=FlatForm(2, 2, "tensor", "{0}.dot({1})", needs="vectors"),
         ),
         Builtin(
             "sum",
@@ -269,6 +296,29 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "the sum of all elements (a 0-d tensor)",
             tensor=TensorOp("sum", method="sum"),
+            flat=FlatForm(1, 1, "tensor", "{0}.sum()", needs="vectors"),
+        ),
+        Builtin(
+            "clone",
+            ("tensor",),
+            "tensor",
+            "a copy of a vector, which later changes of the vector leave as it was",
+            "flat",
+            flat=FlatForm(
+                1,
+                1,
+                "vector",
+                "{0}.clone(memory_format=torch.contiguous_format)",
+                needs="vectors",
+            ),
+        ),
+        Builtin(
+            "len",
+            ("list",),
+            "int",
+            "the length of a list",
+            "flat",
+            flat=FlatForm(1, 1, "number", needs="list"),
         ),
         Builtin(
             "atan2",

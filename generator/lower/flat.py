@@ -182,9 +182,7 @@ class FlatLowerer:
                 self.ref(text) if placeholder else text
                 for text, placeholder in S.message_parts(s.message.text)
             )
-            return ir.Raise(
-                self.fails(s.expr), s.message.exception, ir.Message(parts)
-            )
+            return ir.Raise(self.fails(s.expr), s.message.exception, ir.Message(parts))
         raise GeneratorBug(f"a flat update has {type(s).__name__}")
 
 

@@ -34,6 +34,7 @@ def _block(stmts, taken: set[str]) -> tuple:
         if isinstance(s, ir.If) and s.traced is None:
             s = replace(s, then=_block(s.then, taken), orelse=_block(s.orelse, taken))
             bound = {x.name for x in ir.walk((s,)) if isinstance(x, ir.ScalarLet)}
+            bound |= {x.var for x in ir.walk((s,)) if isinstance(x, ir.ForRange)}
             later = _slots(s.orelse)
             for e in _slots(s.then):
                 if e in later and not ir.uses(

@@ -59,7 +59,13 @@ class Lowerer(ExpressionLowerer):
         if isinstance(s, S.If):
             return [self._if(s.branches, s.orelse, later)]
         if isinstance(s, S.Repeat):
-            return [self._repeat(s, later)]
+            return [ir.Repeat(self.sexpr(s.count), self._loop_body(s.body, later))]
+        if isinstance(s, S.For):
+            return [self._for(s, later)]
+        if isinstance(s, S.While):
+            return [ir.While(self.sexpr(s.cond), self._loop_body(s.body, later))]
+        if isinstance(s, S.Break):
+            return [ir.Break()]
         if isinstance(s, S.ForEachParameter):
             return [ir.ForEachParameter(tuple(self.body(s.body, later)))]
         if isinstance(s, S.Return):
@@ -137,17 +143,36 @@ class Lowerer(ExpressionLowerer):
         orelse = replace(s, value=_put(s.value, choice, choice.orelse))
         return S.If(((choice.cond, (then,)),), (orelse,), s.span)
 
-    def _repeat(self, s: S.Repeat, later) -> ir.Repeat:
-        """A bounded loop: what is private at the top of an iteration must still be at its end."""
-        inner = later | _reads(s.body)
+    def _loop_body(self, stmts, later) -> tuple[ir.Stmt, ...]:
+        """A loop's body: what is private at the top of an iteration must still be at its end."""
+        inner = later | _reads(stmts)
         for _ in range(3):
             start = dict(self.owned)
-            body = self.body(s.body, inner)
+            body = self.body(stmts, inner)
             lost = {k for k, v in start.items() if v and not self.owned.get(k, False)}
             if not lost:
                 break
             self.owned = {k: v and k not in lost for k, v in start.items()}
-        return ir.Repeat(self.sexpr(s.count), tuple(body))
+        return tuple(body)
+
+    def _for(self, s: S.For, later) -> ir.ForRange:
+        it = s.iterable
+        reverse = it.func == "reversed"
+        bounds = (it.args[0] if reverse else it).args
+        start, stop = (None, bounds[0]) if len(bounds) == 1 else bounds
+        var = s.var.id
+        # the loop's variable: a whole number, per parameter where a bound is
+        self.kinds[var] = "scalar"
+        self.varying[var] = any(self.is_varying(b) for b in bounds)
+        self.data_dependent[var] = any(self.is_data_dependent(b) for b in bounds)
+        self.static_locals[var] = False
+        return ir.ForRange(
+            var,
+            None if start is None else self.sexpr(start),
+            self.sexpr(stop),
+            reverse,
+            self._loop_body(s.body, later),
+        )
 
     def _if(self, branches, orelse, later) -> ir.If:
         (cond, body), more = branches[0], branches[1:]
@@ -370,7 +395,7 @@ def _probe(cond: S.Expr, way: str, body) -> ir.Probe:
                 for c, b in s.branches:
                     visit(b)
                 visit(s.orelse)
-            elif isinstance(s, (S.Repeat, S.ForEachParameter)):
+            elif isinstance(s, (S.Repeat, S.ForEachParameter, S.For, S.While)):
                 visit(s.body)
 
     visit(body)
@@ -407,6 +432,10 @@ def _reads(stmts) -> frozenset:
             out |= _reads(s.orelse)
         elif isinstance(s, S.Repeat):
             out |= names_read(s.count) | _reads(s.body)
+        elif isinstance(s, S.For):
+            out |= names_read(s.iterable) | _reads(s.body)
+        elif isinstance(s, S.While):
+            out |= names_read(s.cond) | _reads(s.body)
     return frozenset(out)
 
 
@@ -419,7 +448,7 @@ def _flat(stmts):
                 yield from _flat(b)
             yield from _flat(s.orelse)
         elif isinstance(
-            s, S.Repeat
+            s, (S.Repeat, S.For, S.While)
         ):  # twice: a later iteration reads what an earlier wrote
             yield from _flat(s.body)
             yield from _flat(s.body)

@@ -4,6 +4,8 @@ The last step of the pipeline (language → check → lower → emit) prints the
 Every printer — scalars (generator.emit.python.scalars), the single-tensor and foreach bodies
 (single, foreach), the fused kernel (fused) and the flat step (flat) — writes into a ``Lines``
 buffer and takes its parentheses from ``PY_PRECEDENCE``, Python's precedence table, not the spec's.
+Each but the flat step's records in the module's ``Imports`` every name from elsewhere it prints
+(``math.sqrt``, ``_get_value``, ``cast``) where it prints it: the module imports what its code uses.
 The statements the bodies print alike live here too: ``if``/``elif``/``else`` (folded into one
 ``x = a if c else b`` where both branches assign one name), a check's ``raise`` with its message
 (spec text, escaped, never code), and the choice between an `if`'s traced (branchless) form and its
@@ -57,6 +59,41 @@ class Lines:
 
     def text(self) -> str:
         return "\n".join(self.lines)
+
+
+class Imports:
+    """The names a module's printed code takes from elsewhere (``math``, ``cast``, torch's and
+    the runtime's helpers): each printer records a name where it prints it, and the module's
+    import lines (generator.emit.python.module) are read from here."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def need(self, name: str) -> None:
+        self.names.add(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+
+def loop_header(s, scalar) -> str:
+    """The ``for``/``while`` line of an ir.Repeat, ir.ForRange or ir.While, with ``scalar``
+    printing its numbers (a loop counting down runs from ``stop - 1`` to ``start``)."""
+    if isinstance(s, ir.Repeat):
+        return f"for _ in range({scalar(s.count)}):"
+    if isinstance(s, ir.While):
+        return f"while {scalar(s.cond)}:"
+    if s.reverse:
+
+        def before(x) -> str:  # x - 1, worked out where x is a whole number as written
+            if isinstance(x, ir.SConst) and x.text.isdigit():
+                return str(int(x.text) - 1)
+            return scalar(ir.SBin("-", x, ir.SConst("1")))
+
+        first = "-1" if s.start is None else before(s.start)
+        return f"for {s.var} in range({before(s.stop)}, {first}, -1):"
+    bounds = (s.stop,) if s.start is None else (s.start, s.stop)
+    return f"for {s.var} in range({', '.join(scalar(b) for b in bounds)}):"
 
 
 def message_source(msg: ir.Message, show) -> str:

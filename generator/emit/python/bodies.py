@@ -69,6 +69,7 @@ def to_scalar(facts: ModuleFacts, out: Lines) -> None:
     for a in facts.opt.arguments:
         if a.tensor_ok and any(s in facts.opt.hyper for s in a.symbols):
             for s in a.symbols:
+                facts.imports.need("_to_scalar")
                 out(f"{s} = _to_scalar({s})")
 
 
@@ -92,7 +93,7 @@ def _graph_constants(facts: ModuleFacts, out: Lines) -> None:
 
 def single_body(facts: ModuleFacts) -> str:
     opt, out = facts.opt, Lines()
-    printer = SingleTensorPrinter(opt)
+    printer = SingleTensorPrinter(opt, facts.imports)
     to_scalar(facts, out)
     _graph_constants(facts, out)
     printer.body(opt.hoisted, out)
@@ -119,7 +120,9 @@ def single_body(facts: ModuleFacts) -> str:
                 views.append((s.var, s.condition if s.init is not None else "lazy"))
         for s in facts.param_states():
             if s.kind == "count" and reads_count_before_update(opt.body, s.key):
-                value = count_value(opt, s.var, s.as_number, printer.keep_tensors)
+                value = count_value(
+                    opt, s.var, s.as_number, facts.imports, printer.keep_tensors
+                )
                 out(f"{s.key} = {value}")
         out("")
         if opt.sparse == "only":
@@ -152,14 +155,14 @@ def _sparse_body(facts: ModuleFacts, out: Lines) -> None:
     lead = 0
     while lead < len(body) and isinstance(body[lead], ir.CountUpdate):
         lead += 1
-    SingleTensorPrinter(facts.opt).body(body[:lead], out)
+    SingleTensorPrinter(facts.opt, facts.imports).body(body[:lead], out)
     out("grad = grad.coalesce()  # the update is not linear: one value per row")
     out("grad_indices = grad._indices()")
     out("grad_values = grad._values()")
     out("if grad_values.numel() == 0:")
     with out.indent():
         out("continue")
-    SparseValuesPrinter(facts.opt).body(body[lead:], out)
+    SparseValuesPrinter(facts.opt, facts.imports).body(body[lead:], out)
 
 
 def _dense_body(facts: ModuleFacts, printer, views, out: Lines) -> None:
@@ -200,7 +203,7 @@ def _dense_body(facts: ModuleFacts, printer, views, out: Lines) -> None:
 
 def multi_body(facts: ModuleFacts) -> str:
     opt, out = facts.opt, Lines()
-    printer = ForeachPrinter(opt)
+    printer = ForeachPrinter(opt, facts.imports)
     lists = facts.group_lists()
     out("if len(params) == 0:")
     with out.indent():
@@ -226,6 +229,7 @@ def multi_body(facts: ModuleFacts) -> str:
         for n in lists:
             if by_list.get(n, "grad" if n == "grads" else None) in unread:
                 continue
+            facts.imports.need("cast")
             out(f"device_{n} = cast(list[Tensor], device_{n}_)")
         if opt.sparse:
             out("if any(grad.is_sparse for grad in device_grads):")
@@ -249,7 +253,7 @@ def multi_body(facts: ModuleFacts) -> str:
                     # (None where a state does not apply, or is made by this step)
                     partial.append(f"device_{s.list_name}")
                 else:
-                    cond = ForeachPrinter(opt).scalar(s.condition)
+                    cond = ForeachPrinter(opt, facts.imports).scalar(s.condition)
                     extra.append(f"*([device_{s.list_name}] if {cond} else [])")
             out("if has_complex:")
             with out.indent():
@@ -261,6 +265,7 @@ def multi_body(facts: ModuleFacts) -> str:
                             out("if x is not None and torch.is_complex(x):")
                             with out.indent():
                                 out("states[j] = torch.view_as_real(x)")
+                facts.imports.need("_view_as_real")
                 out(f"_view_as_real({', '.join(views + extra)})")
         out("")
         printer.real_views = needs_real_view(facts)
@@ -270,7 +275,7 @@ def multi_body(facts: ModuleFacts) -> str:
 
 def random_step(facts: ModuleFacts) -> str:
     opt, out = facts.opt, Lines()
-    printer = SingleTensorPrinter(opt, capturable_counters=False)
+    printer = SingleTensorPrinter(opt, facts.imports, capturable_counters=False)
     count_optimizer_states(facts, out)
     out("")
     out("picked = self._pick_parameter()")
@@ -299,13 +304,14 @@ def flat_step(facts: ModuleFacts) -> dict:
             continue
         value = f'group["{a.name}"]'
         if a.tensor_ok:
+            facts.imports.need("_to_scalar")
             value = f"_to_scalar({value})"
         hyper.append(f"{', '.join(a.symbols)} = {value}")
-    printer = FlatPrinter()
+    printer = FlatPrinter(facts.imports)
     return dict(
         flat_hyper=hyper,
         flat_counters=[(key, printer.expr(init)) for key, init in flat.counters],
-        flat_step=UpdatePrinter(flat).body(),
+        flat_step=UpdatePrinter(flat, facts.imports).body(),
         procedures="\n\n\n".join(printer.procedure(p) for p in flat.procedures),
     )
 

@@ -20,6 +20,7 @@ from generator.emit.python.validation import (
     group_names,
     printed,
 )
+from generator.emit.python.blocks import Imports
 from generator.emit.python.scalars import annotation, literal
 from generator.emit.python.facts import ModuleFacts, pydoc_string
 
@@ -54,7 +55,7 @@ def signature(facts: ModuleFacts) -> list[str]:
             ann = "float | Tensor"
         out.append(
             f"{a.name}: {ann}"
-            + ("" if a.default is None else f" = {literal(a.default)}")
+            + ("" if a.default is None else f" = {literal(a.default, facts.imports)}")
         )
     # the precision policy every per-parameter optimizer takes (generator.runtime.precision)
     if facts.opt.mode == "each":
@@ -75,7 +76,11 @@ def defaults(facts: ModuleFacts) -> list[tuple[str, str]]:
         args = sorted(args, key=lambda a: facts.opt.defaults_order.index(a.name))
     computed = none_means(facts)
     return [
-        (a.name, computed.get(a.name, _default(a)) if a.fixed else a.name) for a in args
+        (
+            a.name,
+            computed.get(a.name, _default(a, facts.imports)) if a.fixed else a.name,
+        )
+        for a in args
     ]
 
 
@@ -83,7 +88,7 @@ def setdefaults(facts: ModuleFacts) -> list[tuple[str, str]]:
     if facts.opt.mode == "flat":  # no flags whose absence an old pickle would show
         return []
     return [
-        (a.name, _default(a))
+        (a.name, _default(a, facts.imports))
         for a in facts.opt.arguments
         if not a.fixed
         and isinstance(a.default, ir.SConst)
@@ -94,7 +99,7 @@ def setdefaults(facts: ModuleFacts) -> list[tuple[str, str]]:
 def fixed(facts: ModuleFacts) -> list[tuple[str, str]]:
     computed = none_means(facts)  # kept in the group as computed
     return [
-        (a.name, _default(a))
+        (a.name, _default(a, facts.imports))
         for a in facts.opt.arguments
         if a.fixed and a.name not in computed
     ]
@@ -102,19 +107,19 @@ def fixed(facts: ModuleFacts) -> list[tuple[str, str]]:
 
 def none_means(facts: ModuleFacts) -> dict[str, str]:
     """argument → the Python source of its value when given as None."""
-    printer = checks_printer(constructor_names(facts.opt))
+    printer = checks_printer(constructor_names(facts.opt), facts.imports)
     return {a: printer(v) for a, v in facts.opt.none_means}
 
 
 def validations(facts: ModuleFacts) -> list[PrintedCheck]:
     names = constructor_names(facts.opt)
-    return [printed(v, names) for v in facts.opt.validations]
+    return [printed(v, names, facts.imports) for v in facts.opt.validations]
 
 
 def step_checks(facts: ModuleFacts) -> list[PrintedCheck]:
     # a placeholder reads the group's value: `{lr}` is group["lr"]
     names = group_names(facts.opt)
-    return [printed(v, names) for v in facts.opt.step_checks]
+    return [printed(v, names, facts.imports) for v in facts.opt.step_checks]
 
 
 def docstring(facts: ModuleFacts) -> str:
@@ -132,7 +137,10 @@ def docstring(facts: ModuleFacts) -> str:
         kind = annotation(a.type) + (", optional" if a.default is not None else "")
         flag = "foreach explicit" if a.explicit else a.name
         doc = inp.doc or _FLAG_DOCS.get(flag, "")
-        default = f" (default: {_default(a)})" if a.default is not None else ""
+        # (a default the docstring shows is text: what it names is not imported for it)
+        default = (
+            f" (default: {_default(a, Imports())})" if a.default is not None else ""
+        )
         parts.append(f"        {a.name} ({kind}): {doc}{default}".rstrip())
     if opt.notes:
         parts.append("")
@@ -158,5 +166,5 @@ _FLAG_DOCS = {
 }
 
 
-def _default(a: ir.Argument) -> str | None:
-    return None if a.default is None else literal(a.default)
+def _default(a: ir.Argument, imports: Imports) -> str | None:
+    return None if a.default is None else literal(a.default, imports)

@@ -5,9 +5,11 @@ IR (generator.emit.python.module). Each part of it — the constructor (construc
 ``_init_group`` (state), the group and optimizer blocks (group), the functional bodies (bodies)
 and the fused path's host loop (fused_host) — reads one ``ModuleFacts``: the optimizer, its
 arguments by name and by spec symbol, its counters by scope, its per-parameter states, the lists
-the functional receives, and how a step reads a hyperparameter from its param group. The small
-helpers several parts share (a counter read before its update, a state condition decided per
-parameter, the functional's name, a docstring's literal) live here too.
+the functional receives, how a step reads a hyperparameter from its param group, and the
+``Imports`` where each part records a name from elsewhere as it prints it (one record for the
+module, its later passes included). The small helpers several parts share (a counter read before
+its update, a state condition decided per parameter, the functional's name, a docstring's literal)
+live here too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from generator import ir
 from generator.ir import uses
 from generator.check.model import CheckedSpec
 from generator.language.diagnostics import GeneratorBug
+from generator.emit.python.blocks import Imports
 from generator.emit.python.scalars import ScalarPrinter, varying_refs
 from generator.emit.python.validation import per_parameter_name
 
@@ -26,10 +29,16 @@ class ModuleFacts:
     """One optimizer's IR and the tables its module's parts look names up in."""
 
     def __init__(
-        self, opt: ir.Optimizer, checked: CheckedSpec, several_passes: bool = False
+        self,
+        opt: ir.Optimizer,
+        checked: CheckedSpec,
+        several_passes: bool = False,
+        imports: Imports | None = None,
     ):
         self.opt = opt
         self.checked = checked
+        # the module's record (a later pass's parts print into their module)
+        self.imports = Imports() if imports is None else imports
         # one pass of several: its functional names only the tensors its update reads
         self.several_passes = several_passes or bool(opt.later_passes)
         self.suffix = (
@@ -40,7 +49,9 @@ class ModuleFacts:
         for a in opt.arguments:
             for k, s in enumerate(a.symbols):
                 self.sym_arg[s] = (a, k if len(a.symbols) > 1 else None)
-        self.group_scalar = ScalarPrinter(self.group_ref, per_parameter_name)
+        self.group_scalar = ScalarPrinter(
+            self.group_ref, per_parameter_name, self.imports
+        )
         # `state group` counters: numbers of the group dict (pytorch_optimizer's group['step'])
         self.group_counts = {
             s.key: s
@@ -67,8 +78,11 @@ class ModuleFacts:
             # torch's Adagrad starts every accumulator from the constructor's value.
             where = "self.defaults" if a.constructor else "group"
             value = f'{where}["{a.name}"]' + (f"[{k}]" if k is not None else "")
+            if not a.tensor_ok:
+                return value
             # a 1-element tensor of any shape reads as a 0-d one (torch's _to_scalar)
-            return f"_to_scalar({value})" if a.tensor_ok else value
+            self.imports.need("_to_scalar")
+            return f"_to_scalar({value})"
         raise GeneratorBug(f"`{r.name}` is not a hyperparameter")
 
     def param_states(self):

@@ -14,12 +14,10 @@ stores those it assigned when it ends; procedures that evaluate the closure rece
 from __future__ import annotations
 
 from generator import ir
-from generator.emit.python.blocks import PY_PRECEDENCE, Lines, message_source
-from generator.language.diagnostics import GeneratorBug
+from generator.emit.python.blocks import PY_PRECEDENCE, Imports, Lines, message_source
+from generator.language.builtins import BUILTINS
 
 PREC = PY_PRECEDENCE
-# builtins that compute a new value from their arguments (the others pass an argument on)
-_COMPUTING = {"dot", "abs", "max", "min", "sum", "norm", "sqrt", "clone", "len"}
 
 
 def _prec(e) -> int:
@@ -41,9 +39,13 @@ def procedure_name(name: str) -> str:
 
 
 class FlatPrinter:
-    """Expressions and statements of a procedure; UpdatePrinter adds the step's states."""
+    """Expressions and statements of a procedure; UpdatePrinter adds the step's states.
+    ``imports`` records the names the printed code takes from elsewhere (``math``)."""
 
     in_update = False
+
+    def __init__(self, imports: Imports):
+        self.imports = imports
 
     # ---- expressions -----------------------------------------------------------------------------
     def wrap(self, e, prec: int) -> str:
@@ -58,7 +60,10 @@ class FlatPrinter:
             return repr(e.value)
         if isinstance(e.value, str):
             return repr(e.value)
-        return "math.inf" if e.spelling == "inf" else e.spelling
+        if e.spelling == "inf":
+            self.imports.need("math")
+            return "math.inf"
+        return e.spelling
 
     def e_VRef(self, e: ir.VRef) -> str:
         if e.binding is ir.Binding.GRAD:
@@ -93,7 +98,11 @@ class FlatPrinter:
     def e_VCompare(self, e: ir.VCompare) -> str:
         parts = [self.wrap(e.operands[0], PREC["compare"] + 1)]
         for op, right in zip(e.ops, e.operands[1:]):
-            if isinstance(right, ir.VConst) and right.value is None and op in ("==", "!="):
+            if (
+                isinstance(right, ir.VConst)
+                and right.value is None
+                and op in ("==", "!=")
+            ):
                 op = "is" if op == "==" else "is not"
             parts += [op, self.wrap(right, PREC["compare"] + 1)]
         return " ".join(parts)
@@ -114,25 +123,25 @@ class FlatPrinter:
         return f"{self.wrap(e.value, PREC['atom'])}[{self.expr(e.index)}]"
 
     def e_VCall(self, e: ir.VCall) -> str:
+        """The builtin table's flat form: torch's method on a vector (or, where the table says
+        so, on anything that may be a tensor), else the Python function of numbers."""
+        b = BUILTINS[e.func]
+        form, first = b.flat, e.args[0].form
         args = [self.expr(a) for a in e.args]
-        first = self.wrap(e.args[0], PREC["atom"])
-        vector = e.args[0].form is ir.Form.VECTOR
-        f = e.func
-        if f == "dot":
-            return f"{first}.dot({args[1]})"
-        if f in ("sum", "norm"):
-            return f"{first}.{f}()"
-        if f == "clone":
-            return f"{first}.clone(memory_format=torch.contiguous_format)"
-        if f == "abs" and vector:
-            return f"{first}.abs()"
-        if f in ("max", "min") and len(args) == 1 and vector:
-            return f"{first}.{f}()"
-        if f == "sqrt":
-            if e.args[0].form is not ir.Form.HOST:
-                return f"{first}.sqrt()"
-            return f"math.sqrt({args[0]})"
-        return f"{f}({', '.join(args)})"
+        takes_method = first is ir.Form.VECTOR or (
+            form.on_tensors and first is not ir.Form.HOST
+        )
+        if (
+            form.vector is not None
+            and takes_method
+            and form.vector.count("{") == len(args)
+        ):
+            return form.vector.format(self.wrap(e.args[0], PREC["atom"]), *args[1:])
+        if b.python is not None and b.python.count("{") == len(args):
+            if "math." in b.python:  # the table's form for numbers (math.sqrt)
+                self.imports.need("math")
+            return b.python.format(*args)
+        return f"{e.func}({', '.join(args)})"
 
     def e_VEvaluate(self, e: ir.VEvaluate) -> str:
         args = ", ".join(self.expr(a) for a in e.args)
@@ -169,9 +178,7 @@ class FlatPrinter:
         alpha = "1" if s.size is None else self.expr(s.size)
         if s.negative:
             alpha = "-" + (
-                alpha
-                if s.size is None or _prec(s.size) > PREC["neg"]
-                else f"({alpha})"
+                alpha if s.size is None or _prec(s.size) > PREC["neg"] else f"({alpha})"
             )
         out(f"self._add_grad({alpha}, {self.expr(s.direction)})")
         return owned
@@ -360,20 +367,17 @@ def _bare_names(e) -> set:
         return _bare_names(e.then) | _bare_names(e.orelse)
     if isinstance(e, (ir.VTuple, ir.VList, ir.VProcCall, ir.VEvaluate)):
         return set().union(*(_bare_names(x) for x in ir.children(e)))
-    if isinstance(e, ir.VCall) and e.func not in _COMPUTING:
-        raise GeneratorBug(f"a flat update calls `{e.func}`")
-    return set()
+    return set()  # (a builtin computes a new value)
 
 
 def _fresh(e) -> bool:
     """A new tensor, referenced nowhere else: arithmetic, a method result, a clone."""
     if isinstance(
-        e, (ir.VRef, ir.VIndex, ir.VCond, ir.VTuple, ir.VList, ir.VProcCall, ir.VEvaluate)
+        e,
+        (ir.VRef, ir.VIndex, ir.VCond, ir.VTuple, ir.VList, ir.VProcCall, ir.VEvaluate),
     ):
         return False
-    if isinstance(e, ir.VCall):
-        return e.func in ("clone", "abs", "sqrt")
-    return True
+    return True  # arithmetic, or a builtin's result
 
 
 class UpdatePrinter(FlatPrinter):
@@ -381,7 +385,8 @@ class UpdatePrinter(FlatPrinter):
 
     in_update = True
 
-    def __init__(self, flat: ir.FlatStep):
+    def __init__(self, flat: ir.FlatStep, imports: Imports):
+        super().__init__(imports)
         self.flat = flat
         body = flat.body
         self.keys = [key for key, _ in flat.states]

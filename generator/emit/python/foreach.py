@@ -18,11 +18,13 @@ from generator.ir import uses
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.ops import OPS
 from generator.emit.python.blocks import (
+    Imports,
     Lines,
     _input_name,
     _print_if,
     _print_raise,
     _traced_or,
+    loop_header,
     message_source,
 )
 from generator.emit.python.scalars import (
@@ -38,13 +40,15 @@ from generator.emit.python.single import SingleTensorPrinter
 
 
 class ForeachPrinter:
-    """One foreach call per operation, on the lists of one (device, dtype) group."""
+    """One foreach call per operation, on the lists of one (device, dtype) group; what they
+    take from elsewhere is recorded in the module's ``imports``."""
 
-    def __init__(self, opt: ir.Optimizer):
+    def __init__(self, opt: ir.Optimizer, imports: Imports):
         self.opt = opt
+        self.imports = imports
         self.states = {s.key: s for s in opt.states}
         self.by_var = {s.var: s for s in opt.states}
-        self.scalar = ScalarPrinter(self._ref_list)
+        self.scalar = ScalarPrinter(self._ref_list, imports=imports)
         self.temp = 0
         self.rename: dict[str, str] = (
             {}
@@ -204,7 +208,9 @@ class ForeachPrinter:
 
     def _ref_item(self, r: ir.SRef) -> str:
         if r.count and r.varying:
-            return count_value(self.opt, r.name, False, capturable(self.opt))
+            return count_value(
+                self.opt, r.name, False, self.imports, capturable(self.opt)
+            )
         return r.name
 
     def scalar_value(self, e: ir.SExpr, wrap=None) -> str:
@@ -213,16 +219,17 @@ class ForeachPrinter:
         refs = varying_refs(e)
         if not refs:
             return self.scalar(e)
-        single = SingleTensorPrinter(self.opt)
+        single = SingleTensorPrinter(self.opt, self.imports)
         counters = _counter_values(self.opt)
         printer = (
             CapturableScalars(
                 self._ref_item,
                 lambda t: single.tensor(t)[0],
                 counters,
+                self.imports,
                 device_ref=lambda r: r.name,
                 eager_ref=lambda r: (
-                    count_value(self.opt, r.name, False)
+                    count_value(self.opt, r.name, False, self.imports)
                     if r.count and r.varying
                     else r.name
                 ),
@@ -231,7 +238,9 @@ class ForeachPrinter:
                 test=traced(self.opt),
             )
             if counters
-            else ScalarPrinter(self._ref_item, lambda t: single.tensor(t)[0])
+            else ScalarPrinter(
+                self._ref_item, lambda t: single.tensor(t)[0], self.imports
+            )
         )
         item, head = printer(e), self._loop_head(refs)
         return f"[{wrap(item) if wrap else item} {head}]"
@@ -259,6 +268,7 @@ class ForeachPrinter:
             and uses(a, lambda r: isinstance(r, ir.SRef) and r.name in self.tensorish)
         ):
             # the values as Python numbers, in one comprehension
+            self.imports.need("_get_value")
             numbers = (
                 f"[_get_value(x) for x in {src}]"
                 if isinstance(a, ir.SRef)
@@ -345,8 +355,10 @@ class ForeachPrinter:
             return False
 
         uses(e, collect)
-        single = SingleTensorPrinter(self.opt)
-        single.scalar = ScalarPrinter(self._ref_item, lambda t: single.tensor(t)[0])
+        single = SingleTensorPrinter(self.opt, self.imports)
+        single.scalar = ScalarPrinter(
+            self._ref_item, lambda t: single.tensor(t)[0], self.imports
+        )
         expr = single.tensor(e)[0]
         svars = [r for r in varying_refs(e) if isinstance(r, ir.SRef)]
         names = [r.name for r in refs] + [r.name for r in svars]
@@ -429,6 +441,7 @@ class ForeachPrinter:
                 out(f"torch._foreach_clamp_max_({t}, {args[1]})")
                 continue
             if op.op == "copy":  # (DTensor shards have no foreach copy: see _copy_all)
+                self.imports.need("_copy_all")
                 out(f"_copy_all({', '.join([t] + args)})")
                 continue
             out(f"torch._foreach_{spell.foreach}_({', '.join([t] + args)})")
@@ -657,8 +670,10 @@ class ForeachPrinter:
             self.known = (
                 before | set.intersection(*made) if exhaustive and made else before
             )
-        elif isinstance(s, ir.Repeat):
-            out(f"for _ in range({self.scalar(s.count)}):")
+        elif isinstance(s, (ir.Repeat, ir.ForRange)):
+            # (the checker refuses `foreach` with a loop over per-parameter bounds, or a
+            # `while` or `break`: they have no form here)
+            out(loop_header(s, self.scalar))
             with out.indent():
                 self.body(s.body, out, later | frozenset(self._reads(s.body)))
         elif isinstance(s, ir.Raise) and varying_refs(s.fails):
@@ -677,13 +692,14 @@ class ForeachPrinter:
         if s.update:
             out(f"if all(buf is not None for buf in {lst}):")
             with out.indent():
+                self.imports.need("cast")
                 out(f"{lst} = cast(list[Tensor], {lst})")
                 self.body(s.update, out)
             out("else:")
         else:  # kept as it was first made: only the missing ones are made
             out(f"if not all(buf is not None for buf in {lst}):")
         with out.indent():
-            single = SingleTensorPrinter(self.opt)
+            single = SingleTensorPrinter(self.opt, self.imports)
             first, fresh = single.tensor(s.first)
             refs = []
             uses(
@@ -706,7 +722,8 @@ class ForeachPrinter:
                     if r.count:
                         st_r = self.states[r.name]
                         var = f"{self._ref_list(r)}[j]"
-                        out(f"{r.name} = {count_value(self.opt, var, st_r.as_number)}")
+                        value = count_value(self.opt, var, st_r.as_number, self.imports)
+                        out(f"{r.name} = {value}")
                     else:
                         out(f"{r.name} = {self._ref_list(r)}[j]")
                 out(f"if {lst}[j] is None:")

@@ -24,7 +24,7 @@ from generator.naming import fresh, names_in_use
 from generator.ir import uses
 from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import GeneratorBug
-from generator.emit.python.blocks import Lines, _print_if
+from generator.emit.python.blocks import Imports, Lines, _print_if
 from generator.emit.python.scalars import ScalarPrinter
 from generator.emit.python.single import SingleTensorPrinter, fold_keywords
 
@@ -93,6 +93,8 @@ def fusable(opt: ir.Optimizer) -> str | None:
         if blocker is not None:
             return blocker
     for s in ir.walk(opt.body):
+        if isinstance(s, (ir.ForRange, ir.While, ir.Break)):
+            return "a loop"  # (refused by the checker first, at the loop: E335)
         if isinstance(s, ir.Repeat) and not (
             isinstance(s.count, ir.SConst)
             and all(isinstance(x, (ir.TensorLet, ir.InPlace)) for x in ir.walk(s.body))
@@ -215,14 +217,18 @@ def _kernel_stmts(stmts):
 class HostPrinter(SingleTensorPrinter):
     """The per-parameter numbers and decisions, printed as the for-loop prints them."""
 
-    def __init__(self, opt: ir.Optimizer, split: _Split):
+    def __init__(self, opt: ir.Optimizer, split: _Split, imports: Imports):
         # decisions are Python bools: the host reads numbers, capturable or not
-        super().__init__(opt, capturable_counters=False)
+        super().__init__(opt, imports, capturable_counters=False)
         self.split = split
         # under a precision policy the for-loop computes on copies in the compute dtype: a
         # number that depends on a tensor's dtype is that dtype's here too, so that every path
         # decides the same (StableAdamW's check of machine_epsilon(param))
-        self.scalar.dtype_of = lambda base: f"compute_dtype(precision, {base})"
+        self.scalar.dtype_of = self._compute_dtype
+
+    def _compute_dtype(self, base: str) -> str:
+        self.imports.need("compute_dtype")
+        return f"compute_dtype(precision, {base})"
 
     def _hosted(self, stmts) -> list:
         """The statements with host work: an `if` on a group's flag around kernel work only
@@ -269,11 +275,11 @@ class KernelPrinter(SingleTensorPrinter):
     """The tensor arithmetic, with numbers as 0-d tensors: ``alpha=``/``value=`` fold into an
     operand (``x.add_(y * s)``), functions of numbers are torch's."""
 
-    def __init__(self, opt: ir.Optimizer, split: _Split):
-        super().__init__(opt, capturable_counters=False)
+    def __init__(self, opt: ir.Optimizer, split: _Split, imports: Imports):
+        super().__init__(opt, imports, capturable_counters=False)
         self.split = split
         self.differentiable = False
-        self.scalar = _TorchScalars(self._ref, lambda e: self.tensor(e)[0])
+        self.scalar = _TorchScalars(self._ref, lambda e: self.tensor(e)[0], imports)
 
     def fold(self, op: ir.TOp) -> ir.TOp:
         """``op`` without Python-number keyword arguments."""
@@ -445,7 +451,7 @@ def kernel_inputs(
     return tensors, numbers, decisions
 
 
-def kernel_source(opt: ir.Optimizer, fname: str) -> str:
+def kernel_source(opt: ir.Optimizer, fname: str, imports: Imports) -> str:
     """``def _<fname>_kernel(...)``: the tensor statements of one parameter's update."""
     split = _Split(opt, opt.body)
     tensors, numbers, decisions = kernel_inputs(opt, split)
@@ -455,7 +461,7 @@ def kernel_source(opt: ir.Optimizer, fname: str) -> str:
     out(f"def _{fname}_kernel({args}):")
     with out.indent():
         body = Lines()
-        KernelPrinter(opt, split).body(opt.body, body)
+        KernelPrinter(opt, split, imports).body(opt.body, body)
         if not body.lines:
             raise GeneratorBug("an empty fused kernel")
         # the precision policy (generator.runtime.precision): the arithmetic in the compute dtype,
@@ -478,7 +484,7 @@ def kernel_source(opt: ir.Optimizer, fname: str) -> str:
 
 
 def host_source(
-    opt: ir.Optimizer, fname: str
+    opt: ir.Optimizer, fname: str, imports: Imports
 ) -> tuple[str, list[str], list[str], list[str]]:
     split = _Split(opt, opt.body)
     tensors, numbers, decisions = kernel_inputs(opt, split)
@@ -496,5 +502,5 @@ def host_source(
             if s.name not in made:
                 made.add(s.name)
                 out(f"{s.name} = 0.0")
-    HostPrinter(opt, split).body(opt.body, out)
+    HostPrinter(opt, split, imports).body(opt.body, out)
     return out.text(), tensors, numbers, decisions

@@ -33,8 +33,8 @@ def fused_body(facts: ModuleFacts) -> str:
 
     opt, out = facts.opt, Lines()
     fname = functional_name(opt)
-    host, tensors, numbers, decisions = host_source(opt, fname)
-    printer = SingleTensorPrinter(opt, capturable_counters=False)
+    host, tensors, numbers, decisions = host_source(opt, fname, facts.imports)
+    printer = SingleTensorPrinter(opt, facts.imports, capturable_counters=False)
     # the class refuses complex parameters with fused=True, as torch's do; a caller of the
     # functional form is told the same
     out("if has_complex:")
@@ -60,6 +60,7 @@ def fused_body(facts: ModuleFacts) -> str:
             if tensor_ok:
                 out("device = params[0].device")
             for s in tensor_ok:
+                facts.imports.need("_device_number")
                 out(f"{s} = _device_number({s}, device)")
             args = facts.group_lists() + ["has_complex=has_complex"]
             if "capturable" in facts.args:
@@ -73,6 +74,7 @@ def fused_body(facts: ModuleFacts) -> str:
     group_level = set(opt.hyper) | {s.name for s in opt.hoisted}
     for n in numbers:
         if n in group_level:
+            facts.imports.need("_number_tensor")
             out(f"_{n} = _number_tensor({n})")
     out(f"kernel = _compiled_kernel{facts.suffix}(precision is not None)")
     out("")
@@ -87,7 +89,8 @@ def fused_body(facts: ModuleFacts) -> str:
                 out(f"{s.var} = {s.list_name}[i]")
         for s in facts.param_states():
             if s.kind == "count" and reads_count_before_update(opt.body, s.key):
-                out(f"{s.key} = {count_value(opt, s.var, s.as_number)}")
+                value = count_value(opt, s.var, s.as_number, facts.imports)
+                out(f"{s.key} = {value}")
         for s in facts.param_states():
             if s.init is None:  # a lazy state: made here, its first value in the kernel
                 exists = (
@@ -98,6 +101,7 @@ def fused_body(facts: ModuleFacts) -> str:
                 with out.indent():
                     source = first_values_on_host(opt).get(s.var)
                     # in the dtype a precision policy stores it in (None: param's)
+                    facts.imports.need("stored_dtype")
                     dtype = f'stored_dtype(precision, "{s.key}")'
                     if source is not None:  # see first_values_on_host
                         out(
@@ -115,7 +119,11 @@ def fused_body(facts: ModuleFacts) -> str:
         # the precision policy's inputs (generator.runtime.precision), cast in the kernel
         out("_compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)")
         flat = "" if keeps_shapes(opt) else "_flat"
+        if flat:
+            facts.imports.need("_flat")
         args = [f"{flat}({t})" if flat else t for t in tensors]
+        if any(n not in group_level for n in numbers):
+            facts.imports.need("_number_tensor")
         args += [
             f"_{n}" if n in group_level else f"_number_tensor({n})" for n in numbers
         ]

@@ -29,11 +29,13 @@ class GroupPrinter(SingleTensorPrinter):
     where the caller ``unpacked`` them), ``return`` ends the step."""
 
     def __init__(self, facts: ModuleFacts, unpacked: bool = False):
-        super().__init__(facts.opt, capturable_counters=False)
+        super().__init__(facts.opt, facts.imports, capturable_counters=False)
         self.facts = facts
         self.unpacked = unpacked
         self.view_as_real = facts.checked.spec.complex_mode == "view_as_real"
-        self.scalar = ScalarPrinter(self._group_value, lambda e: self.tensor(e)[0])
+        self.scalar = ScalarPrinter(
+            self._group_value, lambda e: self.tensor(e)[0], facts.imports
+        )
 
     def _group_value(self, r: ir.SRef) -> str:
         a = self.facts.sym_arg.get(r.name)
@@ -187,13 +189,14 @@ def optimizer_counting(facts: ModuleFacts) -> str:
     read = set(facts.opt.hyper).union(*(p.hyper for p in facts.opt.later_passes))
     for s in facts.opt.states:
         if s.scope == "optimizer" and s.kind == "count" and s.key in read:
+            facts.imports.need("_get_value")
             out(f"{s.key} = _get_value({s.var})")
     return out.text()
 
 
 def count_optimizer_states(facts: ModuleFacts, out: Lines) -> None:
     opt = facts.opt
-    printer = SingleTensorPrinter(opt, capturable_counters=False)
+    printer = SingleTensorPrinter(opt, facts.imports, capturable_counters=False)
     # the block and the first values of the optimizer's own states read the inputs
     # (`state optimizer k: count <- start`)
     firsts = [
@@ -219,11 +222,13 @@ def count_optimizer_states(facts: ModuleFacts, out: Lines) -> None:
             out(f'if "{s.key}" not in self.state:')
             with out.indent():
                 init = printer.scalar(s.init)
+                facts.imports.need("_get_scalar_dtype")
                 out(
                     f'self.state["{s.key}"] = torch.tensor({float_source(init)}, '
                     "dtype=_get_scalar_dtype())"
                 )
             out(f'{s.var} = self.state["{s.key}"]')
             if reads_count_before_update(opt.step_block, s.key):
+                facts.imports.need("_get_value")
                 out(f"{s.key} = _get_value({s.var})")
     printer.body(opt.step_block, out)

@@ -6,8 +6,9 @@ class with ``_init_group`` and ``step``, the functional API, ``_single_tensor_*`
 ``_multi_tensor_*`` — and ``ModuleRenderer`` gathers what goes in each slot from the parts that
 print it: the constructor (generator.emit.python.constructor), the state (state), the group and
 optimizer blocks and methods (group), the functional bodies (bodies), the fused path (fused_host
-and fused), each later ``update:`` pass with its own functional; then the imports the printed code
-needs.
+and fused), each later ``update:`` pass with its own functional; then the imports: those of the
+names the parts recorded as they printed them (``ModuleFacts.imports``), and those of the names
+the template writes itself, decided by the flags it branches on.
 """
 
 from __future__ import annotations
@@ -124,64 +125,44 @@ class ModuleRenderer:
         ctx["later_passes"] = [
             later_pass(facts, p, k) for k, p in enumerate(opt.later_passes, start=2)
         ]
-        code = ctx["init_state"] + ctx["optimizer_counting"] + "".join(ctx["methods"])
-        code += "\n".join(ctx["group_counting"])
-        for p in ctx["later_passes"]:
-            code += p["single_body"] + p.get("multi_body", "") + p["optimizer_block"]
-            code += p.get("fused_body", "") + p.get("kernel", "")
-            code += "\n".join(p["group_counting"])
         if opt.mode == "each":
             ctx["single_body"] = single_body(facts)
-            code += ctx["single_body"]
             if opt.has_foreach:
                 ctx["multi_body"] = multi_body(facts)
-                code += ctx["multi_body"]
         if ctx["has_fused"]:
             blocker = fusable(opt)
             if blocker is not None:  # generator.driver reports it as E326 first
                 raise GeneratorBug(f"{opt.name} declares `fused` but has {blocker}")
             ctx["fused_body"] = fused_body(facts)
-            ctx["kernel"] = kernel_source(opt, ctx["fname"])
+            ctx["kernel"] = kernel_source(opt, ctx["fname"], facts.imports)
             ctx["kernel_casts"] = writes_casts(opt)
-            code += ctx["fused_body"] + ctx["kernel"]
-            ctx["fused_code"] = code
             imports.append("_device_dtype_check_for_fused")
         elif opt.mode == "flat":
             ctx.update(flat_step(facts))
-            code += "\n".join(ctx["flat_hyper"]) + ctx["flat_step"] + ctx["procedures"]
         elif opt.mode == "random":
             ctx["random_step"] = random_step(facts)
-            code += ctx["random_step"]
-        for name in ("_get_value", "_to_scalar", "_view_as_real", "_get_scalar_dtype"):
-            if name + "(" in code:
-                imports.append(name)
-        if ctx["count_states"]:
-            imports.append("_get_scalar_dtype")
-        if any(a.squeezed for a in opt.arguments):
+        # every part is printed by now: the names it took from elsewhere are recorded
+        needed = facts.imports
+        helpers = ("_get_value", "_to_scalar", "_view_as_real", "_get_scalar_dtype")
+        imports += [name for name in helpers if name in needed]
+        if any(a.squeezed for a in opt.arguments):  # the template's own _to_scalar
             imports.append("_to_scalar")
         ctx["kernel_imports"] = _sorted_imports(
             (["CompiledKernel", "amp_skips_step"] if ctx["has_fused"] else [])
             + (["graph_constants"] if opt.mode == "each" else [])
-            + [
-                n
-                for n in ("_device_number", "_flat", "_number_tensor")
-                if n + "(" in code
-            ]
+            + [n for n in ("_device_number", "_flat", "_number_tensor") if n in needed]
         )
         ctx["shard_imports"] = _sorted_imports(
             n
             for n, used in (
-                ("_copy_all", "_copy_all(" in code),
+                ("_copy_all", "_copy_all" in needed),
                 ("_is_sharded", ctx["whole_tensor"]),
             )
             if used
         )
         ctx["optimizer_imports"] = _sorted_imports(imports)
-        ctx["imports"] = {
-            name
-            for name, used in (("math", "math." in code), ("cast", "cast(" in code))
-            if used
-        }
+        # (the template's own lines for math, cast and the fused path's precision helpers)
+        ctx["imports"] = needed
         return ctx
 
     def render(self) -> str:
@@ -202,10 +183,12 @@ def later_pass(facts: ModuleFacts, p: ir.Pass, number: int) -> dict:
         ),
         facts.checked,
         several_passes=True,
+        imports=facts.imports,
     )
     out = Lines()
     first_group_inputs(sub, p.step_block, out)
-    SingleTensorPrinter(sub.opt, capturable_counters=False).body(p.step_block, out)
+    printer = SingleTensorPrinter(sub.opt, sub.imports, capturable_counters=False)
+    printer.body(p.step_block, out)
     ctx = dict(
         fname=f"{functional_name(facts.opt)}_pass{number}",
         opt=sub.opt,
@@ -220,7 +203,7 @@ def later_pass(facts: ModuleFacts, p: ir.Pass, number: int) -> dict:
     if "fused" in facts.args:
         sub.suffix = ctx["suffix"] = f"_pass{number}"
         ctx["fused_body"] = fused_body(sub)
-        ctx["kernel"] = kernel_source(sub.opt, ctx["fname"])
+        ctx["kernel"] = kernel_source(sub.opt, ctx["fname"], sub.imports)
         ctx["kernel_casts"] = writes_casts(sub.opt)
     return ctx
 

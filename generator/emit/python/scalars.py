@@ -3,10 +3,11 @@
 Emit's printers (generator.emit.python.single, foreach, fused, validation) spell every number of
 the lowered IR through ``ScalarPrinter``: a caller decides how a name reads where the code runs
 (``beta1``, ``group["betas"][0]``, a list per parameter), the printer adds parentheses from Python's
-precedence and the builtin table's spellings (``math.sqrt(x)``). With torch's `capturable` flag the
-per-parameter counters, and the numbers made from them, stay tensors on the device; the helpers
-here say which numbers those are, how a counter reads as a number (``_get_value(step_t)``), and
-``CapturableScalars`` prints their ``max``/``sqrt`` as torch's, chosen at run time.
+precedence and the builtin table's spellings (``math.sqrt(x)``), recording the ``math`` they need
+in the module's ``Imports``. With torch's `capturable` flag the per-parameter counters, and the
+numbers made from them, stay tensors on the device; the helpers here say which numbers those are,
+how a counter reads as a number (``_get_value(step_t)``), and ``CapturableScalars`` prints their
+``max``/``sqrt`` as torch's, chosen at run time.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from generator import ir
 from generator.ir import uses
 from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import GeneratorBug
-from generator.emit.python.blocks import PY_PRECEDENCE
+from generator.emit.python.blocks import PY_PRECEDENCE, Imports
 
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="}
+
+# the builtin table spells these functions of numbers with math's (math.sqrt, math.copysign)
+_MATH = frozenset(
+    b.name for b in BUILTINS.values() if b.python is not None and "math." in b.python
+)
 
 
 def _tensor_name(e) -> str:
@@ -30,14 +36,20 @@ def _tensor_name(e) -> str:
 
 class ScalarPrinter:
     """Python source for scalar IR expressions; ``ref`` decides how a name is spelled here, and
-    ``tensor`` how a tensor is (the argument of ``numel``, ``dim``, ``size``, ``item``).
+    ``tensor`` how a tensor is (the argument of ``numel``, ``dim``, ``size``, ``item``); the
+    module's ``imports`` record what the printed numbers need (without one, as for a test's
+    expression, the record is the printer's own).
     """
 
     def __init__(
-        self, ref: Callable[[ir.SRef], str], tensor: Callable[..., str] = _tensor_name
+        self,
+        ref: Callable[[ir.SRef], str],
+        tensor: Callable[..., str] = _tensor_name,
+        imports: Imports | None = None,
     ):
         self.ref = ref
         self.tensor = tensor
+        self.imports = Imports() if imports is None else imports
         # how a tensor's dtype reads where a number depends on it (machine_epsilon)
         self.dtype_of: Callable[[str], str] = lambda base: f"{base}.dtype"
 
@@ -60,6 +72,9 @@ class ScalarPrinter:
 
     def __call__(self, e) -> str:
         if isinstance(e, ir.SConst):
+            # (the lowering spells inf and pi as Python's: math.inf, math.pi)
+            if e.text.startswith("math."):
+                self.imports.need("math")
             return e.text
         if isinstance(e, ir.SRef):
             return self.ref(e)
@@ -93,6 +108,8 @@ class ScalarPrinter:
             f = e.func
             b = BUILTINS.get(f)  # math.sqrt(x), abs(x), max(a, b): the builtin table's
             if b is not None and b.python is not None:
+                if f in _MATH:
+                    self.imports.need("math")
                 return b.python.format(*args)
             if f == "numel":
                 return f"{self.wrap(e.args[0], PY_PRECEDENCE['atom'])}.numel()"
@@ -109,6 +126,9 @@ class ScalarPrinter:
             ")"
         ):
             base = f"({base})"
+        # printed only where read: a dtype_of may record the helper it names (compute_dtype)
+        if e.func == "machine_epsilon":
+            return f"torch.finfo({self.dtype_of(base)}).eps"
         rest = [self(a) for a in e.args[1:]]
         spelling = {
             "numel": f"{base}.numel()",
@@ -116,7 +136,6 @@ class ScalarPrinter:
             "item": f"{base}.item()",
             "is_complex": f"torch.is_complex({base})",
             "is_sparse": f"{base}.is_sparse",
-            "machine_epsilon": f"torch.finfo({self.dtype_of(base)}).eps",
             "size": f"{base}.size({', '.join(rest)})",
             "is_sharded": f"_is_sharded({base})",
         }
@@ -125,9 +144,9 @@ class ScalarPrinter:
         return spelling[e.func]
 
 
-def literal(e: ir.SExpr) -> str:
+def literal(e: ir.SExpr, imports: Imports) -> str:
     """A default's Python source: ``0.001``, ``(0.9, 0.999)``, ``None``, ``'strong_wolfe'``."""
-    return ScalarPrinter(_no_name, _no_name)(e)
+    return ScalarPrinter(_no_name, _no_name, imports)(e)
 
 
 def _no_name(e) -> str:
@@ -197,11 +216,12 @@ class CapturableScalars(ScalarPrinter):
         ref,
         tensor,
         device_scalars: set[str],
+        imports: Imports,
         device_ref=None,
         eager_ref=None,
         test: str = "capturable",
     ):
-        super().__init__(ref, tensor)
+        super().__init__(ref, tensor, imports)
         self.device_scalars = device_scalars
         self.test = test  # the run-time test for "the counters are tensors here"
         # how a name reads on either side of the run-time choice, where that decides it (the
@@ -267,7 +287,11 @@ def _counter_values(opt: ir.Optimizer) -> set[str]:
 
 
 def count_value(
-    opt: ir.Optimizer, var: str, as_number: bool, keep_tensor: bool = False
+    opt: ir.Optimizer,
+    var: str,
+    as_number: bool,
+    imports: Imports,
+    keep_tensor: bool = False,
 ) -> str:
     """A counter's value as a number: ``_get_value(step_t)`` (a tensor while dynamo traces),
     ``step_t.item()`` in an update that reads numbers off tensors anyway, or the number itself.
@@ -276,7 +300,11 @@ def count_value(
     """
     if as_number:
         return var
-    value = f"{var}.item()" if opt.reads_numbers else f"_get_value({var})"
+    if opt.reads_numbers:
+        value = f"{var}.item()"
+    else:
+        imports.need("_get_value")
+        value = f"_get_value({var})"
     if keep_tensor:
         return f"({var} if capturable else {value})"
     return value

@@ -17,7 +17,14 @@ from generator import ir
 from generator.ir import uses
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.ops import OPS
-from generator.emit.python.blocks import Lines, _print_if, _print_raise, _traced_or
+from generator.emit.python.blocks import (
+    Imports,
+    Lines,
+    _print_if,
+    _print_raise,
+    _traced_or,
+    loop_header,
+)
 from generator.emit.python.scalars import (
     CapturableScalars,
     ScalarPrinter,
@@ -29,13 +36,17 @@ from generator.emit.python.scalars import (
 
 
 class SingleTensorPrinter:
-    """The statements of one parameter's update, on its tensors (``param``, ``grad``, states)."""
+    """The statements of one parameter's update, on its tensors (``param``, ``grad``, states);
+    what they take from elsewhere is recorded in the module's ``imports``."""
 
-    def __init__(self, opt: ir.Optimizer, capturable_counters: bool = True):
+    def __init__(
+        self, opt: ir.Optimizer, imports: Imports, capturable_counters: bool = True
+    ):
         self.opt = opt
+        self.imports = imports
         # With differentiable=True, autograd needs the results it saved (sqrt's output) unchanged.
         self.differentiable = any(a.name == "differentiable" for a in opt.arguments)
-        self.scalar = ScalarPrinter(self._ref, lambda e: self.tensor(e)[0])
+        self.scalar = ScalarPrinter(self._ref, lambda e: self.tensor(e)[0], imports)
         self.counts = {s.key for s in opt.states if s.kind == "count"}
         # with capturable=True counters stay tensors on the device (the fused host reads numbers)
         self.keep_tensors = capturable_counters and capturable(opt)
@@ -46,7 +57,7 @@ class SingleTensorPrinter:
         self.real_views = False
         if self.keep_tensors and self.device_scalars:
             self.scalar = CapturableScalars(
-                self._ref, lambda e: self.tensor(e)[0], self.device_scalars
+                self._ref, lambda e: self.tensor(e)[0], self.device_scalars, imports
             )
 
     def _ref(self, r: ir.SRef) -> str:
@@ -223,7 +234,9 @@ class SingleTensorPrinter:
             ):  # a number: the list carries the new value back to the state
                 out(f"{st.list_name}[i] = {var}")
             if s.read_after:
-                value = count_value(self.opt, var, st.as_number, self.keep_tensors)
+                value = count_value(
+                    self.opt, var, st.as_number, self.imports, self.keep_tensors
+                )
                 out(f"{s.state} = {value}")
         elif isinstance(s, ir.TensorLet):
             self.let(s.name, s.value, out)
@@ -258,10 +271,12 @@ class SingleTensorPrinter:
                 lambda: _print_if(s, out, self.scalar, self.body),
                 traced(self.opt),
             )
-        elif isinstance(s, ir.Repeat):
-            out(f"for _ in range({self.scalar(s.count)}):")
+        elif isinstance(s, (ir.Repeat, ir.ForRange, ir.While)):
+            out(loop_header(s, self.scalar))
             with out.indent():
                 self.body(s.body, out)
+        elif isinstance(s, ir.Break):
+            out("break")
         elif isinstance(s, ir.Raise):
             _print_raise(s, out, self.scalar)
         else:

@@ -147,6 +147,7 @@ def count_tensor(facts: ModuleFacts, s: ir.State, value: str, group: str) -> str
     capturable=True or fused=True asks for it (torch's note "special device hosting for
     step"), in float32 for fused as torch's fused kernels take it; else a CPU scalar.
     """
+    facts.imports.need("_get_scalar_dtype")
     cpu = f"torch.tensor({value}, dtype=_get_scalar_dtype())"
     if s.on_device:
         return f"torch.tensor({value}, dtype=_get_scalar_dtype(), device=p.device)"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from generator import ir
 from generator.language import syntax as S
 from generator.language.diagnostics import GeneratorBug
-from generator.emit.python.blocks import message_source
+from generator.emit.python.blocks import Imports, message_source
 from generator.emit.python.scalars import ScalarPrinter
 
 
@@ -55,12 +55,14 @@ def per_parameter_name(e) -> str:
     raise GeneratorBug(f"a check reads {e!r}")
 
 
-def checks_printer(names: dict[str, str]) -> ScalarPrinter:
-    return ScalarPrinter(lambda r: names.get(r.name, r.name), per_parameter_name)
+def checks_printer(names: dict[str, str], imports: Imports) -> ScalarPrinter:
+    return ScalarPrinter(
+        lambda r: names.get(r.name, r.name), per_parameter_name, imports
+    )
 
 
-def printed(v: ir.Validation, names: dict[str, str]) -> PrintedCheck:
-    printer = checks_printer(names)
+def printed(v: ir.Validation, names: dict[str, str], imports: Imports) -> PrintedCheck:
+    printer = checks_printer(names, imports)
     return PrintedCheck(
         fails=printer(v.fails),
         exception=v.exception,
