@@ -73,7 +73,23 @@ def _coerce(node, **enums) -> None:
 
 @dataclass(frozen=True)
 class SConst:
-    text: str  # as written in the spec; printed verbatim (a number, True, False, None)
+    """A literal: a number, true, false, none or a string (spec text, printed escaped). A
+    number keeps the spelling the spec gives it (``1e-4``, ``-1``), which the generated code
+    shows; a language constant is named by it (``pi``, ``inf``)."""
+
+    value: int | float | bool | str | None
+    spelling: str = ""
+
+    @property
+    def named(self) -> bool:
+        """A language constant (``pi``, ``inf``), printed by its name in Python's math."""
+        return self.spelling.lstrip("-")[:1].isalpha()
+
+
+def number(text: str) -> SConst:
+    """The number a spec writes as ``text`` (``1``, ``0.5``, ``1e-4``, ``-1``, ``inf``)."""
+    whole = text.lstrip("-").isdigit()
+    return SConst(int(text) if whole else float(text), text)
 
 
 @dataclass(frozen=True)

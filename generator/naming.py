@@ -29,19 +29,25 @@ def spelled(e) -> str:
     if isinstance(e, (ir.SRef, ir.TRef)):
         return e.name
     if isinstance(e, ir.SConst):
-        return {"None": "none", "True": "true", "False": "false"}.get(
-            e.text, e.text.strip("'\"").replace(".", "_").replace("-", "minus_")
-        )
+        if e.spelling:  # a number as written, a constant's name
+            return e.spelling.replace(".", "_").replace("-", "minus_")
+        if isinstance(e.value, str):
+            return e.value
+        return {None: "none", True: "true", False: "false"}[e.value]
     if isinstance(e, ir.SUnary):
         return f"{'not' if e.op == 'not' else 'minus'}_{spelled(e.operand)}"
     if isinstance(e, ir.SCompare) and len(e.ops) == 1:
         (op,), (a, b) = e.ops, e.operands
-        if op in ("is", "is not") and b == ir.SConst("None"):
+        if op in ("is", "is not") and b == ir.SConst(None):
             return f"{spelled(a)}_{op.replace(' ', '_')}_none"
-        if op in _AGAINST_ZERO and isinstance(b, ir.SConst) and b.text in ("0", "0.0"):
+        if (
+            op in _AGAINST_ZERO
+            and isinstance(b, ir.SConst)
+            and b.spelling in ("0", "0.0")
+        ):
             return f"{spelled(a)}_{_AGAINST_ZERO[op]}"
         return f"{spelled(a)}_{_COMPARE.get(op, 'cmp')}_{spelled(b)}"
-    if isinstance(e, ir.SBin) and e.op == "**" and e.right == ir.SConst("0.5"):
+    if isinstance(e, ir.SBin) and e.op == "**" and e.right == ir.number("0.5"):
         return f"{spelled(e.left)}_sqrt"
     if isinstance(e, ir.SBin) and e.op in _BINARY:
         return f"{spelled(e.left)}_{_BINARY[e.op]}_{spelled(e.right)}"

@@ -14,6 +14,7 @@ spellings are plain strings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -97,6 +98,7 @@ class Constant:
 
     name: str
     doc: str
+    value: float
     python: str  # the Python expression (the generated module imports math)
     latex: str
     kind: str = "scalar"
@@ -108,6 +110,7 @@ CONSTANTS: dict[str, Constant] = {
         Constant(
             "pi",
             "π = 3.14159…, the ratio of a circle's circumference to its diameter",
+            math.pi,
             "math.pi",
             r"\pi",
         ),

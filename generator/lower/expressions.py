@@ -75,10 +75,11 @@ def _is_matmul(e: S.Expr) -> bool:
 
 
 def _const(e) -> str | None:
+    """A literal number's spelling (``-1`` also as the negation of ``1``), else None."""
     if isinstance(e, ir.SConst):
-        return e.text
+        return e.spelling
     if isinstance(e, ir.SUnary) and e.op == "-" and isinstance(e.operand, ir.SConst):
-        return "-" + e.operand.text
+        return "-" + e.operand.spelling
     return None
 
 
@@ -233,19 +234,15 @@ class ExpressionLowerer:
     # -- scalar expressions -----------------------------------------------------------------------------
     def sexpr(self, e: S.Expr) -> ir.SExpr:
         if isinstance(e, S.Number):
-            return ir.SConst("math.inf" if e.text == "inf" else e.text)
-        if isinstance(e, S.Bool):
-            return ir.SConst("True" if e.value else "False")
+            return ir.number(e.text)
+        if isinstance(e, (S.Bool, S.String)):
+            return ir.SConst(e.value)
         if isinstance(e, S.NoneLit):
-            return ir.SConst("None")
-        if isinstance(e, S.String):
-            return ir.SConst(
-                repr(e.value)
-            )  # spec text becomes a Python literal, escaped
+            return ir.SConst(None)
         if isinstance(e, S.Name):
             name, _ = self._resolve(e)
             if name in CONSTANTS:  # (the checker lets no spec name shadow one)
-                return ir.SConst(CONSTANTS[name].python)
+                return ir.SConst(CONSTANTS[name].value, name)
             if name in self.states:
                 st = self.states[name]
                 if st.kind in ("count", "flag") and (
@@ -293,7 +290,7 @@ class ExpressionLowerer:
         if isinstance(e, S.Binary) and e.grouped and e.op in ("*", "/"):
             # `x + (a * s)`: the author grouped the term, so it is computed as a tensor first
             # (ASGD's `ax.add_(param.sub(ax).mul_(mu))`), not fused into alpha=/value=.
-            return _Term(None if sign > 0 else ir.SConst("-1"), [e], [], e)
+            return _Term(None if sign > 0 else ir.number("-1"), [e], [], e)
         for op, f in _factors(e):
             if isinstance(f, S.Unary) and f.op == "-" and self.kind(f) == "tensor":
                 sign, f = -sign, f.operand
@@ -302,11 +299,11 @@ class ExpressionLowerer:
             else:
                 s = self.sexpr(f)
                 if coef is None:
-                    coef = s if op == "*" else ir.SBin("/", ir.SConst("1"), s)
+                    coef = s if op == "*" else ir.SBin("/", ir.number("1"), s)
                 else:
                     coef = ir.SBin(op, coef, s)
         if sign < 0:
-            coef = ir.SUnary("-", coef) if coef is not None else ir.SConst("-1")
+            coef = ir.SUnary("-", coef) if coef is not None else ir.number("-1")
         return _Term(coef, num, den, e)
 
     def texpr(self, e: S.Expr) -> ir.TExpr:
@@ -473,8 +470,8 @@ class ExpressionLowerer:
             x = self.texpr(args[0])
             if len(args) == 1:
                 return ir.TOp(f, (x,))
-            dim = ir.SConst(print_expr(args[1]))
-            return ir.TOp(f, (x,), (("dim", dim), ("keepdim", ir.SConst("True"))))
+            dim = self.sexpr(args[1])
+            return ir.TOp(f, (x,), (("dim", dim), ("keepdim", ir.SConst(True))))
         if f == "onehot":
             self.helpers.add("onehot")
             return ir.TOp("onehot", (ir.TRef("param", "param"), self.sexpr(args[0])))

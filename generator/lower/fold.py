@@ -23,20 +23,19 @@ from dataclasses import dataclass, fields, replace
 from typing import Callable
 
 from generator import ir
-from generator.language.builtins import BUILTINS, CONSTANTS
+from generator.language.builtins import BUILTINS
 
 
 def _literal(e) -> tuple[str, float] | None:
     """A number literal of the spec: ("int", value) for ``1``, ("float", value) for ``1.0``."""
-    if not isinstance(e, ir.SConst):
+    if (
+        not isinstance(e, ir.SConst)
+        or isinstance(e.value, bool)
+        or not isinstance(e.value, (int, float))
+        or e.named
+    ):
         return None
-    text = e.text
-    if text.isdigit():
-        return "int", float(text)
-    try:
-        return "float", float(text)
-    except ValueError:
-        return None
+    return ("int" if isinstance(e.value, int) else "float"), float(e.value)
 
 
 # functions of numbers that always give a float (math.sqrt, math.exp, ...; torch.sqrt of a
@@ -44,7 +43,6 @@ def _literal(e) -> tuple[str, float] | None:
 _FLOAT_FUNCTIONS = frozenset(
     b.name for b in BUILTINS.values() if b.python and b.python.startswith("math.")
 )
-_FLOAT_CONSTANTS = frozenset(c.python for c in CONSTANTS.values()) | {"math.inf"}
 
 
 def is_float(e) -> bool:
@@ -53,7 +51,7 @@ def is_float(e) -> bool:
     if lit is not None:
         return lit[0] == "float"
     if isinstance(e, ir.SConst):
-        return e.text in _FLOAT_CONSTANTS
+        return e.named  # pi, inf
     if isinstance(e, ir.SBin):
         if e.op == "/":
             return True  # true division: a float (or a floating tensor)

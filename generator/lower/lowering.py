@@ -57,13 +57,11 @@ def _literal(e: S.Expr) -> ir.SExpr:
         return ir.STuple(tuple(_literal(x) for x in e.items))
     if isinstance(e, S.Unary):
         return ir.SUnary("-", _literal(e.operand))
-    if isinstance(e, S.Bool):
-        return ir.SConst("True" if e.value else "False")
+    if isinstance(e, (S.Bool, S.String)):
+        return ir.SConst(e.value)
     if isinstance(e, S.NoneLit):
-        return ir.SConst("None")
-    if isinstance(e, S.String):
-        return ir.SConst(repr(e.value))  # spec text: a literal, escaped
-    return ir.SConst("math.inf" if e.text == "inf" else e.text)
+        return ir.SConst(None)
+    return ir.number(e.text)
 
 
 def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:

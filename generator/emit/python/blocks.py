@@ -86,9 +86,9 @@ def loop_header(s, scalar) -> str:
     if s.reverse:
 
         def before(x) -> str:  # x - 1, worked out where x is a whole number as written
-            if isinstance(x, ir.SConst) and x.text.isdigit():
-                return str(int(x.text) - 1)
-            return scalar(ir.SBin("-", x, ir.SConst("1")))
+            if isinstance(x, ir.SConst) and x.spelling.isdigit():
+                return str(x.value - 1)
+            return scalar(ir.SBin("-", x, ir.number("1")))
 
         first = "-1" if s.start is None else before(s.start)
         return f"for {s.var} in range({before(s.stop)}, {first}, -1):"

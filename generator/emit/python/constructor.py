@@ -92,7 +92,7 @@ def setdefaults(facts: ModuleFacts) -> list[tuple[str, str]]:
         for a in facts.opt.arguments
         if not a.fixed
         and isinstance(a.default, ir.SConst)
-        and a.default.text in ("True", "False", "None")
+        and (a.default.value is None or isinstance(a.default.value, bool))
     ]
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 from generator import ir
 from generator.ir import uses
-from generator.language.builtins import BUILTINS
+from generator.language.builtins import BUILTINS, CONSTANTS
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.blocks import PY_PRECEDENCE, Imports
 
@@ -62,9 +62,23 @@ class ScalarPrinter:
             return PY_PRECEDENCE["not" if e.op == "not" else "neg"]
         if isinstance(e, ir.SCond):
             return PY_PRECEDENCE["cond"]
-        if isinstance(e, ir.SConst) and e.text.startswith("-"):
+        if isinstance(e, ir.SConst) and e.spelling.startswith("-"):
             return PY_PRECEDENCE["neg"]
         return PY_PRECEDENCE["atom"]
+
+    def constant(self, e: ir.SConst) -> str:
+        """A literal's Python source: a number as the spec spells it, a named constant as
+        Python's math spells it (``math.pi``, ``math.inf``), true/false/none and strings as
+        Python literals (a string is spec text: escaped by ``repr``)."""
+        if e.named:
+            self.imports.need("math")
+            sign, name = (
+                ("-", e.spelling[1:]) if e.spelling[0] == "-" else ("", e.spelling)
+            )
+            return sign + (
+                CONSTANTS[name].python if name in CONSTANTS else "math." + name
+            )
+        return e.spelling or repr(e.value)
 
     def wrap(self, e, minimum: int) -> str:
         text = self(e)
@@ -72,10 +86,7 @@ class ScalarPrinter:
 
     def __call__(self, e) -> str:
         if isinstance(e, ir.SConst):
-            # (the lowering spells inf and pi as Python's: math.inf, math.pi)
-            if e.text.startswith("math."):
-                self.imports.need("math")
-            return e.text
+            return self.constant(e)
         if isinstance(e, ir.SRef):
             return self.ref(e)
         if isinstance(e, ir.STuple):
