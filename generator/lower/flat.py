@@ -61,13 +61,13 @@ class FlatLowerer:
 
     def expr(self, e) -> ir.VExpr:
         if isinstance(e, S.Number):
-            return ir.VConst(int(e.text) if e.is_integer_literal else e.value, e.text)
+            return ir.number(e.text)
         if isinstance(e, S.Bool):
-            return ir.VConst(e.value)
+            return ir.SConst(e.value)
         if isinstance(e, S.NoneLit):
-            return ir.VConst(None)
+            return ir.SConst(None)
         if isinstance(e, S.String):
-            return ir.VConst(e.value)
+            return ir.SConst(e.value)
         if isinstance(e, S.Name):
             return self.ref(e.id)
         if isinstance(e, S.Unary):

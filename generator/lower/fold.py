@@ -133,16 +133,12 @@ def fold(node):
         return node if all(a is b for a, b in zip(folded, node)) else folded
     if isinstance(node, ir.SBin):
         return fold_expr(node)
-    if not hasattr(node, "__dataclass_fields__") or not _is_ir(node):
+    if not hasattr(node, "__dataclass_fields__") or not ir.is_node(node):
         return node
     changes = {f.name: fold(getattr(node, f.name)) for f in fields(node)}
     if all(changes[k] is getattr(node, k) for k in changes):
         return node
     return replace(node, **changes)
-
-
-def _is_ir(node) -> bool:
-    return type(node).__module__ == ir.__name__
 
 
 # the parts of an ir.Optimizer that hold expressions (its `program`, a flat update's syntax, and

@@ -79,10 +79,7 @@ def _substitute(node, old, new):
         return new
     if isinstance(node, tuple):
         return tuple(_substitute(x, old, new) for x in node)
-    if (
-        not hasattr(node, "__dataclass_fields__")
-        or type(node).__module__ != ir.__name__
-    ):
+    if not hasattr(node, "__dataclass_fields__") or not ir.is_node(node):
         return node
     return replace(
         node,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from generator import ir
 from generator.emit.python.blocks import PY_PRECEDENCE, Imports, Lines, message_source
+from generator.emit.python.scalars import constant_source
 from generator.language.builtins import BUILTINS
 
 PREC = PY_PRECEDENCE
@@ -29,7 +30,7 @@ def _prec(e) -> int:
         return PREC["compare"]
     if isinstance(e, ir.VUnary):
         return PREC["not" if e.op == "not" else "neg"]
-    if isinstance(e, ir.VConst) and e.spelling.startswith("-"):
+    if isinstance(e, ir.SConst) and e.spelling.startswith("-"):
         return PREC["neg"]
     return PREC["atom"]
 
@@ -55,15 +56,8 @@ class FlatPrinter:
     def expr(self, e) -> str:
         return getattr(self, "e_" + type(e).__name__)(e)
 
-    def e_VConst(self, e: ir.VConst) -> str:
-        if isinstance(e.value, bool) or e.value is None:
-            return repr(e.value)
-        if isinstance(e.value, str):
-            return repr(e.value)
-        if e.spelling == "inf":
-            self.imports.need("math")
-            return "math.inf"
-        return e.spelling
+    def e_SConst(self, e: ir.SConst) -> str:
+        return constant_source(e, self.imports)
 
     def e_VRef(self, e: ir.VRef) -> str:
         if e.binding is ir.Binding.GRAD:
@@ -99,7 +93,7 @@ class FlatPrinter:
         parts = [self.wrap(e.operands[0], PREC["compare"] + 1)]
         for op, right in zip(e.ops, e.operands[1:]):
             if (
-                isinstance(right, ir.VConst)
+                isinstance(right, ir.SConst)
                 and right.value is None
                 and op in ("==", "!=")
             ):
@@ -324,12 +318,12 @@ class FlatPrinter:
 
     def s_ForRange(self, s: ir.ForRange, out: Lines, owned: set) -> set:
         if s.reverse:
-            one = ir.VConst(1, "1")
+            one = ir.number("1")
             last = self.expr(ir.VBin("-", s.stop, one, ir.Form.HOST))
             first = (
                 "-1"
                 if s.start is None
-                or (isinstance(s.start, ir.VConst) and s.start.spelling == "0")
+                or (isinstance(s.start, ir.SConst) and s.start.spelling == "0")
                 else self.expr(ir.VBin("-", s.start, one, ir.Form.HOST))
             )
             iterable = f"range({last}, {first}, -1)"

@@ -66,27 +66,13 @@ class ScalarPrinter:
             return PY_PRECEDENCE["neg"]
         return PY_PRECEDENCE["atom"]
 
-    def constant(self, e: ir.SConst) -> str:
-        """A literal's Python source: a number as the spec spells it, a named constant as
-        Python's math spells it (``math.pi``, ``math.inf``), true/false/none and strings as
-        Python literals (a string is spec text: escaped by ``repr``)."""
-        if e.named:
-            self.imports.need("math")
-            sign, name = (
-                ("-", e.spelling[1:]) if e.spelling[0] == "-" else ("", e.spelling)
-            )
-            return sign + (
-                CONSTANTS[name].python if name in CONSTANTS else "math." + name
-            )
-        return e.spelling or repr(e.value)
-
     def wrap(self, e, minimum: int) -> str:
         text = self(e)
         return f"({text})" if self.prec(e) < minimum else text
 
     def __call__(self, e) -> str:
         if isinstance(e, ir.SConst):
-            return self.constant(e)
+            return constant_source(e, self.imports)
         if isinstance(e, ir.SRef):
             return self.ref(e)
         if isinstance(e, ir.STuple):
@@ -153,6 +139,17 @@ class ScalarPrinter:
         if e.func not in spelling:
             raise GeneratorBug(f"cannot print {e.func} of a tensor")
         return spelling[e.func]
+
+
+def constant_source(e: ir.SConst, imports: Imports) -> str:
+    """A literal's Python source: a number as the spec spells it, a named constant as Python's
+    math spells it (``math.pi``, ``math.inf``), true/false/none and strings as Python literals
+    (a string is spec text: escaped by ``repr``)."""
+    if e.named:
+        imports.need("math")
+        sign, name = ("-", e.spelling[1:]) if e.spelling[0] == "-" else ("", e.spelling)
+        return sign + (CONSTANTS[name].python if name in CONSTANTS else "math." + name)
+    return e.spelling or repr(e.value)
 
 
 def literal(e: ir.SExpr, imports: Imports) -> str:

@@ -1,17 +1,14 @@
-"""The IR: what a generated optimizer does, typed as scalar / tensor / bool, independent of Python text.
+"""The IR's nodes: the enums of fixed meanings, scalar and tensor expressions, the statements of
+the per-parameter update, and the imperative part (values of any type, loops, lists, procedures).
 
-generator.lower.lowering builds it from a checked spec; the emitters print it twice, as a single-tensor loop
-and as a multi-tensor (``torch._foreach_*``) path, so both come from one description. Scalars are
-Python numbers in the generated code (hyperparameters, bias corrections); they are *varying* when they
-differ between parameters (they depend on a per-parameter counter such as ``step``), which the
-multi-tensor path turns into lists. Tensor expressions are trees of named operations whose printing
-(method, in-place method, foreach function) is table-driven in generator.emit.python.ops.
+Part of generator.ir (its package docstring tells the IR's place in the pipeline); every node is a
+frozen dataclass, compared and hashed by value.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Union
 
 # ---- names the IR gives a fixed meaning ------------------------------------------------------------
@@ -79,6 +76,11 @@ class SConst:
 
     value: int | float | bool | str | None
     spelling: str = ""
+
+    @property
+    def form(self) -> "Form":
+        """As a value of a flat update: a literal is a Python value."""
+        return Form.HOST
 
     @property
     def named(self) -> bool:
@@ -332,16 +334,6 @@ class Binding(_Named):
 
 
 @dataclass(frozen=True)
-class VConst:
-    """A literal: a number (with the spelling the spec gives it, kept in the generated code),
-    a bool, none or a string."""
-
-    value: object  # int | float | bool | str | None
-    spelling: str = ""  # a number as the spec writes it (``1e-4``, ``1.0``)
-    form: Form = Form.HOST
-
-
-@dataclass(frozen=True)
 class VRef:
     name: str  # a state's key for STATE and COUNTER
     binding: Binding
@@ -434,7 +426,7 @@ class VEvaluate:
 
 
 VExpr = Union[
-    VConst,
+    SConst,
     VRef,
     VUnary,
     VBin,
@@ -526,7 +518,7 @@ class Break:
 @dataclass(frozen=True)
 class ProcedureParameter:
     name: str
-    default: VConst | VUnary | VTuple | None  # a constant; None: required
+    default: SConst | VUnary | VTuple | None  # a constant; None: required
 
 
 @dataclass(frozen=True)
@@ -574,269 +566,3 @@ Stmt = Union[
     ForEachParameter,
     Return,
 ]
-
-
-def rename(node, names: dict[str, str]):
-    """An IR expression or statement with the tensors and scalars in ``names`` renamed (a
-    renamed tensor becomes a local)."""
-    from dataclasses import fields, replace
-
-    if isinstance(node, TRef):
-        return TRef(names[node.name], "local") if node.name in names else node
-    if isinstance(node, SRef):
-        return replace(node, name=names[node.name]) if node.name in names else node
-    if isinstance(node, tuple):
-        return tuple(rename(x, names) for x in node)
-    if not hasattr(node, "__dataclass_fields__"):
-        return node
-    changes = {f.name: rename(getattr(node, f.name), names) for f in fields(node)}
-    return replace(node, **changes)
-
-
-def refs(node, kind: type) -> list[str]:
-    """The names of the ``kind`` references (TRef, SRef) anywhere in ``node``, in order."""
-    found: dict[str, None] = {}
-
-    def visit(x):
-        if isinstance(x, kind):
-            found[x.name] = None
-        elif isinstance(x, (list, tuple)):
-            for y in x:
-                visit(y)
-        elif hasattr(x, "__dataclass_fields__"):
-            for f in x.__dataclass_fields__:
-                visit(getattr(x, f))
-
-    visit(node)
-    return list(found)
-
-
-def children(e) -> tuple:
-    """The sub-expressions of an expression, left to right (an in-place statement's
-    operations count as its sub-expressions)."""
-    if isinstance(e, (SBin,)):
-        return (e.left, e.right)
-    if isinstance(e, SCompare):
-        return e.operands
-    if isinstance(e, SUnary):
-        return (e.operand,)
-    if isinstance(e, SCall):
-        return e.args
-    if isinstance(e, SCond):
-        return (e.cond, e.then, e.orelse)
-    if isinstance(e, STuple):
-        return e.items
-    if isinstance(e, TOp):
-        return e.args + tuple(v for _, v in e.kwargs)
-    if isinstance(e, InPlace):
-        return e.ops
-    if isinstance(e, (VBin,)):
-        return (e.left, e.right)
-    if isinstance(e, VCompare):
-        return e.operands
-    if isinstance(e, VUnary):
-        return (e.operand,)
-    if isinstance(e, VCond):
-        return (e.cond, e.then, e.orelse)
-    if isinstance(e, (VTuple, VList)):
-        return e.items
-    if isinstance(e, VIndex):
-        return (e.value, e.index)
-    if isinstance(e, (VCall, VEvaluate)):
-        return e.args
-    if isinstance(e, VProcCall):
-        return e.args + tuple(v for _, v in e.keywords)
-    return ()
-
-
-def uses(e, pred) -> bool:
-    """Does an expression contain a node (itself included) for which ``pred`` holds?"""
-    return bool(pred(e)) or any(uses(x, pred) for x in children(e))
-
-
-def refuses_sharded(v: Validation) -> bool:
-    """The check that refuses a sharded (DTensor) parameter."""
-    return isinstance(v.fails, SCall) and v.fails.func == "is_sharded"
-
-
-def blocks(s) -> tuple:
-    """The statement lists nested directly in a statement."""
-    if isinstance(s, If):
-        return (s.then, s.orelse)
-    if isinstance(s, LazyInit):
-        return (s.update,)
-    if isinstance(s, (Repeat, ForEachParameter, While, ForRange)):
-        return (s.body,)
-    return ()
-
-
-def walk(stmts):
-    """Every statement, nested ones (branches, loops, a lazy state's update) after their parent."""
-    for s in stmts:
-        yield s
-        for block in blocks(s):
-            yield from walk(block)
-
-
-def expressions(s) -> list:
-    """The expressions a statement itself evaluates (not those of nested statements)."""
-    if isinstance(s, (ScalarLet, TensorLet, CountUpdate)):
-        return [s.value]
-    if isinstance(s, InPlace):
-        return list(s.ops)
-    if isinstance(s, If):
-        return [s.cond]
-    if isinstance(s, Repeat):
-        return [s.count]
-    if isinstance(s, Raise):
-        return [s.fails]
-    if isinstance(s, LazyInit):
-        return [s.first]
-    if isinstance(s, (Bind, BindMany, ListAppend)):
-        return [s.value]
-    if isinstance(s, SetItem):
-        return [s.index, s.value]
-    if isinstance(s, CallProcedure):
-        return [s.call]
-    if isinstance(s, StepParams):
-        return [e for e in (s.size, s.direction) if e is not None]
-    if isinstance(s, While):
-        return [s.cond]
-    if isinstance(s, ForRange):
-        return [e for e in (s.start, s.stop) if e is not None]
-    if isinstance(s, Return):
-        return list(s.values)
-    return []
-
-
-def scalar_lets(stmts):
-    return (s for s in walk(stmts) if isinstance(s, ScalarLet))
-
-
-# ---- the optimizer ------------------------------------------------------------------------------------
-
-
-class PyType(enum.Enum):
-    """The Python types an argument may take."""
-
-    FLOAT = "float"
-    INT = "int"
-    BOOL = "bool"
-    TENSOR = "Tensor"
-    STR = "str"
-
-
-@dataclass(frozen=True)
-class ArgType:
-    """An argument's type: one of ``alternatives`` (or None, when ``optional``); a tuple of
-    ``items`` where there are items (``betas: tuple[float, float]``)."""
-
-    alternatives: tuple[PyType, ...] = ()
-    optional: bool = False
-    items: tuple["ArgType", ...] = ()
-
-    def admits(self, t: PyType) -> bool:
-        return t in self.alternatives
-
-
-@dataclass(frozen=True)
-class Argument:
-    """A constructor argument (one per input declaration, e.g. ``betas`` for beta1 and beta2)."""
-
-    name: str  # the torch-facing argument name
-    symbols: tuple[
-        str, ...
-    ]  # spec symbols it provides (beta1, beta2) — the functional API names
-    default: SExpr | None  # None: required
-    type: "ArgType"
-    keyword: bool
-    fixed: bool  # in `defaults` but not in the signature
-    tensor_ok: bool  # may be a Tensor (then `_to_scalar` before the update)
-    constructor: (
-        bool  # state initialisation reads the constructor's value (self.defaults)
-    )
-    is_flag: bool  # foreach / differentiable / capturable / fused
-    squeezed: bool = False  # stored as `_to_scalar(value)`: a 1-element tensor made 0-d
-    explicit: bool = False  # foreach=None runs the for-loop (torch's Adafactor)
-
-
-@dataclass(frozen=True)
-class Validation:
-    """A check of the inputs: in the constructor, on every parameter once the groups exist
-    (``per_parameter``), or at every step on each gradient (in ``Optimizer.step_checks``).
-    """
-
-    fails: SExpr  # the condition under which it raises
-    exception: str
-    message: Message
-    per_parameter: bool = False
-
-
-@dataclass(frozen=True)
-class StateBuffer:
-    key: str  # state_dict key
-    symbol: str  # name in the spec
-    kind: StateKind
-    scope: Scope
-    init: SExpr | None  # None: lazy
-    condition: SExpr | None
-    eager: bool
-    on_device: bool
-    reduced: int | None  # shaped like the parameter with this dimension of size 1
-    as_number: bool  # a counter kept as a Python number, written back after the step
-    stored_as: str | None  # the storage dtype the spec declares (a torch dtype's name)
-    list_name: (
-        str  # name of the per-group list in the functional API (exp_avgs, state_steps)
-    )
-    var: str  # the single-tensor loop variable (exp_avg, step_t)
-
-    def __post_init__(self) -> None:
-        _coerce(self, kind=StateKind, scope=Scope)
-
-
-@dataclass(frozen=True)
-class Optimizer:
-    name: str
-    spec_path: str
-    spec_hash: str
-    summary: str
-    references: tuple[str, ...]
-    notes: tuple[str, ...]
-    arguments: tuple[Argument, ...]
-    validations: tuple[Validation, ...]
-    states: tuple[StateBuffer, ...]
-    mode: Mode
-    step_block: tuple[Stmt, ...]  # once per step, before parameters
-    body: tuple[Stmt, ...]  # per parameter
-    hoisted: tuple[
-        ScalarLet, ...
-    ]  # scalars decided by hyperparameters, computed once per group
-    hyper: tuple[str, ...]  # spec symbols the update reads from the group
-    helpers: frozenset[str] = field(
-        default_factory=frozenset
-    )  # module-level helpers used
-    has_foreach: bool = False
-    # the update reads numbers off tensors (`item`): a host sync per parameter, so counters are
-    # read with `.item()` too rather than `_get_value` (which only helps code dynamo can trace)
-    reads_numbers: bool = False
-    sparse: str | None = (
-        None  # "also": sparse gradients update their rows; "only": must be sparse
-    )
-    defaults_order: tuple[str, ...] | None = None
-    latex: str = ""
-    # `none means`: (argument, Python source) replacing None in the constructor (LBFGS max_eval)
-    # `none means`: (argument, the value the constructor puts in place of None)
-    none_means: tuple[tuple[str, SExpr], ...] = ()
-    # checks made at every step, on each parameter's gradient (`requires` reading `grad`), and
-    # the refusal of sharded parameters by an update that reads whole tensors
-    step_checks: tuple[Validation, ...] = ()
-    # an `update flat:` spec: its step on all parameters as one vector, and its procedures
-    flat: FlatStep | None = None
-    # `update group:`: counters of the group dict, counted once per group before its parameters
-    group_block: tuple[Stmt, ...] = ()
-    methods: tuple[Method, ...] = ()
-    # several `update:` blocks: the passes after the first, each over all groups' parameters
-    later_passes: tuple[Pass, ...] = ()
-
-    def __post_init__(self) -> None:
-        _coerce(self, mode=Mode)
