@@ -28,7 +28,7 @@ state m: tensor <- 0
 update:
     c <- 0
     for j in range(terms):
-        c <- c + beta ^ j
+        c <- c + beta^j
     m <- beta * m + grad
     for k in reversed(range(1, terms)):
         m <- m * (1 - 1e-3 * k)

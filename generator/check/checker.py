@@ -389,27 +389,13 @@ class Checker:
                     )
                     continue
                 out.extend(self.inline(frag.body, stack + (stmt.fragment,)))
-            elif isinstance(stmt, S.Repeat):
+            elif isinstance(stmt, (S.Repeat, S.While, S.For)):
+                # a loop: its header's expression, and its body with fragments inlined
+                head = _LOOP_HEADS[type(stmt)]
                 out.append(
                     replace(
                         stmt,
-                        count=self.canon(stmt.count),
-                        body=self.inline(stmt.body, stack),
-                    )
-                )
-            elif isinstance(stmt, S.While):
-                out.append(
-                    replace(
-                        stmt,
-                        cond=self.canon(stmt.cond),
-                        body=self.inline(stmt.body, stack),
-                    )
-                )
-            elif isinstance(stmt, S.For):
-                out.append(
-                    replace(
-                        stmt,
-                        iterable=self.canon(stmt.iterable),
+                        **{head: self.canon(getattr(stmt, head))},
                         body=self.inline(stmt.body, stack),
                     )
                 )
@@ -520,6 +506,9 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
         c.program,
         getattr(c, "checked_methods", ()),
     )
+
+
+_LOOP_HEADS = {S.Repeat: "count", S.While: "cond", S.For: "iterable"}
 
 
 def paths_without_form(c: Checker) -> None:

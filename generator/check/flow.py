@@ -213,22 +213,28 @@ class Flow:
         )
         self.loop_body(s.body, name)
 
-    def while_(self, s: S.While) -> None:
-        k, _, _ = self.kind(s.cond)
+    def condition(self, cond, keyword: str, tensor_hint: str) -> bool:
+        """The condition of an ``if`` or ``while``: true or false, never a tensor (E308,
+        E307); whether it is decided per step (it depends on a counter)."""
+        k, dyn, _ = self.kind(cond)
         if k in ("tensor", "tensorbool"):
             self.c.out.error(
                 "E308",
-                "a tensor cannot be the condition of `while`",
-                s.cond.span,
-                hint="compare a number, e.g. `while k < n:`",
+                f"a tensor cannot be the condition of `{keyword}`",
+                cond.span,
+                hint=tensor_hint,
             )
         elif k not in ("bool", None):
             self.c.out.error(
                 "E307",
-                "the condition of `while` must be true or false",
-                s.cond.span,
-                hint="compare it, e.g. `while k < n:`",
+                f"the condition of `{keyword}` must be true or false",
+                cond.span,
+                hint="compare it, e.g. `weight_decay != 0`",
             )
+        return bool(dyn)
+
+    def while_(self, s: S.While) -> None:
+        self.condition(s.cond, "while", "compare a number, e.g. `while k < n:`")
         self.c.no_form.append(("`while`", s.span, _LISTS))
         self.loop_body(s.body)
 
@@ -243,22 +249,9 @@ class Flow:
         negs = []
         dynamic = False  # decided per parameter (by the step): a partition in the foreach path
         for cond, body in s.branches:
-            k, dyn, _ = self.kind(cond)
-            if k == "tensor" or k == "tensorbool":
-                self.c.out.error(
-                    "E308",
-                    "a tensor cannot be the condition of `if`",
-                    cond.span,
-                    hint="use where(condition, a, b) for an elementwise choice",
-                )
-            elif k not in ("bool", None):
-                self.c.out.error(
-                    "E307",
-                    "the condition of `if` must be true or false",
-                    cond.span,
-                    hint="compare it, e.g. `weight_decay != 0`",
-                )
-            dynamic |= bool(dyn)
+            dynamic |= self.condition(
+                cond, "if", "use where(condition, a, b) for an elementwise choice"
+            )
             self.env = dict(before)
             self.conditions.extend(negs + [cond])
             self.body(body)
