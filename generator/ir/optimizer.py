@@ -55,6 +55,7 @@ class Argument:
         bool  # state initialisation reads the constructor's value (self.defaults)
     )
     is_flag: bool  # foreach / differentiable / capturable / fused
+    doc: str = ""  # what the spec says it is (the class docstring's Args)
     squeezed: bool = False  # stored as `_to_scalar(value)`: a 1-element tensor made 0-d
     explicit: bool = False  # foreach=None runs the for-loop (torch's Adafactor)
 
@@ -136,6 +137,11 @@ class Optimizer:
     methods: tuple[Method, ...] = ()
     # several `update:` blocks: the passes after the first, each over all groups' parameters
     later_passes: tuple[Pass, ...] = ()
+    # complex parameters: "first_nonlinear" (their real view from the first operation where
+    # complex and real arithmetic differ) or "view_as_real" (all of the update); never run on
+    # them where the spec refuses them (`check not is_complex(param)`)
+    complex_mode: str = "first_nonlinear"
+    refuses_complex: bool = False
 
     def __post_init__(self) -> None:
         _coerce(self, mode=Mode)

@@ -19,6 +19,7 @@ from generator.ir import uses
 from generator.lower import checks
 from generator.language import syntax as S
 from generator.check.model import CheckedSpec
+from generator.check.queries import refuses_complex
 from generator.language.names import IMPLEMENTATION_FLAGS
 from generator.lower.expressions import list_name, loop_var
 from generator.lower.flat import lower_flat
@@ -92,6 +93,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 is_flag=inp.arg_name in IMPLEMENTATION_FLAGS,
                 squeezed=inp.squeezed,
                 explicit=inp.explicit,
+                doc=inp.doc or "",
             )
         )
     flat = checked.program is not None
@@ -225,6 +227,8 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         step_checks=checks.step_checks(checked, lw, mode, spec_path),
         flat=None if checked.program is None else lower_flat(checked),
         sparse=spec.sparse,
+        complex_mode=spec.complex_mode,
+        refuses_complex=refuses_complex(spec),
         reads_numbers=any(
             _calls(e, "item") for s in ir.walk(body) for e in ir.expressions(s)
         ),

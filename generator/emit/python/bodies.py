@@ -16,7 +16,6 @@ import ast
 
 from generator import ir
 from generator.ir import uses
-from generator.check.queries import refuses_complex
 from generator.language.builtins import BUILTINS
 from generator.emit.python.blocks import Lines
 from generator.emit.python.scalars import count_value
@@ -58,9 +57,9 @@ NONLINEAR = {
 
 
 def needs_real_view(facts: ModuleFacts) -> bool:
-    if refuses_complex(facts.checked.spec):
+    if facts.opt.refuses_complex:
         return False
-    if facts.checked.spec.complex_mode == "view_as_real":
+    if facts.opt.complex_mode == "view_as_real":
         return True
     return bool(_ops_used(facts.opt.body) & NONLINEAR)
 
@@ -170,7 +169,7 @@ def _dense_body(facts: ModuleFacts, printer, views, out: Lines) -> None:
     # Complex parameters are updated through their real view, from the first operation on
     # which complex and real arithmetic differ; the linear prefix (maximize, L2 decay) runs
     # on the complex tensors first, exactly as torch orders it.
-    if facts.checked.spec.complex_mode == "view_as_real":
+    if facts.opt.complex_mode == "view_as_real":
         split = 0
     elif needs_real_view(facts):
         split = _linear_prefix(

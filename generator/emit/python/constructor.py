@@ -130,13 +130,12 @@ def docstring(facts: ModuleFacts) -> str:
         "        params (iterable): iterable of parameters or named_parameters to "
         "optimize or iterable of dicts defining parameter groups."
     )
-    for inp in facts.checked.spec.inputs:
-        if inp.fixed:
+    for a in opt.arguments:
+        if a.fixed:
             continue
-        a = facts.args[inp.arg_name]
         kind = annotation(a.type) + (", optional" if a.default is not None else "")
         flag = "foreach explicit" if a.explicit else a.name
-        doc = inp.doc or _FLAG_DOCS.get(flag, "")
+        doc = a.doc or _FLAG_DOCS.get(flag, "")
         # (a default the docstring shows is text: what it names is not imported for it)
         default = (
             f" (default: {_default(a, Imports())})" if a.default is not None else ""

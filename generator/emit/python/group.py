@@ -32,7 +32,7 @@ class GroupPrinter(SingleTensorPrinter):
         super().__init__(facts.opt, facts.imports, capturable_counters=False)
         self.facts = facts
         self.unpacked = unpacked
-        self.view_as_real = facts.checked.spec.complex_mode == "view_as_real"
+        self.view_as_real = facts.opt.complex_mode == "view_as_real"
         self.scalar = ScalarPrinter(
             self._group_value, lambda e: self.tensor(e)[0], facts.imports
         )
