@@ -19,7 +19,7 @@ from generator import project as P
 from generator.check.checker import check, check_fragment
 from generator.check.model import CheckedSpec
 from generator.emit.docs.markdown import catalogue, page, readme_table
-from generator.emit.python.fused import fusable
+from generator.emit.python.fused import fusion_blocker
 from generator.emit.python.module import ModuleRenderer, environment
 from generator.language import syntax as S
 from generator.language.diagnostics import (
@@ -213,13 +213,21 @@ def check_fusable(checked: CheckedSpec, out: Collector) -> None:
     fused = next((i for i in checked.spec.inputs if i.arg_name == "fused"), None)
     if fused is None:
         return
-    blocker = fusable(lowered(checked))
-    if blocker is not None:
+    blocked = fusion_blocker(lowered(checked))
+    if blocked is not None:
+        what, span = blocked
         out.error(
             "E326",
             "`fused` compiles each parameter's tensor arithmetic into one kernel, with the "
-            f"numbers and decisions made before it; this update has {blocker}",
-            fused.span,
+            "numbers and decisions made before it; "
+            + ("this statement" if span is not None else "this update")
+            + f" has {what}",
+            span or fused.span,
+            notes=(
+                [Note("the `fused` input is declared here", fused.span)]
+                if span is not None
+                else []
+            ),
             hint="remove the `fused` input: the for-loop and foreach paths remain",
         )
 

@@ -143,3 +143,37 @@ def test_accelerator_fused_path_matches_the_for_loop_across_hyperparameters(
                 atol=1e-5,
                 msg=lambda m: f"{name}{config}, param {i}, after 4 steps: {m}",
             )
+
+
+@pytest.mark.parametrize(
+    "body, line",
+    [
+        # nested in a branch: the statement that reads the number, not the branch
+        (
+            "    if wd != 0:\n        s <- item(norm(grad))\n"
+            "        param <- param * (1 - wd * s)\n",
+            8,
+        ),
+        (
+            "    k <- 0\n    repeat n:\n        k <- k + 1\n"
+            "    param <- param * (1 - wd * k)\n",
+            8,
+        ),
+    ],
+    ids=["number_read_off_a_tensor", "repeat_over_numbers"],
+)
+def test_fused_is_refused_at_the_statement_the_kernel_cannot_hold(body, line):
+    from generator.api import check_text
+    from generator.language.diagnostics import SpecError
+
+    spec = (
+        "optimizer X\ninput lr: float = 0.1\ninput wd: float = 0\ninput n: int = 2\n"
+        "input fused: bool? = none, keyword\nupdate:\n"
+        + body
+        + "    param <- param - lr * n * grad\n"
+    )
+    with pytest.raises(SpecError) as info:
+        check_text(spec)
+    (d,) = info.value.diagnostics
+    assert (d.code, d.span.line) == ("E326", line), d
+    assert [n.span.line for n in d.notes] == [5], "the note names the fused input"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from generator.language import syntax as S
+from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import Collector, Note, did_you_mean
 from generator.language.names import BUILTIN_TENSORS, IMPLEMENTATION_FLAGS
 from generator.check.declarations import (
@@ -26,6 +27,12 @@ from generator.check.declarations import (
     check_state,
 )
 from generator.check.flat import check_flat
+from generator.check.procedures import (
+    call_of,
+    check_called,
+    check_declarations,
+    inline_call,
+)
 from generator.check.flow import Flow
 from generator.check.kinds import Typer
 from generator.check.model import Block, CheckedSpec, Symbol
@@ -50,6 +57,9 @@ class Checker:
         self.states: dict[str, S.State] = {}
         self.used: set[str] = set()
         self.locals: dict[str, Symbol] = {}
+        self.procedures = {p.name.id: p for p in spec.procedures}
+        self.called: set[str] = set()  # the procedures the per-parameter blocks call
+        self.failed_calls: set[S.Call] = set()  # calls whose inlining was refused
         self.program = None  # generator.check.flat.Program, for an `update flat:` spec
         # statements of the per-parameter language that the foreach or fused path cannot
         # run (`while`, `break`, a loop over a per-parameter range): what each is, where,
@@ -257,7 +267,7 @@ class Checker:
     def update(self) -> list[Block]:
         blocks = []
         modes = [u.mode for u in self.spec.updates]
-        if self.flat or self.spec.procedures:
+        if self.flat:
             self.program = check_flat(self)
             return [Block(u.mode, u.body, u.span) for u in self.spec.updates]
         if self.spec.kind == "optimizer" and not self.spec.updates:
@@ -319,6 +329,8 @@ class Checker:
                 )
         self.locals = {n: s for n, s in self.flow.defined.items() if s.role == "local"}
         self.checked_methods = tuple(self.methods())
+        check_declarations(self.spec, BUILTINS, self.out)
+        check_called(self.spec, self.called, self.out)
         return blocks
 
     def methods(self):
@@ -389,6 +401,23 @@ class Checker:
                     )
                     continue
                 out.extend(self.inline(frag.body, stack + (stmt.fragment,)))
+            elif call_of(stmt, self.procedures) is not None:
+                # a procedure's call, inlined as a fragment is (generator.check.procedures)
+                call = call_of(stmt, self.procedures)
+                self.called.add(call.func)
+                if call.func in stack:
+                    self.out.error(
+                        "E403", f"procedure `{call.func}` calls itself", stmt.span
+                    )
+                    continue
+                proc = self.procedures[call.func]
+                inlined = inline_call(stmt, call, proc, self.out)
+                if inlined is not None:
+                    out.extend(self.inline(inlined, stack + (call.func,)))
+                else:  # reported: its targets are still set, its arguments still read
+                    self.failed_calls.add(call)
+                    targets = getattr(stmt, "targets", None) or (stmt.target,)
+                    out.extend(S.Assign(t, call, None, stmt.span) for t in targets)
             elif isinstance(stmt, (S.Repeat, S.While, S.For)):
                 # a loop: its header's expression, and its body with fragments inlined
                 head = _LOOP_HEADS[type(stmt)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from generator.language import syntax as S
 from generator.language.builtins import BUILTINS
+from generator.check.procedures import check_declarations
 from generator.language.diagnostics import Collector, did_you_mean
 from generator.language.names import IMPLEMENTATION_FLAGS
 from generator.check.types import (
@@ -397,14 +398,6 @@ def step_along(value) -> tuple[str, S.Expr | None, S.Expr] | None:
 
 def _declarations(checker, out: Collector) -> None:
     spec = checker.spec
-    flat = [u for u in spec.updates if u.mode == "flat"]
-    if not flat:
-        out.error(
-            "E506",
-            "procedures are called by an `update flat:` block, and this spec has none",
-            spec.procedures[0].span,
-        )
-        return
     if len(spec.updates) > 1:
         out.error(
             "E506",
@@ -441,22 +434,7 @@ def _declarations(checker, out: Collector) -> None:
                     hint="a flat update keeps one state for all parameters: "
                     "`state n: count <- 0`, `state d lazy`, or `state al <- [none] * n`",
                 )
-    seen: dict[str, S.Span] = {}
-    for proc in spec.procedures:
-        name = proc.name.id
-        if name in seen or name in FUNCTIONS or name in STATEMENT_FUNCTIONS:
-            out.error(
-                "E506",
-                f"`{name}` is already "
-                + ("a procedure" if name in seen else "a function of the language"),
-                proc.name.span,
-            )
-        seen[name] = proc.name.span
-        params: set[str] = set()
-        for p in proc.params:
-            if p.name.id in params:
-                out.error("E506", f"`{p.name.id}` is an argument twice", p.name.span)
-            params.add(p.name.id)
+    check_declarations(spec, {*FUNCTIONS, *STATEMENT_FUNCTIONS}, out)
 
 
 def check_flat(checker) -> Program | None:

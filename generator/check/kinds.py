@@ -282,6 +282,20 @@ class Typer:
         return "tensor" if "tensor" in (a, b) else a if a == b else "scalar"
 
     def k_Call(self, e: S.Call):
+        if e.func in self.c.procedures:
+            if e not in self.c.failed_calls:  # (one whose inlining failed is reported)
+                self.error(
+                    "E503",
+                    f"`{e.func}` is a procedure: its call is the whole value of an "
+                    "assignment",
+                    e.func_span or e.span,
+                    hint=f"assign it first (`v <- {e.func}(...)`), then use `v` here",
+                )
+            for a in e.args:
+                self.kind(a)
+            for _, v in e.keywords:
+                self.kind(v)
+            return None
         if e.keywords:
             flat_only(self.c.out, "a keyword argument", e.keywords[0][1].span)
             return None
@@ -375,11 +389,11 @@ def flat_only(out: Collector, what: str, span: S.Span) -> None:
     """Reports a construct of `update flat:` and procedures met in a per-parameter update."""
     out.error(
         "E501",
-        f"{what} belongs to `update flat:` and procedures",
+        f"{what} belongs to `update flat:` and the procedures it calls",
         span,
-        hint="a per-parameter update computes with numbers and tensors (and loops over "
-        "them); lists, tuples and procedures belong to whole-vector algorithms, written as "
-        "`update flat:` (LBFGS)",
+        hint="a per-parameter update computes with numbers and tensors, in loops and "
+        "procedures (`a, b <- f(x)` for a procedure's values); lists belong to "
+        "whole-vector algorithms, written as `update flat:` (LBFGS)",
     )
 
 

@@ -8,7 +8,7 @@ frozen dataclass, compared and hashed by value.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 # ---- names the IR gives a fixed meaning ------------------------------------------------------------
@@ -170,6 +170,8 @@ class TOp:
 TExpr = Union[TRef, TOp]
 
 # ---- statements ---------------------------------------------------------------------------------------
+# A statement's ``span`` is where the spec writes it (a syntax span, set by the lowering), for the
+# diagnostics that speak of a lowered statement (E326); it is not part of its value.
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ class ScalarLet:
     name: str
     value: SExpr
     varying: bool
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,7 @@ class CountUpdate:
     read_after: (
         bool  # the new value is read later in the update (refresh the Python number)
     )
+    span: object = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _coerce(self, scope=Scope)
@@ -202,6 +206,7 @@ class TensorLet:
     name: str
     value: TExpr
     alias: bool
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,7 @@ class InPlace:
 
     target: TRef
     ops: tuple[TOp, ...]  # each TOp's args exclude the target itself
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -219,6 +225,7 @@ class LazyInit:
     state: str  # the state's key
     first: TExpr
     update: tuple["Stmt", ...]
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,7 @@ class If:
     # the same `if` without a branch, for torch.compile (where a per-parameter condition is a
     # tensor): both branches run on copies and torch.where picks each result
     traced: tuple["Stmt", ...] | None = None
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -240,6 +248,7 @@ class Repeat:
 
     count: SExpr
     body: tuple["Stmt", ...]
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -292,6 +301,7 @@ class Raise:
     fails: SExpr | VExpr  # a VExpr in a flat update
     exception: str
     message: Message
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -497,6 +507,7 @@ class StepParams:
 class While:
     cond: VExpr
     body: tuple["Stmt", ...]
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -508,11 +519,12 @@ class ForRange:
     stop: VExpr
     reverse: bool
     body: tuple["Stmt", ...]
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Break:
-    pass
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -7,22 +7,22 @@ through these rather than listing node fields themselves.
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
 from generator.ir.nodes import *  # noqa: F403 (the node classes, by the names the IR gives them)
 
 
 def rename(node, names: dict[str, str]):
     """An IR expression or statement with the tensors and scalars in ``names`` renamed (a
     renamed tensor becomes a local)."""
-    from dataclasses import fields, replace
-
     if isinstance(node, TRef):
         return TRef(names[node.name], "local") if node.name in names else node
     if isinstance(node, SRef):
         return replace(node, name=names[node.name]) if node.name in names else node
     if isinstance(node, tuple):
         return tuple(rename(x, names) for x in node)
-    if not hasattr(node, "__dataclass_fields__"):
-        return node
+    if not type(node).__module__.startswith("generator.ir."):
+        return node  # a Python value a node holds, or a statement's span
     changes = {f.name: rename(getattr(node, f.name), names) for f in fields(node)}
     return replace(node, **changes)
 

@@ -45,7 +45,7 @@ class Lowerer(ExpressionLowerer):
         out = []
         for k, s in enumerate(stmts):
             after = later | _reads(stmts[k + 1 :])
-            out.extend(self.stmt(s, after, stmts[k + 1 :]))
+            out.extend(_at(x, s.span) for x in self.stmt(s, after, stmts[k + 1 :]))
         return out
 
     def stmt(self, s, later, rest) -> list[ir.Stmt]:
@@ -382,6 +382,14 @@ def _put(e: S.Expr, choice: S.Expr, with_: S.Expr) -> S.Expr:
     if isinstance(e, S.Compare):
         return replace(e, operands=tuple(_put(x, choice, with_) for x in e.operands))
     return e
+
+
+def _at(s: ir.Stmt, span) -> ir.Stmt:
+    """The statement, with the span of the spec statement it was lowered from (a nested one
+    keeps its own)."""
+    if getattr(s, "span", span) is None:
+        return replace(s, span=span)
+    return s
 
 
 def _probe(cond: S.Expr, way: str, body) -> ir.Probe:

@@ -311,7 +311,8 @@ def algorithm_box(checked: CheckedSpec) -> str:
             # with several passes, a later block reads what an earlier one set this step
             p.assigned = set()
         p.stmts(block.body, 1, lines)
-    for proc in checked.spec.procedures:
+    # (a per-parameter update shows a procedure where it calls it, inlined)
+    for proc in checked.spec.procedures if checked.program is not None else ():
         params = ", ".join(symbol(q.name.id) for q in proc.params)
         lines.append(r"\rule{110mm}{0.4pt}")
         name = proc.name.id.replace("_", r"\_")

@@ -86,33 +86,45 @@ def keeps_shapes(opt: ir.Optimizer) -> bool:
 
 def fusable(opt: ir.Optimizer) -> str | None:
     """None when the update can be fused, else what stands in the way (for the error)."""
+    blocked = fusion_blocker(opt)
+    return None if blocked is None else blocked[0]
+
+
+def fusion_blocker(opt: ir.Optimizer) -> tuple[str, object] | None:
+    """What stands in the way of a fused update, and the span of the spec statement that holds
+    it (None where it is the update as a whole); None when the update can be fused."""
     if opt.mode != "each" or opt.sparse == "only":
-        return "an update that is not one per parameter"
+        return "an update that is not one per parameter", None
     for p in opt.later_passes:  # each pass is a kernel of its own
-        blocker = fusable(replace(opt, body=p.body, hoisted=p.hoisted, later_passes=()))
-        if blocker is not None:
-            return blocker
+        blocked = fusion_blocker(
+            replace(opt, body=p.body, hoisted=p.hoisted, later_passes=())
+        )
+        if blocked is not None:
+            return blocked
     for s in ir.walk(opt.body):
-        if isinstance(s, (ir.ForRange, ir.While, ir.Break)):
-            return "a loop"  # (refused by the checker first, at the loop: E335)
-        if isinstance(s, ir.Repeat) and not (
-            isinstance(s.count, ir.SConst)
-            and all(isinstance(x, (ir.TensorLet, ir.InPlace)) for x in ir.walk(s.body))
-        ):
-            # a fixed number of tensor statements unrolls in the kernel (MARS's Newton-Schulz)
-            return "a `repeat` loop over numbers or a hyperparameter's count"
-        if isinstance(s, ir.If) and s.varying and not _decided_on_host(s.cond):
-            return "a condition read off a tensor"
-        for e in ir.expressions(s):
-            bad = [
-                x.op for x in _nodes(e) if isinstance(x, ir.TOp) and not _in_kernel(x)
-            ]
-            if bad:
-                return f"`{bad[0]}`, which the kernel cannot run"
-            if uses(
-                e, lambda x: isinstance(x, ir.SCall) and x.func in ("item", "randint")
-            ):
-                return "a number read off a tensor"
+        what = _blocks_fusion(s)
+        if what is not None:
+            return what, s.span
+    return None
+
+
+def _blocks_fusion(s: ir.Stmt) -> str | None:
+    if isinstance(s, (ir.ForRange, ir.While, ir.Break)):
+        return "a loop"  # (refused by the checker first, at the loop: E335)
+    if isinstance(s, ir.Repeat) and not (
+        isinstance(s.count, ir.SConst)
+        and all(isinstance(x, (ir.TensorLet, ir.InPlace)) for x in ir.walk(s.body))
+    ):
+        # a fixed number of tensor statements unrolls in the kernel (MARS's Newton-Schulz)
+        return "a `repeat` loop over numbers or a hyperparameter's count"
+    if isinstance(s, ir.If) and s.varying and not _decided_on_host(s.cond):
+        return "a condition read off a tensor"
+    for e in ir.expressions(s):
+        bad = [x.op for x in _nodes(e) if isinstance(x, ir.TOp) and not _in_kernel(x)]
+        if bad:
+            return f"`{bad[0]}`, which the kernel cannot run"
+        if uses(e, lambda x: isinstance(x, ir.SCall) and x.func in ("item", "randint")):
+            return "a number read off a tensor"
     return None
 
 
