@@ -60,6 +60,7 @@ class Checker:
         self.procedures = {p.name.id: p for p in spec.procedures}
         self.called: set[str] = set()  # the procedures the per-parameter blocks call
         self.failed_calls: set[S.Call] = set()  # calls whose inlining was refused
+        self.passed: set[str] = set()  # names passed to a procedure that ignores them
         self.program = None  # generator.check.flat.Program, for an `update flat:` spec
         # statements of the per-parameter language that the foreach or fused path cannot
         # run (`while`, `break`, a loop over a per-parameter range): what each is, where,
@@ -319,8 +320,9 @@ class Checker:
         self.flow = Flow(self, env)
         for b in blocks:
             self.flow.block(b)
+        self.used |= self.passed  # an input passed to a procedure is used
         for name, sym in self.flow.defined.items():
-            if name not in self.flow.read and sym.role == "local":
+            if name not in self.flow.read | self.passed and sym.role == "local":
                 self.out.error(
                     "E402",
                     f"`{name}` is assigned but never used",
@@ -372,7 +374,7 @@ class Checker:
             body = self.inline(m.body, ())
             flow.body(body)
             for local, sym in flow.defined.items():
-                if local not in flow.read and sym.role == "local":
+                if local not in flow.read | self.passed and sym.role == "local":
                     self.out.error(
                         "E402",
                         f"`{local}` is assigned but never used",
@@ -411,7 +413,7 @@ class Checker:
                     )
                     continue
                 proc = self.procedures[call.func]
-                inlined = inline_call(stmt, call, proc, self.out)
+                inlined = inline_call(stmt, call, proc, self.out, self.passed)
                 if inlined is not None:
                     out.extend(self.inline(inlined, stack + (call.func,)))
                 else:  # reported: its targets are still set, its arguments still read

@@ -67,10 +67,12 @@ def call_of(stmt, procedures: dict[str, S.Procedure]) -> S.Call | None:
 
 
 def inline_call(
-    stmt, call: S.Call, proc: S.Procedure, out: Collector
+    stmt, call: S.Call, proc: S.Procedure, out: Collector, passed: set[str]
 ) -> tuple[S.Stmt, ...] | None:
     """The statements that replace ``stmt`` (an assignment of ``call``); None when the call
-    or the procedure is in error (reported)."""
+    or the procedure is in error (reported). The names an argument reads that the procedure
+    never reads (an argument it ignores) are added to ``passed``: passing a value is a use.
+    """
     args = _arguments(call, proc, out)
     if args is None:
         return None
@@ -81,8 +83,14 @@ def inline_call(
     own = _assigned(proc.body)
     names: dict[str, object] = {n: S.Name(prefix + n, None, None) for n in own}
     prelude = []
+    read = {
+        n.id for s in _walk(proc.body) for e in S.expressions(s) for n in _names_read(e)
+    }
     for p in proc.params:
         name, value = p.name.id, args[p.name.id]
+        if name not in read:
+            passed.update(n.id for n in _names_read(value))
+            continue
         if name not in own and isinstance(value, (S.Name, S.Number, S.Bool)):
             names[name] = value  # put in its place: no copy, no local
         else:

@@ -6,7 +6,8 @@ inputs of each kind (a learning rate, decay rates in (0, 1), flags, a period), s
 (tensors starting at 0 or at the parameter, lazy ones given their first value by ``initially``,
 per-parameter, group and optimizer counters), and an update built from the language's
 constructs: tensor locals, state updates, branches on flags, on shapes and on counters (decided
-per parameter, so the foreach path partitions its lists), nested branches, ``repeat`` blocks,
+per parameter, so the foreach path partitions its lists), nested branches, ``repeat`` blocks and
+``for`` loops, calls of procedures drawn with the program (inlined by the checker),
 conditional values, reductions (``norm``, ``sum``, ``dot``, ``mean`` along a dimension under a
 shape branch), and the elementwise functions. Values stay bounded by construction (``abs(x) + 1``
 under divisions, ``clamp`` on the update), so that every path computes finite numbers. A program
@@ -91,6 +92,8 @@ class Program:
     # a second pass over the parameters, after a group block reading what the first summed
     group_block2: tuple = ()
     body2: tuple = ()
+    # procedures the update calls: (name, parameters, statement lines)
+    procedures: tuple = ()
 
     def blocks(self) -> tuple:
         return (
@@ -115,7 +118,13 @@ class Program:
         if self.fused:
             lines.append("input fused: bool? = none, keyword")
         lines += [decl for name, decl in self.states if name in used]
-        return "\n".join(lines) + "\n\n" + blocks + "\n"
+        procedures = "".join(
+            f"\nprocedure {name}({', '.join(params)}):\n"
+            + "".join(f"    {line}\n" for line in body)
+            for name, params, body in self.procedures
+            if name in used  # (a call pruned away takes its procedure with it)
+        )
+        return "\n".join(lines) + "\n\n" + blocks + "\n" + procedures
 
 
 def _render_block(head: str, stmts) -> str:
@@ -172,6 +181,7 @@ class _Draw:
     periods: list[str] = field(default_factory=list)
     locals: int = 0
     constructs: dict = field(default_factory=dict)
+    procedures: list = field(default_factory=list)
 
     def note(self, construct: str) -> None:
         self.constructs[construct] = self.constructs.get(construct, 0) + 1
@@ -239,6 +249,29 @@ class _Draw:
         n = template.count("{}")
         return Expr(template, tuple(a() for _ in range(n)))
 
+    def procedure_call(self, scope: _Scope) -> Expr:
+        """A call of a procedure drawn for it: of one or two of the scope's tensors and a
+        number; it computes a local of its own and returns a value made from it (the checker
+        inlines it where it is called)."""
+        self.note("procedure call")
+        name = f"p{len(self.procedures)}"
+        tensors = ("u", "v")[: self.rng.choice([1, 2])]
+        own = self.pure(list(tensors), 2)
+        returned = Expr("lerp({}, {}, 0.5)", (leaf("w"), self.pure(list(tensors), 2)))
+        body = (f"w <- c * ({own.render()})", f"return {returned.render()}")
+        self.procedures.append((name, tensors + ("c",), body))
+        args = tuple(leaf(self.rng.choice(scope.tensors)) for _ in tensors)
+        args += (self.scalar(),)
+        return Expr(name + "(" + ", ".join("{}" for _ in args) + ")", args)
+
+    def pure(self, leaves: list[str], depth: int) -> Expr:
+        """A tensor expression of ``leaves`` alone (a procedure sees only its arguments)."""
+        if depth <= 0 or self.rng.random() < 0.3:
+            return leaf(self.rng.choice(leaves))
+        template = self.rng.choice(_PURE)
+        n = template.count("{}")
+        return Expr(template, tuple(self.pure(leaves, depth - 1) for _ in range(n)))
+
     def scalar_weight(self) -> Expr:
         if self.decays and self.rng.random() < 0.6:
             return Expr(
@@ -253,7 +286,11 @@ class _Draw:
             r = self.rng.random()
             if r < 0.3:
                 name = self.local()
-                out.append(Assign(name, self.tensor(scope, 3)))
+                if self.rng.random() < 0.3:
+                    value = self.procedure_call(scope)
+                else:
+                    value = self.tensor(scope, 3)
+                out.append(Assign(name, value))
                 scope.tensors.append(name)
             elif r < 0.55 and states:
                 out.append(self.state_update(scope, self.rng.choice(states)))
@@ -345,6 +382,20 @@ class _Draw:
         )
         return Repeat(count, (Assign(target, value),), "j", reverse)
 
+
+# the templates of a procedure's expressions: of its tensor arguments only
+_PURE = (
+    "{} + {}",
+    "{} - {}",
+    "{} * {}",
+    "abs({})",
+    "clamp({}, -1, 1)",
+    "{} / (abs({}) + 1)",
+    "sqrt(abs({}) + 1e-8)",
+    "exp(-abs({}))",
+    "max({}, {})",
+    "{} / (norm({}) + 1)",
+)
 
 CONSTRUCTS = {
     "{} + {}": "arithmetic",
@@ -553,6 +604,7 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         fused=rng.random() < 0.7,
         group_block2=tuple(group_block2),
         body2=tuple(body2),
+        procedures=tuple(d.procedures),
     )
     return prune(program), d.constructs
 
