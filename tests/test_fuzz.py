@@ -107,6 +107,26 @@ def test_the_fast_slice_covers_the_language():
 
 # The programs the fuzzer found failing, minimized (each failed before its fix).
 FOUND = {
+    "foreach: a reduction's result multiplied in place by a full-size operand": """\
+optimizer Fuzz
+check not is_complex(param) else "real parameters only"
+input foreach: bool? = none
+state s0 (s0) <- 0
+state s1 (s1) <- param
+
+update:
+    s0 <- s1 - mean(grad, -1) * grad / (abs(grad) + 1)
+    param <- s0
+""",
+    "foreach: a local holding a reduction, then grown in place": """\
+optimizer Fuzz
+check not is_complex(param) else "real parameters only"
+input foreach: bool? = none
+update:
+    r <- mean(grad, -1)
+    x <- (r + 1) * grad
+    param <- param - 0.01 * x
+""",
     "in-place add of a larger operand into a reduction's result": """\
 optimizer Fuzz
 check not is_complex(param) else "real parameters only"

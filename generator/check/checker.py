@@ -6,9 +6,10 @@ every name resolved to a ``Symbol`` of a known kind, or located diagnostics. ``C
 spec in order and holds what the steps share: the declarations (each entry checked by
 generator.check.declarations, the cross-entry rules here: duplicates, keyword-only order,
 `defaults`), the requirements and state initial values (typed by generator.check.kinds), the update
-(fragments inlined and spellings made canonical here, the data flow followed by
-generator.check.flow, `update flat:` and procedures by generator.check.flat) and the methods; then
-the whole-spec rules (unused inputs, generator.check.queries). generator.lower.lowering trusts what
+(fragments and called procedures inlined, generator.check.procedures, and spellings made canonical
+here, the data flow followed by generator.check.flow, `update flat:` and the procedures it calls by
+generator.check.flat) and the methods; then the whole-spec rules (unused inputs, a construct a
+declared path has no form for: E335, generator.check.queries). generator.lower.lowering trusts what
 passes; anything it cannot lower is a GeneratorBug.
 """
 

@@ -1,12 +1,13 @@
 """Statements and update blocks: the data flow of a per-parameter update, followed in order.
 
 Part of the check stage (language → check → lower → emit). ``Flow`` walks the statements of the
-`update:` blocks and of each `method` (fragments already inlined by generator.check.checker): what
-is defined where and with which kind, read before written, the time subscripts of states, lazy
-states given their first value, conditional states used only under their condition, what each
-kind of block (`update:`, `update group:`, `update optimizer:`, a method) may read and assign.
-Expressions are typed by generator.check.kinds; `update flat:` and procedures are checked by
-generator.check.flat instead.
+`update:` blocks and of each `method` (fragments and called procedures already inlined by
+generator.check.checker): what is defined where and with which kind, read before written, the
+time subscripts of states, lazy states given their first value, conditional states used only under
+their condition, loops (`repeat`, `for`, `while`, `break`) and the paths each has a form in, what
+each kind of block (`update:`, `update group:`, `update optimizer:`, a method) may read and assign.
+Expressions are typed by generator.check.kinds; `update flat:` is checked by generator.check.flat
+instead.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from generator.emit.python.scalars import (
     traced,
     varying_refs,
 )
-from generator.emit.python.single import SingleTensorPrinter
+from generator.emit.python.single import SingleTensorPrinter, _reduced
 
 
 class ForeachPrinter:
@@ -50,6 +50,7 @@ class ForeachPrinter:
         self.by_var = {s.var: s for s in opt.states}
         self.scalar = ScalarPrinter(self._ref_list, imports=imports)
         self.temp = 0
+        self.reduced: set[str] = set()  # locals holding a reduction's (smaller) result
         self.rename: dict[str, str] = (
             {}
         )  # full list → the part a per-parameter branch runs on
@@ -295,6 +296,14 @@ class ForeachPrinter:
             if isinstance(base_expr, (ir.TRef, ir.TOp))
             else (None, False)
         )
+        if (
+            fresh
+            and _reduced(base_expr, self.reduced)
+            and not all(_reduced(a, self.reduced) for a in e.args[1:])
+        ):
+            # a reduction's result (`mean(x, -1)`: size 1 along -1) broadcasts to the other
+            # operand's shape: it cannot hold the result in place (as in the for-loop)
+            fresh = False
         args = []
         for k, a in enumerate(e.args[1:]):
             if isinstance(a, (ir.TRef, ir.TOp)):
@@ -633,6 +642,10 @@ class ForeachPrinter:
                         if fresh
                         else f"{dest} = torch._foreach_mul({name}, 1)"
                     )
+            if _reduced(s.value, self.reduced):
+                self.reduced.add(s.name)
+            else:
+                self.reduced.discard(s.name)
         elif isinstance(s, ir.InPlace):
             self.inplace(s.target, s.ops, out)
         elif isinstance(s, ir.LazyInit):
