@@ -63,7 +63,9 @@ class Lowerer(ExpressionLowerer):
         if isinstance(s, S.For):
             return [self._for(s, later)]
         if isinstance(s, S.While):
-            return [ir.While(self.sexpr(s.cond), self._loop_body(s.body, later))]
+            # (its condition reads its names again before every iteration)
+            body = self._loop_body(s.body, later | names_read(s.cond))
+            return [ir.While(self.sexpr(s.cond), body)]
         if isinstance(s, S.Break):
             return [ir.Break()]
         if isinstance(s, S.ForEachParameter):
