@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from generator.language import syntax as S
 from generator.language.builtins import BUILTINS
-from generator.check.procedures import check_declarations
+from generator.check.procedures import bind_arguments, check_declarations
 from generator.language.diagnostics import Collector, did_you_mean
 from generator.language.names import IMPLEMENTATION_FLAGS
 from generator.check.types import (
@@ -281,36 +281,7 @@ class _Checker:
         for _, v in e.keywords:
             self.expr(v)
         if proc is not None:
-            names = [p.name.id for p in proc.params]
-            if len(e.args) > len(names):
-                self.out.error(
-                    "E503",
-                    f"`{e.func}` takes at most {len(names)} arguments, got {len(e.args)}",
-                    e.span,
-                )
-            given = set(names[: len(e.args)])
-            for k, v in e.keywords:
-                if k not in names:
-                    self.out.error(
-                        "E503",
-                        f"`{e.func}` has no argument `{k}`",
-                        v.span,
-                        hint=did_you_mean(k, names),
-                    )
-                elif k in given:
-                    self.out.error("E503", f"`{k}` is given twice", v.span)
-                given.add(k)
-            missing = [
-                p.name.id
-                for p in proc.params
-                if p.default is None and p.name.id not in given
-            ]
-            if missing:
-                self.out.error(
-                    "E503",
-                    f"`{e.func}` needs `{missing[0]}`",
-                    e.span,
-                )
+            bind_arguments(e, proc, self.out)
             return
         if e.func in STATEMENT_FUNCTIONS:
             self.out.error(

@@ -73,7 +73,7 @@ def inline_call(
     or the procedure is in error (reported). The names an argument reads that the procedure
     never reads (an argument it ignores) are added to ``passed``: passing a value is a use.
     """
-    args = _arguments(call, proc, out)
+    args = bind_arguments(call, proc, out)
     if args is None:
         return None
     body, returned = _split_return(proc, stmt, out)
@@ -113,16 +113,19 @@ def inline_call(
     return tuple(prelude) + renamed + ends
 
 
-def _arguments(call: S.Call, proc: S.Procedure, out: Collector) -> dict | None:
-    """Parameter → the expression the call gives it (or its default)."""
+def bind_arguments(call: S.Call, proc: S.Procedure, out: Collector) -> dict | None:
+    """Parameter → the expression the call gives it (or its default); None when the call
+    does not fit the procedure (every misfit reported, E503). Flat updates check their calls
+    with it too."""
     names = [p.name.id for p in proc.params]
+    ok = True
     if len(call.args) > len(names):
         out.error(
             "E503",
             f"`{call.func}` takes at most {len(names)} arguments, got {len(call.args)}",
             call.span,
         )
-        return None
+        ok = False
     given = dict(zip(names, call.args))
     for k, v in call.keywords:
         if k not in names:
@@ -132,18 +135,18 @@ def _arguments(call: S.Call, proc: S.Procedure, out: Collector) -> dict | None:
                 v.span,
                 hint=did_you_mean(k, names),
             )
-            return None
-        if k in given:
+            ok = False
+        elif k in given:
             out.error("E503", f"`{k}` is given twice", v.span)
-            return None
+            ok = False
         given[k] = v
+    missing = [p for p in proc.params if p.name.id not in given and p.default is None]
+    if missing:
+        out.error("E503", f"`{call.func}` needs `{missing[0].name.id}`", call.span)
+        ok = False
     for p in proc.params:
-        if p.name.id not in given:
-            if p.default is None:
-                out.error("E503", f"`{call.func}` needs `{p.name.id}`", call.span)
-                return None
-            given[p.name.id] = p.default
-    return given
+        given.setdefault(p.name.id, p.default)
+    return given if ok else None
 
 
 def _split_return(proc: S.Procedure, stmt, out: Collector):
