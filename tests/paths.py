@@ -1,5 +1,7 @@
 """One seeded run of an optimizer class on one implementation path, for the tests that hold
-each path (for-loop, foreach, fused) to a computation written in the test."""
+each path (for-loop, foreach, fused) to a computation written in the test; and the seeded
+parameters and gradients (over many magnitudes) of tests that step an optimizer themselves.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +13,24 @@ import torch
 from generator.runtime.kernels import eager_kernels
 
 IMPL_FLAGS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}}
+
+
+def seeded_params(shapes, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
+
+
+def seeded_grads(shapes, steps, seed):
+    """The gradients of ``steps`` steps, each tensor scaled by 1e-6 … 1e2."""
+    gen = torch.Generator().manual_seed(seed)
+    return [
+        [
+            torch.randn(s, generator=gen, dtype=torch.float64)
+            * 10.0 ** float(torch.randint(-6, 3, (), generator=gen))
+            for s in shapes
+        ]
+        for _ in range(steps)
+    ]
 
 
 def run_path(cls, impl, shapes, steps, seed=0, eager=False, **kwargs):

@@ -16,6 +16,7 @@ import torch
 from generator import load_spec
 from generator.api import check_text
 from generator.language.diagnostics import SpecError
+from paths import seeded_grads, seeded_params
 
 POWERS = """\
 optimizer Powers
@@ -39,29 +40,12 @@ update:
 """
 
 
-def _params(shapes):
-    gen = torch.Generator().manual_seed(0)
-    return [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
-
-
-def _grads(shapes, steps, seed):
-    gen = torch.Generator().manual_seed(seed)
-    return [
-        [
-            torch.randn(s, generator=gen, dtype=torch.float64)
-            * 10.0 ** float(torch.randint(-6, 3, (), generator=gen))
-            for s in shapes
-        ]
-        for _ in range(steps)
-    ]
-
-
 @pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
 def test_for_loops_over_a_hyperparameter_range_run_on_both_paths(foreach):
     cls = load_spec(POWERS)
     shapes = [(4, 3), (5,), (2, 2, 2)]
-    steps = _grads(shapes, 6, 1)
-    params = _params(shapes)
+    steps = seeded_grads(shapes, 6, 1)
+    params = seeded_params(shapes)
     expected = [p.clone() for p in params]
     opt = cls(params, lr=0.05, beta=0.8, terms=4, foreach=foreach)
     ms = [torch.zeros_like(p) for p in expected]
@@ -114,8 +98,8 @@ update:
 def test_while_break_and_a_loop_over_the_parameters_dimensions_run_in_the_for_loop():
     cls = load_spec(HALVING)
     shapes = [(4, 3), (5,), (2, 3, 2)]
-    steps = _grads(shapes, 5, 2)
-    params = _params(shapes)
+    steps = seeded_grads(shapes, 5, 2)
+    params = seeded_params(shapes)
     expected = [p.clone() for p in params]
     opt = cls(params, lr=0.5, bound=0.01, most=6)
     halvings = set()

@@ -16,7 +16,7 @@ import torch
 from generator import load_spec
 from generator.api import check_text
 from generator.language.diagnostics import SpecError
-from paths import run_path
+from paths import run_path, seeded_grads, seeded_params
 
 ORTHOGONAL = """\
 optimizer Orthogonal
@@ -64,19 +64,6 @@ procedure clip_both(a, b, bound):
 """
 
 
-def _params(shapes):
-    gen = torch.Generator().manual_seed(0)
-    return [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
-
-
-def _grads(shapes, steps):
-    gen = torch.Generator().manual_seed(1)
-    return [
-        [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
-        for _ in range(steps)
-    ]
-
-
 def _newton_schulz(g, steps, eps=1e-7):
     x = g / (g.norm() + eps)
     for _ in range(steps):
@@ -92,11 +79,11 @@ def _newton_schulz(g, steps, eps=1e-7):
 def test_a_procedure_orthogonalises_the_momentum_of_matrices(foreach):
     cls = load_spec(ORTHOGONAL)
     shapes = [(4, 3), (5,), (3, 6)]
-    params = _params(shapes)
+    params = seeded_params(shapes)
     expected = [p.clone() for p in params]
     opt = cls(params, lr=0.02, momentum=0.9, ns_steps=3, foreach=foreach)
     bufs = [torch.zeros_like(p) for p in expected]
-    for grads in _grads(shapes, 4):
+    for grads in seeded_grads(shapes, 4, 1):
         for p, g in zip(params, grads):
             p.grad = g.clone()
         opt.step()
