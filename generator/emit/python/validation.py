@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generator import ir
-from generator.language import syntax as S
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.blocks import Imports, message_source
 from generator.emit.python.scalars import ScalarPrinter
@@ -69,12 +68,3 @@ def printed(v: ir.Validation, names: dict[str, str], imports: Imports) -> Printe
         message=message_source(v.message, printer),
         per_parameter=v.per_parameter,
     )
-
-
-def text_message_source(text: str, names: dict[str, str]) -> str:
-    """The same for a message still in spec text (the flat update, printed from syntax)."""
-    parts = tuple(
-        ir.SRef(part) if placeholder else part
-        for part, placeholder in S.message_parts(text)
-    )
-    return message_source(ir.Message(parts), lambda r: names[r.name])
