@@ -21,6 +21,7 @@ from generator.language import syntax as S
 from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import Collector, Note, did_you_mean
 from generator.language.names import BUILTIN_TENSORS, IMPLEMENTATION_FLAGS
+from generator.language.types import Kind
 from generator.check.declarations import (
     OPTIMIZER_ATTRIBUTES,
     check_input,
@@ -117,14 +118,14 @@ class Checker:
                 )
                 t = t.split("|")[0]
                 kind = {
-                    "bool": "bool",
-                    "int": "int",
-                    "float": "scalar",
-                    "tensor": "scalar",
-                    "str": "str",
-                }.get(t, "scalar")
+                    "bool": Kind.BOOL,
+                    "int": Kind.INT,
+                    "float": Kind.SCALAR,
+                    "tensor": Kind.SCALAR,
+                    "str": Kind.STR,
+                }.get(t, Kind.SCALAR)
                 if inp.type.kind == "union" and "float" in names:
-                    kind = "scalar"
+                    kind = Kind.SCALAR
                 self.inputs[n.id] = Symbol(
                     n.id, kind, "input", decl=inp, optional=any(inp.type.optional)
                 )
@@ -182,7 +183,7 @@ class Checker:
     def validations(self) -> None:
         for v in self.spec.validations:
             kind = self.expr(v.expr, context="validation")
-            if kind not in ("bool", None):
+            if kind not in (Kind.BOOL, None):
                 self.out.error(
                     "E301",
                     "a requirement must be a condition (true or false)",
@@ -195,7 +196,7 @@ class Checker:
         for st in self.spec.states:
             if st.condition is not None and self.expr(
                 st.condition, "state_condition"
-            ) not in ("bool", None):
+            ) not in (Kind.BOOL, None):
                 self.out.error(
                     "E301",
                     "a state condition must be decided by hyperparameters or the "
@@ -206,7 +207,7 @@ class Checker:
                 continue  # a copy of the parameter when the state is made
             if st.init is not None and not self.flat:
                 kind = self.expr(st.init, "state")
-                if kind == "tensor":
+                if kind == Kind.TENSOR:
                     self.out.error(
                         "E303",
                         "a state's initial value is a number, `param` (a copy of the "
@@ -226,8 +227,8 @@ class Checker:
                     inp.none_means.span,
                 )
             elif self.expr(inp.none_means, context="validation") not in (
-                "int",
-                "scalar",
+                Kind.INT,
+                Kind.SCALAR,
                 None,
             ):
                 self.out.error(
@@ -305,8 +306,8 @@ class Checker:
 
         env = dict(self.inputs)
         for name, st in self.states.items():
-            kind = {"count": "scalar", "flag": "bool"}.get(
-                st.kind, "tensor"
+            kind = {"count": Kind.SCALAR, "flag": Kind.BOOL}.get(
+                st.kind, Kind.TENSOR
             )  # total: 1 elem
             env[name] = Symbol(
                 name,
@@ -316,8 +317,8 @@ class Checker:
                 varying=st.scope == "parameter" and st.kind == "count",
                 decl=st,
             )
-        env["param"] = Symbol("param", "tensor", "param")
-        env["grad"] = Symbol("grad", "tensor", "grad")
+        env["param"] = Symbol("param", Kind.TENSOR, "param")
+        env["grad"] = Symbol("grad", Kind.TENSOR, "grad")
         self.flow = Flow(self, env)
         for b in blocks:
             self.flow.block(b)
@@ -365,7 +366,7 @@ class Checker:
                 if st.scope != "parameter":
                     env[st_name] = Symbol(
                         st_name,
-                        "bool" if st.kind == "flag" else "scalar",
+                        Kind.BOOL if st.kind == "flag" else Kind.SCALAR,
                         "state",
                         dynamic=True,
                         decl=st,

@@ -33,6 +33,7 @@ from generator.check.types import (
     is_range,
     is_vector,
 )
+from generator.language.types import tuple_sizes
 
 
 class _Checker:
@@ -109,7 +110,7 @@ class _Checker:
         elif isinstance(s, S.MultiAssign):
             self.expr(s.value)
             t = expression_type(self.p, self.sc, s.value)
-            sizes = {len(x[1]) for x in t if isinstance(x, tuple) and x[0] == "tuple"}
+            sizes = tuple_sizes(t)
             if t and sizes != {len(s.targets)}:
                 self.out.error(
                     "E507",

@@ -17,6 +17,7 @@ from dataclasses import replace
 from generator.language import syntax as S
 from generator.language.diagnostics import Note
 from generator.language.spec_printer import print_expr
+from generator.language.types import Kind
 from generator.check.declarations import check_name
 from generator.check.kinds import Typer, flat_only, outside_for_each
 from generator.check.model import Block, Symbol
@@ -107,12 +108,12 @@ class Flow:
                 s.span,
             )
         before = dict(self.env)
-        self.env["param"] = Symbol("param", "tensor", "param")
+        self.env["param"] = Symbol("param", Kind.TENSOR, "param")
         for name, st in self.c.states.items():
             if st.scope == "parameter":
                 self.env[name] = Symbol(
                     name,
-                    "scalar" if st.kind == "count" else "tensor",
+                    Kind.SCALAR if st.kind == "count" else Kind.TENSOR,
                     "state",
                     dynamic=st.kind == "count",
                     varying=st.kind == "count",
@@ -132,7 +133,7 @@ class Flow:
 
     def check(self, s: S.Check) -> None:
         k, _, _ = self.kind(s.expr)
-        if k not in ("bool", None):
+        if k not in (Kind.BOOL, None):
             self.c.out.error(
                 "E324",
                 "a check in the update must be a condition (true or false)",
@@ -143,7 +144,7 @@ class Flow:
 
     def repeat(self, s: S.Repeat) -> None:
         k, dyn, _ = self.kind(s.count)
-        if k not in ("int", None) or dyn:
+        if k not in (Kind.INT, None) or dyn:
             self.c.out.error(
                 "E323",
                 "`repeat` needs a whole number decided by hyperparameters",
@@ -180,7 +181,7 @@ class Flow:
         dynamic = varying = False
         for bound in (it.args[0] if it.func == "reversed" else it).args:
             k, dyn, var = self.kind(bound)
-            if k not in ("int", None):
+            if k not in (Kind.INT, None):
                 self.c.out.error(
                     "E323",
                     "the bounds of `for` must be whole numbers",
@@ -210,7 +211,7 @@ class Flow:
             return
         check_name(s.var, "a loop variable", self.c.out)
         self.env[name] = Symbol(
-            name, "int", "local", dynamic=dynamic, varying=varying, decl=s
+            name, Kind.INT, "local", dynamic=dynamic, varying=varying, decl=s
         )
         self.loop_body(s.body, name)
 
@@ -218,14 +219,14 @@ class Flow:
         """The condition of an ``if`` or ``while``: true or false, never a tensor (E308,
         E307); whether it is decided per step (it depends on a counter)."""
         k, dyn, _ = self.kind(cond)
-        if k in ("tensor", "tensorbool"):
+        if k in (Kind.TENSOR, Kind.MASK):
             self.c.out.error(
                 "E308",
                 f"a tensor cannot be the condition of `{keyword}`",
                 cond.span,
                 hint=tensor_hint,
             )
-        elif k not in ("bool", None):
+        elif k not in (Kind.BOOL, None):
             self.c.out.error(
                 "E307",
                 f"the condition of `{keyword}` must be true or false",
@@ -274,11 +275,11 @@ class Flow:
             if all(syms):
                 kinds = {x.kind for x in syms}
                 # `r <- 2.0` here, `r <- 1` there: a number
-                if kinds == {"int", "scalar"}:
-                    kinds = {"scalar"}
+                if kinds == {Kind.INT, Kind.SCALAR}:
+                    kinds = {Kind.SCALAR}
                 merged[name] = replace(
                     syms[0],
-                    kind=kinds.pop() if len(kinds) == 1 else "tensor",
+                    kind=kinds.pop() if len(kinds) == 1 else Kind.TENSOR,
                     dynamic=dynamic or any(x.dynamic for x in syms),
                     varying=dynamic or any(x.varying for x in syms),
                 )
@@ -445,7 +446,7 @@ class Flow:
                     s.initially.span,
                 )
             ik, _, _ = self.kind(s.initially)
-            if ik not in ("tensor", None):
+            if ik not in (Kind.TENSOR, None):
                 self.c.out.error(
                     "E318",
                     "the first value of a tensor state must be a tensor",
@@ -482,22 +483,26 @@ class Flow:
             )
         if target is not None and target.role in ("state", "param"):
             want = target.kind
-            if k == "tensor" and want != "tensor":
+            if k == Kind.TENSOR and want != Kind.TENSOR:
                 self.c.out.error(
                     "E319",
                     f"`{name}` is a number; a tensor cannot be stored in it",
                     s.value.span,
                 )
-            if k in ("scalar", "int") and want == "tensor" and target.role == "param":
+            if (
+                k in (Kind.SCALAR, Kind.INT)
+                and want == Kind.TENSOR
+                and target.role == "param"
+            ):
                 self.c.out.error(
                     "E319", "the parameter must stay a tensor", s.value.span
                 )
-            if (k == "bool") != (want == "bool") and k is not None:
+            if (k == Kind.BOOL) != (want == Kind.BOOL) and k is not None:
                 self.c.out.error(
                     "E319",
                     (
                         f"a condition cannot be stored in `{name}`"
-                        if k == "bool"
+                        if k == Kind.BOOL
                         else f"`{name}` is a flag: it takes true or false"
                     ),
                     s.value.span,
@@ -525,8 +530,8 @@ class Flow:
                 self.assigned_now[name] = s.target.span
             return
         if k is None:
-            k = "tensor"
-        if k == "bool":
+            k = Kind.TENSOR
+        if k == Kind.BOOL:
             self.c.out.error(
                 "E319", "store conditions in inputs, not in update values", s.value.span
             )
@@ -542,7 +547,7 @@ class Flow:
         if (
             prev is not None
             and prev.kind != k
-            and not ({prev.kind, k} <= {"scalar", "int"})
+            and not ({prev.kind, k} <= {Kind.SCALAR, Kind.INT})
         ):
             self.c.out.error(
                 "E319",

@@ -1,7 +1,7 @@
 """Expressions and their kinds: the typer of the check stage.
 
 Part of the check stage (language → check → lower → emit). ``Typer`` gives an expression its kind
-("bool", "scalar", "int", "str", "tensor"; "tensorbool" for an elementwise comparison inside
+(Kind.BOOL, Kind.SCALAR, Kind.INT, Kind.STR, Kind.TENSOR; Kind.MASK for an elementwise comparison inside
 ``where``) and whether it is *dynamic* (depends on a counter) or *varying* (differs between
 parameters), reporting every misuse (an unknown name or function, a tensor as a condition, a wrong
 argument). generator.check.checker types requirements and state initial values with it;
@@ -15,6 +15,7 @@ from generator.language import syntax as S
 from generator.language.builtins import BUILTINS, CONSTANTS
 from generator.language.diagnostics import Collector, Note, did_you_mean
 from generator.language.names import BUILTIN_TENSORS
+from generator.language.types import Kind
 
 
 class Typer:
@@ -36,10 +37,10 @@ class Typer:
         return method(e)
 
     def k_Number(self, e):
-        return "int" if e.is_integer_literal else "scalar"
+        return Kind.INT if e.is_integer_literal else Kind.SCALAR
 
     def k_Bool(self, e):
-        return "bool"
+        return Kind.BOOL
 
     def k_NoneLit(self, e):
         self.error(
@@ -49,7 +50,7 @@ class Typer:
         )
 
     def k_String(self, e):
-        return "str"
+        return Kind.STR
 
     def k_Tuple(self, e):
         self.error("E305", "a tuple is only a default value", e.span)
@@ -109,9 +110,13 @@ class Typer:
                 if outside_for_each(self.flow, name, e.span):
                     return None
             if self.context == "validation" and name == "grad":
-                return "tensor"  # a check on the gradient runs at each step (is_sparse(grad))
+                return (
+                    Kind.TENSOR
+                )  # a check on the gradient runs at each step (is_sparse(grad))
             if self.context in ("validation", "state_condition") and name == "param":
-                return "tensor"  # a check on each parameter when the optimizer is built
+                return (
+                    Kind.TENSOR
+                )  # a check on each parameter when the optimizer is built
             if self.context == "validation" and (
                 name in self.c.states or name in BUILTIN_TENSORS
             ):
@@ -141,10 +146,10 @@ class Typer:
     def k_Unary(self, e: S.Unary):
         k = self.kind(e.operand)
         if e.op == "not":
-            if k not in ("bool", None):
+            if k not in (Kind.BOOL, None):
                 self.error("E307", "`not` needs a condition", e.operand.span)
-            return "bool"
-        if k == "bool":
+            return Kind.BOOL
+        if k == Kind.BOOL:
             self.error("E307", "cannot negate a condition; use `not`", e.span)
             return None
         return k
@@ -153,30 +158,30 @@ class Typer:
         lk, rk = self.kind(e.left), self.kind(e.right)
         if e.op in ("and", "or"):
             for side, k in ((e.left, lk), (e.right, rk)):
-                if k == "tensor":
+                if k == Kind.TENSOR:
                     self.error(
                         "E308",
                         f"a tensor cannot be a condition of `{e.op}`",
                         side.span,
                         hint="reduce it first, or use where(...) for elementwise choice",
                     )
-                elif k not in ("bool", None):
+                elif k not in (Kind.BOOL, None):
                     self.error(
                         "E307",
                         f"`{e.op}` joins conditions",
                         side.span,
                         hint="compare the value, e.g. `x != 0`",
                     )
-            return "bool"
+            return Kind.BOOL
         if lk is None or rk is None:
             return None
         for side, k in ((e.left, lk), (e.right, rk)):
-            if k == "bool":
+            if k == Kind.BOOL:
                 self.error(
                     "E307", f"a condition cannot be an operand of `{e.op}`", side.span
                 )
                 return None
-            if k == "str":
+            if k == Kind.STR:
                 self.error(
                     "E307",
                     f"a string cannot be an operand of `{e.op}`",
@@ -184,24 +189,24 @@ class Typer:
                     hint='strings are only compared: `adjust_lr_fn == "original"`',
                 )
                 return None
-        if e.op == "@" and (lk, rk) != ("tensor", "tensor"):
+        if e.op == "@" and (lk, rk) != (Kind.TENSOR, Kind.TENSOR):
             self.error(
                 "E309",
                 "`@` multiplies matrices: both sides must be tensors",
                 e.span,
                 hint="for a number times a tensor write `*`",
             )
-        if e.op in ("%", "//") and "tensor" in (lk, rk):
+        if e.op in ("%", "//") and Kind.TENSOR in (lk, rk):
             self.error(
                 "E309", f"`{e.op}` is for numbers (step counts), not tensors", e.span
             )
-        if e.op == "^" and rk == "tensor":
+        if e.op == "^" and rk == Kind.TENSOR:
             self.error("E309", "the exponent must be a number", e.right.span)
-        if "tensor" in (lk, rk):
-            return "tensor"
-        if lk == rk == "int" and e.op in ("+", "-", "*", "%", "//"):
-            return "int"
-        return "scalar"
+        if Kind.TENSOR in (lk, rk):
+            return Kind.TENSOR
+        if lk == rk == Kind.INT and e.op in ("+", "-", "*", "%", "//"):
+            return Kind.INT
+        return Kind.SCALAR
 
     def k_Compare(self, e: S.Compare):
         nones = [isinstance(x, S.NoneLit) for x in e.operands]
@@ -213,7 +218,7 @@ class Typer:
                     "`none` is compared with `==` or `!=` to one optional input",
                     e.span,
                 )
-                return "bool"
+                return Kind.BOOL
             other = e.operands[nones.index(False)]
             self.kind(other)
             sym = self.env.get(other.id) if isinstance(other, S.Name) else None
@@ -223,21 +228,21 @@ class Typer:
                     "only an optional input (a type with `?`) can be `none`",
                     other.span,
                 )
-            return "bool"
+            return Kind.BOOL
         kinds = [self.kind(x) for x in e.operands]
         if None in kinds:
-            return "bool"
-        if "str" in kinds:
-            if set(kinds) != {"str"} or any(op not in ("==", "!=") for op in e.ops):
+            return Kind.BOOL
+        if Kind.STR in kinds:
+            if set(kinds) != {Kind.STR} or any(op not in ("==", "!=") for op in e.ops):
                 self.error(
                     "E307",
                     "a string is only compared with another string, with == or !=",
                     e.span,
                 )
-            return "bool"
-        if "tensor" in kinds:
+            return Kind.BOOL
+        if Kind.TENSOR in kinds:
             if self.context == "where":
-                return "tensorbool"
+                return Kind.MASK
             self.error(
                 "E308",
                 "a tensor comparison cannot be a condition",
@@ -246,20 +251,20 @@ class Typer:
                 "use where(a > b, x, y)",
             )
             return None
-        if "bool" in kinds and any(op not in ("==", "!=") for op in e.ops):
+        if Kind.BOOL in kinds and any(op not in ("==", "!=") for op in e.ops):
             self.error("E307", "conditions can only be compared with == and !=", e.span)
-        return "bool"
+        return Kind.BOOL
 
     def k_Conditional(self, e: S.Conditional):
         ck = self.kind(e.cond)
-        if ck == "tensor" or ck == "tensorbool":
+        if ck == Kind.TENSOR or ck == Kind.MASK:
             self.error(
                 "E308",
                 "a tensor cannot be the condition of `if ... else`",
                 e.cond.span,
                 hint="use where(condition, a, b) for an elementwise choice",
             )
-        elif ck not in ("bool", None):
+        elif ck not in (Kind.BOOL, None):
             self.error(
                 "E307",
                 "the condition must be true or false",
@@ -277,9 +282,9 @@ class Typer:
             self.flow.conditions.pop()
         if None in (a, b):
             return None
-        if "bool" in (a, b) and a != b:
+        if Kind.BOOL in (a, b) and a != b:
             self.error("E307", "both branches must be conditions, or neither", e.span)
-        return "tensor" if "tensor" in (a, b) else a if a == b else "scalar"
+        return Kind.TENSOR if Kind.TENSOR in (a, b) else a if a == b else Kind.SCALAR
 
     def k_Call(self, e: S.Call):
         if e.func in self.c.procedures:
@@ -332,37 +337,37 @@ class Typer:
         kinds = []
         for want, a in zip(b.params, e.args):
             saved = self.context
-            if want == "bool" and e.func == "where":
+            if want == Kind.BOOL and e.func == "where":
                 self.context = "where"
             k = self.kind(a)
             self.context = saved
             kinds.append(k)
             if k is None:
                 continue
-            if want == "scalar" and k == "tensor":
+            if want == Kind.SCALAR and k == Kind.TENSOR:
                 self.error(
                     "E312", f"`{e.func}` needs a number here, not a tensor", a.span
                 )
-            elif want == "tensor" and k not in ("tensor",):
+            elif want == Kind.TENSOR and k not in (Kind.TENSOR,):
                 self.error("E312", f"`{e.func}` needs a tensor here", a.span)
-            elif want == "int" and k != "int":
+            elif want == Kind.INT and k != Kind.INT:
                 self.error(
                     "E312",
                     f"`{e.func}` needs a whole number here (a dimension such as -1)",
                     a.span,
                 )
-            elif want == "bool" and e.func == "where" and k != "tensorbool":
+            elif want == Kind.BOOL and e.func == "where" and k != Kind.MASK:
                 self.error(
                     "E312",
                     "where(...) needs an elementwise comparison of tensors first",
                     a.span,
                 )
-            elif want == "any" and k == "bool":
+            elif want == "any" and k == Kind.BOOL:
                 self.error("E312", f"`{e.func}` needs a number or a tensor", a.span)
         if None in kinds:
             return None
         if b.result == "follow":
-            if "tensor" not in kinds and b.python is None:
+            if Kind.TENSOR not in kinds and b.python is None:
                 # (the builtin table has no form of it for Python numbers)
                 self.error(
                     "E312",
@@ -370,13 +375,13 @@ class Typer:
                     e.span,
                 )
                 return None
-            return "tensor" if "tensor" in kinds else "scalar"
+            return Kind.TENSOR if Kind.TENSOR in kinds else Kind.SCALAR
         if e.func == "randint":
             self.dynamic = True
         per_step = self.flow is not None and self.flow.mode in ("group", "step")
         if (
             b.per_parameter
-            and "tensor" in kinds
+            and Kind.TENSOR in kinds
             and self.context != "validation"
             and not per_step  # there the tensors are the optimizer's totals
         ):

@@ -2,10 +2,11 @@
 
 Check is the second stage of the pipeline (language → check → lower → emit): generator.check.checker
 turns a parsed ``Spec`` into the ``CheckedSpec`` defined here (fragments inlined, the update blocks
-in order, every name resolved to a ``Symbol`` of a known kind), which generator.lower.lowering and
-the emitters read and never change. Kinds are "bool" (decided by hyperparameters: a Python ``if``
-in the generated code), "scalar"/"int" (numbers; *dynamic* when they depend on a counter such as the
-step, *varying* when that counter is per-parameter), "str" and "tensor" (shaped like the parameter).
+in order, every name resolved to a ``Symbol`` of a known type), which generator.lower.lowering and
+the emitters read and never change. A symbol's type is one of the language's
+(generator.language.types): ``bool`` (decided by hyperparameters: a Python ``if`` in the generated
+code), ``scalar``/``int`` (numbers; *dynamic* when they depend on a counter such as the step,
+*varying* when that counter is per-parameter), ``str`` and ``tensor`` (shaped like the parameter).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from generator.language import syntax as S
+from generator.language.types import Kind
 
 
 @dataclass(frozen=True)
 class Symbol:
     name: str
-    kind: str  # bool | scalar | int | tensor
+    kind: Kind  # bool | scalar | int | str | tensor
     role: str  # input | state | local | param | grad
     dynamic: bool = (
         False  # depends on a counter (not known when the optimizer is built)
@@ -26,6 +28,9 @@ class Symbol:
     varying: bool = False  # differs between parameters (per-parameter counter)
     decl: object = None  # the Input / State / Assign that introduced it
     optional: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", Kind(self.kind))
 
 
 @dataclass(frozen=True)

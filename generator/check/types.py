@@ -1,10 +1,11 @@
-"""The type lattice of flat updates and procedures, and the typer that infers each name's type.
+"""The typer of flat updates and procedures: the union of types each name may hold.
 
-Part of the checker (generator.check.flat checks the statements; this module types them). A type is
-a frozenset of atoms, the values a name may hold: a number, a 0-d tensor, the flat vector of all
-parameters, a bool, none, a string, a list of a type, a tuple of types. The typer runs a fixed
-point over the update and every procedure, since a procedure's arguments take the types of its
-call sites; generator.emit.python.flat reads the types to choose torch's spelling.
+Part of the checker (generator.check.flat checks the statements; this module types them), in the
+language's one type lattice (generator.language.types). A flat value is a number, a 0-d tensor, the
+vector of all parameters, a bool, none, a string, a list or a tuple, and a name may hold several
+of these: the typer runs a fixed point over the update and every procedure, since a procedure's
+arguments take the types of its call sites; generator.lower.flat reads the types to give each
+value its form.
 """
 
 from __future__ import annotations
@@ -13,65 +14,33 @@ from dataclasses import dataclass, field
 
 from generator.language import syntax as S
 from generator.language.builtins import BUILTINS
+from generator.language.types import (
+    EMPTY,
+    Kind,
+    TupleOf,
+    element,
+    is_list,
+    join,
+    list_of,
+    union,
+)
 
-# ---- types: frozensets of atoms ----------------------------------------------------------------------
-# "number" (a Python int or float), "tensor" (a 0-d tensor), "vector" (the flat 1-D tensor of
-# all parameters), "bool", "none", "str", ("list", element type), ("tuple", (item types)).
-NUMBER = frozenset({"number"})
-TENSOR = frozenset({"tensor"})
-VECTOR = frozenset({"vector"})
-BOOL = frozenset({"bool"})
-NONE = frozenset({"none"})
-EMPTY: frozenset = frozenset()
-
-
-def join(a: frozenset, b: frozenset) -> frozenset:
-    """The type of a name that may hold a value of either type."""
-    atoms, lists, tuples = set(), [], {}
-    for x in a | b:
-        if isinstance(x, tuple) and x[0] == "list":
-            lists.append(x[1])
-        elif isinstance(x, tuple) and x[0] == "tuple":
-            n = len(x[1])
-            old = tuples.get(n)
-            tuples[n] = (
-                x[1] if old is None else tuple(join(p, q) for p, q in zip(old, x[1]))
-            )
-        else:
-            atoms.add(x)
-    if lists:
-        elem = EMPTY
-        for e in lists:
-            elem = join(elem, e)
-        atoms.add(("list", elem))
-    atoms.update(("tuple", items) for items in tuples.values())
-    return frozenset(atoms)
-
-
-def list_of(t: frozenset) -> frozenset:
-    return frozenset({("list", t)})
-
-
-def element(t: frozenset) -> frozenset:
-    """The type of an element of a list (or tuple) of type t."""
-    out = EMPTY
-    for x in t:
-        if isinstance(x, tuple):
-            for item in (x[1],) if x[0] == "list" else x[1]:
-                out = join(out, item)
-    return out
+# ---- the atoms a flat value takes: a number (a Python int or float), a 0-d tensor, the vector of
+# all parameters (a value shaped like the parameters, as a per-parameter update's tensors are)
+NUMBER = union(Kind.SCALAR)
+TENSOR = union(Kind.REDUCED)
+VECTOR = union(Kind.TENSOR)
+BOOL = union(Kind.BOOL)
+NONE = union(Kind.NONE)
+STR = union(Kind.STR)
 
 
 def is_vector(t: frozenset) -> bool:
-    return "vector" in t
+    return Kind.TENSOR in t
 
 
 def may_be_tensor(t: frozenset) -> bool:
-    return bool(t & {"tensor", "vector"})
-
-
-def is_list(t: frozenset) -> bool:
-    return any(isinstance(x, tuple) and x[0] == "list" for x in t)
+    return bool(t & {Kind.TENSOR, Kind.REDUCED})
 
 
 # ---- builtins of the flat language ---------------------------------------------------------------------
@@ -128,7 +97,7 @@ def input_type(inp: S.Input, k: int) -> frozenset:
                 "int": NUMBER,
                 "tensor": TENSOR,
                 "bool": BOOL,
-                "str": frozenset({"str"}),
+                "str": STR,
             }.get(n, EMPTY),
         )
     optional = (
@@ -173,12 +142,8 @@ class Typer:
         elif isinstance(s, S.MultiAssign):
             t = self.expr(sc, s.value)
             for x in t:
-                if (
-                    isinstance(x, tuple)
-                    and x[0] == "tuple"
-                    and len(x[1]) == len(s.targets)
-                ):
-                    for name, item in zip(s.targets, x[1]):
+                if isinstance(x, TupleOf) and len(x.items) == len(s.targets):
+                    for name, item in zip(s.targets, x.items):
                         self.add(sc, name.id, item)
         elif isinstance(s, S.ItemAssign):
             self.expr(sc, s.index)
@@ -202,7 +167,7 @@ class Typer:
         elif isinstance(s, S.Return):
             values = [self.expr(sc, v) for v in s.values]
             t = (
-                frozenset({("tuple", tuple(values))})
+                union(TupleOf(tuple(values)))
                 if len(values) > 1
                 else (values[0] if values else NONE)
             )
@@ -229,7 +194,7 @@ class Typer:
         if isinstance(e, S.NoneLit):
             return NONE
         if isinstance(e, S.String):
-            return frozenset({"str"})
+            return STR
         if isinstance(e, S.Name):
             return sc.types.get(e.id, EMPTY)
         if isinstance(e, S.Unary):
@@ -254,7 +219,7 @@ class Typer:
             self.expr(sc, e.cond)
             return join(self.expr(sc, e.then), self.expr(sc, e.orelse))
         if isinstance(e, S.Tuple):
-            return frozenset({("tuple", tuple(self.expr(sc, x) for x in e.items))})
+            return union(TupleOf(tuple(self.expr(sc, x) for x in e.items)))
         if isinstance(e, S.List):
             t = EMPTY
             for x in e.items:
@@ -286,12 +251,12 @@ class Typer:
             if args and sc.name != "update" and not sc.evaluates:
                 sc.evaluates = True
                 self.changed = True
-            return frozenset({("tuple", (NUMBER, VECTOR))})
+            return union(TupleOf((NUMBER, VECTOR)))
         form = BUILTINS[f].flat if f in BUILTINS else None
         if form is None:
             return EMPTY
-        if form.result in ("tensor", "vector", "number"):
-            return {"tensor": TENSOR, "vector": VECTOR, "number": NUMBER}[form.result]
+        if isinstance(form.result, Kind):
+            return union(form.result)
         if form.result == "follow":
             return args[0] if args else EMPTY
         # "element": of one list (a vector's is a 0-d tensor); of several arguments, any of them

@@ -7,24 +7,15 @@ frozen dataclass, compared and hashed by value.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Union
+
+from generator.language.types import Named
 
 # ---- names the IR gives a fixed meaning ------------------------------------------------------------
 
 
-class _Named(str, enum.Enum):
-    """An enum whose members are also their names' strings: printed, hashed and compared as
-    the string, so the printers and templates spell them as before, while a node built with
-    a misspelt one fails when it is made."""
-
-    __str__ = str.__str__
-    __format__ = str.__format__
-    __hash__ = str.__hash__
-
-
-class Role(_Named):
+class Role(Named):
     """What a tensor reference is."""
 
     PARAM = "param"
@@ -35,7 +26,7 @@ class Role(_Named):
     FRESH = "fresh"  # a result a printer has just made and may update in place
 
 
-class Scope(_Named):
+class Scope(Named):
     """Where a state lives: per parameter, in the group dict, or once per optimizer."""
 
     PARAMETER = "parameter"
@@ -43,14 +34,14 @@ class Scope(_Named):
     OPTIMIZER = "optimizer"
 
 
-class StateKind(_Named):
+class StateKind(Named):
     TENSOR = "tensor"  # shaped like the parameter (or reduced)
     COUNT = "count"  # a step counter
     FLAG = "flag"  # a counter that holds a decision
     TOTAL = "total"  # a sum over all parameters
 
 
-class Mode(_Named):
+class Mode(Named):
     """How the update visits the parameters."""
 
     EACH = "each"  # once per parameter with a gradient
@@ -324,7 +315,7 @@ class Probe:
 # without typing anything itself.
 
 
-class Form(_Named):
+class Form(Named):
     """What a value is, as far as its spelling goes."""
 
     VECTOR = "vector"  # the 1-D tensor of all parameters (or a vector computed from it)
@@ -332,7 +323,7 @@ class Form(_Named):
     HOST = "host"  # a Python value: number, bool, none, string, list or tuple
 
 
-class Binding(_Named):
+class Binding(Named):
     """What a name refers to in a flat update or procedure."""
 
     LOCAL = "local"  # a name of the update or procedure (a procedure's arguments too)

@@ -4,9 +4,9 @@ One table serves the checker (arity and argument kinds), the lowering (which IR 
 becomes), the Python printers (a call on numbers, on 0-d tensors, on tensors: method, in-place and
 foreach spellings), the complex-number analysis, the fused kernel (which operations it may hold)
 and the documentation (LaTeX). Adding an elementwise function such as ``cos`` is one entry here;
-tests/test_builtins_table.py checks that every consumer can spell every entry. Kinds: "scalar" (a
-number: a hyperparameter, a step-dependent value), "tensor" (shaped like the parameter), "bool",
-"any" (scalar or tensor, the result follows the arguments).
+tests/test_builtins_table.py checks that every consumer can spell every entry. Argument and result
+types are the language's (generator.language.types: "scalar" a number, "int" a whole one, "tensor"
+shaped like the parameter, "bool"), or "any" (scalar or tensor: the result follows the arguments).
 
 Nothing here knows about the emitters (they read this table, never the other way round): the
 spellings are plain strings.
@@ -16,6 +16,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from generator.language.types import Kind
+
+# what a signature may say besides a type (generator.language.types)
+ANY = "any"  # an argument: a number or a tensor
+LIST = "list"  # an argument: a list, of any items
+FOLLOW = "follow"  # a result: a tensor if any argument is one, else a number (flat: the first's)
+ELEMENT = "element"  # a flat result: an item of the list (a vector's: a 0-d tensor)
+
+
+def _type(word: str, markers: tuple[str, ...]) -> Kind | str:
+    """A type of the table as its Kind, or one of the ``markers`` (a misspelling fails here)."""
+    return word if word in markers else Kind(word)
 
 
 @dataclass(frozen=True)
@@ -46,21 +59,27 @@ class FlatForm:
 
     least: int  # how many arguments, at least
     most: int  # and at most
-    # the type of the result: "tensor" (0-d), "vector", "number", "follow" (the first
-    # argument's), "element" (of one list or vector argument; of several, any of them)
-    result: str
+    # the type of the result: a Kind ("reduced" a 0-d tensor, "tensor" the vector of all
+    # parameters, "scalar" a number), or "follow" (the first argument's), "element" (of one list
+    # or vector argument; of several, any of them)
+    result: Kind | str
     # on a vector first argument (with ``on_tensors``, on anything that may be a tensor): torch's
     # method, ``{0}`` the first argument, ``{1}`` the next ones; numbers take the Python form
     vector: str | None = None
     on_tensors: bool = False
     needs: str | None = None  # "vectors": every argument must be one; "list": the first
 
+    def __post_init__(self):
+        object.__setattr__(self, "result", _type(self.result, (FOLLOW, ELEMENT)))
+
 
 @dataclass(frozen=True)
 class Builtin:
     name: str
-    params: tuple[str, ...]  # kinds of the arguments
-    result: str  # "scalar", "tensor", "bool", "int", or "follow" (tensor if any argument is)
+    params: tuple[
+        Kind | str, ...
+    ]  # the arguments' types, or "any" (scalar or tensor), "list"
+    result: Kind | str  # a Kind, or "follow" (tensor if any argument is, else scalar)
     doc: str
     context: str = (
         # "update", "validation" (constructor checks only), "both", or "flat" (only in
@@ -89,6 +108,12 @@ class Builtin:
     # in `update flat:` and procedures (None: not there)
     flat: FlatForm | None = None
 
+    def __post_init__(self):
+        object.__setattr__(
+            self, "params", tuple(_type(p, (ANY, LIST)) for p in self.params)
+        )
+        object.__setattr__(self, "result", _type(self.result, (FOLLOW,)))
+
 
 @dataclass(frozen=True)
 class Constant:
@@ -101,7 +126,7 @@ class Constant:
     value: float
     python: str  # the Python expression (the generated module imports math)
     latex: str
-    kind: str = "scalar"
+    kind: Kind = Kind.SCALAR
 
 
 CONSTANTS: dict[str, Constant] = {
@@ -247,7 +272,7 @@ BUILTINS: dict[str, Builtin] = {
             "the 2-norm: of the whole tensor (a one-element tensor), or along a dimension "
             "(kept, of size 1)",
             optional=1,
-            flat=FlatForm(1, 1, "tensor", "{0}.norm()", needs="vectors"),
+            flat=FlatForm(1, 1, "reduced", "{0}.norm()", needs="vectors"),
         ),
         Builtin(
             "mean",
@@ -291,7 +316,7 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "the inner product of two tensors, as flat vectors (a 0-d tensor)",
             latex=r"\langle {0}, {1} \rangle",
-            flat=FlatForm(2, 2, "tensor", "{0}.dot({1})", needs="vectors"),
+            flat=FlatForm(2, 2, "reduced", "{0}.dot({1})", needs="vectors"),
         ),
         Builtin(
             "sum",
@@ -299,7 +324,7 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "the sum of all elements (a 0-d tensor)",
             tensor=TensorOp("sum", method="sum"),
-            flat=FlatForm(1, 1, "tensor", "{0}.sum()", needs="vectors"),
+            flat=FlatForm(1, 1, "reduced", "{0}.sum()", needs="vectors"),
         ),
         Builtin(
             "clone",
@@ -310,7 +335,7 @@ BUILTINS: dict[str, Builtin] = {
             flat=FlatForm(
                 1,
                 1,
-                "vector",
+                "tensor",
                 "{0}.clone(memory_format=torch.contiguous_format)",
                 needs="vectors",
             ),
@@ -321,7 +346,7 @@ BUILTINS: dict[str, Builtin] = {
             "int",
             "the length of a list",
             "flat",
-            flat=FlatForm(1, 1, "number", needs="list"),
+            flat=FlatForm(1, 1, "scalar", needs="list"),
         ),
         Builtin(
             "atan2",

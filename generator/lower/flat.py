@@ -17,15 +17,16 @@ from generator.check.model import CheckedSpec
 from generator.check.types import Program, Scope, Typer
 from generator.language import syntax as S
 from generator.language.diagnostics import GeneratorBug
+from generator.language.types import Kind
 
 _NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
 
 def form(t: frozenset) -> ir.Form:
     """The form of a value of type ``t`` (a union: a value that may be a tensor is spelled as one)."""
-    if "vector" in t:
+    if Kind.TENSOR in t:
         return ir.Form.VECTOR
-    if "tensor" in t:
+    if Kind.REDUCED in t:
         return ir.Form.TENSOR
     return ir.Form.HOST
 
