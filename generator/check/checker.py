@@ -37,7 +37,7 @@ from generator.check.procedures import (
 )
 from generator.check.flow import Flow
 from generator.check.kinds import Typer
-from generator.check.model import Block, CheckedSpec, Symbol
+from generator.check.model import Block, CheckedSpec, NoForm, Symbol, state_type
 from generator.check.queries import (
     check_shapes_of_complex,
     is_param,
@@ -67,7 +67,7 @@ class Checker:
         # statements of the per-parameter language that the foreach or fused path cannot
         # run (`while`, `break`, a loop over a per-parameter range): what each is, where,
         # and the paths ("foreach", "fused") it has no form in
-        self.no_form: list[tuple[str, S.Span, frozenset[str]]] = []
+        self.no_form: list[NoForm] = []
 
     # -- declarations --
     def declarations(self) -> None:
@@ -203,6 +203,9 @@ class Checker:
                     "parameter's shape",
                     st.condition.span,
                 )
+            if st.repeated is not None and not self.flat:
+                self.list_state(st, *st.repeated)
+                continue
             if is_param(st.init) and st.kind == "tensor":
                 continue  # a copy of the parameter when the state is made
             if st.init is not None and not self.flat:
@@ -236,6 +239,48 @@ class Checker:
                     "`none means` gives a number computed from other inputs",
                     inp.none_means.span,
                 )
+
+    def list_state(self, st: S.State, item: S.Expr, count: S.Expr) -> None:
+        """``state bufs <- [0] * n``: n tensors of each parameter, each made as a state with
+        the item as first value is; n is a whole number the inputs decide."""
+        problems = [
+            (st.scope != "parameter" or st.kind != "tensor", "a count, flag or total"),
+            (st.condition is not None, "a condition"),
+            (st.eager, "`eager`"),
+            (st.reduced is not None, "`reduced over`"),
+            (st.stored_as is not None, "`stored as`"),
+        ]
+        for bad, what in problems:
+            if bad:
+                self.out.error(
+                    "E206",
+                    f"a list state cannot have {what}",
+                    st.span,
+                    hint="a list state holds tensors shaped like the parameter: "
+                    f"`state {st.name.id} <- [0] * n`",
+                )
+                return
+        if not is_param(item) and self.expr(item, "state") not in (
+            Kind.SCALAR,
+            Kind.INT,
+            None,
+        ):
+            self.out.error(
+                "E303",
+                "each item of a list state starts as a number or `param` (a copy of the "
+                "parameter)",
+                item.span,
+            )
+        if self.expr(count, "state") not in (Kind.INT, None):
+            self.out.error(
+                "E303",
+                "the length of a list state is a whole number the inputs decide",
+                count.span,
+                hint="an `int` input, or arithmetic on them: `[0] * n`",
+            )
+        self.no_form.append(
+            NoForm("a list state", st.span, frozenset({"foreach", "fused"}))
+        )
 
     def check_message(self, msg: S.Message, on_param: bool = False) -> None:
         """The placeholders name inputs; the exception is one a check may raise."""
@@ -306,12 +351,9 @@ class Checker:
 
         env = dict(self.inputs)
         for name, st in self.states.items():
-            kind = {"count": Kind.SCALAR, "flag": Kind.BOOL}.get(
-                st.kind, Kind.TENSOR
-            )  # total: 1 elem
             env[name] = Symbol(
                 name,
-                kind,
+                state_type(st),
                 "state",
                 dynamic=st.kind == "count",
                 varying=st.scope == "parameter" and st.kind == "count",
@@ -549,20 +591,19 @@ def paths_without_form(c: Checker) -> None:
     one of them cannot run refuses the input, at the statement, rather than falling back.
     """
     flags = {i.arg_name: i for i in c.spec.inputs if i.arg_name in ("foreach", "fused")}
-    for what, span, paths in c.no_form:
+    for construct in c.no_form:
         for path, flag in flags.items():
-            if path not in paths:
+            if path not in construct.paths:
                 continue
             c.out.error(
                 "E335",
-                f"{what} has no {path} form: only the for-loop path runs it",
-                span,
+                f"{construct.what} has no {path} form: only the for-loop path runs it",
+                construct.span,
                 notes=[Note(f"the `{path}` input is declared here", flag.span)],
                 hint=f"remove the `{path}` input"
                 + (
-                    ", or loop with `for k in range(n)` over a whole number the "
-                    "hyperparameters decide"
-                    if path == "foreach"
+                    f", or {construct.instead}"
+                    if path == "foreach" and construct.instead
                     else ""
                 ),
             )

@@ -20,7 +20,7 @@ from generator.language.spec_printer import print_expr
 from generator.language.types import Kind
 from generator.check.declarations import check_name
 from generator.check.kinds import Typer, flat_only, outside_for_each
-from generator.check.model import Block, Symbol
+from generator.check.model import Block, NoForm, Symbol, state_type
 from generator.check.queries import mentions_name
 from generator.check.types import is_range
 
@@ -76,11 +76,13 @@ class Flow:
                 self.for_(s)
             elif isinstance(s, S.While):
                 self.while_(s)
+            elif isinstance(s, S.ItemAssign):
+                self.item_assign(s)
             elif isinstance(s, S.Break):
                 if not self.loops:
                     self.c.out.error("E504", "`break` outside a loop", s.span)
                 else:
-                    self.c.no_form.append(("`break`", s.span, _LISTS))
+                    self.c.no_form.append(NoForm("`break`", s.span, _LISTS, _RANGE))
             elif isinstance(s, S.Return) and self.mode in ("group", "step"):
                 if s.values:
                     self.c.out.error(
@@ -113,7 +115,7 @@ class Flow:
             if st.scope == "parameter":
                 self.env[name] = Symbol(
                     name,
-                    Kind.SCALAR if st.kind == "count" else Kind.TENSOR,
+                    state_type(st),
                     "state",
                     dynamic=st.kind == "count",
                     varying=st.kind == "count",
@@ -190,7 +192,7 @@ class Flow:
                 )
             dynamic, varying = dynamic or dyn, varying or var
         self.c.no_form.append(
-            (
+            NoForm(
                 (
                     "a `for` loop over a range that differs between parameters"
                     if varying
@@ -198,6 +200,7 @@ class Flow:
                 ),
                 s.span,
                 _LISTS if varying else frozenset({"fused"}),
+                _RANGE,
             )
         )
         name = s.var.id
@@ -237,7 +240,7 @@ class Flow:
 
     def while_(self, s: S.While) -> None:
         self.condition(s.cond, "while", "compare a number, e.g. `while k < n:`")
-        self.c.no_form.append(("`while`", s.span, _LISTS))
+        self.c.no_form.append(NoForm("`while`", s.span, _LISTS, _RANGE))
         self.loop_body(s.body)
 
     def kind(self, e, context="update"):
@@ -366,6 +369,18 @@ class Flow:
                 span,
                 notes=[Note("declared here", st.span)],
                 hint=f"wrap the statement in `if {print_expr(st.condition)}:`",
+            )
+
+    def item_assign(self, s: S.ItemAssign) -> None:
+        """``bufs[k] <- beta * bufs[k] + grad``: an item of a list state, updated in place."""
+        target = S.Index(s.target, s.index, s.target.span)
+        self.kind(target)  # (the list and the index read, as any item's are)
+        k, _, _ = self.kind(s.value)
+        if k not in (Kind.TENSOR, Kind.SCALAR, Kind.INT, None):
+            self.c.out.error(
+                "E507",
+                f"an item of `{s.target.id}` is a tensor: it takes a tensor or a number",
+                s.value.span,
             )
 
     def assign(self, s: S.Assign) -> None:
@@ -551,7 +566,7 @@ class Flow:
         ):
             self.c.out.error(
                 "E319",
-                f"`{name}` was a {prev.kind}; it cannot become a {k}",
+                f"`{name}` was {_a(prev.kind)}; it cannot become {_a(k)}",
                 s.value.span,
                 notes=[Note("first assigned here", prev.decl.target.span)],
             )
@@ -564,13 +579,19 @@ class Flow:
 
 # the paths over lists of tensors
 _LISTS = frozenset({"foreach", "fused"})
+# a loop those paths run
+_RANGE = "loop with `for k in range(n)` over a whole number the hyperparameters decide"
 
 _STATEMENT_WORDS = {
     "MultiAssign": "assigning several names at once",
-    "ItemAssign": "assigning a list element",
     "CallStmt": "a call as a statement",
     "Return": "`return`",
 }
+
+
+def _a(kind) -> str:
+    """``an int``, ``a tensor``: a type in a sentence."""
+    return ("an " if str(kind)[0] in "aeiou" else "a ") + str(kind)
 
 
 def _adds_to(value: S.Expr, name: str) -> bool:

@@ -12,10 +12,11 @@ to that flow (read before assigned, subscripts, state conditions).
 from __future__ import annotations
 
 from generator.language import syntax as S
-from generator.language.builtins import BUILTINS, CONSTANTS
+from generator.language.builtins import BUILTINS, CONSTANTS, LIST
 from generator.language.diagnostics import Collector, Note, did_you_mean
 from generator.language.names import BUILTIN_TENSORS
-from generator.language.types import Kind
+from generator.language.spec_printer import print_expr
+from generator.language.types import Kind, ListOf
 
 
 class Typer:
@@ -32,7 +33,22 @@ class Typer:
     def error(self, *a, **k):
         self.c.out.error(*a, **k)
 
-    def kind(self, e) -> str | None:
+    def kind(self, e) -> Kind | None:
+        """The type of ``e``, a value that is not a list (a list is read by its items)."""
+        k = self.any_kind(e)
+        if isinstance(k, ListOf):
+            self.error(
+                "E507",
+                f"`{print_expr(e)}` is a list: a value here is one of its items",
+                e.span,
+                hint=f"read an item, `{print_expr(e)}[k]`, or its length, "
+                f"`len({print_expr(e)})`",
+            )
+            return None
+        return k
+
+    def any_kind(self, e) -> Kind | ListOf | None:
+        """The type of ``e``, which may be a list (the operand of an index or of ``len``)."""
         method = getattr(self, "k_" + type(e).__name__)
         return method(e)
 
@@ -56,11 +72,21 @@ class Typer:
         self.error("E305", "a tuple is only a default value", e.span)
 
     def k_Index(self, e):
-        flat_only(self.c.out, "a list element", e.span)
-        self.kind(
-            e.value
-        )  # (the names it reads are read: one error, not an unused one too)
-        self.kind(e.index)
+        lk = self.any_kind(e.value)
+        ik = self.kind(e.index)
+        if ik not in (Kind.INT, None):
+            self.error(
+                "E507",
+                "a list's item is chosen by a whole number (a loop's counter)",
+                e.index.span,
+            )
+        if lk is None:
+            return None
+        if not isinstance(lk, ListOf):
+            self.error("E507", f"`{print_expr(e.value)}` is not a list", e.value.span)
+            return None
+        (item,) = lk.item  # (a list of a per-parameter update holds items of one type)
+        return item
 
     def k_List(self, e):
         flat_only(self.c.out, "a list", e.span)
@@ -137,6 +163,14 @@ class Typer:
             return None
         if sym.role == "input":
             self.c.used.add(name)
+        if isinstance(sym.kind, ListOf) and sub is not None:
+            self.error(
+                "E306",
+                f"`{name}` is a list: its items have no time subscript",
+                e.span,
+                hint=f"read the item as it is now, `{name}[k]`",
+            )
+            return None
         if self.flow is not None:
             self.flow.on_read(name, sub, e.span)
         self.dynamic |= sym.dynamic
@@ -339,12 +373,14 @@ class Typer:
             saved = self.context
             if want == Kind.BOOL and e.func == "where":
                 self.context = "where"
-            k = self.kind(a)
+            k = self.any_kind(a) if want == LIST else self.kind(a)
             self.context = saved
             kinds.append(k)
             if k is None:
                 continue
-            if want == Kind.SCALAR and k == Kind.TENSOR:
+            if want == LIST and not isinstance(k, ListOf):
+                self.error("E312", f"`{e.func}` needs a list here", a.span)
+            elif want == Kind.SCALAR and k == Kind.TENSOR:
                 self.error(
                     "E312", f"`{e.func}` needs a number here, not a tensor", a.span
                 )

@@ -14,13 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from generator.language import syntax as S
-from generator.language.types import Kind
+from generator.language.types import Kind, ListOf, union
 
 
 @dataclass(frozen=True)
 class Symbol:
     name: str
-    kind: Kind  # bool | scalar | int | str | tensor
+    kind: Kind | ListOf  # bool | scalar | int | str | tensor, or a list of tensors
     role: str  # input | state | local | param | grad
     dynamic: bool = (
         False  # depends on a counter (not known when the optimizer is built)
@@ -30,7 +30,33 @@ class Symbol:
     optional: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "kind", Kind(self.kind))
+        if not isinstance(self.kind, ListOf):
+            object.__setattr__(self, "kind", Kind(self.kind))
+
+
+def state_type(st: S.State) -> Kind | ListOf:
+    """The type of a state of a per-parameter update: a number for a counter, true or false for
+    a flag, a tensor (shaped like the parameter, or a total) or a list of them (``[0] * n``).
+    """
+    if st.kind == "count":
+        return Kind.SCALAR
+    if st.kind == "flag":
+        return Kind.BOOL
+    if st.repeated is not None:
+        return ListOf(union(Kind.TENSOR))
+    return Kind.TENSOR
+
+
+@dataclass(frozen=True)
+class NoForm:
+    """A construct the paths over lists of tensors (``paths``: foreach, fused) cannot run: a
+    spec that declares one of those inputs is refused at it (E335), with ``instead``, what the
+    spec could write that the foreach path runs."""
+
+    what: str
+    span: S.Span
+    paths: frozenset[str]
+    instead: str = ""
 
 
 @dataclass(frozen=True)

@@ -142,8 +142,12 @@ SExpr = Union[SConst, SRef, SBin, SCompare, SUnary, SCall, SCond, STuple]
 
 @dataclass(frozen=True)
 class TRef:
+    """A tensor by name: the parameter, its gradient, a state, a local; with ``index``, the
+    item of a list of them (``momentum_buffer[k]``, of a list state)."""
+
     name: str
     role: Role
+    index: Union["SExpr", None] = None
 
     def __post_init__(self) -> None:
         _coerce(self, role=Role)

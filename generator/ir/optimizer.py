@@ -89,6 +89,8 @@ class StateBuffer:
         str  # name of the per-group list in the functional API (exp_avgs, state_steps)
     )
     var: str  # the single-tensor loop variable (exp_avg, step_t)
+    # a list of this many tensors of each parameter (``[0] * n``), each made as ``init`` says
+    length: SExpr | None = None
 
     def __post_init__(self) -> None:
         _coerce(self, kind=StateKind, scope=Scope)

@@ -345,7 +345,7 @@ BUILTINS: dict[str, Builtin] = {
             ("list",),
             "int",
             "the length of a list",
-            "flat",
+            python="len({0})",
             flat=FlatForm(1, 1, "scalar", needs="list"),
         ),
         Builtin(

@@ -437,6 +437,20 @@ class State:
         """The state_dict key."""
         return self.torch_name or self.name.id
 
+    @property
+    def repeated(self) -> tuple["Expr", "Expr"] | None:
+        """``[0] * n``: a list of ``n`` states of each parameter, each starting as the item
+        does; (item, n). None for any other first value."""
+        e = self.init
+        if (
+            isinstance(e, Binary)
+            and e.op == "*"
+            and isinstance(e.left, List)
+            and len(e.left.items) == 1
+        ):
+            return e.left.items[0], e.right
+        return None
+
 
 @dataclass(frozen=True)
 class ComplexMode:

@@ -12,7 +12,7 @@ or decided by hyperparameters alone is answered here too. Statements build on th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from generator import ir
 from generator.language import syntax as S
@@ -170,6 +170,8 @@ class ExpressionLowerer:
         if isinstance(e, S.Conditional):
             kinds = {self.kind(e.then), self.kind(e.orelse)}
             return "tensor" if "tensor" in kinds else kinds.pop()
+        if isinstance(e, S.Index):
+            return "tensor"  # (a per-parameter update's lists hold tensors)
         if isinstance(e, S.Call):
             result = BUILTINS[e.func].result
             if result in ("int", "scalar"):
@@ -309,6 +311,9 @@ class ExpressionLowerer:
     def texpr(self, e: S.Expr) -> ir.TExpr:
         if isinstance(e, S.Name):
             return self.tref(self._resolve(e)[0])
+        if isinstance(e, S.Index):
+            whole = self.tref(self._resolve(e.value)[0])
+            return replace(whole, index=self.sexpr(e.index))
         if isinstance(e, S.Unary):
             return ir.TOp("neg", (self.texpr(e.operand),))
         if isinstance(e, S.Binary):

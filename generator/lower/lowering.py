@@ -99,6 +99,8 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
     flat = checked.program is not None
     states = []
     for st in spec.states:
+        # `[0] * n`: n tensors, each made as a state of first value 0 is
+        first, length = st.repeated if st.repeated and not flat else (st.init, None)
         states.append(
             ir.StateBuffer(
                 key=st.key,
@@ -107,7 +109,8 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 scope=st.scope,
                 # a flat update's states are printed from the spec (generator.emit.python.flat);
                 # `<- param` is a copy of the parameter (SRef("param"), printed as a clone)
-                init=None if st.init is None or flat else lw.sexpr(st.init),
+                init=None if first is None or flat else lw.sexpr(first),
+                length=None if length is None else lw.sexpr(length),
                 condition=None if st.condition is None else lw.sexpr(st.condition),
                 eager=st.eager,
                 on_device=st.on_device,

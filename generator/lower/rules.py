@@ -22,8 +22,20 @@ def _is_one(e: S.Expr) -> bool:
     return isinstance(e, S.Number) and e.value == 1.0
 
 
-def _x(lw: ExpressionLowerer, name: str, e: S.Expr) -> bool:
+# A rule's ``name`` is what the assignment updates: a state, the parameter or a local by its
+# name, or an item of a list state by its syntax (``bufs[k]``).
+
+
+def _x(lw: ExpressionLowerer, name: str | S.Index, e: S.Expr) -> bool:
+    if isinstance(name, S.Index):
+        return e == name
     return isinstance(e, S.Name) and lw._resolve(e)[0] == name
+
+
+def _reads(name: str | S.Index, e: S.Expr) -> bool:
+    """Whether ``e`` reads the updated value (for an item: any item of its list)."""
+    whole = name.value.id if isinstance(name, S.Index) else name
+    return whole in names_read(e)
 
 
 def _scaled_x(lw: ExpressionLowerer, name: str, e: S.Expr):
@@ -83,7 +95,7 @@ def rule_scaled_sum(lw: ExpressionLowerer, name: str, e: S.Expr):
     if scale is not None:
         ops.append(ir.TOp("mul", (lw.sexpr(scale),)))
     for sign, t in rest:
-        if ops and name in names_read(t):
+        if ops and _reads(name, t):
             return None  # the term would read x after it changed: leave it to copy_
         if lw.kind(t) != "tensor":
             s = lw.sexpr(t)
@@ -110,7 +122,7 @@ def rule_extremum(lw: ExpressionLowerer, name: str, e: S.Expr):
         if _scaled_x(lw, name, a) is False:
             a, b = b, a  # max and min are symmetric
         scale = _scaled_x(lw, name, a)
-        if scale is False or lw.kind(b) != "tensor" or name in names_read(b):
+        if scale is False or lw.kind(b) != "tensor" or _reads(name, b):
             return None
         ops = [] if scale is None else [ir.TOp("mul", (lw.sexpr(scale),))]
         op = "maximum" if e.func == "max" else "minimum"
@@ -142,7 +154,7 @@ def rule_lerp_call(lw: ExpressionLowerer, name: str, e: S.Expr):
         isinstance(e, S.Call)
         and e.func == "lerp"
         and _x(lw, name, e.args[0])
-        and name not in names_read(e.args[1])
+        and not _reads(name, e.args[1])
     ):
         return [ir.TOp("lerp", (lw.texpr(e.args[1]), lw.sexpr(e.args[2])))]
     return None
@@ -169,7 +181,7 @@ def rule_clamp(lw: ExpressionLowerer, name: str, e: S.Expr):
         elif (
             isinstance(inner, S.Binary) and inner.op == "*" and _x(lw, name, inner.left)
         ):
-            if name in names_read(inner.right):
+            if _reads(name, inner.right):
                 return None
             ops = [ir.TOp("mul", (lw.operand(inner.right),))]
         else:

@@ -68,6 +68,10 @@ class Lowerer(ExpressionLowerer):
             return [ir.While(self.sexpr(s.cond), body)]
         if isinstance(s, S.Break):
             return [ir.Break()]
+        if isinstance(s, S.ItemAssign):
+            # an item of a list state: updated in place, by the same rules as a state
+            item = S.Index(s.target, s.index, s.target.span)
+            return [self._update_persistent(self.texpr(item), item, s.value)]
         if isinstance(s, S.ForEachParameter):
             return [ir.ForEachParameter(tuple(self.body(s.body, later)))]
         if isinstance(s, S.Return):
@@ -290,7 +294,7 @@ class Lowerer(ExpressionLowerer):
         return self._update_persistent(target, st.name.id, s.value)
 
     def _update_persistent(
-        self, target: ir.TRef, name: str, value: S.Expr
+        self, target: ir.TRef, name: str | S.Index, value: S.Expr
     ) -> ir.InPlace:
         for rule in UPDATE_RULES:
             ops = rule(self, name, value)
@@ -319,6 +323,15 @@ class Lowerer(ExpressionLowerer):
                     ir.TensorLet(name, ir.TOp("clone", (self.tref(src),)), alias=False)
                 ]
             return [ir.TensorLet(name, self.tref(src), alias=True)]
+        if isinstance(value, S.Index):
+            # another name for an item of a list: never mutated through it, and a copy where
+            # the list's item changes in place while this name is still read
+            hazard = _mutated_while_read(self._resolve(value.value)[0], name, rest)
+            self.owned[name] = hazard
+            if hazard:
+                clone = ir.TOp("clone", (self.texpr(value),))
+                return [ir.TensorLet(name, clone, alias=False)]
+            return [ir.TensorLet(name, self.texpr(value), alias=True)]
         if isinstance(value, S.Call) and value.func in VIEWS:
             # A view shares its source's memory; bfloat16() of a bfloat16 tensor is the tensor.
             src = value.args[0]
@@ -446,12 +459,15 @@ def _reads(stmts) -> frozenset:
             out |= names_read(s.iterable) | _reads(s.body)
         elif isinstance(s, S.While):
             out |= names_read(s.cond) | _reads(s.body)
+        elif isinstance(s, S.ItemAssign):  # (its list too: an item updated in place)
+            out |= names_read(s.value) | names_read(s.index) | {s.target.id}
     return frozenset(out)
 
 
 def _flat(stmts):
+    """The assignments, in the order they run (an item's assignment changes its list)."""
     for s in stmts:
-        if isinstance(s, S.Assign):
+        if isinstance(s, (S.Assign, S.ItemAssign)):
             yield s
         elif isinstance(s, S.If):
             for _, b in s.branches:

@@ -52,12 +52,16 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _bytes_per_parameter(st) -> str:
+def _bytes_per_parameter(st, flat: bool) -> str:
     """Memory of one state, as a multiple of the parameter's size."""
     if st.scope != "parameter" or st.kind != "tensor":
         return "a number"
     if st.reduced is not None:
         return f"1 / size(param, {st.reduced}) × param"
+    if st.repeated is not None:
+        n = _cell(print_expr(st.repeated[1]))
+        # (a flat update's list holds what its statements put there: LBFGS's numbers)
+        return f"{n} values" if flat else f"{n} × param"
     return "1 × param"
 
 
@@ -90,6 +94,12 @@ def memory_table(checked: CheckedSpec) -> list[str]:
     for st in states:
         cells = []
         for k, (_, param, state, _) in enumerate(POLICIES):
+            if st.repeated is not None:
+                # a list state's tensors stay in the parameter's dtype
+                n = f"{_BYTES[param]} × {_cell(print_expr(st.repeated[1]))}"
+                cells.append(n)
+                sometimes[k].append(n)
+                continue
             n = _BYTES[state or st.stored_as or param]
             cells.append(
                 f"{n} / size(param, {st.reduced})" if st.reduced is not None else str(n)
@@ -147,20 +157,36 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             "| key | kind | starts at | memory per parameter |",
             "|---|---|---|---|",
         ]
+        flat = checked.program is not None
         for st in per_param:
             start = (
                 "lazy (first value in the update)" if st.lazy else print_expr(st.init)
             )
             if st.condition is not None:
                 start += f", if {print_expr(st.condition)}"
+            kind = st.kind
+            if st.repeated is not None:
+                kind = "list" if flat else "list of tensors"
             out.append(
-                f"| `{st.key}` | {st.kind} | `{_cell(start)}` | "
-                f"{_bytes_per_parameter(st)} |"
+                f"| `{st.key}` | {kind} | `{_cell(start)}` | "
+                f"{_bytes_per_parameter(st, flat)} |"
             )
-        tensors = [s for s in per_param if s.kind == "tensor" and s.reduced is None]
+        tensors = [
+            s
+            for s in per_param
+            if s.kind == "tensor"
+            and s.reduced is None
+            and not (flat and s.repeated is not None)
+        ]
+        lists = [print_expr(s.repeated[1]) for s in tensors if s.repeated is not None]
+        count = " + ".join(
+            [str(len(tensors) - len(lists))] * bool(len(tensors) > len(lists)) + lists
+        )
         out += [
             "",
-            f"Full-size tensor states: {len(tensors)} × the parameter's memory.",
+            "Full-size tensor states: "
+            + (f"({_cell(count)})" if lists else count)
+            + " × the parameter's memory.",
         ]
         table = memory_table(checked)
         if table:

@@ -180,6 +180,13 @@ def _dense_body(facts: ModuleFacts, printer, views, out: Lines) -> None:
     printer.body(opt.body[:split], out, free=split == len(opt.body))
     if split < len(opt.body):
         views += [(name, None) for name in _defined_locals(opt.body[:split])]
+        lists = {b.var for b in opt.states if b.length is not None}
+
+        def real_view(var: str) -> str:
+            if var in lists:  # a list state: each of its tensors
+                return f"{var} = [torch.view_as_real(x) for x in {var}]"
+            return f"{var} = torch.view_as_real({var})"
+
         out("if torch.is_complex(param):")
         with out.indent():
             for var, cond in views:
@@ -188,13 +195,13 @@ def _dense_body(facts: ModuleFacts, printer, views, out: Lines) -> None:
                 ):  # decided before the view changes the shape
                     out(f"if {var} is not None:")
                     with out.indent():
-                        out(f"{var} = torch.view_as_real({var})")
+                        out(real_view(var))
                 elif cond is not None:
                     out(f"if {printer.scalar(cond)}:")
                     with out.indent():
-                        out(f"{var} = torch.view_as_real({var})")
+                        out(real_view(var))
                 else:
-                    out(f"{var} = torch.view_as_real({var})")
+                    out(real_view(var))
         printer.real_views = True  # a state made from here on is stored complex
         printer.body(opt.body[split:], out, free=True)
         printer.real_views = False

@@ -93,8 +93,15 @@ class ModuleFacts:
         return [s for s in self.opt.states if s.scope == "parameter"]
 
     def tensor_states(self) -> list[ir.StateBuffer]:
-        """The states a precision policy may store in another dtype: tensors, not counters."""
-        return [s for s in self.param_states() if s.kind == "tensor"]
+        """The states a precision policy may store in another dtype: tensors, not counters
+        nor lists (a list state's tensors stay in the parameter's dtype)."""
+        return [
+            s for s in self.param_states() if s.kind == "tensor" and s.length is None
+        ]
+
+    def list_state_lists(self) -> set[str]:
+        """The functional's lists that hold a list state (a list of tensors per parameter)."""
+        return {s.list_name for s in self.param_states() if s.length is not None}
 
     def group_lists(self) -> list[str]:
         st = self.param_states()

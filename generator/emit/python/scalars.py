@@ -135,6 +135,7 @@ class ScalarPrinter:
             "is_sparse": f"{base}.is_sparse",
             "size": f"{base}.size({', '.join(rest)})",
             "is_sharded": f"_is_sharded({base})",
+            "len": f"len({base})",  # (of a list state)
         }
         if e.func not in spelling:
             raise GeneratorBug(f"cannot print {e.func} of a tensor")

@@ -66,6 +66,8 @@ class SingleTensorPrinter:
     def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
         """(source, fresh): fresh results may be updated in place by the next operation."""
         if isinstance(e, ir.TRef):
+            if e.index is not None:  # an item of a list state
+                return f"{e.name}[{self.scalar(e.index)}]", False
             return e.name, e.role == "fresh"
         spell = OPS[e.op]
         if e.op == "neg" and isinstance(e.args[0], ir.TRef):
@@ -245,7 +247,7 @@ class SingleTensorPrinter:
             else:
                 self.reduced.discard(s.name)
         elif isinstance(s, ir.InPlace):
-            self.inplace(s.target.name, s.ops, out)
+            self.inplace(self.tensor(s.target)[0], s.ops, out)
         elif isinstance(s, ir.LazyInit):
             st = next(b for b in self.opt.states if b.key == s.state)
             first, fresh = self.tensor(s.first)

@@ -36,6 +36,11 @@ def state_context(facts: ModuleFacts) -> dict:
         ),
         init_state=init_state(facts),
         group_lists=facts.group_lists(),
+        # a list state's list holds a list of tensors of each parameter
+        list_types={
+            n: "list[list[Tensor]]" if n in facts.list_state_lists() else "list[Tensor]"
+            for n in facts.group_lists()
+        },
         collect_state=collect_state(facts),
         capturable_counts=next(
             (s.list_name for s in states if s.kind == "count" and not s.as_number),
@@ -74,6 +79,15 @@ def init_state(facts: ModuleFacts) -> str:
             out(f"if {facts.group_scalar(s.condition)}:")
         if guard:
             out.level += 1
+        if s.length is not None:
+            # a list state: `length` tensors, each made as a state of that first value is
+            out(
+                f'state["{s.key}"] = [{_made_like_p(facts, s.init, out)} '
+                f"for _ in range({facts.group_scalar(s.length)})]"
+            )
+            if guard:
+                out.level -= 1
+            continue
         if s.init == ir.SRef("param"):
             out(
                 f'state["{s.key}"] = p.detach().clone(memory_format=torch.preserve_format)'
@@ -113,6 +127,20 @@ def init_state(facts: ModuleFacts) -> str:
         if guard:
             out.level -= 1
     return out.text()
+
+
+def _made_like_p(facts: ModuleFacts, init: ir.SExpr, out: Lines) -> str:
+    """A new tensor shaped like the parameter ``p``, of first value ``init`` (a number, or
+    the parameter itself); a number other than 0 is written to ``out`` first, as the state of
+    one tensor takes it (complex parameters start from ``value + value·i``, as torch's
+    Adagrad's do)."""
+    if init == ir.SRef("param"):
+        return "p.detach().clone(memory_format=torch.preserve_format)"
+    value = facts.group_scalar(init)
+    if value in ("0", "0.0"):
+        return "torch.zeros_like(p, memory_format=torch.preserve_format)"
+    out(f"init_value = (complex({value}, {value}) if torch.is_complex(p) else {value})")
+    return "torch.full_like(p, init_value, memory_format=torch.preserve_format)"
 
 
 def collect_state(facts: ModuleFacts) -> str:

@@ -1,0 +1,274 @@
+"""Lists in a per-parameter update: list states, read and updated item by item.
+
+``state bufs <- [0] * n`` keeps n tensors of each parameter (AggMo's momentum buffers, one per
+decay rate); ``bufs[k]`` is an item, updated in place by the same rewrite rules as a state, and
+``len(bufs)`` its length. The for-loop path runs them; a spec that also declares ``foreach`` or
+``fused`` is refused at the list state (E335). Each spec is checked to the last bit in float64:
+against pytorch_optimizer's AggMo, and against plain torch written here from the algorithm
+(complex parameters, a state_dict saved and loaded in the middle of a run).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from generator import load_spec
+from generator.api import check_text
+from generator.language.diagnostics import SpecError
+from paths import seeded_grads, seeded_params
+
+AGGMO = """\
+optimizer AggMoLike
+summary "momentum aggregated over several decay rates"
+input lr: float = 0.1 "learning rate"
+input buffers: int = 3 "momentum buffers, of decay rates 0, 0.9, 0.99, ..."
+    requires buffers >= 1 else "Invalid number of buffers: {buffers}"
+state bufs (momentum_buffer) <- [0] * buffers
+update:
+    step_size <- lr / len(bufs)
+    for k in range(buffers):
+        beta <- 1 - 0.1^k
+        bufs[k] <- beta * bufs[k] + grad
+        param <- param - step_size * bufs[k]
+"""
+
+# four ranks, and gradients over eight orders of magnitude
+SHAPES = [(5,), (4, 3), (2, 3, 2), (2, 1, 3, 2)]
+
+
+def _step_both(params, refs, grads):
+    for p, q, g in zip(params, refs, grads):
+        p.grad = g.clone()
+        q.grad = g.clone()
+
+
+# (pytorch_optimizer's AggMo reads betas[1] in its checks: it takes two decay rates at least)
+@pytest.mark.parametrize("buffers", [2, 3, 4])
+def test_a_list_state_matches_pytorch_optimizer_aggmo(buffers):
+    pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
+    cls = load_spec(AGGMO)
+    params = seeded_params(SHAPES)
+    refs = [p.clone().requires_grad_() for p in params]
+    opt = cls(params, lr=0.05, buffers=buffers)
+    betas = tuple(1 - 0.1**k for k in range(buffers))
+    ref = pytorch_optimizer.AggMo(refs, lr=0.05, betas=betas)
+    for step, grads in enumerate(seeded_grads(SHAPES, 20, 1)):
+        _step_both(params, refs, grads)
+        opt.step()
+        ref.step()
+        for k, (p, q) in enumerate(zip(params, refs)):
+            assert torch.equal(p, q.detach()), (
+                f"step {step + 1}, parameter {k}: differs from pytorch_optimizer.AggMo "
+                f"by {(p - q).abs().max().item():.3e}"
+            )
+    for p, q in zip(params, refs):
+        mine = opt.state[p]["momentum_buffer"]
+        theirs = list(ref.state[q]["momentum_buffer"].values())
+        assert len(mine) == buffers
+        for a, b in zip(mine, theirs):
+            assert torch.equal(a, b), "a momentum buffer differs from the reference's"
+
+
+SCALES = """\
+optimizer MultiScale
+summary "Adam-like, its denominator a mean over second moments at several decay rates"
+input lr: float = 0.01 "learning rate"
+input scales: int = 2 "second moments"
+input eps: float = 1e-8 "term added to the denominator"
+state m (exp_avg) <- 0
+state vs (exp_avg_sqs) <- [1] * scales
+state firsts <- [param] * 2
+update:
+    m <- 0.9 * m + 0.1 * grad
+    d <- 0 * grad
+    for k in range(scales):
+        vs[k] <- (1 - 0.1^(k + 1)) * vs[k] + 0.1^(k + 1) * grad^2
+        d <- d + sqrt(vs[k])
+    firsts[1] <- 0.5 * firsts[1] + 0.5 * param
+    param <- param - lr * m / (d / scales + eps) - 1e-3 * (param - firsts[1])
+"""
+
+
+def _scales_reference(params, steps, lr=0.02, scales=3, eps=1e-8):
+    """MultiScale in plain torch, on real views of complex parameters (its sqrt is not the
+    complex one), as torch's Adam computes its second moment."""
+    out = []
+    for p0 in params:
+        p = torch.view_as_real(p0.clone()) if p0.is_complex() else p0.clone()
+        m = torch.zeros_like(p)
+        vs = [torch.ones_like(p) for _ in range(scales)]
+        first = p.clone()
+        for grads in steps:
+            g = grads[len(out)]
+            g = torch.view_as_real(g) if g.is_complex() else g
+            m.mul_(0.9).add_(g, alpha=0.1)
+            d = g.mul(0)
+            for k in range(scales):
+                vs[k].mul_(1 - 0.1 ** (k + 1)).addcmul_(g, g, value=0.1 ** (k + 1))
+                d.add_(vs[k].sqrt())
+            first.mul_(0.5).add_(p, alpha=0.5)
+            # (both terms read the parameter before it changes)
+            p.copy_(
+                p.addcdiv(m, d.div(scales).add_(eps), value=-lr).add_(
+                    p.sub(first), alpha=-1e-3
+                )
+            )
+        out.append(torch.view_as_complex(p) if p0.is_complex() else p)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_list_states_of_numbers_and_of_copies_match_plain_torch(dtype):
+    cls = load_spec(SCALES)
+    gen = torch.Generator().manual_seed(3)
+    params = [torch.randn(s, generator=gen, dtype=dtype) for s in SHAPES]
+    steps = [
+        [
+            torch.randn(s, generator=gen, dtype=dtype) * 10.0 ** (k % 9 - 6)
+            for s in SHAPES
+        ]
+        for k in range(12)
+    ]
+    expected = _scales_reference(params, steps)
+    opt = cls(params, lr=0.02, scales=3, eps=1e-8)
+    for grads in steps:
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+    for k, (p, e) in enumerate(zip(params, expected)):
+        assert torch.equal(p, e), (
+            f"parameter {k} ({dtype}): differs from plain torch by "
+            f"{(p - e).abs().max().item():.3e}"
+        )
+        assert len(opt.state[p]["exp_avg_sqs"]) == 3
+        assert len(opt.state[p]["firsts"]) == 2
+
+
+def test_a_list_state_survives_a_state_dict_round_trip():
+    cls = load_spec(SCALES)
+    params = seeded_params(SHAPES)
+    twins = [p.clone() for p in params]
+    steps = seeded_grads(SHAPES, 8, 2)
+    opt = cls(params, scales=3)
+    for grads in steps[:4]:
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    with torch.no_grad():
+        for t, p in zip(twins, params):
+            t.copy_(p)
+    loaded = cls(twins, scales=3)
+    loaded.load_state_dict(saved)
+    for grads in steps[4:]:
+        for p, t, g in zip(params, twins, grads):
+            p.grad = g.clone()
+            t.grad = g.clone()
+        opt.step()
+        loaded.step()
+    for p, t in zip(params, twins):
+        assert torch.equal(p, t), "the loaded optimizer's run differs"
+        for a, b in zip(opt.state[p]["exp_avg_sqs"], loaded.state[t]["exp_avg_sqs"]):
+            assert torch.equal(a, b)
+
+
+def test_a_list_states_tensors_stay_in_the_parameters_dtype_under_a_policy():
+    cls = load_spec(SCALES)
+    p = torch.randn(4, 3, dtype=torch.bfloat16)
+    opt = cls([p], compute_dtype=torch.float32, state_dtype=torch.float32)
+    for _ in range(2):
+        p.grad = torch.randn_like(p)
+        opt.step()
+    assert opt.state[p]["exp_avg"].dtype == torch.float32
+    assert {t.dtype for t in opt.state[p]["exp_avg_sqs"]} == {torch.bfloat16}
+    assert torch.isfinite(p.float()).all()
+
+
+@pytest.mark.parametrize("flag", ["foreach", "fused"])
+def test_a_list_state_refuses_the_paths_over_lists_of_tensors(flag):
+    text = AGGMO.replace(
+        "state bufs", f"input {flag}: bool? = none, keyword\nstate bufs"
+    )
+    with pytest.raises(SpecError) as info:
+        check_text(text)
+    found = [(d.code, d.span.line, d.message) for d in info.value.diagnostics]
+    # (fused also refuses the `for` loop: its kernel is one elementwise pass)
+    assert (
+        "E335",
+        7,
+        f"a list state has no {flag} form: only the for-loop path runs it",
+    ) in found, found
+
+
+# (what the update says, the code, what the message says) — each one error in AGGMO's place
+MISUSES = [
+    ("m <- bufs + grad\n    param <- param - m", "E507", "`bufs` is a list"),
+    ("param <- param - lr * grad[0]", "E507", "`grad` is not a list"),
+    ("param <- param - lr * bufs[0.5]", "E507", "chosen by a whole number"),
+    ("param <- param - lr * bufs_{t-1}[0]", "E306", "no time subscript"),
+    ("param <- param - lr * len(grad) * grad", "E312", "needs a list"),
+    ("bufs[0] <- 1 > 0\n    param <- param - lr * bufs[0]", "E507", "takes a tensor"),
+]
+
+
+@pytest.mark.parametrize("body, code, words", MISUSES, ids=lambda x: str(x)[:24])
+def test_a_list_misused_is_one_located_error(body, code, words):
+    text = AGGMO.split("update:")[0] + "update:\n    " + body + "\n"
+    with pytest.raises(SpecError) as info:
+        check_text(text)
+    found = [(d.code, d.message) for d in info.value.diagnostics]
+    assert any(c == code and words in m for c, m in found), found
+
+
+@pytest.mark.parametrize(
+    "declaration, words",
+    [
+        ("state bufs <- [0] * lr", "whole number the inputs decide"),
+        ("state bufs <- [0] * buffers, reduced over -1", "`reduced over`"),
+        ("state bufs <- [0] * buffers if lr > 0", "a condition"),
+        ("state bufs <- [grad] * buffers", "cannot use `grad`"),
+        ("state bufs <- [lr > 0] * buffers", "a number or `param`"),
+    ],
+)
+def test_a_list_state_declared_wrongly_is_refused(declaration, words):
+    text = AGGMO.replace("state bufs (momentum_buffer) <- [0] * buffers", declaration)
+    with pytest.raises(SpecError) as info:
+        check_text(text)
+    found = [(d.code, d.message) for d in info.value.diagnostics]
+    assert any(words in m for _, m in found), found
+
+
+ALIAS = """\
+optimizer Alias
+summary "names for items of a list state, read after the item changes in place"
+input lr: float = 0.1 "learning rate"
+state bufs <- [1] * 2
+update:
+    y <- bufs[0]
+    z <- bufs[1]
+    bufs[0] <- 2 * bufs[0] + grad
+    y <- y * 3
+    param <- param - lr * y - lr * bufs[0] - lr * z
+"""
+
+
+def test_a_name_for_an_item_keeps_the_value_it_named():
+    cls = load_spec(ALIAS)
+    params = seeded_params(SHAPES)
+    expected = [p.clone() for p in params]
+    bufs = [[torch.ones_like(p) for _ in range(2)] for p in params]
+    opt = cls(params, lr=0.1)
+    for grads in seeded_grads(SHAPES, 5, 4):
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        for e, (b0, b1), g in zip(expected, bufs, grads):
+            y = b0.clone()
+            b0.mul_(2).add_(g)
+            y = y * 3
+            e.add_(y, alpha=-0.1).add_(b0, alpha=-0.1).add_(b1, alpha=-0.1)
+    for p, e in zip(params, expected):
+        assert torch.equal(p, e), "a name for an item changed with the item"
