@@ -272,3 +272,82 @@ def test_a_name_for_an_item_keeps_the_value_it_named():
             e.add_(y, alpha=-0.1).add_(b0, alpha=-0.1).add_(b1, alpha=-0.1)
     for p, e in zip(params, expected):
         assert torch.equal(p, e), "a name for an item changed with the item"
+
+
+LOCALS = """\
+optimizer Locals
+summary "local lists of tensors: made, grown, shortened, their items replaced"
+input lr: float = 0.1 "learning rate"
+input n: int = 3 "copies"
+update:
+    xs <- [grad, 2 * grad]
+    ys <- [grad] * n
+    append(xs, grad * grad)
+    pop_first(xs)
+    ys[0] <- ys[0] * 3
+    d <- 0 * grad
+    for k in range(len(xs)):
+        d <- d + xs[k]
+    for k in range(n):
+        d <- d + ys[k]
+    param <- param - lr * d
+"""
+
+
+def test_local_lists_match_plain_torch_and_leave_the_gradient_alone():
+    cls = load_spec(LOCALS)
+    params = seeded_params(SHAPES)
+    expected = [p.clone() for p in params]
+    opt = cls(params, lr=0.1, n=3)
+    for grads in seeded_grads(SHAPES, 6, 5):
+        kept = [g.clone() for g in grads]
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        for p, g in zip(params, kept):
+            # `ys <- [grad] * n` names the gradient n times; `ys[0] <- ...` replaces an item
+            assert torch.equal(p.grad, g), "a list's item changed the gradient"
+        for e, g in zip(expected, grads):
+            xs = [g, g * 2]
+            ys = [g] * 3
+            xs.append(g * g)
+            xs.pop(0)
+            ys[0] = ys[0] * 3
+            d = g * 0
+            for x in xs + ys:
+                d = d + x
+            e.add_(d, alpha=-0.1)
+    for p, e in zip(params, expected):
+        assert torch.equal(
+            p, e
+        ), f"differs from plain torch by {(p - e).abs().max():.3e}"
+
+
+def test_a_local_list_refuses_the_foreach_path_at_the_list():
+    text = LOCALS.replace("update:", "input foreach: bool? = none, keyword\nupdate:")
+    with pytest.raises(SpecError) as info:
+        check_text(text)
+    found = [(d.code, d.span.line, d.message) for d in info.value.diagnostics]
+    assert (
+        "E335",
+        7,
+        "a list has no foreach form: only the for-loop path runs it",
+    ) in found, found
+
+
+LIST_MISUSES = [
+    ("append(bufs, grad)", "a list state keeps its length"),
+    ("xs <- [grad, lr]", "holds tensors"),
+    ("bufs <- [grad]", "`bufs` is not one"),
+    ("xs <- [grad] * lr", "a whole number of times"),
+    ("pop_first(grad)", "needs a local list"),
+]
+
+
+@pytest.mark.parametrize("line, words", LIST_MISUSES, ids=lambda x: str(x)[:20])
+def test_a_local_list_misused_is_refused(line, words):
+    text = AGGMO.replace("update:\n", f"update:\n    {line}\n")
+    with pytest.raises(SpecError) as info:
+        check_text(text)
+    found = [(d.code, d.message) for d in info.value.diagnostics]
+    assert any(c == "E507" and words in m for c, m in found), found

@@ -17,12 +17,12 @@ from dataclasses import replace
 from generator.language import syntax as S
 from generator.language.diagnostics import Note
 from generator.language.spec_printer import print_expr
-from generator.language.types import Kind
+from generator.language.types import Kind, ListOf
 from generator.check.declarations import check_name
 from generator.check.kinds import Typer, flat_only, outside_for_each
 from generator.check.model import Block, NoForm, Symbol, state_type
 from generator.check.queries import mentions_name
-from generator.check.types import is_range
+from generator.check.types import STATEMENT_FUNCTIONS, is_range
 
 
 class Flow:
@@ -78,6 +78,8 @@ class Flow:
                 self.while_(s)
             elif isinstance(s, S.ItemAssign):
                 self.item_assign(s)
+            elif isinstance(s, S.CallStmt) and s.call.func in STATEMENT_FUNCTIONS:
+                self.list_call(s.call)
             elif isinstance(s, S.Break):
                 if not self.loops:
                     self.c.out.error("E504", "`break` outside a loop", s.span)
@@ -243,9 +245,10 @@ class Flow:
         self.c.no_form.append(NoForm("`while`", s.span, _LISTS, _RANGE))
         self.loop_body(s.body)
 
-    def kind(self, e, context="update"):
+    def kind(self, e, context="update", lists=False):
+        """(type, dynamic, varying) of ``e``; a list only where ``lists`` admits one."""
         t = Typer(self.c, context, self.env, self)
-        k = t.kind(e)
+        k = t.any_kind(e) if lists else t.kind(e)
         return k, t.dynamic, t.varying
 
     def if_(self, s: S.If) -> None:
@@ -371,8 +374,36 @@ class Flow:
                 hint=f"wrap the statement in `if {print_expr(st.condition)}:`",
             )
 
+    def list_call(self, c: S.Call) -> None:
+        """``append(xs, t)``, ``pop_first(xs)``: a local list grows or loses its first item."""
+        least, most = STATEMENT_FUNCTIONS[c.func]
+        if not least <= len(c.args) <= most or c.keywords:
+            self.c.out.error(
+                "E503",
+                f"`{c.func}` takes {least} argument{'s' if least > 1 else ''}",
+                c.span,
+            )
+            return
+        lst, *value = c.args
+        k, _, _ = self.kind(lst, lists=True)
+        sym = self.env.get(lst.id) if isinstance(lst, S.Name) else None
+        if k is not None and not (isinstance(k, ListOf) and sym.role == "local"):
+            self.c.out.error(
+                "E507",
+                f"`{c.func}` needs a local list first"
+                + (": a list state keeps its length" if isinstance(k, ListOf) else ""),
+                lst.span,
+            )
+        for v in value:
+            vk, _, _ = self.kind(v)
+            if vk not in (Kind.TENSOR, None):
+                self.c.out.error(
+                    "E507", "a per-parameter update's list holds tensors", v.span
+                )
+
     def item_assign(self, s: S.ItemAssign) -> None:
-        """``bufs[k] <- beta * bufs[k] + grad``: an item of a list state, updated in place."""
+        """``bufs[k] <- beta * bufs[k] + grad``: an item of a list state, updated in place;
+        of a local list, replaced."""
         target = S.Index(s.target, s.index, s.target.span)
         self.kind(target)  # (the list and the index read, as any item's are)
         k, _, _ = self.kind(s.value)
@@ -449,7 +480,23 @@ class Flow:
             self.initialised.add(
                 name
             )  # the update expression runs only once it has a value
-        k, dyn, var = self.kind(s.value)
+        lists = isinstance(s.value, S.List) or (
+            isinstance(s.value, S.Binary)
+            and s.value.op == "*"
+            and S.List in (type(s.value.left), type(s.value.right))
+        )
+        k, dyn, var = self.kind(s.value, lists=lists)
+        if isinstance(k, ListOf):
+            if target is not None and target.role != "local":
+                self.c.out.error(
+                    "E507",
+                    f"a list is a new local: `{name}` is not one",
+                    s.target.span,
+                    hint="a list state is made by its declaration and changes item by "
+                    "item, `bufs[k] <- ...`",
+                )
+                return
+            self.c.no_form.append(NoForm("a list", s.value.span, _LISTS))
         self.accumulating = None
         if s.initially is not None:
             st = self.c.states.get(name)

@@ -16,7 +16,7 @@ from generator.language.builtins import BUILTINS, CONSTANTS, LIST
 from generator.language.diagnostics import Collector, Note, did_you_mean
 from generator.language.names import BUILTIN_TENSORS
 from generator.language.spec_printer import print_expr
-from generator.language.types import Kind, ListOf
+from generator.language.types import Kind, ListOf, union
 
 
 class Typer:
@@ -89,7 +89,27 @@ class Typer:
         return item
 
     def k_List(self, e):
-        flat_only(self.c.out, "a list", e.span)
+        for x in e.items:
+            k = self.kind(x)
+            if k not in (Kind.TENSOR, None):
+                self.error(
+                    "E507",
+                    "a per-parameter update's list holds tensors",
+                    x.span,
+                    hint="numbers decided per step are names of their own; a whole-vector "
+                    "algorithm's lists of numbers belong to `update flat:`",
+                )
+        return ListOf(union(Kind.TENSOR))
+
+    def _repeated_list(self, e: S.Binary):
+        """``[x] * n``: a list of n items."""
+        items, count = (
+            (e.left, e.right) if isinstance(e.left, S.List) else (e.right, e.left)
+        )
+        t = self.any_kind(items)
+        if self.kind(count) not in (Kind.INT, None):
+            self.error("E507", "a list is repeated a whole number of times", count.span)
+        return t
 
     def k_Name(self, e: S.Name):
         if e.id in CONSTANTS and e.id not in self.env:
@@ -189,6 +209,8 @@ class Typer:
         return k
 
     def k_Binary(self, e: S.Binary):
+        if e.op == "*" and (isinstance(e.left, S.List) or isinstance(e.right, S.List)):
+            return self._repeated_list(e)
         lk, rk = self.kind(e.left), self.kind(e.right)
         if e.op in ("and", "or"):
             for side, k in ((e.left, lk), (e.right, rk)):
@@ -432,9 +454,9 @@ def flat_only(out: Collector, what: str, span: S.Span) -> None:
         "E501",
         f"{what} belongs to `update flat:` and the procedures it calls",
         span,
-        hint="a per-parameter update computes with numbers and tensors, in loops and "
-        "procedures (`a, b <- f(x)` for a procedure's values); lists belong to "
-        "whole-vector algorithms, written as `update flat:` (LBFGS)",
+        hint="a flat update runs once on all parameters as one vector (LBFGS); a "
+        "per-parameter update's new values are new tensors already (`g <- grad`), and it "
+        "calls procedures for their values (`a, b <- f(x)`)",
     )
 
 

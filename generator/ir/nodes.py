@@ -162,7 +162,17 @@ class TOp:
     kwargs: tuple[tuple[str, SExpr], ...] = ()
 
 
-TExpr = Union[TRef, TOp]
+@dataclass(frozen=True)
+class TList:
+    """A list of tensors of one parameter, ``[grad, m]``; with ``count``, that many times its
+    one item (the same tensor: a local list's items are replaced, never changed in place).
+    """
+
+    items: tuple["TExpr", ...]
+    count: SExpr | None = None
+
+
+TExpr = Union[TRef, TOp, TList]
 
 # ---- statements ---------------------------------------------------------------------------------------
 # A statement's ``span`` is where the spec writes it (a syntax span, set by the lowering), for the
@@ -464,22 +474,26 @@ class BindMany:
 
 @dataclass(frozen=True)
 class SetItem:
-    """``al[i] <- value``: an element of a list replaced."""
+    """``al[i] <- value``: an element of a list replaced (a flat update's list, or a local
+    list of tensors of a per-parameter update)."""
 
-    target: VRef
-    index: VExpr
-    value: VExpr
+    target: Union[VRef, TRef]
+    index: Union[VExpr, SExpr]
+    value: Union[VExpr, TExpr]
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class ListAppend:
-    target: VRef
-    value: VExpr
+    target: Union[VRef, TRef]
+    value: Union[VExpr, TExpr]
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class ListPopFirst:
-    target: VRef
+    target: Union[VRef, TRef]
+    span: object = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

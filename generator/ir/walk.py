@@ -16,7 +16,10 @@ def rename(node, names: dict[str, str]):
     """An IR expression or statement with the tensors and scalars in ``names`` renamed (a
     renamed tensor becomes a local)."""
     if isinstance(node, TRef):
-        return TRef(names[node.name], "local") if node.name in names else node
+        index = rename(node.index, names)
+        if node.name in names:
+            return TRef(names[node.name], "local", index)
+        return replace(node, index=index)
     if isinstance(node, SRef):
         return replace(node, name=names[node.name]) if node.name in names else node
     if isinstance(node, tuple):
@@ -62,6 +65,10 @@ def children(e) -> tuple:
         return e.items
     if isinstance(e, TOp):
         return e.args + tuple(v for _, v in e.kwargs)
+    if isinstance(e, TRef):
+        return () if e.index is None else (e.index,)
+    if isinstance(e, TList):
+        return e.items + (() if e.count is None else (e.count,))
     if isinstance(e, InPlace):
         return e.ops
     if isinstance(e, (VBin,)):

@@ -92,6 +92,15 @@ def _is_square(e: S.Expr) -> bool:
     )
 
 
+def _repeated(e: S.Expr) -> bool:
+    """``[x] * n``: a list of n items."""
+    return (
+        isinstance(e, S.Binary)
+        and e.op == "*"
+        and S.List in (type(e.left), type(e.right))
+    )
+
+
 def names_read(e) -> set[str]:
     """Names an expression or statement reads (``m_t`` counts as ``m`` too)."""
     if isinstance(e, S.Name):
@@ -135,7 +144,9 @@ class ExpressionLowerer:
         return name, sub
 
     def kind(self, e: S.Expr) -> str:
-        """scalar | tensor | bool | tensorbool (the checker has validated everything)."""
+        """scalar | tensor | bool | tensorbool | list (the checker has validated everything)."""
+        if isinstance(e, S.List) or _repeated(e):
+            return "list"
         if isinstance(e, S.Number):
             return "scalar"
         if isinstance(e, (S.Bool, S.NoneLit)):
@@ -314,6 +325,13 @@ class ExpressionLowerer:
         if isinstance(e, S.Index):
             whole = self.tref(self._resolve(e.value)[0])
             return replace(whole, index=self.sexpr(e.index))
+        if isinstance(e, S.List):
+            return ir.TList(tuple(self.texpr(x) for x in e.items))
+        if _repeated(e):
+            items, count = (
+                (e.left, e.right) if isinstance(e.left, S.List) else (e.right, e.left)
+            )
+            return replace(self.texpr(items), count=self.sexpr(count))
         if isinstance(e, S.Unary):
             return ir.TOp("neg", (self.texpr(e.operand),))
         if isinstance(e, S.Binary):

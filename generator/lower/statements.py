@@ -69,9 +69,17 @@ class Lowerer(ExpressionLowerer):
         if isinstance(s, S.Break):
             return [ir.Break()]
         if isinstance(s, S.ItemAssign):
+            if s.target.id not in self.states:  # an item of a local list: replaced
+                target = self.tref(s.target.id)
+                return [ir.SetItem(target, self.sexpr(s.index), self.texpr(s.value))]
             # an item of a list state: updated in place, by the same rules as a state
             item = S.Index(s.target, s.index, s.target.span)
             return [self._update_persistent(self.texpr(item), item, s.value)]
+        if isinstance(s, S.CallStmt):  # append(xs, t), pop_first(xs): a local list's
+            target, *value = s.call.args
+            if s.call.func == "append":
+                return [ir.ListAppend(self.tref(target.id), self.texpr(value[0]))]
+            return [ir.ListPopFirst(self.tref(target.id))]
         if isinstance(s, S.ForEachParameter):
             return [ir.ForEachParameter(tuple(self.body(s.body, later)))]
         if isinstance(s, S.Return):
@@ -93,6 +101,11 @@ class Lowerer(ExpressionLowerer):
         if name == "param":
             return [self._update_persistent(self.tref("param"), "param", s.value)]
         kind = self.kind(s.value)
+        if kind == "list":
+            # a local list of tensors: items are replaced, never changed in place
+            self.kinds[name] = "list"
+            self.owned[name] = False
+            return [ir.TensorLet(name, self.texpr(s.value), alias=False)]
         if kind != "tensor":
             self.kinds[name] = "scalar"
             # set under a per-parameter condition, a value differs between parameters
@@ -461,6 +474,8 @@ def _reads(stmts) -> frozenset:
             out |= names_read(s.cond) | _reads(s.body)
         elif isinstance(s, S.ItemAssign):  # (its list too: an item updated in place)
             out |= names_read(s.value) | names_read(s.index) | {s.target.id}
+        elif isinstance(s, S.CallStmt):
+            out |= names_read(s.call)
     return frozenset(out)
 
 

@@ -18,6 +18,7 @@ from generator.ir import uses
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.ops import OPS
 from generator.emit.python.blocks import (
+    PY_PRECEDENCE,
     Imports,
     Lines,
     _print_if,
@@ -66,9 +67,14 @@ class SingleTensorPrinter:
     def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
         """(source, fresh): fresh results may be updated in place by the next operation."""
         if isinstance(e, ir.TRef):
-            if e.index is not None:  # an item of a list state
+            if e.index is not None:  # an item of a list
                 return f"{e.name}[{self.scalar(e.index)}]", False
             return e.name, e.role == "fresh"
+        if isinstance(e, ir.TList):
+            items = "[" + ", ".join(self.tensor(x)[0] for x in e.items) + "]"
+            if e.count is not None:
+                items += f" * {self.scalar.wrap(e.count, PY_PRECEDENCE['*'] + 1)}"
+            return items, False
         spell = OPS[e.op]
         if e.op == "neg" and isinstance(e.args[0], ir.TRef):
             return f"-{self.tensor(e.args[0])[0]}", True
@@ -279,6 +285,13 @@ class SingleTensorPrinter:
                 self.body(s.body, out)
         elif isinstance(s, ir.Break):
             out("break")
+        elif isinstance(s, ir.SetItem):  # (of a local list)
+            index = self.scalar(s.index)
+            out(f"{s.target.name}[{index}] = {self.tensor(s.value)[0]}")
+        elif isinstance(s, ir.ListAppend):
+            out(f"{s.target.name}.append({self.tensor(s.value)[0]})")
+        elif isinstance(s, ir.ListPopFirst):
+            out(f"{s.target.name}.pop(0)")
         elif isinstance(s, ir.Raise):
             _print_raise(s, out, self.scalar)
         else:
