@@ -36,6 +36,7 @@ from generator.check.procedures import (
     inline_call,
 )
 from generator.check.flow import Flow
+from generator.check.lists import STATEMENT_FUNCTIONS
 from generator.check.kinds import Typer
 from generator.check.model import Block, CheckedSpec, NoForm, Symbol, state_type
 from generator.check.queries import (
@@ -375,7 +376,7 @@ class Checker:
                 )
         self.locals = {n: s for n, s in self.flow.defined.items() if s.role == "local"}
         self.checked_methods = tuple(self.methods())
-        check_declarations(self.spec, BUILTINS, self.out)
+        check_declarations(self.spec, {*BUILTINS, *STATEMENT_FUNCTIONS}, self.out)
         check_called(self.spec, self.called, self.out)
         return blocks
 

@@ -22,7 +22,6 @@ from generator.check.types import (
     NONE,
     NUMBER,
     RESERVED,
-    STATEMENT_FUNCTIONS,
     VECTOR,
     Program,
     Scope,
@@ -33,6 +32,7 @@ from generator.check.types import (
     is_range,
     is_vector,
 )
+from generator.check.lists import STATEMENT_FUNCTIONS, list_statement_form
 from generator.language.types import tuple_sizes
 
 
@@ -211,13 +211,7 @@ class _Checker:
 
     def call_stmt(self, c: S.Call) -> None:
         if c.func in STATEMENT_FUNCTIONS:
-            least, most = STATEMENT_FUNCTIONS[c.func]
-            if not least <= len(c.args) <= most or c.keywords:
-                self.out.error(
-                    "E503",
-                    f"`{c.func}` takes {least} argument{'s' if least > 1 else ''}",
-                    c.span,
-                )
+            if not list_statement_form(c, self.out):
                 return
             for a in c.args:
                 self.expr(a)

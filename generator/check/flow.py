@@ -2,12 +2,13 @@
 
 Part of the check stage (language → check → lower → emit). ``Flow`` walks the statements of the
 `update:` blocks and of each `method` (fragments and called procedures already inlined by
-generator.check.checker): what is defined where and with which kind, read before written, the
+generator.check.checker): what is defined where and with which type, read before written, the
 time subscripts of states, lazy states given their first value, conditional states used only under
-their condition, loops (`repeat`, `for`, `while`, `break`) and the paths each has a form in, what
-each kind of block (`update:`, `update group:`, `update optimizer:`, a method) may read and assign.
-Expressions are typed by generator.check.kinds; `update flat:` is checked by generator.check.flat
-instead.
+their condition, loops (`repeat`, `for`, `while`, `break`), lists (items of list states updated,
+local lists made, grown and their items replaced) and the paths each has a form in, what each kind
+of block (`update:`, `update group:`, `update optimizer:`, a method) may read and assign.
+Expressions are typed by generator.check.kinds, in the language's types
+(generator.language.types); `update flat:` is checked by generator.check.flat instead.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from generator.check.declarations import check_name
 from generator.check.kinds import Typer, flat_only, outside_for_each
 from generator.check.model import Block, NoForm, Symbol, state_type
 from generator.check.queries import mentions_name
-from generator.check.types import STATEMENT_FUNCTIONS, is_range
+from generator.check.lists import STATEMENT_FUNCTIONS, list_statement_form
+from generator.check.types import is_range
 
 
 class Flow:
@@ -376,13 +378,7 @@ class Flow:
 
     def list_call(self, c: S.Call) -> None:
         """``append(xs, t)``, ``pop_first(xs)``: a local list grows or loses its first item."""
-        least, most = STATEMENT_FUNCTIONS[c.func]
-        if not least <= len(c.args) <= most or c.keywords:
-            self.c.out.error(
-                "E503",
-                f"`{c.func}` takes {least} argument{'s' if least > 1 else ''}",
-                c.span,
-            )
+        if not list_statement_form(c, self.c.out):
             return
         lst, *value = c.args
         k, _, _ = self.kind(lst, lists=True)

@@ -1,10 +1,13 @@
-"""Expressions and their kinds: the typer of the check stage.
+"""Expressions and their types: the typer of the per-parameter blocks.
 
-Part of the check stage (language → check → lower → emit). ``Typer`` gives an expression its kind
-(Kind.BOOL, Kind.SCALAR, Kind.INT, Kind.STR, Kind.TENSOR; Kind.MASK for an elementwise comparison inside
-``where``) and whether it is *dynamic* (depends on a counter) or *varying* (differs between
-parameters), reporting every misuse (an unknown name or function, a tensor as a condition, a wrong
-argument). generator.check.checker types requirements and state initial values with it;
+Part of the check stage (language → check → lower → emit). ``Typer`` gives an expression its type
+in the language's lattice (generator.language.types: ``bool``, ``scalar``, ``int``, ``str``,
+``tensor``, ``tensorbool`` for an elementwise comparison inside ``where``, a list of tensors) and
+whether it is *dynamic* (depends on a counter) or *varying* (differs between parameters),
+reporting every misuse (an unknown name or function, a tensor as a condition, a wrong argument,
+a list where one of its items belongs). Each expression of these blocks has one type (a flat
+update's names may hold several: generator.check.types infers their unions).
+generator.check.checker types requirements and state initial values with it;
 generator.check.flow types the update's statements, and the typer reports each name it reads back
 to that flow (read before assigned, subscripts, state conditions).
 """

@@ -50,7 +50,6 @@ FUNCTIONS = {
     b.name: (b.flat.least, b.flat.most) for b in BUILTINS.values() if b.flat is not None
 }
 FUNCTIONS["evaluate"] = (0, 2)
-STATEMENT_FUNCTIONS = {"append": (2, 2), "pop_first": (1, 1)}
 # Names the generated step and procedures use for themselves.
 RESERVED = {
     "closure",
