@@ -97,7 +97,7 @@ def test_the_fast_slice_covers_the_language():
         "local set in both branches", "repeat", "whole-tensor reduction",
         "reduction along a dimension", "conditional value", "maximize", "lerp", "where",
         "sign", "atan2", "bias correction", "for loop", "for loop, counting down",
-        "procedure call",
+        "procedure call", "list state", "local list",
     }  # fmt: skip
     missing = expected - constructs.keys()
     assert (
@@ -224,6 +224,34 @@ update:
     s1 <- t * grad  initially exp(-abs(s0))
     param <- s1
 """,
+    "a choice inside an item's assignment": """\
+optimizer Fuzz
+check not is_complex(param) else "real parameters only"
+input b0: float = 0.5
+input f0: bool = false
+input nl: int = 2
+state s0 (s0) <- 0
+state sl (sl) <- [0] * nl
+update:
+    x8 <- s0
+    x9 <- s0
+    for j in range(nl):
+        sl[j] <- lerp(sl[j], (x8 if f0 else s0) * lerp(x8, grad, 1 - b0), 1 - b0)
+        x9 <- x9 + 0.5 * sl[j] / (j + 1)
+    s0 <- s0 + grad
+    param <- x9
+""",
+    "a choice inside a list's item": """\
+optimizer Fuzz
+check not is_complex(param) else "real parameters only"
+input f0: bool = true
+state s0 (s0) <- 0
+update:
+    s0 <- s0 + grad
+    xl7 <- [(grad if f0 else s0), s0]
+    x6 <- xl7[0]
+    param <- param - 0.01 * x6
+""",
 }
 
 
@@ -234,7 +262,9 @@ def test_a_program_the_fuzzer_found(name):
     with warnings.catch_warnings(), eager_kernels():
         warnings.simplefilter("ignore")
         found, compared = fuzz.run_paths(cls)
-    assert compared >= 2 and not found, found
+    # (a program with a list runs the for-loop only: it builds and runs to finite numbers)
+    assert not found, found
+    assert compared >= 2 or "input foreach" not in FOUND[name]
 
 
 def test_minimizing_keeps_the_failure_and_shrinks_the_program():

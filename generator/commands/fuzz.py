@@ -5,7 +5,8 @@ beyond float rounding is a compiler bug.
 
 Each program runs on the problem of ``optimgen verify`` (six shapes in two param groups, one
 starting at zero, gradients over five orders of magnitude with rows of zeros, a parameter without a
-gradient on some steps) in float64 and float32; each path is held to the for-loop. A failing
+gradient on some steps) in float64 and float32; each path is held to the for-loop, and a program
+with lists (which runs the for-loop only) is held to its twin without lists as well. A failing
 program is minimized: statements, branches, sub-expressions, states and inputs are removed while
 the same failure remains, and the small spec that still fails is printed. torch is imported when
 the command runs.
@@ -29,6 +30,7 @@ from generator.commands.fuzz_programs import (
     draw,
     leaf,
     prune,
+    unrolled,
 )
 from generator.verify import harness as V
 from generator.language.diagnostics import GeneratorBug, SpecError
@@ -63,25 +65,32 @@ def build(text: str):
         return None, [Finding("build", "build", "-", f"{type(e).__name__}: {e}")]
 
 
-def run_paths(cls, dtypes=("float64", "float32"), steps: int = 6, seed: int = 0):
-    """Every path the class declares on verify's problem, held to the for-loop."""
+def run_paths(
+    cls, dtypes=("float64", "float32"), steps: int = 6, seed: int = 0, twin=None
+):
+    """Every path the class declares on verify's problem, held to the for-loop; with
+    ``twin`` (the class of a list program's twin without lists), that one's for-loop too.
+    """
     import torch
 
     findings, compared, diverged = [], 0, []
     impls = V.implementations(cls)
+    candidates = [(impl, cls, impl) for impl in impls]
+    if twin is not None:
+        candidates.append(("lists unrolled", twin, "for-loop"))
     for dtype_name in dtypes:
         dtype = getattr(torch, dtype_name)
         runs = {
-            impl: V.trajectory(
+            name: V.trajectory(
                 torch,
-                cls,
-                V.impl_kwargs(cls, impl),
+                c,
+                V.impl_kwargs(c, impl),
                 dtype,
                 seed,
                 steps,
-                getattr(sys.modules.get(cls.__module__), "__file__", None),
+                getattr(sys.modules.get(c.__module__), "__file__", None),
             )
-            for impl in impls
+            for name, c, impl in candidates
         }
         loop = runs["for-loop"]
         if loop.params and V.non_finite(torch, loop):
@@ -122,7 +131,12 @@ def check_program(program: Program, dtypes=("float64", "float32"), steps: int = 
         cls, findings = build(program.text())
     if findings:
         return findings, 0, program
-    found, compared = run_paths(cls, dtypes, steps)
+    twin = unrolled(program)
+    if twin is not None:
+        twin, findings = build(twin.text())
+        if findings:  # (the twin is built from the valid program: its failure is a bug)
+            return [replace(f, path="lists unrolled") for f in findings], 0, program
+    found, compared = run_paths(cls, dtypes, steps, twin=twin)
     return found, compared, program
 
 

@@ -4,8 +4,9 @@ Part of `optimgen fuzz` (generator.commands.fuzz runs, compares and minimizes th
 drawn from a seed (``random.Random``: the same seed gives the same spec on every machine). It has
 inputs of each kind (a learning rate, decay rates in (0, 1), flags, a period), states of each kind
 (tensors starting at 0 or at the parameter, lazy ones given their first value by ``initially``,
-per-parameter, group and optimizer counters), and an update built from the language's
-constructs: tensor locals, state updates, branches on flags, on shapes and on counters (decided
+per-parameter, group and optimizer counters, a list state), and an update built from the language's
+constructs: tensor locals, state updates, lists (a list state's items updated in a loop over them,
+a local list read by its items: the program then runs the for-loop only), branches on flags, on shapes and on counters (decided
 per parameter, so the foreach path partitions its lists), nested branches, ``repeat`` blocks and
 ``for`` loops, calls of procedures drawn with the program (inlined by the checker),
 conditional values, reductions (``norm``, ``sum``, ``dot``, ``mean`` along a dimension under a
@@ -66,7 +67,7 @@ class Repeat:
     """``repeat count:``; with ``var``, ``for var in range(count)`` (``reversed`` counting
     down from ``count`` to 1), a loop whose body reads its variable."""
 
-    count: int
+    count: int | str  # a number, or an `int` input's name
     body: tuple
     var: str | None = None
     reverse: bool = False
@@ -561,10 +562,15 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         body.append(If("dim(param) > 1", (update, scaled), (), "shape"))
         scope.tensors.append(x)
         d.note("reduced state")
+    lists = rng.random() < 0.2
+    if lists:
+        reader = _lists(d, rng, scope, inputs, states, body)
     for name in state_names:  # every state is updated at least once
         if not any(isinstance(s, Assign) and s.target == name for s in _walk(body)):
             body.append(d.state_update(scope, name))
     u = d.tensor(scope, 3)
+    if lists:  # (what the lists held reaches the parameter)
+        u = Expr("{} + 0.1 * {}", (u, leaf(reader)))
     if rng.random() < 0.3 and d.decays:
         body.append(
             Assign(
@@ -601,12 +607,41 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         tuple(optimizer_block),
         tuple(group_block),
         tuple(body),
-        fused=rng.random() < 0.7,
+        # (a list has no form on the paths over lists of tensors: the for-loop only)
+        fused=rng.random() < 0.7 and not lists,
+        foreach=not lists,
         group_block2=tuple(group_block2),
         body2=tuple(body2),
         procedures=tuple(d.procedures),
     )
     return prune(program), d.constructs
+
+
+def _lists(d: _Draw, rng, scope: _Scope, inputs: list, states: list, body: list) -> str:
+    """A list state (AggMo's buffers: ``nl`` tensors of each parameter, each updated in a loop
+    over them) and, sometimes, a local list of tensors read item by item, read into a local (its
+    name returned); the program then runs on the for-loop path only (and is held to its twin
+    without lists, generator.commands.fuzz)."""
+    inputs.append(("nl", f"input nl: int = {rng.choice([1, 2, 3])}"))
+    states.append(("sl", f"state sl (sl) <- [{rng.choice(['0', 'param'])}] * nl"))
+    d.note("list state")
+    x = d.local()
+    body.append(Assign(x, d.tensor(scope, 1)))
+    item = leaf("sl[j]")
+    update = Assign(
+        "sl[j]", Expr("lerp({}, {}, {})", (item, d.tensor(scope, 2), d.scalar_weight()))
+    )
+    read = Assign(x, Expr("{} + 0.5 * {} / (j + 1)", (leaf(x), item)))
+    body.append(Repeat("nl", (update, read), "j"))
+    if rng.random() < 0.5:
+        d.locals += 1
+        xl = f"xl{d.locals}"
+        items = (d.tensor(scope, 1), d.tensor(scope, 1))
+        body.append(Assign(xl, Expr("[{}, {}]", items)))
+        body.append(Assign(x, Expr("{} - 0.25 * {}", (leaf(x), leaf(f"{xl}[1]")))))
+        d.note("local list")
+    scope.tensors.append(x)
+    return x
 
 
 class Choices:
@@ -642,6 +677,65 @@ class Choices:
         return self._draw(self._ints(lo, hi - 1))
 
 
+def unrolled(program: Program) -> Program | None:
+    """A list program's twin without lists (None for a program without one): the list state's
+    items are states of their own (``sl0``, ``sl1``, ...), the loop over them is unrolled, and a
+    local list's items are read as the expressions that made them. The twin computes the same
+    numbers with the language's plain constructs, so the list program's for-loop is held to it.
+    """
+    n = next(
+        (int(decl.split("=")[1]) for name, decl in program.inputs if name == "nl"), None
+    )
+    if n is None:
+        return None
+    states = []
+    for name, decl in program.states:
+        if name != "sl":
+            states.append((name, decl))
+            continue
+        first = re.search(r"<- \[(.*)\] \* nl", decl).group(1)
+        states += [(f"sl{k}", f"state sl{k} (sl{k}) <- {first}") for k in range(n)]
+    made: dict[str, tuple] = {}  # local list → its items
+
+    def expr(e: Expr, k: int | None) -> Expr:
+        m = re.fullmatch(r"(xl\d+)\[(\d)\]", e.template)
+        if m and not e.args:
+            return Expr("({})", (made[m.group(1)][int(m.group(2))],), e.kind)
+        template = e.template
+        if k is not None:
+            template = re.sub(r"\bj\b", str(k), template.replace("sl[j]", f"sl{k}"))
+        return Expr(template, tuple(expr(a, k) for a in e.args), e.kind)
+
+    def block(stmts, k=None) -> tuple:
+        out = []
+        for st in stmts:
+            if isinstance(st, Repeat) and st.count == "nl":
+                for item in range(n):
+                    out += block(st.body, item)
+            elif isinstance(st, Assign) and st.value.template.startswith("["):
+                made[st.target] = tuple(expr(a, k) for a in st.value.args)
+            elif isinstance(st, Assign):
+                target = f"sl{k}" if st.target == "sl[j]" else st.target
+                first = None if st.initially is None else expr(st.initially, k)
+                out.append(Assign(target, expr(st.value, k), first))
+            elif isinstance(st, If):
+                out.append(
+                    replace(st, then=block(st.then, k), orelse=block(st.orelse, k))
+                )
+            elif isinstance(st, Repeat):
+                out.append(replace(st, body=block(st.body, k)))
+        return tuple(out)
+
+    # (what only an unread item of a local list read is read no more)
+    return prune(
+        replace(
+            program,
+            states=tuple(states),
+            **{name: block(getattr(program, name)) for name in BLOCKS},
+        )
+    )
+
+
 def prune(program: Program) -> Program:
     """Without the locals nothing reads (the checker refuses them, E402), and without the
     branches and repeats left empty; repeated until nothing more goes."""
@@ -661,7 +755,7 @@ BLOCKS = ("optimizer_block", "group_block", "body", "group_block2", "body2")
 
 
 def _is_local(name: str) -> bool:
-    return re.fullmatch(r"x\d+|q\d+|bc|g", name) is not None
+    return re.fullmatch(r"x\d+|xl\d+|q\d+|bc|g", name) is not None
 
 
 def _reads(stmts) -> set[str]:

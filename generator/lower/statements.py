@@ -49,7 +49,7 @@ class Lowerer(ExpressionLowerer):
         return out
 
     def stmt(self, s, later, rest) -> list[ir.Stmt]:
-        if isinstance(s, S.Assign):
+        if isinstance(s, (S.Assign, S.ItemAssign)):
             # `x <- a * (1 if adam else r) * g`: one statement per case (in a coverage build
             # every choice, so that each way has its probe: a way that never ran in a
             # statement that did is a branch the grid still has to reach)
@@ -119,12 +119,13 @@ class Lowerer(ExpressionLowerer):
             return [ir.ScalarLet(name, self.sexpr(s.value), self.varying[name])]
         return self._tensor_local(name, s.value, later, rest)
 
-    def _nested_choice(self, s: S.Assign) -> S.If | None:
+    def _nested_choice(self, s: S.Assign | S.ItemAssign) -> S.If | None:
         """A choice inside a tensor expression (``(1 if adam else r)`` in a product) becomes
         an ``if`` around the whole assignment, once with each alternative, as the top-level
-        ``x <- a if c else b`` already is; in a coverage build, every choice, numbers' too (the
-        ways each get a probe); None when the value has no such choice."""
-        if self.kind(s.value) != "tensor" and not self.coverage:
+        ``x <- a if c else b`` already is (an item's, top-level too); in a coverage build,
+        every choice, numbers' too (the ways each get a probe); None when the value has no
+        such choice."""
+        if self.kind(s.value) not in ("tensor", "list") and not self.coverage:
             return None
 
         def find(e, top):
@@ -142,7 +143,8 @@ class Lowerer(ExpressionLowerer):
 
         # the first value of a lazy state (`initially a if c else b`) chooses the same way,
         # its top-level choice included
-        first = None if s.initially is None else find(s.initially, False)
+        initially = getattr(s, "initially", None)
+        first = None if initially is None else find(initially, False)
         if first is not None:
             return S.If(
                 (
@@ -154,7 +156,7 @@ class Lowerer(ExpressionLowerer):
                 (replace(s, initially=_put(s.initially, first, first.orelse)),),
                 s.span,
             )
-        choice = find(s.value, True)
+        choice = find(s.value, isinstance(s, S.Assign))
         if choice is None:
             return None
 
@@ -409,6 +411,12 @@ def _put(e: S.Expr, choice: S.Expr, with_: S.Expr) -> S.Expr:
         )
     if isinstance(e, S.Compare):
         return replace(e, operands=tuple(_put(x, choice, with_) for x in e.operands))
+    if isinstance(e, (S.List, S.Tuple)):
+        return replace(e, items=tuple(_put(x, choice, with_) for x in e.items))
+    if isinstance(e, S.Index):
+        return replace(
+            e, value=_put(e.value, choice, with_), index=_put(e.index, choice, with_)
+        )
     return e
 
 
