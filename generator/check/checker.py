@@ -465,6 +465,9 @@ class Checker:
                     self.failed_calls.add(call)
                     targets = getattr(stmt, "targets", None) or (stmt.target,)
                     out.extend(S.Assign(t, call, None, stmt.span) for t in targets)
+            elif isinstance(stmt, S.MultiAssign) and isinstance(stmt.value, S.Tuple):
+                # (a flat update's tuples are values of their own: generator.check.flat)
+                out.extend(self.inline(unpacked(stmt, self.out), stack))
             elif isinstance(stmt, (S.Repeat, S.While, S.For)):
                 # a loop: its header's expression, and its body with fragments inlined
                 head = _LOOP_HEADS[type(stmt)]
@@ -585,6 +588,32 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
 
 
 _LOOP_HEADS = {S.Repeat: "count", S.While: "cond", S.For: "iterable"}
+
+
+def unpacked(s: S.MultiAssign, out: Collector) -> tuple[S.Stmt, ...]:
+    """``a, b <- (x, y)`` as assignments of one name each: every value is computed before any
+    name changes, so where a value reads a name assigned before it (``a, b <- (b, a)``) the
+    values go to new names first (``a_value``, ``b_value``)."""
+    items = s.value.items
+    if len(items) != len(s.targets):
+        out.error(
+            "E507",
+            f"{len(s.targets)} names, but the value is a tuple of {len(items)}",
+            s.value.span,
+        )
+        return ()
+    assigned: set[str] = set()
+    parallel = False
+    for target, item in zip(s.targets, items):
+        parallel |= any(mentions_name(item, name) for name in assigned)
+        assigned.add(target.id)
+    if not parallel:
+        return tuple(S.Assign(t, v, None, s.span) for t, v in zip(s.targets, items))
+    values = [S.Name(f"{t.id}_value", None, t.span) for t in s.targets]
+    return tuple(
+        [S.Assign(n, v, None, s.span) for n, v in zip(values, items)]
+        + [S.Assign(t, n, None, s.span) for t, n in zip(s.targets, values)]
+    )
 
 
 def paths_without_form(c: Checker) -> None:

@@ -12,6 +12,7 @@ or decided by hyperparameters alone is answered here too. Statements build on th
 
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass, replace
 
 from generator import ir
@@ -27,7 +28,8 @@ from generator.language.spec_printer import print_expr
 
 def list_name(key: str) -> str:
     """The functional API's per-group list for a state (torch's own names: state_steps, exp_avgs)."""
-    if key in ("step", "sum"):
+    if key in ("step", "sum") or keyword.iskeyword(key + "s"):
+        # (`state a` would make the list `as`, a Python keyword)
         return f"state_{key}s"
     return key + "s"
 
