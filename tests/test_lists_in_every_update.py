@@ -231,6 +231,7 @@ def test_a_list_misused_is_one_located_error(body, code, words):
         ("state bufs <- [0] * buffers if lr > 0", "a condition"),
         ("state bufs <- [grad] * buffers", "cannot use `grad`"),
         ("state bufs <- [lr > 0] * buffers", "a number or `param`"),
+        ("sparse gradients\nstate bufs <- [0] * buffers", "`sparse gradients`"),
     ],
 )
 def test_a_list_state_declared_wrongly_is_refused(declaration, words):
@@ -351,3 +352,58 @@ def test_a_local_list_misused_is_refused(line, words):
         check_text(text)
     found = [(d.code, d.message) for d in info.value.diagnostics]
     assert any(c == "E507" and words in m for c, m in found), found
+
+
+METHOD = """\
+optimizer ProcList
+summary "a procedure given list items, a method over a list state"
+input lr: float = 0.1 "learning rate"
+input n: int = 2 "buffers"
+state bufs <- [0] * n
+update:
+    for k in range(n):
+        bufs[k] <- 0.5 * bufs[k] + grad
+    d <- total(bufs[0], bufs[1])
+    param <- param - lr * d
+
+procedure total(a, b):
+    xs <- [a, b]
+    s <- xs[0] + xs[1]
+    return s
+
+method reset "set every buffer to zero":
+    for each parameter:
+        for k in range(n):
+            bufs[k] <- 0
+"""
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_procedures_and_methods_reach_a_list_states_items(dtype):
+    cls = load_spec(METHOD)
+    gen = torch.Generator().manual_seed(5)
+    params = [torch.randn(s, generator=gen, dtype=dtype) for s in SHAPES]
+    expected = [p.clone() for p in params]
+    bufs = [[torch.zeros_like(p) for _ in range(2)] for p in params]
+    opt = cls(params, lr=0.1, n=2)
+    for step in range(4):
+        grads = [torch.randn(s, generator=gen, dtype=dtype) for s in SHAPES]
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        for e, (b0, b1), g in zip(expected, bufs, grads):
+            b0.mul_(0.5).add_(g)
+            b1.mul_(0.5).add_(g)
+            e.add_(b0.add(b1), alpha=-0.1)
+        if step == 1:
+            opt.reset()
+            for pair in bufs:
+                for b in pair:
+                    b.zero_()
+            assert all(
+                not t.any() for p in params for t in opt.state[p]["bufs"]
+            ), "reset left a buffer"
+    for p, e in zip(params, expected):
+        assert torch.equal(
+            p, e
+        ), f"differs from plain torch by {(p - e).abs().max():.3e}"

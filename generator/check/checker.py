@@ -250,6 +250,8 @@ class Checker:
             (st.eager, "`eager`"),
             (st.reduced is not None, "`reduced over`"),
             (st.stored_as is not None, "`stored as`"),
+            # (a sparse gradient's rows update a state by addition: one tensor's rows)
+            (self.spec.sparse, "`sparse gradients`"),
         ]
         for bad, what in problems:
             if bad:

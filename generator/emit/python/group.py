@@ -76,20 +76,31 @@ class GroupPrinter(SingleTensorPrinter):
                     if b.condition is None
                     else f'state.get("{b.key}")'
                 )
-                if b.condition is None and b.kind == "tensor":
+                stored = b.condition is None and b.kind == "tensor" and b.length is None
+                if stored:
                     # a state stored in another dtype than its parameter's (a precision
                     # policy, `stored as`) takes the parameter's here: `.to` is a no-op
-                    # when they agree
+                    # when they agree (a list state's tensors are in the parameter's)
                     get += ".to(param.dtype)"
                 out(f"{b.var} = {get}")
             if self.view_as_real:
                 out("if torch.is_complex(param):")
                 with out.indent():
-                    for name in ["param"] + [b.var for b in always]:
-                        out(f"{name} = torch.view_as_real({name})")
+                    out("param = torch.view_as_real(param)")
+                    for b in always:
+                        out(
+                            f"{b.var} = [torch.view_as_real(x) for x in {b.var}]"
+                            if b.length is not None
+                            else f"{b.var} = torch.view_as_real({b.var})"
+                        )
             self.body(s.body, out)
             for b in used:
-                if b.var in written and b.condition is None and b.kind == "tensor":
+                if (
+                    b.var in written
+                    and b.condition is None
+                    and b.kind == "tensor"
+                    and b.length is None
+                ):
                     out(f'if state["{b.key}"].dtype != param.dtype:')
                     with out.indent():
                         out(f'state["{b.key}"].copy_({b.var})')
