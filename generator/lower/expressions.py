@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from generator import ir
 from generator.language import syntax as S
 from generator.language.builtins import BUILTINS, CONSTANTS
-from generator.check.model import CheckedSpec
+from generator.check.model import CheckedSpec, state_type
 from generator.language.names import RESERVED
 from generator.language.diagnostics import GeneratorBug
 from generator.language.spec_printer import print_expr
+from generator.language.types import Kind, ListOf, union
 
 # ---- names in the generated code ----------------------------------------------------------------------
 
@@ -94,6 +95,10 @@ def _is_square(e: S.Expr) -> bool:
     )
 
 
+# the type of a per-parameter update's lists
+_TENSORS = ListOf(union(Kind.TENSOR))
+
+
 def _repeated(e: S.Expr) -> bool:
     """``[x] * n``: a list of n items."""
     return (
@@ -122,7 +127,9 @@ class ExpressionLowerer:
         self.c = checked
         self.spec = checked.spec
         self.states = checked.states
-        self.kinds: dict[str, str] = {}  # local name → kind, as lowering proceeds
+        self.kinds: dict[str, Kind | ListOf] = (
+            {}
+        )  # local name → type, as lowering proceeds
         self.varying: dict[str, bool] = {}
         self.helpers: set[str] = set()
         # local → decided by hyperparameters alone
@@ -145,54 +152,58 @@ class ExpressionLowerer:
             return name[:-2], "t"
         return name, sub
 
-    def kind(self, e: S.Expr) -> str:
-        """scalar | tensor | bool | tensorbool | list (the checker has validated everything)."""
+    def kind(self, e: S.Expr) -> Kind | ListOf:
+        """The type of ``e`` in the language's lattice, as the lowering needs it: a number is a
+        scalar (int or not), a list holds tensors (the checker has validated everything).
+        """
         if isinstance(e, S.List) or _repeated(e):
-            return "list"
+            return _TENSORS
         if isinstance(e, S.Number):
-            return "scalar"
+            return Kind.SCALAR
         if isinstance(e, (S.Bool, S.NoneLit)):
-            return "bool"
+            return Kind.BOOL
         if isinstance(e, S.String):
-            return "str"
+            return Kind.STR
         if isinstance(e, S.Name):
             name, _ = self._resolve(e)
             if name in ("param", "grad"):
-                return "tensor"
+                return Kind.TENSOR
             if name in self.states:
-                return {"count": "scalar", "flag": "bool"}.get(
-                    self.states[name].kind, "tensor"
-                )
+                return state_type(self.states[name])
             if name in self.kinds:
                 return self.kinds[name]
             sym = self.c.inputs.get(name)
-            return "bool" if sym is not None and sym.kind == "bool" else "scalar"
+            return (
+                Kind.BOOL if sym is not None and sym.kind == Kind.BOOL else Kind.SCALAR
+            )
         if isinstance(e, S.Unary):
-            return "bool" if e.op == "not" else self.kind(e.operand)
+            return Kind.BOOL if e.op == "not" else self.kind(e.operand)
         if isinstance(e, S.Binary):
             if e.op in ("and", "or"):
-                return "bool"
+                return Kind.BOOL
             return (
-                "tensor"
-                if "tensor" in (self.kind(e.left), self.kind(e.right))
-                else "scalar"
+                Kind.TENSOR
+                if Kind.TENSOR in (self.kind(e.left), self.kind(e.right))
+                else Kind.SCALAR
             )
         if isinstance(e, S.Compare):
             kinds = {self.kind(x) for x in e.operands}
-            return "tensorbool" if "tensor" in kinds else "bool"
+            return Kind.MASK if Kind.TENSOR in kinds else Kind.BOOL
         if isinstance(e, S.Conditional):
             kinds = {self.kind(e.then), self.kind(e.orelse)}
-            return "tensor" if "tensor" in kinds else kinds.pop()
+            return Kind.TENSOR if Kind.TENSOR in kinds else kinds.pop()
         if isinstance(e, S.Index):
-            return "tensor"  # (a per-parameter update's lists hold tensors)
+            return Kind.TENSOR  # (a per-parameter update's lists hold tensors)
         if isinstance(e, S.Call):
             result = BUILTINS[e.func].result
-            if result in ("int", "scalar"):
-                return "scalar"
-            if result in ("tensor", "bool"):
+            if result in (Kind.INT, Kind.SCALAR):
+                return Kind.SCALAR
+            if result in (Kind.TENSOR, Kind.BOOL):
                 return result
             return (
-                "tensor" if any(self.kind(a) == "tensor" for a in e.args) else "scalar"
+                Kind.TENSOR
+                if any(self.kind(a) == Kind.TENSOR for a in e.args)
+                else Kind.SCALAR
             )
         raise GeneratorBug(f"no kind for {e!r}")
 
@@ -228,7 +239,7 @@ class ExpressionLowerer:
         if self.per_step:  # a group or optimizer block reads the optimizer's totals
             return False
         return BUILTINS[e.func].per_parameter and any(
-            self.kind(a) == "tensor" for a in e.args
+            self.kind(a) == Kind.TENSOR for a in e.args
         )
 
     def is_static(self, e: S.Expr) -> bool:
@@ -307,9 +318,9 @@ class ExpressionLowerer:
             # (ASGD's `ax.add_(param.sub(ax).mul_(mu))`), not fused into alpha=/value=.
             return _Term(None if sign > 0 else ir.number("-1"), [e], [], e)
         for op, f in _factors(e):
-            if isinstance(f, S.Unary) and f.op == "-" and self.kind(f) == "tensor":
+            if isinstance(f, S.Unary) and f.op == "-" and self.kind(f) == Kind.TENSOR:
                 sign, f = -sign, f.operand
-            if self.kind(f) == "tensor":
+            if self.kind(f) == Kind.TENSOR:
                 (num if op == "*" else den).append(f)
             else:
                 s = self.sexpr(f)
@@ -358,19 +369,21 @@ class ExpressionLowerer:
         raise GeneratorBug(f"cannot lower tensor expression {print_expr(e)}")
 
     def operand(self, e: S.Expr):
-        return self.texpr(e) if self.kind(e) == "tensor" else self.sexpr(e)
+        """A tensor (or list of them, ``len(bufs)``'s) as a TExpr, a number as an SExpr."""
+        tensor = self.kind(e) in (Kind.TENSOR, _TENSORS)
+        return self.texpr(e) if tensor else self.sexpr(e)
 
     def _sum(self, e: S.Binary) -> ir.TExpr:
         left, right = e.left, e.right
         sign = 1 if e.op == "+" else -1
         if (
-            self.kind(left) != "tensor"
+            self.kind(left) != Kind.TENSOR
         ):  # s + A, s - A: the tensor leads, the scalar is added
             base = (
                 self.texpr(right) if sign > 0 else ir.TOp("neg", (self.texpr(right),))
             )
             return ir.TOp("add", (base, self.sexpr(left)))
-        if self.kind(right) != "tensor":
+        if self.kind(right) != Kind.TENSOR:
             s = self.sexpr(right)
             return ir.TOp("add" if sign > 0 else "sub", (self.texpr(left), s))
         t = self.term(sign, right)
@@ -438,12 +451,12 @@ class ExpressionLowerer:
 
     def _product(self, e: S.Binary) -> ir.TExpr:
         lk, rk = self.kind(e.left), self.kind(e.right)
-        if lk == "tensor" and rk == "tensor":
+        if lk == Kind.TENSOR and rk == Kind.TENSOR:
             return ir.TOp(
                 "mul" if e.op == "*" else "div",
                 (self.texpr(e.left), self.texpr(e.right)),
             )
-        if lk == "tensor":
+        if lk == Kind.TENSOR:
             return ir.TOp(
                 "mul" if e.op == "*" else "div",
                 (self.texpr(e.left), self.sexpr(e.right)),
@@ -461,9 +474,9 @@ class ExpressionLowerer:
             return ir.TOp(op.op, tuple(self.texpr(a) for a in args))
         if f in ("max", "min"):
             a, b = args
-            if self.kind(a) != "tensor":
+            if self.kind(a) != Kind.TENSOR:
                 a, b = b, a  # max is symmetric
-            if self.kind(b) == "tensor":
+            if self.kind(b) == Kind.TENSOR:
                 return ir.TOp(
                     "maximum" if f == "max" else "minimum",
                     (self.texpr(a), self.texpr(b)),
@@ -482,7 +495,7 @@ class ExpressionLowerer:
             )
         if f == "where":
             a, b = self.operand(args[1]), self.operand(args[2])
-            if self.kind(args[1]) != "tensor" and self.kind(args[2]) != "tensor":
+            if self.kind(args[1]) != Kind.TENSOR and self.kind(args[2]) != Kind.TENSOR:
                 # torch.where of two numbers is a tensor of the default dtype: one number as
                 # a 0-d tensor of the parameter's dtype makes it that dtype (1.2 stays 1.2 in
                 # float64), without a parameter-sized tensor of it

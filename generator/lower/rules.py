@@ -13,6 +13,7 @@ from __future__ import annotations
 from generator import ir
 from generator.language import syntax as S
 from generator.language.builtins import unary_elementwise
+from generator.language.types import Kind
 from generator.lower.expressions import ExpressionLowerer, names_read, signed_terms
 
 # ---- the rule table for updates of persistent tensors (states, the parameter, owned locals) ----------
@@ -43,9 +44,9 @@ def _scaled_x(lw: ExpressionLowerer, name: str, e: S.Expr):
     if _x(lw, name, e):
         return None
     if isinstance(e, S.Binary) and e.op == "*":
-        if _x(lw, name, e.right) and lw.kind(e.left) != "tensor":
+        if _x(lw, name, e.right) and lw.kind(e.left) != Kind.TENSOR:
             return e.left
-        if _x(lw, name, e.left) and lw.kind(e.right) != "tensor":
+        if _x(lw, name, e.left) and lw.kind(e.right) != Kind.TENSOR:
             return e.right
     return False
 
@@ -70,7 +71,9 @@ def rule_lerp(lw: ExpressionLowerer, name: str, e: S.Expr):
         isinstance(w, S.Binary) and w.op == "-" and _is_one(w.left) and w.right == b
     ):
         return None
-    if lw.kind(a) != "tensor" or (isinstance(a, S.Binary) and a.op in ("*", "/", "^")):
+    if lw.kind(a) != Kind.TENSOR or (
+        isinstance(a, S.Binary) and a.op in ("*", "/", "^")
+    ):
         return None  # a product goes to mul_().addcmul_(), as torch does for the second moment
     return [ir.TOp("lerp", (lw.texpr(a), lw.sexpr(w)))]
 
@@ -97,7 +100,7 @@ def rule_scaled_sum(lw: ExpressionLowerer, name: str, e: S.Expr):
     for sign, t in rest:
         if ops and _reads(name, t):
             return None  # the term would read x after it changed: leave it to copy_
-        if lw.kind(t) != "tensor":
+        if lw.kind(t) != Kind.TENSOR:
             s = lw.sexpr(t)
             ops.append(ir.TOp("add" if sign > 0 else "sub", (s,)))
             continue
@@ -122,7 +125,7 @@ def rule_extremum(lw: ExpressionLowerer, name: str, e: S.Expr):
         if _scaled_x(lw, name, a) is False:
             a, b = b, a  # max and min are symmetric
         scale = _scaled_x(lw, name, a)
-        if scale is False or lw.kind(b) != "tensor" or _reads(name, b):
+        if scale is False or lw.kind(b) != Kind.TENSOR or _reads(name, b):
             return None
         ops = [] if scale is None else [ir.TOp("mul", (lw.sexpr(scale),))]
         op = "maximum" if e.func == "max" else "minimum"
@@ -162,7 +165,7 @@ def rule_lerp_call(lw: ExpressionLowerer, name: str, e: S.Expr):
 
 def rule_fill(lw: ExpressionLowerer, name: str, e: S.Expr):
     """``x <- 0``: a number into a tensor (the optimizer's totals start each step from 0)."""
-    if lw.kind(e) in ("scalar", "int"):
+    if lw.kind(e) in (Kind.SCALAR, Kind.INT):
         return [ir.TOp("fill", (lw.sexpr(e),))]
     return None
 

@@ -19,6 +19,7 @@ from generator.language import syntax as S
 from generator.check.model import CheckedSpec
 from generator.language.diagnostics import GeneratorBug
 from generator.language.spec_printer import print_expr
+from generator.language.types import Kind, ListOf
 from generator.lower.expressions import ExpressionLowerer, names_read, signed_terms
 from generator.lower.rules import UPDATE_RULES
 
@@ -101,13 +102,13 @@ class Lowerer(ExpressionLowerer):
         if name == "param":
             return [self._update_persistent(self.tref("param"), "param", s.value)]
         kind = self.kind(s.value)
-        if kind == "list":
+        if isinstance(kind, ListOf):
             # a local list of tensors: items are replaced, never changed in place
-            self.kinds[name] = "list"
+            self.kinds[name] = kind
             self.owned[name] = False
             return [ir.TensorLet(name, self.texpr(s.value), alias=False)]
-        if kind != "tensor":
-            self.kinds[name] = "scalar"
+        if kind != Kind.TENSOR:
+            self.kinds[name] = Kind.SCALAR
             # set under a per-parameter condition, a value differs between parameters
             self.varying[name] = (
                 self.is_varying(s.value)
@@ -125,14 +126,15 @@ class Lowerer(ExpressionLowerer):
         ``x <- a if c else b`` already is (an item's, top-level too); in a coverage build,
         every choice, numbers' too (the ways each get a probe); None when the value has no
         such choice."""
-        if self.kind(s.value) not in ("tensor", "list") and not self.coverage:
+        kind = self.kind(s.value)
+        if not (kind == Kind.TENSOR or isinstance(kind, ListOf)) and not self.coverage:
             return None
 
         def find(e, top):
             # (a choice of numbers, `(1.0 if fixed_decay else lr)`, stays a number, but in
             # a coverage build, where the choice itself is what is measured)
             if isinstance(e, S.Conditional) and (
-                self.coverage or (not top and self.kind(e) == "tensor")
+                self.coverage or (not top and self.kind(e) == Kind.TENSOR)
             ):
                 return e
             for c in S.children(e):
@@ -183,7 +185,7 @@ class Lowerer(ExpressionLowerer):
         start, stop = (None, bounds[0]) if len(bounds) == 1 else bounds
         var = s.var.id
         # the loop's variable: a whole number, per parameter where a bound is
-        self.kinds[var] = "scalar"
+        self.kinds[var] = Kind.SCALAR
         self.varying[var] = any(self.is_varying(b) for b in bounds)
         self.data_dependent[var] = any(self.is_data_dependent(b) for b in bounds)
         self.static_locals[var] = False
@@ -260,24 +262,24 @@ class Lowerer(ExpressionLowerer):
             if isinstance(s, ir.InPlace):
                 kinds[s.target.name] = s.target
             elif isinstance(s, ir.TensorLet):
-                kinds[s.name] = "tensor"
+                kinds[s.name] = Kind.TENSOR
             elif isinstance(s, ir.ScalarLet):
-                kinds[s.name] = "scalar"
+                kinds[s.name] = Kind.SCALAR
         for name, kind in kinds.items():
             both = name in then_names and name in else_names
             if not both and isinstance(kind, str) and name not in before:
                 continue  # set in one branch only: not read after the `if`
             a, b = then_names.get(name, name), else_names.get(name, name)
-            if kind == "scalar":
+            if kind == Kind.SCALAR:
                 pick = ir.SCall(
                     "where", (ir.SRef(test, True), ir.SRef(a, True), ir.SRef(b, True))
                 )
                 out.append(ir.ScalarLet(name, pick, True))
                 continue
-            ta = ir.TRef(a, "local") if a != name or kind == "tensor" else kind
-            tb = ir.TRef(b, "local") if b != name or kind == "tensor" else kind
+            ta = ir.TRef(a, "local") if a != name or kind == Kind.TENSOR else kind
+            tb = ir.TRef(b, "local") if b != name or kind == Kind.TENSOR else kind
             pick = ir.TOp("where", (ir.SRef(test, True), ta, tb))
-            if kind == "tensor":
+            if kind == Kind.TENSOR:
                 out.append(ir.TensorLet(name, pick, False))
             else:
                 out.append(ir.InPlace(kind, (ir.TOp("copy", (pick,)),)))
@@ -318,7 +320,7 @@ class Lowerer(ExpressionLowerer):
         raise GeneratorBug("no update rule matched")  # the last rule always matches
 
     def _tensor_local(self, name, value, later, rest) -> list[ir.Stmt]:
-        self.kinds[name] = "tensor"
+        self.kinds[name] = Kind.TENSOR
         if isinstance(value, S.Conditional) and self.is_static(value.cond):
             cond = value.cond
             a = S.Assign(S.Name(name, None, value.span), value.then, None, value.span)
@@ -377,10 +379,12 @@ class Lowerer(ExpressionLowerer):
         holding one, or arithmetic on those and numbers only."""
         if isinstance(e, S.Call) and e.func in ("mean", "norm", "sum", "dot"):
             return True
+        if isinstance(e, S.Index):
+            return False  # (an item of a list: shaped like the parameter)
         if isinstance(e, S.Name):
             name, _ = self._resolve(e)
-            return name in self.reduced or self.kind(e) != "tensor"
-        if self.kind(e) != "tensor":
+            return name in self.reduced or self.kind(e) != Kind.TENSOR
+        if self.kind(e) != Kind.TENSOR:
             return True
         parts = S.children(e)
         return bool(parts) and all(self._reduced(c) for c in parts)
