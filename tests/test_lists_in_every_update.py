@@ -2,8 +2,10 @@
 
 ``state bufs <- [0] * n`` keeps n tensors of each parameter (AggMo's momentum buffers, one per
 decay rate); ``bufs[k]`` is an item, updated in place by the same rewrite rules as a state, and
-``len(bufs)`` its length. The for-loop path runs them; a spec that also declares ``foreach`` or
-``fused`` is refused at the list state (E335). Each spec is checked to the last bit in float64:
+``len(bufs)`` its length. The for-loop and foreach paths run them (foreach keeps a list state by
+item: the k-th tensor of every parameter, one list); a spec that also declares ``fused`` is refused
+at the list state (E335), as is foreach where an item is read under a condition decided per
+parameter. Local lists run on the for-loop only. Each spec is checked to the last bit in float64:
 against pytorch_optimizer's AggMo, and against plain torch written here from the algorithm
 (complex parameters, a state_dict saved and loaded in the middle of a run).
 """
@@ -26,6 +28,7 @@ summary "momentum aggregated over several decay rates"
 input lr: float = 0.1 "learning rate"
 input buffers: int = 3 "momentum buffers, of decay rates 0, 0.9, 0.99, ..."
     requires buffers >= 1 else "Invalid number of buffers: {buffers}"
+input foreach: bool? = none, keyword
 state bufs (momentum_buffer) <- [0] * buffers
 update:
     step_size <- lr / len(bufs)
@@ -47,12 +50,13 @@ def _step_both(params, refs, grads):
 
 # (pytorch_optimizer's AggMo reads betas[1] in its checks: it takes two decay rates at least)
 @pytest.mark.parametrize("buffers", [2, 3, 4])
-def test_a_list_state_matches_pytorch_optimizer_aggmo(buffers):
+@pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
+def test_a_list_state_matches_pytorch_optimizer_aggmo(buffers, foreach):
     pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
     cls = load_spec(AGGMO)
     params = seeded_params(SHAPES)
     refs = [p.clone().requires_grad_() for p in params]
-    opt = cls(params, lr=0.05, buffers=buffers)
+    opt = cls(params, lr=0.05, buffers=buffers, foreach=foreach)
     betas = tuple(1 - 0.1**k for k in range(buffers))
     ref = pytorch_optimizer.AggMo(refs, lr=0.05, betas=betas)
     for step, grads in enumerate(seeded_grads(SHAPES, 20, 1)):
@@ -78,6 +82,7 @@ summary "Adam-like, its denominator a mean over second moments at several decay 
 input lr: float = 0.01 "learning rate"
 input scales: int = 2 "second moments"
 input eps: float = 1e-8 "term added to the denominator"
+input foreach: bool? = none, keyword
 state m (exp_avg) <- 0
 state vs (exp_avg_sqs) <- [1] * scales
 state firsts <- [param] * 2
@@ -121,7 +126,8 @@ def _scales_reference(params, steps, lr=0.02, scales=3, eps=1e-8):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
-def test_list_states_of_numbers_and_of_copies_match_plain_torch(dtype):
+@pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
+def test_list_states_of_numbers_and_of_copies_match_plain_torch(dtype, foreach):
     cls = load_spec(SCALES)
     gen = torch.Generator().manual_seed(3)
     params = [torch.randn(s, generator=gen, dtype=dtype) for s in SHAPES]
@@ -133,7 +139,7 @@ def test_list_states_of_numbers_and_of_copies_match_plain_torch(dtype):
         for k in range(12)
     ]
     expected = _scales_reference(params, steps)
-    opt = cls(params, lr=0.02, scales=3, eps=1e-8)
+    opt = cls(params, lr=0.02, scales=3, eps=1e-8, foreach=foreach)
     for grads in steps:
         for p, g in zip(params, grads):
             p.grad = g
@@ -187,20 +193,35 @@ def test_a_list_states_tensors_stay_in_the_parameters_dtype_under_a_policy():
     assert torch.isfinite(p.float()).all()
 
 
-@pytest.mark.parametrize("flag", ["foreach", "fused"])
-def test_a_list_state_refuses_the_paths_over_lists_of_tensors(flag):
-    text = AGGMO.replace(
-        "state bufs", f"input {flag}: bool? = none, keyword\nstate bufs"
-    )
+def test_a_list_state_refuses_the_fused_path():
+    text = AGGMO.replace("state bufs", "input fused: bool? = none, keyword\nstate bufs")
     with pytest.raises(SpecError) as info:
         check_text(text)
     found = [(d.code, d.span.line, d.message) for d in info.value.diagnostics]
     # (fused also refuses the `for` loop: its kernel is one elementwise pass)
     assert (
         "E335",
-        7,
-        f"a list state has no {flag} form: only the for-loop path runs it",
+        8,
+        "a list state has no fused form: only the for-loop path runs it",
     ) in found, found
+
+
+def test_a_list_states_item_under_a_per_parameter_condition_refuses_foreach():
+    # (the foreach path splits its lists by such a condition; it keeps a list state by item)
+    text = AGGMO.replace(
+        "        bufs[k] <- beta * bufs[k] + grad",
+        "        if dim(param) > 1:\n            bufs[k] <- beta * bufs[k] + grad",
+    ).replace("update:", 'check not is_complex(param) else "real only"\nupdate:')
+    with pytest.raises(SpecError) as info:
+        check_text(text)
+    found = [(d.code, d.span.line, d.message) for d in info.value.diagnostics]
+    assert (
+        "E335",
+        14,
+        "an item of a list state under a condition decided per parameter has no "
+        "foreach form: only the for-loop path runs it",
+    ) in found, found
+    check_text(text.replace("input foreach: bool? = none, keyword\n", ""))
 
 
 # (what the update says, the code, what the message says) — each one error in AGGMO's place
@@ -246,6 +267,7 @@ ALIAS = """\
 optimizer Alias
 summary "names for items of a list state, read after the item changes in place"
 input lr: float = 0.1 "learning rate"
+input foreach: bool? = none, keyword
 state bufs <- [1] * 2
 update:
     y <- bufs[0]
@@ -256,12 +278,13 @@ update:
 """
 
 
-def test_a_name_for_an_item_keeps_the_value_it_named():
+@pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
+def test_a_name_for_an_item_keeps_the_value_it_named(foreach):
     cls = load_spec(ALIAS)
     params = seeded_params(SHAPES)
     expected = [p.clone() for p in params]
     bufs = [[torch.ones_like(p) for _ in range(2)] for p in params]
-    opt = cls(params, lr=0.1)
+    opt = cls(params, lr=0.1, foreach=foreach)
     for grads in seeded_grads(SHAPES, 5, 4):
         for p, g in zip(params, grads):
             p.grad = g

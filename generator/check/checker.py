@@ -281,9 +281,9 @@ class Checker:
                 count.span,
                 hint="an `int` input, or arithmetic on them: `[0] * n`",
             )
-        self.no_form.append(
-            NoForm("a list state", st.span, frozenset({"foreach", "fused"}))
-        )
+        # (the foreach path keeps it by item: `device_momentum_buffers[k]`, a list of the
+        # k-th tensor of every parameter; a fused kernel takes one tensor per argument)
+        self.no_form.append(NoForm("a list state", st.span, frozenset({"fused"})))
 
     def check_message(self, msg: S.Message, on_param: bool = False) -> None:
         """The placeholders name inputs; the exception is one a check may raise."""

@@ -273,6 +273,17 @@ class Flow:
         self.body(s.orelse)
         del self.conditions[len(self.conditions) - len(negs) :]
         envs.append(self.env)
+        item = self._list_state_item([b for _, b in s.branches] + [s.orelse])
+        if dynamic and item is not None:
+            # (the foreach path splits its lists by such a condition; a list state's lists
+            # are kept by item, and are not split)
+            self.c.no_form.append(
+                NoForm(
+                    "an item of a list state under a condition decided per parameter",
+                    item,
+                    frozenset({"foreach"}),
+                )
+            )
         # A local is defined after the `if` only where every branch defined it, with one kind.
         # Under a per-parameter condition, a value set in a branch differs between parameters.
         merged = dict(before)
@@ -294,6 +305,30 @@ class Flow:
             else:
                 self.pending[name] = next(x for x in syms if x).decl.target.span
         self.env = merged
+
+    def _list_state_item(self, blocks) -> S.Span | None:
+        """Where the first item of a list state is read or assigned in ``blocks``."""
+        lists = {n for n, st in self.c.states.items() if st.repeated is not None}
+
+        def in_expr(e):
+            if isinstance(e, S.Index) and isinstance(e.value, S.Name):
+                if e.value.id in lists:
+                    return e.span
+            return next(filter(None, map(in_expr, S.children(e))), None)
+
+        def in_stmts(stmts):
+            for st in stmts:
+                if isinstance(st, S.ItemAssign) and st.target.id in lists:
+                    return st.span
+                found = next(filter(None, map(in_expr, S.expressions(st))), None)
+                found = found or next(
+                    filter(None, map(in_stmts, S.sub_blocks(st))), None
+                )
+                if found is not None:
+                    return found
+            return None
+
+        return next(filter(None, map(in_stmts, blocks)), None)
 
     def on_read(self, name: str, sub: str | None, span: S.Span) -> None:
         self.read.add(name)

@@ -6,7 +6,7 @@ inputs of each kind (a learning rate, decay rates in (0, 1), flags, a period), s
 (tensors starting at 0 or at the parameter, lazy ones given their first value by ``initially``,
 per-parameter, group and optimizer counters, a list state), and an update built from the language's
 constructs: tensor locals, state updates, lists (a list state's items updated in a loop over them,
-a local list read by its items: the program then runs the for-loop only), branches on flags, on shapes and on counters (decided
+a local list read by its items: no fused path then, and with a local list no foreach path), branches on flags, on shapes and on counters (decided
 per parameter, so the foreach path partitions its lists), nested branches, ``repeat`` blocks and
 ``for`` loops, calls of procedures drawn with the program (inlined by the checker),
 conditional values, reductions (``norm``, ``sum``, ``dot``, ``mean`` along a dimension under a
@@ -565,6 +565,7 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
     lists = rng.random() < 0.2
     if lists:
         reader = _lists(d, rng, scope, inputs, states, body)
+    local_list = "local list" in d.constructs
     for name in state_names:  # every state is updated at least once
         if not any(isinstance(s, Assign) and s.target == name for s in _walk(body)):
             body.append(d.state_update(scope, name))
@@ -607,9 +608,9 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         tuple(optimizer_block),
         tuple(group_block),
         tuple(body),
-        # (a list has no form on the paths over lists of tensors: the for-loop only)
+        # (a list state has no fused form, a local list no foreach form either)
         fused=rng.random() < 0.7 and not lists,
-        foreach=not lists,
+        foreach=not local_list,
         group_block2=tuple(group_block2),
         body2=tuple(body2),
         procedures=tuple(d.procedures),
@@ -620,8 +621,8 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
 def _lists(d: _Draw, rng, scope: _Scope, inputs: list, states: list, body: list) -> str:
     """A list state (AggMo's buffers: ``nl`` tensors of each parameter, each updated in a loop
     over them) and, sometimes, a local list of tensors read item by item, read into a local (its
-    name returned); the program then runs on the for-loop path only (and is held to its twin
-    without lists, generator.commands.fuzz)."""
+    name returned); the program then has no fused path (and with a local list, no foreach path),
+    and is held to its twin without lists as well (generator.commands.fuzz)."""
     inputs.append(("nl", f"input nl: int = {rng.choice([1, 2, 3])}"))
     states.append(("sl", f"state sl (sl) <- [{rng.choice(['0', 'param'])}] * nl"))
     d.note("list state")

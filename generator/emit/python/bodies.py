@@ -20,7 +20,7 @@ from generator.language.builtins import BUILTINS
 from generator.emit.python.blocks import Lines
 from generator.emit.python.scalars import count_value
 from generator.emit.python.single import SingleTensorPrinter, SparseValuesPrinter
-from generator.emit.python.foreach import ForeachPrinter
+from generator.emit.python.foreach import ForeachPrinter, bind_items
 from generator.emit.python.flat import FlatPrinter, UpdatePrinter
 from generator.emit.python.facts import (
     ModuleFacts,
@@ -219,24 +219,38 @@ def multi_body(facts: ModuleFacts) -> str:
     _graph_constants(facts, out)
     printer.body(opt.hoisted, out)
     lazy = any(s.init is None for s in facts.param_states())
+    by_item = [n for n in lists if n in facts.list_state_lists()]
+    # a list state's list holds each parameter's list of tensors: the group takes it by item
+    # (the k-th tensor of every parameter), after the lists of one tensor per parameter
+    for n in by_item:
+        out(f"{n}_by_item = [list(item) for item in zip(*{n})]")
+    whole = [n for n in lists if n not in by_item]
     out("grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(")
     with out.indent():
-        out(f"[{', '.join(lists)}],  # type: ignore[list-item]")
+        grouped = whole + [f"*{n}_by_item" for n in by_item]
+        out(f"[{', '.join(grouped)}],  # type: ignore[list-item]")
         if lazy:
             out("with_indices=True,")
     out(")")
-    names = [f"device_{n}_" for n in lists]
+    names = [f"device_{n}_" for n in whole]
+    if by_item:
+        names.append("*device_items_")
     out(
         f"for ({', '.join(names)},), {'indices' if lazy else '_'} in grouped_tensors.values():"
     )
     with out.indent():
         unread = _unread_tensors(facts)
         by_list = {s.list_name: s.var for s in facts.param_states()}
-        for n in lists:
+        for n in whole:
             if by_list.get(n, "grad" if n == "grads" else None) in unread:
                 continue
             facts.imports.need("cast")
             out(f"device_{n} = cast(list[Tensor], device_{n}_)")
+        start = "0"
+        for n in by_item:
+            end = f"len({n}_by_item)" if start == "0" else f"{start} + len({n}_by_item)"
+            out(f"device_{n} = device_items_[{'' if start == '0' else start}:{end}]")
+            start = end
         if opt.sparse:
             out("if any(grad.is_sparse for grad in device_grads):")
             with out.indent():
@@ -253,7 +267,9 @@ def multi_body(facts: ModuleFacts) -> str:
             for s in facts.param_states():
                 if s.kind != "tensor" or s.var in unread:
                     continue
-                if s.condition is None and s.init is not None:
+                if s.length is not None:  # (each item's list)
+                    views.append(f"*device_{s.list_name}")
+                elif s.condition is None and s.init is not None:
                     views.append(f"device_{s.list_name}")
                 elif s.init is None or per_parameter(s.condition):
                     # (None where a state does not apply, or is made by this step)
@@ -275,7 +291,8 @@ def multi_body(facts: ModuleFacts) -> str:
                 out(f"_view_as_real({', '.join(views + extra)})")
         out("")
         printer.real_views = needs_real_view(facts)
-        printer.body(opt.body, out, free=True)
+        body = bind_items(opt.body) if by_item else opt.body
+        printer.body(body, out, free=True)
     return _keep_captured(out.text())
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import fields, replace
 
 from generator import ir
 from generator.ir import uses
@@ -31,12 +32,76 @@ from generator.emit.python.scalars import (
     CapturableScalars,
     ScalarPrinter,
     _counter_values,
+    _tensor_name,
     capturable,
     count_value,
     traced,
     varying_refs,
 )
 from generator.emit.python.single import SingleTensorPrinter, _reduced
+
+
+def bind_items(stmts, bound: dict | None = None) -> tuple:
+    """The statements with each item of a list state they read or update (``bufs[k]``) named
+    first, ``bufs_item = bufs[k]``, as a local list of the tensors of every parameter: the
+    printer then runs on it as on any list of tensors (in place on the items themselves). A
+    name holds until a number its index reads changes; ``bound`` holds the names made before
+    (a nested block sees them). (An item is never read by a branch's or a loop's own condition
+    or bounds: the checker refuses a list state under a condition decided per parameter on
+    this path.)"""
+    bound = dict(bound or {})
+    out: list = []
+    for s in stmts:
+        if isinstance(s, ir.If):
+            traced = None if s.traced is None else bind_items(s.traced, bound)
+            s = replace(
+                s,
+                then=bind_items(s.then, bound),
+                orelse=bind_items(s.orelse, bound),
+                traced=traced,
+            )
+        elif isinstance(s, (ir.Repeat, ir.ForRange, ir.While, ir.ForEachParameter)):
+            # (a loop's body runs again after it changed its numbers: it binds afresh)
+            s = replace(s, body=bind_items(s.body))
+        elif isinstance(s, ir.LazyInit):
+            s = replace(s, update=bind_items(s.update, bound))
+        else:
+
+            def visit(x):
+                if isinstance(x, ir.TRef) and x.index is not None and x not in bound:
+                    n = sum(1 for r in bound if r.name == x.name)
+                    local = ir.TRef(
+                        f"{x.name}_item" + (f"_{n + 1}" if n else ""), "local"
+                    )
+                    out.append(ir.TensorLet(local.name, x, alias=True))
+                    bound[x] = local
+                return False
+
+            for e in ir.expressions(s):
+                uses(e, visit)
+            if isinstance(s, ir.InPlace):
+                visit(s.target)
+            s = _with_items(s, bound)
+        out.append(s)
+        changed = {x.name for x in ir.walk([s]) if isinstance(x, ir.ScalarLet)}
+        for item in [r for r in bound if set(ir.refs(r.index, ir.SRef)) & changed]:
+            del bound[item]
+    return tuple(out)
+
+
+def _with_items(node, items: dict):
+    """``node`` (a statement without nested ones, or an expression) with the list items of
+    ``items`` replaced by their names."""
+    if isinstance(node, ir.TRef):
+        return items.get(node, node)
+    if isinstance(node, tuple):
+        return tuple(_with_items(x, items) for x in node)
+    if not hasattr(node, "__dataclass_fields__"):
+        return node  # a Python value a node holds, an enum's member, a statement's span
+    return replace(
+        node,
+        **{f.name: _with_items(getattr(node, f.name), items) for f in fields(node)},
+    )
 
 
 class ForeachPrinter:
@@ -48,7 +113,7 @@ class ForeachPrinter:
         self.imports = imports
         self.states = {s.key: s for s in opt.states}
         self.by_var = {s.var: s for s in opt.states}
-        self.scalar = ScalarPrinter(self._ref_list, imports=imports)
+        self.scalar = ScalarPrinter(self._ref_list, self._whole_list, imports=imports)
         self.temp = 0
         self.reduced: set[str] = set()  # locals holding a reduction's (smaller) result
         self.rename: dict[str, str] = (
@@ -72,6 +137,10 @@ class ForeachPrinter:
 
     # Names: tensors of the group are lists `device_<name>`; per-parameter scalars are lists `<name>s`.
     def tlist(self, r: ir.TRef) -> str:
+        if r.index is not None:
+            # an item of a list state, for every parameter: its list kept by item
+            # (multi_body), `device_momentum_buffers[k]`
+            return f"{self.tlist(replace(r, index=None))}[{self.scalar(r.index)}]"
         if r.role == "param":
             name = "device_params"
         elif r.role == "grad":
@@ -81,6 +150,14 @@ class ForeachPrinter:
         else:
             name = "device_" + r.name
         return self.renamed(name)
+
+    def _whole_list(self, r: ir.TRef) -> str:
+        """A tensor a number of the whole group is read off: a list state, whose length
+        (``len(bufs)``) is its items' (the group keeps it by item)."""
+        st = self.by_var.get(r.name) if r.role == "state" else None
+        if st is not None and st.length is not None and r.index is None:
+            return self.tlist(r)
+        return _tensor_name(r)
 
     def renamed(self, name: str) -> str:
         """The list a name stands for here: inside nested per-parameter branches a list is
