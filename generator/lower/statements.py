@@ -1,10 +1,12 @@
 """The Lowerer's statements: assignments, branches, loops and checks of an update block to IR
 statements.
 
-An assignment to a state or to the parameter becomes in-place operations on it, chosen by the table
-of rewrite rules (generator.lower.rules); a counter's becomes an ir.CountUpdate. Locals are fresh
-tensors the update owns (then later updates of them are in place) or other names for existing ones
-(then they are never mutated). A choice inside a tensor expression becomes an ``if`` around the
+An assignment to a state, to an item of a list state or to the parameter becomes in-place
+operations on it, chosen by the table of rewrite rules (generator.lower.rules); a counter's becomes
+an ir.CountUpdate. Locals are fresh tensors the update owns (then later updates of them are in
+place) or other names for existing ones, a list's item included (then they are never mutated); a
+local list of tensors is made, grown and has its items replaced, never changed in place; a tuple
+assignment arrives as single ones (generator.check.checker.unpacked). A choice inside a tensor expression becomes an ``if`` around the
 whole assignment; an ``if`` decided by tensor values also gets its branchless form, which
 torch.compile can trace; in a coverage build every branch opens with an ir.Probe.
 """
