@@ -30,8 +30,8 @@ from generator.commands.fuzz_programs import (
     draw,
     leaf,
     prune,
-    unrolled,
 )
+from generator.commands.fuzz_twins import unrolled
 from generator.verify import harness as V
 from generator.language.diagnostics import GeneratorBug, SpecError
 

@@ -678,65 +678,6 @@ class Choices:
         return self._draw(self._ints(lo, hi - 1))
 
 
-def unrolled(program: Program) -> Program | None:
-    """A list program's twin without lists (None for a program without one): the list state's
-    items are states of their own (``sl0``, ``sl1``, ...), the loop over them is unrolled, and a
-    local list's items are read as the expressions that made them. The twin computes the same
-    numbers with the language's plain constructs, so the list program's for-loop is held to it.
-    """
-    n = next(
-        (int(decl.split("=")[1]) for name, decl in program.inputs if name == "nl"), None
-    )
-    if n is None:
-        return None
-    states = []
-    for name, decl in program.states:
-        if name != "sl":
-            states.append((name, decl))
-            continue
-        first = re.search(r"<- \[(.*)\] \* nl", decl).group(1)
-        states += [(f"sl{k}", f"state sl{k} (sl{k}) <- {first}") for k in range(n)]
-    made: dict[str, tuple] = {}  # local list → its items
-
-    def expr(e: Expr, k: int | None) -> Expr:
-        m = re.fullmatch(r"(xl\d+)\[(\d)\]", e.template)
-        if m and not e.args:
-            return Expr("({})", (made[m.group(1)][int(m.group(2))],), e.kind)
-        template = e.template
-        if k is not None:
-            template = re.sub(r"\bj\b", str(k), template.replace("sl[j]", f"sl{k}"))
-        return Expr(template, tuple(expr(a, k) for a in e.args), e.kind)
-
-    def block(stmts, k=None) -> tuple:
-        out = []
-        for st in stmts:
-            if isinstance(st, Repeat) and st.count == "nl":
-                for item in range(n):
-                    out += block(st.body, item)
-            elif isinstance(st, Assign) and st.value.template.startswith("["):
-                made[st.target] = tuple(expr(a, k) for a in st.value.args)
-            elif isinstance(st, Assign):
-                target = f"sl{k}" if st.target == "sl[j]" else st.target
-                first = None if st.initially is None else expr(st.initially, k)
-                out.append(Assign(target, expr(st.value, k), first))
-            elif isinstance(st, If):
-                out.append(
-                    replace(st, then=block(st.then, k), orelse=block(st.orelse, k))
-                )
-            elif isinstance(st, Repeat):
-                out.append(replace(st, body=block(st.body, k)))
-        return tuple(out)
-
-    # (what only an unread item of a local list read is read no more)
-    return prune(
-        replace(
-            program,
-            states=tuple(states),
-            **{name: block(getattr(program, name)) for name in BLOCKS},
-        )
-    )
-
-
 def prune(program: Program) -> Program:
     """Without the locals nothing reads (the checker refuses them, E402), and without the
     branches and repeats left empty; repeated until nothing more goes."""

@@ -20,7 +20,8 @@ from generator.language.builtins import BUILTINS
 from generator.emit.python.blocks import Lines
 from generator.emit.python.scalars import count_value
 from generator.emit.python.single import SingleTensorPrinter, SparseValuesPrinter
-from generator.emit.python.foreach import ForeachPrinter, bind_items
+from generator.emit.python.foreach import ForeachPrinter
+from generator.emit.python.items import bind_items
 from generator.emit.python.flat import FlatPrinter, UpdatePrinter
 from generator.emit.python.facts import (
     ModuleFacts,
