@@ -565,7 +565,10 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
     lists = rng.random() < 0.2
     if lists:
         reader = _lists(d, rng, scope, inputs, states, body)
-    local_list = "local list" in d.constructs
+    for_loop_only = {
+        "local list",
+        "list item under a shape branch",
+    } & d.constructs.keys()
     for name in state_names:  # every state is updated at least once
         if not any(isinstance(s, Assign) and s.target == name for s in _walk(body)):
             body.append(d.state_update(scope, name))
@@ -610,7 +613,7 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         tuple(body),
         # (a list state has no fused form, a local list no foreach form either)
         fused=rng.random() < 0.7 and not lists,
-        foreach=not local_list,
+        foreach=not for_loop_only,
         group_block2=tuple(group_block2),
         body2=tuple(body2),
         procedures=tuple(d.procedures),
@@ -621,8 +624,9 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
 def _lists(d: _Draw, rng, scope: _Scope, inputs: list, states: list, body: list) -> str:
     """A list state (AggMo's buffers: ``nl`` tensors of each parameter, each updated in a loop
     over them) and, sometimes, a local list of tensors read item by item, read into a local (its
-    name returned); the program then has no fused path (and with a local list, no foreach path),
-    and is held to its twin without lists as well (generator.commands.fuzz)."""
+    name returned); the program then has no fused path (and with a local list, or an item updated
+    under a shape branch, no foreach path), and is held to its twin without lists as well
+    (generator.commands.fuzz)."""
     inputs.append(("nl", f"input nl: int = {rng.choice([1, 2, 3])}"))
     states.append(("sl", f"state sl (sl) <- [{rng.choice(['0', 'param'])}] * nl"))
     d.note("list state")
@@ -633,6 +637,11 @@ def _lists(d: _Draw, rng, scope: _Scope, inputs: list, states: list, body: list)
         "sl[j]", Expr("lerp({}, {}, {})", (item, d.tensor(scope, 2), d.scalar_weight()))
     )
     read = Assign(x, Expr("{} + 0.5 * {} / (j + 1)", (leaf(x), item)))
+    if rng.random() < 0.3:
+        # decided per parameter: the foreach path (which splits its lists by such a
+        # condition) has no form for a list state's item under it
+        update = If("dim(param) > 1", (update,), (), "shape")
+        d.note("list item under a shape branch")
     body.append(Repeat("nl", (update, read), "j"))
     if rng.random() < 0.5:
         d.locals += 1
