@@ -5,7 +5,7 @@ decay rate); ``bufs[k]`` is an item, updated in place by the same rewrite rules 
 ``len(bufs)`` its length. The for-loop and foreach paths run them (foreach keeps a list state by
 item: the k-th tensor of every parameter, one list); a spec that also declares ``fused`` is refused
 at the list state (E335), as is foreach where an item is read under a condition decided per
-parameter. Local lists run on the for-loop only. Each spec is checked to the last bit in float64:
+parameter; local lists run on both paths too (foreach: a list of the items' lists). Each spec is checked to the last bit in float64:
 against pytorch_optimizer's AggMo, and against plain torch written here from the algorithm
 (complex parameters, a state_dict saved and loaded in the middle of a run).
 """
@@ -218,8 +218,8 @@ def test_a_list_states_item_under_a_per_parameter_condition_refuses_foreach():
     assert (
         "E335",
         14,
-        "an item of a list state under a condition decided per parameter has no "
-        "foreach form: only the for-loop path runs it",
+        "a list under a condition decided per parameter has no foreach form: only the "
+        "for-loop path runs it",
     ) in found, found
     check_text(text.replace("input foreach: bool? = none, keyword\n", ""))
 
@@ -303,6 +303,7 @@ optimizer Locals
 summary "local lists of tensors: made, grown, shortened, their items replaced"
 input lr: float = 0.1 "learning rate"
 input n: int = 3 "copies"
+input foreach: bool? = none, keyword
 update:
     xs <- [grad, 2 * grad]
     ys <- [grad] * n
@@ -318,11 +319,12 @@ update:
 """
 
 
-def test_local_lists_match_plain_torch_and_leave_the_gradient_alone():
+@pytest.mark.parametrize("foreach", [False, True], ids=["for_loop", "foreach"])
+def test_local_lists_match_plain_torch_and_leave_the_gradient_alone(foreach):
     cls = load_spec(LOCALS)
     params = seeded_params(SHAPES)
     expected = [p.clone() for p in params]
-    opt = cls(params, lr=0.1, n=3)
+    opt = cls(params, lr=0.1, n=3, foreach=foreach)
     for grads in seeded_grads(SHAPES, 6, 5):
         kept = [g.clone() for g in grads]
         for p, g in zip(params, grads):
@@ -347,16 +349,32 @@ def test_local_lists_match_plain_torch_and_leave_the_gradient_alone():
         ), f"differs from plain torch by {(p - e).abs().max():.3e}"
 
 
-def test_a_local_list_refuses_the_foreach_path_at_the_list():
-    text = LOCALS.replace("update:", "input foreach: bool? = none, keyword\nupdate:")
+def test_a_local_list_refuses_the_fused_path_at_the_list():
+    text = LOCALS.replace("update:", "input fused: bool? = none, keyword\nupdate:")
     with pytest.raises(SpecError) as info:
         check_text(text)
     found = [(d.code, d.span.line, d.message) for d in info.value.diagnostics]
     assert (
         "E335",
-        7,
-        "a list has no foreach form: only the for-loop path runs it",
+        8,
+        "a list has no fused form: only the for-loop path runs it",
     ) in found, found
+
+
+def test_a_local_list_under_a_per_parameter_condition_refuses_foreach():
+    text = LOCALS.replace(
+        "    ys[0] <- ys[0] * 3",
+        "    if dim(param) > 1:\n        ys[0] <- ys[0] * 3",
+    ).replace("update:", 'check not is_complex(param) else "real only"\nupdate:')
+    with pytest.raises(SpecError) as info:
+        check_text(text)
+    found = [(d.code, d.message) for d in info.value.diagnostics]
+    assert (
+        "E335",
+        "a list under a condition decided per parameter has no foreach form: only the "
+        "for-loop path runs it",
+    ) in found, found
+    check_text(text.replace("input foreach: bool? = none, keyword\n", ""))  # (for-loop)
 
 
 LIST_MISUSES = [

@@ -273,13 +273,13 @@ class Flow:
         self.body(s.orelse)
         del self.conditions[len(self.conditions) - len(negs) :]
         envs.append(self.env)
-        item = self._list_state_item([b for _, b in s.branches] + [s.orelse])
+        item = self._list_use([b for _, b in s.branches] + [s.orelse], before)
         if dynamic and item is not None:
-            # (the foreach path splits its lists by such a condition; a list state's lists
-            # are kept by item, and are not split)
+            # (the foreach path splits its lists by such a condition; it keeps a list by
+            # item, a list of every parameter's, and does not split those)
             self.c.no_form.append(
                 NoForm(
-                    "an item of a list state under a condition decided per parameter",
+                    "a list under a condition decided per parameter",
                     item,
                     frozenset({"foreach"}),
                 )
@@ -306,19 +306,25 @@ class Flow:
                 self.pending[name] = next(x for x in syms if x).decl.target.span
         self.env = merged
 
-    def _list_state_item(self, blocks) -> S.Span | None:
-        """Where the first item of a list state is read or assigned in ``blocks``."""
-        lists = {n for n, st in self.c.states.items() if st.repeated is not None}
+    def _list_use(self, blocks, env: dict) -> S.Span | None:
+        """Where ``blocks`` first make, change or read a list (a list state's or a local
+        list's item, a list made or grown); ``env`` the names before them."""
+        lists = {n for n, sym in env.items() if isinstance(sym.kind, ListOf)}
 
         def in_expr(e):
-            if isinstance(e, S.Index) and isinstance(e.value, S.Name):
-                if e.value.id in lists:
-                    return e.span
+            if isinstance(e, S.List) or (
+                isinstance(e, S.Index)
+                and isinstance(e.value, S.Name)
+                and e.value.id in lists
+            ):
+                return e.span
             return next(filter(None, map(in_expr, S.children(e))), None)
 
         def in_stmts(stmts):
             for st in stmts:
-                if isinstance(st, S.ItemAssign) and st.target.id in lists:
+                if isinstance(st, (S.ItemAssign, S.CallStmt)) and (
+                    getattr(st, "target", None) is None or st.target.id in lists
+                ):
                     return st.span
                 found = next(filter(None, map(in_expr, S.expressions(st))), None)
                 found = found or next(
@@ -527,7 +533,9 @@ class Flow:
                     "item, `bufs[k] <- ...`",
                 )
                 return
-            self.c.no_form.append(NoForm("a list", s.value.span, _LISTS))
+            # (the foreach path holds a list of the items' lists; a fused kernel takes
+            # one tensor per argument)
+            self.c.no_form.append(NoForm("a list", s.value.span, frozenset({"fused"})))
         self.accumulating = None
         if s.initially is not None:
             st = self.c.states.get(name)

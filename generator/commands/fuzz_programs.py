@@ -6,7 +6,8 @@ inputs of each kind (a learning rate, decay rates in (0, 1), flags, a period), s
 (tensors starting at 0 or at the parameter, lazy ones given their first value by ``initially``,
 per-parameter, group and optimizer counters, a list state), and an update built from the language's
 constructs: tensor locals, state updates, lists (a list state's items updated in a loop over them,
-a local list read by its items: no fused path then, and with a local list no foreach path), branches on flags, on shapes and on counters (decided
+a local list read by its items: no fused path then, nor a foreach path where an item changes
+under a shape branch), branches on flags, on shapes and on counters (decided
 per parameter, so the foreach path partitions its lists), nested branches, ``repeat`` blocks and
 ``for`` loops, calls of procedures drawn with the program (inlined by the checker),
 conditional values, reductions (``norm``, ``sum``, ``dot``, ``mean`` along a dimension under a
@@ -565,10 +566,7 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
     lists = rng.random() < 0.2
     if lists:
         reader = _lists(d, rng, scope, inputs, states, body)
-    for_loop_only = {
-        "local list",
-        "list item under a shape branch",
-    } & d.constructs.keys()
+    for_loop_only = "list item under a shape branch" in d.constructs
     for name in state_names:  # every state is updated at least once
         if not any(isinstance(s, Assign) and s.target == name for s in _walk(body)):
             body.append(d.state_update(scope, name))
@@ -611,7 +609,7 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         tuple(optimizer_block),
         tuple(group_block),
         tuple(body),
-        # (a list state has no fused form, a local list no foreach form either)
+        # (a list has no fused form; an item changed under a shape branch no foreach form)
         fused=rng.random() < 0.7 and not lists,
         foreach=not for_loop_only,
         group_block2=tuple(group_block2),
@@ -624,8 +622,8 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
 def _lists(d: _Draw, rng, scope: _Scope, inputs: list, states: list, body: list) -> str:
     """A list state (AggMo's buffers: ``nl`` tensors of each parameter, each updated in a loop
     over them) and, sometimes, a local list of tensors read item by item, read into a local (its
-    name returned); the program then has no fused path (and with a local list, or an item updated
-    under a shape branch, no foreach path), and is held to its twin without lists as well
+    name returned); the program then has no fused path (and with an item updated under a shape
+    branch, no foreach path), and is held to its twin without lists as well
     (generator.commands.fuzz)."""
     inputs.append(("nl", f"input nl: int = {rng.choice([1, 2, 3])}"))
     states.append(("sl", f"state sl (sl) <- [{rng.choice(['0', 'param'])}] * nl"))

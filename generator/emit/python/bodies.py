@@ -292,8 +292,7 @@ def multi_body(facts: ModuleFacts) -> str:
                 out(f"_view_as_real({', '.join(views + extra)})")
         out("")
         printer.real_views = needs_real_view(facts)
-        body = bind_items(opt.body) if by_item else opt.body
-        printer.body(body, out, free=True)
+        printer.body(bind_items(opt.body), out, free=True)
     return _keep_captured(out.text())
 
 

@@ -19,6 +19,7 @@ from generator.ir import uses
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.ops import OPS
 from generator.emit.python.blocks import (
+    PY_PRECEDENCE,
     Imports,
     Lines,
     _input_name,
@@ -61,6 +62,7 @@ class ForeachPrinter:
             f"device_{s.list_name}" for s in opt.states if s.scope == "parameter"
         }
         self.known: set[str] = set()  # lists the body has made so far
+        self.lists: set[str] = set()  # local lists of tensors (each item a list here)
         self.parts: set[str] = set()  # a branch's parts of lists, made when it starts
         self.count = "len(device_params)"  # tensors the statements run on
         # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
@@ -92,7 +94,8 @@ class ForeachPrinter:
         """A tensor a number of the whole group is read off: a list state, whose length
         (``len(bufs)``) is its items' (the group keeps it by item)."""
         st = self.by_var.get(r.name) if r.role == "state" else None
-        if st is not None and st.length is not None and r.index is None:
+        listed = st is not None and st.length is not None
+        if r.index is None and (listed or r.role == "local" and r.name in self.lists):
             return self.tlist(r)
         return _tensor_name(r)
 
@@ -200,8 +203,8 @@ class ForeachPrinter:
 
         def visit(x):
             name = None
-            if isinstance(x, ir.TRef):
-                name = self.tlist(x)
+            if isinstance(x, ir.TRef):  # (an item's list: its whole list)
+                name = self.tlist(replace(x, index=None))
             elif isinstance(x, ir.SRef) and x.varying:
                 name = self._ref_list(x)
             if name is not None and name not in found and name not in set_:
@@ -299,6 +302,15 @@ class ForeachPrinter:
         """Emit statements computing ``e``; return (list name, fresh)."""
         if isinstance(e, ir.TRef):
             return self.tlist(e), False
+        if isinstance(e, ir.TList):  # a local list: of the items' lists
+            items = [self.tensor(x, out, None)[0] for x in e.items]
+            text = f"[{', '.join(items)}]"
+            if e.count is not None:
+                text += f" * {self.scalar.wrap(e.count, PY_PRECEDENCE['*'] + 1)}"
+            return (
+                text,
+                True,
+            )  # (a new list, bound as it is: its items are never mutated)
         spell = OPS[e.op]
         base_expr = e.args[0]
         if spell.foreach is None or any(
@@ -646,6 +658,8 @@ class ForeachPrinter:
         elif isinstance(s, ir.TensorLet):
             dest = self.renamed("device_" + s.name)
             self.known.update(("device_" + s.name, dest))
+            if isinstance(s.value, ir.TList):
+                self.lists.add(s.name)
             if s.alias:
                 out(f"{dest} = {self.tlist(s.value)}")
             else:
@@ -709,6 +723,13 @@ class ForeachPrinter:
                 out(f"raise {s.exception}({message_source(s.message, _input_name)})")
         elif isinstance(s, ir.Raise):
             _print_raise(s, out, self.scalar)
+        elif isinstance(s, ir.SetItem):  # (of a local list: its item's list replaced)
+            value = self.tensor(s.value, out, None)[0]
+            out(f"{self.tlist(s.target)}[{self.scalar(s.index)}] = {value}")
+        elif isinstance(s, ir.ListAppend):
+            out(f"{self.tlist(s.target)}.append({self.tensor(s.value, out, None)[0]})")
+        elif isinstance(s, ir.ListPopFirst):
+            out(f"{self.tlist(s.target)}.pop(0)")
         else:
             raise GeneratorBug(f"cannot print {s!r}")
 

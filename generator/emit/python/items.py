@@ -1,10 +1,11 @@
-"""The items of list states on the foreach path: each named once, as a list of every parameter's.
+"""The items of lists on the foreach path: each named once, as a list of every parameter's.
 
-Part of the Python backend (generator.emit.python). The foreach path keeps a list state by item
-(generator.emit.python.bodies.multi_body: ``device_momentum_buffers[k]`` is the k-th tensor of every
-parameter); before the multi-tensor body is printed, ``bind_items`` names each item a statement
-reads or updates (``momentum_buffer_item = momentum_buffers[k]``, an ir.TensorLet alias), so that
-generator.emit.python.foreach prints it as any list of tensors, in place on the tensors themselves.
+Part of the Python backend (generator.emit.python). The foreach path keeps a list by item (a list
+state: generator.emit.python.bodies.multi_body, ``device_momentum_buffers[k]`` the k-th tensor of
+every parameter; a local list: a list of such lists); before the multi-tensor body is printed,
+``bind_items`` names each item a statement reads or updates (``momentum_buffer_item =
+momentum_buffers[k]``, an ir.TensorLet alias), so that generator.emit.python.foreach prints it as
+any list of tensors, in place on the tensors themselves.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from generator.ir import uses
 
 
 def bind_items(stmts, bound: dict | None = None) -> tuple:
-    """The statements with each item of a list state they read or update (``bufs[k]``) named
-    first, ``bufs_item = bufs[k]``, as a local list of the tensors of every parameter: the
-    printer then runs on it as on any list of tensors (in place on the items themselves). A
-    name holds until a number its index reads changes; ``bound`` holds the names made before
-    (a nested block sees them). (An item is never read by a branch's or a loop's own condition
-    or bounds: the checker refuses a list state under a condition decided per parameter on
+    """The statements with each item of a list they read or update (``bufs[k]``) named first,
+    ``bufs_item = bufs[k]``, as a local list of the tensors of every parameter: the printer
+    then runs on it as on any list of tensors (in place on the items themselves). A name holds
+    until a number its index reads changes, or its list does; ``bound`` holds the names made
+    before (a nested block sees them). (An item is never read by a branch's or a loop's own
+    condition or bounds: the checker refuses a list under a condition decided per parameter on
     this path.)"""
     bound = dict(bound or {})
     out: list = []
@@ -57,9 +58,17 @@ def bind_items(stmts, bound: dict | None = None) -> tuple:
                 visit(s.target)
             s = _with_items(s, bound)
         out.append(s)
+        # a name holds until its index's numbers change, or its list does (a local list's
+        # item replaced, the list grown, shortened or made anew)
         changed = {x.name for x in ir.walk([s]) if isinstance(x, ir.ScalarLet)}
-        for item in [r for r in bound if set(ir.refs(r.index, ir.SRef)) & changed]:
-            del bound[item]
+        lists = {
+            x.target.name
+            for x in ir.walk([s])
+            if isinstance(x, (ir.SetItem, ir.ListAppend, ir.ListPopFirst))
+        } | {x.name for x in ir.walk([s]) if isinstance(x, ir.TensorLet)}
+        for item in list(bound):
+            if item.name in lists or set(ir.refs(item.index, ir.SRef)) & changed:
+                del bound[item]
     return tuple(out)
 
 
