@@ -68,9 +68,9 @@ def build(text: str):
 def run_paths(
     cls, dtypes=("float64", "float32"), steps: int = 6, seed: int = 0, twin=None
 ):
-    """Every path the class declares on verify's problem, held to the for-loop; with
-    ``twin`` (the class of a list program's twin without lists), that one's for-loop too.
-    """
+    """(findings, comparisons made, the dtypes whose for-loop overflowed: none compared there)
+    of every path the class declares on verify's problem, held to the for-loop; with ``twin``
+    (the class of a list program's twin without lists), that one's for-loop too."""
     import torch
 
     findings, compared, diverged = [], 0, []
@@ -118,26 +118,26 @@ def run_paths(
                     findings.append(
                         Finding("disagree", impl, dtype_name, f"vs for-loop: {diff}")
                     )
-    return findings, compared
+    return findings, compared, diverged
 
 
 def check_program(program: Program, dtypes=("float64", "float32"), steps: int = 6):
     """(findings, paths compared, the program as built: without `fused` where E326 or E335
-    refuses it)."""
+    refuses it, the dtypes in which the program overflowed: none compared there)."""
     cls, findings = build(program.text())
     refused = ("[E326]", "[E335]")
     if findings and program.fused and any(r in findings[0].detail for r in refused):
         program = replace(program, fused=False)  # the update holds what no kernel runs
         cls, findings = build(program.text())
     if findings:
-        return findings, 0, program
+        return findings, 0, program, []
     twin = unrolled(program)
     if twin is not None:
         twin, findings = build(twin.text())
         if findings:  # (the twin is built from the valid program: its failure is a bug)
-            return [replace(f, path="lists unrolled") for f in findings], 0, program
-    found, compared = run_paths(cls, dtypes, steps, twin=twin)
-    return found, compared, program
+            return [replace(f, path="lists unrolled") for f in findings], 0, program, []
+    found, compared, diverged = run_paths(cls, dtypes, steps, twin=twin)
+    return found, compared, program, diverged
 
 
 # ---- minimizing -------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def fails_as(failure: Finding, dtypes, steps):
     """The predicate "fails the way ``failure`` did" (same kind, same path)."""
 
     def fails(program: Program) -> bool:
-        found, _, _ = check_program(program, dtypes, steps)
+        found, *_ = check_program(program, dtypes, steps)
         return any(f.same(failure) for f in found)
 
     return fails
@@ -271,7 +271,7 @@ def run(args) -> int:
                 constructs[k] = constructs.get(k, 0) + v
             if args.show:
                 print(program.text())
-            found, n, built = check_program(program, dtypes, args.steps)
+            found, n, built, _ = check_program(program, dtypes, args.steps)
             compared += n
             fused += built.fused
             if found:
