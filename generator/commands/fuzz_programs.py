@@ -11,9 +11,10 @@ under a shape branch), branches on flags, on shapes and on counters (decided
 per parameter, so the foreach path partitions its lists), nested branches, ``repeat`` blocks and
 ``for`` loops, calls of procedures drawn with the program (inlined by the checker),
 conditional values, reductions (``norm``, ``sum``, ``dot``, ``mean`` along a dimension under a
-shape branch), and the elementwise functions. Values stay bounded by construction (``abs(x) + 1``
-under divisions, ``clamp`` on the update), so that every path computes finite numbers. A program
-prints itself as spec text, and ``prune`` drops what its update no longer reads.
+shape branch), and the elementwise functions. Divisions and the update are guarded (``abs(x) + 1``
+under divisions, ``clamp`` on the update), but a state fed by its own square can still overflow:
+generator.commands.fuzz then compares nothing in that dtype, and says so. A program prints itself
+as spec text, and ``prune`` drops what its update no longer reads.
 """
 
 from __future__ import annotations
