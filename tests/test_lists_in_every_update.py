@@ -383,6 +383,7 @@ LIST_MISUSES = [
     ("bufs <- [grad]", "`bufs` is not one"),
     ("xs <- [grad] * lr", "a whole number of times"),
     ("pop_first(grad)", "needs a local list"),
+    ("append([grad], grad)", "needs a local list"),
 ]
 
 

@@ -322,8 +322,9 @@ class Flow:
 
         def in_stmts(stmts):
             for st in stmts:
-                if isinstance(st, (S.ItemAssign, S.CallStmt)) and (
-                    getattr(st, "target", None) is None or st.target.id in lists
+                # (a statement call is a list's: procedures' calls are inlined already)
+                if isinstance(st, S.CallStmt) or (
+                    isinstance(st, S.ItemAssign) and st.target.id in lists
                 ):
                     return st.span
                 found = next(filter(None, map(in_expr, S.expressions(st))), None)
@@ -424,7 +425,8 @@ class Flow:
         lst, *value = c.args
         k, _, _ = self.kind(lst, lists=True)
         sym = self.env.get(lst.id) if isinstance(lst, S.Name) else None
-        if k is not None and not (isinstance(k, ListOf) and sym.role == "local"):
+        local = sym is not None and sym.role == "local"
+        if k is not None and not (isinstance(k, ListOf) and local):
             self.c.out.error(
                 "E507",
                 f"`{c.func}` needs a local list first"
@@ -517,11 +519,7 @@ class Flow:
             self.initialised.add(
                 name
             )  # the update expression runs only once it has a value
-        lists = isinstance(s.value, S.List) or (
-            isinstance(s.value, S.Binary)
-            and s.value.op == "*"
-            and S.List in (type(s.value.left), type(s.value.right))
-        )
+        lists = isinstance(s.value, S.List) or S.repeated_list(s.value) is not None
         k, dyn, var = self.kind(s.value, lists=lists)
         if isinstance(k, ListOf):
             if target is not None and target.role != "local":

@@ -19,7 +19,7 @@ from generator.language.builtins import BUILTINS, CONSTANTS, LIST
 from generator.language.diagnostics import Collector, Note, did_you_mean
 from generator.language.names import BUILTIN_TENSORS
 from generator.language.spec_printer import print_expr
-from generator.language.types import Kind, ListOf, union
+from generator.language.types import TENSORS, Kind, ListOf
 
 
 class Typer:
@@ -102,13 +102,10 @@ class Typer:
                     hint="numbers decided per step are names of their own; a whole-vector "
                     "algorithm's lists of numbers belong to `update flat:`",
                 )
-        return ListOf(union(Kind.TENSOR))
+        return TENSORS
 
-    def _repeated_list(self, e: S.Binary):
+    def _repeated_list(self, items: S.List, count: S.Expr):
         """``[x] * n``: a list of n items."""
-        items, count = (
-            (e.left, e.right) if isinstance(e.left, S.List) else (e.right, e.left)
-        )
         t = self.any_kind(items)
         if self.kind(count) not in (Kind.INT, None):
             self.error("E507", "a list is repeated a whole number of times", count.span)
@@ -212,8 +209,9 @@ class Typer:
         return k
 
     def k_Binary(self, e: S.Binary):
-        if e.op == "*" and (isinstance(e.left, S.List) or isinstance(e.right, S.List)):
-            return self._repeated_list(e)
+        repeated = S.repeated_list(e)
+        if repeated is not None:
+            return self._repeated_list(*repeated)
         lk, rk = self.kind(e.left), self.kind(e.right)
         if e.op in ("and", "or"):
             for side, k in ((e.left, lk), (e.right, rk)):

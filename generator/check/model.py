@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from generator.language import syntax as S
-from generator.language.types import Kind, ListOf, union
+from generator.language.types import TENSORS, Kind, ListOf
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def state_type(st: S.State) -> Kind | ListOf:
     if st.kind == "flag":
         return Kind.BOOL
     if st.repeated is not None:
-        return ListOf(union(Kind.TENSOR))
+        return TENSORS
     return Kind.TENSOR
 
 

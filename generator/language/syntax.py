@@ -287,6 +287,16 @@ Stmt = Union[
 ]
 
 
+def repeated_list(e) -> tuple[List, Expr] | None:
+    """``[x] * n`` (or ``n * [x]``): (the list, n); None for any other expression."""
+    if isinstance(e, Binary) and e.op == "*":
+        if isinstance(e.left, List):
+            return e.left, e.right
+        if isinstance(e.right, List):
+            return e.right, e.left
+    return None
+
+
 def sub_blocks(s) -> tuple[tuple[Stmt, ...], ...]:
     """The statement blocks nested directly in a statement."""
     if isinstance(s, If):
@@ -441,14 +451,9 @@ class State:
     def repeated(self) -> tuple["Expr", "Expr"] | None:
         """``[0] * n``: a list of ``n`` states of each parameter, each starting as the item
         does; (item, n). None for any other first value."""
-        e = self.init
-        if (
-            isinstance(e, Binary)
-            and e.op == "*"
-            and isinstance(e.left, List)
-            and len(e.left.items) == 1
-        ):
-            return e.left.items[0], e.right
+        found = repeated_list(self.init)
+        if found is not None and len(found[0].items) == 1:
+            return found[0].items[0], found[1]
         return None
 
 

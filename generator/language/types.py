@@ -99,6 +99,10 @@ def join(a: frozenset, b: frozenset) -> frozenset:
     return frozenset(atoms)
 
 
+# the type of a per-parameter update's lists (list states, local lists): of tensors
+TENSORS = ListOf(union(Kind.TENSOR))
+
+
 def list_of(t: frozenset) -> frozenset:
     return frozenset({ListOf(t)})
 

@@ -22,7 +22,7 @@ from generator.check.model import CheckedSpec, state_type
 from generator.language.names import RESERVED
 from generator.language.diagnostics import GeneratorBug
 from generator.language.spec_printer import print_expr
-from generator.language.types import Kind, ListOf, union
+from generator.language.types import TENSORS, Kind, ListOf
 
 # ---- names in the generated code ----------------------------------------------------------------------
 
@@ -95,19 +95,6 @@ def _is_square(e: S.Expr) -> bool:
     )
 
 
-# the type of a per-parameter update's lists
-_TENSORS = ListOf(union(Kind.TENSOR))
-
-
-def _repeated(e: S.Expr) -> bool:
-    """``[x] * n``: a list of n items."""
-    return (
-        isinstance(e, S.Binary)
-        and e.op == "*"
-        and S.List in (type(e.left), type(e.right))
-    )
-
-
 def names_read(e) -> set[str]:
     """Names an expression or statement reads (``m_t`` counts as ``m`` too)."""
     if isinstance(e, S.Name):
@@ -156,8 +143,8 @@ class ExpressionLowerer:
         """The type of ``e`` in the language's lattice, as the lowering needs it: a number is a
         scalar (int or not), a list holds tensors (the checker has validated everything).
         """
-        if isinstance(e, S.List) or _repeated(e):
-            return _TENSORS
+        if isinstance(e, S.List) or S.repeated_list(e) is not None:
+            return TENSORS
         if isinstance(e, S.Number):
             return Kind.SCALAR
         if isinstance(e, (S.Bool, S.NoneLit)):
@@ -340,10 +327,8 @@ class ExpressionLowerer:
             return replace(whole, index=self.sexpr(e.index))
         if isinstance(e, S.List):
             return ir.TList(tuple(self.texpr(x) for x in e.items))
-        if _repeated(e):
-            items, count = (
-                (e.left, e.right) if isinstance(e.left, S.List) else (e.right, e.left)
-            )
+        if S.repeated_list(e) is not None:
+            items, count = S.repeated_list(e)
             return replace(self.texpr(items), count=self.sexpr(count))
         if isinstance(e, S.Unary):
             return ir.TOp("neg", (self.texpr(e.operand),))
@@ -370,7 +355,7 @@ class ExpressionLowerer:
 
     def operand(self, e: S.Expr):
         """A tensor (or list of them, ``len(bufs)``'s) as a TExpr, a number as an SExpr."""
-        tensor = self.kind(e) in (Kind.TENSOR, _TENSORS)
+        tensor = self.kind(e) in (Kind.TENSOR, TENSORS)
         return self.texpr(e) if tensor else self.sexpr(e)
 
     def _sum(self, e: S.Binary) -> ir.TExpr:
