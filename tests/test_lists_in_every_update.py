@@ -449,3 +449,33 @@ def test_procedures_and_methods_reach_a_list_states_items(dtype):
         assert torch.equal(
             p, e
         ), f"differs from plain torch by {(p - e).abs().max():.3e}"
+
+
+COUNTER_ONLY = """\
+optimizer CounterOnly
+summary "a step count its only state"
+input lr: float = 0.1 "learning rate"
+state t (step): count <- 0
+update:
+    t <- t + 1
+    param <- param - lr / t * grad
+"""
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        # (a list of a literal length counts as that many tensors)
+        (SCALES, "Full-size tensor states: (3 + scales) × the parameter's memory."),
+        (AGGMO, "Full-size tensor states: buffers × the parameter's memory."),
+        (COUNTER_ONLY, "Full-size tensor states: 0 × the parameter's memory."),
+    ],
+    ids=["lists_and_tensors", "a_list_only", "no_tensor"],
+)
+def test_the_documentation_page_counts_a_list_states_tensors(text, words):
+    from generator import driver
+    from generator.emit.docs.markdown import page
+
+    checked = check_text(text)
+    out = page(checked, driver.lowered(checked))
+    assert words in out, [line for line in out.splitlines() if "Full-size" in line]

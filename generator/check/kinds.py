@@ -156,13 +156,11 @@ class Typer:
                 if outside_for_each(self.flow, name, e.span):
                     return None
             if self.context == "validation" and name == "grad":
-                return (
-                    Kind.TENSOR
-                )  # a check on the gradient runs at each step (is_sparse(grad))
+                # a check on the gradient runs at each step (is_sparse(grad))
+                return Kind.TENSOR
             if self.context in ("validation", "state_condition") and name == "param":
-                return (
-                    Kind.TENSOR
-                )  # a check on each parameter when the optimizer is built
+                # a check on each parameter when the optimizer is built
+                return Kind.TENSOR
             if self.context == "validation" and (
                 name in self.c.states or name in BUILTIN_TENSORS
             ):

@@ -114,9 +114,8 @@ class ExpressionLowerer:
         self.c = checked
         self.spec = checked.spec
         self.states = checked.states
-        self.kinds: dict[str, Kind | ListOf] = (
-            {}
-        )  # local name → type, as lowering proceeds
+        # local name → type, as lowering proceeds
+        self.kinds: dict[str, Kind | ListOf] = {}
         self.varying: dict[str, bool] = {}
         self.helpers: set[str] = set()
         # local → decided by hyperparameters alone

@@ -14,7 +14,7 @@ from generator import ir
 from generator.check.model import CheckedSpec
 from generator.emit.docs.latex import algorithm_box
 from generator.language.spec_printer import print_expr
-from generator.language.syntax import Name, children
+from generator.language.syntax import Name, Number, children
 
 _IMPLEMENTATION = ("foreach", "differentiable", "capturable", "fused")
 # torch.optim's classes (the generator does not import torch): a spec of the same name is a twin
@@ -178,14 +178,19 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             and s.reduced is None
             and not (flat and s.repeated is not None)
         ]
-        lists = [print_expr(s.repeated[1]) for s in tensors if s.repeated is not None]
-        count = " + ".join(
-            [str(len(tensors) - len(lists))] * bool(len(tensors) > len(lists)) + lists
-        )
+        # one per tensor state, n per list state of n: "2", "scales", "(3 + scales)"
+        single, lists = 0, []
+        for st in tensors:
+            n = st.repeated[1] if st.repeated is not None else Number("1", st.span)
+            if isinstance(n, Number) and n.is_integer_literal:
+                single += int(n.value)
+            else:
+                lists.append(print_expr(n))
+        count = " + ".join(([str(single)] if single or not lists else []) + lists)
         out += [
             "",
             "Full-size tensor states: "
-            + (f"({_cell(count)})" if lists else count)
+            + (f"({_cell(count)})" if " + " in count else _cell(count))
             + " × the parameter's memory.",
         ]
         table = memory_table(checked)

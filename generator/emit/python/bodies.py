@@ -28,6 +28,7 @@ from generator.emit.python.facts import (
     functional_name,
     per_parameter,
     reads_count_before_update,
+    real_view,
 )
 from generator.emit.python.group import count_optimizer_states, unpack
 
@@ -182,12 +183,6 @@ def _dense_body(facts: ModuleFacts, printer, views, out: Lines) -> None:
     if split < len(opt.body):
         views += [(name, None) for name in _defined_locals(opt.body[:split])]
         lists = {b.var for b in opt.states if b.length is not None}
-
-        def real_view(var: str) -> str:
-            if var in lists:  # a list state: each of its tensors
-                return f"{var} = [torch.view_as_real(x) for x in {var}]"
-            return f"{var} = torch.view_as_real({var})"
-
         out("if torch.is_complex(param):")
         with out.indent():
             for var, cond in views:
@@ -196,13 +191,13 @@ def _dense_body(facts: ModuleFacts, printer, views, out: Lines) -> None:
                 ):  # decided before the view changes the shape
                     out(f"if {var} is not None:")
                     with out.indent():
-                        out(real_view(var))
+                        out(real_view(var, var in lists))
                 elif cond is not None:
                     out(f"if {printer.scalar(cond)}:")
                     with out.indent():
-                        out(real_view(var))
+                        out(real_view(var, var in lists))
                 else:
-                    out(real_view(var))
+                    out(real_view(var, var in lists))
         printer.real_views = True  # a state made from here on is stored complex
         printer.body(opt.body[split:], out, free=True)
         printer.real_views = False

@@ -150,3 +150,11 @@ def pydoc_string(text: str) -> str:
     if '"""' in text or text.endswith("\\") or "\r" in text:
         return repr(text)
     return 'r"""' + text + '"""'
+
+
+def real_view(var: str, listed: bool = False) -> str:
+    """``var = torch.view_as_real(var)``: a complex tensor updated through its real view; a
+    list state (``listed``) through each of its tensors'."""
+    if listed:
+        return f"{var} = [torch.view_as_real(x) for x in {var}]"
+    return f"{var} = torch.view_as_real({var})"

@@ -307,10 +307,8 @@ class ForeachPrinter:
             text = f"[{', '.join(items)}]"
             if e.count is not None:
                 text += f" * {self.scalar.wrap(e.count, PY_PRECEDENCE['*'] + 1)}"
-            return (
-                text,
-                True,
-            )  # (a new list, bound as it is: its items are never mutated)
+            # (a new list, bound as it is: its items are never mutated)
+            return text, True
         spell = OPS[e.op]
         base_expr = e.args[0]
         if spell.foreach is None or any(

@@ -20,6 +20,7 @@ from generator.emit.python.facts import (
     float_source,
     pydoc_string,
     reads_count_before_update,
+    real_view,
 )
 
 
@@ -86,13 +87,9 @@ class GroupPrinter(SingleTensorPrinter):
             if self.view_as_real:
                 out("if torch.is_complex(param):")
                 with out.indent():
-                    out("param = torch.view_as_real(param)")
+                    out(real_view("param"))
                     for b in always:
-                        out(
-                            f"{b.var} = [torch.view_as_real(x) for x in {b.var}]"
-                            if b.length is not None
-                            else f"{b.var} = torch.view_as_real({b.var})"
-                        )
+                        out(real_view(b.var, b.length is not None))
             self.body(s.body, out)
             for b in used:
                 if (

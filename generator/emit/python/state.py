@@ -85,18 +85,13 @@ def init_state(facts: ModuleFacts) -> str:
                 f'state["{s.key}"] = [{_made_like_p(facts, s.init, out)} '
                 f"for _ in range({facts.group_scalar(s.length)})]"
             )
-            if guard:
-                out.level -= 1
-            continue
-        if s.init == ir.SRef("param"):
-            out(
-                f'state["{s.key}"] = p.detach().clone(memory_format=torch.preserve_format)'
-            )
-            if guard:
-                out.level -= 1
-            continue
-        value = facts.group_scalar(s.init)
-        if s.reduced is not None:
+        elif s.kind == "count" and s.as_number:
+            out(f'state["{s.key}"] = {facts.group_scalar(s.init)}')
+        elif s.kind == "count":
+            value = float_source(facts.group_scalar(s.init))
+            out(f'state["{s.key}"] = {count_tensor(facts, s, value, "group")}')
+        elif s.reduced is not None:
+            value = facts.group_scalar(s.init)
             shape = f"{s.key}_shape"
             out(f"{shape} = list(p.shape)")
             out(f"{shape}[{s.reduced}] = 1")
@@ -106,24 +101,8 @@ def init_state(facts: ModuleFacts) -> str:
                 else f"p.new_full({shape}, {value})"
             )
             out(f'state["{s.key}"] = {make}')
-        elif s.kind == "count" and s.as_number:
-            out(f'state["{s.key}"] = {value}')
-        elif s.kind == "count":
-            out(
-                f'state["{s.key}"] = {count_tensor(facts, s, float_source(value), "group")}'
-            )
-        elif value in ("0", "0.0"):
-            out(
-                f'state["{s.key}"] = torch.zeros_like(p, memory_format=torch.preserve_format)'
-            )
         else:
-            out(
-                f"init_value = (complex({value}, {value}) if torch.is_complex(p) else {value})"
-            )
-            out(
-                f'state["{s.key}"] = torch.full_like(p, init_value, '
-                "memory_format=torch.preserve_format)"
-            )
+            out(f'state["{s.key}"] = {_made_like_p(facts, s.init, out)}')
         if guard:
             out.level -= 1
     return out.text()
@@ -131,9 +110,8 @@ def init_state(facts: ModuleFacts) -> str:
 
 def _made_like_p(facts: ModuleFacts, init: ir.SExpr, out: Lines) -> str:
     """A new tensor shaped like the parameter ``p``, of first value ``init`` (a number, or
-    the parameter itself); a number other than 0 is written to ``out`` first, as the state of
-    one tensor takes it (complex parameters start from ``value + value·i``, as torch's
-    Adagrad's do)."""
+    the parameter itself: a copy); a number other than 0 is written to ``out`` first
+    (complex parameters start from ``value + value·i``, as torch's Adagrad's do)."""
     if init == ir.SRef("param"):
         return "p.detach().clone(memory_format=torch.preserve_format)"
     value = facts.group_scalar(init)
