@@ -42,6 +42,13 @@ update:
 SHAPES = [(5,), (4, 3), (2, 3, 2), (2, 1, 3, 2)]
 
 
+def _errors(text: str) -> list[tuple[str, int, str]]:
+    """(code, line, message) of every error the spec gets (none: the test fails)."""
+    with pytest.raises(SpecError) as info:
+        check_text(text)
+    return [(d.code, d.span.line, d.message) for d in info.value.diagnostics]
+
+
 def _step_both(params, refs, grads):
     for p, q, g in zip(params, refs, grads):
         p.grad = g.clone()
@@ -193,37 +200,6 @@ def test_a_list_states_tensors_stay_in_the_parameters_dtype_under_a_policy():
     assert torch.isfinite(p.float()).all()
 
 
-def test_a_list_state_refuses_the_fused_path():
-    text = AGGMO.replace("state bufs", "input fused: bool? = none, keyword\nstate bufs")
-    with pytest.raises(SpecError) as info:
-        check_text(text)
-    found = [(d.code, d.span.line, d.message) for d in info.value.diagnostics]
-    # (fused also refuses the `for` loop: its kernel is one elementwise pass)
-    assert (
-        "E335",
-        8,
-        "a list state has no fused form: only the for-loop path runs it",
-    ) in found, found
-
-
-def test_a_list_states_item_under_a_per_parameter_condition_refuses_foreach():
-    # (the foreach path splits its lists by such a condition; it keeps a list state by item)
-    text = AGGMO.replace(
-        "        bufs[k] <- beta * bufs[k] + grad",
-        "        if dim(param) > 1:\n            bufs[k] <- beta * bufs[k] + grad",
-    ).replace("update:", 'check not is_complex(param) else "real only"\nupdate:')
-    with pytest.raises(SpecError) as info:
-        check_text(text)
-    found = [(d.code, d.span.line, d.message) for d in info.value.diagnostics]
-    assert (
-        "E335",
-        14,
-        "a list under a condition decided per parameter has no foreach form: only the "
-        "for-loop path runs it",
-    ) in found, found
-    check_text(text.replace("input foreach: bool? = none, keyword\n", ""))
-
-
 # (what the update says, the code, what the message says) — each one error in AGGMO's place
 MISUSES = [
     ("m <- bufs + grad\n    param <- param - m", "E507", "`bufs` is a list"),
@@ -237,11 +213,8 @@ MISUSES = [
 
 @pytest.mark.parametrize("body, code, words", MISUSES, ids=lambda x: str(x)[:24])
 def test_a_list_misused_is_one_located_error(body, code, words):
-    text = AGGMO.split("update:")[0] + "update:\n    " + body + "\n"
-    with pytest.raises(SpecError) as info:
-        check_text(text)
-    found = [(d.code, d.message) for d in info.value.diagnostics]
-    assert any(c == code and words in m for c, m in found), found
+    found = _errors(AGGMO.split("update:")[0] + "update:\n    " + body + "\n")
+    assert any(c == code and words in m for c, _, m in found), found
 
 
 @pytest.mark.parametrize(
@@ -256,11 +229,10 @@ def test_a_list_misused_is_one_located_error(body, code, words):
     ],
 )
 def test_a_list_state_declared_wrongly_is_refused(declaration, words):
-    text = AGGMO.replace("state bufs (momentum_buffer) <- [0] * buffers", declaration)
-    with pytest.raises(SpecError) as info:
-        check_text(text)
-    found = [(d.code, d.message) for d in info.value.diagnostics]
-    assert any(words in m for _, m in found), found
+    found = _errors(
+        AGGMO.replace("state bufs (momentum_buffer) <- [0] * buffers", declaration)
+    )
+    assert any(words in m for _, _, m in found), found
 
 
 ALIAS = """\
@@ -349,32 +321,76 @@ def test_local_lists_match_plain_torch_and_leave_the_gradient_alone(foreach):
         ), f"differs from plain torch by {(p - e).abs().max():.3e}"
 
 
-def test_a_local_list_refuses_the_fused_path_at_the_list():
-    text = LOCALS.replace("update:", "input fused: bool? = none, keyword\nupdate:")
-    with pytest.raises(SpecError) as info:
-        check_text(text)
-    found = [(d.code, d.span.line, d.message) for d in info.value.diagnostics]
-    assert (
-        "E335",
+_REAL = 'check not is_complex(param) else "real only"\nupdate:'
+_NO_FORM = "has no {} form: only the for-loop path runs it"
+
+# (spec, what changes in it, the line refused, the construct, the path): E335, never a fallback;
+# the spec without the path's input builds
+REFUSALS = [
+    # (a fused kernel takes one tensor per argument)
+    (
+        "AGGMO",
+        [("state bufs", "input fused: bool? = none, keyword\nstate bufs")],
         8,
-        "a list has no fused form: only the for-loop path runs it",
-    ) in found, found
+        "a list state",
+        "fused",
+    ),
+    (
+        "LOCALS",
+        [("update:", "input fused: bool? = none, keyword\nupdate:")],
+        8,
+        "a list",
+        "fused",
+    ),
+    # (the foreach path splits its lists by such a condition; it keeps a list by item)
+    (
+        "AGGMO",
+        [
+            (
+                "        bufs[k] <- beta * bufs[k] + grad",
+                "        if dim(param) > 1:\n            bufs[k] <- beta * bufs[k] + grad",
+            ),
+            ("update:", _REAL),
+        ],
+        14,
+        "a list under a condition decided per parameter",
+        "foreach",
+    ),
+    (
+        "LOCALS",
+        [
+            (
+                "    ys[0] <- ys[0] * 3",
+                "    if dim(param) > 1:\n        ys[0] <- ys[0] * 3",
+            ),
+            ("update:", _REAL),
+        ],
+        13,
+        "a list under a condition decided per parameter",
+        "foreach",
+    ),
+]
 
 
-def test_a_local_list_under_a_per_parameter_condition_refuses_foreach():
-    text = LOCALS.replace(
-        "    ys[0] <- ys[0] * 3",
-        "    if dim(param) > 1:\n        ys[0] <- ys[0] * 3",
-    ).replace("update:", 'check not is_complex(param) else "real only"\nupdate:')
-    with pytest.raises(SpecError) as info:
-        check_text(text)
-    found = [(d.code, d.message) for d in info.value.diagnostics]
-    assert (
-        "E335",
-        "a list under a condition decided per parameter has no foreach form: only the "
-        "for-loop path runs it",
-    ) in found, found
-    check_text(text.replace("input foreach: bool? = none, keyword\n", ""))  # (for-loop)
+@pytest.mark.parametrize(
+    "spec, edits, line, construct, path",
+    REFUSALS,
+    ids=[
+        "list_state-fused",
+        "local_list-fused",
+        "list_state-foreach",
+        "local_list-foreach",
+    ],
+)
+def test_a_list_refuses_a_path_it_has_no_form_on(spec, edits, line, construct, path):
+    text = globals()[spec]
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new, 1)
+    found = _errors(text)
+    assert ("E335", line, f"{construct} {_NO_FORM.format(path)}") in found, found
+    if path == "foreach":
+        check_text(text.replace("input foreach: bool? = none, keyword\n", ""))
 
 
 LIST_MISUSES = [
@@ -389,11 +405,8 @@ LIST_MISUSES = [
 
 @pytest.mark.parametrize("line, words", LIST_MISUSES, ids=lambda x: str(x)[:20])
 def test_a_local_list_misused_is_refused(line, words):
-    text = AGGMO.replace("update:\n", f"update:\n    {line}\n")
-    with pytest.raises(SpecError) as info:
-        check_text(text)
-    found = [(d.code, d.message) for d in info.value.diagnostics]
-    assert any(c == "E507" and words in m for c, m in found), found
+    found = _errors(AGGMO.replace("update:\n", f"update:\n    {line}\n"))
+    assert any(c == "E507" and words in m for c, _, m in found), found
 
 
 METHOD = """\
