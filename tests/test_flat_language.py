@@ -147,3 +147,121 @@ def test_backtracking_spec_reads_like_torch_code():
     assert 'state["evals"] += n' in source
     assert "self._add_grad(t, d)" in source
     assert "steps.pop(0)" in source and "steps.append(t)" in source
+
+
+# ---- the flat modes of the one checker: each rule, a spec that breaks it, and its code -----------------
+
+FLAT = "optimizer X\ninput lr: float = 1\n{states}update flat:\n{update}{procedure}"
+
+
+def _flat_errors(update: str, states: str = "", procedure: str = "") -> list[str]:
+    from generator.api import check_text
+    from generator.language.diagnostics import SpecError
+
+    text = FLAT.format(states=states, update=update, procedure=procedure)
+    try:
+        check_text(text)
+    except SpecError as e:
+        return [f"{d.code} {d.message}" for d in e.diagnostics]
+    return []
+
+
+STEP = "    param <- param - lr * grad\n"
+
+
+@pytest.mark.parametrize(
+    "update, states, procedure, expected",
+    [
+        (
+            STEP + "    return 1\n",
+            "",
+            "",
+            "E332 `return` in a flat update ends the step",
+        ),
+        ("    break\n" + STEP, "", "", "E504 `break` outside a loop"),
+        ("    d <- e\n    e <- grad\n" + STEP, "", "", "E502 `e` is not defined"),
+        ("    d <- grad\n" + STEP, "", "", "E402 `d` is assigned but never used"),
+        (
+            "    t <- f(1)\n    param <- param - t * grad\n",
+            "",
+            "\nprocedure f(x):\n    y <- x\n    return x\n",
+            "E402 `y` is assigned but never used",
+        ),
+        (
+            "    t <- f(1)\n    param <- param - t * grad\n",
+            "",
+            "\nprocedure f(x):\n    return x * lr\n",
+            "E502 `lr` is not defined before this point of the procedure",
+        ),
+        ("    for each parameter:\n        d <- grad\n" + STEP, "", "", "E330"),
+        ("    use adam_moments\n" + STEP, "", "", "E506 fragments are for"),
+        ("    lr <- 2\n" + STEP, "", "", "E505 `lr` is an input"),
+        ("    param <- 2 * param\n", "", "", "E505 in a flat update the parameters"),
+        ("    d <- param\n" + STEP, "", "", "E505 a flat update does not read"),
+        ("    d <- grad\n    d[0] <- grad\n" + STEP, "", "", "E507 `d` is not a list"),
+        (
+            "    d <- 1\n    append(d, grad)\n" + STEP,
+            "",
+            "",
+            "E507 `append` needs a list",
+        ),
+        ("    a, b <- (1, 2, 3)\n" + STEP, "", "", "E507 2 names, but the value"),
+        ("    d <- cosh(grad)\n" + STEP, "", "", "E503 unknown function `cosh`"),
+        ("    d <- evaluate(1)\n" + STEP, "", "", "E503 `evaluate()` evaluates"),
+        ("    closure <- 1\n" + STEP, "", "", "E506 `closure` is a name"),
+        ("    for g in grad:\n        d <- g\n" + STEP, "", "", "E507 `for` runs over"),
+        ("    d <- dot(1, grad)\n" + STEP, "", "", "E507 `dot` needs a vector here"),
+        ("    param <- param - lr * 1\n", "", "", "E507 the direction of the step"),
+    ],
+    ids=[
+        "a_return_with_a_value",
+        "a_break_outside_a_loop",
+        "a_name_read_before_it_is_assigned",
+        "a_local_never_read",
+        "a_procedures_local_never_read",
+        "a_procedure_reads_an_input",
+        "for_each_parameter",
+        "a_fragment",
+        "an_input_assigned",
+        "param_changed_otherwise_than_by_a_step",
+        "param_read",
+        "an_item_of_a_tensor",
+        "append_to_a_number",
+        "a_tuple_of_another_length",
+        "an_unknown_function",
+        "evaluate_with_one_argument",
+        "a_name_the_generated_step_uses",
+        "for_over_a_tensor",
+        "a_number_where_a_vector_belongs",
+        "a_step_along_a_number",
+    ],
+)
+def test_flat_update_misuse_is_refused_with_its_rule(
+    update, states, procedure, expected
+):
+    errors = _flat_errors(update, states, procedure)
+    assert any(e.startswith(expected) for e in errors), (expected, errors)
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        # Python's scoping: a name set in a branch or a loop lives on after it
+        "    if lr > 0:\n        t <- lr\n    else:\n        t <- 1\n"
+        "    param <- param - t * grad\n",
+        "    t <- 0\n    for k in range(3):\n        s <- t + k\n        t <- s\n"
+        "    param <- param - lr * s * grad\n",
+        # a loop's variable may be the next loop's
+        "    t <- 0\n    for k in range(2):\n        t <- t + k\n    for k in range(2):\n"
+        "        t <- t + k\n    param <- param - lr * t * grad\n",
+        "    if lr > 1:\n        return\n" + STEP,
+    ],
+    ids=[
+        "a_name_set_in_both_branches",
+        "a_name_set_in_a_loop",
+        "two_loops_one_variable",
+        "a_bare_return",
+    ],
+)
+def test_flat_update_follows_pythons_scoping(update):
+    assert _flat_errors(update) == []

@@ -7,8 +7,8 @@ spec in order and holds what the steps share: the declarations (each entry check
 generator.check.declarations, the cross-entry rules here: duplicates, keyword-only order,
 `defaults`), the requirements and state initial values (typed by generator.check.kinds), the update
 (fragments and called procedures inlined, generator.check.procedures, and spellings made canonical
-here, the data flow followed by generator.check.flow, `update flat:` and the procedures it calls by
-generator.check.flat) and the methods; then the whole-spec rules (unused inputs, a construct a
+here, the data flow followed by generator.check.flow, which also follows `update flat:` and the
+procedures it calls once generator.check.flat has set them up) and the methods; then the whole-spec rules (unused inputs, a construct a
 declared path has no form for: E335, generator.check.queries). generator.lower.lowering trusts what
 passes; anything it cannot lower is a GeneratorBug.
 """
@@ -368,14 +368,7 @@ class Checker:
         for b in blocks:
             self.flow.block(b)
         self.used |= self.passed  # an input passed to a procedure is used
-        for name, sym in self.flow.defined.items():
-            if name not in self.flow.read | self.passed and sym.role == "local":
-                self.out.error(
-                    "E402",
-                    f"`{name}` is assigned but never used",
-                    sym.decl.target.span,
-                    hint="remove the assignment, or use the value",
-                )
+        self.flow.report_unused(self.passed)
         self.locals = {n: s for n, s in self.flow.defined.items() if s.role == "local"}
         self.checked_methods = tuple(self.methods())
         check_declarations(self.spec, {*BUILTINS, *STATEMENT_FUNCTIONS}, self.out)
@@ -416,18 +409,10 @@ class Checker:
                         dynamic=True,
                         decl=st,
                     )
-            flow = Flow(self, env)
-            flow.mode = "method"
+            flow = Flow(self, env, "method")
             body = self.inline(m.body, ())
             flow.body(body)
-            for local, sym in flow.defined.items():
-                if local not in flow.read | self.passed and sym.role == "local":
-                    self.out.error(
-                        "E402",
-                        f"`{local}` is assigned but never used",
-                        sym.decl.target.span,
-                        hint="remove the assignment, or use the value",
-                    )
+            flow.report_unused(self.passed)
             yield m, body
 
     def inline(self, body, stack) -> tuple[S.Stmt, ...]:

@@ -1,28 +1,31 @@
-"""Statements and update blocks: the data flow of a per-parameter update, followed in order.
+"""Statements and update blocks: the one walk that checks every update block, in order.
 
-Part of the check stage (language → check → lower → emit). ``Flow`` walks the statements of the
-`update:` blocks and of each `method` (fragments and called procedures already inlined by
-generator.check.checker): what is defined where and with which type, read before written, the
-time subscripts of states, lazy states given their first value, conditional states used only under
-their condition, loops (`repeat`, `for`, `while`, `break`), lists (items of list states updated,
-local lists made, grown and their items replaced) and the paths each has a form in, what each kind
-of block (`update:`, `update group:`, `update optimizer:`, a method) may read and assign.
-Expressions are typed by generator.check.kinds, in the language's types
-(generator.language.types); `update flat:` is checked by generator.check.flat instead.
+Part of the check stage (language → check → lower → emit). ``Flow`` follows the statements of every
+kind of block (``MODES``: `update:`, `update group:`, `update optimizer:`, a `method`, with
+fragments and called procedures already inlined by generator.check.checker; `update flat:` and the
+procedures it calls, set up by generator.check.flat), one statement form at a time (``_STATEMENTS``):
+what is defined where and with which type, read before written, the time subscripts of states, lazy
+states given their first value, conditional states used only under their condition, loops
+(`repeat`, `for`, `while`, `break`), lists (items of list states updated, local lists made, grown
+and their items replaced), `return`, and the paths each construct has a form in. A per-parameter
+block's expressions are typed by generator.check.kinds, one type each; a flat block's names hold
+unions of types (generator.check.types), and where a form means something else there (Python's
+scoping, the step on `param`, procedures called as functions) the walk applies
+generator.check.flat_rules. Both type in the language's one lattice (generator.language.types).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from generator.language import syntax as S
 from generator.language.diagnostics import Note
 from generator.language.spec_printer import print_expr
 from generator.language.types import Kind, ListOf
 from generator.check.declarations import check_name
-from generator.check.kinds import Typer, flat_only, outside_for_each
+from generator.check.kinds import Typer, flat_only
 from generator.check.model import Block, NoForm, Symbol, state_type
-from generator.check.queries import mentions_name
+from generator.check import assignments, flat_rules
 from generator.check.lists import STATEMENT_FUNCTIONS, list_statement_form
 from generator.check.types import is_range
 
@@ -33,8 +36,11 @@ class Flow:
     ``checker`` is the generator.check.checker.Checker whose inputs, states and collector it
     uses; ``env`` the symbols visible at the start (inputs, states, `param`, `grad`)."""
 
-    def __init__(self, checker, env: dict):
+    def __init__(self, checker, env: dict, mode="each", program=None, scope=None):
         self.c = checker
+        # a flat mode's program and the scope followed (generator.check.types), whose unions
+        # of types flat_rules reads
+        self.program, self.scope = program, scope
         self.env = (
             env  # inputs, states, builtins; locals are added as they are assigned
         )
@@ -44,7 +50,7 @@ class Flow:
         self.initialised: set[str] = set()  # lazy states given their first value
         self.conditions: list[S.Expr] = []
         self.pending: dict[str, S.Span] = {}
-        self.mode = "each"
+        self.mode = mode
         self.in_each = False  # inside a method's `for each parameter:`
         self.origin: dict[str, str] = {}  # local → the mode of the block that set it
         self.accumulating: str | None = None  # the total an `update:` statement adds to
@@ -62,44 +68,89 @@ class Flow:
         self.mode = b.mode
         self.body(b.body)
 
+    @property
+    def rules(self) -> "Mode":
+        return MODES[self.mode]
+
     def body(self, stmts) -> None:
         for s in stmts:
-            if isinstance(s, S.Assign):
-                self.assign(s)
-            elif isinstance(s, S.If):
-                self.if_(s)
-            elif isinstance(s, S.Repeat):
-                self.repeat(s)
-            elif isinstance(s, S.Check):
-                self.check(s)
-            elif isinstance(s, S.ForEachParameter):
-                self.for_each(s)
-            elif isinstance(s, S.For):
-                self.for_(s)
-            elif isinstance(s, S.While):
-                self.while_(s)
-            elif isinstance(s, S.ItemAssign):
-                self.item_assign(s)
-            elif isinstance(s, S.CallStmt) and s.call.func in STATEMENT_FUNCTIONS:
-                self.list_call(s.call)
-            elif isinstance(s, S.Break):
-                if not self.loops:
-                    self.c.out.error("E504", "`break` outside a loop", s.span)
-                else:
-                    self.c.no_form.append(NoForm("`break`", s.span, _LISTS, _RANGE))
-            elif isinstance(s, S.Return) and self.mode in ("group", "step"):
-                if s.values:
-                    self.c.out.error(
-                        "E332",
-                        "`return` in a step ends it: it takes no value",
-                        s.values[0].span,
-                    )
-            else:
-                what = _STATEMENT_WORDS.get(type(s).__name__, "this statement")
-                flat_only(self.c.out, what, s.span)
-                # the rest is still followed, so that one misplaced statement is one error
-                for b in S.sub_blocks(s):
-                    self.body(b)
+            getattr(self, _STATEMENTS[type(s)])(s)
+
+    def flat_only(self, s) -> None:
+        """A statement a per-parameter update has no meaning for (E501)."""
+        what = _STATEMENT_WORDS.get(type(s).__name__, "this statement")
+        flat_only(self.c.out, what, s.span)
+        # the rest is still followed, so that one misplaced statement is one error
+        for b in S.sub_blocks(s):
+            self.body(b)
+
+    def no_form(self, form: NoForm) -> None:
+        """A construct the paths over lists of tensors cannot run (a flat update has none)."""
+        if not self.rules.flat:
+            self.c.no_form.append(form)
+
+    def break_(self, s: S.Break) -> None:
+        if not self.loops:
+            self.c.out.error("E504", "`break` outside a loop", s.span)
+        else:
+            self.no_form(NoForm("`break`", s.span, _LISTS, _RANGE))
+
+    def return_(self, s: S.Return) -> None:
+        if self.rules.returns is None:
+            self.flat_only(s)
+            return
+        if self.rules.flat:
+            for v in s.values:
+                self.kind(v)
+        if self.rules.returns != "values" and s.values:
+            self.c.out.error(
+                "E332",
+                self.rules.returns,
+                s.values[0].span,
+                hint=(
+                    "the step returns the closure's first loss, as torch's do"
+                    if self.rules.flat
+                    else None
+                ),
+            )
+
+    def multi_assign(self, s: S.MultiAssign) -> None:
+        # (a per-parameter block's are unpacked by generator.check.checker.unpacked)
+        if self.rules.flat:
+            flat_rules.multi_assign(self, s)
+        else:
+            self.flat_only(s)
+
+    def call_stmt(self, s: S.CallStmt) -> None:
+        c = s.call
+        if c.func in STATEMENT_FUNCTIONS:
+            self.list_call(c)
+        elif self.rules.flat:
+            flat_rules.procedure_call(self, c)
+        else:  # (a per-parameter block's procedure calls are inlined already)
+            self.flat_only(s)
+
+    def use(self, s: S.Use) -> None:
+        if self.rules.flat:
+            self.c.out.error(
+                "E506",
+                "fragments are for per-parameter updates",
+                s.span,
+                hint="write the statements here, or as a procedure",
+            )
+        else:  # (a per-parameter block's fragments are inlined already)
+            self.flat_only(s)
+
+    def report_unused(self, also_read=frozenset()) -> None:
+        """E402 for each local assigned and never read."""
+        for name, sym in self.defined.items():
+            if sym.role == "local" and name not in self.read | also_read:
+                self.c.out.error(
+                    "E402",
+                    f"`{name}` is assigned but never used",
+                    sym.decl.target.span,
+                    hint="remove the assignment, or use the value",
+                )
 
     def for_each(self, s: S.ForEachParameter) -> None:
         if self.mode != "method" or self.in_each:
@@ -139,6 +190,9 @@ class Flow:
 
     def check(self, s: S.Check) -> None:
         k, _, _ = self.kind(s.expr)
+        if self.rules.flat:  # (its message may name any value of the update)
+            flat_rules.message_names(self, s.message)
+            return
         if k not in (Kind.BOOL, None):
             self.c.out.error(
                 "E324",
@@ -166,6 +220,8 @@ class Flow:
         self.loops += 1
         self.body(body)
         self.loops -= 1
+        if self.rules.flat:  # (Python's scoping)
+            return
         if variable is not None:
             self.env.pop(variable, None)
         for name in list(self.env):
@@ -182,6 +238,14 @@ class Flow:
                 "`for` runs over `range(n)`, `range(a, b)` or `reversed(range(n))`",
                 it.span,
             )
+            if self.rules.flat:  # (its variable is still a name, one error is enough)
+                flat_rules.loop_variable(self, s)
+            self.loop_body(s.body)
+            return
+        if self.rules.flat:
+            for bound in (it.args[0] if it.func == "reversed" else it).args:
+                self.kind(bound)
+            flat_rules.loop_variable(self, s)
             self.loop_body(s.body)
             return
         dynamic = varying = False
@@ -195,7 +259,7 @@ class Flow:
                     hint="e.g. an `int` input, `dim(param)` or `size(param, 0)`",
                 )
             dynamic, varying = dynamic or dyn, varying or var
-        self.c.no_form.append(
+        self.no_form(
             NoForm(
                 (
                     "a `for` loop over a range that differs between parameters"
@@ -244,16 +308,27 @@ class Flow:
 
     def while_(self, s: S.While) -> None:
         self.condition(s.cond, "while", "compare a number, e.g. `while k < n:`")
-        self.c.no_form.append(NoForm("`while`", s.span, _LISTS, _RANGE))
+        self.no_form(NoForm("`while`", s.span, _LISTS, _RANGE))
         self.loop_body(s.body)
 
     def kind(self, e, context="update", lists=False):
-        """(type, dynamic, varying) of ``e``; a list only where ``lists`` admits one."""
+        """(type, dynamic, varying) of ``e``; a list only where ``lists`` admits one. In a
+        flat mode, its names and calls are checked and its type is left to the union typer
+        (flat_rules.type_of): (None, False, False)."""
+        if self.rules.flat:
+            flat_rules.expression(self, e)
+            return None, False, False
         t = Typer(self.c, context, self.env, self)
         k = t.any_kind(e) if lists else t.kind(e)
         return k, t.dynamic, t.varying
 
     def if_(self, s: S.If) -> None:
+        if self.rules.flat:  # (Python's scoping)
+            for cond, body in s.branches:
+                self.kind(cond)
+                self.body(body)
+            self.body(s.orelse)
+            return
         before = dict(self.env)
         envs = []
         negs = []
@@ -277,7 +352,7 @@ class Flow:
         if dynamic and item is not None:
             # (the foreach path splits its lists by such a condition; it keeps a list by
             # item, a list of every parameter's, and does not split those)
-            self.c.no_form.append(
+            self.no_form(
                 NoForm(
                     "a list under a condition decided per parameter",
                     item,
@@ -422,6 +497,9 @@ class Flow:
         """``append(xs, t)``, ``pop_first(xs)``: a local list grows or loses its first item."""
         if not list_statement_form(c, self.c.out):
             return
+        if self.rules.flat:
+            flat_rules.list_call(self, c)
+            return
         lst, *value = c.args
         k, _, _ = self.kind(lst, lists=True)
         sym = self.env.get(lst.id) if isinstance(lst, S.Name) else None
@@ -443,6 +521,9 @@ class Flow:
     def item_assign(self, s: S.ItemAssign) -> None:
         """``bufs[k] <- beta * bufs[k] + grad``: an item of a list state, updated in place;
         of a local list, replaced."""
+        if self.rules.flat:
+            flat_rules.item_assign(self, s)
+            return
         target = S.Index(s.target, s.index, s.target.span)
         self.kind(target)  # (the list and the index read, as any item's are)
         k, _, _ = self.kind(s.value)
@@ -454,245 +535,61 @@ class Flow:
             )
 
     def assign(self, s: S.Assign) -> None:
-        name, sub = s.target.id, s.target.subscript
-        if self.mode == "method" and name not in self.env:
-            if outside_for_each(self, name, s.target.span):
-                self.kind(s.value)
-                return
-        beside_update = any(u.mode == "each" for u in self.c.spec.updates)
-        if (self.mode == "step" and beside_update) and (name not in self.c.states):
-            self.c.out.error(
-                "E320",
-                "`update optimizer:` beside `update:` assigns `state optimizer` values only",
-                s.target.span,
-                hint="compute other values in `update group:` or `update:`",
-            )
-        total = self.c.states.get(name)
-        if total is not None and total.kind == "total" and self.mode != "step":
-            if self.mode != "each" or not _adds_to(s.value, name):
-                self.c.out.error(
-                    "E320",
-                    f"`update:` adds to the total `{name}` over the parameters: "
-                    f"`{name} <- {name} + ...`; other changes belong in `update optimizer:`",
-                    s.target.span,
-                )
-            self.accumulating = name
-        if sub is None and name.endswith("_t") and name[:-2] in self.c.states:
-            name, sub = name[:-2], "t"
-        if sub == "t-1":
-            self.c.out.error(
-                "E314",
-                f"cannot assign `{name}_{{t-1}}`, the previous value",
-                s.target.span,
-                hint=f"assign `{name}` (or `{name}_t`)",
-            )
-        if name not in self.env:  # a new local: its name must be usable in Python
-            check_name(S.Name(name, None, s.target.span), "a value", self.c.out)
-        target = self.env.get(name)
-        if target is not None and target.role == "input":
-            self.c.out.error(
-                "E317",
-                f"cannot assign to input `{name}`",
-                s.target.span,
-                notes=[Note("declared here", target.decl.span)],
-                hint=(
-                    f"assign a new name, e.g. `{name}_t <- ...`"
-                    if not name.endswith("_t")
-                    else None
-                ),
-            )
-            return
-        if target is not None and target.role == "grad":
-            self.c.out.error(
-                "E317",
-                "cannot assign to `grad`: gradients are never modified",
-                s.target.span,
-                hint="name the working gradient, e.g. `g <- grad`",
-            )
-            return
-        if (
-            s.initially is not None
-            and name in self.c.states
-            and self.c.states[name].lazy
-        ):
-            self.kind(s.initially)
-            self.initialised.add(
-                name
-            )  # the update expression runs only once it has a value
-        lists = isinstance(s.value, S.List) or S.repeated_list(s.value) is not None
-        k, dyn, var = self.kind(s.value, lists=lists)
-        if isinstance(k, ListOf):
-            if target is not None and target.role != "local":
-                self.c.out.error(
-                    "E507",
-                    f"a list is a new local: `{name}` is not one",
-                    s.target.span,
-                    hint="a list state is made by its declaration and changes item by "
-                    "item, `bufs[k] <- ...`",
-                )
-                return
-            # (the foreach path holds a list of the items' lists; a fused kernel takes
-            # one tensor per argument)
-            self.c.no_form.append(NoForm("a list", s.value.span, frozenset({"fused"})))
-        self.accumulating = None
-        if s.initially is not None:
-            st = self.c.states.get(name)
-            if st is None or not st.lazy:
-                self.c.out.error(
-                    "E318",
-                    "`initially` gives a lazy state its first value; "
-                    f"`{name}` is not a lazy state",
-                    s.initially.span,
-                )
-            ik, _, _ = self.kind(s.initially)
-            if ik not in (Kind.TENSOR, None):
-                self.c.out.error(
-                    "E318",
-                    "the first value of a tensor state must be a tensor",
-                    s.initially.span,
-                )
-            if st is not None and st.lazy:
-                self.initialised.add(name)
-        elif (
-            name in self.c.states
-            and self.c.states[name].lazy
-            and name not in self.initialised
-        ):
-            self.c.out.error(
-                "E315",
-                f"lazy state `{name}` is assigned without `initially`",
-                s.target.span,
-                hint=f"write `{name} <- ... initially <first value>`",
-            )
-            self.initialised.add(name)
-        if (
-            self.c.spec.sparse
-            and target is not None
-            and target.role in ("state", "param")
-            and (target.role == "param" or self.c.states[name].kind == "tensor")
-            and not _adds_to(s.value, name)
-        ):
-            self.c.out.error(
-                "E325",
-                f"with `sparse gradients`, `{name}` can only change by addition "
-                f"(`{name} <- {name} + ...`): a sparse gradient updates the rows it holds",
-                s.value.span,
-                hint="write the update as an increment, e.g. "
-                f"`{name} <- {name} + ((1 - b) * (g - {name}))`",
-            )
-        if target is not None and target.role in ("state", "param"):
-            want = target.kind
-            if k == Kind.TENSOR and want != Kind.TENSOR:
-                self.c.out.error(
-                    "E319",
-                    f"`{name}` is a number; a tensor cannot be stored in it",
-                    s.value.span,
-                )
-            if (
-                k in (Kind.SCALAR, Kind.INT)
-                and want == Kind.TENSOR
-                and target.role == "param"
-            ):
-                self.c.out.error(
-                    "E319", "the parameter must stay a tensor", s.value.span
-                )
-            if (k == Kind.BOOL) != (want == Kind.BOOL) and k is not None:
-                self.c.out.error(
-                    "E319",
-                    (
-                        f"a condition cannot be stored in `{name}`"
-                        if k == Kind.BOOL
-                        else f"`{name}` is a flag: it takes true or false"
-                    ),
-                    s.value.span,
-                )
-            if target.role == "state":
-                st = self.c.states[name]
-                block = {"optimizer": "step", "group": "group"}.get(st.scope)
-                in_method = self.mode == "method" and not self.in_each
-                accumulates = st.kind == "total" and self.mode == "each"
-                if (
-                    st.scope != "parameter"
-                    and self.mode != block
-                    and not (in_method or accumulates)
-                ):
-                    self.c.out.error(
-                        "E320",
-                        f"{st.scope}-level state `{name}` can only be "
-                        f"updated in an `update {st.scope}:` block",
-                        s.target.span,
-                    )
-                self._check_condition(st, s.target.span)
-                self.assigned_now[name] = s.target.span
-            if target.role == "param":
-                self.read.add(name)
-                self.assigned_now[name] = s.target.span
-            return
-        if k is None:
-            k = Kind.TENSOR
-        if k == Kind.BOOL:
-            self.c.out.error(
-                "E319", "store conditions in inputs, not in update values", s.value.span
-            )
-        prev = self.env.get(name)
-        if prev is not None and isinstance(prev.decl, S.For):
-            self.c.out.error(
-                "E319",
-                f"`{name}` is the loop's variable: the loop sets it",
-                s.target.span,
-                hint="give the value a name of its own",
-            )
-            return
-        if (
-            prev is not None
-            and prev.kind != k
-            and not ({prev.kind, k} <= {Kind.SCALAR, Kind.INT})
-        ):
-            self.c.out.error(
-                "E319",
-                f"`{name}` was {_a(prev.kind)}; it cannot become {_a(k)}",
-                s.value.span,
-                notes=[Note("first assigned here", prev.decl.target.span)],
-            )
-        sym = Symbol(name, k, "local", dynamic=dyn, varying=var, decl=s)
-        self.env[name] = sym
-        self.origin[name] = self.mode
-        self.defined.setdefault(name, sym)
-        self.pending.pop(name, None)
+        (flat_rules if self.rules.flat else assignments).assign(self, s)
 
+
+@dataclass(frozen=True)
+class Mode:
+    """What a kind of block is, for the one walk that checks them all."""
+
+    # on all the parameters as one vector (LBFGS): a name may hold values of several types (the
+    # union generator.check.types infers), a name set in a branch or a loop lives on after it
+    # (Python's scoping), `param` changes by a step along a vector, procedures are called as
+    # functions, and there are no paths over lists of tensors (foreach, fused) to refuse
+    flat: bool
+    # what `return` does: None (a per-parameter update has no meaning for it, E501), "values"
+    # (a procedure's result), or the message for a value given where it ends the block (E332)
+    returns: str | None
+
+
+_ENDS_STEP = "`return` in a step ends it: it takes no value"
+MODES = {
+    "each": Mode(False, None),  # `update:`, on each parameter with a gradient
+    "random": Mode(False, None),  # `update one random parameter:`
+    "group": Mode(False, _ENDS_STEP),
+    "step": Mode(False, _ENDS_STEP),  # `update optimizer:`
+    "method": Mode(False, None),
+    "flat": Mode(True, "`return` in a flat update ends the step: it takes no value"),
+    "procedure": Mode(True, "values"),  # a procedure a flat update calls
+}
 
 # the paths over lists of tensors
 _LISTS = frozenset({"foreach", "fused"})
 # a loop those paths run
 _RANGE = "loop with `for k in range(n)` over a whole number the hyperparameters decide"
 
+# a statement form → the method of Flow that follows it
+_STATEMENTS = {
+    S.Assign: "assign",
+    S.MultiAssign: "multi_assign",
+    S.ItemAssign: "item_assign",
+    S.CallStmt: "call_stmt",
+    S.If: "if_",
+    S.Repeat: "repeat",
+    S.For: "for_",
+    S.While: "while_",
+    S.Break: "break_",
+    S.Return: "return_",
+    S.Check: "check",
+    S.Use: "use",
+    S.ForEachParameter: "for_each",
+}
+
 _STATEMENT_WORDS = {
     "MultiAssign": "assigning several names at once",
     "CallStmt": "a call as a statement",
     "Return": "`return`",
 }
-
-
-def _a(kind) -> str:
-    """``an int``, ``a tensor``: a type in a sentence."""
-    return ("an " if str(kind)[0] in "aeiou" else "a ") + str(kind)
-
-
-def _adds_to(value: S.Expr, name: str) -> bool:
-    """``x + a - b ...`` where the first term is ``x`` itself; a single increment may read ``x``
-    (its rows before the update), several may not (each would see the previous one's rows).
-    """
-    terms = []
-    e = value
-    while isinstance(e, S.Binary) and e.op in ("+", "-") and not e.grouped:
-        terms.append(e.right)
-        e = e.left
-    return (
-        bool(terms)
-        and isinstance(e, S.Name)
-        and e.id == name
-        and (len(terms) == 1 or not any(mentions_name(t, name) for t in terms))
-    )
 
 
 def _implies(cond: S.Expr, required: S.Expr) -> bool:

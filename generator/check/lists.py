@@ -1,9 +1,9 @@
 """The list statements of the language, checked alike in every update block.
 
 Part of the check stage (language → check → lower → emit). ``append(xs, v)`` and
-``pop_first(xs)`` change a list in place, as statements of their own; generator.check.flat (a flat
-update's lists of vectors and numbers) and generator.check.flow (a per-parameter update's local
-lists of tensors) both check their form here, then what the list holds by their own types.
+``pop_first(xs)`` change a list in place, as statements of their own; generator.check.flow checks their
+form here in every block, then what the list holds by the block's types (a flat update's lists of
+vectors and numbers, generator.check.flat_rules; a per-parameter update's lists of tensors).
 """
 
 from __future__ import annotations

@@ -20,8 +20,12 @@ from generator.language.types import TENSORS, Kind, ListOf
 @dataclass(frozen=True)
 class Symbol:
     name: str
-    kind: Kind | ListOf  # bool | scalar | int | str | tensor, or a list of tensors
-    role: str  # input | state | local | param | grad
+    # bool | scalar | int | str | tensor, or a list of tensors; in a flat update, the union of
+    # the types the name may hold (generator.check.types)
+    kind: Kind | ListOf | frozenset
+    # input | state | local | param | grad; in a flat update also loss and a procedure's
+    # argument, and "error" once a name is reported undefined
+    role: str
     dynamic: bool = (
         False  # depends on a counter (not known when the optimizer is built)
     )
@@ -30,7 +34,7 @@ class Symbol:
     optional: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.kind, ListOf):
+        if not isinstance(self.kind, (ListOf, frozenset)):
             object.__setattr__(self, "kind", Kind(self.kind))
 
 

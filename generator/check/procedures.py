@@ -11,7 +11,7 @@ checked, lowered and printed like any other, so the procedure runs on every path
 (for-loop, foreach, fused), and its errors point into the procedure. A procedure sees only its
 arguments and its own names (E502), is called with the arguments it takes (E503), and returns
 once, at its end, as many values as the call assigns (E504). A flat update calls procedures as
-functions instead (generator.check.flat).
+functions instead (generator.check.flat_rules).
 """
 
 from __future__ import annotations

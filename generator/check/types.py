@@ -1,7 +1,7 @@
 """The typer of flat updates and procedures: the union of types each name may hold.
 
-Part of the checker (generator.check.flat checks the statements; this module types them), in the
-language's one type lattice (generator.language.types). A flat value is a number, a 0-d tensor, the
+Part of the checker (generator.check.flow follows the statements with generator.check.flat_rules;
+this module types them), in the language's one type lattice (generator.language.types). A flat value is a number, a 0-d tensor, the
 vector of all parameters, a bool, none, a string, a list or a tuple, and a name may hold several
 of these: the typer runs a fixed point over the update and every procedure, since a procedure's
 arguments take the types of its call sites; generator.lower.flat reads the types to give each

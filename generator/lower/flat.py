@@ -1,6 +1,6 @@
 """Lowering a flat update and its procedures: checked syntax and inferred types to IR.
 
-Part of the lower stage (language → check → lower → emit). generator.check.flat has checked the
+Part of the lower stage (language → check → lower → emit). generator.check has checked the
 ``update flat:`` block and the procedures and generator.check.types has inferred the type of every
 name; this module resolves each name to what it is (an input, a state, a counter, the gradient, a
 local) and gives every expression the form its type has (a vector, a 0-d tensor, a Python value),
@@ -12,7 +12,7 @@ becomes a step along ``d``, ``reversed(range(n))`` a loop counting down.
 from __future__ import annotations
 
 from generator import ir
-from generator.check.flat import step_along
+from generator.check.flat_rules import step_along
 from generator.check.model import CheckedSpec
 from generator.check.types import Program, Scope, Typer
 from generator.language import syntax as S
