@@ -388,6 +388,62 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
         step_count=StepCount("group"),
     ),
     PaperOptimizerInfo(
+        "AggMo",
+        module="aggmo",
+        grid=(
+            {},
+            {"lr": 1e-2},
+            {"lr": 1e-2, "betas": (0.5, 0.9)},  # two buffers
+            {"lr": 1e-2, "betas": (0.0, 0.5, 0.9, 0.99, 0.999)},  # five
+            {"lr": 1e-2, "betas": (0.9, 0.0, 0.99)},  # not in order
+            {"lr": 1e-2, "weight_decay": 0.1},
+            {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": True},
+            {
+                "lr": 1e-2,
+                "weight_decay": 0.1,
+                "weight_decouple": True,
+                "fixed_decay": True,
+            },
+            {"lr": 1e-2, "maximize": True},
+            {"lr": 1e-2, "foreach": True},
+        ),
+        # the reference's dict of buffers keyed by decay rate, in its order, against our list
+        state_keys=same_keys("momentum_buffer"),
+        agreement=(
+            {"lr": 1e-2, "weight_decay": 0.1},
+            {"lr": 1e-2, "betas": (0.0, 0.5, 0.9, 0.99), "maximize": True},
+        ),
+        bad_arguments=(
+            {"lr": -1.0},
+            {"betas": (1.0, 0.9)},
+            {"betas": (0.0, -0.1, 0.99)},
+            {"betas": (0.0, 0.9, 1.5)},
+            {"weight_decay": -0.1},
+        ),
+        refusals=(
+            Refusal(
+                "one_decay_rate",
+                ValueError,
+                "two decay rates or more",
+                kwargs={"betas": (0.9,)},
+            ),
+            Refusal(
+                "fused",
+                TypeError,
+                "fused",
+                kwargs={"fused": True},
+            ),
+            Refusal(
+                "sparse_gradients",
+                ValueError,
+                "does not support sparse gradients",
+                at_step=True,
+                sparse_grad=True,
+            ),
+        ),
+        added_defaults=("maximize",),  # the reference keeps it on the optimizer
+    ),
+    PaperOptimizerInfo(
         "AdEMAMix",
         module="ademamix",
         grid=(

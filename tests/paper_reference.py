@@ -85,6 +85,22 @@ def close(actual, expected, tol, label, what, step=None, record=None) -> None:
     compare_tensor(actual, expected, what, ctx, record=record is not None)
 
 
+def _tensors(v):
+    """A state value as the comparison reads it: a tensor (cloned), a list of them (a list
+    state; the reference's dict of them, in its order, such as AggMo's buffers keyed by their
+    decay rates), or None for anything else."""
+    if torch.is_tensor(v):
+        return v.detach().clone()
+    items = list(v.values()) if isinstance(v, dict) else v
+    if isinstance(items, (list, tuple)) and items and all(map(torch.is_tensor, items)):
+        return [x.detach().clone() for x in items]
+    return None
+
+
+def _shape_of(v) -> str:
+    return f"a list of {len(v)} tensors" if isinstance(v, list) else "one tensor"
+
+
 def assert_matches_reference(
     module: str,
     name: str,
@@ -117,9 +133,9 @@ def assert_matches_reference(
                 [p.detach().clone() for p in params],
                 [
                     {
-                        k: v.clone()
+                        k: _tensors(v)
                         for k, v in opt.state[p].items()
-                        if torch.is_tensor(v)
+                        if _tensors(v) is not None
                     }
                     for p in params
                 ],
@@ -142,16 +158,29 @@ def assert_matches_reference(
                         f"{label}, step {step}, param #{i}: state {ours!r} present "
                         f"{ours in st}, reference {theirs!r} present {theirs in ref_states[i]}"
                     )
-                close(
-                    st[ours]
-                    .to(ref_states[i][theirs].dtype)
-                    .reshape(ref_states[i][theirs].shape),
-                    ref_states[i][theirs],
-                    TOL,
-                    label,
-                    f"param #{i}, state {ours!r}",
-                    step,
+                mine, reference_state = _tensors(st[ours]), ref_states[i][theirs]
+                if isinstance(mine, list) != isinstance(reference_state, list) or (
+                    isinstance(mine, list) and len(mine) != len(reference_state)
+                ):
+                    raise AssertionError(
+                        f"{label}, step {step}, param #{i}: state {ours!r} holds "
+                        f"{_shape_of(mine)}, the reference's {theirs!r} "
+                        f"{_shape_of(reference_state)}"
+                    )
+                pairs = (
+                    list(enumerate(zip(mine, reference_state)))
+                    if isinstance(mine, list)
+                    else [(None, (mine, reference_state))]
                 )
+                for k, (a, e) in pairs:
+                    close(
+                        a.to(e.dtype).reshape(e.shape),
+                        e,
+                        TOL,
+                        label,
+                        f"param #{i}, state {ours!r}" + ("" if k is None else f"[{k}]"),
+                        step,
+                    )
 
     run(gen_cls, kwargs, dtype, seed, steps, check, shapes=shapes)
 

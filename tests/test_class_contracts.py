@@ -155,6 +155,15 @@ def _candidates(kind: str) -> list:
     return out or [-1.0, 0.0, 1.0, 2.0]
 
 
+def _items_varied(default: tuple, kind: str) -> list[tuple]:
+    """A `tuple of` input's default with one item replaced by each candidate value."""
+    return [
+        default[:j] + (v,) + default[j + 1 :]
+        for j in range(len(default))
+        for v in _candidates(kind)
+    ]
+
+
 def _input_of(spec, ident: str):
     for inp in spec.inputs:
         for k, n in enumerate(inp.names):
@@ -194,7 +203,11 @@ def _violations(name: str, spec, ids, expr=None):
         strings = (
             [n.value for n in named if isinstance(n, S.String)] if "str" in kind else []
         )
-        choices.append([(inp, k, v) for v in [own, *_candidates(kind), *strings]])
+        if inp.type.kind == "sequence":  # (`tuple of float`: shorter, and each item varied)
+            values = [own, own[:1], own[:2], *_items_varied(own, kind)]
+        else:
+            values = [own, *_candidates(kind), *strings]
+        choices.append([(inp, k, v) for v in values])
     for combo in itertools.product(*choices):
         kwargs: dict = {}
         for inp, k, v in combo:

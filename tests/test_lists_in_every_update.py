@@ -322,7 +322,11 @@ def test_local_lists_match_plain_torch_and_leave_the_gradient_alone(foreach):
 
 
 _REAL = 'check not is_complex(param) else "real only"\nupdate:'
-_NO_FORM = "has no {} form: only the for-loop path runs it"
+# (a list has a foreach form unless under a condition decided per parameter)
+_NO_FORM = {
+    "fused": "has no fused form: the for-loop and foreach paths run it",
+    "foreach": "has no foreach form: only the for-loop path runs it",
+}
 
 # (spec, what changes in it, the line refused, the construct, the path): E335, never a fallback;
 # the spec without the path's input builds
@@ -388,7 +392,7 @@ def test_a_list_refuses_a_path_it_has_no_form_on(spec, edits, line, construct, p
         assert old in text
         text = text.replace(old, new, 1)
     found = _errors(text)
-    assert ("E335", line, f"{construct} {_NO_FORM.format(path)}") in found, found
+    assert ("E335", line, f"{construct} {_NO_FORM[path]}") in found, found
     if path == "foreach":
         check_text(text.replace("input foreach: bool? = none, keyword\n", ""))
 

@@ -21,7 +21,7 @@ from generator.language import syntax as S
 from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import Collector, Note, did_you_mean
 from generator.language.names import BUILTIN_TENSORS, IMPLEMENTATION_FLAGS
-from generator.language.types import Kind
+from generator.language.types import Kind, ListOf, union
 from generator.check.declarations import (
     OPTIMIZER_ATTRIBUTES,
     check_input,
@@ -127,6 +127,8 @@ class Checker:
                 }.get(t, Kind.SCALAR)
                 if inp.type.kind == "union" and "float" in names:
                     kind = Kind.SCALAR
+                if inp.type.kind == "sequence":  # (betas[k], len(betas))
+                    kind = ListOf(union(kind))
                 self.inputs[n.id] = Symbol(
                     n.id, kind, "input", decl=inp, optional=any(inp.type.optional)
                 )
@@ -614,7 +616,12 @@ def paths_without_form(c: Checker) -> None:
                 continue
             c.out.error(
                 "E335",
-                f"{construct.what} has no {path} form: only the for-loop path runs it",
+                f"{construct.what} has no {path} form: "
+                + (
+                    "the for-loop and foreach paths run it"
+                    if "foreach" not in construct.paths
+                    else "only the for-loop path runs it"
+                ),
                 construct.span,
                 notes=[Note(f"the `{path}` input is declared here", flag.span)],
                 hint=f"remove the `{path}` input"

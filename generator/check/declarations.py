@@ -77,6 +77,16 @@ def check_input(inp: S.Input, out: Collector) -> None:
                 hint=did_you_mean(t, TYPES)
                 or "types are float, int, bool, str and tensor",
             )
+    if inp.type.kind == "sequence" and (
+        inp.type.names[0] not in ("float", "int") or inp.type.optional[0]
+    ):
+        out.error(
+            "E202",
+            "a `tuple of` holds numbers: `tuple of float` or `tuple of int`",
+            inp.type.span,
+            hint="a tuple of other values, or of a fixed length, names its items: "
+            "`input beta1, beta2 (betas): (float, float)`",
+        )
     if inp.type.kind == "tuple":
         if len(inp.type.names) != len(inp.names):
             out.error(
@@ -169,6 +179,18 @@ def _check_default(inp: S.Input, out: Collector) -> None:
             d.span,
         )
         return
+    if inp.type.kind == "sequence":
+        if kind != "tuple":
+            out.error(
+                "E204",
+                f"the default of a `tuple of {inp.type.names[0]}` is a tuple, "
+                "e.g. `(0.0, 0.9, 0.99)`",
+                d.span,
+            )
+            return
+        for item in d.items:
+            _check_value(item, inp.type.names, inp.type.optional[0], out)
+        return
     if inp.type.kind == "tuple":
         if kind != "tuple" or len(d.items) != len(inp.names):
             out.error(
@@ -186,7 +208,20 @@ def _check_default(inp: S.Input, out: Collector) -> None:
                     item.span,
                 )
         return
-    names, optional = inp.type.names, any(inp.type.optional)
+    _check_value(d, inp.type.names, any(inp.type.optional), out)
+
+
+def _check_value(d: S.Expr, names, optional: bool, out: Collector) -> None:
+    """A literal default (or an item of a default tuple) that fits the type ``names``."""
+    kind = _literal_kind(d)
+    if kind is None:
+        out.error(
+            "E204",
+            "each value of a default tuple must be a literal (a number, true, false, none "
+            "or a string)",
+            d.span,
+        )
+        return
     ok = {
         "none": optional,
         "bool": "bool" in names,
@@ -199,7 +234,7 @@ def _check_default(inp: S.Input, out: Collector) -> None:
         out.error(
             "E204",
             f"default `{_show(d)}` does not fit type "
-            f"`{' | '.join(n + ('?' if o else '') for n, o in zip(names, inp.type.optional))}`",
+            f"`{' | '.join(names)}{'?' if optional else ''}`",
             d.span,
         )
 

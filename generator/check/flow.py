@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from generator.language import syntax as S
 from generator.language.diagnostics import Note
 from generator.language.spec_printer import print_expr
-from generator.language.types import Kind, ListOf
+from generator.language.types import TENSORS, Kind, ListOf
 from generator.check.declarations import check_name
 from generator.check.kinds import Typer, flat_only
 from generator.check.model import Block, NoForm, Symbol, state_type
@@ -384,7 +384,8 @@ class Flow:
     def _list_use(self, blocks, env: dict) -> S.Span | None:
         """Where ``blocks`` first make, change or read a list (a list state's or a local
         list's item, a list made or grown); ``env`` the names before them."""
-        lists = {n for n, sym in env.items() if isinstance(sym.kind, ListOf)}
+        # (a tuple of numbers is one for every parameter: never split)
+        lists = {n for n, sym in env.items() if sym.kind == TENSORS}
 
         def in_expr(e):
             if isinstance(e, S.List) or (
@@ -502,6 +503,8 @@ class Flow:
             return
         lst, *value = c.args
         k, _, _ = self.kind(lst, lists=True)
+        if isinstance(lst, S.Name) and self.read_only(lst):
+            return
         sym = self.env.get(lst.id) if isinstance(lst, S.Name) else None
         local = sym is not None and sym.role == "local"
         if k is not None and not (isinstance(k, ListOf) and local):
@@ -526,6 +529,8 @@ class Flow:
             return
         target = S.Index(s.target, s.index, s.target.span)
         self.kind(target)  # (the list and the index read, as any item's are)
+        if self.read_only(s.target):
+            return
         k, _, _ = self.kind(s.value)
         if k not in (Kind.TENSOR, Kind.SCALAR, Kind.INT, None):
             self.c.out.error(
@@ -533,6 +538,21 @@ class Flow:
                 f"an item of `{s.target.id}` is a tensor: it takes a tensor or a number",
                 s.value.span,
             )
+
+    def read_only(self, name: S.Name) -> bool:
+        """An input's items (`betas[k]` of a `tuple of float`) are read, never changed:
+        reported where a statement would change them."""
+        sym = self.env.get(name.id)
+        if sym is None or sym.role != "input":
+            return False
+        self.c.out.error(
+            "E317",
+            f"cannot change input `{name.id}`: the update reads its items",
+            name.span,
+            notes=[Note("declared here", sym.decl.span)],
+            hint="copy what changes into a state or a local of its own",
+        )
+        return True
 
     def assign(self, s: S.Assign) -> None:
         (flat_rules if self.rules.flat else assignments).assign(self, s)

@@ -20,6 +20,7 @@ from generator.language.diagnostics import Collector, Note, did_you_mean
 from generator.language.names import BUILTIN_TENSORS
 from generator.language.spec_printer import print_expr
 from generator.language.types import TENSORS, Kind, ListOf
+from generator.check.model import NoForm
 
 
 class Typer:
@@ -89,6 +90,11 @@ class Typer:
             self.error("E507", f"`{print_expr(e.value)}` is not a list", e.value.span)
             return None
         (item,) = lk.item  # (a list of a per-parameter update holds items of one type)
+        if lk != TENSORS and self.flow is not None:
+            # (a fused kernel takes its numbers one by one, as 0-d tensors)
+            self.flow.no_form(
+                NoForm("an item of a tuple of numbers", e.span, frozenset({"fused"}))
+            )
         return item
 
     def k_List(self, e):

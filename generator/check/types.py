@@ -104,6 +104,8 @@ def input_type(inp: S.Input, k: int) -> frozenset:
     )
     if optional and inp.none_means is None:
         t = join(t, NONE)
+    if inp.type.kind == "sequence":
+        t = list_of(t)
     return t
 
 

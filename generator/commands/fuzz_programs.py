@@ -626,14 +626,26 @@ def _lists(d: _Draw, rng, scope: _Scope, inputs: list, states: list, body: list)
     name returned); the program then has no fused path (and with an item updated under a shape
     branch, no foreach path), and is held to its twin without lists as well
     (generator.commands.fuzz)."""
-    inputs.append(("nl", f"input nl: int = {rng.choice([1, 2, 3])}"))
-    states.append(("sl", f"state sl (sl) <- [{rng.choice(['0', 'param'])}] * nl"))
+    first = rng.choice(["0", "param"])
+    if rng.random() < 0.5:
+        inputs.append(("nl", f"input nl: int = {rng.choice([1, 2, 3])}"))
+        states.append(("sl", f"state sl (sl) <- [{first}] * nl"))
+        count, weight = "nl", d.scalar_weight()
+    else:
+        # AggMo's decay rates: a `tuple of float` input sizes the list, one weight per item
+        rates = [
+            rng.choice(["0.5", "0.25", "0.9", "0.1"]) for _ in range(rng.choice([2, 3]))
+        ]
+        inputs.append(("rl", f"input rl: tuple of float = ({', '.join(rates)})"))
+        states.append(("sl", f"state sl (sl) <- [{first}] * len(rl)"))
+        count, weight = "len(rl)", leaf("rl[j]", "scalar")
+        d.note("tuple input")
     d.note("list state")
     x = d.local()
     body.append(Assign(x, d.tensor(scope, 1)))
     item = leaf("sl[j]")
     update = Assign(
-        "sl[j]", Expr("lerp({}, {}, {})", (item, d.tensor(scope, 2), d.scalar_weight()))
+        "sl[j]", Expr("lerp({}, {}, {})", (item, d.tensor(scope, 2), weight))
     )
     read = Assign(x, Expr("{} + 0.5 * {} / (j + 1)", (leaf(x), item)))
     if rng.random() < 0.3:
@@ -641,7 +653,7 @@ def _lists(d: _Draw, rng, scope: _Scope, inputs: list, states: list, body: list)
         # condition) has no form for a list state's item under it
         update = If("dim(param) > 1", (update,), (), "shape")
         d.note("list item under a shape branch")
-    body.append(Repeat("nl", (update, read), "j"))
+    body.append(Repeat(count, (update, read), "j"))
     if rng.random() < 0.5:
         d.locals += 1
         xl = f"xl{d.locals}"

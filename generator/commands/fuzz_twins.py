@@ -32,6 +32,17 @@ def unrolled(program: Program) -> Program | None:
     n = next(
         (int(decl.split("=")[1]) for name, decl in program.inputs if name == "nl"), None
     )
+    # a `tuple of float` input's items: the literals of its default (the values it runs with)
+    rates = next(
+        (
+            re.search(r"= \((.*)\)", decl).group(1).split(", ")
+            for name, decl in program.inputs
+            if name == "rl"
+        ),
+        None,
+    )
+    if rates is not None:
+        n = len(rates)
     if n is None:
         return None
     states = []
@@ -39,7 +50,7 @@ def unrolled(program: Program) -> Program | None:
         if name != "sl":
             states.append((name, decl))
             continue
-        first = re.search(r"<- \[(.*)\] \* nl", decl).group(1)
+        first = re.search(r"<- \[(.*)\] \* (nl|len\(rl\))", decl).group(1)
         states += [(f"sl{k}", f"state sl{k} (sl{k}) <- {first}") for k in range(n)]
     made: dict[str, tuple] = {}  # local list → its items
 
@@ -49,13 +60,16 @@ def unrolled(program: Program) -> Program | None:
             return Expr("({})", (made[m.group(1)][int(m.group(2))],), e.kind)
         template = e.template
         if k is not None:
-            template = re.sub(r"\bj\b", str(k), template.replace("sl[j]", f"sl{k}"))
+            template = template.replace("sl[j]", f"sl{k}")
+            if rates is not None:
+                template = template.replace("rl[j]", rates[k])
+            template = re.sub(r"\bj\b", str(k), template)
         return Expr(template, tuple(expr(a, k) for a in e.args), e.kind)
 
     def block(stmts, k=None) -> tuple:
         out = []
         for st in stmts:
-            if isinstance(st, Repeat) and st.count == "nl":
+            if isinstance(st, Repeat) and st.count in ("nl", "len(rl)"):
                 for item in range(n):
                     out += block(st.body, item)
             elif isinstance(st, Assign) and st.value.template.startswith("["):
@@ -76,6 +90,8 @@ def unrolled(program: Program) -> Program | None:
     return prune(
         replace(
             program,
+            # (the twin reads the tuple's items as literals: its input is unused)
+            inputs=tuple((name, d) for name, d in program.inputs if name != "rl"),
             states=tuple(states),
             **{name: block(getattr(program, name)) for name in BLOCKS},
         )

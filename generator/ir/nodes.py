@@ -135,7 +135,15 @@ class STuple:
     items: tuple["SExpr", ...]
 
 
-SExpr = Union[SConst, SRef, SBin, SCompare, SUnary, SCall, SCond, STuple]
+@dataclass(frozen=True)
+class SIndex:
+    """An item of a tuple of numbers, ``betas[k]`` (an input of type ``tuple of float``)."""
+
+    value: "SExpr"
+    index: "SExpr"
+
+
+SExpr = Union[SConst, SRef, SBin, SCompare, SUnary, SCall, SCond, STuple, SIndex]
 
 # ---- tensor expressions -------------------------------------------------------------------------------
 

@@ -28,11 +28,13 @@ class PyType(enum.Enum):
 @dataclass(frozen=True)
 class ArgType:
     """An argument's type: one of ``alternatives`` (or None, when ``optional``); a tuple of
-    ``items`` where there are items (``betas: tuple[float, float]``)."""
+    ``items`` where there are items (``betas: tuple[float, float]``); with ``repeated``, a
+    tuple of any length whose items are of this type (``betas: tuple[float, ...]``)."""
 
     alternatives: tuple[PyType, ...] = ()
     optional: bool = False
     items: tuple["ArgType", ...] = ()
+    repeated: bool = False
 
     def admits(self, t: PyType) -> bool:
         return t in self.alternatives

@@ -63,6 +63,8 @@ def children(e) -> tuple:
         return (e.cond, e.then, e.orelse)
     if isinstance(e, STuple):
         return e.items
+    if isinstance(e, SIndex):
+        return (e.value, e.index)
     if isinstance(e, TOp):
         return e.args + tuple(v for _, v in e.kwargs)
     if isinstance(e, TRef):

@@ -379,9 +379,11 @@ class Require:
 
 @dataclass(frozen=True)
 class TypeRef:
-    """``float``, ``bool?``, ``float | tensor`` or ``(float, float)``."""
+    """``float``, ``bool?``, ``float | tensor``, ``(float, float)`` or ``tuple of float``."""
 
-    kind: str  # "union" or "tuple"
+    # "union", "tuple" (one name per item) or "sequence" (a tuple of any length of one type,
+    # one name: its items are read as ``betas[k]``, its length as ``len(betas)``)
+    kind: str
     names: tuple[str, ...]
     optional: tuple[bool, ...]
     span: Span = field(compare=False)

@@ -361,6 +361,11 @@ class _Build(Transformer):
         )
 
     @v_args(meta=True)
+    def sequence_type(self, meta, children):
+        ((name, optional),) = children
+        return S.TypeRef("sequence", (name,), (optional,), self._span(meta))
+
+    @v_args(meta=True)
     def complex_decl(self, meta, children):
         return S.ComplexMode("view_as_real", self._span(meta))
 

@@ -159,6 +159,8 @@ class ExpressionLowerer:
             if name in self.kinds:
                 return self.kinds[name]
             sym = self.c.inputs.get(name)
+            if sym is not None and isinstance(sym.kind, ListOf):
+                return sym.kind  # a tuple of numbers (`tuple of float`)
             return (
                 Kind.BOOL if sym is not None and sym.kind == Kind.BOOL else Kind.SCALAR
             )
@@ -179,7 +181,11 @@ class ExpressionLowerer:
             kinds = {self.kind(e.then), self.kind(e.orelse)}
             return Kind.TENSOR if Kind.TENSOR in kinds else kinds.pop()
         if isinstance(e, S.Index):
-            return Kind.TENSOR  # (a per-parameter update's lists hold tensors)
+            lk = self.kind(e.value)
+            if lk != TENSORS:  # an item of a tuple of numbers
+                (item,) = lk.item
+                return Kind.SCALAR if item == Kind.INT else item
+            return Kind.TENSOR
         if isinstance(e, S.Call):
             result = BUILTINS[e.func].result
             if result in (Kind.INT, Kind.SCALAR):
@@ -282,6 +288,8 @@ class ExpressionLowerer:
             )
         if isinstance(e, S.Call):
             return ir.SCall(e.func, tuple(self.operand(a) for a in e.args))
+        if isinstance(e, S.Index):  # an item of a tuple of numbers
+            return ir.SIndex(self.sexpr(e.value), self.sexpr(e.index))
         raise GeneratorBug(f"cannot lower scalar {e!r}")
 
     # -- tensor expressions -----------------------------------------------------------------------------

@@ -48,7 +48,9 @@ def _arg_type(inp: S.Input) -> ir.ArgType:
             )
         )
     return ir.ArgType(
-        tuple(_PY_TYPES[n] for n in inp.type.names), any(inp.type.optional)
+        tuple(_PY_TYPES[n] for n in inp.type.names),
+        any(inp.type.optional),
+        repeated=inp.type.kind == "sequence",
     )
 
 

@@ -147,8 +147,16 @@ def graph_constants(*values):
     traced (guarded by value: a new value recompiles). Called only under torch.compile.
 
     ``math.ldexp(x, 0)`` is ``x`` exactly; dynamo cannot trace it on a symbolic float, so it
-    specializes the float, as ``torch._dynamo.config.specialize_float`` would."""
-    return tuple(math.ldexp(v, 0) if isinstance(v, float) else v for v in values)
+    specializes the float, as ``torch._dynamo.config.specialize_float`` would. A tuple of
+    numbers (``betas: tuple of float``) has its floats specialized alike."""
+    return tuple(
+        (
+            math.ldexp(v, 0)
+            if isinstance(v, float)
+            else graph_constants(*v) if isinstance(v, tuple) else v
+        )
+        for v in values
+    )
 
 
 def _flat(t):

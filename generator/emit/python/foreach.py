@@ -10,7 +10,6 @@ tensor with the single-tensor spelling.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from dataclasses import replace
 
@@ -39,6 +38,7 @@ from generator.emit.python.scalars import (
     traced,
     varying_refs,
 )
+from generator.emit.python.lazy import print_lazy
 from generator.emit.python.single import SingleTensorPrinter, _reduced
 
 
@@ -675,7 +675,7 @@ class ForeachPrinter:
         elif isinstance(s, ir.InPlace):
             self.inplace(s.target, s.ops, out)
         elif isinstance(s, ir.LazyInit):
-            self.lazy(s, out)
+            print_lazy(self, s, out)
         elif isinstance(s, ir.If) and s.varying:
             known = set(self.known)
 
@@ -730,83 +730,3 @@ class ForeachPrinter:
             out(f"{self.tlist(s.target)}.pop(0)")
         else:
             raise GeneratorBug(f"cannot print {s!r}")
-
-    def lazy(self, s: ir.LazyInit, out: Lines) -> None:
-        """torch's idiom for a state made on the first step: all made → foreach; else per tensor."""
-        st = self.states[s.state]
-        lst = f"device_{st.list_name}"
-        if s.update:
-            out(f"if all(buf is not None for buf in {lst}):")
-            with out.indent():
-                self.imports.need("cast")
-                out(f"{lst} = cast(list[Tensor], {lst})")
-                self.body(s.update, out)
-            out("else:")
-        else:  # kept as it was first made: only the missing ones are made
-            out(f"if not all(buf is not None for buf in {lst}):")
-        with out.indent():
-            single = SingleTensorPrinter(self.opt, self.imports)
-            first, fresh = single.tensor(s.first)
-            refs = []
-            uses(
-                s.first, lambda x: isinstance(x, ir.TRef) and (refs.append(x) or False)
-            )
-            out(f"for j in range(len({lst})):")
-            with out.indent():
-                for r in dict.fromkeys(refs):
-                    out(f"{r.name} = {self.tlist(r)}[j]")
-                # the numbers of this tensor: its counters and per-parameter values
-                numbers: list[ir.SRef] = []
-                for node in (s.first, *s.update):
-                    uses(
-                        node,
-                        lambda x: isinstance(x, ir.SRef)
-                        and x.varying
-                        and (numbers.append(x) or False),
-                    )
-                for r in dict.fromkeys(numbers):
-                    if r.count:
-                        st_r = self.states[r.name]
-                        var = f"{self._ref_list(r)}[j]"
-                        value = count_value(self.opt, var, st_r.as_number, self.imports)
-                        out(f"{r.name} = {value}")
-                    else:
-                        out(f"{r.name} = {self._ref_list(r)}[j]")
-                out(f"if {lst}[j] is None:")
-                with out.indent():
-                    made = f"{first}.detach()" + ("" if fresh else ".clone()")
-                    if getattr(self, "real_views", False):
-                        # made from the real views: stored as the complex state it stands for
-                        out(f"{lst}[j] = {made}")
-                        out(
-                            f"{st.list_name}[indices[j]] = torch.view_as_complex({lst}[j]) "
-                            f"if torch.is_complex(params[indices[j]]) else {lst}[j]"
-                        )
-                    else:
-                        out(f"{lst}[j] = {st.list_name}[indices[j]] = {made}")
-                if s.update:
-                    out("else:")
-                with out.indent() if s.update else contextlib.nullcontext():
-                    if s.update:
-                        out(f"{st.var} = {lst}[j]")
-                    bound = {r.name for r in refs} | {st.var}
-                    for u in s.update:
-                        if not isinstance(u, ir.InPlace):
-                            raise GeneratorBug("a lazy state's update must be in place")
-                        for r in _tensor_refs(u):
-                            if r.name not in bound:
-                                out(f"{r.name} = {self.tlist(r)}[j]")
-                                bound.add(r.name)
-                        single.inplace(st.var, u.ops, out)
-
-
-def _tensor_refs(s: ir.InPlace) -> list[ir.TRef]:
-    refs: list[ir.TRef] = []
-    for op in s.ops:
-        uses(
-            op,
-            lambda x: isinstance(x, ir.TRef)
-            and x not in refs
-            and (refs.append(x) or False),
-        )
-    return refs

@@ -75,6 +75,8 @@ class ScalarPrinter:
             return constant_source(e, self.imports)
         if isinstance(e, ir.SRef):
             return self.ref(e)
+        if isinstance(e, ir.SIndex):
+            return f"{self.wrap(e.value, PY_PRECEDENCE['atom'])}[{self(e.index)}]"
         if isinstance(e, ir.STuple):
             items = [self(x) for x in e.items]
             return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
@@ -163,9 +165,12 @@ def _no_name(e) -> str:
 
 
 def annotation(t: ir.ArgType) -> str:
-    """``float | Tensor``, ``tuple[float, float]``, ``int | None``."""
+    """``float | Tensor``, ``tuple[float, float]``, ``tuple[float, ...]``, ``int | None``."""
     if t.items:
         return "tuple[" + ", ".join(annotation(x) for x in t.items) + "]"
+    if t.repeated:
+        item = " | ".join([x.value for x in t.alternatives] + ["None"] * t.optional)
+        return f"tuple[{item}, ...]"
     return " | ".join([x.value for x in t.alternatives] + ["None"] * t.optional)
 
 
