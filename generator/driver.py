@@ -19,6 +19,7 @@ from generator import project as P
 from generator.check.checker import check, check_fragment
 from generator.check.model import CheckedSpec
 from generator.emit.docs.markdown import catalogue, page, readme_table
+from generator.emit.docs.reference import language_reference
 from generator.emit.python.fused import fusion_blocker
 from generator.emit.python.module import ModuleRenderer, environment
 from generator.language import syntax as S
@@ -399,6 +400,7 @@ def compile_specs(
         )
     )
     outputs.append(Output(out_dir / "docs" / "README.md", _catalogue(checked)))
+    outputs.append(Output(out_dir / "docs" / "language.md", language_reference()))
     readme = _readme_with_catalogue(checked, project) if project.configured else None
     if readme is not None:
         outputs.append(readme)

@@ -353,3 +353,31 @@ def test_folding_lamb_leaves_no_multiplication_by_one():
     root = Path(__file__).resolve().parent.parent
     src = compile_text((root / "specs" / "lamb.optim").read_bytes(), "specs/lamb.optim")
     assert "* 1)" not in src and "alpha=-step_size" in src
+
+
+def test_the_language_reference_lists_every_function_and_constant_of_the_table():
+    """generated/docs/language.md is written from the builtin table, row for row; the
+    committed page is the one the table gives (as `optimgen check` holds it)."""
+    from pathlib import Path
+
+    from generator.emit.docs.reference import language_reference
+    from generator.language.builtins import BUILTINS, CONSTANTS, shape_rule
+
+    page = language_reference()
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    for b in BUILTINS.values():
+        row = next((r for r in rows if r.startswith(f"| `{b.name}(")), None)
+        assert row is not None, f"`{b.name}` has no row in the language reference"
+        assert shape_rule(b) in row and b.doc.replace("|", "\\|") in row, row
+    for c in CONSTANTS.values():
+        assert any(r.startswith(f"| `{c.name}` |") for r in rows), c.name
+    committed = Path(__file__).resolve().parents[1] / "generated/docs/language.md"
+    assert committed.read_text() == page, "generated/docs/language.md is stale: run make build"
+
+
+def test_a_function_that_is_neither_elementwise_nor_a_number_declares_its_shape():
+    from generator.language.builtins import BUILTINS, Builtin, shape_rule
+
+    assert all(shape_rule(b) for b in BUILTINS.values())
+    with pytest.raises(ValueError, match="declares no shape"):
+        shape_rule(Builtin("kron", ("tensor", "tensor"), "tensor", "a Kronecker product"))

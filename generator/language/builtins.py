@@ -107,6 +107,8 @@ class Builtin:
     latex: str | None = None
     # in `update flat:` and procedures (None: not there)
     flat: FlatForm | None = None
+    # the shape of the result, where it is neither elementwise nor a number (shape_rule)
+    shape: str | None = None
 
     def __post_init__(self):
         object.__setattr__(
@@ -273,12 +275,14 @@ BUILTINS: dict[str, Builtin] = {
             "(kept, of size 1)",
             optional=1,
             flat=FlatForm(1, 1, "reduced", "{0}.norm()", needs="vectors"),
+            shape="one element (a 0-d tensor); along dimension d, the argument's shape with d of size 1",
         ),
         Builtin(
             "mean",
             ("tensor", "int"),
             "tensor",
             "the mean along a dimension (kept, of size 1)",
+            shape="the argument's shape with dimension d of size 1",
         ),
         Builtin(
             "size",
@@ -317,6 +321,7 @@ BUILTINS: dict[str, Builtin] = {
             "the inner product of two tensors, as flat vectors (a 0-d tensor)",
             latex=r"\langle {0}, {1} \rangle",
             flat=FlatForm(2, 2, "reduced", "{0}.dot({1})", needs="vectors"),
+            shape="a 0-d tensor",
         ),
         Builtin(
             "sum",
@@ -325,6 +330,7 @@ BUILTINS: dict[str, Builtin] = {
             "the sum of all elements (a 0-d tensor)",
             tensor=TensorOp("sum", method="sum"),
             flat=FlatForm(1, 1, "reduced", "{0}.sum()", needs="vectors"),
+            shape="a 0-d tensor",
         ),
         Builtin(
             "clone",
@@ -339,6 +345,7 @@ BUILTINS: dict[str, Builtin] = {
                 "{0}.clone(memory_format=torch.contiguous_format)",
                 needs="vectors",
             ),
+            shape="the argument's shape",
         ),
         Builtin(
             "len",
@@ -364,6 +371,7 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "the transpose of a matrix",
             tensor=TensorOp("transpose", attribute="T"),
+            shape="the matrix transposed: (n, m) from (m, n)",
         ),
         Builtin(
             "bfloat16",
@@ -371,6 +379,7 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "the tensor in bfloat16 (itself if it already is)",
             tensor=TensorOp("bfloat16", method="bfloat16"),
+            shape="the argument's shape",
         ),
         Builtin(
             "is_complex",
@@ -406,6 +415,7 @@ BUILTINS: dict[str, Builtin] = {
             ("scalar",),
             "tensor",
             "a tensor shaped like the parameter, 1 at flat index k and 0 elsewhere",
+            shape="the parameter's shape",
         ),
         Builtin(
             "cos",
@@ -433,6 +443,19 @@ BUILTINS: dict[str, Builtin] = {
         ),
     ]
 }
+
+
+def shape_rule(b: Builtin) -> str:
+    """The shape of ``b``'s result, as the language reference states it."""
+    if b.shape is not None:
+        return b.shape
+    if b.result in (Kind.INT, Kind.SCALAR, Kind.BOOL):
+        return "a number" if b.result != Kind.BOOL else "true or false"
+    if b.elementwise:
+        return "elementwise: the shape of its tensor arguments" + (
+            "" if b.result == Kind.TENSOR else " (a number on numbers)"
+        )
+    raise ValueError(f"builtin `{b.name}` declares no shape")
 
 
 def unary_elementwise() -> list[Builtin]:
