@@ -160,7 +160,8 @@ def test_build_writes_a_documentation_page_per_spec_and_check_sees_it_stale(
     assert main(["build", *argv]) == 0
     pages = sorted(p.stem for p in (out / "docs").glob("*.md"))
     modules = sorted(p.stem for p in out.glob("*.py") if p.stem != "__init__")
-    assert pages == sorted(modules + ["README"])
+    # (one page per spec, the catalogue, and the language reference)
+    assert pages == sorted(modules + ["README", "language"])
     lion = (out / "docs" / "lion.md").read_text()
     assert "| `betas` | `(0.9, 0.99)` |" in lion
     assert "arxiv.org/abs/2302.06675" in lion
@@ -169,6 +170,10 @@ def test_build_writes_a_documentation_page_per_spec_and_check_sees_it_stale(
     capsys.readouterr()
     assert main(["check", *argv]) == 1
     assert "lion.md: stale" in capsys.readouterr().err
+    (out / "docs" / "lion.md").write_text(lion)
+    (out / "docs" / "language.md").write_text("edited\n")
+    assert main(["check", *argv]) == 1
+    assert "language.md: stale" in capsys.readouterr().err
 
 
 def test_committed_docs_are_the_build_output(monkeypatch):
