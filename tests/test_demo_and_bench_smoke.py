@@ -33,7 +33,7 @@ def test_bench_tiny(capsys, tmp_path):
     argv = ["--size", "tiny", "--steps", "2", "--warmup", "1", "--no-progress"]
     assert _run(bench, argv + ["--json", str(report)]) == 0
     out = capsys.readouterr().out
-    assert "generated median ms | torch median ms | ratio (gen/torch)" in out
+    assert "generated median ms | reference median ms | ratio (gen/ref)" in out
     assert "geometric-mean ratio" in out
     results = json.loads(report.read_text())["results"]
     # fused only where torch has a fused kernel to compare with (RMSprop has none)
@@ -45,10 +45,32 @@ def test_bench_tiny(capsys, tmp_path):
     )
     assert len(results) == expected, [(r["optimizer"], r["impl"]) for r in results]
     assert all(len(r["generated_s"]) == 2 and r["ratio"] > 0 for r in results)
-    assert "gen step peak MiB | torch step peak MiB" in out
+    assert "gen step peak MiB | ref step peak MiB" in out
     # the foreach paths keep a list of temporaries; the bytes come from torch's profiler
     adam = next(
         r for r in results if (r["optimizer"], r["impl"]) == ("Adam", "foreach")
     )
     assert adam["peak_step_bytes"]["torch"] > 0, adam["peak_step_bytes"]
     assert adam["peak_step_bytes"]["generated"] > 0, adam["peak_step_bytes"]
+
+
+def test_bench_a_paper_optimizer_against_pytorch_optimizer(capsys, tmp_path):
+    """A generated optimizer from a paper is timed beside pytorch_optimizer's class of the
+    same name, on the paths both have (AggMo: for-loop and foreach; no fused path)."""
+    pytest.importorskip("pytorch_optimizer")
+    report = tmp_path / "bench.json"
+    argv = ["--size", "tiny", "--steps", "2", "--warmup", "1", "--no-progress"]
+    argv += ["--optimizers", "AggMo,Adam", "--json", str(report)]
+    assert _run(bench, argv) == 0
+    out = capsys.readouterr().out
+    assert "pytorch_optimizer's for AggMo" in out
+    results = json.loads(report.read_text())["results"]
+    aggmo = [r for r in results if r["optimizer"] == "AggMo"]
+    assert sorted(r["impl"] for r in aggmo) == ["for-loop", "foreach"]
+    # the same defaults and gradients on both sides: the same parameters after the steps
+    assert all(r["max_abs_param_diff"] == 0 for r in aggmo), aggmo
+
+
+def test_bench_names_what_it_cannot_compare(capsys):
+    assert _run(bench, ["--optimizers", "NoSuchOptimizer", "--no-progress"]) == 2
+    assert "unknown optimizer 'NoSuchOptimizer'" in capsys.readouterr().err

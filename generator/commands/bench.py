@@ -1,5 +1,7 @@
 """`optimgen bench`: a benchmark (not a test) of the optimizer step of the generated
-optimizers against their torch.optim twins, measured side by side in one run. For every
+optimizers against their references, torch.optim's twins (and, for the optimizers from papers,
+pytorch_optimizer's class of the same name, where it is installed), measured side by side in one
+run. For every
 optimizer and implementation (for-loop or foreach) it builds two identical copies of a
 transformer-like parameter set with the same fixed random gradients, then interleaves
 single steps of the generated and the torch optimizer (alternating which goes first) and
@@ -52,6 +54,34 @@ MATRICES_ONLY = {"Muon"}  # optimizes the 2-D tensors of the parameter set only
 NO_FOREACH = {"Muon"}  # torch.optim.Muon has no foreach implementation
 
 
+def paper_references(gen: Any) -> dict[str, Any]:
+    """The generated optimizers from papers with a class of the same name in pytorch_optimizer
+    (their reference implementation), by name: none where it is not installed."""
+    try:
+        import pytorch_optimizer
+    except ImportError:
+        return {}
+    return {
+        n: getattr(pytorch_optimizer, n)
+        for n in getattr(gen, "__all__", ())
+        if n not in ALL_TWINS
+        and not hasattr(_torch_optim(), n)
+        and isinstance(getattr(pytorch_optimizer, n, None), type)
+    }
+
+
+def _torch_optim():
+    import torch.optim
+
+    return torch.optim
+
+
+def _takes(cls, name: str) -> bool:
+    import inspect
+
+    return name in inspect.signature(cls.__init__).parameters
+
+
 def has_fused(cls) -> bool:
     """Whether an optimizer class takes ``fused`` (the generated ones whose spec declares it;
     torch's with a fused kernel). Where torch's twin has none, a fused row compares the
@@ -97,7 +127,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="LIST",
         help=f"comma-separated optimizers, of {', '.join(ALL_TWINS)} "
-        f"(default: {','.join(TWINS)}; Muon takes the 2-D tensors only, for-loop only); "
+        f"(default: {','.join(TWINS)}; Muon takes the 2-D tensors only, for-loop only), "
+        "or a generated optimizer from a paper, against pytorch_optimizer's class of the "
+        "same name (AggMo, Lion, ...: where pytorch_optimizer is installed); "
         "with --policies, any generated optimizer (default: Adam,Lion)",
     )
     parser.add_argument(
@@ -182,15 +214,23 @@ def _describe_size(size: str) -> str:
 
 
 def _bytes_per_step(params: Sequence[Any], state: Any) -> int:
-    """Read+write param, read grad, read+write every param-shaped state tensor."""
+    """Read+write param, read grad, read+write every param-shaped state tensor (the items
+    of a list of them too, AggMo's buffers; of a dict, pytorch_optimizer's)."""
     total = 0
     for p in params:
         total += 2 * p.numel() * p.element_size()
         if p.grad is not None:
             total += p.grad.numel() * p.grad.element_size()
         for value in state.get(p, {}).values():
-            if hasattr(value, "shape") and tuple(value.shape) == tuple(p.shape):
-                total += 2 * value.numel() * value.element_size()
+            items = value.values() if isinstance(value, dict) else value
+            items = (
+                items
+                if isinstance(items, (list, tuple, type({}.values())))
+                else [value]
+            )
+            for t in items:
+                if hasattr(t, "shape") and tuple(t.shape) == tuple(p.shape):
+                    total += 2 * t.numel() * t.element_size()
     return total
 
 
@@ -356,9 +396,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark; 0 on success, 1 if an optimizer failed, 2 on bad options,
     130 when interrupted (completed results are still printed and written)."""
     try:
-        optimizers = choices(
-            getattr(args, "optimizers", None) or ",".join(TWINS), ALL_TWINS, "optimizer"
-        )
         impls = choices(getattr(args, "impl", ",".join(IMPLS)), tuple(IMPLS), "impl")
     except ValueError as exc:
         print(f"optimgen bench: {exc}", file=sys.stderr)
@@ -372,6 +409,18 @@ def run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     torch, gen = loaded
+    papers = paper_references(gen)
+    try:
+        optimizers = choices(
+            getattr(args, "optimizers", None) or ",".join(TWINS),
+            ALL_TWINS + tuple(papers),
+            "optimizer",
+        )
+    except ValueError as exc:
+        print(f"optimgen bench: {exc}", file=sys.stderr)
+        return 2
+    # each optimizer's reference: torch.optim's twin, or pytorch_optimizer's class
+    references = {n: papers.get(n) or getattr(torch.optim, n) for n in optimizers}
     try:
         device = torch.device(args.device)
         torch.empty(1, device=device)
@@ -400,7 +449,7 @@ def run(args: argparse.Namespace) -> int:
     torch_fused = {
         n
         for n in optimizers
-        if has_fused(getattr(torch.optim, n))
+        if has_fused(references[n])
         and device.type in fused_devices.get(n, (device.type,))
     }
     combos = [
@@ -416,13 +465,23 @@ def run(args: argparse.Namespace) -> int:
     )
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; "
-        f"{steps} timed + {warmup} warm-up steps per side, generated/torch interleaved "
+        f"{steps} timed + {warmup} warm-up steps per side, generated/reference interleaved "
         "step by step (order alternates); fixed random gradients"
+    )
+    from_papers = [n for n in optimizers if n in papers]
+    print(
+        "reference: torch.optim's class of the same name"
+        + (f"; pytorch_optimizer's for {', '.join(from_papers)}" if from_papers else "")
     )
     print(
         "hyper-parameters: "
         + "; ".join(
-            f"{n} " + ", ".join(f"{k}={v}" for k, v in BENCH_KWARGS[n].items())
+            f"{n} "
+            + (
+                ", ".join(f"{k}={v}" for k, v in BENCH_KWARGS[n].items())
+                if BENCH_KWARGS.get(n)
+                else "defaults"
+            )
             for n in optimizers
         )
     )
@@ -446,14 +505,17 @@ def run(args: argparse.Namespace) -> int:
         progress.advance("copy bandwidth", copy_reps)
         for name, impl in combos:
             label = f"{name} {impl}"
-            kwargs = dict(BENCH_KWARGS[name])
+            kwargs = dict(BENCH_KWARGS.get(name, {}))
+            reference = references[name]
             torch_kwargs = None
             if impl == "fused":
                 kwargs["fused"] = True
                 if name not in torch_fused:
-                    torch_kwargs = dict(BENCH_KWARGS[name], foreach=True)
+                    torch_kwargs = dict(BENCH_KWARGS.get(name, {}), foreach=True)
             elif name not in NO_FOREACH:
                 kwargs["foreach"] = IMPLS[impl]
+                if not _takes(reference, "foreach"):  # (its one path)
+                    torch_kwargs = dict(BENCH_KWARGS.get(name, {}))
             matrices = [k for k, p in enumerate(base) if p.dim() == 2]
             keep = matrices if name in MATRICES_ONLY else range(len(base))
             try:
@@ -461,7 +523,7 @@ def run(args: argparse.Namespace) -> int:
                 res = _bench_one(
                     torch,
                     gen_cls,
-                    getattr(torch.optim, name),
+                    reference,
                     kwargs,
                     torch_kwargs,
                     [base[k] for k in keep],
@@ -516,13 +578,13 @@ def run(args: argparse.Namespace) -> int:
                 "optimizer",
                 "impl",
                 "generated median ms",
-                "torch median ms",
-                "ratio (gen/torch)",
+                "reference median ms",
+                "ratio (gen/ref)",
                 "gen eff. GB/s",
-                "torch eff. GB/s",
+                "ref eff. GB/s",
                 "IQR %",
                 "gen step peak MiB",
-                "torch step peak MiB",
+                "ref step peak MiB",
                 "max |Δparam|",
             ],
             rows,
@@ -567,7 +629,7 @@ def run(args: argparse.Namespace) -> int:
             geomeans[impl], counts[impl] = _geomean(ratios), len(ratios)
     if geomeans:
         print(
-            "geometric-mean ratio generated/torch: "
+            "geometric-mean ratio generated/reference: "
             + ", ".join(
                 f"{impl} {g:.3f} (n={counts[impl]})" for impl, g in geomeans.items()
             )
