@@ -29,6 +29,7 @@ from generator.check.declarations import (
     check_state,
 )
 from generator.check.flat import check_flat
+from generator.check.shapes import check_shapes
 from generator.check.procedures import (
     call_of,
     check_called,
@@ -371,6 +372,7 @@ class Checker:
             self.flow.block(b)
         self.used |= self.passed  # an input passed to a procedure is used
         self.flow.report_unused(self.passed)
+        check_shapes(self, blocks)
         self.locals = {n: s for n, s in self.flow.defined.items() if s.role == "local"}
         self.checked_methods = tuple(self.methods())
         check_declarations(self.spec, {*BUILTINS, *STATEMENT_FUNCTIONS}, self.out)

@@ -1,0 +1,119 @@
+"""Shapes checked at build time: a product or an elementwise operation that cannot run is refused.
+
+The checker shapes the tensors of a per-parameter update symbolically (generator.check.shapes):
+the parameter's shape is ``(size(param, 0), size(param, 1))`` where a requirement or a branch
+says it is a matrix, a transpose swaps the two, ``@`` follows torch's rules. A spec whose product
+would fail at the first step (or run only for square parameters) is refused with both shapes
+(E336); where a shape is not known, nothing is claimed, so every spec that runs still builds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from generator.api import check_text
+from generator.language.diagnostics import SpecError
+
+MATRICES = 'check dim(param) == 2 else "matrices"\n'
+REAL = 'check not is_complex(param) else "real parameters"\n'
+
+
+def _spec(checks: str, update: str, states: str = "") -> str:
+    return (
+        f"optimizer X\ninput lr: float = 1\n{checks}{REAL}{states}update:\n{update}"
+        "    param <- param - lr * x\n"
+    )
+
+
+def _errors(text: str) -> list[str]:
+    try:
+        check_text(text)
+    except SpecError as e:
+        return [f"{d.code} {d.message}" for d in e.diagnostics]
+    return []
+
+
+M, N = "size(param, 0)", "size(param, 1)"
+
+REFUSED = [
+    (
+        "a_product_whose_inner_dimensions_differ",
+        MATRICES,
+        "    x <- grad @ grad\n",
+        "",
+        f"E336 the product of shapes ({M}, {N}) and ({M}, {N}) is not defined: "
+        f"{N} columns against {M} rows",
+    ),
+    (
+        "a_statistic_of_another_shape_stored_in_a_state",
+        MATRICES,
+        "    m <- grad @ transpose(grad)\n    x <- m\n",
+        "state m <- 0\n",
+        f"E336 `m` has the parameter's shape ({M}, {N}); the value has shape ({M}, {M})",
+    ),
+    (
+        "an_elementwise_sum_of_a_matrix_and_its_transpose",
+        MATRICES,
+        "    x <- grad + transpose(grad)\n",
+        "",
+        f"E336 shapes ({M}, {N}) and ({N}, {M}) do not broadcast",
+    ),
+    (
+        "a_product_under_a_branch_on_the_rank",
+        "",
+        "    x <- grad\n    if dim(param) == 2:\n        x <- grad @ grad\n",
+        "",
+        "E336 the product of shapes",
+    ),
+    (
+        "a_product_of_a_local_named_after_a_size",
+        MATRICES,
+        "    rows <- size(param, 0)\n    y <- transpose(grad) @ grad\n"
+        "    x <- grad @ (y + rows)\n    x <- x @ grad\n",
+        "",
+        "E336 the product of shapes",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "checks, update, states, expected",
+    [case[1:] for case in REFUSED],
+    ids=[case[0] for case in REFUSED],
+)
+def test_a_product_that_cannot_run_is_refused_with_both_shapes(
+    checks, update, states, expected
+):
+    errors = _errors(_spec(checks, update, states))
+    assert any(e.startswith(expected) for e in errors), (expected, errors)
+
+
+ACCEPTED = [
+    # Muon's Gram matrix and its product with the matrix
+    ("a_gram_matrix", MATRICES, "    x <- grad @ transpose(grad) @ grad\n"),
+    # a rank no requirement decides: nothing is claimed
+    ("an_unknown_rank", "", "    x <- grad @ grad\n"),
+    # a shape that differs between the branches is not known after them
+    (
+        "a_transpose_under_a_condition",
+        MATRICES,
+        "    X <- grad\n    if size(grad, 0) > size(grad, 1):\n        X <- transpose(X)\n"
+        "    x <- grad * norm(X @ X)\n",
+    ),
+    # a reduction along a dimension keeps it, of size 1: it broadcasts back
+    ("a_reduction_along_a_dimension", MATRICES, "    x <- grad / norm(grad, 1)\n"),
+    (
+        "a_vector_times_itself",
+        'check dim(param) == 1 else "vectors"\n',
+        "    x <- (grad @ grad) * grad\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "checks, update",
+    [case[1:] for case in ACCEPTED],
+    ids=[case[0] for case in ACCEPTED],
+)
+def test_a_product_that_runs_is_accepted(checks, update):
+    assert _errors(_spec(checks, update)) == []
