@@ -210,6 +210,9 @@ class Checker:
             if st.repeated is not None and not self.flat:
                 self.list_state(st, *st.repeated)
                 continue
+            if st.shaped is not None and not self.flat:
+                self.shaped_state(st, *st.shaped)
+                continue
             if is_param(st.init) and st.kind == "tensor":
                 continue  # a copy of the parameter when the state is made
             if st.init is not None and not self.flat:
@@ -218,7 +221,8 @@ class Checker:
                     self.out.error(
                         "E303",
                         "a state's initial value is a number, `param` (a copy of the "
-                        "parameter) or `lazy`",
+                        "parameter), a tensor of its own shape (`eps * eye(n)`, "
+                        "`zeros(n, m)`) or `lazy`",
                         st.init.span,
                         hint="for a first value taken from the update, declare the "
                         "state `lazy` and assign it with `initially`",
@@ -243,6 +247,60 @@ class Checker:
                     "`none means` gives a number computed from other inputs",
                     inp.none_means.span,
                 )
+
+    def shaped_state(self, st: S.State, call: S.Call, factor: S.Expr | None) -> None:
+        """``state L <- eps * eye(size(param, 0))``: a tensor of each parameter of its own
+        shape, made when the state is; its dimensions are whole numbers the inputs and the
+        parameter's shape decide, its value a number of the inputs."""
+        problems = [
+            (st.scope != "parameter" or st.kind != "tensor", "a count, flag or total"),
+            (st.eager, "`eager`"),
+            (st.reduced is not None, "`reduced over`"),
+            (self.spec.sparse, "`sparse gradients`"),
+        ]
+        for bad, what in problems:
+            if bad:
+                self.out.error(
+                    "E206",
+                    f"a state of its own shape cannot have {what}",
+                    st.span,
+                    hint="it is a tensor of each parameter: "
+                    f"`state {st.name.id} <- eps * eye(size(param, 0))`",
+                )
+                return
+        b = BUILTINS[call.func]
+        least = len(b.params) - b.optional
+        if not least <= len(call.args) <= len(b.params):
+            self.out.error(
+                "E311",
+                f"`{call.func}` takes {least}"
+                + (f" to {len(b.params)}" if b.optional else "")
+                + f" dimension{'s' if len(b.params) > 1 else ''}, got {len(call.args)}",
+                call.span,
+            )
+            return
+        for d in call.args:
+            if self.expr(d, "state_condition") not in (Kind.INT, None):
+                self.out.error(
+                    "E303",
+                    "a dimension is a whole number: an `int` input, `size(param, k)` or "
+                    "`dim(param)`",
+                    d.span,
+                )
+        if factor is not None and self.expr(factor, "state") not in (
+            Kind.SCALAR,
+            Kind.INT,
+            None,
+        ):
+            self.out.error(
+                "E303",
+                "a state's first value is a number times the constructor",
+                factor.span,
+            )
+        # (a fused kernel runs on the parameter's elements: one shape for every tensor)
+        self.no_form.append(
+            NoForm("a state of its own shape", st.init.span, frozenset({"fused"}))
+        )
 
     def list_state(self, st: S.State, item: S.Expr, count: S.Expr) -> None:
         """``state bufs <- [0] * n``: n tensors of each parameter, each made as a state with

@@ -382,6 +382,16 @@ class Typer:
             for a in e.args:
                 self.kind(a)
             return None
+        if b.context == "state" and self.context != "state":
+            self.error(
+                "E310",
+                f"`{e.func}` makes the first value of a state of its own shape",
+                e.span,
+                hint="declare the state with it, e.g. `state L <- eps * eye(size(param, 0))`",
+            )
+            for a in e.args:
+                self.kind(a)
+            return None
         if self.context == "validation" and b.context == "update":
             self.error("E310", f"`{e.func}` cannot be used in a requirement", e.span)
         if self.context != "validation" and b.context == "validation":

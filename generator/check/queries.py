@@ -59,8 +59,9 @@ def check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
     found += [
         c
         for st in spec.states
-        if st.condition is not None
-        for c in shape_calls(st.condition)
+        for e in (st.condition, st.init if st.shaped else None)
+        if e is not None
+        for c in shape_calls(e)
     ]
     if found:
         out.error(
@@ -87,6 +88,8 @@ def whole_tensor_construct(checked: CheckedSpec) -> tuple[str, S.Span] | None:
     for st in checked.spec.states:
         if st.reduced is not None:
             return f"state `{st.name.id}`, reduced over {st.reduced}", st.span
+        if st.shaped is not None:
+            return f"state `{st.name.id}`, of its own shape", st.span
         if st.kind == "total":
             return f"`{st.name.id}`, a sum over all parameters", st.span
     found = []

@@ -103,9 +103,17 @@ class Shapes:
             if st.kind == "tensor"
             and st.repeated is None
             and st.reduced is None
+            and st.shaped is None
             and not st.lazy
         }
         self.inputs = set(checker.inputs)
+        # states of their own shape (`eps * eye(size(param, 0))`): their dimensions, read as
+        # the pass reads a whole number's (the parameter's rank is not needed for them)
+        self.own_shape = {
+            n: st.shaped[0].args
+            for n, st in states.items()
+            if st.shaped is not None and st.scope == "parameter"
+        }
 
     def run(self, blocks) -> None:
         rank = next(
@@ -134,6 +142,9 @@ class Shapes:
                 name = name[:-2]
             if name in self.param_shaped or name == "param":
                 self.stored(name, shape, env.param, s.value.span)
+            elif name in self.own_shape:
+                own = self.s_Name(S.Name(name, None, s.target.span), env)
+                self.stored(name, shape, own, s.value.span, "its own shape")
             elif name not in self.c.states and name not in self.inputs:
                 env.shapes[name] = shape
                 dim = self.dim(s.value, env)
@@ -175,7 +186,9 @@ class Shapes:
             env = _join(env, [env, self.body(b, env.copy())])
         return env
 
-    def stored(self, name: str, shape: Shape, want: Shape, span) -> None:
+    def stored(
+        self, name: str, shape: Shape, want: Shape, span, whose="the parameter's shape"
+    ) -> None:
         if (
             shape is None
             or want is None
@@ -184,11 +197,10 @@ class Shapes:
         ):
             return
         self.error(
-            f"`{name}` has the parameter's shape {show(want)}; the value has shape "
-            f"{show(shape)}",
+            f"`{name}` has {whose} {show(want)}; the value has shape {show(shape)}",
             span,
-            hint="make the value the parameter's shape (a `transpose`, the other order "
-            "of a product), or keep it in a value of its own",
+            hint="make the value the state's shape (a `transpose`, the other order of a "
+            "product), or keep it in a value of its own",
         )
 
     # -- expressions ------------------------------------------------------------------------------------
@@ -248,6 +260,12 @@ class Shapes:
             return env.param
         if name in env.shapes:
             return env.shapes[name]
+        if name in self.own_shape:
+            call, dims = self.c.states[name].shaped[0], self.own_shape[name]
+            shape = tuple(self.dim(d, _Env(None, {}, {})) for d in dims)
+            if call.func == "eye":
+                shape = shape * 2
+            return None if None in shape else shape
         if name in self.inputs or name in self.c.states:
             sym = self.c.inputs.get(name)
             st = self.c.states.get(name)

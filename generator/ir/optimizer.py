@@ -93,6 +93,10 @@ class StateBuffer:
     var: str  # the single-tensor loop variable (exp_avg, step_t)
     # a list of this many tensors of each parameter (``[0] * n``), each made as ``init`` says
     length: SExpr | None = None
+    # a tensor of its own shape (``eps * eye(size(param, 0))``): the dimensions given to
+    # ``constructor`` (zeros, ones, eye), whose entries (the diagonal's, for eye) are ``init``
+    shape: tuple[SExpr, ...] | None = None
+    constructor: str | None = None
 
     def __post_init__(self) -> None:
         _coerce(self, kind=StateKind, scope=Scope)

@@ -82,8 +82,8 @@ class Builtin:
     result: Kind | str  # a Kind, or "follow" (tensor if any argument is, else scalar)
     doc: str
     context: str = (
-        # "update", "validation" (constructor checks only), "both", or "flat" (only in
-        # `update flat:` and procedures)
+        # "update", "validation" (constructor checks only), "both", "flat" (only in
+        # `update flat:` and procedures), or "state" (a state's first value)
         "update"
     )
     optional: int = 0  # how many trailing arguments may be left out
@@ -416,6 +416,33 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "a tensor shaped like the parameter, 1 at flat index k and 0 elsewhere",
             shape="the parameter's shape",
+        ),
+        Builtin(
+            "zeros",
+            ("int", "int", "int", "int"),
+            "tensor",
+            "a tensor of zeros of the dimensions given (a state of its own shape)",
+            "state",
+            optional=3,
+            shape="the dimensions given: (d0, d1, ...)",
+        ),
+        Builtin(
+            "ones",
+            ("int", "int", "int", "int"),
+            "tensor",
+            "a tensor of ones of the dimensions given (times a number: any value)",
+            "state",
+            optional=3,
+            shape="the dimensions given: (d0, d1, ...)",
+        ),
+        Builtin(
+            "eye",
+            ("int",),
+            "tensor",
+            "the n × n identity matrix (times a number: eps · I, Shampoo's first statistic)",
+            "state",
+            shape="(n, n)",
+            latex=r"I_{{{0}}}",
         ),
         Builtin(
             "cos",

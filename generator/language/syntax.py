@@ -297,6 +297,22 @@ def repeated_list(e) -> tuple[List, Expr] | None:
     return None
 
 
+# the functions that make a tensor of a shape they are given (a state's first value)
+CONSTRUCTORS = ("zeros", "ones", "eye")
+
+
+def shaped(e) -> tuple[Call, Expr | None] | None:
+    """``eye(n)``, ``zeros(n, m)``, ``ones(n)``, each perhaps times a number (``eps * eye(n)``):
+    (the constructor's call, the number or None); None for any other expression."""
+    if isinstance(e, Call) and e.func in CONSTRUCTORS:
+        return e, None
+    if isinstance(e, Binary) and e.op == "*":
+        for call, factor in ((e.left, e.right), (e.right, e.left)):
+            if isinstance(call, Call) and call.func in CONSTRUCTORS:
+                return call, factor
+    return None
+
+
 def sub_blocks(s) -> tuple[tuple[Stmt, ...], ...]:
     """The statement blocks nested directly in a statement."""
     if isinstance(s, If):
@@ -448,6 +464,12 @@ class State:
     def key(self) -> str:
         """The state_dict key."""
         return self.torch_name or self.name.id
+
+    @property
+    def shaped(self) -> tuple["Call", "Expr | None"] | None:
+        """``<- eps * eye(size(param, 0))``: a state of its own shape, made by a constructor
+        (times a number); None where the state is shaped like the parameter."""
+        return shaped(self.init)
 
     @property
     def repeated(self) -> tuple["Expr", "Expr"] | None:

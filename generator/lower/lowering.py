@@ -103,6 +103,18 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
     for st in spec.states:
         # `[0] * n`: n tensors, each made as a state of first value 0 is
         first, length = st.repeated if st.repeated and not flat else (st.init, None)
+        # `eps * eye(n)`: a tensor of its own shape, of entries (on the diagonal) eps
+        shape = constructor = None
+        init = None if first is None or flat else lw.sexpr(first)
+        if st.shaped is not None and not flat:
+            call, factor = st.shaped
+            constructor = call.func
+            shape = tuple(lw.sexpr(d) for d in call.args)
+            init = (
+                ir.number("0" if call.func == "zeros" else "1")
+                if factor is None or call.func == "zeros"
+                else lw.sexpr(factor)
+            )
         states.append(
             ir.StateBuffer(
                 key=st.key,
@@ -111,8 +123,10 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 scope=st.scope,
                 # a flat update's states are printed from the spec (generator.emit.python.flat);
                 # `<- param` is a copy of the parameter (SRef("param"), printed as a clone)
-                init=None if first is None or flat else lw.sexpr(first),
+                init=init,
                 length=None if length is None else lw.sexpr(length),
+                shape=shape,
+                constructor=constructor,
                 condition=None if st.condition is None else lw.sexpr(st.condition),
                 eager=st.eager,
                 on_device=st.on_device,

@@ -58,11 +58,22 @@ def _bytes_per_parameter(st, flat: bool) -> str:
         return "a number"
     if st.reduced is not None:
         return f"1 / size(param, {st.reduced}) × param"
+    if st.shaped is not None:
+        return f"{_cell(_elements(st))} elements"
     if st.repeated is not None:
         n = _cell(print_expr(st.repeated[1]))
         # (a flat update's list holds what its statements put there: LBFGS's numbers)
         return f"{n} values" if flat else f"{n} × param"
     return "1 × param"
+
+
+def _elements(st) -> str:
+    """How many elements a state of its own shape holds: ``size(param, 0)^2``, ``n × m``."""
+    call = st.shaped[0]
+    dims = [print_expr(d) for d in call.args]
+    if call.func == "eye":
+        return f"{dims[0]}^2"
+    return " × ".join(dims)
 
 
 # the precision policies the memory table compares: (column, parameter dtype, state dtype or
@@ -94,6 +105,12 @@ def memory_table(checked: CheckedSpec) -> list[str]:
     for st in states:
         cells = []
         for k, (_, param, state, _) in enumerate(POLICIES):
+            if st.shaped is not None:
+                # (bytes of its own elements, per element of the parameter)
+                n = f"{_BYTES[state or st.stored_as or param]} × {_elements(st)} / numel(param)"
+                cells.append(_cell(n))
+                sometimes[k].append(n)
+                continue
             if st.repeated is not None:
                 # a list state's tensors stay in the parameter's dtype
                 n = f"{_BYTES[param]} × {_cell(print_expr(st.repeated[1]))}"
@@ -176,6 +193,7 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             for s in per_param
             if s.kind == "tensor"
             and s.reduced is None
+            and s.shaped is None
             and not (flat and s.repeated is not None)
         ]
         # one per tensor state, n per list state of n: "2", "scales", "(3 + scales)"
@@ -191,7 +209,12 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             "",
             "Full-size tensor states: "
             + (f"({_cell(count)})" if " + " in count else _cell(count))
-            + " × the parameter's memory.",
+            + " × the parameter's memory."
+            + "".join(
+                f" `{st.key}` holds {_cell(_elements(st))} elements of its own."
+                for st in per_param
+                if st.shaped is not None
+            ),
         ]
         table = memory_table(checked)
         if table:

@@ -40,6 +40,7 @@ _WHERE = {
     "validation": "requirements and checks",
     "both": "per-parameter updates, requirements and checks",
     "flat": "`update flat:` and its procedures",
+    "state": "a state's first value (`state L <- eps * eye(size(param, 0))`)",
 }
 
 # the language's types, as a spec author meets them
@@ -71,6 +72,8 @@ def _signature(b: Builtin) -> str:
 def _paths(b: Builtin) -> str:
     if b.context == "validation":
         return "the constructor (or each step's check)"
+    if b.context == "state":
+        return "for-loop, foreach (the state is made once, per parameter)"
     paths = []
     if b.context != "flat":
         paths += ["for-loop", "foreach"] + ["fused"] * b.elementwise

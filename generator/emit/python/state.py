@@ -85,6 +85,8 @@ def init_state(facts: ModuleFacts) -> str:
                 f'state["{s.key}"] = [{_made_like_p(facts, s.init, out)} '
                 f"for _ in range({facts.group_scalar(s.length)})]"
             )
+        elif s.shape is not None:
+            out(f'state["{s.key}"] = {_made_of_shape(facts, s)}')
         elif s.kind == "count" and s.as_number:
             out(f'state["{s.key}"] = {facts.group_scalar(s.init)}')
         elif s.kind == "count":
@@ -106,6 +108,21 @@ def init_state(facts: ModuleFacts) -> str:
         if guard:
             out.level -= 1
     return out.text()
+
+
+def _made_of_shape(facts: ModuleFacts, s: ir.State) -> str:
+    """A tensor of its own shape (``torch.eye(p.size(0), ...)``) on the parameter's device, in
+    its dtype: the identity (times the value), or the value everywhere."""
+    dims = [facts.group_scalar(d) for d in s.shape]
+    value = facts.group_scalar(s.init)
+    where = "dtype=p.dtype, device=p.device"
+    if s.constructor == "eye":
+        made = f"torch.eye({dims[0]}, {where})"
+        return made if value in ("1", "1.0") else f"{made}.mul_({value})"
+    size = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+    if value in ("0", "0.0"):
+        return f"torch.zeros({size}, {where})"
+    return f"torch.full({size}, {value}, {where})"
 
 
 def _made_like_p(facts: ModuleFacts, init: ir.SExpr, out: Lines) -> str:
