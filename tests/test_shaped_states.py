@@ -59,8 +59,8 @@ def _reference(params, grads_per_step, lr, eps, ones_at):
     ]
     for grads in grads_per_step:
         for p, g, (left, right, seen, total) in zip(params, grads, states):
-            left.add_(g @ g.T)
-            right.add_(g.T @ g)
+            left.addmm_(g, g.T)
+            right.addmm_(g.T, g)
             seen.add_(g.norm(dim=0, keepdim=True))
             total.add_(1)
             d = g.div(left.norm().mul_(right.norm()).sqrt_().add_(eps))

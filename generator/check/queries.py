@@ -77,7 +77,7 @@ def check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
 # Calls whose value depends on a whole tensor, not on each element alone: on a shard of a
 # parameter (FSDP2's DTensor) they would compute on the shard as if it were the whole.
 WHOLE_TENSOR_CALLS = frozenset(
-    {"norm", "mean", "sum", "dot", "item", "transpose", "onehot"}
+    {"norm", "mean", "sum", "dot", "item", "transpose", "onehot", "inverse_root"}
 )
 
 

@@ -333,6 +333,17 @@ class Shapes:
             return self.broadcast(shapes, e)
         if e.func in ("bfloat16", "clone"):
             return shapes[0]
+        if e.func == "inverse_root":
+            x = shapes[0]
+            if x is not None and len(x) == 2 and x[0] != x[1]:
+                self.error(
+                    f"`inverse_root` takes a square matrix; this one has shape {show(x)}",
+                    e.args[0].span,
+                    hint="a product with its transpose is square: "
+                    "`inverse_root(g @ transpose(g), 4)`",
+                )
+                return None
+            return x
         return None
 
     # -- the rules --------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ class TensorOp:
     saves_output: bool = (
         False  # autograd keeps the result for the backward pass (sqrt, exp)
     )
+    # a function of the generated modules' runtime (generator.runtime.linalg), `name(x, ...)`
+    runtime: str | None = None
 
 
 def elementwise_op(name: str, saves_output: bool = False) -> TensorOp:
@@ -416,6 +418,18 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "a tensor shaped like the parameter, 1 at flat index k and 0 elsewhere",
             shape="the parameter's shape",
+        ),
+        Builtin(
+            "inverse_root",
+            ("tensor", "scalar"),
+            "tensor",
+            "inverse_root(A, p) = A^(-1/p) of a symmetric positive semidefinite matrix, "
+            "through its singular value decomposition in float32 (float64 for float64), as "
+            "pytorch_optimizer's Shampoo computes its preconditioners",
+            tensor=TensorOp("inverse_root", runtime="inverse_root"),
+            nonlinear_complex=True,
+            shape="the matrix's: (n, n)",
+            latex=r"{0}^{{-1/{1}}}",
         ),
         Builtin(
             "zeros",

@@ -463,7 +463,8 @@ class ExpressionLowerer:
         f, args = e.func, e.args
         op = BUILTINS[f].tensor
         if op is not None:  # one torch operation, argument for argument (sqrt, atan2)
-            return ir.TOp(op.op, tuple(self.texpr(a) for a in args))
+            # (a number argument stays one: inverse_root(A, 4))
+            return ir.TOp(op.op, tuple(self.operand(a) for a in args))
         if f in ("max", "min"):
             a, b = args
             if self.kind(a) != Kind.TENSOR:

@@ -109,6 +109,27 @@ def rule_scaled_sum(lw: ExpressionLowerer, name: str, e: S.Expr):
     return ops or None
 
 
+def rule_addmm(lw: ExpressionLowerer, name: str, e: S.Expr):
+    """[b *] x + [c *] (A @ B)  →  x.addmm_(A, B[, beta=b][, alpha=c]): the product added in one
+    rounding, as torch's in-place matrix statistics are (Shampoo's ``pre_cond.addmm_``)."""
+    terms = signed_terms(e)
+    if len(terms) != 2 or terms[0][0] != 1:
+        return None
+    scale = _scaled_x(lw, name, terms[0][1])
+    if scale is False:
+        return None
+    sign, t = terms[1]
+    term = lw.term(sign, t)
+    if len(term.num) != 1 or term.den or not isinstance(term.num[0], S.Binary):
+        return None
+    m = term.num[0]
+    if m.op != "@" or _reads(name, m):
+        return None
+    kwargs = lw._kw("beta", None if scale is None else lw.sexpr(scale))
+    kwargs += lw._kw("alpha", term.coef)
+    return [ir.TOp("addmm", (lw.texpr(m.left), lw.texpr(m.right)), kwargs)]
+
+
 def rule_scale(lw: ExpressionLowerer, name: str, e: S.Expr):
     """x * a  →  x.mul_(a);   x / a  →  x.div_(a)."""
     if isinstance(e, S.Binary) and e.op in ("*", "/") and _x(lw, name, e.left):
@@ -196,6 +217,7 @@ def rule_clamp(lw: ExpressionLowerer, name: str, e: S.Expr):
 UPDATE_RULES = (
     rule_lerp,
     rule_lerp_call,
+    rule_addmm,
     rule_scaled_sum,
     rule_scale,
     rule_extremum,

@@ -152,6 +152,9 @@ class ModuleRenderer:
             + (["graph_constants"] if opt.mode == "each" else [])
             + [n for n in ("_device_number", "_flat", "_number_tensor") if n in needed]
         )
+        ctx["linalg_imports"] = _sorted_imports(
+            n for n in ("inverse_root",) if n in needed
+        )
         ctx["shard_imports"] = _sorted_imports(
             n
             for n, used in (

@@ -30,6 +30,8 @@ class OpSpelling:
     )
     infix: str | None = None  # printed as `a <infix> b` (the matrix product `@`)
     attribute: str | None = None  # printed as `a.<attribute>` (the transpose `.T`)
+    # `function` is the generated modules' runtime's (generator.runtime.linalg), imported
+    runtime: bool = False
 
 
 def _spelling(t: TensorOp) -> OpSpelling:
@@ -37,8 +39,10 @@ def _spelling(t: TensorOp) -> OpSpelling:
         t.method,
         t.inplace,
         t.foreach,
+        function=t.runtime,
         saves_output=t.saves_output,
         attribute=t.attribute,
+        runtime=t.runtime is not None,
     )
 
 
@@ -104,5 +108,5 @@ OPS: dict[str, OpSpelling] = {
     "fill": OpSpelling(None, "fill_", None),
     "mean": OpSpelling("mean", None, None),
     "matmul": OpSpelling(None, None, None, infix="@"),
-    "addmm": OpSpelling(None, None, None, function="addmm"),
+    "addmm": OpSpelling(None, "addmm_", None, function="addmm"),
 }

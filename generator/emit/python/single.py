@@ -94,6 +94,9 @@ class SingleTensorPrinter:
             args = [self.arg(a) for a in e.args]
             args += [f"{k}={self.scalar(v)}" for k, v in e.kwargs]
             prefix = "torch." if not spell.function.startswith("_") else ""
+            if spell.runtime:
+                self.imports.need(spell.function)
+                prefix = ""
             return f"{prefix}{spell.function}({', '.join(args)})", True
         base, fresh = self.tensor(e.args[0])
         if base.startswith("-"):
