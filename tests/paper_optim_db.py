@@ -1161,6 +1161,61 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
         "TestScheduleFreeAdamW.",
     ),
     PaperOptimizerInfo(
+        "Shampoo",
+        module="shampoo",
+        grid=(
+            {},
+            {"lr": 1e-2},
+            {"lr": 1e-2, "preconditioning_compute_steps": 3},
+            {"lr": 1e-2, "momentum": 0.5},
+            {"lr": 1e-2, "momentum": 0.9, "maximize": True},
+            {"lr": 1e-2, "weight_decay": 0.1},
+            {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": True},
+            {
+                "lr": 1e-2,
+                "weight_decay": 0.1,
+                "weight_decouple": True,
+                "fixed_decay": True,
+            },
+            {"lr": 1e-2, "maximize": True},
+            {"lr": 1e-2, "matrix_eps": 1e-3},
+        ),
+        other_shapes=(
+            ShapedGrid(
+                "ranks_0_to_4",
+                shapes=((2, 3, 2, 2), (), (3,), (4, 2, 3), (6, 1)),
+                grid=(
+                    {"lr": 1e-2},
+                    {"lr": 1e-2, "momentum": 0.5, "preconditioning_compute_steps": 2},
+                ),
+            ),
+        ),
+        # the reference's pre_cond_0, pre_cond_1, ... against our list, dimension by dimension
+        state_keys={"pre_cond": "pre_cond_*", "inv_pre_cond": "inv_pre_cond_*"},
+        agreement=(),
+        bad_arguments=(
+            {"lr": -1.0},
+            {"momentum": 1.0},
+            {"momentum": -0.1},
+            {"weight_decay": -0.1},
+            {"preconditioning_compute_steps": 0},
+            {"matrix_eps": -1e-6},
+        ),
+        refusals=(
+            COMPLEX_AT_CONSTRUCTION,
+            Refusal(
+                "sparse_gradients",
+                ValueError,
+                "does not support sparse gradient",
+                at_step=True,
+                sparse_grad=True,
+            ),
+            Refusal("foreach", TypeError, "foreach", kwargs={"foreach": True}),
+        ),
+        step_count=StepCount("group"),
+        added_defaults=("preconditioning_compute_steps", "maximize"),
+    ),
+    PaperOptimizerInfo(
         "SignSGD",
         module="signsgd",
         grid=(

@@ -92,9 +92,16 @@ def _tensors(v):
     if torch.is_tensor(v):
         return v.detach().clone()
     items = list(v.values()) if isinstance(v, dict) else v
-    if isinstance(items, (list, tuple)) and items and all(map(torch.is_tensor, items)):
+    if isinstance(items, (list, tuple)) and all(map(torch.is_tensor, items)):
         return [x.detach().clone() for x in items]
     return None
+
+
+def _numbered(state: dict, prefix: str) -> list:
+    """The reference's states ``prefix0``, ``prefix1``, ... as one list, in their order ([] for
+    a parameter of no dimension, which has none)."""
+    keys = [k for k in state if k.startswith(prefix) and k[len(prefix) :].isdigit()]
+    return [state[f"{prefix}{j}"] for j in range(len(keys))]
 
 
 def _shape_of(v) -> str:
@@ -151,6 +158,9 @@ def assert_matches_reference(
         for ours, theirs in (state_keys or {}).items():
             for i, p in enumerate(params):
                 st = opt.state[p]
+                if theirs.endswith("*") and ref_states[i]:
+                    # the reference's keys pre_cond_0, pre_cond_1, ... as one list
+                    ref_states[i][theirs] = _numbered(ref_states[i], theirs[:-1])
                 if ours not in st and theirs not in ref_states[i]:
                     continue
                 if ours not in st or theirs not in ref_states[i]:

@@ -2,12 +2,12 @@
 
 ``inverse_root(A, p)`` is ``A^(-1/p)`` of a symmetric positive semidefinite matrix, computed by
 the generated modules' runtime (generator.runtime.linalg) as pytorch_optimizer computes Shampoo's
-preconditioners. The spec below is Shampoo on matrices: two statistics of their own shape
-(``eps * eye(size(param, 0))``), refreshed every few steps into their inverse fourth roots, the
-gradient preconditioned on both sides. On matrices (pytorch_optimizer's Shampoo takes any rank; a
-spec of the optimizer itself needs the per-dimension loop the language does not have yet) it
-follows pytorch_optimizer.Shampoo within rtol 1e-10 after each of 20 steps, over a grid of its
-options and gradients over five orders of magnitude; its foreach path equals its for-loop.
+preconditioners. The spec below is Shampoo on matrices, written with two states of their own
+shape (``eps * eye(size(param, 0))``) instead of specs/shampoo.optim's list per dimension: the
+statistics are refreshed every few steps into their inverse fourth roots, the gradient
+preconditioned on both sides (``Li @ g @ Ri``). It follows pytorch_optimizer.Shampoo within rtol
+1e-10 after each of 20 steps, over a grid of its options and gradients over five orders of
+magnitude; unlike the optimizer's spec it declares foreach, whose path equals its for-loop.
 """
 
 from __future__ import annotations
@@ -161,3 +161,99 @@ def test_inverse_root_has_no_fused_form():
         "input fused: bool? = none, keyword\n",
     )
     assert any(e.startswith("E326") for e in errors), errors
+
+
+# ---- one dimension at a time: unfold and mode_product, and a list state made for each dimension ----
+
+RANKS = [(5,), (3, 4), (2, 3, 4), (2, 1, 3, 2)]
+
+
+@pytest.mark.parametrize("shape", RANKS, ids=lambda s: f"rank{len(s)}")
+def test_unfold_and_mode_product_are_the_tensor_algebra_of_one_dimension(shape):
+    from generator.runtime.linalg import mode_product, unfold
+
+    gen = torch.Generator().manual_seed(len(shape))
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    letters = "abcd"[: len(shape)]
+    for k, n in enumerate(shape):
+        a = torch.randn(n, n, generator=gen, dtype=torch.float64)
+        m = a + a.T  # (the preconditioners are symmetric)
+        u = unfold(x, k)
+        assert u.shape == (n, x.numel() // n)
+        # row i holds the fiber at index i of dimension k, the others in their order
+        assert torch.equal(u, x.movedim(k, 0).reshape(n, -1))
+        out = letters.replace(letters[k], "z")
+        expected = torch.einsum(f"z{letters[k]},{letters}->{out}", m, x)
+        torch.testing.assert_close(mode_product(x, m, k), expected, rtol=1e-13, atol=0)
+
+
+SHAMPOO_LIKE_LISTS = """\
+optimizer X
+input lr: float = 1
+input foreach: bool? = none
+check not is_complex(param) else "real"
+state P (pre_cond) <- [eye(size(param, k)) for k in range(dim(param))]
+update:
+    d <- grad
+    for k in range(len(P)):
+        U <- unfold(grad, k)
+        P[k] <- P[k] + U @ transpose(U)
+        d <- mode_product(d, inverse_root(P[k], 4), k)
+    param <- param - lr * d
+"""
+
+
+def _errors(text: str) -> list[str]:
+    try:
+        check_text(text)
+    except SpecError as e:
+        return [f"{d.code} {d.message}" for d in e.diagnostics]
+    return []
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        (None, None, "E335 a list whose length differs between parameters has no foreach"),
+        ("range(dim(param))]", "range(lr)]", "E303 a list is made for each k of `range(n)`"),
+        ("[eye(size(param, k))", "[k * grad", "E303 each item is a tensor of its own shape"),
+        (
+            "    d <- grad\n",
+            "    d <- grad\n    xs <- [grad for k in range(2)]\n    d <- d + xs[0]\n",
+            "E507 a list made for each k is the first value of a state",
+        ),
+    ],
+    ids=["foreach", "a_count_that_is_not_whole", "an_item_not_made_by_a_constructor", "in_the_update"],
+)
+def test_a_list_made_for_each_dimension_misused_is_refused(old, new, expected):
+    text = SHAMPOO_LIKE_LISTS if old is None else SHAMPOO_LIKE_LISTS.replace(old, new)
+    errors = _errors(text)
+    assert any(e.startswith(expected) for e in errors), (expected, errors)
+
+
+def test_a_list_made_for_each_dimension_builds_without_foreach():
+    from generator.api import compile_text
+
+    src = compile_text(SHAMPOO_LIKE_LISTS.replace("input foreach: bool? = none\n", ""))
+    assert (
+        'state["pre_cond"] = [\n            torch.eye(p.size(k), dtype=p.dtype, '
+        "device=p.device) for k in range(p.dim())\n        ]"
+    ) in src
+    assert "from generator.runtime.linalg import inverse_root, mode_product, unfold" in src
+
+
+def test_a_state_that_starts_as_the_gradient_copies_the_raw_first_gradient():
+    """`state B <- grad`: made with the gradient the first step sees, before the update reads
+    it (pytorch_optimizer's Shampoo keeps its momentum buffer so, even when maximizing)."""
+    cls = load_spec(
+        "optimizer X\ninput lr: float = 1\ninput maximize: bool = false\n"
+        "state B (buffer) <- grad\nupdate:\n    use maximize\n    B <- B + g\n"
+        "    param <- param - lr * B\n"
+    )
+    p = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = cls([p], maximize=True)
+    p.grad = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    opt.step()
+    # the buffer started as +grad (raw), then the update added g = -grad
+    assert torch.equal(opt.state[p]["buffer"], torch.zeros(3, dtype=torch.float64))
+    assert opt.state[p]["buffer"] is not p.grad

@@ -43,6 +43,7 @@ from generator.check.model import Block, CheckedSpec, NoForm, Symbol, state_type
 from generator.check.queries import (
     check_shapes_of_complex,
     is_param,
+    is_grad,
     mentions_name,
 )
 
@@ -213,8 +214,18 @@ class Checker:
             if st.shaped is not None and not self.flat:
                 self.shaped_state(st, *st.shaped)
                 continue
-            if is_param(st.init) and st.kind == "tensor":
-                continue  # a copy of the parameter when the state is made
+            if st.per_dimension is not None and not self.flat:
+                self.per_dimension_state(st, *st.per_dimension)
+                continue
+            if is_grad(st.init) and st.kind == "tensor" and self.spec.sparse:
+                self.out.error(
+                    "E206",
+                    "a state that starts as a copy of the gradient cannot have sparse "
+                    "gradients (it would be a sparse tensor)",
+                    st.init.span,
+                )
+            if (is_param(st.init) or is_grad(st.init)) and st.kind == "tensor":
+                continue  # a copy of the parameter (the gradient) when the state is made
             if st.init is not None and not self.flat:
                 kind = self.expr(st.init, "state")
                 if kind == Kind.TENSOR:
@@ -248,7 +259,48 @@ class Checker:
                     inp.none_means.span,
                 )
 
-    def shaped_state(self, st: S.State, call: S.Call, factor: S.Expr | None) -> None:
+    def per_dimension_state(
+        self, st: S.State, item: S.Expr, var: S.Name, count: S.Expr
+    ) -> None:
+        """``state P <- [eps * eye(size(param, k)) for k in range(dim(param))]``: a list of
+        tensors of each parameter, one for each k, each of its own shape (Shampoo's
+        preconditioners, one per dimension); k counts to a whole number the inputs and the
+        parameter's shape decide."""
+        if self.expr(count, "state_condition") not in (Kind.INT, None):
+            self.out.error(
+                "E303",
+                "a list is made for each k of `range(n)`, n a whole number: an `int` "
+                "input or `dim(param)`",
+                count.span,
+            )
+        shaped = S.shaped(item)
+        if shaped is None:
+            self.out.error(
+                "E303",
+                "each item is a tensor of its own shape, made by a constructor: "
+                f"`[eps * eye(size(param, {var.id})) for {var.id} in range(dim(param))]`",
+                item.span,
+                hint="a list of tensors shaped like the parameter is `[0] * n`",
+            )
+            return
+        check_name(var, "a loop variable", self.out)
+        env = dict(self.inputs)
+        env[var.id] = Symbol(var.id, Kind.INT, "local")
+        self.shaped_state(st, *shaped, env=env)
+        # (the foreach path keeps a list state by item, the k-th tensor of every parameter in
+        # one list: a parameter of another rank has another number of them)
+        if mentions_name(count, "param"):
+            self.no_form.append(
+                NoForm(
+                    "a list whose length differs between parameters",
+                    count.span,
+                    frozenset({"foreach"}),
+                )
+            )
+
+    def shaped_state(
+        self, st: S.State, call: S.Call, factor: S.Expr | None, env=None
+    ) -> None:
         """``state L <- eps * eye(size(param, 0))``: a tensor of each parameter of its own
         shape, made when the state is; its dimensions are whole numbers the inputs and the
         parameter's shape decide, its value a number of the inputs."""
@@ -280,14 +332,14 @@ class Checker:
             )
             return
         for d in call.args:
-            if self.expr(d, "state_condition") not in (Kind.INT, None):
+            if self.expr(d, "state_condition", env) not in (Kind.INT, None):
                 self.out.error(
                     "E303",
                     "a dimension is a whole number: an `int` input, `size(param, k)` or "
                     "`dim(param)`",
                     d.span,
                 )
-        if factor is not None and self.expr(factor, "state") not in (
+        if factor is not None and self.expr(factor, "state", env) not in (
             Kind.SCALAR,
             Kind.INT,
             None,

@@ -49,6 +49,13 @@ def expression(flow, e) -> None:
         name(flow, e)
     elif isinstance(e, S.Call):
         call(flow, e)
+    elif isinstance(e, S.ListOver):
+        flow.c.out.error(
+            "E507",
+            "a list made for each k is the first value of a per-parameter state",
+            e.span,
+            hint="a flat update makes its lists with `[a, b]` and `append`",
+        )
     else:
         for c in S.children(e):
             expression(flow, c)

@@ -110,6 +110,16 @@ class Typer:
                 )
         return TENSORS
 
+    def k_ListOver(self, e: S.ListOver):
+        self.error(
+            "E507",
+            "a list made for each k is the first value of a state: "
+            "`state P <- [eps * eye(size(param, k)) for k in range(dim(param))]`",
+            e.span,
+            hint="in an update, loop over its items: `for k in range(len(P)):`",
+        )
+        return None
+
     def _repeated_list(self, items: S.List, count: S.Expr):
         """``[x] * n``: a list of n items."""
         t = self.any_kind(items)
@@ -155,7 +165,8 @@ class Typer:
                     "the optimizer is built",
                     e.span,
                     hint="for a first value taken from the update, declare the state `lazy` "
-                    "and assign it with `initially`",
+                    "and assign it with `initially` (`<- grad` and `<- param` are copies of "
+                    "the first gradient and of the parameter)",
                 )
                 return None
             if self.flow is not None and self.flow.mode == "method":

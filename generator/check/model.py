@@ -46,7 +46,7 @@ def state_type(st: S.State) -> Kind | ListOf:
         return Kind.SCALAR
     if st.kind == "flag":
         return Kind.BOOL
-    if st.repeated is not None:
+    if st.repeated is not None or st.per_dimension is not None:
         return TENSORS
     return Kind.TENSOR
 

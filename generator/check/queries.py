@@ -59,7 +59,10 @@ def check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
     found += [
         c
         for st in spec.states
-        for e in (st.condition, st.init if st.shaped else None)
+        for e in (
+            st.condition,
+            st.init if st.shaped or st.per_dimension else None,
+        )
         if e is not None
         for c in shape_calls(e)
     ]
@@ -77,7 +80,18 @@ def check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
 # Calls whose value depends on a whole tensor, not on each element alone: on a shard of a
 # parameter (FSDP2's DTensor) they would compute on the shard as if it were the whole.
 WHOLE_TENSOR_CALLS = frozenset(
-    {"norm", "mean", "sum", "dot", "item", "transpose", "onehot", "inverse_root"}
+    {
+        "norm",
+        "mean",
+        "sum",
+        "dot",
+        "item",
+        "transpose",
+        "onehot",
+        "inverse_root",
+        "unfold",
+        "mode_product",
+    }
 )
 
 
@@ -88,7 +102,7 @@ def whole_tensor_construct(checked: CheckedSpec) -> tuple[str, S.Span] | None:
     for st in checked.spec.states:
         if st.reduced is not None:
             return f"state `{st.name.id}`, reduced over {st.reduced}", st.span
-        if st.shaped is not None:
+        if st.shaped is not None or st.per_dimension is not None:
             return f"state `{st.name.id}`, of its own shape", st.span
         if st.kind == "total":
             return f"`{st.name.id}`, a sum over all parameters", st.span
@@ -126,6 +140,12 @@ def whole_tensor_construct(checked: CheckedSpec) -> tuple[str, S.Span] | None:
 def is_param(e) -> bool:
     """`param` itself: a state declared `<- param` starts as a copy of the parameter."""
     return isinstance(e, S.Name) and e.id == "param" and e.subscript is None
+
+
+def is_grad(e) -> bool:
+    """`grad` itself: a state declared `<- grad` starts as a copy of the gradient it is made
+    with (the raw gradient, before the update reads it: pytorch_optimizer's Shampoo's buffer)."""
+    return isinstance(e, S.Name) and e.id == "grad" and e.subscript is None
 
 
 def mentions_name(e: S.Expr, name: str) -> bool:

@@ -279,7 +279,10 @@ class Shapes:
         self.shape(e.index, env)
         value = e.value
         if isinstance(value, S.Name) and value.id in self.c.states:
-            return env.param  # (a list state holds tensors shaped like the parameter)
+            # (a list state `[0] * n` holds tensors shaped like the parameter; a list made for
+            # each dimension, tensors of their own shapes)
+            st = self.c.states[value.id]
+            return env.param if st.repeated is not None else None
         if isinstance(value, S.Name) and value.id in self.inputs:
             return ()
         return None

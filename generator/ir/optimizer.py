@@ -97,6 +97,9 @@ class StateBuffer:
     # ``constructor`` (zeros, ones, eye), whose entries (the diagonal's, for eye) are ``init``
     shape: tuple[SExpr, ...] | None = None
     constructor: str | None = None
+    # a list made for each value of this variable over range(length) (``[... for k in
+    # range(dim(param))]``): ``shape`` reads it
+    item_var: str | None = None
 
     def __post_init__(self) -> None:
         _coerce(self, kind=StateKind, scope=Scope)

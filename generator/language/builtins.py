@@ -432,6 +432,27 @@ BUILTINS: dict[str, Builtin] = {
             latex=r"{0}^{{-1/{1}}}",
         ),
         Builtin(
+            "unfold",
+            ("tensor", "int"),
+            "tensor",
+            "unfold(x, k): the mode-k unfolding, a matrix whose rows run along dimension k "
+            "and whose columns over the others, in order (x.movedim(k, 0) flattened after "
+            "its first dimension)",
+            tensor=TensorOp("unfold", runtime="unfold"),
+            shape="(size(x, k), numel(x) / size(x, k))",
+        ),
+        Builtin(
+            "mode_product",
+            ("tensor", "tensor", "int"),
+            "tensor",
+            "mode_product(x, M, k): x multiplied by the symmetric matrix M along dimension k "
+            "(each fiber along k replaced by M @ fiber; along the last dimension computed as "
+            "unfold(x, k)ᵀ @ M, as Shampoo's reference does)",
+            tensor=TensorOp("mode_product", runtime="mode_product"),
+            shape="x's shape with dimension k of size(M, 0)",
+            latex=r"{0} \times_{{{2}}} {1}",
+        ),
+        Builtin(
             "zeros",
             ("int", "int", "int", "int"),
             "tensor",

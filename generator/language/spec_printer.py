@@ -122,6 +122,11 @@ def _(e: S.List) -> str:
 
 
 @print_expr.register
+def _(e: S.ListOver) -> str:
+    return f"[{print_expr(e.item)} for {e.var.id} in {print_expr(e.iterable)}]"
+
+
+@print_expr.register
 def _(e: S.Index) -> str:
     return f"{_wrap(e.value, PRECEDENCE['atom'])}[{print_expr(e.index)}]"
 

@@ -134,6 +134,18 @@ class Tuple:
     span: Span = field(compare=False)
 
 
+@dataclass(frozen=True)
+class ListOver:
+    """``[eps * eye(size(param, k)) for k in range(dim(param))]``: a list of one item for each
+    value of ``var`` over ``iterable`` (a range), each computed from it (a per-dimension state).
+    """
+
+    item: Expr
+    var: Name
+    iterable: Expr
+    span: Span = field(compare=False)
+
+
 Expr = Union[
     Number,
     Bool,
@@ -148,6 +160,7 @@ Expr = Union[
     Tuple,
     Index,
     List,
+    ListOver,
 ]
 
 
@@ -167,6 +180,8 @@ def children(e: Expr) -> tuple[Expr, ...]:
         return e.items
     if isinstance(e, Index):
         return (e.value, e.index)
+    if isinstance(e, ListOver):
+        return (e.item, e.iterable)
     return ()
 
 
@@ -470,6 +485,21 @@ class State:
         """``<- eps * eye(size(param, 0))``: a state of its own shape, made by a constructor
         (times a number); None where the state is shaped like the parameter."""
         return shaped(self.init)
+
+    @property
+    def per_dimension(self) -> tuple["Expr", "Name", "Expr"] | None:
+        """``<- [eps * eye(size(param, k)) for k in range(dim(param))]``: a list of tensors of
+        each parameter, one for each k, each of its own shape; (item, k, count). None for any
+        other first value."""
+        e = self.init
+        if (
+            isinstance(e, ListOver)
+            and isinstance(e.iterable, Call)
+            and e.iterable.func == "range"
+            and len(e.iterable.args) == 1
+        ):
+            return e.item, e.var, e.iterable.args[0]
+        return None
 
     @property
     def repeated(self) -> tuple["Expr", "Expr"] | None:

@@ -128,6 +128,14 @@ class _Build(Transformer):
     def list(self, meta, children):
         return S.List(tuple(c for c in children if c is not None), self._span(meta))
 
+    @v_args(meta=True)
+    def list_over(self, meta, children):
+        item, var, iterable = children
+        span = self._span(meta)
+        return S.ListOver(
+            item, S.Name(_ascii_name(str(var)), None, span), iterable, span
+        )
+
     def group(self, children):
         (inner,) = children
         return replace(inner, grouped=True) if isinstance(inner, S.Binary) else inner

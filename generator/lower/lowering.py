@@ -104,10 +104,15 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         # `[0] * n`: n tensors, each made as a state of first value 0 is
         first, length = st.repeated if st.repeated and not flat else (st.init, None)
         # `eps * eye(n)`: a tensor of its own shape, of entries (on the diagonal) eps
-        shape = constructor = None
+        shape = constructor = item_var = None
+        per_dimension = None if flat else st.per_dimension
+        if per_dimension is not None:
+            first, var, count = per_dimension
+            item_var, length = var.id, count
         init = None if first is None or flat else lw.sexpr(first)
-        if st.shaped is not None and not flat:
-            call, factor = st.shaped
+        shaped = S.shaped(first) if first is not None and not flat else None
+        if shaped is not None:
+            call, factor = shaped
             constructor = call.func
             shape = tuple(lw.sexpr(d) for d in call.args)
             init = (
@@ -127,6 +132,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 length=None if length is None else lw.sexpr(length),
                 shape=shape,
                 constructor=constructor,
+                item_var=item_var,
                 condition=None if st.condition is None else lw.sexpr(st.condition),
                 eager=st.eager,
                 on_device=st.on_device,

@@ -111,7 +111,8 @@ def rule_scaled_sum(lw: ExpressionLowerer, name: str, e: S.Expr):
 
 def rule_addmm(lw: ExpressionLowerer, name: str, e: S.Expr):
     """[b *] x + [c *] (A @ B)  →  x.addmm_(A, B[, beta=b][, alpha=c]): the product added in one
-    rounding, as torch's in-place matrix statistics are (Shampoo's ``pre_cond.addmm_``)."""
+    rounding, as torch's in-place matrix statistics are (Shampoo's ``pre_cond.addmm_``).
+    """
     terms = signed_terms(e)
     if len(terms) != 2 or terms[0][0] != 1:
         return None

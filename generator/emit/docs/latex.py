@@ -162,6 +162,12 @@ class LatexPrinter:
             )
         if isinstance(e, S.Index):
             return f"{self.wrap(e.value, PREC['atom'])}[{self.expr(e.index)}]"
+        if isinstance(e, S.ListOver):  # [x_k]_{k = 0}^{n - 1}
+            it = e.iterable
+            bound = self.expr(it.args[-1]) if isinstance(it, S.Call) and it.args else ""
+            var = self.expr(e.var)
+            item = self.expr(e.item)
+            return rf"\left[{item}\right]_{{{var} = 0}}^{{{bound} - 1}}"
         if isinstance(e, (S.List, S.Tuple)):
             items = ", ".join(self.expr(x) for x in e.items)
             return f"[{items}]" if isinstance(e, S.List) else rf"\left({items}\right)"

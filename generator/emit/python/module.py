@@ -153,7 +153,7 @@ class ModuleRenderer:
             + [n for n in ("_device_number", "_flat", "_number_tensor") if n in needed]
         )
         ctx["linalg_imports"] = _sorted_imports(
-            n for n in ("inverse_root",) if n in needed
+            n for n in ("inverse_root", "mode_product", "unfold") if n in needed
         )
         ctx["shard_imports"] = _sorted_imports(
             n

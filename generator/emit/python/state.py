@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from generator import ir
 from generator.emit.python.blocks import Lines
+from generator.emit.python.scalars import ScalarPrinter
+from generator.emit.python.validation import per_parameter_name
 from generator.emit.python.facts import ModuleFacts, float_source, per_parameter
 
 
@@ -79,7 +81,13 @@ def init_state(facts: ModuleFacts) -> str:
             out(f"if {facts.group_scalar(s.condition)}:")
         if guard:
             out.level += 1
-        if s.length is not None:
+        if s.item_var is not None:
+            # a list made for each k: `[torch.eye(p.size(k), ...) for k in range(p.dim())]`
+            out(
+                f'state["{s.key}"] = [{_made_of_shape(facts, s)} '
+                f"for {s.item_var} in range({facts.group_scalar(s.length)})]"
+            )
+        elif s.length is not None:
             # a list state: `length` tensors, each made as a state of that first value is
             out(
                 f'state["{s.key}"] = [{_made_like_p(facts, s.init, out)} '
@@ -113,8 +121,17 @@ def init_state(facts: ModuleFacts) -> str:
 def _made_of_shape(facts: ModuleFacts, s: ir.State) -> str:
     """A tensor of its own shape (``torch.eye(p.size(0), ...)``) on the parameter's device, in
     its dtype: the identity (times the value), or the value everywhere."""
-    dims = [facts.group_scalar(d) for d in s.shape]
-    value = facts.group_scalar(s.init)
+    scalar = facts.group_scalar
+    if (
+        s.item_var is not None
+    ):  # (the variable of a list made for each k is read as itself)
+        scalar = ScalarPrinter(
+            lambda r: r.name if r.name == s.item_var else facts.group_ref(r),
+            per_parameter_name,
+            facts.imports,
+        )
+    dims = [scalar(d) for d in s.shape]
+    value = scalar(s.init)
     where = "dtype=p.dtype, device=p.device"
     if s.constructor == "eye":
         made = f"torch.eye({dims[0]}, {where})"
@@ -129,6 +146,8 @@ def _made_like_p(facts: ModuleFacts, init: ir.SExpr, out: Lines) -> str:
     """A new tensor shaped like the parameter ``p``, of first value ``init`` (a number, or
     the parameter itself: a copy); a number other than 0 is written to ``out`` first
     (complex parameters start from ``value + value·i``, as torch's Adagrad's do)."""
+    if init == ir.SRef("grad"):  # (the raw gradient the state is made with)
+        return "p.grad.detach().clone(memory_format=torch.preserve_format)"
     if init == ir.SRef("param"):
         return "p.detach().clone(memory_format=torch.preserve_format)"
     value = facts.group_scalar(init)
