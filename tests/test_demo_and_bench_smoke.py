@@ -56,19 +56,22 @@ def test_bench_tiny(capsys, tmp_path):
 
 def test_bench_a_paper_optimizer_against_pytorch_optimizer(capsys, tmp_path):
     """A generated optimizer from a paper is timed beside pytorch_optimizer's class of the
-    same name, on the paths both have (AggMo: for-loop and foreach; no fused path)."""
+    same name, on the paths it has (AggMo: for-loop and foreach; Shampoo: the for-loop)."""
     pytest.importorskip("pytorch_optimizer")
     report = tmp_path / "bench.json"
     argv = ["--size", "tiny", "--steps", "2", "--warmup", "1", "--no-progress"]
-    argv += ["--optimizers", "AggMo,Adam", "--json", str(report)]
+    argv += ["--optimizers", "AggMo,Shampoo,Adam", "--json", str(report)]
     assert _run(bench, argv) == 0
     out = capsys.readouterr().out
-    assert "pytorch_optimizer's for AggMo" in out
+    assert "pytorch_optimizer's for AggMo, Shampoo" in out
     results = json.loads(report.read_text())["results"]
     aggmo = [r for r in results if r["optimizer"] == "AggMo"]
     assert sorted(r["impl"] for r in aggmo) == ["for-loop", "foreach"]
     # the same defaults and gradients on both sides: the same parameters after the steps
     assert all(r["max_abs_param_diff"] == 0 for r in aggmo), aggmo
+    shampoo = [r for r in results if r["optimizer"] == "Shampoo"]
+    assert [r["impl"] for r in shampoo] == ["for-loop"], shampoo
+    assert shampoo[0]["max_abs_param_diff"] == 0, shampoo
 
 
 def test_bench_names_what_it_cannot_compare(capsys):

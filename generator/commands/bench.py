@@ -457,6 +457,7 @@ def run(args: argparse.Namespace) -> int:
         for name in optimizers
         for impl in impls
         if not (impl == "foreach" and name in NO_FOREACH)
+        and not (impl == "foreach" and not _takes(getattr(gen, name), "foreach"))
         and not (impl == "fused" and not has_fused(getattr(gen, name)))
     ]
     print(
@@ -512,7 +513,7 @@ def run(args: argparse.Namespace) -> int:
                 kwargs["fused"] = True
                 if name not in torch_fused:
                     torch_kwargs = dict(BENCH_KWARGS.get(name, {}), foreach=True)
-            elif name not in NO_FOREACH:
+            elif name not in NO_FOREACH and _takes(getattr(gen, name), "foreach"):
                 kwargs["foreach"] = IMPLS[impl]
                 if not _takes(reference, "foreach"):  # (its one path)
                     torch_kwargs = dict(BENCH_KWARGS.get(name, {}))
