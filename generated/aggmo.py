@@ -223,7 +223,7 @@ def aggmo(
             )
         for lists in precision.chunks(
             [params, grads, momentum_buffers],
-            ["param", "grad", None],
+            ["param", "grad", "momentum_buffer"],
             per_tensor=not (foreach),
         ):
             aggmo(

@@ -274,7 +274,7 @@ def shampoo(
         # compute dtype, one parameter at a time on the for-loop path, stored back after it
         for lists in precision.chunks(
             [params, grads, momentum_buffers, pre_conds, inv_pre_conds],
-            ["param", "grad", "momentum_buffer", None, None],
+            ["param", "grad", "momentum_buffer", "pre_cond", "inv_pre_cond"],
             per_tensor=not (False),
         ):
             shampoo(

@@ -144,7 +144,8 @@ def is_param(e) -> bool:
 
 def is_grad(e) -> bool:
     """`grad` itself: a state declared `<- grad` starts as a copy of the gradient it is made
-    with (the raw gradient, before the update reads it: pytorch_optimizer's Shampoo's buffer)."""
+    with (the raw gradient, before the update reads it: pytorch_optimizer's Shampoo's buffer).
+    """
     return isinstance(e, S.Name) and e.id == "grad" and e.subscript is None
 
 

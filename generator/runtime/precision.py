@@ -142,8 +142,9 @@ class Precision:
     ) -> Iterator[list[list]]:
         """The functional's lists in the compute dtype: one parameter at a time when
         ``per_tensor`` (the for-loop), else all at once. ``keys`` names each list: "param",
-        "grad", a tensor state's key, or None for counters (passed as they are). After each
-        chunk has been updated (the caller's loop body), its results are stored back."""
+        "grad", a tensor state's key (of a tensor, or of a list state's list of tensors), or
+        None for counters (passed as they are). After each chunk has been updated (the
+        caller's loop body), its results are stored back."""
         params = lists[0]
         n = len(params)
         spans = [(i, i + 1) for i in range(n)] if per_tensor else [(0, n)]
@@ -159,7 +160,14 @@ class Precision:
                         (
                             None
                             if t is None
-                            else _in_dtype(t, self.dtype_for(params[lo + j]))
+                            else (
+                                [
+                                    _in_dtype(x, self.dtype_for(params[lo + j]))
+                                    for x in t
+                                ]
+                                if isinstance(t, list)
+                                else _in_dtype(t, self.dtype_for(params[lo + j]))
+                            )
                         )
                         for j, t in enumerate(part)
                     ]
@@ -176,6 +184,10 @@ class Precision:
                             self.land(old, new, i)
                     elif key is None:  # a counter (kept as a number: replaced)
                         lst[i] = new
+                    elif isinstance(old, list):  # a list state: each tensor stored back
+                        for o, n_ in zip(old, new, strict=True):
+                            if n_ is not o:
+                                o.copy_(n_)
                     elif (
                         old is None
                     ):  # a state the update made (lazy), in its storage dtype

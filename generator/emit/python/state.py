@@ -62,8 +62,12 @@ def state_context(facts: ModuleFacts) -> dict:
 
 
 def precision_keys(facts: ModuleFacts) -> list[str | None]:
-    """What each list of the functional holds, for ``Precision.chunks``."""
+    """What each list of the functional holds, for ``Precision.chunks``: a list state's too
+    (its tensors are computed in the compute dtype, each stored back into its own)."""
     keys = {s.list_name: s.key for s in facts.tensor_states()}
+    keys.update(
+        (s.list_name, s.key) for s in facts.param_states() if s.length is not None
+    )
     return [
         "param" if n == "params" else "grad" if n == "grads" else keys.get(n)
         for n in facts.group_lists()
