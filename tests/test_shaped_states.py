@@ -196,3 +196,17 @@ def test_a_state_shaped_from_the_parameter_refuses_complex_parameters_unless_che
     with pytest.raises(SpecError) as info:
         check_text(text)
     assert [d.code for d in info.value.diagnostics] == ["E327"]
+
+
+def test_a_value_shaped_like_the_parameter_before_the_branch_that_decides_its_rank():
+    """`x <- grad` before `if dim(param) == 2:` is the parameter's shape, whatever its rank;
+    inside the branch it is a matrix's, which the state of its own shape cannot hold (the
+    fuzzer's program 3076, shrunk: it built, and failed at the first step)."""
+    errors = _errors(
+        "state sm <- 0.5 * eye(size(param, 0)) if dim(param) == 2\n",
+        "    x <- grad\n    if dim(param) == 2:\n        sm <- x\n    param <- param - lr * x\n",
+    )
+    assert (
+        "E336 `sm` has its own shape (size(param, 0), size(param, 0)); the value has "
+        "shape (size(param, 0), size(param, 1))"
+    ) in errors, errors

@@ -28,9 +28,11 @@ from generator.language.diagnostics import Collector
 from generator.language.types import Kind, ListOf
 
 # a dimension: ("int", n), ("size", k) of the parameter, ("input", name); a shape: a tuple of
-# dimensions (() a number or a 0-d tensor), or None (not known)
+# dimensions (() a number or a 0-d tensor), PARAM (the parameter's, whose rank is not known
+# here: its dimensions once a branch or a check decides it), or None (not known)
 Dim = tuple
-Shape = tuple | None
+PARAM = "the parameter's shape"
+Shape = tuple | str | None
 
 # the names whose shape is the parameter's
 _LIKE_PARAM = ("param", "grad")
@@ -66,8 +68,12 @@ class _Env:
     @property
     def param(self) -> Shape:
         return (
-            None if self.rank is None else tuple(("size", k) for k in range(self.rank))
+            PARAM if self.rank is None else tuple(("size", k) for k in range(self.rank))
         )
+
+    def resolved(self, shape: Shape) -> Shape:
+        """``shape`` with PARAM made the parameter's dimensions where the rank is known."""
+        return self.param if shape == PARAM else shape
 
 
 def _rank_condition(e) -> int | None:
@@ -169,6 +175,12 @@ class Shapes:
                 if rank is not None:
                     inner.rank = rank
                 after = self.body(body, inner)
+                if env.rank is None and inner.rank is not None:
+                    # (the parameter's shape, as the branch knew it, is PARAM after it)
+                    after.shapes = {
+                        n: PARAM if v == inner.param else v
+                        for n, v in after.shapes.items()
+                    }
                 after.rank = env.rank
                 outs.append(after)
             outs.append(self.body(s.orelse, env.copy()))
@@ -189,13 +201,10 @@ class Shapes:
     def stored(
         self, name: str, shape: Shape, want: Shape, span, whose="the parameter's shape"
     ) -> None:
-        if (
-            shape is None
-            or want is None
-            or shape == ()
-            or _broadcasts(shape, want) == want
-        ):
+        if shape is None or want is None or shape == () or shape == want:
             return
+        if PARAM in (shape, want) or _broadcasts(shape, want) == want:
+            return  # (a rank not known: nothing to prove)
         self.error(
             f"`{name}` has {whose} {show(want)}; the value has shape {show(shape)}",
             span,
@@ -259,7 +268,7 @@ class Shapes:
         if name in _LIKE_PARAM or name in self.param_shaped:
             return env.param
         if name in env.shapes:
-            return env.shapes[name]
+            return env.resolved(env.shapes[name])
         if name in self.own_shape:
             call, dims = self.c.states[name].shaped[0], self.own_shape[name]
             shape = tuple(self.dim(d, _Env(None, {}, {})) for d in dims)
@@ -314,6 +323,12 @@ class Shapes:
             return None
         if b.result in (Kind.INT, Kind.SCALAR, Kind.BOOL):
             return ()
+        if (
+            PARAM in shapes
+            and e.func not in ("bfloat16", "clone")
+            and not b.elementwise
+        ):
+            return None  # (a shape read off a rank not known)
         if e.func == "transpose":
             x = shapes[0]
             if x is None or len(x) != 2:
@@ -355,6 +370,8 @@ class Shapes:
         if len(known) < len(shapes):
             # a number broadcasts to anything; an unknown shape leaves the result unknown
             return None
+        if PARAM in known:  # (the parameter's shape, with numbers, is the parameter's)
+            return PARAM if all(s in ((), PARAM) for s in known) else None
         out: tuple = ()
         for s in known:
             joined = _broadcasts(out, s)
@@ -371,8 +388,8 @@ class Shapes:
         return out
 
     def matmul(self, a: Shape, b: Shape, e) -> Shape:
-        if a is None or b is None or a == () or b == ():
-            return None  # (a number's `@` is E309's)
+        if a is None or b is None or a == () or b == () or PARAM in (a, b):
+            return None  # (a number's `@` is E309's; a rank not known proves nothing)
         inner_a = a[-1]
         inner_b = b[0] if len(b) == 1 else b[-2]
         if inner_a != inner_b:

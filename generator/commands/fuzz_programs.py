@@ -170,6 +170,7 @@ class _Scope:
         False  # under `if dim(param) > 1`: reductions along a dimension allowed
     )
     depth: int = 0
+    matrix2: bool = False  # under `if dim(param) == 2`: matrix products allowed
 
 
 @dataclass
@@ -239,6 +240,10 @@ class _Draw:
             ("{} if {} else {}", 0.6 if self.flags else 0),
             ("{} - mean({}, -1)", 1.5 if scope.matrix else 0),
             ("{} / (norm({}, -2) + 1)", 1 if scope.matrix else 0),
+            # (m, n) @ (n, m) @ (m, n) and (m, n) @ ((n, m) @ (m, n)): the parameter's shape
+            # (the operands grouped: a product binds as tightly as `*` and `/`)
+            (MATMUL_RIGHT, 1 if scope.matrix2 else 0),
+            (MATMUL_LEFT, 1 if scope.matrix2 else 0),
         ]
         template = rng.choices([c for c, _ in choices], [w for _, w in choices])[0]
         self.note(_construct_of(template))
@@ -333,17 +338,29 @@ class _Draw:
             cond = f"not {cond}" if rng.random() < 0.3 else cond
         elif kind == "shape":
             cond = rng.choice(
-                ["dim(param) > 1", "numel(param) > 4", "size(param, 0) > 2"]
+                [
+                    "dim(param) > 1",
+                    "numel(param) > 4",
+                    "size(param, 0) > 2",
+                    "dim(param) == 2",
+                ]
             )
-            matrix = matrix or cond == "dim(param) > 1"
+            matrix = matrix or cond in ("dim(param) > 1", "dim(param) == 2")
         else:
             t = rng.choice(self.counters)
             if self.periods and rng.random() < 0.5:
                 cond = f"{t} % {rng.choice(self.periods)} == 0"
             else:
                 cond = f"{t} < {rng.choice(['3', '2'])}"
-        then_scope = _Scope(list(scope.tensors), matrix, scope.depth + 1)
-        else_scope = _Scope(list(scope.tensors), scope.matrix, scope.depth + 1)
+        then_scope = _Scope(
+            list(scope.tensors),
+            matrix,
+            scope.depth + 1,
+            matrix2=scope.matrix2 or (kind == "shape" and cond == "dim(param) == 2"),
+        )
+        else_scope = _Scope(
+            list(scope.tensors), scope.matrix, scope.depth + 1, matrix2=scope.matrix2
+        )
         then = self.block(then_scope, states, rng.randint(1, 3), nesting - 1)
         orelse = (
             self.block(else_scope, states, rng.randint(1, 2), nesting - 1)
@@ -400,6 +417,10 @@ _PURE = (
     "{} / (norm({}) + 1)",
 )
 
+# (m, n) @ (n, m) @ (m, n) and (m, n) @ ((n, m) @ (m, n)): products of the parameter's shape
+MATMUL_RIGHT = "(({}) @ transpose({}) @ ({})) / (numel(param) + 1)"
+MATMUL_LEFT = "(({}) @ (transpose({}) @ ({}))) / (numel(param) + 1)"
+
 CONSTRUCTS = {
     "{} + {}": "arithmetic",
     "{} - {}": "arithmetic",
@@ -423,6 +444,8 @@ CONSTRUCTS = {
     "{} if {} else {}": "conditional value",
     "{} - mean({}, -1)": "reduction along a dimension",
     "{} / (norm({}, -2) + 1)": "reduction along a dimension",
+    MATMUL_RIGHT: "matrix product",
+    MATMUL_LEFT: "matrix product",
 }
 
 
@@ -551,6 +574,23 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         )
         scope.tensors.append(x)
         d.note("state under a flag")
+    if rng.random() < 0.2:
+        # a state of its own shape (Shampoo's left statistic), updated with a product (addmm_)
+        # and read by one, on matrices
+        states.append(
+            ("sm", "state sm (sm) <- 0.5 * eye(size(param, 0)) if dim(param) == 2")
+        )
+        x = d.local()
+        body.append(Assign(x, d.tensor(scope, 2)))
+        y = d.tensor(scope, 1)
+        update = Assign(
+            "sm",
+            Expr("{} * sm + 0.1 * (({}) @ transpose({}))", (d.scalar_weight(), y, y)),
+        )
+        read = Assign(x, Expr("{} + (sm @ ({})) / (norm(sm) + 1)", (leaf(x), leaf(x))))
+        body.append(If("dim(param) == 2", (update, read), (), "shape"))
+        scope.tensors.append(x)
+        d.note("state of its own shape")
     if rng.random() < 0.35:
         # a state shaped like the parameter with its last dimension reduced (Adafactor's rows)
         states.append(("sr", "state sr (sr) <- 0 if dim(param) > 1, reduced over -1"))
