@@ -20,17 +20,17 @@ import time
 from dataclasses import dataclass, replace
 from generator.api import load_spec
 from generator.commands.common import comma_list
-from generator.commands.fuzz_programs import (
+from generator.commands.fuzz_model import (
     BLOCKS,
     Assign,
     Expr,
     If,
     Program,
     Repeat,
-    draw,
     leaf,
     prune,
 )
+from generator.commands.fuzz_programs import draw
 from generator.commands.fuzz_twins import unrolled
 from generator.verify import harness as V
 from generator.language.diagnostics import GeneratorBug, SpecError

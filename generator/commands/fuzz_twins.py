@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from generator.commands.fuzz_programs import (
+from generator.commands.fuzz_model import (
     BLOCKS,
     Assign,
     Expr,
