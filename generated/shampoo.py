@@ -210,7 +210,7 @@ Shampoo.__doc__ = r"""Preconditioned stochastic tensor optimization: one precond
             &\hspace{10mm}U \leftarrow \mathrm{unfold}\left(g, k\right) \\
             &\hspace{10mm}P_{t-1}[k] \leftarrow P_{t-1}[k] + U \mathrm{transpose}\left(U\right) \\
             &\hspace{10mm}\textbf{if} \: t \bmod \textit{preconditioning}_{\textit{compute\_steps}} = 0 \textbf{:} \\
-            &\hspace{15mm}Q_{t-1}[k] \leftarrow P_{t-1}[k]^{-1/2 \cdot \textit{order}} \\
+            &\hspace{15mm}Q_{t-1}[k] \leftarrow P_{t-1}[k]^{-\frac{1}{2 \cdot \textit{order}}} \\
             &\hspace{10mm}d \leftarrow d \times_{k} Q_{t-1}[k] \\
             &\hspace{5mm}\textbf{if} \: \mu > 0 \textbf{:} \\
             &\hspace{10mm}B_{t} \leftarrow d \\

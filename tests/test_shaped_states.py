@@ -210,3 +210,18 @@ def test_a_value_shaped_like_the_parameter_before_the_branch_that_decides_its_ra
         "E336 `sm` has its own shape (size(param, 0), size(param, 0)); the value has "
         "shape (size(param, 0), size(param, 1))"
     ) in errors, errors
+
+
+def test_the_documentation_counts_a_state_of_its_own_shape_in_its_own_elements():
+    """Shampoo's page: its lists made for each dimension hold the sum over k of
+    size(param, k)^2 elements, not the parameter's memory (only its momentum buffer is)."""
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "generated/docs/shampoo.md").read_text()
+    assert (
+        "| `pre_cond` | list of tensors, one per k | "
+        "`[matrix_eps * eye(size(param, k)) for k in range(dim(param))]` | "
+        "sum over k < dim(param) of size(param, k)^2 elements |"
+    ) in page
+    assert "Full-size tensor states: 1 × the parameter's memory." in page
+    assert r"P_{t-1}[k]^{-\frac{1}{2 \cdot \textit{order}}}" in page

@@ -429,7 +429,7 @@ BUILTINS: dict[str, Builtin] = {
             tensor=TensorOp("inverse_root", runtime="inverse_root"),
             nonlinear_complex=True,
             shape="the matrix's: (n, n)",
-            latex=r"{0}^{{-1/{1}}}",
+            latex=r"{0}^{{-\frac{{1}}{{{1}}}}}",
         ),
         Builtin(
             "unfold",

@@ -14,7 +14,7 @@ from generator import ir
 from generator.check.model import CheckedSpec
 from generator.emit.docs.latex import algorithm_box
 from generator.language.spec_printer import print_expr
-from generator.language.syntax import Name, Number, children
+from generator.language.syntax import Name, Number, children, shaped
 
 _IMPLEMENTATION = ("foreach", "differentiable", "capturable", "fused")
 # torch.optim's classes (the generator does not import torch): a spec of the same name is a twin
@@ -58,7 +58,7 @@ def _bytes_per_parameter(st, flat: bool) -> str:
         return "a number"
     if st.reduced is not None:
         return f"1 / size(param, {st.reduced}) × param"
-    if st.shaped is not None:
+    if _own_shape(st):
         return f"{_cell(_elements(st))} elements"
     if st.repeated is not None:
         n = _cell(print_expr(st.repeated[1]))
@@ -67,13 +67,25 @@ def _bytes_per_parameter(st, flat: bool) -> str:
     return "1 × param"
 
 
+def _own_shape(st) -> bool:
+    """A state of its own shape, or a list of them made for each dimension."""
+    return st.shaped is not None or st.per_dimension is not None
+
+
 def _elements(st) -> str:
-    """How many elements a state of its own shape holds: ``size(param, 0)^2``, ``n × m``."""
-    call = st.shaped[0]
+    """How many elements a state of its own shape holds: ``size(param, 0)^2``, ``n × m``; a
+    list made for each k, their sum (``sum over k < dim(param) of size(param, k)^2``).
+    """
+    item = st.init
+    if st.per_dimension is not None:
+        item, var, count = st.per_dimension
+    call = shaped(item)[0]
     dims = [print_expr(d) for d in call.args]
-    if call.func == "eye":
-        return f"{dims[0]}^2"
-    return " × ".join(dims)
+    square = call.func == "eye" or (len(dims) == 2 and dims[0] == dims[1])
+    one = f"{dims[0]}^2" if square else " × ".join(dims)
+    if st.per_dimension is None:
+        return one
+    return f"sum over {var.id} < {print_expr(count)} of {one}"
 
 
 # the precision policies the memory table compares: (column, parameter dtype, state dtype or
@@ -105,9 +117,11 @@ def memory_table(checked: CheckedSpec) -> list[str]:
     for st in states:
         cells = []
         for k, (_, param, state, _) in enumerate(POLICIES):
-            if st.shaped is not None:
-                # (bytes of its own elements, per element of the parameter)
-                n = f"{_BYTES[state or st.stored_as or param]} × {_elements(st)} / numel(param)"
+            if _own_shape(st):
+                # (bytes of its own elements, per element of the parameter; a list's tensors
+                # stay in the parameter's dtype, as a list state's do)
+                dtype = param if st.per_dimension else state or st.stored_as or param
+                n = f"{_BYTES[dtype]} × {_elements(st)} / numel(param)"
                 cells.append(_cell(n))
                 sometimes[k].append(n)
                 continue
@@ -184,6 +198,8 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             kind = st.kind
             if st.repeated is not None:
                 kind = "list" if flat else "list of tensors"
+            if st.per_dimension is not None:
+                kind = "list of tensors, one per k"
             out.append(
                 f"| `{st.key}` | {kind} | `{_cell(start)}` | "
                 f"{_bytes_per_parameter(st, flat)} |"
@@ -193,7 +209,7 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             for s in per_param
             if s.kind == "tensor"
             and s.reduced is None
-            and s.shaped is None
+            and not _own_shape(s)
             and not (flat and s.repeated is not None)
         ]
         # one per tensor state, n per list state of n: "2", "scales", "(3 + scales)"
@@ -213,7 +229,7 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             + "".join(
                 f" `{st.key}` holds {_cell(_elements(st))} elements of its own."
                 for st in per_param
-                if st.shaped is not None
+                if _own_shape(st)
             ),
         ]
         table = memory_table(checked)
