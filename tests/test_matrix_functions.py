@@ -257,3 +257,67 @@ def test_a_state_that_starts_as_the_gradient_copies_the_raw_first_gradient():
     # the buffer started as +grad (raw), then the update added g = -grad
     assert torch.equal(opt.state[p]["buffer"], torch.zeros(3, dtype=torch.float64))
     assert opt.state[p]["buffer"] is not p.grad
+
+
+# ---- trace, diag, cholesky: torch's, one table entry each ---------------------------------------------
+
+FACTORS = """\
+optimizer Factors
+input lr: float = 0.1
+input foreach: bool? = none
+check dim(param) == 2 else "matrices only"
+check not is_complex(param) else "real parameters only"
+state I (identity) <- eye(size(param, 1))
+update:
+    S <- transpose(grad) @ grad + I
+    L <- cholesky(S)
+    E <- diag(diag(S))
+    d <- (grad @ L) / (trace(S) + 1) + (grad @ E) / (norm(E) + 1)
+    param <- param - lr * d
+"""
+
+
+def _factors_reference(params, grads_per_step, lr):
+    params = [p.clone() for p in params]
+    for grads in grads_per_step:
+        for p, g in zip(params, grads):
+            s = (g.T @ g).add_(torch.eye(g.size(1), dtype=g.dtype))
+            chol = torch.linalg.cholesky(s)
+            e = s.diag().diag()
+            d = (g @ chol).div(s.trace().add(1)).add_((g @ e).div(e.norm().add(1)))
+            p.add_(d, alpha=-lr)
+    return params
+
+
+@pytest.mark.parametrize("impl", ["for-loop", "foreach"])
+def test_trace_diag_and_cholesky_run_on_every_path_as_torch(impl):
+    from paths import run_path
+
+    cls = load_spec(FACTORS)
+    shapes = [(4, 3), (2, 5), (3, 3)]
+    _, params, grads = run_path(cls, impl, shapes, 6, lr=0.05)
+    start = run_path(cls, "for-loop", shapes, 0)[1]
+    for k, (p, e) in enumerate(zip(params, _factors_reference(start, grads, 0.05))):
+        torch.testing.assert_close(
+            p, e, rtol=1e-13, atol=0, msg=lambda m: f"{impl}, parameter {k}: {m}"
+        )
+
+
+def test_trace_diag_and_cholesky_are_spelled_as_torch_spells_them():
+    from generator.api import compile_text
+
+    src = compile_text(FACTORS)
+    assert "torch.linalg.cholesky(S)" in src and "S.trace()" in src
+    assert "S.diag().diag()" in src
+
+
+@pytest.mark.parametrize(
+    "expr, code",
+    [
+        ("cholesky(grad)", "E336 `cholesky` takes a square matrix"),
+        ("grad * trace(grad)", "E336 `trace` takes a square matrix"),
+    ],
+)
+def test_a_factor_of_a_matrix_that_is_not_square_is_refused(expr, code):
+    errors = _codes(f"    d <- {expr}\n")
+    assert any(e.startswith(code) for e in errors), errors

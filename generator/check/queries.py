@@ -89,6 +89,9 @@ WHOLE_TENSOR_CALLS = frozenset(
         "transpose",
         "onehot",
         "inverse_root",
+        "trace",
+        "diag",
+        "cholesky",
         "unfold",
         "mode_product",
     }

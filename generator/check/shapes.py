@@ -351,11 +351,22 @@ class Shapes:
             return self.broadcast(shapes, e)
         if e.func in ("bfloat16", "clone"):
             return shapes[0]
-        if e.func == "inverse_root":
+        if e.func == "trace":
+            x = shapes[0]
+            self.square(e, x)
+            return ()
+        if e.func == "diag":
+            x = shapes[0]
+            if x is None or len(x) not in (1, 2):
+                return None
+            if len(x) == 1:
+                return (x[0], x[0])
+            return None if x[0] != x[1] else (x[0],)
+        if e.func in ("inverse_root", "cholesky"):
             x = shapes[0]
             if x is not None and len(x) == 2 and x[0] != x[1]:
                 self.error(
-                    f"`inverse_root` takes a square matrix; this one has shape {show(x)}",
+                    f"`{e.func}` takes a square matrix; this one has shape {show(x)}",
                     e.args[0].span,
                     hint="a product with its transpose is square: "
                     "`inverse_root(g @ transpose(g), 4)`",
@@ -363,6 +374,14 @@ class Shapes:
                 return None
             return x
         return None
+
+    def square(self, e: S.Call, x: Shape) -> None:
+        if x is not None and x != PARAM and len(x) == 2 and x[0] != x[1]:
+            self.error(
+                f"`{e.func}` takes a square matrix; this one has shape {show(x)}",
+                e.args[0].span,
+                hint="a product with its transpose is square: `g @ transpose(g)`",
+            )
 
     # -- the rules --------------------------------------------------------------------------------------
     def broadcast(self, shapes: list[Shape], e) -> Shape:

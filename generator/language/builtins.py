@@ -46,6 +46,8 @@ class TensorOp:
     )
     # a function of the generated modules' runtime (generator.runtime.linalg), `name(x, ...)`
     runtime: str | None = None
+    # torch's function, `torch.<function>(x, ...)` (`linalg.cholesky`), for one without a method
+    function: str | None = None
 
 
 def elementwise_op(name: str, saves_output: bool = False) -> TensorOp:
@@ -430,6 +432,34 @@ BUILTINS: dict[str, Builtin] = {
             nonlinear_complex=True,
             shape="the matrix's: (n, n)",
             latex=r"{0}^{{-\frac{{1}}{{{1}}}}}",
+        ),
+        Builtin(
+            "trace",
+            ("tensor",),
+            "tensor",
+            "the sum of a matrix's diagonal (a 0-d tensor)",
+            tensor=TensorOp("trace", method="trace"),
+            shape="a 0-d tensor",
+            latex=r"\operatorname{{tr}}\left({0}\right)",
+        ),
+        Builtin(
+            "diag",
+            ("tensor",),
+            "tensor",
+            "the diagonal of a matrix as a vector, or the diagonal matrix of a vector",
+            tensor=TensorOp("diag", method="diag"),
+            shape="(n,) from (n, n); (n, n) from (n,)",
+            latex=r"\operatorname{{diag}}\left({0}\right)",
+        ),
+        Builtin(
+            "cholesky",
+            ("tensor",),
+            "tensor",
+            "the lower-triangular Cholesky factor L of a symmetric positive definite matrix "
+            "(A = L Lᵀ)",
+            tensor=TensorOp("cholesky", function="linalg.cholesky"),
+            nonlinear_complex=True,
+            shape="the matrix's: (n, n)",
         ),
         Builtin(
             "unfold",

@@ -39,7 +39,7 @@ def _spelling(t: TensorOp) -> OpSpelling:
         t.method,
         t.inplace,
         t.foreach,
-        function=t.runtime,
+        function=t.runtime or t.function,
         saves_output=t.saves_output,
         attribute=t.attribute,
         runtime=t.runtime is not None,
