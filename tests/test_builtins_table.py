@@ -372,7 +372,9 @@ def test_the_language_reference_lists_every_function_and_constant_of_the_table()
     for c in CONSTANTS.values():
         assert any(r.startswith(f"| `{c.name}` |") for r in rows), c.name
     committed = Path(__file__).resolve().parents[1] / "generated/docs/language.md"
-    assert committed.read_text() == page, "generated/docs/language.md is stale: run make build"
+    assert (
+        committed.read_text() == page
+    ), "generated/docs/language.md is stale: run make build"
 
 
 def test_a_function_that_is_neither_elementwise_nor_a_number_declares_its_shape():
@@ -380,4 +382,6 @@ def test_a_function_that_is_neither_elementwise_nor_a_number_declares_its_shape(
 
     assert all(shape_rule(b) for b in BUILTINS.values())
     with pytest.raises(ValueError, match="declares no shape"):
-        shape_rule(Builtin("kron", ("tensor", "tensor"), "tensor", "a Kronecker product"))
+        shape_rule(
+            Builtin("kron", ("tensor", "tensor"), "tensor", "a Kronecker product")
+        )

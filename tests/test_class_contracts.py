@@ -203,7 +203,9 @@ def _violations(name: str, spec, ids, expr=None):
         strings = (
             [n.value for n in named if isinstance(n, S.String)] if "str" in kind else []
         )
-        if inp.type.kind == "sequence":  # (`tuple of float`: shorter, and each item varied)
+        if (
+            inp.type.kind == "sequence"
+        ):  # (`tuple of float`: shorter, and each item varied)
             values = [own, own[:1], own[:2], *_items_varied(own, kind)]
         else:
             values = [own, *_candidates(kind), *strings]

@@ -56,7 +56,8 @@ def test_bench_tiny(capsys, tmp_path):
 
 def test_bench_a_paper_optimizer_against_pytorch_optimizer(capsys, tmp_path):
     """A generated optimizer from a paper is timed beside pytorch_optimizer's class of the
-    same name, on the paths it has (AggMo: for-loop and foreach; Shampoo: the for-loop)."""
+    same name, on the paths it has (AggMo: for-loop and foreach; Shampoo: the for-loop).
+    """
     pytest.importorskip("pytorch_optimizer")
     report = tmp_path / "bench.json"
     argv = ["--size", "tiny", "--steps", "2", "--warmup", "1", "--no-progress"]

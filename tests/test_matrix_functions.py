@@ -125,7 +125,9 @@ def test_shampoo_on_matrices_foreach_equals_its_for_loop(kwargs):
     loop, _ = _run(cls, {**kwargs, "foreach": False})
     multi, _ = _run(cls, {**kwargs, "foreach": True})
     for k, (a, b) in enumerate(zip(loop, multi)):
-        assert torch.equal(a, b), f"parameter {k}: foreach differs by {(a - b).abs().max()}"
+        assert torch.equal(
+            a, b
+        ), f"parameter {k}: foreach differs by {(a - b).abs().max()}"
 
 
 def test_inverse_root_is_imported_from_the_runtime_not_pasted():
@@ -152,7 +154,9 @@ def _codes(update: str, extra: str = "") -> list[str]:
 
 def test_inverse_root_of_a_matrix_that_is_not_square_is_refused():
     errors = _codes("    d <- inverse_root(grad, 4) @ grad\n")
-    assert any(e.startswith("E336 `inverse_root` takes a square matrix") for e in errors)
+    assert any(
+        e.startswith("E336 `inverse_root` takes a square matrix") for e in errors
+    )
 
 
 def test_inverse_root_has_no_fused_form():
@@ -214,16 +218,33 @@ def _errors(text: str) -> list[str]:
 @pytest.mark.parametrize(
     "old, new, expected",
     [
-        (None, None, "E335 a list whose length differs between parameters has no foreach"),
-        ("range(dim(param))]", "range(lr)]", "E303 a list is made for each k of `range(n)`"),
-        ("[eye(size(param, k))", "[k * grad", "E303 each item is a tensor of its own shape"),
+        (
+            None,
+            None,
+            "E335 a list whose length differs between parameters has no foreach",
+        ),
+        (
+            "range(dim(param))]",
+            "range(lr)]",
+            "E303 a list is made for each k of `range(n)`",
+        ),
+        (
+            "[eye(size(param, k))",
+            "[k * grad",
+            "E303 each item is a tensor of its own shape",
+        ),
         (
             "    d <- grad\n",
             "    d <- grad\n    xs <- [grad for k in range(2)]\n    d <- d + xs[0]\n",
             "E507 a list made for each k is the first value of a state",
         ),
     ],
-    ids=["foreach", "a_count_that_is_not_whole", "an_item_not_made_by_a_constructor", "in_the_update"],
+    ids=[
+        "foreach",
+        "a_count_that_is_not_whole",
+        "an_item_not_made_by_a_constructor",
+        "in_the_update",
+    ],
 )
 def test_a_list_made_for_each_dimension_misused_is_refused(old, new, expected):
     text = SHAMPOO_LIKE_LISTS if old is None else SHAMPOO_LIKE_LISTS.replace(old, new)
@@ -239,12 +260,15 @@ def test_a_list_made_for_each_dimension_builds_without_foreach():
         'state["pre_cond"] = [\n            torch.eye(p.size(k), dtype=p.dtype, '
         "device=p.device) for k in range(p.dim())\n        ]"
     ) in src
-    assert "from generator.runtime.linalg import inverse_root, mode_product, unfold" in src
+    assert (
+        "from generator.runtime.linalg import inverse_root, mode_product, unfold" in src
+    )
 
 
 def test_a_state_that_starts_as_the_gradient_copies_the_raw_first_gradient():
     """`state B <- grad`: made with the gradient the first step sees, before the update reads
-    it (pytorch_optimizer's Shampoo keeps its momentum buffer so, even when maximizing)."""
+    it (pytorch_optimizer's Shampoo keeps its momentum buffer so, even when maximizing).
+    """
     cls = load_spec(
         "optimizer X\ninput lr: float = 1\ninput maximize: bool = false\n"
         "state B (buffer) <- grad\nupdate:\n    use maximize\n    B <- B + g\n"

@@ -97,7 +97,9 @@ def test_state_keys_name_state_both_keep(info: PaperOptimizerInfo):
             _, opt = paper_reference.run(cls, kw, torch.float64, 0, 1, shapes=shapes)
             keys.update(k for s in opt.state.values() if isinstance(s, dict) for k in s)
 
-    def kept(v: str) -> bool:  # (`pre_cond_*`: the reference's pre_cond_0, pre_cond_1, ...)
+    def kept(
+        v: str,
+    ) -> bool:  # (`pre_cond_*`: the reference's pre_cond_0, pre_cond_1, ...)
         return f"{v[:-1]}0" in theirs if v.endswith("*") else v in theirs
 
     missing = {k: v for k, v in info.state_keys.items() if k not in ours or not kept(v)}

@@ -139,7 +139,12 @@ def _errors(states: str, update: str = "    param <- param - lr * grad\n", extra
             'check dim(param) == 2 else "matrices"\n',
             "E336 the product of shapes",
         ),
-        ("state L <- eye(lr)\n", "    param <- param - lr * L[0]\n", "", "E303 a dimension"),
+        (
+            "state L <- eye(lr)\n",
+            "    param <- param - lr * L[0]\n",
+            "",
+            "E303 a dimension",
+        ),
         ("state L <- eye(2, 3)\n", None, "", "E311 `eye` takes 1 dimension, got 2"),
         (
             "state L <- grad * eye(n)\n",
@@ -147,7 +152,12 @@ def _errors(states: str, update: str = "    param <- param - lr * grad\n", extra
             "",
             "E303 a state's initial value cannot use `grad`",
         ),
-        ("state L <- eye(n), eager\n", None, "", "E206 a state of its own shape cannot"),
+        (
+            "state L <- eye(n), eager\n",
+            None,
+            "",
+            "E206 a state of its own shape cannot",
+        ),
         ("", "    x <- eye(n)\n    param <- param - lr * x\n", "", "E310 `eye` makes"),
         (
             "state L <- eye(n)\n",
@@ -214,10 +224,13 @@ def test_a_value_shaped_like_the_parameter_before_the_branch_that_decides_its_ra
 
 def test_the_documentation_counts_a_state_of_its_own_shape_in_its_own_elements():
     """Shampoo's page: its lists made for each dimension hold the sum over k of
-    size(param, k)^2 elements, not the parameter's memory (only its momentum buffer is)."""
+    size(param, k)^2 elements, not the parameter's memory (only its momentum buffer is).
+    """
     from pathlib import Path
 
-    page = (Path(__file__).resolve().parents[1] / "generated/docs/shampoo.md").read_text()
+    page = (
+        Path(__file__).resolve().parents[1] / "generated/docs/shampoo.md"
+    ).read_text()
     assert (
         "| `pre_cond` | list of tensors, one per k | "
         "`[matrix_eps * eye(size(param, k)) for k in range(dim(param))]` | "
