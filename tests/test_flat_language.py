@@ -155,15 +155,9 @@ FLAT = "optimizer X\ninput lr: float = 1\n{states}update flat:\n{update}{procedu
 
 
 def _flat_errors(update: str, states: str = "", procedure: str = "") -> list[str]:
-    from generator.api import check_text
-    from generator.language.diagnostics import SpecError
+    from diagnosed import errors_of
 
-    text = FLAT.format(states=states, update=update, procedure=procedure)
-    try:
-        check_text(text)
-    except SpecError as e:
-        return [f"{d.code} {d.message}" for d in e.diagnostics]
-    return []
+    return errors_of(FLAT.format(states=states, update=update, procedure=procedure))
 
 
 STEP = "    param <- param - lr * grad\n"

@@ -16,8 +16,7 @@ import pytest
 import torch
 
 from generator import load_spec
-from generator.api import check_text
-from generator.language.diagnostics import SpecError
+from diagnosed import errors_of
 
 SHAMPOO_ON_MATRICES = """\
 optimizer Shampoo
@@ -145,11 +144,7 @@ def _codes(update: str, extra: str = "") -> list[str]:
         f'check dim(param) == 2 else "matrices"\ncheck not is_complex(param) else "real"\n'
         f"{extra}update:\n{update}    param <- param - lr * d\n"
     )
-    try:
-        check_text(text)
-    except SpecError as e:
-        return [f"{d.code} {d.message}" for d in e.diagnostics]
-    return []
+    return errors_of(text)
 
 
 def test_inverse_root_of_a_matrix_that_is_not_square_is_refused():
@@ -207,14 +202,6 @@ update:
 """
 
 
-def _errors(text: str) -> list[str]:
-    try:
-        check_text(text)
-    except SpecError as e:
-        return [f"{d.code} {d.message}" for d in e.diagnostics]
-    return []
-
-
 @pytest.mark.parametrize(
     "old, new, expected",
     [
@@ -248,7 +235,7 @@ def _errors(text: str) -> list[str]:
 )
 def test_a_list_made_for_each_dimension_misused_is_refused(old, new, expected):
     text = SHAMPOO_LIKE_LISTS if old is None else SHAMPOO_LIKE_LISTS.replace(old, new)
-    errors = _errors(text)
+    errors = errors_of(text)
     assert any(e.startswith(expected) for e in errors), (expected, errors)
 
 

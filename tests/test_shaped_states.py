@@ -19,6 +19,7 @@ import torch
 from generator import load_spec
 from generator.api import check_text
 from generator.language.diagnostics import SpecError
+from diagnosed import errors_of
 from paths import run_path
 
 SHAMPOO_LIKE = """\
@@ -116,11 +117,7 @@ def _errors(states: str, update: str = "    param <- param - lr * grad\n", extra
         'check not is_complex(param) else "real"\n'
         f"{states}update:\n{update}"
     )
-    try:
-        check_text(text)
-    except SpecError as e:
-        return [f"{d.code} {d.message}" for d in e.diagnostics]
-    return []
+    return errors_of(text)
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from generator.api import check_text
-from generator.language.diagnostics import SpecError
+from diagnosed import errors_of
 
 MATRICES = 'check dim(param) == 2 else "matrices"\n'
 REAL = 'check not is_complex(param) else "real parameters"\n'
@@ -23,14 +22,6 @@ def _spec(checks: str, update: str, states: str = "") -> str:
         f"optimizer X\ninput lr: float = 1\n{checks}{REAL}{states}update:\n{update}"
         "    param <- param - lr * x\n"
     )
-
-
-def _errors(text: str) -> list[str]:
-    try:
-        check_text(text)
-    except SpecError as e:
-        return [f"{d.code} {d.message}" for d in e.diagnostics]
-    return []
 
 
 M, N = "size(param, 0)", "size(param, 1)"
@@ -84,7 +75,7 @@ REFUSED = [
 def test_a_product_that_cannot_run_is_refused_with_both_shapes(
     checks, update, states, expected
 ):
-    errors = _errors(_spec(checks, update, states))
+    errors = errors_of(_spec(checks, update, states))
     assert any(e.startswith(expected) for e in errors), (expected, errors)
 
 
@@ -116,4 +107,4 @@ ACCEPTED = [
     ids=[case[0] for case in ACCEPTED],
 )
 def test_a_product_that_runs_is_accepted(checks, update):
-    assert _errors(_spec(checks, update)) == []
+    assert errors_of(_spec(checks, update)) == []

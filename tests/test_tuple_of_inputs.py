@@ -17,9 +17,8 @@ import pytest
 import torch
 
 from generator import load_spec
-from generator.api import check_text
 from generator.commands.fmt import format_text
-from generator.language.diagnostics import SpecError
+from diagnosed import errors_of
 from paths import run_path
 
 # the rates weigh the gradient per parameter rank (an item read outside a loop, under a branch
@@ -116,9 +115,7 @@ def _errors(inp: str, update: str) -> list[str]:
         f"optimizer X\ninput lr: float = 1\n{inp}\ninput foreach: bool? = none\n"
         f"update:\n{update}"
     )
-    with pytest.raises(SpecError) as info:
-        check_text(text)
-    return [f"{d.code} {d.message}" for d in info.value.diagnostics]
+    return errors_of(text)
 
 
 READ = "    param <- param - lr * betas[0] * grad\n"
