@@ -221,6 +221,11 @@ update:
             "E303 each item is a tensor of its own shape",
         ),
         (
+            "range(dim(param))]",
+            "range(dim(param))], stored as bfloat16",
+            "E206 a list made for each k cannot have `stored as`",
+        ),
+        (
             "    d <- grad\n",
             "    d <- grad\n    xs <- [grad for k in range(2)]\n    d <- d + xs[0]\n",
             "E507 a list made for each k is the first value of a state",
@@ -230,6 +235,7 @@ update:
         "foreach",
         "a_count_that_is_not_whole",
         "an_item_not_made_by_a_constructor",
+        "a_storage_dtype",
         "in_the_update",
     ],
 )

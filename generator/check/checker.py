@@ -304,22 +304,15 @@ class Checker:
         """``state L <- eps * eye(size(param, 0))``: a tensor of each parameter of its own
         shape, made when the state is; its dimensions are whole numbers the inputs and the
         parameter's shape decide, its value a number of the inputs."""
-        problems = [
-            (st.scope != "parameter" or st.kind != "tensor", "a count, flag or total"),
-            (st.eager, "`eager`"),
-            (st.reduced is not None, "`reduced over`"),
-            (self.spec.sparse, "`sparse gradients`"),
-        ]
-        for bad, what in problems:
-            if bad:
-                self.out.error(
-                    "E206",
-                    f"a state of its own shape cannot have {what}",
-                    st.span,
-                    hint="it is a tensor of each parameter: "
-                    f"`state {st.name.id} <- eps * eye(size(param, 0))`",
-                )
-                return
+        if self.refused_options(
+            st,
+            "a list made for each k" if env is not None else "a state of its own shape",
+            f"it is a tensor of each parameter: `state {st.name.id} <- eps * eye(size(param, 0))`",
+            # (a list made for each k keeps its tensors in the parameter's dtype, as a list
+            # state does, and exists for every parameter)
+            lists=env is not None,
+        ):
+            return
         b = BUILTINS[call.func]
         least = len(b.params) - b.optional
         if not least <= len(call.args) <= len(b.params):
@@ -354,28 +347,38 @@ class Checker:
             NoForm("a state of its own shape", st.init.span, frozenset({"fused"}))
         )
 
-    def list_state(self, st: S.State, item: S.Expr, count: S.Expr) -> None:
-        """``state bufs <- [0] * n``: n tensors of each parameter, each made as a state with
-        the item as first value is; n is a whole number the inputs decide."""
+    def refused_options(self, st: S.State, what: str, hint: str, lists: bool) -> bool:
+        """E206 at the first declaration option a state of ``what`` kind cannot have (with
+        ``lists``, a list's: no condition, no storage dtype of its own); whether there was one.
+        """
         problems = [
             (st.scope != "parameter" or st.kind != "tensor", "a count, flag or total"),
-            (st.condition is not None, "a condition"),
+            (lists and st.condition is not None, "a condition"),
             (st.eager, "`eager`"),
             (st.reduced is not None, "`reduced over`"),
-            (st.stored_as is not None, "`stored as`"),
+            (lists and st.stored_as is not None, "`stored as`"),
             # (a sparse gradient's rows update a state by addition: one tensor's rows)
             (self.spec.sparse, "`sparse gradients`"),
         ]
-        for bad, what in problems:
+        for bad, option in problems:
             if bad:
                 self.out.error(
-                    "E206",
-                    f"a list state cannot have {what}",
-                    st.span,
-                    hint="a list state holds tensors shaped like the parameter: "
-                    f"`state {st.name.id} <- [0] * n`",
+                    "E206", f"{what} cannot have {option}", st.span, hint=hint
                 )
-                return
+                return True
+        return False
+
+    def list_state(self, st: S.State, item: S.Expr, count: S.Expr) -> None:
+        """``state bufs <- [0] * n``: n tensors of each parameter, each made as a state with
+        the item as first value is; n is a whole number the inputs decide."""
+        if self.refused_options(
+            st,
+            "a list state",
+            "a list state holds tensors shaped like the parameter: "
+            f"`state {st.name.id} <- [0] * n`",
+            lists=True,
+        ):
+            return
         if not is_param(item) and self.expr(item, "state") not in (
             Kind.SCALAR,
             Kind.INT,
