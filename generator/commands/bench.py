@@ -54,7 +54,7 @@ MATRICES_ONLY = {"Muon"}  # optimizes the 2-D tensors of the parameter set only
 NO_FOREACH = {"Muon"}  # torch.optim.Muon has no foreach implementation
 
 
-def paper_references(gen: Any) -> dict[str, Any]:
+def paper_references(torch: Any, gen: Any) -> dict[str, Any]:
     """The generated optimizers from papers with a class of the same name in pytorch_optimizer
     (their reference implementation), by name: none where it is not installed."""
     try:
@@ -65,18 +65,13 @@ def paper_references(gen: Any) -> dict[str, Any]:
         n: getattr(pytorch_optimizer, n)
         for n in getattr(gen, "__all__", ())
         if n not in ALL_TWINS
-        and not hasattr(_torch_optim(), n)
+        and not hasattr(torch.optim, n)
         and isinstance(getattr(pytorch_optimizer, n, None), type)
     }
 
 
-def _torch_optim():
-    import torch.optim
-
-    return torch.optim
-
-
 def _takes(cls, name: str) -> bool:
+    """Whether an optimizer class's constructor takes the argument ``name``."""
     import inspect
 
     return name in inspect.signature(cls.__init__).parameters
@@ -86,9 +81,7 @@ def has_fused(cls) -> bool:
     """Whether an optimizer class takes ``fused`` (the generated ones whose spec declares it;
     torch's with a fused kernel). Where torch's twin has none, a fused row compares the
     generated kernel with torch's foreach path."""
-    import inspect
-
-    return "fused" in inspect.signature(cls.__init__).parameters
+    return _takes(cls, "fused")
 
 
 IMPLS = {"for-loop": False, "foreach": True, "fused": None}
@@ -409,7 +402,7 @@ def run(args: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     torch, gen = loaded
-    papers = paper_references(gen)
+    papers = paper_references(torch, gen)
     try:
         optimizers = choices(
             getattr(args, "optimizers", None) or ",".join(TWINS),

@@ -109,7 +109,6 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         if per_dimension is not None:
             first, var, count = per_dimension
             item_var, length = var.id, count
-        init = None if first is None or flat else lw.sexpr(first)
         shaped = S.shaped(first) if first is not None and not flat else None
         if shaped is not None:
             call, factor = shaped
@@ -120,6 +119,8 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 if factor is None or call.func == "zeros"
                 else lw.sexpr(factor)
             )
+        else:
+            init = None if first is None or flat else lw.sexpr(first)
         states.append(
             ir.StateBuffer(
                 key=st.key,
