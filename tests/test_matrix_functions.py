@@ -103,7 +103,7 @@ def test_shampoo_on_matrices_follows_pytorch_optimizer(kwargs):
                 p.detach(),
                 q,
                 rtol=1e-10,
-                atol=1e-12,
+                atol=1e-14,
                 msg=lambda m: f"step {step + 1}, parameter {k}: {m}",
             )
             for key in STATES:
@@ -111,7 +111,7 @@ def test_shampoo_on_matrices_follows_pytorch_optimizer(kwargs):
                     opt.state[p][key],
                     their_states[k][key],
                     rtol=1e-10,
-                    atol=1e-12,
+                    atol=1e-14,
                     msg=lambda m: f"step {step + 1}, parameter {k}, {key}: {m}",
                 )
 
