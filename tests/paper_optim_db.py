@@ -1216,6 +1216,60 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
         added_defaults=("preconditioning_compute_steps", "maximize"),
     ),
     PaperOptimizerInfo(
+        "SM3",
+        module="sm3",
+        grid=(
+            {},
+            {"lr": 1e-2},
+            {"lr": 1e-2, "beta": 0.9},  # an exponential average: max with the last
+            {"lr": 1e-2, "beta": 1.0},
+            {"lr": 1e-2, "momentum": 0.5},
+            {"lr": 1e-2, "momentum": 0.9, "beta": 0.5, "maximize": True},
+            {"lr": 1e-2, "eps": 1e-8},
+            {"lr": 1e-2, "maximize": True},
+            {"lr": 1e-2, "foreach": True},
+            {"lr": 1e-2, "beta": 0.9, "momentum": 0.5, "foreach": True},
+        ),
+        other_shapes=(
+            ShapedGrid(
+                "ranks_0_to_4",
+                shapes=((2, 3, 2, 2), (), (3,), (4, 2, 3), (6, 1), (1, 5)),
+                grid=(
+                    {"lr": 1e-2},
+                    {"lr": 1e-2, "beta": 0.9, "momentum": 0.5},
+                    {"lr": 1e-2, "beta": 0.9, "momentum": 0.5, "foreach": True},
+                ),
+            ),
+        ),
+        # the reference's accumulator_0, accumulator_1, ... against our list (a 0-d
+        # parameter's one accumulator_0 included)
+        state_keys={"accumulator": "accumulator_*"},
+        agreement=(
+            {"lr": 1e-2},
+            {"lr": 1e-2, "beta": 0.9, "momentum": 0.5, "maximize": True},
+        ),
+        bad_arguments=(
+            {"lr": -1.0},
+            {"momentum": 1.0},
+            {"momentum": -0.1},
+            {"beta": 1.1},
+            {"beta": -0.1},
+            {"eps": -1e-8},
+        ),
+        refusals=(
+            COMPLEX_AT_CONSTRUCTION,
+            Refusal(
+                "sparse_gradients",
+                ValueError,
+                "does not support sparse gradients",
+                at_step=True,
+                sparse_grad=True,
+            ),
+        ),
+        step_count=StepCount("group"),
+        added_defaults=("maximize",),
+    ),
+    PaperOptimizerInfo(
         "SignSGD",
         module="signsgd",
         grid=(

@@ -346,13 +346,15 @@ REFUSALS = [
         "a list",
         "fused",
     ),
-    # (the foreach path splits its lists by such a condition; it keeps a list by item)
+    # (the foreach path splits its lists by such a condition; it keeps a list by item. A
+    # condition on the rank alone is one branch in each of its calls, one per rank: see
+    # tests/test_rank_loops.py)
     (
         "AGGMO",
         [
             (
                 "        bufs[k] <- beta * bufs[k] + grad",
-                "        if dim(param) > 1:\n            bufs[k] <- beta * bufs[k] + grad",
+                "        if size(param, 0) > 1:\n            bufs[k] <- beta * bufs[k] + grad",
             ),
             ("update:", _REAL),
         ],
@@ -365,7 +367,7 @@ REFUSALS = [
         [
             (
                 "    ys[0] <- ys[0] * 3",
-                "    if dim(param) > 1:\n        ys[0] <- ys[0] * 3",
+                "    if size(param, 0) > 1:\n        ys[0] <- ys[0] * 3",
             ),
             ("update:", _REAL),
         ],

@@ -137,7 +137,7 @@ def _codes(text: str) -> list[tuple[str, int]]:
         ),
         (
             "foreach: bool? = none, keyword",
-            "    for d in range(dim(param)):\n        k <- k + d\n",
+            "    for d in range(size(param, 0)):\n        k <- k + d\n",
             [("E335", 7)],
         ),
         (

@@ -108,3 +108,18 @@ ACCEPTED = [
 )
 def test_a_product_that_runs_is_accepted(checks, update):
     assert errors_of(_spec(checks, update)) == []
+
+
+def test_max_except_keeps_one_dimension_of_a_matrix():
+    """``max_except(g, 0)`` of a matrix is a column: stored in a state shaped like the
+    parameter it broadcasts (it builds); added to a statistic of shape (size(param, 1),
+    size(param, 1)), a column of size(param, 0) rows is refused."""
+    base = (
+        'optimizer X\ninput lr: float = 0.1\ncheck dim(param) == 2 else "matrices"\n'
+        'check not is_complex(param) else "real"\n'
+        "state L (left) <- eye(size(param, 1))\nstate m (m) <- 0\nupdate:\n"
+    )
+    step = "    param <- param - lr * m\n"
+    assert errors_of(base + "    m <- m + max_except(grad, 0)\n" + step) == []
+    errors = errors_of(base + "    L <- L + max_except(grad, 0)\n" + step)
+    assert any(e.startswith("E336") for e in errors), errors

@@ -17,7 +17,7 @@ from generator.language.types import Kind, ListOf
 from generator.check.declarations import check_name
 from generator.check.kinds import outside_for_each
 from generator.check.model import NoForm, Symbol
-from generator.check.queries import mentions_name
+from generator.check.queries import mentions_name, varies_beyond_rank
 
 
 def assign(flow, s: S.Assign) -> None:
@@ -218,6 +218,8 @@ def assign(flow, s: S.Assign) -> None:
             s.value.span,
             notes=[Note("first assigned here", prev.decl.target.span)],
         )
+    if (dyn or var) and varies_beyond_rank(s.value, flow.env, flow.beyond_rank):
+        flow.beyond_rank.add(name)  # (for good: a branch may have set it so)
     sym = Symbol(name, k, "local", dynamic=dyn, varying=var, decl=s)
     flow.env[name] = sym
     flow.origin[name] = flow.mode

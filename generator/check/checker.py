@@ -45,6 +45,7 @@ from generator.check.queries import (
     is_param,
     is_grad,
     mentions_name,
+    varies_beyond_rank,
 )
 
 __all__ = ["check", "check_fragment"]
@@ -71,6 +72,7 @@ class Checker:
         # run (`while`, `break`, a loop over a per-parameter range): what each is, where,
         # and the paths ("foreach", "fused") it has no form in
         self.no_form: list[NoForm] = []
+        self.by_rank = False  # (CheckedSpec.by_rank)
 
     # -- declarations --
     def declarations(self) -> None:
@@ -288,8 +290,9 @@ class Checker:
         env[var.id] = Symbol(var.id, Kind.INT, "local")
         self.shaped_state(st, *shaped, env=env)
         # (the foreach path keeps a list state by item, the k-th tensor of every parameter in
-        # one list: a parameter of another rank has another number of them)
-        if mentions_name(count, "param"):
+        # one list: a parameter of another rank has another number of them, so it runs once
+        # for each rank; a length read off the parameter's sizes has no such split)
+        if varies_beyond_rank(count, {}):
             self.no_form.append(
                 NoForm(
                     "a list whose length differs between parameters",
@@ -297,6 +300,8 @@ class Checker:
                     frozenset({"foreach"}),
                 )
             )
+        elif mentions_name(count, "param"):
+            self.by_rank = True
 
     def shaped_state(
         self, st: S.State, call: S.Call, factor: S.Expr | None, env=None
@@ -320,11 +325,22 @@ class Checker:
                 "E311",
                 f"`{call.func}` takes {least}"
                 + (f" to {len(b.params)}" if b.optional else "")
-                + f" dimension{'s' if len(b.params) > 1 else ''}, got {len(call.args)}",
+                + (" dimension" if Kind.TENSOR not in b.params else " argument")
+                + f"{'s' if len(b.params) > 1 else ''}, got {len(call.args)}",
                 call.span,
             )
             return
-        for d in call.args:
+        for d, want in zip(call.args, b.params):
+            if want == Kind.TENSOR:
+                # (`zeros_along(param, k)`: a shape read off the parameter, made with it)
+                if not (isinstance(d, S.Name) and d.id == "param"):
+                    self.out.error(
+                        "E303",
+                        f"`{call.func}` is made of the parameter: its first argument is "
+                        "`param`",
+                        d.span,
+                    )
+                continue
             if self.expr(d, "state_condition", env) not in (Kind.INT, None):
                 self.out.error(
                     "E303",
@@ -688,6 +704,7 @@ def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> Checked
         c.used,
         c.program,
         getattr(c, "checked_methods", ()),
+        by_rank=c.by_rank,
     )
 
 

@@ -27,6 +27,7 @@ from generator.check.kinds import Typer, flat_only
 from generator.check.model import Block, NoForm, Symbol, state_type
 from generator.check import assignments, flat_rules
 from generator.check.lists import STATEMENT_FUNCTIONS, list_statement_form
+from generator.check.queries import varies_beyond_rank
 from generator.check.types import is_range
 
 
@@ -55,6 +56,9 @@ class Flow:
         self.origin: dict[str, str] = {}  # local → the mode of the block that set it
         self.accumulating: str | None = None  # the total an `update:` statement adds to
         self.loops = 0  # the loops around the statement being followed
+        # per-parameter locals that may differ between parameters of one rank (queries.
+        # varies_beyond_rank): a loop over a range of one of them has no foreach form
+        self.beyond_rank: set[str] = set()
 
     def block(self, b: Block) -> None:
         # A group block's values reach the `update:` after it; a pass's values stay in it.
@@ -248,8 +252,9 @@ class Flow:
             flat_rules.loop_variable(self, s)
             self.loop_body(s.body)
             return
-        dynamic = varying = False
+        dynamic = varying = beyond = False
         for bound in (it.args[0] if it.func == "reversed" else it).args:
+            beyond |= varies_beyond_rank(bound, self.env, self.beyond_rank)
             k, dyn, var = self.kind(bound)
             if k not in (Kind.INT, None):
                 self.c.out.error(
@@ -259,6 +264,8 @@ class Flow:
                     hint="e.g. an `int` input, `dim(param)` or `size(param, 0)`",
                 )
             dynamic, varying = dynamic or dyn, varying or var
+        # (a range that only the rank decides is one range in each of the foreach path's
+        # calls, one per rank)
         self.no_form(
             NoForm(
                 (
@@ -267,10 +274,14 @@ class Flow:
                     else "a `for` loop"
                 ),
                 s.span,
-                _LISTS if varying else frozenset({"fused"}),
+                _LISTS if varying and beyond else frozenset({"fused"}),
                 _RANGE,
             )
         )
+        if varying and not beyond and not self.rules.flat:
+            self.c.by_rank = True
+        if beyond:
+            self.beyond_rank.add(s.var.id)
         name = s.var.id
         if name in self.env:
             self.c.out.error(
@@ -349,7 +360,14 @@ class Flow:
         del self.conditions[len(self.conditions) - len(negs) :]
         envs.append(self.env)
         item = self._list_use([b for _, b in s.branches] + [s.orelse], before)
-        if dynamic and item is not None:
+        beyond = any(
+            varies_beyond_rank(cond, before, self.beyond_rank) for cond, _ in s.branches
+        )
+        if dynamic and item is not None and not beyond:
+            self.c.by_rank = (
+                True  # (decided by the rank: one branch in each foreach call)
+            )
+        elif dynamic and item is not None:
             # (the foreach path splits its lists by such a condition; it keeps a list by
             # item, a list of every parameter's, and does not split those)
             self.no_form(
@@ -586,7 +604,10 @@ MODES = {
 # the paths over lists of tensors
 _LISTS = frozenset({"foreach", "fused"})
 # a loop those paths run
-_RANGE = "loop with `for k in range(n)` over a whole number the hyperparameters decide"
+_RANGE = (
+    "loop with `for k in range(n)` over a whole number the hyperparameters and the "
+    "parameter's rank (`dim(param)`) decide"
+)
 
 # a statement form → the method of Flow that follows it
 _STATEMENTS = {

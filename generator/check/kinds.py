@@ -459,6 +459,8 @@ class Typer:
                     e.span,
                 )
                 return None
+            if b.whole and all(k == Kind.INT for k in kinds):
+                return Kind.INT
             return Kind.TENSOR if Kind.TENSOR in kinds else Kind.SCALAR
         if e.func == "randint":
             self.dynamic = True

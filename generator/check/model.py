@@ -84,6 +84,10 @@ class CheckedSpec:
     # its IR (generator.ir.Optimizer), lowered once by generator.driver.lowered and kept here
     # for every emitter and query that needs it
     ir: object = field(default=None, compare=False, repr=False)
+    # the update differs between parameters of other ranks in its shape (a loop over
+    # `range(dim(param))`, a list made for each dimension): the foreach path runs once for each
+    # rank, where `dim(param)` is one number (generator.check.queries.varies_beyond_rank)
+    by_rank: bool = False
 
     @property
     def name(self) -> str:

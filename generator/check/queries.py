@@ -12,6 +12,7 @@ generator.lower.checks), and small questions about one expression (``is_param``,
 from __future__ import annotations
 
 from generator.language import syntax as S
+from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import Collector
 from generator.check.model import CheckedSpec
 
@@ -138,6 +139,53 @@ def whole_tensor_construct(checked: CheckedSpec) -> tuple[str, S.Span] | None:
         if block.mode in ("each", "random"):
             stmts(block.body)
     return found[0] if found else None
+
+
+def varies_beyond_rank(e: S.Expr, env: dict, beyond=frozenset()) -> bool:
+    """Whether ``e`` may differ between two parameters of one rank, or between steps: it
+    reads a size, a state (a counter), a draw, a tensor, or a local in ``beyond`` (one
+    assigned such a value), not only ``dim(param)`` and the inputs; ``env`` the symbols in
+    scope. The foreach path runs once per rank, so a loop's bound, a list's length or a
+    condition that does not vary beyond it is one value in each of its calls."""
+    if isinstance(e, S.Call):
+        if e.func == "dim":
+            return False
+        if e.func == "len" and len(e.args) == 1 and isinstance(e.args[0], S.Name):
+            # (a list state's length: its count's, `[0] * n` or `range(dim(param))`)
+            st = getattr(env.get(e.args[0].id), "decl", None)
+            if isinstance(st, S.State) and (st.repeated or st.per_dimension):
+                count = (st.repeated or st.per_dimension)[-1]
+                return varies_beyond_rank(count, {})
+        b = BUILTINS.get(e.func)
+        if e.func == "randint" or (b is not None and b.per_parameter):
+            return True
+    if isinstance(e, S.Name):
+        sym = env.get(e.id)
+        if sym is None or sym.role == "input":
+            return False
+        return sym.role != "local" or e.id in beyond
+    return any(varies_beyond_rank(c, env, beyond) for c in S.children(e))
+
+
+def reads_rank(checked: CheckedSpec) -> bool:
+    """Whether the spec reads a parameter's rank (``dim(param)``: a branch on it, a list made
+    for each dimension): its 0-d parameters then take paths its others do not."""
+
+    def calls_dim(e) -> bool:
+        if isinstance(e, S.Call) and e.func == "dim":
+            return True
+        return any(calls_dim(c) for c in S.children(e))
+
+    def stmts(body) -> bool:
+        return any(
+            any(calls_dim(e) for e in S.expressions(s))
+            or any(stmts(b) for b in S.sub_blocks(s))
+            for s in body
+        )
+
+    return any(
+        st.init is not None and calls_dim(st.init) for st in checked.spec.states
+    ) or any(stmts(block.body) for block in checked.blocks)
 
 
 def is_param(e) -> bool:

@@ -42,7 +42,7 @@ from typing import Any
 
 from generator import project as P
 from generator.api import check_text, load_spec
-from generator.check.queries import refuses_complex
+from generator.check.queries import reads_rank, refuses_complex
 from generator.commands.common import (
     LiteralError,
     comma_list,
@@ -75,7 +75,7 @@ from generator.verify.harness import (
     state_difference,
     trajectory,
 )
-from generator.verify.problems import FULL, SHAPES, Layout
+from generator.verify.problems import FULL, WITH_SCALAR, Layout
 
 # the names tests/ and tools/ reach through the command (its engine's report and coverage)
 __all__ = [
@@ -285,6 +285,7 @@ def verify(
     for kwargs in configs:
         planned.append(Config(tuple(sorted(kwargs.items())), steps, "--config"))
     layouts: dict[Config, Layout] = {}
+    whole = WITH_SCALAR if reads_rank(checked) else FULL
 
     def layout(config: Config) -> Layout:
         if config not in layouts:
@@ -293,7 +294,7 @@ def verify(
             sides = [(gen_cls, {**kwargs, **loop}, module_file)]
             if ref is not None and all(ref.accepts(k) for k in kwargs):
                 sides.append((ref.make, {**ref_defaults, **kwargs}, None))
-            layouts[config] = fitting_layout(torch, sides, seed)
+            layouts[config] = fitting_layout(torch, sides, seed, whole)
         return layouts[config]
 
     with warnings.catch_warnings():
@@ -386,8 +387,8 @@ def _shared_defaults(gen_cls, ref: Reference | None) -> dict[str, tuple[Any, Any
     return out
 
 
-def fitting_layout(torch, sides, seed) -> Layout:
-    """The whole problem, or, where a side refuses some parameters (Muon takes matrices only,
+def fitting_layout(torch, sides, seed, whole: Layout = FULL) -> Layout:
+    """The ``whole`` problem, or, where a side refuses some parameters (Muon takes matrices only,
     MARS's shampoo mode tensors of at most two dimensions), the shapes both sides take, so
     that the rest still runs. ``sides``: (make, kwargs, module_file) of the generated class
     and of the reference; the generated class's refusals count when the spec documents
@@ -399,16 +400,16 @@ def fitting_layout(torch, sides, seed) -> Layout:
             return bool(t.params)
         return t.refused is None
 
-    if all(takes(*side, FULL) for side in sides):
-        return FULL
+    if all(takes(*side, whole) for side in sides):
+        return whole
     kept = [
         shape
-        for shape in SHAPES
+        for shape in whole.shapes
         if all(takes(*side, Layout((shape,))) for side in sides)
     ]
-    if not kept or len(kept) == len(SHAPES):
-        return FULL
-    left = ", ".join(str(shape) for shape in SHAPES if shape not in kept)
+    if not kept or len(kept) == len(whole.shapes):
+        return whole
+    left = ", ".join(str(shape) for shape in whole.shapes if shape not in kept)
     return Layout(tuple(kept), True, f"parameters {left} left out: refused")
 
 

@@ -153,6 +153,9 @@ class Optimizer:
     # them where the spec refuses them (`check not is_complex(param)`)
     complex_mode: str = "first_nonlinear"
     refuses_complex: bool = False
+    # the foreach path runs once for each rank of the parameters (CheckedSpec.by_rank): there
+    # `dim(param)` is one number, read off the first parameter
+    by_rank: bool = False
 
     def __post_init__(self) -> None:
         _coerce(self, mode=Mode)

@@ -92,6 +92,7 @@ class Builtin:
     )
     optional: int = 0  # how many trailing arguments may be left out
     per_parameter: bool = False  # on a tensor: a number that differs between parameters
+    whole: bool = False  # on whole numbers, a whole number (`max(dim(param), 1)`)
     # -- how each stage spells it --------------------------------------------------------------------
     # computed element by element (a fused kernel may hold it, on flattened tensors); a function
     # that is not reduces or reshapes
@@ -172,6 +173,7 @@ BUILTINS: dict[str, Builtin] = {
             "follow",
             "absolute value",
             "both",
+            whole=True,
             elementwise=True,
             tensor=elementwise_op("abs"),
             python="abs({0})",
@@ -217,6 +219,7 @@ BUILTINS: dict[str, Builtin] = {
             "follow",
             "elementwise maximum",
             "both",
+            whole=True,
             elementwise=True,
             python="max({0}, {1})",
             torch="torch.maximum",
@@ -228,6 +231,7 @@ BUILTINS: dict[str, Builtin] = {
             "follow",
             "elementwise minimum",
             "both",
+            whole=True,
             elementwise=True,
             python="min({0}, {1})",
             torch="torch.minimum",
@@ -501,6 +505,27 @@ BUILTINS: dict[str, Builtin] = {
             shape="the dimensions given: (d0, d1, ...)",
         ),
         Builtin(
+            "zeros_along",
+            ("tensor", "int"),
+            "tensor",
+            "zeros_along(param, k): zeros of size(param, k) along dimension k and of size 1 "
+            "along the parameter's other dimensions, a vector that broadcasts against the "
+            "parameter (of a 0-d parameter, a 0-d zero): SM3's accumulator for dimension k",
+            "state",
+            tensor=TensorOp("zeros_along", runtime="zeros_along"),
+            shape="the parameter's shape with every dimension but k of size 1",
+        ),
+        Builtin(
+            "max_except",
+            ("tensor", "int"),
+            "tensor",
+            "max_except(x, k): the maximum over every dimension of x but k, the dimensions "
+            "kept (of size 1); of a 0-d tensor, the tensor itself",
+            tensor=TensorOp("max_except", runtime="max_except"),
+            shape="x's shape with every dimension but k of size 1",
+            latex=r"\max_{{\neg {1}}}\left({0}\right)",
+        ),
+        Builtin(
             "eye",
             ("int",),
             "tensor",
@@ -548,6 +573,17 @@ def shape_rule(b: Builtin) -> str:
             "" if b.result == Kind.TENSOR else " (a number on numbers)"
         )
     raise ValueError(f"builtin `{b.name}` declares no shape")
+
+
+def runtime_functions() -> list[str]:
+    """The functions of the generated modules' runtime (generator.runtime.linalg) that the
+    table's entries are spelled with, which a generated module imports where it calls one.
+    """
+    return [
+        b.tensor.runtime
+        for b in BUILTINS.values()
+        if b.tensor is not None and b.tensor.runtime is not None
+    ]
 
 
 def unary_elementwise() -> list[Builtin]:

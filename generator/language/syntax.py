@@ -313,7 +313,7 @@ def repeated_list(e) -> tuple[List, Expr] | None:
 
 
 # the functions that make a tensor of a shape they are given (a state's first value)
-CONSTRUCTORS = ("zeros", "ones", "eye")
+CONSTRUCTORS = ("zeros", "ones", "eye", "zeros_along")
 
 
 def shaped(e) -> tuple[Call, Expr | None] | None:

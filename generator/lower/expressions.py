@@ -230,6 +230,10 @@ class ExpressionLowerer:
     def _per_parameter(self, e: S.Call) -> bool:
         if self.per_step:  # a group or optimizer block reads the optimizer's totals
             return False
+        if e.func == "dim" and self.c.by_rank:
+            return (
+                False  # (one number in each of the foreach path's calls, one per rank)
+            )
         return BUILTINS[e.func].per_parameter and any(
             self.kind(a) == Kind.TENSOR for a in e.args
         )

@@ -18,6 +18,8 @@ from generator import ir
 from generator.ir import uses
 from generator.lower import checks
 from generator.language import syntax as S
+from generator.language.builtins import BUILTINS
+from generator.language.types import Kind
 from generator.check.model import CheckedSpec
 from generator.check.queries import refuses_complex
 from generator.language.names import IMPLEMENTATION_FLAGS
@@ -113,7 +115,12 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         if shaped is not None:
             call, factor = shaped
             constructor = call.func
-            shape = tuple(lw.sexpr(d) for d in call.args)
+            # (its whole-number arguments: `zeros_along(param, k)` is made of the parameter)
+            shape = tuple(
+                lw.sexpr(d)
+                for d, t in zip(call.args, BUILTINS[call.func].params)
+                if t == Kind.INT
+            )
             init = (
                 ir.number("0" if call.func == "zeros" else "1")
                 if factor is None or call.func == "zeros"
@@ -255,6 +262,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         sparse=spec.sparse,
         complex_mode=spec.complex_mode,
         refuses_complex=refuses_complex(spec),
+        by_rank=checked.by_rank,
         reads_numbers=any(
             _calls(e, "item") for s in ir.walk(body) for e in ir.expressions(s)
         ),

@@ -169,8 +169,11 @@ class Lowerer(ExpressionLowerer):
         return S.If(((choice.cond, (then,)),), (orelse,), s.span)
 
     def _loop_body(self, stmts, later) -> tuple[ir.Stmt, ...]:
-        """A loop's body: what is private at the top of an iteration must still be at its end."""
+        """A loop's body: what is private at the top of an iteration must still be at its end;
+        after the loop, what was private before it and still is (it may run no iteration).
+        """
         inner = later | _reads(stmts)
+        before = dict(self.owned)
         for _ in range(3):
             start = dict(self.owned)
             body = self.body(stmts, inner)
@@ -178,6 +181,7 @@ class Lowerer(ExpressionLowerer):
             if not lost:
                 break
             self.owned = {k: v and k not in lost for k, v in start.items()}
+        self.owned = {k: v and before.get(k, True) for k, v in self.owned.items()}
         return tuple(body)
 
     def _for(self, s: S.For, later) -> ir.ForRange:

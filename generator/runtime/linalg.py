@@ -6,7 +6,9 @@ pytorch_optimizer computes Shampoo's preconditioners (through the singular value
 float32, or float64 for float64 matrices, returned in the matrix's dtype), so that a spec written
 from Shampoo matches its reference to the last rounding of the decomposition; ``unfold(x, k)`` and
 ``mode_product(x, M, k)`` are the tensor-algebra operations along one dimension of a tensor of
-any rank (Shampoo's statistics and preconditioning, one dimension at a time).
+any rank (Shampoo's statistics and preconditioning, one dimension at a time); ``zeros_along(x, k)``
+and ``max_except(x, k)`` are SM3's per-dimension accumulators and their reduction; ``by_rank``
+splits the foreach path's lists by rank, for updates that loop over a parameter's dimensions.
 """
 
 from __future__ import annotations
@@ -47,3 +49,36 @@ def mode_product(tensor: Tensor, matrix: Tensor, dim: int) -> Tensor:
     moved = tensor.movedim(dim, 0)
     product = matrix @ moved.reshape(moved.size(0), -1)
     return product.reshape((matrix.size(0),) + moved.shape[1:]).movedim(0, dim)
+
+
+def zeros_along(tensor: Tensor, dim: int) -> Tensor:
+    """Zeros of ``tensor.size(dim)`` entries along ``dim`` and of size 1 along every other
+    dimension (a 0-d zero for a 0-d tensor), on the tensor's device, in its dtype: a vector
+    that broadcasts against the tensor, SM3's accumulator for that dimension."""
+    shape = [1] * tensor.dim()
+    if shape:
+        shape[dim] = tensor.size(dim)
+    return torch.zeros(shape, dtype=tensor.dtype, device=tensor.device)
+
+
+def max_except(tensor: Tensor, dim: int) -> Tensor:
+    """The maximum over every dimension of ``tensor`` but ``dim``, the dimensions kept (of
+    size 1), as SM3 reduces its update to each dimension's accumulator; a 0-d tensor, or one
+    with ``dim`` its only dimension, is its own maximum."""
+    others = tuple(d for d in range(tensor.dim()) if d != dim % max(tensor.dim(), 1))
+    return tensor.amax(dim=others, keepdim=True) if others else tensor
+
+
+def by_rank(params: list[Tensor], lists: list[list]) -> list[list[list]]:
+    """The foreach path's lists split by the parameters' ranks, for an update that loops over a
+    parameter's dimensions or keeps a list for each (``range(dim(param))``): one set of lists
+    for each rank, in the order the ranks first appear, so that in each ``dim(param)`` is one
+    number. A list of another length than ``params`` (an empty one: a state the
+    hyperparameters turned off) is passed on as it is."""
+    ranks: dict[int, list[int]] = {}
+    for i, p in enumerate(params):
+        ranks.setdefault(p.dim(), []).append(i)
+    return [
+        [[lst[i] for i in indices] if len(lst) == len(params) else lst for lst in lists]
+        for indices in ranks.values()
+    ]

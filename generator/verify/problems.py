@@ -67,6 +67,9 @@ class Layout:
 
 
 FULL = Layout()
+# where a spec reads the parameter's rank (a branch on it, a list made for each dimension): a
+# 0-d parameter too, whose rank has no dimension to loop over
+WITH_SCALAR = Layout(SHAPES + ((),))
 
 
 def problem(torch, dtype, seed: int, steps: int, shapes=SHAPES, grouped: bool = False):

@@ -210,6 +210,22 @@ def multi_body(facts: ModuleFacts) -> str:
     out("if len(params) == 0:")
     with out.indent():
         out("return")
+    if opt.by_rank:
+        facts.imports.need("by_rank")
+        out("if len({p.dim() for p in params}) > 1:")
+        with out.indent():
+            out(
+                "# the update loops over a parameter's dimensions: one call for each rank,"
+            )
+            out("# where dim(param) is one number")
+            args = ["*lists", "has_complex=has_complex"]
+            if "capturable" in facts.args:
+                args.append("capturable=capturable")
+            args += [f"{s}={s}" for s in opt.hyper]
+            out(f"for lists in by_rank(params, [{', '.join(lists)}]):")
+            with out.indent():
+                out(f"_multi_tensor_{functional_name(opt)}({', '.join(args)})")
+            out("return")
     out("")
     to_scalar(facts, out)
     _graph_constants(facts, out)

@@ -90,13 +90,22 @@ class ForeachPrinter:
             name = "device_" + r.name
         return self.renamed(name)
 
+    def _is_list(self, r: ir.TRef) -> bool:
+        """A whole list (a list state, a local list), which the group keeps by item."""
+        st = self.by_var.get(r.name) if r.role == "state" else None
+        listed = st is not None and st.length is not None
+        return r.index is None and (
+            listed or r.role == "local" and r.name in self.lists
+        )
+
     def _whole_list(self, r: ir.TRef) -> str:
         """A tensor a number of the whole group is read off: a list state, whose length
         (``len(bufs)``) is its items' (the group keeps it by item)."""
-        st = self.by_var.get(r.name) if r.role == "state" else None
-        listed = st is not None and st.length is not None
-        if r.index is None and (listed or r.role == "local" and r.name in self.lists):
+        if self._is_list(r):
             return self.tlist(r)
+        if self.opt.by_rank and r.index is None:
+            # (`dim(param)`, one number in a call that runs on parameters of one rank)
+            return f"{self.tlist(r)}[0]"
         return _tensor_name(r)
 
     def renamed(self, name: str) -> str:
@@ -383,14 +392,17 @@ class ForeachPrinter:
         refs: list[ir.TRef] = []
 
         def collect(x):
-            if isinstance(x, ir.TRef) and x not in refs:
+            # (a whole list is read by a number of it, `len(bufs)`: one for the group)
+            if isinstance(x, ir.TRef) and x not in refs and not self._is_list(x):
                 refs.append(x)
             return False
 
         uses(e, collect)
         single = SingleTensorPrinter(self.opt, self.imports)
         single.scalar = ScalarPrinter(
-            self._ref_item, lambda t: single.tensor(t)[0], self.imports
+            self._ref_item,
+            lambda t: self.tlist(t) if self._is_list(t) else single.tensor(t)[0],
+            self.imports,
         )
         expr = single.tensor(e)[0]
         svars = [r for r in varying_refs(e) if isinstance(r, ir.SRef)]

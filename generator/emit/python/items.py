@@ -59,15 +59,21 @@ def bind_items(stmts, bound: dict | None = None) -> tuple:
             s = _with_items(s, bound)
         out.append(s)
         # a name holds until its index's numbers change, or its list does (a local list's
-        # item replaced, the list grown, shortened or made anew)
+        # item replaced, the list grown, shortened or made anew), or the name is bound anew
+        # (a loop's body binds its items afresh, with the same names)
         changed = {x.name for x in ir.walk([s]) if isinstance(x, ir.ScalarLet)}
+        rebound = {x.name for x in ir.walk([s]) if isinstance(x, ir.TensorLet)}
         lists = {
             x.target.name
             for x in ir.walk([s])
             if isinstance(x, (ir.SetItem, ir.ListAppend, ir.ListPopFirst))
-        } | {x.name for x in ir.walk([s]) if isinstance(x, ir.TensorLet)}
-        for item in list(bound):
-            if item.name in lists or set(ir.refs(item.index, ir.SRef)) & changed:
+        } | rebound
+        for item, local in list(bound.items()):
+            if (
+                item.name in lists
+                or local.name in rebound
+                or set(ir.refs(item.index, ir.SRef)) & changed
+            ):
                 del bound[item]
     return tuple(out)
 

@@ -21,6 +21,7 @@ import jinja2
 
 from generator import ir
 from generator.check.model import CheckedSpec
+from generator.language.builtins import runtime_functions
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.blocks import Lines
 from generator.emit.python.scalars import annotation
@@ -153,7 +154,7 @@ class ModuleRenderer:
             + [n for n in ("_device_number", "_flat", "_number_tensor") if n in needed]
         )
         ctx["linalg_imports"] = _sorted_imports(
-            n for n in ("inverse_root", "mode_product", "unfold") if n in needed
+            n for n in runtime_functions() + ["by_rank"] if n in needed
         )
         ctx["shard_imports"] = _sorted_imports(
             n

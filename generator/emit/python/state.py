@@ -16,6 +16,7 @@ from generator.emit.python.blocks import Lines
 from generator.emit.python.scalars import ScalarPrinter
 from generator.emit.python.validation import per_parameter_name
 from generator.emit.python.facts import ModuleFacts, float_source, per_parameter
+from generator.language.builtins import BUILTINS
 
 
 def state_context(facts: ModuleFacts) -> dict:
@@ -137,6 +138,10 @@ def _made_of_shape(facts: ModuleFacts, s: ir.State) -> str:
     dims = [scalar(d) for d in s.shape]
     value = scalar(s.init)
     where = "dtype=p.dtype, device=p.device"
+    op = BUILTINS[s.constructor].tensor
+    if op is not None:  # (zeros_along: a function of the runtime, of the parameter)
+        facts.imports.need(op.runtime)
+        return f"{op.runtime}(p, {', '.join(dims)})"
     if s.constructor == "eye":
         made = f"torch.eye({dims[0]}, {where})"
         return made if value in ("1", "1.0") else f"{made}.mul_({value})"
