@@ -22,6 +22,7 @@ from generator.runtime.kernels import (
     graph_constants,
     _device_number,
     _number_tensor,
+    _shaped,
 )
 from generator.runtime.precision import (
     Precision,
@@ -892,15 +893,15 @@ def _fused_came(
         param_dim_gt_1 = param.dim() > 1
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
-            param,
-            grad,
-            exp_avg,
-            exp_avg_sq_row,
-            exp_avg_sq_col,
-            exp_avg_res_row,
-            exp_avg_res_col,
-            exp_avg_sq,
-            exp_avg_sq_hat,
+            _shaped(param),
+            _shaped(grad),
+            _shaped(exp_avg),
+            _shaped(exp_avg_sq_row),
+            _shaped(exp_avg_sq_col),
+            _shaped(exp_avg_res_row),
+            _shaped(exp_avg_res_col),
+            _shaped(exp_avg_sq),
+            _shaped(exp_avg_sq_hat),
             _weight_decay,
             _lr,
             _eps1,
@@ -918,8 +919,8 @@ def _fused_came(
             fixed_decay,
             _compute,
             _rounding,
-            _comp,
-            _noise,
+            _shaped(_comp),
+            _shaped(_noise),
         )
 
 

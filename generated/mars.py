@@ -23,6 +23,7 @@ from generator.runtime.kernels import (
     graph_constants,
     _device_number,
     _number_tensor,
+    _shaped,
 )
 from generator.runtime.precision import (
     Precision,
@@ -1117,12 +1118,12 @@ def _fused_mars(
         wd_nonzero_and_weight_decouple = wd != 0 and weight_decouple
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
-            param,
-            grad,
-            exp_avg,
-            exp_avg_sq,
-            last_grad,
-            max_exp_avg_sq,
+            _shaped(param),
+            _shaped(grad),
+            _shaped(exp_avg),
+            _shaped(exp_avg_sq),
+            _shaped(last_grad),
+            _shaped(max_exp_avg_sq),
             _gamma,
             _beta1,
             _number_tensor(b1),
@@ -1143,8 +1144,8 @@ def _fused_mars(
             fixed_decay,
             _compute,
             _rounding,
-            _comp,
-            _noise,
+            _shaped(_comp),
+            _shaped(_noise),
         )
 
 

@@ -362,16 +362,16 @@ def _multi_tensor_sm3(
     if len({p.dim() for p in params}) > 1:
         # the update loops over a parameter's dimensions: one call for each rank,
         # where dim(param) is one number
-        for lists in by_rank(params, [params, grads, momentum_buffers, accumulators]):
-            _multi_tensor_sm3(
-                *lists,
-                has_complex=has_complex,
-                lr=lr,
-                momentum=momentum,
-                beta=beta,
-                eps=eps,
-                maximize=maximize,
-            )
+        by_rank(
+            _multi_tensor_sm3,
+            [params, grads, momentum_buffers, accumulators],
+            has_complex=has_complex,
+            lr=lr,
+            momentum=momentum,
+            beta=beta,
+            eps=eps,
+            maximize=maximize,
+        )
         return
 
     if torch.compiler.is_compiling():

@@ -177,3 +177,55 @@ def test_fused_is_refused_at_the_statement_the_kernel_cannot_hold(body, line):
     (d,) = info.value.diagnostics
     assert (d.code, d.span.line) == ("E326", line), d
     assert [n.span.line for n in d.notes] == [5], "the note names the fused input"
+
+
+ZERO_D_KEPT_SHAPES = """\
+optimizer ZeroD
+input lr: float = 0.1
+input b0: float = 0.9
+input fused: bool? = none, keyword
+check not is_complex(param) else "real parameters only"
+state s0 (s0) <- param
+state sr (sr) <- 0 if dim(param) > 1, reduced over -1
+state group n (n): count <- 0
+update group:
+    n <- n + 1
+update:
+    s0 <- lerp(s0, n * grad, b0)
+    x <- s0 * 0.5
+    if dim(param) > 1:
+        sr <- lerp(sr, mean(grad^2, -1), 0.1)
+        x <- x / (sqrt(sr) + 1)
+    param <- param - lr * x
+"""
+
+
+def test_a_0d_float32_parameter_runs_the_kernel_that_keeps_shapes_in_float32():
+    """A kernel that keeps its tensors' shapes (a state reduced along a dimension) took a 0-d
+    parameter as it is: beside 0-d tensors only, its numbers (0-d float64 tensors) carried the
+    arithmetic to float64, and `lerp` refused them (RuntimeError: expected dtype float).
+    """
+    from generator import load_spec
+    from generator.runtime.kernels import eager_kernels
+    import warnings
+
+    cls = load_spec(ZERO_D_KEPT_SHAPES)
+    results = {}
+    for impl, flags in (("for-loop", {}), ("fused", {"fused": True})):
+        gen = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(s, generator=gen).requires_grad_() for s in [(), (3, 2), (4,)]
+        ]
+        opt = cls(params, **flags)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen)
+            with eager_kernels(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                opt.step()
+        results[impl] = [p.detach().clone() for p in params]
+    for k, (a, b) in enumerate(zip(results["fused"], results["for-loop"])):
+        # (within float32 rounding: the kernel folds the arithmetic its own way)
+        torch.testing.assert_close(
+            a, b, msg=lambda m: f"parameter {k} of shape {tuple(a.shape)}: {m}"
+        )

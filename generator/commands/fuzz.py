@@ -33,6 +33,7 @@ from generator.commands.fuzz_model import (
 from generator.commands.fuzz_programs import draw
 from generator.commands.fuzz_twins import unrolled
 from generator.verify import harness as V
+from generator.verify.problems import FULL, WITH_SCALAR
 from generator.language.diagnostics import GeneratorBug, SpecError
 
 # ---- running a program ------------------------------------------------------------------------------
@@ -66,11 +67,17 @@ def build(text: str):
 
 
 def run_paths(
-    cls, dtypes=("float64", "float32"), steps: int = 6, seed: int = 0, twin=None
+    cls,
+    dtypes=("float64", "float32"),
+    steps: int = 6,
+    seed: int = 0,
+    twin=None,
+    layout=FULL,
 ):
     """(findings, comparisons made, the dtypes whose for-loop overflowed: none compared there)
-    of every path the class declares on verify's problem, held to the for-loop; with ``twin``
-    (the class of a list program's twin without lists), that one's for-loop too."""
+    of every path the class declares on verify's problem (``layout``: its parameters), held
+    to the for-loop; with ``twin`` (the class of a list program's twin without lists), that
+    one's for-loop too."""
     import torch
 
     findings, compared, diverged = [], 0, []
@@ -89,6 +96,7 @@ def run_paths(
                 seed,
                 steps,
                 getattr(sys.modules.get(c.__module__), "__file__", None),
+                layout,
             )
             for name, c, impl in candidates
         }
@@ -136,7 +144,12 @@ def check_program(program: Program, dtypes=("float64", "float32"), steps: int = 
         twin, findings = build(twin.text())
         if findings:  # (the twin is built from the valid program: its failure is a bug)
             return [replace(f, path="lists unrolled") for f in findings], 0, program, []
-    found, compared, diverged = run_paths(cls, dtypes, steps, twin=twin)
+    # (a program that reads the rank runs on a 0-d parameter too, as verify does, unless it
+    # reads a size, which a 0-d parameter has none of: the for-loop would fail as well)
+    text = program.text()
+    reads_rank = "dim(param)" in text and "size(param" not in text
+    layout = WITH_SCALAR if reads_rank else FULL
+    found, compared, diverged = run_paths(cls, dtypes, steps, twin=twin, layout=layout)
     return found, compared, program, diverged
 
 

@@ -477,10 +477,31 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         body.append(If("dim(param) > 1", (update, scaled), (), "shape"))
         scope.tensors.append(x)
         d.note("reduced state")
+    if rng.random() < 0.15:
+        # SM3's accumulators: one per dimension (a 0-d parameter keeps one), each a vector
+        # along its dimension, raised in a loop over the rank (the foreach path runs once for
+        # each rank in a group)
+        states.append(
+            (
+                "sd",
+                "state sd (sd) <- [zeros_along(param, k) for k in range(max(dim(param), 1))]",
+            )
+        )
+        x = d.local()
+        body.append(Assign(x, d.tensor(scope, 2)))
+        raised = Assign(
+            "sd[dk]",
+            Expr(
+                "max({}, max_except({} * {}, dk))", (leaf("sd[dk]"), leaf(x), leaf(x))
+            ),
+        )
+        body.append(Repeat("dim(param)", (raised,), "dk"))
+        body.append(Assign(x, Expr("{} / (sqrt({}) + 1)", (leaf(x), leaf("sd[0]")))))
+        scope.tensors.append(x)
+        d.note("list for each dimension")
     lists = rng.random() < 0.2
     if lists:
         reader = _lists(d, rng, scope, inputs, states, body)
-    for_loop_only = "list item under a shape branch" in d.constructs
     for name in state_names:  # every state is updated at least once
         if not any(isinstance(s, Assign) and s.target == name for s in _walk(body)):
             body.append(d.state_update(scope, name))
@@ -495,7 +516,9 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         )
         d.note("decoupled decay")
     group_block2, body2 = [], []
-    if rng.random() < 0.25:
+    # (a list for each dimension runs the foreach path once per rank, so a total is summed in
+    # another order than the for-loop's: float32 totals then differ by their rounding)
+    if rng.random() < 0.25 and "list for each dimension" not in d.constructs:
         # two passes: the first sums over every parameter, the second steps by it
         states.append(("tot", "state optimizer tot (tot): total <- 0"))
         optimizer_block.append(Assign("tot", Expr("0", (), "scalar")))
@@ -523,9 +546,11 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         tuple(optimizer_block),
         tuple(group_block),
         tuple(body),
-        # (a list has no fused form; an item changed under a shape branch no foreach form)
-        fused=rng.random() < 0.7 and not lists,
-        foreach=not for_loop_only,
+        # (a list has no fused form)
+        fused=rng.random() < 0.7
+        and not lists
+        and "list for each dimension" not in d.constructs,
+        foreach=True,
         group_block2=tuple(group_block2),
         body2=tuple(body2),
         procedures=tuple(d.procedures),
@@ -536,9 +561,8 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
 def _lists(d: _Draw, rng, scope: _Scope, inputs: list, states: list, body: list) -> str:
     """A list state (AggMo's buffers: ``nl`` tensors of each parameter, each updated in a loop
     over them) and, sometimes, a local list of tensors read item by item, read into a local (its
-    name returned); the program then has no fused path (and with an item updated under a shape
-    branch, no foreach path), and is held to its twin without lists as well
-    (generator.commands.fuzz)."""
+    name returned); the program then has no fused path, and is held to its twin without lists
+    as well (generator.commands.fuzz)."""
     first = rng.choice(["0", "param"])
     if rng.random() < 0.5:
         inputs.append(("nl", f"input nl: int = {rng.choice([1, 2, 3])}"))
@@ -562,8 +586,7 @@ def _lists(d: _Draw, rng, scope: _Scope, inputs: list, states: list, body: list)
     )
     read = Assign(x, Expr("{} + 0.5 * {} / (j + 1)", (leaf(x), item)))
     if rng.random() < 0.3:
-        # decided per parameter: the foreach path (which splits its lists by such a
-        # condition) has no form for a list state's item under it
+        # decided by the rank: the foreach path runs once for each rank, one branch in each
         update = If("dim(param) > 1", (update,), (), "shape")
         d.note("list item under a shape branch")
     body.append(Repeat(count, (update, read), "j"))

@@ -42,7 +42,7 @@ import torch
 
 __all__ = ["CompiledKernel", "amp_skips_step", "eager_kernels", "graph_constants"]
 # (and, for the generated modules as torch.optim.optimizer's helpers are for torch's: the kernel
-# inputs _flat, _number_tensor and _device_number)
+# inputs _flat, _shaped, _number_tensor and _device_number)
 
 # With OPTIMGEN_EAGER_KERNELS=1 (or inside `eager_kernels()`) every kernel runs uncompiled: the
 # same arithmetic, executed as Python, for line coverage and mutation runs of the fused paths'
@@ -173,6 +173,18 @@ def _flat(t):
     return t.new_empty(0).set_(
         t.untyped_storage(), t.storage_offset(), (t.numel(),), (1,)
     )
+
+
+def _shaped(t):
+    """A kernel that keeps its tensors' shapes (a reduction along a dimension, a matrix
+    product) takes each as it is, except a 0-d one: that goes in as one element of one
+    dimension over the same memory. Among 0-d tensors only, the kernel's numbers (0-d float64
+    tensors) would carry a float32 update's arithmetic to float64, and `lerp` would refuse
+    them; beside a tensor of one dimension they compute in its dtype, as Python numbers do.
+    """
+    if t is None or t.dim() != 0:
+        return t
+    return _flat(t)
 
 
 def _number_tensor(x):

@@ -69,16 +69,25 @@ def max_except(tensor: Tensor, dim: int) -> Tensor:
     return tensor.amax(dim=others, keepdim=True) if others else tensor
 
 
-def by_rank(params: list[Tensor], lists: list[list]) -> list[list[list]]:
-    """The foreach path's lists split by the parameters' ranks, for an update that loops over a
-    parameter's dimensions or keeps a list for each (``range(dim(param))``): one set of lists
-    for each rank, in the order the ranks first appear, so that in each ``dim(param)`` is one
-    number. A list of another length than ``params`` (an empty one: a state the
-    hyperparameters turned off) is passed on as it is."""
+def by_rank(function, lists: list[list], **kwargs) -> None:
+    """``function`` (the foreach path's functional) called once for each rank of the
+    parameters (``lists[0]``), in the order the ranks first appear, on the items of ``lists``
+    of those parameters: for an update that loops over a parameter's dimensions or keeps a list
+    for each (``range(dim(param))``), ``dim(param)`` is then one number in each call. A list of
+    another length than the parameters' (an empty one: a state the hyperparameters turned off)
+    is passed on as it is; what a call puts in its part of a list (a state the step makes)
+    is put back in the whole list."""
+    params = lists[0]
     ranks: dict[int, list[int]] = {}
     for i, p in enumerate(params):
         ranks.setdefault(p.dim(), []).append(i)
-    return [
-        [[lst[i] for i in indices] if len(lst) == len(params) else lst for lst in lists]
-        for indices in ranks.values()
-    ]
+    for indices in ranks.values():
+        parts = [
+            [lst[i] for i in indices] if len(lst) == len(params) else lst
+            for lst in lists
+        ]
+        function(*parts, **kwargs)
+        for lst, part in zip(lists, parts):
+            if part is not lst:
+                for i, value in zip(indices, part):
+                    lst[i] = value

@@ -218,13 +218,15 @@ def multi_body(facts: ModuleFacts) -> str:
                 "# the update loops over a parameter's dimensions: one call for each rank,"
             )
             out("# where dim(param) is one number")
-            args = ["*lists", "has_complex=has_complex"]
+            args = [
+                f"_multi_tensor_{functional_name(opt)}{facts.suffix}",
+                f"[{', '.join(lists)}]",
+                "has_complex=has_complex",
+            ]
             if "capturable" in facts.args:
                 args.append("capturable=capturable")
             args += [f"{s}={s}" for s in opt.hyper]
-            out(f"for lists in by_rank(params, [{', '.join(lists)}]):")
-            with out.indent():
-                out(f"_multi_tensor_{functional_name(opt)}({', '.join(args)})")
+            out(f"by_rank({', '.join(args)})")
             out("return")
     out("")
     to_scalar(facts, out)

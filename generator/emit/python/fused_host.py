@@ -118,10 +118,9 @@ def fused_body(facts: ModuleFacts) -> str:
             out.lines += [("    " * out.level) + line for line in host.splitlines()]
         # the precision policy's inputs (generator.runtime.precision), cast in the kernel
         out("_compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)")
-        flat = "" if keeps_shapes(opt) else "_flat"
-        if flat:
-            facts.imports.need("_flat")
-        args = [f"{flat}({t})" if flat else t for t in tensors]
+        flat = "_shaped" if keeps_shapes(opt) else "_flat"
+        facts.imports.need(flat)
+        args = [f"{flat}({t})" for t in tensors]
         if any(n not in group_level for n in numbers):
             facts.imports.need("_number_tensor")
         args += [
@@ -129,7 +128,7 @@ def fused_body(facts: ModuleFacts) -> str:
         ]
         args += decisions
         args += ["_compute", "_rounding"]
-        args += [f"{flat}({t})" if flat else t for t in ("_comp", "_noise")]
+        args += [f"{flat}({t})" for t in ("_comp", "_noise")]
         out(f"kernel({', '.join(args)})")
     return out.text()
 

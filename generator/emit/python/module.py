@@ -151,7 +151,11 @@ class ModuleRenderer:
         ctx["kernel_imports"] = _sorted_imports(
             (["CompiledKernel", "amp_skips_step"] if ctx["has_fused"] else [])
             + (["graph_constants"] if opt.mode == "each" else [])
-            + [n for n in ("_device_number", "_flat", "_number_tensor") if n in needed]
+            + [
+                n
+                for n in ("_device_number", "_flat", "_number_tensor", "_shaped")
+                if n in needed
+            ]
         )
         ctx["linalg_imports"] = _sorted_imports(
             n for n in runtime_functions() + ["by_rank"] if n in needed
@@ -202,10 +206,13 @@ def later_pass(facts: ModuleFacts, p: ir.Pass, number: int) -> dict:
         call_kwargs=call_kwargs(sub),
         single_body=single_body(sub),
     )
+    sub.suffix = (
+        f"_pass{number}"  # (the pass's functionals: `_multi_tensor_adam_pass2`)
+    )
     if sub.opt.has_foreach:
         ctx["multi_body"] = multi_body(sub)
     if "fused" in facts.args:
-        sub.suffix = ctx["suffix"] = f"_pass{number}"
+        ctx["suffix"] = sub.suffix
         ctx["fused_body"] = fused_body(sub)
         ctx["kernel"] = kernel_source(sub.opt, ctx["fname"], sub.imports)
         ctx["kernel_casts"] = writes_casts(sub.opt)
