@@ -516,9 +516,11 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         )
         d.note("decoupled decay")
     group_block2, body2 = [], []
-    # (a list for each dimension runs the foreach path once per rank, so a total is summed in
-    # another order than the for-loop's: float32 totals then differ by their rounding)
-    if rng.random() < 0.25 and "list for each dimension" not in d.constructs:
+    # (a list for each dimension, or a list item under a branch on the rank, runs the foreach
+    # path once per rank, so a total is summed in another order than the for-loop's: float32
+    # totals then differ by their rounding)
+    by_rank = {"list for each dimension", "list item under a shape branch"}
+    if rng.random() < 0.25 and not by_rank & d.constructs.keys():
         # two passes: the first sums over every parameter, the second steps by it
         states.append(("tot", "state optimizer tot (tot): total <- 0"))
         optimizer_block.append(Assign("tot", Expr("0", (), "scalar")))

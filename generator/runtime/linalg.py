@@ -76,7 +76,9 @@ def by_rank(function, lists: list[list], **kwargs) -> None:
     for each (``range(dim(param))``), ``dim(param)`` is then one number in each call. A list of
     another length than the parameters' (an empty one: a state the hyperparameters turned off)
     is passed on as it is; what a call puts in its part of a list (a state the step makes)
-    is put back in the whole list."""
+    is put back in the whole list. (A total over all parameters, `state optimizer ...:
+    total`, is then summed rank by rank: within its rounding of the for-loop's order.)
+    """
     params = lists[0]
     ranks: dict[int, list[int]] = {}
     for i, p in enumerate(params):
