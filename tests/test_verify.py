@@ -310,6 +310,21 @@ def test_coverage_names_the_line_that_never_ran(tmp_path, capsys):
     ) in out
 
 
+def test_coverage_sees_a_shape_read_through_a_local(tmp_path, capsys):
+    """`n <- size(param, 0)` then `if n > 100:`: the parameters' shapes decide the branch,
+    not the values in the tensors (the hint read the condition's own text only)."""
+    spec = tmp_path / "sized.optim"
+    spec.write_text(
+        UNREACHED.replace("Unreached", "Sized")
+        .replace("    g <- grad\n", "    g <- grad\n    n <- size(param, 0)\n")
+        .replace("item(norm(grad)) > 1e9", "n > 100")
+        .replace("update:\n", 'check not is_complex(param) else "real"\nupdate:\n')
+    )
+    assert main(["verify", str(spec), "--dtype", "float64"]) == 0
+    out = capsys.readouterr().out
+    assert "it needs `n > 100` to be true; parameter shapes decide it" in out, out
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [

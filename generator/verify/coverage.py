@@ -17,6 +17,8 @@ import re
 import types
 
 from generator.driver import render_coverage
+from generator.language import syntax as S
+from generator.language.spec_printer import print_expr
 from generator.verify.grid import Config, statements
 from generator.verify.harness import impl_kwargs, trajectory
 from generator.verify.problems import SHAPES
@@ -138,15 +140,29 @@ def _hint(probe, report) -> str:
         hints.append(
             f"the spec refuses {refused[0]}" + (" and more" if len(refused) > 1 else "")
         )
-    if any(f"{c}(" in probe.condition for c in SHAPE_CALLS):
+    if any(f"{c}(" in _shown(probe.condition, conditions) for c in SHAPE_CALLS):
         shapes = ", ".join(str(s) for s in SHAPES)
-        hints.append(f"parameter shapes decide it (verify's are {shapes})")
+        hints.append(
+            f"parameter shapes decide it (verify's are {shapes}, and () where the spec "
+            "reads the rank)"
+        )
     if any(
         st.kind == "count" and st.name.id in _words(probe.condition)
         for st in conditions.checked.states.values()
     ):
         hints.append("more --steps")
     return "; ".join(hints) or "the values in the tensors decide it"
+
+
+def _shown(condition: str, conditions) -> str:
+    """The condition with the value of each local it reads written after it (``order == 0``
+    where ``order <- dim(param)``), so that a shape read through a local is seen."""
+    values = [
+        print_expr(sym.decl.value)
+        for name, sym in conditions.checked.locals.items()
+        if name in _words(condition) and isinstance(sym.decl, S.Assign)
+    ]
+    return " ".join([condition] + values)
 
 
 def _words(text: str) -> set[str]:
