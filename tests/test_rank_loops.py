@@ -20,6 +20,7 @@ from generator import load_spec
 from generator.api import compile_text
 from diagnosed import errors_of
 from paths import run_path
+from test_matrix_functions import SHAMPOO_LIKE_LISTS
 
 PER_DIMENSION = """\
 optimizer PerDimension
@@ -180,27 +181,16 @@ def test_a_range_of_the_rank_runs_on_foreach():
     assert errors_of(spec) == []
 
 
-SHAMPOO_LIKE = """\
-optimizer ShampooLike
-input lr: float = 0.1
-input foreach: bool? = none
-check not is_complex(param) else "real parameters only"
-state P (pre_cond) <- [eye(size(param, k)) for k in range(dim(param))]
-update:
-    d <- grad
-    for k in range(len(P)):
-        U <- unfold(grad, k)
-        P[k] <- P[k] + U @ transpose(U)
-        d <- mode_product(d, inverse_root(P[k], 2 * len(P)), k)
-    param <- param - lr * d
-"""
-
-
 def test_matrix_work_per_dimension_runs_on_foreach_as_on_the_for_loop():
     """Shampoo's shape of update (a preconditioner per dimension, an inverse root each): the
     foreach path groups the matrix work per tensor, rank by rank, to the for-loop's bits.
     """
-    cls = load_spec(SHAMPOO_LIKE)
+    # (the root's order read off the list, `len(P)`, inside each tensor's product)
+    cls = load_spec(
+        SHAMPOO_LIKE_LISTS.replace(
+            "inverse_root(P[k], 4)", "inverse_root(P[k], 2 * len(P))"
+        )
+    )
     shapes = [(3,), (2, 3), (2, 2, 2), (4,), (3, 1)]
     _, loop, _ = run_path(cls, "for-loop", shapes, 4)
     _, multi, _ = run_path(cls, "foreach", shapes, 4)
