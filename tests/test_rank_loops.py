@@ -216,3 +216,14 @@ def test_a_state_the_step_makes_reaches_the_optimizer_from_each_rank_call():
             f"parameter {k} of shape {tuple(a.shape)}: foreach differs from the for-loop by "
             f"{(a - b).abs().max().item():.3e}"
         )
+
+
+def test_a_local_made_from_a_dimensions_accumulator_widens_out_of_place():
+    """``u <- 2 * A[0]`` holds a (n, 1) vector; ``min(u, A[1])`` is (n, m): it was computed
+    in place into u (``out=u``), which raised at the first step of every matrix."""
+    spec = PER_DIMENSION.replace("    s <- first\n", "    s <- 2 * first\n")
+    cls = load_spec(spec)
+    _, loop, _ = run_path(cls, "for-loop", SHAPES, 3, lr=0.05)
+    _, multi, _ = run_path(cls, "foreach", SHAPES, 3, lr=0.05)
+    for k, (a, b) in enumerate(zip(loop, multi)):
+        assert torch.equal(a, b), f"parameter {k} of shape {tuple(a.shape)}"

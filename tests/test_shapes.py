@@ -10,6 +10,7 @@ would fail at the first step (or run only for square parameters) is refused with
 from __future__ import annotations
 
 import pytest
+import torch
 
 from diagnosed import errors_of
 
@@ -123,3 +124,39 @@ def test_max_except_keeps_one_dimension_of_a_matrix():
     assert errors_of(base + "    m <- m + max_except(grad, 0)\n" + step) == []
     errors = errors_of(base + "    L <- L + max_except(grad, 0)\n" + step)
     assert any(e.startswith("E336") for e in errors), errors
+
+
+# A local holding a value of another shape than the parameter's (a reduction along one
+# dimension, an item of a list made for each dimension) took in-place updates whose other
+# operand broadcast it wider: `torch.minimum(u, acc[1], out=u)` with u of (3, 1) and the
+# result (3, 4) raised "output with shape [3, 1] doesn't match the broadcast shape [3, 4]".
+WIDENED = [
+    (
+        "r <- mean(grad, 0)\n    r <- r + mean(grad, 1)\n    param <- param - lr * r\n",
+        lambda g: g.mean(0, keepdim=True) + g.mean(1, keepdim=True),
+    ),
+    (
+        "r <- 2 * mean(grad, 1)\n    r <- min(r, mean(grad, 0))\n"
+        "    param <- param - lr * r\n",
+        lambda g: torch.minimum(2 * g.mean(1, keepdim=True), g.mean(0, keepdim=True)),
+    ),
+]
+
+
+@pytest.mark.parametrize("impl", ["for-loop", "foreach"])
+@pytest.mark.parametrize("body, step", WIDENED, ids=["sum", "minimum"])
+def test_a_local_of_another_shape_is_widened_out_of_place(body, step, impl):
+    from generator import load_spec
+
+    cls = load_spec(
+        "optimizer Widened\ninput lr: float = 0.1\ninput foreach: bool? = none\n"
+        'check not is_complex(param) else "real"\ncheck dim(param) == 2 else "matrices"\n'
+        "update:\n    " + body
+    )
+    gen = torch.Generator().manual_seed(0)
+    p = torch.randn(3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    start = p.detach().clone()
+    opt = cls([p], foreach=impl == "foreach")
+    p.grad = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    opt.step()
+    assert torch.equal(p.detach(), start.add(step(p.grad), alpha=-0.1))

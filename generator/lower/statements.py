@@ -327,6 +327,13 @@ class Lowerer(ExpressionLowerer):
 
     def _tensor_local(self, name, value, later, rest) -> list[ir.Stmt]:
         self.kinds[name] = Kind.TENSOR
+        if not isinstance(value, S.Conditional) and (
+            isinstance(value, (S.Name, S.Index))
+            or (isinstance(value, S.Call) and value.func in VIEWS)
+        ):
+            # (another name for a value, or a view of one: of that value's shape)
+            other = self._reduced(value)
+            (self.reduced.add if other else self.reduced.discard)(name)
         if isinstance(value, S.Conditional) and self.is_static(value.cond):
             cond = value.cond
             a = S.Assign(S.Name(name, None, value.span), value.then, None, value.span)
@@ -365,7 +372,11 @@ class Lowerer(ExpressionLowerer):
             self.owned[name] = private
             return [ir.TensorLet(name, self.texpr(value), alias=False)]
         reduced = self._reduced(value)
-        if self.owned.get(name) and (reduced or name not in self.reduced):
+        # (in place on a value of another shape than the parameter's only where nothing else
+        # of a shape is read: `r <- r + mean(g, 1)` broadcasts r of (1, n) to (m, n))
+        if self.owned.get(name) and (
+            name not in self.reduced or not self._reads_tensors(value, name)
+        ):
             # The local's buffer is private: update it in place, like a state, where a rule
             # says how; otherwise the name is bound to the new result.
             for rule in UPDATE_RULES[:-1]:
@@ -380,21 +391,60 @@ class Lowerer(ExpressionLowerer):
             self.reduced.discard(name)
         return [ir.TensorLet(name, expr, alias=False)]
 
+    def _reads_tensors(self, e: S.Expr, name: str) -> bool:
+        """Whether ``e`` reads a tensor (or a list of them) other than the local ``name``."""
+        for n in names_read(e) - {name}:
+            st = self.states.get(n)
+            if (
+                n in ("param", "grad")
+                or (st is not None and st.kind == "tensor")
+                or self.kinds.get(n, Kind.SCALAR) not in (Kind.SCALAR, Kind.INT)
+            ):
+                return True
+        return False
+
     def _reduced(self, e: S.Expr) -> bool:
-        """Whether a tensor value may be smaller than the parameter: a reduction, a local
-        holding one, or arithmetic on those and numbers only."""
-        if isinstance(e, S.Call) and e.func in ("mean", "norm", "sum", "dot"):
+        """Whether a tensor value may have another shape than the parameter's (smaller, as a
+        reduction's; its own, as a matrix product's or a per-dimension list item's): such a
+        call, a local or state holding one, or arithmetic on those and numbers only."""
+        if isinstance(e, S.Call) and e.func in OTHER_SHAPES:
+            return True
+        if isinstance(e, S.Binary) and e.op == "@":
             return True
         if isinstance(e, S.Index):
-            return False  # (an item of a list: shaped like the parameter)
+            # (an item of a list state `[0] * n`: shaped like the parameter; of a list made
+            # for each dimension, of its own shape)
+            st = self.states.get(self._resolve(e.value)[0])
+            return st is not None and st.per_dimension is not None
         if isinstance(e, S.Name):
             name, _ = self._resolve(e)
+            st = self.states.get(name)
+            if st is not None and (st.shaped is not None or st.reduced is not None):
+                return True
             return name in self.reduced or self.kind(e) != Kind.TENSOR
         if self.kind(e) != Kind.TENSOR:
             return True
         parts = S.children(e)
         return bool(parts) and all(self._reduced(c) for c in parts)
 
+
+# Calls whose result may have another shape than their tensor arguments' (a reduction, a
+# matrix's transpose or root, an unfolding).
+OTHER_SHAPES = frozenset(
+    {
+        "mean",
+        "norm",
+        "sum",
+        "dot",
+        "max_except",
+        "trace",
+        "diag",
+        "transpose",
+        "unfold",
+        "inverse_root",
+        "cholesky",
+    }
+)
 
 # Calls whose result may share memory with their argument.
 VIEWS = ("transpose", "bfloat16")
