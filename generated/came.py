@@ -596,7 +596,7 @@ def _single_tensor_came(
         if ams_bound:
             torch.maximum(exp_avg_sq_hat, u.reciprocal().mul_(1), out=exp_avg_sq_hat)
             u = exp_avg_sq_hat.div(beta2).rsqrt_()
-        u = u.mul(g)
+        u.mul_(g)
         del g
         u.div_(u.norm().div_(math.sqrt(u.numel())).div_(clip_threshold).clamp_min_(1.0))
         exp_avg.lerp_(u, 1 - beta1)
@@ -739,7 +739,7 @@ def _multi_tensor_came(
             torch._foreach_maximum_(device_exp_avg_sq_hats, device_update_13)
             device_u = torch._foreach_div(device_exp_avg_sq_hats, beta2)
             torch._foreach_rsqrt_(device_u)
-        device_u = torch._foreach_mul(device_u, device_g)
+        torch._foreach_mul_(device_u, device_g)
         del device_g
         device_update_15 = [u.norm() for u in device_u]
         torch._foreach_div_(device_update_15, [math.sqrt(u.numel()) for u in device_u])
@@ -1008,7 +1008,7 @@ def _came_kernel(
     if ams_bound:
         torch.maximum(exp_avg_sq_hat, u.reciprocal().mul_(1), out=exp_avg_sq_hat)
         u = exp_avg_sq_hat.div(beta2).rsqrt_()
-    u = u.mul(g)
+    u.mul_(g)
     u.div_(u.norm().div_(math.sqrt(u.numel())).div_(clip_threshold).clamp_min_(1.0))
     exp_avg.lerp_(u, 1 - beta1)
     if param_dim_gt_1:

@@ -405,12 +405,14 @@ class Lowerer(ExpressionLowerer):
 
     def _reduced(self, e: S.Expr) -> bool:
         """Whether a tensor value may have another shape than the parameter's (smaller, as a
-        reduction's; its own, as a matrix product's or a per-dimension list item's): such a
+        reduction's; its own, as a matrix function's or a per-dimension list item's): such a
         call, a local or state holding one, or arithmetic on those and numbers only."""
         if isinstance(e, S.Call) and e.func in OTHER_SHAPES:
             return True
         if isinstance(e, S.Binary) and e.op == "@":
-            return True
+            # (a product is taken as the parameter's shape where the shape checker let it
+            # through: CAME's and Adafactor's factored estimate, a column times a row)
+            return False
         if isinstance(e, S.Index):
             # (an item of a list state `[0] * n`: shaped like the parameter; of a list made
             # for each dimension, of its own shape)
