@@ -364,9 +364,8 @@ class Flow:
             varies_beyond_rank(cond, before, self.beyond_rank) for cond, _ in s.branches
         )
         if dynamic and item is not None and not beyond:
-            self.c.by_rank = (
-                True  # (decided by the rank: one branch in each foreach call)
-            )
+            # (decided by the rank: one branch in each of the foreach path's calls)
+            self.c.by_rank = True
         elif dynamic and item is not None:
             # (the foreach path splits its lists by such a condition; it keeps a list by
             # item, a list of every parameter's, and does not split those)

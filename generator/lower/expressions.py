@@ -231,9 +231,8 @@ class ExpressionLowerer:
         if self.per_step:  # a group or optimizer block reads the optimizer's totals
             return False
         if e.func == "dim" and self.c.by_rank:
-            return (
-                False  # (one number in each of the foreach path's calls, one per rank)
-            )
+            # (one number in each of the foreach path's calls, one per rank)
+            return False
         return BUILTINS[e.func].per_parameter and any(
             self.kind(a) == Kind.TENSOR for a in e.args
         )
