@@ -395,7 +395,7 @@ def _multi_tensor_sm3(
         device_accumulators = device_items_[: len(accumulators_by_item)]
 
         device_g = torch._foreach_neg(device_grads) if maximize else device_grads
-        order = (device_params[0]).dim()
+        order = device_params[0].dim()
         device_accumulator_item = device_accumulators[0]
         device_u = device_accumulator_item
         for k in range(1, order):

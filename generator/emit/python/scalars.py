@@ -12,6 +12,8 @@ how a counter reads as a number (``_get_value(step_t)``), and ``CapturableScalar
 
 from __future__ import annotations
 
+import re
+
 from typing import Callable
 
 from generator import ir
@@ -121,9 +123,8 @@ class ScalarPrinter:
     def _tensor_property(self, e: ir.SCall) -> str:
         """A number read off a tensor: ``param.numel()``, ``grad.size(-1)``, ``norm.item()``."""
         base = self.tensor(e.args[0])
-        if not base.replace("_", "").replace(".", "").isalnum() and not base.endswith(
-            ")"
-        ):
+        # (a name, an attribute, a call or an item, `device_params[0]`, needs no parentheses)
+        if not re.fullmatch(r"[\w.]+(\[\w+\])?", base) and not base.endswith(")"):
             base = f"({base})"
         # printed only where read: a dtype_of may record the helper it names (compute_dtype)
         if e.func == "machine_epsilon":
