@@ -114,6 +114,10 @@ class Builtin:
     flat: FlatForm | None = None
     # the shape of the result, where it is neither elementwise nor a number (shape_rule)
     shape: str | None = None
+    # not elementwise, yet its result has its tensor argument's shape (a copy, a cast, a product
+    # along a dimension by a square matrix): the lowering may then update it in place like any
+    # value of the parameter's shape (generator.lower.statements.OTHER_SHAPES)
+    keeps_shape: bool = False
 
     def __post_init__(self):
         object.__setattr__(
@@ -353,6 +357,7 @@ BUILTINS: dict[str, Builtin] = {
                 "{0}.clone(memory_format=torch.contiguous_format)",
                 needs="vectors",
             ),
+            keeps_shape=True,
             shape="the argument's shape",
         ),
         Builtin(
@@ -387,6 +392,7 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "the tensor in bfloat16 (itself if it already is)",
             tensor=TensorOp("bfloat16", method="bfloat16"),
+            keeps_shape=True,
             shape="the argument's shape",
         ),
         Builtin(
@@ -423,6 +429,7 @@ BUILTINS: dict[str, Builtin] = {
             ("scalar",),
             "tensor",
             "a tensor shaped like the parameter, 1 at flat index k and 0 elsewhere",
+            keeps_shape=True,
             shape="the parameter's shape",
         ),
         Builtin(
@@ -483,6 +490,7 @@ BUILTINS: dict[str, Builtin] = {
             "(each fiber along k replaced by M @ fiber; along the last dimension computed as "
             "unfold(x, k)ᵀ @ M, as Shampoo's reference does)",
             tensor=TensorOp("mode_product", runtime="mode_product"),
+            keeps_shape=True,
             shape="x's shape with dimension k of size(M, 0)",
             latex=r"{0} \times_{{{2}}} {1}",
         ),

@@ -121,9 +121,10 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 for d, t in zip(call.args, BUILTINS[call.func].params)
                 if t == Kind.INT
             )
+            zeros = call.func in ("zeros", "zeros_along")  # (zero times any number)
             init = (
-                ir.number("0" if call.func == "zeros" else "1")
-                if factor is None or call.func == "zeros"
+                ir.number("0" if zeros else "1")
+                if factor is None or zeros
                 else lw.sexpr(factor)
             )
         else:

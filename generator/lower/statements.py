@@ -19,6 +19,7 @@ from generator import ir
 from generator.lower import checks
 from generator.language import syntax as S
 from generator.check.model import CheckedSpec
+from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import GeneratorBug
 from generator.language.spec_printer import print_expr
 from generator.language.types import Kind, ListOf
@@ -431,21 +432,12 @@ class Lowerer(ExpressionLowerer):
 
 
 # Calls whose result may have another shape than their tensor arguments' (a reduction, a
-# matrix's transpose or root, an unfolding).
+# matrix's transpose or root, an unfolding): the table's functions on tensors that are neither
+# elementwise nor keep their argument's shape.
 OTHER_SHAPES = frozenset(
-    {
-        "mean",
-        "norm",
-        "sum",
-        "dot",
-        "max_except",
-        "trace",
-        "diag",
-        "transpose",
-        "unfold",
-        "inverse_root",
-        "cholesky",
-    }
+    b.name
+    for b in BUILTINS.values()
+    if b.result == Kind.TENSOR and not b.elementwise and not b.keeps_shape
 )
 
 # Calls whose result may share memory with their argument.
