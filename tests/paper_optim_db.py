@@ -127,6 +127,9 @@ class PaperOptimizerInfo:
     schedule_defaults: Mapping[str, str] = field(default_factory=dict)
     # `defaults` holds the reference's keys in its order, then these (only the generated class's)
     added_defaults: tuple[str, ...] | None = None
+    # options the reference reads from a param group (its constructor's **kwargs) and the
+    # generated class takes as keyword arguments: left out of the signature comparison
+    group_options: tuple[str, ...] = ()
     problems: tuple[Problem, ...] = ()
     notes: str = ""
 
@@ -167,6 +170,33 @@ COMPLEX_AT_CONSTRUCTION = Refusal(
     "complex_parameters", ValueError, "complex", dtype=torch.complex128
 )
 USE_GC = Refusal("use_gc", TypeError, kwargs={"use_gc": True})
+
+# GaLore's projections: every projection_type, ranks below, at and above a matrix's smaller
+# size, refreshes every 1 to 4 steps (so twice or more in 20 steps), scales and betas
+GALORE_PROJECTIONS: tuple[Kwargs, ...] = (
+    {"rank": 2, "update_proj_gap": 3, "scale": 1.0, "projection_type": "std"},
+    {"rank": 3, "update_proj_gap": 4, "scale": 0.25, "projection_type": "reverse_std"},
+    {"rank": 2, "update_proj_gap": 2, "scale": 1.0, "projection_type": "right"},
+    {"rank": 2, "update_proj_gap": 3, "scale": 0.5, "projection_type": "left"},
+    {"rank": 2, "update_proj_gap": 3, "scale": 1.0, "projection_type": "full"},
+    {"rank": 2, "update_proj_gap": 1, "scale": 1.0, "projection_type": "random"},
+    {
+        "rank": 10,
+        "update_proj_gap": 2,
+        "scale": 2.0,
+        "projection_type": "std",
+        "weight_decay": 0.1,
+        "maximize": True,
+    },
+    {
+        "rank": 4,
+        "update_proj_gap": 3,
+        "scale": 1.0,
+        "projection_type": "std",
+        "betas": (0.3, 0.9),
+        "eps": 1e-8,
+    },
+)
 ADAM_DEBIAS = Refusal("adam_debias", TypeError, kwargs={"adam_debias": True})
 
 
@@ -625,6 +655,73 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
         ),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         step_count=StepCount("group"),
+    ),
+    PaperOptimizerInfo(
+        "GaLore",
+        module="galore",
+        grid=(
+            {},
+            {"lr": 1e-2, "foreach": False},
+            {"lr": 1e-2, "weight_decay": 0.1, "maximize": True, "foreach": False},
+            *(
+                {"lr": 1e-2, "foreach": foreach, **projection}
+                for projection in GALORE_PROJECTIONS
+                for foreach in (False, True)
+            ),
+        ),
+        other_shapes=(
+            # a wide matrix, a tall one, and one whose first gradient comes at the second
+            # step (the harness's parameter 3 misses steps 0, 4 and 5): its projection is
+            # made then, between two refreshes
+            ShapedGrid(
+                "wide_tall_and_late_matrices",
+                shapes=((5, 4), (3, 6), (3, 3, 2), (2, 7), (4,)),
+                grid=tuple(
+                    {"lr": 1e-2, "foreach": foreach, **projection}
+                    for projection in GALORE_PROJECTIONS
+                    for foreach in (False, True)
+                ),
+            ),
+        ),
+        # the reference keeps its projection in a GaLoreProjector object, not a tensor
+        state_keys=same_keys("exp_avg", "exp_avg_sq"),
+        agreement=tuple(
+            {"lr": 1e-2, **projection} for projection in GALORE_PROJECTIONS[:3]
+        ),
+        bad_arguments=(
+            {"lr": -1.0},
+            {"betas": (1.0, 0.999)},
+            {"betas": (0.9, -0.1)},
+            {"weight_decay": -0.1},
+            {"eps": -1e-6},
+        ),
+        refusals=(
+            Refusal(
+                "complex_parameters",
+                ValueError,
+                "complex",
+                dtype=torch.complex128,
+                reference_accepts=True,  # (it refuses them at the step)
+            ),
+            Refusal(
+                "sparse_gradients",
+                ValueError,
+                "does not support sparse gradient",
+                at_step=True,
+                sparse_grad=True,
+            ),
+        ),
+        step_count=StepCount("group"),
+        added_defaults=(
+            "maximize",
+            "rank",
+            "update_proj_gap",
+            "scale",
+            "projection_type",
+        ),
+        group_options=("rank", "update_proj_gap", "scale", "projection_type"),
+        notes="The projection options are given to both classes in full: the reference "
+        "reads update_proj_gap, scale and projection_type from any group that sets rank.",
     ),
     PaperOptimizerInfo(
         "Kate",

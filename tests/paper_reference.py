@@ -258,6 +258,7 @@ def assert_same_signature(
     *,
     reference_name: str | None = None,
     schedules: dict[str, str] | None = None,
+    group_options: tuple[str, ...] = (),
 ) -> None:
     """Same arguments, order and defaults as the reference (its ``**kwargs`` aside); the
     generated class may add keyword-only ``extensions`` after them (``fused``, and the
@@ -265,7 +266,8 @@ def assert_same_signature(
 
     ``schedules``: arguments whose default the generated class writes as an expression in
     ``step`` (the value here) and the reference as a callable, equal to it at
-    ``SCHEDULE_PROBES``."""
+    ``SCHEDULE_PROBES``; ``group_options``: keyword arguments of the generated class that
+    the reference reads from a param group (its ``**kwargs``)."""
     import inspect
 
     def args(cls):
@@ -275,7 +277,11 @@ def assert_same_signature(
             if p.kind is not inspect.Parameter.VAR_KEYWORD and p.name != "self"
         ]
 
-    ours = [a for a in args(generated(module, name)) if a[0] not in extensions]
+    ours = [
+        a
+        for a in args(generated(module, name))
+        if a[0] not in extensions + group_options
+    ]
     theirs = args(reference(reference_name or name))
     names, ref_names = [n for n, _ in ours], [n for n, _ in theirs]
     assert (

@@ -61,6 +61,14 @@ REFERENCE_OPTIONS = {
     "LaProp": {"foreach": False},
 }
 
+# How a configuration's options are given to the reference, where it reads one otherwise.
+REFERENCE_KWARGS = {
+    # pytorch_optimizer's GaLore projects every matrix of a group that has the key `rank`,
+    # on all its singular vectors when rank is None; the generated class's rank=None (its
+    # default) projects nothing (the spec's note): the reference is given no rank then
+    "GaLore": lambda kw: {k: v for k, v in kw.items() if k != "rank" or v is not None},
+}
+
 # Rows where the reference itself computes something else, and why (measured, not assumed):
 # (optimizer, dtype, predicate on the configuration's keyword arguments).
 REFERENCE_DIFFERS = {
@@ -94,6 +102,12 @@ def _reference(name: str) -> V.Reference:
         base = ref.make
         ref = V.Reference(
             ref.name, lambda params, **kw: base(params, **kw, **options), ref.takes
+        )
+    given = REFERENCE_KWARGS.get(name)
+    if given:
+        made = ref.make
+        ref = V.Reference(
+            ref.name, lambda params, **kw: made(params, **given(kw)), ref.takes
         )
     return ref
 

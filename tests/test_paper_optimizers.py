@@ -127,6 +127,7 @@ def test_signature_matches_pytorch_optimizer(info: PaperOptimizerInfo):
         info.module,
         info.name,
         reference_name=info.reference_name,
+        group_options=info.group_options,
         schedules=dict(info.schedule_defaults),
     )
     if info.added_defaults is not None:

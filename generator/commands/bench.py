@@ -102,6 +102,10 @@ BENCH_KWARGS: dict[str, dict[str, Any]] = {
     "Rprop": dict(lr=1e-2),
     "Adafactor": dict(lr=1e-2),
     "Muon": dict(lr=2e-2),
+    # (the GaLore paper's projection: without a rank, GaLore is AdamW)
+    "GaLore": dict(
+        lr=1e-3, rank=128, update_proj_gap=200, scale=0.25, projection_type="std"
+    ),
 }
 
 # Transformer-like parameter sets: token + position embeddings, GPT-2 style blocks

@@ -445,6 +445,31 @@ BUILTINS: dict[str, Builtin] = {
             latex=r"{0}^{{-\frac{{1}}{{{1}}}}}",
         ),
         Builtin(
+            "left_singular",
+            ("tensor", "int"),
+            "tensor",
+            "left_singular(A, r): the first r left singular vectors of a matrix (the columns "
+            "of U in A = U diag(s) Vᵀ, all of them where r is larger), through a singular value "
+            "decomposition in float32, as pytorch_optimizer's GaLore computes its projections",
+            tensor=TensorOp("left_singular", runtime="left_singular"),
+            nonlinear_complex=True,
+            shape="(m, min(r, m, n)) from (m, n)",
+            latex=r"U_{{{1}}}\left({0}\right)",
+        ),
+        Builtin(
+            "right_singular",
+            ("tensor", "int"),
+            "tensor",
+            "right_singular(A, r): the first r right singular vectors of a matrix, as rows "
+            "(the rows of Vᵀ in A = U diag(s) Vᵀ, all of them where r is larger), through a "
+            "singular value decomposition in float32, as pytorch_optimizer's GaLore computes "
+            "its projections",
+            tensor=TensorOp("right_singular", runtime="right_singular"),
+            nonlinear_complex=True,
+            shape="(min(r, m, n), n) from (m, n)",
+            latex=r"V^\top_{{{1}}}\left({0}\right)",
+        ),
+        Builtin(
             "trace",
             ("tensor",),
             "tensor",

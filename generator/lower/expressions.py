@@ -32,7 +32,14 @@ def list_name(key: str) -> str:
     if key in ("step", "sum") or keyword.iskeyword(key + "s"):
         # (`state a` would make the list `as`, a Python keyword)
         return f"state_{key}s"
+    head, _, last = key.rpartition("_")
+    if last in _IRREGULAR_PLURALS:
+        return head + ("_" if head else "") + _IRREGULAR_PLURALS[last]
     return key + "s"
+
+
+# (English plurals of the last word of a state key: `ortho_matrix` keeps `ortho_matrices`)
+_IRREGULAR_PLURALS = {"matrix": "matrices", "index": "indices", "vertex": "vertices"}
 
 
 def loop_var(key: str, kind: str) -> str:

@@ -161,7 +161,13 @@ class Lowerer(ExpressionLowerer):
                 (replace(s, initially=_put(s.initially, first, first.orelse)),),
                 s.span,
             )
-        choice = find(s.value, isinstance(s, S.Assign))
+        # (a local's own top-level choice is its `if`, in _tensor_local; a state's or the
+        # parameter's is one here, each alternative updating it in place)
+        local = isinstance(s, S.Assign) and self._resolve(s.target)[0] not in (
+            *self.states,
+            "param",
+        )
+        choice = find(s.value, local)
         if choice is None:
             return None
 

@@ -6,7 +6,8 @@ pytorch_optimizer computes Shampoo's preconditioners (through the singular value
 float32, or float64 for float64 matrices, returned in the matrix's dtype), so that a spec written
 from Shampoo matches its reference to the last rounding of the decomposition; ``unfold(x, k)`` and
 ``mode_product(x, M, k)`` are the tensor-algebra operations along one dimension of a tensor of
-any rank (Shampoo's statistics and preconditioning, one dimension at a time); ``zeros_along(x, k)``
+any rank (Shampoo's statistics and preconditioning, one dimension at a time); ``left_singular(A, r)`` and ``right_singular(A, r)`` are GaLore's truncated singular
+vectors (in float32, as its reference computes them); ``zeros_along(x, k)``
 and ``max_except(x, k)`` are SM3's per-dimension accumulators and their reduction; ``by_rank``
 splits the foreach path's lists by rank, for updates that loop over a parameter's dimensions.
 """
@@ -25,6 +26,33 @@ def inverse_root(matrix: Tensor, power: float) -> Tensor:
     u, s, vh = torch.linalg.svd(matrix.to(dtype), full_matrices=False)
     s.pow_(-1.0 / power)
     return ((u * s.unsqueeze(-2)) @ vh).to(matrix.dtype)
+
+
+def _singular_vectors(matrix: Tensor) -> tuple[Tensor, Tensor]:
+    # (GaLore's reference decomposes a float32 copy of any matrix that is not float32,
+    # float64 included, and casts the vectors back: so do we, to round as it does)
+    u, _, vh = torch.linalg.svd(
+        matrix if matrix.dtype == torch.float32 else matrix.float(),
+        full_matrices=False,
+    )
+    return u, vh
+
+
+def left_singular(matrix: Tensor, rank: int) -> Tensor:
+    """The first ``rank`` left singular vectors of ``matrix``, as columns (``U[:, :rank]``
+    of its reduced SVD ``U diag(s) Vᵀ``; all of them where ``rank`` is larger), computed in
+    float32 and returned in the matrix's dtype: GaLore's projection onto its gradient's
+    leading column space."""
+    u, _ = _singular_vectors(matrix)
+    return u[:, :rank].to(matrix.dtype, copy=True)
+
+
+def right_singular(matrix: Tensor, rank: int) -> Tensor:
+    """The first ``rank`` right singular vectors of ``matrix``, as rows (``Vᵀ[:rank]``),
+    computed in float32 and returned in the matrix's dtype: GaLore's projection onto its
+    gradient's leading row space."""
+    _, vh = _singular_vectors(matrix)
+    return vh[:rank].to(matrix.dtype, copy=True)
 
 
 def unfold(tensor: Tensor, dim: int) -> Tensor:

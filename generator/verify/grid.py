@@ -83,11 +83,11 @@ class SpecConditions:
         self.values: dict[str, list[Any]] = {}  # symbol → values its conditions name
         self.steps_needed: dict[str, int] = {}  # symbol or "" (a literal) → steps
         self.branch_inputs: dict[str, set[str]] = {}  # probe label → symbols above it
-        self.locals = {
-            n: s.decl.value
-            for n, s in checked.locals.items()
-            if isinstance(getattr(s, "decl", None), S.Assign)
-        }
+        # each local's values, and the conditions each is assigned under (`side <- 2` under
+        # `if projection_type == "full":` reads projection_type as much as its value does)
+        self.locals: dict[str, list] = {}
+        for block in checked.blocks:
+            self._assignments(block.body, ())
         for block in checked.blocks:
             self._walk(block.body, frozenset())
             for stmt in statements(block.body):
@@ -132,7 +132,7 @@ class SpecConditions:
                 cond = s.branches[-1][0]
                 self._branch(cond, "else", chain)
                 self._walk(s.orelse, chain)
-            elif isinstance(s, (S.Repeat, S.ForEachParameter)):
+            elif isinstance(s, (S.Repeat, S.ForEachParameter, S.For, S.While)):
                 self._walk(s.body, above)
             for e in _expressions(s):
                 self._choices(e, above)
@@ -151,13 +151,28 @@ class SpecConditions:
         span = cond.span
         self.branch_inputs[f"{span.path}:{span.line}:{span.column} {way}"] = set(chain)
 
+    def _assignments(self, stmts, above: tuple) -> None:
+        for s in stmts:
+            if isinstance(s, S.Assign) and isinstance(s.target, S.Name):
+                if s.target.id in self.checked.locals:
+                    self.locals.setdefault(s.target.id, []).extend((s.value, *above))
+            elif isinstance(s, S.If):
+                conds = above
+                for cond, body in s.branches:
+                    conds = conds + (cond,)
+                    self._assignments(body, conds)
+                self._assignments(s.orelse, conds)
+            elif isinstance(s, (S.Repeat, S.ForEachParameter, S.For, S.While)):
+                self._assignments(s.body, above)
+
     def _inputs(self, e, depth: int = 0) -> frozenset:
         found: set[str] = set()
         for n in names_read(e):
             if n in self.symbols:
                 found.add(n)
             elif n in self.locals and depth < 4:
-                found |= self._inputs(self.locals[n], depth + 1)
+                for source in self.locals[n]:
+                    found |= self._inputs(source, depth + 1)
         return frozenset(found)
 
     def _counterish(self, e, depth: int = 0) -> bool:
@@ -168,7 +183,7 @@ class SpecConditions:
             if (
                 n in self.locals
                 and depth < 4
-                and self._counterish(self.locals[n], depth + 1)
+                and any(self._counterish(x, depth + 1) for x in self.locals[n])
             ):
                 return True
         return False
@@ -416,7 +431,7 @@ def statements(stmts):
             for _, body in s.branches:
                 yield from statements(body)
             yield from statements(s.orelse)
-        elif isinstance(s, (S.Repeat, S.ForEachParameter)):
+        elif isinstance(s, (S.Repeat, S.ForEachParameter, S.For, S.While)):
             yield from statements(s.body)
 
 

@@ -322,10 +322,18 @@ def _short_reference(spec) -> str:
     years = re.findall(r"\b(?:19|20)\d\d\b", text[: url.start()] if url else text)
     parts = text.split(", ")
     who = parts[0].strip()
-    if (
-        len(parts) > 1 and " & " in parts[1] and len(parts[1]) < 40
-    ):  # "Duchi, Hazan & Singer"
-        who += ", " + parts[1].strip()
+    # the authors run up to the part with " & ": "Duchi, Hazan & Singer" in full, four
+    # or more as "Anil et al." (the parts before are names: short, no title's colon)
+    last = next(
+        (
+            k
+            for k, part in enumerate(parts[1:], 1)
+            if " & " in part or len(part) >= 40 or ":" in part
+        ),
+        None,
+    )
+    if last is not None and " & " in parts[last] and len(parts[last]) < 40:
+        who += ", " + parts[1].strip() if last == 1 else " et al."
     label = f"{who} {years[-1]}" if years else who
     return f"[{_cell(label)}]({url.group().rstrip('.')})" if url else _cell(label)
 

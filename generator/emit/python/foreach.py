@@ -65,6 +65,10 @@ class ForeachPrinter:
         self.lists: set[str] = set()  # local lists of tensors (each item a list here)
         self.parts: set[str] = set()  # a branch's parts of lists, made when it starts
         self.count = "len(device_params)"  # tensors the statements run on
+        # the index lists of the per-parameter branches the body is inside, outermost first
+        # (`idx_1`, `rest_idx_2`): a position in a branch's part of a list is
+        # `idx_1[rest_idx_2[j]]` in the group's list
+        self.split_indices: list[str] = []
         # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
         # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
         self.tensorish = {s for a in opt.arguments if a.tensor_ok for s in a.symbols}
@@ -178,7 +182,9 @@ class ForeachPrinter:
                     if name not in whole:
                         out(f"{part} = [{dest[name]}[j] for j in {idx}]")
                         self.parts.add(part)
+                self.split_indices.append(idx)
                 self.body(body, out, later)
+                self.split_indices.pop()
                 for name in merged:
                     if name in sets:
                         part = self.renamed(name)
@@ -227,6 +233,8 @@ class ForeachPrinter:
                 visit(s.target)
             if isinstance(s, ir.CountUpdate) and s.scope == "parameter":
                 found.append(f"device_{self.states[s.state].list_name}")
+            if isinstance(s, ir.LazyInit):  # (a state made here is put in its list)
+                found.append(self.renamed(f"device_{self.states[s.state].list_name}"))
             if before_set and isinstance(s, ir.TensorLet):
                 set_.add("device_" + s.name)
             if before_set and isinstance(s, ir.ScalarLet) and s.varying:

@@ -23,7 +23,11 @@ def print_lazy(printer, s: ir.LazyInit, out: Lines) -> None:
     """torch's idiom for a state made on the first step: all made → foreach; else per tensor.
     ``printer`` is the generator.emit.python.foreach.ForeachPrinter of the body."""
     st = printer.states[s.state]
-    lst = f"device_{st.list_name}"
+    # inside per-parameter branches, the branch's part of the list; what is made there is
+    # put in every enclosing part too, and in the functional's list the optimizer stores
+    whole = f"device_{st.list_name}"
+    lst = printer.renamed(whole)
+    parts = _parts(printer, whole)
     if s.update:
         out(f"if all(buf is not None for buf in {lst}):")
         with out.indent():
@@ -64,15 +68,21 @@ def print_lazy(printer, s: ir.LazyInit, out: Lines) -> None:
             out(f"if {lst}[j] is None:")
             with out.indent():
                 made = f"{first}.detach()" + ("" if fresh else ".clone()")
+                at = "j"
+                targets = [f"{lst}[j]"]
+                for part, idx in reversed(parts):
+                    at = f"{idx}[{at}]"
+                    targets.append(f"{part}[{at}]")
                 if getattr(printer, "real_views", False):
                     # made from the real views: stored as the complex state it stands for
-                    out(f"{lst}[j] = {made}")
+                    out(" = ".join(targets) + f" = {made}")
                     out(
-                        f"{st.list_name}[indices[j]] = torch.view_as_complex({lst}[j]) "
-                        f"if torch.is_complex(params[indices[j]]) else {lst}[j]"
+                        f"{st.list_name}[indices[{at}]] = torch.view_as_complex({lst}[j]) "
+                        f"if torch.is_complex(params[indices[{at}]]) else {lst}[j]"
                     )
                 else:
-                    out(f"{lst}[j] = {st.list_name}[indices[j]] = {made}")
+                    targets.append(f"{st.list_name}[indices[{at}]]")
+                    out(" = ".join(targets) + f" = {made}")
             if s.update:
                 out("else:")
             with out.indent() if s.update else contextlib.nullcontext():
@@ -87,6 +97,21 @@ def print_lazy(printer, s: ir.LazyInit, out: Lines) -> None:
                             out(f"{r.name} = {printer.tlist(r)}[j]")
                             bound.add(r.name)
                     single.inplace(st.var, u.ops, out)
+
+
+def _parts(printer, whole: str) -> list[tuple[str, str]]:
+    """The enclosing lists of a state's list inside per-parameter branches, outermost first,
+    each with the index list that picks the next level's part out of it: ``[(device_m,
+    idx_1), (device_m_1, rest_idx_2)]`` where the list here is ``device_m_1_rest_2``."""
+    chain = [whole]
+    while chain[-1] in printer.rename:
+        chain.append(printer.rename[chain[-1]])
+    if len(chain) - 1 != len(printer.split_indices):
+        raise GeneratorBug(
+            f"a lazy state's list {whole} has {len(chain) - 1} parts in "
+            f"{len(printer.split_indices)} branches"
+        )
+    return list(zip(chain[:-1], printer.split_indices))
 
 
 def _tensor_refs(s: ir.InPlace) -> list[ir.TRef]:
