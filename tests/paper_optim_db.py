@@ -258,6 +258,91 @@ ADAM_STYLE_BAD_ARGUMENTS = (
 
 PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
     PaperOptimizerInfo(
+        "AdaHessian",
+        module="adahessian",
+        # (its gradients carry the graph of a quadratic model that couples the parameters:
+        # generator.verify.problems.curved; the probes are drawn alike on each side)
+        grid=(
+            {},
+            {"lr": 1e-2},
+            {"lr": 1e-2, "update_period": 3},
+            {"lr": 1e-2, "num_samples": 3},
+            {"lr": 1e-2, "hessian_distribution": "gaussian", "num_samples": 2},
+            {"lr": 1e-2, "hessian_power": 0.5, "betas": (0.5, 0.9)},
+            {"lr": 1e-2, "weight_decay": 0.1},
+            {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
+            {"lr": 1e-2, "weight_decay": 0.1, "fixed_decay": True},
+            {"lr": 1e-2, "maximize": True, "eps": 1e-8},
+            {"lr": 1e-2, "foreach": False, "update_period": 2},
+            {"lr": 1e-2, "foreach": True, "update_period": 2, "num_samples": 2},
+            {"lr": 1e-2, "foreach": True, "weight_decay": 0.1, "maximize": True},
+        ),
+        state_keys=same_keys("exp_avg", "exp_hessian_diag_sq", "hessian"),
+        agreement=(
+            {"lr": 1e-2},
+            {"lr": 1e-2, "update_period": 3, "weight_decay": 0.1},
+        ),
+        bad_arguments=(
+            {"lr": -1.0},
+            {"betas": (1.0, 0.999)},
+            {"betas": (0.9, -0.1)},
+            {"weight_decay": -0.1},
+            {"eps": -1e-16},
+            {"hessian_power": 0.0},
+            {"hessian_power": 1.5},
+        ),
+        refusals=(
+            Refusal(
+                "complex_parameters",
+                ValueError,
+                "complex",
+                dtype=torch.complex128,
+                reference_accepts=True,  # (it refuses them at the step)
+            ),
+            Refusal(
+                "sparse_gradients",
+                ValueError,
+                "does not support sparse gradient",
+                at_step=True,
+                sparse_grad=True,
+            ),
+            Refusal(
+                "gradient_without_graph",
+                RuntimeError,
+                r"create_graph=True",
+                at_step=True,
+            ),
+            Refusal(
+                "update_period_0",
+                ValueError,
+                "update_period must be positive",
+                kwargs={"update_period": 0},
+                reference_accepts=True,  # (a ZeroDivisionError at its step)
+            ),
+            Refusal(
+                "num_samples_0",
+                ValueError,
+                "num_samples must be positive",
+                kwargs={"num_samples": 0},
+                reference_accepts=True,  # (its estimate stays zero)
+            ),
+            Refusal(
+                "unknown_distribution",
+                ValueError,
+                "hessian with distribution uniform is not implemented",
+                kwargs={"hessian_distribution": "uniform"},
+                reference_accepts=True,  # (a NotImplementedError at its step)
+            ),
+        ),
+        step_count=StepCount("group"),
+        added_defaults=(
+            "update_period",
+            "num_samples",
+            "hessian_distribution",
+            "maximize",
+        ),
+    ),
+    PaperOptimizerInfo(
         "AdaBelief",
         module="adabelief",
         grid=(

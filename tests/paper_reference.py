@@ -58,14 +58,30 @@ def reference(name: str) -> type:
     return getattr(pytorch_optimizer, name)
 
 
+def curved(cls) -> bool:
+    """Whether the gradients must carry their graph: the generated class of ``cls``'s name
+    (``cls`` itself or its reference) differentiates them (AdaHessian's Hessian estimate).
+    """
+    import generated as package
+
+    twin = getattr(package, cls.__name__, cls)
+    return getattr(twin, "requires_create_graph", False)
+
+
 def run(cls, kwargs, dtype, seed, steps, on_step=None, shapes=None):
     """``steps`` steps of the harness's problem (``shapes``: other parameter shapes), calling
-    ``on_step(step, params, opt)`` after each; returns (params, opt)."""
+    ``on_step(step, params, opt)`` after each; returns (params, opt). Where the optimizer
+    differentiates the gradients, they carry the graph of a quadratic model
+    (generator.verify.problems.curved)."""
     problem = (
-        paper_problem(dtype, seed, kwargs)
+        paper_problem(dtype, seed, kwargs, curved=curved(cls))
         if shapes is None
-        else paper_problem(dtype, seed, kwargs, shapes=shapes)
+        else paper_problem(dtype, seed, kwargs, shapes=shapes, curved=curved(cls))
     )
+    if problem.curved:
+        torch.manual_seed(
+            seed
+        )  # (the probes of a Hessian estimate: alike on each side)
     return run_steps(cls, copy.deepcopy(kwargs), problem, steps, on_step)
 
 

@@ -174,7 +174,8 @@ def test_every_table_entry_is_spelled_by_every_consumer():
     checked = check_text(TRIG)
     for b in BUILTINS.values():
         assert b.params and all(
-            k in ("any", "scalar", "tensor", "bool", "int", "list") for k in b.params
+            k in ("any", "scalar", "tensor", "bool", "int", "str", "list")
+            for k in b.params
         )
         if b.tensor is not None:
             spelling = ops.OPS[b.tensor.op]

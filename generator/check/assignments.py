@@ -12,6 +12,7 @@ generator.check.flat_rules.)
 from __future__ import annotations
 
 from generator.language import syntax as S
+from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import Note
 from generator.language.types import Kind, ListOf
 from generator.check.declarations import check_name
@@ -79,6 +80,9 @@ def assign(flow, s: S.Assign) -> None:
             s.target.span,
             hint="name the working gradient, e.g. `g <- grad`",
         )
+        return
+    if _is_estimate(s.value):
+        estimate(flow, s)
         return
     if s.initially is not None and name in flow.c.states and flow.c.states[name].lazy:
         flow.kind(s.initially)
@@ -225,6 +229,55 @@ def assign(flow, s: S.Assign) -> None:
     flow.origin[name] = flow.mode
     flow.defined.setdefault(name, sym)
     flow.pending.pop(name, None)
+
+
+def _is_estimate(value: S.Expr) -> bool:
+    b = BUILTINS.get(value.func) if isinstance(value, S.Call) else None
+    return b is not None and b.context == "estimate"
+
+
+def estimate(flow, s: S.Assign) -> None:
+    """``D <- hutchinson(n, "rademacher")`` in ``update optimizer:``: a lazy per-parameter
+    tensor state made, for every parameter with a gradient at once, before the groups step
+    (its first value too: no ``initially``); its arguments are numbers and strings of the
+    inputs, read off the first group as the block's are."""
+    call, name = s.value, s.target.id
+    st = flow.c.states.get(name)
+    where = None
+    if flow.mode != "step":
+        where = "in `update optimizer:` (once per step, before the groups)"
+    elif st is None or st.scope != "parameter" or st.kind != "tensor" or not st.lazy:
+        where = "as the value of a lazy per-parameter state (`state D (hessian) lazy`)"
+    elif s.initially is not None or s.target.subscript is not None:
+        where = (
+            "as a state's whole value, with no `initially` (it makes the first value)"
+        )
+    if where is not None:
+        flow.c.out.error(
+            "E310",
+            f"`{call.func}` makes a state of every parameter at once: it is assigned {where}",
+            s.value.span,
+        )
+    if st is not None:  # (it has a value from here on, whatever else is wrong)
+        flow.initialised.add(name)
+        flow.assigned_now[name] = s.target.span
+    b = BUILTINS[call.func]
+    if len(call.args) != len(b.params) or call.keywords:
+        flow.c.out.error(
+            "E311",
+            f"`{call.func}` takes {len(b.params)} arguments, got {len(call.args)}",
+            call.span,
+        )
+        return
+    for want, a in zip(b.params, call.args):
+        k, _, _ = flow.kind(a)
+        fits = k is None or k == want or {k, want} <= {Kind.INT, Kind.SCALAR}
+        if not fits or (want == Kind.INT and k == Kind.SCALAR):
+            flow.c.out.error(
+                "E312",
+                f"`{call.func}` takes {_a(want)} here, got {_a(k)}",
+                a.span,
+            )
 
 
 def _a(kind) -> str:

@@ -393,6 +393,20 @@ class Typer:
             for a in e.args:
                 self.kind(a)
             return None
+        if b.context == "estimate":
+            # (its one place, the whole value of a state in `update optimizer:`, is checked
+            # by generator.check.assignments without coming here)
+            self.error(
+                "E310",
+                f"`{e.func}` makes a state of every parameter at once: it is the whole value "
+                "of a lazy per-parameter state in `update optimizer:`",
+                e.span,
+                hint=f"`update optimizer:` then `D <- {e.func}(...)`, and read `D` in "
+                "`update:`",
+            )
+            for a in e.args:
+                self.kind(a)
+            return None
         if b.context == "state" and self.context != "state":
             self.error(
                 "E310",

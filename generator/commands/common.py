@@ -161,6 +161,22 @@ def gc_paused():
             gc.enable()
 
 
+def backward_with_graph(loss: Any, create_graph: bool) -> None:
+    """``loss.backward()``, keeping the gradients' graph where the optimizer differentiates
+    them (``requires_create_graph``: AdaHessian); torch's note on the reference cycle that
+    makes is not shown, since each step sets the gradients to None first."""
+    if not create_graph:
+        loss.backward()
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"Using backward\(\) with create_graph=True"
+        )
+        loss.backward(create_graph=True)
+
+
 def timed(step: Callable[[], Any], sync: Callable[[], None] = lambda: None) -> float:
     """Seconds ``step()`` takes, the device's queued work waited for before and after."""
     sync()

@@ -22,7 +22,7 @@ from generator.commands.common import (
     pyplot,
 )
 from generator.commands.progress import Progress, add_progress_arguments
-from generator.commands.common import optimizer_class
+from generator.commands.common import backward_with_graph, optimizer_class
 from generator.verify.harness import needs_closure
 
 # name → (f(torch, x, y), start, (x range), (y range), minimum or None)
@@ -110,7 +110,8 @@ def trajectory(torch, cls, kwargs, function, start, steps):
     def closure():
         opt.zero_grad()
         loss = f(torch, xy[0], xy[1])
-        loss.backward()
+        # (AdaHessian's step differentiates the gradients)
+        backward_with_graph(loss, getattr(opt, "requires_create_graph", False))
         return loss
 
     # a step that re-evaluates the function (LBFGS's line search) takes the closure

@@ -22,6 +22,7 @@ import time
 from typing import Any, Sequence
 
 from generator.commands.common import (
+    backward_with_graph,
     PLOT_EXTRA,
     choices,
     median_ms,
@@ -293,7 +294,10 @@ def train_policy(
             optimizer.zero_grad(set_to_none=True)
             logits = model(x_train[idx]).float()
             loss = torch.nn.functional.cross_entropy(logits, y_train[idx])
-            loss.backward()
+            # (AdaHessian's step differentiates the gradients)
+            backward_with_graph(
+                loss, getattr(optimizer, "requires_create_graph", False)
+            )
             step_s.append(timed(optimizer.step))
             if progress is not None:
                 progress.advance(f"{policy} epoch {epoch + 1}/{epochs}")

@@ -286,6 +286,9 @@ def verify(
         planned.append(Config(tuple(sorted(kwargs.items())), steps, "--config"))
     layouts: dict[Config, Layout] = {}
     whole = WITH_SCALAR if reads_rank(checked) else FULL
+    if getattr(gen_cls, "requires_create_graph", False):
+        # (its step differentiates the gradients, and the reference's too)
+        whole = replace(whole, curved=True)
 
     def layout(config: Config) -> Layout:
         if config not in layouts:
@@ -405,12 +408,17 @@ def fitting_layout(torch, sides, seed, whole: Layout = FULL) -> Layout:
     kept = [
         shape
         for shape in whole.shapes
-        if all(takes(*side, Layout((shape,))) for side in sides)
+        if all(takes(*side, replace(whole, shapes=(shape,))) for side in sides)
     ]
     if not kept or len(kept) == len(whole.shapes):
         return whole
     left = ", ".join(str(shape) for shape in whole.shapes if shape not in kept)
-    return Layout(tuple(kept), True, f"parameters {left} left out: refused")
+    return replace(
+        whole,
+        shapes=tuple(kept),
+        grouped=True,
+        note=f"parameters {left} left out: refused",
+    )
 
 
 def _rows(

@@ -272,6 +272,18 @@ class ForEachParameter:
 
 
 @dataclass(frozen=True)
+class Estimate:
+    """``D <- hutchinson(n, dist)`` in the optimizer's block: the per-parameter state ``state``
+    (its state_dict key) of every parameter with a gradient, made or refreshed at once by
+    ``function`` of generator.runtime.estimates, called with the optimizer's param groups and
+    state and ``args`` (AdaHessian's Hessian diagonal)."""
+
+    state: str
+    function: str
+    args: tuple[SExpr, ...]
+
+
+@dataclass(frozen=True)
 class Return:
     """``return`` in a group or optimizer block or a flat update: the step ends there; in a
     procedure, with the values it returns."""

@@ -149,6 +149,8 @@ def expressions(s) -> list:
         return [e for e in (s.start, s.stop) if e is not None]
     if isinstance(s, Return):
         return list(s.values)
+    if isinstance(s, Estimate):
+        return list(s.args)
     return []
 
 

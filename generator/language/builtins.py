@@ -87,7 +87,9 @@ class Builtin:
     doc: str
     context: str = (
         # "update", "validation" (constructor checks only), "both", "flat" (only in
-        # `update flat:` and procedures), or "state" (a state's first value)
+        # `update flat:` and procedures), "state" (a state's first value), or "estimate"
+        # (the whole value of a per-parameter state in `update optimizer:`, made for every
+        # parameter at once by the function of generator.runtime.estimates named `estimate`)
         "update"
     )
     optional: int = 0  # how many trailing arguments may be left out
@@ -118,6 +120,9 @@ class Builtin:
     # along a dimension by a square matrix): the lowering may then update it in place like any
     # value of the parameter's shape (generator.lower.statements.OTHER_SHAPES)
     keeps_shape: bool = False
+    # an "estimate": its function in generator.runtime.estimates, called as
+    # `name(self.param_groups, self.state, key, *arguments)`
+    estimate: str | None = None
 
     def __post_init__(self):
         object.__setattr__(
@@ -445,6 +450,20 @@ BUILTINS: dict[str, Builtin] = {
             latex=r"{0}^{{-\frac{{1}}{{{1}}}}}",
         ),
         Builtin(
+            "hutchinson",
+            ("int", "str"),
+            "tensor",
+            "hutchinson(n, distribution): Hutchinson's estimate of the Hessian's diagonal, the "
+            'mean of z ⊙ Hz over n probes z ("rademacher": ±1, or "gaussian"), one '
+            "Hessian-vector product over every parameter with a gradient per probe; the "
+            "gradients must carry their graph (`loss.backward(create_graph=True)`), and the "
+            "probes are drawn from torch's generator as pytorch_optimizer's AdaHessian draws them",
+            "estimate",
+            estimate="hutchinson_",
+            shape="the parameter's",
+            latex=r"\widehat{{\operatorname{{diag}}}}\left(\nabla^2 f\right)_{{{0}, {1}}}",
+        ),
+        Builtin(
             "left_singular",
             ("tensor", "int"),
             "tensor",
@@ -617,6 +636,11 @@ def runtime_functions() -> list[str]:
         for b in BUILTINS.values()
         if b.tensor is not None and b.tensor.runtime is not None
     ]
+
+
+def estimate_functions() -> list[str]:
+    """The functions of generator.runtime.estimates the table's estimates are made by."""
+    return [b.estimate for b in BUILTINS.values() if b.estimate is not None]
 
 
 def unary_elementwise() -> list[Builtin]:

@@ -97,6 +97,11 @@ class Lowerer(ExpressionLowerer):
                 )
             ]
         name, _ = self._resolve(s.target)
+        b = BUILTINS.get(s.value.func) if isinstance(s.value, S.Call) else None
+        if b is not None and b.estimate is not None:
+            # (a state of every parameter, made in the optimizer's block by the runtime)
+            args = tuple(self.sexpr(a) for a in s.value.args)
+            return [ir.Estimate(self.states[name].key, b.estimate, args)]
         if name in self.states:
             st = self.states[name]
             if st.kind in ("count", "flag"):

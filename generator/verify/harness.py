@@ -180,7 +180,7 @@ def run_trajectory(
     with_closure = needs_closure(opt)
     for step in range(steps):
         row = problem.gradients(step)
-        set_grads(params, row)
+        problem.set_grads(params, step, seed)
 
         def closure(row=row):
             # a loss whose gradient is this step's gradient (LBFGS evaluates it again)
@@ -223,7 +223,7 @@ def run_steps(make, kwargs, problem: Problem, steps: int, on_step=None):
     params = clone_params(problem.initial)
     opt = make(problem.groups(params), **kwargs)
     for step in range(steps):
-        set_grads(params, problem.gradients(step))
+        problem.set_grads(params, step)
         opt.step()
         if on_step is not None:
             on_step(step, params, opt)
@@ -419,8 +419,8 @@ def run_side_by_side(
                 lambda: a_opt.step(make_closure(a_params, "actual"))
             )
         else:
-            set_grads(e_params, grads)
-            set_grads(a_params, grads)
+            problem.set_grads(e_params, step)
+            problem.set_grads(a_params, step)
             e_out, e_exc = call_capturing(e_opt.step)
             a_out, a_exc = call_capturing(a_opt.step)
         assert_same_exception(a_exc, e_exc, f"{label}\n  step {step}")

@@ -37,12 +37,56 @@ class Problem:
     groups: Callable[[list], list] = (
         list  # the parameters → what the optimizer is given
     )
+    # the gradients carry the graph of a quadratic model (:func:`curved`), for an optimizer
+    # whose step differentiates them (``requires_create_graph``: AdaHessian)
+    curved: bool = False
+
+    def set_grads(self, params, step: int, seed: int = 0) -> None:
+        """Give ``params`` this step's gradients (with their graph where ``curved``)."""
+        curvature = stable_seed("curvature", seed, step) if self.curved else None
+        set_grads(params, self.gradients(step), curvature)
 
 
-def set_grads(params, grads) -> None:
-    """Give each parameter a copy of its gradient (None: none)."""
+def set_grads(params, grads, curvature: int | None = None) -> None:
+    """Give each parameter a copy of its gradient (None: none). With ``curvature`` (a seed),
+    for an optimizer whose step differentiates the gradients (``requires_create_graph``,
+    AdaHessian's Hessian estimate), each gradient carries the graph of a quadratic model whose
+    gradient at the parameters is exactly the one given: see :func:`curved`."""
+    if curvature is not None:
+        curved(params, grads, curvature)
+        return
     for p, g in zip(params, grads):
         p.grad = None if g is None else g.clone()
+
+
+def curved(params, grads, seed: int) -> None:
+    """``p.grad = g + c ⊙ (p - p₀) + d ⊙ Σ_q d_q · (q - q₀)`` at ``p₀ = p``, with its graph: the
+    gradient of the quadratic model ``L = Σ g·p + ½ Σ c (p - p₀)² + ½ (Σ d·(p - p₀))²``, whose
+    value is ``g`` to the bit (every ``p - p₀`` is zero) and whose Hessian ``diag(c) + d dᵀ``
+    (``c`` in [0.5, 1.5), ``d`` normal, drawn from ``seed`` over the parameters that have a
+    gradient) couples the parameters, so that Hutchinson's probes change the estimate.
+    Parameters must require gradients."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(shape, sample, like):
+        # (drawn in float64 whatever the dtype, so that runs in two dtypes see one model)
+        return sample(shape, generator=gen, dtype=torch.float64).to(like.dtype)
+
+    with torch.enable_grad():
+        moved = [p - p.detach() for p in params]
+        d = [
+            None if g is None else draw(p.shape, torch.randn, p)
+            for p, g in zip(params, grads)
+        ]
+        coupling = sum((m * v).sum() for m, v in zip(moved, d) if v is not None)
+        for p, g, m, v in zip(params, grads, moved, d):
+            if g is None:
+                p.grad = None
+                continue
+            c = 0.5 + draw(p.shape, torch.rand, p)
+            p.grad = g + c * m + v * coupling
 
 
 # ---- `optimgen verify`'s problem ------------------------------------------------------------------
@@ -59,6 +103,9 @@ class Layout:
     shapes: tuple = SHAPES
     grouped: bool = True
     note: str = ""  # why it is not the whole problem
+    curved: bool = (
+        False  # gradients with the graph of a quadratic model (Problem.curved)
+    )
 
     def groups(self, params) -> list[dict]:
         if not self.grouped or len(params) < 3:
@@ -117,7 +164,7 @@ def verify_problem(
         layout.shapes,
         layout.grouped and len(layout.shapes) > 2,
     )
-    return Problem(start, grads.__getitem__, layout.groups)
+    return Problem(start, grads.__getitem__, layout.groups, layout.curved)
 
 
 # ---- the stepwise problem of the parity tests -----------------------------------------------------
@@ -200,13 +247,16 @@ def stepwise_problem(
     none_steps=NONE_STEPS,
     group2: dict[str, Any] | None = None,
     device: str = "cpu",
+    curved: bool = False,
 ) -> Problem:
-    """The parity tests' problem on ``device``, with a second param group where ``group2``."""
+    """The parity tests' problem on ``device``, with a second param group where ``group2``
+    (gradients with a graph where ``curved``)."""
     initial = [t.to(device) for t in make_initial_params(dtype, seed, shapes)]
     return Problem(
         initial,
         lambda step: gradients_for_step(step, initial, seed, none_steps),
         lambda params: make_param_groups(params, group2),
+        curved,
     )
 
 
@@ -221,9 +271,15 @@ def paper_group2(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def paper_problem(
-    dtype: torch.dtype, seed: int, kwargs: dict[str, Any], shapes=STEPWISE_SHAPES
+    dtype: torch.dtype,
+    seed: int,
+    kwargs: dict[str, Any],
+    shapes=STEPWISE_SHAPES,
+    curved: bool = False,
 ) -> Problem:
     """The problem of the paper suite (tests/paper_reference.py): the parity tests' stepwise
     problem, always in two param groups (:func:`paper_group2` for an optimizer given
-    ``kwargs``)."""
-    return stepwise_problem(dtype, seed, shapes, group2=paper_group2(kwargs))
+    ``kwargs``), its gradients with a graph where ``curved``."""
+    return stepwise_problem(
+        dtype, seed, shapes, group2=paper_group2(kwargs), curved=curved
+    )

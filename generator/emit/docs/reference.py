@@ -41,6 +41,8 @@ _WHERE = {
     "both": "per-parameter updates, requirements and checks",
     "flat": "`update flat:` and its procedures",
     "state": "a state's first value (`state L <- eps * eye(size(param, 0))`)",
+    "estimate": "the whole value of a per-parameter state in `update optimizer:` "
+    '(`D <- hutchinson(1, "rademacher")`)',
 }
 
 # the language's types, as a spec author meets them
@@ -74,6 +76,8 @@ def _paths(b: Builtin) -> str:
         return "the constructor (or each step's check)"
     if b.context == "state":
         return "for-loop, foreach (the state is made once, per parameter)"
+    if b.context == "estimate":
+        return "every path (made in `step()`, before the groups; the update reads the state)"
     paths = []
     if b.context != "flat":
         paths += ["for-loop", "foreach"] + ["fused"] * b.elementwise

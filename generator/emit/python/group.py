@@ -239,4 +239,13 @@ def count_optimizer_states(facts: ModuleFacts, out: Lines) -> None:
             if reads_count_before_update(opt.step_block, s.key):
                 facts.imports.need("_get_value")
                 out(f"{s.key} = _get_value({s.var})")
+    # a group's counter the block reads is the first group's, as it stands before the
+    # groups count this step (AdaHessian's refresh reads param_groups[0]['step'])
+    read = set(ir.refs(opt.step_block, ir.SRef))
+    for s in opt.states:
+        if s.scope == "group" and s.kind == "count" and s.key in read:
+            out(
+                f'{s.key} = self.param_groups[0].get("{s.key}", '
+                f"{facts.group_scalar(s.init)})"
+            )
     printer.body(opt.step_block, out)

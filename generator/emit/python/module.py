@@ -21,7 +21,7 @@ import jinja2
 
 from generator import ir
 from generator.check.model import CheckedSpec
-from generator.language.builtins import runtime_functions
+from generator.language.builtins import estimate_functions, runtime_functions
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.blocks import Lines
 from generator.emit.python.scalars import annotation
@@ -106,7 +106,8 @@ class ModuleRenderer:
             group_counting=group_counting(facts) if opt.mode == "each" else [],
             optimizer_counting=(
                 optimizer_counting(facts)
-                if opt.mode == "each" and (facts.optimizer_counts or facts.totals)
+                if opt.mode == "each"
+                and (facts.optimizer_counts or facts.totals or opt.step_block)
                 else ""
             ),
             # `state group ..., eager`: made when the optimizer is built, from the group's
@@ -159,6 +160,9 @@ class ModuleRenderer:
         )
         ctx["linalg_imports"] = _sorted_imports(
             n for n in runtime_functions() + ["by_rank"] if n in needed
+        )
+        ctx["estimate_imports"] = _sorted_imports(
+            n for n in estimate_functions() if n in needed
         )
         ctx["shard_imports"] = _sorted_imports(
             n

@@ -297,6 +297,10 @@ class SingleTensorPrinter:
             out(f"{s.target.name}.pop(0)")
         elif isinstance(s, ir.Raise):
             _print_raise(s, out, self.scalar)
+        elif isinstance(s, ir.Estimate):  # (in the optimizer's block, in step())
+            self.imports.need(s.function)
+            args = ", ".join(self.scalar(a) for a in s.args)
+            out(f'{s.function}(self.param_groups, self.state, "{s.state}", {args})')
         else:
             raise GeneratorBug(f"cannot print {s!r}")
 

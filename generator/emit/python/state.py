@@ -38,6 +38,8 @@ def state_context(facts: ModuleFacts) -> dict:
             )
         ),
         init_state=init_state(facts),
+        fresh_state=fresh_state(facts),
+        requires_create_graph=bool(_estimated(facts)),
         group_lists=facts.group_lists(),
         # a list state's list holds a list of tensors of each parameter
         list_types={
@@ -73,6 +75,21 @@ def precision_keys(facts: ModuleFacts) -> list[str | None]:
         "param" if n == "params" else "grad" if n == "grads" else keys.get(n)
         for n in facts.group_lists()
     ]
+
+
+def fresh_state(facts: ModuleFacts) -> str:
+    """The test that a parameter's state has not been made yet: torch's ``len(state) == 0``,
+    or, where the optimizer's block makes a state of every parameter before the groups step
+    (an estimate, AdaHessian's ``hessian``), the absence of the first state made here.
+    """
+    estimates = _estimated(facts)
+    if not estimates:
+        return "len(state) == 0"
+    made = [s for s in facts.param_states() if s.init is not None]
+    first = next((s for s in made if s.condition is None), None)
+    if first is not None:
+        return f'"{first.key}" not in state'
+    return f"state.keys() <= {sorted(estimates)!r}"
 
 
 def init_state(facts: ModuleFacts) -> str:
@@ -219,9 +236,23 @@ def _has_eager_or_init(facts: ModuleFacts) -> bool:
     return any(s.init is not None for s in facts.param_states())
 
 
+def _estimated(facts: ModuleFacts) -> set[str]:
+    """The keys of the states the optimizer's block makes for every parameter (estimates)."""
+    return {
+        s.state
+        for p in (facts.opt, *facts.opt.later_passes)
+        for s in ir.walk(p.step_block)
+        if isinstance(s, ir.Estimate)
+    }
+
+
 def store_lazy(facts: ModuleFacts) -> str:
     out = Lines()
+    # (an estimate is made in the state by the runtime, and the update only reads it)
+    estimated = _estimated(facts)
     for s in facts.param_states():
+        if s.key in estimated:
+            continue
         if s.as_number:  # numbers are values, not tensors updated in place
             out(f"for p, value in zip(params, {s.list_name}, strict=True):")
             with out.indent():
