@@ -38,6 +38,7 @@ from generator.commands.common import (
     write_json,
 )
 from generator.commands.progress import Progress, add_progress_arguments
+from generator.verify.problems import curved
 
 TWINS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")  # the default selection
 ALL_TWINS = TWINS + (
@@ -346,18 +347,31 @@ def _bench_one(
     }
     times: dict[str, list[float]] = {"generated": [], "torch": []}
     order = ("generated", "torch")
+    # a step that differentiates the gradients (AdaHessian's) is given, before each step and
+    # untimed, gradients that carry the graph of a quadratic model
+    # (generator.verify.problems.curved): its Hessian-vector products are then timed with it
+    curve = getattr(gen_cls, "requires_create_graph", False)
+
+    def ready(side: str, i: int) -> None:
+        if curve:
+            curved(sides[side], grads, i)
+            torch.manual_seed(i)  # (its probes: alike on both sides)
+
     with gc_paused():
         for i in range(warmup + steps):
             for side in order if i % 2 == 0 else order[::-1]:
+                ready(side, i)
                 dt = timed(opts[side].step, sync)
                 if i >= warmup:
                     times[side].append(dt)
                 progress.advance(f"{label} step {i + 1}/{warmup + steps}")
     # one more step per side, untimed, for the memory it allocates
-    peak_bytes = {
-        side: _step_peak_bytes(torch, sides[side][0].device, opts[side].step, sync)
-        for side in order
-    }
+    peak_bytes = {}
+    for side in order:
+        ready(side, warmup + steps)
+        peak_bytes[side] = _step_peak_bytes(
+            torch, sides[side][0].device, opts[side].step, sync
+        )
     bytes_per_step = {
         side: _bytes_per_step(sides[side], opts[side].state) for side in sides
     }
