@@ -1452,6 +1452,77 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
         added_defaults=("maximize",),
     ),
     PaperOptimizerInfo(
+        "SOAP",
+        module="soap",
+        grid=(
+            {},
+            {"lr": 1e-2},
+            {"lr": 1e-2, "precondition_frequency": 1},
+            {"lr": 1e-2, "precondition_frequency": 3},
+            {"lr": 1e-2, "precondition_1d": True, "precondition_frequency": 2},
+            # the matrices' and the 3-d tensor's larger dimensions left as they are
+            {"lr": 1e-2, "max_precondition_dim": 3, "precondition_frequency": 2},
+            {"lr": 1e-2, "shampoo_beta": 0.5, "betas": (0.9, 0.99)},
+            {"lr": 1e-2, "correct_bias": False, "normalize_gradient": True},
+            {"lr": 1e-2, "weight_decay": 0.0, "maximize": True, "eps": 1e-6},
+            {"lr": 1e-2, "weight_decay": 0.1, "data_format": "channels_last"},
+        ),
+        other_shapes=(
+            ShapedGrid(
+                "ranks_0_to_4",
+                shapes=((2, 3, 2, 2), (), (3,), (2, 7), (4, 2, 3), (6, 1)),
+                grid=(
+                    {"lr": 1e-2, "precondition_frequency": 2},
+                    {"lr": 1e-2, "precondition_1d": True, "precondition_frequency": 1},
+                    {
+                        "lr": 1e-2,
+                        "max_precondition_dim": 2,
+                        "precondition_frequency": 3,
+                    },
+                ),
+            ),
+        ),
+        # (the reference's GG and Q hold [] for a dimension left as it is, ours 0 x 0
+        # tensors: the bases are compared through the parameters and the second moment)
+        state_keys=same_keys("exp_avg", "exp_avg_sq"),
+        agreement=(),
+        bad_arguments=(
+            {"lr": -1.0},
+            {"betas": (1.0, 0.95)},
+            {"betas": (0.95, -0.1)},
+            {"shampoo_beta": -0.1},
+            {"weight_decay": -0.1},
+            {"precondition_frequency": 0},
+            {"max_precondition_dim": 0},
+            {"eps": -1e-8},
+        ),
+        refusals=(
+            Refusal(
+                "complex_parameters",
+                ValueError,
+                "complex",
+                dtype=torch.complex128,
+                reference_accepts=True,  # (it refuses them at the step)
+            ),
+            Refusal(
+                "sparse_gradients",
+                ValueError,
+                "does not support sparse gradient",
+                at_step=True,
+                sparse_grad=True,
+            ),
+            Refusal(
+                "merge_dims",
+                ValueError,
+                "merge_dims=True",
+                kwargs={"merge_dims": True},
+                reference_accepts=True,
+            ),
+        ),
+        step_count=StepCount("group", per_param={"step_count": (6, 6, 6, 3)}),
+        added_defaults=("data_format", "maximize"),
+    ),
+    PaperOptimizerInfo(
         "SignSGD",
         module="signsgd",
         grid=(

@@ -45,6 +45,18 @@ UNREACHABLE = {
     "'match_rms_adamw' only: the else is refused at construction",
 }
 
+# Configurations the grid does not derive (it combines the inputs above a branch two at a
+# time, and reads no input through a state's declaration), and why they are needed.
+EXTRA_CONFIGS = {
+    # the refresh of a parameter's first gradient (`n == 1` with `s % frequency == 0`) on a
+    # step after the first: verify's late parameter is a vector, which keeps a statistic only
+    # with precondition_1d (its `size(GG[k], 0) > 0` both ways)
+    "SOAP": [
+        {"precondition_frequency": 1},
+        {"precondition_frequency": 1, "precondition_1d": True},
+    ],
+}
+
 # (optimizer, path): the largest relative deviation from the reference it may show, and why.
 BOUNDS = {
     ("Prodigy", "fused"): (
@@ -127,6 +139,7 @@ def run(name: str, cls=None) -> tuple[V.Report, object]:
             impls=V.implementations(cls),
             dtypes=["float64"] + ["complex128"] * (not refuses_complex(checked.spec)),
             steps=12,
+            configs=EXTRA_CONFIGS.get(name, ()),
         )
     return report, checked
 

@@ -242,7 +242,10 @@ def test_counts_steps_as_pytorch_optimizer(info: PaperOptimizerInfo):
     ), f"{info.name}: group['step'] after 6 steps: {steps}, expected [6, 6]"
     params, ours = runs["ours"]
     for key, want in count.per_param.items():
-        got = tuple(ours.state[p][key].item() for p in params)
+        got = tuple(
+            float(ours.state[p][key])  # (a 0-d tensor, or a number `as number`)
+            for p in params
+        )
         assert got == want, f"{info.name}: per-parameter {key!r} {got}, expected {want}"
 
 

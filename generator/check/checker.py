@@ -65,6 +65,8 @@ class Checker:
         self.locals: dict[str, Symbol] = {}
         self.procedures = {p.name.id: p for p in spec.procedures}
         self.called: set[str] = set()  # the procedures the per-parameter blocks call
+        # the functions of generator.runtime the blocks call (no value may take their names)
+        self.runtime_called: set[str] = set()
         self.failed_calls: set[S.Call] = set()  # calls whose inlining was refused
         self.passed: set[str] = set()  # names passed to a procedure that ignores them
         self.program = None  # generator.check.flat.Program, for an `update flat:` spec
@@ -201,6 +203,8 @@ class Checker:
             if msg is not None:
                 self.check_message(msg, on_param=mentions_name(v.expr, "param"))
         for st in self.spec.states:
+            if st.column_major is not None:
+                self.column_major(st)
             if st.condition is not None and self.expr(
                 st.condition, "state_condition"
             ) not in (Kind.BOOL, None):
@@ -260,6 +264,19 @@ class Checker:
                     "`none means` gives a number computed from other inputs",
                     inp.none_means.span,
                 )
+
+    def column_major(self, st: S.State) -> None:
+        """``, column major``: a matrix stored column by column, for a state made of
+        two-dimensional matrices only (E206 elsewhere)."""
+        made = st.per_dimension[0] if st.per_dimension is not None else st.init
+        shaped = S.shaped(made) if made is not None else None
+        if shaped is None or (shaped[0].func != "eye" and len(shaped[0].args) != 2):
+            self.out.error(
+                "E206",
+                "`column major` stores matrices: it is for a state made of two-dimensional "
+                "ones (`eye(n)`, `zeros(n, m)`, or a list of them made for each dimension)",
+                st.column_major,
+            )
 
     def per_dimension_state(
         self, st: S.State, item: S.Expr, var: S.Name, count: S.Expr
@@ -503,10 +520,27 @@ class Checker:
         self.flow.report_unused(self.passed)
         check_shapes(self, blocks)
         self.locals = {n: s for n, s in self.flow.defined.items() if s.role == "local"}
+        self.runtime_names_free()
         self.checked_methods = tuple(self.methods())
         check_declarations(self.spec, {*BUILTINS, *STATEMENT_FUNCTIONS}, self.out)
         check_called(self.spec, self.called, self.out)
         return blocks
+
+    def runtime_names_free(self) -> None:
+        """E201 at a value named like a function of generator.runtime that the update calls
+        (`gram <- ...` beside `gram(g, k)`): the generated module imports the function by that
+        name, and the value would shadow it."""
+        named = {**self.inputs, **self.locals}
+        for name in sorted(self.runtime_called & set(named)):
+            decl = named[name].decl
+            span = getattr(getattr(decl, "target", None), "span", None) or decl.span
+            self.out.error(
+                "E201",
+                f"`{name}` names the function {name}() this update calls: the value would "
+                "shadow it in the generated code",
+                span,
+                hint=f"rename it, e.g. `{name}_value`",
+            )
 
     def methods(self):
         """``method NAME:`` runs once per group: it reads inputs and the group's values and sets

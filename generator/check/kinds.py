@@ -417,6 +417,8 @@ class Typer:
             for a in e.args:
                 self.kind(a)
             return None
+        if b.tensor is not None and b.tensor.runtime is not None:
+            self.c.runtime_called.add(e.func)
         if self.context == "validation" and b.context == "update":
             self.error("E310", f"`{e.func}` cannot be used in a requirement", e.span)
         if self.context != "validation" and b.context == "validation":

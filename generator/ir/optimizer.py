@@ -100,6 +100,8 @@ class StateBuffer:
     # a list made for each value of this variable over range(length) (``[... for k in
     # range(dim(param))]``): ``shape`` reads it
     item_var: str | None = None
+    # matrices stored column by column (``, column major``): made transposed, as LAPACK's
+    column_major: bool = False
 
     def __post_init__(self) -> None:
         _coerce(self, kind=StateKind, scope=Scope)

@@ -298,8 +298,10 @@ BUILTINS: dict[str, Builtin] = {
             "mean",
             ("tensor", "int"),
             "tensor",
-            "the mean along a dimension (kept, of size 1)",
-            shape="the argument's shape with dimension d of size 1",
+            "the mean: of the whole tensor (a 0-d tensor), or along a dimension (kept, of "
+            "size 1)",
+            optional=1,
+            shape="a 0-d tensor; along dimension d, the argument's shape with d of size 1",
         ),
         Builtin(
             "size",
@@ -342,12 +344,13 @@ BUILTINS: dict[str, Builtin] = {
         ),
         Builtin(
             "sum",
-            ("tensor",),
+            ("tensor", "int"),
             "tensor",
-            "the sum of all elements (a 0-d tensor)",
+            "the sum: of all elements (a 0-d tensor), or along a dimension (kept, of size 1)",
+            optional=1,
             tensor=TensorOp("sum", method="sum"),
             flat=FlatForm(1, 1, "reduced", "{0}.sum()", needs="vectors"),
-            shape="a 0-d tensor",
+            shape="a 0-d tensor; along dimension d, the argument's shape with d of size 1",
         ),
         Builtin(
             "clone",
@@ -462,6 +465,75 @@ BUILTINS: dict[str, Builtin] = {
             estimate="hutchinson_",
             shape="the parameter's",
             latex=r"\widehat{{\operatorname{{diag}}}}\left(\nabla^2 f\right)_{{{0}, {1}}}",
+        ),
+        Builtin(
+            "gram",
+            ("tensor", "int"),
+            "tensor",
+            "gram(x, k): the Gram matrix of x's fibers along dimension k, unfold(x, k) @ "
+            "transpose(unfold(x, k)), computed as torch.tensordot(x, x) over every other "
+            "dimension (pytorch_optimizer's SOAP's statistic, to its rounding; of a vector, "
+            "the outer product)",
+            tensor=TensorOp("gram", runtime="gram"),
+            nonlinear_complex=True,
+            shape="(size(x, k), size(x, k))",
+            latex=r"G_{{{1}}}\left({0}\right)",
+        ),
+        Builtin(
+            "eigenvectors",
+            ("tensor",),
+            "tensor",
+            "eigenvectors(A): the eigenvectors of a symmetric matrix, as columns, from the "
+            "largest eigenvalue to the smallest (torch.linalg.eigh of A + 1e-30 I, columns "
+            "reversed, as pytorch_optimizer's SOAP computes its eigenbases)",
+            tensor=TensorOp("eigenvectors", runtime="eigenvectors"),
+            nonlinear_complex=True,
+            shape="the matrix's: (n, n)",
+            latex=r"\operatorname{{eigvecs}}\left({0}\right)",
+        ),
+        Builtin(
+            "qr",
+            ("tensor",),
+            "tensor",
+            "qr(A): the orthonormal factor Q of A = QR (reduced), computed in float32 and "
+            "returned in A's dtype, as pytorch_optimizer's SOAP refreshes its eigenbases",
+            tensor=TensorOp("qr", runtime="qr"),
+            nonlinear_complex=True,
+            shape="(m, min(m, n)) from (m, n)",
+            latex=r"\operatorname{{qr}}\left({0}\right)",
+        ),
+        Builtin(
+            "reorder",
+            ("tensor", "int", "tensor"),
+            "tensor",
+            "reorder(x, k, v): x with its slices along dimension k in the order that sorts the "
+            "values of v from the largest (x.index_select(k, argsort(v, descending)): SOAP's "
+            "eigenbasis and second moment, ordered by estimated eigenvalue)",
+            tensor=TensorOp("reorder", runtime="reorder"),
+            keeps_shape=True,
+            shape="x's shape",
+            latex=r"\operatorname{{sort}}_{{{1}}}\left({0} \mid {2}\right)",
+        ),
+        Builtin(
+            "contract_first",
+            ("tensor", "tensor"),
+            "tensor",
+            "contract_first(x, M): x's first dimension contracted with M's rows, the new "
+            "dimension (M's columns) last (torch.tensordot(x, M, dims=([0], [0]))): applied "
+            "once per dimension, Mᵀ along every dimension in turn, as SOAP projects",
+            tensor=TensorOp("contract_first", runtime="contract_first"),
+            shape="x's dimensions but the first, then size(M, 1)",
+            latex=r"{0} \times_{{1}} {1}",
+        ),
+        Builtin(
+            "rotate",
+            ("tensor",),
+            "tensor",
+            "rotate(x): x with its first dimension moved last (a view): the step of "
+            "contract_first for a dimension left as it is",
+            tensor=TensorOp("rotate", runtime="rotate"),
+            shape="x's dimensions but the first, then the first",
+            latex=r"\operatorname{{rot}}\left({0}\right)",
         ),
         Builtin(
             "left_singular",

@@ -474,6 +474,8 @@ class State:
     # `, stored as bfloat16`: the storage dtype of a tensor state (the precision policy's default)
     stored_as: str | None = None
     stored_as_span: Span | None = field(default=None, compare=False)
+    # `, column major`: a matrix state stored column by column (the option's span, or None)
+    column_major: Span | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:

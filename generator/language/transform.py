@@ -429,6 +429,10 @@ class _Build(Transformer):
         return "as number"
 
     @v_args(meta=True)
+    def column_major(self, meta, children):
+        return ("column major", self._span(meta))
+
+    @v_args(meta=True)
     def sparse_decl(self, meta, children):
         return (
             "sparse",
@@ -467,6 +471,9 @@ class _Build(Transformer):
             stored_as=next((o[1] for o in options if _option(o) == "stored as"), None),
             stored_as_span=next(
                 (o[2] for o in options if _option(o) == "stored as"), None
+            ),
+            column_major=next(
+                (o[1] for o in options if _option(o) == "column major"), None
             ),
         )
 

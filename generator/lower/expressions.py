@@ -472,7 +472,8 @@ class ExpressionLowerer:
     def _call(self, e: S.Call) -> ir.TExpr:
         f, args = e.func, e.args
         op = BUILTINS[f].tensor
-        if op is not None:  # one torch operation, argument for argument (sqrt, atan2)
+        if op is not None and not (f == "sum" and len(args) == 2):
+            # one torch operation, argument for argument (sqrt, atan2)
             # (a number argument stays one: inverse_root(A, 4))
             return ir.TOp(op.op, tuple(self.operand(a) for a in args))
         if f in ("max", "min"):
@@ -507,7 +508,7 @@ class ExpressionLowerer:
         if f == "dot":
             a, b = (ir.TOp("flatten", (self.texpr(x),)) for x in args)
             return ir.TOp("dot", (a, b))
-        if f in ("norm", "mean"):
+        if f in ("norm", "mean", "sum"):
             x = self.texpr(args[0])
             if len(args) == 1:
                 return ir.TOp(f, (x,))

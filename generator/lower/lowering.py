@@ -148,6 +148,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 reduced=None if st.reduced is None else int(st.reduced),
                 as_number=st.as_number,
                 stored_as=st.stored_as,
+                column_major=st.column_major is not None,
                 list_name=list_name(st.key),
                 var=loop_var(st.key, st.kind),
             )

@@ -55,6 +55,64 @@ def right_singular(matrix: Tensor, rank: int) -> Tensor:
     return vh[:rank].to(matrix.dtype, copy=True)
 
 
+def gram(tensor: Tensor, dim: int) -> Tensor:
+    """The Gram matrix of the fibers of ``tensor`` along ``dim`` (``U @ U.T`` for ``U`` its
+    mode-``dim`` unfolding), computed as pytorch_optimizer's SOAP computes its statistics:
+    ``torch.tensordot`` over every other dimension, which rounds otherwise than the unfolding's
+    product for a middle dimension; of a vector, its outer product."""
+    others = [d for d in range(tensor.dim()) if d != dim % max(tensor.dim(), 1)]
+    return torch.tensordot(tensor, tensor, dims=[others, others])
+
+
+def eigenvectors(matrix: Tensor) -> Tensor:
+    """The eigenvectors of a symmetric matrix, as columns, from the largest eigenvalue to the
+    smallest: ``torch.linalg.eigh`` of ``matrix + 1e-30 I`` (SOAP's regularization of a
+    statistic that may be singular), its columns reversed; in float64 (cast back) for a dtype
+    eigh does not take, or where it does not converge, as SOAP's reference falls back.
+    """
+
+    def eigh(a: Tensor) -> Tensor:
+        eye = torch.eye(a.size(0), device=a.device, dtype=a.dtype)
+        return torch.linalg.eigh(a + 1e-30 * eye)[1]
+
+    if matrix.dtype in (torch.float32, torch.float64):
+        try:
+            return torch.flip(eigh(matrix), dims=[1])
+        except torch.linalg.LinAlgError:
+            pass  # (no convergence: in float64, as SOAP's reference retries)
+    # (bfloat16 and float16 have no eigh: in float64, cast back, as the reference's retry)
+    return torch.flip(eigh(matrix.to(torch.float64)).to(matrix.dtype), dims=[1])
+
+
+def qr(matrix: Tensor) -> Tensor:
+    """The orthonormal factor ``Q`` of the reduced QR decomposition of ``matrix``, computed in
+    float32 (``torch.linalg.qr`` has no bfloat16 form; SOAP's reference casts so for every
+    dtype, float64 included) and returned in the matrix's dtype."""
+    q, _ = torch.linalg.qr(matrix.to(torch.float32))
+    return q.to(matrix.dtype)
+
+
+def reorder(tensor: Tensor, dim: int, values: Tensor) -> Tensor:
+    """``tensor`` with its slices along ``dim`` in the order that sorts ``values`` (of as many
+    elements as ``tensor.size(dim)``) from the largest to the smallest."""
+    order = torch.argsort(values.reshape(-1), descending=True)
+    return tensor.index_select(dim, order)
+
+
+def contract_first(tensor: Tensor, matrix: Tensor) -> Tensor:
+    """``tensor``'s first dimension contracted with ``matrix``'s rows, the new dimension
+    (``matrix``'s columns) last: ``torch.tensordot(tensor, matrix, dims=([0], [0]))``. Applied
+    once for every dimension, it multiplies each by ``matrix.T`` in turn and leaves them in
+    their order (SOAP's projection onto its eigenbases)."""
+    return torch.tensordot(tensor, matrix, dims=([0], [0]))
+
+
+def rotate(tensor: Tensor) -> Tensor:
+    """``tensor`` with its first dimension moved last (a view): the step of
+    :func:`contract_first` for a dimension that is left as it is."""
+    return tensor.permute([*range(1, tensor.dim()), 0])
+
+
 def unfold(tensor: Tensor, dim: int) -> Tensor:
     """The mode-``dim`` unfolding of a tensor: a matrix whose rows run along ``dim`` and whose
     columns run over the other dimensions, in their order (``movedim(dim, 0)``, then every

@@ -155,6 +155,22 @@ def _made_of_shape(facts: ModuleFacts, s: ir.State) -> str:
     dims = [scalar(d) for d in s.shape]
     value = scalar(s.init)
     where = "dtype=p.dtype, device=p.device"
+    if s.column_major:
+        # (made with its dimensions in reverse order and viewed transposed: stored column
+        # by column, as LAPACK returns eigh's and qr's factors)
+        size = "(" + ", ".join(reversed(dims)) + ")"
+        made = (
+            f"torch.eye({dims[0]}, {where})"
+            if s.constructor == "eye"
+            else (
+                f"torch.full({size}, {value}, {where})"
+                if value not in ("0", "0.0")
+                else f"torch.zeros({size}, {where})"
+            )
+        )
+        if s.constructor == "eye" and value not in ("1", "1.0"):
+            made += f".mul_({value})"
+        return f"{made}.mT"
     op = BUILTINS[s.constructor].tensor
     if op is not None:  # (zeros_along: a function of the runtime, of the parameter)
         facts.imports.need(op.runtime)
