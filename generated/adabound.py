@@ -243,7 +243,7 @@ AdaBound.__doc__ = r"""Adam updates with learning rate bounds that converge to S
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}m_{t} \leftarrow \beta_{1} \cdot m_{t-1} + \left(1 - \beta_{1}\right) \cdot g \\
             &\hspace{5mm}v_{t} \leftarrow \beta_{2} \cdot v_{t-1} + \left(1 - \beta_{2}\right) \cdot {g}^{2} \\
             &\hspace{5mm}\textbf{if} \: \textit{ams}_{\textit{bound}} \textbf{:} \\

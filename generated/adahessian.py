@@ -231,7 +231,7 @@ AdaHessian.__doc__ = r"""Adaptive second-order updates using Hutchinson Hessian 
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}m_{t} \leftarrow \mathrm{lerp}\left(m_{t-1}, g, 1 - \beta_{1}\right) \\
             &\hspace{5mm}\textbf{if} \: \left(t - 1\right) \bmod \textit{update}_{\textit{period}} = 0 \textbf{:} \\
             &\hspace{10mm}v_{t} \leftarrow \beta_{2} \cdot v_{t-1} + \left(1 - \beta_{2}\right) \cdot D_{t-1} \cdot D_{t-1} \\

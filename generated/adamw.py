@@ -298,7 +298,7 @@ AdamW.__doc__ = r"""Implements AdamW algorithm, where weight decay does not accu
             &\hspace{10mm}\textbf{if} \: \textit{decoupled}_{\textit{weight\_decay}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1 - \gamma \cdot \lambda\right) \\
             &\hspace{10mm}\textbf{else} \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}m_{t} \leftarrow \beta_{1} \cdot m_{t-1} + \left(1 - \beta_{1}\right) \cdot g \\
             &\hspace{5mm}v_{t} \leftarrow \beta_{2} \cdot v_{t-1} + \left(1 - \beta_{2}\right) \cdot {g}^{2} \\
             &\hspace{5mm}\textit{bias}_{\textit{correction1}} \leftarrow 1 - {\beta_{1}}^{t} \\

@@ -232,7 +232,7 @@ AdEMAMix.__doc__ = r"""Adam with a mixture of fast and slow gradient momentum.
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\textbf{if} \: t_{\textit{alpha\_beta3}} = \textbf{none} \textbf{:} \\
             &\hspace{10mm}\textit{alpha}_{\textit{t}} \leftarrow \alpha \\
             &\hspace{10mm}\textit{beta3}_{\textit{t}} \leftarrow \beta_{3} \\

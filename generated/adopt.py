@@ -215,16 +215,16 @@ ADOPT.__doc__ = r"""Adaptive updates using the previous second moment and gradie
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\textbf{if} \: t = 1 \textbf{:} \\
             &\hspace{10mm}v_{t} \leftarrow v_{t-1} + {g}^{2} \\
             &\hspace{5mm}\textbf{else} \textbf{:} \\
-            &\hspace{10mm}\textit{normed} \leftarrow \frac{g}{\mathrm{max}\left(\sqrt{v_{t}}, \epsilon\right)} \\
+            &\hspace{10mm}\textit{normed} \leftarrow \frac{g}{\mathrm{max}\left(\sqrt{v_{t-1}}, \epsilon\right)} \\
             &\hspace{10mm}\textbf{if} \: \textit{clip}_{\textit{lambda}} \neq \textbf{none} \textbf{:} \\
             &\hspace{15mm}\textit{normed} \leftarrow \mathrm{clamp}\left(\textit{normed}, -{t}^{0.25}, {t}^{0.25}\right) \\
             &\hspace{10mm}m_{t} \leftarrow \mathrm{lerp}\left(m_{t-1}, \textit{normed}, 1 - \beta_{1}\right) \\
             &\hspace{10mm}\theta_{t} \leftarrow \theta_{t} - \gamma \cdot m_{t} \\
-            &\hspace{10mm}v_{t} \leftarrow v_{t} \cdot \beta_{2} + \left(1 - \beta_{2}\right) \cdot {g}^{2} \\
+            &\hspace{10mm}v_{t} \leftarrow v_{t-1} \cdot \beta_{2} + \left(1 - \beta_{2}\right) \cdot {g}^{2} \\
             &\rule{110mm}{0.4pt} \\
             &\textbf{return} \: \theta_t \\
             &\rule{110mm}{0.4pt} \\

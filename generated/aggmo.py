@@ -162,7 +162,7 @@ AggMo.__doc__ = r"""SGD with momentum aggregated over several decay rates.
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\textit{step}_{\textit{size}} \leftarrow \frac{\gamma}{\mathrm{len}\left(\textit{betas}\right)} \\
             &\hspace{5mm}\textbf{for} \: k = 0 \: \textbf{to} \: \mathrm{len}\left(\textit{betas}\right) - 1 \textbf{ do} \\
             &\hspace{10mm}\textit{bufs}_{t-1}[k] \leftarrow \textit{betas}[k] \cdot \textit{bufs}_{t-1}[k] + g \\

@@ -293,7 +293,7 @@ CAME.__doc__ = r"""Factored adaptive updates with confidence weighted momentum.
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\textit{g2} \leftarrow g \cdot g + \textit{eps1} \\
             &\hspace{5mm}\textbf{if} \: \mathrm{dim}\left(\theta_{t}\right) > 1 \textbf{:} \\
             &\hspace{10mm}R_{t} \leftarrow R_{t-1} \cdot \beta_{2} + \left(1 - \beta_{2}\right) \cdot \mathrm{mean}\left(\textit{g2}, -1\right) \\

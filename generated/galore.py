@@ -235,10 +235,10 @@ GaLore.__doc__ = r"""AdamW with low rank gradient projection.
             &\hspace{15mm}R_{t} \leftarrow V^\top_{\textit{rank}}\left(g\right) \textbf{ if } t \bmod \textit{update}_{\textit{proj\_gap}} = 0 \textbf{ else } R_{t-1} \quad \textbf{(initially } V^\top_{\textit{rank}}\left(g\right)) \\
             &\hspace{15mm}u \leftarrow \mathrm{transpose}\left(L_{t}\right) g \mathrm{transpose}\left(R_{t}\right) \\
             &\hspace{10mm}\textbf{else if} \: \textit{side} = 1 \textbf{:} \\
-            &\hspace{15mm}L_{t} \leftarrow V^\top_{\textit{rank}}\left(g\right) \textbf{ if } t \bmod \textit{update}_{\textit{proj\_gap}} = 0 \textbf{ else } L_{t} \quad \textbf{(initially } V^\top_{\textit{rank}}\left(g\right)) \\
+            &\hspace{15mm}L_{t} \leftarrow V^\top_{\textit{rank}}\left(g\right) \textbf{ if } t \bmod \textit{update}_{\textit{proj\_gap}} = 0 \textbf{ else } L_{t-1} \quad \textbf{(initially } V^\top_{\textit{rank}}\left(g\right)) \\
             &\hspace{15mm}u \leftarrow g \mathrm{transpose}\left(L_{t}\right) \\
             &\hspace{10mm}\textbf{else} \textbf{:} \\
-            &\hspace{15mm}L_{t} \leftarrow U_{\textit{rank}}\left(g\right) \textbf{ if } t \bmod \textit{update}_{\textit{proj\_gap}} = 0 \textbf{ else } L_{t} \quad \textbf{(initially } U_{\textit{rank}}\left(g\right)) \\
+            &\hspace{15mm}L_{t} \leftarrow U_{\textit{rank}}\left(g\right) \textbf{ if } t \bmod \textit{update}_{\textit{proj\_gap}} = 0 \textbf{ else } L_{t-1} \quad \textbf{(initially } U_{\textit{rank}}\left(g\right)) \\
             &\hspace{15mm}u \leftarrow \mathrm{transpose}\left(L_{t}\right) g \\
             &\hspace{5mm}\textbf{else} \textbf{:} \\
             &\hspace{10mm}\textit{side} \leftarrow -1 \\

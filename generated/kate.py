@@ -201,7 +201,7 @@ Kate.__doc__ = r"""Scale invariant AdaGrad-style updates without square root nor
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}b_{\textit{sq}} \leftarrow {b_{t-1}}^{2} + {g}^{2} + \epsilon \\
             &\hspace{5mm}m_{t} \leftarrow \sqrt{{m_{t-1}}^{2} + \delta \cdot {g}^{2} + \frac{{g}^{2}}{b_{\textit{sq}}}} \\
             &\hspace{5mm}\theta_{t} \leftarrow \theta_{t} - \frac{\gamma \cdot m_{t} \cdot g}{b_{\textit{sq}}} \\

@@ -195,7 +195,7 @@ Lion.__doc__ = r"""Sign based updates from interpolated gradient momentum.
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\textit{update} \leftarrow \mathrm{sign}\left(\mathrm{lerp}\left(m_{t-1}, g, 1 - \beta_{1}\right)\right) \\
             &\hspace{5mm}m_{t} \leftarrow \mathrm{lerp}\left(m_{t-1}, g, 1 - \beta_{2}\right) \\
             &\hspace{5mm}\theta_{t} \leftarrow \theta_{t} - \gamma \cdot \textit{update} \\

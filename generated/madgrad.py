@@ -235,7 +235,7 @@ MADGRAD.__doc__ = r"""Momentumized adaptive dual averaged gradient descent.
             &\hspace{5mm}\textbf{if} \: \lambda > 0 \textbf{ and } \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{10mm}\theta_{t} \leftarrow \mathrm{lerp}\left(\theta_{t-1}, z, 1 - \mu\right) - \textit{lr}_{\textit{eps}} \cdot \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\textbf{else} \textbf{:} \\
-            &\hspace{10mm}\theta_{t} \leftarrow \mathrm{lerp}\left(\theta_{t}, z, 1 - \mu\right) \\
+            &\hspace{10mm}\theta_{t} \leftarrow \mathrm{lerp}\left(\theta_{t-1}, z, 1 - \mu\right) \\
             &\rule{110mm}{0.4pt} \\
             &\textbf{return} \: \theta_t \\
             &\rule{110mm}{0.4pt} \\

@@ -291,7 +291,7 @@ NAdam.__doc__ = r"""Implements NAdam algorithm.
             &\hspace{10mm}\textbf{if} \: \textit{decoupled}_{\textit{weight\_decay}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1 - \gamma \cdot \lambda\right) \\
             &\hspace{10mm}\textbf{else} \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\mu \leftarrow \beta_{1} \cdot \left(1.0 - 0.5 \cdot {0.96}^{t \cdot \textit{momentum}_{\textit{decay}}}\right) \\
             &\hspace{5mm}\textit{mu}_{\textit{next}} \leftarrow \beta_{1} \cdot \left(1.0 - 0.5 \cdot {0.96}^{\left(t + 1\right) \cdot \textit{momentum}_{\textit{decay}}}\right) \\
             &\hspace{5mm}\textit{mu}_{\textit{product}} \leftarrow \textit{mu}_{\textit{product}} \cdot \mu \\

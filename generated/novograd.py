@@ -209,7 +209,7 @@ NovoGrad.__doc__ = r"""Adaptive updates with layer wise squared gradient norms.
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}m_{t} \leftarrow m_{t-1} \cdot \beta_{1} + \left(1 - \beta_{1} \textbf{ if } \textit{grad}_{\textit{averaging}} \textbf{ else } 1\right) \cdot g \quad \textbf{(initially } g) \\
             &\hspace{5mm}\theta_{t} \leftarrow \theta_{t} - \gamma \cdot m_{t} \\
             &\rule{110mm}{0.4pt} \\

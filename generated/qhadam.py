@@ -340,7 +340,7 @@ QHAdam.__doc__ = r"""Adam with quasi-hyperbolic moment averaging.
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else} \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\textit{w1} \leftarrow \textit{w1} \cdot \beta_{1} \\
             &\hspace{5mm}\textit{w1} \leftarrow \textit{w1} + 1 \\
             &\hspace{5mm}\textit{w2} \leftarrow \textit{w2} \cdot \beta_{2} \\

@@ -291,7 +291,7 @@ RMSprop.__doc__ = r"""Implements RMSprop algorithm.
             &\hspace{10mm}b_{t} \leftarrow \mu \cdot b_{t-1} + \frac{g}{\textit{avg}} \\
             &\hspace{10mm}\theta_{t} \leftarrow \theta_{t-1} - \gamma \cdot b_{t} \\
             &\hspace{5mm}\textbf{else} \textbf{:} \\
-            &\hspace{10mm}\theta_{t} \leftarrow \theta_{t} - \frac{\gamma \cdot g}{\textit{avg}} \\
+            &\hspace{10mm}\theta_{t} \leftarrow \theta_{t-1} - \frac{\gamma \cdot g}{\textit{avg}} \\
             &\rule{110mm}{0.4pt} \\
             &\textbf{return} \: \theta_t \\
             &\rule{110mm}{0.4pt} \\

@@ -203,7 +203,7 @@ Shampoo.__doc__ = r"""Preconditioned stochastic tensor optimization: one precond
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\textit{order} \leftarrow \mathrm{dim}\left(\theta_{t}\right) \\
             &\hspace{5mm}d \leftarrow g \\
             &\hspace{5mm}\textbf{for} \: k = 0 \: \textbf{to} \: \textit{order} - 1 \textbf{ do} \\

@@ -195,7 +195,7 @@ SignSGD.__doc__ = r"""Sign based SGD with optional momentum.
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \gamma\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}\textbf{if} \: \mu > 0 \textbf{:} \\
             &\hspace{10mm}b_{t} \leftarrow \mu \cdot b_{t-1} + \left(1 - \mu\right) \cdot g \\
             &\hspace{10mm}\theta_{t} \leftarrow \theta_{t} - \gamma \cdot \mathrm{sign}\left(b_{t}\right) \\

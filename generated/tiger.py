@@ -195,7 +195,7 @@ Tiger.__doc__ = r"""Sign based updates with a single gradient momentum buffer.
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
-            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t} \\
+            &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
             &\hspace{5mm}m_{t} \leftarrow \beta \cdot m_{t-1} + \left(1 - \beta\right) \cdot g \\
             &\hspace{5mm}\theta_{t} \leftarrow \theta_{t} - \gamma \cdot \mathrm{sign}\left(m_{t}\right) \\
             &\rule{110mm}{0.4pt} \\

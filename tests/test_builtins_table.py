@@ -101,6 +101,22 @@ def test_cos_sin_and_pi_in_the_algorithm_box():
     assert r"\frac{\pi \cdot t}{10}" in box
 
 
+def test_a_branch_reads_the_values_of_before_its_if_in_the_algorithm_box():
+    """A value one branch sets is the step's new one (t) in that branch and after the `if`,
+    but not in a sibling branch, which still reads the previous one (t-1): Adam's L2 decay
+    in the `else` of decoupled decay read θ_t."""
+    box = algorithm_box(
+        check_text(
+            "optimizer X\ninput lr: float = 0.1\ninput decoupled: bool = false\n"
+            "update:\n    g <- grad\n    if decoupled:\n        param <- param * 0.9\n"
+            "    else:\n        g <- g + param\n    param <- param - lr * g\n"
+        )
+    )
+    lines = [line for line in box.splitlines() if "leftarrow" in line]
+    assert r"g + \theta_{t-1}" in lines[2], lines[2]  # the else reads the old one
+    assert r"\theta_{t} - \gamma" in lines[3], lines[3]  # after the if, the new one
+
+
 def test_fmt_keeps_cos_sin_and_pi():
     assert format_text(TRIG) == TRIG
     unicode = TRIG.replace("pi * t", "π * t")

@@ -206,15 +206,23 @@ class LatexPrinter:
                 )
                 self.stmts(s.body, depth + 1, out)
             elif isinstance(s, S.If):
+                # (each branch reads the values as they were before the `if`; after it, a
+                # value any branch set is the step's new one)
+                before, after = set(self.assigned), set(self.assigned)
                 for k, (cond, b) in enumerate(s.branches):
                     kw = "if" if k == 0 else "else if"
                     out.append(
                         rf"{pad}\textbf{{{kw}}} \: {self.expr(cond)} \textbf{{:}}"
                     )
+                    self.assigned = set(before)
                     self.stmts(b, depth + 1, out)
+                    after |= self.assigned
                 if s.orelse:
                     out.append(rf"{pad}\textbf{{else}} \textbf{{:}}")
+                    self.assigned = set(before)
                     self.stmts(s.orelse, depth + 1, out)
+                    after |= self.assigned
+                self.assigned = after
             elif isinstance(s, S.MultiAssign):
                 names = ", ".join(self.name(n, target=True) for n in s.targets)
                 out.append(rf"{pad}{names} \leftarrow {self.expr(s.value)}")
