@@ -169,6 +169,21 @@ def kwargs_id(kwargs: Kwargs) -> str:
 COMPLEX_AT_CONSTRUCTION = Refusal(
     "complex_parameters", ValueError, "complex", dtype=torch.complex128
 )
+# refused at construction, where the reference refuses them at its step
+COMPLEX_REFUSED_BEFORE_THE_REFERENCE = Refusal(
+    "complex_parameters",
+    ValueError,
+    "complex",
+    dtype=torch.complex128,
+    reference_accepts=True,
+)
+SPARSE_AT_STEP = Refusal(
+    "sparse_gradients",
+    ValueError,
+    "does not support sparse gradient",
+    at_step=True,
+    sparse_grad=True,
+)
 USE_GC = Refusal("use_gc", TypeError, kwargs={"use_gc": True})
 
 # GaLore's projections: every projection_type, ranks below, at and above a matrix's smaller
@@ -292,20 +307,8 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"hessian_power": 1.5},
         ),
         refusals=(
-            Refusal(
-                "complex_parameters",
-                ValueError,
-                "complex",
-                dtype=torch.complex128,
-                reference_accepts=True,  # (it refuses them at the step)
-            ),
-            Refusal(
-                "sparse_gradients",
-                ValueError,
-                "does not support sparse gradient",
-                at_step=True,
-                sparse_grad=True,
-            ),
+            COMPLEX_REFUSED_BEFORE_THE_REFERENCE,
+            SPARSE_AT_STEP,
             Refusal(
                 "gradient_without_graph",
                 RuntimeError,
@@ -781,20 +784,8 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"eps": -1e-6},
         ),
         refusals=(
-            Refusal(
-                "complex_parameters",
-                ValueError,
-                "complex",
-                dtype=torch.complex128,
-                reference_accepts=True,  # (it refuses them at the step)
-            ),
-            Refusal(
-                "sparse_gradients",
-                ValueError,
-                "does not support sparse gradient",
-                at_step=True,
-                sparse_grad=True,
-            ),
+            COMPLEX_REFUSED_BEFORE_THE_REFERENCE,
+            SPARSE_AT_STEP,
         ),
         step_count=StepCount("group"),
         added_defaults=(
@@ -1385,13 +1376,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
         ),
         refusals=(
             COMPLEX_AT_CONSTRUCTION,
-            Refusal(
-                "sparse_gradients",
-                ValueError,
-                "does not support sparse gradient",
-                at_step=True,
-                sparse_grad=True,
-            ),
+            SPARSE_AT_STEP,
             Refusal("foreach", TypeError, "foreach", kwargs={"foreach": True}),
         ),
         step_count=StepCount("group"),
@@ -1497,20 +1482,8 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"eps": -1e-8},
         ),
         refusals=(
-            Refusal(
-                "complex_parameters",
-                ValueError,
-                "complex",
-                dtype=torch.complex128,
-                reference_accepts=True,  # (it refuses them at the step)
-            ),
-            Refusal(
-                "sparse_gradients",
-                ValueError,
-                "does not support sparse gradient",
-                at_step=True,
-                sparse_grad=True,
-            ),
+            COMPLEX_REFUSED_BEFORE_THE_REFERENCE,
+            SPARSE_AT_STEP,
             Refusal(
                 "merge_dims",
                 ValueError,

@@ -155,11 +155,18 @@ def run(cls, path: str, precision: str) -> str:
         modes = hasattr(opt, "train") and hasattr(opt, "eval")
         if modes:
             opt.train()
-        for _ in range(STEPS):
+        for step in range(STEPS):
             if closure is None:
-                for p in (p for group in groups for p in group):
-                    grad = spread(gen, p.shape, torch.float64).to(dtype)
-                    p.grad = grad.to_sparse() if cls.__name__ == "SparseAdam" else grad
+                params = [p for group in groups for p in group]
+                grads = [spread(gen, p.shape, torch.float64).to(dtype) for p in params]
+                if getattr(cls, "requires_create_graph", False):
+                    from generator.verify.problems import curved
+
+                    curved(params, grads, step)  # (AdaHessian differentiates them)
+                else:
+                    for p, grad in zip(params, grads):
+                        sparse = cls.__name__ == "SparseAdam"
+                        p.grad = grad.to_sparse() if sparse else grad
                 opt.step()
             else:
                 loss = opt.step(closure)
