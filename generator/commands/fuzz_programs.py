@@ -478,6 +478,25 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         scope.tensors.append(x)
         d.note("reduced state")
     if rng.random() < 0.15:
+        # a lazy state made inside branches decided per parameter, each with a first value
+        # of its own (GaLore's projection, made on the side a matrix's shape picks): the
+        # foreach path makes it in a branch's part of the lists and puts it back in the group's
+        states.append(("sz", "state sz (sz) lazy"))
+        x = d.local()
+        body.append(Assign(x, d.tensor(scope, 2)))
+
+        def made() -> Assign:
+            again = Expr(
+                "lerp({}, {}, {})", (leaf("sz"), d.tensor(scope, 1), d.scalar_weight())
+            )
+            return Assign("sz", again, d.tensor(scope, 1))
+
+        tall = If("size(param, 0) >= size(param, 1)", (made(),), (made(),), "shape")
+        body.append(If("dim(param) == 2", (tall,), (made(),), "shape"))
+        body.append(Assign(x, Expr("{} + 0.5 * {}", (leaf(x), leaf("sz")))))
+        scope.tensors.append(x)
+        d.note("lazy state made in shape branches")
+    if rng.random() < 0.15:
         # SM3's accumulators: one per dimension (a 0-d parameter keeps one), each a vector
         # along its dimension, raised in a loop over the rank (the foreach path runs once for
         # each rank in a group)
