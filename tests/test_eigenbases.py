@@ -191,3 +191,20 @@ def test_a_value_named_like_a_runtime_function_the_update_does_not_call_is_free(
         "optimizer X\ninput lr: float = 0.1\nupdate:\n"
         "    gram <- grad * grad\n    param <- param - lr * gram\n"
     )
+
+
+def test_a_matrix_function_of_the_table_refuses_sharded_parameters_naming_itself():
+    """A function the builtin table does not mark elementwise reads the whole tensor: a
+    DTensor shard (FSDP2) is refused at the step, naming it (the list of such functions is
+    read off the table, so a new one is covered without a list of its own)."""
+    from generator.api import compile_text
+
+    src = compile_text(
+        "optimizer X\ninput lr: float = 0.1\n"
+        'check not is_complex(param) else "real"\nstate m (m) <- 0\nupdate:\n'
+        "    m <- m + grad\n    if dim(param) == 2:\n"
+        "        m <- m + contract_first(grad, transpose(grad) @ grad)\n"
+        "    param <- param - lr * m\n"
+    )
+    assert "if _is_sharded(p):" in src
+    assert "reads each parameter's whole tensor (`contract_first(...)`" in src

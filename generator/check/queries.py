@@ -14,6 +14,7 @@ from __future__ import annotations
 from generator.language import syntax as S
 from generator.language.builtins import BUILTINS
 from generator.language.diagnostics import Collector
+from generator.language.types import Kind
 from generator.check.model import CheckedSpec
 
 
@@ -79,22 +80,18 @@ def check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
 
 
 # Calls whose value depends on a whole tensor, not on each element alone: on a shard of a
-# parameter (FSDP2's DTensor) they would compute on the shard as if it were the whole.
+# parameter (FSDP2's DTensor) they would compute on the shard as if it were the whole. Every
+# function of tensors the table does not mark elementwise (a reduction, a matrix function, a
+# product along a dimension), but the casts and copies, which keep each element's value.
 WHOLE_TENSOR_CALLS = frozenset(
-    {
-        "norm",
-        "mean",
-        "sum",
-        "dot",
-        "item",
-        "transpose",
-        "onehot",
-        "inverse_root",
-        "trace",
-        "diag",
-        "cholesky",
-        "unfold",
-        "mode_product",
+    {"item"}
+    | {
+        name
+        for name, b in BUILTINS.items()
+        if b.result not in (Kind.INT, Kind.BOOL, Kind.STR, Kind.SCALAR)
+        and not b.elementwise
+        and b.context in ("update", "both", "estimate")
+        and name not in ("clone", "bfloat16")
     }
 )
 
