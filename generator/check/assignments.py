@@ -152,6 +152,14 @@ def assign(flow, s: S.Assign) -> None:
         )
     if target is not None and target.role in ("state", "param"):
         want = target.kind
+        if k == Kind.MASK:
+            flow.c.out.error(
+                "E319",
+                f"a mask cannot be stored in `{name}`: it is true or false per element",
+                s.value.span,
+                hint="store numbers made of it: `where(mask, 1, 0)`",
+            )
+            return
         if k == Kind.TENSOR and want != Kind.TENSOR:
             flow.c.out.error(
                 "E319",

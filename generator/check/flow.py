@@ -301,7 +301,16 @@ class Flow:
         """The condition of an ``if`` or ``while``: true or false, never a tensor (E308,
         E307); whether it is decided per step (it depends on a counter)."""
         k, dyn, _ = self.kind(cond)
-        if k in (Kind.TENSOR, Kind.MASK):
+        if k == Kind.MASK:
+            self.c.out.error(
+                "E308",
+                "a comparison of tensors is a mask, true or false per element: it cannot be "
+                f"the condition of `{keyword}`",
+                cond.span,
+                hint="a condition is decided by numbers; for an elementwise choice use "
+                "where(a > b, x, y)",
+            )
+        elif k == Kind.TENSOR:
             self.c.out.error(
                 "E308",
                 f"a tensor cannot be the condition of `{keyword}`",

@@ -22,6 +22,11 @@ from generator.language.spec_printer import print_expr
 from generator.language.types import TENSORS, Kind, ListOf
 from generator.check.model import NoForm
 
+MASK_HINT = (
+    "a mask is true or false per element: where(mask, a, b) chooses by it, "
+    "where(mask, 1, 0) makes it numbers"
+)
+
 
 class Typer:
     """The kind of one expression in one context ("validation", "state", "state_condition",
@@ -215,9 +220,16 @@ class Typer:
     def k_Unary(self, e: S.Unary):
         k = self.kind(e.operand)
         if e.op == "not":
+            if (
+                k == Kind.MASK
+            ):  # (elementwise: a mask of the elements where it is false)
+                return Kind.MASK
             if k not in (Kind.BOOL, None):
                 self.error("E307", "`not` needs a condition", e.operand.span)
             return Kind.BOOL
+        if k == Kind.MASK:
+            self.error("E309", "a mask cannot be negated", e.span, hint=MASK_HINT)
+            return None
         if k == Kind.BOOL:
             self.error("E307", "cannot negate a condition; use `not`", e.span)
             return None
@@ -228,6 +240,29 @@ class Typer:
         if repeated is not None:
             return self._repeated_list(*repeated)
         lk, rk = self.kind(e.left), self.kind(e.right)
+        if e.op in ("and", "or") and Kind.MASK in (lk, rk):
+            # masks join element by element; a mask and a condition do not mix
+            other = e.right if lk == Kind.MASK else e.left
+            if {lk, rk} - {Kind.MASK, None}:
+                self.error(
+                    "E307",
+                    f"`{e.op}` joins two masks (element by element) or two conditions, "
+                    "not one of each",
+                    other.span,
+                    hint="compare the tensor too (`grad > 0`), or decide the condition "
+                    "around it with `if`",
+                )
+                return None
+            return Kind.MASK
+        if e.op not in ("and", "or") and Kind.MASK in (lk, rk):
+            side = e.left if lk == Kind.MASK else e.right
+            self.error(
+                "E309",
+                f"a mask cannot be an operand of `{e.op}`",
+                side.span,
+                hint=MASK_HINT,
+            )
+            return None
         if e.op in ("and", "or"):
             for side, k in ((e.left, lk), (e.right, rk)):
                 if k == Kind.TENSOR:
@@ -312,17 +347,21 @@ class Typer:
                     e.span,
                 )
             return Kind.BOOL
-        if Kind.TENSOR in kinds:
-            if self.context == "where":
-                return Kind.MASK
-            self.error(
-                "E308",
-                "a tensor comparison cannot be a condition",
-                e.span,
-                hint="a condition must be decided by numbers; for an elementwise choice "
-                "use where(a > b, x, y)",
-            )
+        if Kind.MASK in kinds:
+            self.error("E309", "a mask cannot be compared", e.span, hint=MASK_HINT)
             return None
+        if Kind.TENSOR in kinds:
+            # an elementwise comparison: a mask (a value, read by where(...), and/or/not);
+            # a condition of `if` needs a number (E308 there)
+            if len(e.ops) > 1:
+                self.error(
+                    "E307",
+                    "a comparison of tensors compares two values: join two comparisons "
+                    "with `and` (`0 < x and x < 1`)",
+                    e.span,
+                )
+                return None
+            return Kind.MASK
         if Kind.BOOL in kinds and any(op not in ("==", "!=") for op in e.ops):
             self.error("E307", "conditions can only be compared with == and !=", e.span)
         return Kind.BOOL
@@ -455,6 +494,13 @@ class Typer:
                     "E312",
                     f"`{e.func}` needs a whole number here (a dimension such as -1)",
                     a.span,
+                )
+            elif k == Kind.MASK and not (want == Kind.BOOL and e.func == "where"):
+                self.error(
+                    "E312",
+                    f"`{e.func}` does not take a mask",
+                    a.span,
+                    hint=MASK_HINT,
                 )
             elif want == Kind.BOOL and e.func == "where" and k != Kind.MASK:
                 self.error(

@@ -106,6 +106,7 @@ class _Draw:
             ("{} * {}", 1),
             ("sign({})", 0.4),
             ("where({} > 0, {}, {})", 0.4),
+            (MASKS_JOINED, 0.3),
             ("{} / (norm({}) + 1)", 1),
             ("{} * (sum(abs({})) / (numel(param) + 1))", 0.5),
             ("{} * dot({}, {}) / (numel(param) + 1)", 0.3),
@@ -290,6 +291,9 @@ _PURE = (
     "{} / (norm({}) + 1)",
 )
 
+# masks (elementwise comparisons) joined by and/or/not, chosen by
+MASKS_JOINED = "where(({} > 0 and not ({} > 1)) or {} < -1, {}, {})"
+
 # (m, n) @ (n, m) @ (m, n) and (m, n) @ ((n, m) @ (m, n)): products of the parameter's shape
 MATMUL_RIGHT = "(({}) @ transpose({}) @ ({})) / (numel(param) + 1)"
 MATMUL_LEFT = "(({}) @ (transpose({}) @ ({}))) / (numel(param) + 1)"
@@ -310,6 +314,7 @@ CONSTRUCTS = {
     "exp(-abs({}))": "elementwise function",
     "sign({})": "sign",
     "where({} > 0, {}, {})": "where",
+    MASKS_JOINED: "masks joined",
     "atan2({}, abs({}) + 1)": "atan2",
     "{} / (norm({}) + 1)": "whole-tensor reduction",
     "{} * (sum(abs({})) / (numel(param) + 1))": "whole-tensor reduction",

@@ -172,10 +172,12 @@ class ExpressionLowerer:
                 Kind.BOOL if sym is not None and sym.kind == Kind.BOOL else Kind.SCALAR
             )
         if isinstance(e, S.Unary):
-            return Kind.BOOL if e.op == "not" else self.kind(e.operand)
+            inner = self.kind(e.operand)
+            return Kind.BOOL if e.op == "not" and inner != Kind.MASK else inner
         if isinstance(e, S.Binary):
             if e.op in ("and", "or"):
-                return Kind.BOOL
+                # (masks join element by element)
+                return Kind.MASK if self.kind(e.left) == Kind.MASK else Kind.BOOL
             return (
                 Kind.TENSOR
                 if Kind.TENSOR in (self.kind(e.left), self.kind(e.right))
@@ -348,8 +350,13 @@ class ExpressionLowerer:
             items, count = S.repeated_list(e)
             return replace(self.texpr(items), count=self.sexpr(count))
         if isinstance(e, S.Unary):
+            if e.op == "not":  # (of a mask)
+                return ir.TOp("logical_not", (self.texpr(e.operand),))
             return ir.TOp("neg", (self.texpr(e.operand),))
         if isinstance(e, S.Binary):
+            if e.op in ("and", "or"):  # (of masks)
+                op = "logical_and" if e.op == "and" else "logical_or"
+                return ir.TOp(op, (self.texpr(e.left), self.texpr(e.right)))
             if e.op in ("+", "-"):
                 return self._sum(e)
             if e.op in ("*", "/"):
@@ -372,7 +379,7 @@ class ExpressionLowerer:
 
     def operand(self, e: S.Expr):
         """A tensor (or list of them, ``len(bufs)``'s) as a TExpr, a number as an SExpr."""
-        tensor = self.kind(e) in (Kind.TENSOR, TENSORS)
+        tensor = self.kind(e) in (Kind.TENSOR, Kind.MASK, TENSORS)
         return self.texpr(e) if tensor else self.sexpr(e)
 
     def _sum(self, e: S.Binary) -> ir.TExpr:

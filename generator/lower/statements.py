@@ -115,6 +115,12 @@ class Lowerer(ExpressionLowerer):
             self.kinds[name] = kind
             self.owned[name] = False
             return [ir.TensorLet(name, self.texpr(s.value), alias=False)]
+        if kind == Kind.MASK:
+            # a mask: a boolean tensor, read by where(...) and joined by and/or/not, never
+            # changed in place (nothing updates a mask's elements)
+            self.kinds[name] = Kind.MASK
+            self.owned[name] = False
+            return [ir.TensorLet(name, self.texpr(s.value), alias=False)]
         if kind != Kind.TENSOR:
             self.kinds[name] = Kind.SCALAR
             # set under a per-parameter condition, a value differs between parameters

@@ -52,6 +52,11 @@ TYPES = [
     ("bool", "true or false, decided on the host (a Python `if`)"),
     ("str", "a string input, compared with string literals"),
     (
+        "mask",
+        "an elementwise comparison of tensors (`m * grad > 0`): true or false per element, "
+        "named, joined by `and`, `or`, `not`, and read by where(mask, a, b)",
+    ),
+    (
         "tensor",
         "shaped like the parameter (in `update flat:`, the vector of all of them)",
     ),

@@ -37,7 +37,7 @@ ELEMENTWISE = {
     "neg", "reciprocal", "square", "add",
     "sub", "mul", "div", "pow", "addcmul", "addcdiv", "lerp", "maximum", "minimum",
     "clamp_min", "clamp_max", "clamp", "where", "lt", "le", "gt", "ge", "eq", "ne", "copy",
-    "clone", "number_like", "fill",
+    "clone", "number_like", "fill", "logical_and", "logical_or", "logical_not",
 }  # fmt: skip
 
 

@@ -97,6 +97,10 @@ OPS: dict[str, OpSpelling] = {
     "ge": OpSpelling("ge", None, None),
     "eq": OpSpelling("eq", None, None),
     "ne": OpSpelling("ne", None, None),
+    # masks joined element by element (no foreach form: per tensor on the multi-tensor path)
+    "logical_and": OpSpelling("logical_and", None, None),
+    "logical_or": OpSpelling("logical_or", None, None),
+    "logical_not": OpSpelling("logical_not", None, None),
     "copy": OpSpelling(None, "copy_", "copy"),
     "clone": OpSpelling("clone", None, None),
     "onehot": OpSpelling(None, None, None, function="_onehot_like"),
