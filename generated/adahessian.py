@@ -22,6 +22,7 @@ from generator.runtime.precision import (
     policy_defaults,
     store_state_dtypes,
 )
+from generator.runtime.shards import _is_sharded
 
 __all__ = ["AdaHessian", "adahessian"]
 
@@ -130,6 +131,10 @@ class AdaHessian(Optimizer):
                 params.append(p)
                 if p.grad.is_sparse:
                     raise ValueError("AdaHessian does not support sparse gradient.")
+                if _is_sharded(p):
+                    raise ValueError(
+                        "AdaHessian reads each parameter's whole tensor (`hutchinson(...)`, specs/adahessian.optim:47); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                    )
                 grads.append(p.grad)
 
                 state = self.state[p]

@@ -151,3 +151,15 @@ def test_the_curved_problem_keeps_the_gradient_and_has_the_hessian_it_says():
     d_squared = off[0, 1] * off[0, 2] / off[1, 2]
     c0 = hessian[0, 0] - d_squared
     assert 0.5 <= c0 < 1.5, c0
+
+
+def test_an_estimate_refuses_sharded_parameters_naming_itself():
+    """Hutchinson's products differentiate every parameter's whole gradient: a DTensor shard
+    (FSDP2) is refused at the step, naming the estimate."""
+    from generator.api import compile_text
+
+    src = compile_text(
+        HEAD + 'update optimizer:\n    D <- hutchinson(1, "rademacher")\n'
+        "update:\n    param <- param - lr * grad / (abs(D) + 1)\n"
+    )
+    assert "reads each parameter's whole tensor (`hutchinson(...)`" in src

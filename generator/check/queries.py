@@ -133,7 +133,9 @@ def whole_tensor_construct(checked: CheckedSpec) -> tuple[str, S.Span] | None:
                 stmts(b)
 
     for block in checked.blocks:
-        if block.mode in ("each", "random"):
+        # (`update optimizer:` holds numbers, and estimates, which differentiate every
+        # parameter's whole gradient)
+        if block.mode in ("each", "random", "step"):
             stmts(block.body)
     return found[0] if found else None
 
