@@ -163,3 +163,25 @@ def test_an_estimate_refuses_sharded_parameters_naming_itself():
         "update:\n    param <- param - lr * grad / (abs(D) + 1)\n"
     )
     assert "reads each parameter's whole tensor (`hutchinson(...)`" in src
+
+
+def test_a_parameters_first_step_is_told_apart_from_its_estimate_when_every_state_is_conditional():
+    """The estimate makes its state before the groups step, so `len(state) == 0` no longer
+    says a parameter is new: the first state made here does, or, where every one is made
+    under a condition, a state that holds only estimates."""
+    from generator import load_spec
+
+    cls = load_spec(
+        "optimizer X\ninput lr: float = 0.1\ninput beta: float = 0.9\n"
+        "state D (hessian) lazy\nstate m (m) <- 0 if beta > 0\n"
+        'update optimizer:\n    D <- hutchinson(1, "rademacher")\n'
+        "update:\n    if beta > 0:\n        m <- beta * m + D * grad\n"
+        "    param <- param - lr * grad\n"
+    )
+    params, _ = _quadratic()
+    opt = cls(params)
+    torch.manual_seed(0)
+    opt.step()
+    for p in params:
+        assert set(opt.state[p]) == {"hessian", "m"}, opt.state[p].keys()
+        assert torch.equal(opt.state[p]["m"], opt.state[p]["hessian"] * p.grad.detach())

@@ -89,7 +89,8 @@ def fresh_state(facts: ModuleFacts) -> str:
     first = next((s for s in made if s.condition is None), None)
     if first is not None:
         return f'"{first.key}" not in state'
-    return f"state.keys() <= {sorted(estimates)!r}"
+    # (every state made here under a condition: none of them yet, only estimates)
+    return f"state.keys() <= {{{', '.join(repr(k) for k in sorted(estimates))}}}"
 
 
 def init_state(facts: ModuleFacts) -> str:
