@@ -220,9 +220,8 @@ class Typer:
     def k_Unary(self, e: S.Unary):
         k = self.kind(e.operand)
         if e.op == "not":
-            if (
-                k == Kind.MASK
-            ):  # (elementwise: a mask of the elements where it is false)
+            # (of a mask, elementwise: the mask of the elements where it is false)
+            if k == Kind.MASK:
                 return Kind.MASK
             if k not in (Kind.BOOL, None):
                 self.error("E307", "`not` needs a condition", e.operand.span)

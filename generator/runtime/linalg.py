@@ -6,9 +6,12 @@ pytorch_optimizer computes Shampoo's preconditioners (through the singular value
 float32, or float64 for float64 matrices, returned in the matrix's dtype), so that a spec written
 from Shampoo matches its reference to the last rounding of the decomposition; ``unfold(x, k)`` and
 ``mode_product(x, M, k)`` are the tensor-algebra operations along one dimension of a tensor of
-any rank (Shampoo's statistics and preconditioning, one dimension at a time); ``left_singular(A, r)`` and ``right_singular(A, r)`` are GaLore's truncated singular
-vectors (in float32, as its reference computes them); ``zeros_along(x, k)``
-and ``max_except(x, k)`` are SM3's per-dimension accumulators and their reduction; ``by_rank``
+any rank (Shampoo's statistics and preconditioning, one dimension at a time);
+``left_singular(A, r)`` and ``right_singular(A, r)`` are GaLore's truncated singular vectors (in
+float32, as its reference computes them); ``gram``, ``eigenvectors``, ``qr``, ``reorder``,
+``contract_first`` and ``rotate`` are SOAP's statistics, eigenbases and projection, each rounded
+as its reference rounds it; ``zeros_along(x, k)`` and ``max_except(x, k)`` are SM3's
+per-dimension accumulators and their reduction; ``by_rank``
 splits the foreach path's lists by rank, for updates that loop over a parameter's dimensions.
 """
 

@@ -180,7 +180,7 @@ def run_trajectory(
     with_closure = needs_closure(opt)
     for step in range(steps):
         row = problem.gradients(step)
-        problem.set_grads(params, step, seed)
+        problem.set_grads(params, step, seed, row)
 
         def closure(row=row):
             # a loss whose gradient is this step's gradient (LBFGS evaluates it again)
@@ -419,8 +419,8 @@ def run_side_by_side(
                 lambda: a_opt.step(make_closure(a_params, "actual"))
             )
         else:
-            problem.set_grads(e_params, step)
-            problem.set_grads(a_params, step)
+            problem.set_grads(e_params, step, row=grads)
+            problem.set_grads(a_params, step, row=grads)
             e_out, e_exc = call_capturing(e_opt.step)
             a_out, a_exc = call_capturing(a_opt.step)
         assert_same_exception(a_exc, e_exc, f"{label}\n  step {step}")

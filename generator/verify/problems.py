@@ -41,10 +41,11 @@ class Problem:
     # whose step differentiates them (``requires_create_graph``: AdaHessian)
     curved: bool = False
 
-    def set_grads(self, params, step: int, seed: int = 0) -> None:
-        """Give ``params`` this step's gradients (with their graph where ``curved``)."""
+    def set_grads(self, params, step: int, seed: int = 0, row=None) -> None:
+        """Give ``params`` this step's gradients (``row``, where the caller has drawn them
+        already), with their graph where ``curved``."""
         curvature = stable_seed("curvature", seed, step) if self.curved else None
-        set_grads(params, self.gradients(step), curvature)
+        set_grads(params, self.gradients(step) if row is None else row, curvature)
 
 
 def set_grads(params, grads, curvature: int | None = None) -> None:
@@ -103,9 +104,8 @@ class Layout:
     shapes: tuple = SHAPES
     grouped: bool = True
     note: str = ""  # why it is not the whole problem
-    curved: bool = (
-        False  # gradients with the graph of a quadratic model (Problem.curved)
-    )
+    # gradients with the graph of a quadratic model (Problem.curved)
+    curved: bool = False
 
     def groups(self, params) -> list[dict]:
         if not self.grouped or len(params) < 3:
