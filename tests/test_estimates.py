@@ -49,13 +49,19 @@ state m (m) <- 0
             'update optimizer:\n    D <- hutchinson(lr, "rademacher")\n'
             "update:\n    param <- param - lr * D * grad\n",
             "E312",
-            "takes an int here",
+            "needs a whole number here",
         ),
         (
             "update optimizer:\n    D <- hutchinson(1)\n"
             "update:\n    param <- param - lr * D * grad\n",
             "E311",
             "takes 2 arguments",
+        ),
+        (
+            "update optimizer:\n    D <- hutchinson(1, 2)\n"
+            "update:\n    param <- param - lr * D * grad\n",
+            "E312",
+            "needs a string here",
         ),
     ],
     ids=[
@@ -64,6 +70,7 @@ state m (m) <- 0
         "non_lazy_state",
         "float_count",
         "arity",
+        "number_for_the_distribution",
     ],
 )
 def test_an_estimate_anywhere_but_its_place_is_a_located_error(body, code, words):

@@ -269,23 +269,8 @@ def estimate(flow, s: S.Assign) -> None:
     if st is not None:  # (it has a value from here on, whatever else is wrong)
         flow.initialised.add(name)
         flow.assigned_now[name] = s.target.span
-    b = BUILTINS[call.func]
-    if len(call.args) != len(b.params) or call.keywords:
-        flow.c.out.error(
-            "E311",
-            f"`{call.func}` takes {len(b.params)} arguments, got {len(call.args)}",
-            call.span,
-        )
-        return
-    for want, a in zip(b.params, call.args):
-        k, _, _ = flow.kind(a)
-        fits = k is None or k == want or {k, want} <= {Kind.INT, Kind.SCALAR}
-        if not fits or (want == Kind.INT and k == Kind.SCALAR):
-            flow.c.out.error(
-                "E312",
-                f"`{call.func}` takes {_a(want)} here, got {_a(k)}",
-                a.span,
-            )
+    # (its arguments as any call's: arity, and each argument's type)
+    flow.kind(call, context="estimate")
 
 
 def _a(kind) -> str:

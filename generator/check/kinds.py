@@ -431,9 +431,9 @@ class Typer:
             for a in e.args:
                 self.kind(a)
             return None
-        if b.context == "estimate":
-            # (its one place, the whole value of a state in `update optimizer:`, is checked
-            # by generator.check.assignments without coming here)
+        if b.context == "estimate" and self.context != "estimate":
+            # (its one place, the whole value of a state in `update optimizer:`, is found by
+            # generator.check.assignments, which checks the call in the "estimate" context)
             self.error(
                 "E310",
                 f"`{e.func}` makes a state of every parameter at once: it is the whole value "
@@ -494,6 +494,8 @@ class Typer:
                     f"`{e.func}` needs a whole number here (a dimension such as -1)",
                     a.span,
                 )
+            elif want == Kind.STR and k != Kind.STR:
+                self.error("E312", f"`{e.func}` needs a string here", a.span)
             elif k == Kind.MASK and not (want == Kind.BOOL and e.func == "where"):
                 self.error(
                     "E312",
