@@ -166,25 +166,30 @@ def varies_beyond_rank(e: S.Expr, env: dict, beyond=frozenset()) -> bool:
     return any(varies_beyond_rank(c, env, beyond) for c in S.children(e))
 
 
-def reads_rank(checked: CheckedSpec) -> bool:
-    """Whether the spec reads a parameter's rank (``dim(param)``: a branch on it, a list made
-    for each dimension): its 0-d parameters then take paths its others do not."""
+def calls(checked: CheckedSpec, func: str) -> bool:
+    """Whether the spec calls ``func`` anywhere: in a state's first value or an update."""
 
-    def calls_dim(e) -> bool:
-        if isinstance(e, S.Call) and e.func == "dim":
+    def in_expr(e) -> bool:
+        if isinstance(e, S.Call) and e.func == func:
             return True
-        return any(calls_dim(c) for c in S.children(e))
+        return any(in_expr(c) for c in S.children(e))
 
     def stmts(body) -> bool:
         return any(
-            any(calls_dim(e) for e in S.expressions(s))
+            any(in_expr(e) for e in S.expressions(s))
             or any(stmts(b) for b in S.sub_blocks(s))
             for s in body
         )
 
     return any(
-        st.init is not None and calls_dim(st.init) for st in checked.spec.states
+        st.init is not None and in_expr(st.init) for st in checked.spec.states
     ) or any(stmts(block.body) for block in checked.blocks)
+
+
+def reads_rank(checked: CheckedSpec) -> bool:
+    """Whether the spec reads a parameter's rank (``dim(param)``: a branch on it, a list made
+    for each dimension): its 0-d parameters then take paths its others do not."""
+    return calls(checked, "dim")
 
 
 def is_param(e) -> bool:

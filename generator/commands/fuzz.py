@@ -18,7 +18,8 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass, replace
-from generator.api import load_spec
+from generator.api import check_text, load_spec
+from generator.check.queries import calls, reads_rank
 from generator.commands.common import comma_list
 from generator.commands.fuzz_model import (
     BLOCKS,
@@ -146,9 +147,9 @@ def check_program(program: Program, dtypes=("float64", "float32"), steps: int = 
             return [replace(f, path="lists unrolled") for f in findings], 0, program, []
     # (a program that reads the rank runs on a 0-d parameter too, as verify does, unless it
     # reads a size, which a 0-d parameter has none of: the for-loop would fail as well)
-    text = program.text()
-    reads_rank = "dim(param)" in text and "size(param" not in text
-    layout = WITH_SCALAR if reads_rank else FULL
+    checked = check_text(program.text())
+    scalar = reads_rank(checked) and not calls(checked, "size")
+    layout = WITH_SCALAR if scalar else FULL
     found, compared, diverged = run_paths(cls, dtypes, steps, twin=twin, layout=layout)
     return found, compared, program, diverged
 
