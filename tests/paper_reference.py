@@ -78,10 +78,9 @@ def run(cls, kwargs, dtype, seed, steps, on_step=None, shapes=None):
         if shapes is None
         else paper_problem(dtype, seed, kwargs, shapes=shapes, curved=curved(cls))
     )
-    if problem.curved:
-        torch.manual_seed(
-            seed
-        )  # (the probes of a Hessian estimate: alike on each side)
+    # (what an optimizer draws from torch's generator, alike on each side: the probes of a
+    # Hessian estimate, the start of a power iteration)
+    torch.manual_seed(seed)
     return run_steps(cls, copy.deepcopy(kwargs), problem, steps, on_step)
 
 

@@ -39,6 +39,7 @@ from generator.check.procedures import (
 from generator.check.flow import Flow
 from generator.check.lists import STATEMENT_FUNCTIONS
 from generator.check.kinds import Typer
+from generator.check.lets import expand_lets
 from generator.check.model import Block, CheckedSpec, NoForm, Symbol, state_type
 from generator.check.queries import (
     check_shapes_of_complex,
@@ -692,6 +693,7 @@ class Checker:
 
 
 def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> CheckedSpec:
+    spec = expand_lets(spec, out)
     c = Checker(spec, fragments, out)
     c.declarations()
     c.validations()

@@ -108,6 +108,16 @@ class StateBuffer:
 
 
 @dataclass(frozen=True)
+class ParameterValue:
+    """``let X <- ...`` that the states are made from: computed before them where a
+    parameter's state is made (``X = merge_dims(p, group["block_size"])``); the states' values
+    name it (an SRef of a number, a local TRef of a tensor)."""
+
+    name: str
+    value: SExpr | TExpr  # (a choice of tensors: an SCond of tensors)
+
+
+@dataclass(frozen=True)
 class Optimizer:
     name: str
     spec_path: str
@@ -158,6 +168,8 @@ class Optimizer:
     # the foreach path runs once for each rank of the parameters (CheckedSpec.by_rank): there
     # `dim(param)` is one number, read off the first parameter
     by_rank: bool = False
+    # the `let` values the per-parameter states are made from, in declaration order
+    parameter_values: tuple[ParameterValue, ...] = ()
 
     def __post_init__(self) -> None:
         _coerce(self, mode=Mode)

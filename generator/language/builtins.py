@@ -123,6 +123,9 @@ class Builtin:
     # an "estimate": its function in generator.runtime.estimates, called as
     # `name(self.param_groups, self.state, key, *arguments)`
     estimate: str | None = None
+    # a number read off a tensor by this function of the generated modules' runtime
+    # (generator.runtime.linalg), `name(x, ...)`
+    runtime: str | None = None
 
     def __post_init__(self):
         object.__setattr__(
@@ -650,6 +653,101 @@ BUILTINS: dict[str, Builtin] = {
             latex=r"\max_{{\neg {1}}}\left({0}\right)",
         ),
         Builtin(
+            "newton_inverse_root",
+            ("tensor", "int", "scalar"),
+            "tensor",
+            "newton_inverse_root(A, p, ridge) = (A + ridge · λ_max(A) I)^(-1/p) of a symmetric "
+            "positive semidefinite matrix, by the coupled Newton iteration of Guo & Higham "
+            "(λ_max by power iteration from a random vector drawn from torch's generator), as "
+            "pytorch_optimizer's ScalableShampoo computes its preconditioners",
+            tensor=TensorOp("newton_inverse_root", runtime="newton_inverse_root"),
+            nonlinear_complex=True,
+            shape="the matrix's: (n, n)",
+            latex=r"\left({0} + {2} \lambda_{{\max}} I\right)^{{-\frac{{1}}{{{1}}}}}",
+        ),
+        Builtin(
+            "merge_dims",
+            ("tensor", "int"),
+            "tensor",
+            "merge_dims(x, n): x reshaped with its neighbouring dimensions merged while their "
+            "product stays at most n (a dimension larger than n closes the ones before it, a 1 "
+            "if there are none), as pytorch_optimizer's ScalableShampoo interprets a shape; "
+            "one merged dimension gives a vector",
+            tensor=TensorOp("merge_dims", runtime="merge_dims"),
+            shape="x's elements, in its dimensions merged up to n each",
+            latex=r"\operatorname{{merge}}_{{{1}}}\left({0}\right)",
+        ),
+        Builtin(
+            "block_count",
+            ("tensor", "int"),
+            "int",
+            "block_count(x, n): how many blocks x is cut into when each of its dimensions is "
+            "split in pieces of n (the last piece the rest; n <= 0 splits nothing)",
+            per_parameter=True,
+            runtime="block_count",
+        ),
+        Builtin(
+            "block",
+            ("tensor", "int", "int"),
+            "tensor",
+            "block(x, b, n): the b-th block of x cut into pieces of n along each dimension, "
+            "numbered with the last dimension's pieces running fastest (a view)",
+            tensor=TensorOp("block", runtime="block"),
+            shape="x's, each dimension cut to its piece: at most n",
+            latex=r"\operatorname{{block}}_{{{2}}}\left({0}, {1}\right)",
+        ),
+        Builtin(
+            "put_block",
+            ("tensor", "int", "int", "tensor"),
+            "tensor",
+            "put_block(x, b, n, v): x with its b-th block (as `block(x, b, n)` reads it) "
+            "replaced by v; `D <- put_block(D, b, n, v)` on a tensor the update made writes D "
+            "in place",
+            tensor=TensorOp("put_block", runtime="put_block"),
+            keeps_shape=True,
+            shape="x's",
+            latex=r"\operatorname{{put}}_{{{2}}}\left({0}, {1}, {3}\right)",
+        ),
+        Builtin(
+            "reshape_as",
+            ("tensor", "tensor"),
+            "tensor",
+            "reshape_as(x, y): x's elements in y's shape (a view where torch can make one)",
+            tensor=TensorOp("reshape_as", method="reshape_as"),
+            shape="y's",
+            latex=r"\operatorname{{reshape}}\left({0}, {1}\right)",
+        ),
+        Builtin(
+            "one_shape",
+            ("list",),
+            "bool",
+            "one_shape(xs): whether the tensors of a list all have one shape (false for an "
+            "empty list): where they have, ScalableShampoo's reference stacks its statistics "
+            "and updates them with one batched product",
+            per_parameter=True,
+            runtime="one_shape",
+        ),
+        Builtin(
+            "contiguous",
+            ("tensor",),
+            "tensor",
+            "contiguous(x): x laid out row by row (a copy where it is not, x itself where it "
+            "is): the same values, but a matrix product rounds by its operands' layout, and "
+            "ScalableShampoo's reference multiplies stacked (contiguous) copies",
+            tensor=TensorOp("contiguous", method="contiguous"),
+            keeps_shape=True,
+            shape="x's",
+            latex=r"{0}",
+        ),
+        Builtin(
+            "max_size",
+            ("tensor",),
+            "int",
+            "max_size(x): the largest of x's sizes (0 for a 0-d tensor)",
+            "both",
+            per_parameter=True,
+        ),
+        Builtin(
             "eye",
             ("int",),
             "tensor",
@@ -707,7 +805,7 @@ def runtime_functions() -> list[str]:
         b.tensor.runtime
         for b in BUILTINS.values()
         if b.tensor is not None and b.tensor.runtime is not None
-    ]
+    ] + [b.runtime for b in BUILTINS.values() if b.runtime is not None]
 
 
 def estimate_functions() -> list[str]:

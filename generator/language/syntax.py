@@ -541,6 +541,16 @@ class Parameter:
 
 
 @dataclass(frozen=True)
+class Let:
+    """``let X <- expr``: a value of each parameter, read by the state declarations and, as a
+    local computed before its first line, by the per-parameter update."""
+
+    name: Name
+    value: Expr
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Procedure:
     """``procedure name(a, b = 1):`` a function a flat update calls (a line search)."""
 
@@ -581,6 +591,7 @@ class Spec:
     span: Span = field(compare=False)
     procedures: tuple[Procedure, ...] = ()
     methods: tuple[Method, ...] = ()
+    lets: tuple[Let, ...] = ()
 
     def doc(self, key: str) -> str | None:
         texts = [d.text for d in self.docs if d.key == key]

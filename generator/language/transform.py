@@ -246,6 +246,11 @@ class _Build(Transformer):
         return S.Return(tuple(c for c in children if c is not None), self._span(meta))
 
     @v_args(meta=True)
+    def let_decl(self, meta, children):
+        name, _, value = children
+        return S.Let(self._target(name), value, self._span(meta))
+
+    @v_args(meta=True)
     def procedure_decl(self, meta, children):
         name, *rest = children
         params = tuple(c for c in rest if isinstance(c, S.Parameter))
@@ -523,6 +528,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         [],
     )
     methods: list[S.Method] = []
+    lets: list[S.Let] = []
     for item in items:
         if isinstance(item, S.Doc):
             docs.append(item)
@@ -538,6 +544,8 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
             procedures.append(item)
         elif isinstance(item, S.Method):
             methods.append(item)
+        elif isinstance(item, S.Let):
+            lets.append(item)
         elif isinstance(item, S.DefaultsOrder):
             defaults_order = item
         elif isinstance(item, S.ComplexMode):
@@ -566,6 +574,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         span=span,
         procedures=tuple(procedures),
         methods=tuple(methods),
+        lets=tuple(lets),
     )
 
 

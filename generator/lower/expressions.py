@@ -380,6 +380,13 @@ class ExpressionLowerer:
     def operand(self, e: S.Expr):
         """A tensor (or list of them, ``len(bufs)``'s) as a TExpr, a number as an SExpr."""
         tensor = self.kind(e) in (Kind.TENSOR, Kind.MASK, TENSORS)
+        if tensor and isinstance(e, S.Conditional):
+            # a choice of tensors a number is read off (`size(X, 0)`, X a `let` of
+            # `merge_dims(param, n) if merged else param`): an update splits the choices of
+            # its tensor values into `if`s before they are lowered
+            return ir.SCond(
+                self.sexpr(e.cond), self.operand(e.then), self.operand(e.orelse)
+            )
         return self.texpr(e) if tensor else self.sexpr(e)
 
     def _sum(self, e: S.Binary) -> ir.TExpr:

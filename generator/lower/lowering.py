@@ -12,6 +12,7 @@ expressions are folded last (generator.lower.fold).
 from __future__ import annotations
 
 import hashlib
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 
 from generator import ir
@@ -20,6 +21,7 @@ from generator.lower import checks
 from generator.language import syntax as S
 from generator.language.builtins import BUILTINS
 from generator.language.types import Kind
+from generator.check.lets import substitute
 from generator.check.model import CheckedSpec
 from generator.check.queries import refuses_complex
 from generator.language.names import IMPLEMENTATION_FLAGS
@@ -153,6 +155,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 var=loop_var(st.key, st.kind),
             )
         )
+    parameter_values, states = _name_parameter_values(spec, lw, states)
     # the blocks in written order: each `update:` closes a pass (its optimizer and group blocks
     # run before its parameters)
     passes, current, mode = [], ([], [], []), "each"
@@ -265,6 +268,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
         complex_mode=spec.complex_mode,
         refuses_complex=refuses_complex(spec),
         by_rank=checked.by_rank,
+        parameter_values=parameter_values,
         reads_numbers=any(
             _calls(e, "item") for s in ir.walk(body) for e in ir.expressions(s)
         ),
@@ -331,3 +335,71 @@ def _static(e: ir.SExpr, static: set) -> bool:
             not isinstance(a, (ir.TRef, ir.TOp)) and _static(a, static) for a in e.args
         )
     return all(_static(p, static) for p in ir.children(e))
+
+
+def _replace(node, old, new):
+    """The IR ``node`` with every sub-expression equal to ``old`` replaced by ``new``."""
+    if node == old:
+        return new
+    if isinstance(node, tuple):
+        return tuple(_replace(x, old, new) for x in node)
+    if is_dataclass(node):
+        changed = {
+            f.name: _replace(getattr(node, f.name), old, new)
+            for f in fields(node)
+            if isinstance(getattr(node, f.name), tuple)
+            or is_dataclass(getattr(node, f.name))
+        }
+        return replace(node, **changed) if changed else node
+    return node
+
+
+def _name_parameter_values(spec: S.Spec, lw: Lowerer, states: list[ir.StateBuffer]):
+    """The `let` values the states are made from, and the states naming them.
+
+    The checker saw the states with each `let` written out (generator.check.lets); the
+    lowered values are found again in the lowered states (the largest first, so that a value
+    made of another keeps its own name) and replaced by a reference to the name, which
+    ``_init_state`` computes once before the states: ``X = merge_dims(p, ...)``, then
+    ``block(X, j // rank, ...)``."""
+    if not spec.lets:
+        return (), states
+    lowered: list[tuple[str, object, object]] = []
+    prior: dict[str, S.Expr] = {}
+    for let in spec.lets:
+        e = substitute(let.value, prior)
+        prior[let.name.id] = e
+        kind = lw.kind(e)
+        tensor = kind in (Kind.TENSOR, Kind.MASK)
+        ref = ir.TRef(let.name.id, "local") if tensor else ir.SRef(let.name.id)
+        lowered.append((let.name.id, lw.operand(e), ref))
+    fields_ = ("init", "length", "shape", "condition")
+    named = []
+    for st in states:
+        for _, value, ref in reversed(lowered):
+            st = replace(
+                st, **{f: _replace(getattr(st, f), value, ref) for f in fields_}
+            )
+        named.append(st)
+    values = []
+    for k, (name, value, ref) in enumerate(lowered):
+        for _, inner, inner_ref in reversed(lowered[:k]):
+            value = _replace(value, inner, inner_ref)
+        values.append(ir.ParameterValue(name, value))
+    # the values the states read, and the values those read
+    read = {r.name for st in named for f in fields_ for r in _refs(getattr(st, f))}
+    for v in reversed(values):
+        if v.name in read:
+            read |= {r.name for r in _refs(v.value)}
+    return tuple(v for v in values if v.name in read), named
+
+
+def _refs(node) -> list:
+    """The SRefs and TRefs inside an IR node (or a tuple of them)."""
+    if isinstance(node, (ir.SRef, ir.TRef)):
+        return [node]
+    if isinstance(node, tuple):
+        return [r for x in node for r in _refs(x)]
+    if is_dataclass(node):
+        return [r for f in fields(node) for r in _refs(getattr(node, f.name))]
+    return []

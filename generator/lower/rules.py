@@ -185,6 +185,24 @@ def rule_lerp_call(lw: ExpressionLowerer, name: str, e: S.Expr):
     return None
 
 
+def rule_put_block(lw: ExpressionLowerer, name: str, e: S.Expr):
+    """put_block(x, b, n, v)  →  put_block(x, b, n, v, out=x): one block written in place
+    (Scalable Shampoo's preconditioned blocks put back into one tensor)."""
+    if (
+        isinstance(e, S.Call)
+        and e.func == "put_block"
+        and _x(lw, name, e.args[0])
+        and not _reads(name, e.args[3])
+    ):
+        return [
+            ir.TOp(
+                "put_block",
+                (lw.sexpr(e.args[1]), lw.sexpr(e.args[2]), lw.texpr(e.args[3])),
+            )
+        ]
+    return None
+
+
 def rule_fill(lw: ExpressionLowerer, name: str, e: S.Expr):
     """``x <- 0``: a number into a tensor (the optimizer's totals start each step from 0)."""
     if lw.kind(e) in (Kind.SCALAR, Kind.INT):
@@ -224,6 +242,7 @@ UPDATE_RULES = (
     rule_extremum,
     rule_clamp,
     rule_unary,
+    rule_put_block,
     rule_fill,
     rule_copy,
 )

@@ -352,7 +352,9 @@ class Lowerer(ExpressionLowerer):
             # (another name for a value, or a view of one: of that value's shape)
             other = self._reduced(value)
             (self.reduced.add if other else self.reduced.discard)(name)
-        if isinstance(value, S.Conditional) and self.is_static(value.cond):
+        if isinstance(value, S.Conditional):
+            # (a choice by the hyperparameters, a counter or the parameter's shape: an `if`
+            # around the assignment, as a branch of any of these is)
             cond = value.cond
             a = S.Assign(S.Name(name, None, value.span), value.then, None, value.span)
             b = S.Assign(S.Name(name, None, value.span), value.orelse, None, value.span)
@@ -393,7 +395,11 @@ class Lowerer(ExpressionLowerer):
         # (in place on a value of another shape than the parameter's only where nothing else
         # of a shape is read: `r <- r + mean(g, 1)` broadcasts r of (1, n) to (m, n))
         if self.owned.get(name) and (
-            name not in self.reduced or not self._reads_tensors(value, name)
+            name not in self.reduced
+            or not self._reads_tensors(value, name)
+            # (a block written into the local's own buffer widens nothing)
+            or isinstance(value, S.Call)
+            and value.func == "put_block"
         ):
             # The local's buffer is private: update it in place, like a state, where a rule
             # says how; otherwise the name is bound to the new result.
@@ -458,7 +464,14 @@ OTHER_SHAPES = frozenset(
 )
 
 # Calls whose result may share memory with their argument.
-VIEWS = ("transpose", "bfloat16")
+VIEWS = (
+    "transpose",
+    "bfloat16",
+    "merge_dims",
+    "block",
+    "reshape_as",
+    "contiguous",
+)
 
 
 def _put(e: S.Expr, choice: S.Expr, with_: S.Expr) -> S.Expr:

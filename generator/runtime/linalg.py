@@ -11,7 +11,9 @@ any rank (Shampoo's statistics and preconditioning, one dimension at a time);
 float32, as its reference computes them); ``gram``, ``eigenvectors``, ``qr``, ``reorder``,
 ``contract_first`` and ``rotate`` are SOAP's statistics, eigenbases and projection, each rounded
 as its reference rounds it; ``zeros_along(x, k)`` and ``max_except(x, k)`` are SM3's
-per-dimension accumulators and their reduction; ``by_rank``
+per-dimension accumulators and their reduction; ``merge_dims``, ``block_count``, ``block``,
+``put_block``, ``one_shape`` and ``newton_inverse_root`` are Scalable Shampoo's shape interpretation, blocks
+and coupled Newton inverse roots; ``by_rank``
 splits the foreach path's lists by rank, for updates that loop over a parameter's dimensions.
 """
 
@@ -156,6 +158,147 @@ def max_except(tensor: Tensor, dim: int) -> Tensor:
     with ``dim`` its only dimension, is its own maximum."""
     others = tuple(d for d in range(tensor.dim()) if d != dim % max(tensor.dim(), 1))
     return tensor.amax(dim=others, keepdim=True) if others else tensor
+
+
+def merge_dims(tensor: Tensor, limit: int) -> Tensor:
+    """``tensor`` reshaped with its neighbouring dimensions merged while their product stays at
+    most ``limit`` (Scalable Shampoo's shape interpretation, as pytorch_optimizer's
+    ``merge_small_dims`` computes the shape): a dimension larger than ``limit`` closes the
+    dimensions before it (a 1 if there are none: a vector of 1000 is seen as 1 x 1000 for a
+    limit of 512), and ``(2, 3, 4)`` becomes ``(24,)`` for a limit of 24 or more. One merged
+    dimension is a vector (a 0-d tensor a vector of one element); a view where ``reshape``
+    can make one."""
+    shape: list[int] = []
+    product = 1
+    for size in tensor.shape:
+        product *= size
+        if product > limit:
+            shape.append(product // size)
+            product = size
+    shape.append(product)
+    return tensor.reshape(shape if len(shape) > 1 else [-1])
+
+
+def _splits(size: int, block_size: int) -> int:
+    # (a dimension no longer than a block, or a block size of 0 or less, is not split)
+    return 1 if block_size <= 0 or block_size >= size else -(-size // block_size)
+
+
+def block_count(tensor: Tensor, block_size: int) -> int:
+    """How many blocks ``tensor`` is cut into when each of its dimensions is split in pieces of
+    ``block_size`` (the last piece the rest): the product over its dimensions of
+    ``ceil(size / block_size)``."""
+    count = 1
+    for size in tensor.shape:
+        count *= _splits(size, block_size)
+    return count
+
+
+def _block_slices(tensor: Tensor, index: int, block_size: int):
+    # the block's start and length along each dimension: blocks are numbered with the last
+    # dimension's pieces running fastest, as torch.split dimension after dimension lists them
+    # (pytorch_optimizer's BlockPartitioner)
+    parts = []
+    for dim in reversed(range(tensor.dim())):
+        size = tensor.size(dim)
+        count = _splits(size, block_size)
+        index, k = divmod(index, count)
+        if count > 1:
+            start = k * block_size
+            parts.append((dim, start, min(block_size, size - start)))
+    return parts
+
+
+def block(tensor: Tensor, index: int, block_size: int) -> Tensor:
+    """The ``index``-th block of ``tensor`` cut into blocks of ``block_size`` along each of its
+    dimensions (see :func:`block_count`), as a view: Scalable Shampoo preconditions each block
+    with statistics of its own."""
+    for dim, start, length in _block_slices(tensor, index, block_size):
+        tensor = tensor.narrow(dim, start, length)
+    return tensor
+
+
+def put_block(
+    tensor: Tensor,
+    index: int,
+    block_size: int,
+    value: Tensor,
+    *,
+    out: Tensor | None = None,
+) -> Tensor:
+    """``tensor`` with its ``index``-th block (:func:`block`) replaced by ``value``: a new
+    tensor, or ``out`` (``tensor`` itself) written in place, as the generated code does for a
+    tensor of its own: the blocks put back one by one make the whole."""
+    if out is None:
+        out = tensor.clone()
+    elif out is not tensor:
+        out.copy_(tensor)
+    block(out, index, block_size).copy_(value)
+    return out
+
+
+def one_shape(tensors: list[Tensor]) -> bool:
+    """Whether the tensors of a list all have one shape (False for an empty list)."""
+    return bool(tensors) and all(t.shape == tensors[0].shape for t in tensors)
+
+
+def _largest_eigenvalue(matrix: Tensor, iterations: int = 100) -> Tensor:
+    # power iteration from a random start (drawn from torch's generator, as the reference
+    # draws it), floored at 1e-16
+    v = torch.randn(matrix.size(0), dtype=matrix.dtype, device=matrix.device)
+    mv = torch.empty_like(v)
+    tiny = torch.finfo(matrix.dtype).tiny
+    for _ in range(iterations):
+        torch.mv(matrix, v, out=mv)
+        mv.div_(torch.linalg.vector_norm(mv).clamp_min_(tiny))
+        v, mv = mv, v
+    torch.mv(matrix, v, out=mv)
+    return torch.dot(v, mv).clamp_min_(1e-16)
+
+
+def newton_inverse_root(
+    matrix: Tensor,
+    power: int,
+    ridge: float,
+    iterations: int = 100,
+    tolerance: float = 1e-3,
+    growth: float = 1.2,
+) -> Tensor:
+    """``(matrix + ridge * λ_max I) ** (-1 / power)`` of a symmetric positive semidefinite
+    matrix by the coupled Newton iteration of Guo & Higham (A Schur-Newton method for the
+    matrix p-th root and its inverse, 2006), as Scalable Shampoo computes its preconditioners:
+    λ_max by 100 power iterations from a random vector (torch's generator), the iteration
+    stopped when ``‖M - I‖∞`` is at most ``tolerance``, or at the previous iterate when the
+    error grows by more than ``growth``. A 1 x 1 matrix is ``(a + ridge * a) ** (-1 / p)``
+    (``a`` floored at 1e-16 in the ridge), without a draw.
+    """
+    n = matrix.size(0)
+    if n == 1:
+        return (matrix + ridge * matrix.clamp_min(1e-16)).pow(-1.0 / power)
+    identity = torch.eye(n, dtype=matrix.dtype, device=matrix.device)
+    matrix = matrix + _largest_eigenvalue(matrix) * ridge * identity
+    z = (1 + power) / (2 * torch.linalg.norm(matrix))
+    root = identity * torch.pow(z, 1.0 / power)
+    m = matrix * z
+    alpha = -1.0 / power
+    alpha_identity = (1.0 - alpha) * identity
+    error = torch.dist(m, identity, p=torch.inf)
+    m_i = torch.empty_like(m)
+    new_m = torch.empty_like(m)
+    new_root = torch.empty_like(root)
+    for _ in range(iterations):
+        torch.add(alpha_identity, alpha * m, out=m_i)
+        torch.matmul(root, m_i, out=new_root)
+        torch.matmul(torch.linalg.matrix_power(m_i, power), m, out=new_m)
+        new_error = torch.dist(new_m, identity, p=torch.inf)
+        diverged = new_error > error * growth
+        # (a host-device sync per iteration: the iteration count depends on the values)
+        if diverged or new_error <= tolerance:
+            return torch.where(diverged, root, new_root)
+        root.copy_(new_root)
+        m, new_m = new_m, m
+        error = new_error
+    return root
 
 
 def by_rank(function, lists: list[list], **kwargs) -> None:

@@ -21,8 +21,8 @@ from generator.ir import uses
 from generator.check.model import CheckedSpec
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.blocks import Imports
-from generator.emit.python.scalars import ScalarPrinter, varying_refs
-from generator.emit.python.validation import per_parameter_name
+from generator.emit.python.scalars import varying_refs
+from generator.emit.python.validation import parameter_printer
 
 
 class ModuleFacts:
@@ -49,9 +49,8 @@ class ModuleFacts:
         for a in opt.arguments:
             for k, s in enumerate(a.symbols):
                 self.sym_arg[s] = (a, k if len(a.symbols) > 1 else None)
-        self.group_scalar = ScalarPrinter(
-            self.group_ref, per_parameter_name, self.imports
-        )
+        self.let_names = frozenset(v.name for v in opt.parameter_values)
+        self.group_scalar = parameter_printer(self.group_ref, self.imports)
         # `state group` counters: numbers of the group dict (pytorch_optimizer's group['step'])
         self.group_counts = {
             s.key: s
@@ -73,6 +72,8 @@ class ModuleFacts:
         """How a step reads a hyperparameter or a group counter: ``group["lr"]``."""
         if r.name in self.group_counts:
             return f'group["{r.name}"]'
+        if r.name in self.let_names:  # (computed before the states are made)
+            return r.name
         if r.name in self.sym_arg:
             a, k = self.sym_arg[r.name]
             # torch's Adagrad starts every accumulator from the constructor's value.

@@ -58,6 +58,10 @@ _UNARY = {
 
 OPS: dict[str, OpSpelling] = {
     **_BUILTIN,
+    # (in place through the runtime function's `out=`: `put_block(x, b, n, v, out=x)`)
+    "put_block": OpSpelling(
+        None, None, None, function="put_block", out_kw=True, runtime=True
+    ),
     **_UNARY,
     "square": OpSpelling("square", "square_", None),
     "add": OpSpelling("add", "add_", "add", scalar_list=frozenset({"other"})),

@@ -36,6 +36,13 @@ def _tensor_name(e) -> str:
     raise GeneratorBug(f"no tensor printer for {e!r}")
 
 
+def _is_tensor(e) -> bool:
+    """A tensor, or a choice of tensors (``merge_dims(p, n) if merged else p``)."""
+    if isinstance(e, ir.SCond):
+        return _is_tensor(e.then)
+    return isinstance(e, (ir.TRef, ir.TOp))
+
+
 class ScalarPrinter:
     """Python source for scalar IR expressions; ``ref`` decides how a name is spelled here, and
     ``tensor`` how a tensor is (the argument of ``numel``, ``dim``, ``size``, ``item``); the
@@ -73,6 +80,8 @@ class ScalarPrinter:
         return f"({text})" if self.prec(e) < minimum else text
 
     def __call__(self, e) -> str:
+        if isinstance(e, (ir.TRef, ir.TOp)):  # (a branch of a choice of tensors)
+            return self.tensor(e)
         if isinstance(e, ir.SConst):
             return constant_source(e, self.imports)
         if isinstance(e, ir.SRef):
@@ -103,7 +112,7 @@ class ScalarPrinter:
             p = PY_PRECEDENCE["cond"]
             return f"{self.wrap(e.then, p + 1)} if {self.wrap(e.cond, p + 1)} else {self.wrap(e.orelse, p)}"
         if isinstance(e, ir.SCall):
-            if any(isinstance(a, (ir.TRef, ir.TOp)) for a in e.args):
+            if any(_is_tensor(a) for a in e.args):
                 return self._tensor_property(e)
             args = [self(a) for a in e.args]
             f = e.func
@@ -122,14 +131,21 @@ class ScalarPrinter:
 
     def _tensor_property(self, e: ir.SCall) -> str:
         """A number read off a tensor: ``param.numel()``, ``grad.size(-1)``, ``norm.item()``."""
-        base = self.tensor(e.args[0])
+        base = (
+            self.tensor(e.args[0])
+            if isinstance(e.args[0], (ir.TRef, ir.TOp))
+            else f"({self(e.args[0])})"  # a choice of tensors
+        )
         # (a name, an attribute, a call or an item, `device_params[0]`, needs no parentheses)
         if not re.fullmatch(r"[\w.]+(\[\w+\])?", base) and not base.endswith(")"):
             base = f"({base})"
         # printed only where read: a dtype_of may record the helper it names (compute_dtype)
         if e.func == "machine_epsilon":
             return f"torch.finfo({self.dtype_of(base)}).eps"
-        rest = [self(a) for a in e.args[1:]]
+        rest = [
+            self.tensor(a) if isinstance(a, (ir.TRef, ir.TOp)) else self(a)
+            for a in e.args[1:]
+        ]
         spelling = {
             "numel": f"{base}.numel()",
             "dim": f"{base}.dim()",
@@ -139,7 +155,12 @@ class ScalarPrinter:
             "size": f"{base}.size({', '.join(rest)})",
             "is_sharded": f"_is_sharded({base})",
             "len": f"len({base})",  # (of a list state)
+            "max_size": f"max({base}.shape, default=0)",
         }
+        runtime = BUILTINS[e.func].runtime if e.func in BUILTINS else None
+        if runtime is not None:  # (a number the generated modules' runtime computes)
+            self.imports.need(runtime)
+            return f"{runtime}({', '.join([base, *rest])})"
         if e.func not in spelling:
             raise GeneratorBug(f"cannot print {e.func} of a tensor")
         return spelling[e.func]

@@ -182,14 +182,17 @@ class SingleTensorPrinter:
                 if chain != target:
                     out(chain)
                 a = ", ".join(args)
-                call = f"torch.{spell.function}({target}, {a}, out={target})"
+                function = (
+                    spell.function if spell.runtime else f"torch.{spell.function}"
+                )
+                if spell.runtime:
+                    self.imports.need(spell.function)
+                call = f"{function}({target}, {a}, out={target})"
                 if self.differentiable:  # out= does not support autograd
                     out("if differentiable:")
                     with out.indent():
                         # the clone keeps the value autograd saved from being overwritten
-                        out(
-                            f"{target}.copy_(torch.{spell.function}({target}.clone(), {a}))"
-                        )
+                        out(f"{target}.copy_({function}({target}.clone(), {a}))")
                     out("else:")
                     with out.indent():
                         out(call)

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from generator import ir
 from generator.emit.python.blocks import Lines
-from generator.emit.python.scalars import ScalarPrinter
-from generator.emit.python.validation import per_parameter_name
+from generator.emit.python.validation import parameter_printer
 from generator.emit.python.facts import ModuleFacts, float_source, per_parameter
 from generator.language.builtins import BUILTINS
 
@@ -95,6 +94,8 @@ def fresh_state(facts: ModuleFacts) -> str:
 
 def init_state(facts: ModuleFacts) -> str:
     out = Lines()
+    for v in facts.opt.parameter_values:  # (`let`: what the states are made from)
+        out(f"{v.name} = {facts.group_scalar(v.value)}")
     made = [s for s in facts.param_states() if s.init is not None]
     for k, s in enumerate(made):
         # states made under one condition share one `if`
@@ -148,9 +149,8 @@ def _made_of_shape(facts: ModuleFacts, s: ir.State) -> str:
     if (
         s.item_var is not None
     ):  # (the variable of a list made for each k is read as itself)
-        scalar = ScalarPrinter(
+        scalar = parameter_printer(
             lambda r: r.name if r.name == s.item_var else facts.group_ref(r),
-            per_parameter_name,
             facts.imports,
         )
     dims = [scalar(d) for d in s.shape]

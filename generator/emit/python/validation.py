@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from generator import ir
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.blocks import Imports, message_source
+from generator.emit.python.ops import OPS
 from generator.emit.python.scalars import ScalarPrinter
 
 
@@ -51,13 +52,37 @@ def per_parameter_name(e) -> str:
     """``param`` and ``grad`` in checks, as ``_init_group`` and the constructor name them."""
     if isinstance(e, ir.TRef) and e.role in ("param", "grad"):
         return "p" if e.role == "param" else "p.grad"
+    if isinstance(e, ir.TRef) and e.role == "local":  # a `let` the states are made from
+        return e.name
     raise GeneratorBug(f"a check reads {e!r}")
 
 
+def parameter_printer(name, imports: Imports) -> ScalarPrinter:
+    """The printer of numbers read off the parameter where a state is made or a check runs
+    (``p.size(0)``), the table's functions of it included: ``block(merge_dims(p, 512), j, n)``
+    (the sizes of Scalable Shampoo's blocks, read through its `let` values)."""
+
+    def tensor(e) -> str:
+        if not isinstance(e, ir.TOp):
+            return per_parameter_name(e)
+        spell = OPS[e.op]
+        args = [
+            tensor(a) if isinstance(a, (ir.TRef, ir.TOp)) else printer(a)
+            for a in e.args
+        ]
+        if spell.runtime:
+            imports.need(spell.function)
+            return f"{spell.function}({', '.join(args)})"
+        if spell.method is not None:
+            return f"{args[0]}.{spell.method}({', '.join(args[1:])})"
+        raise GeneratorBug(f"a check reads {e!r}")
+
+    printer = ScalarPrinter(name, tensor, imports)
+    return printer
+
+
 def checks_printer(names: dict[str, str], imports: Imports) -> ScalarPrinter:
-    return ScalarPrinter(
-        lambda r: names.get(r.name, r.name), per_parameter_name, imports
-    )
+    return parameter_printer(lambda r: names.get(r.name, r.name), imports)
 
 
 def printed(v: ir.Validation, names: dict[str, str], imports: Imports) -> PrintedCheck:
