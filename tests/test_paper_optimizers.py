@@ -265,6 +265,9 @@ def test_matches_pytorch_optimizer_on_its_own_problem(info, problem, kwargs):
     runs = []
     for cls in (generated(info.module, info.name), reference(info.reference_name)):
         gen = torch.Generator().manual_seed(problem.seed)
+        torch.manual_seed(
+            problem.seed
+        )  # (what the optimizer draws: alike on each side)
         params = problem.params(gen)
         opt = cls(params, **kwargs)
         for step in range(problem.steps):
