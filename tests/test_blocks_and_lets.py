@@ -288,3 +288,19 @@ update:
         m = 0.5 * m + g
         start = start - 0.1 * (m if t >= 2 else g)
     torch.testing.assert_close(end, start, rtol=1e-15, atol=0)
+
+
+def test_the_algorithm_box_shows_a_let_once_among_the_first_values():
+    from generator.api import check_text
+    from generator.emit.docs.latex import algorithm_box
+
+    box = algorithm_box(check_text(WITH_LET))
+    init = next(line for line in box.splitlines() if r"\textbf{initialize}" in line)
+    assert r"X \leftarrow \operatorname{merge}_{6}" in init, init
+    # the states read it by name, and a conditional length is parenthesised before `- 1`
+    assert (
+        r"\operatorname{block}_{n}\left(X, j \mathbin{//} \textit{order}\right)" in init
+    )
+    assert r"\textbf{ else } 0\right) - 1}" in init, init
+    body = box[box.index(r"\textbf{for} \: t=1") :]
+    assert r"X \leftarrow" not in body, "the update repeats the let"

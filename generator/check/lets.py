@@ -127,6 +127,7 @@ def expand_lets(spec: S.Spec, out: Collector) -> S.Spec:
             st,
             init=substitute(st.init, values),
             condition=substitute(st.condition, values),
+            written_init=st.init,
         )
         for st in spec.states
     )

@@ -476,6 +476,9 @@ class State:
     stored_as_span: Span | None = field(default=None, compare=False)
     # `, column major`: a matrix state stored column by column (the option's span, or None)
     column_major: Span | None = field(default=None, compare=False)
+    # its first value as written, where it reads `let` values (``init`` has them written out:
+    # generator.check.lets); the documentation shows this one
+    written_init: "Expr | None" = field(default=None, compare=False)
 
     @property
     def key(self) -> str:

@@ -91,6 +91,7 @@ class LatexPrinter:
     def __init__(self, checked: CheckedSpec):
         self.c = checked
         self.assigned: set[str] = set()
+        self.hidden: set[int] = set()  # statements the box shows elsewhere (a `let`'s)
         # a flat update works on whole vectors, without per-parameter time subscripts
         self.flat = checked.program is not None
 
@@ -164,7 +165,11 @@ class LatexPrinter:
             return f"{self.wrap(e.value, PREC['atom'])}[{self.expr(e.index)}]"
         if isinstance(e, S.ListOver):  # [x_k]_{k = 0}^{n - 1}
             it = e.iterable
-            bound = self.expr(it.args[-1]) if isinstance(it, S.Call) and it.args else ""
+            bound = (
+                self.wrap(it.args[-1], PREC["-"])  # (`(n if c else 0) - 1`)
+                if isinstance(it, S.Call) and it.args
+                else ""
+            )
             var = self.expr(e.var)
             item = self.expr(e.item)
             return rf"\left[{item}\right]_{{{var} = 0}}^{{{bound} - 1}}"
@@ -187,6 +192,8 @@ class LatexPrinter:
     def stmts(self, body, depth: int, out: list[str]) -> None:
         pad = rf"\hspace{{{5 * depth}mm}}"
         for s in body:
+            if id(s) in self.hidden:
+                continue
             if isinstance(s, S.Assign):
                 value = self.expr(s.value)
                 self.assigned.add(s.target.id)
@@ -270,6 +277,13 @@ class LatexPrinter:
                 out.append(rf"{pad}\textbf{{return}} \: {values}".rstrip(" \\:"))
 
 
+def _opens_with_let(s, checked: CheckedSpec) -> bool:
+    """Whether ``s`` is a `let`'s assignment that opens a per-parameter update."""
+    return isinstance(s, S.Assign) and any(
+        s.target.id == let.name.id and s.span == let.span for let in checked.spec.lets
+    )
+
+
 def algorithm_box(checked: CheckedSpec) -> str:
     p = LatexPrinter(checked)
     inputs = []
@@ -282,11 +296,19 @@ def algorithm_box(checked: CheckedSpec) -> str:
         shown = ", ".join(symbol(n.id) for n in inp.names)
         label = inp.arg_name.replace("_", r"\_")
         inputs.append(rf"{shown} \text{{ ({label})}}")
-    inits = []
+    # a `let` is shown once, among the first values (the update opens with it too)
+    inits = [
+        rf"{symbol(let.name.id)} \leftarrow {p.expr(let.value)}"
+        for let in checked.spec.lets
+    ]
+    p.hidden = {
+        id(s) for b in checked.blocks for s in b.body if _opens_with_let(s, checked)
+    }
     for st in checked.spec.states:
         if st.lazy:
             continue
-        val = r"\theta_0" if is_param(st.init) else p.expr(st.init)
+        init = st.written_init if st.written_init is not None else st.init
+        val = r"\theta_0" if is_param(init) else p.expr(init)
         name = symbol(st.name.id) if st.kind == "count" else f"{symbol(st.name.id)}_0"
         if st.name.id == "t":
             continue
