@@ -55,16 +55,6 @@ EXTRA_CONFIGS = {
         {"precondition_frequency": 1},
         {"precondition_frequency": 1, "precondition_1d": True},
     ],
-    # the inverse roots through the SVD: verify's tensors are preconditioned only unmerged
-    # (their entries fit in one block of 512), and refreshed only where the period divides
-    # a step; three inputs at once
-    "ScalableShampoo": [
-        {
-            "use_svd": True,
-            "shape_interpretation": False,
-            "preconditioning_compute_steps": 2,
-        },
-    ],
 }
 
 # (optimizer, path): the largest relative deviation from the reference it may show, and why.

@@ -279,12 +279,23 @@ class SpecConditions:
 
 
 def _expressions(s) -> list:
+    """The expressions a statement evaluates itself (not its nested blocks')."""
     if isinstance(s, S.Assign):
         return [s.value] + ([s.initially] if s.initially is not None else [])
+    if isinstance(s, S.ItemAssign):  # (`P[j] <- a if use_svd else b`: a choice too)
+        return [s.index, s.value]
+    if isinstance(s, S.MultiAssign):
+        return [s.value]
+    if isinstance(s, S.CallStmt):
+        return [s.call]
     if isinstance(s, S.Check):
         return [s.expr]
     if isinstance(s, S.Repeat):
         return [s.count]
+    if isinstance(s, S.For):
+        return [s.iterable]
+    if isinstance(s, S.While):
+        return [s.cond]
     return []
 
 
