@@ -213,6 +213,20 @@ def test_a_let_is_computed_once_where_the_states_are_made_and_where_the_update_s
     assert "put_block(D, b, n, B, out=D)" in body
 
 
+def test_a_let_the_states_alone_read_is_not_computed_by_the_update():
+    text = (
+        "optimizer X\ninput lr: float = 0.1\n"
+        'check not is_complex(param) else "no complex parameters"\n'
+        "let P <- merge_dims(param, 4)\n"
+        "state S (S) <- [eye(size(P, k)) for k in range(dim(P))]\n"
+        "update:\n    param <- param - lr * grad\n"
+        "    for k in range(len(S)):\n        S[k] <- S[k] * 2\n"
+    )
+    src = compile_text(text)
+    assert "P = merge_dims(p, 4)" in src
+    assert "merge_dims(param" not in src, "the update computes a value it never reads"
+
+
 def test_a_let_line_keeps_its_layout_under_fmt():
     text = WITH_LET.replace(
         "let X <- merge_dims(param, 6)", "let   X<-merge_dims( param,6 )"
@@ -250,6 +264,7 @@ EACH = "update:\n    param <- param - lr * grad * k\n"
             "a `let` is a value of each parameter",
         ),
         (HEAD + "let k <- dim(grad) + j\n" + EACH, "E306", "undefined name `j`"),
+        (HEAD + "let j <- dim(param)\n" + EACH.replace("k", "2"), "E402", "never used"),
     ],
     ids=[
         "assigned",
@@ -258,6 +273,7 @@ EACH = "update:\n    param <- param - lr * grad * k\n"
         "python_keyword",
         "no_per_parameter_update",
         "undefined",
+        "never_read",
     ],
 )
 def test_a_let_that_cannot_be_is_a_located_error(text, code, words):

@@ -8,7 +8,9 @@ declarations (their first values and conditions, as if written out there), and o
 per-parameter update with the assignments ``X <- ...`` in declaration order, positioned at the
 `let` lines, so that every rule of the update (kinds, shapes, ownership, the paths) applies to
 them as to any local. What is particular to a `let` is checked here: its name (E201, E207), that
-nothing assigns it (E317), and that a per-parameter update exists to read it (E329). A `let` that
+nothing assigns it (E317), and that a per-parameter update exists to read it (E329); the update
+opens with the values it reads (a value only the states read is not computed there, and one that
+nothing reads is reported as any unused value, E402). A `let` that
 is a condition (``let small <- dim(param) < 2``) is put in place of its name in the update too, as
 an update keeps no true-or-false values of its own.
 """
@@ -70,6 +72,19 @@ def _assigned(node) -> list[S.Name]:
     return found
 
 
+def _read(node) -> set[str]:
+    """The names read anywhere in ``node`` (syntax, or tuples of it)."""
+    if isinstance(node, S.Name):
+        return {node.id}
+    if isinstance(node, tuple):
+        return set().union(*(_read(x) for x in node)) if node else set()
+    if not is_dataclass(node) or isinstance(node, S.Span):
+        return set()
+    return set().union(
+        set(), *(_read(getattr(node, f.name)) for f in fields(node) if f.compare)
+    )
+
+
 def _is_condition(e: S.Expr) -> bool:
     """Whether ``e`` is true or false (a comparison, or one joined by and / or / not)."""
     if isinstance(e, (S.Compare, S.Bool)):
@@ -128,6 +143,7 @@ def expand_lets(spec: S.Spec, out: Collector) -> S.Spec:
             init=substitute(st.init, values),
             condition=substitute(st.condition, values),
             written_init=st.init,
+            written_condition=st.condition,
         )
         for st in spec.states
     )
@@ -138,10 +154,21 @@ def expand_lets(spec: S.Spec, out: Collector) -> S.Spec:
         if let.name.id in values and _is_condition(let.value):
             # (written with the update's names: the earlier values are its locals there)
             conditions[let.name.id] = substitute(let.value, conditions)
+    # the update opens with the values it reads (through others too); one that nothing reads
+    # opens it as well, where it is reported as any unused value is (E402)
+    in_update = _read(tuple(u.body for u in spec.updates if u.mode in PER_PARAMETER))
+    in_states = _read(tuple((st.init, st.condition) for st in spec.states))
+    for let in reversed(spec.lets):
+        if let.name.id in in_update:
+            in_update |= _read(let.value)
+        if let.name.id in in_states:
+            in_states |= _read(let.value)
     opening = tuple(
         S.Assign(let.name, substitute(let.value, conditions), None, let.span)
         for let in spec.lets
-        if let.name.id in values and let.name.id not in conditions
+        if let.name.id in values
+        and let.name.id not in conditions
+        and (let.name.id in in_update or let.name.id not in in_states)
     )
     updates = tuple(
         (

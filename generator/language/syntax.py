@@ -479,6 +479,7 @@ class State:
     # its first value as written, where it reads `let` values (``init`` has them written out:
     # generator.check.lets); the documentation shows this one
     written_init: "Expr | None" = field(default=None, compare=False)
+    written_condition: "Expr | None" = field(default=None, compare=False)
 
     @property
     def key(self) -> str:

@@ -364,11 +364,25 @@ def _name_parameter_values(spec: S.Spec, lw: Lowerer, states: list[ir.StateBuffe
     ``block(X, j // rank, ...)``."""
     if not spec.lets:
         return (), states
+    # the values the states read, and the values those read (only these are lowered: a value
+    # the update alone reads is a local of the update)
+    read = {
+        n.id
+        for st in spec.states
+        for e in (st.written_init, st.written_condition)
+        if e is not None
+        for n in _names(e)
+    }
+    for let in reversed(spec.lets):
+        if let.name.id in read:
+            read |= {n.id for n in _names(let.value)}
     lowered: list[tuple[str, object, object]] = []
     prior: dict[str, S.Expr] = {}
     for let in spec.lets:
         e = substitute(let.value, prior)
         prior[let.name.id] = e
+        if let.name.id not in read:
+            continue
         kind = lw.kind(e)
         tensor = kind in (Kind.TENSOR, Kind.MASK)
         ref = ir.TRef(let.name.id, "local") if tensor else ir.SRef(let.name.id)
@@ -386,20 +400,11 @@ def _name_parameter_values(spec: S.Spec, lw: Lowerer, states: list[ir.StateBuffe
         for _, inner, inner_ref in reversed(lowered[:k]):
             value = _replace(value, inner, inner_ref)
         values.append(ir.ParameterValue(name, value))
-    # the values the states read, and the values those read
-    read = {r.name for st in named for f in fields_ for r in _refs(getattr(st, f))}
-    for v in reversed(values):
-        if v.name in read:
-            read |= {r.name for r in _refs(v.value)}
-    return tuple(v for v in values if v.name in read), named
+    return tuple(values), named
 
 
-def _refs(node) -> list:
-    """The SRefs and TRefs inside an IR node (or a tuple of them)."""
-    if isinstance(node, (ir.SRef, ir.TRef)):
-        return [node]
-    if isinstance(node, tuple):
-        return [r for x in node for r in _refs(x)]
-    if is_dataclass(node):
-        return [r for f in fields(node) for r in _refs(getattr(node, f.name))]
-    return []
+def _names(e) -> list[S.Name]:
+    """The names an expression reads."""
+    if isinstance(e, S.Name):
+        return [e]
+    return [n for c in S.children(e) for n in _names(c)]
