@@ -78,3 +78,33 @@ def test_bench_a_paper_optimizer_against_pytorch_optimizer(capsys, tmp_path):
 def test_bench_names_what_it_cannot_compare(capsys):
     assert _run(bench, ["--optimizers", "NoSuchOptimizer", "--no-progress"]) == 2
     assert "unknown optimizer 'NoSuchOptimizer'" in capsys.readouterr().err
+
+
+def test_bench_gives_both_sides_the_options_of_the_run(capsys, tmp_path):
+    """`--options` reaches the generated class and the reference alike (the same parameters
+    after the steps), and the table's header says which were used."""
+    pytest.importorskip("pytorch_optimizer")
+    report = tmp_path / "bench.json"
+    argv = ["--size", "tiny", "--steps", "2", "--warmup", "1", "--no-progress"]
+    argv += ["--optimizers", "ScalableShampoo", "--impl", "for-loop"]
+    argv += ["--options", "start_preconditioning_step=1, block_size=8"]
+    assert _run(bench, argv + ["--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "ScalableShampoo start_preconditioning_step=1, block_size=8" in out
+    (result,) = json.loads(report.read_text())["results"]
+    assert result["kwargs"] == {"start_preconditioning_step": 1, "block_size": 8}
+    assert result["max_abs_param_diff"] == 0, result
+
+
+@pytest.mark.parametrize(
+    "options,words",
+    [
+        ("lr=__import__('os')", "not a Python literal"),
+        ("0.1", "not bare values"),
+        ("lr=", "name=value pairs"),
+    ],
+)
+def test_bench_refuses_options_that_are_not_literals(capsys, options, words):
+    argv = ["--optimizers", "Adam", "--options", options, "--no-progress"]
+    assert _run(bench, argv) == 2
+    assert words in capsys.readouterr().err

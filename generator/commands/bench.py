@@ -14,6 +14,7 @@ measured in the same run. torch and the `generated` package are imported lazily 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import functools
 import gc
@@ -170,9 +171,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="seed of parameters and gradients"
     )
     parser.add_argument(
+        "--options",
+        default=None,
+        metavar="K=V,...",
+        help="hyper-parameters given to both sides of every optimizer of the run, over the "
+        "bench's own, as Python literals (start_preconditioning_step=1, "
+        "betas=(0.9, 0.99)): a matrix optimizer's defaults may refresh nothing in a short run",
+    )
+    parser.add_argument(
         "--json", metavar="FILE", default=None, help="also write raw results to FILE"
     )
     add_progress_arguments(parser)
+
+
+def parse_options(text: str | None) -> dict[str, Any]:
+    """``K=V,...`` as keyword arguments, each value a Python literal (read by
+    ``ast.literal_eval``: never evaluated as code); ValueError, saying which, otherwise.
+    """
+    if not text:
+        return {}
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+    except SyntaxError:
+        raise ValueError(
+            f"--options {text!r}: write name=value pairs separated by commas"
+        ) from None
+    if not isinstance(call, ast.Call) or call.args:
+        raise ValueError(f"--options {text!r}: write name=value pairs, not bare values")
+    options = {}
+    for kw in call.keywords:
+        if kw.arg is None:
+            raise ValueError(f"--options {text!r}: write name=value pairs")
+        try:
+            options[kw.arg] = ast.literal_eval(kw.value)
+        except ValueError:
+            raise ValueError(
+                f"--options: {kw.arg}'s value is not a Python literal (a number, a "
+                "string in quotes, True, False, None or a tuple of them)"
+            ) from None
+    return options
 
 
 # --------------------------------------------------------------------------- helpers
@@ -411,6 +448,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"optimgen bench: {exc}", file=sys.stderr)
         return 2
+    try:
+        options = parse_options(getattr(args, "options", None))
+    except ValueError as exc:
+        print(f"optimgen bench: {exc}", file=sys.stderr)
+        return 2
     steps, warmup = args.steps, args.warmup
     if steps < 1 or warmup < 0:
         print("optimgen bench: need --steps >= 1 and --warmup >= 0", file=sys.stderr)
@@ -485,13 +527,17 @@ def run(args: argparse.Namespace) -> int:
         "reference: torch.optim's class of the same name"
         + (f"; pytorch_optimizer's for {', '.join(from_papers)}" if from_papers else "")
     )
+
+    def hyper(name: str) -> dict[str, Any]:
+        return {**BENCH_KWARGS.get(name, {}), **options}
+
     print(
         "hyper-parameters: "
         + "; ".join(
             f"{n} "
             + (
-                ", ".join(f"{k}={v}" for k, v in BENCH_KWARGS[n].items())
-                if BENCH_KWARGS.get(n)
+                ", ".join(f"{k}={v}" for k, v in hyper(n).items())
+                if hyper(n)
                 else "defaults"
             )
             for n in optimizers
@@ -517,17 +563,17 @@ def run(args: argparse.Namespace) -> int:
         progress.advance("copy bandwidth", copy_reps)
         for name, impl in combos:
             label = f"{name} {impl}"
-            kwargs = dict(BENCH_KWARGS.get(name, {}))
+            kwargs = hyper(name)
             reference = references[name]
             torch_kwargs = None
             if impl == "fused":
                 kwargs["fused"] = True
                 if name not in torch_fused:
-                    torch_kwargs = dict(BENCH_KWARGS.get(name, {}), foreach=True)
+                    torch_kwargs = dict(hyper(name), foreach=True)
             elif name not in NO_FOREACH and _takes(getattr(gen, name), "foreach"):
                 kwargs["foreach"] = IMPLS[impl]
                 if not _takes(reference, "foreach"):  # (its one path)
-                    torch_kwargs = dict(BENCH_KWARGS.get(name, {}))
+                    torch_kwargs = hyper(name)
             matrices = [k for k, p in enumerate(base) if p.dim() == 2]
             keep = matrices if name in MATRICES_ONLY else range(len(base))
             try:
