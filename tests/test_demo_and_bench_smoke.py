@@ -87,12 +87,20 @@ def test_bench_gives_both_sides_the_options_of_the_run(capsys, tmp_path):
     report = tmp_path / "bench.json"
     argv = ["--size", "tiny", "--steps", "2", "--warmup", "1", "--no-progress"]
     argv += ["--optimizers", "ScalableShampoo", "--impl", "for-loop"]
-    argv += ["--options", "start_preconditioning_step=1, block_size=8"]
+    options = (
+        "start_preconditioning_step=1, preconditioning_compute_steps=1, block_size=32"
+    )
+    argv += ["--options", options]
     assert _run(bench, argv + ["--json", str(report)]) == 0
     out = capsys.readouterr().out
-    assert "ScalableShampoo start_preconditioning_step=1, block_size=8" in out
+    assert f"ScalableShampoo {options}" in out
     (result,) = json.loads(report.read_text())["results"]
-    assert result["kwargs"] == {"start_preconditioning_step": 1, "block_size": 8}
+    assert result["kwargs"] == {
+        "start_preconditioning_step": 1,
+        "preconditioning_compute_steps": 1,
+        "block_size": 32,
+    }
+    # (its power iterations draw from torch's generator: seeded alike before each step)
     assert result["max_abs_param_diff"] == 0, result
 
 

@@ -392,7 +392,9 @@ def _bench_one(
     def ready(side: str, i: int) -> None:
         if curve:
             curved(sides[side], grads, i)
-            torch.manual_seed(i)  # (its probes: alike on both sides)
+        # (what a step draws from torch's generator, alike on both sides: AdaHessian's
+        # probes, ScalableShampoo's power iterations)
+        torch.manual_seed(i)
 
     with gc_paused():
         for i in range(warmup + steps):
