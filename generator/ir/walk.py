@@ -1,5 +1,6 @@
 """Walking the IR: the sub-expressions of an expression, the nested blocks of a statement, every
-statement of a body, the names an IR node refers to, and a node with names replaced.
+statement of a body, the names an IR node refers to, and a node with names or sub-expressions
+replaced.
 
 Part of generator.ir; the passes of generator.lower and the printers of generator.emit read the IR
 through these rather than listing node fields themselves.
@@ -28,6 +29,25 @@ def rename(node, names: dict[str, str]):
         return node  # a Python value a node holds, or a statement's span
     changes = {f.name: rename(getattr(node, f.name), names) for f in fields(node)}
     return replace(node, **changes)
+
+
+def substitute(node, old, new):
+    """An IR expression or statement with every sub-expression equal to ``old`` replaced by
+    ``new``."""
+    if node == old:
+        return new
+    if isinstance(node, tuple):
+        return tuple(substitute(x, old, new) for x in node)
+    if not hasattr(node, "__dataclass_fields__") or not type(
+        node
+    ).__module__.startswith("generator.ir."):
+        return (
+            node  # a Python value a node holds (a role, a name), or a statement's span
+        )
+    return replace(
+        node,
+        **{f.name: substitute(getattr(node, f.name), old, new) for f in fields(node)},
+    )
 
 
 def refs(node, kind: type) -> list[str]:

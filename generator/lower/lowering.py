@@ -12,7 +12,7 @@ expressions are folded last (generator.lower.fold).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from generator import ir
@@ -25,7 +25,7 @@ from generator.check.lets import substitute
 from generator.check.model import CheckedSpec
 from generator.check.queries import refuses_complex
 from generator.language.names import IMPLEMENTATION_FLAGS
-from generator.lower.expressions import list_name, loop_var
+from generator.lower.expressions import list_name, loop_var, names_read
 from generator.lower.flat import lower_flat
 from generator.lower.fold import fold_optimizer
 from generator.lower.shared import name_shared_values
@@ -337,23 +337,6 @@ def _static(e: ir.SExpr, static: set) -> bool:
     return all(_static(p, static) for p in ir.children(e))
 
 
-def _replace(node, old, new):
-    """The IR ``node`` with every sub-expression equal to ``old`` replaced by ``new``."""
-    if node == old:
-        return new
-    if isinstance(node, tuple):
-        return tuple(_replace(x, old, new) for x in node)
-    if is_dataclass(node):
-        changed = {
-            f.name: _replace(getattr(node, f.name), old, new)
-            for f in fields(node)
-            if isinstance(getattr(node, f.name), tuple)
-            or is_dataclass(getattr(node, f.name))
-        }
-        return replace(node, **changed) if changed else node
-    return node
-
-
 def _name_parameter_values(spec: S.Spec, lw: Lowerer, states: list[ir.StateBuffer]):
     """The `let` values the states are made from, and the states naming them.
 
@@ -367,15 +350,15 @@ def _name_parameter_values(spec: S.Spec, lw: Lowerer, states: list[ir.StateBuffe
     # the values the states read, and the values those read (only these are lowered: a value
     # the update alone reads is a local of the update)
     read = {
-        n.id
+        n
         for st in spec.states
         for e in (st.written_init, st.written_condition)
         if e is not None
-        for n in _names(e)
+        for n in names_read(e)
     }
     for let in reversed(spec.lets):
         if let.name.id in read:
-            read |= {n.id for n in _names(let.value)}
+            read |= names_read(let.value)
     lowered: list[tuple[str, object, object]] = []
     prior: dict[str, S.Expr] = {}
     for let in spec.lets:
@@ -392,19 +375,12 @@ def _name_parameter_values(spec: S.Spec, lw: Lowerer, states: list[ir.StateBuffe
     for st in states:
         for _, value, ref in reversed(lowered):
             st = replace(
-                st, **{f: _replace(getattr(st, f), value, ref) for f in fields_}
+                st, **{f: ir.substitute(getattr(st, f), value, ref) for f in fields_}
             )
         named.append(st)
     values = []
     for k, (name, value, ref) in enumerate(lowered):
         for _, inner, inner_ref in reversed(lowered[:k]):
-            value = _replace(value, inner, inner_ref)
+            value = ir.substitute(value, inner, inner_ref)
         values.append(ir.ParameterValue(name, value))
     return tuple(values), named
-
-
-def _names(e) -> list[S.Name]:
-    """The names an expression reads."""
-    if isinstance(e, S.Name):
-        return [e]
-    return [n for c in S.children(e) for n in _names(c)]

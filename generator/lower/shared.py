@@ -11,7 +11,7 @@ same numbers.
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 
 from generator import ir
 from generator.naming import fresh, names_in_use
@@ -42,7 +42,7 @@ def _block(stmts, taken: set[str]) -> tuple:
                 ):
                     name = fresh(e, taken, "value")
                     out.append(ir.ScalarLet(name, e, varying=True))
-                    s = _substitute(s, e, ir.SRef(name, varying=True))
+                    s = ir.substitute(s, e, ir.SRef(name, varying=True))
         out.append(s)
     return tuple(out)
 
@@ -71,17 +71,4 @@ def _compound(e) -> bool:
         isinstance(e, (ir.SBin, ir.SCall))
         and ir.uses(e, lambda r: isinstance(r, ir.SRef) and r.varying)
         and not ir.uses(e, lambda r: isinstance(r, (ir.TRef, ir.TOp)))
-    )
-
-
-def _substitute(node, old, new):
-    if node == old:
-        return new
-    if isinstance(node, tuple):
-        return tuple(_substitute(x, old, new) for x in node)
-    if not hasattr(node, "__dataclass_fields__") or not ir.is_node(node):
-        return node
-    return replace(
-        node,
-        **{f.name: _substitute(getattr(node, f.name), old, new) for f in fields(node)},
     )
