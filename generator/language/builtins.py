@@ -48,6 +48,9 @@ class TensorOp:
     runtime: str | None = None
     # torch's function, `torch.<function>(x, ...)` (`linalg.cholesky`), for one without a method
     function: str | None = None
+    # takes `out=`: `x <- f(x, ...)` on a tensor the update owns is `f(x, ..., out=x)`, in place
+    # (the runtime's put_block, which writes one block of x)
+    out: bool = False
 
 
 def elementwise_op(name: str, saves_output: bool = False) -> TensorOp:
@@ -703,7 +706,7 @@ BUILTINS: dict[str, Builtin] = {
             "put_block(x, b, n, v): x with its b-th block (as `block(x, b, n)` reads it) "
             "replaced by v; `D <- put_block(D, b, n, v)` on a tensor the update made writes D "
             "in place",
-            tensor=TensorOp("put_block", runtime="put_block"),
+            tensor=TensorOp("put_block", runtime="put_block", out=True),
             keeps_shape=True,
             shape="x's",
             latex=r"\operatorname{{put}}_{{{2}}}\left({0}, {1}, {3}\right)",

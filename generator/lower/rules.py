@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from generator import ir
 from generator.language import syntax as S
-from generator.language.builtins import unary_elementwise
+from generator.language.builtins import BUILTINS, unary_elementwise
 from generator.language.types import Kind
 from generator.lower.expressions import ExpressionLowerer, names_read, signed_terms
 
@@ -185,21 +185,18 @@ def rule_lerp_call(lw: ExpressionLowerer, name: str, e: S.Expr):
     return None
 
 
-def rule_put_block(lw: ExpressionLowerer, name: str, e: S.Expr):
-    """put_block(x, b, n, v)  →  put_block(x, b, n, v, out=x): one block written in place
-    (Scalable Shampoo's preconditioned blocks put back into one tensor)."""
+def rule_out(lw: ExpressionLowerer, name: str, e: S.Expr):
+    """f(x, a, ...)  →  f(x, a, ..., out=x), for a function of the table that takes `out=`
+    (put_block: one block of x written in place)."""
+    b = BUILTINS.get(e.func) if isinstance(e, S.Call) else None
     if (
-        isinstance(e, S.Call)
-        and e.func == "put_block"
+        b is not None
+        and b.tensor is not None
+        and b.tensor.out
         and _x(lw, name, e.args[0])
-        and not _reads(name, e.args[3])
+        and not any(_reads(name, a) for a in e.args[1:])
     ):
-        return [
-            ir.TOp(
-                "put_block",
-                (lw.sexpr(e.args[1]), lw.sexpr(e.args[2]), lw.texpr(e.args[3])),
-            )
-        ]
+        return [ir.TOp(b.tensor.op, tuple(lw.operand(a) for a in e.args[1:]))]
     return None
 
 
@@ -242,7 +239,7 @@ UPDATE_RULES = (
     rule_extremum,
     rule_clamp,
     rule_unary,
-    rule_put_block,
+    rule_out,
     rule_fill,
     rule_copy,
 )

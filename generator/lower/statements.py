@@ -397,9 +397,8 @@ class Lowerer(ExpressionLowerer):
         if self.owned.get(name) and (
             name not in self.reduced
             or not self._reads_tensors(value, name)
-            # (a block written into the local's own buffer widens nothing)
-            or isinstance(value, S.Call)
-            and value.func == "put_block"
+            # (written into the local's own buffer through `out=`, it widens nothing)
+            or _writes_out(value)
         ):
             # The local's buffer is private: update it in place, like a state, where a rule
             # says how; otherwise the name is bound to the new result.
@@ -462,6 +461,13 @@ OTHER_SHAPES = frozenset(
     for b in BUILTINS.values()
     if b.result == Kind.TENSOR and not b.elementwise and not b.keeps_shape
 )
+
+
+def _writes_out(e: S.Expr) -> bool:
+    """A call of a function that writes its first argument through `out=` (put_block)."""
+    b = BUILTINS.get(e.func) if isinstance(e, S.Call) else None
+    return b is not None and b.tensor is not None and b.tensor.out
+
 
 # Calls whose result may share memory with their argument.
 VIEWS = (

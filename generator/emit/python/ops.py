@@ -43,6 +43,7 @@ def _spelling(t: TensorOp) -> OpSpelling:
         saves_output=t.saves_output,
         attribute=t.attribute,
         runtime=t.runtime is not None,
+        out_kw=t.out,
     )
 
 
@@ -58,10 +59,6 @@ _UNARY = {
 
 OPS: dict[str, OpSpelling] = {
     **_BUILTIN,
-    # (in place through the runtime function's `out=`: `put_block(x, b, n, v, out=x)`)
-    "put_block": OpSpelling(
-        None, None, None, function="put_block", out_kw=True, runtime=True
-    ),
     **_UNARY,
     "square": OpSpelling("square", "square_", None),
     "add": OpSpelling("add", "add_", "add", scalar_list=frozenset({"other"})),
