@@ -650,7 +650,7 @@ def _single_tensor_mars(
             X = update.mul(1 / (1 - beta1)).bfloat16()
             if param.size(0) > param.size(1):
                 X = X.T
-            X = X.div(X.norm().clamp_min_(eps))
+            X.div_(X.norm().clamp_min_(eps))
             for _ in range(5):
                 gram = X @ X.T
                 gram_update = torch.addmm(gram, gram, gram, beta=-4.7750, alpha=2.0315)
@@ -881,9 +881,9 @@ def _multi_tensor_mars(
                     device_X_12 = [X.T for X in device_X_12]
                     for j, value in zip(idx_12, device_X_12, strict=True):
                         device_X[j] = value
-                device_X_13 = [X.norm() for X in device_X]
-                torch._foreach_clamp_min_(device_X_13, eps)
-                device_X = torch._foreach_div(device_X, device_X_13)
+                device_update_13 = [X.norm() for X in device_X]
+                torch._foreach_clamp_min_(device_update_13, eps)
+                torch._foreach_div_(device_X, device_update_13)
                 for _ in range(5):
                     device_gram = [(X @ X.T) for X in device_X]
                     device_gram_update = [
@@ -1204,7 +1204,7 @@ def _mars_kernel(
             X = update.mul(1 / (1 - beta1)).bfloat16()
             if param_size_0_gt_param_size_1:
                 X = X.T
-            X = X.div(X.norm().clamp_min_(eps))
+            X.div_(X.norm().clamp_min_(eps))
             for _ in range(5):
                 gram = X @ X.T
                 gram_update = torch.addmm(gram, gram, gram, beta=-4.7750, alpha=2.0315)

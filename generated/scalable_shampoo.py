@@ -668,7 +668,7 @@ def _single_tensor_scalable_shampoo(
                         else rotate(B)
                     )
                 put_block(D, b, block_size, B, out=D)
-            d = D.reshape_as(param).mul_(pm)
+            d = D.reshape_as(param).mul(pm)
         else:
             d = e
         del X, g

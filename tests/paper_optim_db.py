@@ -846,6 +846,77 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
         ),
     ),
     PaperOptimizerInfo(
+        "Kron",
+        module="kron",
+        # (the factors are fitted at every step of the first 500 by default: the grid also
+        # fits them at some steps only, balances them at every fit, keeps factors diagonal
+        # by each memory mode and size limit, and in every dtype)
+        grid=(
+            {},
+            {"lr": 1e-2},
+            {"lr": 1e-2, "memory_save_mode": "one_diag"},
+            {"lr": 1e-2, "memory_save_mode": "smart_one_diag"},
+            {"lr": 1e-2, "memory_save_mode": "all_diag"},
+            {"lr": 1e-2, "balance_prob": 1.0},
+            {"lr": 1e-2, "pre_conditioner_update_probability": 0.3},
+            {"lr": 1e-2, "pre_conditioner_update_probability": 0.0},
+            {"lr": 1e-2, "max_size_triangular": 3, "min_ndim_triangular": 1},
+            {"lr": 1e-2, "weight_decay": 0.1},
+            {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
+            {"lr": 1e-2, "precondition_dtype": torch.float64, "momentum": 0.5},
+            {"lr": 1e-2, "mu_dtype": torch.float32},
+            {
+                "lr": 1e-2,
+                "precondition_dtype": None,
+                "momentum_into_precondition_update": False,
+                "maximize": True,
+            },
+        ),
+        other_shapes=(
+            ShapedGrid(
+                # (the 9 > max_size_triangular keeps a diagonal factor; (6, 6) ties for
+                # one_diag, which takes its last dimension)
+                "ranks_0_to_4",
+                shapes=((2, 3, 2, 2), (), (3,), (4, 2, 3), (6, 1), (7, 9), (6, 6)),
+                grid=(
+                    {"lr": 1e-2, "max_size_triangular": 8, "balance_prob": 1.0},
+                    {"lr": 1e-2, "memory_save_mode": "one_diag"},
+                    {"lr": 1e-2, "memory_save_mode": "smart_one_diag"},
+                    {"lr": 1e-2, "min_ndim_triangular": 3, "balance_prob": 0.5},
+                ),
+            ),
+        ),
+        # (the reference also keeps its einsum expressions in the state, as strings)
+        state_keys=same_keys("momentum_buffer", "Q"),
+        agreement=(),
+        bad_arguments=(
+            {"lr": -1.0},
+            {"momentum": 1.0},
+            {"momentum": -0.1},
+            {"weight_decay": -0.1},
+        ),
+        refusals=(
+            COMPLEX_REFUSED_BEFORE_THE_REFERENCE,
+            SPARSE_AT_STEP,
+            Refusal(
+                "memory_save_mode",
+                ValueError,
+                "invalid memory_save_mode",
+                kwargs={"memory_save_mode": "two_diag"},
+                reference_accepts=True,
+            ),
+            Refusal(
+                "callable_schedule",
+                TypeError,
+                "callable schedule is not supported",
+                kwargs={"pre_conditioner_update_probability": lambda n: 0.5},
+                reference_accepts=True,
+            ),
+        ),
+        step_count=StepCount("group"),
+        added_defaults=("balance_prob", "maximize"),
+    ),
+    PaperOptimizerInfo(
         "Lamb",
         module="lamb",
         grid=(

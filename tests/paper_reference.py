@@ -30,7 +30,7 @@ import torch
 
 from generator.verify.compare import Tolerance, compare_tensor
 from generator.verify.harness import run_steps
-from generator.verify.problems import paper_problem, stable_seed
+from generator.verify.problems import paper_problem, seed_draws, stable_seed
 from parity import CompareContext, RecordKey
 
 pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
@@ -78,9 +78,9 @@ def run(cls, kwargs, dtype, seed, steps, on_step=None, shapes=None):
         if shapes is None
         else paper_problem(dtype, seed, kwargs, shapes=shapes, curved=curved(cls))
     )
-    # (what an optimizer draws from torch's generator, alike on each side: the probes of a
-    # Hessian estimate, the start of a power iteration)
-    torch.manual_seed(seed)
+    # (what an optimizer draws from torch's or numpy's generator, alike on each side: the
+    # probes of a Hessian estimate, the start of a power iteration, Kron's balancing)
+    seed_draws(seed)
     return run_steps(cls, copy.deepcopy(kwargs), problem, steps, on_step)
 
 

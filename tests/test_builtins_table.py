@@ -31,6 +31,7 @@ from generator.language import syntax as S
 from generator.language.builtins import BUILTINS, CONSTANTS, unary_elementwise
 from generator.language.diagnostics import SpecError
 from generator.language.parse import parse
+from generator.language.types import Kind
 from generator.lower import fold
 from paths import run_path
 
@@ -189,10 +190,11 @@ def test_a_function_without_a_form_for_numbers_is_refused_on_numbers():
 def test_every_table_entry_is_spelled_by_every_consumer():
     checked = check_text(TRIG)
     for b in BUILTINS.values():
-        assert b.params and all(
-            k in ("any", "scalar", "tensor", "bool", "int", "str", "list")
+        # (a function of no arguments draws: the runtime's host_uniform)
+        assert (b.params or b.runtime is not None) and all(
+            k in ("any", "scalar", "tensor", "bool", "int", "str", "list", "dtype")
             for k in b.params
-        )
+        ), b.name
         if b.tensor is not None:
             spelling = ops.OPS[b.tensor.op]
             assert (spelling.method, spelling.inplace, spelling.foreach) == (
@@ -218,7 +220,9 @@ def test_every_table_entry_is_spelled_by_every_consumer():
         latex = LatexPrinter(checked).expr(S.Call(b.name, names, None))
         assert all(f"a{k}" in latex for k in range(len(b.params))), b.name
     for c in CONSTANTS.values():
-        assert eval(c.python, {"math": math}) == c.value
+        value = eval(c.python, {"math": math, "torch": torch})
+        # (a dtype's value is its name: `torch.float32` is float32)
+        assert value == (getattr(torch, c.value) if c.kind == Kind.DTYPE else c.value)
         assert LatexPrinter(checked).expr(S.Name(c.name, None, None)) == c.latex
 
 

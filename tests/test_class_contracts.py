@@ -143,15 +143,21 @@ def _constructor_refusals(name: str):
     return spec, out
 
 
+def _a_schedule(step):
+    return 0.5
+
+
 def _candidates(kind: str) -> list:
     out: list = []
     for t in kind.split("|"):
         out += {
-            "float": [-1.0, -1e-3, 0.0, 1.0, 1.5, 2.0, 1e9],
+            # (and a callable, which a reference may take as a schedule: Kron refuses one)
+            "float": [-1.0, -1e-3, 0.0, 1.0, 1.5, 2.0, 1e9, _a_schedule],
             "int": [-1, 0, 1, 2, 10**9],
             "bool": [True, False],
             "tensor": [torch.tensor(1e-3), torch.tensor([1e-3, 1e-3])],
             "str": ["?"],
+            "dtype": [torch.float32, torch.float64],
         }.get(t.rstrip("?"), [])
         if t.endswith("?"):
             out.append(None)

@@ -43,6 +43,8 @@ UNREACHABLE = {
     "later gives a positive lr (base_lr == 0 and lr > 0)",
     "specs/muon.optim:47:10 else": "adjust_lr_fn takes None, 'original' or "
     "'match_rms_adamw' only: the else is refused at construction",
+    "specs/kron.optim:53:12 else": "Kron's schedule fits the factors at every step of the "
+    "first 500 (verify runs 12); a probability given fits them at some steps only",
 }
 
 # Configurations the grid does not derive (it combines the inputs above a branch two at a
@@ -51,6 +53,12 @@ EXTRA_CONFIGS = {
     # the refresh of a parameter's first gradient (`n == 1` with `s % frequency == 0`) on a
     # step after the first: verify's late parameter is a vector, which keeps a statistic only
     # with precondition_1d (its `size(GG[k], 0) > 0` both ways)
+    # a fit at some steps only (`c >= 1 / p`: the grid reads no value of p through a
+    # quotient), and balancing at every fit (decided by a draw, `host_uniform() < p`)
+    "Kron": [
+        {"pre_conditioner_update_probability": 0.5, "balance_prob": 1.0},
+        {"balance_prob": 1.0},
+    ],
     "SOAP": [
         {"precondition_frequency": 1},
         {"precondition_frequency": 1, "precondition_1d": True},

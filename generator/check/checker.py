@@ -131,6 +131,7 @@ class Checker:
                     "float": Kind.SCALAR,
                     "tensor": Kind.SCALAR,
                     "str": Kind.STR,
+                    "dtype": Kind.DTYPE,
                 }.get(t, Kind.SCALAR)
                 if inp.type.kind == "union" and "float" in names:
                     kind = Kind.SCALAR
@@ -142,6 +143,7 @@ class Checker:
         has_foreach = any(i.arg_name == "foreach" for i in self.spec.inputs)
         for st in self.spec.states:
             check_state(st, self.out)
+            self.state_dtype(st)
             declare(st.name, "state")
             self.states[st.name.id] = st
             if st.lazy and self.spec.sparse:
@@ -359,6 +361,15 @@ class Checker:
                         d.span,
                     )
                 continue
+            if want == Kind.BOOL:
+                # (`identity_factor(param, k, dense)`: which form, decided per dimension)
+                if self.expr(d, "state_condition", env) not in (Kind.BOOL, None):
+                    self.out.error(
+                        "E303",
+                        f"`{call.func}` decides by a condition here (true or false)",
+                        d.span,
+                    )
+                continue
             if self.expr(d, "state_condition", env) not in (Kind.INT, None):
                 self.out.error(
                     "E303",
@@ -366,7 +377,11 @@ class Checker:
                     "`dim(param)`",
                     d.span,
                 )
-        if factor is not None and self.expr(factor, "state", env) not in (
+        # (a number of the inputs and of the parameter's shape, `s^(1 / dim(param))`; the
+        # gradient is refused with the state's own message)
+        shape_read = factor is not None and not mentions_name(factor, "grad")
+        context = "state_condition" if shape_read else "state"
+        if factor is not None and self.expr(factor, context, env) not in (
             Kind.SCALAR,
             Kind.INT,
             None,
@@ -380,6 +395,42 @@ class Checker:
         self.no_form.append(
             NoForm("a state of its own shape", st.init.span, frozenset({"fused"}))
         )
+
+    def state_dtype(self, st: S.State) -> None:
+        """``, dtype NAME``: a parameter's tensor state (or list of them) made in the dtype a
+        `dtype` input holds, which no storage dtype (`stored as`) overrides."""
+        if st.dtype is None:
+            return
+        where = st.dtype_span or st.span
+        inp = self.inputs.get(st.dtype)
+        if st.kind != "tensor" or st.scope != "parameter":
+            self.out.error(
+                "E206",
+                "`dtype` sets the dtype of a parameter's tensor state, not of a counter or "
+                "a group's value",
+                where,
+            )
+        elif st.stored_as is not None:
+            self.out.error(
+                "E206",
+                "a state has one dtype: `stored as` or `dtype`, not both",
+                where,
+                hint="drop one of them",
+            )
+        elif inp is not None and inp.kind == Kind.DTYPE:
+            self.used.add(st.dtype)
+        else:
+            dtypes = [n for n, s in self.inputs.items() if s.kind == Kind.DTYPE]
+            self.out.error(
+                "E206",
+                f"`dtype {st.dtype}`: not an input of type `dtype`",
+                where,
+                hint=(
+                    "one of " + ", ".join(f"`{n}`" for n in dtypes)
+                    if dtypes
+                    else f"declare it: `input {st.dtype}: dtype? = none`"
+                ),
+            )
 
     def refused_options(self, st: S.State, what: str, hint: str, lists: bool) -> bool:
         """E206 at the first declaration option a state of ``what`` kind cannot have (with

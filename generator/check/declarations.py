@@ -16,9 +16,10 @@ from generator.language.builtins import CONSTANTS
 from generator.language.diagnostics import Collector, did_you_mean
 from generator.language.names import IMPLEMENTATION_FLAGS, RESERVED
 from generator.language.spec_printer import print_expr
+from generator.language.types import Kind
 
 # the types an input may have (`float | tensor`, `int?`, `(float, float)` are made of them)
-TYPES = {"float", "int", "bool", "tensor", "str"}
+TYPES = {"float", "int", "bool", "tensor", "str", "dtype"}
 
 
 # the dtypes a tensor state may be stored in (`stored as NAME`), as torch names them
@@ -164,6 +165,8 @@ def _literal_kind(e: S.Expr) -> str | None:
         return "none"
     if isinstance(e, S.String):
         return "str"
+    if isinstance(e, S.Name) and e.id in CONSTANTS:
+        return "dtype" if CONSTANTS[e.id].kind == Kind.DTYPE else "float"
     if isinstance(e, S.Tuple):
         return "tuple"
     return None
@@ -228,6 +231,7 @@ def _check_value(d: S.Expr, names, optional: bool, out: Collector) -> None:
         "int": bool({"int", "float"} & set(names)),
         "float": "float" in names,
         "str": "str" in names,
+        "dtype": "dtype" in names,
         "tuple": False,
     }[kind]
     if not ok:

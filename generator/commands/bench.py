@@ -39,7 +39,7 @@ from generator.commands.common import (
     write_json,
 )
 from generator.commands.progress import Progress, add_progress_arguments
-from generator.verify.problems import curved
+from generator.verify.problems import curved, seed_draws
 
 TWINS = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")  # the default selection
 ALL_TWINS = TWINS + (
@@ -392,9 +392,9 @@ def _bench_one(
     def ready(side: str, i: int) -> None:
         if curve:
             curved(sides[side], grads, i)
-        # (what a step draws from torch's generator, alike on both sides: AdaHessian's
-        # probes, ScalableShampoo's power iterations)
-        torch.manual_seed(i)
+        # (what a step draws from torch's or numpy's generator, alike on both sides:
+        # AdaHessian's probes, ScalableShampoo's power iterations, Kron's probes and balancing)
+        seed_draws(i)
 
     with gc_paused():
         for i in range(warmup + steps):

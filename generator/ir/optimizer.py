@@ -23,6 +23,7 @@ class PyType(enum.Enum):
     BOOL = "bool"
     TENSOR = "Tensor"
     STR = "str"
+    DTYPE = "torch.dtype"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class StateBuffer:
     item_var: str | None = None
     # matrices stored column by column (``, column major``): made transposed, as LAPACK's
     column_major: bool = False
+    # made in the dtype this input holds (None there: the parameter's); None: the parameter's
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         _coerce(self, kind=StateKind, scope=Scope)

@@ -51,6 +51,10 @@ class TensorOp:
     # takes `out=`: `x <- f(x, ...)` on a tensor the update owns is `f(x, ..., out=x)`, in place
     # (the runtime's put_block, which writes one block of x)
     out: bool = False
+    # the result may share memory with the first argument (a view of it, or the argument
+    # itself where nothing changes: `x.to(dtype)` of a tensor of that dtype): never updated in
+    # place as a fresh result is
+    view: bool = False
 
 
 def elementwise_op(name: str, saves_output: bool = False) -> TensorOp:
@@ -145,8 +149,8 @@ class Constant:
 
     name: str
     doc: str
-    value: float
-    python: str  # the Python expression (the generated module imports math)
+    value: float | str
+    python: str  # the Python expression (the generated module imports math or torch)
     latex: str
     kind: Kind = Kind.SCALAR
 
@@ -161,6 +165,17 @@ CONSTANTS: dict[str, Constant] = {
             "math.pi",
             r"\pi",
         ),
+    ]
+    + [
+        Constant(
+            name,
+            f"torch.{name}, a dtype (an input's default, a cast's target)",
+            name,
+            f"torch.{name}",
+            rf"\mathrm{{{{{name}}}}}",
+            Kind.DTYPE,
+        )
+        for name in ("float32", "float64", "float16", "bfloat16")
     ]
 }
 
@@ -397,7 +412,7 @@ BUILTINS: dict[str, Builtin] = {
             ("tensor",),
             "tensor",
             "the transpose of a matrix",
-            tensor=TensorOp("transpose", attribute="T"),
+            tensor=TensorOp("transpose", attribute="T", view=True),
             shape="the matrix transposed: (n, m) from (m, n)",
         ),
         Builtin(
@@ -405,7 +420,7 @@ BUILTINS: dict[str, Builtin] = {
             ("tensor",),
             "tensor",
             "the tensor in bfloat16 (itself if it already is)",
-            tensor=TensorOp("bfloat16", method="bfloat16"),
+            tensor=TensorOp("bfloat16", method="bfloat16", view=True),
             keeps_shape=True,
             shape="the argument's shape",
         ),
@@ -423,6 +438,15 @@ BUILTINS: dict[str, Builtin] = {
             "whether an input was given as a tensor",
             "validation",
             python="isinstance({0}, Tensor)",
+        ),
+        Builtin(
+            "is_number",
+            ("any",),
+            "bool",
+            "whether an input was given as a number (an int or a float, not a callable or a "
+            "string)",
+            "validation",
+            python="isinstance({0}, (int, float))",
         ),
         Builtin(
             "is_sparse",
@@ -537,7 +561,7 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "rotate(x): x with its first dimension moved last (a view): the step of "
             "contract_first for a dimension left as it is",
-            tensor=TensorOp("rotate", runtime="rotate"),
+            tensor=TensorOp("rotate", runtime="rotate", view=True),
             shape="x's dimensions but the first, then the first",
             latex=r"\operatorname{{rot}}\left({0}\right)",
         ),
@@ -676,7 +700,7 @@ BUILTINS: dict[str, Builtin] = {
             "product stays at most n (a dimension larger than n closes the ones before it, a 1 "
             "if there are none), as pytorch_optimizer's ScalableShampoo interprets a shape; "
             "one merged dimension gives a vector",
-            tensor=TensorOp("merge_dims", runtime="merge_dims"),
+            tensor=TensorOp("merge_dims", runtime="merge_dims", view=True),
             shape="x's elements, in its dimensions merged up to n each",
             latex=r"\operatorname{{merge}}_{{{1}}}\left({0}\right)",
         ),
@@ -695,7 +719,7 @@ BUILTINS: dict[str, Builtin] = {
             "tensor",
             "block(x, b, n): the b-th block of x cut into pieces of n along each dimension, "
             "numbered with the last dimension's pieces running fastest (a view)",
-            tensor=TensorOp("block", runtime="block"),
+            tensor=TensorOp("block", runtime="block", view=True),
             shape="x's, each dimension cut to its piece: at most n",
             latex=r"\operatorname{{block}}_{{{2}}}\left({0}, {1}\right)",
         ),
@@ -716,7 +740,7 @@ BUILTINS: dict[str, Builtin] = {
             ("tensor", "tensor"),
             "tensor",
             "reshape_as(x, y): x's elements in y's shape (a view where torch can make one)",
-            tensor=TensorOp("reshape_as", method="reshape_as"),
+            tensor=TensorOp("reshape_as", method="reshape_as", view=True),
             shape="y's",
             latex=r"\operatorname{{reshape}}\left({0}, {1}\right)",
         ),
@@ -737,7 +761,7 @@ BUILTINS: dict[str, Builtin] = {
             "contiguous(x): x laid out row by row (a copy where it is not, x itself where it "
             "is): the same values, but a matrix product rounds by its operands' layout, and "
             "ScalableShampoo's reference multiplies stacked (contiguous) copies",
-            tensor=TensorOp("contiguous", method="contiguous"),
+            tensor=TensorOp("contiguous", method="contiguous", view=True),
             keeps_shape=True,
             shape="x's",
             latex=r"{0}",
@@ -758,6 +782,165 @@ BUILTINS: dict[str, Builtin] = {
             "state",
             shape="(n, n)",
             latex=r"I_{{{0}}}",
+        ),
+        Builtin(
+            "identity_factor",
+            ("tensor", "int", "bool"),
+            "tensor",
+            "identity_factor(param, k, dense): the identity along dimension k of the parameter, "
+            "the size(param, k)-square identity matrix where dense, else its diagonal (a vector "
+            "of ones); of a 0-d parameter, a 0-d one (PSGD Kron's first factors)",
+            "state",
+            tensor=TensorOp("identity_factor", runtime="identity_factor"),
+            shape="(size(param, k), size(param, k)) where dense, else (size(param, k),)",
+        ),
+        Builtin(
+            "kron_apply",
+            ("list", "tensor"),
+            "tensor",
+            "kron_apply(Q, x): Q x, each factor of the list Q applied along its dimension of x "
+            "(a matrix multiplies the fibers, a vector scales them), in one torch.einsum as "
+            "pytorch_optimizer's Kron contracts it",
+            tensor=TensorOp("kron_apply", runtime="kron_apply"),
+            keeps_shape=True,
+            shape="x's",
+            latex=r"{0}\,{1}",
+        ),
+        Builtin(
+            "kron_solve",
+            ("list", "tensor"),
+            "tensor",
+            "kron_solve(Q, x): Q⁻ᴴ x, x multiplied from the right by the inverse of each factor "
+            "along its dimension (a triangular solve in float32 for a matrix, a division for a "
+            "vector), as pytorch_optimizer's Kron computes it",
+            tensor=TensorOp("kron_solve", runtime="kron_solve"),
+            keeps_shape=True,
+            shape="x's",
+            latex=r"{0}^{{-\mathsf{{H}}}}\,{1}",
+        ),
+        Builtin(
+            "kron_gram",
+            ("tensor", "list", "int"),
+            "tensor",
+            "kron_gram(x, Q, k): the statistic of the factor Q[k]: the Gram matrix of x's fibers "
+            "along dimension k (X₍ₖ₎ X₍ₖ₎ᴴ) for a matrix factor, the sums of x's squared "
+            "magnitudes over the other dimensions for a vector one; an einsum, as "
+            "pytorch_optimizer's Kron computes it",
+            tensor=TensorOp("kron_gram", runtime="kron_gram"),
+            shape="(size(x, k), size(x, k)) for a matrix factor, else (size(x, k),)",
+            latex=r"G_{{{2}}}\left({0}; {1}\right)",
+        ),
+        Builtin(
+            "kron_precondition",
+            ("list", "tensor"),
+            "tensor",
+            "kron_precondition(Q, x): Qᴴ Q x, the Kronecker-factored preconditioner applied "
+            "along every dimension of x, in one torch.einsum as pytorch_optimizer's Kron "
+            "contracts it",
+            tensor=TensorOp("kron_precondition", runtime="kron_precondition"),
+            keeps_shape=True,
+            shape="x's",
+            latex=r"{0}^{{\mathsf{{H}}}} {0}\,{1}",
+        ),
+        Builtin(
+            "norm_lower_bound",
+            ("tensor",),
+            "tensor",
+            "norm_lower_bound(A): a lower bound of the spectral norm of a matrix (of a vector, "
+            "its norm), a 0-d tensor: A scaled by its largest magnitude, then the larger of two "
+            "one-step power estimates from its heaviest row and column (PSGD's)",
+            tensor=TensorOp("norm_lower_bound", runtime="norm_lower_bound"),
+            shape="a 0-d tensor",
+            latex=r"\underline{{\left\|{0}\right\|}}_2",
+        ),
+        Builtin(
+            "norms_geometric_mean",
+            ("list",),
+            "tensor",
+            "norms_geometric_mean(Q): the geometric mean of the largest magnitudes of the "
+            "tensors of a list, (Π ‖Q_k‖∞)^(1/n), a 0-d tensor (PSGD's balancing of its "
+            "factors)",
+            tensor=TensorOp("norms_geometric_mean", runtime="norms_geometric_mean"),
+            shape="a 0-d tensor",
+            latex=r"\left(\prod_k \left\|{0}[k]\right\|_\infty\right)^{{1/n}}",
+        ),
+        Builtin(
+            "max_abs",
+            ("tensor",),
+            "tensor",
+            "max_abs(x): the largest magnitude of x's entries, ‖x‖∞ of its entries (a 0-d "
+            "tensor)",
+            tensor=TensorOp("max_abs", runtime="max_abs"),
+            shape="a 0-d tensor",
+            latex=r"\left\|{0}\right\|_\infty",
+        ),
+        Builtin(
+            "triu",
+            ("tensor",),
+            "tensor",
+            "triu(A): the upper triangle of a matrix, the entries below the diagonal zero",
+            tensor=TensorOp("triu", method="triu", inplace="triu_"),
+            shape="the matrix's: (m, n)",
+            latex=r"\operatorname{{triu}}\left({0}\right)",
+        ),
+        Builtin(
+            "randn_like",
+            ("tensor",),
+            "tensor",
+            "randn_like(x): draws of the standard normal distribution shaped like x, in its "
+            "dtype, from torch's generator (a seeded run draws alike)",
+            tensor=TensorOp("randn_like", function="randn_like"),
+            keeps_shape=True,
+            shape="x's",
+            latex=r"\mathcal{{N}}\left(0, I\right) \text{{ shaped like }} {0}",
+        ),
+        Builtin(
+            "cast",
+            ("tensor", "dtype"),
+            "tensor",
+            "cast(x, d): x in the dtype d (x itself where it has it, or where d is none)",
+            tensor=TensorOp("cast", method="to", view=True),
+            keeps_shape=True,
+            shape="x's",
+            latex=r"\operatorname{{cast}}_{{{1}}}\left({0}\right)",
+        ),
+        Builtin(
+            "type_as",
+            ("tensor", "tensor"),
+            "tensor",
+            "type_as(x, y): x in y's dtype (x itself where it has it)",
+            tensor=TensorOp("type_as", method="type_as", view=True),
+            keeps_shape=True,
+            shape="x's",
+            latex=r"\operatorname{{cast}}_{{\mathrm{{dtype}}\left({1}\right)}}\left({0}\right)",
+        ),
+        Builtin(
+            "largest_dim",
+            ("tensor",),
+            "int",
+            "largest_dim(x): the dimension of x of the largest size, the last of them where "
+            "several have it (numpy's argsort(shape)[::-1][0]; 0 for a 0-d tensor)",
+            per_parameter=True,
+            runtime="largest_dim",
+        ),
+        Builtin(
+            "max_size_except",
+            ("tensor", "int"),
+            "int",
+            "max_size_except(x, k): the largest size of x's dimensions other than k (0 where "
+            "there is none)",
+            per_parameter=True,
+            runtime="max_size_except",
+        ),
+        Builtin(
+            "host_uniform",
+            (),
+            "scalar",
+            "host_uniform(): a number drawn uniformly from [0, 1) by numpy's global generator "
+            "(np.random.random()), drawn where the step reaches it: a reference that decides "
+            "so on the host (PSGD Kron's balancing) then decides alike in a run seeded with "
+            "np.random.seed",
+            runtime="host_uniform",
         ),
         Builtin(
             "cos",

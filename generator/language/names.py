@@ -13,6 +13,12 @@ IMPLEMENTATION_FLAGS = {  # flags whose meaning the generator implements, not th
 BUILTIN_TENSORS = {"param", "grad"}
 # Names the generated module itself uses; a spec symbol of that name would shadow them.
 RESERVED = {
+    # the precision policy's constructor arguments (generator.runtime.precision.POLICY_KEYS),
+    # which every per-parameter optimizer takes
+    "state_dtype",
+    "compute_dtype",
+    "param_rounding",
+    "rounding_seed",
     "self",
     "torch",
     "Tensor",

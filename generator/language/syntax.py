@@ -313,7 +313,7 @@ def repeated_list(e) -> tuple[List, Expr] | None:
 
 
 # the functions that make a tensor of a shape they are given (a state's first value)
-CONSTRUCTORS = ("zeros", "ones", "eye", "zeros_along")
+CONSTRUCTORS = ("zeros", "ones", "eye", "zeros_along", "identity_factor")
 
 
 def shaped(e) -> tuple[Call, Expr | None] | None:
@@ -476,6 +476,9 @@ class State:
     stored_as_span: Span | None = field(default=None, compare=False)
     # `, column major`: a matrix state stored column by column (the option's span, or None)
     column_major: Span | None = field(default=None, compare=False)
+    # `, dtype mu_dtype`: made in the dtype that input holds (none: the parameter's)
+    dtype: str | None = None
+    dtype_span: Span | None = field(default=None, compare=False)
     # its first value as written, where it reads `let` values (``init`` has them written out:
     # generator.check.lets); the documentation shows this one
     written_init: "Expr | None" = field(default=None, compare=False)

@@ -454,6 +454,10 @@ class _Build(Transformer):
         # kept as written; generator.check.checker requires a floating dtype's name
         return ("stored as", str(children[0]), self._span(children[0]))
 
+    def state_dtype(self, children):
+        # kept as written; generator.check.declarations requires a `dtype` input
+        return ("dtype", str(children[0]), self._span(children[0]))
+
     def condition(self, children):
         return children[0]
 
@@ -480,6 +484,8 @@ class _Build(Transformer):
             column_major=next(
                 (o[1] for o in options if _option(o) == "column major"), None
             ),
+            dtype=next((o[1] for o in options if _option(o) == "dtype"), None),
+            dtype_span=next((o[2] for o in options if _option(o) == "dtype"), None),
         )
 
     @v_args(meta=True)

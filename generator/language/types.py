@@ -34,6 +34,9 @@ class Kind(Named):
     INT = "int"  # a whole number (a dimension, a step count)
     SCALAR = "scalar"  # a number (a hyperparameter, a value that depends on the step)
     STR = "str"
+    DTYPE = (
+        "dtype"  # a torch dtype (an input: the dtype a state is made in, or a cast's)
+    )
     NONE = "none"  # an optional input left out, a lazy state not yet set
     TENSOR = "tensor"  # shaped like the parameter; in a flat update, the vector of all of them
     MASK = (

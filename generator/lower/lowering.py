@@ -19,7 +19,7 @@ from generator import ir
 from generator.ir import uses
 from generator.lower import checks
 from generator.language import syntax as S
-from generator.language.builtins import BUILTINS
+from generator.language.builtins import BUILTINS, CONSTANTS
 from generator.language.types import Kind
 from generator.check.lets import substitute
 from generator.check.model import CheckedSpec
@@ -40,6 +40,7 @@ _PY_TYPES = {
     "bool": ir.PyType.BOOL,
     "tensor": ir.PyType.TENSOR,
     "str": ir.PyType.STR,
+    "dtype": ir.PyType.DTYPE,
 }
 
 
@@ -68,6 +69,8 @@ def _literal(e: S.Expr) -> ir.SExpr:
         return ir.SConst(e.value)
     if isinstance(e, S.NoneLit):
         return ir.SConst(None)
+    if isinstance(e, S.Name):  # (a constant: `float32`)
+        return ir.SConst(CONSTANTS[e.id].value, e.id)
     return ir.number(e.text)
 
 
@@ -121,7 +124,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
             shape = tuple(
                 lw.sexpr(d)
                 for d, t in zip(call.args, BUILTINS[call.func].params)
-                if t == Kind.INT
+                if t in (Kind.INT, Kind.BOOL)
             )
             zeros = call.func in ("zeros", "zeros_along")  # (zero times any number)
             init = (
@@ -151,6 +154,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 as_number=st.as_number,
                 stored_as=st.stored_as,
                 column_major=st.column_major is not None,
+                dtype=st.dtype,
                 list_name=list_name(st.key),
                 var=loop_var(st.key, st.kind),
             )

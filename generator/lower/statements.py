@@ -386,7 +386,10 @@ class Lowerer(ExpressionLowerer):
             # A view shares its source's memory; bfloat16() of a bfloat16 tensor is the tensor.
             src = value.args[0]
             same = isinstance(src, S.Name) and self._resolve(src)[0] == name
-            private = same and self.owned.get(name, False)
+            # (a view of a value computed here, no other name's, is this name's alone)
+            private = (same and self.owned.get(name, False)) or not isinstance(
+                src, (S.Name, S.Index)
+            )
             if isinstance(src, S.Name) and not same:
                 self.owned[self._resolve(src)[0]] = False
             self.owned[name] = private
@@ -469,14 +472,9 @@ def _writes_out(e: S.Expr) -> bool:
     return b is not None and b.tensor is not None and b.tensor.out
 
 
-# Calls whose result may share memory with their argument.
-VIEWS = (
-    "transpose",
-    "bfloat16",
-    "merge_dims",
-    "block",
-    "reshape_as",
-    "contiguous",
+# Calls whose result may share memory with their argument (the table's `view` entries).
+VIEWS = tuple(
+    b.name for b in BUILTINS.values() if b.tensor is not None and b.tensor.view
 )
 
 

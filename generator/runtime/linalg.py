@@ -19,6 +19,8 @@ splits the foreach path's lists by rank, for updates that loop over a parameter'
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -325,3 +327,177 @@ def by_rank(function, lists: list[list], **kwargs) -> None:
             if part is not lst:
                 for i, value in zip(indices, part):
                     lst[i] = value
+
+
+# -- PSGD Kron's Kronecker-factored preconditioner -------------------------------------------------
+# A tensor of order n has one factor per dimension: a dense (upper-triangular) matrix, or the
+# diagonal of one kept as a vector; a 0-d tensor has one 0-d factor. The reference contracts the
+# factors with the tensor in single einsum calls whose expressions it builds from the factors'
+# kinds; torch.einsum contracts its operands in an order of its own, so the functions below build
+# the same expressions and call it alike, which is what makes a spec round as the reference does.
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@functools.lru_cache(maxsize=None)
+def _kron_expressions(dense: tuple[bool, ...]) -> tuple[str, tuple[str, ...], str]:
+    """The einsum expressions of a tensor whose factors are dense (True) or diagonal: the
+    factors applied to it, the Gram statistic of each dimension, and the preconditioner
+    ``QᴴQ`` applied to it (pytorch_optimizer's initialize_q_expressions, letter for letter).
+    """
+    if not dense:  # a 0-d tensor
+        return ",->", (",->",), ",,->"
+    order = len(dense)
+    if order > 13:
+        raise ValueError(f"a tensor of {order} dimensions: einsum runs out of letters")
+    letters = _LETTERS
+    apply_in, apply_last, apply_out = [], "", ""
+    grams = []
+    left, right, middle, out = [], [], "", ""
+    for i, full in enumerate(dense):
+        a, b, c = letters[i], letters[i + 13], letters[i + 26]
+        piece1 = "".join(b if j == i else letters[j] for j in range(order))
+        if full:
+            piece2 = "".join(c if j == i else letters[j] for j in range(order))
+            apply_in.append(a + b)
+            apply_last += b
+            apply_out += a
+            grams.append(f"{piece1},{piece2}->{b}{c}")
+            left.append(a + b)
+            right.append(a + c)
+            middle += c
+            out += b
+        else:
+            apply_in.append(a)
+            apply_last += a
+            apply_out += a
+            grams.append(f"{piece1},{piece1}->{b}")
+            left.append(b)
+            right.append(b)
+            middle += b
+            out += b
+    apply = ",".join(apply_in) + f",{apply_last}->{apply_out}"
+    precondition = ",".join(left) + "," + ",".join(right) + f",{middle}->{out}"
+    return apply, tuple(grams), precondition
+
+
+def _kinds(factors: list[Tensor], tensor: Tensor) -> tuple[bool, ...]:
+    return tuple(q.dim() >= 2 for q in factors) if tensor.dim() > 0 else ()
+
+
+def identity_factor(tensor: Tensor, dim: int, dense: bool, dtype=None) -> Tensor:
+    """The identity along dimension ``dim`` of ``tensor``: the ``size(dim)``-square identity
+    matrix where ``dense``, else its diagonal (a vector of ones); of a 0-d tensor, a 0-d one.
+    On the tensor's device, in ``dtype`` (None: the tensor's)."""
+    dtype = dtype or tensor.dtype
+    if tensor.dim() == 0:
+        return torch.ones_like(tensor, dtype=dtype)
+    size = tensor.size(dim)
+    if dense:
+        return torch.eye(size, dtype=dtype, device=tensor.device)
+    return torch.ones(size, dtype=dtype, device=tensor.device)
+
+
+def kron_apply(factors: list[Tensor], tensor: Tensor) -> Tensor:
+    """``Q x``: each factor applied along its dimension (a dense factor multiplies the fibers,
+    a diagonal one scales them), in one einsum as the reference contracts it."""
+    expression = _kron_expressions(_kinds(factors, tensor))[0]
+    return torch.einsum(expression, *factors, tensor)
+
+
+def kron_precondition(factors: list[Tensor], tensor: Tensor) -> Tensor:
+    """``Qᴴ Q x``: the preconditioner applied along every dimension, in one einsum as the
+    reference contracts it (the factors' conjugates, then the factors, then the tensor).
+    """
+    expression = _kron_expressions(_kinds(factors, tensor))[2]
+    return torch.einsum(expression, *[q.conj() for q in factors], *factors, tensor)
+
+
+def kron_gram(tensor: Tensor, factors: list[Tensor], dim: int) -> Tensor:
+    """The statistic of dimension ``dim`` for its factor: the Gram matrix of ``tensor``'s
+    fibers along it (``X₍ₖ₎ X₍ₖ₎ᴴ``) for a dense factor, the sum of squared magnitudes over the
+    other dimensions for a diagonal one; the einsum of the reference."""
+    expression = _kron_expressions(_kinds(factors, tensor))[1][dim]
+    return torch.einsum(expression, tensor, tensor.conj())
+
+
+def kron_solve(factors: list[Tensor], tensor: Tensor) -> Tensor:
+    """``Q⁻ᴴ x``: ``tensor`` multiplied by the inverse of each factor along its dimension from
+    the right (a triangular solve in float32 for a dense factor, a division for a diagonal
+    one), taking the dimensions in turn through the reference's transpositions."""
+    order = tensor.dim()
+    dims = list(range(order))
+    out = torch.permute(tensor.conj(), dims[1:] + dims[:1])
+    for i, q in enumerate(factors):
+        if q.dim() < 2:
+            out = out / q
+        else:
+            flat = out.to(torch.float32).reshape(-1, out.size(-1))
+            solved = torch.linalg.solve_triangular(
+                q.to(torch.float32), flat, upper=True, left=False
+            )
+            out = solved.reshape_as(out).to(out.dtype)
+        if i < order - 1:
+            out = torch.transpose(out, i, order - 1)
+    return out
+
+
+def norm_lower_bound(matrix: Tensor) -> Tensor:
+    """A lower bound of the spectral norm of a matrix (of a vector, its norm), as PSGD
+    estimates it: the matrix scaled by its largest magnitude, then the larger of two one-step
+    power estimates from its heaviest row and column."""
+    if matrix.dim() < 2:
+        return torch.linalg.vector_norm(matrix)
+    max_abs = torch.max(torch.abs(matrix))
+    tiny = torch.finfo(matrix.real.dtype).tiny
+    a = matrix / torch.where(max_abs > 0, max_abs, 1.0)
+    aa = torch.real(a * a.conj())
+    value0, i = torch.max(torch.sum(aa, dim=0), 0)
+    value1, j = torch.max(torch.sum(aa, dim=1), 0)
+    x0 = a.index_select(1, i.reshape(1)).flatten().conj() @ a
+    bound0 = torch.linalg.vector_norm(
+        (x0 / torch.linalg.vector_norm(x0).clamp_min(tiny)) @ a.H
+    )
+    x1 = a @ a.index_select(0, j.reshape(1)).flatten().conj()
+    bound1 = torch.linalg.vector_norm(
+        a.H @ (x1 / torch.linalg.vector_norm(x1).clamp_min(tiny))
+    )
+    return max_abs * torch.where(value0 > value1, bound0, bound1)
+
+
+def norms_geometric_mean(factors: list[Tensor]) -> Tensor:
+    """The geometric mean of the factors' largest magnitudes, ``(Π ‖Q_k‖∞)^(1/n)``, a 0-d
+    tensor (PSGD's balancing of the factors' scales)."""
+    norms = torch.stack([q.norm(float("inf")) for q in factors])
+    return norms.prod() ** (1 / len(factors))
+
+
+def host_uniform() -> float:
+    """A number drawn uniformly from [0, 1) by numpy's global generator (``np.random.random``):
+    where a reference draws a host decision so (PSGD Kron's balancing), a run seeded with
+    ``np.random.seed`` then decides alike."""
+    import numpy as np  # (torch's optional dependency: imported where a spec draws from it)
+
+    return float(np.random.random())
+
+
+def largest_dim(tensor: Tensor) -> int:
+    """The dimension of the largest size, the last of them where several have it (the one
+    numpy's ``argsort(shape)[::-1][0]`` picks, its sort being stable for so few items); 0 for
+    a 0-d tensor."""
+    shape = list(tensor.shape)
+    if not shape:
+        return 0
+    largest = max(shape)
+    return max(k for k, size in enumerate(shape) if size == largest)
+
+
+def max_size_except(tensor: Tensor, dim: int) -> int:
+    """The largest size of the dimensions other than ``dim`` (0 where there is none)."""
+    dim = dim % max(tensor.dim(), 1)
+    return max((s for k, s in enumerate(tensor.shape) if k != dim), default=0)
+
+
+def max_abs(tensor: Tensor) -> Tensor:
+    """The largest magnitude of the entries, a 0-d tensor (``tensor.norm(inf)``)."""
+    return tensor.norm(float("inf"))

@@ -381,7 +381,9 @@ def load_keeping_policy(optimizer, state_dict: dict, load, counters=()) -> None:
 
     ``counters`` (ASGD's ``eta`` and ``mu``, NAdam's ``mu_product``) keep the dtype they were
     saved in, as torch keeps ``step``: cast to a float64 parameter's dtype, a float32 counter
-    would continue in other arithmetic than the run that saved it."""
+    would continue in other arithmetic than the run that saved it. So do the states a spec
+    makes in a dtype of its own (``, dtype NAME``: Kron's float32 factors of a float64
+    parameter), tensors or lists of them."""
     policies = [
         {key: group[key] for key in POLICY_KEYS if key in group}
         for group in optimizer.param_groups
@@ -405,8 +407,13 @@ def load_keeping_policy(optimizer, state_dict: dict, load, counters=()) -> None:
                 state.pop("kahan_comp", None)
             saved = saved_state.get(by_param[p], {})
             for key in counters:
-                if isinstance(saved.get(key), Tensor) and key in state:
-                    state[key] = saved[key].to(device=state[key].device, copy=True)
+                value = saved.get(key)
+                if key not in state:
+                    continue
+                if isinstance(value, Tensor):
+                    state[key] = value.to(device=state[key].device, copy=True)
+                elif isinstance(value, list) and all(map(torch.is_tensor, value)):
+                    state[key] = [t.to(device=p.device, copy=True) for t in value]
             for key, dtype in dtypes.items():
                 if isinstance(saved.get(key), Tensor):
                     state[key] = saved[key].to(device=p.device, dtype=dtype, copy=True)

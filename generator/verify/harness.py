@@ -36,6 +36,7 @@ from generator.verify.compare import (
     compare_value,
 )
 from generator.verify.problems import (
+    seed_draws,
     FULL,
     NONE_STEPS,
     STEPWISE_SHAPES,
@@ -166,8 +167,8 @@ def run_trajectory(
         t.clone().requires_grad_(not kwargs.get("differentiable", False))
         for t in problem.initial
     ]
-    # an optimizer that draws (WeirdDescent) draws alike on each side
-    torch.manual_seed(seed)
+    # an optimizer that draws (WeirdDescent, Kron) draws alike on each side
+    seed_draws(seed)
     out = Trajectory()
     opt, e = call_capturing(lambda: make(problem.groups(params), **kwargs))
     if e is not None:  # the finding is the refusal itself

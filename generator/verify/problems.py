@@ -60,6 +60,21 @@ def set_grads(params, grads, curvature: int | None = None) -> None:
         p.grad = None if g is None else g.clone()
 
 
+def seed_draws(seed: int) -> None:
+    """Seed what an optimizer's step may draw from, alike before each side runs: torch's
+    generator (AdaHessian's probes, ScalableShampoo's power iterations, Kron's probes) and
+    numpy's global one where numpy is installed (Kron's balancing decision, drawn as its
+    reference draws it)."""
+    import torch
+
+    torch.manual_seed(seed)
+    try:
+        import numpy
+    except ImportError:  # (then nothing draws from it: host_uniform imports it)
+        return
+    numpy.random.seed(seed)
+
+
 def curved(params, grads, seed: int) -> None:
     """``p.grad = g + c ⊙ (p - p₀) + d ⊙ Σ_q d_q · (q - q₀)`` at ``p₀ = p``, with its graph: the
     gradient of the quadratic model ``L = Σ g·p + ½ Σ c (p - p₀)² + ½ (Σ d·(p - p₀))²``, whose

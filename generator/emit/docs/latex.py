@@ -184,7 +184,14 @@ class LatexPrinter:
             ]
             form = BUILTINS[e.func].latex if e.func in BUILTINS else None
             if form is not None:  # \sqrt{x}, \cos\left(x\right): the builtin table's
-                return form.format(*args)
+                # (a choice juxtaposed with the rest, `Q\,h if c else g`, in parentheses)
+                return form.format(
+                    *[
+                        rf"\left({x}\right)" if isinstance(a, S.Conditional) else x
+                        for a, x in zip(e.args, args)
+                    ],
+                    *args[len(e.args) :],
+                )
             func = e.func.replace("_", r"\_")
             return r"\mathrm{" + func + r"}\left(" + ", ".join(args) + r"\right)"
         return "?"

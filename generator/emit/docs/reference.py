@@ -31,6 +31,7 @@ _TYPE_WORDS = {
     Kind.INT: "int",
     Kind.SCALAR: "number",
     Kind.STR: "str",
+    Kind.DTYPE: "dtype",
     Kind.TENSOR: "tensor",
 }
 

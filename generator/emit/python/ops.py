@@ -32,6 +32,8 @@ class OpSpelling:
     attribute: str | None = None  # printed as `a.<attribute>` (the transpose `.T`)
     # `function` is the generated modules' runtime's (generator.runtime.linalg), imported
     runtime: bool = False
+    # the result may be its first argument or a view of it: fresh only where that one is
+    view: bool = False
 
 
 def _spelling(t: TensorOp) -> OpSpelling:
@@ -44,6 +46,7 @@ def _spelling(t: TensorOp) -> OpSpelling:
         attribute=t.attribute,
         runtime=t.runtime is not None,
         out_kw=t.out,
+        view=t.view,
     )
 
 

@@ -121,6 +121,11 @@ class ScalarPrinter:
                 if f in _MATH:
                     self.imports.need("math")
                 return b.python.format(*args)
+            if (
+                b is not None and b.runtime is not None
+            ):  # (host_uniform(): the runtime's)
+                self.imports.need(b.runtime)
+                return f"{b.runtime}({', '.join(args)})"
             if f == "numel":
                 return f"{self.wrap(e.args[0], PY_PRECEDENCE['atom'])}.numel()"
             if f == "is_sparse":
@@ -171,9 +176,11 @@ def constant_source(e: ir.SConst, imports: Imports) -> str:
     math spells it (``math.pi``, ``math.inf``), true/false/none and strings as Python literals
     (a string is spec text: escaped by ``repr``)."""
     if e.named:
-        imports.need("math")
         sign, name = ("-", e.spelling[1:]) if e.spelling[0] == "-" else ("", e.spelling)
-        return sign + (CONSTANTS[name].python if name in CONSTANTS else "math." + name)
+        python = CONSTANTS[name].python if name in CONSTANTS else "math." + name
+        if python.startswith("math."):  # (a dtype is torch's: `torch.float32`)
+            imports.need("math")
+        return sign + python
     return e.spelling or repr(e.value)
 
 

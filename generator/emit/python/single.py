@@ -97,7 +97,8 @@ class SingleTensorPrinter:
             if spell.runtime:
                 self.imports.need(spell.function)
                 prefix = ""
-            return f"{prefix}{spell.function}({', '.join(args)})", True
+            fresh = self.tensor(e.args[0])[1] if spell.view else True
+            return f"{prefix}{spell.function}({', '.join(args)})", fresh
         base, fresh = self.tensor(e.args[0])
         if base.startswith("-"):
             base = f"({base})"
@@ -114,7 +115,8 @@ class SingleTensorPrinter:
             # operand's shape: it cannot hold the result in place
             fresh = False
         method = spell.inplace if fresh and spell.inplace else spell.method
-        return f"{base}.{method}({', '.join(args)})", True
+        # (a view, or the argument itself, is as fresh as the argument)
+        return f"{base}.{method}({', '.join(args)})", fresh if spell.view else True
 
     def let(self, name: str, e: ir.TExpr, out: Lines, assign: bool = True) -> None:
         """``name = e``; where an in-place step would overwrite a result autograd saved, the choice

@@ -28,12 +28,14 @@ def state_context(facts: ModuleFacts) -> dict:
             for s in states
             if s.kind == "count" and not s.as_number
         ],
-        # counters kept in the scalar dtype through a load (torch's load keeps `step` so)
+        # counters kept in the scalar dtype through a load (torch's load keeps `step` so),
+        # and the states made in a dtype of their own (`, dtype NAME`)
         loaded_counters=repr(
             tuple(
                 s.key
                 for s in states
-                if s.kind == "count" and not s.as_number and s.key != "step"
+                if (s.kind == "count" and not s.as_number and s.key != "step")
+                or s.dtype is not None
             )
         ),
         init_state=init_state(facts),
@@ -114,7 +116,7 @@ def init_state(facts: ModuleFacts) -> str:
         elif s.length is not None:
             # a list state: `length` tensors, each made as a state of that first value is
             out(
-                f'state["{s.key}"] = [{_made_like_p(facts, s.init, out)} '
+                f'state["{s.key}"] = [{_made_like_p(facts, s, out)} '
                 f"for _ in range({facts.group_scalar(s.length)})]"
             )
         elif s.shape is not None:
@@ -136,7 +138,7 @@ def init_state(facts: ModuleFacts) -> str:
             )
             out(f'state["{s.key}"] = {make}')
         else:
-            out(f'state["{s.key}"] = {_made_like_p(facts, s.init, out)}')
+            out(f'state["{s.key}"] = {_made_like_p(facts, s, out)}')
         if guard:
             out.level -= 1
     return out.text()
@@ -155,7 +157,8 @@ def _made_of_shape(facts: ModuleFacts, s: ir.State) -> str:
         )
     dims = [scalar(d) for d in s.shape]
     value = scalar(s.init)
-    where = "dtype=p.dtype, device=p.device"
+    dtype = _dtype(facts, s)
+    where = f"dtype={dtype}, device=p.device"
     if s.column_major:
         # (made with its dimensions in reverse order and viewed transposed: stored column
         # by column, as LAPACK returns eigh's and qr's factors)
@@ -175,7 +178,14 @@ def _made_of_shape(facts: ModuleFacts, s: ir.State) -> str:
     op = BUILTINS[s.constructor].tensor
     if op is not None:  # (zeros_along: a function of the runtime, of the parameter)
         facts.imports.need(op.runtime)
-        return f"{op.runtime}(p, {', '.join(dims)})"
+        made = f"{op.runtime}(p, {', '.join(dims)}" + (
+            f", dtype={dtype})" if s.dtype else ")"
+        )
+        return (
+            made
+            if value in ("1", "1.0") or s.constructor == "zeros_along"
+            else (f"{made}.mul_({value})")
+        )
     if s.constructor == "eye":
         made = f"torch.eye({dims[0]}, {where})"
         return made if value in ("1", "1.0") else f"{made}.mul_({value})"
@@ -185,19 +195,32 @@ def _made_of_shape(facts: ModuleFacts, s: ir.State) -> str:
     return f"torch.full({size}, {value}, {where})"
 
 
-def _made_like_p(facts: ModuleFacts, init: ir.SExpr, out: Lines) -> str:
-    """A new tensor shaped like the parameter ``p``, of first value ``init`` (a number, or
-    the parameter itself: a copy); a number other than 0 is written to ``out`` first
-    (complex parameters start from ``value + value·i``, as torch's Adagrad's do)."""
+def _dtype(facts: ModuleFacts, s: ir.State) -> str:
+    """The dtype a state is made in: the parameter's, or the one its `dtype` input holds
+    (``group["mu_dtype"] or p.dtype``: none there is the parameter's)."""
+    if s.dtype is None:
+        return "p.dtype"
+    return f"{facts.group_ref(ir.SRef(s.dtype))} or p.dtype"
+
+
+def _made_like_p(facts: ModuleFacts, s: ir.State, out: Lines) -> str:
+    """A new tensor shaped like the parameter ``p``, of first value ``s.init`` (a number, or
+    the parameter itself: a copy), in the state's dtype; a number other than 0 is written to
+    ``out`` first (complex parameters start from ``value + value·i``, as torch's Adagrad's
+    do)."""
+    init = s.init
+    dtype = "" if s.dtype is None else f"dtype={_dtype(facts, s)}, "
     if init == ir.SRef("grad"):  # (the raw gradient the state is made with)
-        return "p.grad.detach().clone(memory_format=torch.preserve_format)"
+        made = "p.grad.detach().clone(memory_format=torch.preserve_format)"
+        return made if not dtype else f"{made}.to({_dtype(facts, s)})"
     if init == ir.SRef("param"):
-        return "p.detach().clone(memory_format=torch.preserve_format)"
+        made = "p.detach().clone(memory_format=torch.preserve_format)"
+        return made if not dtype else f"{made}.to({_dtype(facts, s)})"
     value = facts.group_scalar(init)
     if value in ("0", "0.0"):
-        return "torch.zeros_like(p, memory_format=torch.preserve_format)"
+        return f"torch.zeros_like(p, {dtype}memory_format=torch.preserve_format)"
     out(f"init_value = (complex({value}, {value}) if torch.is_complex(p) else {value})")
-    return "torch.full_like(p, init_value, memory_format=torch.preserve_format)"
+    return f"torch.full_like(p, init_value, {dtype}memory_format=torch.preserve_format)"
 
 
 def collect_state(facts: ModuleFacts) -> str:
