@@ -455,7 +455,7 @@ class _Build(Transformer):
         return ("stored as", str(children[0]), self._span(children[0]))
 
     def state_dtype(self, children):
-        # kept as written; generator.check.declarations requires a `dtype` input
+        # kept as written; generator.check.checker requires an input of type `dtype`
         return ("dtype", str(children[0]), self._span(children[0]))
 
     def condition(self, children):
