@@ -43,7 +43,7 @@ UNREACHABLE = {
     "later gives a positive lr (base_lr == 0 and lr > 0)",
     "specs/muon.optim:47:10 else": "adjust_lr_fn takes None, 'original' or "
     "'match_rms_adamw' only: the else is refused at construction",
-    "specs/kron.optim:53:12 else": "Kron's schedule fits the factors at every step of the "
+    "specs/kron.optim:54:12 else": "Kron's schedule fits the factors at every step of the "
     "first 500 (verify runs 12); a probability given fits them at some steps only",
 }
 
