@@ -94,7 +94,7 @@ def load(
             sources.update(exc.sources)
             continue
         sources[shown] = spec.source
-        if spec.kind == "fragment":
+        if spec.kind in ("fragment", "modifier"):
             first = fragments.get(spec.name)
             if first is not None and P.is_standard(path):
                 out.warn(

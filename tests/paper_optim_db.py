@@ -1121,10 +1121,23 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-3, "weight_decay": 0.1, "fixed_decay": True},
             {"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": False},
             {"lr": 1e-3, "maximize": True},
+            # (the cautious modifier, as the reference's option: keyword, read from the group)
+            {"lr": 1e-3, "cautious": True},
+            {
+                "lr": 3e-3,
+                "cautious": True,
+                "weight_decay": 0.1,
+                "weight_decouple": False,
+            },
+            {"lr": 1e-3, "cautious": True, "maximize": True, "foreach": False},
         ),
         state_keys=same_keys("exp_avg"),
-        agreement=({"lr": 1e-3, "weight_decay": 0.1},),
+        agreement=(
+            {"lr": 1e-3, "weight_decay": 0.1},
+            {"lr": 1e-3, "weight_decay": 0.1, "cautious": True},
+        ),
         bad_arguments=({"lr": -1.0}, {"betas": (1.0, 0.99)}, {"weight_decay": -0.1}),
+        group_options=("cautious",),
     ),
     PaperOptimizerInfo(
         "MADGRAD",

@@ -40,6 +40,7 @@ from generator.check.flow import Flow
 from generator.check.lists import STATEMENT_FUNCTIONS
 from generator.check.kinds import Typer
 from generator.check.lets import expand_lets
+from generator.check.modifiers import apply_modifiers
 from generator.check.model import Block, CheckedSpec, NoForm, Symbol, state_type
 from generator.check.queries import (
     check_shapes_of_complex,
@@ -637,8 +638,19 @@ class Checker:
     def inline(self, body, stack) -> tuple[S.Stmt, ...]:
         out = []
         for stmt in body:
+            if isinstance(stmt, S.Expose):
+                # (a point no modifier acts at: generator.check.modifiers spliced the others)
+                continue
             if isinstance(stmt, S.Use):
                 frag = self.fragments.get(stmt.fragment)
+                if frag is not None and frag.kind == "modifier":
+                    self.out.error(
+                        "E403",
+                        f"`{stmt.fragment}` is a modifier: an optimizer takes it with "
+                        f"`with {stmt.fragment}`",
+                        stmt.span,
+                    )
+                    continue
                 if frag is None:
                     self.out.error(
                         "E403",
@@ -744,6 +756,7 @@ class Checker:
 
 
 def check(spec: S.Spec, fragments: dict[str, S.Spec], out: Collector) -> CheckedSpec:
+    spec = apply_modifiers(spec, fragments, out)
     spec = expand_lets(spec, out)
     c = Checker(spec, fragments, out)
     c.declarations()
@@ -853,5 +866,13 @@ def paths_without_form(c: Checker) -> None:
 
 
 def check_fragment(frag: S.Spec, out: Collector) -> None:
+    if frag.kind == "modifier":
+        if not frag.points:
+            out.error(
+                "E404",
+                "a modifier acts at a point: `at direction u:` and its statements",
+                frag.span,
+            )
+        return
     if frag.inputs or frag.states or frag.updates:
         out.error("E404", "a fragment holds update statements only", frag.span)

@@ -96,47 +96,68 @@ WHOLE_TENSOR_CALLS = frozenset(
 )
 
 
-def whole_tensor_construct(checked: CheckedSpec) -> tuple[str, S.Span] | None:
+def whole_tensor_construct(
+    checked: CheckedSpec,
+) -> tuple[str, S.Span, S.Expr | None] | None:
     """The first construct of the per-parameter update that reads a whole tensor (a reduction,
     a shape, a matrix product, a state with a reduced dimension, a sum over parameters), with
-    its place in the spec; None when the update is elementwise."""
+    its place in the spec and the condition on the inputs it runs under (None: always; a
+    construct under `if cautious:` reads whole tensors only with that option on); None when
+    the update is elementwise."""
     for st in checked.spec.states:
         if st.reduced is not None:
-            return f"state `{st.name.id}`, reduced over {st.reduced}", st.span
+            return f"state `{st.name.id}`, reduced over {st.reduced}", st.span, None
         if st.shaped is not None or st.per_dimension is not None:
-            return f"state `{st.name.id}`, of its own shape", st.span
+            return f"state `{st.name.id}`, of its own shape", st.span, None
         if st.kind == "total":
-            return f"`{st.name.id}`, a sum over all parameters", st.span
+            return f"`{st.name.id}`, a sum over all parameters", st.span, None
     found = []
 
-    def visit(e):
+    def visit(e, guard):
         if found:
             return
         if isinstance(e, S.Call) and e.func in WHOLE_TENSOR_CALLS:
-            found.append((f"`{e.func}(...)`", e.span))
+            found.append((f"`{e.func}(...)`", e.span, guard))
         elif isinstance(e, S.Binary) and e.op == "@":
-            found.append(("a matrix product `@`", e.span))
+            found.append(("a matrix product `@`", e.span, guard))
         for c in S.children(e):
-            visit(c)
+            visit(c, guard)
 
-    def stmts(body):
+    def of_inputs(cond) -> bool:
+        # (a condition the constructor's values decide: names of inputs, no calls)
+        def ok(e) -> bool:
+            if isinstance(e, S.Name):
+                return e.id in checked.inputs and e.subscript is None
+            if isinstance(e, S.Call):
+                return False
+            return all(ok(c) for c in S.children(e))
+
+        return ok(cond)
+
+    def both(guard, cond):
+        return cond if guard is None else S.Binary("and", guard, cond, cond.span)
+
+    def stmts(body, guard):
         for s in body:
             if isinstance(s, S.If):  # each condition before its own block
-                for cond, b in s.branches:
-                    visit(cond)
-                    stmts(b)
-                stmts(s.orelse)
+                for k, (cond, b) in enumerate(s.branches):
+                    visit(cond, guard)
+                    # (the first branch of a choice by the inputs runs under its condition;
+                    # the others are taken as always, which refuses more, never less)
+                    inner = both(guard, cond) if k == 0 and of_inputs(cond) else guard
+                    stmts(b, inner)
+                stmts(s.orelse, guard)
                 continue
             for e in S.expressions(s):
-                visit(e)
+                visit(e, guard)
             for b in S.sub_blocks(s):
-                stmts(b)
+                stmts(b, guard)
 
     for block in checked.blocks:
         # (`update optimizer:` holds numbers, and estimates, which differentiate every
         # parameter's whole gradient)
         if block.mode in ("each", "random", "step"):
-            stmts(block.body)
+            stmts(block.body, None)
     return found[0] if found else None
 
 

@@ -118,8 +118,19 @@ def uses(e, pred) -> bool:
 
 
 def refuses_sharded(v: Validation) -> bool:
-    """The check that refuses a sharded (DTensor) parameter."""
-    return isinstance(v.fails, SCall) and v.fails.func == "is_sharded"
+    """The check that refuses a sharded (DTensor) parameter (perhaps only with the options
+    that make the update read whole tensors: `cautious and is_sharded(p)`)."""
+
+    def sharded(e) -> bool:
+        if isinstance(e, SCall):
+            return e.func == "is_sharded"
+        return (
+            isinstance(e, SBin)
+            and e.op == "and"
+            and (sharded(e.left) or sharded(e.right))
+        )
+
+    return sharded(v.fails)
 
 
 def blocks(s) -> tuple:

@@ -38,7 +38,7 @@ TOKEN_WORDS = {
     "RPAR": "`)`",
     "EQUAL": "`=`",
     "SUBSCRIPT": "a time subscript such as `_{t-1}`",
-    "MODIFIER": "`keyword`, `required`, `fixed`, `constructor`, `squeezed` or `explicit`",
+    "INPUT_MODIFIER": "`keyword`, `required`, `fixed`, `constructor`, `squeezed` or `explicit`",
     "EAGER": "`, eager`",
     "DOC_KEY": "`summary`, `reference` or `note`",
     "STATE_SCOPE": "`optimizer` or `group`",
@@ -86,7 +86,7 @@ _EXAMPLES = {
         "optimizer X\nupdate:\n    if a\n        b <- 1\n",
         "optimizer X\nupdate\n    b <- 1\n",
     ],
-    "a spec starts with `optimizer <Name>` (or `fragment <name>`)": [
+    "a spec starts with `optimizer <Name>` (or `fragment <name>`, `modifier <name>`)": [
         "input lr: float = 1\n",
         "update:\n    x <- 1\n",
     ],

@@ -218,6 +218,16 @@ class Use:
     span: Span = field(compare=False)
 
 
+@dataclass(frozen=True)
+class Expose:
+    """``expose direction update, g``: a point of the update where the modifiers the optimizer
+    takes act on the values ``names`` (generator.check.modifiers)."""
+
+    point: str
+    names: tuple[Name, ...]
+    span: Span = field(compare=False)
+
+
 # ---- the statements of flat updates and procedures (whole-vector algorithms such as LBFGS) --------
 
 
@@ -290,6 +300,7 @@ Stmt = Union[
     If,
     Repeat,
     Use,
+    Expose,
     "Check",
     MultiAssign,
     ItemAssign,
@@ -558,6 +569,26 @@ class Let:
 
 
 @dataclass(frozen=True)
+class PointBlock:
+    """``at direction u, g:`` in a modifier: the statements run where an optimizer exposes that
+    point, ``vars`` standing for the values the optimizer names there, in order."""
+
+    point: str
+    point_span: Span = field(compare=False)
+    vars: tuple[Name, ...] = ()
+    body: tuple[Stmt, ...] = ()
+    span: Span = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class With:
+    """``with cautious, grokfast``: the modifiers an optimizer takes, in order."""
+
+    names: tuple[Name, ...]
+    span: Span = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Procedure:
     """``procedure name(a, b = 1):`` a function a flat update calls (a line search)."""
 
@@ -599,6 +630,10 @@ class Spec:
     procedures: tuple[Procedure, ...] = ()
     methods: tuple[Method, ...] = ()
     lets: tuple[Let, ...] = ()
+    # an optimizer's `with` (the modifiers it takes); a modifier's `at POINT VAR:` blocks
+    modifiers: tuple[Name, ...] = ()
+    modifiers_span: Span | None = field(default=None, compare=False)
+    points: tuple[PointBlock, ...] = ()
 
     def doc(self, key: str) -> str | None:
         texts = [d.text for d in self.docs if d.key == key]

@@ -251,6 +251,33 @@ class _Build(Transformer):
         return S.Let(self._target(name), value, self._span(meta))
 
     @v_args(meta=True)
+    def with_decl(self, meta, children):
+        names = tuple(S.Name(str(t), None, self._span(t)) for t in children)
+        return S.With(names, self._span(meta))
+
+    @v_args(meta=True)
+    def point_block(self, meta, children):
+        point = children[0]
+        names = [c for c in children[1:] if isinstance(c, Token)]
+        body = [c for c in children[1:] if not isinstance(c, Token)]
+        return S.PointBlock(
+            str(point),
+            self._span(point),
+            tuple(S.Name(_ascii_name(str(v)), None, self._span(v)) for v in names),
+            tuple(body),
+            self._span(meta),
+        )
+
+    @v_args(meta=True)
+    def expose_stmt(self, meta, children):
+        point, *names = children
+        return S.Expose(
+            str(point),
+            tuple(S.Name(_ascii_name(str(v)), None, self._span(v)) for v in names),
+            self._span(meta),
+        )
+
+    @v_args(meta=True)
     def procedure_decl(self, meta, children):
         name, *rest = children
         params = tuple(c for c in rest if isinstance(c, S.Parameter))
@@ -505,6 +532,10 @@ class _Build(Transformer):
     def fragment(self, meta, children):
         return ("fragment", children, self._span(meta))
 
+    @v_args(meta=True)
+    def modifier(self, meta, children):
+        return ("modifier", children, self._span(meta))
+
     def start(self, children):
         return children[0]
 
@@ -535,6 +566,9 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
     )
     methods: list[S.Method] = []
     lets: list[S.Let] = []
+    points: list[S.PointBlock] = []
+    modifiers: list[S.Name] = []
+    modifiers_span = None
     for item in items:
         if isinstance(item, S.Doc):
             docs.append(item)
@@ -552,6 +586,11 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
             methods.append(item)
         elif isinstance(item, S.Let):
             lets.append(item)
+        elif isinstance(item, S.PointBlock):
+            points.append(item)
+        elif isinstance(item, S.With):
+            modifiers.extend(item.names)
+            modifiers_span = modifiers_span or item.span
         elif isinstance(item, S.DefaultsOrder):
             defaults_order = item
         elif isinstance(item, S.ComplexMode):
@@ -581,6 +620,9 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         procedures=tuple(procedures),
         methods=tuple(methods),
         lets=tuple(lets),
+        modifiers=tuple(modifiers),
+        modifiers_span=modifiers_span,
+        points=tuple(points),
     )
 
 

@@ -9,6 +9,8 @@ the Python emitter decides how the constructor, ``_init_group`` or the step spel
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from generator import ir
 from generator.check.model import CheckedSpec
 from generator.check.queries import whole_tensor_construct
@@ -113,17 +115,22 @@ def step_checks(
     ]
     found = whole_tensor_construct(checked)
     if found is not None and mode == "each":
-        what, span = found
-        out.append(
-            _refuse_sharded(
-                f"{checked.spec.name} reads each parameter's whole tensor ({what}, "
-                f"{spec_path}:{span.line}); a sharded DTensor parameter "
-                "(FSDP2's fully_shard) holds only a shard of it, so it is refused rather "
-                "than updated as if the shard were the whole. Keep these parameters "
-                "unsharded (replicated), or use an optimizer whose update is elementwise.",
-                per_parameter=False,
-            )
+        what, span, guard = found
+        # (a modifier's line names its own file)
+        where = span.path if span.path != checked.spec.path else spec_path
+        refusal = _refuse_sharded(
+            f"{checked.spec.name} reads each parameter's whole tensor ({what}, "
+            f"{where}:{span.line}); a sharded DTensor parameter "
+            "(FSDP2's fully_shard) holds only a shard of it, so it is refused rather "
+            "than updated as if the shard were the whole. Keep these parameters "
+            "unsharded (replicated), or use an optimizer whose update is elementwise.",
+            per_parameter=False,
         )
+        if guard is not None:  # (refused only with the options that take it)
+            refusal = replace(
+                refusal, fails=ir.SBin("and", lw.sexpr(guard), refusal.fails)
+            )
+        out.append(refusal)
     return tuple(out)
 
 

@@ -44,7 +44,7 @@ ELEMENTWISE = {
 # Reductions over a whole tensor: its flat view gives the same result, so they join the kernel
 # (inductor compiles the reduction and the elementwise work around it together).
 WHOLE_TENSOR_REDUCTIONS = {"norm", "sum", "dot", "flatten"}
-CASTS = {"bfloat16"}
+CASTS = {"bfloat16", "type_as", "cast"}
 
 
 # Operations that need the tensors' shapes: with them the kernel takes the tensors as they are

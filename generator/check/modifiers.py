@@ -1,0 +1,168 @@
+"""Modifiers spliced into the optimizers that take them: the first step of checking a spec.
+
+Part of the checker (language → check → lower → emit), run before everything else on a spec's
+syntax. A modifier (a ``modifier NAME`` file among the fragments, e.g. specs/fragments/cautious.frag)
+adds inputs, checks and states, and holds a block for each point it acts at (``at direction u, g:``).
+An optimizer takes it with ``with NAME`` and exposes the points in its update
+(``expose direction update, g``); here each ``expose`` becomes the blocks of the modifiers
+acting there, in ``with`` order, their point's variables renamed to the optimizer's values, and an
+``expose``
+no modifier acts at is dropped. What follows (the checker, the lowering, the documentation) sees one
+spec, so a modifier's lines are checked, generated and shown in the algorithm box as the
+optimizer's own, while their positions still name the modifier's file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, is_dataclass, replace
+
+from generator.check.lets import substitute
+from generator.language import syntax as S
+from generator.language.diagnostics import Collector, Note, did_you_mean
+
+
+def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
+    """``spec`` with the modifiers of its ``with`` spliced in (itself where it takes none)."""
+    if spec.kind != "optimizer":
+        return spec
+    exposed = [e for u in spec.updates for e in _exposes(u.body)]
+    taken: list[S.Spec] = []
+    for name in spec.modifiers:
+        mod = fragments.get(name.id)
+        if mod is None or mod.kind != "modifier":
+            known = [n for n, f in fragments.items() if f.kind == "modifier"]
+            out.error(
+                "E403",
+                f"no modifier named `{name.id}`",
+                name.span,
+                hint=did_you_mean(name.id, known)
+                or "a modifier is a `modifier NAME` file among the fragments",
+            )
+            continue
+        if any(m.name == mod.name for m in taken):
+            out.error("E403", f"modifier `{name.id}` is taken twice", name.span)
+            continue
+        ok = True
+        for block in mod.points:
+            here = [e for e in exposed if e.point == block.point]
+            wrong = [e for e in here if len(e.names) != len(block.vars)]
+            if wrong:
+                ok = False
+                out.error(
+                    "E407",
+                    f"`with {name.id}`: {mod.name} takes {len(block.vars)} value(s) at "
+                    f"`{block.point}` ({', '.join(v.id for v in block.vars)}), the update "
+                    f"exposes {len(wrong[0].names)}",
+                    wrong[0].span,
+                    notes=[
+                        Note(f"{mod.name} acts at `{block.point}` here", block.span)
+                    ],
+                )
+            if not here:
+                ok = False
+                out.error(
+                    "E407",
+                    f"`with {name.id}`: the update of {spec.name} exposes no "
+                    f"`{block.point}` for it to act at",
+                    name.span,
+                    hint=f"add `expose {block.point} NAME` to the update where that value "
+                    "is ready",
+                    notes=[
+                        Note(f"{mod.name} acts at `{block.point}` here", block.span)
+                    ],
+                )
+        if ok and not _clashes(spec, mod, name, out):
+            taken.append(mod)
+    blocks: dict[str, list[S.PointBlock]] = {}
+    for mod in taken:
+        for block in mod.points:
+            blocks.setdefault(block.point, []).append(block)
+    updates = tuple(replace(u, body=_splice(u.body, blocks)) for u in spec.updates)
+    docs = spec.docs + tuple(d for m in taken for d in m.docs if d.key == "reference")
+    return replace(
+        spec,
+        docs=docs,
+        inputs=spec.inputs + tuple(i for m in taken for i in m.inputs),
+        checks=spec.checks + tuple(c for m in taken for c in m.checks),
+        validations=spec.validations + tuple(v for m in taken for v in m.validations),
+        states=spec.states + tuple(s for m in taken for s in m.states),
+        updates=updates,
+    )
+
+
+def _exposes(body) -> list[S.Expose]:
+    found = []
+    for s in body:
+        if isinstance(s, S.Expose):
+            found.append(s)
+        for block in S.sub_blocks(s):
+            found += _exposes(block)
+    return found
+
+
+def _splice(body, blocks: dict[str, list[S.PointBlock]]) -> tuple:
+    """``body`` with each ``expose POINT NAME`` replaced by the blocks acting at POINT."""
+    out = []
+    for s in body:
+        if isinstance(s, S.Expose):
+            for block in blocks.get(s.point, ()):
+                values = {v.id: n for v, n in zip(block.vars, s.names)}
+                out.extend(substitute(block.body, values))
+            continue
+        if isinstance(s, S.If):
+            s = replace(
+                s,
+                branches=tuple((c, _splice(b, blocks)) for c, b in s.branches),
+                orelse=_splice(s.orelse, blocks),
+            )
+        elif hasattr(s, "body") and isinstance(s.body, tuple):
+            s = replace(s, body=_splice(s.body, blocks))
+        out.append(s)
+    return tuple(out)
+
+
+def _clashes(spec: S.Spec, mod: S.Spec, name: S.Name, out: Collector) -> bool:
+    """Whether a value the modifier makes (a local of its blocks, an input, a state) has the
+    name of one of the optimizer's: spliced in, the two would be one (reported, E202).
+    """
+    own = _names(replace(spec, modifiers=()))  # (its `with` names the modifiers only)
+    made = [i for inp in mod.inputs for i in inp.names] + [s.name for s in mod.states]
+    for block in mod.points:
+        bound = {v.id for v in block.vars}
+        made += [n for n in _assigned(block.body) if n.id not in bound]
+    for n in made:
+        if n.id in own:
+            out.error(
+                "E202",
+                f"`with {name.id}`: its `{n.id}` is also a name of {spec.name}",
+                name.span,
+                hint="rename one of them",
+                notes=[Note(f"{mod.name}'s `{n.id}`", n.span)],
+            )
+            return True
+    return False
+
+
+def _names(node) -> set[str]:
+    """Every name a spec (or any syntax) mentions."""
+    if isinstance(node, S.Name):
+        return {node.id}
+    if isinstance(node, (tuple, list)):
+        return set().union(*(_names(x) for x in node)) if node else set()
+    if is_dataclass(node) and not isinstance(node, S.Span):
+        return set().union(
+            *(_names(getattr(node, f.name)) for f in fields(node) if f.compare)
+        )
+    return set()
+
+
+def _assigned(body) -> list[S.Name]:
+    found = []
+    for s in body:
+        if isinstance(s, (S.Assign, S.ItemAssign)):
+            found.append(s.target)
+        elif isinstance(s, S.MultiAssign):
+            found.extend(s.targets)
+        for block in S.sub_blocks(s):
+            found += _assigned(block)
+    return found

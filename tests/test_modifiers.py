@@ -1,0 +1,174 @@
+"""Modifiers: small specs spliced into any optimizer at a point its update exposes.
+
+The shipped modifiers are checked against pytorch_optimizer through the optimizers that take
+them (Lion's `cautious` in the paper suite). Here the mechanism is pinned: a modifier's inputs
+and blocks become the optimizer's, where its `expose` stands and in `with` order; an `expose` no
+modifier acts at is nothing; and each misuse is refused with both spec lines, never a traceback.
+A user's own modifier, in the user's own folder, needs no change to the generator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from generator import project as P
+from generator.api import check_text, compile_text, load_spec
+from generator.language.diagnostics import SpecError
+
+BASE = (
+    "optimizer Plain\ninput lr: float = 0.1\n"
+    'check not is_complex(param) else "no complex parameters"\n'
+    "{with}"
+    "update:\n    u <- grad\n    expose direction u, grad\n    param <- param - lr * u\n"
+)
+DOUBLE = (
+    'modifier double\ninput factor: float = 2.0, keyword "how much larger"\n'
+    "at direction v, gr:\n    v <- v * factor\n"
+)
+SHIFT = "modifier shift\nat direction w, gr:\n    w <- w + 1\n"
+PARAMETER = "modifier nudge\nat parameter x:\n    x <- x * 2\n"
+
+
+def _dirs(tmp_path: Path, **modifiers: str) -> list[Path]:
+    for name, text in modifiers.items():
+        (tmp_path / f"{name}.frag").write_text(text)
+    return [tmp_path, P.standard_fragments()]
+
+
+def _errors(text: str, dirs) -> list[str]:
+    try:
+        check_text(text, fragment_dirs=dirs)
+    except SpecError as e:
+        return [
+            f"{d.code} {d.message} @{d.span.line}"
+            + "".join(f" | {n.message}" for n in d.notes)
+            for d in e.diagnostics
+        ]
+    return []
+
+
+def _step(cls, **kwargs) -> torch.Tensor:
+    p = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = cls([p], **kwargs)
+    p.grad = torch.full_like(p, 0.5)
+    opt.step()
+    return p.detach()
+
+
+def test_a_users_modifier_in_its_own_folder_splices_its_input_and_block(tmp_path):
+    dirs = _dirs(tmp_path, double=DOUBLE)
+    text = BASE.format(**{"with": "with double\n"})
+    src = compile_text(text, fragment_dirs=dirs)
+    assert "factor: float = 2.0" in src, "the modifier's input is the optimizer's"
+    assert "u.mul_(factor)" in src or "u = u.mul(factor)" in src, src
+    cls = load_spec(text, fragment_dirs=dirs)
+    assert torch.equal(
+        _step(cls), torch.full((3,), 1 - 0.1 * 0.5 * 2.0, dtype=torch.float64)
+    )
+    assert torch.equal(
+        _step(cls, factor=3.0),
+        torch.full((3,), 1 - 0.1 * 0.5 * 3.0, dtype=torch.float64),
+    )
+
+
+def test_modifiers_at_one_point_run_in_with_order(tmp_path):
+    dirs = _dirs(tmp_path, double=DOUBLE, shift=SHIFT)
+    first = load_spec(
+        BASE.format(**{"with": "with double, shift\n"}), fragment_dirs=dirs
+    )
+    second = load_spec(
+        BASE.format(**{"with": "with shift, double\n"}), fragment_dirs=dirs
+    )
+    # (0.5 * 2 + 1 = 2, against (0.5 + 1) * 2 = 3)
+    assert torch.equal(
+        _step(first), torch.full((3,), 1 - 0.1 * 2.0, dtype=torch.float64)
+    )
+    assert torch.equal(
+        _step(second), torch.full((3,), 1 - 0.1 * 3.0, dtype=torch.float64)
+    )
+
+
+def test_an_exposed_point_no_modifier_acts_at_is_nothing():
+    plain = load_spec(BASE.format(**{"with": ""}))
+    assert torch.equal(_step(plain), torch.full((3,), 0.95, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "with_,modifiers,expected",
+    [
+        ("with nothing\n", {}, "E403 no modifier named `nothing` @4"),
+        # both lines: the optimizer's `with`, and the modifier's block
+        (
+            "with nudge\n",
+            {"nudge": PARAMETER},
+            "E407 `with nudge`: the update of Plain exposes no `parameter` for it to act at @4"
+            " | nudge acts at `parameter` here",
+        ),
+        (
+            "with double\n",
+            {"double": DOUBLE.replace("factor", "lr")},
+            "E202 `with double`: its `lr` is also a name of Plain @4 | double's `lr`",
+        ),
+        (
+            "with double, double\n",
+            {"double": DOUBLE},
+            "E403 modifier `double` is taken twice @4",
+        ),
+        (
+            "with one\n",
+            {"one": "modifier one\nat direction v:\n    v <- v * 2\n"},
+            "E407 `with one`: one takes 1 value(s) at `direction` (v), the update exposes 2 @7"
+            " | one acts at `direction` here",
+        ),
+    ],
+)
+def test_a_modifier_misused_is_refused_at_the_with_line(
+    tmp_path, with_, modifiers, expected
+):
+    dirs = _dirs(tmp_path, **modifiers)
+    errors = _errors(BASE.format(**{"with": with_}), dirs)
+    assert expected in errors, errors
+
+
+def test_a_modifier_is_taken_with_with_not_used(tmp_path):
+    dirs = _dirs(tmp_path, double=DOUBLE)
+    text = BASE.format(**{"with": ""}).replace(
+        "    u <- grad\n", "    u <- grad\n    use double\n"
+    )
+    errors = _errors(text, dirs)
+    assert any(e.startswith("E403 `double` is a modifier") for e in errors), errors
+
+
+def test_a_modifier_without_a_point_is_refused(tmp_path):
+    dirs = _dirs(tmp_path, empty='modifier empty\ninput x: float = 1.0 "nothing"\n')
+    errors = _errors(BASE.format(**{"with": ""}), dirs)
+    assert any(e.startswith("E404 a modifier acts at a point") for e in errors), errors
+
+
+def test_an_error_in_a_spliced_line_names_the_modifiers_file(tmp_path):
+    dirs = _dirs(
+        tmp_path, broken="modifier broken\nat direction v, gr:\n    v <- v * missing\n"
+    )
+    try:
+        check_text(BASE.format(**{"with": "with broken\n"}), fragment_dirs=dirs)
+    except SpecError as e:
+        spans = [(d.code, Path(d.span.path).name, d.span.line) for d in e.diagnostics]
+        assert ("E306", "broken.frag", 3) in spans, spans
+    else:
+        pytest.fail("an undefined name in a spliced line was accepted")
+
+
+def test_a_whole_tensor_read_a_modifier_adds_refuses_shards_only_with_its_option(
+    monkeypatch,
+):
+    # (cautious sums its mask over the whole tensor: a shard of it would sum another mask;
+    # without the option, Lion is elementwise and steps on FSDP2's shards)
+    import generated.lion as lion
+
+    monkeypatch.setattr(lion, "_is_sharded", lambda p: True)
+    assert torch.equal(_step(lion.Lion), _step(lion.Lion, cautious=False))
+    with pytest.raises(ValueError, match=r"specs/fragments/cautious\.frag:\d+\)"):
+        _step(lion.Lion, cautious=True)
