@@ -591,7 +591,7 @@ def _compiled_kernel(policy: bool = False):
     # decisions are Python bools, the numbers 0-d tensors, the shapes dynamic)
     # (with dynamic shapes the size of the first tensor would decide whether the kernel runs
     # in parallel; with dynamic threads OpenMP decides at each call; under a precision
-    # policy, and for the casts the spec writes, a cast to a narrower dtype rounds as it does in eager
+    # policy a cast to a narrower dtype rounds as it does in eager
     # mode, which Kahan summation relies on, where inductor would otherwise keep the wider
     # value); a configuration the compiler refuses runs uncompiled (generator.runtime.kernels)
     return CompiledKernel(
@@ -600,7 +600,7 @@ def _compiled_kernel(policy: bool = False):
         fullgraph=True,
         options={
             "cpp.dynamic_threads": True,
-            "emulate_precision_casts": True,
+            "emulate_precision_casts": policy,
         },
     )
 

@@ -589,12 +589,17 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             },
             {"lr": 1e-2, "maximize": True},
             {"lr": 1e-2, "maximize": True, "weight_decay": 0.1, "foreach": False},
+            # (the cautious modifier, as the reference's option)
+            {"lr": 1e-2, "cautious": True},
+            {"lr": 1e-2, "cautious": True, "t_alpha_beta3": 10.0, "foreach": False},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq", "exp_avg_slow"),
         agreement=(
             # L2 decay (weight_decouple=False, weight_decay > 0): the decay fragment's elif
             {"lr": 1e-2, "t_alpha_beta3": 10.0, "weight_decay": 0.1},
+            {"lr": 1e-2, "cautious": True, "weight_decay": 0.1},
         ),
+        group_options=("cautious",),
         bad_arguments=(
             {"lr": -1.0},
             {"betas": (1.0, 0.999, 0.9999)},
@@ -624,12 +629,17 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "fixed_decay": True,
             },
             {"lr": 1e-2, "maximize": True, "foreach": False},
+            # (the cautious modifier, as the reference's option: against the normed gradient)
+            {"lr": 1e-2, "cautious": True},
+            {"lr": 1e-2, "cautious": True, "clip_lambda": None, "weight_decay": 0.1},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq"),
         agreement=(
             # L2 decay (weight_decouple=False, the default, weight_decay > 0): the elif
             {"lr": 1e-2, "betas": (0.9, 0.5), "weight_decay": 0.1},
+            {"lr": 1e-2, "cautious": True},
         ),
+        group_options=("cautious",),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         refusals=tuple(
             Refusal(name, ValueError, "clip_lambda must be", kwargs={"clip_lambda": v})
@@ -1035,6 +1045,9 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
             {"lr": 1e-2, "maximize": True, "foreach": False},
             {"lr": torch.tensor(1e-2, dtype=torch.float64)},
+            # (the cautious modifier, as the reference's option)
+            {"lr": 1e-2, "cautious": True},
+            {"lr": 1e-2, "cautious": True, "centered": True, "foreach": False},
         ),
         state_keys=same_keys(
             "exp_avg", "exp_avg_sq", "exp_mean_avg_beta2", "max_exp_avg_sq"
@@ -1050,7 +1063,9 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "ams_bound": True,
                 "weight_decay": 0.1,
             },
+            {"lr": 1e-2, "cautious": True, "weight_decay": 0.1},
         ),
+        group_options=("cautious",),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         # the parameter without gradient on steps 0, 4 and 5 has had 3 momentum steps
         step_count=StepCount("group", per_param={"momentum_step": (6, 6, 6, 3)}),

@@ -79,10 +79,15 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
             blocks.setdefault(block.point, []).append(block)
     updates = tuple(replace(u, body=_splice(u.body, blocks)) for u in spec.updates)
     docs = spec.docs + tuple(d for m in taken for d in m.docs if d.key == "reference")
+    added = tuple(i for m in taken for i in m.inputs)
+    order = spec.defaults_order
+    if order is not None:  # (the modifiers' options last, as a reference's **kwargs)
+        order = replace(order, names=order.names + tuple(i.arg_name for i in added))
     return replace(
         spec,
         docs=docs,
-        inputs=spec.inputs + tuple(i for m in taken for i in m.inputs),
+        defaults_order=order,
+        inputs=spec.inputs + added,
         checks=spec.checks + tuple(c for m in taken for c in m.checks),
         validations=spec.validations + tuple(v for m in taken for v in m.validations),
         states=spec.states + tuple(s for m in taken for s in m.states),

@@ -45,6 +45,10 @@ ELEMENTWISE = {
 # (inductor compiles the reduction and the elementwise work around it together).
 WHOLE_TENSOR_REDUCTIONS = {"norm", "sum", "dot", "flatten"}
 CASTS = {"bfloat16", "type_as", "cast"}
+# the casts a spec writes to round there (MARS's bfloat16 before Newton-Schulz), which the kernel
+# must then round as eager mode does; a cast to another tensor's dtype (cautious's 0/1 mask) or to
+# an input's is exact where specs write it, and keeps the kernel's default
+ROUNDING_CASTS = {"bfloat16"}
 
 
 # Operations that need the tensors' shapes: with them the kernel takes the tensors as they are
@@ -60,7 +64,7 @@ def writes_casts(opt: ir.Optimizer) -> bool:
     """Whether the kernel casts as the spec writes it (MARS's ``bfloat16(...)`` before its
     Newton-Schulz iterations): inductor then must round there as eager mode does."""
     return any(
-        isinstance(x, ir.TOp) and x.op in CASTS
+        isinstance(x, ir.TOp) and x.op in ROUNDING_CASTS
         for s in ir.walk(opt.body)
         for e in ir.expressions(s)
         for x in _nodes(e)
