@@ -18,6 +18,7 @@ from pathlib import Path
 from generator import project as P
 from generator.driver import check_all, check_fusable, load, render_optimizer
 from generator.check.checker import check
+from generator.check.variants import derive
 from generator.language.diagnostics import Collector, SpecError
 from generator.language.parse import parse
 
@@ -44,12 +45,28 @@ def check_text(
     _, fragments, sources = load([], P.fragment_files(fragment_dirs), out)
     spec = parse(text, path)
     sources[path] = spec.source
+    spec = derive(spec, functools.partial(_base_named, sources), out)
+    if spec is None:
+        raise SpecError(out.items, sources)
     checked = check(spec, fragments, out)
     if not out.items:
         check_fusable(checked, out)
     if out.items:
         raise SpecError(out.items, sources)
     return checked
+
+
+def _base_named(sources: dict, name: str):
+    """A variant's base by its optimizer's name: the project's spec, else optimgen's own (its
+    source kept in ``sources``, for the messages that point into it)."""
+    project = P.find()
+    path = P.spec_named(name, project)
+    if path is None:
+        return None
+    shown = P.display(path, project.root if project else None)
+    spec = parse(path.read_bytes(), shown)
+    sources[shown] = spec.source
+    return spec
 
 
 @functools.lru_cache(maxsize=64)

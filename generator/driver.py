@@ -17,6 +17,7 @@ from pathlib import Path
 from generator import ir
 from generator import project as P
 from generator.check.checker import check, check_fragment
+from generator.check.variants import derive
 from generator.check.model import CheckedSpec
 from generator.emit.docs.markdown import catalogue, page, readme_table
 from generator.emit.docs.reference import language_reference
@@ -140,6 +141,8 @@ def check_all(
     checked = []
     names: dict[str, S.Spec] = {}
     stems: dict[str, S.Spec] = {}
+    # (a variant's base by its optimizer's name, among the specs built together)
+    by_name = {s.name: s for s in specs if s.kind == "optimizer"}
     for spec in specs:
         if spec.kind != "optimizer":
             out.error(
@@ -194,7 +197,10 @@ def check_all(
             )
         names.setdefault(spec.name, spec)
         before = len(out.items)
-        checked.append(check(spec, fragments, out))
+        derived = derive(spec, by_name.get, out)
+        if derived is None:
+            continue
+        checked.append(check(derived, fragments, out))
         if len(out.items) == before:
             check_fusable(checked[-1], out)
     if out.items:

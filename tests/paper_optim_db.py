@@ -725,6 +725,23 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
         ),
     ),
     PaperOptimizerInfo(
+        # a variant (`optimizer CLion from Lion`, cautious fixed on): pytorch_optimizer's Lion
+        # with its cautious option
+        "CLion",
+        module="clion",
+        reference="Lion",
+        reference_overrides={"cautious": True},
+        grid=(
+            {},
+            {"lr": 3e-3, "betas": (0.95, 0.98)},
+            {"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": False},
+            {"lr": 1e-3, "maximize": True, "foreach": False},
+        ),
+        state_keys=same_keys("exp_avg"),
+        agreement=({"lr": 1e-3, "weight_decay": 0.1},),
+        bad_arguments=({"lr": -1.0}, {"betas": (1.0, 0.99)}, {"weight_decay": -0.1}),
+    ),
+    PaperOptimizerInfo(
         "DiffGrad",
         module="diffgrad",
         grid=(

@@ -74,6 +74,15 @@ def test_a_users_modifier_in_its_own_folder_splices_its_input_and_block(tmp_path
     )
 
 
+def test_an_optimizer_redeclaring_a_modifiers_input_replaces_it(tmp_path):
+    dirs = _dirs(tmp_path, double=DOUBLE)
+    text = BASE.format(**{"with": 'with double\ninput factor: float = 3.0 "mine"\n'})
+    cls = load_spec(text, fragment_dirs=dirs)
+    assert torch.equal(
+        _step(cls), torch.full((3,), 1 - 0.1 * 0.5 * 3.0, dtype=torch.float64)
+    )
+
+
 def test_modifiers_at_one_point_run_in_with_order(tmp_path):
     dirs = _dirs(tmp_path, double=DOUBLE, shift=SHIFT)
     first = load_spec(
@@ -104,12 +113,14 @@ def test_an_exposed_point_no_modifier_acts_at_is_nothing():
         (
             "with nudge\n",
             {"nudge": PARAMETER},
-            "E407 `with nudge`: the update of Plain exposes no `parameter` for it to act at @4"
+            "E408 `with nudge`: the update of Plain exposes no `parameter` for it to act at @4"
             " | nudge acts at `parameter` here",
         ),
         (
             "with double\n",
-            {"double": DOUBLE.replace("factor", "lr")},
+            {
+                "double": "modifier double\nat direction v, gr:\n    lr <- 2\n    v <- v * lr\n"
+            },
             "E202 `with double`: its `lr` is also a name of Plain @4 | double's `lr`",
         ),
         (
@@ -120,7 +131,7 @@ def test_an_exposed_point_no_modifier_acts_at_is_nothing():
         (
             "with one\n",
             {"one": "modifier one\nat direction v:\n    v <- v * 2\n"},
-            "E407 `with one`: one takes 1 value(s) at `direction` (v), the update exposes 2 @7"
+            "E408 `with one`: one takes 1 value(s) at `direction` (v), the update exposes 2 @7"
             " | one acts at `direction` here",
         ),
     ],
@@ -172,3 +183,71 @@ def test_a_whole_tensor_read_a_modifier_adds_refuses_shards_only_with_its_option
     assert torch.equal(_step(lion.Lion), _step(lion.Lion, cautious=False))
     with pytest.raises(ValueError, match=r"specs/fragments/cautious\.frag:\d+\)"):
         _step(lion.Lion, cautious=True)
+
+
+# -- variants: `optimizer NAME from BASE` -----------------------------------------------------------
+
+ALWAYS_CAUTIOUS = (
+    "optimizer MyCLion from Lion\n"
+    'summary "Lion, cautious."\n'
+    'input cautious: bool = true, fixed "always on"\n'
+)
+
+
+def test_a_variant_is_its_base_with_an_input_fixed():
+    src = compile_text(ALWAYS_CAUTIOUS)
+    assert "class MyCLion(Optimizer)" in src
+    assert "cautious: bool" not in src.split("def __init__")[1].split(") -> None")[0]
+    variant = load_spec(ALWAYS_CAUTIOUS)
+    from generated import Lion
+
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(4, 3, generator=gen, dtype=torch.float64) for _ in range(5)]
+    runs = []
+    for make in (
+        lambda p: variant(p, lr=1e-2),
+        lambda p: Lion(p, lr=1e-2, cautious=True),
+    ):
+        p = torch.ones(4, 3, dtype=torch.float64, requires_grad=True)
+        opt = make([p])
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+        runs.append(p.detach())
+    assert torch.equal(*runs), "the variant is not its base with cautious on"
+
+
+def test_a_variant_takes_more_modifiers_after_its_bases(tmp_path):
+    dirs = _dirs(
+        tmp_path, double=DOUBLE.replace("at direction v, gr:", "at direction v, gr:")
+    )
+    text = "optimizer DoubleLion from Lion\nwith double\n"
+    src = compile_text(text, fragment_dirs=dirs)
+    assert "factor: float = 2.0" in src and "cautious: bool = False" in src
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (
+            "optimizer X from Nothing\n",
+            "E409 no optimizer named `Nothing` to derive `X` from",
+        ),
+        ("optimizer X from X\n", "E409 `X` is a variant of itself"),
+        (
+            "optimizer X from Lion\nstate s (s) <- 0\n",
+            "E409 a variant takes its base's update: `X` cannot declare states",
+        ),
+        (
+            "optimizer X from Lion\nupdate:\n    param <- param - grad\n",
+            "E409 a variant takes its base's update: `X` cannot declare an update",
+        ),
+        (
+            "optimizer X from Lion\nwith cautious\n",
+            "E403 modifier `cautious` is taken twice",
+        ),
+    ],
+)
+def test_a_variant_misused_is_refused(text, expected):
+    errors = [e.split(" @")[0] for e in _errors(text, None)]
+    assert expected in errors, errors

@@ -135,6 +135,23 @@ def test_show_prints_each_format(capsys, fmt, expected):
     assert not missing, f"--format {fmt} lacks {missing}:\n{out[:2000]}"
 
 
+def test_show_diff_prints_a_variant_against_its_base(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert main(["show", "CLion", "--diff"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["--- Lion (specs/lion.optim)", "+++ CLion (specs/clion.optim)"]
+    changed = [line for line in out[2:] if line[:1] in "+-"]
+    # the option fixed on: gone from the signature, always True in the defaults
+    assert "-        cautious: bool = False," in changed
+    assert '+            "cautious": True,' in changed
+    # the base's code under the variant's names is no difference
+    assert not any("def _single_tensor" in line for line in changed), changed
+    assert main(["show", "CLion", "--diff", "--format", "latex"]) == 0
+    assert r"\textit{cautious} \text{ (cautious)}" in capsys.readouterr().out
+    assert main(["show", "Lion", "--diff"]) == 1
+    assert "Lion is no variant" in capsys.readouterr().err
+
+
 def test_show_of_a_bad_spec_is_a_diagnostic_not_a_traceback(tmp_path, capsys):
     bad = tmp_path / "bad.optim"
     bad.write_text("optimizer Bad\nupdate:\n    param <- param - lr * grad\n")

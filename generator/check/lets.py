@@ -51,11 +51,11 @@ def substitute(e, values: dict[str, S.Expr]):
     return e
 
 
-def _assigned(node) -> list[S.Name]:
+def assigned_names(node) -> list[S.Name]:
     """The names a statement (or any syntax holding statements) assigns or loops over, nested
     blocks included."""
     if isinstance(node, tuple):
-        return [n for x in node for n in _assigned(x)]
+        return [n for x in node for n in assigned_names(x)]
     if not is_dataclass(node) or isinstance(node, S.Span):
         return []
     found = []
@@ -68,7 +68,7 @@ def _assigned(node) -> list[S.Name]:
     for f in fields(node):
         v = getattr(node, f.name)
         if isinstance(v, tuple):
-            found.extend(_assigned(v))
+            found.extend(assigned_names(v))
     return found
 
 
@@ -127,7 +127,7 @@ def expand_lets(spec: S.Spec, out: Collector) -> S.Spec:
         )
         return spec
     for u in spec.updates:
-        for name in _assigned(u.body):
+        for name in assigned_names(u.body):
             if name.id in values:
                 let = next(x for x in spec.lets if x.name.id == name.id)
                 out.error(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import fields, is_dataclass, replace
 
-from generator.check.lets import substitute
+from generator.check.lets import assigned_names, substitute
 from generator.language import syntax as S
 from generator.language.diagnostics import Collector, Note, did_you_mean
 
@@ -49,7 +49,7 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
             if wrong:
                 ok = False
                 out.error(
-                    "E407",
+                    "E408",
                     f"`with {name.id}`: {mod.name} takes {len(block.vars)} value(s) at "
                     f"`{block.point}` ({', '.join(v.id for v in block.vars)}), the update "
                     f"exposes {len(wrong[0].names)}",
@@ -61,7 +61,7 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
             if not here:
                 ok = False
                 out.error(
-                    "E407",
+                    "E408",
                     f"`with {name.id}`: the update of {spec.name} exposes no "
                     f"`{block.point}` for it to act at",
                     name.span,
@@ -79,7 +79,10 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
             blocks.setdefault(block.point, []).append(block)
     updates = tuple(replace(u, body=_splice(u.body, blocks)) for u in spec.updates)
     docs = spec.docs + tuple(d for m in taken for d in m.docs if d.key == "reference")
-    added = tuple(i for m in taken for i in m.inputs)
+    # (an input the optimizer declares itself replaces a modifier's of that name: a variant's
+    # `input cautious: bool = true, fixed`)
+    own = {i.arg_name for i in spec.inputs}
+    added = tuple(i for m in taken for i in m.inputs if i.arg_name not in own)
     order = spec.defaults_order
     if order is not None:  # (the modifiers' options last, as a reference's **kwargs)
         order = replace(order, names=order.names + tuple(i.arg_name for i in added))
@@ -89,7 +92,13 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
         defaults_order=order,
         inputs=spec.inputs + added,
         checks=spec.checks + tuple(c for m in taken for c in m.checks),
-        validations=spec.validations + tuple(v for m in taken for v in m.validations),
+        validations=spec.validations
+        + tuple(
+            v
+            for m in taken
+            for v in m.validations
+            if not any(v in i.requires for i in m.inputs if i.arg_name in own)
+        ),
         states=spec.states + tuple(s for m in taken for s in m.states),
         updates=updates,
     )
@@ -131,10 +140,14 @@ def _clashes(spec: S.Spec, mod: S.Spec, name: S.Name, out: Collector) -> bool:
     name of one of the optimizer's: spliced in, the two would be one (reported, E202).
     """
     own = _names(replace(spec, modifiers=()))  # (its `with` names the modifiers only)
-    made = [i for inp in mod.inputs for i in inp.names] + [s.name for s in mod.states]
+    # (an input of the modifier's that the optimizer redeclares is the optimizer's own)
+    redeclared = {i.arg_name for i in spec.inputs}
+    made = [
+        n for inp in mod.inputs if inp.arg_name not in redeclared for n in inp.names
+    ] + [s.name for s in mod.states]
     for block in mod.points:
         bound = {v.id for v in block.vars}
-        made += [n for n in _assigned(block.body) if n.id not in bound]
+        made += [n for n in assigned_names(block.body) if n.id not in bound]
     for n in made:
         if n.id in own:
             out.error(
@@ -159,15 +172,3 @@ def _names(node) -> set[str]:
             *(_names(getattr(node, f.name)) for f in fields(node) if f.compare)
         )
     return set()
-
-
-def _assigned(body) -> list[S.Name]:
-    found = []
-    for s in body:
-        if isinstance(s, (S.Assign, S.ItemAssign)):
-            found.append(s.target)
-        elif isinstance(s, S.MultiAssign):
-            found.extend(s.targets)
-        for block in S.sub_blocks(s):
-            found += _assigned(block)
-    return found

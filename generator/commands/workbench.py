@@ -7,6 +7,7 @@ new spec is checked before it is written, and nothing is written when it does no
 
 from __future__ import annotations
 
+import difflib
 import pprint
 import re
 import sys
@@ -117,6 +118,54 @@ def cmd_new(args) -> int:
     return 0
 
 
+def _show_diff(args, text: bytes, shown: str, frags, where) -> int:
+    """``optimgen show --diff CLion``: the variant's output against its base's, the base's
+    class name written as the variant's so that only the change shows."""
+    checked = check_text(text, shown, frags)
+    base = checked.spec.base
+    if base is None:
+        print(
+            f"optimgen show --diff: {checked.name} is no variant "
+            "(`optimizer NAME from BASE`): there is nothing to compare it with",
+            file=sys.stderr,
+        )
+        return 1
+    base_path = P.spec_named(base.id, where)
+    base_shown = P.display(base_path, where.root if where else None)
+    base_checked = check_text(
+        base_path.read_bytes(), base_shown, P.fragment_dirs(where, [base_path])
+    )
+
+    def rendered(c, path, source) -> str:
+        if args.format == "python":
+            return compile_text(source, path, P.fragment_dirs(where, [Path(path)]))
+        if args.format == "latex":
+            return algorithm_box(c)
+        if args.format == "markdown":
+            return page(c, driver.lowered(c))
+        return ir_listing(c)
+
+    before = rendered(base_checked, base_shown, base_path.read_bytes())
+    after = rendered(checked, shown, text)
+    # (the base's own names in its code as the variant's: its file, its class where code
+    # names it, its functions; the texts that name the base keep its name)
+    before = before.replace(base_shown, shown)
+    base_name, name = base_checked.name, checked.name
+    before = re.sub(rf"\b{re.escape(base_name)}\b(?=[(.\]\"`])", name, before)
+    stem, new_stem = Path(base_shown).stem, Path(shown).stem
+    before = re.sub(
+        rf"(?<![A-Za-z0-9.]){re.escape(stem)}(?![A-Za-z0-9])", new_stem, before
+    )
+    diff = difflib.unified_diff(
+        before.splitlines(True),
+        after.splitlines(True),
+        f"{base.id} ({base_shown})",
+        f"{checked.name} ({shown})",
+    )
+    sys.stdout.writelines(diff)
+    return 0
+
+
 def cmd_show(args) -> int:
     where = P.around(args.spec_dir, None)
     path = P.spec_named(args.spec, where)
@@ -125,6 +174,8 @@ def cmd_show(args) -> int:
     text = path.read_bytes()
     shown = P.display(path, where.root if where else None)
     frags = P.fragment_dirs(where, [path])
+    if args.diff:
+        return _show_diff(args, text, shown, frags, where)
     if args.format == "python" and not args.memory:
         print(compile_text(text, shown, frags), end="")
         return 0
@@ -326,6 +377,12 @@ def add_arguments(sub) -> None:
         action="store_true",
         help="bytes of optimizer state per parameter element under each precision "
         "policy (float32, bf16, bf16 + stochastic rounding or Kahan, state dtypes)",
+    )
+    s.add_argument(
+        "--diff",
+        action="store_true",
+        help="a variant (`optimizer CLion from Lion`) against its base, in the --format "
+        "chosen: what its modifiers and inputs change, as a unified diff",
     )
     s.add_argument(
         "--spec-dir",

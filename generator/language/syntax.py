@@ -634,6 +634,8 @@ class Spec:
     modifiers: tuple[Name, ...] = ()
     modifiers_span: Span | None = field(default=None, compare=False)
     points: tuple[PointBlock, ...] = ()
+    # `optimizer X from Base`: a variant of Base (generator.check.variants), None for any other
+    base: Name | None = None
 
     def doc(self, key: str) -> str | None:
         texts = [d.text for d in self.docs if d.key == key]

@@ -551,6 +551,22 @@ def build(tree, path: str, text: str) -> S.Spec:
 
 def _assemble(kind, children, span, path, text) -> S.Spec:
     name_tok, *items = children
+    base = None
+    if kind == "optimizer":  # (`optimizer X from Base`: the base's name, or None)
+        base_tok, *items = items
+        if base_tok is not None:
+            span_of = base_tok
+            base = S.Name(
+                str(base_tok),
+                None,
+                S.Span(
+                    path,
+                    span_of.line,
+                    span_of.column,
+                    span_of.end_line,
+                    span_of.end_column,
+                ),
+            )
     defaults_order = None
     complex_mode = "first_nonlinear"
     sparse = None
@@ -623,6 +639,7 @@ def _assemble(kind, children, span, path, text) -> S.Spec:
         modifiers=tuple(modifiers),
         modifiers_span=modifiers_span,
         points=tuple(points),
+        base=base,
     )
 
 
