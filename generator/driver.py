@@ -141,8 +141,22 @@ def check_all(
     checked = []
     names: dict[str, S.Spec] = {}
     stems: dict[str, S.Spec] = {}
-    # (a variant's base by its optimizer's name, among the specs built together)
+    # (a variant's base by its optimizer's name: among the specs built together, else one of
+    # optimgen's own)
     by_name = {s.name: s for s in specs if s.kind == "optimizer"}
+
+    def base_named(name: str) -> S.Spec | None:
+        if name in by_name:
+            return by_name[name]
+        path = P.spec_named(name, None)
+        if path is None:
+            return None
+        shown = P.display(path, root)
+        spec = parse(path.read_bytes(), shown)
+        sources[shown] = spec.source
+        by_name[name] = spec
+        return spec
+
     for spec in specs:
         if spec.kind != "optimizer":
             out.error(
@@ -197,7 +211,7 @@ def check_all(
             )
         names.setdefault(spec.name, spec)
         before = len(out.items)
-        derived = derive(spec, by_name.get, out)
+        derived = derive(spec, base_named, out)
         if derived is None:
             continue
         checked.append(check(derived, fragments, out))

@@ -237,6 +237,22 @@ def test_new_from_a_shipped_optimizer_by_name(home, capsys):
     assert "no spec `NoSuch`" in capsys.readouterr().err
 
 
+def test_a_users_variant_of_a_shipped_optimizer_builds_in_the_users_project(
+    home, capsys
+):
+    assert main(["init"]) == 0
+    (home / "specs" / "c_ademamix.optim").write_text(
+        "optimizer CAdEMAMix from AdEMAMix\n"
+        'input cautious: bool = true, fixed "always on"\n'
+    )
+    assert main(["build"]) == 0, capsys.readouterr().err
+    module = (home / "optimizers" / "c_ademamix.py").read_text()
+    assert "class CAdEMAMix(Optimizer)" in module and '"cautious": True' in module
+    # (the base is optimgen's own spec: read, never built into the user's package)
+    assert not (home / "optimizers" / "ademamix.py").exists()
+    assert main(["check"]) == 0
+
+
 def test_show_a_shipped_optimizer_from_anywhere_is_its_generated_module(home, capsys):
     assert main(["show", "Adam"]) == 0
     assert capsys.readouterr().out == (ROOT / "generated" / "adam.py").read_text()
