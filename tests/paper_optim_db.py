@@ -632,14 +632,18 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             # (the cautious modifier, as the reference's option: against the normed gradient)
             {"lr": 1e-2, "cautious": True},
             {"lr": 1e-2, "cautious": True, "clip_lambda": None, "weight_decay": 0.1},
+            # (the stable_adamw modifier, as the reference's option; after cautious)
+            {"lr": 1e-2, "stable_adamw": True},
+            {"lr": 1e-2, "stable_adamw": True, "cautious": True, "maximize": True},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq"),
         agreement=(
             # L2 decay (weight_decouple=False, the default, weight_decay > 0): the elif
             {"lr": 1e-2, "betas": (0.9, 0.5), "weight_decay": 0.1},
             {"lr": 1e-2, "cautious": True},
+            {"lr": 1e-2, "stable_adamw": True, "weight_decay": 0.1},
         ),
-        group_options=("cautious",),
+        group_options=("cautious", "stable_adamw"),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         refusals=tuple(
             Refusal(name, ValueError, "clip_lambda must be", kwargs={"clip_lambda": v})
