@@ -16,7 +16,13 @@ import types
 from pathlib import Path
 
 from generator import project as P
-from generator.driver import check_all, check_fusable, load, render_optimizer
+from generator.driver import (
+    check_all,
+    check_fusable,
+    find_base,
+    load,
+    render_optimizer,
+)
 from generator.check.checker import check
 from generator.check.variants import derive
 from generator.language.diagnostics import Collector, SpecError
@@ -45,7 +51,11 @@ def check_text(
     _, fragments, sources = load([], P.fragment_files(fragment_dirs), out)
     spec = parse(text, path)
     sources[path] = spec.source
-    spec = derive(spec, functools.partial(_base_named, sources), out)
+    project = P.find()
+    find = functools.partial(
+        find_base, {}, project, project.root if project else None, sources
+    )
+    spec = derive(spec, find, out)
     if spec is None:
         raise SpecError(out.items, sources)
     checked = check(spec, fragments, out)
@@ -54,19 +64,6 @@ def check_text(
     if out.items:
         raise SpecError(out.items, sources)
     return checked
-
-
-def _base_named(sources: dict, name: str):
-    """A variant's base by its optimizer's name: the project's spec, else optimgen's own (its
-    source kept in ``sources``, for the messages that point into it)."""
-    project = P.find()
-    path = P.spec_named(name, project)
-    if path is None:
-        return None
-    shown = P.display(path, project.root if project else None)
-    spec = parse(path.read_bytes(), shown)
-    sources[shown] = spec.source
-    return spec
 
 
 @functools.lru_cache(maxsize=64)

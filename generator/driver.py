@@ -8,6 +8,7 @@ them with what is on disk. Failures after checking are generator bugs and are re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import keyword
 import os
@@ -64,6 +65,28 @@ def discover(
 def _module_name(spec: S.Spec) -> str:
     """The generated module is named after the spec file: specs/rmsprop.optim → generated/rmsprop.py."""
     return Path(spec.path).stem
+
+
+def find_base(
+    known: dict[str, S.Spec],
+    project: P.Project | None,
+    root: Path | None,
+    sources: dict[str, str],
+    name: str,
+) -> S.Spec | None:
+    """A variant's base by its optimizer's name: one of ``known`` (the specs at hand), else the
+    project's spec of that name, else optimgen's own, parsed, its source kept in ``sources``
+    for the messages that point into it (and in ``known`` for the next variant)."""
+    if name in known:
+        return known[name]
+    path = P.spec_named(name, project)
+    if path is None:
+        return None
+    shown = P.display(path, root)
+    spec = parse(path.read_bytes(), shown)
+    sources[shown] = spec.source
+    known[name] = spec
+    return spec
 
 
 def load(
@@ -141,21 +164,9 @@ def check_all(
     checked = []
     names: dict[str, S.Spec] = {}
     stems: dict[str, S.Spec] = {}
-    # (a variant's base by its optimizer's name: among the specs built together, else one of
-    # optimgen's own)
-    by_name = {s.name: s for s in specs if s.kind == "optimizer"}
-
-    def base_named(name: str) -> S.Spec | None:
-        if name in by_name:
-            return by_name[name]
-        path = P.spec_named(name, None)
-        if path is None:
-            return None
-        shown = P.display(path, root)
-        spec = parse(path.read_bytes(), shown)
-        sources[shown] = spec.source
-        by_name[name] = spec
-        return spec
+    # (a variant's base: among the specs built together, else one of optimgen's own)
+    known = {s.name: s for s in specs if s.kind == "optimizer"}
+    base_named = functools.partial(find_base, known, None, root, sources)
 
     for spec in specs:
         if spec.kind != "optimizer":
