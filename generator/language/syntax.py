@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
+from generator.language.builtins import BUILTINS
+
 
 @dataclass(frozen=True)
 class Span:
@@ -323,8 +325,9 @@ def repeated_list(e) -> tuple[List, Expr] | None:
     return None
 
 
-# the functions that make a tensor of a shape they are given (a state's first value)
-CONSTRUCTORS = ("zeros", "ones", "eye", "zeros_along", "identity_factor")
+# the functions that make a tensor of a shape they are given (a state's first value): the
+# builtin table's functions of that context
+CONSTRUCTORS = tuple(n for n, b in BUILTINS.items() if b.context == "state")
 
 
 def shaped(e) -> tuple[Call, Expr | None] | None:

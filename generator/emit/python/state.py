@@ -181,11 +181,8 @@ def _made_of_shape(facts: ModuleFacts, s: ir.State) -> str:
         made = f"{op.runtime}(p, {', '.join(dims)}" + (
             f", dtype={dtype})" if s.dtype else ")"
         )
-        return (
-            made
-            if value in ("1", "1.0") or s.constructor == "zeros_along"
-            else (f"{made}.mul_({value})")
-        )
+        # (zeros_along's value is 0 whatever the factor: the lowering says so)
+        return made if value in ("0", "0.0", "1", "1.0") else f"{made}.mul_({value})"
     if s.constructor == "eye":
         made = f"torch.eye({dims[0]}, {where})"
         return made if value in ("1", "1.0") else f"{made}.mul_({value})"
