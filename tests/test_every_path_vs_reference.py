@@ -26,6 +26,7 @@ from generator.commands import verify as V
 from generator.api import check_text
 from generator.check.queries import refuses_complex
 from generator.runtime.kernels import eager_kernels
+from paper_optim_db import PAPER_OPTIMIZERS
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {
@@ -83,10 +84,12 @@ BOUNDS = {
     ),
 }
 
-# How each reference is built, where its default differs from what it is compared as.
+# How each reference is built, where it is another class (a variant's base: CLion is Lion with
+# cautious on) or its default differs from what it is compared as (LaProp's foreach path rounds
+# its step sizes to float32): as the paper table says
+REFERENCE_CLASS = {i.name: i.reference_name for i in PAPER_OPTIMIZERS}
 REFERENCE_OPTIONS = {
-    # its default foreach path rounds the step sizes to float32 (documented in the spec)
-    "LaProp": {"foreach": False},
+    i.name: i.reference_overrides for i in PAPER_OPTIMIZERS if i.reference_overrides
 }
 
 # How a configuration's options are given to the reference, where it reads one otherwise.
@@ -117,22 +120,12 @@ NOT_HERE = {
 }
 
 
-# variants whose reference is their base's class with an option on
-VARIANT_OF = {"CLion": ("Lion", {"cautious": True})}
-
-
 def _reference(name: str) -> V.Reference:
-    target, always = VARIANT_OF.get(name, (name, {}))
-    if always:
-        ref = V.reference(f"pytorch_optimizer.{target}")
-        made = ref.make
-        return V.Reference(
-            ref.name, lambda params, **kw: made(params, **kw, **always), ref.takes
-        )
+    target = REFERENCE_CLASS.get(name, name)
     if hasattr(torch.optim, name):
         ref = V.reference(f"torch.optim.{name}")
-    elif hasattr(pytorch_optimizer, name):
-        ref = V.reference(f"pytorch_optimizer.{name}")
+    elif hasattr(pytorch_optimizer, target):
+        ref = V.reference(f"pytorch_optimizer.{target}")
     else:
         make = getattr(reference, name)
         ref = V.Reference(f"reference.{name}", make, V.keywords(make))

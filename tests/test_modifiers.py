@@ -218,9 +218,7 @@ def test_a_variant_is_its_base_with_an_input_fixed():
 
 
 def test_a_variant_takes_more_modifiers_after_its_bases(tmp_path):
-    dirs = _dirs(
-        tmp_path, double=DOUBLE.replace("at direction v, gr:", "at direction v, gr:")
-    )
+    dirs = _dirs(tmp_path, double=DOUBLE)
     text = "optimizer DoubleLion from Lion\nwith double\n"
     src = compile_text(text, fragment_dirs=dirs)
     assert "factor: float = 2.0" in src and "cautious: bool = False" in src
