@@ -21,9 +21,10 @@ from generator.runtime.kernels import (
     amp_skips_step,
     graph_constants,
     _device_number,
-    _flat,
     _number_tensor,
+    _shaped,
 )
+from generator.runtime.linalg import mean_except
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -52,6 +53,9 @@ class CLion(Optimizer):
         maximize: bool = False,
         *,
         fused: bool | None = None,
+        use_gc: bool = False,
+        adanorm: bool = False,
+        adanorm_r: float = 0.95,
         state_dtype: torch.dtype | dict[str, torch.dtype] | None = None,
         compute_dtype: torch.dtype | None = None,
         param_rounding: str = "nearest",
@@ -65,6 +69,8 @@ class CLion(Optimizer):
             raise ValueError("beta2 must be in the range [0.0, 1.0)")
         if not weight_decay >= 0:
             raise ValueError("weight_decay must be non-negative")
+        if not 0 <= adanorm_r <= 1:
+            raise ValueError("adanorm_r must be in the range [0.0, 1.0]")
         defaults = {
             "lr": lr,
             "betas": betas,
@@ -75,11 +81,14 @@ class CLion(Optimizer):
             "maximize": maximize,
             "fused": fused,
             "cautious": True,
+            "use_gc": use_gc,
+            "adanorm": adanorm,
+            "adanorm_r": adanorm_r,
         }
         defaults.update(
             policy_defaults(
                 "CLion",
-                ("exp_avg",),
+                ("exp_avg", "exp_grad_adanorm"),
                 {},
                 state_dtype,
                 compute_dtype,
@@ -104,14 +113,20 @@ class CLion(Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("maximize", False)
             group.setdefault("fused", None)
+            group.setdefault("use_gc", False)
+            group.setdefault("adanorm", False)
             group["cautious"] = True
 
     def _init_state(self, group, p):
         state = self.state[p]
         state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if group["adanorm"]:
+            state["exp_grad_adanorm"] = torch.zeros(
+                (1,), dtype=p.dtype, device=p.device
+            )
         store_state_dtypes(state, group)
 
-    def _init_group(self, group, params, grads, exp_avgs):
+    def _init_group(self, group, params, grads, exp_avgs, exp_grad_adanorms):
         has_complex = False
         for p in group["params"]:
             if p.grad is not None:
@@ -124,9 +139,21 @@ class CLion(Optimizer):
                 params.append(p)
                 if p.grad.is_sparse:
                     raise ValueError("Lion does not support sparse gradients")
+                if group["use_gc"] and torch.is_complex(p.grad):
+                    raise ValueError(
+                        "gradient centralization (use_gc=True) does not support complex parameters"
+                    )
+                if group["adanorm"] and _is_sharded(p):
+                    raise ValueError(
+                        "CLion reads each parameter's whole tensor (state `e`, of its own shape, specs/fragments/adanorm.frag:13); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                    )
+                if group["use_gc"] and _is_sharded(p):
+                    raise ValueError(
+                        "CLion reads each parameter's whole tensor (`mean_except(...)`, specs/fragments/gradient_centralization.frag:15); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                    )
                 if group["cautious"] and _is_sharded(p):
                     raise ValueError(
-                        "CLion reads each parameter's whole tensor (`type_as(...)`, specs/fragments/cautious.frag:13); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                        "CLion reads each parameter's whole tensor (`sum(...)`, specs/fragments/cautious.frag:14); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
                     )
                 grads.append(p.grad)
 
@@ -134,6 +161,8 @@ class CLion(Optimizer):
                 if len(state) == 0:
                     self._init_state(group, p)
                 exp_avgs.append(state["exp_avg"])
+                if group["adanorm"]:
+                    exp_grad_adanorms.append(state["exp_grad_adanorm"])
         return has_complex
 
     @torch.no_grad()
@@ -152,20 +181,24 @@ class CLion(Optimizer):
             # GradScaler found an inf or NaN among the scaled gradients (its protocol for
             # fused steps): as in torch's fused kernels, nothing changes but new states
             for group in self.param_groups:
-                self._init_group(group, [], [], [])
+                self._init_group(group, [], [], [], [])
             return loss
 
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []
             exp_avgs: list[Tensor] = []
-            has_complex = self._init_group(group, params, grads, exp_avgs)
+            exp_grad_adanorms: list[Tensor] = []
+            has_complex = self._init_group(
+                group, params, grads, exp_avgs, exp_grad_adanorms
+            )
             beta1, beta2 = group["betas"]
 
             clion(
                 params,
                 grads,
                 exp_avgs,
+                exp_grad_adanorms,
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
@@ -178,6 +211,9 @@ class CLion(Optimizer):
                 fixed_decay=group["fixed_decay"],
                 maximize=group["maximize"],
                 cautious=group["cautious"],
+                use_gc=group["use_gc"],
+                adanorm=group["adanorm"],
+                adanorm_r=group["adanorm_r"],
             )
 
         return loss
@@ -194,18 +230,26 @@ CLion.__doc__ = r"""Lion with cautious updates: the sign step masked where it di
     .. math::
        \begin{aligned}
             &\rule{110mm}{0.4pt} \\
-            &\textbf{input}: \gamma \text{ (lr)}, \: \beta_{1}, \beta_{2} \text{ (betas)}, \: \lambda \text{ (weight\_decay)}, \: \textit{weight}_{\textit{decouple}} \text{ (weight\_decouple)}, \: \textit{fixed}_{\textit{decay}} \text{ (fixed\_decay)}, \: \textit{maximize} \text{ (maximize)}, \: \theta_0 \text{ (params)} \\
-            &\textbf{initialize}: m_0 \leftarrow 0 \text{ (exp\_avg)} \\
+            &\textbf{input}: \gamma \text{ (lr)}, \: \beta_{1}, \beta_{2} \text{ (betas)}, \: \lambda \text{ (weight\_decay)}, \: \textit{weight}_{\textit{decouple}} \text{ (weight\_decouple)}, \: \textit{fixed}_{\textit{decay}} \text{ (fixed\_decay)}, \: \textit{maximize} \text{ (maximize)}, \: \textit{use}_{\textit{gc}} \text{ (use\_gc)}, \: \textit{adanorm} \text{ (adanorm)}, \: \textit{adanorm}_{\textit{r}} \text{ (adanorm\_r)}, \: \theta_0 \text{ (params)} \\
+            &\textbf{initialize}: m_0 \leftarrow 0 \text{ (exp\_avg)}, \: e_0 \leftarrow \mathrm{zeros}\left(1\right) \text{ (exp\_grad\_adanorm)} \\
             &\rule{110mm}{0.4pt} \\
             &\textbf{for} \: t=1 \: \textbf{to} \: \ldots \: \textbf{do} \\
             &\hspace{5mm}g \leftarrow -\nabla_{\theta} f_t(\theta_{t-1}) \textbf{ if } \textit{maximize} \textbf{ else } \nabla_{\theta} f_t(\theta_{t-1}) \\
+            &\hspace{5mm}\textbf{if} \: \textit{use}_{\textit{gc}} \textbf{ and } \mathrm{dim}\left(\theta_{t-1}\right) > 1 \textbf{:} \\
+            &\hspace{10mm}g \leftarrow g - \operatorname{mean}_{\neg 0}\left(g\right) \\
             &\hspace{5mm}\textbf{if} \: \lambda \neq 0 \textbf{:} \\
             &\hspace{10mm}\textbf{if} \: \textit{weight}_{\textit{decouple}} \textbf{:} \\
             &\hspace{15mm}\theta_{t} \leftarrow \theta_{t-1} \cdot \left(1.0 - \lambda \cdot \left(1.0 \textbf{ if } \textit{fixed}_{\textit{decay}} \textbf{ else } \gamma\right)\right) \\
             &\hspace{10mm}\textbf{else if} \: \lambda > 0 \textbf{:} \\
             &\hspace{15mm}g \leftarrow g + \lambda \cdot \theta_{t-1} \\
+            &\hspace{5mm}s_{\textit{grad}} \leftarrow g \\
+            &\hspace{5mm}\textbf{if} \: \textit{adanorm} \textbf{:} \\
+            &\hspace{10mm}\textit{grad}_{\textit{norm}} \leftarrow \mathrm{norm}\left(s_{\textit{grad}}\right) \\
+            &\hspace{10mm}e_{t} \leftarrow e_{t-1} \cdot \textit{adanorm}_{\textit{r}} + \left(1 - \textit{adanorm}_{\textit{r}}\right) \cdot \textit{grad}_{\textit{norm}} \\
+            &\hspace{10mm}e_{\textit{now}} \leftarrow \operatorname{reshape}\left(e_{t}, \textit{grad}_{\textit{norm}}\right) \\
+            &\hspace{10mm}s_{\textit{grad}} \leftarrow \mathrm{where}\left(\textit{grad}_{\textit{norm}} > 0 \textbf{ and } e_{\textit{now}} > \textit{grad}_{\textit{norm}}, \frac{s_{\textit{grad}} \cdot e_{\textit{now}}}{\textit{grad}_{\textit{norm}}}, s_{\textit{grad}}\right) \\
             &\hspace{5mm}\textit{update} \leftarrow \mathrm{sign}\left(\mathrm{lerp}\left(m_{t-1}, g, 1 - \beta_{1}\right)\right) \\
-            &\hspace{5mm}m_{t} \leftarrow \mathrm{lerp}\left(m_{t-1}, g, 1 - \beta_{2}\right) \\
+            &\hspace{5mm}m_{t} \leftarrow \mathrm{lerp}\left(m_{t-1}, s_{\textit{grad}}, 1 - \beta_{2}\right) \\
             &\hspace{5mm}\textbf{if} \: \textit{cautious} \textbf{:} \\
             &\hspace{10mm}\textit{mask} \leftarrow \operatorname{cast}_{\mathrm{dtype}\left(g\right)}\left(\mathrm{where}\left(\textit{update} \cdot g > 0, 1, 0\right)\right) \\
             &\hspace{10mm}\textit{update} \leftarrow \textit{update} \cdot \left(\textit{mask} \cdot \left(\frac{\mathrm{numel}\left(\textit{mask}\right)}{\mathrm{sum}\left(\textit{mask}\right) + 1}\right)\right) \\
@@ -225,13 +269,18 @@ CLion.__doc__ = r"""Lion with cautious updates: the sign step masked where it di
         foreach (bool | None, optional): the multi-tensor implementation (default: None)
         maximize (bool, optional): maximize the objective (default: False)
         fused (bool | None, optional): whether the fused implementation is used. (default: None)
+        use_gc (bool, optional): subtract from each output channel's gradient its mean (gradient centralization), for parameters of two or more dimensions (default: False)
+        adanorm (bool, optional): scale the first moment's gradient up to the running average of its norm (AdaNorm) (default: False)
+        adanorm_r (float, optional): decay rate of AdaNorm's running average of the gradient norm (default: 0.95)
 
-    .. note:: cautious=True (the cautious modifier, specs/fragments/cautious.frag) masks the direction as the reference's cautious option does. pytorch_optimizer's other extra keyword options (use_gc, adanorm) are not expressed: passing one is a TypeError at construction.
+    .. note:: pytorch_optimizer's extra keyword options are modifiers here, as the reference has them: use_gc (specs/fragments/gradient_centralization.frag) centralizes the gradient before the decay, adanorm (specs/fragments/adanorm.frag) rescales the gradient the momentum takes, and cautious (specs/fragments/cautious.frag) masks the direction.
     .. note:: pytorch_optimizer has no class of its own for C-Lion: it is checked against pytorch_optimizer.Lion(cautious=True).
 
     References:
         - Chen et al., Symbolic Discovery of Optimization Algorithms, NeurIPS 2023. https://arxiv.org/abs/2302.06675
         - pytorch_optimizer.Lion (4.x): the reference implementation the generated class is tested against.
+        - Yong, Huang, Hua & Zhang, Gradient Centralization: A New Optimization Technique for Deep Neural Networks, ECCV 2020. https://arxiv.org/abs/2004.01461
+        - Dubey, Basha, Singh & Chaudhuri, AdaNorm: Adaptive Gradient Norm Correction based Optimizer for CNNs, WACV 2023. https://arxiv.org/abs/2210.06364
         - Liang, Chen, Liu & Liu, Cautious Optimizers: Improving Training with One Line of Code, 2024. https://arxiv.org/abs/2411.16085
 
     Generated by optimgen from ``specs/clion.optim``.
@@ -242,6 +291,7 @@ def clion(
     params: list[Tensor],
     grads: list[Tensor],
     exp_avgs: list[Tensor],
+    exp_grad_adanorms: list[Tensor],
     *,
     foreach: bool | None = None,
     differentiable: bool = False,
@@ -256,6 +306,9 @@ def clion(
     fixed_decay: bool,
     maximize: bool,
     cautious: bool,
+    use_gc: bool,
+    adanorm: bool,
+    adanorm_r: float,
 ) -> None:
     r"""Functional API that performs CLion algorithm computation.
 
@@ -276,8 +329,8 @@ def clion(
                 params, differentiable, use_fused=False
             )
         for lists in precision.chunks(
-            [params, grads, exp_avgs],
-            ["param", "grad", "exp_avg"],
+            [params, grads, exp_avgs, exp_grad_adanorms],
+            ["param", "grad", "exp_avg", "exp_grad_adanorm"],
             per_tensor=not (foreach or fused),
         ):
             clion(
@@ -294,6 +347,9 @@ def clion(
                 fixed_decay=fixed_decay,
                 maximize=maximize,
                 cautious=cautious,
+                use_gc=use_gc,
+                adanorm=adanorm,
+                adanorm_r=adanorm_r,
             )
         return
     if fused:
@@ -305,6 +361,7 @@ def clion(
             params,
             grads,
             exp_avgs,
+            exp_grad_adanorms,
             has_complex=has_complex,
             precision=precision,
             lr=lr,
@@ -315,6 +372,9 @@ def clion(
             fixed_decay=fixed_decay,
             maximize=maximize,
             cautious=cautious,
+            use_gc=use_gc,
+            adanorm=adanorm,
+            adanorm_r=adanorm_r,
         )
         return
     if foreach is None:
@@ -328,6 +388,7 @@ def clion(
             params,
             grads,
             exp_avgs,
+            exp_grad_adanorms,
             has_complex=has_complex,
             lr=lr,
             beta1=beta1,
@@ -337,12 +398,16 @@ def clion(
             fixed_decay=fixed_decay,
             maximize=maximize,
             cautious=cautious,
+            use_gc=use_gc,
+            adanorm=adanorm,
+            adanorm_r=adanorm_r,
         )
         return
     _single_tensor_clion(
         params,
         grads,
         exp_avgs,
+        exp_grad_adanorms,
         has_complex=has_complex,
         lr=lr,
         beta1=beta1,
@@ -352,6 +417,9 @@ def clion(
         fixed_decay=fixed_decay,
         maximize=maximize,
         cautious=cautious,
+        use_gc=use_gc,
+        adanorm=adanorm,
+        adanorm_r=adanorm_r,
     )
 
 
@@ -359,6 +427,7 @@ def _single_tensor_clion(
     params: list[Tensor],
     grads: list[Tensor],
     exp_avgs: list[Tensor],
+    exp_grad_adanorms: list[Tensor],
     *,
     has_complex: bool,
     lr: float | Tensor,
@@ -369,28 +438,50 @@ def _single_tensor_clion(
     fixed_decay: bool,
     maximize: bool,
     cautious: bool,
+    use_gc: bool,
+    adanorm: bool,
+    adanorm_r: float,
 ) -> None:
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
-        lr, beta1, beta2, weight_decay = graph_constants(lr, beta1, beta2, weight_decay)
+        lr, beta1, beta2, weight_decay, adanorm_r = graph_constants(
+            lr, beta1, beta2, weight_decay, adanorm_r
+        )
 
     for i, param in enumerate(params):
         grad = grads[i]
         exp_avg = exp_avgs[i]
+        if adanorm:
+            exp_grad_adanorm = exp_grad_adanorms[i]
 
         g = -grad if maximize else grad
+        if torch.is_complex(param):
+            param = torch.view_as_real(param)
+            grad = torch.view_as_real(grad)
+            exp_avg = torch.view_as_real(exp_avg)
+            if adanorm:
+                exp_grad_adanorm = torch.view_as_real(exp_grad_adanorm)
+            g = torch.view_as_real(g)
+        if use_gc and param.dim() > 1:
+            g = g.sub(mean_except(g, 0))
         if weight_decay != 0:
             if weight_decouple:
                 param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
             elif weight_decay > 0:
                 g = g.add(param, alpha=weight_decay)
-        if torch.is_complex(param):
-            param = torch.view_as_real(param)
-            grad = torch.view_as_real(grad)
-            exp_avg = torch.view_as_real(exp_avg)
-            g = torch.view_as_real(g)
+        s_grad = g
+        if adanorm:
+            grad_norm = s_grad.norm()
+            exp_grad_adanorm.mul_(adanorm_r).add_(grad_norm, alpha=1 - adanorm_r)
+            e_now = exp_grad_adanorm.reshape_as(grad_norm)
+            s_grad = torch.where(
+                grad_norm.gt(0).logical_and(e_now.gt(grad_norm)),
+                s_grad.mul(e_now).div_(grad_norm),
+                s_grad,
+            )
         update = exp_avg.lerp(g, 1 - beta1).sign_()
-        exp_avg.lerp_(g, 1 - beta2)
+        exp_avg.lerp_(s_grad, 1 - beta2)
+        del s_grad
         if cautious:
             mask = torch.where(update.mul(g).gt(0), 1, param.new_full((), 0)).type_as(g)
             update.mul_(mask.mul(mask.sum().add_(1).reciprocal_().mul_(mask.numel())))
@@ -401,6 +492,7 @@ def _multi_tensor_clion(
     params: list[Tensor],
     grads: list[Tensor],
     exp_avgs: list[Tensor],
+    exp_grad_adanorms: list[Tensor],
     *,
     has_complex: bool,
     lr: float | Tensor,
@@ -411,28 +503,48 @@ def _multi_tensor_clion(
     fixed_decay: bool,
     maximize: bool,
     cautious: bool,
+    use_gc: bool,
+    adanorm: bool,
+    adanorm_r: float,
 ) -> None:
     if len(params) == 0:
         return
 
     lr = _to_scalar(lr)
     if torch.compiler.is_compiling():
-        lr, beta1, beta2, weight_decay = graph_constants(lr, beta1, beta2, weight_decay)
+        lr, beta1, beta2, weight_decay, adanorm_r = graph_constants(
+            lr, beta1, beta2, weight_decay, adanorm_r
+        )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, exp_avgs],  # type: ignore[list-item]
+        [params, grads, exp_avgs, exp_grad_adanorms],  # type: ignore[list-item]
     )
     for (
         device_params_,
         device_grads_,
         device_exp_avgs_,
+        device_exp_grad_adanorms_,
     ), _ in grouped_tensors.values():
         device_params = cast(list[Tensor], device_params_)
         device_grads = cast(list[Tensor], device_grads_)
         device_exp_avgs = cast(list[Tensor], device_exp_avgs_)
+        device_exp_grad_adanorms = cast(list[Tensor], device_exp_grad_adanorms_)
         if has_complex:
-            _view_as_real(device_params, device_grads, device_exp_avgs)
+            _view_as_real(
+                device_params,
+                device_grads,
+                device_exp_avgs,
+                *([device_exp_grad_adanorms] if adanorm else []),
+            )
 
         device_g = torch._foreach_neg(device_grads) if maximize else device_grads
+        cond_1 = [use_gc and param.dim() > 1 for param in device_params]
+        device_g = list(device_g)
+        idx_1 = [j for j, ok in enumerate(cond_1) if ok]
+        if idx_1:
+            device_g_1 = [device_g[j] for j in idx_1]
+            device_g_1 = [g.sub(mean_except(g, 0)) for g in device_g_1]
+            for j, value in zip(idx_1, device_g_1, strict=True):
+                device_g[j] = value
         if weight_decay != 0:
             if weight_decouple:
                 torch._foreach_mul_(
@@ -442,9 +554,33 @@ def _multi_tensor_clion(
                 device_g = torch._foreach_add(
                     device_g, device_params, alpha=weight_decay
                 )
+        device_s_grad = device_g
+        if adanorm:
+            device_grad_norm = [s_grad.norm() for s_grad in device_s_grad]
+            torch._foreach_mul_(device_exp_grad_adanorms, adanorm_r)
+            torch._foreach_add_(
+                device_exp_grad_adanorms, device_grad_norm, alpha=1 - adanorm_r
+            )
+            device_e_now = [
+                exp_grad_adanorm.reshape_as(grad_norm)
+                for exp_grad_adanorm, grad_norm in zip(
+                    device_exp_grad_adanorms, device_grad_norm, strict=True
+                )
+            ]
+            device_s_grad = [
+                torch.where(
+                    grad_norm.gt(0).logical_and(e_now.gt(grad_norm)),
+                    s_grad.mul(e_now).div_(grad_norm),
+                    s_grad,
+                )
+                for grad_norm, e_now, s_grad in zip(
+                    device_grad_norm, device_e_now, device_s_grad, strict=True
+                )
+            ]
         device_update = torch._foreach_lerp(device_exp_avgs, device_g, 1 - beta1)
         torch._foreach_sign_(device_update)
-        torch._foreach_lerp_(device_exp_avgs, device_g, 1 - beta2)
+        torch._foreach_lerp_(device_exp_avgs, device_s_grad, 1 - beta2)
+        del device_s_grad
         if cautious:
             device_mask = [
                 torch.where(update.mul(g).gt(0), 1, param.new_full((), 0)).type_as(g)
@@ -452,15 +588,14 @@ def _multi_tensor_clion(
                     device_update, device_g, device_params, strict=True
                 )
             ]
-            device_update_11_12 = [mask.sum() for mask in device_mask]
-            torch._foreach_add_(device_update_11_12, 1)
-            torch._foreach_reciprocal_(device_update_11_12)
+            device_update_14_15 = [mask.sum() for mask in device_mask]
+            torch._foreach_add_(device_update_14_15, 1)
+            torch._foreach_reciprocal_(device_update_14_15)
             torch._foreach_mul_(
-                device_update_11_12, [mask.numel() for mask in device_mask]
+                device_update_14_15, [mask.numel() for mask in device_mask]
             )
-            device_update_11 = torch._foreach_mul(device_mask, device_update_11_12)
-            torch._foreach_mul_(device_update, device_update_11)
-        del device_g
+            device_update_14 = torch._foreach_mul(device_mask, device_update_14_15)
+            torch._foreach_mul_(device_update, device_update_14)
         if isinstance(lr, Tensor) and torch.compiler.is_compiling():
             torch._foreach_add_(device_params, torch._foreach_mul(device_update, -lr))
         else:
@@ -476,6 +611,7 @@ def _fused_clion(
     params: list[Tensor],
     grads: list[Tensor],
     exp_avgs: list[Tensor],
+    exp_grad_adanorms: list[Tensor],
     *,
     has_complex: bool,
     precision: Precision | None = None,
@@ -487,6 +623,9 @@ def _fused_clion(
     fixed_decay: bool,
     maximize: bool,
     cautious: bool,
+    use_gc: bool,
+    adanorm: bool,
+    adanorm_r: float,
 ) -> None:
     if has_complex:
         raise RuntimeError("`fused=True` requires all the params to be floating point")
@@ -497,6 +636,7 @@ def _fused_clion(
             params,
             grads,
             exp_avgs,
+            exp_grad_adanorms,
             has_complex=has_complex,
             lr=lr,
             beta1=beta1,
@@ -506,11 +646,15 @@ def _fused_clion(
             fixed_decay=fixed_decay,
             maximize=maximize,
             cautious=cautious,
+            use_gc=use_gc,
+            adanorm=adanorm,
+            adanorm_r=adanorm_r,
         )
         return
     lr = _to_scalar(lr)
     _weight_decay = _number_tensor(weight_decay)
     _lr = _number_tensor(lr)
+    _adanorm_r = _number_tensor(adanorm_r)
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     kernel = _compiled_kernel(precision is not None)
@@ -518,30 +662,36 @@ def _fused_clion(
     for i, param in enumerate(params):
         grad = grads[i]
         exp_avg = exp_avgs[i]
+        exp_grad_adanorm = exp_grad_adanorms[i] if adanorm else None
         weight_decay_positive = False
+        use_gc_and_param_dim_gt_1 = use_gc and param.dim() > 1
         weight_decay_nonzero = weight_decay != 0
         if weight_decay_nonzero:
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
-            _flat(param),
-            _flat(grad),
-            _flat(exp_avg),
+            _shaped(param),
+            _shaped(grad),
+            _shaped(exp_avg),
+            _shaped(exp_grad_adanorm),
             _weight_decay,
             _lr,
+            _adanorm_r,
             _beta1,
             _beta2,
             maximize,
+            use_gc_and_param_dim_gt_1,
             weight_decay_nonzero,
             weight_decouple,
             weight_decay_positive,
+            adanorm,
             cautious,
             fixed_decay,
             _compute,
             _rounding,
-            _flat(_comp),
-            _flat(_noise),
+            _shaped(_comp),
+            _shaped(_noise),
         )
 
 
@@ -549,14 +699,18 @@ def _clion_kernel(
     param,
     grad,
     exp_avg,
+    exp_grad_adanorm,
     weight_decay,
     lr,
+    adanorm_r,
     beta1,
     beta2,
     maximize,
+    use_gc_and_param_dim_gt_1,
     weight_decay_nonzero,
     weight_decouple,
     weight_decay_positive,
+    adanorm,
     cautious,
     fixed_decay,
     _compute,
@@ -565,23 +719,39 @@ def _clion_kernel(
     _noise,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
-        _stored = (param, exp_avg)
-        param, grad, exp_avg = to_compute(_compute, param, grad, exp_avg)
+        _stored = (param, exp_avg, exp_grad_adanorm)
+        param, grad, exp_avg, exp_grad_adanorm = to_compute(
+            _compute, param, grad, exp_avg, exp_grad_adanorm
+        )
     g = -grad if maximize else grad
+    if use_gc_and_param_dim_gt_1:
+        g = g.sub(mean_except(g, 0))
     if weight_decay_nonzero:
         if weight_decouple:
             param.mul_(1.0 - weight_decay * (1.0 if fixed_decay else lr))
         else:
             if weight_decay_positive:
                 g = g.add(param.mul(weight_decay))
+    s_grad = g
+    if adanorm:
+        grad_norm = s_grad.norm()
+        exp_grad_adanorm.mul_(adanorm_r).add_(grad_norm.mul(1 - adanorm_r))
+        e_now = exp_grad_adanorm.reshape_as(grad_norm)
+        s_grad = torch.where(
+            grad_norm.gt(0).logical_and(e_now.gt(grad_norm)),
+            s_grad.mul(e_now).div_(grad_norm),
+            s_grad,
+        )
     update = exp_avg.lerp(g, 1 - beta1).sign_()
-    exp_avg.lerp_(g, 1 - beta2)
+    exp_avg.lerp_(s_grad, 1 - beta2)
     if cautious:
         mask = torch.where(update.mul(g).gt(0), 1, param.new_tensor(0)).type_as(g)
         update.mul_(mask.mul(mask.sum().add_(1).reciprocal_().mul_(mask.numel())))
     param.add_(update.mul(-lr))
     if _compute is not None:
-        store_back(_stored, (param, exp_avg), _rounding, _comp, _noise)
+        store_back(
+            _stored, (param, exp_avg, exp_grad_adanorm), _rounding, _comp, _noise
+        )
 
 
 @functools.cache

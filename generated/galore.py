@@ -125,7 +125,7 @@ class GaLore(Optimizer):
                     raise ValueError("GaLore does not support sparse gradient.")
                 if _is_sharded(p):
                     raise ValueError(
-                        "GaLore reads each parameter's whole tensor (`left_singular(...)`, specs/galore.optim:61); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                        "GaLore reads each parameter's whole tensor (a matrix product `@`, specs/galore.optim:77); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
                     )
                 grads.append(p.grad)
                 exp_avgs.append(self.state[p].get("exp_avg"))

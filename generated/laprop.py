@@ -184,7 +184,7 @@ class LaProp(Optimizer):
                     raise ValueError("LaProp does not support sparse gradient.")
                 if group["cautious"] and _is_sharded(p):
                     raise ValueError(
-                        "LaProp reads each parameter's whole tensor (`type_as(...)`, specs/fragments/cautious.frag:13); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                        "LaProp reads each parameter's whole tensor (`sum(...)`, specs/fragments/cautious.frag:14); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
                     )
                 grads.append(p.grad)
 

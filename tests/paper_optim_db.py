@@ -373,6 +373,9 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "weight_decay": 0.1, "fixed_decay": True},
             {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
             {"lr": 1e-2, "maximize": True, "foreach": False},
+            # (the adanorm modifier, as the reference's option)
+            {"lr": 1e-2, "adanorm": True},
+            {"lr": 1e-2, "adanorm": True, "adanorm_r": 0.5, "rectify": True},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_var", "max_exp_avg_var"),
         agreement=(
@@ -385,8 +388,10 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decay": 0.1,
                 "weight_decouple": False,
             },
+            {"lr": 1e-2, "adanorm": True, "ams_bound": True},
         ),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
+        group_options=("adanorm", "adanorm_r"),
         step_count=StepCount("group"),
     ),
     PaperOptimizerInfo(
@@ -491,9 +496,18 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": True},
             {"lr": 1e-2, "maximize": True},
             {"lr": 1e-2, "maximize": True, "weight_decay": 0.1, "foreach": False},
+            # (the gradient_centralization and adanorm modifiers, as the reference's options)
+            {"lr": 1e-2, "use_gc": True},
+            {"lr": 1e-2, "use_gc": True, "maximize": True, "weight_decay": 0.1},
+            {"lr": 1e-2, "adanorm": True},
+            {"lr": 1e-2, "adanorm": True, "adanorm_r": 0.5, "use_gc": True},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq", "exp_avg_diff", "previous_grad"),
-        agreement=({"lr": 1e-2, "weight_decay": 0.1, "maximize": True},),
+        agreement=(
+            {"lr": 1e-2, "weight_decay": 0.1, "maximize": True},
+            {"lr": 1e-2, "use_gc": True, "adanorm": True},
+        ),
+        group_options=("use_gc", "adanorm", "adanorm_r"),
         bad_arguments=(
             {"lr": -1.0},
             {"betas": (1.0, 0.92, 0.99)},
@@ -740,10 +754,13 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 3e-3, "betas": (0.95, 0.98)},
             {"lr": 1e-3, "weight_decay": 0.1, "weight_decouple": False},
             {"lr": 1e-3, "maximize": True, "foreach": False},
+            # (its base's other modifiers come with it)
+            {"lr": 1e-3, "use_gc": True, "adanorm": True},
         ),
         state_keys=same_keys("exp_avg"),
         agreement=({"lr": 1e-3, "weight_decay": 0.1},),
         bad_arguments=({"lr": -1.0}, {"betas": (1.0, 0.99)}, {"weight_decay": -0.1}),
+        group_options=("use_gc", "adanorm", "adanorm_r"),
     ),
     PaperOptimizerInfo(
         "DiffGrad",
@@ -765,6 +782,9 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "weight_decay": 0.1, "fixed_decay": True},
             {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
             {"lr": 1e-2, "maximize": True, "foreach": False},
+            # (the adanorm modifier, as the reference's option)
+            {"lr": 1e-2, "adanorm": True},
+            {"lr": 1e-2, "adanorm": True, "adanorm_r": 0.5, "rectify": True},
         ),
         state_keys=same_keys(
             "exp_avg", "exp_avg_sq", "previous_grad", "max_exp_avg_sq"
@@ -779,8 +799,10 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decay": 0.1,
                 "weight_decouple": False,
             },
+            {"lr": 1e-2, "adanorm": True, "ams_bound": True},
         ),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
+        group_options=("adanorm", "adanorm_r"),
         step_count=StepCount("group"),
     ),
     PaperOptimizerInfo(
@@ -981,6 +1003,9 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decay": 0.1,
                 "weight_decouple": False,
             },
+            # (the adanorm modifier, as the reference's option)
+            {"lr": 1e-2, "adanorm": True},
+            {"lr": 1e-2, "adanorm": True, "adanorm_r": 0.5, "grad_averaging": False},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq"),
         # fused: the trust ratio's norms are reductions over the whole tensor, in the kernel
@@ -988,7 +1013,9 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
             {"lr": 1e-2, "rectify": True},
             {"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True, "adam": True},
+            {"lr": 1e-2, "adanorm": True},
         ),
+        group_options=("adanorm", "adanorm_r"),
         bad_arguments=(
             {"lr": -1.0},
             {"betas": (1.0, 0.999)},
@@ -1166,14 +1193,32 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decouple": False,
             },
             {"lr": 1e-3, "cautious": True, "maximize": True, "foreach": False},
+            # (the gradient_centralization and adanorm modifiers, as the reference's options)
+            {"lr": 1e-3, "use_gc": True},
+            {"lr": 1e-3, "use_gc": True, "weight_decay": 0.1, "weight_decouple": False},
+            {"lr": 1e-3, "adanorm": True},
+            {"lr": 3e-3, "adanorm": True, "adanorm_r": 0.5, "maximize": True},
+            {
+                "lr": 1e-3,
+                "use_gc": True,
+                "adanorm": True,
+                "cautious": True,
+                "weight_decay": 0.1,
+                "weight_decouple": False,
+            },
         ),
         state_keys=same_keys("exp_avg"),
         agreement=(
             {"lr": 1e-3, "weight_decay": 0.1},
             {"lr": 1e-3, "weight_decay": 0.1, "cautious": True},
+            {"lr": 1e-3, "use_gc": True, "adanorm": True, "cautious": True},
         ),
-        bad_arguments=({"lr": -1.0}, {"betas": (1.0, 0.99)}, {"weight_decay": -0.1}),
-        group_options=("cautious",),
+        bad_arguments=(
+            {"lr": -1.0},
+            {"betas": (1.0, 0.99)},
+            {"weight_decay": -0.1},
+        ),
+        group_options=("cautious", "use_gc", "adanorm", "adanorm_r"),
     ),
     PaperOptimizerInfo(
         "MADGRAD",

@@ -172,17 +172,59 @@ def test_an_error_in_a_spliced_line_names_the_modifiers_file(tmp_path):
         pytest.fail("an undefined name in a spliced line was accepted")
 
 
-def test_a_whole_tensor_read_a_modifier_adds_refuses_shards_only_with_its_option(
-    monkeypatch,
-):
-    # (cautious sums its mask over the whole tensor: a shard of it would sum another mask;
-    # without the option, Lion is elementwise and steps on FSDP2's shards)
-    import generated.lion as lion
+# (optimizer, option, the modifier file its refusal names): each option's whole-tensor read
+# refuses shards under that option alone, whatever the others
+SHARD_REFUSALS = [
+    ("lion", "Lion", "cautious", "cautious"),
+    ("lion", "Lion", "adanorm", "adanorm"),
+    ("lion", "Lion", "use_gc", "gradient_centralization"),
+    ("adopt", "ADOPT", "cautious", "cautious"),
+    ("adopt", "ADOPT", "stable_adamw", "stable_adamw"),
+]
 
-    monkeypatch.setattr(lion, "_is_sharded", lambda p: True)
-    assert torch.equal(_step(lion.Lion), _step(lion.Lion, cautious=False))
-    with pytest.raises(ValueError, match=r"specs/fragments/cautious\.frag:\d+\)"):
-        _step(lion.Lion, cautious=True)
+
+@pytest.mark.parametrize("module,name,option,modifier", SHARD_REFUSALS)
+def test_a_whole_tensor_read_a_modifier_adds_refuses_shards_only_with_its_option(
+    monkeypatch, module, name, option, modifier
+):
+    # (cautious sums its mask over the whole tensor, adanorm takes the gradient's norm,
+    # gradient centralization each channel's mean: a shard would compute them on itself;
+    # without the options the update is elementwise and steps on FSDP2's shards)
+    import importlib
+
+    mod = importlib.import_module(f"generated.{module}")
+    cls = getattr(mod, name)
+    monkeypatch.setattr(mod, "_is_sharded", lambda p: True)
+    assert torch.equal(_step(cls), _step(cls, **{option: False}))
+    with pytest.raises(
+        ValueError, match=rf"specs/fragments/{modifier}\.frag:\d+\)"
+    ) as refused:
+        p = torch.ones(3, 2, dtype=torch.float64, requires_grad=True)
+        opt = cls([p], **{option: True})
+        p.grad = torch.full_like(p, 0.5)
+        opt.step()
+    assert "whole tensor" in str(refused.value)
+
+
+def test_gradient_centralization_refuses_complex_parameters_only_with_use_gc():
+    from generated import Lion
+
+    p = torch.ones(3, 2, dtype=torch.complex128, requires_grad=True)
+    p.grad = torch.full_like(p, 0.5)
+    Lion([p]).step()  # (a real view, as the reference steps it)
+    with pytest.raises(ValueError, match=r"use_gc=True\) does not support complex"):
+        Lion([p], use_gc=True).step()
+
+
+def test_mean_except_leaves_what_has_no_other_dimension():
+    # (an empty `dim=()` would mean over everything: a vector's centralized gradient is 0)
+    from generator.runtime.linalg import mean_except
+
+    v = torch.arange(4.0)
+    assert mean_except(v, 0) is v
+    x = torch.arange(24.0).reshape(2, 3, 4)
+    assert torch.equal(mean_except(x, 0), x.mean(dim=(1, 2), keepdim=True))
+    assert torch.equal(mean_except(x, 1), x.mean(dim=(0, 2), keepdim=True))
 
 
 # -- variants: `optimizer NAME from BASE` -----------------------------------------------------------

@@ -5,5 +5,5 @@ diagnostics); every refusal of a spec happens here. checker holds the entry poin
 check_fragment) and the walk over a spec; model the CheckedSpec and its symbols; declarations the
 checks of each input and state; kinds the typing of expressions; flow the data flow of the
 per-parameter update's statements; flat the `update flat:` language; queries the questions asked
-of a whole spec (refuses_complex, whole_tensor_construct).
+of a whole spec (refuses_complex, whole_tensor_constructs).
 """

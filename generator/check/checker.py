@@ -392,10 +392,12 @@ class Checker:
                 "a state's first value is a number times the constructor",
                 factor.span,
             )
-        # (a fused kernel runs on the parameter's elements: one shape for every tensor)
-        self.no_form.append(
-            NoForm("a state of its own shape", st.init.span, frozenset({"fused"}))
-        )
+        # (a fused kernel runs on the parameter's elements: one shape for every tensor; a
+        # state of a fixed shape, AdaNorm's one-element norm, is the same tensor for each)
+        if not all(isinstance(a, S.Number) for a in call.args):
+            self.no_form.append(
+                NoForm("a state of its own shape", st.init.span, frozenset({"fused"}))
+            )
 
     def state_dtype(self, st: S.State) -> None:
         """``, dtype NAME``: a parameter's tensor state (or list of them) made in the dtype a

@@ -4,7 +4,7 @@ Part of the check stage (language → check → lower → emit), with no state o
 spec refuses complex parameters (``refuses_complex``, also asked by the emitters and the verify
 command), whether its update reads the parameter's shape without refusing them
 (``check_shapes_of_complex``, a check generator.check.checker makes once the update is followed),
-the first construct that reads a whole tensor (``whole_tensor_construct``, for
+the first construct that reads a whole tensor (``whole_tensor_constructs``, for
 generator.lower.checks), and small questions about one expression (``is_param``,
 ``mentions_name``).
 """
@@ -19,14 +19,31 @@ from generator.check.model import CheckedSpec
 
 
 def refuses_complex(spec: S.Spec) -> bool:
-    """A spec that checks ``not is_complex(...)`` never runs its update on complex tensors."""
+    """A spec that checks ``not is_complex(...)`` never runs its update on complex tensors
+    (one that refuses them under an option, ``not (use_gc and is_complex(grad))``, does).
+    """
+    return any(_is_complex_call(_negated(v.expr)) for v in spec.validations)
 
-    def mentions(e) -> bool:
-        return (isinstance(e, S.Call) and e.func == "is_complex") or any(
-            mentions(c) for c in S.children(e)
-        )
 
-    return any(mentions(v.expr) for v in spec.validations)
+def complex_refused_under(spec: S.Spec) -> list[S.Expr]:
+    """The conditions under which a spec refuses complex tensors: ``use_gc`` for
+    ``check not (use_gc and is_complex(grad))``."""
+    found = []
+    for v in spec.validations:
+        e = _negated(v.expr)
+        if isinstance(e, S.Binary) and e.op == "and":
+            for this, other in ((e.left, e.right), (e.right, e.left)):
+                if _is_complex_call(this):
+                    found.append(other)
+    return found
+
+
+def _negated(e):
+    return e.operand if isinstance(e, S.Unary) and e.op == "not" else None
+
+
+def _is_complex_call(e) -> bool:
+    return isinstance(e, S.Call) and e.func == "is_complex"
 
 
 def check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
@@ -49,8 +66,21 @@ def check_shapes_of_complex(spec: S.Spec, blocks, out: Collector) -> None:
         for c in S.children(e):
             yield from shape_calls(c)
 
+    # (a block under a condition the spec refuses complex tensors under reads real shapes:
+    # gradient centralization's `if use_gc and dim(param) > 1:`)
+    refused_under = complex_refused_under(spec)
+
+    def refused(cond) -> bool:
+        return cond in refused_under or (
+            isinstance(cond, S.Binary)
+            and cond.op == "and"
+            and (refused(cond.left) or refused(cond.right))
+        )
+
     def stmts(body):
         for s in body:
+            if isinstance(s, S.If) and refused(s.branches[0][0]):
+                continue
             for e in S.expressions(s):
                 yield from shape_calls(e)
             for b in S.sub_blocks(s):
@@ -91,31 +121,54 @@ WHOLE_TENSOR_CALLS = frozenset(
         if b.result not in (Kind.INT, Kind.BOOL, Kind.STR, Kind.SCALAR)
         and not b.elementwise
         and b.context in ("update", "both", "estimate")
-        and name not in ("clone", "bfloat16")
+        and name not in ("clone", "bfloat16", "type_as", "cast")
     }
 )
 
 
-def whole_tensor_construct(
+def whole_tensor_constructs(
     checked: CheckedSpec,
-) -> tuple[str, S.Span, S.Expr | None] | None:
-    """The first construct of the per-parameter update that reads a whole tensor (a reduction,
-    a shape, a matrix product, a state with a reduced dimension, a sum over parameters), with
-    its place in the spec and the condition on the inputs it runs under (None: always; a
-    construct under `if cautious:` reads whole tensors only with that option on); None when
-    the update is elementwise."""
+) -> list[tuple[str, S.Span, S.Expr | None]]:
+    """The constructs of the per-parameter update that read a whole tensor (a reduction, a
+    shape, a matrix product, a state with a reduced dimension, a sum over parameters), each
+    with its place in the spec and the condition on the inputs it runs under: the first one
+    that runs always (None), or else the first under each condition (`if cautious:` and
+    `if adanorm:` blocks give two); empty when the update is elementwise."""
+
+    def of_inputs(e) -> bool:
+        # (a condition the constructor's values decide: names of inputs, no calls)
+        if isinstance(e, S.Name):
+            return e.id in checked.inputs and e.subscript is None
+        if isinstance(e, S.Call):
+            return False
+        return all(of_inputs(c) for c in S.children(e))
+
+    def input_part(cond):
+        # (the conjuncts the inputs decide: `use_gc` of `use_gc and dim(param) > 1`, which
+        # holds wherever the whole condition does; refusing under it refuses more, never less)
+        if of_inputs(cond):
+            return cond
+        if isinstance(cond, S.Binary) and cond.op == "and":
+            left, right = input_part(cond.left), input_part(cond.right)
+            if left is None or right is None:
+                return left or right
+            return S.Binary("and", left, right, cond.span)
+        return None
+
+    found: list[tuple[str, S.Span, S.Expr | None]] = []
     for st in checked.spec.states:
+        # (a state made under a condition of the inputs is one only with it: AdaNorm's norm)
+        when = None if st.condition is None else input_part(st.condition)
         if st.reduced is not None:
-            return f"state `{st.name.id}`, reduced over {st.reduced}", st.span, None
-        if st.shaped is not None or st.per_dimension is not None:
-            return f"state `{st.name.id}`, of its own shape", st.span, None
-        if st.kind == "total":
-            return f"`{st.name.id}`, a sum over all parameters", st.span, None
-    found = []
+            found.append(
+                (f"state `{st.name.id}`, reduced over {st.reduced}", st.span, when)
+            )
+        elif st.shaped is not None or st.per_dimension is not None:
+            found.append((f"state `{st.name.id}`, of its own shape", st.span, when))
+        elif st.kind == "total":
+            found.append((f"`{st.name.id}`, a sum over all parameters", st.span, None))
 
     def visit(e, guard):
-        if found:
-            return
         if isinstance(e, S.Call) and e.func in WHOLE_TENSOR_CALLS:
             found.append((f"`{e.func}(...)`", e.span, guard))
         elif isinstance(e, S.Binary) and e.op == "@":
@@ -123,18 +176,9 @@ def whole_tensor_construct(
         for c in S.children(e):
             visit(c, guard)
 
-    def of_inputs(cond) -> bool:
-        # (a condition the constructor's values decide: names of inputs, no calls)
-        def ok(e) -> bool:
-            if isinstance(e, S.Name):
-                return e.id in checked.inputs and e.subscript is None
-            if isinstance(e, S.Call):
-                return False
-            return all(ok(c) for c in S.children(e))
-
-        return ok(cond)
-
     def both(guard, cond):
+        if cond is None:
+            return guard
         return cond if guard is None else S.Binary("and", guard, cond, cond.span)
 
     def stmts(body, guard):
@@ -144,7 +188,7 @@ def whole_tensor_construct(
                     visit(cond, guard)
                     # (the first branch of a choice by the inputs runs under its condition;
                     # the others are taken as always, which refuses more, never less)
-                    inner = both(guard, cond) if k == 0 and of_inputs(cond) else guard
+                    inner = both(guard, input_part(cond)) if k == 0 else guard
                     stmts(b, inner)
                 stmts(s.orelse, guard)
                 continue
@@ -158,7 +202,13 @@ def whole_tensor_construct(
         # parameter's whole gradient)
         if block.mode in ("each", "random", "step"):
             stmts(block.body, None)
-    return found[0] if found else None
+    always = [f for f in found if f[2] is None]
+    if always:
+        return always[:1]
+    firsts: dict = {}  # (the first construct under each condition)
+    for f in found:
+        firsts.setdefault(f[2], f)
+    return list(firsts.values())
 
 
 def varies_beyond_rank(e: S.Expr, env: dict, beyond=frozenset()) -> bool:

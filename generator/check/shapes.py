@@ -345,7 +345,7 @@ class Shapes:
                 return None
             k = d[1] if d[1] >= 0 else len(x) + d[1]
             return None if not 0 <= k < len(x) else x[:k] + (("int", 1),) + x[k + 1 :]
-        if e.func == "max_except":
+        if e.func in ("max_except", "mean_except"):
             x, d = shapes[0], self.dim(e.args[1], env)
             if x is None or d is None or d[0] != "int" or not -len(x) <= d[1] < len(x):
                 return None if x != () else ()

@@ -680,6 +680,18 @@ BUILTINS: dict[str, Builtin] = {
             latex=r"\max_{{\neg {1}}}\left({0}\right)",
         ),
         Builtin(
+            "mean_except",
+            ("tensor", "int"),
+            "tensor",
+            "mean_except(x, k): the mean over every dimension of x but k, the dimensions kept "
+            "(of size 1), as gradient centralization takes each output channel's mean; of a "
+            "0-d tensor, or one with k its only dimension, the tensor itself",
+            # (the tensor itself where there is nothing to reduce)
+            tensor=TensorOp("mean_except", runtime="mean_except", view=True),
+            shape="x's shape with every dimension but k of size 1",
+            latex=r"\operatorname{{mean}}_{{\neg {1}}}\left({0}\right)",
+        ),
+        Builtin(
             "newton_inverse_root",
             ("tensor", "int", "scalar"),
             "tensor",

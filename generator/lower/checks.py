@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from generator import ir
 from generator.check.model import CheckedSpec
-from generator.check.queries import whole_tensor_construct
+from generator.check.queries import whole_tensor_constructs
 from generator.language import syntax as S
 from generator.language.spec_printer import print_expr
 from generator.lower.expressions import names_read
@@ -113,9 +113,7 @@ def step_checks(
         for v in checked.spec.validations
         if is_step_check(v)
     ]
-    found = whole_tensor_construct(checked)
-    if found is not None and mode == "each":
-        what, span, guard = found
+    for what, span, guard in whole_tensor_constructs(checked) if mode == "each" else ():
         # (a modifier's line names its own file)
         where = span.path if span.path != checked.spec.path else spec_path
         refusal = _refuse_sharded(

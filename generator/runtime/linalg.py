@@ -162,6 +162,16 @@ def max_except(tensor: Tensor, dim: int) -> Tensor:
     return tensor.amax(dim=others, keepdim=True) if others else tensor
 
 
+def mean_except(tensor: Tensor, dim: int) -> Tensor:
+    """The mean over every dimension of ``tensor`` but ``dim``, the dimensions kept (of size
+    1), as gradient centralization takes each output channel's mean (pytorch_optimizer's
+    ``centralize_gradient`` reduces over ``range(1, dim)``); a 0-d tensor, or one with ``dim``
+    its only dimension, is its own mean (an empty ``dim=()`` would mean over everything).
+    """
+    others = tuple(d for d in range(tensor.dim()) if d != dim % max(tensor.dim(), 1))
+    return tensor.mean(dim=others, keepdim=True) if others else tensor
+
+
 def merge_dims(tensor: Tensor, limit: int) -> Tensor:
     """``tensor`` reshaped with its neighbouring dimensions merged while their product stays at
     most ``limit`` (Scalable Shampoo's shape interpretation, as pytorch_optimizer's

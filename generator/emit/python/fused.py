@@ -53,11 +53,14 @@ ROUNDING_CASTS = {"bfloat16"}
 
 # Operations that need the tensors' shapes: with them the kernel takes the tensors as they are
 # (one compilation per number of dimensions) rather than flattened.
-SHAPED = {"mean", "norm", "matmul", "addmm", "transpose"}
+SHAPED = {"mean", "norm", "matmul", "addmm", "transpose", "mean_except"}
+# a tensor's elements in another's shape: among flattened tensors, flattened alike (AdaNorm's
+# one-element norm read as a 0-d one)
+RESHAPES = {"reshape_as"}
 
 
 def _in_kernel(x: ir.TOp) -> bool:
-    return x.op in ELEMENTWISE | WHOLE_TENSOR_REDUCTIONS | SHAPED | CASTS
+    return x.op in ELEMENTWISE | WHOLE_TENSOR_REDUCTIONS | SHAPED | CASTS | RESHAPES
 
 
 def writes_casts(opt: ir.Optimizer) -> bool:
