@@ -19,8 +19,8 @@ from generator.runtime.kernels import (
     CompiledKernel,
     amp_skips_step,
     graph_constants,
+    _flat,
     _number_tensor,
-    _shaped,
 )
 from generator.runtime.precision import (
     Precision,
@@ -657,10 +657,10 @@ def _fused_adopt(
             clip_lambda_is_not_none = clip_lambda is not None
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
-            _shaped(param),
-            _shaped(grad),
-            _shaped(exp_avg),
-            _shaped(exp_avg_sq),
+            _flat(param),
+            _flat(grad),
+            _flat(exp_avg),
+            _flat(exp_avg_sq),
             _weight_decay,
             _lr,
             _eps,
@@ -678,8 +678,8 @@ def _fused_adopt(
             fixed_decay,
             _compute,
             _rounding,
-            _shaped(_comp),
-            _shaped(_noise),
+            _flat(_comp),
+            _flat(_noise),
         )
 
 

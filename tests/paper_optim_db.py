@@ -606,14 +606,18 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             # (the cautious modifier, as the reference's option)
             {"lr": 1e-2, "cautious": True},
             {"lr": 1e-2, "cautious": True, "t_alpha_beta3": 10.0, "foreach": False},
+            # (the stable_adamw modifier, as the reference's option; after cautious)
+            {"lr": 1e-2, "stable_adamw": True},
+            {"lr": 1e-2, "stable_adamw": True, "cautious": True, "t_alpha_beta3": 10.0},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq", "exp_avg_slow"),
         agreement=(
             # L2 decay (weight_decouple=False, weight_decay > 0): the decay fragment's elif
             {"lr": 1e-2, "t_alpha_beta3": 10.0, "weight_decay": 0.1},
             {"lr": 1e-2, "cautious": True, "weight_decay": 0.1},
+            {"lr": 1e-2, "stable_adamw": True, "maximize": True},
         ),
-        group_options=("cautious",),
+        group_options=("cautious", "stable_adamw"),
         bad_arguments=(
             {"lr": -1.0},
             {"betas": (1.0, 0.999, 0.9999)},

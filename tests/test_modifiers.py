@@ -100,6 +100,36 @@ def test_modifiers_at_one_point_run_in_with_order(tmp_path):
     )
 
 
+READS_THE_OPTION = (
+    "optimizer Reads\ninput lr: float = 0.1\n"
+    'check not is_complex(param) else "no complex parameters"\n'
+    "with double\n"
+    "update:\n    u <- grad\n"
+    "    if factor > 2:\n        expose direction u, grad\n"
+    "        param <- param - lr * u\n"
+    "    else:\n        param <- param - lr * grad\n"
+)
+NESTED = (
+    'modifier double\ninput factor: float = 2.0, keyword "how much larger"\n'
+    "at direction v, gr:\n    if factor > 2:\n        v <- v * factor\n"
+)
+
+
+def test_an_optimizer_reads_the_option_of_a_modifier_it_takes(tmp_path):
+    # (AdEMAMix steps otherwise where `stable_adamw` is on, as its reference does); the
+    # modifier's own `if` on a condition that holds where the point is exposed is not
+    # written twice
+    dirs = _dirs(tmp_path, double=NESTED)
+    src = compile_text(READS_THE_OPTION, fragment_dirs=dirs)
+    assert src.count("if factor > 2") == 1, "the option tested twice:\n" + src
+    cls = load_spec(READS_THE_OPTION, fragment_dirs=dirs)
+    assert torch.equal(_step(cls), torch.full((3,), 0.95, dtype=torch.float64))
+    assert torch.equal(
+        _step(cls, factor=4.0),
+        torch.full((3,), 1 - 0.1 * 0.5 * 4.0, dtype=torch.float64),
+    )
+
+
 def test_an_exposed_point_no_modifier_acts_at_is_nothing():
     plain = load_spec(BASE.format(**{"with": ""}))
     assert torch.equal(_step(plain), torch.full((3,), 0.95, dtype=torch.float64))
@@ -122,6 +152,12 @@ def test_an_exposed_point_no_modifier_acts_at_is_nothing():
                 "double": "modifier double\nat direction v, gr:\n    lr <- 2\n    v <- v * lr\n"
             },
             "E202 `with double`: its `lr` is also a name of Plain @4 | double's `lr`",
+        ),
+        # (an optimizer's local of the name of a modifier's input would be that input)
+        (
+            "with double\n",
+            {"double": DOUBLE.replace("factor", "u")},
+            "E202 `with double`: its `u` is also a name of Plain @4 | double's `u`",
         ),
         (
             "with double, double\n",

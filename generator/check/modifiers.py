@@ -113,24 +113,46 @@ def _exposes(body) -> list[S.Expose]:
     return found
 
 
-def _splice(body, blocks: dict[str, list[S.PointBlock]]) -> tuple:
-    """``body`` with each ``expose POINT NAME`` replaced by the blocks acting at POINT."""
+def _splice(body, blocks: dict[str, list[S.PointBlock]], holds=()) -> tuple:
+    """``body`` with each ``expose POINT NAME`` replaced by the blocks acting at POINT;
+    ``holds``, the conditions known true where ``body`` runs."""
     out = []
     for s in body:
         if isinstance(s, S.Expose):
             for block in blocks.get(s.point, ()):
                 values = {v.id: n for v, n in zip(block.vars, s.names)}
-                out.extend(substitute(block.body, values))
+                out.extend(_known(substitute(block.body, values), holds))
             continue
         if isinstance(s, S.If):
             s = replace(
                 s,
-                branches=tuple((c, _splice(b, blocks)) for c, b in s.branches),
-                orelse=_splice(s.orelse, blocks),
+                branches=tuple(
+                    (c, _splice(b, blocks, holds + ((c,) if k == 0 else ())))
+                    for k, (c, b) in enumerate(s.branches)
+                ),
+                orelse=_splice(s.orelse, blocks, holds),
             )
         elif hasattr(s, "body") and isinstance(s.body, tuple):
-            s = replace(s, body=_splice(s.body, blocks))
+            s = replace(s, body=_splice(s.body, blocks, holds))
         out.append(s)
+    return tuple(out)
+
+
+def _known(body, holds) -> tuple:
+    """A modifier's block where the optimizer exposes its point under the modifier's own
+    option (AdEMAMix's `if stable_adamw:`): an `if` on a condition that holds there is its
+    block, not a second test of the option."""
+    out: list = []
+    for s in body:
+        if (
+            isinstance(s, S.If)
+            and len(s.branches) == 1
+            and not s.orelse
+            and s.branches[0][0] in holds
+        ):
+            out.extend(s.branches[0][1])
+        else:
+            out.append(s)
     return tuple(out)
 
 
@@ -139,16 +161,27 @@ def _clashes(spec: S.Spec, mod: S.Spec, name: S.Name, out: Collector) -> bool:
     name of one of the optimizer's: spliced in, the two would be one (reported, E202).
     """
     own = _names(replace(spec, modifiers=()))  # (its `with` names the modifiers only)
-    # (an input of the modifier's that the optimizer redeclares is the optimizer's own)
+    # (an input of the modifier's that the optimizer redeclares is the optimizer's own; one it
+    # only reads is the modifier's, read where the optimizer's update depends on the option:
+    # AdEMAMix divides by its denominator first where `stable_adamw` is on, as its reference)
     redeclared = {i.arg_name for i in spec.inputs}
+    makes = (
+        {n.id for i in spec.inputs for n in i.names}
+        | {s.name.id for s in spec.states}
+        | {let.name.id for let in spec.lets}
+        | {n.id for u in spec.updates for n in assigned_names(u.body)}
+    )
     made = [
-        n for inp in mod.inputs if inp.arg_name not in redeclared for n in inp.names
-    ] + [s.name for s in mod.states]
+        (n, makes)
+        for inp in mod.inputs
+        if inp.arg_name not in redeclared
+        for n in inp.names
+    ] + [(s.name, own) for s in mod.states]
     for block in mod.points:
         bound = {v.id for v in block.vars}
-        made += [n for n in assigned_names(block.body) if n.id not in bound]
-    for n in made:
-        if n.id in own:
+        made += [(n, own) for n in assigned_names(block.body) if n.id not in bound]
+    for n, names in made:
+        if n.id in names:
             out.error(
                 "E202",
                 f"`with {name.id}`: its `{n.id}` is also a name of {spec.name}",

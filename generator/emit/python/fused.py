@@ -85,7 +85,8 @@ def keeps_shapes(opt: ir.Optimizer) -> bool:
                 if (
                     isinstance(x, ir.TOp)
                     and x.op in SHAPED
-                    and (x.op != "norm" or x.kwargs)
+                    # (a whole-tensor norm or mean is the same of the flat view)
+                    and (x.op not in ("norm", "mean") or x.kwargs)
                 ):
                     return True
     return False
