@@ -54,8 +54,10 @@ def generated(module: str, name: str) -> type:
     return getattr(importlib.import_module(f"generated.{module}"), name)
 
 
-def reference(name: str) -> type:
-    return getattr(pytorch_optimizer, name)
+def reference(name) -> type:
+    """pytorch_optimizer's class of that name; a callable given instead is the reference
+    itself (a wrapper around a base optimizer: ``OrthoGrad(torch.optim.Adam, ...)``)."""
+    return name if callable(name) else getattr(pytorch_optimizer, name)
 
 
 def curved(cls) -> bool:

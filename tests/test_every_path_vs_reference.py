@@ -27,6 +27,7 @@ from generator.api import check_text
 from generator.check.queries import refuses_complex
 from generator.runtime.kernels import eager_kernels
 from paper_optim_db import PAPER_OPTIMIZERS
+from wrapped_db import WRAPPED_BASES, WRAPPER_REFERENCES
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {
@@ -39,7 +40,7 @@ WEIGHT_DECAY_BELOW_0 = "weight decay below 0 (`elif weight_decay > 0` false) is 
 UNREACHABLE = {
     "specs/fragments/decay.frag:6:10 else": WEIGHT_DECAY_BELOW_0,
     "specs/signsgd.optim:31:14 else": WEIGHT_DECAY_BELOW_0,
-    "specs/fragments/adam_update.frag:6:8 else": "AdamW fixes decoupled_weight_decay to True",
+    "specs/fragments/adam_update.frag:7:8 else": "AdamW fixes decoupled_weight_decay to True",
     "specs/adabound.optim:39:22 then": "needs a group built with lr 0 that a scheduler "
     "later gives a positive lr (base_lr == 0 and lr > 0)",
     "specs/muon.optim:47:10 else": "adjust_lr_fn takes None, 'original' or "
@@ -122,7 +123,10 @@ NOT_HERE = {
 
 def _reference(name: str) -> V.Reference:
     target = REFERENCE_CLASS.get(name, name)
-    if hasattr(torch.optim, name):
+    if name in WRAPPER_REFERENCES:  # (OrthoGrad(torch.optim.Adam) for OrthoAdam)
+        make = WRAPPER_REFERENCES[name]
+        ref = V.Reference(make.__name__, make, V.keywords(WRAPPED_BASES[name]))
+    elif hasattr(torch.optim, name):
         ref = V.reference(f"torch.optim.{name}")
     elif hasattr(pytorch_optimizer, target):
         ref = V.reference(f"pytorch_optimizer.{target}")

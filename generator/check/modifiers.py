@@ -19,12 +19,18 @@ from generator.check.lets import assigned_names, substitute
 from generator.language import syntax as S
 from generator.language.diagnostics import Collector, Note, did_you_mean
 
+# The point every per-parameter update has without exposing it: the gradient as the step
+# receives it, before the optimizer reads it. A wrapper acts there (OrthoGrad: pytorch_optimizer
+# changes p.grad, then calls the wrapped step), and the update then reads its result wherever it
+# reads `grad`, a lazy state's first value included.
+GRAD = "grad"
+
 
 def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
     """``spec`` with the modifiers of its ``with`` spliced in (itself where it takes none)."""
     if spec.kind != "optimizer":
         return spec
-    exposed = [e for u in spec.updates for e in _exposes(u.body)]
+    exposed = [e for u in spec.updates for e in _exposes(u.body, fragments)]
     taken: list[S.Spec] = []
     for name in spec.modifiers:
         mod = fragments.get(name.id)
@@ -43,6 +49,9 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
             continue
         ok = True
         for block in mod.points:
+            if block.point == GRAD:
+                ok &= _grad_point_fits(spec, mod, name, block, out)
+                continue
             here = [e for e in exposed if e.point == block.point]
             wrong = [e for e in here if len(e.names) != len(block.vars)]
             if wrong:
@@ -76,7 +85,17 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
     for mod in taken:
         for block in mod.points:
             blocks.setdefault(block.point, []).append(block)
-    updates = tuple(replace(u, body=_splice(u.body, blocks)) for u in spec.updates)
+    updates = tuple(
+        replace(
+            u,
+            body=(
+                _at_grad(_splice(u.body, blocks, fragments), blocks, fragments)
+                if u.mode == "each"
+                else _splice(u.body, blocks, fragments)
+            ),
+        )
+        for u in spec.updates
+    )
     docs = spec.docs + tuple(d for m in taken for d in m.docs if d.key == "reference")
     # (an input the optimizer declares itself replaces a modifier's of that name: a variant's
     # `input cautious: bool = true, fixed`)
@@ -103,19 +122,41 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
     )
 
 
-def _exposes(body) -> list[S.Expose]:
+def _exposes(body, fragments: dict, stack=()) -> list[S.Expose]:
+    """The points ``body`` exposes, those of the fragments it uses included (Adam's
+    `gradient`, exposed in specs/fragments/adam_update.frag)."""
     found = []
     for s in body:
         if isinstance(s, S.Expose):
             found.append(s)
+        frag = _used(s, fragments, stack)
+        if frag is not None:
+            found += _exposes(frag.body, fragments, stack + (s.fragment,))
         for block in S.sub_blocks(s):
-            found += _exposes(block)
+            found += _exposes(block, fragments, stack)
     return found
 
 
-def _splice(body, blocks: dict[str, list[S.PointBlock]], holds=()) -> tuple:
-    """``body`` with each ``expose POINT NAME`` replaced by the blocks acting at POINT;
-    ``holds``, the conditions known true where ``body`` runs."""
+def _used(s, fragments: dict, stack) -> S.Spec | None:
+    """The fragment a `use` statement pulls in (None for another statement, or where the
+    checker will refuse it: unknown, a modifier, a fragment using itself)."""
+    if not isinstance(s, S.Use) or s.fragment in stack:
+        return None
+    frag = fragments.get(s.fragment)
+    return frag if frag is not None and frag.kind == "fragment" else None
+
+
+def _splice(
+    body,
+    blocks: dict[str, list[S.PointBlock]],
+    fragments: dict,
+    holds=(),
+    stack=(),
+    opens_all=False,
+) -> tuple:
+    """``body`` with each ``expose POINT NAME`` replaced by the blocks acting at POINT (a
+    fragment that exposes one opened in place: its lines, spliced); ``holds``, the conditions
+    known true where ``body`` runs."""
     out = []
     for s in body:
         if isinstance(s, S.Expose):
@@ -123,19 +164,85 @@ def _splice(body, blocks: dict[str, list[S.PointBlock]], holds=()) -> tuple:
                 values = {v.id: n for v, n in zip(block.vars, s.names)}
                 out.extend(_known(substitute(block.body, values), holds))
             continue
+        frag = _used(s, fragments, stack)
+        if frag is not None and (
+            opens_all
+            or any(e.point in blocks for e in _exposes(frag.body, fragments, stack))
+        ):
+            out.extend(
+                _splice(
+                    frag.body,
+                    blocks,
+                    fragments,
+                    holds,
+                    stack + (s.fragment,),
+                    opens_all,
+                )
+            )
+            continue
         if isinstance(s, S.If):
             s = replace(
                 s,
                 branches=tuple(
-                    (c, _splice(b, blocks, holds + ((c,) if k == 0 else ())))
+                    (
+                        c,
+                        _splice(
+                            b,
+                            blocks,
+                            fragments,
+                            holds + ((c,) if k == 0 else ()),
+                            stack,
+                            opens_all,
+                        ),
+                    )
                     for k, (c, b) in enumerate(s.branches)
                 ),
-                orelse=_splice(s.orelse, blocks, holds),
+                orelse=_splice(s.orelse, blocks, fragments, holds, stack, opens_all),
             )
         elif hasattr(s, "body") and isinstance(s.body, tuple):
-            s = replace(s, body=_splice(s.body, blocks, holds))
+            s = replace(
+                s, body=_splice(s.body, blocks, fragments, holds, stack, opens_all)
+            )
         out.append(s)
     return tuple(out)
+
+
+def _grad_point_fits(spec, mod, name, block, out: Collector) -> bool:
+    """A block at `grad` takes one value, in an optimizer whose update runs per parameter."""
+    if len(block.vars) != 1:
+        out.error(
+            "E408",
+            f"`with {name.id}`: {mod.name} takes {len(block.vars)} value(s) at `grad`, "
+            "the gradient the step receives is one",
+            name.span,
+            notes=[Note(f"{mod.name} acts at `grad` here", block.span)],
+        )
+        return False
+    if not any(u.mode == "each" for u in spec.updates):
+        out.error(
+            "E408",
+            f"`with {name.id}`: {spec.name} has no per-parameter update for it to act at "
+            "the gradient of",
+            name.span,
+            notes=[Note(f"{mod.name} acts at `grad` here", block.span)],
+        )
+        return False
+    return True
+
+
+def _at_grad(body, blocks: dict[str, list[S.PointBlock]], fragments: dict) -> tuple:
+    """A per-parameter update with the blocks acting at `grad` first, on a local that the
+    update then reads for `grad` (its fragments opened, so that theirs read it too); named
+    after the first block's variable (OrthoGrad's `ortho_grad`)."""
+    here = blocks.get(GRAD, ())
+    if not here or not body:
+        return body
+    local = here[0].vars[0]
+    opened = _splice(body, {}, fragments, opens_all=True)
+    spliced = [S.Assign(local, S.Name(GRAD, None, local.span), None, local.span)]
+    for block in here:
+        spliced += substitute(block.body, {block.vars[0].id: local})
+    return tuple(spliced) + substitute(opened, {GRAD: local})
 
 
 def _known(body, holds) -> tuple:
@@ -180,6 +287,8 @@ def _clashes(spec: S.Spec, mod: S.Spec, name: S.Name, out: Collector) -> bool:
     for block in mod.points:
         bound = {v.id for v in block.vars}
         made += [(n, own) for n in assigned_names(block.body) if n.id not in bound]
+        if block.point == GRAD:  # (its variable is a local of the update)
+            made += [(v, own) for v in block.vars]
     for n, names in made:
         if n.id in names:
             out.error(

@@ -927,6 +927,17 @@ BUILTINS: dict[str, Builtin] = {
             latex=r"\operatorname{{cast}}_{{\mathrm{{dtype}}\left({1}\right)}}\left({0}\right)",
         ),
         Builtin(
+            "at_least_float32",
+            ("tensor",),
+            "tensor",
+            "at_least_float32(x): x in float32 where its dtype is narrower (float16, "
+            "bfloat16), else x itself: the precision pytorch_optimizer's OrthoGrad projects in",
+            tensor=TensorOp("at_least_float32", runtime="at_least_float32", view=True),
+            keeps_shape=True,
+            shape="x's",
+            latex=r"\operatorname{{cast}}_{{\geq \mathrm{{float32}}}}\left({0}\right)",
+        ),
+        Builtin(
             "largest_dim",
             ("tensor",),
             "int",

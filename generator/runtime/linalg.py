@@ -162,6 +162,15 @@ def max_except(tensor: Tensor, dim: int) -> Tensor:
     return tensor.amax(dim=others, keepdim=True) if others else tensor
 
 
+def at_least_float32(tensor: Tensor) -> Tensor:
+    """``tensor`` in float32 where its dtype is narrower (float16, bfloat16), else itself: the
+    precision pytorch_optimizer's OrthoGrad projects a gradient in (float64 stays float64).
+    """
+    if tensor.dtype in (torch.float32, torch.float64):
+        return tensor
+    return tensor.to(torch.float32)
+
+
 def mean_except(tensor: Tensor, dim: int) -> Tensor:
     """The mean over every dimension of ``tensor`` but ``dim``, the dimensions kept (of size
     1), as gradient centralization takes each output channel's mean (pytorch_optimizer's

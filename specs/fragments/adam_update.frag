@@ -2,6 +2,7 @@ fragment adam_update
 summary "The Adam step shared by Adam and AdamW: moments, bias corrections, the AMSGrad maximum."
 t <- t + 1
 use maximize
+expose gradient g
 if weight_decay != 0:
     if decoupled_weight_decay:
         param <- param * (1 - lr * weight_decay)
