@@ -130,6 +130,18 @@ def test_an_optimizer_reads_the_option_of_a_modifier_it_takes(tmp_path):
     )
 
 
+def test_a_modifier_at_grad_acts_before_the_update_reads_the_gradient(tmp_path):
+    # (a wrapper's point: what the update reads for `grad`, its first statement included, is
+    # the modifier's result, with no `expose` in the optimizer)
+    dirs = _dirs(
+        tmp_path, twice="modifier twice\nat grad scaled:\n    scaled <- scaled * 2\n"
+    )
+    cls = load_spec(BASE.format(**{"with": "with twice\n"}), fragment_dirs=dirs)
+    assert torch.equal(
+        _step(cls), torch.full((3,), 1 - 0.1 * 0.5 * 2, dtype=torch.float64)
+    )
+
+
 def test_an_exposed_point_no_modifier_acts_at_is_nothing():
     plain = load_spec(BASE.format(**{"with": ""}))
     assert torch.equal(_step(plain), torch.full((3,), 0.95, dtype=torch.float64))
@@ -169,6 +181,13 @@ def test_an_exposed_point_no_modifier_acts_at_is_nothing():
             {"one": "modifier one\nat direction v:\n    v <- v * 2\n"},
             "E408 `with one`: one takes 1 value(s) at `direction` (v), the update exposes 2 @7"
             " | one acts at `direction` here",
+        ),
+        # (`grad`, the point every per-parameter update has, holds one value)
+        (
+            "with two\n",
+            {"two": "modifier two\nat grad a, b:\n    a <- a * 2\n"},
+            "E408 `with two`: two takes 2 value(s) at `grad`, the gradient the step receives"
+            " is one @4 | two acts at `grad` here",
         ),
     ],
 )

@@ -210,24 +210,23 @@ def _splice(
 def _grad_point_fits(spec, mod, name, block, out: Collector) -> bool:
     """A block at `grad` takes one value, in an optimizer whose update runs per parameter."""
     if len(block.vars) != 1:
-        out.error(
-            "E408",
-            f"`with {name.id}`: {mod.name} takes {len(block.vars)} value(s) at `grad`, "
-            "the gradient the step receives is one",
-            name.span,
-            notes=[Note(f"{mod.name} acts at `grad` here", block.span)],
+        why = (
+            f"{mod.name} takes {len(block.vars)} value(s) at `grad`, the gradient the step "
+            "receives is one"
         )
-        return False
-    if not any(u.mode == "each" for u in spec.updates):
-        out.error(
-            "E408",
-            f"`with {name.id}`: {spec.name} has no per-parameter update for it to act at "
-            "the gradient of",
-            name.span,
-            notes=[Note(f"{mod.name} acts at `grad` here", block.span)],
+    elif not any(u.mode == "each" for u in spec.updates):
+        why = (
+            f"{spec.name} has no per-parameter update for it to act at the gradient of"
         )
-        return False
-    return True
+    else:
+        return True
+    out.error(
+        "E408",
+        f"`with {name.id}`: {why}",
+        name.span,
+        notes=[Note(f"{mod.name} acts at `grad` here", block.span)],
+    )
+    return False
 
 
 def _at_grad(body, blocks: dict[str, list[S.PointBlock]], fragments: dict) -> tuple:
