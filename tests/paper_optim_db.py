@@ -212,7 +212,6 @@ GALORE_PROJECTIONS: tuple[Kwargs, ...] = (
         "eps": 1e-8,
     },
 )
-ADAM_DEBIAS = Refusal("adam_debias", TypeError, kwargs={"adam_debias": True})
 
 
 # -- problems of their own --------------------------------------------------------------------
@@ -299,12 +298,15 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "foreach": False, "update_period": 2},
             {"lr": 1e-2, "foreach": True, "update_period": 2, "num_samples": 2},
             {"lr": 1e-2, "foreach": True, "weight_decay": 0.1, "maximize": True},
+            # (the adam_debias modifier, as the reference's option)
+            {"lr": 1e-2, "adam_debias": True},
         ),
         state_keys=same_keys("exp_avg", "exp_hessian_diag_sq", "hessian"),
         agreement=(
             {"lr": 1e-2},
             {"lr": 1e-2, "update_period": 3, "weight_decay": 0.1},
         ),
+        group_options=("adam_debias",),
         bad_arguments=(
             {"lr": -1.0},
             {"betas": (1.0, 0.999)},
@@ -351,6 +353,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             "num_samples",
             "hessian_distribution",
             "maximize",
+            "adam_debias",  # (a modifier's option, last)
         ),
     ),
     PaperOptimizerInfo(
@@ -376,6 +379,14 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             # (the adanorm modifier, as the reference's option)
             {"lr": 1e-2, "adanorm": True},
             {"lr": 1e-2, "adanorm": True, "adanorm_r": 0.5, "rectify": True},
+            # (the adam_debias modifier, as the reference's option)
+            {"lr": 1e-2, "adam_debias": True},
+            {
+                "lr": 1e-2,
+                "adam_debias": True,
+                "rectify": True,
+                "degenerated_to_sgd": True,
+            },
         ),
         state_keys=same_keys("exp_avg", "exp_avg_var", "max_exp_avg_var"),
         agreement=(
@@ -391,7 +402,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "adanorm": True, "ams_bound": True},
         ),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
-        group_options=("adanorm", "adanorm_r"),
+        group_options=("adanorm", "adanorm_r", "adam_debias"),
         step_count=StepCount("group"),
     ),
     PaperOptimizerInfo(
@@ -443,7 +454,12 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"weight_decay": -0.1},
             {"eps": -1e-3},
         ),
-        refusals=(ADAM_DEBIAS, USE_GC),
+        refusals=(
+            # (the reference's constructor takes adam_debias and drops it: it leaves its
+            # **kwargs out of its defaults, so only a param group holding the key turns it on)
+            Refusal("adam_debias", TypeError, kwargs={"adam_debias": True}),
+            USE_GC,
+        ),
         notes="The step count is the group's, as the reference keeps it (its bounds under a "
         "changed lr and its base_lr: TestAdaBound).",
     ),
@@ -462,6 +478,8 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "weight_decay": 0.1, "fixed_decay": True},
             {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
             {"lr": 1e-2, "maximize": True, "betas": (0.9, 0.99, 0.9)},
+            # (the adam_debias modifier, as the reference's option)
+            {"lr": 1e-2, "adam_debias": True},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq", "exp_avg_lr"),
         agreement=(
@@ -473,6 +491,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decouple": False,
             },
         ),
+        group_options=("adam_debias",),
         bad_arguments=(
             {"lr": -1.0},
             {"betas": (1.0, 0.99, 0.9999)},
@@ -481,7 +500,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"weight_decay": -0.1},
             {"eps": -1e-3},
         ),
-        refusals=(ADAM_DEBIAS, USE_GC),
+        refusals=(USE_GC,),
         step_count=StepCount("group", kwargs={"lr": 1e-2}),
     ),
     PaperOptimizerInfo(
@@ -789,6 +808,9 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             # (the adanorm modifier, as the reference's option)
             {"lr": 1e-2, "adanorm": True},
             {"lr": 1e-2, "adanorm": True, "adanorm_r": 0.5, "rectify": True},
+            # (the adam_debias modifier, as the reference's option)
+            {"lr": 1e-2, "adam_debias": True},
+            {"lr": 1e-2, "adam_debias": True, "rectify": True},
         ),
         state_keys=same_keys(
             "exp_avg", "exp_avg_sq", "previous_grad", "max_exp_avg_sq"
@@ -806,7 +828,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "adanorm": True, "ams_bound": True},
         ),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
-        group_options=("adanorm", "adanorm_r"),
+        group_options=("adanorm", "adanorm_r", "adam_debias"),
         step_count=StepCount("group"),
     ),
     PaperOptimizerInfo(
@@ -1010,6 +1032,14 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             # (the adanorm modifier, as the reference's option)
             {"lr": 1e-2, "adanorm": True},
             {"lr": 1e-2, "adanorm": True, "adanorm_r": 0.5, "grad_averaging": False},
+            # (the adam_debias modifier, as the reference's option)
+            {"lr": 1e-2, "adam_debias": True},
+            {
+                "lr": 1e-2,
+                "adam_debias": True,
+                "rectify": True,
+                "degenerated_to_sgd": True,
+            },
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq"),
         # fused: the trust ratio's norms are reductions over the whole tensor, in the kernel
@@ -1019,7 +1049,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True, "adam": True},
             {"lr": 1e-2, "adanorm": True},
         ),
-        group_options=("adanorm", "adanorm_r"),
+        group_options=("adanorm", "adanorm_r", "adam_debias"),
         bad_arguments=(
             {"lr": -1.0},
             {"betas": (1.0, 0.999)},
@@ -1971,12 +2001,15 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "weight_decay": 0.1, "fixed_decay": True},
             {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
             {"lr": 1e-2, "maximize": True, "initial_accumulator": 0.0},
+            # (the adam_debias modifier, as the reference's option)
+            {"lr": 1e-2, "adam_debias": True},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq"),
         agreement=(
             # weight_decouple=False: the L2 branch (an `elif` of the decay fragment) in the kernel
             {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
         ),
+        group_options=("adam_debias",),
         bad_arguments=(
             {"lr": -1.0},
             {"betas": (1.0, 0.999)},
@@ -1984,7 +2017,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"weight_decay": -0.1},
             {"eps": -1e-3},
         ),
-        refusals=(ADAM_DEBIAS, USE_GC, COMPLEX_AT_CONSTRUCTION),
+        refusals=(USE_GC, COMPLEX_AT_CONSTRUCTION),
         step_count=StepCount("group", kwargs={"lr": 1e-2}),
     ),
 )
