@@ -112,7 +112,7 @@ class MADGRAD(Optimizer):
         state["s"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         store_state_dtypes(state, group)
 
-    def init_group(self, group, params, grads, grad_sum_sqs, ss, x0s):
+    def init_group(self, group, params, grads, grad_sum_sqs, s_list, x0s):
         has_complex = False
         for p in group["params"]:
             if p.grad is not None:
@@ -133,7 +133,7 @@ class MADGRAD(Optimizer):
                 if len(state) == 0:
                     self._init_state(group, p)
                 grad_sum_sqs.append(state["grad_sum_sq"])
-                ss.append(state["s"])
+                s_list.append(state["s"])
                 if group["momentum"] > 0:
                     x0s.append(state.get("x0"))
         return has_complex
@@ -166,15 +166,17 @@ class MADGRAD(Optimizer):
             params: list[Tensor] = []
             grads: list[Tensor] = []
             grad_sum_sqs: list[Tensor] = []
-            ss: list[Tensor] = []
+            s_list: list[Tensor] = []
             x0s: list[Tensor] = []
-            has_complex = self.init_group(group, params, grads, grad_sum_sqs, ss, x0s)
+            has_complex = self.init_group(
+                group, params, grads, grad_sum_sqs, s_list, x0s
+            )
 
             madgrad(
                 params,
                 grads,
                 grad_sum_sqs,
-                ss,
+                s_list,
                 x0s,
                 foreach=group["foreach"],
                 fused=group["fused"],
@@ -269,7 +271,7 @@ def madgrad(
     params: list[Tensor],
     grads: list[Tensor],
     grad_sum_sqs: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     x0s: list[Tensor],
     *,
     foreach: bool | None = None,
@@ -304,7 +306,7 @@ def madgrad(
                 params, differentiable, use_fused=False
             )
         for lists in precision.chunks(
-            [params, grads, grad_sum_sqs, ss, x0s],
+            [params, grads, grad_sum_sqs, s_list, x0s],
             ["param", "grad", "grad_sum_sq", "s", "x0"],
             per_tensor=not (foreach or fused),
         ):
@@ -332,7 +334,7 @@ def madgrad(
             params,
             grads,
             grad_sum_sqs,
-            ss,
+            s_list,
             x0s,
             has_complex=has_complex,
             precision=precision,
@@ -356,7 +358,7 @@ def madgrad(
             params,
             grads,
             grad_sum_sqs,
-            ss,
+            s_list,
             x0s,
             has_complex=has_complex,
             lr=lr,
@@ -372,7 +374,7 @@ def madgrad(
         params,
         grads,
         grad_sum_sqs,
-        ss,
+        s_list,
         x0s,
         has_complex=has_complex,
         lr=lr,
@@ -389,7 +391,7 @@ def _single_tensor_madgrad(
     params: list[Tensor],
     grads: list[Tensor],
     grad_sum_sqs: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     x0s: list[Tensor],
     *,
     has_complex: bool,
@@ -412,7 +414,7 @@ def _single_tensor_madgrad(
     for i, param in enumerate(params):
         grad = grads[i]
         grad_sum_sq = grad_sum_sqs[i]
-        s = ss[i]
+        s = s_list[i]
         if momentum > 0:
             x0 = x0s[i]
 
@@ -450,7 +452,7 @@ def _multi_tensor_madgrad(
     params: list[Tensor],
     grads: list[Tensor],
     grad_sum_sqs: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     x0s: list[Tensor],
     *,
     has_complex: bool,
@@ -473,20 +475,20 @@ def _multi_tensor_madgrad(
     lr_eps = lr + eps if lr != 0 else 0
     lamb = lr_eps * math.sqrt(k)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, grad_sum_sqs, ss, x0s],  # type: ignore[list-item]
+        [params, grads, grad_sum_sqs, s_list, x0s],  # type: ignore[list-item]
         with_indices=True,
     )
     for (
         device_params_,
         device_grads_,
         device_grad_sum_sqs_,
-        device_ss_,
+        device_s_list_,
         device_x0s_,
     ), indices in grouped_tensors.values():
         device_params = cast(list[Tensor], device_params_)
         device_grads = cast(list[Tensor], device_grads_)
         device_grad_sum_sqs = cast(list[Tensor], device_grad_sum_sqs_)
-        device_ss = cast(list[Tensor], device_ss_)
+        device_s_list = cast(list[Tensor], device_s_list_)
         device_x0s = cast(list[Tensor], device_x0s_)
 
         if momentum > 0:
@@ -506,7 +508,7 @@ def _multi_tensor_madgrad(
             if eps == 0:
                 device_rms = [torch.where(rms.eq(0), 1e400, rms) for rms in device_rms]
             device_origin = [x.clone() for x in device_params]
-            torch._foreach_addcdiv_(device_origin, device_ss, device_rms)
+            torch._foreach_addcdiv_(device_origin, device_s_list, device_rms)
         if isinstance(lamb, Tensor) and torch.compiler.is_compiling():
             torch._foreach_addcmul_(
                 device_grad_sum_sqs, torch._foreach_mul(device_g, lamb), device_g
@@ -514,16 +516,16 @@ def _multi_tensor_madgrad(
         else:
             torch._foreach_addcmul_(device_grad_sum_sqs, device_g, device_g, lamb)
         if isinstance(lamb, Tensor) and torch.compiler.is_compiling():
-            torch._foreach_add_(device_ss, torch._foreach_mul(device_g, lamb))
+            torch._foreach_add_(device_s_list, torch._foreach_mul(device_g, lamb))
         else:
-            torch._foreach_add_(device_ss, device_g, alpha=lamb)
+            torch._foreach_add_(device_s_list, device_g, alpha=lamb)
         del device_g
         device_rms = torch._foreach_pow(device_grad_sum_sqs, 1 / 3)
         torch._foreach_add_(device_rms, eps)
         if eps == 0:
             device_rms = [torch.where(rms.eq(0), 1e400, rms) for rms in device_rms]
         device_z = [x.clone() for x in device_origin]
-        torch._foreach_addcdiv_(device_z, device_ss, device_rms, -1)
+        torch._foreach_addcdiv_(device_z, device_s_list, device_rms, -1)
         del device_rms
         if weight_decay > 0 and weight_decouple:
             device_update_16 = torch._foreach_lerp(
@@ -546,7 +548,7 @@ def _fused_madgrad(
     params: list[Tensor],
     grads: list[Tensor],
     grad_sum_sqs: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     x0s: list[Tensor],
     *,
     has_complex: bool,
@@ -568,7 +570,7 @@ def _fused_madgrad(
             params,
             grads,
             grad_sum_sqs,
-            ss,
+            s_list,
             x0s,
             has_complex=has_complex,
             lr=lr,
@@ -593,7 +595,7 @@ def _fused_madgrad(
     for i, param in enumerate(params):
         grad = grads[i]
         grad_sum_sq = grad_sum_sqs[i]
-        s = ss[i]
+        s = s_list[i]
         x0 = x0s[i] if momentum > 0 else None
         _first_x0 = momentum > 0 and x0 is None
         if _first_x0:

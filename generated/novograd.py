@@ -110,7 +110,7 @@ class NovoGrad(Optimizer):
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
 
-    def _init_group(self, group, params, grads, grads_emas, momentss):
+    def _init_group(self, group, params, grads, grads_emas, moments_list):
         has_complex = False
         for p in group["params"]:
             if p.grad is not None:
@@ -131,7 +131,7 @@ class NovoGrad(Optimizer):
                     )
                 grads.append(p.grad)
                 grads_emas.append(self.state[p].get("grads_ema"))
-                momentss.append(self.state[p].get("moments"))
+                moments_list.append(self.state[p].get("moments"))
         return has_complex
 
     @torch.no_grad()
@@ -157,15 +157,17 @@ class NovoGrad(Optimizer):
             params: list[Tensor] = []
             grads: list[Tensor] = []
             grads_emas: list[Tensor] = []
-            momentss: list[Tensor] = []
-            has_complex = self._init_group(group, params, grads, grads_emas, momentss)
+            moments_list: list[Tensor] = []
+            has_complex = self._init_group(
+                group, params, grads, grads_emas, moments_list
+            )
             beta1, beta2 = group["betas"]
 
             novograd(
                 params,
                 grads,
                 grads_emas,
-                momentss,
+                moments_list,
                 foreach=group["foreach"],
                 fused=group["fused"],
                 has_complex=has_complex,
@@ -182,7 +184,7 @@ class NovoGrad(Optimizer):
             )
             for p, buf in zip(params, grads_emas, strict=True):
                 self.state[p]["grads_ema"] = buf
-            for p, buf in zip(params, momentss, strict=True):
+            for p, buf in zip(params, moments_list, strict=True):
                 self.state[p]["moments"] = buf
 
         return loss
@@ -246,7 +248,7 @@ def novograd(
     params: list[Tensor],
     grads: list[Tensor],
     grads_emas: list[Tensor],
-    momentss: list[Tensor],
+    moments_list: list[Tensor],
     *,
     foreach: bool | None = None,
     differentiable: bool = False,
@@ -282,7 +284,7 @@ def novograd(
                 params, differentiable, use_fused=False
             )
         for lists in precision.chunks(
-            [params, grads, grads_emas, momentss],
+            [params, grads, grads_emas, moments_list],
             ["param", "grad", "grads_ema", "moments"],
             per_tensor=not (foreach or fused),
         ):
@@ -312,7 +314,7 @@ def novograd(
             params,
             grads,
             grads_emas,
-            momentss,
+            moments_list,
             has_complex=has_complex,
             precision=precision,
             lr=lr,
@@ -337,7 +339,7 @@ def novograd(
             params,
             grads,
             grads_emas,
-            momentss,
+            moments_list,
             has_complex=has_complex,
             lr=lr,
             beta1=beta1,
@@ -354,7 +356,7 @@ def novograd(
         params,
         grads,
         grads_emas,
-        momentss,
+        moments_list,
         has_complex=has_complex,
         lr=lr,
         beta1=beta1,
@@ -372,7 +374,7 @@ def _single_tensor_novograd(
     params: list[Tensor],
     grads: list[Tensor],
     grads_emas: list[Tensor],
-    momentss: list[Tensor],
+    moments_list: list[Tensor],
     *,
     has_complex: bool,
     lr: float | Tensor,
@@ -394,7 +396,7 @@ def _single_tensor_novograd(
     for i, param in enumerate(params):
         grad = grads[i]
         grads_ema = grads_emas[i]
-        moments = momentss[i]
+        moments = moments_list[i]
 
         g = -grad if maximize else grad
         if grads_ema is None:
@@ -410,7 +412,7 @@ def _single_tensor_novograd(
                 g.add_(param, alpha=weight_decay)
         if moments is None:
             moments = g.detach().clone()
-            momentss[i] = moments
+            moments_list[i] = moments
         else:
             moments.mul_(beta1).add_(g, alpha=1 - beta1 if grad_averaging else 1)
         del g
@@ -421,7 +423,7 @@ def _multi_tensor_novograd(
     params: list[Tensor],
     grads: list[Tensor],
     grads_emas: list[Tensor],
-    momentss: list[Tensor],
+    moments_list: list[Tensor],
     *,
     has_complex: bool,
     lr: float | Tensor,
@@ -443,19 +445,19 @@ def _multi_tensor_novograd(
             lr, beta1, beta2, weight_decay, eps
         )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, grads_emas, momentss],  # type: ignore[list-item]
+        [params, grads, grads_emas, moments_list],  # type: ignore[list-item]
         with_indices=True,
     )
     for (
         device_params_,
         device_grads_,
         device_grads_emas_,
-        device_momentss_,
+        device_moments_list_,
     ), indices in grouped_tensors.values():
         device_params = cast(list[Tensor], device_params_)
         device_grads = cast(list[Tensor], device_grads_)
         device_grads_emas = cast(list[Tensor], device_grads_emas_)
-        device_momentss = cast(list[Tensor], device_momentss_)
+        device_moments_list = cast(list[Tensor], device_moments_list_)
 
         device_g = torch._foreach_neg(device_grads) if maximize else device_grads
         if all(buf is not None for buf in device_grads_emas):
@@ -483,27 +485,31 @@ def _multi_tensor_novograd(
                 )
             elif weight_decay > 0:
                 torch._foreach_add_(device_g, device_params, alpha=weight_decay)
-        if all(buf is not None for buf in device_momentss):
-            device_momentss = cast(list[Tensor], device_momentss)
-            torch._foreach_mul_(device_momentss, beta1)
+        if all(buf is not None for buf in device_moments_list):
+            device_moments_list = cast(list[Tensor], device_moments_list)
+            torch._foreach_mul_(device_moments_list, beta1)
             torch._foreach_add_(
-                device_momentss, device_g, alpha=1 - beta1 if grad_averaging else 1
+                device_moments_list, device_g, alpha=1 - beta1 if grad_averaging else 1
             )
         else:
-            for j in range(len(device_momentss)):
+            for j in range(len(device_moments_list)):
                 g = device_g[j]
-                if device_momentss[j] is None:
-                    device_momentss[j] = momentss[indices[j]] = g.detach().clone()
+                if device_moments_list[j] is None:
+                    device_moments_list[j] = moments_list[indices[j]] = (
+                        g.detach().clone()
+                    )
                 else:
-                    moments = device_momentss[j]
+                    moments = device_moments_list[j]
                     moments.mul_(beta1).add_(
                         g, alpha=1 - beta1 if grad_averaging else 1
                     )
         del device_g
         if isinstance(lr, Tensor) and torch.compiler.is_compiling():
-            torch._foreach_add_(device_params, torch._foreach_mul(device_momentss, -lr))
+            torch._foreach_add_(
+                device_params, torch._foreach_mul(device_moments_list, -lr)
+            )
         else:
-            torch._foreach_add_(device_params, device_momentss, alpha=-lr)
+            torch._foreach_add_(device_params, device_moments_list, alpha=-lr)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
@@ -515,7 +521,7 @@ def _fused_novograd(
     params: list[Tensor],
     grads: list[Tensor],
     grads_emas: list[Tensor],
-    momentss: list[Tensor],
+    moments_list: list[Tensor],
     *,
     has_complex: bool,
     precision: Precision | None = None,
@@ -538,7 +544,7 @@ def _fused_novograd(
             params,
             grads,
             grads_emas,
-            momentss,
+            moments_list,
             has_complex=has_complex,
             lr=lr,
             beta1=beta1,
@@ -562,7 +568,7 @@ def _fused_novograd(
     for i, param in enumerate(params):
         grad = grads[i]
         grads_ema = grads_emas[i]
-        moments = momentss[i]
+        moments = moments_list[i]
         _first_grads_ema = grads_ema is None
         if _first_grads_ema:
             grads_ema = grads_emas[i] = torch.empty_like(
@@ -572,7 +578,7 @@ def _fused_novograd(
             )
         _first_moments = moments is None
         if _first_moments:
-            moments = momentss[i] = torch.empty_like(
+            moments = moments_list[i] = torch.empty_like(
                 param,
                 dtype=stored_dtype(precision, "moments"),
                 memory_format=torch.preserve_format,

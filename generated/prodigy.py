@@ -136,7 +136,7 @@ class Prodigy(Optimizer):
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         store_state_dtypes(state, group)
 
-    def init_group(self, group, params, grads, ss, p0s, exp_avgs, exp_avg_sqs):
+    def init_group(self, group, params, grads, s_list, p0s, exp_avgs, exp_avg_sqs):
         has_complex = False
         for p in group["params"]:
             if p.grad is not None:
@@ -160,7 +160,7 @@ class Prodigy(Optimizer):
                 state = self.state[p]
                 if len(state) == 0:
                     self._init_state(group, p)
-                ss.append(state["s"])
+                s_list.append(state["s"])
                 p0s.append(state["p0"])
                 exp_avgs.append(state["exp_avg"])
                 exp_avg_sqs.append(state["exp_avg_sq"])
@@ -202,12 +202,12 @@ class Prodigy(Optimizer):
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []
-            ss: list[Tensor] = []
+            s_list: list[Tensor] = []
             p0s: list[Tensor] = []
             exp_avgs: list[Tensor] = []
             exp_avg_sqs: list[Tensor] = []
             has_complex = self.init_group(
-                group, params, grads, ss, p0s, exp_avgs, exp_avg_sqs
+                group, params, grads, s_list, p0s, exp_avgs, exp_avg_sqs
             )
             if "step" not in group:
                 group["step"] = 1
@@ -236,7 +236,7 @@ class Prodigy(Optimizer):
             prodigy(
                 params,
                 grads,
-                ss,
+                s_list,
                 p0s,
                 exp_avgs,
                 exp_avg_sqs,
@@ -259,12 +259,12 @@ class Prodigy(Optimizer):
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []
-            ss: list[Tensor] = []
+            s_list: list[Tensor] = []
             p0s: list[Tensor] = []
             exp_avgs: list[Tensor] = []
             exp_avg_sqs: list[Tensor] = []
             has_complex = self.init_group(
-                group, params, grads, ss, p0s, exp_avgs, exp_avg_sqs
+                group, params, grads, s_list, p0s, exp_avgs, exp_avg_sqs
             )
             if d_de_nom.item() == 0:
                 return loss
@@ -287,7 +287,7 @@ class Prodigy(Optimizer):
             prodigy_pass2(
                 params,
                 grads,
-                ss,
+                s_list,
                 p0s,
                 exp_avgs,
                 exp_avg_sqs,
@@ -389,7 +389,7 @@ Prodigy.__doc__ = r"""Prodigy: Adam with a learning rate estimated from the dist
 def prodigy(
     params: list[Tensor],
     grads: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     p0s: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
@@ -429,7 +429,7 @@ def prodigy(
                 params, differentiable, use_fused=False
             )
         for lists in precision.chunks(
-            [params, grads, ss, p0s, exp_avgs, exp_avg_sqs],
+            [params, grads, s_list, p0s, exp_avgs, exp_avg_sqs],
             ["param", "grad", "s", "p0", "exp_avg", "exp_avg_sq"],
             per_tensor=not (foreach or fused),
         ):
@@ -459,7 +459,7 @@ def prodigy(
         _fused_prodigy(
             params,
             grads,
-            ss,
+            s_list,
             p0s,
             exp_avgs,
             exp_avg_sqs,
@@ -487,7 +487,7 @@ def prodigy(
         _multi_tensor_prodigy(
             params,
             grads,
-            ss,
+            s_list,
             p0s,
             exp_avgs,
             exp_avg_sqs,
@@ -507,7 +507,7 @@ def prodigy(
     _single_tensor_prodigy(
         params,
         grads,
-        ss,
+        s_list,
         p0s,
         exp_avgs,
         exp_avg_sqs,
@@ -528,7 +528,7 @@ def prodigy(
 def _single_tensor_prodigy(
     params: list[Tensor],
     grads: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     p0s: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
@@ -552,7 +552,7 @@ def _single_tensor_prodigy(
 
     for i, param in enumerate(params):
         grad = grads[i]
-        s = ss[i]
+        s = s_list[i]
         p0 = p0s[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
@@ -571,7 +571,7 @@ def _single_tensor_prodigy(
 def _multi_tensor_prodigy(
     params: list[Tensor],
     grads: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     p0s: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
@@ -596,19 +596,19 @@ def _multi_tensor_prodigy(
             beta1, beta2, d0, d, d_lr, beta3_t, d_numerator, d_de_nom
         )
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, ss, p0s, exp_avgs, exp_avg_sqs],  # type: ignore[list-item]
+        [params, grads, s_list, p0s, exp_avgs, exp_avg_sqs],  # type: ignore[list-item]
     )
     for (
         device_params_,
         device_grads_,
-        device_ss_,
+        device_s_list_,
         device_p0s_,
         device_exp_avgs_,
         device_exp_avg_sqs_,
     ), _ in grouped_tensors.values():
         device_params = cast(list[Tensor], device_params_)
         device_grads = cast(list[Tensor], device_grads_)
-        device_ss = cast(list[Tensor], device_ss_)
+        device_s_list = cast(list[Tensor], device_s_list_)
         device_p0s = cast(list[Tensor], device_p0s_)
         device_exp_avgs = cast(list[Tensor], device_exp_avgs_)
         device_exp_avg_sqs = cast(list[Tensor], device_exp_avg_sqs_)
@@ -627,12 +627,12 @@ def _multi_tensor_prodigy(
         torch._foreach_addcmul_(
             device_exp_avg_sqs, device_g, device_g, d * d * (1 - beta2)
         )
-        torch._foreach_mul_(device_ss, beta3_t)
+        torch._foreach_mul_(device_s_list, beta3_t)
         torch._foreach_add_(
-            device_ss, device_g, alpha=d / d0 * (d if safeguard_warmup else d_lr)
+            device_s_list, device_g, alpha=d / d0 * (d if safeguard_warmup else d_lr)
         )
         del device_g
-        device_values_6 = [s.abs().sum() for s in device_ss]
+        device_values_6 = [s.abs().sum() for s in device_s_list]
         for value in device_values_6:
             d_de_nom.add_(value)
 
@@ -640,7 +640,7 @@ def _multi_tensor_prodigy(
 def prodigy_pass2(
     params: list[Tensor],
     grads: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     p0s: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
@@ -676,7 +676,7 @@ def prodigy_pass2(
                 params, differentiable, use_fused=False
             )
         for lists in precision.chunks(
-            [params, grads, ss, p0s, exp_avgs, exp_avg_sqs],
+            [params, grads, s_list, p0s, exp_avgs, exp_avg_sqs],
             ["param", "grad", "s", "p0", "exp_avg", "exp_avg_sq"],
             per_tensor=not (foreach or fused),
         ):
@@ -702,7 +702,7 @@ def prodigy_pass2(
         _fused_prodigy_pass2(
             params,
             grads,
-            ss,
+            s_list,
             p0s,
             exp_avgs,
             exp_avg_sqs,
@@ -726,7 +726,7 @@ def prodigy_pass2(
         _multi_tensor_prodigy_pass2(
             params,
             grads,
-            ss,
+            s_list,
             p0s,
             exp_avgs,
             exp_avg_sqs,
@@ -742,7 +742,7 @@ def prodigy_pass2(
     _single_tensor_prodigy_pass2(
         params,
         grads,
-        ss,
+        s_list,
         p0s,
         exp_avgs,
         exp_avg_sqs,
@@ -759,7 +759,7 @@ def prodigy_pass2(
 def _single_tensor_prodigy_pass2(
     params: list[Tensor],
     grads: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     p0s: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
@@ -790,7 +790,7 @@ def _single_tensor_prodigy_pass2(
 def _multi_tensor_prodigy_pass2(
     params: list[Tensor],
     grads: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     p0s: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
@@ -809,12 +809,12 @@ def _multi_tensor_prodigy_pass2(
     if torch.compiler.is_compiling():
         weight_decay, eps, d, d_lr = graph_constants(weight_decay, eps, d, d_lr)
     grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, ss, p0s, exp_avgs, exp_avg_sqs],  # type: ignore[list-item]
+        [params, grads, s_list, p0s, exp_avgs, exp_avg_sqs],  # type: ignore[list-item]
     )
     for (
         device_params_,
         device_grads_,
-        device_ss_,
+        device_s_list_,
         device_p0s_,
         device_exp_avgs_,
         device_exp_avg_sqs_,
@@ -851,7 +851,7 @@ def _multi_tensor_prodigy_pass2(
 def _fused_prodigy(
     params: list[Tensor],
     grads: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     p0s: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
@@ -875,7 +875,7 @@ def _fused_prodigy(
         _compiled_multi_tensor()(
             params,
             grads,
-            ss,
+            s_list,
             p0s,
             exp_avgs,
             exp_avg_sqs,
@@ -902,7 +902,7 @@ def _fused_prodigy(
 
     for i, param in enumerate(params):
         grad = grads[i]
-        s = ss[i]
+        s = s_list[i]
         p0 = p0s[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
@@ -1012,7 +1012,7 @@ def _compiled_multi_tensor():
 def _fused_prodigy_pass2(
     params: list[Tensor],
     grads: list[Tensor],
-    ss: list[Tensor],
+    s_list: list[Tensor],
     p0s: list[Tensor],
     exp_avgs: list[Tensor],
     exp_avg_sqs: list[Tensor],
@@ -1032,7 +1032,7 @@ def _fused_prodigy_pass2(
         _compiled_multi_tensor_pass2()(
             params,
             grads,
-            ss,
+            s_list,
             p0s,
             exp_avgs,
             exp_avg_sqs,
@@ -1053,7 +1053,7 @@ def _fused_prodigy_pass2(
 
     for i, param in enumerate(params):
         grad = grads[i]
-        s = ss[i]
+        s = s_list[i]
         p0 = p0s[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]

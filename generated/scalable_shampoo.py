@@ -201,9 +201,9 @@ class ScalableShampoo(Optimizer):
         grads,
         momentums,
         graft_momentums,
-        graft_statisticss,
-        statisticss,
-        pre_conditionerss,
+        graft_statistics_list,
+        statistics_list,
+        pre_conditioners_list,
     ):
         has_complex = False
         for p in group["params"]:
@@ -226,9 +226,9 @@ class ScalableShampoo(Optimizer):
                 momentums.append(state["momentum"])
                 graft_momentums.append(state["graft_momentum"])
                 if group["graft_type"] == 2 or group["graft_type"] == 3:
-                    graft_statisticss.append(state["graft_statistics"])
-                statisticss.append(state["statistics"])
-                pre_conditionerss.append(state["pre_conditioners"])
+                    graft_statistics_list.append(state["graft_statistics"])
+                statistics_list.append(state["statistics"])
+                pre_conditioners_list.append(state["pre_conditioners"])
         return has_complex
 
     @torch.no_grad()
@@ -249,18 +249,18 @@ class ScalableShampoo(Optimizer):
             grads: list[Tensor] = []
             momentums: list[Tensor] = []
             graft_momentums: list[Tensor] = []
-            graft_statisticss: list[Tensor] = []
-            statisticss: list[list[Tensor]] = []
-            pre_conditionerss: list[list[Tensor]] = []
+            graft_statistics_list: list[Tensor] = []
+            statistics_list: list[list[Tensor]] = []
+            pre_conditioners_list: list[list[Tensor]] = []
             has_complex = self._init_group(
                 group,
                 params,
                 grads,
                 momentums,
                 graft_momentums,
-                graft_statisticss,
-                statisticss,
-                pre_conditionerss,
+                graft_statistics_list,
+                statistics_list,
+                pre_conditioners_list,
             )
             if "step" not in group:
                 group["step"] = 0
@@ -272,9 +272,9 @@ class ScalableShampoo(Optimizer):
                 grads,
                 momentums,
                 graft_momentums,
-                graft_statisticss,
-                statisticss,
-                pre_conditionerss,
+                graft_statistics_list,
+                statistics_list,
+                pre_conditioners_list,
                 has_complex=has_complex,
                 precision=group_precision(self, group, params),
                 lr=group["lr"],
@@ -432,9 +432,9 @@ def scalable_shampoo(
     grads: list[Tensor],
     momentums: list[Tensor],
     graft_momentums: list[Tensor],
-    graft_statisticss: list[Tensor],
-    statisticss: list[list[Tensor]],
-    pre_conditionerss: list[list[Tensor]],
+    graft_statistics_list: list[Tensor],
+    statistics_list: list[list[Tensor]],
+    pre_conditioners_list: list[list[Tensor]],
     *,
     foreach: bool | None = None,
     differentiable: bool = False,
@@ -477,9 +477,9 @@ def scalable_shampoo(
                 grads,
                 momentums,
                 graft_momentums,
-                graft_statisticss,
-                statisticss,
-                pre_conditionerss,
+                graft_statistics_list,
+                statistics_list,
+                pre_conditioners_list,
             ],
             [
                 "param",
@@ -527,9 +527,9 @@ def scalable_shampoo(
         grads,
         momentums,
         graft_momentums,
-        graft_statisticss,
-        statisticss,
-        pre_conditionerss,
+        graft_statistics_list,
+        statistics_list,
+        pre_conditioners_list,
         has_complex=has_complex,
         lr=lr,
         beta1=beta1,
@@ -562,9 +562,9 @@ def _single_tensor_scalable_shampoo(
     grads: list[Tensor],
     momentums: list[Tensor],
     graft_momentums: list[Tensor],
-    graft_statisticss: list[Tensor],
-    statisticss: list[list[Tensor]],
-    pre_conditionerss: list[list[Tensor]],
+    graft_statistics_list: list[Tensor],
+    statistics_list: list[list[Tensor]],
+    pre_conditioners_list: list[list[Tensor]],
     *,
     has_complex: bool,
     lr: float,
@@ -605,9 +605,9 @@ def _single_tensor_scalable_shampoo(
         momentum = momentums[i]
         graft_momentum = graft_momentums[i]
         if graft_type == 2 or graft_type == 3:
-            graft_statistics = graft_statisticss[i]
-        statistics = statisticss[i]
-        pre_conditioners = pre_conditionerss[i]
+            graft_statistics = graft_statistics_list[i]
+        statistics = statistics_list[i]
+        pre_conditioners = pre_conditioners_list[i]
 
         X = merge_dims(param, block_size) if shape_interpretation else param
         order = X.dim()

@@ -186,8 +186,8 @@ def test_an_exposed_point_no_modifier_acts_at_is_nothing():
         (
             "with two\n",
             {"two": "modifier two\nat grad a, b:\n    a <- a * 2\n"},
-            "E408 `with two`: two takes 2 value(s) at `grad`, the gradient the step receives"
-            " is one @4 | two acts at `grad` here",
+            "E408 `with two`: two takes 2 value(s) at `grad`, which holds 1"
+            " @4 | two acts at `grad` here",
         ),
     ],
 )

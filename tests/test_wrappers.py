@@ -44,7 +44,9 @@ def test_a_wrapper_variant_matches_the_wrapper_around_its_base(wrapped, kwargs, 
     )
 
 
-@pytest.mark.parametrize("wrapped", WRAPPED, ids=lambda w: w.name)
+@pytest.mark.parametrize(
+    "wrapped", [w for w in WRAPPED if w.same_state_dict], ids=lambda w: w.name
+)
 def test_a_wrapper_variants_state_dict_loads_into_the_wrapper_and_back(wrapped):
     # five steps of ours, loaded into the wrapper, five more on each: the same parameters;
     # and the wrapper's state_dict loads back into ours

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from pytorch_optimizer import Lion, OrthoGrad
+from pytorch_optimizer import Lion, Lookahead, OrthoGrad
 
 from paper_optim_db import Kwargs
 
@@ -22,6 +22,22 @@ def orthograd(base: type):
     return make
 
 
+def lookahead(base: type):
+    def make(params, k=5, alpha=0.5, pullback_momentum="none", **kwargs):
+        return Lookahead(
+            base,
+            k=k,
+            alpha=alpha,
+            pullback_momentum=pullback_momentum,
+            params=params,
+            **kwargs,
+        )
+
+    make.__name__ = f"Lookahead({base.__name__})"
+    make.base = base
+    return make
+
+
 @dataclass(frozen=True)
 class Wrapped:
     name: str  # the variant's class, in generated.<module>
@@ -30,6 +46,9 @@ class Wrapped:
     grid: tuple[Kwargs, ...]
     states: tuple[str, ...]  # state keys, the base's (and the wrapper's state_dict's)
     paths: tuple[str, ...] = ("for-loop", "foreach", "fused")
+    # the wrapper's state_dict is the base's (OrthoGrad's), so the two load into each other;
+    # Lookahead's is {'lookahead_state', 'base_optimizer'}, another layout
+    same_state_dict: bool = True
 
     @property
     def base(self) -> type:
@@ -73,6 +92,70 @@ WRAPPED = (
 )
 
 # generated class -> (params, **kwargs) -> its reference, the wrapper around its base
+# Lookahead: k of 1 (a pull at every step), 3 (several in 20 steps), 20 (one, at the last);
+# alpha 0 (the weights put back to the slow ones) and near 1 (hardly pulled)
+LOOKAHEAD_OPTIONS: tuple[Kwargs, ...] = (
+    {},
+    {"k": 1, "alpha": 0.3},
+    {"k": 3, "alpha": 0.8},
+    {"k": 20, "alpha": 0.0},
+    {"k": 2, "alpha": 0.99},
+)
+WRAPPED = WRAPPED + (
+    Wrapped(
+        "LookaheadAdam",
+        "lookaheadadam",
+        lookahead(torch.optim.Adam),
+        tuple({"lr": 1e-2, **o} for o in LOOKAHEAD_OPTIONS)
+        + (
+            {"lr": 1e-2, "k": 3, "amsgrad": True, "weight_decay": 0.1},
+            # (Adam has no momentum buffer: the reference adds one it never reads)
+            {"lr": 1e-2, "k": 3, "pullback_momentum": "pullback"},
+        ),
+        ("slow_params",),
+        same_state_dict=False,
+    ),
+    Wrapped(
+        "LookaheadLion",
+        "lookaheadlion",
+        lookahead(Lion),
+        tuple({"lr": 1e-3, **o} for o in LOOKAHEAD_OPTIONS)
+        + ({"lr": 1e-3, "k": 3, "cautious": True, "use_gc": True},),
+        ("slow_params",),
+        same_state_dict=False,
+    ),
+    Wrapped(
+        "LookaheadSGD",
+        "lookaheadsgd",
+        lookahead(torch.optim.SGD),
+        tuple({"lr": 1e-2, "momentum": 0.9, **o} for o in LOOKAHEAD_OPTIONS)
+        + (
+            {
+                "lr": 1e-2,
+                "k": 3,
+                "nesterov": True,
+                "momentum": 0.9,
+                "weight_decay": 0.1,
+            },
+            # (the pulls of SGD's momentum buffer, which it exposes as `momentum`)
+            {"lr": 1e-2, "momentum": 0.9, "k": 3, "pullback_momentum": "reset"},
+            {"lr": 1e-2, "momentum": 0.9, "k": 3, "pullback_momentum": "pullback"},
+            {
+                "lr": 1e-2,
+                "momentum": 0.9,
+                "dampening": 0.1,
+                "k": 2,
+                "alpha": 0.3,
+                "pullback_momentum": "pullback",
+            },
+            # (without momentum there is no buffer to pull)
+            {"lr": 1e-2, "k": 3, "pullback_momentum": "pullback"},
+        ),
+        ("slow_params", "slow_momentum"),
+        same_state_dict=False,
+    ),
+)
+
 WRAPPER_REFERENCES = {w.name: w.reference for w in WRAPPED}
 # generated class -> the base the wrapper takes (its constructor's keywords are the reference's)
 WRAPPED_BASES = {w.name: w.base for w in WRAPPED}

@@ -19,11 +19,16 @@ from generator.check.lets import assigned_names, substitute
 from generator.language import syntax as S
 from generator.language.diagnostics import Collector, Note, did_you_mean
 
-# The point every per-parameter update has without exposing it: the gradient as the step
-# receives it, before the optimizer reads it. A wrapper acts there (OrthoGrad: pytorch_optimizer
-# changes p.grad, then calls the wrapped step), and the update then reads its result wherever it
-# reads `grad`, a lazy state's first value included.
-GRAD = "grad"
+# The points every optimizer with a per-parameter update has without exposing them, where a
+# wrapper acts (pytorch_optimizer's OrthoGrad and Lookahead, around any optimizer):
+# - `grad x`: the gradient as the step receives it, before the optimizer reads it (OrthoGrad
+#   changes p.grad, then calls the wrapped step); the update then reads the block's result
+#   wherever it reads `grad`, a lazy state's first value included;
+# - `group`: once per group and step, before its parameters (`update group:`), with no value
+#   (Lookahead counts its steps there);
+# - `param p`: the parameter after the optimizer's step (Lookahead's pull toward slow weights).
+GRAD, GROUP, PARAM = "grad", "group", "param"
+IMPLICIT = {GRAD: 1, GROUP: 0, PARAM: 1}  # (the number of values each holds)
 
 
 def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
@@ -49,8 +54,8 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
             continue
         ok = True
         for block in mod.points:
-            if block.point == GRAD:
-                ok &= _grad_point_fits(spec, mod, name, block, out)
+            if block.point in IMPLICIT:
+                ok &= _implicit_point_fits(spec, mod, name, block, out)
                 continue
             here = [e for e in exposed if e.point == block.point]
             wrong = [e for e in here if len(e.names) != len(block.vars)]
@@ -66,7 +71,7 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
                         Note(f"{mod.name} acts at `{block.point}` here", block.span)
                     ],
                 )
-            if not here:
+            if not here and not block.optional:
                 ok = False
                 out.error(
                     "E408",
@@ -89,13 +94,17 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
         replace(
             u,
             body=(
-                _at_grad(_splice(u.body, blocks, fragments), blocks, fragments)
+                _at_param(
+                    _at_grad(_splice(u.body, blocks, fragments), blocks, fragments),
+                    blocks,
+                )
                 if u.mode == "each"
                 else _splice(u.body, blocks, fragments)
             ),
         )
         for u in spec.updates
     )
+    updates = _at_group(updates, blocks)
     docs = spec.docs + tuple(d for m in taken for d in m.docs if d.key == "reference")
     # (an input the optimizer declares itself replaces a modifier's of that name: a variant's
     # `input cautious: bool = true, fixed`)
@@ -199,6 +208,10 @@ def _splice(
                 ),
                 orelse=_splice(s.orelse, blocks, fragments, holds, stack, opens_all),
             )
+            if not s.orelse and not any(b for _, b in s.branches):
+                # (a condition that only placed a point no modifier acts at: SGD's
+                # `if momentum != 0: expose momentum b`)
+                continue
         elif hasattr(s, "body") and isinstance(s.body, tuple):
             s = replace(
                 s, body=_splice(s.body, blocks, fragments, holds, stack, opens_all)
@@ -207,24 +220,24 @@ def _splice(
     return tuple(out)
 
 
-def _grad_point_fits(spec, mod, name, block, out: Collector) -> bool:
-    """A block at `grad` takes one value, in an optimizer whose update runs per parameter."""
-    if len(block.vars) != 1:
+def _implicit_point_fits(spec, mod, name, block, out: Collector) -> bool:
+    """A block at `grad`, `group` or `param` takes the values the point holds, in an optimizer
+    whose update runs per parameter."""
+    want = IMPLICIT[block.point]
+    if len(block.vars) != want:
         why = (
-            f"{mod.name} takes {len(block.vars)} value(s) at `grad`, the gradient the step "
-            "receives is one"
+            f"{mod.name} takes {len(block.vars)} value(s) at `{block.point}`, which holds "
+            f"{want}"
         )
     elif not any(u.mode == "each" for u in spec.updates):
-        why = (
-            f"{spec.name} has no per-parameter update for it to act at the gradient of"
-        )
+        why = f"{spec.name} has no per-parameter update for it to act at `{block.point}` of"
     else:
         return True
     out.error(
         "E408",
         f"`with {name.id}`: {why}",
         name.span,
-        notes=[Note(f"{mod.name} acts at `grad` here", block.span)],
+        notes=[Note(f"{mod.name} acts at `{block.point}` here", block.span)],
     )
     return False
 
@@ -242,6 +255,33 @@ def _at_grad(body, blocks: dict[str, list[S.PointBlock]], fragments: dict) -> tu
     for block in here:
         spliced += substitute(block.body, {block.vars[0].id: local})
     return tuple(spliced) + substitute(opened, {GRAD: local})
+
+
+def _at_param(body, blocks: dict[str, list[S.PointBlock]]) -> tuple:
+    """A per-parameter update with the blocks acting at `param` last, their value the
+    parameter itself."""
+    tail = []
+    for block in blocks.get(PARAM, ()):
+        tail += substitute(
+            block.body, {block.vars[0].id: S.Name("param", None, block.vars[0].span)}
+        )
+    return tuple(body) + tuple(tail)
+
+
+def _at_group(updates: tuple, blocks: dict[str, list[S.PointBlock]]) -> tuple:
+    """The updates with the blocks acting at `group` first in `update group:` (one made for
+    them where the optimizer has none, before its per-parameter update)."""
+    here = [s for block in blocks.get(GROUP, ()) for s in block.body]
+    if not here:
+        return updates
+    if any(u.mode == "group" for u in updates):
+        return tuple(
+            replace(u, body=tuple(here) + u.body) if u.mode == "group" else u
+            for u in updates
+        )
+    made = S.Update("group", tuple(here), blocks[GROUP][0].span)
+    at = next(i for i, u in enumerate(updates) if u.mode == "each")
+    return updates[:at] + (made,) + updates[at:]
 
 
 def _known(body, holds) -> tuple:

@@ -581,6 +581,9 @@ class PointBlock:
     vars: tuple[Name, ...] = ()
     body: tuple[Stmt, ...] = ()
     span: Span = field(default=None, compare=False)
+    optional: bool = (
+        False  # `if exposed`: nothing where the optimizer has no such point
+    )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ GREEK = dict(
 SUBSCRIPT_DIGITS = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
 UNICODE_OPS = {"←": "<-", "−": "-", "·": "*", "×": "*", "≠": "!=", "≤": "<=", "≥": ">="}
 
+# `at POINT ... if exposed:`, as the transformer passes it to point_block
+_EXPOSED_ONLY = object()
+
 
 def _ascii_name(raw: str) -> str:
     if raw in UNICODE_NAMES:
@@ -259,14 +262,23 @@ class _Build(Transformer):
     def point_block(self, meta, children):
         point = children[0]
         names = [c for c in children[1:] if isinstance(c, Token)]
-        body = [c for c in children[1:] if not isinstance(c, Token)]
+        optional = _EXPOSED_ONLY in children
+        body = [
+            c
+            for c in children[1:]
+            if c is not None and c is not _EXPOSED_ONLY and not isinstance(c, Token)
+        ]
         return S.PointBlock(
             str(point),
             self._span(point),
             tuple(S.Name(_ascii_name(str(v)), None, self._span(v)) for v in names),
             tuple(body),
             self._span(meta),
+            optional,
         )
+
+    def exposed_only(self, children):
+        return _EXPOSED_ONLY
 
     @v_args(meta=True)
     def expose_stmt(self, meta, children):

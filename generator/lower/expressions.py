@@ -35,6 +35,8 @@ def list_name(key: str) -> str:
     head, _, last = key.rpartition("_")
     if last in _IRREGULAR_PLURALS:
         return head + ("_" if head else "") + _IRREGULAR_PLURALS[last]
+    if key.endswith("s"):  # (a key that is a plural already: `slow_params`, `moments`)
+        return key + "_list"
     return key + "s"
 
 
