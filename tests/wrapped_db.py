@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from pytorch_optimizer import Lion, Lookahead, OrthoGrad
+from pytorch_optimizer.optimizer.grokfast import gradfilter_ema
 
 from paper_optim_db import Kwargs
 
@@ -34,6 +35,35 @@ def lookahead(base: type):
         )
 
     make.__name__ = f"Lookahead({base.__name__})"
+    make.base = base
+    return make
+
+
+class _Parameters:
+    """What gradfilter_ema reads of a model: its named parameters (an optimizer's, in order)."""
+
+    def __init__(self, opt):
+        self.opt = opt
+
+    def named_parameters(self):
+        params = [p for g in self.opt.param_groups for p in g["params"]]
+        return ((str(i), p) for i, p in enumerate(params))
+
+
+def grokfast_ema(base: type):
+    # (the paper's use: gradfilter_ema on the model's gradients, then the optimizer's step)
+    def make(params, grokfast_alpha=0.98, grokfast_lamb=2.0, **kwargs):
+        opt = base(params, **kwargs)
+        model, averages, step = _Parameters(opt), {}, opt.step
+
+        def filtered_step(closure=None):
+            gradfilter_ema(model, averages, alpha=grokfast_alpha, lamb=grokfast_lamb)
+            return step(closure)
+
+        opt.step = filtered_step
+        return opt
+
+    make.__name__ = f"gradfilter_ema + {base.__name__}"
     make.base = base
     return make
 
@@ -152,6 +182,22 @@ WRAPPED = WRAPPED + (
             {"lr": 1e-2, "k": 3, "pullback_momentum": "pullback"},
         ),
         ("slow_params", "slow_momentum"),
+        same_state_dict=False,
+    ),
+)
+WRAPPED = WRAPPED + (
+    Wrapped(
+        "GrokFastAdamW",
+        "grokfastadamw",
+        grokfast_ema(torch.optim.AdamW),
+        (
+            {"lr": 1e-2},
+            {"lr": 1e-2, "grokfast_alpha": 0.5, "grokfast_lamb": 5.0},
+            {"lr": 1e-2, "grokfast_lamb": 0.0, "weight_decay": 0.1},
+            {"lr": 1e-2, "amsgrad": True, "maximize": True},
+        ),
+        ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+        # (the filter's averages live outside the optimizer, in gradfilter_ema's dict)
         same_state_dict=False,
     ),
 )
