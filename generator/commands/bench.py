@@ -392,6 +392,13 @@ def _bench_one(
     def ready(side: str, i: int) -> None:
         if curve:
             curved(sides[side], grads, i)
+        else:
+            # (each step's gradient afresh, untimed: an optimizer may change p.grad in place,
+            # as pytorch_optimizer's maximize and gradient centralization do, and would
+            # otherwise step on its own leftovers)
+            with torch.no_grad():
+                for p, g in zip(sides[side], grads):
+                    p.grad.copy_(g)
         # (what a step draws from torch's or numpy's generator, alike on both sides:
         # AdaHessian's probes, ScalableShampoo's power iterations, Kron's probes and balancing)
         seed_draws(i)
