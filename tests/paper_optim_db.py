@@ -1425,9 +1425,17 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "maximize": True, "weight_decay": 0.01},
             {"lr": 1e-2, "foreach": False, "grad_averaging": True, "weight_decay": 0.1},
             {"lr": torch.tensor(1e-2), "weight_decay": 0.1, "weight_decouple": True},
+            # (the reference's adam_debias keyword: the step size times sqrt(1 - beta2^t))
+            {"lr": 1e-2, "adam_debias": True},
+            {"lr": 1e-2, "adam_debias": True, "betas": (0.9, 0.5), "grad_averaging": True},
         ),
         state_keys=same_keys("grads_ema", "moments"),
-        agreement=({"lr": 1e-2, "weight_decay": 0.1, "grad_averaging": True},),
+        agreement=(
+            {"lr": 1e-2, "weight_decay": 0.1, "grad_averaging": True},
+            {"lr": 1e-2, "adam_debias": True},
+        ),
+        group_options=("adam_debias",),
+        step_count=StepCount("group"),
         bad_arguments=(
             {"lr": -1.0},
             {"betas": (1.0, 0.98)},
