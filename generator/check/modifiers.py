@@ -6,9 +6,12 @@ adds inputs, checks and states, and holds a block for each point it acts at (``a
 An optimizer takes it with ``with NAME`` and exposes the points in its update
 (``expose direction update, g``); here each ``expose`` becomes the blocks of the modifiers
 acting there, in ``with`` order, their point's variables renamed to the optimizer's values, and an
-``expose`` no modifier acts at is dropped. What follows (the checker, the lowering, the documentation) sees one
-spec, so a modifier's lines are checked, generated and shown in the algorithm box as the
-optimizer's own, while their positions still name the modifier's file.
+``expose`` no modifier acts at is dropped. Three points need no ``expose`` (``grad``, ``group``
+and ``param``, below: where a wrapper such as OrthoGrad or Lookahead acts), and a block written
+``at POINT ... if exposed:`` is left out where the optimizer has no such point. What follows
+(the checker, the lowering, the documentation) sees one spec, so a modifier's lines are checked,
+generated and shown in the algorithm box as the optimizer's own, while their positions still
+name the modifier's file.
 """
 
 from __future__ import annotations
