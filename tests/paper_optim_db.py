@@ -1427,7 +1427,12 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": torch.tensor(1e-2), "weight_decay": 0.1, "weight_decouple": True},
             # (the reference's adam_debias keyword: the step size times sqrt(1 - beta2^t))
             {"lr": 1e-2, "adam_debias": True},
-            {"lr": 1e-2, "adam_debias": True, "betas": (0.9, 0.5), "grad_averaging": True},
+            {
+                "lr": 1e-2,
+                "adam_debias": True,
+                "betas": (0.9, 0.5),
+                "grad_averaging": True,
+            },
         ),
         state_keys=same_keys("grads_ema", "moments"),
         agreement=(

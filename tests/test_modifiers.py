@@ -199,6 +199,18 @@ def test_a_modifier_misused_is_refused_at_the_with_line(
     assert expected in errors, errors
 
 
+@pytest.mark.parametrize("point", ["grad u", "group u", "param u"])
+def test_a_point_every_update_has_is_not_exposed(tmp_path, point):
+    text = BASE.format(**{"with": ""}).replace(
+        "    expose direction u, grad\n", f"    expose {point}\n"
+    )
+    name = point.split()[0]
+    want = (
+        f"E408 `{name}` is a point every per-parameter update has: it is not exposed @6"
+    )
+    assert want in _errors(text, _dirs(tmp_path)), _errors(text, _dirs(tmp_path))
+
+
 def test_a_modifier_is_taken_with_with_not_used(tmp_path):
     dirs = _dirs(tmp_path, double=DOUBLE)
     text = BASE.format(**{"with": ""}).replace(

@@ -39,6 +39,14 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
     if spec.kind != "optimizer":
         return spec
     exposed = [e for u in spec.updates for e in _exposes(u.body, fragments)]
+    for e in exposed:
+        if e.point in IMPLICIT:
+            out.error(
+                "E408",
+                f"`{e.point}` is a point every per-parameter update has: it is not exposed",
+                e.span,
+                hint="remove the `expose`, or name the point otherwise",
+            )
     taken: list[S.Spec] = []
     for name in spec.modifiers:
         mod = fragments.get(name.id)
