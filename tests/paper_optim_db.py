@@ -399,7 +399,6 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decay": 0.1,
                 "weight_decouple": False,
             },
-            {"lr": 1e-2, "adanorm": True, "ams_bound": True},
         ),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         group_options=("adanorm", "adanorm_r", "adam_debias"),
@@ -522,10 +521,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "adanorm": True, "adanorm_r": 0.5, "use_gc": True},
         ),
         state_keys=same_keys("exp_avg", "exp_avg_sq", "exp_avg_diff", "previous_grad"),
-        agreement=(
-            {"lr": 1e-2, "weight_decay": 0.1, "maximize": True},
-            {"lr": 1e-2, "use_gc": True, "adanorm": True},
-        ),
+        agreement=({"lr": 1e-2, "weight_decay": 0.1, "maximize": True},),
         group_options=("use_gc", "adanorm", "adanorm_r"),
         bad_arguments=(
             {"lr": -1.0},
@@ -825,7 +821,6 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
                 "weight_decay": 0.1,
                 "weight_decouple": False,
             },
-            {"lr": 1e-2, "adanorm": True, "ams_bound": True},
         ),
         bad_arguments=ADAM_STYLE_BAD_ARGUMENTS,
         group_options=("adanorm", "adanorm_r", "adam_debias"),
@@ -1047,7 +1042,6 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             {"lr": 1e-2, "weight_decay": 0.1, "weight_decouple": False},
             {"lr": 1e-2, "rectify": True},
             {"lr": 1e-2, "rectify": True, "degenerated_to_sgd": True, "adam": True},
-            {"lr": 1e-2, "adanorm": True},
         ),
         group_options=("adanorm", "adanorm_r", "adam_debias"),
         bad_arguments=(
@@ -1435,10 +1429,7 @@ PAPER_OPTIMIZERS: tuple[PaperOptimizerInfo, ...] = (
             },
         ),
         state_keys=same_keys("grads_ema", "moments"),
-        agreement=(
-            {"lr": 1e-2, "weight_decay": 0.1, "grad_averaging": True},
-            {"lr": 1e-2, "adam_debias": True},
-        ),
+        agreement=({"lr": 1e-2, "weight_decay": 0.1, "grad_averaging": True},),
         group_options=("adam_debias",),
         step_count=StepCount("group"),
         bad_arguments=(
