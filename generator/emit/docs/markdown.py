@@ -357,7 +357,8 @@ def readme_table(entries, docs: str) -> str:
 def _checked_against(spec) -> str:
     if spec.name in TORCH_OPTIM:
         return f"`torch.optim.{spec.name}`"
-    for d in spec.docs:
+    # (the last such line: a variant's own, after its base's, names what it is checked against)
+    for d in reversed(spec.docs):
         if d.key == "reference" and d.text.startswith("pytorch_optimizer."):
             return f"`{d.text.split(' ', 1)[0]}`"
     return "a hand-written reference"
