@@ -147,7 +147,7 @@ class OrthoLion(Optimizer):
                     raise ValueError("OrthoGrad does not support complex parameters")
                 if _is_sharded(p):
                     raise ValueError(
-                        "OrthoLion reads each parameter's whole tensor (`at_least_float32(...)`, specs/fragments/orthograd.frag:14); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
+                        "OrthoLion reads each parameter's whole tensor (`dot(...)`, specs/fragments/orthograd.frag:16); a sharded DTensor parameter (FSDP2's fully_shard) holds only a shard of it, so it is refused rather than updated as if the shard were the whole. Keep these parameters unsharded (replicated), or use an optimizer whose update is elementwise."
                     )
                 grads.append(p.grad)
 

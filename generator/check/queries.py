@@ -12,7 +12,7 @@ generator.lower.checks), and small questions about one expression (``is_param``,
 from __future__ import annotations
 
 from generator.language import syntax as S
-from generator.language.builtins import BUILTINS
+from generator.language.builtins import BUILTINS, CASTS
 from generator.language.diagnostics import Collector
 from generator.language.types import Kind
 from generator.check.model import CheckedSpec
@@ -121,7 +121,7 @@ WHOLE_TENSOR_CALLS = frozenset(
         if b.result not in (Kind.INT, Kind.BOOL, Kind.STR, Kind.SCALAR)
         and not b.elementwise
         and b.context in ("update", "both", "estimate")
-        and name not in ("clone", "bfloat16", "type_as", "cast")
+        and name not in CASTS | {"clone"}
     }
 )
 

@@ -993,6 +993,12 @@ BUILTINS: dict[str, Builtin] = {
 }
 
 
+# The functions that change a tensor's dtype and nothing else: each element keeps its value (up
+# to the new dtype's rounding), so they read no whole tensor (FSDP2 shards step through them) and
+# a fused kernel runs them.
+CASTS = frozenset({"bfloat16", "type_as", "cast", "at_least_float32"})
+
+
 def shape_rule(b: Builtin) -> str:
     """The shape of ``b``'s result, as the language reference states it."""
     if b.shape is not None:

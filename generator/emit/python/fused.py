@@ -22,7 +22,7 @@ from dataclasses import replace
 from generator import ir
 from generator.naming import fresh, names_in_use
 from generator.ir import uses
-from generator.language.builtins import BUILTINS
+from generator.language.builtins import BUILTINS, CASTS
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.blocks import Imports, Lines, _print_if
 from generator.emit.python.scalars import ScalarPrinter
@@ -44,7 +44,6 @@ ELEMENTWISE = {
 # Reductions over a whole tensor: its flat view gives the same result, so they join the kernel
 # (inductor compiles the reduction and the elementwise work around it together).
 WHOLE_TENSOR_REDUCTIONS = {"norm", "sum", "dot", "flatten"}
-CASTS = {"bfloat16", "type_as", "cast", "at_least_float32"}
 # the casts a spec writes to round there (MARS's bfloat16 before Newton-Schulz), which the kernel
 # must then round as eager mode does; a cast to another tensor's dtype (cautious's 0/1 mask) or to
 # an input's is exact where specs write it, and keeps the kernel's default
