@@ -158,7 +158,7 @@ def max_except(tensor: Tensor, dim: int) -> Tensor:
     """The maximum over every dimension of ``tensor`` but ``dim``, the dimensions kept (of
     size 1), as SM3 reduces its update to each dimension's accumulator; a 0-d tensor, or one
     with ``dim`` its only dimension, is its own maximum."""
-    others = tuple(d for d in range(tensor.dim()) if d != dim % max(tensor.dim(), 1))
+    others = _other_dims(tensor, dim)
     return tensor.amax(dim=others, keepdim=True) if others else tensor
 
 
@@ -177,8 +177,13 @@ def mean_except(tensor: Tensor, dim: int) -> Tensor:
     ``centralize_gradient`` reduces over ``range(1, dim)``); a 0-d tensor, or one with ``dim``
     its only dimension, is its own mean (an empty ``dim=()`` would mean over everything).
     """
-    others = tuple(d for d in range(tensor.dim()) if d != dim % max(tensor.dim(), 1))
+    others = _other_dims(tensor, dim)
     return tensor.mean(dim=others, keepdim=True) if others else tensor
+
+
+def _other_dims(tensor: Tensor, dim: int) -> tuple[int, ...]:
+    """The dimensions of ``tensor`` but ``dim`` (negative counted from the end)."""
+    return tuple(d for d in range(tensor.dim()) if d != dim % max(tensor.dim(), 1))
 
 
 def merge_dims(tensor: Tensor, limit: int) -> Tensor:
