@@ -903,7 +903,7 @@ def _multi_tensor_galore(
             device_right_ortho_matrices_16 = [
                 device_right_ortho_matrices[j] for j in idx_16
             ]
-            device_n_16 = [
+            device_n_16_17 = [
                 ((ortho_matrix @ n) @ right_ortho_matrix)
                 for ortho_matrix, n, right_ortho_matrix in zip(
                     device_ortho_matrices_16,
@@ -912,7 +912,8 @@ def _multi_tensor_galore(
                     strict=True,
                 )
             ]
-            torch._foreach_mul_(device_n_16, scale)
+            torch._foreach_mul_(device_n_16_17, scale)
+            device_n_16 = device_n_16_17
             for j, value in zip(idx_16, device_n_16, strict=True):
                 device_n[j] = value
         rest_idx_16 = [j for j, ok in enumerate(cond_16) if not ok]
@@ -922,54 +923,55 @@ def _multi_tensor_galore(
             device_ortho_matrices_rest_16 = [
                 device_ortho_matrices[j] for j in rest_idx_16
             ]
-            cond_17 = [side == 1 for side in sides_rest_16]
-            idx_17 = [j for j, ok in enumerate(cond_17) if ok]
-            if idx_17:
-                device_n_rest_16_17 = [device_n_rest_16[j] for j in idx_17]
-                device_ortho_matrices_rest_16_17 = [
-                    device_ortho_matrices_rest_16[j] for j in idx_17
+            cond_18 = [side == 1 for side in sides_rest_16]
+            idx_18 = [j for j, ok in enumerate(cond_18) if ok]
+            if idx_18:
+                device_n_rest_16_18 = [device_n_rest_16[j] for j in idx_18]
+                device_ortho_matrices_rest_16_18 = [
+                    device_ortho_matrices_rest_16[j] for j in idx_18
                 ]
-                device_n_rest_16_17 = [
+                device_n_rest_16_18 = [
                     (n @ ortho_matrix)
                     for n, ortho_matrix in zip(
-                        device_n_rest_16_17,
-                        device_ortho_matrices_rest_16_17,
+                        device_n_rest_16_18,
+                        device_ortho_matrices_rest_16_18,
                         strict=True,
                     )
                 ]
-                torch._foreach_mul_(device_n_rest_16_17, scale)
-                for j, value in zip(idx_17, device_n_rest_16_17, strict=True):
+                torch._foreach_mul_(device_n_rest_16_18, scale)
+                for j, value in zip(idx_18, device_n_rest_16_18, strict=True):
                     device_n_rest_16[j] = value
-            rest_idx_17 = [j for j, ok in enumerate(cond_17) if not ok]
-            if rest_idx_17:
-                sides_rest_16_rest_17 = [sides_rest_16[j] for j in rest_idx_17]
-                device_ortho_matrices_rest_16_rest_17 = [
-                    device_ortho_matrices_rest_16[j] for j in rest_idx_17
+            rest_idx_18 = [j for j, ok in enumerate(cond_18) if not ok]
+            if rest_idx_18:
+                sides_rest_16_rest_18 = [sides_rest_16[j] for j in rest_idx_18]
+                device_ortho_matrices_rest_16_rest_18 = [
+                    device_ortho_matrices_rest_16[j] for j in rest_idx_18
                 ]
-                device_n_rest_16_rest_17 = [device_n_rest_16[j] for j in rest_idx_17]
-                cond_18 = [side == 0 for side in sides_rest_16_rest_17]
-                idx_18 = [j for j, ok in enumerate(cond_18) if ok]
-                if idx_18:
-                    device_ortho_matrices_rest_16_rest_17_18 = [
-                        device_ortho_matrices_rest_16_rest_17[j] for j in idx_18
+                device_n_rest_16_rest_18 = [device_n_rest_16[j] for j in rest_idx_18]
+                cond_19 = [side == 0 for side in sides_rest_16_rest_18]
+                idx_19 = [j for j, ok in enumerate(cond_19) if ok]
+                if idx_19:
+                    device_ortho_matrices_rest_16_rest_18_19 = [
+                        device_ortho_matrices_rest_16_rest_18[j] for j in idx_19
                     ]
-                    device_n_rest_16_rest_17_18 = [
-                        device_n_rest_16_rest_17[j] for j in idx_18
+                    device_n_rest_16_rest_18_19 = [
+                        device_n_rest_16_rest_18[j] for j in idx_19
                     ]
-                    device_n_rest_16_rest_17_18 = [
+                    device_n_rest_16_rest_18_19_20 = [
                         (ortho_matrix @ n)
                         for ortho_matrix, n in zip(
-                            device_ortho_matrices_rest_16_rest_17_18,
-                            device_n_rest_16_rest_17_18,
+                            device_ortho_matrices_rest_16_rest_18_19,
+                            device_n_rest_16_rest_18_19,
                             strict=True,
                         )
                     ]
-                    torch._foreach_mul_(device_n_rest_16_rest_17_18, scale)
+                    torch._foreach_mul_(device_n_rest_16_rest_18_19_20, scale)
+                    device_n_rest_16_rest_18_19 = device_n_rest_16_rest_18_19_20
                     for j, value in zip(
-                        idx_18, device_n_rest_16_rest_17_18, strict=True
+                        idx_19, device_n_rest_16_rest_18_19, strict=True
                     ):
-                        device_n_rest_16_rest_17[j] = value
-                for j, value in zip(rest_idx_17, device_n_rest_16_rest_17, strict=True):
+                        device_n_rest_16_rest_18[j] = value
+                for j, value in zip(rest_idx_18, device_n_rest_16_rest_18, strict=True):
                     device_n_rest_16[j] = value
             for j, value in zip(rest_idx_16, device_n_rest_16, strict=True):
                 device_n[j] = value

@@ -15,6 +15,7 @@ import copy
 import pytest
 import torch
 from generator.runtime.kernels import eager_kernels
+from generator.verify.problems import quadratic_closure
 from paper_reference import assert_matches_reference, generated, run
 from wrapped_db import WRAPPED
 
@@ -87,13 +88,20 @@ def test_a_wrapper_variants_state_dict_loads_into_the_wrapper_and_back(wrapped):
             assert torch.equal(
                 again.state[p_again][key], ours.state[p_ours][key]
             ), f"{wrapped.name}: state {key!r} differs after loading back"
-    # the next steps alike: the same gradients to both
+    # the next steps alike: the same gradients to both (and, where the step evaluates a
+    # closure, SAM's, the same quadratic model around each side's weights)
     for step in range(3):
-        for p_theirs, p_again in zip(params_of(theirs), params_of(again), strict=True):
-            grad = torch.sin(p_again.detach() * (step + 2))
+        grads = [torch.sin(p.detach() * (step + 2)) for p in params_of(again)]
+        for p_theirs, p_again, grad in zip(
+            params_of(theirs), params_of(again), grads, strict=True
+        ):
             p_theirs.grad, p_again.grad = grad.clone(), grad.clone()
-        theirs.step()
-        again.step()
+        if getattr(wrapped.reference, "needs_closure", False):
+            theirs.step(quadratic_closure(params_of(theirs), grads, step))
+            again.step(quadratic_closure(params_of(again), grads, step))
+        else:
+            theirs.step()
+            again.step()
     for p_theirs, p_again in zip(params_of(theirs), params_of(again), strict=True):
         torch.testing.assert_close(p_again, p_theirs, rtol=1e-10, atol=1e-14)
 

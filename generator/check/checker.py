@@ -869,12 +869,21 @@ def paths_without_form(c: Checker) -> None:
 
 def check_fragment(frag: S.Spec, out: Collector) -> None:
     if frag.kind == "modifier":
-        if not frag.points:
+        if not frag.points and not frag.updates:
             out.error(
                 "E404",
-                "a modifier acts at a point: `at direction u:` and its statements",
+                "a modifier acts at a point (`at direction u:` and its statements) or "
+                "around the step (`update` blocks of its own, run before the optimizer's)",
                 frag.span,
             )
+        for u in frag.updates:
+            if u.mode not in ("each", "step", "group"):
+                out.error(
+                    "E404",
+                    "a modifier's blocks run before the optimizer's: `update:`, "
+                    "`update group:` or `update optimizer:`",
+                    u.span,
+                )
         return
     if frag.inputs or frag.states or frag.updates:
         out.error("E404", "a fragment holds update statements only", frag.span)

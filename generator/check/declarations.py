@@ -296,6 +296,14 @@ def check_state(st: S.State, out: Collector) -> None:
         )
     if st.as_number and st.kind != "count":
         out.error("E206", "`as number` is for counters", st.span)
+    if st.transient and (st.kind not in ("tensor", "total") or st.eager):
+        out.error(
+            "E206",
+            "`transient` is for a value a step carries between its blocks: a tensor of "
+            "each parameter or an optimizer's total, made in the step",
+            st.span,
+            hint="a counter or an `eager` state lasts from step to step: drop `transient`",
+        )
     if st.reduced is not None:
         if st.kind != "tensor" or st.lazy:
             out.error(

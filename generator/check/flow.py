@@ -131,6 +131,25 @@ class Flow:
             self.list_call(c)
         elif self.rules.flat:
             flat_rules.procedure_call(self, c)
+        elif c.func == "evaluate":
+            # (SAM's: the closure again, at the weights the blocks before it have moved)
+            if self.mode != "step":
+                self.c.out.error(
+                    "E337",
+                    "`evaluate()` evaluates the closure once for every parameter: it belongs "
+                    "in `update optimizer:`",
+                    s.span,
+                    hint="move the parameters in an `update:` block, then evaluate in an "
+                    "`update optimizer:` block after it",
+                )
+            elif c.args:
+                self.c.out.error(
+                    "E337",
+                    "`evaluate()` takes no arguments: it evaluates the closure at the "
+                    "parameters as they are",
+                    c.args[0].span,
+                    hint="move the parameters in an `update:` block before it",
+                )
         else:  # (a per-parameter block's procedure calls are inlined already)
             self.flat_only(s)
 

@@ -12,6 +12,11 @@ and ``param``, below: where a wrapper such as OrthoGrad or Lookahead acts), and 
 (the checker, the lowering, the documentation) sees one spec, so a modifier's lines are checked,
 generated and shown in the algorithm box as the optimizer's own, while their positions still
 name the modifier's file.
+
+A modifier acting around the whole step (SAM: the weights moved, the closure evaluated again,
+the weights moved back) writes `update` blocks of its own instead: they run before the
+optimizer's blocks, in `with` order, and are not changed by the points of the other modifiers
+(their `grad` is the gradient as the step receives it).
 """
 
 from __future__ import annotations
@@ -64,6 +69,15 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
             out.error("E403", f"modifier `{name.id}` is taken twice", name.span)
             continue
         ok = True
+        if mod.updates and not any(u.mode == "each" for u in spec.updates):
+            ok = False
+            out.error(
+                "E408",
+                f"`with {name.id}`: {spec.name} has no per-parameter update for "
+                f"{mod.name}'s blocks to run before",
+                name.span,
+                notes=[Note(f"{mod.name}'s first block", mod.updates[0].span)],
+            )
         for block in mod.points:
             if block.point in IMPLICIT:
                 ok &= _implicit_point_fits(spec, mod, name, block, out)
@@ -101,21 +115,26 @@ def apply_modifiers(spec: S.Spec, fragments: dict, out: Collector) -> S.Spec:
     for mod in taken:
         for block in mod.points:
             blocks.setdefault(block.point, []).append(block)
+    each = [k for k, u in enumerate(spec.updates) if u.mode == "each"]
     updates = tuple(
         replace(
             u,
             body=(
-                _at_param(
-                    _at_grad(_splice(u.body, blocks, fragments), blocks, fragments),
-                    blocks,
-                )
+                _at_grad(_splice(u.body, blocks, fragments), blocks, fragments)
                 if u.mode == "each"
                 else _splice(u.body, blocks, fragments)
             ),
         )
         for u in spec.updates
     )
-    updates = _at_group(updates, blocks)
+    if each:  # (the parameter after the step: after the last pass, Prodigy's second)
+        last = each[-1]
+        updates = (
+            updates[:last]
+            + (replace(updates[last], body=_at_param(updates[last].body, blocks)),)
+            + updates[last + 1 :]
+        )
+    updates = tuple(u for m in taken for u in m.updates) + _at_group(updates, blocks)
     docs = spec.docs + tuple(d for m in taken for d in m.docs if d.key == "reference")
     # (an input the optimizer declares itself replaces a modifier's of that name: a variant's
     # `input cautious: bool = true, fixed`)
@@ -256,12 +275,15 @@ def _implicit_point_fits(spec, mod, name, block, out: Collector) -> bool:
 def _at_grad(body, blocks: dict[str, list[S.PointBlock]], fragments: dict) -> tuple:
     """A per-parameter update with the blocks acting at `grad` first, on a local that the
     update then reads for `grad` (its fragments opened, so that theirs read it too); named
-    after the first block's variable (OrthoGrad's `ortho_grad`)."""
+    after the first block's variable (OrthoGrad's `ortho_grad`). A pass that does not read the
+    gradient (Prodigy's second) is left as it is."""
     here = blocks.get(GRAD, ())
     if not here or not body:
         return body
     local = here[0].vars[0]
     opened = _splice(body, {}, fragments, opens_all=True)
+    if GRAD not in _names(opened):
+        return body
     spliced = [S.Assign(local, S.Name(GRAD, None, local.span), None, local.span)]
     for block in here:
         spliced += substitute(block.body, {block.vars[0].id: local})
@@ -280,18 +302,22 @@ def _at_param(body, blocks: dict[str, list[S.PointBlock]]) -> tuple:
 
 
 def _at_group(updates: tuple, blocks: dict[str, list[S.PointBlock]]) -> tuple:
-    """The updates with the blocks acting at `group` first in `update group:` (one made for
-    them where the optimizer has none, before its per-parameter update)."""
+    """The updates with the blocks acting at `group` first in the `update group:` before the
+    first per-parameter update (one made for them where the optimizer has none there): once
+    per group and step, however many passes the update makes (Prodigy's two)."""
     here = [s for block in blocks.get(GROUP, ()) for s in block.body]
     if not here:
         return updates
-    if any(u.mode == "group" for u in updates):
-        return tuple(
-            replace(u, body=tuple(here) + u.body) if u.mode == "group" else u
-            for u in updates
+    at = next(i for i, u in enumerate(updates) if u.mode == "each")
+    first = next((i for i, u in enumerate(updates[:at]) if u.mode == "group"), None)
+    if first is not None:
+        u = updates[first]
+        return (
+            updates[:first]
+            + (replace(u, body=tuple(here) + u.body),)
+            + updates[first + 1 :]
         )
     made = S.Update("group", tuple(here), blocks[GROUP][0].span)
-    at = next(i for i, u in enumerate(updates) if u.mode == "each")
     return updates[:at] + (made,) + updates[at:]
 
 

@@ -284,6 +284,13 @@ class Estimate:
 
 
 @dataclass(frozen=True)
+class Evaluate:
+    """``evaluate()`` in the optimizer's block: the gradients zeroed and the closure evaluated
+    again, with autograd on, its loss the step's (SAM's gradient at the weights its blocks
+    before have moved)."""
+
+
+@dataclass(frozen=True)
 class Return:
     """``return`` in a group or optimizer block or a flat update: the step ends there; in a
     procedure, with the values it returns."""
@@ -605,5 +612,6 @@ Stmt = Union[
     Repeat,
     Raise,
     ForEachParameter,
+    Evaluate,
     Return,
 ]

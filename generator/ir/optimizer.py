@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from generator.ir.nodes import *  # noqa: F403
 from generator.ir.nodes import _coerce
+from generator.ir.walk import walk
 
 # ---- the optimizer ------------------------------------------------------------------------------------
 
@@ -105,6 +106,8 @@ class StateBuffer:
     column_major: bool = False
     # made in the dtype this input holds (None there: the parameter's); None: the parameter's
     dtype: str | None = None
+    # made in the step and dropped at its end (``, transient``: SAM's old_p)
+    transient: bool = False
 
     def __post_init__(self) -> None:
         _coerce(self, kind=StateKind, scope=Scope)
@@ -176,3 +179,10 @@ class Optimizer:
 
     def __post_init__(self) -> None:
         _coerce(self, mode=Mode)
+
+    @property
+    def evaluates(self) -> bool:
+        """Its step evaluates the closure itself (``evaluate()``, SAM's): it needs one, and
+        takes the gradients it finds at its start as the first evaluation."""
+        blocks = (self.step_block,) + tuple(p.step_block for p in self.later_passes)
+        return any(isinstance(s, Evaluate) for b in blocks for s in walk(b))

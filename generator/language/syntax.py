@@ -485,6 +485,8 @@ class State:
     reduced: str | None = None
     # `, as number`: a counter kept as a Python number in the state (torch's SparseAdam step)
     as_number: bool = False
+    # `, transient`: made in a step, carried between its blocks and dropped at its end (SAM's)
+    transient: bool = False
     # `, stored as bfloat16`: the storage dtype of a tensor state (the precision policy's default)
     stored_as: str | None = None
     stored_as_span: Span | None = field(default=None, compare=False)

@@ -472,6 +472,9 @@ class _Build(Transformer):
     def as_number(self, children):
         return "as number"
 
+    def transient(self, children):
+        return "transient"
+
     @v_args(meta=True)
     def column_major(self, meta, children):
         return ("column major", self._span(meta))
@@ -516,6 +519,7 @@ class _Build(Transformer):
             span=self._span(meta),
             reduced=next((o[1] for o in options if _option(o) == "reduced"), None),
             as_number="as number" in options,
+            transient="transient" in options,
             stored_as=next((o[1] for o in options if _option(o) == "stored as"), None),
             stored_as_span=next(
                 (o[2] for o in options if _option(o) == "stored as"), None

@@ -155,6 +155,7 @@ def lower(checked: CheckedSpec, coverage: bool = False) -> ir.Optimizer:
                 stored_as=st.stored_as,
                 column_major=st.column_major is not None,
                 dtype=st.dtype,
+                transient=st.transient,
                 list_name=list_name(st.key),
                 var=loop_var(st.key, st.kind),
             )

@@ -79,6 +79,8 @@ class Lowerer(ExpressionLowerer):
             # an item of a list state: updated in place, by the same rules as a state
             item = S.Index(s.target, s.index, s.target.span)
             return [self._update_persistent(self.texpr(item), item, s.value)]
+        if isinstance(s, S.CallStmt) and s.call.func == "evaluate":
+            return [ir.Evaluate()]
         if isinstance(s, S.CallStmt):  # append(xs, t), pop_first(xs): a local list's
             target, *value = s.call.args
             if s.call.func == "append":

@@ -142,6 +142,20 @@ def amp_skips_step(optimizer) -> bool:
     return False
 
 
+def drop_transient(optimizer, keys: tuple[str, ...]) -> None:
+    """The end of a step that carried values from one of its blocks to a later one (states
+    declared ``, transient``: SAM's old_p and gradient norm): they leave the state, so that
+    none is kept between steps or saved in a state_dict, as SAM's own step pops them."""
+    for key in keys:  # (an optimizer's total)
+        optimizer.state.pop(key, None)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if state:
+                for key in keys:
+                    state.pop(key, None)
+
+
 def graph_constants(*values):
     """The hyperparameters, the Python floats among them as constants of the graph being
     traced (guarded by value: a new value recompiles). Called only under torch.compile.

@@ -43,7 +43,9 @@ from generator.verify.problems import (
     Layout,
     Problem,
     clone_params,
+    quadratic_closure,
     set_grads,
+    stable_seed,
     stepwise_problem,
     verify_problem,
 )
@@ -217,15 +219,24 @@ def run_trajectory(
 def run_steps(make, kwargs, problem: Problem, steps: int, on_step=None):
     """``make(problem.groups(params), **kwargs)`` stepped ``steps`` times on ``problem`` (each
     step's gradients handed over as copies, ``step()`` without a closure), calling
-    ``on_step(step, params, opt)`` after every step; returns (params, opt). Unlike
+    ``on_step(step, params, opt)`` after every step; returns (params, opt). A step that needs
+    a closure (``make.needs_closure``, or its signature's: SAM's) is given one whose loss is
+    a quadratic model with the step's gradients at the parameters
+    (:func:`quadratic_closure`). Unlike
     :func:`run_trajectory` it keeps nothing, catches nothing (what construction, a step or
     ``on_step`` raises propagates: a test's failure, with its traceback) and leaves torch's
     global generator alone: a test that asserts as the optimizer steps."""
     params = clone_params(problem.initial)
     opt = make(problem.groups(params), **kwargs)
+    with_closure = getattr(make, "needs_closure", False) or needs_closure(opt)
     for step in range(steps):
-        problem.set_grads(params, step)
-        opt.step()
+        if with_closure:
+            grads = problem.gradients(step)
+            problem.set_grads(params, step, row=grads)
+            opt.step(quadratic_closure(params, grads, stable_seed("closure", step)))
+        else:
+            problem.set_grads(params, step)
+            opt.step()
         if on_step is not None:
             on_step(step, params, opt)
     return params, opt

@@ -105,6 +105,47 @@ def curved(params, grads, seed: int) -> None:
             p.grad = g + c * m + v * coupling
 
 
+def quadratic_closure(params, grads, seed: int):
+    """A closure whose loss is :func:`curved`'s quadratic model around the parameters as they
+    are now: its gradients here are ``grads`` to the bit, and they move with the parameters,
+    so that an optimizer evaluating it elsewhere (SAM, at weights it has moved) sees other
+    gradients. Each call sets the gradients afresh (None where ``grads`` has none) and returns
+    the loss."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(shape, sample, like):
+        return sample(shape, generator=gen, dtype=torch.float64).to(like.dtype)
+
+    start = [p.detach().clone() for p in params]
+    terms = [
+        (
+            None
+            if g is None
+            else (g, 0.5 + draw(p.shape, torch.rand, p), draw(p.shape, torch.randn, p))
+        )
+        for p, g in zip(params, grads)
+    ]
+
+    def closure():
+        with torch.enable_grad():
+            loss, coupling = 0, 0
+            for p, s, t in zip(params, start, terms):
+                p.grad = None
+                if t is None:
+                    continue
+                g, c, d = t
+                moved = p - s
+                loss = loss + (g * p).sum() + 0.5 * (c * moved * moved).sum()
+                coupling = coupling + (d * moved).sum()
+            loss = loss + 0.5 * coupling * coupling
+            loss.backward()
+        return loss.detach()
+
+    return closure
+
+
 # ---- `optimgen verify`'s problem ------------------------------------------------------------------
 
 # two groups: the first two tensors, then the rest; shapes of ranks 1-3, sizes below and above

@@ -541,11 +541,27 @@ class ForeachPrinter:
         """``total <- total + c * f(x)``: one value per tensor, added in the tensors' order (the
         for-loop's order, so that both round the sum alike)."""
         for op in ops:
-            values = self.tensor(op.args[0], out, self._new_temp("device_values"))[0]
+            lists: list[str] = []
+            for k, arg in enumerate(
+                op.args
+            ):  # (addcmul's two, one list where they agree)
+                same = next((j for j in range(k) if op.args[j] == arg), None)
+                lists.append(
+                    lists[same]
+                    if same is not None
+                    else self.tensor(arg, out, self._new_temp("device_values"))[0]
+                )
             kwargs = "".join(f", {k}={self.slot(v)[0]}" for k, v in op.kwargs)
-            out(f"for value in {values}:")
+            names = ["value", *(f"value_{k}" for k in range(2, len(lists) + 1))]
+            names = [names[lists.index(lst)] for lst in lists]
+            unique = list(dict.fromkeys(names))
+            if len(unique) == 1:
+                out(f"for value in {lists[0]}:")
+            else:
+                lists = list(dict.fromkeys(lists))
+                out(f"for {', '.join(unique)} in zip({', '.join(lists)}, strict=True):")
             with out.indent():
-                out(f"{target.name}.{OPS[op.op].inplace}(value{kwargs})")
+                out(f"{target.name}.{OPS[op.op].inplace}({', '.join(names)}{kwargs})")
 
     def tensor_value(self, v) -> str | None:
         """The run-time test of whether a group-level value (``1 - beta2``, ``-lr``) is a
@@ -681,7 +697,33 @@ class ForeachPrinter:
             if s.alias:
                 out(f"{dest} = {self.tlist(s.value)}")
             else:
-                name, fresh = self.tensor(s.value, out, dest)
+                # (a value that reads the local it replaces other than as the operand its first
+                # operation starts from, `e <- param^2 * e`, is built in a list of its own:
+                # built in the local's, it would overwrite what it still reads)
+                reads: list = []
+                uses(
+                    s.value,
+                    lambda x: isinstance(x, ir.TRef)
+                    and x.name == s.name
+                    and reads.append(x),
+                )
+                first = s.value
+                while isinstance(first, ir.TOp) and first.args:
+                    first = first.args[0]
+                safe = not reads or (len(reads) == 1 and first is reads[0])
+                numbered = self.temp
+                into = dest if safe else self._new_temp(dest)
+                start = len(out.lines)
+                name, fresh = self.tensor(s.value, out, into)
+                made = out.lines[start:]
+                head = "    " * out.level + f"{into} = "
+                if into != dest and len(made) == 1 and made[0].startswith(head):
+                    # (one assignment, a comprehension over the old list: it reads it all
+                    # before the name is bound again)
+                    out.lines[start] = (
+                        "    " * out.level + f"{dest} = " + made[0][len(head) :]
+                    )
+                    name, self.temp = dest, numbered
                 if name != dest:
                     out(
                         f"{dest} = {name}"

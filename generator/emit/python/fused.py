@@ -462,12 +462,21 @@ def kernel_inputs(
     conditions = list(dict.fromkeys(c for c in conditions if c not in split_names))
     numbers = [n for n in numbers if n not in local_tensors and n not in conditions]
     decisions = split_names + conditions
-    decisions += [
-        f"_first_{s.var}"
-        for s in opt.states
-        if s.scope == "parameter" and s.init is None
-    ]
+    decisions += [f"_first_{s.var}" for s in lazy_made_here(opt)]
     return tensors, numbers, decisions
+
+
+def lazy_made_here(opt: ir.Optimizer) -> list:
+    """The lazy states whose first value this pass's update gives (``initially``); with
+    several passes, another pass's lazy state is made by that pass (SAM's old_p in its second,
+    SGD's momentum buffer in its last), never left allocated and unset by an earlier one.
+    """
+    made = {s.state for s in ir.walk(opt.body) if isinstance(s, ir.LazyInit)}
+    return [
+        s
+        for s in opt.states
+        if s.scope == "parameter" and s.init is None and s.key in made
+    ]
 
 
 def kernel_source(opt: ir.Optimizer, fname: str, imports: Imports) -> str:

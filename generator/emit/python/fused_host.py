@@ -16,7 +16,12 @@ from generator.ir import uses
 from generator.emit.python.blocks import Lines
 from generator.emit.python.scalars import count_value
 from generator.emit.python.single import SingleTensorPrinter
-from generator.emit.python.fused import first_values_on_host, host_source, keeps_shapes
+from generator.emit.python.fused import (
+    first_values_on_host,
+    host_source,
+    keeps_shapes,
+    lazy_made_here,
+)
 from generator.emit.python.facts import (
     ModuleFacts,
     functional_name,
@@ -91,29 +96,30 @@ def fused_body(facts: ModuleFacts) -> str:
             if s.kind == "count" and reads_count_before_update(opt.body, s.key):
                 value = count_value(opt, s.var, s.as_number, facts.imports)
                 out(f"{s.key} = {value}")
-        for s in facts.param_states():
-            if s.init is None:  # a lazy state: made here, its first value in the kernel
-                exists = (
-                    "" if s.condition is None else f"{printer.scalar(s.condition)} and "
-                )
-                out(f"_first_{s.var} = {exists}{s.var} is None")
-                out(f"if _first_{s.var}:")
-                with out.indent():
-                    source = first_values_on_host(opt).get(s.var)
-                    # in the dtype a precision policy stores it in (None: param's)
-                    facts.imports.need("stored_dtype")
-                    dtype = f'stored_dtype(precision, "{s.key}")'
-                    if source is not None:  # see first_values_on_host
-                        out(
-                            f"{s.var} = {s.list_name}[i] = {source}.detach().to("
-                            f"{dtype} or {source}.dtype, copy=True)"
-                        )
-                    else:
-                        out(
-                            f"{s.var} = {s.list_name}[i] = torch.empty_like("
-                            f"param, dtype={dtype}, "
-                            "memory_format=torch.preserve_format)"
-                        )
+        for s in lazy_made_here(
+            opt
+        ):  # a lazy state: made here, its first value in the kernel
+            exists = (
+                "" if s.condition is None else f"{printer.scalar(s.condition)} and "
+            )
+            out(f"_first_{s.var} = {exists}{s.var} is None")
+            out(f"if _first_{s.var}:")
+            with out.indent():
+                source = first_values_on_host(opt).get(s.var)
+                # in the dtype a precision policy stores it in (None: param's)
+                facts.imports.need("stored_dtype")
+                dtype = f'stored_dtype(precision, "{s.key}")'
+                if source is not None:  # see first_values_on_host
+                    out(
+                        f"{s.var} = {s.list_name}[i] = {source}.detach().to("
+                        f"{dtype} or {source}.dtype, copy=True)"
+                    )
+                else:
+                    out(
+                        f"{s.var} = {s.list_name}[i] = torch.empty_like("
+                        f"param, dtype={dtype}, "
+                        "memory_format=torch.preserve_format)"
+                    )
         if host:
             out.lines += [("    " * out.level) + line for line in host.splitlines()]
         # the precision policy's inputs (generator.runtime.precision), cast in the kernel

@@ -51,6 +51,9 @@ class GroupPrinter(SingleTensorPrinter):
             op = {"+=": "+=", "*=": "*=", "fill": "="}[s.op]
             out(f'group["{s.state}"] {op} {self.scalar(s.value)}')
         elif isinstance(s, ir.Return):
+            keys = transient_keys(self.facts.opt)
+            if keys:  # (the step ends here: what it carried goes, as at its end)
+                out(f"drop_transient(self, {keys})")
             out("return loss")
         elif isinstance(s, ir.ForEachParameter):
             self.for_each(s, out)
@@ -249,3 +252,10 @@ def count_optimizer_states(facts: ModuleFacts, out: Lines) -> None:
                 f"{facts.group_scalar(s.init)})"
             )
     printer.body(opt.step_block, out)
+
+
+def transient_keys(opt: ir.Optimizer) -> str:
+    """The state keys a step drops at its end (``, transient``), as a tuple's source; "" for
+    none."""
+    keys = [s.key for s in opt.states if s.transient]
+    return f"({', '.join(repr(k) for k in keys)},)" if keys else ""

@@ -36,6 +36,7 @@ from generator.emit.python.group import (
     group_counting,
     method,
     optimizer_counting,
+    transient_keys,
     unpack,
 )
 from generator.emit.python.bodies import flat_step, multi_body, random_step, single_body
@@ -121,6 +122,7 @@ class ModuleRenderer:
             whole_tensor=any(
                 ir.refuses_sharded(v) for v in opt.validations + opt.step_checks
             ),
+            transient=transient_keys(opt),
         )
         ctx.update(constructor_context(facts))
         ctx.update(state_context(facts))
@@ -152,6 +154,7 @@ class ModuleRenderer:
         ctx["kernel_imports"] = _sorted_imports(
             (["CompiledKernel", "amp_skips_step"] if ctx["has_fused"] else [])
             + (["graph_constants"] if opt.mode == "each" else [])
+            + (["drop_transient"] if ctx["transient"] else [])
             + [
                 n
                 for n in ("_device_number", "_flat", "_number_tensor", "_shaped")

@@ -302,6 +302,11 @@ class SingleTensorPrinter:
             out(f"{s.target.name}.pop(0)")
         elif isinstance(s, ir.Raise):
             _print_raise(s, out, self.scalar)
+        elif isinstance(s, ir.Evaluate):  # (in the optimizer's block, in step())
+            out("self.zero_grad()")
+            out("with torch.enable_grad():")
+            with out.indent():
+                out("loss = closure()")
         elif isinstance(s, ir.Estimate):  # (in the optimizer's block, in step())
             self.imports.need(s.function)
             args = ", ".join(self.scalar(a) for a in s.args)

@@ -53,7 +53,11 @@ def state_context(facts: ModuleFacts) -> dict:
             "params",
         ),
         store_lazy=store_lazy(facts),
-        tensor_state_keys=tuple(s.key for s in facts.tensor_states()),
+        # (a transient state holds a copy for the step, in the parameter's dtype: SAM's old_p,
+        # which a policy storing it narrower would not put back as it was)
+        tensor_state_keys=tuple(
+            s.key for s in facts.tensor_states() if not s.transient
+        ),
         declared_dtypes="{"
         + ", ".join(
             f'"{s.key}": torch.{s.stored_as}'
