@@ -220,7 +220,7 @@ class Adagrad(Optimizer):
                 lr=group["lr"],
                 lr_decay=group["lr_decay"],
                 weight_decay=group["weight_decay"],
-                initial_accumulator_value=group["initial_accumulator_value"],
+                initial_accumulator_value=self.defaults["initial_accumulator_value"],
                 eps=group["eps"],
                 maximize=group["maximize"],
             )

@@ -30,6 +30,8 @@ from generator.language import syntax as S
 from generator.runtime.kernels import eager_kernels
 from generator.verify.grid import names_read as _names
 from generator.verify.grid import required_arguments
+from generator.verify.harness import needs_closure
+from generator.verify.problems import seed_draws
 from generator.verify.grid import subexpressions as _nodes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,9 +87,16 @@ def _make(name, params, **kwargs):
 def _run(opt, params, steps, first=0):
     sparse = type(opt).__name__ == "SparseAdam"
     for k in range(first, first + steps):
-        torch.manual_seed(k)  # the same draws for both runs (WeirdDescent's)
+        # the same draws for both runs: torch's (WeirdDescent's) and numpy's (Kron's balancing,
+        # which otherwise depends on what the worker ran before)
+        seed_draws(k)
         graph = getattr(opt, "requires_create_graph", False)
-        opt.step(_closure(params, k, sparse, graph)[0])
+        closure = _closure(params, k, sparse, graph)[0]
+        # (the gradients at the weights first, as a training loop computes them: a step that
+        # evaluates the closure itself, SAM's, starts from them; any other recomputes them)
+        with torch.enable_grad():
+            closure()
+        opt.step(closure)
 
 
 def _same(name, a, b, where="state"):
@@ -334,7 +343,7 @@ def test_a_step_refuses_what_the_spec_checks(name, text):
         params = make()
         try:
             opt = _make(name, params, **kwargs)
-            if name == "LBFGS":
+            if needs_closure(opt):  # (LBFGS, SAM's variants)
                 opt.step(lambda: torch.zeros((), dtype=torch.float64))
             else:
                 opt.step()
@@ -444,8 +453,9 @@ def test_step_runs_the_closure_with_autograd_and_returns_its_loss(name):
     assert (
         loss is returned[0]
     ), f"{name}: step returned {loss!r}, the closure {returned[0]!r}"
-    # (LBFGS needs the closure; AdaHessian's step has used up the gradients' graph)
-    if name != "LBFGS" and not graph:
+    # (LBFGS and SAM's variants need the closure; AdaHessian's step has used up the
+    # gradients' graph)
+    if not needs_closure(opt) and not graph:
         assert opt.step() is None
 
 
@@ -497,7 +507,17 @@ def test_a_loaded_state_dict_continues_the_run_exactly(name):
     _same_run(name, (opt, params), (loaded, other))
 
 
-@pytest.mark.parametrize("name", [n for n in CLASSES if _has(n, "fused")])
+def _evaluates(name) -> bool:
+    """Its step evaluates the closure itself and needs one (SAM's variants): GradScaler's
+    protocol has no closure (torch's GradScaler.step refuses one), and the class does not
+    claim it."""
+    step = inspect.signature(getattr(generated, name).step).parameters["closure"]
+    return step.default is inspect.Parameter.empty and name != "LBFGS"
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in CLASSES if _has(n, "fused") and not _evaluates(n)]
+)
 def test_a_fused_step_keeps_gradscalers_protocol(name):
     # GradScaler hands a fused step its scale and whether it found an inf
     # (`_step_supports_amp_scaling`): the step unscales the gradients itself, and an inf

@@ -358,3 +358,32 @@ def test_a_variant_takes_more_modifiers_after_its_bases(tmp_path):
 def test_a_variant_misused_is_refused(text, expected):
     errors = [e.split(" @")[0] for e in _errors(text, None)]
     assert expected in errors, errors
+
+
+TWO_PASSES = (
+    "optimizer TwoPasses\ninput lr: float = 0.1\n{with}"
+    "state optimizer total: total <- 0\n"
+    "update group:\n    a <- lr\n"
+    "update:\n    total <- total + sum(grad) * a\n"
+    "update group:\n    b <- lr\n"
+    "update:\n    param <- param - b * grad\n"
+)
+MARK = (
+    "modifier mark\nstate group marks (marks): count <- 0\n"
+    "at group:\n    marks <- marks + 1\n"
+    "at param p:\n    p <- p * 2\n"
+)
+
+
+def test_a_modifier_acts_once_per_step_in_an_update_of_two_passes(tmp_path):
+    # (at `group`: in the group block before the first pass, not in every one; at `param`:
+    # after the last pass, not after each)
+    dirs = _dirs(tmp_path, mark=MARK)
+    cls = load_spec(TWO_PASSES.format(**{"with": "with mark\n"}), fragment_dirs=dirs)
+    p = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    opt = cls([p])
+    p.grad = torch.full_like(p, 0.5)
+    opt.step()
+    assert opt.param_groups[0]["marks"] == 1, opt.param_groups[0]["marks"]
+    want = torch.full((3,), (1 - 0.1 * 0.5) * 2, dtype=torch.float64)
+    assert torch.equal(p.detach(), want), p

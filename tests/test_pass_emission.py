@@ -19,13 +19,13 @@ state optimizer total: total <- 0
 state b (momentum_buffer) lazy
 update:
     n <- norm(grad)
-    total <- total + (n * n)
+    total <- total + n * n
 update group:
     scale <- item(1 / (sqrt(total) + 1))
 update:
     e <- grad
     e <- param^2 * e
-    b <- 0.9 * b + e * scale initially e * scale
+    b <- 0.9 * b + e * scale initially 2 * e * scale
     param <- param - lr * b
 """
 

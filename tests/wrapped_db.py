@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from pytorch_optimizer import Lion, Lookahead, OrthoGrad
+from pytorch_optimizer import SAM, Lion, Lookahead, OrthoGrad
 from pytorch_optimizer.optimizer.grokfast import gradfilter_ema
 
 from paper_optim_db import Kwargs
@@ -36,6 +36,18 @@ def lookahead(base: type):
 
     make.__name__ = f"Lookahead({base.__name__})"
     make.base = base
+    return make
+
+
+def sam(base: type):
+    # (its step needs a closure: the harness gives one, a quadratic model whose gradients at
+    # the weights are the step's, so that those at the moved weights differ)
+    def make(params, **kwargs):
+        return SAM(params, base, **kwargs)
+
+    make.__name__ = f"SAM({base.__name__})"
+    make.base = base
+    make.needs_closure = True
     return make
 
 
@@ -199,6 +211,40 @@ WRAPPED = WRAPPED + (
         ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
         # (the filter's averages live outside the optimizer, in gradfilter_ema's dict)
         same_state_dict=False,
+    ),
+)
+
+# SAM: rho from none to large, ASAM's adaptive ball, gradient centralization, the eps of the norm
+SAM_OPTIONS: tuple[Kwargs, ...] = (
+    {},
+    {"rho": 0.5, "adaptive": True},
+    {"rho": 0.0},
+    {"rho": 0.2, "use_gc": True, "perturb_eps": 1e-3},
+)
+WRAPPED = WRAPPED + (
+    Wrapped(
+        "SAMSGD",
+        "samsgd",
+        sam(torch.optim.SGD),
+        tuple({"lr": 1e-2, "momentum": 0.9, **o} for o in SAM_OPTIONS)
+        + ({"lr": 1e-2, "nesterov": True, "momentum": 0.9, "weight_decay": 0.1},),
+        ("momentum_buffer",),
+    ),
+    Wrapped(
+        "SAMAdam",
+        "samadam",
+        sam(torch.optim.Adam),
+        tuple({"lr": 1e-2, **o} for o in SAM_OPTIONS)
+        + ({"lr": 1e-2, "amsgrad": True, "maximize": True, "rho": 0.1},),
+        ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    ),
+    Wrapped(
+        "SAMAdamW",
+        "samadamw",
+        sam(torch.optim.AdamW),
+        tuple({"lr": 1e-2, **o} for o in SAM_OPTIONS)
+        + ({"lr": 1e-2, "weight_decay": 0.1, "adaptive": True},),
+        ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
     ),
 )
 

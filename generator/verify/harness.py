@@ -196,7 +196,11 @@ def run_trajectory(
                     if g is not None
                 ]
                 loss = torch.stack(terms).sum()
-                loss.backward()
+                if loss.requires_grad:
+                    loss.backward()
+                else:  # (a differentiable step's parameters take their gradients by hand)
+                    for p, g in zip(params, row):
+                        p.grad = None if g is None else g.clone()
             return loss
 
         _, e = call_capturing(lambda: opt.step(closure) if with_closure else opt.step())

@@ -102,7 +102,7 @@ def single_body(facts: ModuleFacts) -> str:
         out("")
     out("for i, param in enumerate(params):")
     with out.indent():
-        unread = _unread_tensors(facts)
+        unread = unread_tensors(facts)
         if "grad" not in unread:
             out("grad = grads[i]")
         views = [("param", None)] + [("grad", None)] * ("grad" not in unread)
@@ -140,14 +140,24 @@ def single_body(facts: ModuleFacts) -> str:
     return _keep_captured(out.text())
 
 
-def _unread_tensors(facts: ModuleFacts) -> set[str]:
+def unread_tensors(facts: ModuleFacts) -> set[str]:
     """A later pass's functional receives every list: the tensors its update never names
     (the gradient, states of the other pass) are not bound in its loops."""
     if not facts.several_passes:
         return set()
-    named = set(ir.refs(facts.opt.body + facts.opt.hoisted, ir.TRef))
+    stmts = facts.opt.body + facts.opt.hoisted
+    named = set(ir.refs(stmts, ir.TRef))
     tensors = ["grad"] + [s.var for s in facts.param_states() if s.kind == "tensor"]
-    return {t for t in tensors if t not in named}
+    # (a counter of another pass, Adam's step in SAM's passes: neither read nor counted)
+    counted = set(ir.refs(stmts, ir.SRef)) | {
+        s.state for s in ir.walk(stmts) if isinstance(s, ir.CountUpdate)
+    }
+    counters = [
+        s.var
+        for s in facts.param_states()
+        if s.kind == "count" and not {s.key, s.symbol, s.var} & counted
+    ]
+    return {t for t in tensors if t not in named} | set(counters)
 
 
 def _sparse_body(facts: ModuleFacts, out: Lines) -> None:
@@ -253,7 +263,7 @@ def multi_body(facts: ModuleFacts) -> str:
         f"for ({', '.join(names)},), {'indices' if lazy else '_'} in grouped_tensors.values():"
     )
     with out.indent():
-        unread = _unread_tensors(facts)
+        unread = unread_tensors(facts)
         by_list = {s.list_name: s.var for s in facts.param_states()}
         for n in whole:
             if by_list.get(n, "grad" if n == "grads" else None) in unread:

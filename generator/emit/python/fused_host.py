@@ -28,7 +28,7 @@ from generator.emit.python.facts import (
     per_parameter,
     reads_count_before_update,
 )
-from generator.emit.python.bodies import to_scalar
+from generator.emit.python.bodies import unread_tensors, to_scalar
 
 
 def fused_body(facts: ModuleFacts) -> str:
@@ -86,7 +86,10 @@ def fused_body(facts: ModuleFacts) -> str:
     out("for i, param in enumerate(params):")
     with out.indent():
         out("grad = grads[i]")
+        unread = unread_tensors(facts)
         for s in facts.param_states():
+            if s.kind == "count" and s.var in unread:  # (another pass's counter)
+                continue
             if s.condition is not None and not per_parameter(s.condition):
                 cond = printer.scalar(s.condition)
                 out(f"{s.var} = {s.list_name}[i] if {cond} else None")

@@ -141,7 +141,9 @@ def call_kwargs(facts: ModuleFacts) -> list[tuple[str, str]]:
             out.append((sym, sym))
             continue
         a, k = facts.sym_arg[sym]
-        out.append((sym, sym if k is not None else f'group["{a.name}"]'))
+        # (an input every group takes from the constructor, SAM's use_gc: `self.defaults`)
+        where = "self.defaults" if a.constructor else "group"
+        out.append((sym, sym if k is not None else f'{where}["{a.name}"]'))
     return out
 
 

@@ -152,7 +152,8 @@ class ModuleRenderer:
         if any(a.squeezed for a in opt.arguments):  # the template's own _to_scalar
             imports.append("_to_scalar")
         ctx["kernel_imports"] = _sorted_imports(
-            (["CompiledKernel", "amp_skips_step"] if ctx["has_fused"] else [])
+            (["CompiledKernel"] if ctx["has_fused"] else [])
+            + (["amp_skips_step"] if ctx["has_fused"] and not opt.evaluates else [])
             + (["graph_constants"] if opt.mode == "each" else [])
             + (["drop_transient"] if ctx["transient"] else [])
             + [
