@@ -477,7 +477,7 @@ SAMAdamW.__doc__ = r"""AdamW stepping with the sharpness-aware gradient (SAM).
             &\hspace{5mm}{\textit{old}_{\textit{p}}}_{t} \leftarrow \theta_{t-1} \quad \textbf{(initially } \theta_{t-1}) \\
             &\hspace{5mm}\theta_{t} \leftarrow \theta_{t-1} + e \cdot \textit{scale} \\
             &\textbf{each step}: \\
-            &\hspace{5mm}\mathrm{evaluate}\left(\right) \\
+            &\hspace{5mm}\textbf{evaluate the closure again: } \nabla_{\theta} f_t(\theta_{t}) \\
             &\textbf{then, for each parameter (pass 3)}: \\
             &\hspace{5mm}{\textit{old}_{\textit{p}}}_{t} \leftarrow {\textit{old}_{\textit{p}}}_{t} \quad \textbf{(initially } \theta_{t}) \\
             &\hspace{5mm}\theta_{t} \leftarrow {\textit{old}_{\textit{p}}}_{t} \\

@@ -6,11 +6,16 @@ tests/test_every_path_vs_reference.py (every path, over the spec's grid)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from pytorch_optimizer import SAM, Lion, Lookahead, OrthoGrad
 from pytorch_optimizer.optimizer.grokfast import gradfilter_ema
 
+from generator.runtime.wrappers import (
+    from_lookahead_state_dict,
+    to_lookahead_state_dict,
+)
 from paper_optim_db import Kwargs
 
 
@@ -80,6 +85,13 @@ def grokfast_ema(base: type):
     return make
 
 
+def _same(state_dict):
+    return state_dict
+
+
+LOOKAHEAD_LAYOUT = (to_lookahead_state_dict, from_lookahead_state_dict)
+
+
 @dataclass(frozen=True)
 class Wrapped:
     name: str  # the variant's class, in generated.<module>
@@ -88,9 +100,10 @@ class Wrapped:
     grid: tuple[Kwargs, ...]
     states: tuple[str, ...]  # state keys, the base's (and the wrapper's state_dict's)
     paths: tuple[str, ...] = ("for-loop", "foreach", "fused")
-    # the wrapper's state_dict is the base's (OrthoGrad's), so the two load into each other;
-    # Lookahead's is {'lookahead_state', 'base_optimizer'}, another layout
-    same_state_dict: bool = True
+    # ours -> the wrapper's state_dict and back: the same for OrthoGrad's and SAM's (the base's);
+    # Lookahead's is {'lookahead_state', 'base_optimizer'} (generator.runtime.wrappers); None
+    # where the wrapper keeps its states outside any state_dict (gradfilter_ema's dict)
+    state_dict: tuple[Callable, Callable] | None = (_same, _same)
 
     @property
     def base(self) -> type:
@@ -155,7 +168,7 @@ WRAPPED = WRAPPED + (
             {"lr": 1e-2, "k": 3, "pullback_momentum": "pullback"},
         ),
         ("slow_params",),
-        same_state_dict=False,
+        state_dict=LOOKAHEAD_LAYOUT,
     ),
     Wrapped(
         "LookaheadLion",
@@ -164,7 +177,7 @@ WRAPPED = WRAPPED + (
         tuple({"lr": 1e-3, **o} for o in LOOKAHEAD_OPTIONS)
         + ({"lr": 1e-3, "k": 3, "cautious": True, "use_gc": True},),
         ("slow_params",),
-        same_state_dict=False,
+        state_dict=LOOKAHEAD_LAYOUT,
     ),
     Wrapped(
         "LookaheadSGD",
@@ -194,7 +207,7 @@ WRAPPED = WRAPPED + (
             {"lr": 1e-2, "k": 3, "pullback_momentum": "pullback"},
         ),
         ("slow_params", "slow_momentum"),
-        same_state_dict=False,
+        state_dict=LOOKAHEAD_LAYOUT,
     ),
 )
 WRAPPED = WRAPPED + (
@@ -210,7 +223,7 @@ WRAPPED = WRAPPED + (
         ),
         ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
         # (the filter's averages live outside the optimizer, in gradfilter_ema's dict)
-        same_state_dict=False,
+        state_dict=None,
     ),
 )
 

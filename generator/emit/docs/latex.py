@@ -249,6 +249,9 @@ class LatexPrinter:
                     line = rf"\textbf{{append}} \: {self.expr(c.args[1])} \textbf{{ to }} {self.expr(c.args[0])}"
                 elif c.func == "pop_first":
                     line = rf"\textbf{{drop the oldest of}} \: {self.expr(c.args[0])}"
+                elif c.func == "evaluate" and not c.args:
+                    # (in `update optimizer:`: the gradients the later passes read are new)
+                    line = r"\textbf{evaluate the closure again: } \nabla_{\theta} f_t(\theta_{t})"
                 else:
                     line = self.expr(c)
                 out.append(pad + line)

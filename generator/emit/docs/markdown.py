@@ -195,6 +195,8 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             )
             if st.condition is not None:
                 start += f", if {print_expr(st.condition)}"
+            if st.transient:
+                start += ", within each step only"
             kind = st.kind
             if st.repeated is not None:
                 kind = "list" if flat else "list of tensors"
@@ -208,6 +210,7 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
             s
             for s in per_param
             if s.kind == "tensor"
+            and not s.transient
             and s.reduced is None
             and not _own_shape(s)
             and not (flat and s.repeated is not None)
@@ -230,6 +233,11 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
                 f" `{st.key}` holds {_cell(_elements(st))} elements of its own."
                 for st in per_param
                 if _own_shape(st)
+            )
+            + "".join(
+                f" `{st.key}` (1 × the parameter's) is made and dropped within each step."
+                for st in per_param
+                if st.transient
             ),
         ]
         table = memory_table(checked)
@@ -249,7 +257,8 @@ def page(checked: CheckedSpec, opt: ir.Optimizer) -> str:
         ]
         for st in others:
             where = "the param group's dict" if st.scope == "group" else "`self.state`"
-            out.append(f"- `{st.key}` ({st.kind}) in {where}")
+            within = ", within each step only" if st.transient else ""
+            out.append(f"- `{st.key}` ({st.kind}{within}) in {where}")
     if spec.methods:
         out += ["", "## Methods", ""]
         for m in spec.methods:
