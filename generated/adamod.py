@@ -530,9 +530,9 @@ def _multi_tensor_adamod(
         torch._foreach_reciprocal_(device_eta)
         torch._foreach_mul_(device_eta, step_size)
         torch._foreach_lerp_(device_exp_avg_lrs, device_eta, 1 - beta3)
-        device_update_11 = torch._foreach_minimum(device_eta, device_exp_avg_lrs)
-        torch._foreach_mul_(device_update_11, device_exp_avgs)
-        torch._foreach_sub_(device_params, device_update_11)
+        torch._foreach_minimum_(device_eta, device_exp_avg_lrs)
+        torch._foreach_mul_(device_eta, device_exp_avgs)
+        torch._foreach_sub_(device_params, device_eta)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

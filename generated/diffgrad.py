@@ -789,10 +789,10 @@ def _multi_tensor_diffgrad(
                     * rho_inf
                     / (rho_inf - 2)
                 )
-                device_update_32 = torch._foreach_mul(device_xi, device_exp_avgs)
+                torch._foreach_mul_(device_xi, device_exp_avgs)
                 torch._foreach_addcdiv_(
                     device_params,
-                    device_update_32,
+                    device_xi,
                     device_denom,
                     -(lr * rect / bias_correction1),
                 )
@@ -801,10 +801,10 @@ def _multi_tensor_diffgrad(
                     device_params, device_exp_avgs, alpha=-(lr / bias_correction1)
                 )
         else:
-            device_update_36 = torch._foreach_mul(device_xi, device_exp_avgs)
+            torch._foreach_mul_(device_xi, device_exp_avgs)
             torch._foreach_addcdiv_(
                 device_params,
-                device_update_36,
+                device_xi,
                 device_denom,
                 -(lr * math.sqrt(bias_correction2) / bias_correction1),
             )

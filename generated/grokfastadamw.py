@@ -728,9 +728,11 @@ def _multi_tensor_grokfastadamw(
             )
         else:
             torch._foreach_add_(device_state_steps, 1)
-        device_g = (
-            torch._foreach_neg(device_grok_grad) if maximize else device_grok_grad
-        )
+        if maximize:
+            torch._foreach_neg_(device_grok_grad)
+            device_g = device_grok_grad
+        else:
+            device_g = device_grok_grad
         del device_grok_grad
         if weight_decay != 0:
             if decoupled_weight_decay:
@@ -747,7 +749,6 @@ def _multi_tensor_grokfastadamw(
             )
         else:
             torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
-        del device_g
         bias_correction1s = [
             1 - beta1 ** (step if capturable else _get_value(step))
             for step in device_state_steps

@@ -461,8 +461,8 @@ def _multi_tensor_kate(
         else:
             torch._foreach_add_(device_params, device_update_10, alpha=-lr)
         del device_g, device_update_10
-        device_update_13 = torch._foreach_sqrt(device_b_sq)
-        _copy_all(device_bs, device_update_13)
+        torch._foreach_sqrt_(device_b_sq)
+        _copy_all(device_bs, device_b_sq)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

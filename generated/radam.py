@@ -627,8 +627,8 @@ def _multi_tensor_radam(
             torch._foreach_mul_(device_update_8, rect_then_s)
             torch._foreach_sub_(device_param_then_, device_update_8)
             device_param_else_ = [param.clone() for param in device_params]
-            device_update_10 = torch._foreach_mul(device_m_hat, lr)
-            torch._foreach_sub_(device_param_else_, device_update_10)
+            torch._foreach_mul_(device_m_hat, lr)
+            torch._foreach_sub_(device_param_else_, device_m_hat)
             device_update_11 = [
                 torch.where(taken1_, param_then_, param_else_)
                 for param_then_, param_else_, taken1_ in zip(
@@ -665,16 +665,16 @@ def _multi_tensor_radam(
                         for bias_correction2 in bias_correction2s_12
                     ],
                 )
-                device_update_13 = torch._foreach_mul(device_m_hat_12, lr)
-                torch._foreach_mul_(device_update_13, device_adaptive_lr)
-                torch._foreach_mul_(device_update_13, rects)
-                torch._foreach_sub_(device_params_12, device_update_13)
+                torch._foreach_mul_(device_m_hat_12, lr)
+                torch._foreach_mul_(device_m_hat_12, device_adaptive_lr)
+                torch._foreach_mul_(device_m_hat_12, rects)
+                torch._foreach_sub_(device_params_12, device_m_hat_12)
             rest_idx_12 = [j for j, ok in enumerate(cond_12) if not ok]
             if rest_idx_12:
                 device_m_hat_rest_12 = [device_m_hat[j] for j in rest_idx_12]
                 device_params_rest_12 = [device_params[j] for j in rest_idx_12]
-                device_update_15 = torch._foreach_mul(device_m_hat_rest_12, lr)
-                torch._foreach_sub_(device_params_rest_12, device_update_15)
+                torch._foreach_mul_(device_m_hat_rest_12, lr)
+                torch._foreach_sub_(device_params_rest_12, device_m_hat_rest_12)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

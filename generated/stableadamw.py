@@ -501,8 +501,9 @@ def _multi_tensor_stableadamw(
         torch._foreach_div_(device_rms, [math.sqrt(g.numel()) for g in device_g])
         torch._foreach_clamp_min_(device_rms, 1.0)
         del device_g
-        device_lr_t = torch._foreach_reciprocal(device_rms)
-        torch._foreach_mul_(device_lr_t, lr)
+        torch._foreach_reciprocal_(device_rms)
+        torch._foreach_mul_(device_rms, lr)
+        device_lr_t = device_rms
         del device_rms
         if weight_decay != 0 and weight_decouple:
             device_update_7 = torch._foreach_mul(device_lr_t, weight_decay)

@@ -55,3 +55,27 @@ def test_every_path_of_a_spec_with_passes_matches_its_for_loop(path):
         got = _run(cls, **path)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-15)
+
+
+def test_the_foreach_path_reuses_a_local_nothing_reads_again():
+    # (torch's foreach code reuses its buffers: RAdam's bias-corrected average takes the step
+    # in place once nothing reads it after, so a step holds two parameter-sized temporaries,
+    # the average and the adaptive rate, not a third for the step)
+    import math
+
+    from generator.commands.bench import _step_peak_bytes
+    from generated import RAdam
+
+    params = [torch.nn.Parameter(torch.randn(256, 256)) for _ in range(4)]
+    size = sum(p.numel() * p.element_size() for p in params)
+    opt = RAdam(params, foreach=True)
+    for step in range(7):  # (past rho_t > 5: the rectified branch, its two temporaries)
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+    peak = _step_peak_bytes(torch, torch.device("cpu"), opt.step, lambda: None)
+    if math.isnan(peak):
+        pytest.skip("this torch's profiler has no memory timeline")
+    assert (
+        peak <= 2.1 * size
+    ), f"a step's temporaries: {peak / size:.2f} × the parameters"

@@ -62,6 +62,17 @@ class ForeachPrinter:
             f"device_{s.list_name}" for s in opt.states if s.scope == "parameter"
         }
         self.known: set[str] = set()  # lists the body has made so far
+        # locals whose lists this code made (a non-alias `x <- ...` of an operation outside
+        # any `if`): their tensors are the update's own, and one that nothing reads after the
+        # statement being printed holds its result in place, as torch's foreach code reuses
+        # its buffers (RAdam's bias-corrected average takes the step: no second copy)
+        self.owned: set[str] = set()
+        self.later: frozenset = (
+            frozenset()
+        )  # the lists read after the statement printed
+        self.reads_now: list[str] = (
+            []
+        )  # the locals the statement printed reads, each time
         self.lists: set[str] = set()  # local lists of tensors (each item a list here)
         self.parts: set[str] = set()  # a branch's parts of lists, made when it starts
         self.count = "len(device_params)"  # tensors the statements run on
@@ -112,6 +123,19 @@ class ForeachPrinter:
             return f"{self.tlist(r)}[0]"
         return _tensor_name(r)
 
+    def _dead_here(self, r: ir.TRef) -> bool:
+        """A local list this code owns, read once by the statement being printed and by
+        nothing after it: an operation on it may run in place."""
+        return (
+            r.role == "local"
+            and r.index is None
+            and r.name in self.owned
+            and r.name not in self.lists
+            and self.tlist(r) not in self.later
+            and f"device_{r.name}" not in self.later
+            and self.reads_now.count(r.name) == 1
+        )
+
     def renamed(self, name: str) -> str:
         """The list a name stands for here: inside nested per-parameter branches a list is
         renamed once per level (``device_params`` → ``device_params_rest_1`` →
@@ -149,9 +173,11 @@ class ForeachPrinter:
                 # (a part made by an enclosing branch is a list already)
                 out(f"{dest[name]} = list({dest[name]})")
         branches = ((s.then, "", "if ok"), (s.orelse, "rest_", "if not ok"))
+        owned = set(self.owned)
         for (body, prefix, test), sets in zip(branches, assigned):
             if not body:
                 continue
+            self.owned = set(owned)  # (what one branch made is not the other's)
             idx = f"{prefix}idx_{k}"
             out(f"{idx} = [j for j, ok in enumerate(cond_{k}) {test}]")
             out(f"if {idx}:")
@@ -318,7 +344,7 @@ class ForeachPrinter:
     def tensor(self, e: ir.TExpr, out: Lines, dest: str | None) -> tuple[str, bool]:
         """Emit statements computing ``e``; return (list name, fresh)."""
         if isinstance(e, ir.TRef):
-            return self.tlist(e), False
+            return self.tlist(e), self._dead_here(e)
         if isinstance(e, ir.TList):  # a local list: of the items' lists
             items = [self.tensor(x, out, None)[0] for x in e.items]
             text = f"[{', '.join(items)}]"
@@ -623,12 +649,14 @@ class ForeachPrinter:
         )
 
     def body(
-        self, stmts, out: Lines, later: frozenset = frozenset(), free: bool = False
+        self, stmts, out: Lines, later: frozenset | None = None, free: bool = False
     ) -> None:
         """Print ``stmts``; with ``free`` (the update's top level), a list of temporaries is
         deleted once nothing after reads it, as torch's foreach code does (`del row_means`):
         each holds a tensor per parameter, and the peak memory of a step is their sum.
         """
+        if later is None:  # (a block printed inside a statement: a lazy state's update)
+            later = self.later
         bound: list[str] = []  # lists this level made, unconditionally
         freed: set[str] = set()
         # a list assigned at this level's indentation is bound whatever the branches did
@@ -650,6 +678,43 @@ class ForeachPrinter:
                 freed.update(dead)
 
     def stmt(self, s, out: Lines, later: frozenset = frozenset()) -> None:
+        saved = self.later, self.reads_now
+        self.later = later
+        self.reads_now = [
+            x.name
+            for e in ir.expressions(s)
+            for x in _all_trefs(e)
+            if x.role == "local"
+        ]
+        before = set(self.owned)
+        # (a statement that may keep a local's tensors under another name, `x4 <- x2`, a lazy
+        # state's first value, a list's item, leaves them owned by none: a later operation in
+        # place would change both)
+        keeps = []
+        if isinstance(s, ir.TensorLet) and (
+            s.alias
+            or not isinstance(s.value, ir.TOp)
+            or OPS[s.value.op].foreach is None
+        ):
+            keeps = [s.value]
+        elif isinstance(s, ir.LazyInit):
+            keeps = [s.first]
+        elif isinstance(s, (ir.SetItem, ir.ListAppend)):
+            keeps = [s.value]
+        for e in keeps:
+            self.owned -= {x.name for x in _all_trefs(e)}
+            before -= {x.name for x in _all_trefs(e)}
+        try:
+            self._stmt(s, out, later)
+        finally:
+            self.later, self.reads_now = saved
+        if not isinstance(s, ir.TensorLet):
+            # (a local set inside an `if`, a loop or a branch may be another's list on the
+            # other side: SGD's `g`, -grad or grad itself; it is owned by none after it)
+            inside = {x.name for x in ir.walk([s]) if isinstance(x, ir.TensorLet)}
+            self.owned = before - inside
+
+    def _stmt(self, s, out: Lines, later: frozenset = frozenset()) -> None:
         if isinstance(s, ir.Probe):
             out(f"_cover({s.label!r})")
         elif isinstance(s, ir.ScalarLet):
@@ -730,6 +795,17 @@ class ForeachPrinter:
                         if fresh
                         else f"{dest} = torch._foreach_mul({name}, 1)"
                     )
+            # (owned once its value is made, not while the value reads the old one: the
+            # result of a foreach function, new tensors; an operation printed per tensor may
+            # return its operand, `at_least_float32(param)` a float32 param)
+            if (
+                not s.alias
+                and isinstance(s.value, ir.TOp)
+                and OPS[s.value.op].foreach is not None
+            ):
+                self.owned.add(s.name)
+            else:
+                self.owned.discard(s.name)
             if _reduced(s.value, self.reduced):
                 self.reduced.add(s.name)
             else:
@@ -739,23 +815,27 @@ class ForeachPrinter:
         elif isinstance(s, ir.LazyInit):
             print_lazy(self, s, out)
         elif isinstance(s, ir.If) and s.varying:
-            known = set(self.known)
+            known, owned = set(self.known), set(self.owned)
 
             def eager():
                 # the lists the traced form made exist only on its side of the `if`
-                self.known = set(known)
+                self.known, self.owned = set(known), set(owned)
                 self.partition(s, out, later)
 
-            _traced_or(
-                s, out, lambda b, o: self.body(b, o, later), eager, traced(self.opt)
-            )
+            def traced_form(b, o):
+                self.owned = set(owned)
+                self.body(b, o, later)
+
+            _traced_or(s, out, traced_form, eager, traced(self.opt))
         elif isinstance(s, ir.If):
             # each branch starts from the lists made before the `if` (_print_if may print a
             # branch twice); after it, a list exists if every branch made it
             before, made = set(self.known), []
+            owned = set(self.owned)
 
             def branch(b, o):
-                self.known = set(before)
+                # (and from the lists owned before it: a branch may be printed twice)
+                self.known, self.owned = set(before), set(owned)
                 self.body(b, o, later)
                 made.append(set(self.known))
 
@@ -792,3 +872,10 @@ class ForeachPrinter:
             out(f"{self.tlist(s.target)}.pop(0)")
         else:
             raise GeneratorBug(f"cannot print {s!r}")
+
+
+def _all_trefs(e) -> list:
+    """Every tensor reference in ``e``, as often as it occurs."""
+    found: list = []
+    uses(e, lambda x: isinstance(x, ir.TRef) and found.append(x))
+    return found
