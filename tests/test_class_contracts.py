@@ -512,7 +512,7 @@ def _evaluates(name) -> bool:
     protocol has no closure (torch's GradScaler.step refuses one), and the class does not
     claim it."""
     step = inspect.signature(getattr(generated, name).step).parameters["closure"]
-    return step.default is inspect.Parameter.empty and name != "LBFGS"
+    return step.default is inspect.Parameter.empty
 
 
 @pytest.mark.parametrize(

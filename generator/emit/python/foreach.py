@@ -62,17 +62,15 @@ class ForeachPrinter:
             f"device_{s.list_name}" for s in opt.states if s.scope == "parameter"
         }
         self.known: set[str] = set()  # lists the body has made so far
-        # locals whose lists this code made (a non-alias `x <- ...` of an operation outside
-        # any `if`): their tensors are the update's own, and one that nothing reads after the
+        # locals whose lists this code made (a foreach function's result, bound outside any
+        # `if`): their tensors are the update's own, and one that nothing reads after the
         # statement being printed holds its result in place, as torch's foreach code reuses
         # its buffers (RAdam's bias-corrected average takes the step: no second copy)
         self.owned: set[str] = set()
-        self.later: frozenset = (
-            frozenset()
-        )  # the lists read after the statement printed
-        self.reads_now: list[str] = (
-            []
-        )  # the locals the statement printed reads, each time
+        # the lists read after the statement being printed, and the locals it reads (each
+        # time it reads them)
+        self.later: frozenset = frozenset()
+        self.reads_now: list[str] = []
         self.lists: set[str] = set()  # local lists of tensors (each item a list here)
         self.parts: set[str] = set()  # a branch's parts of lists, made when it starts
         self.count = "len(device_params)"  # tensors the statements run on
@@ -568,9 +566,8 @@ class ForeachPrinter:
         for-loop's order, so that both round the sum alike)."""
         for op in ops:
             lists: list[str] = []
-            for k, arg in enumerate(
-                op.args
-            ):  # (addcmul's two, one list where they agree)
+            # (addcmul's two operands: one list where they agree)
+            for k, arg in enumerate(op.args):
                 same = next((j for j in range(k) if op.args[j] == arg), None)
                 lists.append(
                     lists[same]
