@@ -583,9 +583,8 @@ class PointBlock:
     vars: tuple[Name, ...] = ()
     body: tuple[Stmt, ...] = ()
     span: Span = field(default=None, compare=False)
-    optional: bool = (
-        False  # `if exposed`: nothing where the optimizer has no such point
-    )
+    # `if exposed`: nothing where the optimizer has no such point
+    optional: bool = False
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,29 @@ def seed_draws(seed: int) -> None:
     numpy.random.seed(seed)
 
 
+def _model_curvature(params, grads, seed: int) -> tuple[list, list]:
+    """The curvature of :func:`curved`'s quadratic model over the parameters that have a
+    gradient (None elsewhere): ``c`` in [0.5, 1.5) and ``d`` normal, drawn from ``seed`` in
+    float64 whatever the dtype (so that runs in two dtypes see one model), every ``d`` first.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(shape, sample, like):
+        return sample(shape, generator=gen, dtype=torch.float64).to(like.dtype)
+
+    d = [
+        None if g is None else draw(p.shape, torch.randn, p)
+        for p, g in zip(params, grads)
+    ]
+    c = [
+        None if g is None else 0.5 + draw(p.shape, torch.rand, p)
+        for p, g in zip(params, grads)
+    ]
+    return c, d
+
+
 def curved(params, grads, seed: int) -> None:
     """``p.grad = g + c ⊙ (p - p₀) + d ⊙ Σ_q d_q · (q - q₀)`` at ``p₀ = p``, with its graph: the
     gradient of the quadratic model ``L = Σ g·p + ½ Σ c (p - p₀)² + ½ (Σ d·(p - p₀))²``, whose
@@ -84,25 +107,12 @@ def curved(params, grads, seed: int) -> None:
     Parameters must require gradients."""
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
-
-    def draw(shape, sample, like):
-        # (drawn in float64 whatever the dtype, so that runs in two dtypes see one model)
-        return sample(shape, generator=gen, dtype=torch.float64).to(like.dtype)
-
+    c, d = _model_curvature(params, grads, seed)
     with torch.enable_grad():
         moved = [p - p.detach() for p in params]
-        d = [
-            None if g is None else draw(p.shape, torch.randn, p)
-            for p, g in zip(params, grads)
-        ]
         coupling = sum((m * v).sum() for m, v in zip(moved, d) if v is not None)
-        for p, g, m, v in zip(params, grads, moved, d):
-            if g is None:
-                p.grad = None
-                continue
-            c = 0.5 + draw(p.shape, torch.rand, p)
-            p.grad = g + c * m + v * coupling
+        for p, g, m, cp, v in zip(params, grads, moved, c, d):
+            p.grad = None if g is None else g + cp * m + v * coupling
 
 
 def quadratic_closure(params, grads, seed: int):
@@ -113,32 +123,19 @@ def quadratic_closure(params, grads, seed: int):
     the loss."""
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
-
-    def draw(shape, sample, like):
-        return sample(shape, generator=gen, dtype=torch.float64).to(like.dtype)
-
+    c, d = _model_curvature(params, grads, seed)
     start = [p.detach().clone() for p in params]
-    terms = [
-        (
-            None
-            if g is None
-            else (g, 0.5 + draw(p.shape, torch.rand, p), draw(p.shape, torch.randn, p))
-        )
-        for p, g in zip(params, grads)
-    ]
 
     def closure():
         with torch.enable_grad():
             loss, coupling = 0, 0
-            for p, s, t in zip(params, start, terms):
+            for p, s, g, cp, v in zip(params, start, grads, c, d):
                 p.grad = None
-                if t is None:
+                if g is None:
                     continue
-                g, c, d = t
                 moved = p - s
-                loss = loss + (g * p).sum() + 0.5 * (c * moved * moved).sum()
-                coupling = coupling + (d * moved).sum()
+                loss = loss + (g * p).sum() + 0.5 * (cp * moved * moved).sum()
+                coupling = coupling + (v * moved).sum()
             loss = loss + 0.5 * coupling * coupling
             loss.backward()
         return loss.detach()

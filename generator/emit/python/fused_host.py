@@ -99,9 +99,8 @@ def fused_body(facts: ModuleFacts) -> str:
             if s.kind == "count" and reads_count_before_update(opt.body, s.key):
                 value = count_value(opt, s.var, s.as_number, facts.imports)
                 out(f"{s.key} = {value}")
-        for s in lazy_made_here(
-            opt
-        ):  # a lazy state: made here, its first value in the kernel
+        # a lazy state this pass gives its first value: made here, that value in the kernel
+        for s in lazy_made_here(opt):
             exists = (
                 "" if s.condition is None else f"{printer.scalar(s.condition)} and "
             )
