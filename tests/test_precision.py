@@ -468,9 +468,8 @@ def test_every_optimizer_trains_bf16_parameters_under_every_rounding(name, impl)
                 for p, g in zip(params, rows):
                     p.grad = g
             with eager_kernels():
-                if needs_closure(
-                    opt
-                ):  # (SAM's variants evaluate it: the same gradients)
+                # (SAM's variants evaluate a closure: one that gives the same gradients)
+                if needs_closure(opt):
                     opt.step(functools.partial(_give, params, rows))
                 else:
                     opt.step()
