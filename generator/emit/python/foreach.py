@@ -129,10 +129,18 @@ class ForeachPrinter:
             and r.index is None
             and r.name in self.owned
             and r.name not in self.lists
-            and self.tlist(r) not in self.later
-            and f"device_{r.name}" not in self.later
+            and not any(n in self.later for n in self._renames(f"device_{r.name}"))
             and self.reads_now.count(r.name) == 1
         )
+
+    def _renames(self, name: str) -> list[str]:
+        """A list's name and each name it takes in the branches around (``device_x`` →
+        ``device_x_3`` → ``device_x_3_7``): a later read at any of these levels reads it."""
+        names = [name]
+        while name in self.rename:
+            name = self.rename[name]
+            names.append(name)
+        return names
 
     def renamed(self, name: str) -> str:
         """The list a name stands for here: inside nested per-parameter branches a list is
