@@ -23,6 +23,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -660,6 +661,7 @@ def _fused_adabound(
     _lower = _number_tensor(lower)
     _upper = _number_tensor(upper)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_adabound.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -671,6 +673,28 @@ def _fused_adabound(
         if weight_decay_nonzero:
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            max_exp_avg_sq,
+            weight_decay,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            lower,
+            upper,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            ams_bound,
+            fixed_decay,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -697,6 +721,8 @@ def _fused_adabound(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _adabound_kernel(
@@ -784,3 +810,63 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_adabound = NativeKernel(
+    "adabound",
+    tensors=("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    written=("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    numbers=(
+        "weight_decay",
+        "lr",
+        "beta1",
+        "beta2",
+        "eps",
+        "step_size",
+        "lower",
+        "upper",
+    ),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "weight_decouple",
+        "weight_decay_positive",
+        "ams_bound",
+        "fixed_decay",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T denom;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (weight_decouple) {
+    param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
+  } else {
+    if (weight_decay_positive) {
+      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      g = &og_g_1;
+    }
+  }
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
+exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
+exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+if (ams_bound) {
+  max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
+  denom = (std::sqrt((max_exp_avg_sq[i] + T(1e-15))) + T(eps));
+} else {
+  denom = (std::sqrt((exp_avg_sq[i] + T(1e-15))) + T(eps));
+}
+param[i] = (param[i] - (og_clamp_max(og_clamp_min(((T(1) / denom) * T(step_size)), T(lower)), T(upper)) * exp_avg[i]));
+""",
+)

@@ -27,6 +27,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -548,6 +549,7 @@ def _fused_adadelta(
     _eps = _number_tensor(eps)
     _lr = _number_tensor(lr)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_adadelta.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -556,6 +558,19 @@ def _fused_adadelta(
         acc_delta = acc_deltas[i]
         step_t += 1
         weight_decay_nonzero = weight_decay != 0
+        if native is not None and native.add(
+            param,
+            grad,
+            square_avg,
+            acc_delta,
+            weight_decay,
+            rho,
+            eps,
+            lr,
+            maximize,
+            weight_decay_nonzero,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -573,6 +588,8 @@ def _fused_adadelta(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _adadelta_kernel(
@@ -638,3 +655,39 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_adadelta = NativeKernel(
+    "adadelta",
+    tensors=("param", "grad", "square_avg", "acc_delta"),
+    written=("param", "grad", "square_avg", "acc_delta"),
+    numbers=("weight_decay", "rho", "eps", "lr"),
+    decisions=("maximize", "weight_decay_nonzero"),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T std_;
+T delta;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  g = &og_g_1;
+}
+square_avg[i] = (square_avg[i] * T(rho));
+square_avg[i] = (square_avg[i] + ((*g) * T((1.0 - rho))) * (*g));
+std_ = std::sqrt((square_avg[i] + T(eps)));
+delta = ((std::sqrt((acc_delta[i] + T(eps))) / std_) * (*g));
+acc_delta[i] = (acc_delta[i] * T(rho));
+acc_delta[i] = (acc_delta[i] + (delta * T((1.0 - rho))) * delta);
+param[i] = (param[i] + (delta * T((-lr))));
+""",
+)

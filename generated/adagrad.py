@@ -27,6 +27,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -571,6 +572,7 @@ def _fused_adagrad(
     _weight_decay = _number_tensor(weight_decay)
     _eps = _number_tensor(eps)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_adagrad.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -580,6 +582,17 @@ def _fused_adagrad(
         step = _get_value(step_t)
         weight_decay_nonzero = weight_decay != 0
         clr = lr / (1 + (step - 1) * lr_decay)
+        if native is not None and native.add(
+            param,
+            grad,
+            state_sum,
+            weight_decay,
+            eps,
+            clr,
+            maximize,
+            weight_decay_nonzero,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -595,6 +608,8 @@ def _fused_adagrad(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _adagrad_kernel(
@@ -654,6 +669,37 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_adagrad = NativeKernel(
+    "adagrad",
+    tensors=("param", "grad", "state_sum"),
+    written=("param", "grad", "state_sum"),
+    numbers=("weight_decay", "eps", "clr"),
+    decisions=("maximize", "weight_decay_nonzero"),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T std_;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  g = &og_g_1;
+}
+state_sum[i] = (state_sum[i] + (*g) * (*g));
+std_ = (std::sqrt(state_sum[i]) + T(eps));
+param[i] = (param[i] + ((*g) * T((-clr))) / std_);
+""",
+)
 
 
 def _make_sparse(grad: Tensor, grad_indices: Tensor, values: Tensor) -> Tensor:

@@ -28,6 +28,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -575,6 +576,7 @@ def _fused_adamax(
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_adamax.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -585,6 +587,20 @@ def _fused_adamax(
         step = _get_value(step_t)
         weight_decay_nonzero = weight_decay != 0
         clr = lr / (1 - beta1**step)
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_inf,
+            weight_decay,
+            beta1,
+            beta2,
+            eps,
+            clr,
+            maximize,
+            weight_decay_nonzero,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -603,6 +619,8 @@ def _fused_adamax(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _adamax_kernel(
@@ -668,3 +686,34 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_adamax = NativeKernel(
+    "adamax",
+    tensors=("param", "grad", "exp_avg", "exp_inf"),
+    written=("param", "grad", "exp_avg", "exp_inf"),
+    numbers=("weight_decay", "beta1", "beta2", "eps", "clr"),
+    decisions=("maximize", "weight_decay_nonzero"),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  g = &og_g_1;
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
+exp_inf[i] = (exp_inf[i] * T(beta2));
+exp_inf[i] = og_maximum(exp_inf[i], (std::abs((*g)) + T(eps)));
+param[i] = (param[i] + (exp_avg[i] * T((-clr))) / exp_inf[i]);
+""",
+)

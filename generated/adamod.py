@@ -23,6 +23,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -591,6 +592,7 @@ def _fused_adamod(
     _eps = _number_tensor(eps)
     _beta3 = _number_tensor(beta3)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_adamod.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -606,6 +608,27 @@ def _fused_adamod(
         if adam_debias:
             bias_correction1 = 1.0
         step_size = lr * math.sqrt(1 - beta2**step) / bias_correction1
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            exp_avg_lr,
+            weight_decay,
+            lr,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            beta3,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            adam_debias,
+            fixed_decay,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -631,6 +654,8 @@ def _fused_adamod(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _adamod_kernel(
@@ -710,3 +735,50 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_adamod = NativeKernel(
+    "adamod",
+    tensors=("param", "grad", "exp_avg", "exp_avg_sq", "exp_avg_lr"),
+    written=("param", "grad", "exp_avg", "exp_avg_sq", "exp_avg_lr"),
+    numbers=("weight_decay", "lr", "beta1", "beta2", "eps", "step_size", "beta3"),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "weight_decouple",
+        "weight_decay_positive",
+        "adam_debias",
+        "fixed_decay",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T eta;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (weight_decouple) {
+    param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
+  } else {
+    if (weight_decay_positive) {
+      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      g = &og_g_1;
+    }
+  }
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
+exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
+exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+eta = ((T(1) / (std::sqrt(exp_avg_sq[i]) + T(eps))) * T(step_size));
+exp_avg_lr[i] = og_lerp(exp_avg_lr[i], eta, T((1.0 - beta3)));
+param[i] = (param[i] - (og_minimum(eta, exp_avg_lr[i]) * exp_avg[i]));
+""",
+)

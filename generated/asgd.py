@@ -28,6 +28,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -672,6 +673,7 @@ def _fused_asgd(
     _weight_decay = _number_tensor(weight_decay)
     _lambd = _number_tensor(lambd)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_asgd.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -687,6 +689,19 @@ def _fused_asgd(
         mu_ne_1 = mu != 1
         eta_t.fill_(lr / (1 + lambd * lr * step) ** alpha)
         mu_t.fill_(1 / max(1, step - t0))
+        if native is not None and native.add(
+            param,
+            grad,
+            ax,
+            weight_decay,
+            lambd,
+            eta,
+            mu,
+            maximize,
+            weight_decay_nonzero,
+            mu_ne_1,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -704,6 +719,8 @@ def _fused_asgd(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _asgd_kernel(
@@ -768,3 +785,37 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_asgd = NativeKernel(
+    "asgd",
+    tensors=("param", "grad", "ax"),
+    written=("param", "grad", "ax"),
+    numbers=("weight_decay", "lambd", "eta", "mu"),
+    decisions=("maximize", "weight_decay_nonzero", "mu_ne_1"),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  g = &og_g_1;
+}
+param[i] = (param[i] * T((1.0 - (lambd * eta))));
+param[i] = (param[i] + ((*g) * T((-eta))));
+if (mu_ne_1) {
+  ax[i] = (ax[i] + ((param[i] - ax[i]) * T(mu)));
+} else {
+  ax[i] = param[i];
+}
+""",
+)

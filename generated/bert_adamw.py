@@ -25,6 +25,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -555,6 +556,7 @@ def _fused_bert_adamw(
     _lr = _number_tensor(lr)
     _weight_decay = _number_tensor(weight_decay)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_bert_adamw.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -568,6 +570,21 @@ def _fused_bert_adamw(
             lr * math.sqrt(1 - beta2**step) / (1 - beta1**step) if correct_bias else lr
         )
         weight_decay_positive = weight_decay > 0
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            beta1,
+            beta2,
+            eps,
+            step_size,
+            lr,
+            weight_decay,
+            correct_bias,
+            weight_decay_positive,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -587,6 +604,8 @@ def _fused_bert_adamw(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _bert_adamw_kernel(
@@ -652,3 +671,27 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_bert_adamw = NativeKernel(
+    "bert_adamw",
+    tensors=("param", "grad", "exp_avg", "exp_avg_sq"),
+    written=("param", "exp_avg", "exp_avg_sq"),
+    numbers=("beta1", "beta2", "eps", "step_size", "lr", "weight_decay"),
+    decisions=("correct_bias", "weight_decay_positive"),
+    source="""
+T denom;
+exp_avg[i] = (exp_avg[i] * T(beta1));
+exp_avg[i] = (exp_avg[i] + (grad[i] * T((1.0 - beta1))));
+exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
+exp_avg_sq[i] = (exp_avg_sq[i] + (grad[i] * T((1.0 - beta2))) * grad[i]);
+denom = (std::sqrt(exp_avg_sq[i]) + T(eps));
+param[i] = (param[i] + (exp_avg[i] * T((-step_size))) / denom);
+if (weight_decay_positive) {
+  param[i] = (param[i] + (param[i] * T((-(lr * weight_decay)))));
+}
+""",
+)

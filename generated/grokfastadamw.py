@@ -28,6 +28,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -868,6 +869,7 @@ def _fused_grokfastadamw(
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_grokfastadamw.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -890,6 +892,29 @@ def _fused_grokfastadamw(
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            max_exp_avg_sq,
+            grok_exp_avg,
+            grokfast_alpha,
+            grokfast_lamb,
+            lr,
+            weight_decay,
+            beta1,
+            beta2,
+            bias_correction2_sqrt,
+            eps,
+            step_size,
+            maximize,
+            weight_decay_nonzero,
+            decoupled_weight_decay,
+            amsgrad,
+            _first_grok_exp_avg,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -917,6 +942,8 @@ def _fused_grokfastadamw(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _grokfastadamw_kernel(
@@ -1010,3 +1037,85 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_grokfastadamw = NativeKernel(
+    "grokfastadamw",
+    tensors=(
+        "param",
+        "grad",
+        "exp_avg",
+        "exp_avg_sq",
+        "max_exp_avg_sq",
+        "grok_exp_avg",
+    ),
+    written=(
+        "param",
+        "grad",
+        "exp_avg",
+        "exp_avg_sq",
+        "max_exp_avg_sq",
+        "grok_exp_avg",
+    ),
+    numbers=(
+        "grokfast_alpha",
+        "grokfast_lamb",
+        "lr",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "bias_correction2_sqrt",
+        "eps",
+        "step_size",
+    ),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "decoupled_weight_decay",
+        "amsgrad",
+        "_first_grok_exp_avg",
+    ),
+    source="""
+T* g;
+T* grok_grad;
+T og_grok_grad_0;
+T og_g_1;
+T og_g_2;
+T denom;
+grok_grad = &grad[i];
+if (_first_grok_exp_avg) {
+  grok_exp_avg[i] = (*grok_grad);
+} else {
+  grok_exp_avg[i] = og_lerp(grok_exp_avg[i], (*grok_grad), T((1.0 - grokfast_alpha)));
+}
+og_grok_grad_0 = ((*grok_grad) + (grok_exp_avg[i] * T(grokfast_lamb)));
+grok_grad = &og_grok_grad_0;
+if (maximize) {
+  og_g_1 = (-(*grok_grad));
+  g = &og_g_1;
+} else {
+  g = grok_grad;
+}
+if (weight_decay_nonzero) {
+  if (decoupled_weight_decay) {
+    param[i] = (param[i] * T((1.0 - (lr * weight_decay))));
+  } else {
+    og_g_2 = ((*g) + (param[i] * T(weight_decay)));
+    g = &og_g_2;
+  }
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
+exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
+exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+if (amsgrad) {
+  max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
+  denom = ((std::sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+} else {
+  denom = ((std::sqrt(exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+}
+param[i] = (param[i] + (exp_avg[i] * T((-step_size))) / denom);
+""",
+)

@@ -24,6 +24,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -512,6 +513,7 @@ def _fused_kate(
     _eps = _number_tensor(eps)
     _delta = _number_tensor(delta)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_kate.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -522,6 +524,22 @@ def _fused_kate(
         if weight_decay_nonzero:
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
+        if native is not None and native.add(
+            param,
+            grad,
+            m,
+            b,
+            weight_decay,
+            lr,
+            eps,
+            delta,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            fixed_decay,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -542,6 +560,8 @@ def _fused_kate(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _kate_kernel(
@@ -611,3 +631,47 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_kate = NativeKernel(
+    "kate",
+    tensors=("param", "grad", "m", "b"),
+    written=("param", "grad", "m", "b"),
+    numbers=("weight_decay", "lr", "eps", "delta"),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "weight_decouple",
+        "weight_decay_positive",
+        "fixed_decay",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T b_sq;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (weight_decouple) {
+    param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
+  } else {
+    if (weight_decay_positive) {
+      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      g = &og_g_1;
+    }
+  }
+}
+b_sq = (((b[i] * b[i]) + (*g) * (*g)) + T(eps));
+m[i] = std::sqrt((((m[i] * m[i]) + ((*g) * T(delta)) * (*g)) + ((*g) * (*g)) / b_sq));
+param[i] = (param[i] + (((m[i] * (*g)) / b_sq) * T((-lr))));
+b[i] = std::sqrt(b_sq);
+""",
+)

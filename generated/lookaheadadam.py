@@ -28,6 +28,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -906,6 +907,7 @@ def _fused_lookaheadadam(
     _eps = _number_tensor(eps)
     _alpha = _number_tensor(alpha)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_lookaheadadam.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -923,6 +925,29 @@ def _fused_lookaheadadam(
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
         counter_zero = counter == 0
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            max_exp_avg_sq,
+            slow_params,
+            slow_momentum,
+            lr,
+            weight_decay,
+            beta1,
+            beta2,
+            bias_correction2_sqrt,
+            eps,
+            step_size,
+            alpha,
+            maximize,
+            weight_decay_nonzero,
+            decoupled_weight_decay,
+            amsgrad,
+            counter_zero,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -950,6 +975,8 @@ def _fused_lookaheadadam(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _lookaheadadam_kernel(
@@ -1056,3 +1083,72 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_lookaheadadam = NativeKernel(
+    "lookaheadadam",
+    tensors=(
+        "param",
+        "grad",
+        "exp_avg",
+        "exp_avg_sq",
+        "max_exp_avg_sq",
+        "slow_params",
+        "slow_momentum",
+    ),
+    written=("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "slow_params"),
+    numbers=(
+        "lr",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "bias_correction2_sqrt",
+        "eps",
+        "step_size",
+        "alpha",
+    ),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "decoupled_weight_decay",
+        "amsgrad",
+        "counter_zero",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T denom;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (decoupled_weight_decay) {
+    param[i] = (param[i] * T((1.0 - (lr * weight_decay))));
+  } else {
+    og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+    g = &og_g_1;
+  }
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
+exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
+exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+if (amsgrad) {
+  max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
+  denom = ((std::sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+} else {
+  denom = ((std::sqrt(exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+}
+param[i] = (param[i] + (exp_avg[i] * T((-step_size))) / denom);
+if (counter_zero) {
+  param[i] = og_lerp(param[i], slow_params[i], T((1.0 - alpha)));
+  slow_params[i] = param[i];
+}
+""",
+)

@@ -24,6 +24,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -637,6 +638,7 @@ def _fused_lookaheadsgd(
     _lr = _number_tensor(lr)
     _alpha = _number_tensor(alpha)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_lookaheadsgd.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -662,6 +664,28 @@ def _fused_lookaheadsgd(
                 if not pullback_momentum_eq_reset:
                     pullback_momentum_eq_pullback = pullback_momentum == "pullback"
         counter_zero_2 = counter == 0
+        if native is not None and native.add(
+            param,
+            grad,
+            momentum_buffer,
+            slow_params,
+            slow_momentum,
+            weight_decay,
+            momentum,
+            dampening,
+            lr,
+            alpha,
+            maximize,
+            weight_decay_nonzero,
+            momentum_nonzero,
+            nesterov,
+            counter_zero,
+            pullback_momentum_eq_reset,
+            pullback_momentum_eq_pullback,
+            counter_zero_2,
+            _first_momentum_buffer,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -688,6 +712,8 @@ def _fused_lookaheadsgd(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _lookaheadsgd_kernel(
@@ -781,3 +807,72 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_lookaheadsgd = NativeKernel(
+    "lookaheadsgd",
+    tensors=("param", "grad", "momentum_buffer", "slow_params", "slow_momentum"),
+    written=("param", "grad", "momentum_buffer", "slow_params", "slow_momentum"),
+    numbers=("weight_decay", "momentum", "dampening", "lr", "alpha"),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "momentum_nonzero",
+        "nesterov",
+        "counter_zero",
+        "pullback_momentum_eq_reset",
+        "pullback_momentum_eq_pullback",
+        "counter_zero_2",
+        "_first_momentum_buffer",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T og_g_2;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  g = &og_g_1;
+}
+if (momentum_nonzero) {
+  if (_first_momentum_buffer) {
+    momentum_buffer[i] = (*g);
+  } else {
+    momentum_buffer[i] = (momentum_buffer[i] * T(momentum));
+    momentum_buffer[i] = (momentum_buffer[i] + ((*g) * T((1.0 - dampening))));
+  }
+  if (nesterov) {
+    og_g_2 = ((*g) + (momentum_buffer[i] * T(momentum)));
+    g = &og_g_2;
+  } else {
+    g = &momentum_buffer[i];
+  }
+}
+param[i] = (param[i] + ((*g) * T((-lr))));
+if (momentum_nonzero) {
+  if (counter_zero) {
+    if (pullback_momentum_eq_reset) {
+      momentum_buffer[i] = T(0.0);
+    } else {
+      if (pullback_momentum_eq_pullback) {
+        momentum_buffer[i] = og_lerp(momentum_buffer[i], slow_momentum[i], T((1.0 - alpha)));
+        slow_momentum[i] = momentum_buffer[i];
+      }
+    }
+  }
+}
+if (counter_zero_2) {
+  param[i] = og_lerp(param[i], slow_params[i], T((1.0 - alpha)));
+  slow_params[i] = param[i];
+}
+""",
+)

@@ -28,6 +28,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -748,6 +749,7 @@ def _fused_nadam(
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_nadam.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -764,6 +766,26 @@ def _fused_nadam(
         mu_product_t *= mu
         mu_product = _get_value(mu_product_t)
         mu_product_next = mu_product * mu_next
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            lr,
+            weight_decay,
+            beta1,
+            beta2,
+            bias_correction2,
+            eps,
+            mu,
+            mu_product,
+            mu_next,
+            mu_product_next,
+            maximize,
+            weight_decay_nonzero,
+            decoupled_weight_decay,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -788,6 +810,8 @@ def _fused_nadam(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _nadam_kernel(
@@ -863,3 +887,52 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_nadam = NativeKernel(
+    "nadam",
+    tensors=("param", "grad", "exp_avg", "exp_avg_sq"),
+    written=("param", "grad", "exp_avg", "exp_avg_sq"),
+    numbers=(
+        "lr",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "bias_correction2",
+        "eps",
+        "mu",
+        "mu_product",
+        "mu_next",
+        "mu_product_next",
+    ),
+    decisions=("maximize", "weight_decay_nonzero", "decoupled_weight_decay"),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T denom;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (decoupled_weight_decay) {
+    param[i] = (param[i] * T((1.0 - (lr * weight_decay))));
+  } else {
+    og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+    g = &og_g_1;
+  }
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
+exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
+exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+denom = (std::sqrt((exp_avg_sq[i] / T(bias_correction2))) + T(eps));
+param[i] = (param[i] + ((*g) * T((-((lr * (1.0 - mu)) / (1.0 - mu_product))))) / denom);
+param[i] = (param[i] + (exp_avg[i] * T((-((lr * mu_next) / (1.0 - mu_product_next))))) / denom);
+""",
+)

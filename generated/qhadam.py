@@ -26,6 +26,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -781,6 +782,7 @@ def _fused_qhadam(
     _nu2 = _number_tensor(nu2)
     _eps = _number_tensor(eps)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_qhadam.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -805,6 +807,24 @@ def _fused_qhadam(
         beta1_rate = _get_value(beta1_rate_t)
         beta2_rate_t.fill_(1 / beta2_weight)
         beta2_rate = _get_value(beta2_rate_t)
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            weight_decay,
+            lr,
+            beta1_rate,
+            beta2_rate,
+            nu1,
+            nu2,
+            eps,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            fixed_decay,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -827,6 +847,8 @@ def _fused_qhadam(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _qhadam_kernel(
@@ -900,3 +922,41 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_qhadam = NativeKernel(
+    "qhadam",
+    tensors=("param", "grad", "exp_avg", "exp_avg_sq"),
+    written=("param", "grad", "exp_avg", "exp_avg_sq"),
+    numbers=("weight_decay", "lr", "beta1_rate", "beta2_rate", "nu1", "nu2", "eps"),
+    decisions=("maximize", "weight_decay_nonzero", "weight_decouple", "fixed_decay"),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T numer;
+T denom;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (weight_decouple) {
+    param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
+  } else {
+    og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+    g = &og_g_1;
+  }
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T(beta1_rate));
+exp_avg_sq[i] = og_lerp(exp_avg_sq[i], ((*g) * (*g)), T(beta2_rate));
+numer = ((exp_avg[i] * T(nu1)) + ((*g) * T((1.0 - nu1))));
+denom = (std::sqrt(((exp_avg_sq[i] * T(nu2)) + ((*g) * T((1.0 - nu2))) * (*g))) + T(eps));
+param[i] = (param[i] + (numer * T((-lr))) / denom);
+""",
+)

@@ -28,6 +28,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -729,6 +730,7 @@ def _fused_radam(
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_radam.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -750,6 +752,25 @@ def _fused_radam(
                 * rho_inf
                 / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
             ) ** 0.5
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            lr,
+            weight_decay,
+            beta1,
+            beta2,
+            bias_correction1,
+            eps,
+            bias_correction2,
+            rect,
+            maximize,
+            weight_decay_nonzero,
+            decoupled_weight_decay,
+            rho_t_gt_5_0,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -773,6 +794,8 @@ def _fused_radam(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _radam_kernel(
@@ -852,3 +875,60 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_radam = NativeKernel(
+    "radam",
+    tensors=("param", "grad", "exp_avg", "exp_avg_sq"),
+    written=("param", "grad", "exp_avg", "exp_avg_sq"),
+    numbers=(
+        "lr",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "bias_correction1",
+        "eps",
+        "bias_correction2",
+        "rect",
+    ),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "decoupled_weight_decay",
+        "rho_t_gt_5_0",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T m_hat;
+T adaptive_lr;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (decoupled_weight_decay) {
+    param[i] = (param[i] * T((1.0 - (lr * weight_decay))));
+  } else {
+    og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+    g = &og_g_1;
+  }
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
+exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
+exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+m_hat = (exp_avg[i] / T(bias_correction1));
+if (rho_t_gt_5_0) {
+  adaptive_lr = ((T(1) / (std::sqrt(exp_avg_sq[i]) + T(eps))) * T(std::pow(bias_correction2, 0.5)));
+  param[i] = (param[i] - (((m_hat * T(lr)) * adaptive_lr) * T(rect)));
+} else {
+  param[i] = (param[i] - (m_hat * T(lr)));
+}
+""",
+)

@@ -27,6 +27,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -653,6 +654,7 @@ def _fused_rmsprop(
     _momentum = _number_tensor(momentum)
     _lr = _number_tensor(lr)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_rmsprop.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -663,6 +665,23 @@ def _fused_rmsprop(
         step_t += 1
         weight_decay_nonzero = weight_decay != 0
         momentum_positive = momentum > 0
+        if native is not None and native.add(
+            param,
+            grad,
+            square_avg,
+            momentum_buffer,
+            grad_avg,
+            weight_decay,
+            alpha,
+            eps,
+            momentum,
+            lr,
+            maximize,
+            weight_decay_nonzero,
+            centered,
+            momentum_positive,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -684,6 +703,8 @@ def _fused_rmsprop(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _rmsprop_kernel(
@@ -765,3 +786,46 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_rmsprop = NativeKernel(
+    "rmsprop",
+    tensors=("param", "grad", "square_avg", "momentum_buffer", "grad_avg"),
+    written=("param", "grad", "square_avg", "momentum_buffer", "grad_avg"),
+    numbers=("weight_decay", "alpha", "eps", "momentum", "lr"),
+    decisions=("maximize", "weight_decay_nonzero", "centered", "momentum_positive"),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T avg;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  g = &og_g_1;
+}
+square_avg[i] = (square_avg[i] * T(alpha));
+square_avg[i] = (square_avg[i] + ((*g) * T((1.0 - alpha))) * (*g));
+if (centered) {
+  grad_avg[i] = og_lerp(grad_avg[i], (*g), T((1.0 - alpha)));
+  avg = (std::sqrt((square_avg[i] + (grad_avg[i] * T(-1.0)) * grad_avg[i])) + T(eps));
+} else {
+  avg = (std::sqrt(square_avg[i]) + T(eps));
+}
+if (momentum_positive) {
+  momentum_buffer[i] = (momentum_buffer[i] * T(momentum));
+  momentum_buffer[i] = (momentum_buffer[i] + (*g) / avg);
+  param[i] = (param[i] + (momentum_buffer[i] * T((-lr))));
+} else {
+  param[i] = (param[i] + ((*g) * T((-lr))) / avg);
+}
+""",
+)

@@ -27,6 +27,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -571,6 +572,7 @@ def _fused_rprop(
     _step_size_min = _number_tensor(step_size_min)
     _step_size_max = _number_tensor(step_size_max)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_rprop.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -578,6 +580,18 @@ def _fused_rprop(
         prev = prevs[i]
         step_size = step_sizes[i]
         step_t += 1
+        if native is not None and native.add(
+            param,
+            grad,
+            prev,
+            step_size,
+            etaplus,
+            etaminus,
+            step_size_min,
+            step_size_max,
+            maximize,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -594,6 +608,8 @@ def _fused_rprop(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _rprop_kernel(
@@ -661,3 +677,36 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_rprop = NativeKernel(
+    "rprop",
+    tensors=("param", "grad", "prev", "step_size"),
+    written=("param", "grad", "prev", "step_size"),
+    numbers=("etaplus", "etaminus", "step_size_min", "step_size_max"),
+    decisions=("maximize",),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T agreement;
+T factor;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+agreement = og_sign(((*g) * prev[i]));
+factor = ((agreement > T(0.0)) ? T(etaplus) : ((agreement < T(0.0)) ? T(etaminus) : T(1.0)));
+step_size[i] = (step_size[i] * factor);
+step_size[i] = og_clamp_max(og_clamp_min(step_size[i], T(step_size_min)), T(step_size_max));
+og_g_1 = ((factor == T(etaminus)) ? T(0.0) : (*g));
+g = &og_g_1;
+param[i] = (param[i] + (og_sign((*g)) * T(-1.0)) * step_size[i]);
+prev[i] = (*g);
+""",
+)

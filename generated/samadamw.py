@@ -28,6 +28,7 @@ from generator.runtime.kernels import (
     _number_tensor,
     _shaped,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.linalg import mean_except
 from generator.runtime.precision import (
     Precision,
@@ -1795,6 +1796,7 @@ def _fused_samadamw_pass3(
         )
         return
     kernel = _compiled_kernel_pass3(precision is not None)
+    native = _native_samadamw_pass3.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1807,6 +1809,10 @@ def _fused_samadamw_pass3(
             old_p = old_ps[i] = param.detach().to(
                 stored_dtype(precision, "old_p") or param.dtype, copy=True
             )
+        if native is not None and native.add(
+            param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p, _first_old_p
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -1821,6 +1827,8 @@ def _fused_samadamw_pass3(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _samadamw_pass3_kernel(
@@ -1884,6 +1892,21 @@ def _compiled_multi_tensor_pass3():
     )
 
 
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_samadamw_pass3 = NativeKernel(
+    "samadamw_pass3",
+    tensors=("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "old_p"),
+    written=("param", "old_p"),
+    numbers=(),
+    decisions=("_first_old_p",),
+    source="""
+param[i] = old_p[i];
+""",
+)
+
+
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
 # default of 8 per function for an optimizer with several flags. Floats are compiled in as
 # constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
@@ -1945,6 +1968,7 @@ def _fused_samadamw_pass4(
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
     kernel = _compiled_kernel_pass4(precision is not None)
+    native = _native_samadamw_pass4.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1960,6 +1984,26 @@ def _fused_samadamw_pass4(
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            max_exp_avg_sq,
+            old_p,
+            lr,
+            weight_decay,
+            beta1,
+            beta2,
+            bias_correction2_sqrt,
+            eps,
+            step_size,
+            maximize,
+            weight_decay_nonzero,
+            decoupled_weight_decay,
+            amsgrad,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -1984,6 +2028,8 @@ def _fused_samadamw_pass4(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _samadamw_pass4_kernel(
@@ -2068,3 +2114,53 @@ def _compiled_multi_tensor_pass4():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_samadamw_pass4 = NativeKernel(
+    "samadamw_pass4",
+    tensors=("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "old_p"),
+    written=("param", "grad", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    numbers=(
+        "lr",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "bias_correction2_sqrt",
+        "eps",
+        "step_size",
+    ),
+    decisions=("maximize", "weight_decay_nonzero", "decoupled_weight_decay", "amsgrad"),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T denom;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (decoupled_weight_decay) {
+    param[i] = (param[i] * T((1.0 - (lr * weight_decay))));
+  } else {
+    og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+    g = &og_g_1;
+  }
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
+exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
+exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+if (amsgrad) {
+  max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
+  denom = ((std::sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+} else {
+  denom = ((std::sqrt(exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+}
+param[i] = (param[i] + (exp_avg[i] * T((-step_size))) / denom);
+""",
+)

@@ -25,6 +25,7 @@ from generator.runtime.kernels import (
     _number_tensor,
     _shaped,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.linalg import mean_except
 from generator.runtime.precision import (
     Precision,
@@ -1367,6 +1368,7 @@ def _fused_samsgd_pass3(
         )
         return
     kernel = _compiled_kernel_pass3(precision is not None)
+    native = _native_samsgd_pass3.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1377,6 +1379,10 @@ def _fused_samsgd_pass3(
             old_p = old_ps[i] = param.detach().to(
                 stored_dtype(precision, "old_p") or param.dtype, copy=True
             )
+        if native is not None and native.add(
+            param, grad, momentum_buffer, old_p, _first_old_p
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -1389,6 +1395,8 @@ def _fused_samsgd_pass3(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _samsgd_pass3_kernel(
@@ -1444,6 +1452,21 @@ def _compiled_multi_tensor_pass3():
     )
 
 
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_samsgd_pass3 = NativeKernel(
+    "samsgd_pass3",
+    tensors=("param", "grad", "momentum_buffer", "old_p"),
+    written=("param", "old_p"),
+    numbers=(),
+    decisions=("_first_old_p",),
+    source="""
+param[i] = old_p[i];
+""",
+)
+
+
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
 # default of 8 per function for an optimizer with several flags. Floats are compiled in as
 # constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
@@ -1490,6 +1513,7 @@ def _fused_samsgd_pass4(
     _dampening = _number_tensor(dampening)
     _lr = _number_tensor(lr)
     kernel = _compiled_kernel_pass4(precision is not None)
+    native = _native_samsgd_pass4.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1504,6 +1528,22 @@ def _fused_samsgd_pass4(
             )
         weight_decay_nonzero = weight_decay != 0
         momentum_nonzero = momentum != 0
+        if native is not None and native.add(
+            param,
+            grad,
+            momentum_buffer,
+            old_p,
+            weight_decay,
+            momentum,
+            dampening,
+            lr,
+            maximize,
+            weight_decay_nonzero,
+            momentum_nonzero,
+            nesterov,
+            _first_momentum_buffer,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -1524,6 +1564,8 @@ def _fused_samsgd_pass4(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _samsgd_pass4_kernel(
@@ -1594,3 +1636,52 @@ def _compiled_multi_tensor_pass4():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_samsgd_pass4 = NativeKernel(
+    "samsgd_pass4",
+    tensors=("param", "grad", "momentum_buffer", "old_p"),
+    written=("param", "grad", "momentum_buffer"),
+    numbers=("weight_decay", "momentum", "dampening", "lr"),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "momentum_nonzero",
+        "nesterov",
+        "_first_momentum_buffer",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T og_g_2;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  g = &og_g_1;
+}
+if (momentum_nonzero) {
+  if (_first_momentum_buffer) {
+    momentum_buffer[i] = (*g);
+  } else {
+    momentum_buffer[i] = (momentum_buffer[i] * T(momentum));
+    momentum_buffer[i] = (momentum_buffer[i] + ((*g) * T((1.0 - dampening))));
+  }
+  if (nesterov) {
+    og_g_2 = ((*g) + (momentum_buffer[i] * T(momentum)));
+    g = &og_g_2;
+  } else {
+    g = &momentum_buffer[i];
+  }
+}
+param[i] = (param[i] + ((*g) * T((-lr))));
+""",
+)

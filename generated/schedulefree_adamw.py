@@ -24,6 +24,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -774,6 +775,7 @@ def _fused_schedulefree_adamw(
     _lr_k = _number_tensor(lr_k)
     _beta1 = _number_tensor(beta1)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_schedulefree_adamw.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -781,6 +783,24 @@ def _fused_schedulefree_adamw(
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if ams_bound else None
         weight_decay_positive = weight_decay > 0
+        if native is not None and native.add(
+            param,
+            grad,
+            z,
+            exp_avg_sq,
+            max_exp_avg_sq,
+            beta2,
+            step,
+            eps,
+            weight_decay,
+            c,
+            lr_k,
+            beta1,
+            maximize,
+            ams_bound,
+            weight_decay_positive,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -803,6 +823,8 @@ def _fused_schedulefree_adamw(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _schedulefree_adamw_kernel(
@@ -881,3 +903,40 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_schedulefree_adamw = NativeKernel(
+    "schedulefree_adamw",
+    tensors=("param", "grad", "z", "exp_avg_sq", "max_exp_avg_sq"),
+    written=("param", "grad", "z", "exp_avg_sq", "max_exp_avg_sq"),
+    numbers=("beta2", "step", "eps", "weight_decay", "c", "lr_k", "beta1"),
+    decisions=("maximize", "ams_bound", "weight_decay_positive"),
+    source="""
+T* g;
+T og_g_0;
+T u;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
+exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+if (ams_bound) {
+  max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], (exp_avg_sq[i] / T((1.0 - std::pow(beta2, step)))));
+  u = ((*g) / (std::sqrt((max_exp_avg_sq[i] + T(1e-15))) + T(eps)));
+} else {
+  u = ((*g) / (std::sqrt(((exp_avg_sq[i] / T((1.0 - std::pow(beta2, step)))) + T(1e-15))) + T(eps)));
+}
+if (weight_decay_positive) {
+  u = (u + (param[i] * T(weight_decay)));
+}
+param[i] = og_lerp(param[i], z[i], T(c));
+param[i] = (param[i] + (u * T((lr_k * ((beta1 * (1.0 - c)) - 1.0)))));
+z[i] = (z[i] + (u * T((-lr_k))));
+""",
+)

@@ -24,6 +24,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -478,6 +479,7 @@ def _fused_sgd(
     _dampening = _number_tensor(dampening)
     _lr = _number_tensor(lr)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_sgd.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -491,6 +493,21 @@ def _fused_sgd(
             )
         weight_decay_nonzero = weight_decay != 0
         momentum_nonzero = momentum != 0
+        if native is not None and native.add(
+            param,
+            grad,
+            momentum_buffer,
+            weight_decay,
+            momentum,
+            dampening,
+            lr,
+            maximize,
+            weight_decay_nonzero,
+            momentum_nonzero,
+            nesterov,
+            _first_momentum_buffer,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -510,6 +527,8 @@ def _fused_sgd(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _sgd_kernel(
@@ -579,3 +598,52 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_sgd = NativeKernel(
+    "sgd",
+    tensors=("param", "grad", "momentum_buffer"),
+    written=("param", "grad", "momentum_buffer"),
+    numbers=("weight_decay", "momentum", "dampening", "lr"),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "momentum_nonzero",
+        "nesterov",
+        "_first_momentum_buffer",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T og_g_2;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  g = &og_g_1;
+}
+if (momentum_nonzero) {
+  if (_first_momentum_buffer) {
+    momentum_buffer[i] = (*g);
+  } else {
+    momentum_buffer[i] = (momentum_buffer[i] * T(momentum));
+    momentum_buffer[i] = (momentum_buffer[i] + ((*g) * T((1.0 - dampening))));
+  }
+  if (nesterov) {
+    og_g_2 = ((*g) + (momentum_buffer[i] * T(momentum)));
+    g = &og_g_2;
+  } else {
+    g = &momentum_buffer[i];
+  }
+}
+param[i] = (param[i] + ((*g) * T((-lr))));
+""",
+)

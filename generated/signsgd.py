@@ -23,6 +23,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -461,6 +462,7 @@ def _fused_signsgd(
     _lr = _number_tensor(lr)
     _momentum = _number_tensor(momentum)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_signsgd.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -471,6 +473,20 @@ def _fused_signsgd(
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
         momentum_positive = momentum > 0
+        if native is not None and native.add(
+            param,
+            grad,
+            momentum_buffer,
+            weight_decay,
+            lr,
+            momentum,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            momentum_positive,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -489,6 +505,8 @@ def _fused_signsgd(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _signsgd_kernel(
@@ -559,3 +577,48 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_signsgd = NativeKernel(
+    "signsgd",
+    tensors=("param", "grad", "momentum_buffer"),
+    written=("param", "grad", "momentum_buffer"),
+    numbers=("weight_decay", "lr", "momentum"),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "weight_decouple",
+        "weight_decay_positive",
+        "momentum_positive",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (weight_decouple) {
+    param[i] = (param[i] * T((1.0 - (weight_decay * lr))));
+  } else {
+    if (weight_decay_positive) {
+      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      g = &og_g_1;
+    }
+  }
+}
+if (momentum_positive) {
+  momentum_buffer[i] = og_lerp(momentum_buffer[i], (*g), T((1.0 - momentum)));
+  param[i] = (param[i] + (og_sign(momentum_buffer[i]) * T((-lr))));
+} else {
+  param[i] = (param[i] + (og_sign((*g)) * T((-lr))));
+}
+""",
+)

@@ -23,6 +23,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -456,6 +457,7 @@ def _fused_tiger(
     _lr = _number_tensor(lr)
     _beta = _number_tensor(beta)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_tiger.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -465,6 +467,20 @@ def _fused_tiger(
         if weight_decay_nonzero:
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            weight_decay,
+            lr,
+            beta,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            fixed_decay,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -483,6 +499,8 @@ def _fused_tiger(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _tiger_kernel(
@@ -548,3 +566,44 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_tiger = NativeKernel(
+    "tiger",
+    tensors=("param", "grad", "exp_avg"),
+    written=("param", "grad", "exp_avg"),
+    numbers=("weight_decay", "lr", "beta"),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "weight_decouple",
+        "weight_decay_positive",
+        "fixed_decay",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (weight_decouple) {
+    param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
+  } else {
+    if (weight_decay_positive) {
+      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      g = &og_g_1;
+    }
+  }
+}
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta)));
+param[i] = (param[i] + (og_sign(exp_avg[i]) * T((-lr))));
+""",
+)

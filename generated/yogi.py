@@ -22,6 +22,7 @@ from generator.runtime.kernels import (
     _flat,
     _number_tensor,
 )
+from generator.runtime.native import NativeKernel
 from generator.runtime.precision import (
     Precision,
     group_precision,
@@ -586,6 +587,7 @@ def _fused_yogi(
     _step = _number_tensor(step)
     _eps = _number_tensor(eps)
     kernel = _compiled_kernel(precision is not None)
+    native = _native_yogi.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -600,6 +602,26 @@ def _fused_yogi(
         bias_correction1 = 1 - beta1**step
         if adam_debias:
             bias_correction1 = 1.0
+        if native is not None and native.add(
+            param,
+            grad,
+            exp_avg,
+            exp_avg_sq,
+            weight_decay,
+            lr,
+            beta1,
+            beta2,
+            step,
+            eps,
+            bias_correction1,
+            maximize,
+            weight_decay_nonzero,
+            weight_decouple,
+            weight_decay_positive,
+            adam_debias,
+            fixed_decay,
+        ):
+            continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
         kernel(
             _flat(param),
@@ -624,6 +646,8 @@ def _fused_yogi(
             _flat(_comp),
             _flat(_noise),
         )
+    if native is not None:
+        native.run()
 
 
 def _yogi_kernel(
@@ -700,3 +724,50 @@ def _compiled_multi_tensor():
         dynamic=True,
         fullgraph=True,
     )
+
+
+# The CPU's kernel without torch.compile: this C++ loop over one tensor's elements, compiled
+# once per configuration and dtype and called once per group over all its parameters
+# (generator.runtime.native)
+_native_yogi = NativeKernel(
+    "yogi",
+    tensors=("param", "grad", "exp_avg", "exp_avg_sq"),
+    written=("param", "grad", "exp_avg", "exp_avg_sq"),
+    numbers=("weight_decay", "lr", "beta1", "beta2", "step", "eps", "bias_correction1"),
+    decisions=(
+        "maximize",
+        "weight_decay_nonzero",
+        "weight_decouple",
+        "weight_decay_positive",
+        "adam_debias",
+        "fixed_decay",
+    ),
+    source="""
+T* g;
+T og_g_0;
+T og_g_1;
+T g2;
+T denom;
+if (maximize) {
+  og_g_0 = (-grad[i]);
+  g = &og_g_0;
+} else {
+  g = &grad[i];
+}
+if (weight_decay_nonzero) {
+  if (weight_decouple) {
+    param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
+  } else {
+    if (weight_decay_positive) {
+      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      g = &og_g_1;
+    }
+  }
+}
+g2 = ((*g) * (*g));
+exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
+exp_avg_sq[i] = (exp_avg_sq[i] + (og_sign((exp_avg_sq[i] - g2)) * T((-(1.0 - beta2)))) * g2);
+denom = ((std::sqrt(exp_avg_sq[i]) / T(std::sqrt((1.0 - std::pow(beta2, step))))) + T(eps));
+param[i] = (param[i] + (exp_avg[i] * T((-(lr / bias_correction1)))) / denom);
+""",
+)

@@ -11,6 +11,7 @@ from contextlib import nullcontext
 import torch
 
 from generator.runtime.kernels import eager_kernels
+from generator.runtime.native import native_kernels
 
 IMPL_FLAGS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}}
 
@@ -33,11 +34,12 @@ def seeded_grads(shapes, steps, seed):
     ]
 
 
-def run_path(cls, impl, shapes, steps, seed=0, eager=False, **kwargs):
+def run_path(cls, impl, shapes, steps, seed=0, eager=False, native=True, **kwargs):
     """(optimizer, parameters, gradients of each step) after ``steps`` float64 steps of
     ``cls`` on ``impl`` ("for-loop", "foreach", "fused"), from seeded parameters of
     ``shapes``; with ``eager``, the fused kernels run uncompiled (their fallback warning
-    silenced)."""
+    silenced); without ``native``, the fused path runs its Python kernel where it has a
+    native one (generator.runtime.native)."""
     kwargs = {**kwargs, **IMPL_FLAGS.get(impl, {"fused": True})}
     gen = torch.Generator().manual_seed(seed)
     params = [
@@ -50,7 +52,11 @@ def run_path(cls, impl, shapes, steps, seed=0, eager=False, **kwargs):
         grads = [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]
         for p, g in zip(params, grads):
             p.grad = g.clone()
-        with eager_kernels() if eager else nullcontext(), warnings.catch_warnings():
+        with (
+            eager_kernels() if eager else nullcontext(),
+            native_kernels(native),
+            warnings.catch_warnings(),
+        ):
             if eager:
                 warnings.simplefilter("ignore", RuntimeWarning)
             opt.step()

@@ -54,10 +54,11 @@ update:
 """
 
 
-def _run(cls, impl, steps=5, **kwargs):
+def _run(cls, impl, steps=5, native=False, **kwargs):
     """The optimizer, its parameters and the gradients it saw after ``steps`` float64 steps
-    on ``impl``; the fused path's kernels run uncompiled."""
-    return run_path(cls, impl, SHAPES, steps, eager=True, **kwargs)
+    on ``impl``; the fused path's kernels run uncompiled, its Python kernel (torch's own
+    functions, bit for bit) unless ``native``."""
+    return run_path(cls, impl, SHAPES, steps, eager=True, native=native, **kwargs)
 
 
 def _initial():
@@ -300,6 +301,19 @@ def test_every_elementwise_function_of_one_tensor_runs_on_every_path(name):
                 p.sub_(f(x).mul(s)).sub_(f(x))
         for a, e in zip(got, params):
             assert torch.equal(a, e), f"{name} on {impl}: {(a - e).abs().max().item()}"
+
+
+@pytest.mark.parametrize("name", ["abs", "rsqrt", "sign", "sqrt"])
+def test_the_native_kernel_computes_each_function_it_writes_as_torch_does(name):
+    # the C++ kernel's sqrt is the correctly rounded one; torch's vectorized float64 sqrt may
+    # be an ulp off it: within one rounding of torch's result, not bit for bit
+    b = BUILTINS[name]
+    cls = load_spec(_unary_spec(b))
+    assert "NativeKernel(" in compile_text(_unary_spec(b))
+    _, got, _ = _run(cls, "fused", steps=2, native=True, lr=0.5)
+    _, want, _ = _run(cls, "fused", steps=2, native=False, lr=0.5)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=4.5e-16, atol=0)
 
 
 # ---- constant folding -----------------------------------------------------------------------------------

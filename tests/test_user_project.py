@@ -193,6 +193,7 @@ def test_a_user_session_in_their_own_folder_never_touches_site_packages(installe
         "torch.optim.optimizer",
         "generator.runtime.precision",  # generator's runtime modules
         "generator.runtime.kernels",
+        "generator.runtime.native",
         "typing",
         "functools",
         "math",

@@ -64,9 +64,9 @@ ADAM_PATHS = {
         "        torch._foreach_lerp_(device_exp_avgs, device_g, 1 - beta1 * 0.999)\n",
         {"foreach"},
     ),
-    "fused": (
-        "\n    exp_avg.lerp_(g, 1 - beta1)\n",
-        "\n    exp_avg.lerp_(g, 1 - beta1 * 0.999)\n",
+    "fused": (  # (on the CPU the fused path runs the native kernel's C++)
+        "exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));",
+        "exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1 * 0.999)));",
         {"fused"},
     ),
     "differentiable": (

@@ -113,6 +113,7 @@ BENCH_KWARGS: dict[str, dict[str, Any]] = {
 # Transformer-like parameter sets: token + position embeddings, GPT-2 style blocks
 # (qkv, attention projection, MLP up/down, two layer norms) and a final layer norm.
 SIZES: dict[str, dict[str, int]] = {
+    "large": dict(vocab=50304, ctx=1024, d=1024, blocks=12),  # ~204M parameters
     "default": dict(vocab=8192, ctx=1024, d=768, blocks=2),  # ~21.3M parameters
     "small": dict(vocab=2048, ctx=256, d=256, blocks=2),  # ~2.2M parameters
     "tiny": dict(vocab=64, ctx=16, d=16, blocks=1),  # ~5K parameters
@@ -148,6 +149,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "torch's foreach path where torch has no fused kernel (RMSprop, Adamax, Adadelta, NAdam, "
         "RAdam, ASGD, Rprop)",
     )
+    parser.add_argument(
+        "--baseline",
+        default="reference",
+        choices=("reference", "own-foreach"),
+        help="what each generated path is timed against: the reference class (default: "
+        "torch.optim's twin, pytorch_optimizer's class), or own-foreach: the generated class's "
+        "own foreach path (a paper optimizer's fused kernel against its foreach path)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     parser.add_argument(
         "--dtype", default="float32", choices=DTYPES, help="parameter dtype"
@@ -158,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=tuple(SIZES),
         help=(
             "parameter set: default ~21M (8192x768 embedding + 2 GPT-2-small blocks), "
-            "small ~2M, tiny ~5K"
+            "large ~204M (50304x1024 embedding + 12 blocks of width 1024), small ~2M, tiny ~5K"
         ),
     )
     parser.add_argument(
@@ -237,6 +246,23 @@ def _shapes(size: str) -> list[tuple[str, tuple[int, ...]]]:
         ]
     shapes += [("ln_f.weight", (d,)), ("ln_f.bias", (d,))]
     return shapes
+
+
+def machine(torch: Any, device: Any) -> str:
+    """The machine a run measured, in words: the CPU's model (and the GPU's)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} logical CPUs"
+    if device.type == "cuda":
+        text = f"{torch.cuda.get_device_name(device)}; host {text}"
+    return text
 
 
 def _describe_size(size: str) -> str:
@@ -531,11 +557,20 @@ def run(args: argparse.Namespace) -> int:
         f"{steps} timed + {warmup} warm-up steps per side, generated/reference interleaved "
         "step by step (order alternates); fixed random gradients"
     )
+    print(f"machine: {machine(torch, device)}")
+    own = getattr(args, "baseline", "reference") == "own-foreach"
     from_papers = [n for n in optimizers if n in papers]
-    print(
-        "reference: torch.optim's class of the same name"
-        + (f"; pytorch_optimizer's for {', '.join(from_papers)}" if from_papers else "")
-    )
+    if own:
+        print("reference: the generated class's own foreach path")
+    else:
+        print(
+            "reference: torch.optim's class of the same name"
+            + (
+                f"; pytorch_optimizer's for {', '.join(from_papers)}"
+                if from_papers
+                else ""
+            )
+        )
 
     def hyper(name: str) -> dict[str, Any]:
         return {**BENCH_KWARGS.get(name, {}), **options}
@@ -575,9 +610,12 @@ def run(args: argparse.Namespace) -> int:
             kwargs = hyper(name)
             reference = references[name]
             torch_kwargs = None
+            if own:
+                reference = getattr(gen, name)
+                torch_kwargs = dict(hyper(name), foreach=True)
             if impl == "fused":
                 kwargs["fused"] = True
-                if name not in torch_fused:
+                if name not in torch_fused or own:
                     torch_kwargs = dict(hyper(name), foreach=True)
             elif name not in NO_FOREACH and _takes(getattr(gen, name), "foreach"):
                 kwargs["foreach"] = IMPLS[impl]
@@ -683,7 +721,7 @@ def run(args: argparse.Namespace) -> int:
     versus_foreach = sorted(
         {r["optimizer"] for r in results if r["impl"] == "fused"} - torch_fused
     )
-    if versus_foreach:
+    if versus_foreach and not own:
         print(
             f"fused rows of {', '.join(versus_foreach)}: torch has no fused kernel on this device for "
             "them, its side is its foreach path"
@@ -725,6 +763,8 @@ def run(args: argparse.Namespace) -> int:
                 "seed": args.seed,
             },
             "environment": {
+                "machine": machine(torch, device),
+                "baseline": getattr(args, "baseline", "reference"),
                 "torch": torch.__version__,
                 "python": platform.python_version(),
                 "platform": platform.platform(),

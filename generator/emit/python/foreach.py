@@ -135,7 +135,8 @@ class ForeachPrinter:
 
     def _renames(self, name: str) -> list[str]:
         """A list's name and each name it takes in the branches around (``device_x`` →
-        ``device_x_3`` → ``device_x_3_7``): a later read at any of these levels reads it."""
+        ``device_x_3`` → ``device_x_3_7``): a later read at any of these levels reads it.
+        """
         names = [name]
         while name in self.rename:
             name = self.rename[name]

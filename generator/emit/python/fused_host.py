@@ -29,6 +29,7 @@ from generator.emit.python.facts import (
     reads_count_before_update,
 )
 from generator.emit.python.bodies import unread_tensors, to_scalar
+from generator.emit.cpp.kernel import native_kernel
 
 
 def fused_body(facts: ModuleFacts) -> str:
@@ -82,6 +83,12 @@ def fused_body(facts: ModuleFacts) -> str:
             facts.imports.need("_number_tensor")
             out(f"_{n} = _number_tensor({n})")
     out(f"kernel = _compiled_kernel{facts.suffix}(precision is not None)")
+    native = native_kernel(opt)
+    if native is not None:
+        # the native CPU kernel takes the parameters it can run (float32 or float64,
+        # contiguous) and runs them all in one call after the loop; the others, and every
+        # parameter under a precision policy, run the compiled kernel in the loop
+        out(f"native = _native_{fname}{facts.suffix}.batch(precision)")
     out("")
     out("for i, param in enumerate(params):")
     with out.indent():
@@ -124,6 +131,11 @@ def fused_body(facts: ModuleFacts) -> str:
                     )
         if host:
             out.lines += [("    " * out.level) + line for line in host.splitlines()]
+        if native is not None:
+            offered = ", ".join(tensors + numbers + decisions)
+            out(f"if native is not None and native.add({offered}):")
+            with out.indent():
+                out("continue")
         # the precision policy's inputs (generator.runtime.precision), cast in the kernel
         out("_compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)")
         flat = "_shaped" if keeps_shapes(opt) else "_flat"
@@ -138,7 +150,38 @@ def fused_body(facts: ModuleFacts) -> str:
         args += ["_compute", "_rounding"]
         args += [f"{flat}({t})" for t in ("_comp", "_noise")]
         out(f"kernel({', '.join(args)})")
+    if native is not None:
+        out("if native is not None:")
+        with out.indent():
+            out("native.run()")
     return out.text()
+
+
+def native_constant(opt: ir.Optimizer, fname: str) -> str:
+    """``_native_<fname> = NativeKernel(...)``: the pass's native CPU kernel (its C++ element
+    loop, generator.emit.cpp.kernel), or "" where the kernel has none."""
+    native = native_kernel(opt)
+    if native is None:
+        return ""
+
+    def names(xs) -> str:
+        quoted = [f'"{x}"' for x in xs]
+        return "(" + ", ".join(quoted) + ("," if len(quoted) == 1 else "") + ")"
+
+    return "\n".join(
+        [
+            f"_native_{fname} = NativeKernel(",
+            f'    "{fname}",',
+            f"    tensors={names(native.tensors)},",
+            f"    written={names(native.written)},",
+            f"    numbers={names(native.numbers)},",
+            f"    decisions={names(native.decisions)},",
+            '    source="""',
+            native.body,
+            '""",',
+            ")",
+        ]
+    )
 
 
 def _decides(opt: ir.Optimizer) -> set[str]:

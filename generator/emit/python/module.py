@@ -40,7 +40,7 @@ from generator.emit.python.group import (
     unpack,
 )
 from generator.emit.python.bodies import flat_step, multi_body, random_step, single_body
-from generator.emit.python.fused_host import fused_body
+from generator.emit.python.fused_host import fused_body, native_constant
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,6 +140,7 @@ class ModuleRenderer:
             ctx["fused_body"] = fused_body(facts)
             ctx["kernel"] = kernel_source(opt, ctx["fname"], facts.imports)
             ctx["kernel_casts"] = writes_casts(opt)
+            ctx["native"] = native_constant(opt, ctx["fname"])
             imports.append("_device_dtype_check_for_fused")
         elif opt.mode == "flat":
             ctx.update(flat_step(facts))
@@ -161,6 +162,9 @@ class ModuleRenderer:
                 for n in ("_device_number", "_flat", "_number_tensor", "_shaped")
                 if n in needed
             ]
+        )
+        ctx["has_native"] = bool(ctx.get("native")) or any(
+            p.get("native") for p in ctx["later_passes"]
         )
         ctx["linalg_imports"] = _sorted_imports(
             n for n in runtime_functions() + ["by_rank"] if n in needed
@@ -224,6 +228,7 @@ def later_pass(facts: ModuleFacts, p: ir.Pass, number: int) -> dict:
         ctx["fused_body"] = fused_body(sub)
         ctx["kernel"] = kernel_source(sub.opt, ctx["fname"], sub.imports)
         ctx["kernel_casts"] = writes_casts(sub.opt)
+        ctx["native"] = native_constant(sub.opt, ctx["fname"])
     return ctx
 
 

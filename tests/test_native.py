@@ -1,0 +1,290 @@
+"""The fused path's native CPU kernel (printed by generator.emit.cpp.kernel, compiled and called
+by generator.runtime.native): which optimizers have one, that a CPU fused step runs every
+parameter it can on it (never silently the compiled kernel), that it computes what the Python
+kernel computes over the spec's grid in float32, and what it leaves to the compiled kernel.
+
+Against the references it runs in test_every_path_vs_reference.py (the fused rows, float64) and
+test_torch_parity.py (torch's optim_db configurations).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import generated
+from generator.api import check_text
+from generator.runtime import kernels as K
+from generator.runtime import native as N
+from generator.verify.grid import grid, required_arguments
+from paths import seeded_grads, seeded_params
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = {
+    check_text(p.read_bytes(), f"specs/{p.name}").name: p
+    for p in sorted((ROOT / "specs").glob("*.optim"))
+}
+
+# The passes with a native kernel, per optimizer. A kernel that loses its native form (the
+# printer refuses an operation it wrote before) fails here, not as a slower step.
+NATIVE = {
+    name: ("",)
+    for name in (
+        # torch.optim's twins with a fused path
+        "ASGD", "Adadelta", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
+        "RMSprop", "Rprop", "SGD",
+        # paper optimizers and variants
+        "AdaBound", "AdaMod", "BertAdamW", "GrokFastAdamW",
+        "Kate", "LookaheadAdam", "LookaheadSGD", "QHAdam",
+        "ScheduleFreeAdamW", "SignSGD", "Tiger", "Yogi",
+    )
+}  # fmt: skip
+# SAM's four passes: the first two sum the gradients' norm (an optimizer's total) and move the
+# weights by it; the last two, after the closure, move them back and take the base's step
+NATIVE.update(
+    {name: ("_pass3", "_pass4") for name in ("SAMAdam", "SAMAdamW", "SAMSGD")}
+)
+
+# Fused kernels that keep the compiled kernel alone, and the operation that decides it.
+COMPILED_ONLY = {
+    "MADGRAD": "pow",  # (the cube root: the C library's pow does not vectorize)
+    "AdaBelief": "norm",  # (AdaNorm's gradient norm)
+    "Adan": "mean_except",  # (gradient centralization)
+    "AdEMAMix": "type_as",  # (the cautious mask)
+    "ADOPT": "type_as",
+    "CAME": "mean",
+    "CLion": "mean_except",
+    "DiffGrad": "norm",
+    "LARS": "norm",
+    "Lamb": "norm",
+    "LaProp": "type_as",
+    "Lion": "mean_except",
+    "LookaheadLion": "mean_except",
+    "MARS": "norm",
+    "NovoGrad": "norm",
+    "OrthoAdam": "at_least_float32",
+    "OrthoAdamW": "at_least_float32",
+    "OrthoLion": "at_least_float32",
+    "Prodigy": "total",  # (its first pass sums the optimizer's totals; the second, atan2)
+    "StableAdamW": "norm",
+}
+
+
+def _natives(cls) -> dict[str, N.NativeKernel]:
+    module = sys.modules[cls.__module__]
+    return {k: v for k, v in vars(module).items() if isinstance(v, N.NativeKernel)}
+
+
+def _fused_classes() -> dict[str, type]:
+    """The generated classes with a fused path (a ``_fused_<name>`` functional)."""
+    return {
+        name: getattr(generated, name)
+        for name in SPECS
+        if hasattr(generated, name)
+        and any(
+            k.startswith("_fused_")
+            for k in vars(sys.modules[getattr(generated, name).__module__])
+        )
+    }
+
+
+def test_the_optimizers_with_a_native_kernel_are_the_ones_the_suite_expects():
+    found = {}
+    for name, cls in _fused_classes().items():
+        natives = _natives(cls)
+        if natives:
+            found[name] = tuple(
+                sorted(re.search(r"(_pass\d+)?$", k).group() for k in natives)
+            )
+    assert found == NATIVE, (
+        f"native kernels gained: {sorted(set(found) - set(NATIVE))}, "
+        f"lost: {sorted(set(NATIVE) - set(found))}, "
+        f"passes differ: {sorted(n for n in found if n in NATIVE and found[n] != NATIVE[n])}"
+    )
+    # every fused optimizer is in one table or the other
+    assert set(_fused_classes()) == set(NATIVE) | set(COMPILED_ONLY)
+
+
+@pytest.mark.parametrize("name", sorted(COMPILED_ONLY))
+def test_a_kernel_without_a_native_form_says_which_operation_keeps_it_compiled(name):
+    from generator.driver import lowered
+    from generator.emit.cpp.kernel import why_not_native
+
+    checked = check_text(SPECS[name].read_bytes(), f"specs/{SPECS[name].name}")
+    why = why_not_native(lowered(checked))
+    assert why is not None and COMPILED_ONLY[name] in why, why
+
+
+def _make(cls, params, **kwargs):
+    return cls(params, **{**required_arguments(cls), **kwargs})
+
+
+# (an empty tensor has no block of the kernel's; the last spans two)
+SHAPES = [(7,), (4, 3), (), (0, 3), (2, 3, 4), (70000,)]
+
+
+def _spy(monkeypatch):
+    """Counts the rows the native kernels run, and fails any compiled kernel call."""
+    rows = []
+    run = N.Batch.run
+
+    def counted(self):
+        rows.append(sum(len(r[1]) for r in self.rows.values()))
+        run(self)
+
+    def refused(self, *args, **kwargs):
+        raise AssertionError(f"the compiled kernel {self.fn.__name__} ran")
+
+    monkeypatch.setattr(N.Batch, "run", counted)
+    monkeypatch.setattr(K.CompiledKernel, "__call__", refused)
+    return rows
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize(
+    "name", sorted(n for n, passes in NATIVE.items() if passes == ("",))
+)
+def test_a_cpu_fused_step_runs_every_parameter_on_the_native_kernel(
+    name, dtype, monkeypatch
+):
+    cls = getattr(generated, name)
+    params = [p.to(dtype).requires_grad_() for p in seeded_params(SHAPES)]
+    opt = _make(cls, params, fused=True)
+    rows = _spy(monkeypatch)
+    for grads in seeded_grads(SHAPES, 3, seed=1):
+        for p, g in zip(params, grads):
+            p.grad = g.to(dtype)
+        opt.step()
+    assert rows == [len(params)] * 3, f"rows run natively per step: {rows}"
+
+
+def test_what_the_native_kernel_cannot_take_runs_the_compiled_kernel(monkeypatch):
+    # a transposed parameter (not contiguous) and a bfloat16 one run the compiled kernel,
+    # the others the native one, in one step
+    params = [
+        torch.nn.Parameter(torch.randn(6, 5).t()),
+        torch.nn.Parameter(torch.randn(3, dtype=torch.bfloat16)),
+        torch.nn.Parameter(torch.randn(8)),
+        torch.nn.Parameter(torch.randn(2, 2)),
+    ]
+    compiled = []
+    rows = []
+    run = N.Batch.run
+    call = K.CompiledKernel.__call__
+
+    def counted(self):
+        rows.append(sum(len(r[1]) for r in self.rows.values()))
+        run(self)
+
+    def seen(self, *args, **kwargs):
+        compiled.append(args[0].dtype)
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(N.Batch, "run", counted)
+    monkeypatch.setattr(K.CompiledKernel, "__call__", seen)
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    opt = generated.Adam(params, lr=0.01, fused=True)
+    loop = generated.Adam(reference, lr=0.01, foreach=False)
+    with K.eager_kernels():
+        for _ in range(3):
+            for p, q in zip(params, reference):
+                g = torch.randn_like(p)
+                p.grad, q.grad = g.clone(), g.clone()
+            opt.step()
+            loop.step()
+    assert rows == [2, 2, 2] and compiled == [torch.float32, torch.bfloat16] * 3, (
+        rows,
+        compiled,
+    )
+    for p, q in zip(params, reference):
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+
+
+def test_the_native_kernel_compiles_once_per_configuration_not_per_shape_or_value():
+    kernel = generated.adam._native_adam
+    before = dict(kernel._libraries)
+    for shapes in ([(3,), (4, 5)], [(2, 2, 2), (9,), ()]):
+        params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+        opt = generated.Adam(params, lr=0.01, fused=True)
+        for step in range(3):
+            for g in opt.param_groups:
+                g["lr"] = 0.01 / (step + 1)
+            for p in params:
+                p.grad = torch.randn_like(p)
+            opt.step()
+    made = set(kernel._libraries) - set(before)
+    assert made <= {(torch.float32, (False, False, False, False))}, made
+
+
+def test_under_a_precision_policy_or_turned_off_the_compiled_kernel_runs(monkeypatch):
+    rows = []
+    run = N.Batch.run
+    monkeypatch.setattr(
+        N.Batch, "run", lambda self: rows.append(len(self.rows)) or run(self)
+    )
+    params = [torch.nn.Parameter(torch.randn(5))]
+    opt = generated.Adam(params, lr=0.01, fused=True)
+    params[0].grad = torch.randn(5)
+    with K.eager_kernels(), N.native_kernels(False):
+        opt.step()
+    assert rows == []
+    opt.step()
+    assert rows == [1]
+
+
+def _accepted(cls):
+    def accepted(kwargs) -> bool:
+        for shape in ((2, 2), (2,)):
+            try:
+                _make(cls, [torch.zeros(shape, requires_grad=True)], **kwargs)
+                return True
+            except Exception:
+                pass
+        return False
+
+    return accepted
+
+
+def _trajectory(cls, kwargs, dtype, native: bool, steps: int):
+    params = [p.to(dtype).requires_grad_() for p in seeded_params(SHAPES[:5], seed=3)]
+    opt = _make(cls, params, fused=True, **kwargs)
+    for grads in seeded_grads(SHAPES[:5], steps, seed=4):
+        for p, g in zip(params, grads):
+            p.grad = g.to(dtype)
+        with K.eager_kernels(), N.native_kernels(native), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            opt.step()
+    return [p.detach() for p in params]
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, passes in NATIVE.items() if passes == ("",))
+)
+def test_the_native_kernel_computes_what_the_python_kernel_computes(name):
+    # float32, every configuration of the spec's grid, 8 steps of gradients from 1e-6 to
+    # 1e2: the two compute the same operations in the same order (each a float32 rounding;
+    # torch's own functions may differ from the C library's by an ulp), so they stay
+    # within a few float32 ulps of each other's size
+    cls = getattr(generated, name)
+    checked = check_text(SPECS[name].read_bytes(), f"specs/{SPECS[name].name}")
+    configs, _ = grid(checked, cls, None, 8, _accepted(cls))
+    differ = []
+    for config in configs:
+        kwargs = config.as_dict()
+        ours = _trajectory(cls, kwargs, torch.float32, True, 8)
+        python = _trajectory(cls, kwargs, torch.float32, False, 8)
+        for k, (a, b) in enumerate(zip(ours, python)):
+            if b.numel() == 0:
+                continue
+            scale = b.abs().max().item() or 1.0
+            gap = (a - b).abs().max().item() / scale
+            if not gap <= 1e-5:
+                differ.append(f"{config.label} param {k}: {gap:.2e} of its size")
+    assert not differ, "native kernel differs from the Python kernel:\n" + "\n".join(
+        differ
+    )
