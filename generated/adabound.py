@@ -863,9 +863,9 @@ exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
 exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
 if (ams_bound) {
   max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
-  denom = (std::sqrt((max_exp_avg_sq[i] + T(1e-15))) + T(eps));
+  denom = (og_sqrt((max_exp_avg_sq[i] + T(1e-15))) + T(eps));
 } else {
-  denom = (std::sqrt((exp_avg_sq[i] + T(1e-15))) + T(eps));
+  denom = (og_sqrt((exp_avg_sq[i] + T(1e-15))) + T(eps));
 }
 param[i] = (param[i] - (og_clamp_max(og_clamp_min(((T(1) / denom) * T(step_size)), T(lower)), T(upper)) * exp_avg[i]));
 """,

@@ -548,15 +548,15 @@ def _fused_adadelta(
     _rho = _number_tensor(rho)
     _eps = _number_tensor(eps)
     _lr = _number_tensor(lr)
+    if params:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
     kernel = _compiled_kernel(precision is not None)
     native = _native_adadelta.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
-        step_t = state_steps[i]
         square_avg = square_avgs[i]
         acc_delta = acc_deltas[i]
-        step_t += 1
         weight_decay_nonzero = weight_decay != 0
         if native is not None and native.add(
             param,
@@ -684,8 +684,8 @@ if (weight_decay_nonzero) {
 }
 square_avg[i] = (square_avg[i] * T(rho));
 square_avg[i] = (square_avg[i] + ((*g) * T((1.0 - rho))) * (*g));
-std_ = std::sqrt((square_avg[i] + T(eps)));
-delta = ((std::sqrt((acc_delta[i] + T(eps))) / std_) * (*g));
+std_ = og_sqrt((square_avg[i] + T(eps)));
+delta = ((og_sqrt((acc_delta[i] + T(eps))) / std_) * (*g));
 acc_delta[i] = (acc_delta[i] * T(rho));
 acc_delta[i] = (acc_delta[i] + (delta * T((1.0 - rho))) * delta);
 param[i] = (param[i] + (delta * T((-lr))));

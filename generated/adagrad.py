@@ -571,6 +571,8 @@ def _fused_adagrad(
     lr = _to_scalar(lr)
     _weight_decay = _number_tensor(weight_decay)
     _eps = _number_tensor(eps)
+    if params:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
     kernel = _compiled_kernel(precision is not None)
     native = _native_adagrad.batch(precision)
 
@@ -578,7 +580,6 @@ def _fused_adagrad(
         grad = grads[i]
         step_t = state_steps[i]
         state_sum = state_sums[i]
-        step_t += 1
         step = _get_value(step_t)
         weight_decay_nonzero = weight_decay != 0
         clr = lr / (1 + (step - 1) * lr_decay)
@@ -696,7 +697,7 @@ if (weight_decay_nonzero) {
   g = &og_g_1;
 }
 state_sum[i] = (state_sum[i] + (*g) * (*g));
-std_ = (std::sqrt(state_sum[i]) + T(eps));
+std_ = (og_sqrt(state_sum[i]) + T(eps));
 param[i] = (param[i] + ((*g) * T((-clr))) / std_);
 """,
 )

@@ -575,6 +575,8 @@ def _fused_adamax(
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
+    if params:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
     kernel = _compiled_kernel(precision is not None)
     native = _native_adamax.batch(precision)
 
@@ -583,7 +585,6 @@ def _fused_adamax(
         step_t = state_steps[i]
         exp_avg = exp_avgs[i]
         exp_inf = exp_infs[i]
-        step_t += 1
         step = _get_value(step_t)
         weight_decay_nonzero = weight_decay != 0
         clr = lr / (1 - beta1**step)
@@ -713,7 +714,7 @@ if (weight_decay_nonzero) {
 }
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
 exp_inf[i] = (exp_inf[i] * T(beta2));
-exp_inf[i] = og_maximum(exp_inf[i], (std::abs((*g)) + T(eps)));
+exp_inf[i] = og_maximum(exp_inf[i], (og_abs((*g)) + T(eps)));
 param[i] = (param[i] + (exp_avg[i] * T((-clr))) / exp_inf[i]);
 """,
 )

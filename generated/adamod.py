@@ -777,7 +777,7 @@ if (weight_decay_nonzero) {
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
 exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
-eta = ((T(1) / (std::sqrt(exp_avg_sq[i]) + T(eps))) * T(step_size));
+eta = ((T(1) / (og_sqrt(exp_avg_sq[i]) + T(eps))) * T(step_size));
 exp_avg_lr[i] = og_lerp(exp_avg_lr[i], eta, T((1.0 - beta3)));
 param[i] = (param[i] - (og_minimum(eta, exp_avg_lr[i]) * exp_avg[i]));
 """,

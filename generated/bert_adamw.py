@@ -555,6 +555,8 @@ def _fused_bert_adamw(
     _eps = _number_tensor(eps)
     _lr = _number_tensor(lr)
     _weight_decay = _number_tensor(weight_decay)
+    if params:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
     kernel = _compiled_kernel(precision is not None)
     native = _native_bert_adamw.batch(precision)
 
@@ -564,7 +566,6 @@ def _fused_bert_adamw(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         step_size = 0.0
-        step_t += 1
         step = _get_value(step_t)
         step_size = (
             lr * math.sqrt(1 - beta2**step) / (1 - beta1**step) if correct_bias else lr
@@ -688,7 +689,7 @@ exp_avg[i] = (exp_avg[i] * T(beta1));
 exp_avg[i] = (exp_avg[i] + (grad[i] * T((1.0 - beta1))));
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
 exp_avg_sq[i] = (exp_avg_sq[i] + (grad[i] * T((1.0 - beta2))) * grad[i]);
-denom = (std::sqrt(exp_avg_sq[i]) + T(eps));
+denom = (og_sqrt(exp_avg_sq[i]) + T(eps));
 param[i] = (param[i] + (exp_avg[i] * T((-step_size))) / denom);
 if (weight_decay_positive) {
   param[i] = (param[i] + (param[i] * T((-(lr * weight_decay)))));

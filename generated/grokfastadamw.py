@@ -1112,9 +1112,9 @@ exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
 exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
 if (amsgrad) {
   max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
-  denom = ((std::sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+  denom = ((og_sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
 } else {
-  denom = ((std::sqrt(exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+  denom = ((og_sqrt(exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
 }
 param[i] = (param[i] + (exp_avg[i] * T((-step_size))) / denom);
 """,

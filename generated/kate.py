@@ -670,8 +670,8 @@ if (weight_decay_nonzero) {
   }
 }
 b_sq = (((b[i] * b[i]) + (*g) * (*g)) + T(eps));
-m[i] = std::sqrt((((m[i] * m[i]) + ((*g) * T(delta)) * (*g)) + ((*g) * (*g)) / b_sq));
+m[i] = og_sqrt((((m[i] * m[i]) + ((*g) * T(delta)) * (*g)) + ((*g) * (*g)) / b_sq));
 param[i] = (param[i] + (((m[i] * (*g)) / b_sq) * T((-lr))));
-b[i] = std::sqrt(b_sq);
+b[i] = og_sqrt(b_sq);
 """,
 )

@@ -814,6 +814,8 @@ def _fused_laprop(
     _beta1 = _number_tensor(beta1)
     _lr = _number_tensor(lr)
     _weight_decay = _number_tensor(weight_decay)
+    if params:
+        torch._foreach_add_(momentum_steps, torch.tensor(1.0), alpha=1)
     kernel = _compiled_kernel(precision is not None)
 
     for i, param in enumerate(params):
@@ -824,7 +826,6 @@ def _fused_laprop(
         exp_mean_avg_beta2 = exp_mean_avg_beta2s[i] if centered else None
         max_exp_avg_sq = max_exp_avg_sqs[i] if ams_bound else None
         step_gt_steps_before_using_centered = False
-        momentum_step_t += 1
         momentum_step = _get_value(momentum_step_t)
         bias_correction1 = 1 - beta1**momentum_step
         if centered:

@@ -906,6 +906,8 @@ def _fused_lookaheadadam(
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
     _alpha = _number_tensor(alpha)
+    if params:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
     kernel = _compiled_kernel(precision is not None)
     native = _native_lookaheadadam.batch(precision)
 
@@ -917,7 +919,6 @@ def _fused_lookaheadadam(
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
         slow_params = slow_params_list[i]
         slow_momentum = slow_momentums[i] if pullback_momentum == "pullback" else None
-        step_t += 1
         step = _get_value(step_t)
         weight_decay_nonzero = weight_decay != 0
         bias_correction1 = 1 - beta1**step
@@ -1141,9 +1142,9 @@ exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
 exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
 if (amsgrad) {
   max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
-  denom = ((std::sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+  denom = ((og_sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
 } else {
-  denom = ((std::sqrt(exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+  denom = ((og_sqrt(exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
 }
 param[i] = (param[i] + (exp_avg[i] * T((-step_size))) / denom);
 if (counter_zero) {

@@ -748,6 +748,8 @@ def _fused_nadam(
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
+    if params:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
     kernel = _compiled_kernel(precision is not None)
     native = _native_nadam.batch(precision)
 
@@ -757,7 +759,6 @@ def _fused_nadam(
         mu_product_t = mu_products[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        step_t += 1
         step = _get_value(step_t)
         bias_correction2 = 1 - beta2**step
         weight_decay_nonzero = weight_decay != 0
@@ -931,7 +932,7 @@ if (weight_decay_nonzero) {
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
 exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
-denom = (std::sqrt((exp_avg_sq[i] / T(bias_correction2))) + T(eps));
+denom = (og_sqrt((exp_avg_sq[i] / T(bias_correction2))) + T(eps));
 param[i] = (param[i] + ((*g) * T((-((lr * (1.0 - mu)) / (1.0 - mu_product))))) / denom);
 param[i] = (param[i] + (exp_avg[i] * T((-((lr * mu_next) / (1.0 - mu_product_next))))) / denom);
 """,

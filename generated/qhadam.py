@@ -956,7 +956,7 @@ if (weight_decay_nonzero) {
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T(beta1_rate));
 exp_avg_sq[i] = og_lerp(exp_avg_sq[i], ((*g) * (*g)), T(beta2_rate));
 numer = ((exp_avg[i] * T(nu1)) + ((*g) * T((1.0 - nu1))));
-denom = (std::sqrt(((exp_avg_sq[i] * T(nu2)) + ((*g) * T((1.0 - nu2))) * (*g))) + T(eps));
+denom = (og_sqrt(((exp_avg_sq[i] * T(nu2)) + ((*g) * T((1.0 - nu2))) * (*g))) + T(eps));
 param[i] = (param[i] + (numer * T((-lr))) / denom);
 """,
 )

@@ -925,7 +925,7 @@ exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
 exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
 m_hat = (exp_avg[i] / T(bias_correction1));
 if (rho_t_gt_5_0) {
-  adaptive_lr = ((T(1) / (std::sqrt(exp_avg_sq[i]) + T(eps))) * T(std::pow(bias_correction2, 0.5)));
+  adaptive_lr = ((T(1) / (og_sqrt(exp_avg_sq[i]) + T(eps))) * T(__builtin_pow(bias_correction2, 0.5)));
   param[i] = (param[i] - (((m_hat * T(lr)) * adaptive_lr) * T(rect)));
 } else {
   param[i] = (param[i] - (m_hat * T(lr)));

@@ -653,16 +653,16 @@ def _fused_rmsprop(
     _eps = _number_tensor(eps)
     _momentum = _number_tensor(momentum)
     _lr = _number_tensor(lr)
+    if params:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
     kernel = _compiled_kernel(precision is not None)
     native = _native_rmsprop.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
-        step_t = state_steps[i]
         square_avg = square_avgs[i]
         momentum_buffer = momentum_buffers[i] if momentum > 0 else None
         grad_avg = grad_avgs[i] if centered else None
-        step_t += 1
         weight_decay_nonzero = weight_decay != 0
         momentum_positive = momentum > 0
         if native is not None and native.add(
@@ -816,9 +816,9 @@ square_avg[i] = (square_avg[i] * T(alpha));
 square_avg[i] = (square_avg[i] + ((*g) * T((1.0 - alpha))) * (*g));
 if (centered) {
   grad_avg[i] = og_lerp(grad_avg[i], (*g), T((1.0 - alpha)));
-  avg = (std::sqrt((square_avg[i] + (grad_avg[i] * T(-1.0)) * grad_avg[i])) + T(eps));
+  avg = (og_sqrt((square_avg[i] + (grad_avg[i] * T(-1.0)) * grad_avg[i])) + T(eps));
 } else {
-  avg = (std::sqrt(square_avg[i]) + T(eps));
+  avg = (og_sqrt(square_avg[i]) + T(eps));
 }
 if (momentum_positive) {
   momentum_buffer[i] = (momentum_buffer[i] * T(momentum));

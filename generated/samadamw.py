@@ -1967,6 +1967,8 @@ def _fused_samadamw_pass4(
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
+    if params:
+        torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
     kernel = _compiled_kernel_pass4(precision is not None)
     native = _native_samadamw_pass4.batch(precision)
 
@@ -1977,7 +1979,6 @@ def _fused_samadamw_pass4(
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
         old_p = old_ps[i]
-        step_t += 1
         step = _get_value(step_t)
         weight_decay_nonzero = weight_decay != 0
         bias_correction1 = 1 - beta1**step
@@ -2157,9 +2158,9 @@ exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
 exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
 if (amsgrad) {
   max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
-  denom = ((std::sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+  denom = ((og_sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
 } else {
-  denom = ((std::sqrt(exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
+  denom = ((og_sqrt(exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));
 }
 param[i] = (param[i] + (exp_avg[i] * T((-step_size))) / denom);
 """,

@@ -927,10 +927,10 @@ if (maximize) {
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
 exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
 if (ams_bound) {
-  max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], (exp_avg_sq[i] / T((1.0 - std::pow(beta2, step)))));
-  u = ((*g) / (std::sqrt((max_exp_avg_sq[i] + T(1e-15))) + T(eps)));
+  max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], (exp_avg_sq[i] / T((1.0 - __builtin_pow(beta2, step)))));
+  u = ((*g) / (og_sqrt((max_exp_avg_sq[i] + T(1e-15))) + T(eps)));
 } else {
-  u = ((*g) / (std::sqrt(((exp_avg_sq[i] / T((1.0 - std::pow(beta2, step)))) + T(1e-15))) + T(eps)));
+  u = ((*g) / (og_sqrt(((exp_avg_sq[i] / T((1.0 - __builtin_pow(beta2, step)))) + T(1e-15))) + T(eps)));
 }
 if (weight_decay_positive) {
   u = (u + (param[i] * T(weight_decay)));

@@ -767,7 +767,7 @@ if (weight_decay_nonzero) {
 g2 = ((*g) * (*g));
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
 exp_avg_sq[i] = (exp_avg_sq[i] + (og_sign((exp_avg_sq[i] - g2)) * T((-(1.0 - beta2)))) * g2);
-denom = ((std::sqrt(exp_avg_sq[i]) / T(std::sqrt((1.0 - std::pow(beta2, step))))) + T(eps));
+denom = ((og_sqrt(exp_avg_sq[i]) / T(__builtin_sqrt((1.0 - __builtin_pow(beta2, step))))) + T(eps));
 param[i] = (param[i] + (exp_avg[i] * T((-(lr / bias_correction1)))) / denom);
 """,
 )

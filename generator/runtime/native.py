@@ -74,14 +74,17 @@ DTYPES = {torch.float32: "float", torch.float64: "double"}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 # Operations with torch's own formula or NaN rule, for the kernels' element expressions.
-PRELUDE = r"""#include <cmath>
-#include <cstdint>
-#include <cstdlib>
+PRELUDE = r"""// no headers: the compiler's builtins (a header costs more to parse than the kernel)
+typedef long long int64_t;
 
 namespace {
+inline float og_sqrt(float x) { return __builtin_sqrtf(x); }
+inline double og_sqrt(double x) { return __builtin_sqrt(x); }
+inline float og_abs(float x) { return __builtin_fabsf(x); }
+inline double og_abs(double x) { return __builtin_fabs(x); }
 // torch's lerp: the end's side for a weight of 0.5 or more (exact at weight 1)
 template <typename T> inline T og_lerp(T s, T e, T w) {
-  return std::abs(w) < T(0.5) ? s + w * (e - s) : e - (e - s) * (T(1) - w);
+  return og_abs(w) < T(0.5) ? s + w * (e - s) : e - (e - s) * (T(1) - w);
 }
 // torch.maximum / torch.minimum: NaN if either is
 template <typename T> inline T og_maximum(T a, T b) {
@@ -108,7 +111,7 @@ extern "C" void og_step(int64_t rows, void* const* ptrs, const int64_t* numel,
                         const double* nums, int threads) {
   const int64_t block = 32768;
   // starts[r]: the first block of row r (a row of no elements has none)
-  int64_t* starts = static_cast<int64_t*>(std::malloc(sizeof(int64_t) * (rows + 1)));
+  int64_t* starts = static_cast<int64_t*>(__builtin_malloc(sizeof(int64_t) * (rows + 1)));
   starts[0] = 0;
   for (int64_t r = 0; r < rows; ++r) starts[r + 1] = starts[r] + (numel[r] + block - 1) / block;
   const int64_t blocks = starts[rows];
@@ -126,7 +129,7 @@ extern "C" void og_step(int64_t rows, void* const* ptrs, const int64_t* numel,
     const int64_t hi = lo + block < numel[first] ? lo + block : numel[first];
     og_rows(lo, hi, numel[first], ptrs + first * OG_TENSORS, nums + first * OG_NUMBERS);
   }
-  std::free(starts);
+  __builtin_free(starts);
 }
 """
 

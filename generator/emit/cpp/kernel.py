@@ -86,9 +86,9 @@ UNARY = {
     "neg": "(-{0})",
     "reciprocal": "(T(1) / {0})",
     "square": "({0} * {0})",
-    "sqrt": "std::sqrt({0})",
-    "rsqrt": "(T(1) / std::sqrt({0}))",
-    "abs": "std::abs({0})",
+    "sqrt": "og_sqrt({0})",
+    "rsqrt": "(T(1) / og_sqrt({0}))",
+    "abs": "og_abs({0})",
     "sign": "og_sign({0})",
     "clone": "{0}",
 }
@@ -104,20 +104,20 @@ CALLS = {
 }
 # functions of numbers (doubles)
 NUMBER_CALLS = {
-    "sqrt": "std::sqrt",
-    "abs": "std::abs",
-    "exp": "std::exp",
-    "log": "std::log",
-    "cos": "std::cos",
-    "sin": "std::sin",
-    "atan2": "std::atan2",
+    "sqrt": "__builtin_sqrt",
+    "abs": "__builtin_fabs",
+    "exp": "__builtin_exp",
+    "log": "__builtin_log",
+    "cos": "__builtin_cos",
+    "sin": "__builtin_sin",
+    "atan2": "__builtin_atan2",
 }
 # pow(x, c) with a constant exponent as torch's CPU kernel computes it
 POWERS = {
     2.0: "({0} * {0})",
     3.0: "({0} * {0} * {0})",
-    0.5: "std::sqrt({0})",
-    -0.5: "(T(1) / std::sqrt({0}))",
+    0.5: "og_sqrt({0})",
+    -0.5: "(T(1) / og_sqrt({0}))",
     -1.0: "(T(1) / {0})",
     -2.0: "(T(1) / ({0} * {0}))",
 }
@@ -419,9 +419,9 @@ class _Printer:
             if isinstance(v, (int, float)):
                 v = float(v)
                 if v != v:
-                    return "NAN"
+                    return '__builtin_nan("")'
                 if v in (float("inf"), float("-inf")):
-                    return "INFINITY" if v > 0 else "(-INFINITY)"
+                    return "__builtin_inf()" if v > 0 else "(-__builtin_inf())"
                 return repr(v)
             raise Unsupported(f"the constant {v!r}")
         if isinstance(e, ir.SRef):
@@ -435,7 +435,7 @@ class _Printer:
             if e.op in ("+", "-", "*", "/"):
                 return f"({a} {e.op} {b})"
             if e.op == "**":
-                return f"std::pow({a}, {b})"
+                return f"__builtin_pow({a}, {b})"
             if e.op in ("and", "or"):
                 return f"({a} {'&&' if e.op == 'and' else '||'} {b})"
             if e.op in ("==", "!=", "<", "<=", ">", ">="):

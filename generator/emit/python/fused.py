@@ -25,7 +25,7 @@ from generator.ir import uses
 from generator.language.builtins import BUILTINS, CASTS
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.blocks import Imports, Lines, _print_if
-from generator.emit.python.scalars import ScalarPrinter
+from generator.emit.python.scalars import ScalarPrinter, count_value
 from generator.emit.python.single import SingleTensorPrinter, fold_keywords
 
 # Operations the kernel may contain: elementwise, so the tensors can be flattened.
@@ -240,6 +240,9 @@ class HostPrinter(SingleTensorPrinter):
         # decisions are Python bools: the host reads numbers, capturable or not
         super().__init__(opt, imports, capturable_counters=False)
         self.split = split
+        self.counted: set[int] = (
+            set()
+        )  # counter updates done before the loop (group_counts)
         # under a precision policy the for-loop computes on copies in the compute dtype: a
         # number that depends on a tensor's dtype is that dtype's here too, so that every path
         # decides the same (StableAdamW's check of machine_epsilon(param))
@@ -286,6 +289,10 @@ class HostPrinter(SingleTensorPrinter):
                     out(f"if not {name}:")
                     with out.indent():
                         self.body(orelse, out)
+            elif id(s) in self.counted:  # (updated before the loop: read only)
+                if s.read_after:
+                    value = count_value(self.opt, f"{s.state}_t", False, self.imports)
+                    out(f"{s.state} = {value}")
             else:
                 self.stmt(s, out)
 
@@ -511,6 +518,27 @@ def kernel_source(opt: ir.Optimizer, fname: str, imports: Imports) -> str:
     return out.text()
 
 
+def group_counts(opt: ir.Optimizer) -> list[ir.CountUpdate]:
+    """The counter updates the update opens with (``t <- t + 1``), each by a number of the
+    group: done for the whole group at once before the host loop (one foreach call, as
+    torch's fused path does), not once per parameter."""
+    out = []
+    for s in opt.body:
+        if not isinstance(s, ir.CountUpdate):
+            break
+        st = next(b for b in opt.states if b.key == s.state)
+        if (
+            s.scope != "parameter"
+            or s.op != "+="
+            or st.as_number
+            or st.condition is not None
+            or uses(s.value, lambda x: isinstance(x, ir.SRef) and x.varying)
+        ):
+            break
+        out.append(s)
+    return out
+
+
 def host_source(
     opt: ir.Optimizer, fname: str, imports: Imports
 ) -> tuple[str, list[str], list[str], list[str]]:
@@ -530,5 +558,7 @@ def host_source(
             if s.name not in made:
                 made.add(s.name)
                 out(f"{s.name} = 0.0")
-    HostPrinter(opt, split, imports).body(opt.body, out)
+    printer = HostPrinter(opt, split, imports)
+    printer.counted = {id(s) for s in group_counts(opt)}
+    printer.body(opt.body, out)
     return out.text(), tensors, numbers, decisions

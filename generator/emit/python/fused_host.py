@@ -18,6 +18,7 @@ from generator.emit.python.scalars import count_value
 from generator.emit.python.single import SingleTensorPrinter
 from generator.emit.python.fused import (
     first_values_on_host,
+    group_counts,
     host_source,
     keeps_shapes,
     lazy_made_here,
@@ -82,6 +83,19 @@ def fused_body(facts: ModuleFacts) -> str:
         if n in group_level:
             facts.imports.need("_number_tensor")
             out(f"_{n} = _number_tensor({n})")
+    counts = group_counts(opt)
+    if counts:
+        # the counters the update opens with, for the whole group at once (as torch's fused
+        # path does), each read in the loop; a number added to CPU tensors one by one is
+        # wrapped into a tensor each time, a tensor of 1 times alpha is not (torch's trick)
+        out("if params:")
+        with out.indent():
+            for s in counts:
+                st = next(b for b in opt.states if b.key == s.state)
+                out(
+                    f"torch._foreach_add_({st.list_name}, torch.tensor(1.0), "
+                    f"alpha={printer.scalar(s.value)})"
+                )
     out(f"kernel = _compiled_kernel{facts.suffix}(precision is not None)")
     native = native_kernel(opt)
     if native is not None:
@@ -94,6 +108,19 @@ def fused_body(facts: ModuleFacts) -> str:
     with out.indent():
         out("grad = grads[i]")
         unread = unread_tensors(facts)
+        # a counter updated before the loop and not read: the loop has no use for it
+        unread |= {
+            st.var
+            for st in facts.param_states()
+            if st.kind == "count"
+            and any(c.state == st.key for c in counts)
+            and not any(
+                isinstance(x, ir.CountUpdate)
+                and x.state == st.key
+                and (x.read_after or not any(x is c for c in counts))
+                for x in ir.walk(opt.body)
+            )
+        }
         for s in facts.param_states():
             if s.kind == "count" and s.var in unread:  # (another pass's counter)
                 continue
