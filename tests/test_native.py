@@ -205,6 +205,21 @@ def test_what_the_native_kernel_cannot_take_runs_the_compiled_kernel(monkeypatch
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
 
 
+def test_a_native_step_tells_autograd_it_changed_the_tensors_in_place():
+    # (as torch's in-place operations do: a graph that saved the parameter before the step
+    # then refuses to backpropagate through it, rather than use the changed values)
+    param = torch.nn.Parameter(torch.randn(4))
+    saved = (param * param).sum()  # (mul saves param for its backward)
+    opt = generated.Adam([param], lr=0.01, fused=True)
+    param.grad = torch.randn(4)
+    before = param._version
+    opt.step()
+    state = opt.state[param]
+    assert param._version > before and state["exp_avg"]._version > 0
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        saved.backward()
+
+
 def test_the_native_kernel_compiles_once_per_configuration_not_per_shape_or_value():
     kernel = generated.adam._native_adam
     before = dict(kernel._libraries)
@@ -288,3 +303,62 @@ def test_the_native_kernel_computes_what_the_python_kernel_computes(name):
     assert not differ, "native kernel differs from the Python kernel:\n" + "\n".join(
         differ
     )
+
+
+EDGES = """optimizer EdgeOps
+check not is_complex(param) else "real parameters only"
+input lr: float = 0.5
+input fused: bool? = none, keyword
+state a (a) <- param
+state b (b) <- param
+state c (c) <- param
+state d (d) <- param
+state e (e) <- param
+update:
+    a <- max(a, grad)
+    b <- min(b, grad)
+    c <- clamp(c + grad, -1, 1)
+    d <- lerp(d, grad, 0.75) + abs(d)
+    e <- sign(grad) + sign(e)
+    param <- param - lr * where(grad > 0, a, b)
+"""
+
+SPECIAL = [
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+    0.0,
+    -0.0,
+    1e-30,
+    -1e30,
+    0.5,
+    -2.0,
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_the_native_kernel_keeps_torchs_rules_for_nan_infinities_and_signed_zeros(
+    dtype,
+):
+    # NaN in, NaN out for maximum, minimum and clamp (either operand), sign of NaN and of -0
+    # is 0, lerp's two formulas: every pair of special values, against the Python kernel
+    from generator.api import compile_text, load_spec
+
+    assert "og_maximum(" in compile_text(EDGES)  # (it has a native kernel)
+    cls = load_spec(EDGES)
+    values = torch.tensor(SPECIAL, dtype=dtype)
+    grid_p, grid_g = torch.meshgrid(values, values, indexing="ij")
+    runs = []
+    for native in (True, False):
+        param = torch.nn.Parameter(grid_p.flatten().clone())
+        opt = cls([param], fused=True)
+        with K.eager_kernels(), N.native_kernels(native), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for step in range(3):
+                param.grad = grid_g.flatten().roll(step)
+                opt.step()
+        runs.append([param.detach()] + [opt.state[param][k] for k in "abcde"])
+    for name, a, b in zip(["param", "a", "b", "c", "d", "e"], *runs):
+        torch.testing.assert_close(
+            a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{name}: {m}"
+        )

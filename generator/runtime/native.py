@@ -1,16 +1,16 @@
 """Runtime of the fused path's native CPU kernels: C++ printed from the IR by the generator
-(generator.emit.native), compiled here with the system's C++ compiler on first use, cached on
+(generator.emit.cpp.kernel), compiled here with the system's C++ compiler on first use, cached on
 disk, and called once per parameter group through ctypes.
 
 Why not torch.compile on the CPU: a compiled call per parameter pays dynamo's guards and
 inductor's wrapper (50–150 µs each), which left the fused step 1.3–1.5× torch's fused one, and
 one compiled function over the whole list costs an 11 s compilation per set of shapes. A
-kernel that takes a table of tensor addresses instead compiles in about 0.3 s with the decisions
+kernel that takes a table of tensor addresses instead compiles in 0.1-0.15 s with the decisions
 of its configuration known (an `if` on a group flag is resolved by the compiler, so the element
 loop vectorizes), serves every set of shapes, and its host side is one foreign call per group.
 
 The generated ``_fused_<name>`` asks ``batch()`` for a batch at the start of a step (None: the
-compiled per-parameter kernel runs, see ``available``), offers each parameter's tensors, numbers
+compiled per-parameter kernel runs), offers each parameter's tensors, numbers
 and decisions with ``add`` (False: that parameter runs the compiled kernel, e.g. a bfloat16 or
 non-contiguous tensor), and ``run``s the batch after its host loop: the parameters' updates are
 independent, so running them after the loop is running them in it. A kernel is compiled once per
@@ -135,7 +135,7 @@ extern "C" void og_step(int64_t rows, void* const* ptrs, const int64_t* numel,
 
 
 class NativeKernel:
-    """One fused kernel's C++ element loop (printed by generator.emit.native), with what it
+    """One fused kernel's C++ element loop (printed by generator.emit.cpp.kernel), with what it
     takes in order, named as the source names them: its tensors (those it writes among them),
     its numbers and its decisions."""
 

@@ -13,8 +13,10 @@ Types follow torch's promotion: an element is of the parameter's dtype ``T``, a 
 that becomes ``T`` where it meets an element, a comparison a ``bool`` that becomes ``T`` in
 arithmetic. Operations with a formula of torch's own are the runtime's (``og_lerp``,
 ``og_maximum``, ... in generator.runtime.native's prelude). What the printer cannot write
-(a reduction, a shape, a cast, a list state, an optimizer's total) makes ``native_kernel``
-return None, with the reason, and the compiled kernel is the fused path's only one.
+(a reduction, a shape, a cast, a list state, an optimizer's total, or a function the C library
+would compute one element at a time: exp, log, cos, sin, atan2, pow to most exponents) makes
+``native_kernel`` return None, and ``why_not_native`` says what; the compiled kernel is then the
+fused path's only one.
 """
 
 from __future__ import annotations

@@ -10,9 +10,12 @@ learning rate is a new input, not a recompilation. In the kernel, torch's ``alph
 (which must be Python numbers) become multiplications of an operand, and a lazy state is made
 before the kernel and given its first value inside it.
 
-That is the CPU design. On an accelerator a compiled call per parameter costs more than the kernel
-it runs (a launch and dynamo's guards each), so there ``_fused_<name>`` compiles the multi-tensor
-path whole instead (generator.emit.python.module): one graph of foreach kernels, counters on the device.
+On the CPU the same kernel statements printed as C++ (generator.emit.cpp.kernel) run instead where
+the printer can write them, one call per group; this compiled kernel is their fallback (a bfloat16
+or non-contiguous tensor, a precision policy). On an accelerator a compiled call per parameter
+costs more than the kernel it runs (a launch and dynamo's guards each), so there
+``_fused_<name>`` compiles the multi-tensor path whole instead (generator.emit.python.module): one
+graph of foreach kernels, counters on the device.
 """
 
 from __future__ import annotations
