@@ -166,6 +166,7 @@ def test_a_cpu_fused_step_runs_every_parameter_on_the_native_kernel(
 def test_what_the_native_kernel_cannot_take_runs_the_compiled_kernel(monkeypatch):
     # a transposed parameter (not contiguous) and a bfloat16 one run the compiled kernel,
     # the others the native one, in one step
+    torch.manual_seed(0)
     params = [
         torch.nn.Parameter(torch.randn(6, 5).t()),
         torch.nn.Parameter(torch.randn(3, dtype=torch.bfloat16)),
@@ -202,7 +203,13 @@ def test_what_the_native_kernel_cannot_take_runs_the_compiled_kernel(monkeypatch
         compiled,
     )
     for p, q in zip(params, reference):
-        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
+        if p.dtype == torch.bfloat16:
+            # (the Python kernel and the for-loop part by one bfloat16 rounding on 7 of 40
+            # seeds of this setting: the compiled kernel's own path, which the native kernel
+            # does not change)
+            torch.testing.assert_close(p, q)  # (bfloat16's own tolerance)
+        else:
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-6)
 
 
 def test_a_native_step_tells_autograd_it_changed_the_tensors_in_place():

@@ -28,6 +28,7 @@ from generator.emit.python.fused import (
     _Split,
     _kernel_stmts,
     first_values_on_host,
+    kept_kernel_stmts,
     kernel_inputs,
 )
 from generator.emit.python.single import fold_keywords
@@ -178,16 +179,7 @@ class _Printer:
         self.depth -= 1
 
     def _kept(self, stmts) -> list:
-        on_host = first_values_on_host(self.opt)
-        return [
-            s
-            for s in _kernel_stmts(stmts)
-            if not (
-                isinstance(s, ir.LazyInit)
-                and not s.update
-                and self._state(s.state).var in on_host
-            )
-        ]
+        return kept_kernel_stmts(self.opt, stmts)
 
     def _state(self, key: str):
         return next(b for b in self.opt.states if b.key == key)

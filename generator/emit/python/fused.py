@@ -338,18 +338,7 @@ class KernelPrinter(SingleTensorPrinter):
         super().inplace(target, tuple(fold_keywords(op) for op in ops), out)
 
     def _kept(self, stmts) -> list:
-        """The statements the kernel prints (a lazy state copied on the host and never
-        updated prints nothing)."""
-        on_host = first_values_on_host(self.opt)
-        return [
-            s
-            for s in _kernel_stmts(stmts)
-            if not (
-                isinstance(s, ir.LazyInit)
-                and not s.update
-                and next(b for b in self.opt.states if b.key == s.state).var in on_host
-            )
-        ]
+        return kept_kernel_stmts(self.opt, stmts)
 
     def body(self, stmts, out: Lines) -> None:
         for s in _kernel_stmts(stmts):
@@ -382,6 +371,21 @@ class KernelPrinter(SingleTensorPrinter):
                         self.body(s.update, out)
             else:
                 self.stmt(s, out)
+
+
+def kept_kernel_stmts(opt: ir.Optimizer, stmts) -> list:
+    """The statements of a block a kernel prints (a lazy state copied on the host and never
+    updated prints nothing), for the compiled kernel and the native one alike."""
+    on_host = first_values_on_host(opt)
+    return [
+        s
+        for s in _kernel_stmts(stmts)
+        if not (
+            isinstance(s, ir.LazyInit)
+            and not s.update
+            and next(b for b in opt.states if b.key == s.state).var in on_host
+        )
+    ]
 
 
 def _as_param_dtype(v: ir.SExpr) -> ir.SExpr:
