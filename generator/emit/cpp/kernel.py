@@ -31,7 +31,7 @@ from generator.emit.python.fused import (
     kept_kernel_stmts,
     kernel_inputs,
 )
-from generator.emit.python.single import fold_keywords
+from generator.emit.python.single import fold_call_keywords, fold_keywords
 
 # C++ keywords and the names the kernel's source defines, which a spec's name must not shadow
 RESERVED = frozenset(
@@ -69,19 +69,19 @@ class NativeSource:
 def native_kernel(opt: ir.Optimizer) -> NativeSource | None:
     """The C++ of one pass's fused kernel, or None where some statement is not elementwise
     arithmetic the printer knows (see the module's docstring)."""
-    try:
-        return _Printer(opt).source()
-    except Unsupported:
-        return None
+    return _printed(opt)[0]
 
 
 def why_not_native(opt: ir.Optimizer) -> str | None:
     """None when the kernel has a native form, else what stands in the way."""
+    return _printed(opt)[1]
+
+
+def _printed(opt: ir.Optimizer) -> tuple[NativeSource | None, str | None]:
     try:
-        _Printer(opt).source()
+        return _Printer(opt).source(), None
     except Unsupported as exc:
-        return str(exc)
-    return None
+        return None, str(exc)
 
 
 # torch's elementwise functions of one tensor, as C++ expressions of its element
@@ -328,8 +328,7 @@ class _Printer:
 
     def op(self, e: ir.TOp) -> tuple[str, str]:
         if e.kwargs:
-            inner = fold_keywords(ir.TOp(e.op, e.args[1:], e.kwargs))
-            e = ir.TOp(inner.op, (e.args[0],) + inner.args, inner.kwargs)
+            e = fold_call_keywords(e)
             if e.kwargs:
                 raise Unsupported(f"`{e.op}` with keyword arguments")
         op, args = e.op, e.args

@@ -29,7 +29,11 @@ from generator.language.builtins import BUILTINS, CASTS
 from generator.language.diagnostics import GeneratorBug
 from generator.emit.python.blocks import Imports, Lines, _print_if
 from generator.emit.python.scalars import ScalarPrinter, count_value
-from generator.emit.python.single import SingleTensorPrinter, fold_keywords
+from generator.emit.python.single import (
+    SingleTensorPrinter,
+    fold_call_keywords,
+    fold_keywords,
+)
 
 # Operations the kernel may contain: elementwise, so the tensors can be flattened.
 # The spec's elementwise functions come from their table (sqrt, exp, cos, atan2, ...), the IR's
@@ -243,9 +247,8 @@ class HostPrinter(SingleTensorPrinter):
         # decisions are Python bools: the host reads numbers, capturable or not
         super().__init__(opt, imports, capturable_counters=False)
         self.split = split
-        self.counted: set[int] = (
-            set()
-        )  # counter updates done before the loop (group_counts)
+        # the counter updates done before the loop, for the whole group (group_counts)
+        self.counted = {id(s) for s in group_counts(opt)}
         # under a precision policy the for-loop computes on copies in the compute dtype: a
         # number that depends on a tensor's dtype is that dtype's here too, so that every path
         # decides the same (StableAdamW's check of machine_epsilon(param))
@@ -310,14 +313,9 @@ class KernelPrinter(SingleTensorPrinter):
         self.differentiable = False
         self.scalar = _TorchScalars(self._ref, lambda e: self.tensor(e)[0], imports)
 
-    def fold(self, op: ir.TOp) -> ir.TOp:
-        """``op`` without Python-number keyword arguments."""
-        inner = fold_keywords(ir.TOp(op.op, op.args[1:], op.kwargs))
-        return ir.TOp(inner.op, (op.args[0],) + inner.args, inner.kwargs)
-
     def tensor(self, e: ir.TExpr) -> tuple[str, bool]:
         if isinstance(e, ir.TOp) and e.kwargs:
-            e = self.fold(e)
+            e = fold_call_keywords(e)
         if isinstance(e, ir.TOp) and e.op == "where":
             # torch.where of two numbers takes their dtype: numbers are float64 tensors here,
             # so each takes the parameter's dtype, as a Python number would
@@ -565,7 +563,5 @@ def host_source(
             if s.name not in made:
                 made.add(s.name)
                 out(f"{s.name} = 0.0")
-    printer = HostPrinter(opt, split, imports)
-    printer.counted = {id(s) for s in group_counts(opt)}
-    printer.body(opt.body, out)
+    HostPrinter(opt, split, imports).body(opt.body, out)
     return out.text(), tensors, numbers, decisions

@@ -382,6 +382,13 @@ def fold_keywords(op: ir.TOp) -> ir.TOp:
     return op
 
 
+def fold_call_keywords(op: ir.TOp) -> ir.TOp:
+    """``op`` (a call, its first argument the tensor it is called on) without the Python-number
+    keyword arguments: as fold_keywords, for the kernels, where numbers are tensors."""
+    inner = fold_keywords(ir.TOp(op.op, op.args[1:], op.kwargs))
+    return ir.TOp(inner.op, (op.args[0],) + inner.args, inner.kwargs)
+
+
 REDUCTIONS = {"mean", "norm", "sum", "dot"}
 
 
