@@ -131,3 +131,26 @@ def test_bench_refuses_options_that_are_not_literals(capsys, options, words):
     argv = ["--optimizers", "Adam", "--options", options, "--no-progress"]
     assert _run(bench, argv) == 2
     assert words in capsys.readouterr().err
+
+
+def test_bench_times_a_fused_path_against_the_classs_own_foreach_path(capsys, tmp_path):
+    # (--baseline own-foreach: any generated optimizer, BertAdamW has no reference class
+    # the bench knows; the machine is named in the output and the JSON)
+    report = tmp_path / "bench.json"
+    argv = ["--size", "tiny", "--steps", "2", "--warmup", "1", "--no-progress"]
+    argv += ["--optimizers", "BertAdamW,Lion", "--impl", "fused,foreach"]
+    argv += ["--baseline", "own-foreach", "--json", str(report)]
+    assert _run(bench, argv) == 0
+    out = capsys.readouterr().out
+    assert "reference: the generated class's own foreach path" in out
+    assert "\nmachine: " in out and "logical CPUs" in out
+    payload = json.loads(report.read_text())
+    assert payload["environment"]["baseline"] == "own-foreach"
+    results = {(r["optimizer"], r["impl"]): r for r in payload["results"]}
+    assert set(results) == {
+        (n, i) for n in ("BertAdamW", "Lion") for i in ("fused", "foreach")
+    }
+    # the foreach row is the class against itself: the same parameters
+    assert results["Lion", "foreach"]["max_abs_param_diff"] == 0
+    assert results["BertAdamW", "foreach"]["max_abs_param_diff"] == 0
+    assert _run(bench, ["--optimizers", "BertAdamW", "--no-progress"]) == 2

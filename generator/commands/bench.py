@@ -498,17 +498,29 @@ def run(args: argparse.Namespace) -> int:
         return 1
     torch, gen = loaded
     papers = paper_references(torch, gen)
+    own = getattr(args, "baseline", "reference") == "own-foreach"
+    valid = ALL_TWINS + tuple(papers)
+    if own:  # any generated optimizer with a foreach path
+        valid = tuple(
+            n
+            for n in getattr(gen, "__all__", dir(gen))
+            if isinstance(getattr(gen, n, None), type)
+            and issubclass(getattr(gen, n), torch.optim.Optimizer)
+            and _takes(getattr(gen, n), "foreach")
+        )
     try:
         optimizers = choices(
-            getattr(args, "optimizers", None) or ",".join(TWINS),
-            ALL_TWINS + tuple(papers),
-            "optimizer",
+            getattr(args, "optimizers", None) or ",".join(TWINS), valid, "optimizer"
         )
     except ValueError as exc:
         print(f"optimgen bench: {exc}", file=sys.stderr)
         return 2
-    # each optimizer's reference: torch.optim's twin, or pytorch_optimizer's class
-    references = {n: papers.get(n) or getattr(torch.optim, n) for n in optimizers}
+    # each optimizer's reference: torch.optim's twin, pytorch_optimizer's class, or with
+    # --baseline own-foreach the generated class itself (on its foreach path)
+    references = {
+        n: getattr(gen, n) if own else papers.get(n) or getattr(torch.optim, n)
+        for n in optimizers
+    }
     try:
         device = torch.device(args.device)
         torch.empty(1, device=device)
@@ -558,7 +570,6 @@ def run(args: argparse.Namespace) -> int:
         "step by step (order alternates); fixed random gradients"
     )
     print(f"machine: {machine(torch, device)}")
-    own = getattr(args, "baseline", "reference") == "own-foreach"
     from_papers = [n for n in optimizers if n in papers]
     if own:
         print("reference: the generated class's own foreach path")
@@ -611,11 +622,10 @@ def run(args: argparse.Namespace) -> int:
             reference = references[name]
             torch_kwargs = None
             if own:
-                reference = getattr(gen, name)
                 torch_kwargs = dict(hyper(name), foreach=True)
             if impl == "fused":
                 kwargs["fused"] = True
-                if name not in torch_fused or own:
+                if name not in torch_fused:
                     torch_kwargs = dict(hyper(name), foreach=True)
             elif name not in NO_FOREACH and _takes(getattr(gen, name), "foreach"):
                 kwargs["foreach"] = IMPLS[impl]
