@@ -306,7 +306,7 @@ def test_the_native_kernel_computes_what_the_python_kernel_computes(name):
     # float32, every configuration of the spec's grid, 8 steps of gradients from 1e-6 to
     # 1e2: the two compute the same operations in the same order (each a float32 rounding;
     # torch's own functions may differ from the C library's by an ulp), so they stay
-    # within a few float32 ulps of each other's size
+    # within a few float32 ulps of each other's size (the largest measured: 2.8e-7, QHAdam)
     cls = getattr(generated, name)
     checked = check_text(SPECS[name].read_bytes(), f"specs/{SPECS[name].name}")
     configs, _ = grid(checked, cls, None, 8, _accepted(cls))
@@ -320,7 +320,7 @@ def test_the_native_kernel_computes_what_the_python_kernel_computes(name):
                 continue
             scale = b.abs().max().item() or 1.0
             gap = (a - b).abs().max().item() / scale
-            if not gap <= 1e-5:
+            if not gap <= 1e-6:
                 differ.append(f"{config.label} param {k}: {gap:.2e} of its size")
     assert not differ, "native kernel differs from the Python kernel:\n" + "\n".join(
         differ
