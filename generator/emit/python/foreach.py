@@ -147,9 +147,7 @@ class ForeachPrinter:
         """The list a name stands for here: inside nested per-parameter branches a list is
         renamed once per level (``device_params`` → ``device_params_rest_1`` →
         ``device_params_rest_1_5``), so the renames are followed to the innermost."""
-        while name in self.rename:
-            name = self.rename[name]
-        return name
+        return self._renames(name)[-1]
 
     def _ref_list(self, r: ir.SRef) -> str:
         if r.count and r.varying:
