@@ -532,8 +532,7 @@ def _multi_tensor_adamod(
         torch._foreach_mul_(device_eta, step_size)
         torch._foreach_lerp_(device_exp_avg_lrs, device_eta, 1 - beta3)
         torch._foreach_minimum_(device_eta, device_exp_avg_lrs)
-        torch._foreach_mul_(device_eta, device_exp_avgs)
-        torch._foreach_sub_(device_params, device_eta)
+        torch._foreach_addcmul_(device_params, device_eta, device_exp_avgs, -1)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

@@ -594,7 +594,6 @@ def _multi_tensor_radam(
             1 - beta2 ** (step if capturable else _get_value(step))
             for step in device_state_steps
         ]
-        device_m_hat = torch._foreach_div(device_exp_avgs, bias_correction1s)
         rho_ts = [
             rho_inf
             - 2
@@ -615,21 +614,28 @@ def _multi_tensor_radam(
                 ** 0.5
                 for rho_t in rho_ts
             ]
-            device_adaptive_lr_then_ = torch._foreach_sqrt(device_exp_avg_sqs)
-            torch._foreach_add_(device_adaptive_lr_then_, eps)
-            torch._foreach_reciprocal_(device_adaptive_lr_then_)
-            torch._foreach_mul_(
-                device_adaptive_lr_then_,
-                [bias_correction2**0.5 for bias_correction2 in bias_correction2s],
-            )
             device_param_then_ = [param.clone() for param in device_params]
-            device_update_8 = torch._foreach_mul(device_m_hat, lr)
-            torch._foreach_mul_(device_update_8, device_adaptive_lr_then_)
-            torch._foreach_mul_(device_update_8, rect_then_s)
-            torch._foreach_sub_(device_param_then_, device_update_8)
+            device_update_9 = torch._foreach_sqrt(device_exp_avg_sqs)
+            torch._foreach_add_(device_update_9, eps)
+            torch._foreach_addcdiv_(
+                device_param_then_,
+                device_exp_avgs,
+                torch._foreach_div(
+                    device_update_9,
+                    [
+                        -(lr * bias_correction2**0.5 * rect_then_ / bias_correction1)
+                        for bias_correction2, rect_then_, bias_correction1 in zip(
+                            bias_correction2s, rect_then_s, bias_correction1s
+                        )
+                    ],
+                ),
+            )
             device_param_else_ = [param.clone() for param in device_params]
-            torch._foreach_mul_(device_m_hat, lr)
-            torch._foreach_sub_(device_param_else_, device_m_hat)
+            device_update_10 = torch._foreach_mul(
+                device_exp_avgs,
+                [lr / bias_correction1 for bias_correction1 in bias_correction1s],
+            )
+            torch._foreach_sub_(device_param_else_, device_update_10)
             device_update_11 = [
                 torch.where(taken1_, param_then_, param_else_)
                 for param_then_, param_else_, taken1_ in zip(
@@ -642,9 +648,10 @@ def _multi_tensor_radam(
             idx_12 = [j for j, ok in enumerate(cond_12) if ok]
             if idx_12:
                 rho_ts_12 = [rho_ts[j] for j in idx_12]
+                device_exp_avgs_12 = [device_exp_avgs[j] for j in idx_12]
                 device_exp_avg_sqs_12 = [device_exp_avg_sqs[j] for j in idx_12]
                 bias_correction2s_12 = [bias_correction2s[j] for j in idx_12]
-                device_m_hat_12 = [device_m_hat[j] for j in idx_12]
+                bias_correction1s_12 = [bias_correction1s[j] for j in idx_12]
                 device_params_12 = [device_params[j] for j in idx_12]
                 rects = [
                     (
@@ -656,26 +663,34 @@ def _multi_tensor_radam(
                     ** 0.5
                     for rho_t in rho_ts_12
                 ]
-                device_adaptive_lr = torch._foreach_sqrt(device_exp_avg_sqs_12)
-                torch._foreach_add_(device_adaptive_lr, eps)
-                torch._foreach_reciprocal_(device_adaptive_lr)
-                torch._foreach_mul_(
-                    device_adaptive_lr,
+                device_update_14 = torch._foreach_sqrt(device_exp_avg_sqs_12)
+                torch._foreach_add_(device_update_14, eps)
+                torch._foreach_addcdiv_(
+                    device_params_12,
+                    device_exp_avgs_12,
+                    device_update_14,
                     [
-                        bias_correction2**0.5
-                        for bias_correction2 in bias_correction2s_12
+                        _get_value(
+                            -(lr * bias_correction2**0.5 * rect / bias_correction1)
+                        )
+                        for bias_correction2, rect, bias_correction1 in zip(
+                            bias_correction2s_12, rects, bias_correction1s_12
+                        )
                     ],
                 )
-                torch._foreach_mul_(device_m_hat_12, lr)
-                torch._foreach_mul_(device_m_hat_12, device_adaptive_lr)
-                torch._foreach_mul_(device_m_hat_12, rects)
-                torch._foreach_sub_(device_params_12, device_m_hat_12)
             rest_idx_12 = [j for j, ok in enumerate(cond_12) if not ok]
             if rest_idx_12:
-                device_m_hat_rest_12 = [device_m_hat[j] for j in rest_idx_12]
+                device_exp_avgs_rest_12 = [device_exp_avgs[j] for j in rest_idx_12]
+                bias_correction1s_rest_12 = [bias_correction1s[j] for j in rest_idx_12]
                 device_params_rest_12 = [device_params[j] for j in rest_idx_12]
-                torch._foreach_mul_(device_m_hat_rest_12, lr)
-                torch._foreach_sub_(device_params_rest_12, device_m_hat_rest_12)
+                device_update_15 = torch._foreach_mul(
+                    device_exp_avgs_rest_12,
+                    [
+                        _get_value(lr / bias_correction1)
+                        for bias_correction1 in bias_correction1s_rest_12
+                    ],
+                )
+                torch._foreach_sub_(device_params_rest_12, device_update_15)
 
 
 # One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's

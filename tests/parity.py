@@ -66,6 +66,11 @@ CUSTOM_NAMES = ("WeirdDescent", "BertAdamW")
 # for NAdam, a rect-or-zero list for RAdam, one addcmul for ASGD's decay and step); the generated foreach paths follow the for-loop, so
 # where a test needs exact agreement their reference is torch's for-loop.
 TORCH_FOREACH_DIFFERS = frozenset({"NAdam", "RAdam", "ASGD", "Adafactor"})
+# Twins whose generated foreach path regroups a product into one fused operation
+# (generator.lower.products: RAdam's step is one addcdiv_ with the bias corrections and the
+# rectification in its numbers). It rounds apart from the for-loop, as torch's own foreach RAdam
+# does: held to a tolerance, never bit for bit (test_regrouped_products derives this set).
+FOREACH_REGROUPED = frozenset({"RAdam"})
 # Twins whose generated class adds `fused` (keyword-only, default None, last in `defaults`), a
 # flag torch's class does not have: the generated fused path exists for them too.
 FUSED_EXTENSION = frozenset(

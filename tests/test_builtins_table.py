@@ -66,6 +66,20 @@ def _initial():
     return [torch.randn(s, generator=gen, dtype=torch.float64) for s in SHAPES]
 
 
+def _assert_computed_as_torch(got, want, impl: str, what: str) -> None:
+    """Bit for bit on the for-loop and the fused kernel. The foreach path regroups a
+    product subtracted whole (generator.lower.products: ``param - (f(x) * s)`` is
+    ``_foreach_add_(params, f(x), alpha=-s)``, whose kernel rounds ``a + alpha * b`` once):
+    within four roundings of the largest value."""
+    if impl != "foreach":
+        assert torch.equal(got, want), f"{what}: {(got - want).abs().max().item()}"
+        return
+    bound = 4 * torch.finfo(want.dtype).eps * want.abs().max().item()
+    torch.testing.assert_close(
+        got, want, rtol=0, atol=bound, msg=lambda m: f"{what}: {m}"
+    )
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 def test_cos_sin_and_pi_match_torch_bit_for_bit_on_every_path(impl):
     opt, got, history = _run(load_spec(TRIG), impl)
@@ -79,7 +93,7 @@ def test_cos_sin_and_pi_match_torch_bit_for_bit_on_every_path(impl):
             m.add_(g.sin())
             p.sub_(g.sin().mul(LR).mul(c)).sub_(m.mul(s))
     for shape, a, e in zip(SHAPES, got, params):
-        assert torch.equal(a, e), f"{impl} {shape}: {(a - e).abs().max().item()}"
+        _assert_computed_as_torch(a, e, impl, f"{impl} {shape}")
     for p, m in zip(opt.param_groups[0]["params"], phases):
         assert torch.equal(opt.state[p]["phase"], m)
 
@@ -300,7 +314,7 @@ def test_every_elementwise_function_of_one_tensor_runs_on_every_path(name):
                 x = g.abs().add(0.5)
                 p.sub_(f(x).mul(s)).sub_(f(x))
         for a, e in zip(got, params):
-            assert torch.equal(a, e), f"{name} on {impl}: {(a - e).abs().max().item()}"
+            _assert_computed_as_torch(a, e, impl, f"{name} on {impl}")
 
 
 @pytest.mark.parametrize("name", ["abs", "rsqrt", "sign", "sqrt"])

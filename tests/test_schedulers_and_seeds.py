@@ -33,10 +33,12 @@ from generator.verify.problems import (
 )
 from generator.verify.harness import accepts_kwarg
 from parity import (
+    FOREACH_REGROUPED,
     MATRIX_ONLY,
     TORCH_FOREACH_DIFFERS,
     TWIN_NAMES,
     CompareContext,
+    tolerance_for,
     RecordKey,
     foreach_cases,
     foreach_kwargs,
@@ -151,10 +153,10 @@ def _rosenbrock(p):
     return (1 - x) ** 2 + 100 * (y - x**2) ** 2
 
 
-def _rosenbrock_start(name):
+def _rosenbrock_start(name, dtype=torch.float32):
     """(x, y) = (-1.5, 2.0); a 2x1 matrix (a tall one: Muon transposes it) for a twin
     that only takes 2-D parameters."""
-    p = torch.tensor([-1.5, 2.0])
+    p = torch.tensor([-1.5, 2.0], dtype=dtype)
     return (p.reshape(2, 1) if name in MATRIX_ONLY else p).requires_grad_(True)
 
 
@@ -165,20 +167,25 @@ def test_rosenbrock_trajectory_is_identical_to_torch(name, foreach):
         **kwargs,
         **foreach_kwargs(name, foreach and name not in TORCH_FOREACH_DIFFERS),
     }
+    # A foreach path that regroups products rounds apart from the for-loop by an ulp, which
+    # Rosenbrock's valley amplifies (0.8% over these 500 steps between torch's own foreach
+    # and for-loop RAdam, 1.4% for the generated one): followed in float64 within 1e-12.
+    regrouped = foreach and name in FOREACH_REGROUPED
+    dtype = torch.float64 if regrouped else torch.float32
     runs = []
     for cls, kw in ((torch_class(name), reference), (generated_class(name), kwargs)):
-        p = _rosenbrock_start(name)
+        p = _rosenbrock_start(name, dtype)
         runs.append((cls([p], **kw), p))
     (t_opt, t_p), (g_opt, g_p) = runs
     start = _rosenbrock(t_p).item()
     ctx = CompareContext(
         label=f"generated.{name} vs torch.optim.{name} on Rosenbrock {kwargs}",
         step=0,
-        tol=EXACT,
+        tol=tolerance_for(dtype) if regrouped else EXACT,
         record=RecordKey(
             name,
             "vs torch (Rosenbrock)",
-            "float32",
+            str(dtype).replace("torch.", ""),
             "foreach" if foreach else "for-loop",
         ),
     )

@@ -564,7 +564,22 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         )
         d.numbers = saved
         d.note("two passes with a total")
-    body.append(Assign("param", Expr("param - lr * clamp({}, -1, 1)", (u,))))
+    # (a list has no fused form)
+    fused = (
+        rng.random() < 0.7
+        and not lists
+        and "list for each dimension" not in d.constructs
+    )
+    if rng.random() < 0.3:
+        # RAdam's spelling: a scaled local, then the product subtracted whole, which the
+        # foreach path regroups (generator.lower.products) into one fused operation
+        d.note("product regrouped")
+        x = d.local()
+        body.append(Assign(x, Expr("clamp({}, -1, 1) * {}", (u, d.scalar()))))
+        w = Expr("clamp({}, -1, 1)", (d.tensor(scope, 2),))
+        body.append(Assign("param", Expr("param - ({} * lr * {})", (leaf(x), w))))
+    else:
+        body.append(Assign("param", Expr("param - lr * clamp({}, -1, 1)", (u,))))
     program = Program(
         seed,
         tuple(inputs),
@@ -572,10 +587,7 @@ def draw(seed: int, rng=None) -> tuple[Program, dict]:
         tuple(optimizer_block),
         tuple(group_block),
         tuple(body),
-        # (a list has no fused form)
-        fused=rng.random() < 0.7
-        and not lists
-        and "list for each dimension" not in d.constructs,
+        fused=fused,
         foreach=True,
         group_block2=tuple(group_block2),
         body2=tuple(body2),

@@ -21,6 +21,7 @@ from generator.emit.python.blocks import Lines
 from generator.emit.python.scalars import count_value
 from generator.emit.python.single import SingleTensorPrinter, SparseValuesPrinter
 from generator.emit.python.foreach import ForeachPrinter
+from generator.lower.products import regroup
 from generator.emit.python.items import bind_items
 from generator.emit.python.flat import FlatPrinter, UpdatePrinter
 from generator.emit.python.facts import (
@@ -315,7 +316,9 @@ def multi_body(facts: ModuleFacts) -> str:
                 out(f"_view_as_real({', '.join(views + extra)})")
         out("")
         printer.real_views = needs_real_view(facts)
-        printer.body(bind_items(opt.body), out, free=True)
+        # (products regrouped into fused operations: fewer passes over the tensors, where
+        # the for-loop keeps the spec's order for torch's rounding)
+        printer.body(regroup(opt, bind_items(opt.body)), out, free=True)
     return _keep_captured(out.text())
 
 

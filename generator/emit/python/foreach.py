@@ -78,6 +78,9 @@ class ForeachPrinter:
         # (`idx_1`, `rest_idx_2`): a position in a branch's part of a list is
         # `idx_1[rest_idx_2[j]]` in the group's list
         self.split_indices: list[str] = []
+        # inside a per-parameter `if`'s traced form ("traced") or its partition ("eager"): the
+        # test of whether the step is traced is then known, and not printed again
+        self.form: str | None = None
         # Hyperparameters that may be tensors, and the scalars computed from them: their arithmetic
         # runs in the tensor's dtype, as in torch; foreach functions then want plain numbers.
         self.tensorish = {s for a in opt.arguments if a.tensor_ok for s in a.symbols}
@@ -327,6 +330,7 @@ class ForeachPrinter:
         refs = varying_refs(a)
         if not refs:
             return self.scalar(a), False
+        where = where or self.form or ""
         src = self._ref_list(a) if isinstance(a, ir.SRef) else self.scalar_value(a)
         if (
             where != "traced"
@@ -638,7 +642,14 @@ class ForeachPrinter:
         tensors, numbers = values
         folded[j] = f"torch._foreach_{fold}({args[j]}, {tensors})"
         name = f"torch._foreach_{spell.foreach}{suffix}"
+        known = self.form if test is None else None
         test = test or traced(self.opt)
+        if known is not None:
+            call = f"{name}({', '.join(folded if known == 'traced' else args + [numbers])})"
+            if suffix:
+                out(call)
+                return None
+            return call
         if suffix:
             out(f"if {test}:")
             with out.indent():
@@ -821,14 +832,21 @@ class ForeachPrinter:
         elif isinstance(s, ir.If) and s.varying:
             known, owned = set(self.known), set(self.owned)
 
+            form = self.form
+
             def eager():
                 # the lists the traced form made exist only on its side of the `if`
                 self.known, self.owned = set(known), set(owned)
+                if s.traced is not None:
+                    self.form = "eager"
                 self.partition(s, out, later)
+                self.form = form
 
             def traced_form(b, o):
                 self.owned = set(owned)
+                self.form = "traced"
                 self.body(b, o, later)
+                self.form = form
 
             _traced_or(s, out, traced_form, eager, traced(self.opt))
         elif isinstance(s, ir.If):
