@@ -559,6 +559,7 @@ def _fused_adadelta(
         acc_delta = acc_deltas[i]
         weight_decay_nonzero = weight_decay != 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             square_avg,

@@ -584,6 +584,7 @@ def _fused_adagrad(
         weight_decay_nonzero = weight_decay != 0
         clr = lr / (1 + (step - 1) * lr_decay)
         if native is not None and native.add(
+            i,
             param,
             grad,
             state_sum,

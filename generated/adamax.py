@@ -589,6 +589,7 @@ def _fused_adamax(
         weight_decay_nonzero = weight_decay != 0
         clr = lr / (1 - beta1**step)
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

@@ -608,6 +608,7 @@ def _fused_adamod(
             bias_correction1 = 1.0
         step_size = lr * math.sqrt(1 - beta2**step) / bias_correction1
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

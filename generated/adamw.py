@@ -761,6 +761,7 @@ def _fused_adamw(
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

@@ -690,6 +690,7 @@ def _fused_asgd(
         eta_t.fill_(lr / (1 + lambd * lr * step) ** alpha)
         mu_t.fill_(1 / max(1, step - t0))
         if native is not None and native.add(
+            i,
             param,
             grad,
             ax,

@@ -572,6 +572,7 @@ def _fused_bert_adamw(
         )
         weight_decay_positive = weight_decay > 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

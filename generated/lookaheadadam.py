@@ -927,6 +927,7 @@ def _fused_lookaheadadam(
         bias_correction2_sqrt = bias_correction2**0.5
         counter_zero = counter == 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

@@ -665,6 +665,7 @@ def _fused_lookaheadsgd(
                     pullback_momentum_eq_pullback = pullback_momentum == "pullback"
         counter_zero_2 = counter == 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             momentum_buffer,

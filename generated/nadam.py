@@ -768,6 +768,7 @@ def _fused_nadam(
         mu_product = _get_value(mu_product_t)
         mu_product_next = mu_product * mu_next
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

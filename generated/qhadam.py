@@ -808,6 +808,7 @@ def _fused_qhadam(
         beta2_rate_t.fill_(1 / beta2_weight)
         beta2_rate = _get_value(beta2_rate_t)
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

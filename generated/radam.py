@@ -768,6 +768,7 @@ def _fused_radam(
                 / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
             ) ** 0.5
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

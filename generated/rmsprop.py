@@ -666,6 +666,7 @@ def _fused_rmsprop(
         weight_decay_nonzero = weight_decay != 0
         momentum_positive = momentum > 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             square_avg,

@@ -581,6 +581,7 @@ def _fused_rprop(
         step_size = step_sizes[i]
         step_t += 1
         if native is not None and native.add(
+            i,
             param,
             grad,
             prev,

@@ -1813,7 +1813,7 @@ def _fused_samadam_pass3(
                 stored_dtype(precision, "old_p") or param.dtype, copy=True
             )
         if native is not None and native.add(
-            param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p, _first_old_p
+            i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p, _first_old_p
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
@@ -1989,6 +1989,7 @@ def _fused_samadam_pass4(
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

@@ -1380,7 +1380,7 @@ def _fused_samsgd_pass3(
                 stored_dtype(precision, "old_p") or param.dtype, copy=True
             )
         if native is not None and native.add(
-            param, grad, momentum_buffer, old_p, _first_old_p
+            i, param, grad, momentum_buffer, old_p, _first_old_p
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
@@ -1529,6 +1529,7 @@ def _fused_samsgd_pass4(
         weight_decay_nonzero = weight_decay != 0
         momentum_nonzero = momentum != 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             momentum_buffer,

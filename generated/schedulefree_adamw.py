@@ -784,6 +784,7 @@ def _fused_schedulefree_adamw(
         max_exp_avg_sq = max_exp_avg_sqs[i] if ams_bound else None
         weight_decay_positive = weight_decay > 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             z,

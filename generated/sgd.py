@@ -494,6 +494,7 @@ def _fused_sgd(
         weight_decay_nonzero = weight_decay != 0
         momentum_nonzero = momentum != 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             momentum_buffer,

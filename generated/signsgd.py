@@ -474,6 +474,7 @@ def _fused_signsgd(
                 weight_decay_positive = weight_decay > 0
         momentum_positive = momentum > 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             momentum_buffer,

@@ -468,6 +468,7 @@ def _fused_tiger(
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

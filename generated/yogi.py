@@ -603,6 +603,7 @@ def _fused_yogi(
         if adam_debias:
             bias_correction1 = 1.0
         if native is not None and native.add(
+            i,
             param,
             grad,
             exp_avg,

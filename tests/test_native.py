@@ -252,7 +252,7 @@ def test_the_native_kernel_compiles_once_per_configuration_not_per_shape_or_valu
     assert loaded == ["adam"], loaded
 
 
-def test_under_a_precision_policy_or_turned_off_the_compiled_kernel_runs(monkeypatch):
+def test_turned_off_the_compiled_kernel_runs(monkeypatch):
     rows = []
     run = N.Batch.run
     monkeypatch.setattr(
@@ -266,12 +266,119 @@ def test_under_a_precision_policy_or_turned_off_the_compiled_kernel_runs(monkeyp
     assert rows == []
     opt.step()
     assert rows == [1]
-    # a precision policy (bfloat16 states): its casts and rounding are the compiled kernel's
-    rows.clear()
-    policy = generated.Adam(params, lr=0.01, fused=True, state_dtype=torch.bfloat16)
-    with K.eager_kernels():
-        policy.step()
-    assert rows == [] and policy.state[params[0]]["exp_avg"].dtype == torch.bfloat16
+
+
+# The precision policies of `optimgen train` the native kernel runs: (parameter dtype, options).
+POLICIES = {
+    "bf16-state": (torch.float32, dict(state_dtype=torch.bfloat16)),
+    "bf16-compute-f32": (torch.bfloat16, dict(compute_dtype=torch.float32)),
+    "bf16-kahan": (torch.bfloat16, dict(param_rounding="kahan")),
+    "bf16-kahan-f32-comp": (
+        torch.bfloat16,
+        dict(param_rounding="kahan", state_dtype=torch.float32),
+    ),
+    "bf16-stochastic": (
+        torch.bfloat16,
+        dict(param_rounding="stochastic", rounding_seed=0),
+    ),
+    "f64-bf16-state": (torch.float64, dict(state_dtype=torch.bfloat16)),
+}
+
+
+def _policy_run(name, dtype, options, native: bool, steps=4, monkeypatch=None):
+    torch.manual_seed(0)
+    params = [
+        torch.nn.Parameter((torch.randn(s) * 0.1).to(dtype))
+        for s in ((64, 33), (17,), (5, 3, 2))
+    ]
+    opt = getattr(generated, name)(params, lr=1e-3, fused=True, **options)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=gen).to(dtype)
+        with K.eager_kernels(), N.native_kernels(native):
+            opt.step()
+    return params, opt
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD"])
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_a_precision_policy_runs_natively_as_the_compiled_kernel_computes(
+    name, policy, monkeypatch
+):
+    """Under a policy the native kernel loads each tensor from its storage dtype, computes in
+    the policy's dtype and lands the parameter by its rounding: as the (uncompiled) kernel
+    does, within 1e-6 of each tensor's size (the Kahan compensation: of the parameter's), as
+    the float32 kernels agree (torch's vectorized lerp rounds once, ours twice); stochastic
+    rounding draws other bits (the kernel's own generator, keyed from the policy's): after
+    one step both lie on the two bfloat16 values around the same float32 result."""
+    dtype, options = POLICIES[policy]
+    stochastic = options.get("param_rounding") == "stochastic"
+    steps = 1 if stochastic else 4
+    want, want_opt = _policy_run(name, dtype, options, native=False, steps=steps)
+    rows = []
+    run = N.Batch.run
+    monkeypatch.setattr(
+        N.Batch,
+        "run",
+        lambda self: rows.append(sum(len(r[1]) for r in self.rows.values()))
+        or run(self),
+    )
+    got, got_opt = _policy_run(name, dtype, options, native=True, steps=steps)
+    assert rows == [3] * steps, f"{name} under {policy}: native rows per step {rows}"
+
+    def close(mine, value, size, what):
+        gap = (mine.double() - value.double()).abs().max().item()
+        assert gap <= 1e-6 * size, f"{name} under {policy}: {what} {gap:.3g} apart"
+
+    for p, q in zip(got, want):
+        assert p.dtype == q.dtype == dtype
+        size = q.double().abs().max().item()
+        if stochastic:
+            spacing = 2.0**-7 * torch.maximum(p.float().abs(), q.float().abs())
+            worst = ((p.float() - q.float()).abs() - spacing).max().item()
+            assert worst <= 0, f"{name} under {policy}: {worst:.3g} beyond a spacing"
+        else:
+            close(p, q, size, "the parameter")
+        for key, value in want_opt.state[q].items():
+            mine = got_opt.state[p][key]
+            if not torch.is_tensor(value) or value.dim() == 0:
+                continue
+            assert mine.dtype == value.dtype, f"{policy}: {key} {mine.dtype}"
+            if not stochastic:
+                own = value.double().abs().max().item()
+                if key == "kahan_comp":
+                    # (what the parameter lost, rounded into the compensation's dtype)
+                    own = max(size * 1e-6, torch.finfo(value.dtype).eps * own) / 1e-6
+                close(mine, value, own, key)
+
+
+def test_native_stochastic_rounding_is_unbiased_and_seeded():
+    """SGD steps of a third of bfloat16's spacing: rounded to nearest, a parameter never
+    moves; stochastically, it moves by the exact amount on average, each element by its own
+    draws at each step (a binomial spread, not all or nothing), and the key drawn from the
+    policy's generator makes the same seed the same run."""
+    start = torch.full((4096,), 1.0, dtype=torch.bfloat16)
+    spacing = 2.0**-7  # bfloat16's spacing in [1, 2)
+
+    def run(seed):
+        p = torch.nn.Parameter(start.clone())
+        opt = generated.SGD(
+            [p], lr=1.0, fused=True, param_rounding="stochastic", rounding_seed=seed
+        )
+        for _ in range(30):
+            p.grad = torch.full_like(p, -spacing / 3)
+            opt.step()
+        return p.detach().float()
+
+    a, b, c = run(0), run(0), run(1)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    moved = (a.mean() - 1.0).item()
+    exact = 30 * spacing / 3
+    assert abs(moved - exact) < 0.05 * exact, (moved, exact)
+    # Binomial(30, 1/3) spacings: a spread of 2.6 spacings (bits reused at every step: 14)
+    spread = (a - 1.0).std().item() / spacing
+    assert 1.5 < spread < 4, spread
 
 
 def _accepted(cls):

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+from dataclasses import dataclass
 import hashlib
 import os
 import shutil
@@ -69,8 +70,9 @@ FLAGS = (
     "-fPIC",
 )
 
-# the element types a native kernel is compiled for
+# the element types a native kernel computes in, and those it stores (under a precision policy)
 DTYPES = {torch.float32: "float", torch.float64: "double"}
+STORED = {**DTYPES, torch.bfloat16: "og_bf16"}
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 # Operations with torch's own formula or NaN rule, for the kernels' element expressions.
@@ -101,6 +103,46 @@ template <typename T> inline T og_clamp_max(T a, T hi) {
   return (a != a || hi != hi) ? a + hi : (a > hi ? hi : a);
 }
 template <typename T> inline T og_sign(T a) { return T((T(0) < a) - (a < T(0))); }
+// storage other than the compute type (a precision policy's): bfloat16 is the high half of a
+// float32, rounded to nearest even as torch's c10::BFloat16 does (NaN: 0x7FC0); a double
+// reaches bfloat16 through float, as torch converts it
+// (its bits, not a struct: a struct's copy keeps the store loops from vectorizing)
+typedef unsigned short og_bf16;
+inline float og_load(og_bf16 v) {
+  unsigned int u = (unsigned int)v << 16; float f; __builtin_memcpy(&f, &u, 4); return f;
+}
+inline float og_load(float v) { return v; }
+inline double og_load(double v) { return v; }
+inline og_bf16 og_bf16_of(float f) {
+  unsigned int u; __builtin_memcpy(&u, &f, 4);
+  if (f != f) return 0x7FC0;
+  return (og_bf16)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+template <typename S> struct og_store_as;
+template <> struct og_store_as<float> {
+  static float of(float v) { return v; } static float of(double v) { return (float)v; } };
+template <> struct og_store_as<double> {
+  static double of(float v) { return v; } static double of(double v) { return v; } };
+template <> struct og_store_as<og_bf16> {
+  static og_bf16 of(float v) { return og_bf16_of(v); }
+  static og_bf16 of(double v) { return og_bf16_of((float)v); } };
+// stochastic rounding of a float into bfloat16 with 16 random bits (runtime.precision's
+// stochastic_round_: carried into the kept bits with the dropped bits' probability)
+inline og_bf16 og_bf16_stochastic(float f, int noise) {
+  if (!(f - f == 0.0f)) return og_bf16_of(f);  // (inf, NaN: rounded to nearest)
+  unsigned int u; __builtin_memcpy(&u, &f, 4);
+  return (og_bf16)((u + (unsigned int)noise) >> 16);
+}
+// its 16 random bits: murmur3's finalizer (a bijection of 32 bits) of the element's index
+// under a key drawn from the policy's generator for the parameter: independent of blocks
+// and threads, 32-bit lanes (torch.randint's 16 bits per element cost more than the step)
+inline int og_random16(unsigned long long key, long long k) {
+  unsigned int h = (unsigned int)k * 0x9E3779B9u + (unsigned int)(k >> 32) * 0x85EBCA77u
+                   + (unsigned int)key;
+  h ^= (unsigned int)(key >> 32);
+  h ^= h >> 16; h *= 0x85EBCA6Bu; h ^= h >> 13; h *= 0xC2B2AE35u; h ^= h >> 16;
+  return (int)(h >> 16);
+}
 }  // namespace
 """
 
@@ -158,17 +200,21 @@ class NativeKernel:
         self._lock = threading.Lock()
 
     def batch(self, precision=None) -> "Batch | None":
-        """A batch for one group's step, or None where the compiled kernel runs: a precision
-        policy (its casts and rounding are the compiled kernel's), a step traced by
-        torch.compile, or native kernels turned off."""
-        if precision is not None or not ENABLED or _compiler() is None:
+        """A batch for one group's step (under ``precision``, a runtime.precision.Precision
+        or None), or None where the compiled kernel runs: a step traced by torch.compile, or
+        native kernels turned off."""
+        if not ENABLED or _compiler() is None:
             return None
         if torch.compiler.is_compiling():
             return None
-        return Batch(self)
+        return Batch(self, precision)
 
-    def source(self, dtype: torch.dtype, decisions: tuple[bool, ...]) -> str:
-        """The whole C++ source of one configuration and dtype."""
+    def source(self, kind, decisions: tuple[bool, ...]) -> str:
+        """The whole C++ source of one configuration and ``kind``: a dtype (every tensor in
+        it), or a precision policy's Layout."""
+        if isinstance(kind, Layout):
+            return self._policy_source(kind, decisions)
+        dtype = kind
         lines = [PRELUDE, f"using T = {DTYPES[dtype]};"]
         lines += [
             f"constexpr bool {d} = {'true' if v else 'false'};"
@@ -192,37 +238,148 @@ class NativeKernel:
         lines.append(DRIVER)
         return "\n".join(lines)
 
-    def entry(self, dtype: torch.dtype, decisions: tuple[bool, ...]):
-        """The compiled ``og_step`` of one configuration and dtype (compiled on first use), or
-        None where compiling failed (said once by a warning)."""
-        key = (dtype, decisions)
+    def _policy_source(self, layout: "Layout", decisions: tuple[bool, ...]) -> str:
+        """A policy's kernel: each block of elements loaded from its storage types into
+        buffers of the compute type, the same element loop over the buffers, then the states
+        stored back rounded to nearest (a rounding copy, as Precision does) and the parameter
+        landed by the policy's rounding (runtime.precision.land_). A tensor stored in the
+        compute type is read and written where it is, as in the plain kernel."""
+        n = len(self.tensors)
+        stored = [STORED[t] if t is not None else "T" for t in layout.types]
+        direct = [t is None or t == layout.compute for t in layout.types]
+        lines = [PRELUDE, f"using T = {DTYPES[layout.compute]};"]
+        lines += [
+            f"constexpr bool {d} = {'true' if v else 'false'};"
+            for d, v in zip(self.decisions, decisions)
+        ]
+        lines.append(f"constexpr int64_t OG_TENSORS = {n + 2};")
+        lines.append(f"constexpr int64_t OG_NUMBERS = {max(len(self.numbers), 1)};")
+        lines.append("constexpr int64_t OG_CHUNK = 512;")
+        lines.append(
+            "static inline void og_rows(int64_t lo, int64_t hi, int64_t og_numel, "
+            "void* const* p, const double* num) {"
+        )
+        for k, t in enumerate(self.tensors):
+            lines.append(f"  {stored[k]}* __restrict {t}_s = ({stored[k]}*)p[{k}];")
+            if not direct[k]:
+                lines.append(f"  T {t}_b[OG_CHUNK];")
+        comp = STORED[layout.comp] if layout.comp is not None else "T"
+        lines.append(f"  {comp}* __restrict og_comp = ({comp}*)p[{n}];")
+        lines.append(
+            f"  const unsigned long long og_key = p[{n + 1}] ? "
+            f"*(const unsigned long long*)p[{n + 1}] : 0;"
+        )
+        for k, name in enumerate(self.numbers):
+            lines.append(f"  const double {name} = num[{k}];")
+        lines.append(
+            "  for (int64_t og_base = lo; og_base < hi; og_base += OG_CHUNK) {"
+        )
+        lines.append(
+            "    const int64_t og_n = hi - og_base < OG_CHUNK ? hi - og_base : OG_CHUNK;"
+        )
+        for k, t in enumerate(self.tensors):
+            if not direct[k]:
+                lines.append(
+                    f"    if ({t}_s) for (int64_t j = 0; j < og_n; ++j) "
+                    f"{t}_b[j] = T(og_load({t}_s[og_base + j]));"
+                )
+        lines.append("    {")
+        for k, t in enumerate(self.tensors):
+            where = f"{t}_s ? {t}_s + og_base : nullptr" if direct[k] else f"{t}_b"
+            lines.append(f"      T* __restrict {t} = {where};")
+        lines.append("      for (int64_t i = 0; i < og_n; ++i) {")
+        lines += ["        " + line for line in self.body.splitlines()]
+        lines.append("      }")
+        lines.append("    }")
+        for k, t in enumerate(self.tensors):
+            if k == 0 or k not in self.written or not layout.back[k] or direct[k]:
+                continue
+            lines.append(
+                f"    if ({t}_s) for (int64_t j = 0; j < og_n; ++j) "
+                f"{t}_s[og_base + j] = og_store_as<{stored[k]}>::of({t}_b[j]);"
+            )
+        param, kind = self.tensors[0], stored[0]
+        if direct[0]:  # (computed in its own dtype: nothing to land)
+            lines += ["  }", "}", DRIVER]
+            return "\n".join(lines)
+        lines.append("    for (int64_t j = 0; j < og_n; ++j) {")
+        lines.append("      const int64_t k = og_base + j;")
+        if layout.rounding == "kahan":
+            # kahan_add_: this step's update plus what earlier ones lost; what landed is
+            # taken in the compute type, the rest carried
+            lines += [
+                f"      const T old = T(og_load({param}_s[k]));",
+                f"      const T update = ({param}_b[j] - old) + T(og_load(og_comp[k]));",
+                f"      const {kind} landed = og_store_as<{kind}>::of(T(old + update));",
+                f"      {param}_s[k] = landed;",
+                f"      og_comp[k] = og_store_as<{comp}>::of("
+                "T(update - (T(og_load(landed)) - old)));",
+            ]
+        elif layout.rounding == "stochastic":
+            lines.append(
+                f"      {param}_s[k] = "
+                f"og_bf16_stochastic({param}_b[j], og_random16(og_key, k));"
+            )
+        else:
+            lines.append(f"      {param}_s[k] = og_store_as<{kind}>::of({param}_b[j]);")
+        lines.append("    }")
+        lines.append("  }")
+        lines.append("}")
+        lines.append(DRIVER)
+        return "\n".join(lines)
+
+    def entry(self, kind, decisions: tuple[bool, ...]):
+        """The compiled ``og_step`` of one configuration and kind (a dtype, or a policy's
+        Layout), compiled on first use; None where compiling failed (said once by a
+        warning)."""
+        key = (kind, decisions)
         found = self._libraries.get(key, _MISSING)
         if found is not _MISSING:
             return found
         with self._lock:
             if key not in self._libraries:
-                self._libraries[key] = _load(self.name, self.source(dtype, decisions))
+                self._libraries[key] = _load(self.name, self.source(kind, decisions))
         return self._libraries[key]
 
 
 _MISSING = object()
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A precision policy's kernel: the compute dtype, each tensor's storage dtype (None for
+    an optional one left unset), whether each is stored back (a written state; the gradient
+    only where it is computed on in place), the parameter's rounding and the Kahan
+    compensation's dtype."""
+
+    compute: torch.dtype
+    types: tuple
+    back: tuple
+    rounding: str
+    comp: torch.dtype | None
+
+
 class Batch:
     """The rows of one native kernel call: per parameter its tensors' addresses and its
     numbers, grouped by configuration and dtype."""
 
-    __slots__ = ("kernel", "rows", "changed")
+    __slots__ = ("kernel", "rows", "changed", "precision", "keep")
 
-    def __init__(self, kernel: NativeKernel):
+    def __init__(self, kernel: NativeKernel, precision=None):
         self.kernel = kernel
+        self.precision = precision
         self.rows: dict[tuple, tuple[list, list, list]] = {}
         self.changed: list[torch.Tensor] = []
+        self.keep: list[torch.Tensor] = (
+            []
+        )  # (stochastic rounding's noise, until it ran)
 
-    def add(self, *args) -> bool:
-        """Takes one parameter's update (tensors, numbers, decisions, in the kernel's order);
-        False where the native kernel cannot run it (the caller then runs the compiled one).
-        """
+    def add(self, index: int, *args) -> bool:
+        """Takes the update of the group's ``index``-th parameter (tensors, numbers,
+        decisions, in the kernel's order); False where the native kernel cannot run it (the
+        caller then runs the compiled one)."""
+        if self.precision is not None:
+            return self._add_under_policy(index, args)
         # (the host cost of a step is mostly here: checks kept to what decides)
         k = self.kernel
         param = args[0]
@@ -252,6 +409,78 @@ class Batch:
                 self.changed.append(args[w])
         return True
 
+    def _add_under_policy(self, index: int, args: tuple) -> bool:
+        """``add`` under a precision policy: the tensors in their storage dtypes (float32,
+        float64, bfloat16), computed in the policy's dtype for the parameter, the parameter
+        landed by its rounding: the group's Kahan compensation, or stochastic rounding's
+        bits, made in the kernel from a key drawn here, in the parameter's turn, from the
+        policy's generator (so a seed makes a run reproducible, as with torch.randint's bits
+        on the other paths, though not with the same bits)."""
+        k, precision = self.kernel, self.precision
+        param = args[0]
+        if type(param) not in _PLAIN or not param.is_cpu:
+            return False
+        compute = precision.dtype_for(param)
+        if compute not in DTYPES or param.dtype not in STORED:
+            return False
+        numel = param.numel()
+        types, ptrs = [], []
+        for t in args[: k.n_tensors]:
+            if t is None:
+                types.append(None)
+                ptrs.append(None)
+            elif t.dtype in STORED and t.is_contiguous() and t.numel() == numel:
+                types.append(t.dtype)
+                ptrs.append(t.data_ptr())
+            else:
+                return False
+        rounding = "nearest" if compute == param.dtype else precision.rounding
+        comp = None
+        if rounding == "kahan":
+            comp = precision.kahan_comps[index]
+            if comp is None or comp.dtype not in STORED or not comp.is_contiguous():
+                return False
+        elif rounding == "stochastic" and not (
+            param.dtype == torch.bfloat16 and compute == torch.float32
+        ):
+            return False  # (float16's stochastic rounding: the compiled kernel's)
+        grad = k.tensors.index("grad") if "grad" in k.tensors else -1
+        # states are stored back; the gradient only where it is computed on in place (in the
+        # compute dtype already), as the compiled kernel's copies do
+        back = tuple(j != grad or types[j] == compute for j in range(len(k.tensors)))
+        layout = Layout(
+            compute, tuple(types), back, rounding, None if comp is None else comp.dtype
+        )
+        config = (layout, *args[k.n_tensors + k.n_numbers :])
+        rows = self.rows.get(config)
+        if rows is None:
+            if k.entry(layout, tuple(map(bool, config[1:]))) is None:
+                return False
+            rows = self.rows[config] = ([], [], [])
+        noise = None
+        if rounding == "stochastic":  # (drawn once nothing can refuse the parameter)
+            noise = torch.randint(
+                0,
+                1 << 62,
+                (1,),
+                dtype=torch.int64,
+                generator=precision._generator(param.device),
+            )
+        rows[0].extend(ptrs)
+        rows[0].append(None if comp is None else comp.data_ptr())
+        rows[0].append(None if noise is None else noise.data_ptr())
+        rows[1].append(numel)
+        rows[2].extend(args[k.n_tensors : k.n_tensors + k.n_numbers])
+        for w in k.written:
+            if args[w] is not None and back[w] and w != 0:
+                self.changed.append(args[w])
+        self.changed.append(param)  # (landed whether or not the update wrote it)
+        if comp is not None:
+            self.changed.append(comp)
+        if noise is not None:
+            self.keep.append(noise)
+        return True
+
     def run(self) -> None:
         threads = torch.get_num_threads()
         k = self.kernel
@@ -274,6 +503,7 @@ class Batch:
             torch._C._increment_version(self.changed)
         self.rows.clear()
         self.changed = []
+        self.keep = []
 
 
 # ---- the compiler and the cache ---------------------------------------------------------

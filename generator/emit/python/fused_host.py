@@ -99,9 +99,10 @@ def fused_body(facts: ModuleFacts) -> str:
     out(f"kernel = _compiled_kernel{facts.suffix}(precision is not None)")
     native = native_kernel(opt)
     if native is not None:
-        # the native CPU kernel takes the parameters it can run (float32 or float64,
-        # contiguous) and runs them all in one call after the loop; the others, and every
-        # parameter under a precision policy, run the compiled kernel in the loop
+        # the native CPU kernel takes the parameters it can run (contiguous, computed in
+        # float32 or float64, stored in those or, under a precision policy, in bfloat16) and
+        # runs them all in one call after the loop; the others run the compiled kernel in
+        # the loop
         out(f"native = _native_{fname}{facts.suffix}.batch(precision)")
     out("")
     out("for i, param in enumerate(params):")
@@ -160,7 +161,7 @@ def fused_body(facts: ModuleFacts) -> str:
             out.lines += [("    " * out.level) + line for line in host.splitlines()]
         if native is not None:
             offered = ", ".join(tensors + numbers + decisions)
-            out(f"if native is not None and native.add({offered}):")
+            out(f"if native is not None and native.add(i, {offered}):")
             with out.indent():
                 out("continue")
         # the precision policy's inputs (generator.runtime.precision), cast in the kernel
