@@ -13,8 +13,13 @@ The generated ``_fused_<name>`` asks ``batch()`` for a batch at the start of a s
 compiled per-parameter kernel runs), offers each parameter's tensors, numbers
 and decisions with ``add`` (False: that parameter runs the compiled kernel, e.g. a bfloat16 or
 non-contiguous tensor), and ``run``s the batch after its host loop: the parameters' updates are
-independent, so running them after the loop is running them in it. A kernel is compiled once per
-configuration (the decisions) and dtype (float32, float64), in a process-wide cache and on disk
+independent, so running them after the loop is running them in it. Under a precision policy
+(runtime.precision) the kernel is compiled for the tensors' storage dtypes (float32, float64,
+bfloat16) and the policy's compute dtype: blocks of elements are loaded into buffers of the
+compute type, updated by the same loop, and stored back, the parameter by the policy's rounding
+(nearest, Kahan, or stochastic with bits made in the kernel from a key the policy's generator
+draws per parameter). A kernel is compiled once per
+configuration (the decisions) and dtype (float32, float64) or policy layout, in a process-wide cache and on disk
 under ``$OPTIMGEN_CACHE_DIR`` (else ``~/.cache/optimgen``) ``/native``, keyed by the source, the
 compiler and its flags. If no compiler works, or one configuration fails to compile, a warning
 says so once and that configuration runs the compiled kernel: slower, never wrong.

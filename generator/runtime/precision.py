@@ -14,7 +14,9 @@ only when they differ from torch's behaviour (so a default optimizer's state_dic
   unless ``state_dtype`` names it: a bfloat16 parameter and a bfloat16 compensation hold about
   16 significant bits together, with a float32 one about 32);
 - ``rounding_seed``: the seed of stochastic rounding's own generator (default: torch's global
-  generator, so ``torch.manual_seed`` makes a run reproducible).
+  generator, so ``torch.manual_seed`` makes a run reproducible). The CPU's native fused kernel
+  (runtime.native) draws one key per parameter and step from it and makes its random bits in its
+  loop: as reproducible, not the bits ``torch.randint`` gives the other paths.
 
 Under a policy the functional API receives a :class:`Precision`. Its :meth:`Precision.chunks`
 hands the unchanged update (for-loop, foreach or fused) copies of the parameter, gradient and
