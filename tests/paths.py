@@ -15,6 +15,22 @@ from generator.runtime.native import native_kernels
 
 IMPL_FLAGS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}}
 
+# Precision policies (generator.runtime.precision) the tests run: (parameter dtype, options)
+PRECISION_POLICIES = {
+    "bf16-state": (torch.float32, dict(state_dtype=torch.bfloat16)),
+    "bf16-compute-f32": (torch.bfloat16, dict(compute_dtype=torch.float32)),
+    "bf16-kahan": (torch.bfloat16, dict(param_rounding="kahan")),
+    "bf16-kahan-float32-state": (
+        torch.bfloat16,
+        dict(param_rounding="kahan", state_dtype=torch.float32),
+    ),
+    "bf16-stochastic": (
+        torch.bfloat16,
+        dict(param_rounding="stochastic", rounding_seed=0),
+    ),
+    "f64-bf16-state": (torch.float64, dict(state_dtype=torch.bfloat16)),
+}
+
 
 def seeded_params(shapes, seed=0):
     gen = torch.Generator().manual_seed(seed)

@@ -30,6 +30,7 @@ from generator.verify.problems import (
     make_initial_params,
     stable_seed,
 )
+from paths import PRECISION_POLICIES
 from parity import (
     reference_kwargs,
     FUSED_FLOAT32,
@@ -266,16 +267,13 @@ def test_foreach_none_picks_the_path_torch_picks_on_cuda(name):
 # ---- the precision policy on the device (generator.runtime.precision) -------------------------------------
 
 POLICIES = {
-    "bf16-state": (torch.float32, dict(state_dtype=torch.bfloat16)),
-    "bf16-kahan": (torch.bfloat16, dict(param_rounding="kahan")),
-    "bf16-kahan-float32-state": (
-        torch.bfloat16,
-        dict(param_rounding="kahan", state_dtype=torch.float32),
-    ),
-    "bf16-stochastic": (
-        torch.bfloat16,
-        dict(param_rounding="stochastic", rounding_seed=0),
-    ),
+    name: PRECISION_POLICIES[name]
+    for name in (
+        "bf16-state",
+        "bf16-kahan",
+        "bf16-kahan-float32-state",
+        "bf16-stochastic",
+    )
 }
 IMPL_FLAGS = {
     "for-loop": dict(foreach=False),

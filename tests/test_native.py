@@ -22,7 +22,7 @@ from generator.api import check_text
 from generator.runtime import kernels as K
 from generator.runtime import native as N
 from generator.verify.grid import grid, required_arguments
-from paths import seeded_grads, seeded_params
+from paths import PRECISION_POLICIES, seeded_grads, seeded_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = {
@@ -268,21 +268,8 @@ def test_turned_off_the_compiled_kernel_runs(monkeypatch):
     assert rows == [1]
 
 
-# The precision policies of `optimgen train` the native kernel runs: (parameter dtype, options).
-POLICIES = {
-    "bf16-state": (torch.float32, dict(state_dtype=torch.bfloat16)),
-    "bf16-compute-f32": (torch.bfloat16, dict(compute_dtype=torch.float32)),
-    "bf16-kahan": (torch.bfloat16, dict(param_rounding="kahan")),
-    "bf16-kahan-f32-comp": (
-        torch.bfloat16,
-        dict(param_rounding="kahan", state_dtype=torch.float32),
-    ),
-    "bf16-stochastic": (
-        torch.bfloat16,
-        dict(param_rounding="stochastic", rounding_seed=0),
-    ),
-    "f64-bf16-state": (torch.float64, dict(state_dtype=torch.bfloat16)),
-}
+# The precision policies the native kernel runs: every one of the tests' table
+POLICIES = PRECISION_POLICIES
 
 
 def _policy_run(name, dtype, options, native: bool, steps=4, monkeypatch=None):

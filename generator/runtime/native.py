@@ -219,29 +219,36 @@ class NativeKernel:
         it), or a precision policy's Layout."""
         if isinstance(kind, Layout):
             return self._policy_source(kind, decisions)
-        dtype = kind
-        lines = [PRELUDE, f"using T = {DTYPES[dtype]};"]
-        lines += [
-            f"constexpr bool {d} = {'true' if v else 'false'};"
-            for d, v in zip(self.decisions, decisions)
-        ]
-        lines.append(f"constexpr int64_t OG_TENSORS = {max(len(self.tensors), 1)};")
-        lines.append(f"constexpr int64_t OG_NUMBERS = {max(len(self.numbers), 1)};")
-        lines.append(
-            "static inline void og_rows(int64_t lo, int64_t hi, int64_t og_numel, "
-            "void* const* p, const double* num) {"
-        )
+        lines = self._head(kind, decisions, max(len(self.tensors), 1))
         for k, t in enumerate(self.tensors):
             const = "" if k in self.written else "const "
             lines.append(f"  {const}T* __restrict {t} = ({const}T*)p[{k}];")
-        for k, n in enumerate(self.numbers):
-            lines.append(f"  const double {n} = num[{k}];")
+        lines += self._numbers()
         lines.append("  for (int64_t i = lo; i < hi; ++i) {")
         lines += ["    " + line for line in self.body.splitlines()]
         lines.append("  }")
         lines.append("}")
         lines.append(DRIVER)
         return "\n".join(lines)
+
+    def _head(self, compute: torch.dtype, decisions: tuple, row_tensors: int) -> list:
+        """The source up to ``og_rows``'s opening brace: the prelude, the compute type, the
+        configuration's decisions, the row's layout."""
+        lines = [PRELUDE, f"using T = {DTYPES[compute]};"]
+        lines += [
+            f"constexpr bool {d} = {'true' if v else 'false'};"
+            for d, v in zip(self.decisions, decisions)
+        ]
+        lines.append(f"constexpr int64_t OG_TENSORS = {row_tensors};")
+        lines.append(f"constexpr int64_t OG_NUMBERS = {max(len(self.numbers), 1)};")
+        lines.append(
+            "static inline void og_rows(int64_t lo, int64_t hi, int64_t og_numel, "
+            "void* const* p, const double* num) {"
+        )
+        return lines
+
+    def _numbers(self) -> list:
+        return [f"  const double {n} = num[{k}];" for k, n in enumerate(self.numbers)]
 
     def _policy_source(self, layout: "Layout", decisions: tuple[bool, ...]) -> str:
         """A policy's kernel: each block of elements loaded from its storage types into
@@ -252,18 +259,8 @@ class NativeKernel:
         n = len(self.tensors)
         stored = [STORED[t] if t is not None else "T" for t in layout.types]
         direct = [t is None or t == layout.compute for t in layout.types]
-        lines = [PRELUDE, f"using T = {DTYPES[layout.compute]};"]
-        lines += [
-            f"constexpr bool {d} = {'true' if v else 'false'};"
-            for d, v in zip(self.decisions, decisions)
-        ]
-        lines.append(f"constexpr int64_t OG_TENSORS = {n + 2};")
-        lines.append(f"constexpr int64_t OG_NUMBERS = {max(len(self.numbers), 1)};")
-        lines.append("constexpr int64_t OG_CHUNK = 512;")
-        lines.append(
-            "static inline void og_rows(int64_t lo, int64_t hi, int64_t og_numel, "
-            "void* const* p, const double* num) {"
-        )
+        lines = self._head(layout.compute, decisions, n + 2)
+        lines.append("  constexpr int64_t OG_CHUNK = 512;")
         for k, t in enumerate(self.tensors):
             lines.append(f"  {stored[k]}* __restrict {t}_s = ({stored[k]}*)p[{k}];")
             if not direct[k]:
@@ -274,8 +271,7 @@ class NativeKernel:
             f"  const unsigned long long og_key = p[{n + 1}] ? "
             f"*(const unsigned long long*)p[{n + 1}] : 0;"
         )
-        for k, name in enumerate(self.numbers):
-            lines.append(f"  const double {name} = num[{k}];")
+        lines += self._numbers()
         lines.append(
             "  for (int64_t og_base = lo; og_base < hi; og_base += OG_CHUNK) {"
         )
