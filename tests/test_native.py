@@ -163,6 +163,45 @@ def test_a_cpu_fused_step_runs_every_parameter_on_the_native_kernel(
     assert rows == [len(params)] * 3, f"rows run natively per step: {rows}"
 
 
+@pytest.mark.parametrize(
+    "policy", ["bf16-kahan", "bf16-stochastic", "bf16-state", "f64-bf16-state"]
+)
+@pytest.mark.parametrize(
+    "name", sorted(n for n, passes in NATIVE.items() if passes == ("",))
+)
+def test_every_native_kernel_runs_each_policy_natively(name, policy, monkeypatch):
+    """Every native kernel's policy form compiles and takes every parameter (the compiled
+    kernel refused), over blocks and chunks of every size, and lands within a bfloat16
+    spacing (of each tensor's size) of the compiled kernel's steps (stochastic rounding,
+    whose bits differ: a spacing per step); the policy's own arithmetic is pinned by the
+    test above, on Adam, AdamW and SGD."""
+    cls = getattr(generated, name)
+    dtype, options = PRECISION_POLICIES[policy]
+    start = [p.to(dtype) for p in seeded_params(SHAPES)]
+    steps = list(seeded_grads(SHAPES, 3, seed=1))
+
+    def run(native: bool):
+        params = [p.clone().requires_grad_() for p in start]
+        opt = _make(cls, params, fused=True, **options)
+        for grads in steps:
+            for p, g in zip(params, grads):
+                p.grad = g.to(dtype)
+            with K.eager_kernels(), N.native_kernels(native):
+                opt.step()
+        return [p.detach().double() for p in params]
+
+    want = run(False)
+    rows = _spy(monkeypatch)
+    got = run(True)
+    assert rows == [len(SHAPES)] * 3, f"rows run natively per step: {rows}"
+    spacings = len(steps) if options.get("param_rounding") == "stochastic" else 1
+    for k, (a, b) in enumerate(zip(got, want)):
+        size = b.abs().max().item() if b.numel() else 0.0
+        gap = (a - b).abs().max().item() if b.numel() else 0.0
+        bound = spacings * 2.0**-7 * size + 1e-12
+        assert gap <= bound, f"{name} param {k}: {gap:.3g} of {size:.3g}"
+
+
 def test_what_the_native_kernel_cannot_take_runs_the_compiled_kernel(monkeypatch):
     # a transposed parameter (not contiguous) and a bfloat16 one run the compiled kernel,
     # the others the native one, in one step
