@@ -163,9 +163,9 @@ def test_a_cpu_fused_step_runs_every_parameter_on_the_native_kernel(
     assert rows == [len(params)] * 3, f"rows run natively per step: {rows}"
 
 
-@pytest.mark.parametrize(
-    "policy", ["bf16-kahan", "bf16-stochastic", "bf16-state", "f64-bf16-state"]
-)
+# (a bfloat16 parameter, states and compensation, computed in float32; a float64 parameter
+# read where it is, with bfloat16 states: each kernel compiled twice more, not once per policy)
+@pytest.mark.parametrize("policy", ["bf16-kahan", "f64-bf16-state"])
 @pytest.mark.parametrize(
     "name", sorted(n for n, passes in NATIVE.items() if passes == ("",))
 )
