@@ -15,8 +15,8 @@ and decisions with ``add`` (False: that parameter runs the compiled kernel, e.g.
 non-contiguous tensor), and ``run``s the batch after its host loop: the parameters' updates are
 independent, so running them after the loop is running them in it. Under a precision policy
 (runtime.precision) the kernel is compiled for the tensors' storage dtypes (float32, float64,
-bfloat16) and the policy's compute dtype: blocks of elements are loaded into buffers of the
-compute type, updated by the same loop, and stored back, the parameter by the policy's rounding
+bfloat16) and the policy's compute dtype: each element is loaded into the compute type,
+updated by the same loop body, and stored back, the parameter by the policy's rounding
 (nearest, Kahan, or stochastic with bits made in the kernel from a key the policy's generator
 draws per parameter). A kernel is compiled once per
 configuration (the decisions) and dtype (float32, float64) or policy layout, in a process-wide cache and on disk
@@ -251,20 +251,18 @@ class NativeKernel:
         return [f"  const double {n} = num[{k}];" for k, n in enumerate(self.numbers)]
 
     def _policy_source(self, layout: "Layout", decisions: tuple[bool, ...]) -> str:
-        """A policy's kernel: each block of elements loaded from its storage types into
-        buffers of the compute type, the same element loop over the buffers, then the states
-        stored back rounded to nearest (a rounding copy, as Precision does) and the parameter
-        landed by the policy's rounding (runtime.precision.land_). A tensor stored in the
-        compute type is read and written where it is, as in the plain kernel."""
+        """A policy's kernel: each element loaded from its storage types into the compute
+        type, the same element loop's body on it, then the written states stored back rounded
+        to nearest (a rounding copy, as Precision does) and the parameter landed by the
+        policy's rounding (runtime.precision.land_). A tensor stored in the compute type is
+        read and written where it is, as in the plain kernel. (One loop: the compiler keeps
+        each element's one-item buffers in registers and vectorizes the whole.)"""
         n = len(self.tensors)
         stored = [STORED[t] if t is not None else "T" for t in layout.types]
         direct = [t is None or t == layout.compute for t in layout.types]
         lines = self._head(layout.compute, decisions, n + 2)
-        lines.append("  constexpr int64_t OG_CHUNK = 512;")
         for k, t in enumerate(self.tensors):
             lines.append(f"  {stored[k]}* __restrict {t}_s = ({stored[k]}*)p[{k}];")
-            if not direct[k]:
-                lines.append(f"  T {t}_b[OG_CHUNK];")
         comp = STORED[layout.comp] if layout.comp is not None else "T"
         lines.append(f"  {comp}* __restrict og_comp = ({comp}*)p[{n}];")
         lines.append(
@@ -272,58 +270,45 @@ class NativeKernel:
             f"*(const unsigned long long*)p[{n + 1}] : 0;"
         )
         lines += self._numbers()
-        lines.append(
-            "  for (int64_t og_base = lo; og_base < hi; og_base += OG_CHUNK) {"
-        )
-        lines.append(
-            "    const int64_t og_n = hi - og_base < OG_CHUNK ? hi - og_base : OG_CHUNK;"
-        )
-        for k, t in enumerate(self.tensors):
-            if not direct[k]:
+        lines.append("  for (int64_t k = lo; k < hi; ++k) {")
+        for j, t in enumerate(self.tensors):
+            if direct[j]:
+                # (an optional tensor left unset is null: never read, by the decisions)
+                lines.append(f"    T* __restrict {t} = {t}_s + k;")
+            else:
                 lines.append(
-                    f"    if ({t}_s) for (int64_t j = 0; j < og_n; ++j) "
-                    f"{t}_b[j] = T(og_load({t}_s[og_base + j]));"
+                    f"    T {t}_b[1] = {{{t}_s ? T(og_load({t}_s[k])) : T(0)}};"
                 )
+                lines.append(f"    T* __restrict {t} = {t}_b;")
         lines.append("    {")
-        for k, t in enumerate(self.tensors):
-            where = f"{t}_s ? {t}_s + og_base : nullptr" if direct[k] else f"{t}_b"
-            lines.append(f"      T* __restrict {t} = {where};")
-        lines.append("      for (int64_t i = 0; i < og_n; ++i) {")
-        lines += ["        " + line for line in self.body.splitlines()]
-        lines.append("      }")
+        lines.append("      const int64_t i = 0;")
+        lines += ["      " + line for line in self.body.splitlines()]
         lines.append("    }")
-        for k, t in enumerate(self.tensors):
-            if k == 0 or k not in self.written or not layout.back[k] or direct[k]:
+        for j, t in enumerate(self.tensors):
+            if j == 0 or j not in self.written or not layout.back[j] or direct[j]:
                 continue
             lines.append(
-                f"    if ({t}_s) for (int64_t j = 0; j < og_n; ++j) "
-                f"{t}_s[og_base + j] = og_store_as<{stored[k]}>::of({t}_b[j]);"
+                f"    if ({t}_s) {t}_s[k] = og_store_as<{stored[j]}>::of({t}_b[0]);"
             )
         param, kind = self.tensors[0], stored[0]
-        if direct[0]:  # (computed in its own dtype: nothing to land)
-            lines += ["  }", "}", DRIVER]
-            return "\n".join(lines)
-        lines.append("    for (int64_t j = 0; j < og_n; ++j) {")
-        lines.append("      const int64_t k = og_base + j;")
         if layout.rounding == "kahan":
             # kahan_add_: this step's update plus what earlier ones lost; what landed is
             # taken in the compute type, the rest carried
             lines += [
-                f"      const T old = T(og_load({param}_s[k]));",
-                f"      const T update = ({param}_b[j] - old) + T(og_load(og_comp[k]));",
-                f"      const {kind} landed = og_store_as<{kind}>::of(T(old + update));",
-                f"      {param}_s[k] = landed;",
-                f"      og_comp[k] = og_store_as<{comp}>::of("
+                f"    const T old = T(og_load({param}_s[k]));",
+                f"    const T update = ({param}_b[0] - old) + T(og_load(og_comp[k]));",
+                f"    const {kind} landed = og_store_as<{kind}>::of(T(old + update));",
+                f"    {param}_s[k] = landed;",
+                f"    og_comp[k] = og_store_as<{comp}>::of("
                 "T(update - (T(og_load(landed)) - old)));",
             ]
         elif layout.rounding == "stochastic":
             lines.append(
-                f"      {param}_s[k] = "
-                f"og_bf16_stochastic({param}_b[j], og_random16(og_key, k));"
+                f"    {param}_s[k] = "
+                f"og_bf16_stochastic({param}_b[0], og_random16(og_key, k));"
             )
-        else:
-            lines.append(f"      {param}_s[k] = og_store_as<{kind}>::of({param}_b[j]);")
-        lines.append("    }")
+        elif not direct[0]:
+            lines.append(f"    {param}_s[k] = og_store_as<{kind}>::of({param}_b[0]);")
         lines.append("  }")
         lines.append("}")
         lines.append(DRIVER)
