@@ -63,7 +63,7 @@ CLOSURE_TWINS = ("LBFGS",)
 ALL_TWIN_NAMES = TWIN_NAMES + CLOSURE_TWINS
 CUSTOM_NAMES = ("WeirdDescent", "BertAdamW")
 # torch's foreach NAdam, RAdam and ASGD compute with other formulas than their for-loops (sqrt(v)/sqrt(bc)
-# for NAdam, a rect-or-zero list for RAdam, one addcmul for ASGD's decay and step); the generated foreach paths follow the for-loop, so
+# for NAdam, a rect-or-zero list for RAdam, one addcmul for ASGD's decay and step); the generated foreach paths follow the for-loop's formulas, so
 # where a test needs exact agreement their reference is torch's for-loop.
 TORCH_FOREACH_DIFFERS = frozenset({"NAdam", "RAdam", "ASGD", "Adafactor"})
 # Twins whose generated foreach path regroups a product into one fused operation
