@@ -247,7 +247,7 @@ class _Algebra:
         locals, scalars, counters (by key), lazily made states (by key and by name); "*" for a
         statement of another kind, across which nothing is moved."""
         names: set[str] = set()
-        for t in ir.walk(stmts):
+        for t in _statements(stmts):
             if isinstance(t, ir.InPlace):
                 names.add(t.target.name)
             elif isinstance(t, (ir.TensorLet, ir.ScalarLet)):
@@ -333,7 +333,7 @@ def _reads_of(s, name: str) -> tuple[int, bool]:
     """(how often ``s`` and its nested statements read the local ``name``, whether every read
     is a factor of an update's product: a position where the value is absorbed)."""
     count, ok = 0, True
-    for t in ir.walk([s]):
+    for t in _statements([s]):
         for e in ir.expressions(t):
             n = _count(e, name)
             if not n:
@@ -368,13 +368,24 @@ def _factor_reads(s: ir.InPlace, name: str) -> int:
             n += sum(
                 1
                 for f in p.num + p.den
-                if isinstance(f, ir.TRef) and f.name == name and f.role == "local"
+                if isinstance(f, ir.TRef) and f.name == name and f.role == ir.Role.LOCAL
             )
     return n
 
 
 def _loops(s) -> bool:
-    return any(isinstance(t, (ir.Repeat, ir.ForRange, ir.While)) for t in ir.walk([s]))
+    return any(
+        isinstance(t, (ir.Repeat, ir.ForRange, ir.While)) for t in _statements([s])
+    )
+
+
+def _statements(stmts):
+    """Every statement, nested ones after their parent, an `if`'s traced form included
+    (``ir.walk`` leaves it out; the local is replaced there too, so its reads count)."""
+    for s in ir.walk(stmts):
+        yield s
+        if isinstance(s, ir.If) and s.traced is not None:
+            yield from _statements(s.traced)
 
 
 def regroup(opt: ir.Optimizer, stmts) -> tuple:
