@@ -206,7 +206,8 @@ class NativeKernel:
         self.n_tensors, self.n_numbers = len(tensors), len(numbers)
         self.written = tuple(tensors.index(t) for t in written)
         self.body = source
-        self._libraries: dict[tuple, object] = {}  # (dtype, decisions) -> entry or None
+        # (kind: a dtype or a policy's Layout, decisions) -> entry, or None
+        self._libraries: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
     def batch(self, precision=None) -> "Batch | None":
@@ -361,9 +362,8 @@ class Batch:
         self.precision = precision
         self.rows: dict[tuple, tuple[list, list, list]] = {}
         self.changed: list[torch.Tensor] = []
-        self.keep: list[torch.Tensor] = (
-            []
-        )  # (stochastic rounding's noise, until it ran)
+        # (stochastic rounding's keys, alive until the kernel has read them)
+        self.keep: list[torch.Tensor] = []
 
     def add(self, index: int, *args) -> bool:
         """Takes the update of the group's ``index``-th parameter (tensors, numbers,
@@ -448,9 +448,9 @@ class Batch:
             if k.entry(layout, tuple(map(bool, config[1:]))) is None:
                 return False
             rows = self.rows[config] = ([], [], [])
-        noise = None
+        key = None
         if rounding == "stochastic":  # (drawn once nothing can refuse the parameter)
-            noise = torch.randint(
+            key = torch.randint(
                 0,
                 1 << 62,
                 (1,),
@@ -459,7 +459,7 @@ class Batch:
             )
         rows[0].extend(ptrs)
         rows[0].append(None if comp is None else comp.data_ptr())
-        rows[0].append(None if noise is None else noise.data_ptr())
+        rows[0].append(None if key is None else key.data_ptr())
         rows[1].append(numel)
         rows[2].extend(args[k.n_tensors : k.n_tensors + k.n_numbers])
         for w in k.written:
@@ -468,8 +468,8 @@ class Batch:
         self.changed.append(param)  # (landed whether or not the update wrote it)
         if comp is not None:
             self.changed.append(comp)
-        if noise is not None:
-            self.keep.append(noise)
+        if key is not None:
+            self.keep.append(key)
         return True
 
     def run(self) -> None:
