@@ -32,6 +32,30 @@ PRECISION_POLICIES = {
 }
 
 
+def steps_with_a_missing_gradient(cls, steps: int, **kwargs) -> list:
+    """The float64 parameters (shapes (3, 2), (4,), (5,)) after each of ``steps`` steps of
+    ``cls(params, **kwargs)``, the second parameter without a gradient at steps 1 and 2 (its
+    counters then part from the others'), for the tests that hold one path to another.
+    """
+    gen = torch.Generator().manual_seed(0)
+    params = [
+        torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_(True)
+        for shape in ((3, 2), (4,), (5,))
+    ]
+    opt = cls(params, **kwargs)
+    history = []
+    for step in range(steps):
+        g = torch.Generator().manual_seed(100 + step)
+        for i, p in enumerate(params):
+            missing = i == 1 and step in (1, 2)
+            p.grad = (
+                None if missing else torch.randn(p.shape, generator=g, dtype=p.dtype)
+            )
+        opt.step()
+        history.append([p.detach().clone() for p in params])
+    return history
+
+
 def seeded_params(shapes, seed=0):
     gen = torch.Generator().manual_seed(seed)
     return [torch.randn(s, generator=gen, dtype=torch.float64) for s in shapes]

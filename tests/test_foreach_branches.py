@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from generator import load_spec
+from paths import steps_with_a_missing_gradient
 
 HEADER = """\
 optimizer Branchy
@@ -116,23 +117,7 @@ UPDATES = {
 
 
 def _run(cls, foreach, flag, steps=7):
-    gen = torch.Generator().manual_seed(0)
-    params = [
-        torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_(True)
-        for shape in ((3, 2), (4,), (5,))
-    ]
-    opt = cls(params, foreach=foreach, flag=flag)
-    history = []
-    for step in range(steps):
-        g = torch.Generator().manual_seed(100 + step)
-        for i, p in enumerate(params):
-            missing = i == 1 and step in (1, 2)
-            p.grad = (
-                None if missing else torch.randn(p.shape, generator=g, dtype=p.dtype)
-            )
-        opt.step()
-        history.append([p.detach().clone() for p in params])
-    return history
+    return steps_with_a_missing_gradient(cls, steps, foreach=foreach, flag=flag)
 
 
 @pytest.mark.parametrize("flag", [False, True])

@@ -22,6 +22,7 @@ from generator import driver, project
 from generator.emit.python.items import bind_items
 from generator.lower.products import regroup
 from parity import FOREACH_REGROUPED, TWIN_NAMES
+from paths import steps_with_a_missing_gradient
 
 HEADER = """\
 optimizer Regrouped
@@ -143,26 +144,6 @@ CASES = {
 }
 
 
-def _run(cls, foreach: bool, steps: int = 6):
-    gen = torch.Generator().manual_seed(0)
-    params = [
-        torch.randn(shape, generator=gen, dtype=torch.float64).requires_grad_(True)
-        for shape in ((3, 2), (4,), (5,))
-    ]
-    opt = cls(params, foreach=foreach)
-    history = []
-    for step in range(steps):
-        g = torch.Generator().manual_seed(100 + step)
-        for i, p in enumerate(params):
-            missing = i == 1 and step in (1, 2)  # (counters part per parameter)
-            p.grad = (
-                None if missing else torch.randn(p.shape, generator=g, dtype=p.dtype)
-            )
-        opt.step()
-        history.append([p.detach().clone() for p in params])
-    return history
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_regrouped_foreach_path_reads_what_the_for_loop_reads(case):
     declarations, update, regrouped = CASES[case]
@@ -175,7 +156,9 @@ def test_a_regrouped_foreach_path_reads_what_the_for_loop_reads(case):
             f"(no match for {regrouped!r})"
         )
     cls = load_spec(text)
-    loop, multi = _run(cls, False), _run(cls, True)
+    loop, multi = (
+        steps_with_a_missing_gradient(cls, 6, foreach=f) for f in (False, True)
+    )
     for step, (a, b) in enumerate(zip(multi, loop)):
         for i, (x, y) in enumerate(zip(a, b)):
             torch.testing.assert_close(
