@@ -595,11 +595,6 @@ def _multi_tensor_adabound(
         torch._foreach_sub_(device_params, device_update_12)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_adabound(
     params: list[Tensor],
     grads: list[Tensor],
@@ -660,7 +655,7 @@ def _fused_adabound(
     _step_size = _number_tensor(step_size)
     _lower = _number_tensor(lower)
     _upper = _number_tensor(upper)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_adabound.batch(precision)
 
     for i, param in enumerate(params):
@@ -697,7 +692,7 @@ def _fused_adabound(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -724,6 +719,7 @@ def _fused_adabound(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _adabound_kernel(

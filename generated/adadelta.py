@@ -503,11 +503,6 @@ def _multi_tensor_adadelta(
             torch._foreach_add_(device_params, device_delta, alpha=-lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_adadelta(
     params: list[Tensor],
     grads: list[Tensor],
@@ -550,7 +545,7 @@ def _fused_adadelta(
     _lr = _number_tensor(lr)
     if params:
         torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_adadelta.batch(precision)
 
     for i, param in enumerate(params):
@@ -573,7 +568,7 @@ def _fused_adadelta(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(square_avg),
@@ -591,6 +586,7 @@ def _fused_adadelta(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _adadelta_kernel(

@@ -529,11 +529,6 @@ def _multi_tensor_adagrad(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_adagrad(
     params: list[Tensor],
     grads: list[Tensor],
@@ -573,14 +568,14 @@ def _fused_adagrad(
     _eps = _number_tensor(eps)
     if params:
         torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_adagrad.batch(precision)
 
     for i, param in enumerate(params):
         grad = grads[i]
         step_t = state_steps[i]
         state_sum = state_sums[i]
-        step = _get_value(step_t)
+        step = step_t.item()
         weight_decay_nonzero = weight_decay != 0
         clr = lr / (1 + (step - 1) * lr_decay)
         if native is not None and native.add(
@@ -596,7 +591,7 @@ def _fused_adagrad(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(state_sum),
@@ -612,6 +607,7 @@ def _fused_adagrad(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _adagrad_kernel(

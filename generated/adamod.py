@@ -535,11 +535,6 @@ def _multi_tensor_adamod(
         torch._foreach_addcmul_(device_params, device_eta, device_exp_avgs, -1)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_adamod(
     params: list[Tensor],
     grads: list[Tensor],
@@ -590,7 +585,7 @@ def _fused_adamod(
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
     _beta3 = _number_tensor(beta3)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_adamod.batch(precision)
 
     for i, param in enumerate(params):
@@ -630,7 +625,7 @@ def _fused_adamod(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -656,6 +651,7 @@ def _fused_adamod(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _adamod_kernel(

@@ -685,11 +685,6 @@ def _multi_tensor_adamw(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_adamw(
     params: list[Tensor],
     grads: list[Tensor],
@@ -745,7 +740,7 @@ def _fused_adamw(
     _eps = _number_tensor(eps)
     if params:
         torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_adamw.batch(precision)
 
     for i, param in enumerate(params):
@@ -754,7 +749,7 @@ def _fused_adamw(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
-        step = _get_value(step_t)
+        step = step_t.item()
         weight_decay_nonzero = weight_decay != 0
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
@@ -781,7 +776,7 @@ def _fused_adamw(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -805,6 +800,7 @@ def _fused_adamw(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _adamw_kernel(

@@ -755,11 +755,6 @@ def _multi_tensor_adan(
         _copy_all(device_previous_grads, device_update_14)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_adan(
     params: list[Tensor],
     grads: list[Tensor],
@@ -820,7 +815,7 @@ def _fused_adan(
     _eps = _number_tensor(eps)
     _lr = _number_tensor(lr)
     _weight_decay = _number_tensor(weight_decay)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -842,7 +837,7 @@ def _fused_adan(
             weight_decay != 0 and not weight_decouple
         )
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _shaped(param),
             _shaped(grad),
             _shaped(exp_avg),
@@ -869,6 +864,7 @@ def _fused_adan(
             _shaped(_comp),
             _shaped(_noise),
         )
+    kernel.run()
 
 
 def _adan_kernel(

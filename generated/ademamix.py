@@ -663,11 +663,6 @@ def _multi_tensor_ademamix(
                 torch._foreach_addcdiv_(device_params, device_update, device_denom, -lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_ademamix(
     params: list[Tensor],
     grads: list[Tensor],
@@ -727,7 +722,7 @@ def _fused_ademamix(
     _beta2 = _number_tensor(beta2)
     _step = _number_tensor(step)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -759,7 +754,7 @@ def _fused_ademamix(
                 beta3,
             )
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -786,6 +781,7 @@ def _fused_ademamix(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _ademamix_kernel(

@@ -585,11 +585,6 @@ def _multi_tensor_adopt(
             torch._foreach_addcmul_(device_exp_avg_sqs, device_g, device_g, 1 - beta2)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_adopt(
     params: list[Tensor],
     grads: list[Tensor],
@@ -640,7 +635,7 @@ def _fused_adopt(
     _step = _number_tensor(step)
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -656,7 +651,7 @@ def _fused_adopt(
         if not step_eq_1:
             clip_lambda_is_not_none = clip_lambda is not None
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -681,6 +676,7 @@ def _fused_adopt(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _adopt_kernel(

@@ -625,11 +625,6 @@ def _multi_tensor_asgd(
             mu_t.fill_(value)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_asgd(
     params: list[Tensor],
     grads: list[Tensor],
@@ -672,7 +667,7 @@ def _fused_asgd(
     lr = _to_scalar(lr)
     _weight_decay = _number_tensor(weight_decay)
     _lambd = _number_tensor(lambd)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_asgd.batch(precision)
 
     for i, param in enumerate(params):
@@ -681,8 +676,8 @@ def _fused_asgd(
         eta_t = etas[i]
         mu_t = mus[i]
         ax = axs[i]
-        eta = _get_value(eta_t)
-        mu = _get_value(mu_t)
+        eta = eta_t.item()
+        mu = mu_t.item()
         step_t += 1
         step = _get_value(step_t)
         weight_decay_nonzero = weight_decay != 0
@@ -704,7 +699,7 @@ def _fused_asgd(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(ax),
@@ -722,6 +717,7 @@ def _fused_asgd(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _asgd_kernel(

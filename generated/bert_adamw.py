@@ -511,11 +511,6 @@ def _multi_tensor_bert_adamw(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_bert_adamw(
     params: list[Tensor],
     grads: list[Tensor],
@@ -557,7 +552,7 @@ def _fused_bert_adamw(
     _weight_decay = _number_tensor(weight_decay)
     if params:
         torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_bert_adamw.batch(precision)
 
     for i, param in enumerate(params):
@@ -566,7 +561,7 @@ def _fused_bert_adamw(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         step_size = 0.0
-        step = _get_value(step_t)
+        step = step_t.item()
         step_size = (
             lr * math.sqrt(1 - beta2**step) / (1 - beta1**step) if correct_bias else lr
         )
@@ -588,7 +583,7 @@ def _fused_bert_adamw(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -608,6 +603,7 @@ def _fused_bert_adamw(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _bert_adamw_kernel(

@@ -804,11 +804,6 @@ def _multi_tensor_came(
                 )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_came(
     params: list[Tensor],
     grads: list[Tensor],
@@ -874,7 +869,7 @@ def _fused_came(
     _beta1 = _number_tensor(beta1)
     _eps2 = _number_tensor(eps2)
     _beta3 = _number_tensor(beta3)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -892,7 +887,7 @@ def _fused_came(
                 weight_decay_positive = weight_decay > 0
         param_dim_gt_1 = param.dim() > 1
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _shaped(param),
             _shaped(grad),
             _shaped(exp_avg),
@@ -922,6 +917,7 @@ def _fused_came(
             _shaped(_comp),
             _shaped(_noise),
         )
+    kernel.run()
 
 
 def _came_kernel(

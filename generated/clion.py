@@ -602,11 +602,6 @@ def _multi_tensor_clion(
             torch._foreach_add_(device_params, device_update, alpha=-lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_clion(
     params: list[Tensor],
     grads: list[Tensor],
@@ -657,7 +652,7 @@ def _fused_clion(
     _adanorm_r = _number_tensor(adanorm_r)
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -670,7 +665,7 @@ def _fused_clion(
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _shaped(param),
             _shaped(grad),
             _shaped(exp_avg),
@@ -693,6 +688,7 @@ def _fused_clion(
             _shaped(_comp),
             _shaped(_noise),
         )
+    kernel.run()
 
 
 def _clion_kernel(

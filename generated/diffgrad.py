@@ -812,11 +812,6 @@ def _multi_tensor_diffgrad(
         _copy_all(device_previous_grads, device_g)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_diffgrad(
     params: list[Tensor],
     grads: list[Tensor],
@@ -883,7 +878,7 @@ def _fused_diffgrad(
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
     _bias_correction2 = _number_tensor(bias_correction2)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -918,7 +913,7 @@ def _fused_diffgrad(
                     / (rho_inf - 2)
                 )
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -951,6 +946,7 @@ def _fused_diffgrad(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _diffgrad_kernel(

@@ -802,11 +802,6 @@ def _multi_tensor_grokfastadamw(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_grokfastadamw(
     params: list[Tensor],
     grads: list[Tensor],
@@ -868,7 +863,7 @@ def _fused_grokfastadamw(
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_grokfastadamw.batch(precision)
 
     for i, param in enumerate(params):
@@ -917,7 +912,7 @@ def _fused_grokfastadamw(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -945,6 +940,7 @@ def _fused_grokfastadamw(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _grokfastadamw_kernel(

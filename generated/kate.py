@@ -466,11 +466,6 @@ def _multi_tensor_kate(
         _copy_all(device_bs, device_b_sq)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_kate(
     params: list[Tensor],
     grads: list[Tensor],
@@ -512,7 +507,7 @@ def _fused_kate(
     _lr = _number_tensor(lr)
     _eps = _number_tensor(eps)
     _delta = _number_tensor(delta)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_kate.batch(precision)
 
     for i, param in enumerate(params):
@@ -542,7 +537,7 @@ def _fused_kate(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(m),
@@ -563,6 +558,7 @@ def _fused_kate(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _kate_kernel(

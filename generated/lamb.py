@@ -781,11 +781,6 @@ def _multi_tensor_lamb(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_lamb(
     params: list[Tensor],
     grads: list[Tensor],
@@ -854,7 +849,7 @@ def _fused_lamb(
     _weight_decay = _number_tensor(weight_decay)
     _lr = _number_tensor(lr)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -891,7 +886,7 @@ def _fused_lamb(
             )
             step_size = lr * rt / bias_correction1
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -919,6 +914,7 @@ def _fused_lamb(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _lamb_kernel(

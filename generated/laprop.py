@@ -747,11 +747,6 @@ def _multi_tensor_laprop(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_laprop(
     params: list[Tensor],
     grads: list[Tensor],
@@ -816,7 +811,7 @@ def _fused_laprop(
     _weight_decay = _number_tensor(weight_decay)
     if params:
         torch._foreach_add_(momentum_steps, torch.tensor(1.0), alpha=1)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -826,13 +821,13 @@ def _fused_laprop(
         exp_mean_avg_beta2 = exp_mean_avg_beta2s[i] if centered else None
         max_exp_avg_sq = max_exp_avg_sqs[i] if ams_bound else None
         step_gt_steps_before_using_centered = False
-        momentum_step = _get_value(momentum_step_t)
+        momentum_step = momentum_step_t.item()
         bias_correction1 = 1 - beta1**momentum_step
         if centered:
             step_gt_steps_before_using_centered = step > steps_before_using_centered
         weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -858,6 +853,7 @@ def _fused_laprop(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _laprop_kernel(

@@ -472,11 +472,6 @@ def _multi_tensor_lars(
         torch._foreach_add_(device_params, device_g, alpha=-lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_lars(
     params: list[Tensor],
     grads: list[Tensor],
@@ -514,7 +509,7 @@ def _fused_lars(
     _momentum = _number_tensor(momentum)
     _dampening = _number_tensor(dampening)
     _lr = _number_tensor(lr)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -522,7 +517,7 @@ def _fused_lars(
         param_dim_gt_1 = param.dim() > 1
         momentum_positive = momentum > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(momentum_buffer),
@@ -540,6 +535,7 @@ def _fused_lars(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _lars_kernel(

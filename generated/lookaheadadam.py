@@ -835,11 +835,6 @@ def _multi_tensor_lookaheadadam(
             _copy_all(device_slow_params_list, device_params)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_lookaheadadam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -908,7 +903,7 @@ def _fused_lookaheadadam(
     _alpha = _number_tensor(alpha)
     if params:
         torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_lookaheadadam.batch(precision)
 
     for i, param in enumerate(params):
@@ -919,7 +914,7 @@ def _fused_lookaheadadam(
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
         slow_params = slow_params_list[i]
         slow_momentum = slow_momentums[i] if pullback_momentum == "pullback" else None
-        step = _get_value(step_t)
+        step = step_t.item()
         weight_decay_nonzero = weight_decay != 0
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
@@ -951,7 +946,7 @@ def _fused_lookaheadadam(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -979,6 +974,7 @@ def _fused_lookaheadadam(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _lookaheadadam_kernel(

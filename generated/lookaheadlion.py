@@ -745,11 +745,6 @@ def _multi_tensor_lookaheadlion(
             _copy_all(device_slow_params_list, device_params)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_lookaheadlion(
     params: list[Tensor],
     grads: list[Tensor],
@@ -813,7 +808,7 @@ def _fused_lookaheadlion(
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     _alpha = _number_tensor(alpha)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -829,7 +824,7 @@ def _fused_lookaheadlion(
                 weight_decay_positive = weight_decay > 0
         counter_zero = counter == 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _shaped(param),
             _shaped(grad),
             _shaped(exp_avg),
@@ -856,6 +851,7 @@ def _fused_lookaheadlion(
             _shaped(_comp),
             _shaped(_noise),
         )
+    kernel.run()
 
 
 def _lookaheadlion_kernel(

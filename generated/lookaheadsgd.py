@@ -581,11 +581,6 @@ def _multi_tensor_lookaheadsgd(
             _copy_all(device_slow_params_list, device_params)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_lookaheadsgd(
     params: list[Tensor],
     grads: list[Tensor],
@@ -637,7 +632,7 @@ def _fused_lookaheadsgd(
     _dampening = _number_tensor(dampening)
     _lr = _number_tensor(lr)
     _alpha = _number_tensor(alpha)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_lookaheadsgd.batch(precision)
 
     for i, param in enumerate(params):
@@ -688,7 +683,7 @@ def _fused_lookaheadsgd(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(momentum_buffer),
@@ -715,6 +710,7 @@ def _fused_lookaheadsgd(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _lookaheadsgd_kernel(

@@ -539,11 +539,6 @@ def _multi_tensor_madgrad(
             torch._foreach_lerp_(device_params, device_z, 1 - momentum)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_madgrad(
     params: list[Tensor],
     grads: list[Tensor],
@@ -590,7 +585,7 @@ def _fused_madgrad(
     _lamb = _number_tensor(lamb)
     _momentum = _number_tensor(momentum)
     _lr_eps = _number_tensor(lr_eps)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -612,7 +607,7 @@ def _fused_madgrad(
         eps_zero_2 = eps == 0
         weight_decay_positive_and_weight_decouple = weight_decay > 0 and weight_decouple
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(grad_sum_sq),
@@ -635,6 +630,7 @@ def _fused_madgrad(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _madgrad_kernel(

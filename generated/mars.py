@@ -1006,11 +1006,6 @@ def _multi_tensor_mars(
             x.add_(y, alpha=a)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_mars(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1080,7 +1075,7 @@ def _fused_mars(
     _beta1 = _number_tensor(beta1)
     _eps = _number_tensor(eps)
     _step = _number_tensor(step)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1118,7 +1113,7 @@ def _fused_mars(
                 param_size_0_gt_param_size_1 = param.size(0) > param.size(1)
         wd_nonzero_and_weight_decouple = wd != 0 and weight_decouple
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _shaped(param),
             _shaped(grad),
             _shaped(exp_avg),
@@ -1148,6 +1143,7 @@ def _fused_mars(
             _shaped(_comp),
             _shaped(_noise),
         )
+    kernel.run()
 
 
 def _mars_kernel(

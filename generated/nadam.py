@@ -694,11 +694,6 @@ def _multi_tensor_nadam(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_nadam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -750,7 +745,7 @@ def _fused_nadam(
     _eps = _number_tensor(eps)
     if params:
         torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_nadam.batch(precision)
 
     for i, param in enumerate(params):
@@ -759,7 +754,7 @@ def _fused_nadam(
         mu_product_t = mu_products[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        step = _get_value(step_t)
+        step = step_t.item()
         bias_correction2 = 1 - beta2**step
         weight_decay_nonzero = weight_decay != 0
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
@@ -789,7 +784,7 @@ def _fused_nadam(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -814,6 +809,7 @@ def _fused_nadam(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _nadam_kernel(

@@ -548,11 +548,6 @@ def _multi_tensor_novograd(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_novograd(
     params: list[Tensor],
     grads: list[Tensor],
@@ -604,7 +599,7 @@ def _fused_novograd(
     _lr = _number_tensor(lr)
     _beta1 = _number_tensor(beta1)
     _step = _number_tensor(step)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -630,7 +625,7 @@ def _fused_novograd(
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(grads_ema),
@@ -655,6 +650,7 @@ def _fused_novograd(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _novograd_kernel(

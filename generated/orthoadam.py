@@ -746,11 +746,6 @@ def _multi_tensor_orthoadam(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_orthoadam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -804,7 +799,7 @@ def _fused_orthoadam(
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -820,7 +815,7 @@ def _fused_orthoadam(
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -842,6 +837,7 @@ def _fused_orthoadam(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _orthoadam_kernel(

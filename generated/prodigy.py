@@ -843,11 +843,6 @@ def _multi_tensor_prodigy_pass2(
             torch._foreach_add_(device_params, device_update_6, alpha=-d_lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_prodigy(
     params: list[Tensor],
     grads: list[Tensor],
@@ -898,7 +893,7 @@ def _fused_prodigy(
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     _beta3_t = _number_tensor(beta3_t)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -907,7 +902,7 @@ def _fused_prodigy(
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(s),
@@ -929,6 +924,7 @@ def _fused_prodigy(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _prodigy_kernel(
@@ -1004,11 +1000,6 @@ def _compiled_multi_tensor():
     )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_prodigy_pass2(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1049,7 +1040,7 @@ def _fused_prodigy_pass2(
     _d_lr = _number_tensor(d_lr)
     _d = _number_tensor(d)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel_pass2(precision is not None)
+    kernel = _compiled_kernel_pass2(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1060,7 +1051,7 @@ def _fused_prodigy_pass2(
         weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
         eps_is_not_none = eps is not None
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(s),
@@ -1079,6 +1070,7 @@ def _fused_prodigy_pass2(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _prodigy_pass2_kernel(

@@ -720,11 +720,6 @@ def _multi_tensor_qhadam(
             torch._foreach_addcdiv_(device_params, device_numer, device_denom, -lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_qhadam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -781,7 +776,7 @@ def _fused_qhadam(
     _nu1 = _number_tensor(nu1)
     _nu2 = _number_tensor(nu2)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_qhadam.batch(precision)
 
     for i, param in enumerate(params):
@@ -792,8 +787,8 @@ def _fused_qhadam(
         beta2_rate_t = beta2_rates[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        beta1_rate = _get_value(beta1_rate_t)
-        beta2_rate = _get_value(beta2_rate_t)
+        beta1_rate = beta1_rate_t.item()
+        beta2_rate = beta2_rate_t.item()
         weight_decay_nonzero = weight_decay != 0
         beta1_weight_t *= beta1
         beta1_weight = _get_value(beta1_weight_t)
@@ -827,7 +822,7 @@ def _fused_qhadam(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -850,6 +845,7 @@ def _fused_qhadam(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _qhadam_kernel(

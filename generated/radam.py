@@ -693,11 +693,6 @@ def _multi_tensor_radam(
                 torch._foreach_sub_(device_params_rest_12, device_update_15)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_radam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -744,7 +739,7 @@ def _fused_radam(
     _beta1 = _number_tensor(beta1)
     _beta2 = _number_tensor(beta2)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_radam.batch(precision)
 
     for i, param in enumerate(params):
@@ -788,7 +783,7 @@ def _fused_radam(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -812,6 +807,7 @@ def _fused_radam(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _radam_kernel(

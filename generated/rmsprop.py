@@ -601,11 +601,6 @@ def _multi_tensor_rmsprop(
                 torch._foreach_addcdiv_(device_params, device_g, device_avg, -lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_rmsprop(
     params: list[Tensor],
     grads: list[Tensor],
@@ -655,7 +650,7 @@ def _fused_rmsprop(
     _lr = _number_tensor(lr)
     if params:
         torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_rmsprop.batch(precision)
 
     for i, param in enumerate(params):
@@ -684,7 +679,7 @@ def _fused_rmsprop(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(square_avg),
@@ -706,6 +701,7 @@ def _fused_rmsprop(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _rmsprop_kernel(

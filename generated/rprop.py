@@ -524,11 +524,6 @@ def _multi_tensor_rprop(
         _copy_all(device_prevs, device_g)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_rprop(
     params: list[Tensor],
     grads: list[Tensor],
@@ -571,7 +566,7 @@ def _fused_rprop(
     _etaminus = _number_tensor(etaminus)
     _step_size_min = _number_tensor(step_size_min)
     _step_size_max = _number_tensor(step_size_max)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_rprop.batch(precision)
 
     for i, param in enumerate(params):
@@ -594,7 +589,7 @@ def _fused_rprop(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(prev),
@@ -611,6 +606,7 @@ def _fused_rprop(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _rprop_kernel(

@@ -1486,11 +1486,6 @@ def _multi_tensor_samadamw_pass4(
             )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_samadamw(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1524,7 +1519,7 @@ def _fused_samadamw(
             grad_norm=grad_norm,
         )
         return
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1533,7 +1528,7 @@ def _fused_samadamw(
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
         old_p = old_ps[i]
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -1547,6 +1542,7 @@ def _fused_samadamw(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _samadamw_kernel(
@@ -1616,11 +1612,6 @@ def _compiled_multi_tensor():
     )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_samadamw_pass2(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1657,7 +1648,7 @@ def _fused_samadamw_pass2(
         )
         return
     _scale = _number_tensor(scale)
-    kernel = _compiled_kernel_pass2(precision is not None)
+    kernel = _compiled_kernel_pass2(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1672,7 +1663,7 @@ def _fused_samadamw_pass2(
             )
         use_gc_and_param_dim_gt_1 = use_gc and param.dim() > 1
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _shaped(param),
             _shaped(grad),
             _shaped(exp_avg),
@@ -1688,6 +1679,7 @@ def _fused_samadamw_pass2(
             _shaped(_comp),
             _shaped(_noise),
         )
+    kernel.run()
 
 
 def _samadamw_pass2_kernel(
@@ -1761,11 +1753,6 @@ def _compiled_multi_tensor_pass2():
     )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_samadamw_pass3(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1795,7 +1782,7 @@ def _fused_samadamw_pass3(
             amsgrad=amsgrad,
         )
         return
-    kernel = _compiled_kernel_pass3(precision is not None)
+    kernel = _compiled_kernel_pass3(precision is not None).batch()
     native = _native_samadamw_pass3.batch(precision)
 
     for i, param in enumerate(params):
@@ -1814,7 +1801,7 @@ def _fused_samadamw_pass3(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -1829,6 +1816,7 @@ def _fused_samadamw_pass3(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _samadamw_pass3_kernel(
@@ -1907,11 +1895,6 @@ param[i] = old_p[i];
 )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_samadamw_pass4(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1969,7 +1952,7 @@ def _fused_samadamw_pass4(
     _eps = _number_tensor(eps)
     if params:
         torch._foreach_add_(state_steps, torch.tensor(1.0), alpha=1)
-    kernel = _compiled_kernel_pass4(precision is not None)
+    kernel = _compiled_kernel_pass4(precision is not None).batch()
     native = _native_samadamw_pass4.batch(precision)
 
     for i, param in enumerate(params):
@@ -1979,7 +1962,7 @@ def _fused_samadamw_pass4(
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
         old_p = old_ps[i]
-        step = _get_value(step_t)
+        step = step_t.item()
         weight_decay_nonzero = weight_decay != 0
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
@@ -2007,7 +1990,7 @@ def _fused_samadamw_pass4(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -2032,6 +2015,7 @@ def _fused_samadamw_pass4(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _samadamw_pass4_kernel(

@@ -1103,11 +1103,6 @@ def _multi_tensor_samsgd_pass4(
             torch._foreach_add_(device_params, device_g, alpha=-lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_samsgd(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1134,14 +1129,14 @@ def _fused_samsgd(
             grad_norm=grad_norm,
         )
         return
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
         momentum_buffer = momentum_buffers[i] if momentum != 0 else None
         old_p = old_ps[i]
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(momentum_buffer),
@@ -1153,6 +1148,7 @@ def _fused_samsgd(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _samsgd_kernel(
@@ -1214,11 +1210,6 @@ def _compiled_multi_tensor():
     )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_samsgd_pass2(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1248,7 +1239,7 @@ def _fused_samsgd_pass2(
         )
         return
     _scale = _number_tensor(scale)
-    kernel = _compiled_kernel_pass2(precision is not None)
+    kernel = _compiled_kernel_pass2(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -1261,7 +1252,7 @@ def _fused_samsgd_pass2(
             )
         use_gc_and_param_dim_gt_1 = use_gc and param.dim() > 1
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _shaped(param),
             _shaped(grad),
             _shaped(momentum_buffer),
@@ -1275,6 +1266,7 @@ def _fused_samsgd_pass2(
             _shaped(_comp),
             _shaped(_noise),
         )
+    kernel.run()
 
 
 def _samsgd_pass2_kernel(
@@ -1340,11 +1332,6 @@ def _compiled_multi_tensor_pass2():
     )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_samsgd_pass3(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1367,7 +1354,7 @@ def _fused_samsgd_pass3(
             momentum=momentum,
         )
         return
-    kernel = _compiled_kernel_pass3(precision is not None)
+    kernel = _compiled_kernel_pass3(precision is not None).batch()
     native = _native_samsgd_pass3.batch(precision)
 
     for i, param in enumerate(params):
@@ -1384,7 +1371,7 @@ def _fused_samsgd_pass3(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(momentum_buffer),
@@ -1397,6 +1384,7 @@ def _fused_samsgd_pass3(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _samsgd_pass3_kernel(
@@ -1467,11 +1455,6 @@ param[i] = old_p[i];
 )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_samsgd_pass4(
     params: list[Tensor],
     grads: list[Tensor],
@@ -1512,7 +1495,7 @@ def _fused_samsgd_pass4(
     _momentum = _number_tensor(momentum)
     _dampening = _number_tensor(dampening)
     _lr = _number_tensor(lr)
-    kernel = _compiled_kernel_pass4(precision is not None)
+    kernel = _compiled_kernel_pass4(precision is not None).batch()
     native = _native_samsgd_pass4.batch(precision)
 
     for i, param in enumerate(params):
@@ -1546,7 +1529,7 @@ def _fused_samsgd_pass4(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(momentum_buffer),
@@ -1567,6 +1550,7 @@ def _fused_samsgd_pass4(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _samsgd_pass4_kernel(

@@ -706,11 +706,6 @@ def _multi_tensor_schedulefree_adamw(
             torch._foreach_add_(device_zs, device_u, alpha=-lr_k)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_schedulefree_adamw(
     params: list[Tensor],
     grads: list[Tensor],
@@ -774,7 +769,7 @@ def _fused_schedulefree_adamw(
     _c = _number_tensor(c)
     _lr_k = _number_tensor(lr_k)
     _beta1 = _number_tensor(beta1)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_schedulefree_adamw.batch(precision)
 
     for i, param in enumerate(params):
@@ -803,7 +798,7 @@ def _fused_schedulefree_adamw(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(z),
@@ -826,6 +821,7 @@ def _fused_schedulefree_adamw(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _schedulefree_adamw_kernel(

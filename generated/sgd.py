@@ -435,11 +435,6 @@ def _multi_tensor_sgd(
             torch._foreach_add_(device_params, device_g, alpha=-lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_sgd(
     params: list[Tensor],
     grads: list[Tensor],
@@ -478,7 +473,7 @@ def _fused_sgd(
     _momentum = _number_tensor(momentum)
     _dampening = _number_tensor(dampening)
     _lr = _number_tensor(lr)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_sgd.batch(precision)
 
     for i, param in enumerate(params):
@@ -510,7 +505,7 @@ def _fused_sgd(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(momentum_buffer),
@@ -530,6 +525,7 @@ def _fused_sgd(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _sgd_kernel(

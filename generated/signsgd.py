@@ -422,11 +422,6 @@ def _multi_tensor_signsgd(
                 torch._foreach_add_(device_params, device_update_12, alpha=-lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_signsgd(
     params: list[Tensor],
     grads: list[Tensor],
@@ -461,7 +456,7 @@ def _fused_signsgd(
     _weight_decay = _number_tensor(weight_decay)
     _lr = _number_tensor(lr)
     _momentum = _number_tensor(momentum)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_signsgd.batch(precision)
 
     for i, param in enumerate(params):
@@ -489,7 +484,7 @@ def _fused_signsgd(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(momentum_buffer),
@@ -508,6 +503,7 @@ def _fused_signsgd(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _signsgd_kernel(

@@ -517,11 +517,6 @@ def _multi_tensor_stableadamw(
         torch._foreach_add_(device_params, device_update_8, alpha=-1)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_stableadamw(
     params: list[Tensor],
     grads: list[Tensor],
@@ -570,7 +565,7 @@ def _fused_stableadamw(
     _beta2_hat = _number_tensor(beta2_hat)
     _eps = _number_tensor(eps)
     _lr = _number_tensor(lr)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
 
     for i, param in enumerate(params):
         grad = grads[i]
@@ -585,7 +580,7 @@ def _fused_stableadamw(
         )
         weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -603,6 +598,7 @@ def _fused_stableadamw(
             _flat(_comp),
             _flat(_noise),
         )
+    kernel.run()
 
 
 def _stableadamw_kernel(

@@ -415,11 +415,6 @@ def _multi_tensor_tiger(
             torch._foreach_add_(device_params, device_update_8, alpha=-lr)
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_tiger(
     params: list[Tensor],
     grads: list[Tensor],
@@ -456,7 +451,7 @@ def _fused_tiger(
     _weight_decay = _number_tensor(weight_decay)
     _lr = _number_tensor(lr)
     _beta = _number_tensor(beta)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_tiger.batch(precision)
 
     for i, param in enumerate(params):
@@ -483,7 +478,7 @@ def _fused_tiger(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -502,6 +497,7 @@ def _fused_tiger(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _tiger_kernel(

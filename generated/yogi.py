@@ -533,11 +533,6 @@ def _multi_tensor_yogi(
         )
 
 
-# One compiled kernel per configuration (its decisions), dtype and device: more than dynamo's
-# default of 8 per function for an optimizer with several flags. Floats are compiled in as
-# constants: with dynamic floats, torch 2.13 reused a graph with a stale `1 - lr * weight_decay`
-# when lr also entered tensor arithmetic (`lr / bias_correction1`).
-@torch._dynamo.config.patch(recompile_limit=64, specialize_float=True)
 def _fused_yogi(
     params: list[Tensor],
     grads: list[Tensor],
@@ -586,7 +581,7 @@ def _fused_yogi(
     _beta2 = _number_tensor(beta2)
     _step = _number_tensor(step)
     _eps = _number_tensor(eps)
-    kernel = _compiled_kernel(precision is not None)
+    kernel = _compiled_kernel(precision is not None).batch()
     native = _native_yogi.batch(precision)
 
     for i, param in enumerate(params):
@@ -624,7 +619,7 @@ def _fused_yogi(
         ):
             continue
         _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
-        kernel(
+        kernel.add(
             _flat(param),
             _flat(grad),
             _flat(exp_avg),
@@ -649,6 +644,7 @@ def _fused_yogi(
         )
     if native is not None:
         native.run()
+    kernel.run()
 
 
 def _yogi_kernel(

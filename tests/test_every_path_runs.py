@@ -174,18 +174,17 @@ def test_a_compiled_kernel_past_the_recompile_limit_runs_uncompiled(monkeypatch)
     monkeypatch.setattr(
         kernels, "EAGER", False
     )  # (compiled, whatever the environment says)
-    kernel = CompiledKernel(_kernel, dynamic=True, fullgraph=True)
+    kernel = CompiledKernel(
+        _kernel, dynamic=True, fullgraph=True, dynamo_config={"recompile_limit": 1}
+    )
     results = {}
-    with torch._dynamo.config.patch(recompile_limit=1):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            for dtype in (torch.float32, torch.float64, torch.bfloat16):
-                for flag in (True, False):
-                    p, g = torch.ones(4, dtype=dtype), torch.full(
-                        (4,), 2.0, dtype=dtype
-                    )
-                    kernel(p, g, flag)
-                    results[dtype, flag] = p
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
+            for flag in (True, False):
+                p, g = torch.ones(4, dtype=dtype), torch.full((4,), 2.0, dtype=dtype)
+                kernel(p, g, flag)
+                results[dtype, flag] = p
     for (dtype, flag), p in results.items():
         assert p.tolist() == [0.0] * 4 if flag else [-1.0] * 4, (dtype, flag, p)
     refused = [w for w in caught if "runs the same kernel uncompiled" in str(w.message)]

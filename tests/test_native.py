@@ -141,7 +141,7 @@ def _spy(monkeypatch):
         raise AssertionError(f"the compiled kernel {self.fn.__name__} ran")
 
     monkeypatch.setattr(N.Batch, "run", counted)
-    monkeypatch.setattr(K.CompiledKernel, "__call__", refused)
+    monkeypatch.setattr(K.CompiledKernel, "call", refused)
     return rows
 
 
@@ -215,7 +215,7 @@ def test_what_the_native_kernel_cannot_take_runs_the_compiled_kernel(monkeypatch
     compiled = []
     rows = []
     run = N.Batch.run
-    call = K.CompiledKernel.__call__
+    call = K.CompiledKernel.call
 
     def counted(self):
         rows.append(sum(len(r[1]) for r in self.rows.values()))
@@ -226,7 +226,7 @@ def test_what_the_native_kernel_cannot_take_runs_the_compiled_kernel(monkeypatch
         return call(self, *args, **kwargs)
 
     monkeypatch.setattr(N.Batch, "run", counted)
-    monkeypatch.setattr(K.CompiledKernel, "__call__", seen)
+    monkeypatch.setattr(K.CompiledKernel, "call", seen)
     reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
     opt = generated.Adam(params, lr=0.01, fused=True)
     loop = generated.Adam(reference, lr=0.01, foreach=False)
@@ -519,3 +519,84 @@ def test_the_native_kernel_keeps_torchs_rules_for_nan_infinities_and_signed_zero
         torch.testing.assert_close(
             a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{name}: {m}"
         )
+
+
+# ---- the host side of a fused CPU step --------------------------------------------------------
+
+
+def test_a_number_tensor_is_made_once_per_value_keeping_the_sign_of_zero():
+    # the compiled kernel's numbers are 0-d float64 tensors made once per value (a step
+    # makes none anew); -0.0 equals 0.0 but must not take its tensor (nor the reverse)
+    assert K._number_tensor(0.25) is K._number_tensor(0.25)
+    assert K._number_tensor(0.25).dtype == torch.float64
+    for first, second in ((0.0, -0.0), (-0.0, 0.0)):
+        a, b = K._number_tensor(first), K._number_tensor(second)
+        assert torch.signbit(a).item() == (str(first) == "-0.0"), (first, a)
+        assert torch.signbit(b).item() == (str(second) == "-0.0"), (second, b)
+    assert K._number_tensor(None) is None
+    t = torch.tensor(3.0)
+    assert K._number_tensor(t) is t
+    assert torch.signbit(K._device_number(-0.0, torch.device("cpu"))).item()
+
+
+def test_no_fused_kernel_writes_its_numbers(monkeypatch):
+    # the numbers' tensors are shared by every call and step (made once per value): a kernel
+    # must only read them. Every fused kernel, uncompiled, with its numbers made fresh and
+    # counted
+    made = []
+
+    def fresh(x, negative_zero, device):
+        made.append(torch.tensor(x, dtype=torch.float64, device=device))
+        return made[-1]
+
+    monkeypatch.setattr(K, "_scalar", fresh)
+    params = [p.requires_grad_() for p in seeded_params([(4, 3), (5,)])]
+    grads = seeded_grads([(4, 3), (5,)], 2, seed=1)
+
+    def closure():
+        for p, g in zip(params, grads[0]):
+            p.grad = g.clone()
+        return torch.tensor(0.0)
+
+    with K.eager_kernels(), N.native_kernels(False), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name, cls in sorted(_fused_classes().items()):
+            opt = _make(cls, params, fused=True)
+            for step in range(2):
+                closure()
+                opt.step(closure)
+    assert made, "no number tensor was made: the compiled kernels did not run"
+    written = [t.item() for t in made if t._version != 0]
+    assert not written, f"kernels wrote their numbers: {written}"
+
+
+def test_a_fused_step_enters_dynamos_settings_once_for_its_compiled_calls(monkeypatch):
+    # the compiled kernel's calls run after the host loop under dynamo's settings (one
+    # compiled kernel per configuration, up to 64; floats as constants), entered once per
+    # step, not per parameter; a step the native kernel takes whole enters none
+    entered, seen = [], []
+    configured, call = K.CompiledKernel.configured, K.CompiledKernel.call
+
+    def counted(self):
+        entered.append(self.fn.__name__)
+        return configured(self)
+
+    def spied(self, *args, **kwargs):
+        config = torch._dynamo.config
+        seen.append((config.recompile_limit, config.specialize_float))
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(K.CompiledKernel, "configured", counted)
+    monkeypatch.setattr(K.CompiledKernel, "call", spied)
+    for name, expected in (("Lion", 1), ("Adam", 0)):
+        entered.clear(), seen.clear()
+        params = [p.float().requires_grad_() for p in seeded_params(SHAPES[:4])]
+        opt = getattr(generated, name)(params, lr=1e-3, fused=True)
+        with K.eager_kernels(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for step in range(2):
+                for p in params:
+                    p.grad = torch.randn_like(p)
+                opt.step()
+        assert len(entered) == 2 * expected, (name, entered)
+        assert seen == [(64, True)] * (2 * 4 * expected), (name, seen)

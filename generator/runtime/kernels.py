@@ -40,7 +40,13 @@ import warnings
 
 import torch
 
-__all__ = ["CompiledKernel", "amp_skips_step", "eager_kernels", "graph_constants"]
+__all__ = [
+    "CompiledKernel",
+    "KernelCalls",
+    "amp_skips_step",
+    "eager_kernels",
+    "graph_constants",
+]
 # (and, for the generated modules as torch.optim.optimizer's helpers are for torch's: the kernel
 # inputs _flat, _shaped, _number_tensor and _device_number)
 
@@ -91,17 +97,41 @@ def _configuration(args, kwargs) -> tuple:
     return tuple(key)
 
 
+# dynamo's settings while a kernel runs (and may compile): one compiled kernel per
+# configuration (its decisions), dtype and device, more than dynamo's default of 8 per function
+# for an optimizer with several flags; floats compiled in as constants: with dynamic floats,
+# torch 2.13 reused a graph with a stale `1 - lr * weight_decay` when lr also entered tensor
+# arithmetic (`lr / bias_correction1`)
+DYNAMO_CONFIG = {"recompile_limit": 64, "specialize_float": True}
+
+
 class CompiledKernel:
     """``torch.compile(fn, **options)``, made at the first call, that runs ``fn`` itself for a
-    configuration the compiler refuses (see the module's docstring)."""
+    configuration the compiler refuses (see the module's docstring), under dynamo's settings
+    ``dynamo_config``."""
 
-    def __init__(self, fn, **options):
+    def __init__(self, fn, *, dynamo_config=DYNAMO_CONFIG, **options):
         self.fn = fn
         self.options = options
+        self.dynamo_config = dict(dynamo_config)
         self.compiled = None
         self.eager: set[tuple] = set()  # configurations run uncompiled
 
     def __call__(self, *args, **kwargs):
+        with self.configured():
+            return self.call(*args, **kwargs)
+
+    def configured(self):
+        """dynamo's settings for running (and compiling) this kernel: entered once per step
+        (7-20 µs), not once per parameter (a compiled call takes 30-70 µs)."""
+        return torch._dynamo.config.patch(**self.dynamo_config)
+
+    def batch(self) -> "KernelCalls":
+        """A step's calls, run together after its host loop (``KernelCalls``)."""
+        return KernelCalls(self)
+
+    def call(self, *args, **kwargs):
+        """One call, in settings entered by the caller (``configured``)."""
         # (the configuration is computed only once something has failed: the common case
         # pays for one attribute test)
         if EAGER or (self.eager and _configuration(args, kwargs) in self.eager):
@@ -122,6 +152,30 @@ class CompiledKernel:
                 stacklevel=2,
             )
             return self.fn(*args, **kwargs)
+
+
+class KernelCalls:
+    """The calls of a compiled kernel in one step's host loop (a parameter each), run after the
+    loop under dynamo's settings entered once. The parameters' updates are independent, so
+    running them after the loop is running them in it (as the native kernel's batch does).
+    """
+
+    __slots__ = ("kernel", "calls")
+
+    def __init__(self, kernel: CompiledKernel):
+        self.kernel = kernel
+        self.calls: list[tuple] = []
+
+    def add(self, *args) -> None:
+        self.calls.append(args)
+
+    def run(self) -> None:
+        if not self.calls:
+            return
+        calls, self.calls = self.calls, []
+        with self.kernel.configured():
+            for args in calls:
+                self.kernel.call(*args)
 
 
 def amp_skips_step(optimizer) -> bool:
@@ -203,19 +257,28 @@ def _shaped(t):
 
 def _number_tensor(x):
     """A number as a 0-d float64 tensor: a kernel input, not a constant compiled into it (and,
-    0-d, it computes in the dtype of the tensors it meets, as a Python number does). An
-    optional input left at None stays None: the kernel reads it only where it is set."""
+    0-d, it computes in the dtype of the tensors it meets, as a Python number does), made once
+    per value (kernels only read their numbers). An optional input left at None stays None:
+    the kernel reads it only where it is set."""
     if x is None or isinstance(x, torch.Tensor):
         return x
-    return torch.tensor(x, dtype=torch.float64)
+    return _scalar(x, _negative_zero(x), None)
 
 
-@functools.lru_cache(maxsize=64)
-def _device_scalar(x: float, device: torch.device) -> torch.Tensor:
+def _negative_zero(x) -> bool:
+    # (0.0 == -0.0: a cache keyed by the value alone would give -0.0 the sign of 0.0)
+    return x == 0 and math.copysign(1.0, x) < 0
+
+
+@functools.lru_cache(maxsize=256)
+def _scalar(x, negative_zero: bool, device: torch.device | None) -> torch.Tensor:
     return torch.tensor(x, dtype=torch.float64, device=device)
 
 
 def _device_number(x, device):
     """A number as a 0-d float64 tensor on ``device``, made once per value (no copy from the
     host at every step); a tensor stays as it is."""
-    return x if isinstance(x, torch.Tensor) else _device_scalar(float(x), device)
+    if isinstance(x, torch.Tensor):
+        return x
+    x = float(x)
+    return _scalar(x, _negative_zero(x), device)

@@ -34,6 +34,7 @@ threads.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 from dataclasses import dataclass
@@ -371,22 +372,32 @@ class Batch:
         caller then runs the compiled one)."""
         if self.precision is not None:
             return self._add_under_policy(index, args)
-        # (the host cost of a step is mostly here: checks kept to what decides)
+        # (the host cost of a step is mostly here, once per parameter: checks kept to what
+        # decides, each a call into torch's C++)
         k = self.kernel
         param = args[0]
         dtype = param.dtype
         if dtype not in DTYPES or type(param) not in _PLAIN or not param.is_cpu:
             return False
         numel = param.numel()
-        ptrs = []
-        for t in args[: k.n_tensors]:
-            if t is None:  # (an optional state the kernel reads only where it is set)
-                ptrs.append(None)
-            elif t.dtype is dtype and t.is_contiguous() and t.numel() == numel:
-                ptrs.append(t.data_ptr())
-            else:
-                return False
-        config = (dtype, *args[k.n_tensors + k.n_numbers :])
+        n, m = k.n_tensors, k.n_tensors + k.n_numbers
+        tensors = args[:n]
+        # (0: an optional state left unset, read only where it is set; -1: a tensor refused)
+        ptrs = [
+            (
+                0
+                if t is None
+                else (
+                    t.data_ptr()
+                    if t.dtype is dtype and t.is_contiguous() and t.numel() == numel
+                    else -1
+                )
+            )
+            for t in tensors
+        ]
+        if -1 in ptrs:
+            return False
+        config = (dtype,) + args[m:]
         rows = self.rows.get(config)
         if rows is None:
             if k.entry(dtype, tuple(map(bool, config[1:]))) is None:
@@ -394,10 +405,8 @@ class Batch:
             rows = self.rows[config] = ([], [], [])
         rows[0].extend(ptrs)
         rows[1].append(numel)
-        rows[2].extend(args[k.n_tensors : k.n_tensors + k.n_numbers])
-        for w in k.written:
-            if args[w] is not None:
-                self.changed.append(args[w])
+        rows[2].extend(args[n:m])
+        self.changed.append(tensors)
         return True
 
     def _add_under_policy(self, index: int, args: tuple) -> bool:
@@ -419,7 +428,7 @@ class Batch:
         for t in args[: k.n_tensors]:
             if t is None:
                 types.append(None)
-                ptrs.append(None)
+                ptrs.append(0)
             elif t.dtype in STORED and t.is_contiguous() and t.numel() == numel:
                 types.append(t.dtype)
                 ptrs.append(t.data_ptr())
@@ -458,16 +467,14 @@ class Batch:
                 generator=precision._generator(param.device),
             )
         rows[0].extend(ptrs)
-        rows[0].append(None if comp is None else comp.data_ptr())
-        rows[0].append(None if key is None else key.data_ptr())
+        rows[0].append(0 if comp is None else comp.data_ptr())
+        rows[0].append(0 if key is None else key.data_ptr())
         rows[1].append(numel)
         rows[2].extend(args[k.n_tensors : k.n_tensors + k.n_numbers])
-        for w in k.written:
-            if args[w] is not None and back[w] and w != 0:
-                self.changed.append(args[w])
-        self.changed.append(param)  # (landed whether or not the update wrote it)
-        if comp is not None:
-            self.changed.append(comp)
+        changed = [args[w] for w in k.written if w != 0 and back[w]]
+        changed.append(param)  # (landed whether or not the update wrote it)
+        changed.append(comp)
+        self.changed.append(changed)
         if key is not None:
             self.keep.append(key)
         return True
@@ -476,22 +483,34 @@ class Batch:
         threads = torch.get_num_threads()
         k = self.kernel
         for config, (ptrs, numel, nums) in self.rows.items():
-            n = len(numel)
+            # (the rows as C arrays: array.array copies a list in C, ctypes item by item)
             try:
-                numbers = (ctypes.c_double * max(len(nums), 1))(*nums)
+                numbers = array.array("d", nums or [0.0])
             except TypeError:  # (a 0-d tensor, or an optional number left at None)
-                nums = [0.0 if x is None else float(x) for x in nums]
-                numbers = (ctypes.c_double * max(len(nums), 1))(*nums)
+                numbers = array.array(
+                    "d", [0.0 if x is None else float(x) for x in nums]
+                )
+            addresses = array.array("q", ptrs)
+            sizes = array.array("q", numel)
             k.entry(config[0], tuple(map(bool, config[1:])))(
-                n,
-                (ctypes.c_void_p * len(ptrs))(*ptrs),
-                (ctypes.c_int64 * n)(*numel),
-                numbers,
+                len(numel),
+                addresses.buffer_info()[0],
+                sizes.buffer_info()[0],
+                numbers.buffer_info()[0],
                 threads,
             )
         if self.changed:
             # as torch's in-place operations do: autograd then knows these were changed
-            torch._C._increment_version(self.changed)
+            # (the kernel's written tensors, set; all of each row's under a policy)
+            written = self.kernel.written if self.precision is None else None
+            torch._C._increment_version(
+                [
+                    t
+                    for row in self.changed
+                    for t in (row if written is None else (row[w] for w in written))
+                    if t is not None
+                ]
+            )
         self.rows.clear()
         self.changed = []
         self.keep = []
@@ -566,11 +585,12 @@ def _load(name: str, source: str):
             return None
     entry = ctypes.CDLL(library).og_step
     entry.restype = None
+    # (the rows' addresses, sizes and numbers: the addresses of array.array buffers)
     entry.argtypes = [
         ctypes.c_int64,
-        ctypes.POINTER(ctypes.c_void_p),
-        ctypes.POINTER(ctypes.c_int64),
-        ctypes.POINTER(ctypes.c_double),
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
         ctypes.c_int,
     ]
     return entry

@@ -297,7 +297,9 @@ class HostPrinter(SingleTensorPrinter):
                         self.body(orelse, out)
             elif id(s) in self.counted:  # (updated before the loop: read only)
                 if s.read_after:
-                    value = count_value(self.opt, f"{s.state}_t", False, self.imports)
+                    value = count_value(
+                        self.opt, f"{s.state}_t", False, self.imports, traced=False
+                    )
                     out(f"{s.state} = {value}")
             else:
                 self.stmt(s, out)

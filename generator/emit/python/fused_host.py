@@ -4,9 +4,12 @@ A part of rendering one module (generator.emit.python.module) from the lowered I
 takes `fused`. On an accelerator the functional hands the whole step to the compiled multi-tensor
 path (inputs that may be tensors go in as device tensors, so one graph serves every value). On
 the CPU it runs, per parameter, the host part generator.emit.python.fused split off the update
-(counters, bias corrections, checks, the decision of every `if`), makes the lazy states, and calls
-the compiled kernel on the (flattened) tensors with the numbers as 0-d tensors and the precision
-policy's inputs (generator.runtime.precision).
+(counters, bias corrections, checks, the decision of every `if`), makes the lazy states, and hands
+the parameter to the native kernel's batch (generator.runtime.native) or, where that refuses it,
+queues a call of the compiled kernel on the (flattened) tensors with the numbers as 0-d tensors and
+the precision policy's inputs (generator.runtime.precision); both run after the loop. The loop is
+never traced (a step traced by torch.compile takes the multi-tensor path): counters are read with
+``.item()``.
 """
 
 from __future__ import annotations
@@ -96,7 +99,8 @@ def fused_body(facts: ModuleFacts) -> str:
                     f"torch._foreach_add_({st.list_name}, torch.tensor(1.0), "
                     f"alpha={printer.scalar(s.value)})"
                 )
-    out(f"kernel = _compiled_kernel{facts.suffix}(precision is not None)")
+    # (its calls run after the loop, under dynamo's settings entered once: runtime.kernels)
+    out(f"kernel = _compiled_kernel{facts.suffix}(precision is not None).batch()")
     native = native_kernel(opt)
     if native is not None:
         # the native CPU kernel takes the parameters it can run (contiguous, computed in
@@ -132,7 +136,9 @@ def fused_body(facts: ModuleFacts) -> str:
                 out(f"{s.var} = {s.list_name}[i]")
         for s in facts.param_states():
             if s.kind == "count" and reads_count_before_update(opt.body, s.key):
-                value = count_value(opt, s.var, s.as_number, facts.imports)
+                value = count_value(
+                    opt, s.var, s.as_number, facts.imports, traced=False
+                )
                 out(f"{s.key} = {value}")
         # a lazy state this pass gives its first value: made here, that value in the kernel
         for s in lazy_made_here(opt):
@@ -177,11 +183,12 @@ def fused_body(facts: ModuleFacts) -> str:
         args += decisions
         args += ["_compute", "_rounding"]
         args += [f"{flat}({t})" for t in ("_comp", "_noise")]
-        out(f"kernel({', '.join(args)})")
+        out(f"kernel.add({', '.join(args)})")
     if native is not None:
         out("if native is not None:")
         with out.indent():
             out("native.run()")
+    out("kernel.run()")
     return out.text()
 
 

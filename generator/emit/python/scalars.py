@@ -335,15 +335,17 @@ def count_value(
     as_number: bool,
     imports: Imports,
     keep_tensor: bool = False,
+    traced: bool = True,
 ) -> str:
     """A counter's value as a number: ``_get_value(step_t)`` (a tensor while dynamo traces),
-    ``step_t.item()`` in an update that reads numbers off tensors anyway, or the number itself.
+    ``step_t.item()`` in an update that reads numbers off tensors anyway or in code never
+    traced (``traced=False``), or the number itself.
     With ``keep_tensor`` (a spec taking `capturable`) the counter stays a tensor when
     capturable=True, as torch's capturable paths keep ``step_t``.
     """
     if as_number:
         return var
-    if opt.reads_numbers:
+    if opt.reads_numbers or not traced:
         value = f"{var}.item()"
     else:
         imports.need("_get_value")
