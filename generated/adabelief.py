@@ -874,7 +874,7 @@ def _fused_adabelief(
                     * rho_inf
                     / (rho_inf - 2)
                 )
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -905,7 +905,7 @@ def _fused_adabelief(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -940,7 +940,7 @@ def _adabelief_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_var, max_exp_avg_var, exp_grad_adanorm)
@@ -997,7 +997,7 @@ def _adabelief_kernel(
             (param, exp_avg, exp_avg_var, max_exp_avg_var, exp_grad_adanorm),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -691,7 +691,7 @@ def _fused_adabound(
             fixed_decay,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -715,7 +715,7 @@ def _fused_adabound(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -745,7 +745,7 @@ def _adabound_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
@@ -773,7 +773,7 @@ def _adabound_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

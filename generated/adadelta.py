@@ -567,7 +567,7 @@ def _fused_adadelta(
             weight_decay_nonzero,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -582,7 +582,7 @@ def _fused_adadelta(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -603,7 +603,7 @@ def _adadelta_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, square_avg, acc_delta)
@@ -619,7 +619,7 @@ def _adadelta_kernel(
     acc_delta.mul_(rho).addcmul_(delta.mul(1 - rho), delta)
     param.add_(delta.mul(-lr))
     if _compute is not None:
-        store_back(_stored, (param, square_avg, acc_delta), _rounding, _comp, _noise)
+        store_back(_stored, (param, square_avg, acc_delta), _rounding, _comp, _key)
 
 
 @functools.cache

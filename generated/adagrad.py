@@ -590,7 +590,7 @@ def _fused_adagrad(
             weight_decay_nonzero,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -603,7 +603,7 @@ def _fused_adagrad(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -622,7 +622,7 @@ def _adagrad_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, state_sum)
@@ -634,7 +634,7 @@ def _adagrad_kernel(
     std = state_sum.sqrt().add_(eps)
     param.addcdiv_(g.mul(-clr), std)
     if _compute is not None:
-        store_back(_stored, (param, state_sum), _rounding, _comp, _noise)
+        store_back(_stored, (param, state_sum), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -778,7 +778,7 @@ def _fused_adam(
             amsgrad,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -799,7 +799,7 @@ def _fused_adam(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -826,7 +826,7 @@ def _adam_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
@@ -853,7 +853,7 @@ def _adam_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

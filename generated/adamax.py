@@ -598,7 +598,7 @@ def _fused_adamax(
             weight_decay_nonzero,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -614,7 +614,7 @@ def _fused_adamax(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -636,7 +636,7 @@ def _adamax_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_inf)
@@ -651,7 +651,7 @@ def _adamax_kernel(
     torch.maximum(exp_inf, g.abs().add_(eps), out=exp_inf)
     param.addcdiv_(exp_avg.mul(-clr), exp_inf)
     if _compute is not None:
-        store_back(_stored, (param, exp_avg, exp_inf), _rounding, _comp, _noise)
+        store_back(_stored, (param, exp_avg, exp_inf), _rounding, _comp, _key)
 
 
 @functools.cache

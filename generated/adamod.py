@@ -624,7 +624,7 @@ def _fused_adamod(
             fixed_decay,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -647,7 +647,7 @@ def _fused_adamod(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -676,7 +676,7 @@ def _adamod_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, exp_avg_lr)
@@ -697,7 +697,7 @@ def _adamod_kernel(
     param.sub_(torch.minimum(eta, exp_avg_lr).mul_(exp_avg))
     if _compute is not None:
         store_back(
-            _stored, (param, exp_avg, exp_avg_sq, exp_avg_lr), _rounding, _comp, _noise
+            _stored, (param, exp_avg, exp_avg_sq, exp_avg_lr), _rounding, _comp, _key
         )
 
 

@@ -836,7 +836,7 @@ def _fused_adan(
         weight_decay_nonzero_and_not_weight_decouple = (
             weight_decay != 0 and not weight_decouple
         )
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -862,7 +862,7 @@ def _fused_adan(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -892,7 +892,7 @@ def _adan_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (
@@ -955,7 +955,7 @@ def _adan_kernel(
             (param, exp_avg, exp_avg_sq, exp_avg_diff, previous_grad, exp_grad_adanorm),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

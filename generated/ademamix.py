@@ -753,7 +753,7 @@ def _fused_ademamix(
                 ),
                 beta3,
             )
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -779,7 +779,7 @@ def _fused_ademamix(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -809,7 +809,7 @@ def _ademamix_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, exp_avg_slow)
@@ -842,11 +842,7 @@ def _ademamix_kernel(
         param.addcdiv_(update.mul(-lr), denom)
     if _compute is not None:
         store_back(
-            _stored,
-            (param, exp_avg, exp_avg_sq, exp_avg_slow),
-            _rounding,
-            _comp,
-            _noise,
+            _stored, (param, exp_avg, exp_avg_sq, exp_avg_slow), _rounding, _comp, _key
         )
 
 

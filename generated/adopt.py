@@ -650,7 +650,7 @@ def _fused_adopt(
         step_eq_1 = step == 1
         if not step_eq_1:
             clip_lambda_is_not_none = clip_lambda is not None
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -674,7 +674,7 @@ def _fused_adopt(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -702,7 +702,7 @@ def _adopt_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
@@ -740,7 +740,7 @@ def _adopt_kernel(
         param.add_(u.mul(-lr))
         exp_avg_sq.mul_(beta2).addcmul_(g.mul(1 - beta2), g)
     if _compute is not None:
-        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -698,7 +698,7 @@ def _fused_asgd(
             mu_ne_1,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -713,7 +713,7 @@ def _fused_asgd(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -734,7 +734,7 @@ def _asgd_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, ax)
@@ -749,7 +749,7 @@ def _asgd_kernel(
     else:
         ax.copy_(param)
     if _compute is not None:
-        store_back(_stored, (param, ax), _rounding, _comp, _noise)
+        store_back(_stored, (param, ax), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -582,7 +582,7 @@ def _fused_bert_adamw(
             weight_decay_positive,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -599,7 +599,7 @@ def _fused_bert_adamw(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -622,7 +622,7 @@ def _bert_adamw_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
@@ -636,7 +636,7 @@ def _bert_adamw_kernel(
     if weight_decay_positive:
         param.add_(param.mul(-(lr * weight_decay)))
     if _compute is not None:
-        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -886,7 +886,7 @@ def _fused_came(
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
         param_dim_gt_1 = param.dim() > 1
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -915,7 +915,7 @@ def _fused_came(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -948,7 +948,7 @@ def _came_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (
@@ -1036,7 +1036,7 @@ def _came_kernel(
             ),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -664,7 +664,7 @@ def _fused_clion(
         if weight_decay_nonzero:
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -686,7 +686,7 @@ def _fused_clion(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -712,7 +712,7 @@ def _clion_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_grad_adanorm)
@@ -745,9 +745,7 @@ def _clion_kernel(
         update.mul_(mask.mul(mask.sum().add_(1).reciprocal_().mul_(mask.numel())))
     param.add_(update.mul(-lr))
     if _compute is not None:
-        store_back(
-            _stored, (param, exp_avg, exp_grad_adanorm), _rounding, _comp, _noise
-        )
+        store_back(_stored, (param, exp_avg, exp_grad_adanorm), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -912,7 +912,7 @@ def _fused_diffgrad(
                     * rho_inf
                     / (rho_inf - 2)
                 )
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -944,7 +944,7 @@ def _fused_diffgrad(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -980,7 +980,7 @@ def _diffgrad_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (
@@ -1061,7 +1061,7 @@ def _diffgrad_kernel(
             ),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

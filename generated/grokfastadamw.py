@@ -911,7 +911,7 @@ def _fused_grokfastadamw(
             _first_grok_exp_avg,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -936,7 +936,7 @@ def _fused_grokfastadamw(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -967,7 +967,7 @@ def _grokfastadamw_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq, grok_exp_avg)
@@ -1000,7 +1000,7 @@ def _grokfastadamw_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, grok_exp_avg),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -536,7 +536,7 @@ def _fused_kate(
             fixed_decay,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -554,7 +554,7 @@ def _fused_kate(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -578,7 +578,7 @@ def _kate_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, m, b)
@@ -595,7 +595,7 @@ def _kate_kernel(
     param.add_(m.mul(g).div_(b_sq).mul_(-lr))
     b.copy_(b_sq.sqrt())
     if _compute is not None:
-        store_back(_stored, (param, m, b), _rounding, _comp, _noise)
+        store_back(_stored, (param, m, b), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -885,7 +885,7 @@ def _fused_lamb(
                 else 1.0 if degenerated_to_sgd else 0.0
             )
             step_size = lr * rt / bias_correction1
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -912,7 +912,7 @@ def _fused_lamb(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -943,7 +943,7 @@ def _lamb_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, exp_grad_adanorm)
@@ -992,7 +992,7 @@ def _lamb_kernel(
             (param, exp_avg, exp_avg_sq, exp_grad_adanorm),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

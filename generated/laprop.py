@@ -826,7 +826,7 @@ def _fused_laprop(
         if centered:
             step_gt_steps_before_using_centered = step > steps_before_using_centered
         weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -851,7 +851,7 @@ def _fused_laprop(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -880,7 +880,7 @@ def _laprop_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, exp_mean_avg_beta2, max_exp_avg_sq)
@@ -926,7 +926,7 @@ def _laprop_kernel(
             (param, exp_avg, exp_avg_sq, exp_mean_avg_beta2, max_exp_avg_sq),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -516,7 +516,7 @@ def _fused_lars(
         momentum_buffer = momentum_buffers[i] if momentum > 0 else None
         param_dim_gt_1 = param.dim() > 1
         momentum_positive = momentum > 0
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -533,7 +533,7 @@ def _fused_lars(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -554,7 +554,7 @@ def _lars_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer)
@@ -580,7 +580,7 @@ def _lars_kernel(
         g = g.add(momentum_buffer.mul(momentum)) if nesterov else momentum_buffer
     param.add_(g.mul(-lr))
     if _compute is not None:
-        store_back(_stored, (param, momentum_buffer), _rounding, _comp, _noise)
+        store_back(_stored, (param, momentum_buffer), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -665,7 +665,7 @@ def _fused_lion(
         if weight_decay_nonzero:
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -687,7 +687,7 @@ def _fused_lion(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -713,7 +713,7 @@ def _lion_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_grad_adanorm)
@@ -746,9 +746,7 @@ def _lion_kernel(
         update.mul_(mask.mul(mask.sum().add_(1).reciprocal_().mul_(mask.numel())))
     param.add_(update.mul(-lr))
     if _compute is not None:
-        store_back(
-            _stored, (param, exp_avg, exp_grad_adanorm), _rounding, _comp, _noise
-        )
+        store_back(_stored, (param, exp_avg, exp_grad_adanorm), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -945,7 +945,7 @@ def _fused_lookaheadadam(
             counter_zero,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -970,7 +970,7 @@ def _fused_lookaheadadam(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -1001,7 +1001,7 @@ def _lookaheadadam_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (
@@ -1047,7 +1047,7 @@ def _lookaheadadam_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, slow_params, slow_momentum),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -823,7 +823,7 @@ def _fused_lookaheadlion(
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
         counter_zero = counter == 0
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -849,7 +849,7 @@ def _fused_lookaheadlion(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -879,7 +879,7 @@ def _lookaheadlion_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_grad_adanorm, slow_params, slow_momentum)
@@ -920,7 +920,7 @@ def _lookaheadlion_kernel(
             (param, exp_avg, exp_grad_adanorm, slow_params, slow_momentum),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -682,7 +682,7 @@ def _fused_lookaheadsgd(
             _first_momentum_buffer,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -706,7 +706,7 @@ def _fused_lookaheadsgd(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -736,7 +736,7 @@ def _lookaheadsgd_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer, slow_params, slow_momentum)
@@ -770,7 +770,7 @@ def _lookaheadsgd_kernel(
             (param, momentum_buffer, slow_params, slow_momentum),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -606,7 +606,7 @@ def _fused_madgrad(
             eps_zero = eps == 0
         eps_zero_2 = eps == 0
         weight_decay_positive_and_weight_decouple = weight_decay > 0 and weight_decouple
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -628,7 +628,7 @@ def _fused_madgrad(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -654,7 +654,7 @@ def _madgrad_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, grad_sum_sq, s, x0)
@@ -684,7 +684,7 @@ def _madgrad_kernel(
     else:
         param.lerp_(z, 1 - momentum)
     if _compute is not None:
-        store_back(_stored, (param, grad_sum_sq, s, x0), _rounding, _comp, _noise)
+        store_back(_stored, (param, grad_sum_sq, s, x0), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -1112,7 +1112,7 @@ def _fused_mars(
             if mars_type_eq_shampoo_and_param_dim_ge_2:
                 param_size_0_gt_param_size_1 = param.size(0) > param.size(1)
         wd_nonzero_and_weight_decouple = wd != 0 and weight_decouple
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -1141,7 +1141,7 @@ def _fused_mars(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -1174,7 +1174,7 @@ def _mars_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, last_grad, max_exp_avg_sq)
@@ -1236,7 +1236,7 @@ def _mars_kernel(
             (param, exp_avg, exp_avg_sq, last_grad, max_exp_avg_sq),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -783,7 +783,7 @@ def _fused_nadam(
             decoupled_weight_decay,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -805,7 +805,7 @@ def _fused_nadam(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -833,7 +833,7 @@ def _nadam_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
@@ -852,7 +852,7 @@ def _nadam_kernel(
     param.addcdiv_(g.mul(-(lr * (1.0 - mu) / (1.0 - mu_product))), denom)
     param.addcdiv_(exp_avg.mul(-(lr * mu_next / (1.0 - mu_product_next))), denom)
     if _compute is not None:
-        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -624,7 +624,7 @@ def _fused_novograd(
         if weight_decay_nonzero:
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -648,7 +648,7 @@ def _fused_novograd(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -676,7 +676,7 @@ def _novograd_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, grads_ema, moments)
@@ -701,7 +701,7 @@ def _novograd_kernel(
         moments.mul_(beta1).add_(g.mul(1 - beta1 if grad_averaging else 1))
     param.add_(moments.mul(-(lr * torch.sqrt(1 - beta2**step) if adam_debias else lr)))
     if _compute is not None:
-        store_back(_stored, (param, grads_ema, moments), _rounding, _comp, _noise)
+        store_back(_stored, (param, grads_ema, moments), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -811,7 +811,7 @@ def _fused_orthoadamw(
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
         bias_correction2_sqrt = bias_correction2**0.5
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -832,7 +832,7 @@ def _fused_orthoadamw(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -857,7 +857,7 @@ def _orthoadamw_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq)
@@ -897,7 +897,7 @@ def _orthoadamw_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

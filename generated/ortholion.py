@@ -712,7 +712,7 @@ def _fused_ortholion(
         if weight_decay_nonzero:
             if not weight_decouple:
                 weight_decay_positive = weight_decay > 0
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -734,7 +734,7 @@ def _fused_ortholion(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -760,7 +760,7 @@ def _ortholion_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_grad_adanorm)
@@ -806,9 +806,7 @@ def _ortholion_kernel(
         update.mul_(mask.mul(mask.sum().add_(1).reciprocal_().mul_(mask.numel())))
     param.add_(update.mul(-lr))
     if _compute is not None:
-        store_back(
-            _stored, (param, exp_avg, exp_grad_adanorm), _rounding, _comp, _noise
-        )
+        store_back(_stored, (param, exp_avg, exp_grad_adanorm), _rounding, _comp, _key)
 
 
 @functools.cache

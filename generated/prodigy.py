@@ -901,7 +901,7 @@ def _fused_prodigy(
         p0 = p0s[i]
         exp_avg = exp_avgs[i]
         exp_avg_sq = exp_avg_sqs[i]
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -922,7 +922,7 @@ def _fused_prodigy(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -947,7 +947,7 @@ def _prodigy_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, s, p0, exp_avg, exp_avg_sq)
@@ -963,9 +963,7 @@ def _prodigy_kernel(
     s.mul_(beta3_t).add_(g.mul(d / d0 * (d if safeguard_warmup else d_lr)))
     d_de_nom.add_(s.abs().sum())
     if _compute is not None:
-        store_back(
-            _stored, (param, s, p0, exp_avg, exp_avg_sq), _rounding, _comp, _noise
-        )
+        store_back(_stored, (param, s, p0, exp_avg, exp_avg_sq), _rounding, _comp, _key)
 
 
 @functools.cache
@@ -1050,7 +1048,7 @@ def _fused_prodigy_pass2(
         exp_avg_sq = exp_avg_sqs[i]
         weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
         eps_is_not_none = eps is not None
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -1068,7 +1066,7 @@ def _fused_prodigy_pass2(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -1090,7 +1088,7 @@ def _prodigy_pass2_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, s, p0, exp_avg, exp_avg_sq)
@@ -1104,9 +1102,7 @@ def _prodigy_pass2_kernel(
     else:
         param.add_(exp_avg.atan2(exp_avg_sq.sqrt()).mul_(-d_lr))
     if _compute is not None:
-        store_back(
-            _stored, (param, s, p0, exp_avg, exp_avg_sq), _rounding, _comp, _noise
-        )
+        store_back(_stored, (param, s, p0, exp_avg, exp_avg_sq), _rounding, _comp, _key)
 
 
 @functools.cache

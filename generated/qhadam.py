@@ -821,7 +821,7 @@ def _fused_qhadam(
             fixed_decay,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -841,7 +841,7 @@ def _fused_qhadam(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -867,7 +867,7 @@ def _qhadam_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
@@ -886,7 +886,7 @@ def _qhadam_kernel(
     denom = exp_avg_sq.mul(nu2).addcmul_(g.mul(1 - nu2), g).sqrt_().add_(eps)
     param.addcdiv_(numer.mul(-lr), denom)
     if _compute is not None:
-        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -678,7 +678,7 @@ def _fused_rmsprop(
             momentum_positive,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -697,7 +697,7 @@ def _fused_rmsprop(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -722,7 +722,7 @@ def _rmsprop_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, square_avg, momentum_buffer, grad_avg)
@@ -749,7 +749,7 @@ def _rmsprop_kernel(
             (param, square_avg, momentum_buffer, grad_avg),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -588,7 +588,7 @@ def _fused_rprop(
             maximize,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -602,7 +602,7 @@ def _fused_rprop(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -622,7 +622,7 @@ def _rprop_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, prev, step_size)
@@ -641,7 +641,7 @@ def _rprop_kernel(
     param.addcmul_(g.sign().mul_(-1), step_size)
     prev.copy_(g)
     if _compute is not None:
-        store_back(_stored, (param, prev, step_size), _rounding, _comp, _noise)
+        store_back(_stored, (param, prev, step_size), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -1530,7 +1530,7 @@ def _fused_samadam(
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
         old_p = old_ps[i]
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -1543,7 +1543,7 @@ def _fused_samadam(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -1560,7 +1560,7 @@ def _samadam_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p)
@@ -1579,7 +1579,7 @@ def _samadam_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 
@@ -1665,7 +1665,7 @@ def _fused_samadam_pass2(
                 stored_dtype(precision, "old_p") or param.dtype, copy=True
             )
         use_gc_and_param_dim_gt_1 = use_gc and param.dim() > 1
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -1680,7 +1680,7 @@ def _fused_samadam_pass2(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -1699,7 +1699,7 @@ def _samadam_pass2_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p)
@@ -1720,7 +1720,7 @@ def _samadam_pass2_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 
@@ -1803,7 +1803,7 @@ def _fused_samadam_pass3(
             i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p, _first_old_p
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -1815,7 +1815,7 @@ def _fused_samadam_pass3(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -1833,7 +1833,7 @@ def _samadam_pass3_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p)
@@ -1847,7 +1847,7 @@ def _samadam_pass3_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 
@@ -1992,7 +1992,7 @@ def _fused_samadam_pass4(
             amsgrad,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -2014,7 +2014,7 @@ def _fused_samadam_pass4(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -2042,7 +2042,7 @@ def _samadam_pass4_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p)
@@ -2069,7 +2069,7 @@ def _samadam_pass4_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

@@ -1527,7 +1527,7 @@ def _fused_samadamw(
         exp_avg_sq = exp_avg_sqs[i]
         max_exp_avg_sq = max_exp_avg_sqs[i] if amsgrad else None
         old_p = old_ps[i]
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -1540,7 +1540,7 @@ def _fused_samadamw(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -1557,7 +1557,7 @@ def _samadamw_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p)
@@ -1576,7 +1576,7 @@ def _samadamw_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 
@@ -1662,7 +1662,7 @@ def _fused_samadamw_pass2(
                 stored_dtype(precision, "old_p") or param.dtype, copy=True
             )
         use_gc_and_param_dim_gt_1 = use_gc and param.dim() > 1
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -1677,7 +1677,7 @@ def _fused_samadamw_pass2(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -1696,7 +1696,7 @@ def _samadamw_pass2_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p)
@@ -1717,7 +1717,7 @@ def _samadamw_pass2_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 
@@ -1800,7 +1800,7 @@ def _fused_samadamw_pass3(
             i, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p, _first_old_p
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -1812,7 +1812,7 @@ def _fused_samadamw_pass3(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -1830,7 +1830,7 @@ def _samadamw_pass3_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p)
@@ -1844,7 +1844,7 @@ def _samadamw_pass3_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 
@@ -1989,7 +1989,7 @@ def _fused_samadamw_pass4(
             amsgrad,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -2011,7 +2011,7 @@ def _fused_samadamw_pass4(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -2039,7 +2039,7 @@ def _samadamw_pass4_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p)
@@ -2066,7 +2066,7 @@ def _samadamw_pass4_kernel(
             (param, exp_avg, exp_avg_sq, max_exp_avg_sq, old_p),
             _rounding,
             _comp,
-            _noise,
+            _key,
         )
 
 

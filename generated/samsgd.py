@@ -1135,7 +1135,7 @@ def _fused_samsgd(
         grad = grads[i]
         momentum_buffer = momentum_buffers[i] if momentum != 0 else None
         old_p = old_ps[i]
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -1146,7 +1146,7 @@ def _fused_samsgd(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -1161,7 +1161,7 @@ def _samsgd_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer, old_p)
@@ -1175,7 +1175,7 @@ def _samsgd_kernel(
     )
     grad_norm.add_(n.mul(n))
     if _compute is not None:
-        store_back(_stored, (param, momentum_buffer, old_p), _rounding, _comp, _noise)
+        store_back(_stored, (param, momentum_buffer, old_p), _rounding, _comp, _key)
 
 
 @functools.cache
@@ -1251,7 +1251,7 @@ def _fused_samsgd_pass2(
                 stored_dtype(precision, "old_p") or param.dtype, copy=True
             )
         use_gc_and_param_dim_gt_1 = use_gc and param.dim() > 1
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _shaped(param),
             _shaped(grad),
@@ -1264,7 +1264,7 @@ def _fused_samsgd_pass2(
             _compute,
             _rounding,
             _shaped(_comp),
-            _shaped(_noise),
+            _shaped(_key),
         )
     kernel.run()
 
@@ -1281,7 +1281,7 @@ def _samsgd_pass2_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer, old_p)
@@ -1297,7 +1297,7 @@ def _samsgd_pass2_kernel(
         old_p.copy_(param)
     param.add_(e.mul(scale))
     if _compute is not None:
-        store_back(_stored, (param, momentum_buffer, old_p), _rounding, _comp, _noise)
+        store_back(_stored, (param, momentum_buffer, old_p), _rounding, _comp, _key)
 
 
 @functools.cache
@@ -1370,7 +1370,7 @@ def _fused_samsgd_pass3(
             i, param, grad, momentum_buffer, old_p, _first_old_p
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -1380,7 +1380,7 @@ def _fused_samsgd_pass3(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -1388,15 +1388,7 @@ def _fused_samsgd_pass3(
 
 
 def _samsgd_pass3_kernel(
-    param,
-    grad,
-    momentum_buffer,
-    old_p,
-    _first_old_p,
-    _compute,
-    _rounding,
-    _comp,
-    _noise,
+    param, grad, momentum_buffer, old_p, _first_old_p, _compute, _rounding, _comp, _key
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer, old_p)
@@ -1405,7 +1397,7 @@ def _samsgd_pass3_kernel(
         )
     param.copy_(old_p)
     if _compute is not None:
-        store_back(_stored, (param, momentum_buffer, old_p), _rounding, _comp, _noise)
+        store_back(_stored, (param, momentum_buffer, old_p), _rounding, _comp, _key)
 
 
 @functools.cache
@@ -1528,7 +1520,7 @@ def _fused_samsgd_pass4(
             _first_momentum_buffer,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -1546,7 +1538,7 @@ def _fused_samsgd_pass4(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -1570,7 +1562,7 @@ def _samsgd_pass4_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer, old_p)
@@ -1588,7 +1580,7 @@ def _samsgd_pass4_kernel(
         g = g.add(momentum_buffer.mul(momentum)) if nesterov else momentum_buffer
     param.add_(g.mul(-lr))
     if _compute is not None:
-        store_back(_stored, (param, momentum_buffer, old_p), _rounding, _comp, _noise)
+        store_back(_stored, (param, momentum_buffer, old_p), _rounding, _comp, _key)
 
 
 @functools.cache

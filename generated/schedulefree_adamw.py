@@ -797,7 +797,7 @@ def _fused_schedulefree_adamw(
             weight_decay_positive,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -817,7 +817,7 @@ def _fused_schedulefree_adamw(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -843,7 +843,7 @@ def _schedulefree_adamw_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, z, exp_avg_sq, max_exp_avg_sq)
@@ -866,7 +866,7 @@ def _schedulefree_adamw_kernel(
     z.add_(u.mul(-lr_k))
     if _compute is not None:
         store_back(
-            _stored, (param, z, exp_avg_sq, max_exp_avg_sq), _rounding, _comp, _noise
+            _stored, (param, z, exp_avg_sq, max_exp_avg_sq), _rounding, _comp, _key
         )
 
 

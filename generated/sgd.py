@@ -504,7 +504,7 @@ def _fused_sgd(
             _first_momentum_buffer,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -521,7 +521,7 @@ def _fused_sgd(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -544,7 +544,7 @@ def _sgd_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer)
@@ -562,7 +562,7 @@ def _sgd_kernel(
         g = g.add(momentum_buffer.mul(momentum)) if nesterov else momentum_buffer
     param.add_(g.mul(-lr))
     if _compute is not None:
-        store_back(_stored, (param, momentum_buffer), _rounding, _comp, _noise)
+        store_back(_stored, (param, momentum_buffer), _rounding, _comp, _key)
 
 
 @functools.cache

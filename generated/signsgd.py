@@ -483,7 +483,7 @@ def _fused_signsgd(
             momentum_positive,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -499,7 +499,7 @@ def _fused_signsgd(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -521,7 +521,7 @@ def _signsgd_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, momentum_buffer)
@@ -541,7 +541,7 @@ def _signsgd_kernel(
     else:
         param.add_(g.sign().mul_(-lr))
     if _compute is not None:
-        store_back(_stored, (param, momentum_buffer), _rounding, _comp, _noise)
+        store_back(_stored, (param, momentum_buffer), _rounding, _comp, _key)
 
 
 @functools.cache

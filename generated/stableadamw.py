@@ -579,7 +579,7 @@ def _fused_stableadamw(
             weight_decay > 0 and not weight_decouple
         )
         weight_decay_nonzero_and_weight_decouple = weight_decay != 0 and weight_decouple
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -596,7 +596,7 @@ def _fused_stableadamw(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     kernel.run()
 
@@ -617,7 +617,7 @@ def _stableadamw_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
@@ -640,7 +640,7 @@ def _stableadamw_kernel(
         param.mul_(lr_t.mul(weight_decay).neg_().add_(1))
     param.add_(lr_t.mul(exp_avg).div_(exp_avg_sq.sqrt().add_(eps)).mul_(-1))
     if _compute is not None:
-        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _key)
 
 
 @functools.cache

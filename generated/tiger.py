@@ -477,7 +477,7 @@ def _fused_tiger(
             fixed_decay,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -493,7 +493,7 @@ def _fused_tiger(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -515,7 +515,7 @@ def _tiger_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg)
@@ -530,7 +530,7 @@ def _tiger_kernel(
     exp_avg.lerp_(g, 1 - beta)
     param.add_(exp_avg.sign().mul_(-lr))
     if _compute is not None:
-        store_back(_stored, (param, exp_avg), _rounding, _comp, _noise)
+        store_back(_stored, (param, exp_avg), _rounding, _comp, _key)
 
 
 @functools.cache

@@ -618,7 +618,7 @@ def _fused_yogi(
             fixed_decay,
         ):
             continue
-        _compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)
+        _compute, _rounding, _comp, _key = kernel_policy(precision, param, i)
         kernel.add(
             _flat(param),
             _flat(grad),
@@ -640,7 +640,7 @@ def _fused_yogi(
             _compute,
             _rounding,
             _flat(_comp),
-            _flat(_noise),
+            _flat(_key),
         )
     if native is not None:
         native.run()
@@ -668,7 +668,7 @@ def _yogi_kernel(
     _compute,
     _rounding,
     _comp,
-    _noise,
+    _key,
 ):
     if _compute is not None:  # a precision policy: compute in _compute
         _stored = (param, exp_avg, exp_avg_sq)
@@ -688,7 +688,7 @@ def _yogi_kernel(
     denom = exp_avg_sq.sqrt().div_(torch.sqrt(1 - beta2**step)).add_(eps)
     param.addcdiv_(exp_avg.mul(-(lr / bias_correction1)), denom)
     if _compute is not None:
-        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _noise)
+        store_back(_stored, (param, exp_avg, exp_avg_sq), _rounding, _comp, _key)
 
 
 @functools.cache

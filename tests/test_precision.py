@@ -219,7 +219,7 @@ def test_stochastic_rounding_is_unbiased(dtype):
 def test_stochastic_rounding_steps_are_unbiased_in_sgd(impl):
     # an update of a quarter of bfloat16's spacing at 1.0 (2**-7): plain rounding never moves
     # the parameter; stochastic rounding moves it by the exact amount on average (the fused
-    # kernel compiled: its noise is drawn on the host and added in the kernel)
+    # kernel: its bits made in the kernel from a key per parameter and step)
     n, steps, delta = 20000, 8, 2.0**-9
     for rounding, expect_moved in (("nearest", False), ("stochastic", True)):
         p = torch.nn.Parameter(torch.ones(n, dtype=torch.bfloat16))
@@ -648,8 +648,13 @@ def test_every_path_decides_a_dtype_check_in_the_compute_dtype(rounding):
                 opt.step()
         results[impl] = [p.detach().float() for p in params]
     for impl in ("foreach", "fused"):
+        # (stochastic: the fused kernel makes its own bits (runtime.precision.hashed_bits),
+        # the for-loop and foreach paths draw torch.randint's: a bfloat16 spacing per step)
+        spacings = 3 if rounding == "stochastic" and impl == "fused" else 1
         for a, b in zip(results[impl], results["for-loop"]):
-            torch.testing.assert_close(a, b, rtol=2.0**-7, atol=1e-6, msg=impl)
+            torch.testing.assert_close(
+                a, b, rtol=spacings * 2.0**-7, atol=1e-6, msg=impl
+            )
     for impl, flags in IMPLS.items():
         p = torch.nn.Parameter(start[0].clone())
         opt = generated.StableAdamW([p], lr=1e-3, **flags)

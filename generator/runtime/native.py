@@ -40,7 +40,6 @@ import ctypes
 from dataclasses import dataclass
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -48,6 +47,8 @@ import threading
 import warnings
 
 import torch
+
+from generator.runtime.precision import rounding_key
 
 __all__ = ["NativeKernel", "native_kernels"]
 
@@ -69,10 +70,11 @@ def native_kernels(enabled: bool = True):
 FLAGS = (
     "-O3",
     "-march=native",
-    # (x86: 256-bit vectors. The kernels are bound by memory: measured, Adam, SGD and RMSprop
-    # step as fast; GCC compiles a kernel in 0.08-0.12 s instead of 0.13-0.20 s, with no
-    # 512-bit loop versions to make)
-    *(("-mno-avx512f",) if platform.machine().lower() in ("x86_64", "amd64") else ()),
+    # (the machine's widest vectors: with 256-bit ones GCC compiles a kernel in 0.08-0.17 s
+    # instead of 0.14-0.20 s and a plain kernel steps as fast, bound by memory, but a
+    # precision policy's loop, its conversions and bits, steps 1.3x slower
+    # (-mprefer-vector-width=256) or stays unvectorized, 3-7x slower (-mno-avx512f, without
+    # AVX-512's narrowing conversions): measured, Adam under bf16 Kahan and stochastic)
     "-fopenmp",
     "-fno-math-errno",  # (errno from sqrt would keep the loop from vectorizing)
     "-ffp-contract=off",  # torch rounds each multiply and add on its own
@@ -146,7 +148,8 @@ inline og_bf16 og_bf16_stochastic(float f, int noise) {
 }
 // its 16 random bits: murmur3's finalizer (a bijection of 32 bits) of the element's index
 // under a key drawn from the policy's generator for the parameter: independent of blocks
-// and threads, 32-bit lanes (torch.randint's 16 bits per element cost more than the step)
+// and threads, 32-bit lanes (torch.randint's 16 bits per element cost more than the step);
+// the compiled kernel makes the same ones (runtime.precision.hashed_bits)
 inline int og_random16(unsigned long long key, long long k) {
   unsigned int h = (unsigned int)k * 0x9E3779B9u + (unsigned int)(k >> 32) * 0x85EBCA77u
                    + (unsigned int)key;
@@ -283,9 +286,9 @@ class NativeKernel:
                 # (an optional tensor left unset is null: never read, by the decisions)
                 lines.append(f"    T* __restrict {t} = {t}_s + k;")
             else:
-                lines.append(
-                    f"    T {t}_b[1] = {{{t}_s ? T(og_load({t}_s[k])) : T(0)}};"
-                )
+                # (loaded without a test: the layout knows which tensors are set, and a
+                # branch in the loop keeps it from vectorizing)
+                lines.append(f"    T {t}_b[1] = {{T(og_load({t}_s[k]))}};")
                 lines.append(f"    T* __restrict {t} = {t}_b;")
         lines.append("    {")
         lines.append("      const int64_t i = 0;")
@@ -294,9 +297,7 @@ class NativeKernel:
         for j, t in enumerate(self.tensors):
             if j == 0 or j not in self.written or not layout.back[j] or direct[j]:
                 continue
-            lines.append(
-                f"    if ({t}_s) {t}_s[k] = og_store_as<{stored[j]}>::of({t}_b[0]);"
-            )
+            lines.append(f"    {t}_s[k] = og_store_as<{stored[j]}>::of({t}_b[0]);")
         param, kind = self.tensors[0], stored[0]
         if layout.rounding == "kahan":
             # kahan_add_: this step's update plus what earlier ones lost; what landed is
@@ -459,13 +460,7 @@ class Batch:
             rows = self.rows[config] = ([], [], [])
         key = None
         if rounding == "stochastic":  # (drawn once nothing can refuse the parameter)
-            key = torch.randint(
-                0,
-                1 << 62,
-                (1,),
-                dtype=torch.int64,
-                generator=precision._generator(param.device),
-            )
+            key = rounding_key(precision._generator(param.device))
         rows[0].extend(ptrs)
         rows[0].append(0 if comp is None else comp.data_ptr())
         rows[0].append(0 if key is None else key.data_ptr())

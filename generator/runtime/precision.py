@@ -14,9 +14,12 @@ only when they differ from torch's behaviour (so a default optimizer's state_dic
   unless ``state_dtype`` names it: a bfloat16 parameter and a bfloat16 compensation hold about
   16 significant bits together, with a float32 one about 32);
 - ``rounding_seed``: the seed of stochastic rounding's own generator (default: torch's global
-  generator, so ``torch.manual_seed`` makes a run reproducible). The CPU's native fused kernel
-  (runtime.native) draws one key per parameter and step from it and makes its random bits in its
-  loop: as reproducible, not the bits ``torch.randint`` gives the other paths.
+  generator, so ``torch.manual_seed`` makes a run reproducible). The fused kernels on the CPU
+  draw one key per parameter and step from it (``rounding_key``) and make their random bits in
+  their own loop from the key and each element's index (``hashed_bits``: murmur3's 32-bit
+  finalizer), the native kernel (runtime.native) and the compiled one alike, with the same bits:
+  as reproducible, not the bits ``torch.randint`` gives the for-loop and foreach paths, and
+  without a pass over memory to write them (torch.randint took longer than the whole step).
 
 Under a policy the functional API receives a :class:`Precision`. Its :meth:`Precision.chunks`
 hands the unchanged update (for-loop, foreach or fused) copies of the parameter, gradient and
@@ -225,19 +228,66 @@ def compute_dtype(precision: Precision | None, t: Tensor) -> torch.dtype:
 
 def kernel_policy(precision: Precision | None, param: Tensor, index: int):
     """The fused kernel's policy inputs for one parameter (the ``index``-th of the group):
-    (compute dtype, rounding, Kahan compensation, rounding noise); under torch's behaviour,
-    None, "nearest", None, None."""
+    (compute dtype, rounding, Kahan compensation, stochastic rounding's key); under torch's
+    behaviour, None, "nearest", None, None."""
     if precision is None:
         return None, "nearest", None, None
     dtype = precision.dtype_for(param)
     if dtype == param.dtype:  # the parameter needs no rounding
         return dtype, "nearest", None, None
-    comp = noise = None
+    comp = key = None
     if precision.rounding == "kahan":
         comp = precision.kahan_comps[index]
     elif precision.rounding == "stochastic":
-        noise = rounding_noise(param, precision._generator(param.device))
-    return dtype, precision.rounding, comp, noise
+        key = rounding_key(precision._generator(param.device), param.device)
+    return dtype, precision.rounding, comp, key
+
+
+def rounding_key(generator=None, device=None) -> Tensor:
+    """A fused kernel's key of stochastic rounding's bits for one parameter and step: 62
+    random bits (one int64) from the policy's generator, on the parameter's device."""
+    return torch.randint(
+        0, 1 << 62, (1,), dtype=torch.int64, device=device, generator=generator
+    )
+
+
+def _mul32(a: Tensor, c: int) -> Tensor:
+    # (a * c) mod 2**32 for 0 <= a < 2**32, in int64 without overflow: the constant in
+    # halves of 16 bits (each product below 2**49)
+    return (a * (c & 0xFFFF) + (((a * (c >> 16)) & 0xFFFF) << 16)) & 0xFFFFFFFF
+
+
+def hashed_bits(key: Tensor, like: Tensor) -> Tensor:
+    """32 random bits (int64 in [0, 2**32)) per element of ``like``: murmur3's finalizer (a
+    bijection of 32 bits) of the element's index in the flat tensor under ``key``, the native
+    kernel's ``og_random16`` computed with tensors (traced into the compiled kernel's loop:
+    nothing is written to memory). Unsigned 32-bit arithmetic is kept in int64 between 0 and
+    2**32, where torch's shifts are logical."""
+    k = torch.arange(like.numel(), dtype=torch.int64, device=like.device)
+    return _hash32(key, k).reshape(like.shape)
+
+
+def _hash32(key: Tensor, k: Tensor) -> Tensor:
+    h = (
+        _mul32(k & 0xFFFFFFFF, 0x9E3779B9)
+        + _mul32(k >> 32, 0x85EBCA77)
+        + (key & 0xFFFFFFFF)
+    ) & 0xFFFFFFFF
+    h = h ^ ((key >> 32) & 0xFFFFFFFF)
+    h = h ^ (h >> 16)
+    h = _mul32(h, 0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = _mul32(h, 0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def hashed_noise(key: Tensor, dst: Tensor) -> Tensor:
+    """What rounding_noise draws, made from ``key`` (hashed_bits): the high 16 bits for a
+    bfloat16 ``dst`` (as og_random16), else a uniform number in [0, 1) of 24 bits."""
+    bits = hashed_bits(key, dst)
+    if dst.dtype == torch.bfloat16:
+        return (bits >> 16).to(torch.int32)
+    return (bits >> 8).to(torch.float32) * 2.0**-24
 
 
 def rounding_noise(param: Tensor, generator=None) -> Tensor:
@@ -265,25 +315,28 @@ def to_compute(dtype, *tensors):
     return tuple(None if t is None else _in_dtype(t, dtype) for t in tensors)
 
 
-def store_back(stored, computed, rounding, comp, noise) -> None:
+def store_back(stored, computed, rounding, comp, key) -> None:
     """The fused kernel's epilogue: ``computed[0]`` (the parameter) lands on ``stored[0]`` by
-    the rounding, the states are copied into their storage tensors."""
+    the rounding (stochastic: with bits made from ``key``), the states are copied into their
+    storage tensors."""
     if computed[0] is not stored[0]:
-        land_(stored[0], computed[0], rounding, comp, noise=noise)
+        land_(stored[0], computed[0], rounding, comp, key=key)
     for dst, src in zip(stored[1:], computed[1:], strict=True):
         if dst is not None and src is not dst:
             dst.copy_(src)
 
 
 def land_(
-    param: Tensor, new: Tensor, rounding: str, comp=None, noise=None, generator=None
+    param: Tensor, new: Tensor, rounding: str, comp=None, key=None, generator=None
 ) -> None:
     """``param`` set to ``new`` (the update's result in the compute dtype) by the rounding:
-    Kahan where a compensation is kept, stochastic where the dtypes differ, else nearest.
+    Kahan where a compensation is kept, stochastic where the dtypes differ (its bits made from
+    a fused kernel's ``key``, else drawn from ``generator``), else nearest.
     """
     if rounding == "kahan" and comp is not None:
         kahan_add_(param, new, comp)
     elif rounding == "stochastic" and param.dtype != new.dtype:
+        noise = None if key is None else hashed_noise(key, param)
         stochastic_round_(param, new, generator, noise=noise)
     else:
         param.copy_(new)
@@ -341,8 +394,8 @@ def stochastic_round_(
     """Writes ``src`` into the lower-precision ``dst`` rounded stochastically: to one of the
     two neighbouring values of ``dst``'s dtype, the farther one with probability equal to the
     fraction of the gap ``src`` covers, so that the expected result is ``src`` exactly.
-    ``noise`` is what rounding_noise draws (given by the fused kernel's caller), else drawn
-    from ``generator``.
+    ``noise`` is what rounding_noise draws (a fused kernel's, made by hashed_noise), else
+    drawn from ``generator``.
     """
     if noise is None:
         noise = rounding_noise(dst, generator)
@@ -429,6 +482,7 @@ __all__ = [
     "land_",
     "load_keeping_policy",
     "policy_defaults",
+    "rounding_key",
     "rounding_noise",
     "stochastic_round_",
     "store_back",

@@ -498,7 +498,7 @@ def kernel_source(opt: ir.Optimizer, fname: str, imports: Imports) -> str:
     split = _Split(opt, opt.body)
     tensors, numbers, decisions = kernel_inputs(opt, split)
     out = Lines()
-    policy = ["_compute", "_rounding", "_comp", "_noise"]
+    policy = ["_compute", "_rounding", "_comp", "_key"]
     args = ", ".join(tensors + numbers + decisions + policy)
     out(f"def _{fname}_kernel({args}):")
     with out.indent():
@@ -521,7 +521,7 @@ def kernel_source(opt: ir.Optimizer, fname: str, imports: Imports) -> str:
         out("if _compute is not None:")
         with out.indent():
             stores = ", ".join(stored) + "," * (len(stored) == 1)
-            out(f"store_back(_stored, ({stores}), _rounding, _comp, _noise)")
+            out(f"store_back(_stored, ({stores}), _rounding, _comp, _key)")
     return out.text()
 
 

@@ -171,7 +171,7 @@ def fused_body(facts: ModuleFacts) -> str:
             with out.indent():
                 out("continue")
         # the precision policy's inputs (generator.runtime.precision), cast in the kernel
-        out("_compute, _rounding, _comp, _noise = kernel_policy(precision, param, i)")
+        out("_compute, _rounding, _comp, _key = kernel_policy(precision, param, i)")
         flat = "_shaped" if keeps_shapes(opt) else "_flat"
         facts.imports.need(flat)
         args = [f"{flat}({t})" for t in tensors]
@@ -182,7 +182,7 @@ def fused_body(facts: ModuleFacts) -> str:
         ]
         args += decisions
         args += ["_compute", "_rounding"]
-        args += [f"{flat}({t})" for t in ("_comp", "_noise")]
+        args += [f"{flat}({t})" for t in ("_comp", "_key")]
         out(f"kernel.add({', '.join(args)})")
     if native is not None:
         out("if native is not None:")
