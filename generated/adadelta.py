@@ -676,15 +676,15 @@ if (maximize) {
   g = &grad[i];
 }
 if (weight_decay_nonzero) {
-  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
   g = &og_g_1;
 }
 square_avg[i] = (square_avg[i] * T(rho));
-square_avg[i] = (square_avg[i] + ((*g) * T((1.0 - rho))) * (*g));
+square_avg[i] = og_addcmul(square_avg[i], ((*g) * T((1.0 - rho))), (*g));
 std_ = og_sqrt((square_avg[i] + T(eps)));
 delta = ((og_sqrt((acc_delta[i] + T(eps))) / std_) * (*g));
 acc_delta[i] = (acc_delta[i] * T(rho));
-acc_delta[i] = (acc_delta[i] + (delta * T((1.0 - rho))) * delta);
-param[i] = (param[i] + (delta * T((-lr))));
+acc_delta[i] = og_addcmul(acc_delta[i], (delta * T((1.0 - rho))), delta);
+param[i] = og_add_alpha(param[i], delta, T((-lr)));
 """,
 )

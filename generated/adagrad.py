@@ -690,10 +690,10 @@ if (maximize) {
   g = &grad[i];
 }
 if (weight_decay_nonzero) {
-  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
   g = &og_g_1;
 }
-state_sum[i] = (state_sum[i] + (*g) * (*g));
+state_sum[i] = og_addcmul(state_sum[i], (*g), (*g));
 std_ = (og_sqrt(state_sum[i]) + T(eps));
 param[i] = (param[i] + ((*g) * T((-clr))) / std_);
 """,

@@ -706,7 +706,7 @@ if (maximize) {
   g = &grad[i];
 }
 if (weight_decay_nonzero) {
-  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
   g = &og_g_1;
 }
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));

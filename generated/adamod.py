@@ -765,14 +765,14 @@ if (weight_decay_nonzero) {
     param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
   } else {
     if (weight_decay_positive) {
-      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
       g = &og_g_1;
     }
   }
 }
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
-exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+exp_avg_sq[i] = og_addcmul(exp_avg_sq[i], ((*g) * T((1.0 - beta2))), (*g));
 eta = ((T(1) / (og_sqrt(exp_avg_sq[i]) + T(eps))) * T(step_size));
 exp_avg_lr[i] = og_lerp(exp_avg_lr[i], eta, T((1.0 - beta3)));
 param[i] = (param[i] - (og_minimum(eta, exp_avg_lr[i]) * exp_avg[i]));

@@ -804,11 +804,11 @@ if (maximize) {
   g = &grad[i];
 }
 if (weight_decay_nonzero) {
-  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
   g = &og_g_1;
 }
 param[i] = (param[i] * T((1.0 - (lambd * eta))));
-param[i] = (param[i] + ((*g) * T((-eta))));
+param[i] = og_add_alpha(param[i], (*g), T((-eta)));
 if (mu_ne_1) {
   ax[i] = (ax[i] + ((param[i] - ax[i]) * T(mu)));
 } else {

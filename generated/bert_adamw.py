@@ -683,13 +683,13 @@ _native_bert_adamw = NativeKernel(
     source="""
 T denom;
 exp_avg[i] = (exp_avg[i] * T(beta1));
-exp_avg[i] = (exp_avg[i] + (grad[i] * T((1.0 - beta1))));
+exp_avg[i] = og_add_alpha(exp_avg[i], grad[i], T((1.0 - beta1)));
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
-exp_avg_sq[i] = (exp_avg_sq[i] + (grad[i] * T((1.0 - beta2))) * grad[i]);
+exp_avg_sq[i] = og_addcmul(exp_avg_sq[i], (grad[i] * T((1.0 - beta2))), grad[i]);
 denom = (og_sqrt(exp_avg_sq[i]) + T(eps));
 param[i] = (param[i] + (exp_avg[i] * T((-step_size))) / denom);
 if (weight_decay_positive) {
-  param[i] = (param[i] + (param[i] * T((-(lr * weight_decay)))));
+  param[i] = og_add_alpha(param[i], param[i], T((-(lr * weight_decay))));
 }
 """,
 )

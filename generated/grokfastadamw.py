@@ -1088,7 +1088,7 @@ if (_first_grok_exp_avg) {
 } else {
   grok_exp_avg[i] = og_lerp(grok_exp_avg[i], (*grok_grad), T((1.0 - grokfast_alpha)));
 }
-og_grok_grad_0 = ((*grok_grad) + (grok_exp_avg[i] * T(grokfast_lamb)));
+og_grok_grad_0 = og_add_alpha((*grok_grad), grok_exp_avg[i], T(grokfast_lamb));
 grok_grad = &og_grok_grad_0;
 if (maximize) {
   og_g_1 = (-(*grok_grad));
@@ -1100,13 +1100,13 @@ if (weight_decay_nonzero) {
   if (decoupled_weight_decay) {
     param[i] = (param[i] * T((1.0 - (lr * weight_decay))));
   } else {
-    og_g_2 = ((*g) + (param[i] * T(weight_decay)));
+    og_g_2 = og_add_alpha((*g), param[i], T(weight_decay));
     g = &og_g_2;
   }
 }
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
-exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+exp_avg_sq[i] = og_addcmul(exp_avg_sq[i], ((*g) * T((1.0 - beta2))), (*g));
 if (amsgrad) {
   max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
   denom = ((og_sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));

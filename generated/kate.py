@@ -661,14 +661,14 @@ if (weight_decay_nonzero) {
     param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
   } else {
     if (weight_decay_positive) {
-      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
       g = &og_g_1;
     }
   }
 }
-b_sq = (((b[i] * b[i]) + (*g) * (*g)) + T(eps));
-m[i] = og_sqrt((((m[i] * m[i]) + ((*g) * T(delta)) * (*g)) + ((*g) * (*g)) / b_sq));
-param[i] = (param[i] + (((m[i] * (*g)) / b_sq) * T((-lr))));
+b_sq = (og_addcmul((b[i] * b[i]), (*g), (*g)) + T(eps));
+m[i] = og_sqrt((og_addcmul((m[i] * m[i]), ((*g) * T(delta)), (*g)) + ((*g) * (*g)) / b_sq));
+param[i] = og_add_alpha(param[i], ((m[i] * (*g)) / b_sq), T((-lr)));
 b[i] = og_sqrt(b_sq);
 """,
 )

@@ -837,7 +837,7 @@ if (maximize) {
   g = &grad[i];
 }
 if (weight_decay_nonzero) {
-  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
   g = &og_g_1;
 }
 if (momentum_nonzero) {
@@ -845,16 +845,16 @@ if (momentum_nonzero) {
     momentum_buffer[i] = (*g);
   } else {
     momentum_buffer[i] = (momentum_buffer[i] * T(momentum));
-    momentum_buffer[i] = (momentum_buffer[i] + ((*g) * T((1.0 - dampening))));
+    momentum_buffer[i] = og_add_alpha(momentum_buffer[i], (*g), T((1.0 - dampening)));
   }
   if (nesterov) {
-    og_g_2 = ((*g) + (momentum_buffer[i] * T(momentum)));
+    og_g_2 = og_add_alpha((*g), momentum_buffer[i], T(momentum));
     g = &og_g_2;
   } else {
     g = &momentum_buffer[i];
   }
 }
-param[i] = (param[i] + ((*g) * T((-lr))));
+param[i] = og_add_alpha(param[i], (*g), T((-lr)));
 if (momentum_nonzero) {
   if (counter_zero) {
     if (pullback_momentum_eq_reset) {

@@ -922,13 +922,13 @@ if (weight_decay_nonzero) {
   if (decoupled_weight_decay) {
     param[i] = (param[i] * T((1.0 - (lr * weight_decay))));
   } else {
-    og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+    og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
     g = &og_g_1;
   }
 }
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
-exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+exp_avg_sq[i] = og_addcmul(exp_avg_sq[i], ((*g) * T((1.0 - beta2))), (*g));
 denom = (og_sqrt((exp_avg_sq[i] / T(bias_correction2))) + T(eps));
 param[i] = (param[i] + ((*g) * T((-((lr * (1.0 - mu)) / (1.0 - mu_product))))) / denom);
 param[i] = (param[i] + (exp_avg[i] * T((-((lr * mu_next) / (1.0 - mu_product_next))))) / denom);

@@ -946,14 +946,14 @@ if (weight_decay_nonzero) {
   if (weight_decouple) {
     param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
   } else {
-    og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+    og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
     g = &og_g_1;
   }
 }
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T(beta1_rate));
 exp_avg_sq[i] = og_lerp(exp_avg_sq[i], ((*g) * (*g)), T(beta2_rate));
-numer = ((exp_avg[i] * T(nu1)) + ((*g) * T((1.0 - nu1))));
-denom = (og_sqrt(((exp_avg_sq[i] * T(nu2)) + ((*g) * T((1.0 - nu2))) * (*g))) + T(eps));
+numer = og_add_alpha((exp_avg[i] * T(nu1)), (*g), T((1.0 - nu1)));
+denom = (og_sqrt(og_addcmul((exp_avg_sq[i] * T(nu2)), ((*g) * T((1.0 - nu2))), (*g))) + T(eps));
 param[i] = (param[i] + (numer * T((-lr))) / denom);
 """,
 )

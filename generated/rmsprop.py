@@ -806,21 +806,21 @@ if (maximize) {
   g = &grad[i];
 }
 if (weight_decay_nonzero) {
-  og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+  og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
   g = &og_g_1;
 }
 square_avg[i] = (square_avg[i] * T(alpha));
-square_avg[i] = (square_avg[i] + ((*g) * T((1.0 - alpha))) * (*g));
+square_avg[i] = og_addcmul(square_avg[i], ((*g) * T((1.0 - alpha))), (*g));
 if (centered) {
   grad_avg[i] = og_lerp(grad_avg[i], (*g), T((1.0 - alpha)));
-  avg = (og_sqrt((square_avg[i] + (grad_avg[i] * T(-1.0)) * grad_avg[i])) + T(eps));
+  avg = (og_sqrt(og_addcmul(square_avg[i], (grad_avg[i] * T(-1.0)), grad_avg[i])) + T(eps));
 } else {
   avg = (og_sqrt(square_avg[i]) + T(eps));
 }
 if (momentum_positive) {
   momentum_buffer[i] = (momentum_buffer[i] * T(momentum));
   momentum_buffer[i] = (momentum_buffer[i] + (*g) / avg);
-  param[i] = (param[i] + (momentum_buffer[i] * T((-lr))));
+  param[i] = og_add_alpha(param[i], momentum_buffer[i], T((-lr)));
 } else {
   param[i] = (param[i] + ((*g) * T((-lr))) / avg);
 }

@@ -703,7 +703,7 @@ step_size[i] = (step_size[i] * factor);
 step_size[i] = og_clamp_max(og_clamp_min(step_size[i], T(step_size_min)), T(step_size_max));
 og_g_1 = ((factor == T(etaminus)) ? T(0.0) : (*g));
 g = &og_g_1;
-param[i] = (param[i] + (og_sign((*g)) * T(-1.0)) * step_size[i]);
+param[i] = og_addcmul(param[i], (og_sign((*g)) * T(-1.0)), step_size[i]);
 prev[i] = (*g);
 """,
 )

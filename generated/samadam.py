@@ -2137,13 +2137,13 @@ if (weight_decay_nonzero) {
   if (decoupled_weight_decay) {
     param[i] = (param[i] * T((1.0 - (lr * weight_decay))));
   } else {
-    og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+    og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
     g = &og_g_1;
   }
 }
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
-exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+exp_avg_sq[i] = og_addcmul(exp_avg_sq[i], ((*g) * T((1.0 - beta2))), (*g));
 if (amsgrad) {
   max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], exp_avg_sq[i]);
   denom = ((og_sqrt(max_exp_avg_sq[i]) / T(bias_correction2_sqrt)) + T(eps));

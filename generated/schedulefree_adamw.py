@@ -922,7 +922,7 @@ if (maximize) {
   g = &grad[i];
 }
 exp_avg_sq[i] = (exp_avg_sq[i] * T(beta2));
-exp_avg_sq[i] = (exp_avg_sq[i] + ((*g) * T((1.0 - beta2))) * (*g));
+exp_avg_sq[i] = og_addcmul(exp_avg_sq[i], ((*g) * T((1.0 - beta2))), (*g));
 if (ams_bound) {
   max_exp_avg_sq[i] = og_maximum(max_exp_avg_sq[i], (exp_avg_sq[i] / T((1.0 - __builtin_pow(beta2, step)))));
   u = ((*g) / (og_sqrt((max_exp_avg_sq[i] + T(1e-15))) + T(eps)));
@@ -930,10 +930,10 @@ if (ams_bound) {
   u = ((*g) / (og_sqrt(((exp_avg_sq[i] / T((1.0 - __builtin_pow(beta2, step)))) + T(1e-15))) + T(eps)));
 }
 if (weight_decay_positive) {
-  u = (u + (param[i] * T(weight_decay)));
+  u = og_add_alpha(u, param[i], T(weight_decay));
 }
 param[i] = og_lerp(param[i], z[i], T(c));
-param[i] = (param[i] + (u * T((lr_k * ((beta1 * (1.0 - c)) - 1.0)))));
-z[i] = (z[i] + (u * T((-lr_k))));
+param[i] = og_add_alpha(param[i], u, T((lr_k * ((beta1 * (1.0 - c)) - 1.0))));
+z[i] = og_add_alpha(z[i], u, T((-lr_k)));
 """,
 )

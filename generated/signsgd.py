@@ -606,16 +606,16 @@ if (weight_decay_nonzero) {
     param[i] = (param[i] * T((1.0 - (weight_decay * lr))));
   } else {
     if (weight_decay_positive) {
-      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
       g = &og_g_1;
     }
   }
 }
 if (momentum_positive) {
   momentum_buffer[i] = og_lerp(momentum_buffer[i], (*g), T((1.0 - momentum)));
-  param[i] = (param[i] + (og_sign(momentum_buffer[i]) * T((-lr))));
+  param[i] = og_add_alpha(param[i], og_sign(momentum_buffer[i]), T((-lr)));
 } else {
-  param[i] = (param[i] + (og_sign((*g)) * T((-lr))));
+  param[i] = og_add_alpha(param[i], og_sign((*g)), T((-lr)));
 }
 """,
 )

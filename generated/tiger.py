@@ -595,12 +595,12 @@ if (weight_decay_nonzero) {
     param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
   } else {
     if (weight_decay_positive) {
-      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
       g = &og_g_1;
     }
   }
 }
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta)));
-param[i] = (param[i] + (og_sign(exp_avg[i]) * T((-lr))));
+param[i] = og_add_alpha(param[i], og_sign(exp_avg[i]), T((-lr)));
 """,
 )

@@ -756,14 +756,14 @@ if (weight_decay_nonzero) {
     param[i] = (param[i] * T((1.0 - (weight_decay * (fixed_decay ? 1.0 : lr)))));
   } else {
     if (weight_decay_positive) {
-      og_g_1 = ((*g) + (param[i] * T(weight_decay)));
+      og_g_1 = og_add_alpha((*g), param[i], T(weight_decay));
       g = &og_g_1;
     }
   }
 }
 g2 = ((*g) * (*g));
 exp_avg[i] = og_lerp(exp_avg[i], (*g), T((1.0 - beta1)));
-exp_avg_sq[i] = (exp_avg_sq[i] + (og_sign((exp_avg_sq[i] - g2)) * T((-(1.0 - beta2)))) * g2);
+exp_avg_sq[i] = og_addcmul(exp_avg_sq[i], (og_sign((exp_avg_sq[i] - g2)) * T((-(1.0 - beta2)))), g2);
 denom = ((og_sqrt(exp_avg_sq[i]) / T(__builtin_sqrt((1.0 - __builtin_pow(beta2, step))))) + T(eps));
 param[i] = (param[i] + (exp_avg[i] * T((-(lr / bias_correction1)))) / denom);
 """,

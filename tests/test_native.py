@@ -276,7 +276,7 @@ def test_the_native_kernel_compiles_once_per_configuration_not_per_shape_or_valu
     loaded = []
     load = N._load
     monkeypatch.setattr(
-        N, "_load", lambda name, source: loaded.append(name) or load(name, source)
+        N, "_load", lambda name, *rest: loaded.append(name) or load(name, *rest)
     )
     for shapes in ([(3,), (4, 5)], [(2, 2, 2), (9,), ()]):
         params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
@@ -463,8 +463,9 @@ def test_stochastic_roundings_bits_are_the_same_in_the_native_and_compiled_kerne
         assert differ == 0, f"compiled kernel (eager={eager}): {differ} elements differ"
 
 
-def _vectorized_lines(source: str) -> set[int]:
-    """The source lines GCC reports a loop vectorized at, compiled with the kernels' flags."""
+def _vectorized_lines(source: str, kind) -> set[int]:
+    """The source lines GCC reports a loop vectorized at, compiled with the flags of a
+    kernel of ``kind``."""
     import subprocess
     import tempfile
 
@@ -475,7 +476,7 @@ def _vectorized_lines(source: str) -> set[int]:
         done = subprocess.run(
             [
                 N._compiler()[0],
-                *N.FLAGS,
+                *N.flags_for(kind),
                 "-fopt-info-vec-optimized",
                 path,
                 "-o",
@@ -534,9 +535,8 @@ def test_the_native_kernels_element_loop_is_vectorized(policy):
         for n, line in enumerate(lines, 1)
         if re.match(r"\s*for \(int64_t [ik] = lo; [ik] < hi; \+\+[ik]\)", line)
     )
-    assert loop in _vectorized_lines(
-        source
-    ), f"{policy}: the element loop (line {loop}) is scalar"
+    vectorized = _vectorized_lines(source, kind)
+    assert loop in vectorized, f"{policy}: the element loop (line {loop}) is scalar"
 
 
 def _accepted(cls):
@@ -730,3 +730,107 @@ def test_a_fused_step_enters_dynamos_settings_once_for_its_compiled_calls(monkey
                 opt.step()
         assert len(entered) == 2 * expected, (name, entered)
         assert seen == [(64, True)] * (2 * 4 * expected), (name, seen)
+
+
+# ---- rounding as torch's eager kernels round --------------------------------------------------
+
+ROUNDING_SPEC = """\
+optimizer Rounding
+input lr: float = 1e-2
+input foreach: bool? = none
+input fused: bool? = none, keyword
+state m (exp_avg) <- 0
+state v (exp_avg_sq) <- 0
+check not is_complex(param) else "no complex parameters"
+update:
+    m <- lerp(m, grad, 0.1)
+    w <- lerp(m, grad, 0.75)
+    v <- 0.99 * v + 0.01 * grad^2
+    param <- param - lr * w / (v + 1e-8)
+    param <- param - 0.5 * lr * grad
+"""
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("SGD", {}),
+        ("SGD", {"momentum": 0.9}),
+        ("SGD", {"momentum": 0.9, "dampening": 0.1, "weight_decay": 0.1}),
+        ("SGD", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1}),
+        ("Rounding", {}),
+    ],
+    ids=str,
+)
+def test_the_native_kernel_rounds_as_torchs_eager_kernels(name, options, dtype):
+    """Without a square root (torch's CPU sqrt, MKL's, is not correctly rounded; the native
+    kernel's is), the native fused step equals the for-loop's torch operations bit for bit:
+    `add` with alpha, `addcmul` and `lerp` rounded once where torch's kernels round them once
+    (a fused multiply-add: runtime.native.torch_fuses), `addcdiv` and the rest twice."""
+    from generator.api import load_spec
+
+    cls = load_spec(ROUNDING_SPEC) if name == "Rounding" else getattr(generated, name)
+    if name == "Rounding":  # (its kernel prints each of the three)
+        module = sys.modules[cls.__module__]
+        body = next(
+            v for v in vars(module).values() if isinstance(v, N.NativeKernel)
+        ).body
+        for call in ("og_lerp", "og_addcmul", "og_add_alpha"):
+            assert call in body, f"{call} not in the kernel:\n{body}"
+    shapes = [(70001,), (33, 17), (5,), ()]
+    start = [p.to(dtype) for p in seeded_params(shapes)]
+    steps = seeded_grads(shapes, 6, seed=3)
+
+    def run(fused: bool):
+        params = [p.clone().requires_grad_() for p in start]
+        flags = {"fused": True} if fused else {"foreach": False}
+        opt = cls(params, lr=1e-2, **options, **flags)
+        for grads in steps:
+            for p, g in zip(params, grads):
+                p.grad = g.to(dtype)
+            opt.step()
+        return [p.detach() for p in params]
+
+    rows_before = []
+    with pytest.MonkeyPatch.context() as patch:
+        rows_before = _spy(patch)
+        fused = run(True)
+    assert rows_before == [len(shapes)] * len(steps), rows_before
+    loop = run(False)
+    for k, (a, b) in enumerate(zip(fused, loop)):
+        differ = (a != b).sum().item()
+        assert differ == 0, f"param {k}: {differ} of {a.numel()} elements differ"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_the_probe_of_torchs_multiply_adds_says_what_its_kernels_do(dtype):
+    # on random data: the probe's answer for each operation is the form (one rounding or
+    # two) that torch's eager result takes, element for element; one rounding computed
+    # exactly (fractions), then rounded to the dtype
+    from fractions import Fraction
+
+    gen = torch.Generator().manual_seed(0)
+    a, b, c = (torch.randn(512, generator=gen, dtype=dtype) for _ in range(3))
+    s = torch.tensor(0.3, dtype=dtype).item()
+    t1 = (
+        b * 0.3
+    )  # (addcmul's value folded into its first factor, as torch's kernel does)
+
+    def once(xs, ys, zs) -> torch.Tensor:
+        exact = [Fraction(x) + Fraction(y) * Fraction(z) for x, y, z in zip(xs, ys, zs)]
+        return torch.tensor([float(e) for e in exact], dtype=torch.float64).to(dtype)
+
+    once_of = {
+        "add": once(a.tolist(), b.tolist(), [s] * 512),
+        "addcmul": once(a.tolist(), t1.tolist(), c.tolist()),
+        "lerp": once(a.tolist(), [s] * 512, (b - a).tolist()),
+    }
+    eager = {
+        "add": a.add(b, alpha=0.3),
+        "addcmul": a.addcmul(b, c, value=0.3),
+        "lerp": a.lerp(b, 0.3),
+    }
+    fuses = N.torch_fuses(dtype)
+    for op in N.FUSED_OPS:
+        assert torch.equal(eager[op], once_of[op]) == fuses[op], (op, fuses)

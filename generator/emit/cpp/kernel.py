@@ -11,7 +11,7 @@ tensor, as in the Python kernel.
 
 Types follow torch's promotion: an element is of the parameter's dtype ``T``, a number a double
 that becomes ``T`` where it meets an element, a comparison a ``bool`` that becomes ``T`` in
-arithmetic. Operations with a formula of torch's own are the runtime's (``og_lerp``,
+arithmetic. Operations with a formula of torch's own are the runtime's (``og_lerp``, ``og_add_alpha``,
 ``og_maximum``, ... in generator.runtime.native's prelude). What the printer cannot write
 (a reduction, a shape, a cast, a list state, an optimizer's total, or a function the C library
 would compute one element at a time: exp, log, cos, sin, atan2, pow to most exponents) makes
@@ -31,7 +31,7 @@ from generator.emit.python.fused import (
     kept_kernel_stmts,
     kernel_inputs,
 )
-from generator.emit.python.single import fold_call_keywords, fold_keywords
+from generator.emit.python.single import fold_call_keywords
 
 # C++ keywords and the names the kernel's source defines, which a spec's name must not shadow
 RESERVED = frozenset(
@@ -269,8 +269,7 @@ class _Printer:
         target = s.target
         lvalue = self.lvalue(target)
         for op in s.ops:
-            op = fold_keywords(op)
-            if op.kwargs:
+            if op.kwargs and op.op in ("copy", "fill"):
                 raise Unsupported(f"`{op.op}` with keyword arguments")
             if op.op == "copy":
                 text, kind = self.expr(op.args[0])
@@ -278,7 +277,8 @@ class _Printer:
             elif op.op == "fill":
                 value = self.as_t(self.number(op.args[0]), "double")
             else:
-                text, kind = self.expr(ir.TOp(op.op, (target,) + op.args))
+                # (as a call on the target: its keywords are op's, see op)
+                text, kind = self.expr(ir.TOp(op.op, (target,) + op.args, op.kwargs))
                 value = self.as_t(text, kind)
             self.out(f"{lvalue} = {value};")
 
@@ -327,6 +327,17 @@ class _Printer:
         return [self.expr(a) for a in args]
 
     def op(self, e: ir.TOp) -> tuple[str, str]:
+        kwargs = dict(e.kwargs)
+        if e.op in ("add", "sub") and set(kwargs) == {"alpha"} and len(e.args) == 2:
+            # torch's add(x, y, alpha=a) is one multiply-add (sub: of -a), rounded as its
+            # kernel rounds it (runtime.native.og_add_alpha)
+            (x, xk), (y, yk), (a, ak) = self.operands((*e.args, kwargs["alpha"]))
+            if ak == "double" and "T" in (xk, yk):
+                sign = "-" if e.op == "sub" else ""
+                return (
+                    f"og_add_alpha({self.as_t(x, xk)}, {self.as_t(y, yk)}, T({sign}{a}))",
+                    "T",
+                )
         if e.kwargs:
             e = fold_call_keywords(e)
             if e.kwargs:
@@ -372,7 +383,7 @@ class _Printer:
                     return pattern.format(t(0)), "T"
             raise Unsupported("`pow` to an exponent other than 2, 3, 0.5, -0.5, -1, -2")
         if op == "addcmul" and len(vals) == 3:
-            return f"({t(0)} + {t(1)} * {t(2)})", "T"
+            return f"og_addcmul({t(0)}, {t(1)}, {t(2)})", "T"
         if op == "addcdiv" and len(vals) == 3:
             return f"({t(0)} + {t(1)} / {t(2)})", "T"
         if op == "lerp" and len(vals) == 3:
