@@ -18,11 +18,12 @@ independent, so running them after the loop is running them in it. Under a preci
 bfloat16) and the policy's compute dtype: each element is loaded into the compute type,
 updated by the same loop body, and stored back, the parameter by the policy's rounding
 (nearest, Kahan, or stochastic with bits made in the kernel from a key the policy's generator
-draws per parameter). A kernel is compiled once per
-configuration (the decisions) and dtype (float32, float64) or policy layout, in a process-wide cache and on disk
-under ``$OPTIMGEN_CACHE_DIR`` (else ``~/.cache/optimgen``) ``/native``, keyed by the source, the
-compiler and its flags. If no compiler works, or one configuration fails to compile, a warning
-says so once and that configuration runs the compiled kernel: slower, never wrong.
+draws per parameter). A kernel is compiled once per configuration (the decisions) and dtype
+(float32, float64) or policy layout, in a process-wide cache and on disk under
+``$OPTIMGEN_CACHE_DIR`` (else ``~/.cache/optimgen``) ``/native``, keyed by the source, the
+compiler and its flags (``flags_for``: a plain kernel's differ from a policy's). If no
+compiler works, or one configuration fails to compile, a warning says so once and that
+configuration runs the compiled kernel: slower, never wrong.
 
 The arithmetic is torch's: each element is computed in the parameter's dtype, numbers in double
 cast to it where they meet a tensor (as a 0-d float64 tensor or a Python number does in eager
@@ -31,9 +32,9 @@ mode), a multiply-add rounded once only where torch's CPU kernel of the operatio
 contraction (``-ffp-contract=off``), torch's own formulas where an operation has one (``lerp``,
 NaN-propagating ``maximum``/``clamp``, ``sign``). Without a square root the native step then
 equals the for-loop's bit for bit (SGD, measured and tested); torch's CPU ``sqrt`` (MKL's) is
-not correctly rounded, 1 ulp off for about a sixth of float32 elements, where the kernel's is. The OpenMP
-runtime is the one torch has loaded (``libgomp.so.1``): one thread pool, ``torch.get_num_threads()``
-threads.
+not correctly rounded, 1 ulp off for about a sixth of float32 elements, where the kernel's is.
+The OpenMP runtime is the one torch has loaded (``libgomp.so.1``): one thread pool,
+``torch.get_num_threads()`` threads.
 """
 
 from __future__ import annotations
@@ -77,11 +78,10 @@ def native_kernels(enabled: bool = True):
 FLAGS = (
     "-O3",
     "-march=native",
-    # (the machine's widest vectors: with 256-bit ones GCC compiles a kernel in 0.08-0.17 s
-    # instead of 0.14-0.20 s and a plain kernel steps as fast, bound by memory, but a
-    # precision policy's loop, its conversions and bits, steps 1.3x slower
-    # (-mprefer-vector-width=256) or stays unvectorized, 3-7x slower (-mno-avx512f, without
-    # AVX-512's narrowing conversions): measured, Adam under bf16 Kahan and stochastic)
+    # (the machine's widest vectors for a precision policy's loop, its conversions and bits:
+    # with 256-bit ones it stepped 1.3x slower (-mprefer-vector-width=256), and without
+    # AVX-512's narrowing conversions it stayed unvectorized, 3-7x slower (-mno-avx512f):
+    # measured, Adam under bf16 Kahan and stochastic; a plain kernel: PLAIN_FLAGS)
     "-fopenmp",
     "-fno-math-errno",  # (errno from sqrt would keep the loop from vectorizing)
     "-ffp-contract=off",  # (a multiply-add rounds once only where torch's does: og_madd)

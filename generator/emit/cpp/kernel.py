@@ -11,12 +11,12 @@ tensor, as in the Python kernel.
 
 Types follow torch's promotion: an element is of the parameter's dtype ``T``, a number a double
 that becomes ``T`` where it meets an element, a comparison a ``bool`` that becomes ``T`` in
-arithmetic. Operations with a formula of torch's own are the runtime's (``og_lerp``, ``og_add_alpha``,
-``og_maximum``, ... in generator.runtime.native's prelude). What the printer cannot write
-(a reduction, a shape, a cast, a list state, an optimizer's total, or a function the C library
-would compute one element at a time: exp, log, cos, sin, atan2, pow to most exponents) makes
-``native_kernel`` return None, and ``why_not_native`` says what; the compiled kernel is then the
-fused path's only one.
+arithmetic. Operations with a formula of torch's own are the runtime's (``og_lerp``,
+``og_add_alpha``, ``og_maximum``, ... in generator.runtime.native's prelude). What the printer
+cannot write (a reduction, a shape, a cast, a list state, an optimizer's total, or a function
+the C library would compute one element at a time: exp, log, cos, sin, atan2, pow to most
+exponents) makes ``native_kernel`` return None, and ``why_not_native`` says what; the compiled
+kernel is then the fused path's only one.
 """
 
 from __future__ import annotations
