@@ -215,14 +215,41 @@ def test_stochastic_rounding_is_unbiased(dtype):
     assert torch.equal(out.float(), exact)  # representable values are never moved
 
 
+@pytest.mark.parametrize(
+    "dtype", [torch.float16, torch.bfloat16, torch.float32], ids=str
+)
+def test_the_neighbour_stochastic_rounding_takes_is_nextafters(dtype):
+    # (from the bit pattern: inductor computes a float16's nextafter in float32)
+    from generator.runtime.precision import _neighbour
+
+    info = torch.finfo(dtype)
+    special = [0.0, -0.0, 1.0, -1.0, info.tiny, -info.tiny, info.max, -info.max]
+    special += [info.smallest_normal / 4, -info.smallest_normal / 4]
+    gen = torch.Generator().manual_seed(0)
+    scale = 10.0 ** torch.randint(-6, 4, (4096,), generator=gen)
+    values = torch.cat(
+        [torch.tensor(special), torch.randn(4096, generator=gen) * scale]
+    ).to(dtype)
+    values = values[values.isfinite()]
+    for up in (True, False):
+        toward = torch.full_like(values, torch.inf if up else -torch.inf)
+        want = torch.nextafter(values, toward)
+        got = _neighbour(values, torch.full(values.shape, up))
+        same = (got == want) & (got.signbit() == want.signbit())
+        assert same.all(), (up, values[~same][:5].tolist(), got[~same][:5].tolist())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("impl", IMPLS)
-def test_stochastic_rounding_steps_are_unbiased_in_sgd(impl):
-    # an update of a quarter of bfloat16's spacing at 1.0 (2**-7): plain rounding never moves
-    # the parameter; stochastic rounding moves it by the exact amount on average (the fused
-    # kernel: its bits made in the kernel from a key per parameter and step)
-    n, steps, delta = 20000, 8, 2.0**-9
+def test_stochastic_rounding_steps_are_unbiased_in_sgd(impl, dtype):
+    # an update of a quarter of the dtype's spacing at 1.0: plain rounding never moves the
+    # parameter; stochastic rounding moves it by the exact amount on average (the fused
+    # kernel: its bits made in the kernel from a key per parameter and step, for float16 its
+    # uniform numbers too, in the compiled kernel)
+    spacing = torch.finfo(dtype).eps
+    n, steps, delta = 20000, 8, spacing / 4
     for rounding, expect_moved in (("nearest", False), ("stochastic", True)):
-        p = torch.nn.Parameter(torch.ones(n, dtype=torch.bfloat16))
+        p = torch.nn.Parameter(torch.ones(n, dtype=dtype))
         opt = generated.SGD([p], lr=delta, param_rounding=rounding, **IMPLS[impl])
         for _ in range(steps):
             p.grad = torch.full_like(p, -1.0)
@@ -230,7 +257,7 @@ def test_stochastic_rounding_steps_are_unbiased_in_sgd(impl):
         moved = p.float().mean().item() - 1.0
         if expect_moved:
             # each element's value is a sum of unbiased roundings: mean within 5 std errors
-            assert abs(moved - steps * delta) < 5 * 2.0**-7 * (steps / n) ** 0.5 + 1e-9
+            assert abs(moved - steps * delta) < 5 * spacing * (steps / n) ** 0.5 + 1e-9
         else:
             assert moved == 0.0
 

@@ -407,12 +407,41 @@ def stochastic_round_(
         return dst.copy_(torch.where(src.isfinite(), rounded.view(torch.float32), src))
     nearest = src.to(dst.dtype)
     error = src - nearest.to(src.dtype)
-    toward = torch.where(error > 0, torch.inf, -torch.inf).to(dst.dtype)
-    other = torch.nextafter(nearest, toward)
+    other = _neighbour(nearest, error > 0)
     gap = other.to(src.dtype) - nearest.to(src.dtype)
     # error 0 (or a non-finite value): probability 0, the nearest value stays
     chance = torch.nan_to_num(error / gap, nan=0.0, posinf=0.0, neginf=0.0)
     return dst.copy_(torch.where(noise < chance, other, nearest))
+
+
+# the integer of a float's size, for its bit pattern (sign and magnitude)
+_BITS = {
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+    torch.float32: torch.int32,
+}
+
+
+def _neighbour(x: Tensor, up: Tensor) -> Tensor:
+    """The next value of ``x``'s dtype above ``x`` where ``up``, else below: torch.nextafter
+    toward ±inf, from the bit pattern. (Inductor computes a float16's nextafter in float32,
+    whose neighbour rounds back to ``x``: compiled, stochastic rounding into float16 never
+    moved a parameter.) The magnitude steps by one unit of its bits, away from zero where the
+    step and the sign agree; from zero, to the smallest subnormal of the step's sign."""
+    ints = _BITS.get(x.dtype)
+    if ints is None:
+        return torch.nextafter(x, torch.where(up, torch.inf, -torch.inf).to(x.dtype))
+    width = torch.iinfo(ints).bits
+    sign_bit = 1 << (width - 1)
+    bits = (x + 0.0).view(ints).to(torch.int64) & ((1 << width) - 1)  # (-0 as +0)
+    negative = bits >= sign_bit
+    magnitude = bits & (sign_bit - 1)
+    zero = magnitude == 0
+    away = (up != negative) | zero
+    magnitude = magnitude + torch.where(away, 1, -1)
+    negative = torch.where(zero, ~up, negative)
+    pattern = magnitude - torch.where(negative, sign_bit, 0)  # (as a signed integer)
+    return pattern.to(ints).view(x.dtype)
 
 
 def kahan_add_(param: Tensor, new: Tensor, comp: Tensor) -> Tensor:
